@@ -1,0 +1,98 @@
+/**
+ * The string grammars of the config file, as ajv formats. Each format is one
+ * function that returns `null` for a good value or the message to show for a
+ * bad one, so that ajv's yes/no check and the message the user reads come
+ * from the same code.
+ */
+import { isIP } from 'node:net';
+import { CONDITION_WORDS } from './schema.js';
+import { parseDuration, parseRate, parseShare, parseSize, type Parsed } from './units.js';
+import { suggest } from './suggest.js';
+
+type Check = (value: string) => string | null;
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const HOST_LABELS = /^(\*\.)?[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/;
+
+function positive(parsed: Parsed<number>, what: string): string | null {
+  if (!parsed.ok) return parsed.message;
+  return parsed.value > 0 ? null : `must be more than zero: a ${what} of 0 means nothing here`;
+}
+
+function nonNegative(parsed: Parsed<number>): string | null {
+  return parsed.ok ? null : parsed.message;
+}
+
+function checkHostPattern(value: string): string | null {
+  const bare = value.replace(/:\d{1,5}$/, '');
+  if (isIP(value) || isIP(bare) || /^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(value)) return null;
+  if (HOST_LABELS.test(bare)) return null;
+  return `"${value}" is not a host name: write a name like api.example.com, a wildcard like *.example.com, or an IP address`;
+}
+
+function checkUrl(value: string, protocols: readonly string[], example: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `"${value}" is not a URL: write it in full, like ${example}`;
+  }
+  if (!protocols.includes(url.protocol)) {
+    return `"${value}" uses ${url.protocol.slice(0, -1)}: only ${protocols.map((p) => p.slice(0, -1)).join(' or ')} is supported`;
+  }
+  if (!url.hostname) return `"${value}" has no host`;
+  if (url.search || url.hash || value.includes('?') || value.includes('#')) {
+    return `"${value}" carries a query or fragment: give the base URL only`;
+  }
+  return null;
+}
+
+export const FORMATS: Record<string, Check> = {
+  duration: (v) => positive(parseDuration(v), 'duration'),
+  'duration-or-zero': (v) => nonNegative(parseDuration(v)),
+  size: (v) => positive(parseSize(v), 'size'),
+  'size-or-zero': (v) => nonNegative(parseSize(v)),
+  rate: (v) => positive(parseRate(v), 'rate'),
+  share: (v) => nonNegative(parseShare(v)),
+  condition: (v) => {
+    if ((CONDITION_WORDS as readonly string[]).includes(v)) return null;
+    if (/^[1-5]\d\d$/.test(v)) return null;
+    const close = suggest(v, CONDITION_WORDS);
+    return (
+      `unknown condition "${v}"${close ? `; did you mean "${close}"?` : ''} ` +
+      `(known: ${CONDITION_WORDS.join(', ')}, or a status code as a string such as "429")`
+    );
+  },
+  'header-name': (v) => (TOKEN.test(v) ? null : `"${v}" is not a valid header name`),
+  'header-selector': (v) => {
+    const match = /^header:(.*)$/.exec(v);
+    if (!match) return `"${v}" must be header:<name>, like header:x-ratelimit-resource`;
+    return TOKEN.test(match[1]!) ? null : `"${match[1]}" is not a valid header name`;
+  },
+  'limit-key': (v) => {
+    if (v === 'route' || v === 'client-ip') return null;
+    const match = /^header:(.*)$/.exec(v);
+    if (match && TOKEN.test(match[1]!)) return null;
+    if (match) return `"${match[1]}" is not a valid header name`;
+    const close = suggest(v, ['route', 'client-ip']);
+    return `"${v}" is not a limiter key${close ? `; did you mean "${close}"?` : ''}: write route, client-ip or header:<name>`;
+  },
+  name: (v) =>
+    NAME.test(v) ? null : `"${v}" is not a valid name: use up to 64 letters, digits, '-', '_' and '.', starting with a letter or digit`,
+  'path-prefix': (v) => {
+    if (!v.startsWith('/')) return `"${v}" must start with "/"`;
+    if (/[?#\s]/.test(v)) return `"${v}" must be a path only, without query, fragment or spaces`;
+    return null;
+  },
+  'host-pattern': checkHostPattern,
+  'http-url': (v) => checkUrl(v, ['http:', 'https:'], 'https://api.example.com'),
+  'redis-url': (v) => checkUrl(v, ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
+};
+
+/** The message for a value that failed `format`, or a generic one for an unknown format. */
+export function describeFormatError(format: string, value: unknown): string {
+  const check = FORMATS[format];
+  const message = check && typeof value === 'string' ? check(value) : null;
+  return message ?? `must be a valid ${format}`;
+}

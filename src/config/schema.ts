@@ -1,0 +1,360 @@
+/**
+ * The config file's schema (SPEC §3), as data: a JSON Schema built with
+ * TypeBox and checked by ajv. It describes the file as the user writes it
+ * (durations as `"2s"`, sizes as `"1MiB"`); `resolve.ts` turns a file that
+ * passed it into the typed, unit-converted {@link Config}.
+ *
+ * Rules kept everywhere: every object rejects unknown keys, nothing is
+ * coerced (`"3"` is not `3`, `yes` is not `true`), and string forms with a
+ * grammar (units, retry conditions, URLs, limiter keys) are ajv `format`s
+ * backed by the same parsers the resolver uses, so the check and the
+ * conversion cannot disagree.
+ *
+ * Defaults live in {@link DEFAULTS} and are attached to the schema as
+ * `default` annotations for editors and `breakwater schema`; they are merged
+ * by the resolver, not by ajv, because a route's policy is merged over the
+ * file's `defaults`, which is merged over these.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/** Conditions that `retry.retryOn` and `circuitBreaker.failOn` accept besides a status code (SPEC §3). */
+export const CONDITION_WORDS = ['5xx', 'gateway-error', 'connect-failure', 'reset', 'timeout'] as const;
+export type ConditionWord = (typeof CONDITION_WORDS)[number];
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export const NORMALIZE_MODES = ['proxy', 'all', 'off'] as const;
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT'] as const;
+export const PACING_HEADERS = ['auto', 'ietf', 'x-ratelimit', 'openai', 'shopify', 'salesforce'] as const;
+export const RESET_FORMATS = ['auto', 'epoch', 'epoch-ms', 'delta', 'duration'] as const;
+export const REDIS_ON_ERROR = ['local', 'allow'] as const;
+export const CONNECT_MODES = ['tunnel', 'intercept'] as const;
+
+/**
+ * Built-in defaults, in the file's own notation. SPEC §3's example shows the
+ * same values; `test/unit/config-defaults.test.ts` keeps the two equal.
+ */
+export const DEFAULTS = {
+  listen: { host: '0.0.0.0', port: 3128 },
+  admin: { host: '0.0.0.0', port: 9901 },
+  logging: { level: 'info', accessLog: true },
+  limits: { maxBodySize: '10MiB', maxHeaderSize: '16KiB' },
+  shutdown: { drainTimeout: '20s' },
+  timeouts: { connect: '2s', perTry: '10s', total: '30s' },
+  retry: {
+    maxRetries: 2,
+    retryOn: ['gateway-error', 'connect-failure', 'reset', '429'],
+    backoff: { base: '100ms', max: '5s' },
+    retryAfter: { honor: true, max: '30s' },
+    methods: 'idempotent',
+    budget: { ratio: 0.2, minPerSecond: 10 },
+    bufferLimit: '1MiB',
+  },
+  /**
+   * Keys of a `rateLimit` block the file leaves out. SPEC §3 gives no
+   * defaults for a rate limit (its example is not a default); these follow
+   * NGINX's `limit_req` with a queue: the burst is one second's worth of
+   * tokens, no concurrency cap, and a bounded queue with a deadline.
+   */
+  rateLimit: { queue: { size: 100, timeout: '2s' }, key: 'route', shared: false },
+  errors: { normalize: 'proxy' },
+  upstream: {
+    pool: { maxSockets: 256, keepAlive: true },
+    tls: { ca: null, insecureSkipVerify: false },
+    circuitBreaker: {
+      failureRate: 50,
+      minimumRequests: 20,
+      window: '10s',
+      openFor: '30s',
+      failOn: ['5xx', 'timeout', 'connect-failure', 'reset'],
+    },
+    pacing: {
+      enabled: false,
+      headers: 'auto',
+      scope: null,
+      key: null,
+      resetFormat: 'auto',
+      engageBelow: '50%',
+      reserve: '5%',
+      minRate: '0.2/s',
+      maxWait: '10s',
+      replicas: 1,
+      shared: false,
+      aimd: { decrease: 0.5, increaseBy: '1/s', increaseEvery: '10s' },
+    },
+  },
+  route: {
+    match: { pathPrefix: '/', host: null, methods: null },
+    stripPrefix: false,
+    clientOverrides: false,
+    headers: { request: { set: {}, remove: [] }, response: { set: {}, remove: [] } },
+  },
+  redis: { url: 'redis://127.0.0.1:6379', onError: 'local' },
+  forwardProxy: {
+    enabled: false,
+    allowHosts: [],
+    allowPorts: [80, 443],
+    denyPrivateNetworks: true,
+    connect: { mode: 'tunnel' },
+    intercept: null,
+  },
+} as const;
+
+// ---------------------------------------------------------------------------
+// Building blocks
+
+/** An object that rejects unknown keys; every property optional unless wrapped in Required. */
+function Obj<T extends Record<string, TSchema>>(properties: T, options: Record<string, unknown> = {}) {
+  return Type.Object(properties, { additionalProperties: false, ...options });
+}
+const Opt = Type.Optional;
+
+/** `T | null`, as one JSON Schema `type` array so that ajv reports one clear error, not an anyOf. */
+function OrNull<T extends TSchema>(schema: T) {
+  const type = (schema as { type?: string }).type;
+  if (!type) throw new Error('OrNull needs a schema with a single type');
+  return Type.Unsafe<Static<T> | null>({ ...schema, type: [type, 'null'] });
+}
+
+/** A string enum as one `enum` keyword (TypeBox's union of literals would be an anyOf). */
+function OneOf<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+
+function Fmt(format: string, options: Record<string, unknown> = {}) {
+  return Type.String({ format, ...withoutUndefined(options) });
+}
+
+function withoutUndefined(options: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
+}
+
+const Duration = (description: string, def?: string) => Fmt('duration', { description, default: def });
+const DurationOrZero = (description: string, def?: string) => Fmt('duration-or-zero', { description, default: def });
+const Size = (description: string, def?: string) => Fmt('size', { description, default: def });
+const SizeOrZero = (description: string, def?: string) => Fmt('size-or-zero', { description, default: def });
+const Rate = (description: string, def?: string) => Fmt('rate', { description, default: def });
+const Share = (description: string, def?: string) => Fmt('share', { description, default: def });
+const Bool = (description: string, def?: boolean) => Type.Boolean(withoutUndefined({ description, default: def }));
+const Port = (description: string, def?: number) => Type.Integer(withoutUndefined({ minimum: 0, maximum: 65535, description, default: def }));
+const Conditions = (description: string, def: readonly string[]) =>
+  Type.Array(Fmt('condition'), { description, default: [...def], uniqueItems: true });
+const HeaderNames = (description: string) => Type.Array(Fmt('header-name'), { description, default: [] });
+const HeaderValues = (description: string) =>
+  Type.Record(Type.String(), Type.String(), {
+    description,
+    default: {},
+    propertyNames: { format: 'header-name' },
+  });
+
+const NAME_FORMAT = 'name';
+
+// ---------------------------------------------------------------------------
+// Policies that `defaults` holds and a route may override key by key
+
+const Timeouts = Obj(
+  {
+    connect: Opt(Duration('TCP and TLS connect, per attempt', DEFAULTS.timeouts.connect)),
+    perTry: Opt(Duration('until response headers, per attempt', DEFAULTS.timeouts.perTry)),
+    total: Opt(Duration('the whole request, retries and backoff included', DEFAULTS.timeouts.total)),
+  },
+  { description: 'Deadlines (SPEC §3, §4).' },
+);
+
+const Retry = Obj(
+  {
+    maxRetries: Opt(Type.Integer({ minimum: 0, maximum: 100, description: 'retries after the first attempt; 0 disables', default: DEFAULTS.retry.maxRetries })),
+    retryOn: Opt(Conditions('5xx | gateway-error | connect-failure | reset | timeout | a status code as a string ("429")', DEFAULTS.retry.retryOn)),
+    backoff: Opt(
+      Obj({
+        base: Opt(DurationOrZero('first backoff ceiling; retry n waits a random time in [0, min(max, base * 2^n))', DEFAULTS.retry.backoff.base)),
+        max: Opt(DurationOrZero('ceiling of any backoff', DEFAULTS.retry.backoff.max)),
+      }),
+    ),
+    retryAfter: Opt(
+      Obj({
+        honor: Opt(Bool('a Retry-After on 429/503 sets the delay before the next attempt', DEFAULTS.retry.retryAfter.honor)),
+        max: Opt(DurationOrZero('a longer Retry-After is passed back to the app at once', DEFAULTS.retry.retryAfter.max)),
+      }),
+    ),
+    methods: Opt(
+      Type.Unsafe<'idempotent' | string[]>({
+        anyOf: [
+          { type: 'string', enum: ['idempotent'] },
+          { type: 'array', items: { type: 'string', enum: [...HTTP_METHODS] }, uniqueItems: true, minItems: 1 },
+        ],
+        description: 'idempotent (GET HEAD OPTIONS PUT DELETE TRACE, and POST/PATCH carrying Idempotency-Key) or a list of methods',
+        default: DEFAULTS.retry.methods,
+      }),
+    ),
+    budget: Opt(
+      Obj({
+        ratio: Opt(Type.Number({ minimum: 0, maximum: 1, description: 'retries allowed per request, over a 10 s window', default: DEFAULTS.retry.budget.ratio })),
+        minPerSecond: Opt(Type.Number({ minimum: 0, description: 'retries per second allowed regardless of the ratio', default: DEFAULTS.retry.budget.minPerSecond })),
+      }),
+    ),
+    bufferLimit: Opt(SizeOrZero('request bodies up to this size are buffered for replay; larger ones stream through unretried', DEFAULTS.retry.bufferLimit)),
+  },
+  { description: 'Retries (SPEC §3, §4).' },
+);
+
+const RateLimit = OrNull(
+  Obj(
+    {
+      rate: Opt(Rate('token refill rate (N/s, N/min, N/h)')),
+      burst: Opt(Type.Integer({ minimum: 1, description: 'bucket size: requests allowed at once; default one second of rate' })),
+      maxConcurrent: Opt(OrNull(Type.Integer({ minimum: 1, description: 'requests in flight at once; a slot is held until the response has ended' }))),
+      queue: Opt(
+        Obj({
+          size: Opt(Type.Integer({ minimum: 0, description: 'requests that may wait; 0 refuses at once', default: DEFAULTS.rateLimit.queue.size })),
+          timeout: Opt(DurationOrZero('longest wait in the queue', DEFAULTS.rateLimit.queue.timeout)),
+        }),
+      ),
+      key: Opt(Fmt('limit-key', { description: 'route | client-ip | header:<name>', default: DEFAULTS.rateLimit.key })),
+      shared: Opt(Bool('one limit across replicas, kept in Redis', DEFAULTS.rateLimit.shared)),
+    },
+    { description: 'Rate limit (SPEC §3); null: none.' },
+  ),
+);
+
+const Errors = Obj(
+  { normalize: Opt(OneOf(NORMALIZE_MODES, { description: 'proxy | all | off (SPEC §5)', default: DEFAULTS.errors.normalize })) },
+  { description: 'Error bodies (SPEC §5).' },
+);
+
+const policyKeys = {
+  timeouts: Opt(Timeouts),
+  retry: Opt(Retry),
+  rateLimit: Opt(RateLimit),
+  errors: Opt(Errors),
+};
+
+// ---------------------------------------------------------------------------
+// Upstreams
+
+const CircuitBreaker = Obj({
+  failureRate: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 100, description: '% of failed calls in the window that opens it (strictly above)', default: DEFAULTS.upstream.circuitBreaker.failureRate })),
+  minimumRequests: Opt(Type.Integer({ minimum: 1, description: 'no opening below this many calls in the window', default: DEFAULTS.upstream.circuitBreaker.minimumRequests })),
+  window: Opt(Duration('rolling window of counted calls', DEFAULTS.upstream.circuitBreaker.window)),
+  openFor: Opt(Duration('time open before one probe decides', DEFAULTS.upstream.circuitBreaker.openFor)),
+  failOn: Opt(Conditions('outcomes counted as failures', DEFAULTS.upstream.circuitBreaker.failOn)),
+});
+
+const Pacing = Obj({
+  enabled: Opt(Bool('slow down before the provider answers 429, from the quota it announces', false)),
+  headers: Opt(OneOf(PACING_HEADERS, { default: 'auto' })),
+  scope: Opt(OrNull(Fmt('header-selector', { description: 'header:<name> that splits one upstream\'s quotas' }))),
+  key: Opt(OrNull(Fmt('header-selector', { description: 'header:<name> that owns a quota (value hashed)' }))),
+  resetFormat: Opt(OneOf(RESET_FORMATS, { default: 'auto' })),
+  engageBelow: Opt(Share('no delay while remaining/limit is above this', '50%')),
+  reserve: Opt(Share('share of the quota left for other clients', '5%')),
+  minRate: Opt(Rate('slowest release rate', '0.2/s')),
+  maxWait: Opt(DurationOrZero('a longer wait is refused with RATE_LIMITED', '10s')),
+  replicas: Opt(Type.Integer({ minimum: 1, description: 'replicas sharing the quota (divides the rate)', default: 1 })),
+  shared: Opt(Bool('pacer state in Redis instead of dividing', false)),
+  aimd: Opt(
+    Obj({
+      decrease: Opt(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'rate multiplier on a 429', default: 0.5 })),
+      increaseBy: Opt(Rate('rate added after each quiet period', '1/s')),
+      increaseEvery: Opt(Duration('quiet period', '10s')),
+    }),
+  ),
+});
+
+const Upstream = Obj(
+  {
+    url: Fmt('http-url', { description: 'http:// or https:// base URL' }),
+    pool: Opt(
+      Obj({
+        maxSockets: Opt(Type.Integer({ minimum: 1, description: 'sockets per upstream', default: 256 })),
+        keepAlive: Opt(Bool('reuse connections', true)),
+      }),
+    ),
+    tls: Opt(
+      Obj({
+        ca: Opt(OrNull(Type.String({ minLength: 1, description: 'a CA bundle: a file path or PEM text' }))),
+        insecureSkipVerify: Opt(Bool('skip certificate verification (testing only)', false)),
+      }),
+    ),
+    circuitBreaker: Opt(CircuitBreaker),
+    pacing: Opt(Pacing),
+  },
+  { required: ['url'] },
+);
+
+// ---------------------------------------------------------------------------
+// Routes
+
+const HeaderEdits = Obj({ set: Opt(HeaderValues('headers set, replacing any value')), remove: Opt(HeaderNames('headers removed')) });
+
+const Route = Obj(
+  {
+    name: Fmt(NAME_FORMAT, { description: 'unique; the metrics\' route label' }),
+    match: Opt(
+      Obj({
+        pathPrefix: Opt(Fmt('path-prefix', { description: 'matches on segment boundaries', default: '/' })),
+        host: Opt(OrNull(Fmt('host-pattern', { description: 'Host header or absolute-form target; *. wildcards' }))),
+        methods: Opt(OrNull(Type.Array(OneOf(HTTP_METHODS), { minItems: 1, uniqueItems: true }))),
+      }),
+    ),
+    stripPrefix: Opt(Bool('remove pathPrefix before forwarding', false)),
+    upstream: Opt(Fmt(NAME_FORMAT, { description: 'an upstream\'s name; forward-proxy routes may omit it' })),
+    clientOverrides: Opt(Bool('honour X-Breakwater-Max-Retries/-Timeout, downward only', false)),
+    headers: Opt(Obj({ request: Opt(HeaderEdits), response: Opt(HeaderEdits) })),
+    ...policyKeys,
+  },
+  { required: ['name'] },
+);
+
+// ---------------------------------------------------------------------------
+// The file
+
+export const ConfigFileSchema = Obj(
+  {
+    version: Type.Unsafe<1>({ type: 'integer', const: 1, description: 'config format version; this Breakwater reads 1' }),
+    listen: Opt(Obj({ host: Opt(Type.String({ minLength: 1, default: '0.0.0.0' })), port: Opt(Port('proxy port', 3128)) })),
+    admin: Opt(Obj({ host: Opt(Type.String({ minLength: 1, default: '0.0.0.0' })), port: Opt(Port('admin port', 9901)) })),
+    logging: Opt(Obj({ level: Opt(OneOf(LOG_LEVELS, { default: 'info' })), accessLog: Opt(Bool('one JSON line per request', true)) })),
+    limits: Opt(Obj({ maxBodySize: Opt(Size('request body limit', '10MiB')), maxHeaderSize: Opt(Size('request header limit', '16KiB')) })),
+    shutdown: Opt(Obj({ drainTimeout: Opt(DurationOrZero('in-flight requests may finish for this long', '20s')) })),
+    defaults: Opt(Obj(policyKeys, { description: 'merged into every route; a route overrides key by key' })),
+    upstreams: Opt(Type.Record(Type.String(), Upstream, { propertyNames: { format: NAME_FORMAT }, default: {} })),
+    routes: Type.Array(Route, { minItems: 1, description: 'tried in order; the first match wins' }),
+    redis: Opt(
+      OrNull(
+        Obj({
+          url: Opt(Fmt('redis-url', { default: DEFAULTS.redis.url })),
+          onError: Opt(OneOf(REDIS_ON_ERROR, { default: 'local' })),
+        }),
+      ),
+    ),
+    forwardProxy: Opt(
+      Obj({
+        enabled: Opt(Bool('accept absolute-form and CONNECT requests', false)),
+        allowHosts: Opt(Type.Array(Fmt('host-pattern'), { default: [] })),
+        allowPorts: Opt(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { uniqueItems: true, default: [80, 443] })),
+        denyPrivateNetworks: Opt(Bool('refuse targets that resolve to private networks', true)),
+        connect: Opt(Obj({ mode: Opt(OneOf(CONNECT_MODES, { default: 'tunnel' })) })),
+        intercept: Opt(
+          OrNull(
+            Obj({
+              caCert: Opt(Type.String({ minLength: 1 })),
+              caKey: Opt(Type.String({ minLength: 1 })),
+              hosts: Opt(Type.Array(Fmt('host-pattern'))),
+            }),
+          ),
+        ),
+      }),
+    ),
+  },
+  {
+    required: ['version', 'routes'],
+    $id: 'https://breakwater.dev/schema/config-v1.json',
+    title: 'Breakwater config',
+  },
+);
+
+/** The file as written, after the schema accepted it. */
+export type ConfigFile = Static<typeof ConfigFileSchema>;
+export type RawRoute = ConfigFile['routes'][number];
+export type RawUpstream = NonNullable<ConfigFile['upstreams']>[string];
+export type RawPolicies = NonNullable<ConfigFile['defaults']>;

@@ -1,0 +1,170 @@
+/**
+ * The validated config, as every other module reads it (SPEC §3). Property
+ * names are the YAML keys, so a path in an error message is a path here too.
+ * Units are already converted: durations in milliseconds, sizes in bytes,
+ * rates in events per second, shares as fractions in [0, 1]. Defaults are
+ * merged, so nothing is optional; "none" is `null`. The object is deeply
+ * frozen and nothing downstream re-parses it.
+ */
+import type { ConditionWord } from './schema.js';
+
+/** A `retryOn`/`failOn` word or a status code as written (`"429"`). */
+export type Condition = ConditionWord | `${number}`;
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+export type NormalizeMode = 'proxy' | 'all' | 'off';
+/** `route`, `client-ip` or `header:<name>` (the name lower-cased). */
+export type LimitKey = 'route' | 'client-ip' | `header:${string}`;
+
+export interface TimeoutsConfig {
+  /** TCP+TLS connect per attempt, ms. Default 2 s. */
+  readonly connect: number;
+  /** Until response headers, per attempt, ms. Default 10 s. */
+  readonly perTry: number;
+  /** Whole request including retries and backoff, ms. Default 30 s. */
+  readonly total: number;
+}
+
+export interface RetryConfig {
+  /** Retries after the first attempt; 0 disables. Default 2. */
+  readonly maxRetries: number;
+  readonly retryOn: readonly Condition[];
+  /** Full-jitter backoff bounds, ms. Defaults 100 ms and 5 s. */
+  readonly backoff: { readonly base: number; readonly max: number };
+  /** `max` in ms. Defaults true and 30 s. */
+  readonly retryAfter: { readonly honor: boolean; readonly max: number };
+  /** `idempotent`, or an explicit list of upper-case methods. */
+  readonly methods: 'idempotent' | readonly string[];
+  /** Linkerd-style budget over a 10 s window. Defaults 0.2 and 10/s. */
+  readonly budget: { readonly ratio: number; readonly minPerSecond: number };
+  /** Request bodies up to this many bytes are buffered for replay. Default 1 MiB. */
+  readonly bufferLimit: number;
+}
+
+export interface RateLimitConfig {
+  /** Tokens per second, or null for a concurrency-only limit. */
+  readonly rate: number | null;
+  /** Bucket size (requests at once). Default: one second of `rate`, at least 1. */
+  readonly burst: number;
+  /** In-flight cap, or null for none. */
+  readonly maxConcurrent: number | null;
+  /** `timeout` in ms. Defaults 100 and 2 s. */
+  readonly queue: { readonly size: number; readonly timeout: number };
+  readonly key: LimitKey;
+  readonly shared: boolean;
+}
+
+export interface ErrorsConfig {
+  readonly normalize: NormalizeMode;
+}
+
+/** The policies that `defaults` holds and a route overrides key by key. */
+export interface PoliciesConfig {
+  readonly timeouts: TimeoutsConfig;
+  readonly retry: RetryConfig;
+  readonly rateLimit: RateLimitConfig | null;
+  readonly errors: ErrorsConfig;
+}
+
+export interface CircuitBreakerConfig {
+  /** Percent of failed calls in the window (strictly above opens). Default 50. */
+  readonly failureRate: number;
+  readonly minimumRequests: number;
+  /** ms. Default 10 s. */
+  readonly window: number;
+  /** ms. Default 30 s. */
+  readonly openFor: number;
+  readonly failOn: readonly Condition[];
+}
+
+export interface PacingConfig {
+  readonly enabled: boolean;
+  readonly headers: 'auto' | 'ietf' | 'x-ratelimit' | 'openai' | 'shopify' | 'salesforce';
+  /** Header name (lower case) that splits one upstream's quotas, or null. */
+  readonly scope: string | null;
+  /** Header name (lower case) that owns a quota, or null. */
+  readonly key: string | null;
+  readonly resetFormat: 'auto' | 'epoch' | 'epoch-ms' | 'delta' | 'duration';
+  /** Fractions in [0, 1]. Defaults 0.5 and 0.05. */
+  readonly engageBelow: number;
+  readonly reserve: number;
+  /** Per second. Default 0.2. */
+  readonly minRate: number;
+  /** ms. Default 10 s. */
+  readonly maxWait: number;
+  readonly replicas: number;
+  readonly shared: boolean;
+  /** `increaseBy` per second, `increaseEvery` ms. */
+  readonly aimd: { readonly decrease: number; readonly increaseBy: number; readonly increaseEvery: number };
+}
+
+export interface UpstreamConfig {
+  /** The key under `upstreams`. */
+  readonly name: string;
+  /** The base URL as written, validated (http or https, no query). */
+  readonly url: string;
+  readonly pool: { readonly maxSockets: number; readonly keepAlive: boolean };
+  /** `ca`: PEM text (read from the file at load when a path was given), or null. */
+  readonly tls: { readonly ca: string | null; readonly insecureSkipVerify: boolean };
+  readonly circuitBreaker: CircuitBreakerConfig;
+  readonly pacing: PacingConfig;
+}
+
+export interface HeaderEditsConfig {
+  /** Header name → value; names as written. */
+  readonly set: Readonly<Record<string, string>>;
+  /** Header names, lower case. */
+  readonly remove: readonly string[];
+}
+
+export interface RouteConfig extends PoliciesConfig {
+  readonly name: string;
+  readonly match: {
+    /** Starts with `/`; matched on segment boundaries. Default `/`. */
+    readonly pathPrefix: string;
+    /** Host pattern (lower case), `*.` wildcard allowed, or null for any. */
+    readonly host: string | null;
+    readonly methods: readonly string[] | null;
+  };
+  readonly stripPrefix: boolean;
+  /** An upstream's name, or null for a forward-proxy route whose target is the request's own. */
+  readonly upstream: string | null;
+  readonly clientOverrides: boolean;
+  readonly headers: { readonly request: HeaderEditsConfig; readonly response: HeaderEditsConfig };
+}
+
+export interface RedisConfig {
+  readonly url: string;
+  readonly onError: 'local' | 'allow';
+}
+
+export interface ForwardProxyConfig {
+  readonly enabled: boolean;
+  /** Lower case; exact names, `*.` wildcards and IP literals. */
+  readonly allowHosts: readonly string[];
+  readonly allowPorts: readonly number[];
+  readonly denyPrivateNetworks: boolean;
+  readonly connect: { readonly mode: 'tunnel' | 'intercept' };
+  readonly intercept: {
+    readonly caCert: string | null;
+    readonly caKey: string | null;
+    readonly hosts: readonly string[];
+  } | null;
+}
+
+export interface Config {
+  readonly version: 1;
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly admin: { readonly host: string; readonly port: number };
+  readonly logging: { readonly level: LogLevel; readonly accessLog: boolean };
+  /** Bytes. Defaults 10 MiB and 16 KiB. */
+  readonly limits: { readonly maxBodySize: number; readonly maxHeaderSize: number };
+  /** ms. Default 20 s. */
+  readonly shutdown: { readonly drainTimeout: number };
+  /** The file's `defaults` merged over the built-in ones. */
+  readonly defaults: PoliciesConfig;
+  readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
+  readonly routes: readonly RouteConfig[];
+  readonly redis: RedisConfig | null;
+  readonly forwardProxy: ForwardProxyConfig;
+}
