@@ -1,0 +1,209 @@
+/**
+ * What a valid file becomes: defaults merged key by key, units converted,
+ * frozen; and SPEC §3's example, a minimal file and a file of empty policy
+ * blocks all accepted.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { formatProblem, parseConfig, type Config } from '../../src/config/index.js';
+import { ROOT } from '../helpers/cli.js';
+
+const SPEC_EXAMPLE = readFileSync(path.join(ROOT, 'test/fixtures/spec-example.yaml'), 'utf8');
+
+function load(text: string, env: NodeJS.ProcessEnv = {}): Config {
+  const result = parseConfig(text, 'test.yaml', { env });
+  if (!result.ok) throw new Error(result.problems.map(formatProblem).join('\n'));
+  return result.loaded.config;
+}
+
+const MINIMAL = `version: 1
+upstreams:
+  api: { url: "https://api.example.com" }
+routes:
+  - { name: api, upstream: api }
+`;
+
+describe('valid files', () => {
+  it('accepts SPEC §3 example as it is and reads every value', () => {
+    const config = load(SPEC_EXAMPLE, { STRIPE_KEY: 'sk_test_1' });
+    const [route] = config.routes;
+    expect(route).toBeDefined();
+    expect(route!.name).toBe('stripe');
+    expect(route!.match).toEqual({ pathPrefix: '/stripe', host: null, methods: null });
+    expect(route!.stripPrefix).toBe(true);
+    expect(route!.timeouts).toEqual({ connect: 2000, perTry: 5000, total: 30_000 });
+    expect(route!.retry.maxRetries).toBe(3);
+    expect(route!.rateLimit).toEqual({ rate: 25, burst: 50, maxConcurrent: 10, queue: { size: 100, timeout: 2000 }, key: 'route', shared: false });
+    expect(route!.headers.request.set).toEqual({ Authorization: 'Bearer sk_test_1' });
+    expect(config.upstreams.stripe!.pacing.minRate).toBeCloseTo(0.2);
+    expect(config.upstreams.stripe!.pacing.engageBelow).toBe(0.5);
+    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local' });
+    expect(config.forwardProxy).toMatchObject({ enabled: true, allowHosts: ['api.stripe.com', '*.github.com'], connect: { mode: 'tunnel' } });
+  });
+
+  it('records which values came from the environment, for redaction', () => {
+    const result = parseConfig(SPEC_EXAMPLE, 'spec.yaml', { env: { STRIPE_KEY: 'sk' } });
+    expect(result.ok && [...result.loaded.envPaths]).toEqual(['routes[0].headers.request.set.Authorization']);
+  });
+
+  it('accepts a minimal file and fills every default', () => {
+    const config = load(MINIMAL);
+    expect(config.listen).toEqual({ host: '0.0.0.0', port: 3128 });
+    expect(config.admin).toEqual({ host: '0.0.0.0', port: 9901 });
+    expect(config.logging).toEqual({ level: 'info', accessLog: true });
+    expect(config.limits).toEqual({ maxBodySize: 10 * 1024 * 1024, maxHeaderSize: 16 * 1024 });
+    expect(config.shutdown).toEqual({ drainTimeout: 20_000 });
+    expect(config.redis).toBeNull();
+    expect(config.forwardProxy).toEqual({
+      enabled: false,
+      allowHosts: [],
+      allowPorts: [80, 443],
+      denyPrivateNetworks: true,
+      connect: { mode: 'tunnel' },
+      intercept: null,
+    });
+    const [route] = config.routes;
+    expect(route).toMatchObject({
+      match: { pathPrefix: '/', host: null, methods: null },
+      stripPrefix: false,
+      clientOverrides: false,
+      rateLimit: null,
+      errors: { normalize: 'proxy' },
+      headers: { request: { set: {}, remove: [] }, response: { set: {}, remove: [] } },
+    });
+    expect(config.upstreams.api!.circuitBreaker).toEqual({
+      failureRate: 50,
+      minimumRequests: 20,
+      window: 10_000,
+      openFor: 30_000,
+      failOn: ['5xx', 'timeout', 'connect-failure', 'reset'],
+    });
+  });
+
+  it('accepts a file with every policy block left empty', () => {
+    const config = load(`version: 1
+listen: {}
+admin: {}
+logging: {}
+limits: {}
+shutdown: {}
+defaults:
+  timeouts: {}
+  retry: { backoff: {}, retryAfter: {}, budget: {} }
+  errors: {}
+upstreams:
+  api:
+    url: https://api.example.com
+    pool: {}
+    tls: {}
+    circuitBreaker: {}
+    pacing: { aimd: {} }
+routes:
+  - name: api
+    upstream: api
+    match: {}
+    headers: { request: {}, response: {} }
+    timeouts: {}
+    retry: {}
+    errors: {}
+redis: {}
+forwardProxy: { connect: {} }
+`);
+    expect(config.routes[0]!.retry).toEqual(load(MINIMAL).routes[0]!.retry);
+    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local' });
+  });
+
+  it('returns a deeply frozen object', () => {
+    const config = load(SPEC_EXAMPLE, { STRIPE_KEY: 'x' });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.routes)).toBe(true);
+    expect(Object.isFrozen(config.routes[0]!.retry.retryOn)).toBe(true);
+    expect(Object.isFrozen(config.upstreams.stripe!.circuitBreaker)).toBe(true);
+    expect(() => {
+      (config.routes[0]!.retry as { maxRetries: number }).maxRetries = 9;
+    }).toThrow(TypeError);
+  });
+});
+
+describe('defaults merge key by key', () => {
+  it('keeps the other retry defaults when a route sets only maxRetries', () => {
+    const config = load(`${MINIMAL}    retry: { maxRetries: 3 }\n`.replace('  - { name: api, upstream: api }\n', '  - name: api\n    upstream: api\n'));
+    const retry = config.routes[0]!.retry;
+    expect(retry.maxRetries).toBe(3);
+    expect(retry).toEqual({ ...config.defaults.retry, maxRetries: 3 });
+  });
+
+  it('merges built-in defaults, then the file\'s defaults, then the route, at every depth', () => {
+    const config = load(`version: 1
+defaults:
+  timeouts: { total: 20s }
+  retry:
+    backoff: { max: 2s }
+    retryOn: ["5xx"]
+  rateLimit: { rate: 10/s }
+upstreams:
+  api: { url: "https://api.example.com" }
+routes:
+  - name: a
+    upstream: api
+    timeouts: { perTry: 3s }
+    retry: { backoff: { base: 10ms } }
+    rateLimit: { burst: 4 }
+  - name: b
+    upstream: api
+    rateLimit: null
+`);
+    const [a, b] = config.routes;
+    expect(a!.timeouts).toEqual({ connect: 2000, perTry: 3000, total: 20_000 });
+    expect(a!.retry.backoff).toEqual({ base: 10, max: 2000 });
+    expect(a!.retry.retryOn).toEqual(['5xx']);
+    expect(a!.retry.maxRetries).toBe(2);
+    expect(a!.rateLimit).toEqual({ rate: 10, burst: 4, maxConcurrent: null, queue: { size: 100, timeout: 2000 }, key: 'route', shared: false });
+    expect(b!.rateLimit).toBeNull();
+    expect(config.defaults.timeouts).toEqual({ connect: 2000, perTry: 10_000, total: 20_000 });
+  });
+
+  it('replaces lists rather than merging them', () => {
+    const config = load(`version: 1
+defaults:
+  retry: { retryOn: [reset, timeout] }
+upstreams:
+  api: { url: "https://api.example.com" }
+routes:
+  - name: a
+    upstream: api
+    retry: { retryOn: ["503"] }
+`);
+    expect(config.routes[0]!.retry.retryOn).toEqual(['503']);
+  });
+
+  it('defaults a burst to one second of the rate', () => {
+    const config = load(`version: 1
+upstreams:
+  api: { url: "https://api.example.com" }
+routes:
+  - { name: a, upstream: api, rateLimit: { rate: 100/min } }
+  - { name: b, upstream: api, rateLimit: { rate: 25/s } }
+  - { name: c, upstream: api, rateLimit: { maxConcurrent: 5, key: "header:X-Tenant" } }
+`);
+    expect(config.routes.map((route) => route.rateLimit?.burst)).toEqual([2, 25, 1]);
+    expect(config.routes[2]!.rateLimit).toMatchObject({ rate: null, maxConcurrent: 5, key: 'header:x-tenant' });
+  });
+});
+
+describe('built-in defaults equal SPEC §3', () => {
+  it('matches the example\'s defaults block and upstream policy blocks', () => {
+    const spec = load(SPEC_EXAMPLE, { STRIPE_KEY: 'x' });
+    const minimal = load(MINIMAL);
+    expect(minimal.defaults).toEqual(spec.defaults);
+    const { name: _a, url: _b, ...specUpstream } = spec.upstreams.stripe!;
+    const { name: _c, url: _d, ...builtinUpstream } = minimal.upstreams.api!;
+    expect(builtinUpstream).toEqual(specUpstream);
+    expect(minimal.listen).toEqual(spec.listen);
+    expect(minimal.admin).toEqual(spec.admin);
+    expect(minimal.logging).toEqual(spec.logging);
+    expect(minimal.limits).toEqual(spec.limits);
+    expect(minimal.shutdown).toEqual(spec.shutdown);
+  });
+});
