@@ -1,27 +1,71 @@
 /**
  * Composition root: from a loaded config to running servers, and back down.
- * Until the proxy lands this binds the admin port only.
+ * The metrics registry is the process's and outlives any one config.
  */
+import { performance } from 'node:perf_hooks';
 import type { LoadedConfig } from './config/index.js';
 import type { Logger } from './observe/logger.js';
+import { processMetrics, type Metrics } from './observe/metrics.js';
+import { buildRuntime, type Runtime } from './runtime.js';
 import { startAdminServer, type AdminServer } from './server/admin-server.js';
+import { createProxyServer, type ProxyServer } from './server/proxy-server.js';
+import { createForwarder } from './upstream/forward.js';
 
 export interface App {
   readonly admin: AdminServer;
+  readonly proxy: ProxyServer;
+  /** The bound proxy port. */
+  readonly port: number;
+  readonly metrics: Metrics;
   close(): Promise<void>;
 }
 
-export async function startApp(loaded: LoadedConfig, logger: Logger): Promise<App> {
+export interface AppOptions {
+  /** A private registry (tests); the process's by default. */
+  readonly metrics?: Metrics;
+}
+
+export async function startApp(loaded: LoadedConfig, logger: Logger, options: AppOptions = {}): Promise<App> {
   const { config } = loaded;
-  const admin = await startAdminServer({ host: config.admin.host, port: config.admin.port });
-  logger.info(
-    { file: loaded.file, admin: `${config.admin.host}:${admin.port}`, routes: config.routes.length, upstreams: Object.keys(config.upstreams).length },
-    'admin listening',
-  );
-  return {
-    admin,
-    async close() {
-      await admin.close();
-    },
-  };
+  const now = () => performance.now();
+  const metrics = options.metrics ?? processMetrics();
+  metrics.registerConfig(config);
+  const forwarder = createForwarder();
+  const runtime: Runtime = buildRuntime(config, { forwarder, metrics, now });
+  let ready = false;
+
+  const proxy = createProxyServer({ runtime: () => runtime, forwarder, metrics, logger, now });
+  let admin: AdminServer | undefined;
+  try {
+    admin = await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics, ready: () => ready });
+    const port = await proxy.listen(config.listen.host, config.listen.port);
+    ready = true;
+    logger.info(
+      {
+        file: loaded.file,
+        listen: `${config.listen.host}:${port}`,
+        admin: `${config.admin.host}:${admin.port}`,
+        routes: config.routes.length,
+        upstreams: Object.keys(config.upstreams).length,
+      },
+      'listening',
+    );
+    const adminServer = admin;
+    return {
+      admin: adminServer,
+      proxy,
+      port,
+      metrics,
+      async close() {
+        ready = false;
+        await Promise.all([proxy.close(), adminServer.close()]);
+        runtime.close();
+        forwarder.close();
+      },
+    };
+  } catch (error) {
+    await admin?.close();
+    runtime.close();
+    throw error;
+  }
 }

@@ -75,6 +75,12 @@ async function run(file: string): Promise<number | 'running'> {
   }
   const stop = (signal: NodeJS.Signals) => {
     logger.info({ signal }, 'shutting down');
+    // In-flight requests may finish, but not for longer than drainTimeout.
+    setTimeout(() => {
+      logger.warn({ drainTimeoutMs: loaded.config.shutdown.drainTimeout }, 'drain timeout passed; exiting with requests in flight');
+      logger.flush();
+      process.exit(0);
+    }, loaded.config.shutdown.drainTimeout).unref();
     void app.close().then(
       () => {
         logger.flush();

@@ -94,7 +94,7 @@ describe('breakwater run', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-      expect(lines.map((line) => line.msg)).toEqual(['admin listening', 'shutting down']);
+      expect(lines.map((line) => line.msg)).toEqual(['listening', 'shutting down']);
       expect(lines[0]).toMatchObject({ level: 'info', routes: 1, upstreams: 1 });
     } finally {
       child.kill('SIGKILL');

@@ -1,0 +1,28 @@
+import { CATALOG, type ErrorCode } from './catalog.js';
+
+/**
+ * The one error class of the project (STYLE: undici's model): a stable
+ * `code` from the catalogue that callers match on, a `detail` for the
+ * person reading the body, an optional delay, and the `cause` kept.
+ */
+export class BreakwaterError extends Error {
+  readonly code: ErrorCode;
+  readonly detail: string;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(code: ErrorCode, detail: string, options: { cause?: unknown; retryAfterSeconds?: number } = {}) {
+    super(detail, { cause: options.cause });
+    this.name = 'BreakwaterError';
+    this.code = code;
+    this.detail = detail;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+
+  get status(): number {
+    return CATALOG[this.code].status;
+  }
+}
+
+export function isBreakwaterError(value: unknown): value is BreakwaterError {
+  return value instanceof BreakwaterError;
+}

@@ -1,0 +1,144 @@
+/**
+ * Every SPEC §6 metric, defined once on a private prom-client registry.
+ * The process keeps one instance across config reloads ({@link processMetrics});
+ * tests build their own with {@link createMetrics}. Known series are created
+ * at zero when a config loads, so dashboards see every route and outcome
+ * before the first failure.
+ *
+ * OpenMetrics: prom-client renames counters in place when it renders
+ * OpenMetrics (it strips `_total` from `metric.name`, so the next
+ * Prometheus-text scrape shows `breakwater_requests`; see
+ * test/integration/metrics.test.ts). We therefore render Prometheus text
+ * only and derive the OpenMetrics form from it.
+ */
+import client, { type Counter, type Gauge, type Histogram } from 'prom-client';
+import type { Config } from '../config/types.js';
+import { CATALOG } from '../errors/catalog.js';
+import { OUTCOMES } from '../upstream/classify.js';
+
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
+
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const RETRY_REASONS = ['http_5xx', 'http_429', 'timeout', 'connect_failure', 'reset'] as const;
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT']);
+
+export interface Metrics {
+  readonly registry: client.Registry;
+  readonly requestsTotal: Counter<'route' | 'method' | 'code'>;
+  readonly requestDuration: Histogram<'route' | 'method'>;
+  readonly upstreamAttempts: Counter<'route' | 'upstream' | 'outcome'>;
+  readonly upstreamAttemptDuration: Histogram<'route' | 'upstream'>;
+  readonly retries: Counter<'route' | 'reason'>;
+  readonly retryBudgetExhausted: Counter<'route'>;
+  readonly circuitState: Gauge<'upstream' | 'state'>;
+  readonly circuitTransitions: Counter<'upstream' | 'to'>;
+  readonly circuitRejections: Counter<'upstream'>;
+  readonly rateLimited: Counter<'route'>;
+  readonly rateLimitQueueDepth: Gauge<'route'>;
+  readonly errors: Counter<'route' | 'code'>;
+  readonly rateLimitDegraded: Counter<'route'>;
+  readonly configReloads: Counter<'result'>;
+  readonly pacingWait: Histogram<'upstream'>;
+  readonly upstreamQuotaRemaining: Gauge<'upstream' | 'scope'>;
+  readonly pacingPauses: Counter<'upstream'>;
+  readonly tlsIntercept: Counter<'result'>;
+  /** Creates the known series of a config at zero. */
+  registerConfig(config: Config): void;
+  /** The exposition for a scrape; OpenMetrics when `openMetrics`. */
+  render(openMetrics: boolean): Promise<{ contentType: string; body: string }>;
+}
+
+/** Bounded method label: the standard methods, everything else as OTHER. */
+export function methodLabel(method: string): string {
+  return KNOWN_METHODS.has(method) ? method : 'OTHER';
+}
+
+/**
+ * Prometheus text → OpenMetrics text: counter families lose the `_total`
+ * suffix in HELP/TYPE (samples keep it), no blank lines, `# EOF` at the end.
+ */
+export function toOpenMetrics(text: string): string {
+  const counters = new Set<string>();
+  for (const match of text.matchAll(/^# TYPE (\S+) counter$/gm)) counters.add(match[1]!);
+  const lines: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const meta = /^# (HELP|TYPE) (\S+)(.*)$/.exec(line);
+    if (meta && counters.has(meta[2]!) && meta[2]!.endsWith('_total')) {
+      lines.push(`# ${meta[1]} ${meta[2]!.slice(0, -'_total'.length)}${meta[3]}`);
+    } else {
+      lines.push(line);
+    }
+  }
+  return `${lines.join('\n')}\n# EOF\n`;
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new client.Registry();
+  if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new client.Counter<L>({ name, help, labelNames, registers });
+  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new client.Gauge<L>({ name, help, labelNames, registers });
+  const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new client.Histogram<L>({ name, help, labelNames, buckets: DURATION_BUCKETS, registers });
+
+  const metrics: Metrics = {
+    registry,
+    requestsTotal: counter('breakwater_requests_total', 'Requests answered, by route, method and the status sent to the client.', ['route', 'method', 'code']),
+    requestDuration: histogram('breakwater_request_duration_seconds', 'Time from request to the end of the response, by route and method.', ['route', 'method']),
+    upstreamAttempts: counter('breakwater_upstream_attempts_total', 'Attempts made upstream, by classified outcome.', ['route', 'upstream', 'outcome']),
+    upstreamAttemptDuration: histogram('breakwater_upstream_attempt_duration_seconds', 'Time from an attempt\'s start to its response headers or failure.', ['route', 'upstream']),
+    retries: counter('breakwater_retries_total', 'Retries made, by the outcome that was retried.', ['route', 'reason']),
+    retryBudgetExhausted: counter('breakwater_retry_budget_exhausted_total', 'Retries skipped because the route\'s retry budget was spent.', ['route']),
+    circuitState: gauge('breakwater_circuit_state', 'Circuit breaker state per upstream: 1 for the current state.', ['upstream', 'state']),
+    circuitTransitions: counter('breakwater_circuit_transitions_total', 'Circuit breaker state changes, by the state entered.', ['upstream', 'to']),
+    circuitRejections: counter('breakwater_circuit_rejections_total', 'Requests refused because the upstream\'s circuit was open.', ['upstream']),
+    rateLimited: counter('breakwater_rate_limited_total', 'Requests refused by the route\'s rate limit.', ['route']),
+    rateLimitQueueDepth: gauge('breakwater_rate_limit_queue_depth', 'Requests waiting in the route\'s rate-limit queue.', ['route']),
+    errors: counter('breakwater_errors_total', 'Errors Breakwater produced or recorded, by route and code.', ['route', 'code']),
+    rateLimitDegraded: counter('breakwater_rate_limit_degraded_total', 'Rate-limit decisions made without Redis, per redis.onError.', ['route']),
+    configReloads: counter('breakwater_config_reloads_total', 'Config reloads, by result.', ['result']),
+    pacingWait: histogram('breakwater_pacing_wait_seconds', 'Time requests were held by proactive pacing.', ['upstream']),
+    upstreamQuotaRemaining: gauge('breakwater_upstream_quota_remaining', 'Quota the upstream announced as remaining.', ['upstream', 'scope']),
+    pacingPauses: counter('breakwater_pacing_pauses_total', 'Times pacing started holding requests for an upstream.', ['upstream']),
+    tlsIntercept: counter('breakwater_tls_intercept_total', 'CONNECT requests by TLS interception result.', ['result']),
+
+    registerConfig(config) {
+      metrics.configReloads.inc({ result: 'success' }, 0);
+      metrics.configReloads.inc({ result: 'failure' }, 0);
+      for (const route of config.routes) {
+        const labels = { route: route.name };
+        for (const code of Object.keys(CATALOG)) metrics.errors.inc({ ...labels, code }, 0);
+        metrics.errors.inc({ ...labels, code: 'RETRY_BUDGET_EXHAUSTED' }, 0);
+        for (const reason of RETRY_REASONS) metrics.retries.inc({ ...labels, reason }, 0);
+        metrics.retryBudgetExhausted.inc(labels, 0);
+        metrics.rateLimited.inc(labels, 0);
+        if (route.upstream !== null) {
+          for (const outcome of OUTCOMES) metrics.upstreamAttempts.inc({ ...labels, upstream: route.upstream, outcome }, 0);
+        }
+      }
+      for (const upstream of Object.keys(config.upstreams)) {
+        metrics.circuitRejections.inc({ upstream }, 0);
+        for (const to of ['open', 'half_open', 'closed']) metrics.circuitTransitions.inc({ upstream, to }, 0);
+      }
+    },
+
+    async render(openMetrics) {
+      const text = await registry.metrics();
+      return openMetrics
+        ? { contentType: OPENMETRICS_CONTENT_TYPE, body: toOpenMetrics(text) }
+        : { contentType: PROMETHEUS_CONTENT_TYPE, body: text };
+    },
+  };
+  return metrics;
+}
+
+let shared: Metrics | undefined;
+
+/** The process's metrics: created on first use, kept across reloads. */
+export function processMetrics(): Metrics {
+  shared ??= createMetrics();
+  return shared;
+}

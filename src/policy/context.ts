@@ -1,0 +1,61 @@
+/**
+ * What the policy layers share about one request. Built by the server for
+ * each request, read and updated by the layers; holds node's request and
+ * response objects only so that the innermost attempt can forward them.
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { RequestBody } from '../upstream/body.js';
+import type { Classification } from '../upstream/classify.js';
+
+/** Access-log flags (SPEC §7). */
+export type Flag =
+  | 'RETRIED'
+  | 'UPSTREAM_TIMEOUT'
+  | 'CIRCUIT_OPEN'
+  | 'RATE_LIMITED'
+  | 'RETRY_BUDGET_EXHAUSTED'
+  | 'UPSTREAM_RESET'
+  | 'UPSTREAM_CONNECT_FAILED'
+  | 'RATE_LIMIT_DEGRADED'
+  | 'BODY_NOT_REPLAYABLE'
+  | 'PACED'
+  | 'UPSTREAM_TLS_FAILED'
+  | 'UPSTREAM_PROTOCOL_ERROR'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'CLIENT_CLOSED';
+
+export interface RequestContext {
+  readonly requestId: string;
+  readonly method: string;
+  /** The path as the client sent it, query dropped (access log, `instance`). */
+  readonly path: string;
+  /** The request target as the client sent it (path and query). */
+  readonly url: string;
+  /** Host header as sent, lower case ('' when absent). */
+  readonly host: string;
+  /** The client's headers as received; attempts build theirs from these. */
+  readonly clientHeaders: IncomingHttpHeaders;
+  readonly remoteAddress: string | undefined;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** Set once a route matched and the body was checked. */
+  body: RequestBody;
+  /** When the request arrived, on the clock of the runtime (ms). */
+  readonly startedAt: number;
+  /** Absolute deadline on the same clock; set by the deadline layer. */
+  deadline: number;
+  /** Aborted when the client goes away; its reason is a ClientClosedError. */
+  readonly signal: AbortSignal;
+  /** Attempts made upstream so far. */
+  attempts: number;
+  readonly flags: Set<Flag>;
+  /** The classification of the latest attempt. */
+  last?: Classification;
+}
+
+/** The result of one attempt, or of the whole pipeline. */
+export interface AttemptResult {
+  readonly classification: Classification;
+  /** The upstream's response when its headers arrived; its body not yet read. */
+  readonly response?: IncomingMessage;
+}

@@ -1,0 +1,130 @@
+/**
+ * An immutable snapshot of one config, built once at load: compiled routes
+ * with their policy pipelines, and one keep-alive agent per upstream. A
+ * reload builds a new runtime and closes the old one when its requests are
+ * done; nothing here is mutated per request.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { Config, RouteConfig, UpstreamConfig } from './config/types.js';
+import type { Metrics } from './observe/metrics.js';
+import type { RequestContext } from './policy/context.js';
+import { createRoutePipeline, type Next, type RoutePipeline } from './policy/pipeline.js';
+import { compileMatcher, matchRoute, rewritePath, type MatchInput, type RouteMatcher } from './router/match-route.js';
+import { buildUpstreamHeaders, compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
+import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
+
+export interface UpstreamRuntime extends UpstreamTarget {
+  readonly config: UpstreamConfig;
+}
+
+export interface RouteRuntime {
+  readonly name: string;
+  readonly config: RouteConfig;
+  readonly matcher: RouteMatcher;
+  /** Null for forward-proxy routes, whose target is the request's own. */
+  readonly upstream: UpstreamRuntime | null;
+  readonly requestEdits: CompiledHeaderEdits;
+  readonly responseEdits: CompiledHeaderEdits;
+  /** `errors.normalize: off`: Breakwater's own errors as plain text. */
+  readonly plainErrors: boolean;
+  readonly pipeline: RoutePipeline;
+}
+
+export interface Runtime {
+  readonly config: Config;
+  readonly routes: readonly RouteRuntime[];
+  readonly upstreams: ReadonlyMap<string, UpstreamRuntime>;
+  /** The first route whose match holds for an origin-form request. */
+  match(input: MatchInput): RouteRuntime | undefined;
+  close(): void;
+}
+
+export interface RuntimeDeps {
+  readonly forwarder: Forwarder;
+  readonly metrics: Metrics;
+  /** Milliseconds on a monotonic clock. */
+  readonly now: () => number;
+}
+
+function buildUpstream(config: UpstreamConfig): UpstreamRuntime {
+  const url = new URL(config.url);
+  const secure = url.protocol === 'https:';
+  const options = { keepAlive: config.pool.keepAlive, maxSockets: config.pool.maxSockets, scheduling: 'lifo' as const };
+  const agent = secure
+    ? new https.Agent({ ...options, ca: config.tls.ca ?? undefined, rejectUnauthorized: !config.tls.insecureSkipVerify })
+    : new http.Agent(options);
+  return {
+    name: config.name,
+    config,
+    url,
+    agent,
+    ca: config.tls.ca ?? undefined,
+    rejectUnauthorized: !config.tls.insecureSkipVerify,
+  };
+}
+
+function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps): RouteRuntime {
+  const requestEdits = compileHeaderEdits(config.headers.request);
+  const { metrics, forwarder, now } = deps;
+  const attemptLabels = { route: config.name, upstream: upstream?.name ?? '' };
+  const durationLabels = { route: config.name, upstream: upstream?.name ?? '' };
+
+  // The innermost step of the pipeline: one attempt, classified and counted.
+  const attempt: Next = async (ctx: RequestContext, signal: AbortSignal) => {
+    if (!upstream) throw new Error(`route '${config.name}' has no upstream`);
+    const started = now();
+    ctx.attempts += 1;
+    const result = await forwarder.forward(
+      {
+        req: ctx.req,
+        res: ctx.res,
+        upstream,
+        path: rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix),
+        headers: buildUpstreamHeaders(ctx.clientHeaders, {
+          remoteAddress: ctx.remoteAddress,
+          proto: 'http',
+          requestId: ctx.requestId,
+          edits: requestEdits,
+        }),
+        body: ctx.body.open(),
+        connectTimeoutMs: config.timeouts.connect,
+      },
+      signal,
+    );
+    ctx.last = result.classification;
+    metrics.upstreamAttempts.inc({ ...attemptLabels, outcome: result.classification.outcome });
+    metrics.upstreamAttemptDuration.observe(durationLabels, (now() - started) / 1000);
+    return result;
+  };
+
+  return {
+    name: config.name,
+    config,
+    matcher: compileMatcher(config),
+    upstream,
+    requestEdits,
+    responseEdits: compileHeaderEdits(config.headers.response),
+    plainErrors: config.errors.normalize === 'off',
+    pipeline: createRoutePipeline(config, { now }, attempt),
+  };
+}
+
+export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
+  const upstreams = new Map<string, UpstreamRuntime>();
+  for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, buildUpstream(upstream));
+  const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps));
+  // Origin-form requests only reach routes with an upstream; the others
+  // serve forward-proxy requests.
+  const reverseRoutes = routes.filter((route) => route.upstream !== null);
+  return {
+    config,
+    routes,
+    upstreams,
+    match: (input) => matchRoute(reverseRoutes, input),
+    close() {
+      for (const route of routes) route.pipeline.close();
+      for (const upstream of upstreams.values()) upstream.agent.destroy();
+    },
+  };
+}

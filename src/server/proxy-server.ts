@@ -1,0 +1,242 @@
+/**
+ * The proxy port (SPEC §2, §4). Each request is matched to a route, run
+ * through the route's pipeline, and answered either by streaming the
+ * upstream's response or by one problem body. This file is the single
+ * rescue point: every failure, expected or not, becomes a response here and
+ * nowhere else, and every request is observed (metrics, access log) exactly
+ * once, when its response closes.
+ */
+import { randomUUID } from 'node:crypto';
+import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream';
+import { BreakwaterError } from '../errors/breakwater-error.js';
+import type { ErrorCode } from '../errors/catalog.js';
+import { ClientClosedError } from '../errors/client-closed.js';
+import { renderProblem, type RenderedProblem } from '../errors/problem.js';
+import { logAccess } from '../observe/access-log.js';
+import type { Logger } from '../observe/logger.js';
+import { methodLabel, type Metrics } from '../observe/metrics.js';
+import type { Flag, RequestContext } from '../policy/context.js';
+import type { RouteRuntime, Runtime } from '../runtime.js';
+import { requestBody } from '../upstream/body.js';
+import type { Classification } from '../upstream/classify.js';
+import { buildResponseHeaders, clientRequestId } from '../upstream/headers.js';
+import { handleUpgrade } from './websocket.js';
+import type { Forwarder } from '../upstream/forward.js';
+
+export interface ProxyServerDeps {
+  /** The runtime new requests start on (swapped on reload). */
+  readonly runtime: () => Runtime;
+  readonly forwarder: Forwarder;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly now: () => number;
+}
+
+export interface ProxyServer {
+  readonly server: http.Server;
+  listen(host: string, port: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Flags named after an error code, for the access log. */
+const CODE_FLAGS = new Set<string>(['UPSTREAM_TIMEOUT', 'UPSTREAM_RESET', 'UPSTREAM_CONNECT_FAILED', 'UPSTREAM_TLS_FAILED', 'UPSTREAM_PROTOCOL_ERROR', 'CIRCUIT_OPEN', 'RATE_LIMITED', 'PAYLOAD_TOO_LARGE']);
+
+/** Status logged and counted for a request whose client left before any response (NGINX's convention). */
+export const CLIENT_CLOSED_STATUS = 499;
+
+function errorFromClassification(classification: Classification): BreakwaterError {
+  return new BreakwaterError(classification.code ?? 'INTERNAL_ERROR', classification.detail ?? 'The attempt failed without a response.');
+}
+
+function pathOf(url: string): string {
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
+/** Writes a complete HTTP/1.1 response on a raw socket (parser errors, refused upgrades), then closes it. */
+export function writeRawResponse(socket: Duplex, rendered: RenderedProblem): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  let head = `HTTP/1.1 ${rendered.status} ${STATUS_CODES[rendered.status] ?? ''}\r\n`;
+  for (const [name, value] of Object.entries(rendered.headers)) head += `${name}: ${value}\r\n`;
+  socket.end(`${head}connection: close\r\n\r\n${rendered.body}`);
+}
+
+export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
+  const { metrics, logger, now } = deps;
+  const initialConfig = deps.runtime().config;
+
+  const server = http.createServer({
+    maxHeaderSize: initialConfig.limits.maxHeaderSize,
+    // Our deadlines own request timing; node's 5-minute request timeout
+    // would cut long uploads. Slow headers are still bounded (headersTimeout).
+    requestTimeout: 0,
+  });
+
+  function observe(ctx: RequestContext, runtime: Runtime, route: RouteRuntime | undefined, status: number): void {
+    const routeName = route?.name ?? '';
+    const method = methodLabel(ctx.method);
+    const durationMs = now() - ctx.startedAt;
+    metrics.requestsTotal.inc({ route: routeName, method, code: String(status) });
+    metrics.requestDuration.observe({ route: routeName, method }, durationMs / 1000);
+    if (runtime.config.logging.accessLog) {
+      logAccess(logger, {
+        requestId: ctx.requestId,
+        method: ctx.method,
+        host: ctx.host,
+        path: ctx.path,
+        route: routeName,
+        upstream: route?.upstream?.name ?? '',
+        status,
+        durationMs: Math.round(durationMs * 1000) / 1000,
+        attempts: ctx.attempts,
+        flags: [...ctx.flags],
+      });
+    }
+  }
+
+  function rescue(ctx: RequestContext, route: RouteRuntime | undefined, error: unknown): void {
+    const { res } = ctx;
+    if (error instanceof ClientClosedError || ctx.signal.aborted) {
+      res.destroy();
+      return;
+    }
+    let failure: BreakwaterError;
+    if (error instanceof BreakwaterError) {
+      failure = error;
+    } else {
+      failure = new BreakwaterError('INTERNAL_ERROR', 'Breakwater failed while handling this request.', { cause: error });
+      logger.error({ err: error, requestId: ctx.requestId, route: route?.name ?? '' }, 'internal error');
+    }
+    if (CODE_FLAGS.has(failure.code)) ctx.flags.add(failure.code as Flag);
+    metrics.errors.inc({ route: route?.name ?? '', code: failure.code });
+    if (res.headersSent) {
+      // Part of a response is out: the only honest signal left is an abort.
+      res.destroy();
+      return;
+    }
+    const rendered = renderProblem(
+      failure,
+      { instance: ctx.path, route: route?.name ?? null, upstream: route?.upstream?.name ?? null, attempts: ctx.attempts, requestId: ctx.requestId },
+      route?.plainErrors ?? false,
+    );
+    // A refused body was not read: close rather than drain it.
+    if (failure.code === 'PAYLOAD_TOO_LARGE') rendered.headers.connection = 'close';
+    res.writeHead(rendered.status, rendered.headers);
+    res.end(rendered.body);
+  }
+
+  function sendResponse(ctx: RequestContext, route: RouteRuntime, response: IncomingMessage): void {
+    const { res } = ctx;
+    const headers = buildResponseHeaders(response.headers, { requestId: ctx.requestId, attempts: ctx.attempts, edits: route.responseEdits });
+    res.writeHead(response.statusCode ?? 502, response.statusMessage, headers);
+    // pipeline, not pipe: an upstream that dies mid-body destroys the
+    // client's response (never a truncated body that looks complete), and a
+    // client that leaves destroys the upstream response and its socket.
+    pipeline(response, res, (error) => {
+      if (error && !ctx.signal.aborted) {
+        ctx.flags.add('UPSTREAM_RESET');
+        metrics.errors.inc({ route: route.name, code: 'UPSTREAM_RESET' });
+      }
+    });
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const runtime = deps.runtime();
+    const config = runtime.config;
+    const controller = new AbortController();
+    const url = req.url ?? '/';
+    const host = (req.headers.host ?? '').toLowerCase();
+    const ctx: RequestContext = {
+      requestId: clientRequestId(req.headers['x-request-id']) ?? randomUUID(),
+      method: req.method ?? 'GET',
+      path: pathOf(url),
+      url,
+      host,
+      clientHeaders: req.headers,
+      remoteAddress: req.socket.remoteAddress,
+      req,
+      res,
+      body: requestBody(req, config.limits.maxBodySize),
+      startedAt: now(),
+      deadline: Infinity,
+      signal: controller.signal,
+      attempts: 0,
+      flags: new Set(),
+    };
+    let route: RouteRuntime | undefined;
+    res.once('close', () => {
+      const finished = res.writableFinished;
+      if (!finished) {
+        ctx.flags.add('CLIENT_CLOSED');
+        controller.abort(new ClientClosedError());
+      }
+      observe(ctx, runtime, route, res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS);
+    });
+
+    try {
+      route = runtime.match({ host, method: ctx.method, path: ctx.path });
+      if (!route) throw new BreakwaterError('NO_ROUTE', `No route matches ${ctx.method} ${ctx.path}${host ? ` for host ${host}` : ''}.`);
+      const length = req.headers['content-length'];
+      if (length !== undefined && Number(length) > config.limits.maxBodySize) {
+        throw new BreakwaterError('PAYLOAD_TOO_LARGE', `The request body (${length} bytes) is larger than limits.maxBodySize (${config.limits.maxBodySize} bytes).`);
+      }
+      const result = await route.pipeline.run(ctx);
+      if (result.response) sendResponse(ctx, route, result.response);
+      else throw errorFromClassification(result.classification);
+    } catch (error) {
+      rescue(ctx, route, error);
+    }
+  }
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    void handle(req, res);
+  });
+
+  // Requests node's parser refuses never reach 'request': answer them here
+  // with the same body, count them under route "", and close.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const code: ErrorCode = error.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST';
+    const requestId = randomUUID();
+    const detail =
+      code === 'HEADERS_TOO_LARGE'
+        ? `The request headers are larger than limits.maxHeaderSize (${deps.runtime().config.limits.maxHeaderSize} bytes).`
+        : `The request is not valid HTTP: ${error.message.replace(/^Parse Error: /, '')}.`;
+    const failure = new BreakwaterError(code, detail);
+    writeRawResponse(socket, renderProblem(failure, { instance: '', route: null, upstream: null, attempts: 0, requestId }));
+    metrics.errors.inc({ route: '', code });
+    metrics.requestsTotal.inc({ route: '', method: 'OTHER', code: String(failure.status) });
+    if (deps.runtime().config.logging.accessLog) {
+      logAccess(logger, { requestId, method: '', host: '', path: '', route: '', upstream: '', status: failure.status, durationMs: 0, attempts: 0, flags: [code] });
+    }
+  });
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    handleUpgrade(req, socket, head, deps);
+  });
+
+  return {
+    server,
+    listen: (host, port) =>
+      new Promise<number>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve((server.address() as { port: number }).port);
+        });
+      }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * WebSocket upgrades (SPEC §4): matched like any request, forwarded with
+ * http-proxy-3's `ws`, no retries, and timeouts only on the way in: the
+ * route's `connect` timeout for the TCP connection and `perTry` for the
+ * handshake's answer. Once upgraded, the connection lives as long as both
+ * sides keep it. A refused or failed upgrade gets the problem body on the
+ * raw socket.
+ */
+import { randomUUID } from 'node:crypto';
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { BreakwaterError } from '../errors/breakwater-error.js';
+import { renderProblem } from '../errors/problem.js';
+import { logAccess } from '../observe/access-log.js';
+import { methodLabel } from '../observe/metrics.js';
+import type { RouteRuntime } from '../runtime.js';
+import { rewritePath } from '../router/match-route.js';
+import { classifyError } from '../upstream/classify.js';
+import { buildUpstreamHeaders, clientRequestId } from '../upstream/headers.js';
+import type { ProxyServerDeps } from './proxy-server.js';
+import { writeRawResponse } from './proxy-server.js';
+
+/** Hooks of one upgrade, found from http-proxy-3's `proxyReqWs` event by the request it carries. */
+interface UpgradeAttempt {
+  attach(proxyReq: ClientRequest): void;
+}
+
+const attempts = new WeakMap<IncomingMessage, UpgradeAttempt>();
+const watched = new WeakSet<object>();
+
+export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ProxyServerDeps): void {
+  const runtime = deps.runtime();
+  const { metrics, logger, now, forwarder } = deps;
+  const startedAt = now();
+  const requestId = clientRequestId(req.headers['x-request-id']) ?? randomUUID();
+  const url = req.url ?? '/';
+  const path = url.split('?')[0]!;
+  const host = (req.headers.host ?? '').toLowerCase();
+  const method = req.method ?? 'GET';
+  let route: RouteRuntime | undefined;
+  let status = 101;
+
+  const finish = () => {
+    const routeName = route?.name ?? '';
+    metrics.requestsTotal.inc({ route: routeName, method: methodLabel(method), code: String(status) });
+    metrics.requestDuration.observe({ route: routeName, method: methodLabel(method) }, (now() - startedAt) / 1000);
+    if (runtime.config.logging.accessLog) {
+      logAccess(logger, {
+        requestId, method, host, path, route: routeName, upstream: route?.upstream?.name ?? '', status,
+        durationMs: Math.round((now() - startedAt) * 1000) / 1000, attempts: route ? 1 : 0, flags: [],
+      });
+    }
+  };
+  socket.once('close', finish);
+  socket.on('error', () => socket.destroy());
+
+  const refuse = (error: BreakwaterError) => {
+    status = error.status;
+    metrics.errors.inc({ route: route?.name ?? '', code: error.code });
+    writeRawResponse(
+      socket,
+      renderProblem(error, { instance: path, route: route?.name ?? null, upstream: route?.upstream?.name ?? null, attempts: route ? 1 : 0, requestId }, route?.plainErrors ?? false),
+    );
+  };
+
+  route = runtime.match({ host, method, path });
+  if (!route || !route.upstream) {
+    refuse(new BreakwaterError('NO_ROUTE', `No route matches ${method} ${path}${host ? ` for host ${host}` : ''}.`));
+    return;
+  }
+  if (method !== 'GET' || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
+    refuse(new BreakwaterError('BAD_REQUEST', `Only WebSocket upgrades are proxied, not "${req.headers.upgrade ?? ''}" with ${method}.`));
+    return;
+  }
+  const upstream = route.upstream;
+  const config = route.config;
+  const describe = `Upstream '${upstream.name}' (${upstream.url.origin})`;
+
+  let outgoing: ClientRequest | undefined;
+  let settled = false;
+  const fail = (error: BreakwaterError) => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    outgoing?.destroy();
+    refuse(error);
+  };
+  const onConnectTimeout = () =>
+    fail(new BreakwaterError('UPSTREAM_CONNECT_FAILED', `${describe} could not be connected to within ${config.timeouts.connect} ms (connect timeout).`));
+  const onHandshakeTimeout = () =>
+    fail(new BreakwaterError('UPSTREAM_TIMEOUT', `${describe} did not answer the WebSocket handshake within ${config.timeouts.perTry} ms.`));
+  let connected = false;
+  let timer: NodeJS.Timeout = setTimeout(onConnectTimeout, config.timeouts.connect);
+  const onConnected = () => {
+    connected = true;
+    if (settled) return;
+    clearTimeout(timer);
+    timer = setTimeout(onHandshakeTimeout, config.timeouts.perTry);
+  };
+  const onAnswered = () => {
+    settled = true;
+    clearTimeout(timer);
+  };
+  attempts.set(req, {
+    attach(proxyReq) {
+      outgoing = proxyReq;
+      proxyReq.once('socket', (upstreamSocket: Socket) => {
+        if (upstreamSocket.connecting) upstreamSocket.once('connect', onConnected);
+        else onConnected();
+      });
+      proxyReq.once('upgrade', onAnswered);
+      proxyReq.once('response', (response: IncomingMessage) => {
+        // Not upgraded: http-proxy-3 relays the upstream's answer as it is.
+        onAnswered();
+        status = response.statusCode ?? 502;
+      });
+    },
+  });
+
+  const proxy = forwarder.proxy;
+  if (!watched.has(proxy)) {
+    watched.add(proxy);
+    proxy.on('proxyReqWs', (proxyReq: ClientRequest, wsReq: IncomingMessage) => attempts.get(wsReq)?.attach(proxyReq));
+  }
+
+  req.headers = buildUpstreamHeaders(req.headers, {
+    remoteAddress: req.socket.remoteAddress,
+    proto: 'http',
+    requestId,
+    edits: route.requestEdits,
+    websocket: true,
+  }) as typeof req.headers;
+  req.url = rewritePath(url, config.match.pathPrefix, config.stripPrefix);
+
+  proxy.ws(req, socket, head, { target: upstream.url, agent: false, ca: upstream.ca, secure: upstream.rejectUnauthorized }, (error: Error) => {
+    const classification = classifyError(error, { connected });
+    fail(new BreakwaterError(classification.code ?? 'UPSTREAM_RESET', `${describe} ${classification.detail ?? ''}`.trim()));
+  });
+  socket.once('close', () => clearTimeout(timer));
+}

@@ -1,0 +1,95 @@
+/**
+ * The only place where an attempt's result is mapped to an outcome (SPEC §6
+ * label values). Retry, breaker, metrics and the access log all read this
+ * one classification; nothing else inspects status codes or socket errors.
+ */
+import type { ErrorCode } from '../errors/catalog.js';
+
+export const OUTCOMES = ['success', 'http_5xx', 'http_429', 'http_4xx', 'timeout', 'connect_failure', 'reset'] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+export interface Classification {
+  readonly outcome: Outcome;
+  /** The upstream's status, when response headers arrived. */
+  readonly status?: number;
+  /** When no response arrived: the error the client would get. */
+  readonly code?: ErrorCode;
+  /** For the error body: what happened, in words. */
+  readonly detail?: string;
+}
+
+/** A response that arrived, by its status. 1xx-3xx are successes: the upstream answered. */
+export function classifyStatus(status: number): Classification {
+  if (status === 429) return { outcome: 'http_429', status };
+  if (status >= 500) return { outcome: 'http_5xx', status };
+  if (status >= 400) return { outcome: 'http_4xx', status };
+  return { outcome: 'success', status };
+}
+
+const CONNECT_CODES: Record<string, string> = {
+  ECONNREFUSED: 'refused the connection',
+  ENOTFOUND: 'has a host name that does not resolve',
+  EAI_AGAIN: 'has a host name that could not be resolved (DNS temporary failure)',
+  EAI_FAIL: 'has a host name that could not be resolved',
+  EHOSTUNREACH: 'is unreachable (no route to host)',
+  ENETUNREACH: 'is unreachable (network unreachable)',
+  EHOSTDOWN: 'is down',
+  EADDRNOTAVAIL: 'could not be connected to (address not available)',
+  ETIMEDOUT: 'did not accept the connection in time',
+};
+
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_TLS_HANDSHAKE_TIMEOUT',
+  'HOSTNAME_MISMATCH',
+]);
+
+/** What the attempt knew about its socket when the error came. */
+export interface ErrorPhase {
+  /** The TCP connection (and TLS handshake, for https) had completed. */
+  readonly connected: boolean;
+}
+
+function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : '';
+}
+
+/** A socket or parser error of an attempt, before response headers. */
+export function classifyError(error: unknown, phase: ErrorPhase): Classification {
+  const code = errorCode(error);
+  const message = (error as Error | null)?.message ?? String(error);
+  if (code in CONNECT_CODES) {
+    return { outcome: 'connect_failure', code: 'UPSTREAM_CONNECT_FAILED', detail: `${CONNECT_CODES[code]} (${code})` };
+  }
+  if (code.startsWith('HPE_') || (code === 'EPROTO' && /wrong version number|packet length too long|http request/i.test(message))) {
+    return { outcome: 'reset', code: 'UPSTREAM_PROTOCOL_ERROR', detail: `did not answer with valid HTTP (${code || message}); is the port or scheme right?` };
+  }
+  if (TLS_CODES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code === 'EPROTO' || /certificate|ssl|tls/i.test(code)) {
+    return { outcome: 'connect_failure', code: 'UPSTREAM_TLS_FAILED', detail: `failed the TLS handshake (${code || message})` };
+  }
+  if (!phase.connected) {
+    return { outcome: 'connect_failure', code: 'UPSTREAM_CONNECT_FAILED', detail: `closed the connection while connecting (${code || message})` };
+  }
+  return { outcome: 'reset', code: 'UPSTREAM_RESET', detail: `closed the connection before sending response headers (${code || message})` };
+}
+
+/** The per-try or total deadline passed before response headers arrived. */
+export function classifyTimeout(detail: string): Classification {
+  return { outcome: 'timeout', code: 'UPSTREAM_TIMEOUT', detail };
+}
+
+/** The connect timer fired before the TCP (and TLS) connection was up. */
+export function classifyConnectTimeout(detail: string): Classification {
+  return { outcome: 'connect_failure', code: 'UPSTREAM_CONNECT_FAILED', detail };
+}

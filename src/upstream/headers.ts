@@ -1,0 +1,105 @@
+/**
+ * Header rewriting in both directions (SPEC §4): hop-by-hop headers removed,
+ * X-Forwarded-* added, X-Request-Id carried, and the route's configured
+ * set/remove applied. Edits are compiled once per route at config load.
+ */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { HeaderEditsConfig } from '../config/types.js';
+
+/** RFC 9110 §7.6.1 connection-specific headers, plus the Proxy-* family and Expect (answered by the proxy itself). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+/** Request headers that address Breakwater itself and never go upstream. */
+const BREAKWATER_REQUEST_HEADERS = new Set(['x-breakwater-max-retries', 'x-breakwater-timeout', 'expect']);
+
+export interface CompiledHeaderEdits {
+  /** Lower-cased names to remove. */
+  readonly remove: ReadonlySet<string>;
+  /** Lower-cased name → value. */
+  readonly set: readonly (readonly [string, string])[];
+}
+
+export function compileHeaderEdits(edits: HeaderEditsConfig): CompiledHeaderEdits {
+  return {
+    remove: new Set(edits.remove.map((name) => name.toLowerCase())),
+    set: Object.entries(edits.set).map(([name, value]) => [name.toLowerCase(), value] as const),
+  };
+}
+
+/** Header names listed in a Connection header: they are hop-by-hop too. */
+function connectionNamed(value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const text = Array.isArray(value) ? value.join(',') : value;
+  if (text === '' || text === 'close' || text === 'keep-alive') return undefined;
+  const names = new Set<string>();
+  for (const token of text.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name) names.add(name);
+  }
+  return names;
+}
+
+function isHopByHop(name: string, named: Set<string> | undefined): boolean {
+  return HOP_BY_HOP.has(name) || name.startsWith('proxy-') || (named !== undefined && named.has(name));
+}
+
+export interface UpstreamHeaderOptions {
+  /** The client's address, appended to X-Forwarded-For. */
+  readonly remoteAddress: string | undefined;
+  /** The scheme the client used to reach Breakwater. */
+  readonly proto: 'http' | 'https';
+  readonly requestId: string;
+  readonly edits: CompiledHeaderEdits;
+  /** Keep `Connection: upgrade` and `Upgrade: websocket`. */
+  readonly websocket?: boolean;
+}
+
+/** The headers of the request sent upstream, built from the client's; a fresh object per attempt. */
+export function buildUpstreamHeaders(incoming: IncomingHttpHeaders, options: UpstreamHeaderOptions): OutgoingHttpHeaders {
+  const named = connectionNamed(incoming.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in incoming) {
+    if (isHopByHop(name, named) || BREAKWATER_REQUEST_HEADERS.has(name) || options.edits.remove.has(name)) continue;
+    out[name] = incoming[name];
+  }
+  const forwardedFor = incoming['x-forwarded-for'];
+  const peer = options.remoteAddress ?? '';
+  out['x-forwarded-for'] = forwardedFor ? `${Array.isArray(forwardedFor) ? forwardedFor.join(', ') : forwardedFor}, ${peer}` : peer;
+  out['x-forwarded-proto'] = options.proto;
+  if (incoming.host !== undefined) out['x-forwarded-host'] = incoming.host;
+  out['x-request-id'] = options.requestId;
+  if (options.websocket) {
+    out.connection = 'Upgrade';
+    out.upgrade = incoming.upgrade;
+  }
+  for (const [name, value] of options.edits.set) out[name] = value;
+  return out;
+}
+
+export interface ResponseHeaderOptions {
+  readonly requestId: string;
+  readonly attempts: number;
+  readonly edits: CompiledHeaderEdits;
+}
+
+/** The headers of the response sent to the client, built from the upstream's. */
+export function buildResponseHeaders(upstream: IncomingHttpHeaders, options: ResponseHeaderOptions): OutgoingHttpHeaders {
+  const named = connectionNamed(upstream.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in upstream) {
+    if (isHopByHop(name, named) || options.edits.remove.has(name)) continue;
+    out[name] = upstream[name];
+  }
+  for (const [name, value] of options.edits.set) out[name] = value;
+  out['x-request-id'] = options.requestId;
+  out['x-breakwater-attempts'] = String(options.attempts);
+  return out;
+}
+
+const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+
+/** The client's X-Request-Id when it is a sane token, else undefined (one is generated). */
+export function clientRequestId(value: string | string[] | undefined): string | undefined {
+  const id = Array.isArray(value) ? value[0] : value;
+  return id !== undefined && REQUEST_ID.test(id) ? id : undefined;
+}
