@@ -17,7 +17,8 @@ export interface App {
   /** The bound proxy port. */
   readonly port: number;
   readonly metrics: Metrics;
-  close(): Promise<void>;
+  /** Stops both servers; requests in flight get `graceMs` (default: shutdown.drainTimeout). */
+  close(graceMs?: number): Promise<void>;
 }
 
 export interface AppOptions {
@@ -56,9 +57,9 @@ export async function startApp(loaded: LoadedConfig, logger: Logger, options: Ap
       proxy,
       port,
       metrics,
-      async close() {
+      async close(graceMs = config.shutdown.drainTimeout) {
         ready = false;
-        await Promise.all([proxy.close(), adminServer.close()]);
+        await Promise.all([proxy.close(graceMs), adminServer.close()]);
         runtime.close();
         forwarder.close();
       },

@@ -37,7 +37,8 @@ export interface ProxyServerDeps {
 export interface ProxyServer {
   readonly server: http.Server;
   listen(host: string, port: number): Promise<number>;
-  close(): Promise<void>;
+  /** Stops accepting, closes idle connections, and cuts the rest after `graceMs`. */
+  close(graceMs: number): Promise<void>;
 }
 
 /** Flags named after an error code, for the access log. */
@@ -233,9 +234,13 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
           resolve((server.address() as { port: number }).port);
         });
       }),
-    close: () =>
+    close: (graceMs) =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
         server.closeIdleConnections();
       }),
   };
