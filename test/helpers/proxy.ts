@@ -81,6 +81,7 @@ export function request(url: string, options: TestRequest = {}): Promise<TestRes
     if (options.body !== undefined && !options.chunked && headers['content-length'] === undefined) {
       headers['content-length'] = Buffer.byteLength(options.body);
     }
+    if (options.chunked) headers['transfer-encoding'] = 'chunked';
     const req = http.request(url, { method: options.method ?? 'GET', headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -98,7 +99,12 @@ export function request(url: string, options: TestRequest = {}): Promise<TestRes
       });
     });
     req.on('error', reject);
-    if (options.body !== undefined) req.end(options.body);
+    if (options.body !== undefined && options.chunked) {
+      // In pieces, so that node cannot turn it into a Content-Length body.
+      const body = Buffer.from(options.body);
+      for (let i = 0; i < body.length; i += 16384) req.write(body.subarray(i, i + 16384));
+      req.end();
+    } else if (options.body !== undefined) req.end(options.body);
     else req.end();
   });
 }
