@@ -220,7 +220,12 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     }
   });
 
+  // Upgraded connections leave node's connection tracking: keep them so
+  // that close() can end them after the grace period.
+  const upgraded = new Set<Duplex>();
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
     handleUpgrade(req, socket, head, deps);
   });
 
@@ -236,7 +241,10 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       }),
     close: (graceMs) =>
       new Promise<void>((resolve) => {
-        const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+        const timer = setTimeout(() => {
+          server.closeAllConnections();
+          for (const socket of upgraded) socket.destroy();
+        }, graceMs);
         server.close(() => {
           clearTimeout(timer);
           resolve();

@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { renderProblem } from '../errors/problem.js';
@@ -106,7 +107,9 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     attach(proxyReq) {
       outgoing = proxyReq;
       proxyReq.once('socket', (upstreamSocket: Socket) => {
-        if (upstreamSocket.connecting) upstreamSocket.once('connect', onConnected);
+        // For TLS the connection is up after the handshake, as for requests.
+        if (upstreamSocket instanceof TLSSocket) upstreamSocket.once('secureConnect', onConnected);
+        else if (upstreamSocket.connecting) upstreamSocket.once('connect', onConnected);
         else onConnected();
       });
       proxyReq.once('upgrade', onAnswered);
