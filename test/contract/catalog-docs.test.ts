@@ -1,0 +1,87 @@
+/**
+ * The error catalogue and the metric registry are kept equal to the
+ * project's docs and to the contract, in both directions (STYLE.md:
+ * fastify's model). test/fixtures/SPEC.md is a copy of the contract as
+ * this code was built to; a contract change lands there with the code.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CATALOG } from '../../src/errors/catalog.js';
+import { createMetrics } from '../../src/observe/metrics.js';
+import { ROOT } from '../helpers/cli.js';
+
+/** Rows of the first Markdown table under `heading` whose first cell is `code`-quoted. */
+function tableRows(file: string, heading: string): string[][] {
+  const text = readFileSync(path.join(ROOT, file), 'utf8');
+  const section = text.slice(text.indexOf(heading));
+  const rows: string[][] = [];
+  let inTable = false;
+  for (const line of section.split('\n').slice(1)) {
+    if (line.startsWith('|')) {
+      inTable = true;
+      const cells = line.split('|').slice(1, -1).map((cell) => cell.trim());
+      if (/^`[^`]+`$/.test(cells[0]!)) rows.push([cells[0]!.slice(1, -1), ...cells.slice(1)]);
+    } else if (inTable) break;
+  }
+  return rows;
+}
+
+describe('error catalogue ↔ docs/errors.md', () => {
+  const rows = tableRows('docs/errors.md', '## Codes');
+
+  it('documents every code with its status, retryability and responsibility', () => {
+    for (const [code, entry] of Object.entries(CATALOG)) {
+      const row = rows.find((r) => r[0] === code);
+      expect(row, `${code} is missing from docs/errors.md`).toBeDefined();
+      expect(Number(row![1])).toBe(entry.status);
+      expect(row![3]).toBe(String(entry.retryable));
+      expect(row![4]).toBe(entry.responsibility);
+    }
+  });
+
+  it('documents no code the catalogue lacks', () => {
+    expect(rows.map((r) => r[0]).sort()).toEqual(Object.keys(CATALOG).sort());
+  });
+
+  it('gives every code a title and a hint that names a first step', () => {
+    for (const [code, entry] of Object.entries(CATALOG)) {
+      expect(entry.title.length, code).toBeGreaterThan(3);
+      expect(entry.hint.length, code).toBeGreaterThan(30);
+      expect(entry.hint, code).toMatch(/;|,/);
+    }
+  });
+});
+
+describe('docs ↔ SPEC', () => {
+  it('carries SPEC §5\'s error table row for row', () => {
+    expect(tableRows('docs/errors.md', '## Codes')).toEqual(tableRows('test/fixtures/SPEC.md', '## 5. Normalized error body').filter((r) => r[1] !== '—'));
+  });
+
+  it('carries SPEC §6\'s metric table row for row', () => {
+    expect(tableRows('docs/metrics.md', '## Families').map((r) => r.slice(0, 2))).toEqual(
+      tableRows('test/fixtures/SPEC.md', '## 6. Metrics').map((r) => r.slice(0, 2)),
+    );
+    const labelNames = (cell: string) => cell.replace(/\([^)]*\)/g, '').split(',').map((part) => part.trim());
+    expect(tableRows('docs/metrics.md', '## Families').map((r) => labelNames(r[2]!))).toEqual(
+      tableRows('test/fixtures/SPEC.md', '## 6. Metrics').map((r) => labelNames(r[2]!)),
+    );
+  });
+});
+
+describe('metric registry ↔ docs/metrics.md', () => {
+  const rows = tableRows('docs/metrics.md', '## Families');
+
+  it('registers every documented family with its type and labels, and nothing undocumented', async () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    const registered = await metrics.registry.getMetricsAsJSON();
+    const ours = registered.filter((m) => m.name.startsWith('breakwater_'));
+    expect(ours.map((m) => m.name).sort()).toEqual(rows.map((r) => r[0]).sort());
+    for (const [name, type, labels] of rows) {
+      const metric = metrics.registry.getSingleMetric(name!) as unknown as { type: string; labelNames: string[] } | undefined;
+      expect(metric, name).toBeDefined();
+      expect(metric!.type, name).toBe(type);
+      expect([...metric!.labelNames].sort(), name).toEqual(labels!.split(',').map((l) => l.trim()).sort());
+    }
+  });
+});
