@@ -4,14 +4,13 @@
  * reload builds a new runtime and closes the old one when its requests are
  * done; nothing here is mutated per request.
  */
-import http from 'node:http';
-import https from 'node:https';
 import type { Config, RouteConfig, UpstreamConfig } from './config/types.js';
 import type { Metrics } from './observe/metrics.js';
 import type { RequestContext } from './policy/context.js';
 import { createRoutePipeline, type Next, type RoutePipeline } from './policy/pipeline.js';
 import { compileMatcher, matchRoute, rewritePath, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { buildUpstreamHeaders, compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
+import { createUpstreamAgent } from './upstream/agents.js';
 import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
 
 export interface UpstreamRuntime extends UpstreamTarget {
@@ -49,29 +48,21 @@ export interface RuntimeDeps {
 
 function buildUpstream(config: UpstreamConfig): UpstreamRuntime {
   const url = new URL(config.url);
-  const secure = url.protocol === 'https:';
-  const options = { keepAlive: config.pool.keepAlive, maxSockets: config.pool.maxSockets, scheduling: 'lifo' as const };
-  const agent = secure
-    ? new https.Agent({ ...options, ca: config.tls.ca ?? undefined, rejectUnauthorized: !config.tls.insecureSkipVerify })
-    : new http.Agent(options);
-  return {
-    name: config.name,
-    config,
-    url,
-    agent,
-    ca: config.tls.ca ?? undefined,
-    rejectUnauthorized: !config.tls.insecureSkipVerify,
-  };
+  const agent = createUpstreamAgent(config);
+  const ca = config.tls.ca ?? undefined;
+  const rejectUnauthorized = !config.tls.insecureSkipVerify;
+  return { name: config.name, config, url, agent, ca, rejectUnauthorized, proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized } };
 }
 
 function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps): RouteRuntime {
   const requestEdits = compileHeaderEdits(config.headers.request);
   const { metrics, forwarder, now } = deps;
-  const attemptLabels = { route: config.name, upstream: upstream?.name ?? '' };
-  const durationLabels = { route: config.name, upstream: upstream?.name ?? '' };
+  const routeName = config.name;
+  const upstreamName = upstream?.name ?? '';
+  const durationLabels = { route: routeName, upstream: upstreamName };
 
   // The innermost step of the pipeline: one attempt, classified and counted.
-  const attempt: Next = async (ctx: RequestContext, signal: AbortSignal) => {
+  const attempt: Next = async (ctx: RequestContext, signal) => {
     if (!upstream) throw new Error(`route '${config.name}' has no upstream`);
     const started = now();
     ctx.attempts += 1;
@@ -93,7 +84,7 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
       signal,
     );
     ctx.last = result.classification;
-    metrics.upstreamAttempts.inc({ ...attemptLabels, outcome: result.classification.outcome });
+    metrics.upstreamAttempts.inc({ route: routeName, upstream: upstreamName, outcome: result.classification.outcome });
     metrics.upstreamAttemptDuration.observe(durationLabels, (now() - started) / 1000);
     return result;
   };

@@ -11,7 +11,8 @@
  * test/integration/metrics.test.ts). We therefore render Prometheus text
  * only and derive the OpenMetrics form from it.
  */
-import client, { type Counter, type Gauge, type Histogram } from 'prom-client';
+import client, { type Gauge } from 'prom-client';
+import { FastCounter, FastHistogram } from './fast-metrics.js';
 import type { Config } from '../config/types.js';
 import { CATALOG } from '../errors/catalog.js';
 import { OUTCOMES } from '../upstream/classify.js';
@@ -25,24 +26,24 @@ const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 
 
 export interface Metrics {
   readonly registry: client.Registry;
-  readonly requestsTotal: Counter<'route' | 'method' | 'code'>;
-  readonly requestDuration: Histogram<'route' | 'method'>;
-  readonly upstreamAttempts: Counter<'route' | 'upstream' | 'outcome'>;
-  readonly upstreamAttemptDuration: Histogram<'route' | 'upstream'>;
-  readonly retries: Counter<'route' | 'reason'>;
-  readonly retryBudgetExhausted: Counter<'route'>;
+  readonly requestsTotal: FastCounter<'route' | 'method' | 'code'>;
+  readonly requestDuration: FastHistogram<'route' | 'method'>;
+  readonly upstreamAttempts: FastCounter<'route' | 'upstream' | 'outcome'>;
+  readonly upstreamAttemptDuration: FastHistogram<'route' | 'upstream'>;
+  readonly retries: FastCounter<'route' | 'reason'>;
+  readonly retryBudgetExhausted: FastCounter<'route'>;
   readonly circuitState: Gauge<'upstream' | 'state'>;
-  readonly circuitTransitions: Counter<'upstream' | 'to'>;
-  readonly circuitRejections: Counter<'upstream'>;
-  readonly rateLimited: Counter<'route'>;
+  readonly circuitTransitions: FastCounter<'upstream' | 'to'>;
+  readonly circuitRejections: FastCounter<'upstream'>;
+  readonly rateLimited: FastCounter<'route'>;
   readonly rateLimitQueueDepth: Gauge<'route'>;
-  readonly errors: Counter<'route' | 'code'>;
-  readonly rateLimitDegraded: Counter<'route'>;
-  readonly configReloads: Counter<'result'>;
-  readonly pacingWait: Histogram<'upstream'>;
+  readonly errors: FastCounter<'route' | 'code'>;
+  readonly rateLimitDegraded: FastCounter<'route'>;
+  readonly configReloads: FastCounter<'result'>;
+  readonly pacingWait: FastHistogram<'upstream'>;
   readonly upstreamQuotaRemaining: Gauge<'upstream' | 'scope'>;
-  readonly pacingPauses: Counter<'upstream'>;
-  readonly tlsIntercept: Counter<'result'>;
+  readonly pacingPauses: FastCounter<'upstream'>;
+  readonly tlsIntercept: FastCounter<'result'>;
   /** Creates the known series of a config at zero. */
   registerConfig(config: Config): void;
   /** The exposition for a scrape; OpenMetrics when `openMetrics`. */
@@ -78,11 +79,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const registry = new client.Registry();
   if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: registry });
   const registers = [registry];
-  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
-    new client.Counter<L>({ name, help, labelNames, registers });
+  const register = <M extends { name: string }>(metric: M): M => {
+    registry.registerMetric(metric as unknown as client.Metric);
+    return metric;
+  };
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => register(new FastCounter<L>(name, help, labelNames));
   const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new client.Gauge<L>({ name, help, labelNames, registers });
   const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
-    new client.Histogram<L>({ name, help, labelNames, buckets: DURATION_BUCKETS, registers });
+    register(new FastHistogram<L>(name, help, labelNames, DURATION_BUCKETS));
 
   const metrics: Metrics = {
     registry,

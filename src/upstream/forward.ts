@@ -5,22 +5,19 @@
  * when the attempt cannot be made at all for a reason on the client's side
  * (the client left, its body was too large).
  *
- * Why the request is captured through the agent: http-proxy-3 only hands
- * out its outgoing request in a `proxyReq` event fired once a socket is
- * assigned (and never for `Expect: 100-continue`), but a per-try timer must
- * be able to destroy a request that is still waiting for a pooled socket.
- * `http.request` passes the new request to `agent.addRequest` synchronously
- * from inside `proxy.web`, so a thin per-attempt view of the upstream's
- * agent sees it at once, and the shared agent still owns the pool.
+ * The outgoing request is captured through the upstream's agent (see
+ * agents.ts) so that timers can destroy it before it has a socket.
  */
 import type { Agent, ClientRequest, IncomingMessage, ServerResponse, IncomingMessage as ServerRequest, OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { ProxyServer } from 'http-proxy-3';
+import { takeLastRequest } from './agents.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
+import type { Signal } from '../policy/signal.js';
 import { classifyConnectTimeout, classifyError, classifyStatus, classifyTimeout, type Classification } from './classify.js';
 
 export interface UpstreamTarget {
@@ -31,6 +28,8 @@ export interface UpstreamTarget {
   /** Extra CA (PEM) and verification, for https upstreams. */
   readonly ca: string | undefined;
   readonly rejectUnauthorized: boolean;
+  /** The per-call options of http-proxy-3 for this upstream, built once. */
+  readonly proxyOptions: { readonly target: URL; readonly agent: Agent; readonly ca: string | undefined; readonly secure: boolean };
 }
 
 export interface ForwardInput {
@@ -53,7 +52,7 @@ export interface ForwardResult {
 }
 
 export interface Forwarder {
-  forward(input: ForwardInput, signal: AbortSignal): Promise<ForwardResult>;
+  forward(input: ForwardInput, signal: Signal): Promise<ForwardResult>;
   readonly proxy: ProxyServer;
   close(): void;
 }
@@ -70,7 +69,7 @@ export function createForwarder(): Forwarder {
   proxy.on('error', () => {});
   proxy.on('econnreset', () => {});
 
-  function forward(input: ForwardInput, signal: AbortSignal): Promise<ForwardResult> {
+  function forward(input: ForwardInput, signal: Signal): Promise<ForwardResult> {
     const { req, res, upstream } = input;
     return new Promise<ForwardResult>((resolve, reject) => {
       if (signal.aborted) {
@@ -81,11 +80,12 @@ export function createForwarder(): Forwarder {
       let outgoing: ClientRequest | undefined;
       let connected = false;
       let connectTimer: NodeJS.Timeout | undefined;
+      let stopListening: () => void = () => {};
 
       const cleanup = () => {
         settled = true;
         if (connectTimer) clearTimeout(connectTimer);
-        signal.removeEventListener('abort', onAbort);
+        stopListening();
         input.body?.off('error', onBodyError);
       };
       const settle = (result: ForwardResult) => {
@@ -114,39 +114,25 @@ export function createForwarder(): Forwarder {
       function onBodyError(error: Error) {
         fail(error instanceof BreakwaterError ? error : new ClientClosedError());
       }
-      signal.addEventListener('abort', onAbort, { once: true });
+      stopListening = signal.onAbort(onAbort);
       input.body?.on('error', onBodyError);
-
-      const view = Object.create(upstream.agent) as Agent & { addRequest(request: ClientRequest, options: unknown): void };
-      view.addRequest = (request: ClientRequest, options: unknown) => {
-        outgoing = request;
-        (upstream.agent as unknown as { addRequest(request: ClientRequest, options: unknown): void }).addRequest(request, options);
-      };
 
       // http-proxy-3 builds the outgoing request from req.headers and
       // req.url; the original values are kept by the caller.
       req.headers = input.headers as typeof req.headers;
       req.url = input.path;
-      proxy.web(
-        req,
-        res,
-        {
-          target: upstream.url,
-          agent: view,
-          buffer: input.body,
-          ca: upstream.ca,
-          secure: upstream.rejectUnauthorized,
-        },
-        (error: Error) => failed(classifyError(error, { connected })),
+      proxy.web(req, res, input.body ? { ...upstream.proxyOptions, buffer: input.body } : upstream.proxyOptions, (error: Error) =>
+        failed(classifyError(error, { connected })),
       );
 
+      outgoing = takeLastRequest();
       if (!outgoing) {
         // http-proxy-3 changed how it creates requests: never guess.
         fail(new Error('http-proxy-3 did not create the upstream request synchronously'));
         return;
       }
       const request = outgoing;
-      request.once('socket', (socket: Socket) => {
+      request.on('socket', (socket: Socket) => {
         if (settled) return;
         if (request.reusedSocket) {
           connected = true;
@@ -162,7 +148,7 @@ export function createForwarder(): Forwarder {
           input.connectTimeoutMs,
         );
       });
-      request.once('response', (response: IncomingMessage) => {
+      request.on('response', (response: IncomingMessage) => {
         settle({ classification: classifyStatus(response.statusCode ?? 0), response });
       });
     });

@@ -1,0 +1,119 @@
+/**
+ * Counters and histograms for the request path, registered in a prom-client
+ * registry and rendered by it, but recorded without prom-client's per-call
+ * label validation, sorting and hashing.
+ *
+ * Why: four prom-client operations per proxied request (two counters, two
+ * labelled histograms) cost about 25 µs of CPU per request in the benchmark,
+ * about an eighth of the proxy's whole cost. Here a series is found by one
+ * string key and a Map lookup, and a histogram keeps plain bucket counts
+ * that become cumulative only when scraped.
+ *
+ * Label values come from config names and closed sets (route, method,
+ * outcome, code), so they need no escaping checks beyond what prom-client's
+ * renderer does.
+ */
+
+type Labels<L extends string> = Readonly<Record<L, string | number>>;
+
+interface MetricValue {
+  value: number;
+  labels: Record<string, string | number>;
+  metricName?: string;
+}
+
+interface MetricJson {
+  name: string;
+  help: string;
+  type: string;
+  values: MetricValue[];
+  aggregator: string;
+}
+
+const SEPARATOR = '\u0001';
+
+function keyOf<L extends string>(labelNames: readonly L[], labels: Labels<L>): string {
+  let key = '';
+  for (let i = 0; i < labelNames.length; i++) key += (i === 0 ? '' : SEPARATOR) + String(labels[labelNames[i]!]);
+  return key;
+}
+
+export class FastCounter<L extends string> {
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  private readonly series = new Map<string, { labels: Labels<L>; value: number }>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly L[],
+  ) {}
+
+  inc(labels: Labels<L>, value = 1): void {
+    const key = keyOf(this.labelNames, labels);
+    const series = this.series.get(key);
+    if (series) series.value += value;
+    else this.series.set(key, { labels: { ...labels }, value });
+  }
+
+  get(): Promise<MetricJson> {
+    const values: MetricValue[] = [];
+    for (const series of this.series.values()) values.push({ value: series.value, labels: { ...series.labels } });
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator });
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+}
+
+export class FastHistogram<L extends string> {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly series = new Map<string, { labels: Labels<L>; counts: Float64Array; sum: number; count: number }>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly L[],
+    readonly buckets: readonly number[],
+  ) {}
+
+  observe(labels: Labels<L>, value: number): void {
+    if (!Number.isFinite(value)) return;
+    const key = keyOf(this.labelNames, labels);
+    let series = this.series.get(key);
+    if (!series) {
+      series = { labels: { ...labels }, counts: new Float64Array(this.buckets.length), sum: 0, count: 0 };
+      this.series.set(key, series);
+    }
+    const buckets = this.buckets;
+    for (let i = 0; i < buckets.length; i++) {
+      if (value <= buckets[i]!) {
+        series.counts[i]! += 1;
+        break;
+      }
+    }
+    series.sum += value;
+    series.count += 1;
+  }
+
+  get(): Promise<MetricJson> {
+    const values: MetricValue[] = [];
+    for (const series of this.series.values()) {
+      let cumulative = 0;
+      for (let i = 0; i < this.buckets.length; i++) {
+        cumulative += series.counts[i]!;
+        values.push({ value: cumulative, labels: { ...series.labels, le: this.buckets[i]! }, metricName: `${this.name}_bucket` });
+      }
+      values.push({ value: series.count, labels: { ...series.labels, le: '+Inf' }, metricName: `${this.name}_bucket` });
+      values.push({ value: series.sum, labels: { ...series.labels }, metricName: `${this.name}_sum` });
+      values.push({ value: series.count, labels: { ...series.labels }, metricName: `${this.name}_count` });
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator });
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+}

@@ -1,0 +1,208 @@
+#!/usr/bin/env node
+// npm run bench: Breakwater (default policies, access log off) against bare
+// http-proxy-3 with the same keep-alive agent, in front of the same local
+// upstream, in one run. Rounds alternate the targets (A B A B ...) so that
+// the machine's noise hits both; the report gives medians and the ratios.
+//
+//   ROUNDS=3 DURATION=10 CONNECTIONS=50 RATE=1000 npm run bench
+//   BENCH_CONFIG=file.yaml npm run bench   (Breakwater with another config;
+//                                            @UPSTREAM@ is replaced)
+//
+// Closed loop (as fast as it goes, CONNECTIONS connections) gives req/s,
+// p50 and p99; an open loop at RATE req/s gives the latency at a fixed load.
+// The proxies run on CPU 1, the upstream and the load generator on CPU 0
+// (when taskset exists). Everything listens on 127.0.0.1 and stops itself.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const DURATION = Number(process.env.DURATION ?? 10);
+const CONNECTIONS = Number(process.env.CONNECTIONS ?? 50);
+const RATE = Number(process.env.RATE ?? 1000);
+const WARMUP = Number(process.env.WARMUP ?? 2);
+const work = mkdtempSync(path.join(tmpdir(), 'breakwater-bench-'));
+const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+const children = new Set();
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function start(name, cpu, args, env = {}) {
+  const command = hasTaskset ? 'taskset' : process.execPath;
+  const argv = hasTaskset ? ['-c', String(cpu), process.execPath, ...args] : args;
+  const child = spawn(command, argv, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr.on('data', (chunk) => process.stderr.write(`[${name}] ${chunk}`));
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+async function waitForOk(url) {
+  for (let i = 0; i < 200; i++) {
+    const ok = await fetch(url).then((res) => res.arrayBuffer().then(() => res.status === 200), () => false);
+    if (ok) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`no 200 from ${url}`);
+}
+
+function stop(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once('exit', resolve);
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+  });
+}
+
+/** Peak RSS of a process (MiB), from /proc (Linux). */
+function peakRssMiB(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/VmHWM:\s+(\d+) kB/.exec(status)[1]) / 1024;
+  } catch {
+    return NaN;
+  }
+}
+
+function load(url, options) {
+  return new Promise((resolve, reject) => {
+    autocannon({ url, connections: CONNECTIONS, duration: DURATION, timeout: 10, ...options }, (error, result) => (error ? reject(error) : resolve(result)));
+  });
+}
+
+const UPSTREAM_SCRIPT = `
+const http = require('node:http');
+const body = Buffer.from(JSON.stringify({ id: 'evt_1', object: 'event', data: 'x'.repeat(960) }).slice(0, 1024));
+http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => { res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }); res.end(body); });
+}).listen(Number(process.env.PORT), '127.0.0.1');
+`;
+
+const BARE_SCRIPT = `
+const http = require('node:http');
+const { createProxyServer } = require('http-proxy-3');
+// The same agent settings as Breakwater's defaults for an upstream.
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256, scheduling: 'lifo' });
+const proxy = createProxyServer({ target: process.env.UPSTREAM_URL, agent });
+proxy.on('error', (err, req, res) => { if (!res.headersSent) res.writeHead(502); res.end(); });
+http.createServer((req, res) => proxy.web(req, res)).listen(Number(process.env.PORT), '127.0.0.1');
+`;
+
+function breakwaterConfig(port, adminPort, upstreamUrl) {
+  if (process.env.BENCH_CONFIG) {
+    return readFileSync(process.env.BENCH_CONFIG, 'utf8').replaceAll('@UPSTREAM@', upstreamUrl).replaceAll('@PORT@', String(port)).replaceAll('@ADMIN_PORT@', String(adminPort));
+  }
+  return `version: 1
+listen: { host: 127.0.0.1, port: ${port} }
+admin: { host: 127.0.0.1, port: ${adminPort} }
+logging: { level: warn, accessLog: false }
+upstreams:
+  bench: { url: "${upstreamUrl}" }
+routes:
+  - { name: bench, upstream: bench }
+`;
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+};
+
+async function main() {
+  const upstreamPort = await freePort();
+  writeFileSync(path.join(work, 'upstream.cjs'), UPSTREAM_SCRIPT);
+  writeFileSync(path.join(work, 'bare.cjs'), BARE_SCRIPT);
+  const upstream = start('upstream', 0, [path.join(work, 'upstream.cjs')], { PORT: String(upstreamPort) });
+  const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
+  await waitForOk(upstreamUrl);
+
+  const targets = {
+    'http-proxy-3': async () => {
+      const port = await freePort();
+      const child = start('http-proxy-3', 1, [path.join(work, 'bare.cjs')], { PORT: String(port), UPSTREAM_URL: upstreamUrl, NODE_PATH: path.join(ROOT, 'node_modules') });
+      return { child, url: `http://127.0.0.1:${port}/v1/events` };
+    },
+    breakwater: async () => {
+      const [port, adminPort] = [await freePort(), await freePort()];
+      const file = path.join(work, 'breakwater.yaml');
+      writeFileSync(file, breakwaterConfig(port, adminPort, upstreamUrl));
+      const child = start('breakwater', 1, [path.join(ROOT, 'dist/cli.js'), 'run', '--config', file]);
+      return { child, url: `http://127.0.0.1:${port}/v1/events` };
+    },
+  };
+
+  const results = Object.fromEntries(Object.keys(targets).map((name) => [name, { rps: [], p50: [], p99: [], fixedP50: [], fixedP99: [], rate: [], errors: 0, rss: [] }]));
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const [name, launch] of Object.entries(targets)) {
+      const { child, url } = await launch();
+      await waitForOk(url);
+      await load(url, { duration: WARMUP });
+      const closed = await load(url);
+      const fixed = await load(url, { connections: 64, overallRate: RATE });
+      const rss = peakRssMiB(child.pid);
+      await stop(child);
+      const r = results[name];
+      r.rps.push(closed.requests.average);
+      r.p50.push(closed.latency.p50);
+      r.p99.push(closed.latency.p99);
+      r.fixedP50.push(fixed.latency.p50);
+      r.fixedP99.push(fixed.latency.p99);
+      r.rate.push(fixed.requests.average);
+      r.errors += closed.errors + closed.non2xx + fixed.errors + fixed.non2xx;
+      r.rss.push(rss);
+      process.stderr.write(
+        `round ${round} ${name}: ${Math.round(closed.requests.average)} req/s p50 ${closed.latency.p50} ms p99 ${closed.latency.p99} ms; ` +
+          `at ${RATE}/s p99 ${fixed.latency.p99} ms; peak RSS ${rss.toFixed(1)} MiB\n`,
+      );
+    }
+  }
+  await stop(upstream);
+
+  const summary = Object.fromEntries(
+    Object.entries(results).map(([name, r]) => [
+      name,
+      { rps: median(r.rps), p50: median(r.p50), p99: median(r.p99), fixedRate: median(r.rate), fixedP50: median(r.fixedP50), fixedP99: median(r.fixedP99), rss: Math.max(...r.rss), errors: r.errors },
+    ]),
+  );
+  const bw = summary.breakwater;
+  const bare = summary['http-proxy-3'];
+  const row = (name, s) =>
+    `| ${name} | ${Math.round(s.rps)} | ${s.p50} | ${s.p99} | ${Math.round(s.fixedRate)} | ${s.fixedP50} | ${s.fixedP99} | ${s.rss.toFixed(1)} | ${s.errors} |`;
+  console.log(`\nBreakwater vs bare http-proxy-3, ${ROUNDS} rounds (medians), ${DURATION}s closed loop with ${CONNECTIONS} connections, then ${RATE} req/s open loop; node ${process.version}${hasTaskset ? ', proxies on CPU 1' : ''}\n`);
+  console.log('| target | req/s | p50 ms | p99 ms | fixed req/s | fixed p50 ms | fixed p99 ms | peak RSS MiB | errors |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log(row('http-proxy-3', bare));
+  console.log(row('breakwater', bw));
+  console.log(
+    `\nratios (breakwater / http-proxy-3): req/s ${(bw.rps / bare.rps).toFixed(2)}x, p99 ${(bw.p99 / bare.p99).toFixed(2)}x, ` +
+      `p99 at ${RATE}/s ${(bw.fixedP99 / bare.fixedP99).toFixed(2)}x, peak RSS ${(bw.rss / bare.rss).toFixed(2)}x`,
+  );
+  console.log(JSON.stringify({ summary, ratios: { rps: bw.rps / bare.rps, p99: bw.p99 / bare.p99, fixedP99: bw.fixedP99 / bare.fixedP99, rss: bw.rss / bare.rss } }));
+}
+
+main().then(
+  () => process.exit(0),
+  async (error) => {
+    console.error(error);
+    await Promise.all([...children].map(stop));
+    process.exit(1);
+  },
+);
+process.on('SIGINT', async () => {
+  await Promise.all([...children].map(stop));
+  process.exit(130);
+});
