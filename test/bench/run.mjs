@@ -13,6 +13,7 @@
 // The proxies run on CPU 1, the upstream and the load generator on CPU 0
 // (when taskset exists). Everything listens on 127.0.0.1 and stops itself.
 import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -80,6 +81,53 @@ function peakRssMiB(pid) {
 function load(url, options) {
   return new Promise((resolve, reject) => {
     autocannon({ url, connections: CONNECTIONS, duration: DURATION, timeout: 10, ...options }, (error, result) => (error ? reject(error) : resolve(result)));
+  });
+}
+
+/**
+ * Open loop at a fixed rate: requests are sent on schedule whether or not
+ * earlier ones have come back, and each latency is measured from its
+ * scheduled time (no coordinated omission). autocannon's overallRate sends
+ * in bursts, which made p99 at a fixed rate meaningless here.
+ */
+function fixedRate(url, rate, seconds) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const total = Math.round(rate * seconds);
+  const interval = 1000 / rate;
+  const latencies = [];
+  let errors = 0;
+  let done = 0;
+  let sent = 0;
+  const start = performance.now();
+  return new Promise((resolve) => {
+    const finish = () => {
+      if (++done < total) return;
+      agent.destroy();
+      latencies.sort((a, b) => a - b);
+      const pick = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+      resolve({ achieved: total / ((performance.now() - start) / 1000), p50: pick(0.5), p99: pick(0.99), errors });
+    };
+    const tick = () => {
+      const now = performance.now();
+      while (sent < total && start + sent * interval <= now) {
+        const scheduled = start + sent * interval;
+        sent++;
+        const req = http.get(url, { agent }, (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode !== 200) errors++;
+            latencies.push(performance.now() - scheduled);
+            finish();
+          });
+        });
+        req.on('error', () => {
+          errors++;
+          finish();
+        });
+      }
+      if (sent < total) setTimeout(tick, Math.max(0, start + sent * interval - performance.now()));
+    };
+    tick();
   });
 }
 
@@ -152,21 +200,21 @@ async function main() {
       await waitForOk(url);
       await load(url, { duration: WARMUP });
       const closed = await load(url);
-      const fixed = await load(url, { connections: 64, overallRate: RATE });
+      const fixed = await fixedRate(url, RATE, DURATION);
       const rss = peakRssMiB(child.pid);
       await stop(child);
       const r = results[name];
       r.rps.push(closed.requests.average);
       r.p50.push(closed.latency.p50);
       r.p99.push(closed.latency.p99);
-      r.fixedP50.push(fixed.latency.p50);
-      r.fixedP99.push(fixed.latency.p99);
-      r.rate.push(fixed.requests.average);
-      r.errors += closed.errors + closed.non2xx + fixed.errors + fixed.non2xx;
+      r.fixedP50.push(fixed.p50);
+      r.fixedP99.push(fixed.p99);
+      r.rate.push(fixed.achieved);
+      r.errors += closed.errors + closed.non2xx + fixed.errors;
       r.rss.push(rss);
       process.stderr.write(
         `round ${round} ${name}: ${Math.round(closed.requests.average)} req/s p50 ${closed.latency.p50} ms p99 ${closed.latency.p99} ms; ` +
-          `at ${RATE}/s p99 ${fixed.latency.p99} ms; peak RSS ${rss.toFixed(1)} MiB\n`,
+          `at ${RATE}/s p50 ${fixed.p50.toFixed(2)} ms p99 ${fixed.p99.toFixed(2)} ms; peak RSS ${rss.toFixed(1)} MiB\n`,
       );
     }
   }
@@ -181,7 +229,7 @@ async function main() {
   const bw = summary.breakwater;
   const bare = summary['http-proxy-3'];
   const row = (name, s) =>
-    `| ${name} | ${Math.round(s.rps)} | ${s.p50} | ${s.p99} | ${Math.round(s.fixedRate)} | ${s.fixedP50} | ${s.fixedP99} | ${s.rss.toFixed(1)} | ${s.errors} |`;
+    `| ${name} | ${Math.round(s.rps)} | ${s.p50} | ${s.p99} | ${Math.round(s.fixedRate)} | ${s.fixedP50.toFixed(2)} | ${s.fixedP99.toFixed(2)} | ${s.rss.toFixed(1)} | ${s.errors} |`;
   console.log(`\nBreakwater vs bare http-proxy-3, ${ROUNDS} rounds (medians), ${DURATION}s closed loop with ${CONNECTIONS} connections, then ${RATE} req/s open loop; node ${process.version}${hasTaskset ? ', proxies on CPU 1' : ''}\n`);
   console.log('| target | req/s | p50 ms | p99 ms | fixed req/s | fixed p50 ms | fixed p99 ms | peak RSS MiB | errors |');
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
