@@ -7,7 +7,8 @@
 import type { Config, RouteConfig, UpstreamConfig } from './config/types.js';
 import type { Metrics } from './observe/metrics.js';
 import type { RequestContext } from './policy/context.js';
-import { createRoutePipeline, type Next, type RoutePipeline } from './policy/pipeline.js';
+import type { Signal } from './policy/signal.js';
+import { createRoutePipeline, sleep, type Next, type RoutePipeline } from './policy/pipeline.js';
 import { compileMatcher, matchRoute, rewritePath, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { buildUpstreamHeaders, compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
 import { createUpstreamAgent } from './upstream/agents.js';
@@ -44,6 +45,9 @@ export interface RuntimeDeps {
   readonly metrics: Metrics;
   /** Milliseconds on a monotonic clock. */
   readonly now: () => number;
+  /** Backoff jitter source; Math.random by default. */
+  readonly random?: () => number;
+  readonly sleep?: (ms: number, signal: Signal) => Promise<void>;
 }
 
 function buildUpstream(config: UpstreamConfig): UpstreamRuntime {
@@ -97,7 +101,7 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     requestEdits,
     responseEdits: compileHeaderEdits(config.headers.response),
     plainErrors: config.errors.normalize === 'off',
-    pipeline: createRoutePipeline(config, { now }, attempt),
+    pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt),
   };
 }
 

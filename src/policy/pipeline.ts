@@ -6,9 +6,11 @@
  * handed in.
  */
 import type { RouteConfig } from '../config/types.js';
+import type { Metrics } from '../observe/metrics.js';
 import type { AttemptResult, RequestContext } from './context.js';
 import { createDeadline } from './deadline.js';
 import { createPerTryTimeout } from './per-try-timeout.js';
+import { createRetry } from './retry.js';
 import type { Signal } from './signal.js';
 
 export type Next = (ctx: RequestContext, signal: Signal) => Promise<AttemptResult>;
@@ -21,6 +23,29 @@ export interface Policy {
 export interface PolicyDeps {
   /** Milliseconds on a monotonic clock; injectable for tests. */
   readonly now: () => number;
+  /** Uniform in [0, 1); injectable for tests. */
+  readonly random: () => number;
+  /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+  readonly sleep: (ms: number, signal: Signal) => Promise<void>;
+  readonly metrics: Metrics;
+}
+
+/** The real clock's sleep, cancelled by the request's signal. */
+export function sleep(ms: number, signal: Signal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const timer = setTimeout(() => {
+      stop();
+      resolve();
+    }, ms);
+    const stop = signal.onAbort(() => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    });
+  });
 }
 
 export interface RoutePipeline {
@@ -41,10 +66,12 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
   const policies: Policy[] = [
     // 1. Deadline: `total` bounds everything below it, queueing and
     //    retries included, so it starts first.
-    createDeadline(route.timeouts, deps),
+    createDeadline(route.timeouts, route.clientOverrides, deps),
     // 2. Rate limit (issue: breakers and limits): waits for a token or
     //    refuses before any upstream work; not built yet.
-    // 3. Retry (issue: retries): repeats what is below; not built yet.
+    // 3. Retry: repeats what is below (breaker included: every attempt is
+    //    one breaker call), within the deadline and the route's budget.
+    createRetry({ route: route.name, retry: route.retry, clientOverrides: route.clientOverrides, metrics: deps.metrics }, deps),
     // 4. Circuit breaker (issue: breakers and limits): each attempt is one
     //    call, so it sits inside the retry loop; not built yet.
     // 5. Per-try timeout: one timer per attempt, cut to what is left of

@@ -19,7 +19,7 @@ import { methodLabel, type Metrics } from '../observe/metrics.js';
 import type { Flag, RequestContext } from '../policy/context.js';
 import { Cancellation } from '../policy/signal.js';
 import type { RouteRuntime, Runtime } from '../runtime.js';
-import { requestBody } from '../upstream/body.js';
+import { prepareRequestBody, requestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
 import { buildResponseHeaders, clientRequestId } from '../upstream/headers.js';
 import { handleUpgrade } from './websocket.js';
@@ -195,6 +195,8 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       if (length !== undefined && Number(length) > config.limits.maxBodySize) {
         throw new BreakwaterError('PAYLOAD_TOO_LARGE', `The request body (${length} bytes) is larger than limits.maxBodySize (${config.limits.maxBodySize} bytes).`);
       }
+      const retry = route.config.retry;
+      ctx.body = await prepareRequestBody(req, { maxBodySize: config.limits.maxBodySize, bufferLimit: retry.bufferLimit, replay: retry.maxRetries > 0 });
       const result = await route.pipeline.run(ctx);
       if (result.response) {
         upstreamResponse = result.response;

@@ -1,12 +1,15 @@
 /**
- * The request body as the attempts see it. The first attempt streams the
- * live request (with `limits.maxBodySize` enforced while streaming when no
- * Content-Length announced the size); a body can be opened again only when
- * it is replayable. Buffering for replay comes with the retry layer.
+ * The request body as the attempts see it (SPEC §3 `retry.bufferLimit`).
+ * A body whose Content-Length is within `bufferLimit` is read into memory
+ * before the first attempt and replayed byte for byte on every attempt.
+ * Larger bodies, and bodies of unknown length (chunked), stream through the
+ * first attempt only (with `limits.maxBodySize` enforced while streaming
+ * when no Content-Length announced the size) and are never retried.
  */
 import type { IncomingMessage } from 'node:http';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
+import { ClientClosedError } from '../errors/client-closed.js';
 
 export interface RequestBody {
   /** True when the request carries no body at all. */
@@ -73,4 +76,45 @@ export function requestBody(req: IncomingMessage, maxBodySize: number): RequestB
       return req.pipe(limit);
     },
   };
+}
+
+export interface BodyOptions {
+  readonly maxBodySize: number;
+  /** Bodies up to this many bytes (by Content-Length) are buffered for replay. */
+  readonly bufferLimit: number;
+  /** False when the route never retries: then nothing is buffered. */
+  readonly replay: boolean;
+}
+
+/** A body held in memory, replayed on every attempt. */
+function bufferedBody(buffer: Buffer): RequestBody {
+  return {
+    empty: false,
+    replayable: true,
+    open: () => Readable.from(buffer.length > 0 ? [buffer] : []),
+  };
+}
+
+/**
+ * The body of `req` for its attempts: buffered when it may be replayed and
+ * its announced length is within `bufferLimit`, streamed otherwise. Rejects
+ * with ClientClosedError when the client goes away while it is read.
+ */
+export async function prepareRequestBody(req: IncomingMessage, options: BodyOptions): Promise<RequestBody> {
+  const length = req.headers['content-length'];
+  if (!hasBody(req) || !options.replay || length === undefined || Number(length) > options.bufferLimit) {
+    return requestBody(req, options.maxBodySize);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of req) {
+      chunks.push(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+  } catch {
+    throw new ClientClosedError();
+  }
+  if (!req.complete) throw new ClientClosedError();
+  return bufferedBody(Buffer.concat(chunks, size));
 }

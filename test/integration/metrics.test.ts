@@ -18,6 +18,8 @@ beforeAll(async () => {
     return { kind: 'respond', body: 'ok' };
   });
   proxy = await startProxy(`version: 1
+# One attempt per request: retries have their own tests.
+defaults: { retry: { maxRetries: 0 } }
 upstreams:
   api: { url: "${upstream.url}" }
 routes:

@@ -25,6 +25,8 @@ beforeAll(async () => {
   // Accepts TCP and never speaks: a TLS handshake with it never completes.
   silent = await startRawServer(() => {});
   proxy = await startProxy(`version: 1
+# One attempt per request: retries have their own tests.
+defaults: { retry: { maxRetries: 0 } }
 upstreams:
   u: { url: "${upstream.url}" }
   silent-tls: { url: "https://127.0.0.1:${silent.port}" }

@@ -36,6 +36,8 @@ beforeAll(async () => {
   closedPort = spare.port;
   await spare.close();
   proxy = await startProxy(`version: 1
+# One attempt per request: retries have their own tests.
+defaults: { retry: { maxRetries: 0 } }
 upstreams:
   plain: { url: "${plain.url}" }
   refused: { url: "http://127.0.0.1:${closedPort}" }

@@ -1,0 +1,101 @@
+/**
+ * The retry layer (SPEC §3 `retry`, §4): repeats the attempt below it while
+ * the outcome is one of `retryOn`, the method may be repeated, the body can
+ * be replayed, retries are left, the route's budget allows it and the
+ * request's deadline leaves room for the wait. It never retries once a
+ * byte of a response went to the client: it only ever sees attempts whose
+ * response has not been sent. When it stops, the last real upstream
+ * response (or failure) goes back as it is.
+ */
+import type { RetryConfig } from '../config/types.js';
+import type { Metrics } from '../observe/metrics.js';
+import { discardResponse } from '../upstream/discard.js';
+import type { Classification } from '../upstream/classify.js';
+import { fullJitterDelay } from './backoff.js';
+import { compileConditions } from './conditions.js';
+import type { AttemptResult, RequestContext } from './context.js';
+import type { Policy, PolicyDeps } from './pipeline.js';
+import { parseRetryAfter } from './retry-after.js';
+import { createRetryBudget } from './retry-budget.js';
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/** Failures a second try cannot fix: the same certificate, the same wrong port. */
+const DETERMINISTIC_CODES = new Set(['UPSTREAM_TLS_FAILED', 'UPSTREAM_PROTOCOL_ERROR']);
+
+export interface RetryOptions {
+  readonly route: string;
+  readonly retry: RetryConfig;
+  readonly clientOverrides: boolean;
+  readonly metrics: Metrics;
+}
+
+/**
+ * May this request be sent again? Idempotent methods always; POST and PATCH
+ * when the client sent an Idempotency-Key; and any method when the attempt
+ * never reached the upstream (a refused or timed-out connect sent nothing).
+ */
+function methodAllows(ctx: RequestContext, retry: RetryConfig, classification: Classification): boolean {
+  if (classification.outcome === 'connect_failure') return true;
+  if (retry.methods !== 'idempotent') return retry.methods.includes(ctx.method);
+  if (IDEMPOTENT.has(ctx.method)) return true;
+  return (ctx.method === 'POST' || ctx.method === 'PATCH') && ctx.clientHeaders['idempotency-key'] !== undefined;
+}
+
+/** `X-Breakwater-Max-Retries`, honoured only downward. */
+function clientMaxRetries(ctx: RequestContext): number | undefined {
+  const value = ctx.clientHeaders['x-breakwater-max-retries'];
+  const text = Array.isArray(value) ? value[0] : value;
+  return text !== undefined && /^\d{1,3}$/.test(text.trim()) ? Number(text) : undefined;
+}
+
+export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
+  const { retry, metrics, route } = options;
+  const shouldRetry = compileConditions(retry.retryOn);
+  const budget = createRetryBudget(retry.budget.ratio, retry.budget.minPerSecond, deps.now);
+
+  return {
+    async run(ctx, signal, next) {
+      budget.deposit();
+      let maxRetries = retry.maxRetries;
+      if (options.clientOverrides) {
+        const requested = clientMaxRetries(ctx);
+        if (requested !== undefined) maxRetries = Math.min(maxRetries, requested);
+      }
+      for (let retries = 0; ; retries++) {
+        const result: AttemptResult = await next(ctx, signal);
+        const { classification, response } = result;
+        if (!shouldRetry(classification) || (classification.code !== undefined && DETERMINISTIC_CODES.has(classification.code))) return result;
+        if (retries >= maxRetries || !methodAllows(ctx, retry, classification)) return result;
+        if (!ctx.body.replayable) {
+          ctx.flags.add('BODY_NOT_REPLAYABLE');
+          return result;
+        }
+
+        let delay = fullJitterDelay(retries, retry.backoff.base, retry.backoff.max, deps.random);
+        if (response && retry.retryAfter.honor && (classification.status === 429 || classification.status === 503)) {
+          const retryAfter = parseRetryAfter(response.headers['retry-after'], Date.now());
+          if (retryAfter !== undefined) {
+            // A longer wait than configured: the app decides, with the header.
+            if (retryAfter > retry.retryAfter.max) return result;
+            delay = retryAfter;
+          }
+        }
+        // No wait may end past the deadline, and no attempt may start there.
+        if (deps.now() + delay >= ctx.deadline) return result;
+        if (!budget.tryWithdraw()) {
+          ctx.flags.add('RETRY_BUDGET_EXHAUSTED');
+          metrics.retryBudgetExhausted.inc({ route });
+          metrics.errors.inc({ route, code: 'RETRY_BUDGET_EXHAUSTED' });
+          return result;
+        }
+
+        if (response) discardResponse(response);
+        ctx.flags.add('RETRIED');
+        metrics.retries.inc({ route, reason: classification.outcome });
+        if (delay > 0) await deps.sleep(delay, signal);
+      }
+    },
+    close() {},
+  };
+}
