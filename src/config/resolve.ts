@@ -106,14 +106,9 @@ function checkPolicies(layers: readonly Layer[], hasRedis: boolean, issues: Issu
 
   const perTry = tryMs(getIn(policies, ['timeouts', 'perTry']));
   const total = tryMs(getIn(policies, ['timeouts', 'total']));
-  const connect = tryMs(getIn(policies, ['timeouts', 'connect']));
   if (perTry !== undefined && total !== undefined && perTry > total) {
     const at = originOf(layers, ['timeouts', 'perTry']) ?? originOf(layers, ['timeouts', 'total']);
     if (at) issues.push({ path: at, message: `perTry (${formatDuration(perTry)}) must not be longer than total (${formatDuration(total)}): an attempt cannot outlast the request` });
-  }
-  if (connect !== undefined && total !== undefined && connect > total) {
-    const at = originOf(layers, ['timeouts', 'connect']) ?? originOf(layers, ['timeouts', 'total']);
-    if (at) issues.push({ path: at, message: `connect (${formatDuration(connect)}) must not be longer than total (${formatDuration(total)})` });
   }
 
   const base = tryMs(getIn(policies, ['retry', 'backoff', 'base']));

@@ -15,7 +15,7 @@ export function parseRetryAfter(value: string | string[] | undefined, nowMs: num
   }
   // An HTTP-date names a weekday and a GMT time; plain numbers with signs,
   // decimals or garbage are not dates.
-  if (!/^[A-Za-z]{3},? /.test(text.trim()) || !/GMT\s*$/.test(text)) return undefined;
+  if (!/^[A-Za-z]{3,9},? /.test(text.trim()) || !/GMT\s*$/.test(text)) return undefined;
   const date = Date.parse(text);
   if (Number.isNaN(date)) return undefined;
   return Math.max(0, date - nowMs);

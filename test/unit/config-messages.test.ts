@@ -33,7 +33,6 @@ describe('config messages', () => {
     ['rateLimit: { burst: 5 }', /rateLimit\.burst: burst needs a rate/],
     ['rateLimit: { key: route }', /rateLimit: a rate limit needs rate/],
     ['headers: { request: { set: { "bad header": x } } }', /headers\.request\.set\["bad header"\]: "bad header" is not a valid header name/],
-    ['timeouts: { connect: 45s }', /timeouts\.connect: connect \(45s\) must not be longer than total \(30s\)/],
   ])('explains %s', (line, expected) => {
     const found = problems(`${BASE}    ${line}\n`);
     expect(found.join('\n')).toMatch(expected);
