@@ -33,6 +33,7 @@ export async function startApp(loaded: LoadedConfig, logger: Logger, options: Ap
   metrics.registerConfig(config);
   const forwarder = createForwarder();
   const runtime: Runtime = buildRuntime(config, { forwarder, metrics, now });
+  metrics.setCircuitStates(() => [...runtime.upstreams.values()].map((upstream) => ({ upstream: upstream.name, state: upstream.breaker.state() })));
   let ready = false;
 
   const proxy = createProxyServer({ runtime: () => runtime, forwarder, metrics, logger, now });

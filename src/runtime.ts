@@ -8,6 +8,7 @@ import type { Config, RouteConfig, UpstreamConfig } from './config/types.js';
 import type { Metrics } from './observe/metrics.js';
 import type { RequestContext } from './policy/context.js';
 import type { Signal } from './policy/signal.js';
+import { createUpstreamBreaker, type UpstreamBreaker } from './policy/circuit-breaker.js';
 import { createRoutePipeline, sleep, type Next, type RoutePipeline } from './policy/pipeline.js';
 import { compileMatcher, matchRoute, rewritePath, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { buildUpstreamHeaders, compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
@@ -16,6 +17,7 @@ import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
 
 export interface UpstreamRuntime extends UpstreamTarget {
   readonly config: UpstreamConfig;
+  readonly breaker: UpstreamBreaker;
 }
 
 export interface RouteRuntime {
@@ -50,12 +52,13 @@ export interface RuntimeDeps {
   readonly sleep?: (ms: number, signal: Signal) => Promise<void>;
 }
 
-function buildUpstream(config: UpstreamConfig): UpstreamRuntime {
+function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps): UpstreamRuntime {
   const url = new URL(config.url);
   const agent = createUpstreamAgent(config);
   const ca = config.tls.ca ?? undefined;
   const rejectUnauthorized = !config.tls.insecureSkipVerify;
-  return { name: config.name, config, url, agent, ca, rejectUnauthorized, proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized } };
+  const breaker = createUpstreamBreaker(config.name, config.circuitBreaker, deps);
+  return { name: config.name, config, url, agent, ca, rejectUnauthorized, proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized }, breaker };
 }
 
 function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps): RouteRuntime {
@@ -101,13 +104,13 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     requestEdits,
     responseEdits: compileHeaderEdits(config.headers.response),
     plainErrors: config.errors.normalize === 'off',
-    pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt),
+    pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, { breaker: upstream?.breaker.policy }),
   };
 }
 
 export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const upstreams = new Map<string, UpstreamRuntime>();
-  for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, buildUpstream(upstream));
+  for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, buildUpstream(upstream, deps));
   const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps));
   // Origin-form requests only reach routes with an upstream; the others
   // serve forward-proxy requests.
@@ -119,7 +122,10 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     match: (input) => matchRoute(reverseRoutes, input),
     close() {
       for (const route of routes) route.pipeline.close();
-      for (const upstream of upstreams.values()) upstream.agent.destroy();
+      for (const upstream of upstreams.values()) {
+        upstream.breaker.close();
+        upstream.agent.destroy();
+      }
     },
   };
 }

@@ -44,6 +44,10 @@ export interface Metrics {
   readonly upstreamQuotaRemaining: Gauge<'upstream' | 'scope'>;
   readonly pacingPauses: FastCounter<'upstream'>;
   readonly tlsIntercept: FastCounter<'result'>;
+  /** Where `breakwater_circuit_state` reads the breakers' states at scrape time. */
+  setCircuitStates(source: () => Iterable<{ readonly upstream: string; readonly state: string }>): void;
+  /** Where `breakwater_rate_limit_queue_depth` reads the queues at scrape time. */
+  setQueueDepths(source: () => Iterable<{ readonly route: string; readonly depth: number }>): void;
   /** Creates the known series of a config at zero. */
   registerConfig(config: Config): void;
   /** The exposition for a scrape; OpenMetrics when `openMetrics`. */
@@ -88,6 +92,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
     register(new FastHistogram<L>(name, help, labelNames, DURATION_BUCKETS));
 
+  let circuitStates: () => Iterable<{ readonly upstream: string; readonly state: string }> = () => [];
+  let queueDepths: () => Iterable<{ readonly route: string; readonly depth: number }> = () => [];
   const metrics: Metrics = {
     registry,
     requestsTotal: counter('breakwater_requests_total', 'Requests answered, by route, method and the status sent to the client.', ['route', 'method', 'code']),
@@ -96,11 +102,31 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     upstreamAttemptDuration: histogram('breakwater_upstream_attempt_duration_seconds', 'Time from an attempt\'s start to its response headers or failure.', ['route', 'upstream']),
     retries: counter('breakwater_retries_total', 'Retries made, by the outcome that was retried.', ['route', 'reason']),
     retryBudgetExhausted: counter('breakwater_retry_budget_exhausted_total', 'Retries skipped because the route\'s retry budget was spent.', ['route']),
-    circuitState: gauge('breakwater_circuit_state', 'Circuit breaker state per upstream: 1 for the current state.', ['upstream', 'state']),
+    circuitState: new client.Gauge({
+      name: 'breakwater_circuit_state',
+      help: 'Circuit breaker state per upstream: 1 for the current state.',
+      labelNames: ['upstream', 'state'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const { upstream, state } of circuitStates()) {
+          for (const candidate of ['closed', 'open', 'half_open']) this.set({ upstream, state: candidate }, candidate === state ? 1 : 0);
+        }
+      },
+    }),
     circuitTransitions: counter('breakwater_circuit_transitions_total', 'Circuit breaker state changes, by the state entered.', ['upstream', 'to']),
     circuitRejections: counter('breakwater_circuit_rejections_total', 'Requests refused because the upstream\'s circuit was open.', ['upstream']),
     rateLimited: counter('breakwater_rate_limited_total', 'Requests refused by the route\'s rate limit.', ['route']),
-    rateLimitQueueDepth: gauge('breakwater_rate_limit_queue_depth', 'Requests waiting in the route\'s rate-limit queue.', ['route']),
+    rateLimitQueueDepth: new client.Gauge({
+      name: 'breakwater_rate_limit_queue_depth',
+      help: 'Requests waiting in the route\'s rate-limit queue.',
+      labelNames: ['route'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const { route, depth } of queueDepths()) this.set({ route }, depth);
+      },
+    }),
     errors: counter('breakwater_errors_total', 'Errors Breakwater produced or recorded, by route and code.', ['route', 'code']),
     rateLimitDegraded: counter('breakwater_rate_limit_degraded_total', 'Rate-limit decisions made without Redis, per redis.onError.', ['route']),
     configReloads: counter('breakwater_config_reloads_total', 'Config reloads, by result.', ['result']),
@@ -108,6 +134,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     upstreamQuotaRemaining: gauge('breakwater_upstream_quota_remaining', 'Quota the upstream announced as remaining.', ['upstream', 'scope']),
     pacingPauses: counter('breakwater_pacing_pauses_total', 'Times pacing started holding requests for an upstream.', ['upstream']),
     tlsIntercept: counter('breakwater_tls_intercept_total', 'CONNECT requests by TLS interception result.', ['result']),
+
+    setCircuitStates(source) {
+      circuitStates = source;
+    },
+    setQueueDepths(source) {
+      queueDepths = source;
+    },
 
     registerConfig(config) {
       metrics.configReloads.inc({ result: 'success' }, 0);

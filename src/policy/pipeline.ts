@@ -62,7 +62,12 @@ export function compose(policies: readonly Policy[], attempt: Next): Next {
  * The order of the stack, outermost first. Each layer's comment says why it
  * sits where it does.
  */
-export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attempt: Next): RoutePipeline {
+export interface SharedPolicies {
+  /** The upstream's circuit breaker: shared by every route to that upstream. */
+  readonly breaker?: Policy;
+}
+
+export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attempt: Next, shared: SharedPolicies = {}): RoutePipeline {
   const policies: Policy[] = [
     // 1. Deadline: `total` bounds everything below it, queueing and
     //    retries included, so it starts first.
@@ -72,8 +77,9 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
     // 3. Retry: repeats what is below (breaker included: every attempt is
     //    one breaker call), within the deadline and the route's budget.
     createRetry({ route: route.name, retry: route.retry, clientOverrides: route.clientOverrides, metrics: deps.metrics }, deps),
-    // 4. Circuit breaker (issue: breakers and limits): each attempt is one
-    //    call, so it sits inside the retry loop; not built yet.
+    // 4. Circuit breaker: each attempt is one call, so it sits inside the
+    //    retry loop, and a retry into an open circuit is refused at once.
+    ...(shared.breaker ? [shared.breaker] : []),
     // 5. Per-try timeout: one timer per attempt, cut to what is left of
     //    the deadline, until response headers.
     createPerTryTimeout(route.timeouts, deps),
@@ -82,7 +88,8 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
   return {
     run: (ctx) => run(ctx, ctx.signal),
     close() {
-      for (const policy of policies) policy.close();
+      // The breaker belongs to the upstream and is closed with it.
+      for (const policy of policies) if (policy !== shared.breaker) policy.close();
     },
   };
 }
