@@ -32,7 +32,8 @@ export async function startApp(loaded: LoadedConfig, logger: Logger, options: Ap
   const metrics = options.metrics ?? processMetrics();
   metrics.registerConfig(config);
   const forwarder = createForwarder();
-  const runtime: Runtime = buildRuntime(config, { forwarder, metrics, now });
+  const runtime: Runtime = buildRuntime(config, { forwarder, metrics, now, logger });
+  metrics.setQueueDepths(() => runtime.routes.filter((route) => route.rateLimit).map((route) => ({ route: route.name, depth: route.rateLimit!.queueDepth() })));
   metrics.setCircuitStates(() => [...runtime.upstreams.values()].map((upstream) => ({ upstream: upstream.name, state: upstream.breaker.state() })));
   let ready = false;
 
@@ -61,13 +62,13 @@ export async function startApp(loaded: LoadedConfig, logger: Logger, options: Ap
       async close(graceMs = config.shutdown.drainTimeout) {
         ready = false;
         await Promise.all([proxy.close(graceMs), adminServer.close()]);
-        runtime.close();
+        await runtime.close();
         forwarder.close();
       },
     };
   } catch (error) {
     await admin?.close();
-    runtime.close();
+    await runtime.close();
     throw error;
   }
 }

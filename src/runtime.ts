@@ -9,6 +9,9 @@ import type { Metrics } from './observe/metrics.js';
 import type { RequestContext } from './policy/context.js';
 import type { Signal } from './policy/signal.js';
 import { createUpstreamBreaker, type UpstreamBreaker } from './policy/circuit-breaker.js';
+import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit.js';
+import { connectSharedLimits, type SharedLimits } from './policy/shared-limits.js';
+import type { Logger } from './observe/logger.js';
 import { createRoutePipeline, sleep, type Next, type RoutePipeline } from './policy/pipeline.js';
 import { compileMatcher, matchRoute, rewritePath, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { buildUpstreamHeaders, compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
@@ -31,6 +34,7 @@ export interface RouteRuntime {
   /** `errors.normalize: off`: Breakwater's own errors as plain text. */
   readonly plainErrors: boolean;
   readonly pipeline: RoutePipeline;
+  readonly rateLimit: RateLimitPolicy | null;
 }
 
 export interface Runtime {
@@ -39,7 +43,8 @@ export interface Runtime {
   readonly upstreams: ReadonlyMap<string, UpstreamRuntime>;
   /** The first route whose match holds for an origin-form request. */
   match(input: MatchInput): RouteRuntime | undefined;
-  close(): void;
+  /** Stops breakers and limiters, disconnects Redis, destroys pooled sockets. */
+  close(): Promise<void>;
 }
 
 export interface RuntimeDeps {
@@ -50,6 +55,7 @@ export interface RuntimeDeps {
   /** Backoff jitter source; Math.random by default. */
   readonly random?: () => number;
   readonly sleep?: (ms: number, signal: Signal) => Promise<void>;
+  readonly logger?: Logger;
 }
 
 function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps): UpstreamRuntime {
@@ -61,7 +67,7 @@ function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps): UpstreamRunti
   return { name: config.name, config, url, agent, ca, rejectUnauthorized, proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized }, breaker };
 }
 
-function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps): RouteRuntime {
+function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps, shared: SharedLimits | undefined): RouteRuntime {
   const requestEdits = compileHeaderEdits(config.headers.request);
   const { metrics, forwarder, now } = deps;
   const routeName = config.name;
@@ -96,22 +102,26 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     return result;
   };
 
+  const rateLimit = config.rateLimit ? createRateLimit(config.name, config.rateLimit, { metrics, now, shared }) : null;
   return {
     name: config.name,
     config,
+    rateLimit,
     matcher: compileMatcher(config),
     upstream,
     requestEdits,
     responseEdits: compileHeaderEdits(config.headers.response),
     plainErrors: config.errors.normalize === 'off',
-    pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, { breaker: upstream?.breaker.policy }),
+    pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, { breaker: upstream?.breaker.policy, rateLimit: rateLimit ?? undefined }),
   };
 }
 
 export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const upstreams = new Map<string, UpstreamRuntime>();
   for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, buildUpstream(upstream, deps));
-  const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps));
+  const needsRedis = config.redis !== null && config.routes.some((route) => route.rateLimit?.shared === true);
+  const shared = needsRedis ? connectSharedLimits(config.redis!, deps.logger) : undefined;
+  const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps, shared));
   // Origin-form requests only reach routes with an upstream; the others
   // serve forward-proxy requests.
   const reverseRoutes = routes.filter((route) => route.upstream !== null);
@@ -120,12 +130,16 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     routes,
     upstreams,
     match: (input) => matchRoute(reverseRoutes, input),
-    close() {
-      for (const route of routes) route.pipeline.close();
+    async close() {
+      for (const route of routes) {
+        route.pipeline.close();
+        route.rateLimit?.close();
+      }
       for (const upstream of upstreams.values()) {
         upstream.breaker.close();
         upstream.agent.destroy();
       }
+      await shared?.close();
     },
   };
 }

@@ -9,13 +9,16 @@ export class BreakwaterError extends Error {
   readonly code: ErrorCode;
   readonly detail: string;
   readonly retryAfterSeconds: number | undefined;
+  /** Extra response headers that describe the error (RateLimit fields of a 429). */
+  readonly headers: Readonly<Record<string, string>> | undefined;
 
-  constructor(code: ErrorCode, detail: string, options: { cause?: unknown; retryAfterSeconds?: number } = {}) {
+  constructor(code: ErrorCode, detail: string, options: { cause?: unknown; retryAfterSeconds?: number; headers?: Record<string, string> } = {}) {
     super(detail, { cause: options.cause });
     this.name = 'BreakwaterError';
     this.code = code;
     this.detail = detail;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.headers = options.headers;
   }
 
   get status(): number {

@@ -71,5 +71,6 @@ export function renderProblem(error: BreakwaterError, context: ProblemContext, p
     'x-request-id': context.requestId,
   };
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(Math.max(0, Math.ceil(error.retryAfterSeconds)));
+  if (error.headers) Object.assign(headers, error.headers);
   return { status: entry.status, headers, body };
 }

@@ -14,8 +14,11 @@
  * - calls it rejects while open count as `fires` in its window, so after a
  *   probe closes it the old window would dilute (or inflate) the error rate.
  *   We rotate the window's buckets ourselves and clear it on close;
- * - `errorFilter` returning true counts as a success: we do not use it for
- *   outcomes. Failures are signalled by rejecting; everything else resolves.
+ * - `errorFilter` returning true counts as a success: we use it only for
+ *   errors on the client's side (the client left, its body was too large),
+ *   which say nothing about the upstream. opossum cannot leave a call out
+ *   of its window, so those count as successes. Upstream outcomes never go
+ *   through it: failures reject, everything else resolves.
  */
 import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
@@ -69,6 +72,7 @@ export function createUpstreamBreaker(
     rollingCountBuckets: BUCKETS,
     resetTimeout: config.openFor,
     rotateBucketController: rotate,
+    errorFilter: (error: unknown) => !(error instanceof AttemptFailed),
     rollingPercentilesEnabled: false,
     enableSnapshots: false,
   } as CircuitBreaker.Options);

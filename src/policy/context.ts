@@ -50,6 +50,8 @@ export interface RequestContext {
   /** Attempts made upstream so far. */
   attempts: number;
   readonly flags: Set<Flag>;
+  /** Run once when the response to the client has ended or broken off (release a rate-limit slot). */
+  readonly cleanups: (() => void)[];
   /** The classification of the latest attempt. */
   last?: Classification;
 }

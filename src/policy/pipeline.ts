@@ -65,6 +65,8 @@ export function compose(policies: readonly Policy[], attempt: Next): Next {
 export interface SharedPolicies {
   /** The upstream's circuit breaker: shared by every route to that upstream. */
   readonly breaker?: Policy;
+  /** The route's rate limit, when it has one. */
+  readonly rateLimit?: Policy;
 }
 
 export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attempt: Next, shared: SharedPolicies = {}): RoutePipeline {
@@ -72,8 +74,9 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
     // 1. Deadline: `total` bounds everything below it, queueing and
     //    retries included, so it starts first.
     createDeadline(route.timeouts, route.clientOverrides, deps),
-    // 2. Rate limit (issue: breakers and limits): waits for a token or
-    //    refuses before any upstream work; not built yet.
+    // 2. Rate limit: waits for a token and a slot, or refuses, before any
+    //    upstream work; one token per request, retries included.
+    ...(shared.rateLimit ? [shared.rateLimit] : []),
     // 3. Retry: repeats what is below (breaker included: every attempt is
     //    one breaker call), within the deadline and the route's budget.
     createRetry({ route: route.name, retry: route.retry, clientOverrides: route.clientOverrides, metrics: deps.metrics }, deps),

@@ -175,6 +175,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       signal: cancellation,
       attempts: 0,
       flags: new Set(),
+      cleanups: [],
     };
     let route: RouteRuntime | undefined;
     let upstreamResponse: IncomingMessage | undefined;
@@ -185,6 +186,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
         cancellation.abort(new ClientClosedError());
         upstreamResponse?.destroy();
       }
+      for (const cleanup of ctx.cleanups) cleanup();
       observe(ctx, runtime, route, res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS);
     });
 

@@ -42,8 +42,9 @@ beforeAll(async () => {
 defaults:
   retry: { backoff: { base: 1ms, max: 5ms } }
 upstreams:
-  u: { url: "${upstream.url}" }
-  closed: { url: "http://127.0.0.1:${closedPort}" }
+  # failureRate 100 never opens: these tests fail on purpose, a lot.
+  u: { url: "${upstream.url}", circuitBreaker: { failureRate: 100 } }
+  closed: { url: "http://127.0.0.1:${closedPort}", circuitBreaker: { failureRate: 100 } }
 routes:
   - { name: once, match: { pathPrefix: /once }, upstream: u, retry: { maxRetries: 1 } }
   - name: all-conditions

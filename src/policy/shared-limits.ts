@@ -1,0 +1,61 @@
+/**
+ * The Redis connection behind shared rate limits (SPEC §3 `redis`): one
+ * ioredis client (and bottleneck's subscriber) per runtime, shared by every
+ * shared limiter. Commands fail fast while Redis is unreachable (no offline
+ * queue), so a request never waits on a dead Redis: the rate-limit layer
+ * then decides per `redis.onError`. ioredis reconnects by itself; sharing
+ * resumes when it is back.
+ */
+import Bottleneck from 'bottleneck';
+import { Redis } from 'ioredis';
+import type { RedisConfig } from '../config/types.js';
+import type { Logger } from '../observe/logger.js';
+
+export interface SharedLimits {
+  readonly connection: Bottleneck.IORedisConnection;
+  readonly onError: RedisConfig['onError'];
+  /** True while the client is connected and ready. */
+  healthy(): boolean;
+  close(): Promise<void>;
+}
+
+export function connectSharedLimits(config: RedisConfig, logger: Logger | undefined): SharedLimits {
+  const client = new Redis(config.url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 2000,
+    retryStrategy: (times) => Math.min(100 * times, 2000),
+    lazyConnect: false,
+  });
+  let lastState = '';
+  const report = (state: string, error?: Error) => {
+    if (state === lastState) return;
+    lastState = state;
+    if (state === 'ready') logger?.info({ redis: redact(config.url) }, 'redis ready: rate limits are shared');
+    else logger?.warn({ redis: redact(config.url), err: error?.message }, `redis ${state}: shared rate limits fall back to redis.onError=${config.onError}`);
+  };
+  client.on('ready', () => report('ready'));
+  client.on('error', (error: Error) => report('unavailable', error));
+  client.on('end', () => report('closed'));
+  const connection = new Bottleneck.IORedisConnection({ client: client as never, Redis: Redis as never });
+  connection.on('error', () => {}); // reported through the client's own events
+  return {
+    connection,
+    onError: config.onError,
+    healthy: () => client.status === 'ready',
+    async close() {
+      await connection.disconnect(false).catch(() => {});
+      client.disconnect();
+    },
+  };
+}
+
+function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = 'redacted';
+    return parsed.toString();
+  } catch {
+    return 'redis';
+  }
+}
