@@ -17,6 +17,8 @@ export interface App {
   /** The bound proxy port. */
   readonly port: number;
   readonly metrics: Metrics;
+  /** The runtime new requests start on. */
+  runtime(): Runtime;
   /** Stops both servers; requests in flight get `graceMs` (default: shutdown.drainTimeout). */
   close(graceMs?: number): Promise<void>;
 }
@@ -59,6 +61,7 @@ export async function startApp(loaded: LoadedConfig, logger: Logger, options: Ap
       proxy,
       port,
       metrics,
+      runtime: () => runtime,
       async close(graceMs = config.shutdown.drainTimeout) {
         ready = false;
         await Promise.all([proxy.close(graceMs), adminServer.close()]);

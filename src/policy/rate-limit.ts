@@ -53,8 +53,9 @@ export function refillStep(rate: number): Refill {
 function limiterOptions(config: RateLimitConfig): Bottleneck.ConstructorOptions {
   const options: Bottleneck.ConstructorOptions = {
     maxConcurrent: config.maxConcurrent,
-    // OVERFLOW: a request that finds the queue full is dropped (refused).
-    highWater: config.queue.size > 0 ? config.queue.size : null,
+    // OVERFLOW: a request that cannot start and finds `size` requests
+    // waiting is dropped (refused); with size 0 nothing ever waits.
+    highWater: config.queue.size,
     strategy: Bottleneck.strategy.OVERFLOW,
   };
   if (config.rate !== null) {
@@ -147,9 +148,6 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
 
   /** Waits for a token and a slot; resolves with the function that frees the slot. */
   async function acquire(limiter: Bottleneck, ctx: RequestContext): Promise<() => void> {
-    if (config.queue.size === 0 && !(await limiter.check())) {
-      throw refused('no token or slot is free and queue.size is 0');
-    }
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     let abandoned = false;
@@ -177,7 +175,9 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
       abandoned = true;
       release();
       if (error instanceof BreakwaterError || error === ctx.signal.reason) throw error;
-      if (error instanceof Bottleneck.BottleneckError) throw refused(`its queue is full (queue.size ${config.queue.size})`);
+      if (error instanceof Bottleneck.BottleneckError) {
+        throw refused(config.queue.size === 0 ? 'no token or slot is free and queue.size is 0' : `its queue is full (queue.size ${config.queue.size})`);
+      }
       throw error;
     } finally {
       clearTimeout(timer);
