@@ -42,6 +42,7 @@ export async function startApp(loaded: LoadedConfig, logger: Logger, options: Ap
   const proxy = createProxyServer({ runtime: () => runtime, forwarder, metrics, logger, now });
   let admin: AdminServer | undefined;
   try {
+    await runtime.warmUp();
     admin = await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics, ready: () => ready });
     const port = await proxy.listen(config.listen.host, config.listen.port);
     ready = true;

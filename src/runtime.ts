@@ -43,6 +43,8 @@ export interface Runtime {
   readonly upstreams: ReadonlyMap<string, UpstreamRuntime>;
   /** The first route whose match holds for an origin-form request. */
   match(input: MatchInput): RouteRuntime | undefined;
+  /** Waits (briefly) for what the runtime connects to, Redis for shared limits. */
+  warmUp(): Promise<void>;
   /** Stops breakers and limiters, disconnects Redis, destroys pooled sockets. */
   close(): Promise<void>;
 }
@@ -116,6 +118,9 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
   };
 }
 
+/** How long startup waits for Redis before serving with shared limits degraded. */
+const REDIS_STARTUP_WAIT_MS = 3000;
+
 export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const upstreams = new Map<string, UpstreamRuntime>();
   for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, buildUpstream(upstream, deps));
@@ -130,7 +135,15 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     routes,
     upstreams,
     match: (input) => matchRoute(reverseRoutes, input),
+    async warmUp() {
+      if (shared && !(await shared.waitReady(REDIS_STARTUP_WAIT_MS))) {
+        deps.logger?.warn({ waitedMs: REDIS_STARTUP_WAIT_MS }, `redis is not reachable yet: shared rate limits start per redis.onError=${shared.onError}`);
+      }
+    },
     async close() {
+      // Redis first: a terminated connection lets the limiters go without
+      // unsubscribing one by one from a Redis that may be gone.
+      await shared?.close();
       for (const route of routes) {
         route.pipeline.close();
         route.rateLimit?.close();
@@ -139,7 +152,6 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
         upstream.breaker.close();
         upstream.agent.destroy();
       }
-      await shared?.close();
     },
   };
 }

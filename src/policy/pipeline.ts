@@ -91,8 +91,8 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
   return {
     run: (ctx) => run(ctx, ctx.signal),
     close() {
-      // The breaker belongs to the upstream and is closed with it.
-      for (const policy of policies) if (policy !== shared.breaker) policy.close();
+      // The breaker and the rate limit are owned and closed by the runtime.
+      for (const policy of policies) if (policy !== shared.breaker && policy !== shared.rateLimit) policy.close();
     },
   };
 }

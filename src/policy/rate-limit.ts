@@ -77,6 +77,15 @@ interface KeyLimiters {
   fallback?: Bottleneck;
 }
 
+/** Stops a limiter's timers (and its Redis subscription); local limiters answer synchronously. */
+function disconnect(limiter: Bottleneck): void {
+  try {
+    void Promise.resolve(limiter.disconnect(false)).catch(() => {});
+  } catch {
+    // already disconnected
+  }
+}
+
 function keyOf(ctx: RequestContext, key: RateLimitConfig['key']): string {
   if (key === 'route') return '';
   if (key === 'client-ip') return ctx.remoteAddress ?? '';
@@ -130,8 +139,8 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
       if (keys.size < MAX_KEYS) return;
       if (!isIdle(entry.primary) || (entry.fallback && !isIdle(entry.fallback))) continue;
       keys.delete(key);
-      void entry.primary.disconnect(false).catch(() => {});
-      void entry.fallback?.disconnect(false).catch(() => {});
+      disconnect(entry.primary);
+      if (entry.fallback) disconnect(entry.fallback);
     }
   };
 
@@ -207,8 +216,8 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
     },
     close() {
       for (const entry of keys.values()) {
-        void entry.primary.disconnect(false).catch(() => {});
-        void entry.fallback?.disconnect(false).catch(() => {});
+        disconnect(entry.primary);
+        if (entry.fallback) disconnect(entry.fallback);
       }
       keys.clear();
     },

@@ -16,6 +16,8 @@ export interface SharedLimits {
   readonly onError: RedisConfig['onError'];
   /** True while the client is connected and ready. */
   healthy(): boolean;
+  /** Resolves true once ready, or false after `ms` (startup does not wait longer for Redis). */
+  waitReady(ms: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -36,6 +38,7 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
   };
   client.on('ready', () => report('ready'));
   client.on('error', (error: Error) => report('unavailable', error));
+  client.on('close', () => report('unavailable'));
   client.on('end', () => report('closed'));
   const connection = new Bottleneck.IORedisConnection({ client: client as never, Redis: Redis as never });
   connection.on('error', () => {}); // reported through the client's own events
@@ -43,6 +46,20 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     connection,
     onError: config.onError,
     healthy: () => client.status === 'ready',
+    waitReady: (ms) =>
+      client.status === 'ready'
+        ? Promise.resolve(true)
+        : new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => {
+              client.off('ready', onReady);
+              resolve(false);
+            }, ms);
+            const onReady = () => {
+              clearTimeout(timer);
+              resolve(true);
+            };
+            client.once('ready', onReady);
+          }),
     async close() {
       await connection.disconnect(false).catch(() => {});
       client.disconnect();

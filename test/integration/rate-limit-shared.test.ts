@@ -1,0 +1,132 @@
+/**
+ * Shared rate limits (SPEC §3 `rateLimit.shared`, `redis`) on a real
+ * redis-server: one limit across replicas, what happens while Redis is
+ * down (per `redis.onError`, counted, flagged, never a failed request), and
+ * recovery after Redis comes back empty or loses the limiter's keys (the
+ * bottleneck patch for Redis 7).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFaultUpstream, waitUntil, type FaultUpstream } from '../fixtures/fault-upstream.js';
+import { startRedis, type RedisServer } from '../fixtures/redis.js';
+import { CLI, writeTemp } from '../helpers/cli.js';
+import { metricValue, request, startProxy } from '../helpers/proxy.js';
+
+let redis: RedisServer;
+let upstream: FaultUpstream;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  upstream = await startFaultUpstream(() => ({ kind: 'respond', body: 'ok' }));
+});
+
+afterAll(async () => {
+  await upstream.close();
+  await redis.stop();
+});
+
+function config(route: string, onError: 'local' | 'allow', rate = '5/min', burst = 5): string {
+  return `version: 1
+defaults: { retry: { maxRetries: 0 } }
+redis: { url: "${redis.url}", onError: ${onError} }
+upstreams: { u: { url: "${upstream.url}" } }
+routes:
+  - name: ${route}
+    upstream: u
+    rateLimit: { rate: ${rate}, burst: ${burst}, queue: { size: 0 }, shared: true }
+`;
+}
+
+async function startReplica(file: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  await waitUntil(() => out.includes('"msg":"listening"'), 15_000, 'a replica to listen');
+  const line = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!) as { listen: string };
+  return { child, url: `http://${line.listen}` };
+}
+
+describe('shared rate limits', () => {
+  it('holds one limit across two Breakwater processes', async () => {
+    const yaml = config('shared-two', 'local').replace('version: 1', 'version: 1\nlisten: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nlogging: { accessLog: false }');
+    const [a, b] = await Promise.all([startReplica(writeTemp('a.yaml', yaml)), startReplica(writeTemp('b.yaml', yaml))]);
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 20; i++) statuses.push((await request(`${(i % 2 ? a : b).url}/x`)).status);
+      const ok = statuses.filter((s) => s === 200).length;
+      expect(ok).toBeGreaterThanOrEqual(5);
+      expect(ok).toBeLessThanOrEqual(6); // 5, +1 if a token refilled (one per 12 s)
+      expect(statuses.filter((s) => s === 429).length).toBe(20 - ok);
+    } finally {
+      for (const replica of [a, b]) replica.child.kill('SIGTERM');
+      await Promise.all([a, b].map((replica) => new Promise((resolve) => replica.child.once('exit', resolve))));
+    }
+  });
+
+  it('keeps serving while Redis is down (onError: local), counts it, and shares again when Redis is back', async () => {
+    const proxy = await startProxy(config('shared-down', 'local', '600/min', 100));
+    try {
+      const degraded = () => metricValue(proxy.metrics, 'breakwater_rate_limit_degraded_total', { route: 'shared-down' });
+      expect((await request(`${proxy.url}/x`)).status).toBe(200);
+      expect(await degraded()).toBe(0);
+
+      await redis.stop();
+      const during = [];
+      for (let i = 0; i < 10; i++) during.push(await request(`${proxy.url}/x`));
+      expect(during.every((r) => r.status === 200)).toBe(true);
+      expect(await degraded()).toBe(10);
+      const flagged = proxy.accessLogs().filter((line) => (line.flags as string[]).includes('RATE_LIMIT_DEGRADED'));
+      expect(flagged).toHaveLength(10);
+
+      await redis.restart();
+      const route = proxy.app.runtime().routes[0]!;
+      expect(route.name).toBe('shared-down');
+      // ioredis reconnects on its own; once it has, decisions are shared again.
+      await waitUntil(() => proxy.logs().some((line) => line.msg === 'redis ready: rate limits are shared' && line.time! > flagged.at(-1)!.time!), 15_000, 'redis to reconnect');
+      const after = await degraded();
+      const res = await request(`${proxy.url}/x`);
+      expect(res.status).toBe(200);
+      expect(await degraded()).toBe(after);
+      const keys = await redis.client().keys('b_*');
+      expect(keys.length).toBeGreaterThan(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('lets requests through while Redis is down with onError: allow', async () => {
+    const proxy = await startProxy(config('shared-allow', 'allow', '1/min', 1));
+    try {
+      expect((await request(`${proxy.url}/x`)).status).toBe(200);
+      expect((await request(`${proxy.url}/x`)).status).toBe(429); // shared limit: 1
+      await redis.stop();
+      const during = [];
+      for (let i = 0; i < 5; i++) during.push(await request(`${proxy.url}/x`));
+      expect(during.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+      expect(await metricValue(proxy.metrics, 'breakwater_rate_limit_degraded_total', { route: 'shared-allow' })).toBe(5);
+    } finally {
+      await proxy.close();
+      await redis.restart();
+    }
+  });
+
+  it('recovers when the limiter\'s keys vanish from Redis (bottleneck patched for Redis 7)', async () => {
+    const proxy = await startProxy(config('shared-flush', 'local', '600/min', 100));
+    try {
+      const degraded = () => metricValue(proxy.metrics, 'breakwater_rate_limit_degraded_total', { route: 'shared-flush' });
+      expect((await request(`${proxy.url}/x`)).status).toBe(200);
+      const admin = redis.client();
+      const keys = await admin.keys('b_*shared-flush*');
+      expect(keys.length).toBeGreaterThan(0);
+      await admin.del(...keys);
+      // Unpatched, bottleneck fails with "ERR SETTINGS_KEY_NOT_FOUND" here and
+      // the request would be decided locally (degraded). Patched, it re-creates
+      // its settings and the decision stays shared.
+      for (let i = 0; i < 3; i++) expect((await request(`${proxy.url}/x`)).status).toBe(200);
+      expect(await degraded()).toBe(0);
+      expect((await admin.keys('b_*shared-flush*')).length).toBeGreaterThan(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
