@@ -1,10 +1,11 @@
 /**
- * The rate-limit layer (SPEC §3 `rateLimit`, §4), on bottleneck: a token
+ * The rate-limit layer (SPEC §3 `rateLimit`, §4): a token
  * bucket (`burst` tokens, refilled at `rate`), a cap on requests in flight
  * (`maxConcurrent`, a slot held until the response has ended), and a
  * bounded queue with a deadline. One limiter per key value (`route`,
- * `client-ip`, `header:<name>`), kept in a bounded LRU. Shared limits live
- * in Redis; while Redis is unreachable the route follows `redis.onError`
+ * `client-ip`, `header:<name>`), kept in a bounded LRU. Local limits use
+ * LocalLimiter (local-limiter.ts says why not bottleneck); shared limits
+ * live in Redis through bottleneck's ioredis clustering; while Redis is unreachable the route follows `redis.onError`
  * and every such decision is counted and flagged RATE_LIMIT_DEGRADED.
  *
  * Refused requests get RATE_LIMITED (429) with `Retry-After` and the IETF
@@ -17,6 +18,7 @@ import type { Metrics } from '../observe/metrics.js';
 import type { RequestContext } from './context.js';
 import type { Policy } from './pipeline.js';
 import type { SharedLimits } from './shared-limits.js';
+import { LimiterRefused, LocalLimiter } from './local-limiter.js';
 
 /** Live key limiters per route: a flood of distinct keys cannot exhaust memory. */
 export const MAX_KEYS = 2000;
@@ -50,7 +52,8 @@ export function refillStep(rate: number): Refill {
   return { intervalMs: (amount * 1000) / rate, amount };
 }
 
-function limiterOptions(config: RateLimitConfig): Bottleneck.ConstructorOptions {
+/** bottleneck's settings for a shared (Redis) limiter. */
+function bottleneckOptions(config: RateLimitConfig): Bottleneck.ConstructorOptions {
   const options: Bottleneck.ConstructorOptions = {
     maxConcurrent: config.maxConcurrent,
     // OVERFLOW: a request that cannot start and finds `size` requests
@@ -71,13 +74,22 @@ function limiterOptions(config: RateLimitConfig): Bottleneck.ConstructorOptions 
   return options;
 }
 
-interface KeyLimiters {
-  readonly primary: Bottleneck;
-  /** Local stand-in for a shared limiter while Redis is away (`onError: local`). */
-  fallback?: Bottleneck;
+/** One key's limiter, local or shared, behind the interface the layer uses. */
+interface Limiter {
+  /** Resolves with the slot's release; rejects with a RATE_LIMITED error, the abort reason, or a Redis error. */
+  acquire(ctx: RequestContext, waitMs: number): Promise<() => void>;
+  idle(): boolean;
+  queued(): number;
+  close(): void;
 }
 
-/** Stops a limiter's timers (and its Redis subscription); local limiters answer synchronously. */
+interface KeyLimiters {
+  readonly primary: Limiter;
+  /** Local stand-in for a shared limiter while Redis is away (`onError: local`). */
+  fallback?: Limiter;
+}
+
+/** Stops a limiter's timers and its Redis subscription. */
 function disconnect(limiter: Bottleneck): void {
   try {
     void Promise.resolve(limiter.disconnect(false)).catch(() => {});
@@ -93,70 +105,78 @@ function keyOf(ctx: RequestContext, key: RateLimitConfig['key']): string {
   return Array.isArray(value) ? value.join(',') : (value ?? '');
 }
 
-function isIdle(limiter: Bottleneck): boolean {
-  const counts = limiter.counts();
-  return counts.RECEIVED + counts.QUEUED + counts.RUNNING + counts.EXECUTING === 0;
-}
 
-function queuedIn(limiter: Bottleneck | undefined): number {
-  if (!limiter) return 0;
-  const counts = limiter.counts();
-  return counts.RECEIVED + counts.QUEUED;
-}
 
 export function createRateLimit(route: string, config: RateLimitConfig, deps: RateLimitDeps): RateLimitPolicy {
-  const options = limiterOptions(config);
   const keys = new Map<string, KeyLimiters>();
-  const step = config.rate !== null ? refillStep(config.rate) : undefined;
   const sharedStore = config.shared ? deps.shared : undefined;
 
-  const createLocal = () => new Bottleneck(options);
-  const createShared = (key: string) =>
-    new Bottleneck({
-      ...options,
+  const refused = (why: string, limiter?: LocalLimiter): BreakwaterError => {
+    const headers: Record<string, string> = {};
+    let retryAfter = 1;
+    if (config.rate !== null) {
+      const toNext = limiter ? limiter.secondsToNextToken() : 1 / config.rate;
+      retryAfter = Math.max(1, Math.ceil(toNext || 1 / config.rate));
+      headers['ratelimit-policy'] = `"${route}";q=${config.burst};w=${Math.max(1, Math.ceil(config.burst / config.rate))}`;
+      headers['ratelimit'] = `"${route}";r=${limiter ? limiter.tokensLeft() : 0};t=${Math.ceil(toNext)}`;
+    }
+    deps.metrics.rateLimited.inc({ route });
+    return new BreakwaterError('RATE_LIMITED', `Route '${route}' is rate limited: ${why}.`, { retryAfterSeconds: retryAfter, headers });
+  };
+
+  const createLocal = (): Limiter => {
+    const limiter = new LocalLimiter({ rate: config.rate, burst: config.burst, maxConcurrent: config.maxConcurrent, queueSize: config.queue.size, now: deps.now });
+    return {
+      async acquire(ctx, waitMs) {
+        try {
+          return await limiter.acquire(waitMs, (listener) => ctx.signal.onAbort(listener));
+        } catch (error) {
+          if (ctx.signal.aborted) throw ctx.signal.reason;
+          if (error instanceof LimiterRefused) {
+            throw refused(
+              error.reason === 'timeout'
+                ? `no token or slot came free within queue.timeout (${config.queue.timeout} ms)`
+                : config.queue.size === 0
+                  ? 'no token or slot is free and queue.size is 0'
+                  : `its queue is full (queue.size ${config.queue.size})`,
+              limiter,
+            );
+          }
+          throw error;
+        }
+      },
+      idle: () => limiter.idle(),
+      queued: () => limiter.queued(),
+      close: () => limiter.close(),
+    };
+  };
+
+  const createShared = (key: string): Limiter => {
+    const limiter = new Bottleneck({
+      ...bottleneckOptions(config),
       id: `breakwater:${route}:${Buffer.from(key).toString('base64url')}`,
       datastore: 'ioredis',
       connection: sharedStore!.connection,
       clearDatastore: false,
       timeout: SHARED_IDLE_MS,
     });
-
-  const limitersFor = (key: string): KeyLimiters => {
-    let entry = keys.get(key);
-    if (entry) {
-      keys.delete(key); // re-inserted below: Map order is the LRU order
-    } else {
-      entry = { primary: sharedStore ? createShared(key) : createLocal() };
-      entry.primary.on('error', () => {});
-      if (keys.size >= MAX_KEYS) evictIdle();
-    }
-    keys.set(key, entry);
-    return entry;
+    limiter.on('error', () => {});
+    return {
+      acquire: (ctx, waitMs) => acquireShared(limiter, ctx, waitMs),
+      idle: () => {
+        const counts = limiter.counts();
+        return counts.RECEIVED + counts.QUEUED + counts.RUNNING + counts.EXECUTING === 0;
+      },
+      queued: () => {
+        const counts = limiter.counts();
+        return counts.RECEIVED + counts.QUEUED;
+      },
+      close: () => disconnect(limiter),
+    };
   };
 
-  const evictIdle = () => {
-    for (const [key, entry] of keys) {
-      if (keys.size < MAX_KEYS) return;
-      if (!isIdle(entry.primary) || (entry.fallback && !isIdle(entry.fallback))) continue;
-      keys.delete(key);
-      disconnect(entry.primary);
-      if (entry.fallback) disconnect(entry.fallback);
-    }
-  };
-
-  const refused = (why: string): BreakwaterError => {
-    const retryAfter = step ? Math.max(1, Math.ceil(step.intervalMs / step.amount / 1000)) : 1;
-    const headers: Record<string, string> = {};
-    if (config.rate !== null && step) {
-      headers['ratelimit-policy'] = `"${route}";q=${config.burst};w=${Math.max(1, Math.ceil(config.burst / config.rate))}`;
-      headers['ratelimit'] = `"${route}";r=0;t=${retryAfter}`;
-    }
-    deps.metrics.rateLimited.inc({ route });
-    return new BreakwaterError('RATE_LIMITED', `Route '${route}' is rate limited: ${why}.`, { retryAfterSeconds: retryAfter, headers });
-  };
-
-  /** Waits for a token and a slot; resolves with the function that frees the slot. */
-  async function acquire(limiter: Bottleneck, ctx: RequestContext): Promise<() => void> {
+  /** Waits for a token and a slot of a Redis-backed limiter. */
+  async function acquireShared(limiter: Bottleneck, ctx: RequestContext, waitMs: number): Promise<() => void> {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     let abandoned = false;
@@ -169,7 +189,6 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
         })
         .catch(reject);
     });
-    const waitMs = Math.max(0, Math.min(config.queue.timeout, ctx.deadline - deps.now()));
     let timer: NodeJS.Timeout | undefined;
     let stopAbort: () => void = () => {};
     try {
@@ -195,20 +214,51 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
     return release;
   }
 
+  const limitersFor = (key: string): KeyLimiters => {
+    let entry = keys.get(key);
+    if (entry) {
+      keys.delete(key); // re-inserted below: Map order is the LRU order
+    } else {
+      if (keys.size >= MAX_KEYS) evictIdle();
+      entry = { primary: sharedStore ? createShared(key) : createLocal() };
+    }
+    keys.set(key, entry);
+    return entry;
+  };
+
+  const evictIdle = () => {
+    for (const [key, entry] of keys) {
+      if (keys.size < MAX_KEYS) return;
+      if (!entry.primary.idle() || (entry.fallback && !entry.fallback.idle())) continue;
+      keys.delete(key);
+      entry.primary.close();
+      entry.fallback?.close();
+    }
+  };
+
+  /** Redis is away: enforce locally, or let it through, per redis.onError. */
+  const degraded = async (ctx: RequestContext, entry: KeyLimiters, waitMs: number): Promise<() => void> => {
+    ctx.flags.add('RATE_LIMIT_DEGRADED');
+    deps.metrics.rateLimitDegraded.inc({ route });
+    if (sharedStore!.onError === 'allow') return () => {};
+    entry.fallback ??= createLocal();
+    return entry.fallback.acquire(ctx, waitMs);
+  };
+
   return {
     async run(ctx, signal, next) {
-      const key = keyOf(ctx, config.key);
-      const entry = limitersFor(key);
+      const entry = limitersFor(keyOf(ctx, config.key));
+      const waitMs = Math.max(0, Math.min(config.queue.timeout, ctx.deadline - deps.now()));
       let release: () => void;
       if (sharedStore && !sharedStore.healthy()) {
-        release = await degraded(ctx, entry);
+        release = await degraded(ctx, entry, waitMs);
       } else {
         try {
-          release = await acquire(entry.primary, ctx);
+          release = await entry.primary.acquire(ctx, waitMs);
         } catch (error) {
           // Anything but our own refusal or the client leaving is Redis failing.
           if (!sharedStore || error instanceof BreakwaterError || error === ctx.signal.reason) throw error;
-          release = await degraded(ctx, entry);
+          release = await degraded(ctx, entry, waitMs);
         }
       }
       ctx.cleanups.push(release);
@@ -216,25 +266,16 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
     },
     close() {
       for (const entry of keys.values()) {
-        disconnect(entry.primary);
-        if (entry.fallback) disconnect(entry.fallback);
+        entry.primary.close();
+        entry.fallback?.close();
       }
       keys.clear();
     },
     queueDepth() {
       let depth = 0;
-      for (const entry of keys.values()) depth += queuedIn(entry.primary) + queuedIn(entry.fallback);
+      for (const entry of keys.values()) depth += entry.primary.queued() + (entry.fallback?.queued() ?? 0);
       return depth;
     },
     size: () => keys.size,
   };
-
-  /** Redis is away: enforce locally, or let it through, per redis.onError. */
-  async function degraded(ctx: RequestContext, entry: KeyLimiters): Promise<() => void> {
-    ctx.flags.add('RATE_LIMIT_DEGRADED');
-    deps.metrics.rateLimitDegraded.inc({ route });
-    if (sharedStore!.onError === 'allow') return () => {};
-    entry.fallback ??= createLocal();
-    return acquire(entry.fallback, ctx);
-  }
 }

@@ -6,7 +6,9 @@
 //
 //   ROUNDS=3 DURATION=10 CONNECTIONS=50 RATE=1000 npm run bench
 //   BENCH_CONFIG=file.yaml npm run bench   (Breakwater with another config;
-//                                            @UPSTREAM@ is replaced)
+//                                            @UPSTREAM@, @PORT@, @ADMIN_PORT@ replaced)
+//   BENCH_VARIANTS="limit=test/bench/limit.yaml,open=test/bench/circuit-open.yaml"
+//                                           (more Breakwater targets, same run)
 //
 // Closed loop (as fast as it goes, CONNECTIONS connections) gives req/s,
 // p50 and p99; an open loop at RATE req/s gives the latency at a fixed load.
@@ -51,8 +53,12 @@ function start(name, cpu, args, env = {}) {
 }
 
 async function waitForOk(url) {
+  return waitForStatus(url, 200);
+}
+
+async function waitForStatus(url, status) {
   for (let i = 0; i < 200; i++) {
-    const ok = await fetch(url).then((res) => res.arrayBuffer().then(() => res.status === 200), () => false);
+    const ok = await fetch(url).then((res) => res.arrayBuffer().then(() => res.status === status), () => false);
     if (ok) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -150,9 +156,9 @@ proxy.on('error', (err, req, res) => { if (!res.headersSent) res.writeHead(502);
 http.createServer((req, res) => proxy.web(req, res)).listen(Number(process.env.PORT), '127.0.0.1');
 `;
 
-function breakwaterConfig(port, adminPort, upstreamUrl) {
-  if (process.env.BENCH_CONFIG) {
-    return readFileSync(process.env.BENCH_CONFIG, 'utf8').replaceAll('@UPSTREAM@', upstreamUrl).replaceAll('@PORT@', String(port)).replaceAll('@ADMIN_PORT@', String(adminPort));
+function breakwaterConfig(port, adminPort, upstreamUrl, file = process.env.BENCH_CONFIG) {
+  if (file) {
+    return readFileSync(file, 'utf8').replaceAll('@UPSTREAM@', upstreamUrl).replaceAll('@PORT@', String(port)).replaceAll('@ADMIN_PORT@', String(adminPort));
   }
   return `version: 1
 listen: { host: 127.0.0.1, port: ${port} }
@@ -193,11 +199,22 @@ async function main() {
     },
   };
 
+  for (const variant of (process.env.BENCH_VARIANTS ?? '').split(',').filter(Boolean)) {
+    const [name, file] = variant.split('=');
+    targets[`breakwater-${name}`] = async () => {
+      const [port, adminPort] = [await freePort(), await freePort()];
+      const config = path.join(work, `${name}.yaml`);
+      writeFileSync(config, breakwaterConfig(port, adminPort, upstreamUrl, path.resolve(ROOT, file)));
+      const child = start(name, 1, [path.join(ROOT, 'dist/cli.js'), 'run', '--config', config]);
+      return { child, url: `http://127.0.0.1:${port}/v1/events`, expectStatus: name === 'open' ? 503 : 200 };
+    };
+  }
+
   const results = Object.fromEntries(Object.keys(targets).map((name) => [name, { rps: [], p50: [], p99: [], fixedP50: [], fixedP99: [], rate: [], errors: 0, rss: [] }]));
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [name, launch] of Object.entries(targets)) {
-      const { child, url } = await launch();
-      await waitForOk(url);
+      const { child, url, expectStatus = 200 } = await launch();
+      await waitForStatus(url, expectStatus);
       await load(url, { duration: WARMUP });
       const closed = await load(url);
       const fixed = await fixedRate(url, RATE, DURATION);
@@ -233,8 +250,10 @@ async function main() {
   console.log(`\nBreakwater vs bare http-proxy-3, ${ROUNDS} rounds (medians), ${DURATION}s closed loop with ${CONNECTIONS} connections, then ${RATE} req/s open loop; node ${process.version}${hasTaskset ? ', proxies on CPU 1' : ''}\n`);
   console.log('| target | req/s | p50 ms | p99 ms | fixed req/s | fixed p50 ms | fixed p99 ms | peak RSS MiB | errors |');
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-  console.log(row('http-proxy-3', bare));
-  console.log(row('breakwater', bw));
+  for (const [name, s] of Object.entries(summary)) console.log(row(name, s));
+  for (const [name, s] of Object.entries(summary)) {
+    if (name.startsWith('breakwater-')) console.log(`${name} / breakwater: req/s ${(s.rps / bw.rps).toFixed(2)}x, p99 at ${RATE}/s ${(s.fixedP99 / bw.fixedP99).toFixed(2)}x`);
+  }
   console.log(
     `\nratios (breakwater / http-proxy-3): req/s ${(bw.rps / bare.rps).toFixed(2)}x, p99 ${(bw.p99 / bare.p99).toFixed(2)}x, ` +
       `p99 at ${RATE}/s ${(bw.fixedP99 / bare.fixedP99).toFixed(2)}x, peak RSS ${(bw.rss / bare.rss).toFixed(2)}x`,
