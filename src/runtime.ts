@@ -15,7 +15,10 @@ import type { Logger } from './observe/logger.js';
 import { createRoutePipeline, sleep, type Next, type RoutePipeline } from './policy/pipeline.js';
 import { compileMatcher, matchRoute, rewritePath, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { buildUpstreamHeaders, compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
-import { createUpstreamAgent } from './upstream/agents.js';
+import { createForwardAgent, createUpstreamAgent } from './upstream/agents.js';
+import { defaultCircuitBreaker } from './config/resolve.js';
+import { createTargetChecker, type Lookup, type TargetChecker } from './router/target-check.js';
+import type { Policy } from './policy/pipeline.js';
 import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
 
 export interface UpstreamRuntime extends UpstreamTarget {
@@ -43,6 +46,14 @@ export interface Runtime {
   readonly upstreams: ReadonlyMap<string, UpstreamRuntime>;
   /** The first route whose match holds for an origin-form request. */
   match(input: MatchInput): RouteRuntime | undefined;
+  /** The first route whose match holds for a forward-proxy request (routes without an upstream included). */
+  matchForward(input: MatchInput): RouteRuntime | undefined;
+  /** Forward-proxy target checks (allow-lists, ports, private networks). */
+  readonly targets: TargetChecker;
+  /** The target and breaker of `host:port`, for routes without an upstream; bounded in number. */
+  forwardTarget(host: string, port: number): { readonly target: UpstreamTarget; readonly breaker: Policy };
+  /** Live forward-proxy targets (each with a breaker and an agent). */
+  forwardTargetCount(): number;
   /** Waits (briefly) for what the runtime connects to, Redis for shared limits. */
   warmUp(): Promise<void>;
   /** Stops breakers and limiters, disconnects Redis, destroys pooled sockets. */
@@ -58,7 +69,12 @@ export interface RuntimeDeps {
   readonly random?: () => number;
   readonly sleep?: (ms: number, signal: Signal) => Promise<void>;
   readonly logger?: Logger;
+  /** DNS for forward-proxy target checks; the system resolver by default. */
+  readonly lookup?: Lookup;
 }
+
+/** Live forward-proxy targets kept (idle ones beyond this are closed). */
+export const MAX_FORWARD_TARGETS = 500;
 
 function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps): UpstreamRuntime {
   const url = new URL(config.url);
@@ -73,19 +89,18 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
   const requestEdits = compileHeaderEdits(config.headers.request);
   const { metrics, forwarder, now } = deps;
   const routeName = config.name;
-  const upstreamName = upstream?.name ?? '';
-  const durationLabels = { route: routeName, upstream: upstreamName };
 
   // The innermost step of the pipeline: one attempt, classified and counted.
   const attempt: Next = async (ctx: RequestContext, signal) => {
-    if (!upstream) throw new Error(`route '${config.name}' has no upstream`);
+    const target = ctx.forward?.target ?? upstream;
+    if (!target) throw new Error(`route '${config.name}' has no upstream and the request no target`);
     const started = now();
     ctx.attempts += 1;
     const result = await forwarder.forward(
       {
         req: ctx.req,
         res: ctx.res,
-        upstream,
+        upstream: target,
         path: rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix),
         headers: buildUpstreamHeaders(ctx.clientHeaders, {
           remoteAddress: ctx.remoteAddress,
@@ -99,8 +114,8 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
       signal,
     );
     ctx.last = result.classification;
-    metrics.upstreamAttempts.inc({ route: routeName, upstream: upstreamName, outcome: result.classification.outcome });
-    metrics.upstreamAttemptDuration.observe(durationLabels, (now() - started) / 1000);
+    metrics.upstreamAttempts.inc({ route: routeName, upstream: target.name, outcome: result.classification.outcome });
+    metrics.upstreamAttemptDuration.observe({ route: routeName, upstream: target.name }, (now() - started) / 1000);
     return result;
   };
 
@@ -130,11 +145,47 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   // Origin-form requests only reach routes with an upstream; the others
   // serve forward-proxy requests.
   const reverseRoutes = routes.filter((route) => route.upstream !== null);
+  const targets = createTargetChecker(config.forwardProxy, deps.lookup);
+  const forwardTargets = new Map<string, { target: UpstreamTarget; breaker: UpstreamBreaker }>();
+  const breakerConfig = defaultCircuitBreaker();
+  const closeForward = (entry: { target: UpstreamTarget; breaker: UpstreamBreaker }) => {
+    entry.breaker.close();
+    entry.target.agent.destroy();
+  };
+  const forwardTarget = (host: string, port: number) => {
+    const name = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    let entry = forwardTargets.get(name);
+    if (entry) {
+      forwardTargets.delete(name);
+    } else {
+      if (forwardTargets.size >= MAX_FORWARD_TARGETS) {
+        for (const [key, candidate] of forwardTargets) {
+          if (forwardTargets.size < MAX_FORWARD_TARGETS) break;
+          const agent = candidate.target.agent as unknown as { sockets: Record<string, unknown[]>; requests: Record<string, unknown[]> };
+          if (Object.keys(agent.sockets).length > 0 || Object.keys(agent.requests).length > 0) continue;
+          forwardTargets.delete(key);
+          closeForward(candidate);
+        }
+      }
+      const url = new URL(`http://${name}`);
+      const agent = createForwardAgent(targets.lookup as never);
+      entry = {
+        target: { name, url, agent, ca: undefined, rejectUnauthorized: true, proxyOptions: { target: url, agent, ca: undefined, secure: true } },
+        breaker: createUpstreamBreaker(name, breakerConfig, deps),
+      };
+    }
+    forwardTargets.set(name, entry);
+    return { target: entry.target, breaker: entry.breaker.policy };
+  };
   return {
     config,
     routes,
     upstreams,
     match: (input) => matchRoute(reverseRoutes, input),
+    matchForward: (input) => matchRoute(routes, input),
+    targets,
+    forwardTarget,
+    forwardTargetCount: () => forwardTargets.size,
     async warmUp() {
       if (shared && !(await shared.waitReady(REDIS_STARTUP_WAIT_MS))) {
         deps.logger?.warn({ waitedMs: REDIS_STARTUP_WAIT_MS }, `redis is not reachable yet: shared rate limits start per redis.onError=${shared.onError}`);
@@ -152,6 +203,8 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
         upstream.breaker.close();
         upstream.agent.destroy();
       }
+      for (const entry of forwardTargets.values()) closeForward(entry);
+      forwardTargets.clear();
     },
   };
 }

@@ -278,6 +278,12 @@ function headerOf(selector: unknown): string | null {
   return typeof selector === 'string' ? selector.slice('header:'.length).toLowerCase() : null;
 }
 
+/** The built-in breaker settings, for forward-proxy targets that have no upstream block. */
+export function defaultCircuitBreaker(): CircuitBreakerConfig {
+  const cb = DEFAULTS.upstream.circuitBreaker;
+  return deepFreeze({ failureRate: cb.failureRate, minimumRequests: cb.minimumRequests, window: ms(cb.window), openFor: ms(cb.openFor), failOn: [...cb.failOn] as Condition[] });
+}
+
 function toUpstream(name: string, raw: RawUpstream, baseDir: string): UpstreamConfig {
   const merged = mergeDeep(DEFAULTS.upstream, raw) as Json;
   const pool = merged.pool as Json;

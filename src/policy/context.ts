@@ -7,6 +7,8 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { RequestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
 import type { Signal } from './signal.js';
+import type { UpstreamTarget } from '../upstream/forward.js';
+import type { Policy } from './pipeline.js';
 
 /** Access-log flags (SPEC §7). */
 export type Flag =
@@ -50,6 +52,11 @@ export interface RequestContext {
   /** Attempts made upstream so far. */
   attempts: number;
   readonly flags: Set<Flag>;
+  /**
+   * For a forward-proxy request on a route without an upstream: the
+   * request's own target (host:port) and its breaker.
+   */
+  forward?: { readonly target: UpstreamTarget; readonly breaker: Policy };
   /** Run once when the response to the client has ended or broken off (release a rate-limit slot). */
   readonly cleanups: (() => void)[];
   /** The classification of the latest attempt. */

@@ -53,6 +53,17 @@ export interface RoutePipeline {
   close(): void;
 }
 
+/** The breaker layer: the request's forward target's breaker, else the route's upstream's. */
+function breakerFor(upstreamBreaker: Policy | undefined): Policy {
+  return {
+    run(ctx, signal, next) {
+      const breaker = ctx.forward?.breaker ?? upstreamBreaker;
+      return breaker ? breaker.run(ctx, signal, next) : next(ctx, signal);
+    },
+    close() {},
+  };
+}
+
 /** Runs `policies` outermost first around `attempt`. */
 export function compose(policies: readonly Policy[], attempt: Next): Next {
   return policies.reduceRight<Next>((next, policy) => (ctx, signal) => policy.run(ctx, signal, next), attempt);
@@ -82,7 +93,8 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
     createRetry({ route: route.name, retry: route.retry, clientOverrides: route.clientOverrides, metrics: deps.metrics }, deps),
     // 4. Circuit breaker: each attempt is one call, so it sits inside the
     //    retry loop, and a retry into an open circuit is refused at once.
-    ...(shared.breaker ? [shared.breaker] : []),
+    //    A forward-proxy target brings its own breaker (one per host:port).
+    breakerFor(shared.breaker),
     // 5. Per-try timeout: one timer per attempt, cut to what is left of
     //    the deadline, until response headers.
     createPerTryTimeout(route.timeouts, deps),

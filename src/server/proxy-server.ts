@@ -23,6 +23,7 @@ import { prepareRequestBody, requestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
 import { buildResponseHeaders, clientRequestId } from '../upstream/headers.js';
 import { handleUpgrade } from './websocket.js';
+import { handleConnect } from './connect.js';
 import type { Forwarder } from '../upstream/forward.js';
 
 export interface ProxyServerDeps {
@@ -49,6 +50,34 @@ export const CLIENT_CLOSED_STATUS = 499;
 
 function errorFromClassification(classification: Classification): BreakwaterError {
   return new BreakwaterError(classification.code ?? 'INTERNAL_ERROR', classification.detail ?? 'The attempt failed without a response.');
+}
+
+function parseAbsolute(url: string): URL | undefined {
+  try {
+    return new URL(url);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The route of an absolute-form request, after the target checks; for a
+ * route without an upstream, the request's own target becomes its upstream.
+ */
+async function forwardRoute(runtime: Runtime, ctx: RequestContext, target: URL | undefined): Promise<RouteRuntime | undefined> {
+  if (!target) throw new BreakwaterError('BAD_REQUEST', 'The request target is not a valid absolute URL.');
+  if (target.protocol !== 'http:') {
+    throw new BreakwaterError('BAD_REQUEST', `Absolute-form requests must be http://; send ${target.protocol.slice(0, -1)} through CONNECT (HTTPS_PROXY).`);
+  }
+  const port = Number(target.port || 80);
+  const check = await runtime.targets.check(target.hostname, port);
+  if (!check.ok) {
+    if (check.dnsFailed) throw new BreakwaterError('UPSTREAM_CONNECT_FAILED', `The target ${target.host} cannot be connected to: ${check.reason}.`);
+    throw new BreakwaterError('HOST_NOT_ALLOWED', `The target ${target.host} is not allowed: ${check.reason}.`);
+  }
+  const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
+  if (route && !route.upstream) ctx.forward = runtime.forwardTarget(check.host, check.port);
+  return route;
 }
 
 function pathOf(url: string): string {
@@ -91,7 +120,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
         host: ctx.host,
         path: ctx.path,
         route: routeName,
-        upstream: route?.upstream?.name ?? '',
+        upstream: route?.upstream?.name ?? ctx.forward?.target.name ?? '',
         status,
         durationMs: Math.round(durationMs * 1000) / 1000,
         attempts: ctx.attempts,
@@ -122,7 +151,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     }
     const rendered = renderProblem(
       failure,
-      { instance: ctx.path, route: route?.name ?? null, upstream: route?.upstream?.name ?? null, attempts: ctx.attempts, requestId: ctx.requestId },
+      { instance: ctx.path, route: route?.name ?? null, upstream: route?.upstream?.name ?? ctx.forward?.target.name ?? null, attempts: ctx.attempts, requestId: ctx.requestId },
       route?.plainErrors ?? false,
     );
     // A refused body was not read: close rather than drain it.
@@ -157,8 +186,12 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     const runtime = deps.runtime();
     const config = runtime.config;
     const cancellation = new Cancellation();
-    const url = req.url ?? '/';
-    const host = (req.headers.host ?? '').toLowerCase();
+    const rawUrl = req.url ?? '/';
+    // Absolute-form (`GET http://host/path`): a forward-proxy request. Its
+    // target, not the Host header, names where it goes.
+    const absolute = /^https?:\/\//i.test(rawUrl) ? parseAbsolute(rawUrl) : undefined;
+    const url = absolute ? `${absolute.pathname}${absolute.search}` : rawUrl;
+    const host = absolute ? absolute.host : (req.headers.host ?? '').toLowerCase();
     const ctx: RequestContext = {
       requestId: clientRequestId(req.headers['x-request-id']) ?? randomUUID(),
       method: req.method ?? 'GET',
@@ -191,7 +224,11 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     });
 
     try {
-      route = runtime.match({ host, method: ctx.method, path: ctx.path });
+      if (/^https?:\/\//i.test(rawUrl)) {
+        route = await forwardRoute(runtime, ctx, absolute);
+      } else {
+        route = runtime.match({ host, method: ctx.method, path: ctx.path });
+      }
       if (!route) throw new BreakwaterError('NO_ROUTE', `No route matches ${ctx.method} ${ctx.path}${host ? ` for host ${host}` : ''}.`);
       const length = req.headers['content-length'];
       if (length !== undefined && Number(length) > config.limits.maxBodySize) {
@@ -244,6 +281,11 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     upgraded.add(socket);
     socket.once('close', () => upgraded.delete(socket));
     handleUpgrade(req, socket, head, deps);
+  });
+  server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    handleConnect(req, socket, head, deps);
   });
 
   return {

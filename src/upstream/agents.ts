@@ -42,3 +42,8 @@ export function createUpstreamAgent(config: UpstreamConfig): http.Agent {
   }
   return new CapturingHttpAgent(options);
 }
+
+/** The agent of a forward-proxy target: keep-alive, connecting only to addresses the target check allowed. */
+export function createForwardAgent(lookup: http.AgentOptions['lookup']): http.Agent {
+  return new CapturingHttpAgent({ keepAlive: true, maxSockets: 256, scheduling: 'lifo', lookup });
+}
