@@ -10,6 +10,7 @@ import { buildRuntime, type Runtime } from './runtime.js';
 import { startAdminServer, type AdminServer } from './server/admin-server.js';
 import { createProxyServer, type ProxyServer } from './server/proxy-server.js';
 import { createForwarder } from './upstream/forward.js';
+import type { Lookup } from './router/target-check.js';
 
 export interface App {
   readonly admin: AdminServer;
@@ -26,6 +27,8 @@ export interface App {
 export interface AppOptions {
   /** A private registry (tests); the process's by default. */
   readonly metrics?: Metrics;
+  /** DNS for forward-proxy target checks (tests); the system resolver by default. */
+  readonly lookup?: Lookup;
 }
 
 export async function startApp(loaded: LoadedConfig, logger: Logger, options: AppOptions = {}): Promise<App> {
@@ -34,7 +37,7 @@ export async function startApp(loaded: LoadedConfig, logger: Logger, options: Ap
   const metrics = options.metrics ?? processMetrics();
   metrics.registerConfig(config);
   const forwarder = createForwarder();
-  const runtime: Runtime = buildRuntime(config, { forwarder, metrics, now, logger });
+  const runtime: Runtime = buildRuntime(config, { forwarder, metrics, now, logger, lookup: options.lookup });
   metrics.setQueueDepths(() => runtime.routes.filter((route) => route.rateLimit).map((route) => ({ route: route.name, depth: route.rateLimit!.queueDepth() })));
   metrics.setCircuitStates(() => [...runtime.upstreams.values()].map((upstream) => ({ upstream: upstream.name, state: upstream.breaker.state() })));
   let ready = false;

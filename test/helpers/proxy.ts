@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { startApp, type App } from '../../src/app.js';
 import { formatProblem, parseConfig } from '../../src/config/index.js';
 import { createMetrics, type Metrics } from '../../src/observe/metrics.js';
+import type { Lookup } from '../../src/router/target-check.js';
 
 export interface TestProxy {
   readonly app: App;
@@ -24,7 +25,7 @@ export interface TestProxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEnv } = {}): Promise<TestProxy> {
+export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEnv; lookup?: Lookup } = {}): Promise<TestProxy> {
   const text = `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml}`;
   const result = parseConfig(text, 'test.yaml', { env: options.env ?? {} });
   if (!result.ok) throw new Error(`test config is invalid:\n${result.problems.map(formatProblem).join('\n')}`);
@@ -40,7 +41,7 @@ export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEn
     sink,
   );
   const metrics = createMetrics({ defaultMetrics: false });
-  const app = await startApp(result.loaded, logger, { metrics });
+  const app = await startApp(result.loaded, logger, { metrics, lookup: options.lookup });
   const logs = () =>
     captured
       .split('\n')
