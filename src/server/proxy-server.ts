@@ -13,6 +13,7 @@ import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { ErrorCode } from '../errors/catalog.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import { renderProblem, type RenderedProblem } from '../errors/problem.js';
+import { normalizeUpstreamError } from '../errors/normalize.js';
 import { logAccess } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import { methodLabel, type Metrics } from '../observe/metrics.js';
@@ -160,6 +161,22 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     res.end(rendered.body);
   }
 
+  /** `errors.normalize: all`: the upstream's error as the problem body, its own words in `provider`. */
+  async function sendNormalized(ctx: RequestContext, route: RouteRuntime, response: IncomingMessage): Promise<void> {
+    const normalized = await normalizeUpstreamError(response, {
+      instance: ctx.path,
+      route: route.name,
+      upstream: route.upstream?.name ?? ctx.forward?.target.name ?? '',
+      attempts: ctx.attempts,
+      requestId: ctx.requestId,
+      method: ctx.method,
+    });
+    metrics.errors.inc({ route: route.name, code: normalized.code });
+    if (ctx.res.destroyed) return;
+    ctx.res.writeHead(normalized.status, normalized.headers);
+    ctx.res.end(normalized.body);
+  }
+
   /** Streams the upstream's response; the caller destroys it if the client leaves first. */
   function sendResponse(ctx: RequestContext, route: RouteRuntime, response: IncomingMessage): void {
     const { res } = ctx;
@@ -240,6 +257,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       if (result.response) {
         upstreamResponse = result.response;
         if (res.destroyed) upstreamResponse.destroy();
+        else if (route.config.errors.normalize === 'all' && (upstreamResponse.statusCode ?? 0) >= 400) await sendNormalized(ctx, route, upstreamResponse);
         else sendResponse(ctx, route, upstreamResponse);
       }
       else throw errorFromClassification(result.classification);

@@ -1,0 +1,139 @@
+/**
+ * `errors.normalize: all` (SPEC §5): an upstream's 4xx/5xx rewritten into
+ * the one problem body, with `source: "upstream"`, the status kept, a code
+ * and hint from the status table, and a `provider` member holding what the
+ * provider itself said (message and code pulled out of its dialect, and its
+ * original body). `Retry-After` and the provider's quota headers are kept.
+ *
+ * The error body is read up to a cap and the rest discarded (the upstream
+ * socket is then closed): a huge error page is never buffered whole.
+ */
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import type { Readable } from 'node:stream';
+import { typeUrn } from './catalog.js';
+import { parseBody, readProviderError } from './dialects/index.js';
+import { parseQuota } from './quota.js';
+import { upstreamStatusEntry } from './upstream-catalog.js';
+import { parseRetryAfter } from '../policy/retry-after.js';
+
+/** Bytes of an error body read at most; the rest is discarded. */
+export const ERROR_BODY_CAP_BYTES = 256 * 1024;
+/** `provider.body` as text is cut at this many bytes (on a character boundary). */
+export const PROVIDER_TEXT_BYTES = 4096;
+
+/** Response headers of the provider that stay on the rewritten response. */
+const KEPT_HEADERS = ['retry-after', 'allow', 'www-authenticate', 'ratelimit', 'ratelimit-policy', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'];
+
+export interface NormalizeContext {
+  readonly instance: string;
+  readonly route: string;
+  readonly upstream: string;
+  readonly attempts: number;
+  readonly requestId: string;
+  readonly method: string;
+}
+
+export interface NormalizedResponse {
+  readonly status: number;
+  readonly headers: OutgoingHttpHeaders;
+  readonly body: string;
+  readonly code: string;
+}
+
+function decoded(response: IncomingMessage): Readable {
+  const encoding = String(response.headers['content-encoding'] ?? '').toLowerCase().trim();
+  if (encoding === 'gzip' || encoding === 'x-gzip') return response.pipe(createGunzip());
+  if (encoding === 'deflate') return response.pipe(createInflate());
+  if (encoding === 'br') return response.pipe(createBrotliDecompress());
+  return response;
+}
+
+/** Reads at most `cap` bytes of the (decoded) body, then lets go of the rest. */
+async function readCapped(response: IncomingMessage, cap: number): Promise<Buffer> {
+  const source = decoded(response);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of source) {
+      const buffer = chunk as Buffer;
+      chunks.push(buffer.subarray(0, cap - size));
+      size += Math.min(buffer.length, cap - size);
+      if (size >= cap) break;
+    }
+  } catch {
+    // a broken or undecodable body: what was read is what there is
+  }
+  if (!response.complete) response.destroy();
+  return Buffer.concat(chunks, size);
+}
+
+/** UTF-8 text of at most `bytes` bytes, never ending inside a character. */
+export function cutText(text: string, bytes: number): string {
+  if (Buffer.byteLength(text) <= bytes) return text;
+  let out = '';
+  let used = 0;
+  for (const char of text) {
+    const size = Buffer.byteLength(char);
+    if (used + size > bytes) break;
+    out += char;
+    used += size;
+  }
+  return out;
+}
+
+/** Text of a buffer that may have been cut inside a character: no trailing replacement character. */
+function decodeUtf8(buffer: Buffer): string {
+  return new TextDecoder('utf-8', { fatal: false }).decode(buffer).replace(/\uFFFD+$/, '');
+}
+
+export async function normalizeUpstreamError(response: IncomingMessage, context: NormalizeContext): Promise<NormalizedResponse> {
+  const status = response.statusCode ?? 502;
+  const entry = upstreamStatusEntry(status);
+  const contentType = String(response.headers['content-type'] ?? '').toLowerCase();
+  const raw = context.method === 'HEAD' ? Buffer.alloc(0) : await readCapped(response, ERROR_BODY_CAP_BYTES);
+  if (context.method === 'HEAD') response.resume();
+  const text = decodeUtf8(raw);
+  const parsed = parseBody(text, contentType);
+  const provider = text.trim() === '' ? { dialect: 'none' } : readProviderError(parsed, contentType);
+  const retryAfterMs = parseRetryAfter(response.headers['retry-after'], Date.now());
+  const quota = parseQuota(response.headers, Date.now());
+  const said = provider.message ? `: ${provider.message}` : '';
+  const problem = {
+    type: typeUrn(entry.code),
+    title: entry.title,
+    status,
+    detail: `Upstream '${context.upstream}' answered ${status} on route '${context.route}'${said}`,
+    instance: context.instance,
+    code: entry.code,
+    source: 'upstream',
+    responsibility: entry.responsibility,
+    retryable: entry.retryable,
+    ...(retryAfterMs !== undefined ? { retryAfterSeconds: Math.ceil(retryAfterMs / 1000) } : {}),
+    hint: entry.hint,
+    route: context.route,
+    upstream: context.upstream,
+    attempts: context.attempts,
+    requestId: context.requestId,
+    provider: {
+      status,
+      message: provider.message ?? null,
+      code: provider.code ?? null,
+      body: parsed.kind === 'json' ? parsed.value : text === '' ? null : cutText(text, PROVIDER_TEXT_BYTES),
+    },
+    ...(quota ? { quota } : {}),
+  };
+  const body = context.method === 'HEAD' ? '' : JSON.stringify(problem);
+  const headers: OutgoingHttpHeaders = {};
+  for (const name of KEPT_HEADERS) if (response.headers[name] !== undefined) headers[name] = response.headers[name];
+  for (const [name, value] of Object.entries(response.headers)) if (name.startsWith('x-ratelimit-')) headers[name] = value;
+  Object.assign(headers, {
+    'content-type': 'application/problem+json',
+    'content-length': String(Buffer.byteLength(context.method === 'HEAD' ? JSON.stringify(problem) : body)),
+    'cache-control': 'no-store',
+    'x-breakwater-error': entry.code,
+    'x-request-id': context.requestId,
+    'x-breakwater-attempts': String(context.attempts),
+  });
+  return { status, headers, body, code: entry.code };
+}
