@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CATALOG } from '../../src/errors/catalog.js';
+import { OTHER_CLIENT_ERROR, OTHER_SERVER_ERROR, UPSTREAM_STATUSES } from '../../src/errors/upstream-catalog.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import { ROOT } from '../helpers/cli.js';
 
@@ -50,6 +51,29 @@ describe('error catalogue ↔ docs/errors.md', () => {
       expect(entry.hint.length, code).toBeGreaterThan(30);
       expect(entry.hint, code).toMatch(/;|,/);
     }
+  });
+});
+
+describe('upstream status table ↔ docs/errors.md', () => {
+  const text = readFileSync(path.join(ROOT, 'docs/errors.md'), 'utf8');
+  const section = text.slice(text.indexOf('## Upstream errors'));
+  const rows = section
+    .split('\n')
+    .filter((line) => /^\| (\d{3}|other [45]xx) \|/.test(line))
+    .map((line) => line.split('|').slice(1, -1).map((cell) => cell.trim()));
+  const expected: string[][] = [
+    ...Object.entries(UPSTREAM_STATUSES).map(([status, entry]) => [status, `\`${entry.code}\``, entry.responsibility, String(entry.retryable), entry.hint]),
+    ['other 4xx', `\`${OTHER_CLIENT_ERROR.code}\``, OTHER_CLIENT_ERROR.responsibility, String(OTHER_CLIENT_ERROR.retryable), OTHER_CLIENT_ERROR.hint],
+    ['other 5xx', `\`${OTHER_SERVER_ERROR.code}\``, OTHER_SERVER_ERROR.responsibility, String(OTHER_SERVER_ERROR.retryable), OTHER_SERVER_ERROR.hint],
+  ];
+
+  it('documents every status row as the table has it, and nothing else', () => {
+    expect(rows).toEqual(expected);
+  });
+
+  it('names the codes SPEC §5 lists for normalize: all', () => {
+    const spec = readFileSync(path.join(ROOT, 'test/fixtures/SPEC.md'), 'utf8');
+    for (const [, code] of expected) expect(spec).toContain(code!);
   });
 });
 

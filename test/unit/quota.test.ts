@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { parseGoDuration, parseQuota, resetToSeconds } from '../../src/errors/quota.js';
+import { cutText } from '../../src/errors/normalize.js';
+
+const now = Date.parse('2026-11-23T03:00:00Z');
+
+describe('quota headers', () => {
+  it('reads a reset given as epoch seconds, epoch milliseconds, or seconds from now', () => {
+    expect(resetToSeconds(now / 1000 + 30, undefined, now)).toBe(30);
+    expect(resetToSeconds(now + 30_000, undefined, now)).toBe(30);
+    expect(resetToSeconds(45, undefined, now)).toBe(45);
+    expect(resetToSeconds(now / 1000 - 30, undefined, now)).toBe(0);
+  });
+
+  it('reads epochs against the response Date, not the local clock', () => {
+    const providerNow = now + 600_000;
+    expect(resetToSeconds(providerNow / 1000 + 20, new Date(providerNow).toUTCString(), now)).toBe(20);
+  });
+
+  it.each([
+    ['6m0s', 360],
+    ['1h2m3s', 3723],
+    ['12ms', 0.012],
+    ['0.5s', 0.5],
+    ['20s', 20],
+  ])('reads the duration %s as %d s', (value, seconds) => {
+    expect(parseGoDuration(value)).toBeCloseTo(seconds, 6);
+  });
+
+  it.each(['', 'soon', '6 m', '5'])('ignores the duration %j', (value) => {
+    expect(parseGoDuration(value)).toBeUndefined();
+  });
+
+  it('prefers the IETF fields, then X-RateLimit, then OpenAI', () => {
+    expect(parseQuota({ ratelimit: '"a";r=5;t=10', 'ratelimit-policy': '"a";q=50;w=60', 'x-ratelimit-remaining': '1' }, now)).toEqual({ limit: 50, remaining: 5, resetSeconds: 10 });
+    expect(parseQuota({ 'x-ratelimit-limit': '10', 'x-ratelimit-remaining': '2' }, now)).toEqual({ limit: 10, remaining: 2 });
+    expect(parseQuota({ 'x-ratelimit-limit-requests': '100', 'x-ratelimit-remaining-requests': '99', 'x-ratelimit-reset-requests': '600ms' }, now)).toEqual({ limit: 100, remaining: 99, resetSeconds: 0.6 });
+  });
+
+  it('returns nothing without a limit or a remaining count, and ignores garbage', () => {
+    expect(parseQuota({}, now)).toBeUndefined();
+    expect(parseQuota({ 'x-ratelimit-limit': 'lots', 'x-ratelimit-remaining': 'some' }, now)).toBeUndefined();
+  });
+});
+
+describe('cutText', () => {
+  it('cuts on a character boundary', () => {
+    expect(cutText('aé✓𝄞', 4)).toBe('aé');
+    expect(cutText('aé✓𝄞', 6)).toBe('aé✓');
+    expect(cutText('short', 100)).toBe('short');
+  });
+});
