@@ -66,7 +66,7 @@ async function run(file: string): Promise<number | 'running'> {
   const logger = createLogger({ level: loaded.config.logging.level });
   let app;
   try {
-    app = await startApp(loaded, logger);
+    app = await startApp(loaded, logger, { watch: true });
   } catch (error) {
     const err = error as NodeJS.ErrnoException;
     process.stderr.write(`breakwater: cannot start: ${err.code === 'EADDRINUSE' ? `address in use (${err.message})` : err.message}\n`);
@@ -77,10 +77,10 @@ async function run(file: string): Promise<number | 'running'> {
     logger.info({ signal }, 'shutting down');
     // In-flight requests may finish, but not for longer than drainTimeout.
     setTimeout(() => {
-      logger.warn({ drainTimeoutMs: loaded.config.shutdown.drainTimeout }, 'drain timeout passed; exiting with requests in flight');
+      logger.warn({ drainTimeoutMs: app.loaded().config.shutdown.drainTimeout }, 'drain took too long; exiting');
       logger.flush();
       process.exit(0);
-    }, loaded.config.shutdown.drainTimeout).unref();
+    }, app.loaded().config.shutdown.drainTimeout + 2000).unref();
     void app.close().then(
       () => {
         logger.flush();
@@ -96,6 +96,9 @@ async function run(file: string): Promise<number | 'running'> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+  process.on('SIGHUP', () => {
+    void app.reload('SIGHUP');
+  });
   return 'running';
 }
 

@@ -56,8 +56,18 @@ export interface Runtime {
   forwardTargetCount(): number;
   /** Waits (briefly) for what the runtime connects to, Redis for shared limits. */
   warmUp(): Promise<void>;
-  /** Stops breakers and limiters, disconnects Redis, destroys pooled sockets. */
-  close(): Promise<void>;
+  /** Breakers, agents and limiters this runtime took over from the one before. */
+  inherited(): ReadonlySet<object>;
+  /** A request starts (ends) on this runtime. */
+  enter(): void;
+  leave(): void;
+  inFlight(): number;
+  /** What a replacing runtime may take over. */
+  handOver(): Inheritance;
+  /** Closes once the requests that started on it are done, sparing what `keep` holds. */
+  retire(keep: ReadonlySet<object>): Promise<void>;
+  /** Stops breakers and limiters, disconnects Redis, destroys pooled sockets, sparing what `keep` holds. */
+  close(keep?: ReadonlySet<object>): Promise<void>;
 }
 
 export interface RuntimeDeps {
@@ -71,21 +81,34 @@ export interface RuntimeDeps {
   readonly logger?: Logger;
   /** DNS for forward-proxy target checks; the system resolver by default. */
   readonly lookup?: Lookup;
+  /** State to take over from the runtime this one replaces (reload). */
+  readonly inherit?: Inheritance;
 }
 
 /** Live forward-proxy targets kept (idle ones beyond this are closed). */
 export const MAX_FORWARD_TARGETS = 500;
 
-function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps): UpstreamRuntime {
+/** What a new runtime may take over from the one it replaces: unchanged upstreams and local limits keep their state. */
+export interface Inheritance {
+  upstream(config: UpstreamConfig): { agent: UpstreamRuntime['agent']; breaker: UpstreamBreaker } | undefined;
+  rateLimit(route: RouteConfig): RateLimitPolicy | undefined;
+}
+
+function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set<object>): UpstreamRuntime {
   const url = new URL(config.url);
-  const agent = createUpstreamAgent(config);
+  const previous = deps.inherit?.upstream(config);
+  if (previous) {
+    inherited.add(previous.agent);
+    inherited.add(previous.breaker);
+  }
+  const agent = previous?.agent ?? createUpstreamAgent(config);
   const ca = config.tls.ca ?? undefined;
   const rejectUnauthorized = !config.tls.insecureSkipVerify;
-  const breaker = createUpstreamBreaker(config.name, config.circuitBreaker, deps);
+  const breaker = previous?.breaker ?? createUpstreamBreaker(config.name, config.circuitBreaker, deps);
   return { name: config.name, config, url, agent, ca, rejectUnauthorized, proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized }, breaker };
 }
 
-function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps, shared: SharedLimits | undefined): RouteRuntime {
+function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps, shared: SharedLimits | undefined, inherited: Set<object>): RouteRuntime {
   const requestEdits = compileHeaderEdits(config.headers.request);
   const { metrics, forwarder, now } = deps;
   const routeName = config.name;
@@ -119,7 +142,9 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     return result;
   };
 
-  const rateLimit = config.rateLimit ? createRateLimit(config.name, config.rateLimit, { metrics, now, shared }) : null;
+  const previousLimit = config.rateLimit && !config.rateLimit.shared ? deps.inherit?.rateLimit(config) : undefined;
+  if (previousLimit) inherited.add(previousLimit);
+  const rateLimit = previousLimit ?? (config.rateLimit ? createRateLimit(config.name, config.rateLimit, { metrics, now, shared }) : null);
   return {
     name: config.name,
     config,
@@ -137,11 +162,14 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
 const REDIS_STARTUP_WAIT_MS = 3000;
 
 export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
+  const inherited = new Set<object>();
+  let inFlight = 0;
+  let retired: (() => void) | undefined;
   const upstreams = new Map<string, UpstreamRuntime>();
-  for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, buildUpstream(upstream, deps));
+  for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, buildUpstream(upstream, deps, inherited));
   const needsRedis = config.redis !== null && config.routes.some((route) => route.rateLimit?.shared === true);
   const shared = needsRedis ? connectSharedLimits(config.redis!, deps.logger) : undefined;
-  const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps, shared));
+  const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps, shared, inherited));
   // Origin-form requests only reach routes with an upstream; the others
   // serve forward-proxy requests.
   const reverseRoutes = routes.filter((route) => route.upstream !== null);
@@ -191,17 +219,48 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
         deps.logger?.warn({ waitedMs: REDIS_STARTUP_WAIT_MS }, `redis is not reachable yet: shared rate limits start per redis.onError=${shared.onError}`);
       }
     },
-    async close() {
+    inherited: () => inherited,
+    enter() {
+      inFlight += 1;
+    },
+    leave() {
+      inFlight -= 1;
+      if (inFlight === 0) retired?.();
+    },
+    inFlight: () => inFlight,
+    handOver(): Inheritance {
+      const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+      return {
+        upstream: (next) => {
+          const current = upstreams.get(next.name);
+          return current && same(current.config, next) ? { agent: current.agent, breaker: current.breaker } : undefined;
+        },
+        rateLimit: (next) => {
+          const current = routes.find((route) => route.name === next.name);
+          return current?.rateLimit && same(current.config.rateLimit, next.rateLimit) ? current.rateLimit : undefined;
+        },
+      };
+    },
+    retire(keep) {
+      return new Promise<void>((resolve) => {
+        retired = () => {
+          retired = undefined;
+          void this.close(keep).then(resolve);
+        };
+        if (inFlight === 0) retired();
+      });
+    },
+    async close(keep = new Set<object>()) {
       // Redis first: a terminated connection lets the limiters go without
       // unsubscribing one by one from a Redis that may be gone.
       await shared?.close();
       for (const route of routes) {
         route.pipeline.close();
-        route.rateLimit?.close();
+        if (route.rateLimit && !keep.has(route.rateLimit)) route.rateLimit.close();
       }
       for (const upstream of upstreams.values()) {
-        upstream.breaker.close();
-        upstream.agent.destroy();
+        if (!keep.has(upstream.breaker)) upstream.breaker.close();
+        if (!keep.has(upstream.agent)) upstream.agent.destroy();
       }
       for (const entry of forwardTargets.values()) closeForward(entry);
       forwardTargets.clear();

@@ -39,6 +39,8 @@ export interface RateLimitPolicy extends Policy {
   queueDepth(): number;
   /** Live key limiters. */
   size(): number;
+  /** Whole tokens left for `key: route` limits (null for keyed, shared or rate-less ones). */
+  tokens(): number | null;
 }
 
 interface Refill {
@@ -76,6 +78,8 @@ function bottleneckOptions(config: RateLimitConfig): Bottleneck.ConstructorOptio
 
 /** One key's limiter, local or shared, behind the interface the layer uses. */
 interface Limiter {
+  /** Whole tokens left, when known locally. */
+  tokens?(): number;
   /** Resolves with the slot's release; rejects with a RATE_LIMITED error, the abort reason, or a Redis error. */
   acquire(ctx: RequestContext, waitMs: number): Promise<() => void>;
   idle(): boolean;
@@ -148,6 +152,7 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
       idle: () => limiter.idle(),
       queued: () => limiter.queued(),
       close: () => limiter.close(),
+      tokens: () => limiter.tokensLeft(),
     };
   };
 
@@ -277,5 +282,6 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
       return depth;
     },
     size: () => keys.size,
+    tokens: () => (config.key === 'route' && config.rate !== null ? (keys.get('')?.primary.tokens?.() ?? config.burst) : null),
   };
 }

@@ -1,9 +1,59 @@
 /**
- * The admin port (SPEC §2, §7): `/metrics`, `/healthz`, `/readyz`.
- * `/config`, `/status` and the dashboard come with the operations issue.
+ * The admin port (SPEC §2, §7): `/metrics`, `/healthz`, `/readyz`,
+ * `/config` (secrets redacted), `/status` and the dashboard at `/`.
  */
 import http from 'node:http';
+import type { LoadedConfig } from '../config/index.js';
+import { formatDuration } from '../config/units.js';
 import type { Metrics } from '../observe/metrics.js';
+import { redactedConfig } from '../observe/redact.js';
+import type { Runtime } from '../runtime.js';
+import { DASHBOARD_HTML } from './dashboard.js';
+
+export interface AdminStatusSource {
+  readonly runtime: Runtime;
+  readonly loaded: LoadedConfig;
+  readonly version: string;
+  readonly lastReload: { readonly result: string; readonly at: string; readonly problems: readonly string[] } | undefined;
+}
+
+/** `/status` (SPEC §7): routes and upstreams with breaker state, failure rate, limiter tokens and queue depth, in-flight requests. */
+export function statusOf(source: AdminStatusSource, draining: boolean): Record<string, unknown> {
+  const { runtime, loaded } = source;
+  const redacted = redactedConfig(loaded) as { upstreams: Record<string, { url: string }> };
+  return {
+    version: source.version,
+    file: loaded.file,
+    lastReload: source.lastReload ?? null,
+    draining,
+    inFlight: runtime.inFlight(),
+    upstreams: [...runtime.upstreams.values()].map((upstream) => ({
+      name: upstream.name,
+      url: redacted.upstreams[upstream.name]?.url ?? '',
+      breaker: { state: upstream.breaker.state(), failureRate: upstream.breaker.failureRate() },
+    })),
+    forwardTargets: runtime.forwardTargetCount(),
+    routes: runtime.routes.map((route) => {
+      const { match, rateLimit } = route.config;
+      return {
+        name: route.name,
+        match: [match.host ? `host ${match.host}` : '', `path ${match.pathPrefix}`, match.methods ? match.methods.join(',') : ''].filter(Boolean).join(' '),
+        upstream: route.upstream?.name ?? null,
+        rateLimit:
+          rateLimit && route.rateLimit
+            ? {
+                describe: [rateLimit.rate !== null ? `${+rateLimit.rate.toFixed(3)}/s burst ${rateLimit.burst}` : '', rateLimit.maxConcurrent !== null ? `max ${rateLimit.maxConcurrent} in flight` : '', `queue ${rateLimit.queue.size}/${formatDuration(rateLimit.queue.timeout)}`, rateLimit.shared ? 'shared' : '', rateLimit.key !== 'route' ? `per ${rateLimit.key}` : '']
+                  .filter(Boolean)
+                  .join(', '),
+                tokens: route.rateLimit.tokens(),
+                queued: route.rateLimit.queueDepth(),
+                keys: route.rateLimit.size(),
+              }
+            : null,
+      };
+    }),
+  };
+}
 
 export interface AdminServerOptions {
   readonly host: string;
@@ -11,6 +61,8 @@ export interface AdminServerOptions {
   readonly metrics: Metrics;
   /** True once the config is loaded and the proxy port is bound; false while draining. */
   readonly ready: () => boolean;
+  /** What /config, /status and the dashboard show. */
+  readonly status?: () => AdminStatusSource;
 }
 
 export interface AdminServer {
@@ -53,6 +105,22 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
         );
         return;
       }
+      case '/config':
+      case '/status': {
+        const source = options.status?.();
+        if (!source) {
+          text(res, 404, 'not found\n', head);
+          return;
+        }
+        const body = JSON.stringify(path === '/config' ? redactedConfig(source.loaded) : statusOf(source, !options.ready()), null, 2);
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+        res.end(head ? undefined : body);
+        return;
+      }
+      case '/':
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(DASHBOARD_HTML) });
+        res.end(head ? undefined : DASHBOARD_HTML);
+        return;
       default:
         text(res, 404, 'not found\n', head);
     }

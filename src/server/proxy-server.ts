@@ -39,8 +39,14 @@ export interface ProxyServerDeps {
 export interface ProxyServer {
   readonly server: http.Server;
   listen(host: string, port: number): Promise<number>;
-  /** Stops accepting, closes idle connections, and cuts the rest after `graceMs`. */
+  /**
+   * Drains: stops accepting, closes idle keep-alive connections, answers
+   * requests that still arrive PROXY_DRAINING, closes busy connections after
+   * their current response, and cuts whatever is left after `graceMs`.
+   */
   close(graceMs: number): Promise<void>;
+  /** True once close() was called. */
+  draining(): boolean;
 }
 
 /** Flags named after an error code, for the access log. */
@@ -101,6 +107,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
   const { metrics, logger, now } = deps;
   const initialConfig = deps.runtime().config;
 
+  let isDraining = false;
   const server = http.createServer({
     maxHeaderSize: initialConfig.limits.maxHeaderSize,
     // Our deadlines own request timing; node's 5-minute request timeout
@@ -203,6 +210,8 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     const runtime = deps.runtime();
     const config = runtime.config;
     const cancellation = new Cancellation();
+    runtime.enter();
+    if (isDraining) res.setHeader('connection', 'close');
     const rawUrl = req.url ?? '/';
     // Absolute-form (`GET http://host/path`): a forward-proxy request. Its
     // target, not the Host header, names where it goes.
@@ -238,9 +247,11 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       }
       for (const cleanup of ctx.cleanups) cleanup();
       observe(ctx, runtime, route, res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS);
+      runtime.leave();
     });
 
     try {
+      if (isDraining) throw new BreakwaterError('PROXY_DRAINING', 'This Breakwater instance is shutting down and takes no new requests.');
       if (/^https?:\/\//i.test(rawUrl)) {
         route = await forwardRoute(runtime, ctx, absolute);
       } else {
@@ -297,12 +308,22 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
   const upgraded = new Set<Duplex>();
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     upgraded.add(socket);
-    socket.once('close', () => upgraded.delete(socket));
+    const runtime = deps.runtime();
+    runtime.enter();
+    socket.once('close', () => {
+      upgraded.delete(socket);
+      runtime.leave();
+    });
     handleUpgrade(req, socket, head, deps);
   });
   server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     upgraded.add(socket);
-    socket.once('close', () => upgraded.delete(socket));
+    const runtime = deps.runtime();
+    runtime.enter();
+    socket.once('close', () => {
+      upgraded.delete(socket);
+      runtime.leave();
+    });
     handleConnect(req, socket, head, deps);
   });
 
@@ -316,8 +337,10 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
           resolve((server.address() as { port: number }).port);
         });
       }),
+    draining: () => isDraining,
     close: (graceMs) =>
       new Promise<void>((resolve) => {
+        isDraining = true;
         const timer = setTimeout(() => {
           server.closeAllConnections();
           for (const socket of upgraded) socket.destroy();
