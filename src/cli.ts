@@ -145,9 +145,10 @@ export async function main(argv: readonly string[]): Promise<number | 'running'>
     case 'schema':
       process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
       return 0;
-    case 'demo':
-      process.stderr.write('breakwater: the demo is not built yet in this version\n');
-      return 2;
+    case 'demo': {
+      const { runDemo } = await import('./demo/run-demo.js');
+      return runDemo();
+    }
     case 'ca':
       if (rest[0] !== 'create') {
         process.stderr.write(`breakwater: unknown ca command "${rest[0] ?? ''}"; did you mean "ca create"?\n`);
