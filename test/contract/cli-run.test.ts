@@ -156,7 +156,7 @@ describe('breakwater usage', () => {
     expect(result.stderr).toMatch(/--confg/);
   });
 
-  it.each([[['demo']], [['ca', 'create', '--hosts', 'api.example.com', '--out', '/tmp/x']]])('says %j is not built yet and exits 2', async (args) => {
+  it.each([[['ca', 'create', '--hosts', 'api.example.com', '--out', '/tmp/x']]])('says %j is not built yet and exits 2', async (args) => {
     const result = await runCli(args);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/not built yet/);
