@@ -135,3 +135,17 @@ describe('Kubernetes manifests', () => {
     expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual([]);
   });
 });
+
+describe('docker compose file', () => {
+  it('builds the image from the repository and mounts a valid config', () => {
+    const compose = parseAllDocuments(readFileSync(path.join(ROOT, 'deploy/docker-compose.yaml'), 'utf8'))[0]!.toJS() as {
+      services: Record<string, { build?: string; volumes?: string[]; ports?: string[] }>;
+    };
+    expect(Object.keys(compose.services).sort()).toEqual(['app', 'breakwater', 'redis']);
+    expect(compose.services.breakwater!.build).toBe('..');
+    expect(compose.services.breakwater!.ports).toEqual(['3128:3128', '9901:9901']);
+    const mount = compose.services.breakwater!.volumes![0]!.split(':')[0]!;
+    const result = parseConfig(readFileSync(path.join(ROOT, 'deploy', mount), 'utf8'), 'compose.yaml', { env: { STRIPE_KEY: 'x' } });
+    expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual([]);
+  });
+});

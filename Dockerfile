@@ -1,0 +1,29 @@
+# Breakwater container image: build with dev dependencies, run with
+# production ones only, as a non-root user, with node as PID 1 handling
+# SIGTERM itself (the drain needs the signal; no --init required).
+#
+#   docker build -t breakwater .
+#   docker run -p 3128:3128 -p 9901:9901 -v ./my.yaml:/etc/breakwater/breakwater.yaml breakwater
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY patches ./patches
+COPY src ./src
+# npm ci builds dist/ (prepare) and applies the bottleneck patch (postinstall).
+RUN npm ci && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production BREAKWATER_CONFIG=/etc/breakwater/breakwater.yaml
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY config/breakwater.yaml /etc/breakwater/breakwater.yaml
+COPY config/breakwater.schema.json /etc/breakwater/breakwater.schema.json
+# A numeric user: works whether or not the base image defines one.
+USER 10001:10001
+EXPOSE 3128 9901
+ENTRYPOINT ["node", "/app/dist/cli.js"]
+CMD ["run"]

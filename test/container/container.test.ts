@@ -1,0 +1,125 @@
+/**
+ * The container image (`npm run test:container`, run by .ci/run): no
+ * registry can be reached here, so a stand-in for node:20-bookworm-slim is
+ * built from Debian's minbase (debootstrap) plus this machine's node and
+ * npm, imported under the base image's name and cached. Then the real
+ * Dockerfile is built with --pull=never and the image is run: /healthz, a
+ * proxied request, a non-root process, and `podman stop` (SIGTERM -> drain
+ * -> exit 0). podman needs runc, host networking and lower ulimits here:
+ * a containers.conf named by CONTAINERS_CONF carries them.
+ */
+import { execFile } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
+import { ROOT } from '../helpers/cli.js';
+import { request } from '../helpers/proxy.js';
+
+const BASE = 'docker.io/library/node:20-bookworm-slim';
+const IMAGE = 'localhost/breakwater:test';
+const CACHE = process.env.BREAKWATER_TEST_CACHE ?? '/var/tmp/breakwater-test-cache';
+const MIRROR = process.env.DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
+const conf = path.join(mkdtempSync(path.join(tmpdir(), 'breakwater-podman-')), 'containers.conf');
+writeFileSync(conf, '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\nnetns = "host"\n[engine]\nruntime = "runc"\n');
+const env = { ...process.env, CONTAINERS_CONF: conf };
+
+function sh(command: string, args: string[], timeoutMs = 240_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${args.join(' ')} failed: ${stderr || error.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** The base image stand-in, built once and kept in podman's store (and its rootfs in CACHE). */
+async function ensureBaseImage(): Promise<void> {
+  const exists = await sh('podman', ['image', 'exists', BASE]).then(() => true, () => false);
+  if (exists) return;
+  const rootfs = path.join(CACHE, 'bookworm-minbase');
+  if (!existsSync(path.join(rootfs, 'bin', 'sh'))) {
+    mkdirSync(CACHE, { recursive: true });
+    await sh('debootstrap', ['--variant=minbase', 'bookworm', rootfs, MIRROR], 600_000);
+  }
+  cpSync(process.execPath, path.join(rootfs, 'usr/local/bin/node'));
+  const npmDir = path.join(rootfs, 'usr/local/lib/node_modules/npm');
+  if (!existsSync(npmDir)) {
+    cpSync('/usr/lib/node_modules/npm', npmDir, { recursive: true });
+    symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', path.join(rootfs, 'usr/local/bin/npm'));
+  }
+  await sh('bash', ['-c', `tar -C '${rootfs}' -c . | podman import --change 'CMD ["node"]' - ${BASE}`], 300_000);
+}
+
+let upstream: FaultUpstream;
+let name = '';
+let proxyPort = 0;
+let adminPort = 0;
+
+beforeAll(async () => {
+  await ensureBaseImage();
+  await sh('podman', ['build', '--pull=never', '-t', IMAGE, ROOT], 300_000);
+  upstream = await startFaultUpstream(() => ({ kind: 'respond', body: 'through the container' }));
+  [proxyPort, adminPort] = [await freePort(), await freePort()];
+  const dir = mkdtempSync(path.join(tmpdir(), 'breakwater-container-'));
+  writeFileSync(
+    path.join(dir, 'breakwater.yaml'),
+    `version: 1
+listen: { host: 127.0.0.1, port: ${proxyPort} }
+admin: { host: 127.0.0.1, port: ${adminPort} }
+upstreams: { u: { url: "${upstream.url}" } }
+routes: [ { name: r, match: { pathPrefix: /api }, stripPrefix: true, upstream: u } ]
+`,
+  );
+  name = `breakwater-test-${process.pid}`;
+  await sh('podman', ['run', '-d', '--name', name, '-v', `${dir}/breakwater.yaml:/etc/breakwater/breakwater.yaml:ro`, IMAGE]);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const ok = await request(`http://127.0.0.1:${adminPort}/healthz`).then((res) => res.status === 200, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`the container did not come up: ${await sh('podman', ['logs', name]).catch((e: Error) => e.message)}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}, 900_000);
+
+afterAll(async () => {
+  if (name) await sh('podman', ['rm', '-f', name]).catch(() => {});
+  await upstream?.close();
+});
+
+describe('container image', () => {
+  it('answers /healthz and /readyz', async () => {
+    expect((await request(`http://127.0.0.1:${adminPort}/healthz`)).status).toBe(200);
+    expect((await request(`http://127.0.0.1:${adminPort}/readyz`)).status).toBe(200);
+  });
+
+  it('proxies a request', async () => {
+    const res = await request(`http://127.0.0.1:${proxyPort}/api/hello`);
+    expect(res.status).toBe(200);
+    expect(res.text).toBe('through the container');
+    expect(res.headers['x-breakwater-attempts']).toBe('1');
+  });
+
+  it('does not run as root', async () => {
+    const uid = (await sh('podman', ['exec', name, 'node', '-e', 'process.stdout.write(String(process.getuid()))'])).trim();
+    expect(uid).toBe('10001');
+  });
+
+  it('drains and exits 0 on podman stop (SIGTERM)', async () => {
+    await sh('podman', ['stop', '--time', '30', name], 60_000);
+    const code = (await sh('podman', ['inspect', '--format', '{{.State.ExitCode}}', name])).trim();
+    expect(code).toBe('0');
+    const logs = await sh('podman', ['logs', name]);
+    expect(logs).toContain('"msg":"shutting down"');
+  });
+});
