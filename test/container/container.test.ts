@@ -22,6 +22,7 @@ const BASE = 'docker.io/library/node:20-bookworm-slim';
 const IMAGE = 'localhost/breakwater:test';
 const CACHE = process.env.BREAKWATER_TEST_CACHE ?? '/var/tmp/breakwater-test-cache';
 const MIRROR = process.env.DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
+const HOST_CA = '/etc/ssl/certs/ca-certificates.crt';
 const conf = path.join(mkdtempSync(path.join(tmpdir(), 'breakwater-podman-')), 'containers.conf');
 writeFileSync(conf, '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\nnetns = "host"\n[engine]\nruntime = "runc"\n');
 const env = { ...process.env, CONTAINERS_CONF: conf };
@@ -58,7 +59,15 @@ async function ensureBaseImage(): Promise<void> {
     cpSync('/usr/lib/node_modules/npm', npmDir, { recursive: true });
     symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', path.join(rootfs, 'usr/local/bin/npm'));
   }
-  await sh('bash', ['-c', `tar -C '${rootfs}' -c . | podman import --change 'CMD ["node"]' - ${BASE}`], 300_000);
+  // This machine reaches the npm registry through a TLS-inspecting proxy
+  // whose CA is in the host's bundle: the stand-in trusts what the host
+  // trusts, as a real node image on a normal network needs nothing.
+  const changes = ["--change", 'CMD ["node"]'];
+  if (existsSync(HOST_CA)) {
+    cpSync(HOST_CA, path.join(rootfs, 'usr/local/share/breakwater-host-ca.crt'));
+    changes.push('--change', 'ENV NODE_EXTRA_CA_CERTS=/usr/local/share/breakwater-host-ca.crt', '--change', 'ENV NPM_CONFIG_CAFILE=/usr/local/share/breakwater-host-ca.crt');
+  }
+  await sh('bash', ['-c', `tar -C '${rootfs}' -c . | podman import ${changes.map((c) => `'${c}'`).join(' ')} - ${BASE}`], 300_000);
 }
 
 let upstream: FaultUpstream;
