@@ -10,6 +10,8 @@ import type { RequestContext } from './policy/context.js';
 import type { Signal } from './policy/signal.js';
 import { createUpstreamBreaker, type UpstreamBreaker } from './policy/circuit-breaker.js';
 import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit.js';
+import { createUpstreamPacing, type UpstreamPacing } from './policy/pacer.js';
+import { sleep as realSleep } from './policy/pipeline.js';
 import { connectSharedLimits, type SharedLimits } from './policy/shared-limits.js';
 import type { Logger } from './observe/logger.js';
 import { createRoutePipeline, sleep, type Next, type RoutePipeline } from './policy/pipeline.js';
@@ -24,6 +26,8 @@ import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
 export interface UpstreamRuntime extends UpstreamTarget {
   readonly config: UpstreamConfig;
   readonly breaker: UpstreamBreaker;
+  /** Proactive pacing, when `pacing.enabled`. */
+  readonly pacing: UpstreamPacing | null;
 }
 
 export interface RouteRuntime {
@@ -101,11 +105,17 @@ function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set
     inherited.add(previous.agent);
     inherited.add(previous.breaker);
   }
+  // Pacing state is rebuilt on reload from the next responses' headers.
   const agent = previous?.agent ?? createUpstreamAgent(config);
   const ca = config.tls.ca ?? undefined;
   const rejectUnauthorized = !config.tls.insecureSkipVerify;
   const breaker = previous?.breaker ?? createUpstreamBreaker(config.name, config.circuitBreaker, deps);
-  return { name: config.name, config, url, agent, ca, rejectUnauthorized, proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized }, breaker };
+  let pacing: UpstreamPacing | null = null;
+  if (config.pacing.enabled) {
+    if (config.pacing.shared) deps.logger?.warn({ upstream: config.name }, 'pacing.shared is not available yet: each replica paces on its own (set pacing.replicas to divide the rate)');
+    pacing = createUpstreamPacing(config.name, config.pacing, 30_000, { now: deps.now, random: deps.random ?? Math.random, sleep: deps.sleep ?? realSleep, metrics: deps.metrics });
+  }
+  return { name: config.name, config, url, agent, ca, rejectUnauthorized, proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized }, breaker, pacing };
 }
 
 function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps, shared: SharedLimits | undefined, inherited: Set<object>): RouteRuntime {
@@ -154,7 +164,7 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     requestEdits,
     responseEdits: compileHeaderEdits(config.headers.response),
     plainErrors: config.errors.normalize === 'off',
-    pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, { breaker: upstream?.breaker.policy, rateLimit: rateLimit ?? undefined }),
+    pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, { breaker: upstream?.breaker.policy, rateLimit: rateLimit ?? undefined, pacing: upstream?.pacing?.policy(config.name) }),
   };
 }
 
@@ -260,6 +270,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
       }
       for (const upstream of upstreams.values()) {
         if (!keep.has(upstream.breaker)) upstream.breaker.close();
+        if (upstream.pacing && !keep.has(upstream.pacing)) upstream.pacing.close();
         if (!keep.has(upstream.agent)) upstream.agent.destroy();
       }
       for (const entry of forwardTargets.values()) closeForward(entry);

@@ -55,40 +55,94 @@ function compact(quota: Quota): Quota | undefined {
   return Object.fromEntries(entries) as Quota;
 }
 
-export function parseQuota(headers: IncomingHttpHeaders, nowMs: number): Quota | undefined {
-  const rateLimit = header(headers, 'ratelimit');
-  const policy = header(headers, 'ratelimit-policy');
-  if (rateLimit !== undefined || policy !== undefined) {
-    const ietf = compact({
-      limit: parameter(policy, 'q') ?? parameter(rateLimit, 'limit') ?? number(header(headers, 'ratelimit-limit')),
-      remaining: parameter(rateLimit, 'r') ?? parameter(rateLimit, 'remaining'),
-      resetSeconds: parameter(rateLimit, 't') ?? parameter(rateLimit, 'reset'),
-    });
-    if (ietf) return ietf;
-  }
-  if (header(headers, 'ratelimit-remaining') !== undefined) {
-    const draft = compact({
-      limit: number(header(headers, 'ratelimit-limit')),
-      remaining: number(header(headers, 'ratelimit-remaining')),
-      resetSeconds: number(header(headers, 'ratelimit-reset')),
-    });
-    if (draft) return draft;
-  }
-  if (header(headers, 'x-ratelimit-remaining') !== undefined || header(headers, 'x-ratelimit-limit') !== undefined) {
-    const reset = number(header(headers, 'x-ratelimit-reset'));
-    const classic = compact({
-      limit: number(header(headers, 'x-ratelimit-limit')),
-      remaining: number(header(headers, 'x-ratelimit-remaining')),
-      resetSeconds: reset === undefined ? undefined : resetToSeconds(reset, header(headers, 'date'), nowMs),
-    });
-    if (classic) return classic;
-  }
-  if (header(headers, 'x-ratelimit-remaining-requests') !== undefined) {
-    return compact({
-      limit: number(header(headers, 'x-ratelimit-limit-requests')),
-      remaining: number(header(headers, 'x-ratelimit-remaining-requests')),
-      resetSeconds: parseGoDuration(header(headers, 'x-ratelimit-reset-requests')),
-    });
+export type QuotaDialect = 'auto' | 'ietf' | 'x-ratelimit' | 'openai' | 'shopify' | 'salesforce';
+export type ResetFormat = 'auto' | 'epoch' | 'epoch-ms' | 'delta' | 'duration';
+
+export interface QuotaOptions {
+  readonly dialect?: QuotaDialect;
+  readonly resetFormat?: ResetFormat;
+}
+
+/** A reset header value in seconds from now, per `resetFormat` (auto: guessed from its size or shape). */
+function readReset(value: string | undefined, format: ResetFormat, dateHeader: string | undefined, nowMs: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (format === 'duration' || (format === 'auto' && /[a-z]/i.test(value))) return parseGoDuration(value.trim());
+  const n = number(value);
+  if (n === undefined) return undefined;
+  const reference = dateHeader !== undefined && !Number.isNaN(Date.parse(dateHeader)) ? Date.parse(dateHeader) : nowMs;
+  if (format === 'epoch-ms') return Math.max(0, Math.ceil((n - reference) / 1000));
+  if (format === 'epoch') return Math.max(0, Math.ceil(n - reference / 1000));
+  if (format === 'delta') return Math.max(0, n);
+  return resetToSeconds(n, dateHeader, nowMs);
+}
+
+/** `used/max` (Shopify's `X-Shopify-Shop-Api-Call-Limit: 32/40`, Salesforce's `api-usage=10018/100000`). */
+function usedOfMax(value: string | undefined): Quota | undefined {
+  const match = value ? /(\d+)\s*\/\s*(\d+)/.exec(value) : null;
+  if (!match) return undefined;
+  const used = Number(match[1]);
+  const max = Number(match[2]);
+  return { limit: max, remaining: Math.max(0, max - used) };
+}
+
+/**
+ * The quota announced by any response (2xx included), in the dialect asked
+ * for or the first one found. Shopify's bucket leaks continuously and
+ * Salesforce's limit is per 24 hours: neither names a reset.
+ */
+export function readQuota(headers: IncomingHttpHeaders, nowMs: number, options: QuotaOptions = {}): Quota | undefined {
+  const dialect = options.dialect ?? 'auto';
+  const resetFormat = options.resetFormat ?? 'auto';
+  const date = header(headers, 'date');
+  const tries: Record<Exclude<QuotaDialect, 'auto'>, () => Quota | undefined> = {
+    ietf: () => {
+      const rateLimit = header(headers, 'ratelimit');
+      const policy = header(headers, 'ratelimit-policy');
+      if (rateLimit !== undefined || policy !== undefined) {
+        return compact({
+          limit: parameter(policy, 'q') ?? parameter(rateLimit, 'limit') ?? number(header(headers, 'ratelimit-limit')),
+          remaining: parameter(rateLimit, 'r') ?? parameter(rateLimit, 'remaining'),
+          resetSeconds: parameter(rateLimit, 't') ?? parameter(rateLimit, 'reset'),
+        });
+      }
+      if (header(headers, 'ratelimit-remaining') === undefined) return undefined;
+      return compact({
+        limit: number(header(headers, 'ratelimit-limit')),
+        remaining: number(header(headers, 'ratelimit-remaining')),
+        resetSeconds: readReset(header(headers, 'ratelimit-reset'), resetFormat === 'auto' ? 'delta' : resetFormat, date, nowMs),
+      });
+    },
+    'x-ratelimit': () => {
+      if (header(headers, 'x-ratelimit-remaining') === undefined && header(headers, 'x-ratelimit-limit') === undefined) return undefined;
+      return compact({
+        limit: number(header(headers, 'x-ratelimit-limit')),
+        remaining: number(header(headers, 'x-ratelimit-remaining')),
+        resetSeconds: readReset(header(headers, 'x-ratelimit-reset'), resetFormat, date, nowMs),
+      });
+    },
+    openai: () => {
+      if (header(headers, 'x-ratelimit-remaining-requests') === undefined) return undefined;
+      return compact({
+        limit: number(header(headers, 'x-ratelimit-limit-requests')),
+        remaining: number(header(headers, 'x-ratelimit-remaining-requests')),
+        resetSeconds: readReset(header(headers, 'x-ratelimit-reset-requests'), resetFormat === 'auto' ? 'duration' : resetFormat, date, nowMs),
+      });
+    },
+    shopify: () => usedOfMax(header(headers, 'x-shopify-shop-api-call-limit')),
+    salesforce: () => {
+      const quota = usedOfMax(/api-usage=([^,;]+)/.exec(header(headers, 'sforce-limit-info') ?? '')?.[1]);
+      return quota ? { ...quota, resetSeconds: 86_400 } : undefined;
+    },
+  };
+  if (dialect !== 'auto') return tries[dialect]();
+  for (const family of ['ietf', 'x-ratelimit', 'openai', 'shopify', 'salesforce'] as const) {
+    const found = tries[family]();
+    if (found) return found;
   }
   return undefined;
+}
+
+/** The quota for an error body (SPEC §5): any family, guessed reset format. */
+export function parseQuota(headers: IncomingHttpHeaders, nowMs: number): Quota | undefined {
+  return readQuota(headers, nowMs);
 }

@@ -78,6 +78,8 @@ export interface SharedPolicies {
   readonly breaker?: Policy;
   /** The route's rate limit, when it has one. */
   readonly rateLimit?: Policy;
+  /** The upstream's proactive pacing for this route, when enabled. */
+  readonly pacing?: Policy;
 }
 
 export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attempt: Next, shared: SharedPolicies = {}): RoutePipeline {
@@ -91,6 +93,10 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
     // 3. Retry: repeats what is below (breaker included: every attempt is
     //    one breaker call), within the deadline and the route's budget.
     createRetry({ route: route.name, retry: route.retry, clientOverrides: route.clientOverrides, metrics: deps.metrics }, deps),
+    // 3b. Pacing: each attempt waits for the upstream's announced quota,
+    //     so retries are paced too; outside the breaker, so a paced wait is
+    //     not a call.
+    ...(shared.pacing ? [shared.pacing] : []),
     // 4. Circuit breaker: each attempt is one call, so it sits inside the
     //    retry loop, and a retry into an open circuit is refused at once.
     //    A forward-proxy target brings its own breaker (one per host:port).
@@ -104,7 +110,7 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
     run: (ctx) => run(ctx, ctx.signal),
     close() {
       // The breaker and the rate limit are owned and closed by the runtime.
-      for (const policy of policies) if (policy !== shared.breaker && policy !== shared.rateLimit) policy.close();
+      for (const policy of policies) if (policy !== shared.breaker && policy !== shared.rateLimit && policy !== shared.pacing) policy.close();
     },
   };
 }
