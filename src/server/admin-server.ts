@@ -31,6 +31,7 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
       name: upstream.name,
       url: redacted.upstreams[upstream.name]?.url ?? '',
       breaker: { state: upstream.breaker.state(), failureRate: upstream.breaker.failureRate() },
+      pacing: upstream.pacing ? upstream.pacing.snapshot() : null,
     })),
     forwardTargets: runtime.forwardTargetCount(),
     routes: runtime.routes.map((route) => {

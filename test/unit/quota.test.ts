@@ -50,3 +50,20 @@ describe('cutText', () => {
     expect(cutText('short', 100)).toBe('short');
   });
 });
+
+describe('pacing dialects', () => {
+  it('reads Shopify and Salesforce used/max', async () => {
+    const { readQuota } = await import('../../src/errors/quota.js');
+    expect(readQuota({ 'x-shopify-shop-api-call-limit': '32/40' }, now)).toEqual({ limit: 40, remaining: 8 });
+    expect(readQuota({ 'sforce-limit-info': 'api-usage=10018/100000' }, now)).toEqual({ limit: 100000, remaining: 89982, resetSeconds: 86400 });
+  });
+
+  it('honours a configured dialect and reset format over the guess', async () => {
+    const { readQuota } = await import('../../src/errors/quota.js');
+    const headers = { 'x-ratelimit-limit': '10', 'x-ratelimit-remaining': '5', 'x-ratelimit-reset': '1795402830' };
+    expect(readQuota(headers, now, { resetFormat: 'epoch' })).toEqual({ limit: 10, remaining: 5, resetSeconds: 1795402830 - now / 1000 });
+    expect(readQuota(headers, now, { resetFormat: 'delta' })).toEqual({ limit: 10, remaining: 5, resetSeconds: 1795402830 });
+    expect(readQuota({ ...headers, ratelimit: '"a";r=1;t=2' }, now, { dialect: 'x-ratelimit' })!.remaining).toBe(5);
+    expect(readQuota({ 'x-shopify-shop-api-call-limit': '1/2' }, now, { dialect: 'openai' })).toBeUndefined();
+  });
+});
