@@ -10,23 +10,13 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { startApp } from '../app.js';
 import { parseConfig, formatProblem } from '../config/index.js';
+import { seededRandom } from './prng.js';
 
 const REQUESTS = 300;
 const CONCURRENCY = 10;
 
 type Behaviour = 'ok' | '503' | '429' | 'slow' | 'outage';
 
-/** mulberry32: the same flaky day every run. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface FlakyUpstream {
   readonly url: string;
@@ -36,7 +26,7 @@ interface FlakyUpstream {
 }
 
 async function startFlakyUpstream(): Promise<FlakyUpstream> {
-  let random = seeded(7);
+  let random = seededRandom(7);
   let count = 0;
   const served: Record<Behaviour, number> = { ok: 0, '503': 0, '429': 0, slow: 0, outage: 0 };
   const server = http.createServer((req, res) => {
@@ -68,7 +58,7 @@ async function startFlakyUpstream(): Promise<FlakyUpstream> {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     served,
     reset() {
-      random = seeded(7);
+      random = seededRandom(7);
       count = 0;
       for (const key of Object.keys(served) as Behaviour[]) served[key] = 0;
     },

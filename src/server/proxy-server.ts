@@ -305,8 +305,9 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
 
   // Upgraded connections leave node's connection tracking: keep them so
   // that close() can end them after the grace period.
+  // They count as in flight on their runtime until they close.
   const upgraded = new Set<Duplex>();
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  const track = (handle: typeof handleUpgrade) => (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     upgraded.add(socket);
     const runtime = deps.runtime();
     runtime.enter();
@@ -314,18 +315,10 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       upgraded.delete(socket);
       runtime.leave();
     });
-    handleUpgrade(req, socket, head, deps);
-  });
-  server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    upgraded.add(socket);
-    const runtime = deps.runtime();
-    runtime.enter();
-    socket.once('close', () => {
-      upgraded.delete(socket);
-      runtime.leave();
-    });
-    handleConnect(req, socket, head, deps);
-  });
+    handle(req, socket, head, deps);
+  };
+  server.on('upgrade', track(handleUpgrade));
+  server.on('connect', track(handleConnect));
 
   return {
     server,

@@ -10,13 +10,13 @@
  */
 import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { ROOT } from '../helpers/cli.js';
 import { request } from '../helpers/proxy.js';
+import { freePort } from '../helpers/net.js';
 
 const BASE = 'docker.io/library/node:20-bookworm-slim';
 const IMAGE = 'localhost/breakwater:test';
@@ -34,14 +34,6 @@ function sh(command: string, args: string[], timeoutMs = 240_000): Promise<strin
       else resolve(stdout);
     });
   });
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** The base image stand-in, built once and kept in podman's store (and its rootfs in CACHE). */

@@ -10,14 +10,7 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { CLI, parseProblemLines, ROOT, runCli, writeTemp } from '../helpers/cli.js';
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { freePort } from '../helpers/net.js';
 
 /** True when nothing listens on the port: we can bind it ourselves. */
 async function portIsFree(port: number): Promise<boolean> {

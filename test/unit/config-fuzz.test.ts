@@ -10,22 +10,12 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { formatProblem, parseConfig } from '../../src/config/index.js';
 import { ROOT } from '../helpers/cli.js';
+import { seededRandom } from '../../src/demo/prng.js';
 
 const SPEC_EXAMPLE = readFileSync(path.join(ROOT, 'test/fixtures/spec-example.yaml'), 'utf8');
 const RUNS = 500;
 const SEED = 20261123;
 
-/** mulberry32: a small, well-distributed seeded PRNG. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const REPLACEMENT_VALUES = ['true', 'yes', '3', '"3"', '-1', '0', '[]', '{}', 'null', '~', '10 seconds', '25/sec', '"${env:NOPE}"', 'ftp://x', '1e309', "'", '[1, [2', '*alias'];
 
@@ -91,7 +81,7 @@ const MUTATIONS: Record<string, Mutation> = {
 
 describe('config validation under mutation', () => {
   it(`never throws and always accepts or locates a problem (${RUNS} mutants, seed ${SEED})`, () => {
-    const random = prng(SEED);
+    const random = seededRandom(SEED);
     const names = Object.keys(MUTATIONS);
     let accepted = 0;
     let rejected = 0;

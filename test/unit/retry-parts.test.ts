@@ -4,22 +4,12 @@ import { compileConditions } from '../../src/policy/conditions.js';
 import { parseRetryAfter } from '../../src/policy/retry-after.js';
 import { createRetryBudget } from '../../src/policy/retry-budget.js';
 import { classifyError, classifyStatus, classifyTimeout } from '../../src/upstream/classify.js';
+import { seededRandom } from '../../src/demo/prng.js';
 
-/** A seeded PRNG (mulberry32), so the spread check is reproducible. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('fullJitterDelay', () => {
   it('stays inside [0, min(max, base * 2^n)) for every retry', () => {
-    const random = seeded(1);
+    const random = seededRandom(1);
     for (let n = 0; n < 12; n++) {
       const ceiling = Math.min(5000, 100 * 2 ** n);
       for (let i = 0; i < 500; i++) {
@@ -31,7 +21,7 @@ describe('fullJitterDelay', () => {
   });
 
   it('spreads across the whole range rather than clustering', () => {
-    const random = seeded(2);
+    const random = seededRandom(2);
     const delays = Array.from({ length: 2000 }, () => fullJitterDelay(3, 100, 5000, random)); // ceiling 800
     const quarters = [0, 0, 0, 0];
     for (const delay of delays) quarters[Math.floor(delay / 200)]! += 1;
