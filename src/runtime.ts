@@ -11,16 +11,14 @@ import type { Signal } from './policy/signal.js';
 import { createUpstreamBreaker, type UpstreamBreaker } from './policy/circuit-breaker.js';
 import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit.js';
 import { createUpstreamPacing, type UpstreamPacing } from './policy/pacer.js';
-import { sleep as realSleep } from './policy/pipeline.js';
 import { connectSharedLimits, type SharedLimits } from './policy/shared-limits.js';
 import type { Logger } from './observe/logger.js';
-import { createRoutePipeline, sleep, type Next, type RoutePipeline } from './policy/pipeline.js';
+import { createRoutePipeline, sleep, type Next, type Policy, type RoutePipeline } from './policy/pipeline.js';
 import { compileMatcher, matchRoute, rewritePath, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { buildUpstreamHeaders, compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
 import { createForwardAgent, createUpstreamAgent } from './upstream/agents.js';
 import { defaultCircuitBreaker } from './config/resolve.js';
 import { createTargetChecker, type Lookup, type TargetChecker } from './router/target-check.js';
-import type { Policy } from './policy/pipeline.js';
 import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
 
 export interface UpstreamRuntime extends UpstreamTarget {
@@ -113,7 +111,7 @@ function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set
   let pacing: UpstreamPacing | null = null;
   if (config.pacing.enabled) {
     if (config.pacing.shared) deps.logger?.warn({ upstream: config.name }, 'pacing.shared is not available yet: each replica paces on its own (set pacing.replicas to divide the rate)');
-    pacing = createUpstreamPacing(config.name, config.pacing, 30_000, { now: deps.now, random: deps.random ?? Math.random, sleep: deps.sleep ?? realSleep, metrics: deps.metrics });
+    pacing = createUpstreamPacing(config.name, config.pacing, 30_000, { now: deps.now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics: deps.metrics });
   }
   return { name: config.name, config, url, agent, ca, rejectUnauthorized, proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized }, breaker, pacing };
 }
