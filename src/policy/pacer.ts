@@ -146,7 +146,9 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
       rate = state.aimdRate / config.replicas;
     }
     if (rate === null) return 0;
-    const slot = Math.max(t, state.nextSlot);
+    let slot = Math.max(t, state.nextSlot);
+    // Nobody needs to wait past the reset: the next window has quota again.
+    if (haveQuota && state.resetAt !== undefined && slot > state.resetAt) slot = state.resetAt + jitter();
     state.nextSlot = slot + 1000 / rate;
     return slot - t;
   }
