@@ -25,10 +25,14 @@ function number(value: string | undefined): number | undefined {
   return Number(value);
 }
 
-/** A structured-field parameter (`r=50`) of the first item of a list. */
-function parameter(field: string | undefined, name: string): number | undefined {
+const PARAMETERS = new Map(
+  ['q', 'w', 'r', 't', 'limit', 'remaining', 'reset'].map((name) => [name, new RegExp(`(?:^|[;,\\s])${name}\\s*=\\s*(-?\\d+(?:\\.\\d+)?)`)]),
+);
+
+/** A structured-field parameter (`r=50`) of the first item of a list; patterns compiled once, not per response. */
+function parameter(field: string | undefined, name: 'q' | 'w' | 'r' | 't' | 'limit' | 'remaining' | 'reset'): number | undefined {
   if (!field) return undefined;
-  const match = new RegExp(`(?:^|[;,\\s])${name}\\s*=\\s*(-?\\d+(?:\\.\\d+)?)`).exec(field);
+  const match = PARAMETERS.get(name)!.exec(field);
   return match ? Number(match[1]) : undefined;
 }
 

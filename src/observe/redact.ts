@@ -19,7 +19,8 @@ function parsePath(text: string): (string | number)[] {
   return out;
 }
 
-function redactUrl(value: unknown): unknown {
+/** A URL with its password shown as <redacted>; anything else as it is. */
+export function redactUrl(value: unknown): unknown {
   if (typeof value !== 'string') return value;
   try {
     const url = new URL(value);

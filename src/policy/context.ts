@@ -27,6 +27,22 @@ export type Flag =
   | 'PAYLOAD_TOO_LARGE'
   | 'CLIENT_CLOSED';
 
+const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
+  'UPSTREAM_TIMEOUT',
+  'UPSTREAM_RESET',
+  'UPSTREAM_CONNECT_FAILED',
+  'UPSTREAM_TLS_FAILED',
+  'UPSTREAM_PROTOCOL_ERROR',
+  'CIRCUIT_OPEN',
+  'RATE_LIMITED',
+  'PAYLOAD_TOO_LARGE',
+]);
+
+/** The access-log flag an error code sets, if any: every server path (requests, upgrades, tunnels) reads it here. */
+export function flagForCode(code: string): Flag | undefined {
+  return CODE_FLAGS.has(code) ? (code as Flag) : undefined;
+}
+
 export interface RequestContext {
   readonly requestId: string;
   readonly method: string;

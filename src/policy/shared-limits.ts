@@ -10,6 +10,7 @@ import Bottleneck from 'bottleneck';
 import { Redis } from 'ioredis';
 import type { RedisConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
+import { redactUrl } from '../observe/redact.js';
 
 export interface SharedLimits {
   readonly connection: Bottleneck.IORedisConnection;
@@ -33,8 +34,8 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
   const report = (state: string, error?: Error) => {
     if (state === lastState) return;
     lastState = state;
-    if (state === 'ready') logger?.info({ redis: redact(config.url) }, 'redis ready: rate limits are shared');
-    else logger?.warn({ redis: redact(config.url), err: error?.message }, `redis ${state}: shared rate limits fall back to redis.onError=${config.onError}`);
+    if (state === 'ready') logger?.info({ redis: String(redactUrl(config.url)) }, 'redis ready: rate limits are shared');
+    else logger?.warn({ redis: String(redactUrl(config.url)), err: error?.message }, `redis ${state}: shared rate limits fall back to redis.onError=${config.onError}`);
   };
   client.on('ready', () => report('ready'));
   client.on('error', (error: Error) => report('unavailable', error));
@@ -65,14 +66,4 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
       client.disconnect();
     },
   };
-}
-
-function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = 'redacted';
-    return parsed.toString();
-  } catch {
-    return 'redis';
-  }
 }

@@ -17,6 +17,7 @@ import { renderProblem } from '../errors/problem.js';
 import { logAccess } from '../observe/access-log.js';
 import type { AttemptResult, RequestContext } from '../policy/context.js';
 import { Cancellation } from '../policy/signal.js';
+import { flagForCode } from '../policy/context.js';
 import { classifyError, classifyStatus } from '../upstream/classify.js';
 import { clientRequestId } from '../upstream/headers.js';
 import type { ProxyServerDeps } from './proxy-server.js';
@@ -54,7 +55,8 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
 
   const refuse = (error: BreakwaterError) => {
     status = error.status;
-    if (['UPSTREAM_CONNECT_FAILED', 'UPSTREAM_TIMEOUT', 'CIRCUIT_OPEN'].includes(error.code)) flags.push(error.code);
+    const flag = flagForCode(error.code);
+    if (flag) flags.push(flag);
     metrics.errors.inc({ route: '', code: error.code });
     writeRawResponse(socket, renderProblem(error, { instance: authority, route: null, upstream: upstreamName || null, attempts: upstreamName ? 1 : 0, requestId }));
   };

@@ -17,10 +17,10 @@ import { normalizeUpstreamError } from '../errors/normalize.js';
 import { logAccess } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import { methodLabel, type Metrics } from '../observe/metrics.js';
-import type { Flag, RequestContext } from '../policy/context.js';
+import { flagForCode, type RequestContext } from '../policy/context.js';
 import { Cancellation } from '../policy/signal.js';
 import type { RouteRuntime, Runtime } from '../runtime.js';
-import { prepareRequestBody, requestBody } from '../upstream/body.js';
+import { prepareRequestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
 import { buildResponseHeaders, clientRequestId } from '../upstream/headers.js';
 import { handleUpgrade } from './websocket.js';
@@ -49,15 +49,15 @@ export interface ProxyServer {
   draining(): boolean;
 }
 
-/** Flags named after an error code, for the access log. */
-const CODE_FLAGS = new Set<string>(['UPSTREAM_TIMEOUT', 'UPSTREAM_RESET', 'UPSTREAM_CONNECT_FAILED', 'UPSTREAM_TLS_FAILED', 'UPSTREAM_PROTOCOL_ERROR', 'CIRCUIT_OPEN', 'RATE_LIMITED', 'PAYLOAD_TOO_LARGE']);
-
 /** Status logged and counted for a request whose client left before any response (NGINX's convention). */
 export const CLIENT_CLOSED_STATUS = 499;
 
 function errorFromClassification(classification: Classification): BreakwaterError {
   return new BreakwaterError(classification.code ?? 'INTERNAL_ERROR', classification.detail ?? 'The attempt failed without a response.');
 }
+
+/** The body before the route is known (a refusal then never reads it); replaced once a route matched. */
+const NO_BODY_YET = { empty: true, replayable: false, open: () => undefined } as const;
 
 function parseAbsolute(url: string): URL | undefined {
   try {
@@ -150,7 +150,8 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       failure = new BreakwaterError('INTERNAL_ERROR', 'Breakwater failed while handling this request.', { cause: error });
       logger.error({ err: error, requestId: ctx.requestId, route: route?.name ?? '' }, 'internal error');
     }
-    if (CODE_FLAGS.has(failure.code)) ctx.flags.add(failure.code as Flag);
+    const flag = flagForCode(failure.code);
+    if (flag) ctx.flags.add(flag);
     metrics.errors.inc({ route: route?.name ?? '', code: failure.code });
     if (res.headersSent) {
       // Part of a response is out: the only honest signal left is an abort.
@@ -228,7 +229,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       remoteAddress: req.socket.remoteAddress,
       req,
       res,
-      body: requestBody(req, config.limits.maxBodySize),
+      body: NO_BODY_YET,
       startedAt: now(),
       deadline: Infinity,
       signal: cancellation,

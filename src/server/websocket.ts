@@ -15,6 +15,7 @@ import { BreakwaterError } from '../errors/breakwater-error.js';
 import { renderProblem } from '../errors/problem.js';
 import { logAccess } from '../observe/access-log.js';
 import { methodLabel } from '../observe/metrics.js';
+import { flagForCode } from '../policy/context.js';
 import type { RouteRuntime } from '../runtime.js';
 import { rewritePath } from '../router/match-route.js';
 import { classifyError } from '../upstream/classify.js';
@@ -41,6 +42,7 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
   const method = req.method ?? 'GET';
   let route: RouteRuntime | undefined;
   let status = 101;
+  const flags: string[] = [];
 
   const finish = () => {
     const routeName = route?.name ?? '';
@@ -49,7 +51,7 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     if (runtime.config.logging.accessLog) {
       logAccess(logger, {
         requestId, method, host, path, route: routeName, upstream: route?.upstream?.name ?? '', status,
-        durationMs: Math.round((now() - startedAt) * 1000) / 1000, attempts: route ? 1 : 0, flags: [],
+        durationMs: Math.round((now() - startedAt) * 1000) / 1000, attempts: route ? 1 : 0, flags,
       });
     }
   };
@@ -58,6 +60,8 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
 
   const refuse = (error: BreakwaterError) => {
     status = error.status;
+    const flag = flagForCode(error.code);
+    if (flag) flags.push(flag);
     metrics.errors.inc({ route: route?.name ?? '', code: error.code });
     writeRawResponse(
       socket,
