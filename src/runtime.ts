@@ -96,7 +96,7 @@ export interface Inheritance {
   rateLimit(route: RouteConfig): RateLimitPolicy | undefined;
 }
 
-function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set<object>): UpstreamRuntime {
+function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set<object>, shared: SharedLimits | undefined): UpstreamRuntime {
   const url = new URL(config.url);
   const previous = deps.inherit?.upstream(config);
   if (previous) {
@@ -110,8 +110,14 @@ function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set
   const breaker = previous?.breaker ?? createUpstreamBreaker(config.name, config.circuitBreaker, deps);
   let pacing: UpstreamPacing | null = null;
   if (config.pacing.enabled) {
-    if (config.pacing.shared) deps.logger?.warn({ upstream: config.name }, 'pacing.shared is not available yet: each replica paces on its own (set pacing.replicas to divide the rate)');
-    pacing = createUpstreamPacing(config.name, config.pacing, 30_000, { now: deps.now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics: deps.metrics });
+    pacing = createUpstreamPacing(config.name, config.pacing, 30_000, {
+      now: deps.now,
+      random: deps.random ?? Math.random,
+      sleep: deps.sleep ?? sleep,
+      metrics: deps.metrics,
+      logger: deps.logger,
+      shared,
+    });
   }
   return { name: config.name, config, url, agent, ca, rejectUnauthorized, proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized }, breaker, pacing };
 }
@@ -162,7 +168,7 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     requestEdits,
     responseEdits: compileHeaderEdits(config.headers.response),
     plainErrors: config.errors.normalize === 'off',
-    pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, { breaker: upstream?.breaker.policy, rateLimit: rateLimit ?? undefined, pacing: upstream?.pacing?.policy(config.name) }),
+    pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, { breaker: upstream?.breaker.policy, rateLimit: rateLimit ?? undefined, pacing: upstream?.pacing?.policy(config.name, config.match.pathPrefix) }),
   };
 }
 
@@ -174,9 +180,11 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   let inFlight = 0;
   let retired: (() => void) | undefined;
   const upstreams = new Map<string, UpstreamRuntime>();
-  for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, buildUpstream(upstream, deps, inherited));
-  const needsRedis = config.redis !== null && config.routes.some((route) => route.rateLimit?.shared === true);
+  const needsRedis =
+    config.redis !== null &&
+    (config.routes.some((route) => route.rateLimit?.shared === true) || Object.values(config.upstreams).some((upstream) => upstream.pacing.enabled && upstream.pacing.shared));
   const shared = needsRedis ? connectSharedLimits(config.redis!, deps.logger) : undefined;
+  for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, buildUpstream(upstream, deps, inherited, shared));
   const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps, shared, inherited));
   // Origin-form requests only reach routes with an upstream; the others
   // serve forward-proxy requests.

@@ -92,7 +92,8 @@ function usedOfMax(value: string | undefined): Quota | undefined {
 /**
  * The quota announced by any response (2xx included), in the dialect asked
  * for or the first one found. Shopify's bucket leaks continuously and
- * Salesforce's limit is per 24 hours: neither names a reset.
+ * Salesforce's limit is a rolling 24 hours: neither names a reset (pacing
+ * measures their refill instead).
  */
 export function readQuota(headers: IncomingHttpHeaders, nowMs: number, options: QuotaOptions = {}): Quota | undefined {
   const dialect = options.dialect ?? 'auto';
@@ -133,10 +134,7 @@ export function readQuota(headers: IncomingHttpHeaders, nowMs: number, options: 
       });
     },
     shopify: () => usedOfMax(header(headers, 'x-shopify-shop-api-call-limit')),
-    salesforce: () => {
-      const quota = usedOfMax(/api-usage=([^,;]+)/.exec(header(headers, 'sforce-limit-info') ?? '')?.[1]);
-      return quota ? { ...quota, resetSeconds: 86_400 } : undefined;
-    },
+    salesforce: () => usedOfMax(/api-usage=([^,;]+)/.exec(header(headers, 'sforce-limit-info') ?? '')?.[1]),
   };
   if (dialect !== 'auto') return tries[dialect]();
   for (const family of ['ietf', 'x-ratelimit', 'openai', 'shopify', 'salesforce'] as const) {

@@ -1,5 +1,6 @@
 /**
- * The Redis connection behind shared rate limits (SPEC §3 `redis`): one
+ * The Redis connection behind shared rate limits and shared pacing (SPEC §3
+ * `redis`): one
  * ioredis client (and bottleneck's subscriber) per runtime, shared by every
  * shared limiter. Commands fail fast while Redis is unreachable (no offline
  * queue), so a request never waits on a dead Redis: the rate-limit layer
@@ -14,6 +15,8 @@ import { redactUrl } from '../observe/redact.js';
 
 export interface SharedLimits {
   readonly connection: Bottleneck.IORedisConnection;
+  /** The ioredis client itself (shared pacing state). */
+  readonly client: Redis;
   readonly onError: RedisConfig['onError'];
   /** True while the client is connected and ready. */
   healthy(): boolean;
@@ -34,8 +37,8 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
   const report = (state: string, error?: Error) => {
     if (state === lastState) return;
     lastState = state;
-    if (state === 'ready') logger?.info({ redis: String(redactUrl(config.url)) }, 'redis ready: rate limits are shared');
-    else logger?.warn({ redis: String(redactUrl(config.url)), err: error?.message }, `redis ${state}: shared rate limits fall back to redis.onError=${config.onError}`);
+    if (state === 'ready') logger?.info({ redis: String(redactUrl(config.url)) }, 'redis ready: rate limits and pacing are shared');
+    else logger?.warn({ redis: String(redactUrl(config.url)), err: error?.message }, `redis ${state}: shared rate limits and pacing fall back to redis.onError=${config.onError}`);
   };
   client.on('ready', () => report('ready'));
   client.on('error', (error: Error) => report('unavailable', error));
@@ -45,6 +48,7 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
   connection.on('error', () => {}); // reported through the client's own events
   return {
     connection,
+    client,
     onError: config.onError,
     healthy: () => client.status === 'ready',
     waitReady: (ms) =>

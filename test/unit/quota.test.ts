@@ -55,7 +55,7 @@ describe('pacing dialects', () => {
   it('reads Shopify and Salesforce used/max', async () => {
     const { readQuota } = await import('../../src/errors/quota.js');
     expect(readQuota({ 'x-shopify-shop-api-call-limit': '32/40' }, now)).toEqual({ limit: 40, remaining: 8 });
-    expect(readQuota({ 'sforce-limit-info': 'api-usage=10018/100000' }, now)).toEqual({ limit: 100000, remaining: 89982, resetSeconds: 86400 });
+    expect(readQuota({ 'sforce-limit-info': 'api-usage=10018/100000' }, now)).toEqual({ limit: 100000, remaining: 89982 });
   });
 
   it('honours a configured dialect and reset format over the guess', async () => {

@@ -1,0 +1,165 @@
+/**
+ * Where pacer state lives. `local`: a bounded map in this process, on the
+ * runtime's clock. `shared` (`pacing.shared: true`): one JSON value per
+ * pacer in Redis, on Redis's clock (TIME), updated with a compare-and-set
+ * script so that replicas reserve release slots from one timeline instead
+ * of each assuming the whole quota.
+ *
+ * The state function runs here, in the process; Redis only stores and
+ * compares. A conflicting write (another replica updated first) reruns the
+ * function on the newer state. Requests in flight are published per replica
+ * (this replica's count, rewritten on every update, so a count left behind
+ * by a failed write heals at the next one); counts of a replica silent for
+ * two minutes are dropped (it stopped or lost its connection).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+
+/** Live pacers per upstream: least recently used dropped first (those with requests in flight kept). */
+export const MAX_PACERS = 1000;
+
+/** Counts of a replica that has not written for this long are dropped (ms). */
+const REPLICA_SILENT_MS = 120_000;
+/** A shared pacer's key expires after this long without a write (ms). */
+const SHARED_TTL_MS = 3_600_000;
+/** Compare-and-set rounds before a contended update gives up (and falls back per redis.onError). */
+const MAX_ROUNDS = 25;
+
+export interface PacerState {
+  limit?: number;
+  remaining?: number;
+  /** When the quota resets, on the store's clock (ms), if announced. */
+  resetAt?: number;
+  pausedUntil: number;
+  /** Next free release slot on the store's clock. */
+  nextSlot: number;
+  /** AIMD rate (per second) when the provider announces no quota; null: unlimited. */
+  aimdRate: number | null;
+  lastIncrease: number;
+  /** Requests released in the current second, for AIMD's starting point. */
+  recent: { second: number; count: number; previous: number };
+  scope: string;
+  /** Set when a window was assumed over (its reset passed); requests released since. */
+  releasedSinceRefill: number | null;
+  /** Responses observed so far: with `remaining`, it measures a refill nobody announces. */
+  answered: number;
+  /** The last sample for the refill estimate of quotas that name no reset (Shopify, Salesforce). */
+  sample?: { at: number; remaining: number; answered: number };
+  /** Learned refill rate (per second) of such quotas. */
+  refillRate?: number;
+}
+
+export function freshState(t: number): PacerState {
+  return {
+    pausedUntil: 0,
+    nextSlot: t,
+    aimdRate: null,
+    lastIncrease: t,
+    recent: { second: Math.floor(t / 1000), count: 0, previous: 0 },
+    scope: '',
+    releasedSinceRefill: null,
+    answered: 0,
+  };
+}
+
+/** `fn` sees the state, the store's clock (ms) and the requests in flight for this pacer (all replicas). */
+export type StateFn<T> = (state: PacerState, t: number, inFlight: number) => T;
+
+export interface PacerStore {
+  update<T>(id: string, fn: StateFn<T>): T | Promise<T>;
+  /** The last known state of each pacer, for /status. */
+  entries(): Iterable<[string, PacerState, number]>;
+  close(): void;
+}
+
+/** This process's requests in flight per pacer id. */
+export type InFlight = (id: string) => number;
+
+export function localStore(now: () => number, inFlight: InFlight): PacerStore {
+  const states = new Map<string, PacerState>();
+  return {
+    update(id, fn) {
+      let state = states.get(id);
+      if (state) {
+        states.delete(id);
+      } else {
+        if (states.size >= MAX_PACERS) {
+          for (const key of states.keys()) {
+            if (states.size < MAX_PACERS) break;
+            if (inFlight(key) === 0) states.delete(key);
+          }
+        }
+        state = freshState(now());
+      }
+      states.set(id, state);
+      return fn(state, now(), inFlight(id));
+    },
+    *entries() {
+      const t = now();
+      for (const [id, state] of states) yield [id, state, t];
+    },
+    close() {
+      states.clear();
+    },
+  };
+}
+
+interface SharedValue {
+  s: PacerState;
+  /** Requests in flight per replica: [count, last write on Redis's clock]. */
+  f: Record<string, [number, number]>;
+}
+
+const READ = `return {redis.call('GET', KEYS[1]) or '', redis.call('TIME')}`;
+const CAS = `local current = redis.call('GET', KEYS[1]) or ''
+if current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return {1}
+end
+return {0, current, redis.call('TIME')}`;
+
+type Reply = [string, [string, string]];
+
+export function sharedStore(client: Redis, prefix: string, inFlight: InFlight): PacerStore {
+  const replica = randomUUID();
+  const seen = new Map<string, [PacerState, number, number]>();
+  const clock = (time: [string, string]) => Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+  return {
+    async update(id, fn) {
+      const key = `${prefix}${id}`;
+      let [raw, time] = (await client.eval(READ, 1, key)) as Reply;
+      for (let round = 0; round < MAX_ROUNDS; round++) {
+        const t = clock(time);
+        const value: SharedValue = raw ? (JSON.parse(raw) as SharedValue) : { s: freshState(t), f: {} };
+        let others = 0;
+        for (const [who, [count, at]] of Object.entries(value.f)) {
+          if (who === replica) continue;
+          if (t - at > REPLICA_SILENT_MS || count <= 0) delete value.f[who];
+          else others += count;
+        }
+        const mine = inFlight(id);
+        const result = fn(value.s, t, others + mine);
+        if (mine > 0) value.f[replica] = [mine, t];
+        else delete value.f[replica];
+        const next = JSON.stringify(value);
+        const reply = (await client.eval(CAS, 1, key, raw, next, SHARED_TTL_MS)) as [number, string?, [string, string]?];
+        if (reply[0] === 1) {
+          seen.delete(id);
+          if (seen.size >= MAX_PACERS) seen.delete(seen.keys().next().value!);
+          seen.set(id, [value.s, t, Date.now()]);
+          return result;
+        }
+        raw = reply[1]!;
+        time = reply[2]!;
+      }
+      throw new Error(`pacer state for ${id} stayed contended over ${MAX_ROUNDS} rounds`);
+    },
+    *entries() {
+      // The state's clock, moved on by the time since it was written.
+      for (const [id, [state, t, at]] of seen) yield [id, state, t + (Date.now() - at)];
+    },
+    close() {
+      seen.clear();
+    },
+  };
+}
