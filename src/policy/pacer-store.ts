@@ -41,6 +41,10 @@ export interface PacerState {
   scope: string;
   /** Set when a window was assumed over (its reset passed); requests released since. */
   releasedSinceRefill: number | null;
+  /** The quota's window (ms): the longest time to a reset announced; unset for quotas that name no reset. */
+  windowMs?: number;
+  /** Requests told to wait for the coming reset. */
+  resetWaiters?: number;
   /** Responses observed so far: with `remaining`, it measures a refill nobody announces. */
   answered: number;
   /** The last sample for the refill estimate of quotas that name no reset (Shopify, Salesforce). */

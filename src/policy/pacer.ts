@@ -70,12 +70,14 @@ export interface PacingDeps extends PolicyDeps {
 /** Samples for the measured refill rate are at least this far apart (ms). */
 const REFILL_SAMPLE_MS = 1000;
 
+const JITTER_MAX_MS = 150;
+
 /** After a reset: a margin for clock skew and rounding, plus jitter so that waiters do not arrive together. */
 function jitter(random: () => number): number {
-  return 50 + random() * 100;
+  return 50 + random() * (JITTER_MAX_MS - 50);
 }
 
-/** How long a request must wait before it may go, in ms; reserves its slot. `inFlight` counts the others. */
+/** How long a request must wait before it may go, in ms; reserves its slot. `inFlight` counts the others (all replicas). */
 function reserve(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number): number {
   if (state.pausedUntil > t) {
     const at = state.pausedUntil + jitter(random);
@@ -89,26 +91,40 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
     state.remaining = state.limit;
     state.resetAt = undefined;
     state.releasedSinceRefill = 0;
+    state.resetWaiters = 0;
   }
   if (haveQuota) {
     const limit = state.limit!;
     const effective = state.remaining! - inFlight - config.reserve * limit;
     if (state.remaining! / limit > config.engageBelow && effective > 0) return 0;
-    if (state.resetAt !== undefined) {
+    const share = config.shared ? 1 : config.replicas;
+    if (state.windowMs !== undefined) {
+      // A quota that resets. After an assumed refill, a fresh window.
+      const resetAt = state.resetAt ?? t + state.windowMs;
       if (effective <= 0) {
-        const at = state.resetAt + jitter(random);
+        // Nothing left in this window: wait for the reset. Each window's
+        // quota goes to the requests that waited for it, in order; those
+        // beyond it wait for the window after.
+        const perWindow = Math.max(1, Math.floor((limit * (1 - config.reserve)) / share));
+        const waiting = state.resetWaiters ?? 0;
+        state.resetWaiters = waiting + 1;
+        // A window after a reset starts with its first request, up to one jitter late: later windows are counted from there.
+        const at = resetAt + Math.floor(waiting / perWindow) * (state.windowMs + JITTER_MAX_MS) + jitter(random);
         state.nextSlot = Math.max(state.nextSlot, at);
         return at - t;
       }
-      rate = Math.max(config.minRate, effective / Math.max(0.001, (state.resetAt - t) / 1000));
+      rate = Math.max(config.minRate, effective / Math.max(0.001, (resetAt - t) / 1000));
     } else if (state.refillRate !== undefined) {
       // No reset announced: release at the measured refill rate, half of it once nothing is left.
       rate = Math.max(config.minRate, effective > 0 ? state.refillRate : state.refillRate / 2);
-    } else {
-      // Not measured yet: spend what is left over a second, then the floor.
+    } else if (effective > 0) {
+      // Not measured yet: spend what is left over a second.
       rate = Math.max(config.minRate, effective);
+    } else {
+      // Nothing left and no measurement yet: wait for one (a sample period), without queueing behind a guessed rate.
+      return REFILL_SAMPLE_MS + jitter(random);
     }
-    rate /= config.shared ? 1 : config.replicas;
+    rate /= share;
   } else if (state.aimdRate !== null) {
     if (t - state.lastIncrease >= config.aimd.increaseEvery) {
       state.aimdRate += config.aimd.increaseBy;
@@ -156,6 +172,9 @@ function observe(state: PacerState, t: number, status: number | undefined, heade
       // window, the earliest estimate seen is the closest to the truth.
       const estimate = t + quota.resetSeconds * 1000;
       state.resetAt = sameWindow ? Math.min(state.resetAt!, estimate) : estimate;
+      if (!sameWindow) state.resetWaiters = 0;
+      // The longest time to a reset seen is the window's length (close to it).
+      state.windowMs = Math.max(state.windowMs ?? 0, quota.resetSeconds * 1000);
     } else if (quota.remaining !== undefined) {
       // No reset named: measure the refill. Between two samples the
       // provider answered (answered - sample.answered) requests, so it
@@ -245,14 +264,8 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
             scope = scopes.get(learnKey) ?? '';
           }
           const id = `${encodeURIComponent(scope)}:${keyPart}`;
-          const wait = await update(id, (state, t, others) => reserve(state, t, others, config, random), 0);
-          if (wait > config.maxWait) {
-            const seconds = Math.max(1, Math.ceil(wait / 1000));
-            throw new BreakwaterError('RATE_LIMITED', `Upstream '${upstream}' is paced: its announced quota would make this request wait ${seconds} s, more than pacing.maxWait.`, {
-              retryAfterSeconds: seconds,
-            });
-          }
-          // Counted from the reservation on: a request waiting for its slot
+          // Counted from the reservation on (before it: concurrent requests
+          // reserve while this one awaits): a request waiting for its slot
           // will spend quota as surely as one already sent.
           inFlight.set(id, countOf(id) + 1);
           let done = false;
@@ -264,6 +277,13 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
             else inFlight.delete(id);
           };
           try {
+            const wait = await update(id, (state, t, counted) => reserve(state, t, counted - 1, config, random), 0);
+            if (wait > config.maxWait) {
+              const seconds = Math.max(1, Math.ceil(wait / 1000));
+              throw new BreakwaterError('RATE_LIMITED', `Upstream '${upstream}' is paced: its announced quota would make this request wait ${seconds} s, more than pacing.maxWait.`, {
+                retryAfterSeconds: seconds,
+              });
+            }
             if (wait > 0) {
               ctx.flags.add('PACED');
               metrics.pacingWait.observe({ upstream }, wait / 1000);

@@ -2,18 +2,23 @@
  * Proactive pacing (SPEC §3 `upstreams.*.pacing`) against a fixed-window
  * fake provider: 20 requests per 2 s window, a 429 beyond, its quota
  * announced in one dialect at a time. Paced, 100 requests from 8 clients
- * meet no 429 and take about 10 s; unpaced, they meet 429s.
+ * meet no 429 and take about 10 s; unpaced, they meet 429s. Shopify and
+ * Salesforce name no reset: their fake is a bucket of 20 leaking 10 per
+ * second (the same average), which the pacer measures. Two replicas with
+ * `shared: true` pace from one state in a real Redis.
  */
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
+import { startRedis } from '../fixtures/redis.js';
 import { expectProblem } from '../helpers/problem.js';
 import { request, startProxy, type TestProxy } from '../helpers/proxy.js';
 
 const WINDOW_MS = 2000;
 const LIMIT = 20;
 
-type Dialect = 'ietf' | 'x-ratelimit-epoch' | 'x-ratelimit-delta' | 'openai';
+type Dialect = 'ietf' | 'x-ratelimit-epoch' | 'x-ratelimit-delta' | 'openai' | 'shopify' | 'salesforce';
+const DIALECTS = ['ietf', 'x-ratelimit-epoch', 'x-ratelimit-delta', 'openai', 'shopify', 'salesforce'] as const;
 
 interface Provider {
   upstream: FaultUpstream;
@@ -22,6 +27,7 @@ interface Provider {
 
 /** The fake provider: fixed windows, a 429 beyond the limit, the quota in one dialect. */
 async function startProvider(dialect: Dialect | 'none', limit = LIMIT): Promise<Provider> {
+  if (dialect === 'shopify' || dialect === 'salesforce') return startBucketProvider(dialect, limit);
   let windowStart = Date.now();
   let used = 0;
   let tooMany = 0;
@@ -63,9 +69,30 @@ async function startProvider(dialect: Dialect | 'none', limit = LIMIT): Promise<
         headers['x-ratelimit-remaining-requests'] = remaining;
         headers['x-ratelimit-reset-requests'] = `${resetMs}ms`;
         break;
-      case 'none':
+      default:
         break;
     }
+    return over ? { kind: 'respond', status: 429, headers, body: 'too many' } : { kind: 'respond', status: 200, headers, body: 'ok' };
+  });
+  return { upstream, tooMany: () => tooMany };
+}
+
+/** A leaking bucket of `capacity` that drains `capacity / 2 s`; each request adds one, a 429 when it would overflow. Announces `used/max`, no reset. */
+async function startBucketProvider(dialect: 'shopify' | 'salesforce', capacity: number): Promise<Provider> {
+  const leakPerMs = capacity / WINDOW_MS;
+  let level = 0;
+  let last = Date.now();
+  let tooMany = 0;
+  const upstream = await startFaultUpstream(() => {
+    const now = Date.now();
+    level = Math.max(0, level - (now - last) * leakPerMs);
+    last = now;
+    const over = level + 1 > capacity;
+    if (over) tooMany += 1;
+    else level += 1;
+    const used = Math.ceil(level);
+    const headers: http.OutgoingHttpHeaders =
+      dialect === 'shopify' ? { 'x-shopify-shop-api-call-limit': `${used}/${capacity}` } : { 'sforce-limit-info': `api-usage=${used}/${capacity}` };
     return over ? { kind: 'respond', status: 429, headers, body: 'too many' } : { kind: 'respond', status: 200, headers, body: 'ok' };
   });
   return { upstream, tooMany: () => tooMany };
@@ -121,7 +148,7 @@ async function drive(total: number, clients: number): Promise<{ statuses: number
 }
 
 describe('pacing from announced quotas', () => {
-  for (const dialect of ['ietf', 'x-ratelimit-epoch', 'x-ratelimit-delta', 'openai'] as const) {
+  for (const dialect of DIALECTS) {
     it(`keeps 100 requests from 8 clients under the quota (${dialect})`, async () => {
       await start(dialect, `{ enabled: true, engageBelow: 50%, reserve: 5% }`);
       const { statuses, elapsedMs } = await drive(100, 8);
@@ -136,11 +163,13 @@ describe('pacing from announced quotas', () => {
     }, 60_000);
   }
 
-  it('meets 429s without pacing (the same load, pacing off)', async () => {
-    await start('ietf', '{ enabled: false }');
-    await drive(100, 8);
-    expect(provider!.tooMany()).toBeGreaterThan(0);
-  }, 30_000);
+  for (const dialect of DIALECTS) {
+    it(`meets 429s without pacing (the same load, pacing off, ${dialect})`, async () => {
+      await start(dialect, '{ enabled: false }');
+      await drive(100, 8);
+      expect(provider!.tooMany()).toBeGreaterThan(0);
+    }, 30_000);
+  }
 
   it('adds no wait while the remaining share is above engageBelow', async () => {
     await start('ietf', '{ enabled: true, engageBelow: 10% }', 1000);
@@ -236,4 +265,136 @@ routes:
     expect(body.retryAfterSeconds).toBe(Number(res.headers['retry-after']));
     expect(upstream.requests.map((r) => r.url)).toEqual(['/learn']);
   });
+});
+
+describe('scopes and shared pacing', () => {
+  it('paces each scope by its own quota (scope: header), learned from the path', async () => {
+    // GitHub-like: /search/* counts against "search" (5 per 2 s), the rest against "core" (1000 per 2 s).
+    const windows = new Map<string, { start: number; used: number }>();
+    let tooMany = 0;
+    const upstream = await startFaultUpstream((_n, req) => {
+      const scope = req.url!.startsWith('/search/') ? 'search' : 'core';
+      const limit = scope === 'search' ? 5 : 1000;
+      const now = Date.now();
+      let window = windows.get(scope);
+      if (!window || now - window.start >= WINDOW_MS) windows.set(scope, (window = { start: now, used: 0 }));
+      window.used += 1;
+      const over = window.used > limit;
+      if (over) tooMany++;
+      const headers = {
+        'x-ratelimit-resource': scope,
+        'x-ratelimit-limit': String(limit),
+        'x-ratelimit-remaining': String(Math.max(0, limit - window.used)),
+        'x-ratelimit-reset': String(Math.ceil((window.start + WINDOW_MS - now) / 1000)),
+      };
+      return over ? { kind: 'respond', status: 429, headers, body: 'too many' } : { kind: 'respond', headers, body: 'ok' };
+    });
+    provider = { upstream, tooMany: () => tooMany };
+    proxy = await startProxy(`version: 1
+defaults: { retry: { maxRetries: 0 }, timeouts: { perTry: 30s, total: 60s } }
+upstreams:
+  github:
+    url: "${upstream.url}"
+    circuitBreaker: { failureRate: 100 }
+    pacing: { enabled: true, scope: "header:x-ratelimit-resource", resetFormat: delta }
+routes:
+  - { name: api, upstream: github }
+`);
+    // One search request teaches the path -> scope map, then search and core requests mix.
+    expect((await request(`${proxy.url}/search/issues?q=0`)).status).toBe(200);
+    const paths = Array.from({ length: 40 }, (_, i) => (i % 2 ? `/search/issues?q=${i}` : `/repos/o/r/issues/${i}`));
+    const statuses = await Promise.all(paths.map((path) => request(`${proxy!.url}${path}`).then((r) => r.status)));
+    expect(tooMany).toBe(0);
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    const lines = proxy.accessLogs();
+    const paced = (prefix: string) => lines.filter((line) => (line.path as string).startsWith(prefix) && (line.flags as string[]).includes('PACED')).length;
+    expect(paced('/search/')).toBeGreaterThan(0);
+    expect(paced('/repos/')).toBe(0); // core has room: the search quota never slows it
+    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { upstreams: { pacing: { scope: string; limit: number | null }[] }[] };
+    const known = status.upstreams[0]!.pacing.filter((p) => p.limit !== null);
+    expect(known.map((p) => `${p.scope}:${p.limit}`).sort()).toEqual(['core:1000', 'search:5']);
+  }, 60_000);
+
+  it('keeps two replicas with shared: true within one quota (real Redis)', async () => {
+    const redis = await startRedis();
+    const replicas: TestProxy[] = [];
+    try {
+      provider = await startProvider('ietf');
+      const yaml = (shared: boolean) => `version: 1
+defaults: { retry: { maxRetries: 0 }, timeouts: { perTry: 30s, total: 60s } }
+redis: { url: "${redis.url}" }
+upstreams:
+  provider:
+    url: "${provider!.upstream.url}"
+    circuitBreaker: { failureRate: 100 }
+    pacing: { enabled: true, shared: ${shared}, engageBelow: 50%, reserve: 5% }
+routes:
+  - { name: api, upstream: provider }
+`;
+      const driveBoth = async () => {
+        let next = 0;
+        const statuses: number[] = [];
+        const started = Date.now();
+        // 8 clients, 4 on each replica, 100 requests in all.
+        await Promise.all(
+          Array.from({ length: 8 }, async (_, client) => {
+            while (next < 100) {
+              next++;
+              const res = await request(`${replicas[client % 2]!.url}/x`);
+              statuses.push(res.status);
+            }
+          }),
+        );
+        return { statuses, elapsedMs: Date.now() - started };
+      };
+      // Each replica on its own believes it has the whole quota: together they overrun it.
+      replicas.push(await startProxy(yaml(false)), await startProxy(yaml(false)));
+      await driveBoth();
+      expect(provider!.tooMany()).toBeGreaterThan(0);
+      await Promise.all(replicas.splice(0).map((r) => r.close()));
+      await provider!.upstream.close();
+
+      provider = await startProvider('ietf');
+      replicas.push(await startProxy(yaml(true)), await startProxy(yaml(true)));
+      const { statuses, elapsedMs } = await driveBoth();
+      expect(provider!.tooMany()).toBe(0);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(100);
+      expect(elapsedMs).toBeGreaterThan(8000);
+      expect(elapsedMs).toBeLessThan(15_000);
+      const keys = await redis.client().keys('breakwater:pacing:*');
+      expect(keys).toContain('breakwater:pacing:provider::');
+    } finally {
+      await Promise.all(replicas.map((r) => r.close()));
+      await redis.stop();
+    }
+  }, 90_000);
+
+  it('paces locally while Redis is down (redis.onError: local), nothing fails', async () => {
+    const redis = await startRedis();
+    let replica: TestProxy | undefined;
+    try {
+      provider = await startProvider('ietf');
+      replica = await startProxy(`version: 1
+defaults: { retry: { maxRetries: 0 }, timeouts: { perTry: 30s, total: 60s } }
+redis: { url: "${redis.url}", onError: local }
+upstreams:
+  provider:
+    url: "${provider.upstream.url}"
+    circuitBreaker: { failureRate: 100 }
+    pacing: { enabled: true, shared: true }
+routes:
+  - { name: api, upstream: provider }
+`);
+      proxy = replica;
+      expect((await request(`${replica.url}/x`)).status).toBe(200);
+      expect(await redis.client().keys('breakwater:pacing:*')).toHaveLength(1);
+      await redis.stop();
+      const { statuses } = await drive(40, 8);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(40);
+      expect(provider.tooMany()).toBe(0); // paced by the local fallback
+      expect(proxy.accessLogs().filter((line) => (line.flags as string[]).includes('PACED')).length).toBeGreaterThan(0);
+    } finally {
+      await redis.stop().catch(() => {});
+    }
+  }, 60_000);
 });

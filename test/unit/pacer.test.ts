@@ -1,0 +1,107 @@
+/**
+ * The pacer's arithmetic on a virtual clock (no real time passes): who waits
+ * for which reset, and the refill rate measured for quotas that name no
+ * reset. The fixed-window and leaking-bucket behaviour end to end is in
+ * test/integration/pacing.test.ts.
+ */
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import type { PacingConfig } from '../../src/config/types.js';
+import { createMetrics } from '../../src/observe/metrics.js';
+import type { AttemptResult, RequestContext } from '../../src/policy/context.js';
+import { createUpstreamPacing } from '../../src/policy/pacer.js';
+import { Cancellation } from '../../src/policy/signal.js';
+
+const CONFIG: PacingConfig = {
+  enabled: true,
+  headers: 'auto',
+  scope: null,
+  key: null,
+  resetFormat: 'auto',
+  engageBelow: 0.5,
+  reserve: 0.05,
+  minRate: 0.2,
+  maxWait: 60_000,
+  replicas: 1,
+  shared: false,
+  aimd: { decrease: 0.5, increaseBy: 1, increaseEvery: 10_000 },
+};
+
+function harness(config: Partial<PacingConfig> = {}) {
+  let clock = 0;
+  const waits: number[] = [];
+  const pacing = createUpstreamPacing('up', { ...CONFIG, ...config }, 30_000, {
+    now: () => clock,
+    random: () => 0.5, // jitter 100 ms
+    sleep: async (ms) => {
+      waits.push(ms);
+    },
+    metrics: createMetrics(),
+  });
+  const policy = pacing.policy('api');
+  const send = (headers: IncomingHttpHeaders | undefined, status = 200) => {
+    const ctx = { clientHeaders: {}, path: '/x', flags: new Set() } as unknown as RequestContext;
+    return policy.run(ctx, new Cancellation(), async (): Promise<AttemptResult> => ({
+      classification: { status } as AttemptResult['classification'],
+      response: headers ? ({ headers } as IncomingMessage) : undefined,
+    }));
+  };
+  return { pacing, waits, send, at: (t: number) => (clock = t) };
+}
+
+describe('pacer', () => {
+  it('gives each window after a reset to as many waiters as its quota allows, in order', async () => {
+    const { waits, send } = harness();
+    await send({ 'x-ratelimit-limit': '5', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '2' });
+    expect(waits).toEqual([]);
+    await Promise.all(Array.from({ length: 12 }, () => send(undefined)));
+    // 5 per window less the 5 % reserve: 4 per window. The first four at the
+    // reset (2 s) plus jitter, the next four one window (plus the jitter
+    // margin) later, and so on.
+    expect(waits).toEqual([2100, 2100, 2100, 2100, 4250, 4250, 4250, 4250, 6400, 6400, 6400, 6400]);
+  });
+
+  it('adds no wait while the remaining share is above engageBelow', async () => {
+    const { waits, send } = harness();
+    await send({ 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '60', 'x-ratelimit-reset': '10' });
+    await Promise.all(Array.from({ length: 5 }, () => send(undefined)));
+    expect(waits).toEqual([]);
+  });
+
+  it('below engageBelow, spreads the effective remaining over the time to the reset', async () => {
+    const { waits, send } = harness();
+    await send({ 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '25', 'x-ratelimit-reset': '10' });
+    await Promise.all(Array.from({ length: 3 }, () => send(undefined)));
+    // effective = 25 - in flight - 5 reserve: 20, then 19 over 10 s.
+    // The first goes at once and reserves the next slot 1/2 s on.
+    expect(waits).toHaveLength(2);
+    expect(waits[0]).toBeCloseTo(500, 6);
+    expect(waits[1]).toBeCloseTo(500 + 1000 / 1.9, 6);
+  });
+
+  it('measures the refill of a quota that names no reset (Shopify used/max) and paces at it', async () => {
+    const { pacing, waits, send, at } = harness();
+    const shopify = (used: number) => ({ 'x-shopify-shop-api-call-limit': `${used}/20` });
+    at(0);
+    await send(shopify(10));
+    at(500);
+    await send(shopify(11));
+    await send(shopify(12));
+    await send(shopify(13));
+    at(1000);
+    // 4 answered since the first sample, remaining 10 -> 8: it refilled 2 in 1 s.
+    await send(shopify(12));
+    expect(pacing.snapshot()[0]!.ratePerSecond).toBeCloseTo(2, 6);
+    waits.length = 0;
+    at(3000); // past the slots reserved while it was learning
+    // 8 of 20 left (below 50 %): released at 2 per second.
+    await Promise.all(Array.from({ length: 3 }, () => send(undefined)));
+    expect(waits).toEqual([500, 1000]);
+  });
+
+  it('refuses a wait beyond maxWait with RATE_LIMITED and Retry-After', async () => {
+    const { send } = harness({ maxWait: 5000 });
+    await send({ 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '30' });
+    await expect(send(undefined)).rejects.toMatchObject({ code: 'RATE_LIMITED', retryAfterSeconds: 31 });
+  });
+});
