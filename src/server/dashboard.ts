@@ -1,7 +1,7 @@
 /**
  * The admin dashboard (SPEC §7 `GET /`): one self-contained page, no
  * external assets, that reads /status every two seconds and shows routes,
- * upstreams, breakers and limits at a glance.
+ * upstreams, breakers, pacers and limits at a glance.
  */
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
@@ -29,6 +29,8 @@ export const DASHBOARD_HTML = `<!doctype html>
 <div class="meta" id="meta">loading…</div>
 <h2>Upstreams</h2>
 <table><thead><tr><th>upstream</th><th>url</th><th>breaker</th><th>recent failure rate</th></tr></thead><tbody id="upstreams"></tbody></table>
+<h2>Pacing</h2>
+<table><thead><tr><th>upstream</th><th>scope</th><th>key</th><th>remaining</th><th>reset in</th><th>rate</th><th>in flight</th></tr></thead><tbody id="pacing"></tbody></table>
 <h2>Routes</h2>
 <table><thead><tr><th>route</th><th>match</th><th>upstream</th><th>rate limit</th><th>tokens</th><th>queued</th></tr></thead><tbody id="routes"></tbody></table>
 <script>
@@ -40,6 +42,9 @@ async function refresh() {
     document.getElementById('meta').innerHTML = 'config ' + text(status.version) + ' (' + text(status.file) + ') · in flight: ' + text(status.inFlight) + (status.draining ? ' · <span class="failure">draining</span>' : '') + reload;
     document.getElementById('upstreams').innerHTML = status.upstreams.map((u) =>
       '<tr><td>' + text(u.name) + '</td><td>' + text(u.url) + '</td><td><span class="state ' + text(u.breaker.state) + '">' + text(u.breaker.state.replace('_', '-')) + '</span></td><td>' + (u.breaker.failureRate * 100).toFixed(0) + '%</td></tr>').join('');
+    const pacers = status.upstreams.flatMap((u) => u.pacing ?? []);
+    document.getElementById('pacing').innerHTML = pacers.length === 0 ? '<tr><td colspan="7">no pacer yet</td></tr>' : pacers.map((p) =>
+      '<tr><td>' + text(p.upstream) + '</td><td>' + text(p.scope || '-') + '</td><td>' + text(p.key ? p.key.slice(0, 8) : '-') + '</td><td>' + (p.remaining === null ? '?' : text(p.remaining) + ' / ' + text(p.limit ?? '?')) + '</td><td>' + (p.resetSeconds === null ? '-' : text(p.resetSeconds.toFixed(0)) + ' s') + '</td><td>' + (p.ratePerSecond === null ? '-' : text(p.ratePerSecond.toFixed(2)) + '/s') + '</td><td>' + text(p.inFlight) + (p.shared ? ' (shared)' : '') + '</td></tr>').join('');
     document.getElementById('routes').innerHTML = status.routes.map((r) =>
       '<tr><td>' + text(r.name) + '</td><td>' + text(r.match) + '</td><td>' + text(r.upstream ?? '(request target)') + '</td><td>' + text(r.rateLimit ? r.rateLimit.describe : 'none') + '</td><td>' + text(r.rateLimit?.tokens ?? '') + '</td><td>' + text(r.rateLimit?.queued ?? '') + '</td></tr>').join('');
   } catch (error) {

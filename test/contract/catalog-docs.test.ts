@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { CATALOG } from '../../src/errors/catalog.js';
 import { OTHER_CLIENT_ERROR, OTHER_SERVER_ERROR, UPSTREAM_STATUSES } from '../../src/errors/upstream-catalog.js';
 import { createMetrics } from '../../src/observe/metrics.js';
+import { parseConfig } from '../../src/config/load.js';
 import { ROOT } from '../helpers/cli.js';
 
 /** Rows of the first Markdown table under `heading` whose first cell is `code`-quoted. */
@@ -107,5 +108,17 @@ describe('metric registry ↔ docs/metrics.md', () => {
       expect(metric!.type, name).toBe(type);
       expect([...metric!.labelNames].sort(), name).toEqual(labels!.split(',').map((l) => l.trim()).sort());
     }
+  });
+});
+
+describe('docs/pacing.md examples', () => {
+  const text = readFileSync(path.join(ROOT, 'docs/pacing.md'), 'utf8');
+  const blocks = [...text.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  it('has the GitHub and OpenAI examples', () => {
+    expect(blocks.map((b) => /url: (\S+)/.exec(b)?.[1])).toEqual(['https://api.github.com', 'https://api.openai.com']);
+  });
+  it.each(blocks.map((b, i) => [i, b] as const))('example %i is a valid config', (_i, block) => {
+    const result = parseConfig(`version: 1\n${block}`, 'docs/pacing.md');
+    expect(result.ok ? [] : result.problems).toEqual([]);
   });
 });

@@ -18,12 +18,12 @@ let browser: Browser;
 
 beforeAll(async () => {
   down = await startFaultUpstream(() => ({ kind: 'respond', status: 503 }));
-  fine = await startFaultUpstream(() => ({ kind: 'respond', body: 'ok' }));
+  fine = await startFaultUpstream(() => ({ kind: 'respond', headers: { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '4321', 'x-ratelimit-reset': '600' }, body: 'ok' }));
   proxy = await startProxy(`version: 1
 defaults: { retry: { maxRetries: 0 } }
 upstreams:
   payments-api: { url: "${down.url}", circuitBreaker: { minimumRequests: 2, openFor: 5m } }
-  search-api: { url: "${fine.url}" }
+  search-api: { url: "${fine.url}", pacing: { enabled: true } }
 routes:
   - { name: payments, match: { pathPrefix: /payments }, upstream: payments-api, rateLimit: { rate: 10/s, burst: 20 } }
   - { name: search, match: { pathPrefix: /search }, upstream: search-api }
@@ -55,6 +55,8 @@ describe('dashboard', () => {
     expect(routes).toContain('payments');
     expect(routes).toContain('search');
     expect(routes).toContain('10/s burst 20');
+    const pacing = await page.locator('#pacing').innerText();
+    expect(pacing).toMatch(/search-api[\s\S]*4321 \/ 5000[\s\S]*(59\d|600) s/);
     const dir = path.join(ROOT, 'test/output');
     mkdirSync(dir, { recursive: true });
     await page.screenshot({ path: path.join(dir, 'dashboard.png'), fullPage: true });
