@@ -78,6 +78,7 @@ export async function startApp(initial: LoadedConfig, logger: Logger, options: A
   metrics.registerConfig(initial.config);
   let runtime: Runtime = buildRuntime(initial.config, deps);
   metrics.setQueueDepths(() => runtime.routes.filter((route) => route.rateLimit).map((route) => ({ route: route.name, depth: route.rateLimit!.queueDepth() })));
+  metrics.setQuotas(() => [...runtime.upstreams.values()].flatMap((upstream) => upstream.pacing?.snapshot() ?? []));
   metrics.setCircuitStates(() => [...runtime.upstreams.values()].map((upstream) => ({ upstream: upstream.name, state: upstream.breaker.state() })));
   let ready = false;
 

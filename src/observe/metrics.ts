@@ -48,6 +48,8 @@ export interface Metrics {
   setCircuitStates(source: () => Iterable<{ readonly upstream: string; readonly state: string }>): void;
   /** Where `breakwater_rate_limit_queue_depth` reads the queues at scrape time. */
   setQueueDepths(source: () => Iterable<{ readonly route: string; readonly depth: number }>): void;
+  /** Where the quota gauge reads the pacers' last announced remaining at scrape time. */
+  setQuotas(source: () => Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }>): void;
   /** Creates the known series of a config at zero. */
   registerConfig(config: Config): void;
   /** The exposition for a scrape; OpenMetrics when `openMetrics`. */
@@ -88,12 +90,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     return metric;
   };
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => register(new FastCounter<L>(name, help, labelNames));
-  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new client.Gauge<L>({ name, help, labelNames, registers });
   const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
     register(new FastHistogram<L>(name, help, labelNames, DURATION_BUCKETS));
 
   let circuitStates: () => Iterable<{ readonly upstream: string; readonly state: string }> = () => [];
   let queueDepths: () => Iterable<{ readonly route: string; readonly depth: number }> = () => [];
+  let quotas: () => Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }> = () => [];
   const metrics: Metrics = {
     registry,
     requestsTotal: counter('breakwater_requests_total', 'Requests answered, by route, method and the status sent to the client.', ['route', 'method', 'code']),
@@ -131,7 +133,23 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     rateLimitDegraded: counter('breakwater_rate_limit_degraded_total', 'Rate-limit decisions made without Redis, per redis.onError.', ['route']),
     configReloads: counter('breakwater_config_reloads_total', 'Config reloads, by result.', ['result']),
     pacingWait: histogram('breakwater_pacing_wait_seconds', 'Time requests were held by proactive pacing.', ['upstream']),
-    upstreamQuotaRemaining: gauge('breakwater_upstream_quota_remaining', 'Quota the upstream announced as remaining.', ['upstream', 'scope']),
+    upstreamQuotaRemaining: new client.Gauge({
+      name: 'breakwater_upstream_quota_remaining',
+      help: 'Quota the upstream announced as remaining (the lowest across pacing keys).',
+      labelNames: ['upstream', 'scope'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const lowest = new Map<string, { upstream: string; scope: string; remaining: number }>();
+        for (const { upstream, scope, remaining } of quotas()) {
+          if (remaining === null) continue;
+          const id = `${upstream}\u0001${scope}`;
+          const seen = lowest.get(id);
+          if (!seen || remaining < seen.remaining) lowest.set(id, { upstream, scope, remaining });
+        }
+        for (const { upstream, scope, remaining } of lowest.values()) this.set({ upstream, scope }, remaining);
+      },
+    }),
     pacingPauses: counter('breakwater_pacing_pauses_total', 'Times pacing started holding requests for an upstream.', ['upstream']),
     tlsIntercept: counter('breakwater_tls_intercept_total', 'CONNECT requests by TLS interception result.', ['result']),
 
@@ -140,6 +158,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     },
     setQueueDepths(source) {
       queueDepths = source;
+    },
+    setQuotas(source) {
+      quotas = source;
     },
 
     registerConfig(config) {

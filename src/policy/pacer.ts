@@ -224,10 +224,13 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
   let warnedAt = -Infinity;
 
   /** Runs a state update in Redis when shared, here otherwise, or here / not at all while Redis fails (redis.onError). */
-  async function update<T>(id: string, fn: (state: PacerState, t: number, inFlight: number) => T, skipped: T): Promise<T> {
-    if (!shared) return local.update(id, fn) as T;
+  function update<T>(id: string, fn: (state: PacerState, t: number, inFlight: number) => T, skipped: T): T | Promise<T> {
+    // Local state: synchronous, no promise on the request path.
+    return shared ? sharedUpdate(id, fn, skipped) : (local.update(id, fn) as T);
+  }
+  async function sharedUpdate<T>(id: string, fn: (state: PacerState, t: number, inFlight: number) => T, skipped: T): Promise<T> {
     try {
-      return await shared.update(id, fn);
+      return await shared!.update(id, fn);
     } catch (error) {
       if (Date.now() - warnedAt > 10_000) {
         warnedAt = Date.now();
@@ -277,7 +280,8 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
             else inFlight.delete(id);
           };
           try {
-            const wait = await update(id, (state, t, counted) => reserve(state, t, counted - 1, config, random), 0);
+            const reserved = update(id, (state, t, counted) => reserve(state, t, counted - 1, config, random), 0);
+            const wait = typeof reserved === 'number' ? reserved : await reserved;
             if (wait > config.maxWait) {
               const seconds = Math.max(1, Math.ceil(wait / 1000));
               throw new BreakwaterError('RATE_LIMITED', `Upstream '${upstream}' is paced: its announced quota would make this request wait ${seconds} s, more than pacing.maxWait.`, {
@@ -305,18 +309,17 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
                 }
               }
               const status = result.classification.status;
-              const seen = await update(
+              const pending = update(
                 answeredId,
                 (state, t) => {
                   if (shared) released(state, t);
                   if (config.scope) state.scope = headerValue(headers, config.scope);
-                  const observed = observe(state, t, status, headers, config, retryAfterMaxMs);
-                  return { ...observed, remaining: state.remaining, scope: state.scope };
+                  return observe(state, t, status, headers, config, retryAfterMaxMs);
                 },
                 undefined,
               );
+              const seen = pending instanceof Promise ? await pending : pending;
               if (seen?.paused) metrics.pacingPauses.inc({ upstream });
-              if (seen?.remaining !== undefined) metrics.upstreamQuotaRemaining.set({ upstream, scope: seen.scope }, seen.remaining);
             }
             return result;
           } finally {

@@ -140,9 +140,16 @@ function fixedRate(url, rate, seconds) {
 const UPSTREAM_SCRIPT = `
 const http = require('node:http');
 const body = Buffer.from(JSON.stringify({ id: 'evt_1', object: 'event', data: 'x'.repeat(960) }).slice(0, 1024));
+// A quota announced on every response, as real APIs do, with plenty left
+// (the pacing variant reads it and never has to wait).
+let remaining = 1e9;
 http.createServer((req, res) => {
   req.resume();
-  req.on('end', () => { res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }); res.end(body); });
+  req.on('end', () => {
+    remaining -= 1;
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, 'x-ratelimit-limit': '1000000000', 'x-ratelimit-remaining': String(remaining), 'x-ratelimit-reset': '3600' });
+    res.end(body);
+  });
 }).listen(Number(process.env.PORT), '127.0.0.1');
 `;
 

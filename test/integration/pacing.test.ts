@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { startRedis } from '../fixtures/redis.js';
 import { expectProblem } from '../helpers/problem.js';
-import { request, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { metricValue, request, startProxy, type TestProxy } from '../helpers/proxy.js';
 
 const WINDOW_MS = 2000;
 const LIMIT = 20;
@@ -313,6 +313,13 @@ routes:
     const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { upstreams: { pacing: { scope: string; limit: number | null }[] }[] };
     const known = status.upstreams[0]!.pacing.filter((p) => p.limit !== null);
     expect(known.map((p) => `${p.scope}:${p.limit}`).sort()).toEqual(['core:1000', 'search:5']);
+    // The quota gauge, read at scrape: one series per scope.
+    const core = await metricValue(proxy.metrics, 'breakwater_upstream_quota_remaining', { upstream: 'github', scope: 'core' });
+    expect(core).toBeGreaterThan(900);
+    expect(core).toBeLessThan(1000);
+    const search = await metricValue(proxy.metrics, 'breakwater_upstream_quota_remaining', { upstream: 'github', scope: 'search' });
+    expect(search).toBeGreaterThanOrEqual(0);
+    expect(search).toBeLessThan(5);
   }, 60_000);
 
   it('keeps two replicas with shared: true within one quota (real Redis)', async () => {
