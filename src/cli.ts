@@ -154,8 +154,7 @@ export async function main(argv: readonly string[]): Promise<number | 'running'>
         process.stderr.write(`breakwater: unknown ca command "${rest[0] ?? ''}"; did you mean "ca create"?\n`);
         return 2;
       }
-      process.stderr.write('breakwater: "ca create" is not built yet in this version\n');
-      return 2;
+      return (await import('./tls/ca-command.js')).caCreate(values.hosts, values.out);
     default: {
       const close = suggest(command, ['run', 'validate', 'schema', 'demo', 'ca']);
       process.stderr.write(`breakwater: unknown command "${command}"${close ? `; did you mean "${close}"?` : ''}\n\n${USAGE}`);

@@ -24,6 +24,11 @@ function nonNegative(parsed: Parsed<number>): string | null {
   return parsed.ok ? null : parsed.message;
 }
 
+/** A host name, `*.` wildcard or IP literal, without a port (what a certificate can name). */
+export function isHostPattern(value: string): boolean {
+  return isIP(value) !== 0 || HOST_LABELS.test(value);
+}
+
 function checkHostPattern(value: string): string | null {
   const bare = value.replace(/:\d{1,5}$/, '');
   if (isIP(value) || isIP(bare) || /^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(value)) return null;
