@@ -11,6 +11,7 @@ import type { Signal } from './policy/signal.js';
 import { createUpstreamBreaker, type UpstreamBreaker } from './policy/circuit-breaker.js';
 import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit.js';
 import { createUpstreamPacing, type UpstreamPacing } from './policy/pacer.js';
+import { createInterceptor, type Interceptor } from './tls/interceptor.js';
 import { connectSharedLimits, type SharedLimits } from './policy/shared-limits.js';
 import type { Logger } from './observe/logger.js';
 import { createRoutePipeline, sleep, type Next, type Policy, type RoutePipeline } from './policy/pipeline.js';
@@ -52,8 +53,10 @@ export interface Runtime {
   matchForward(input: MatchInput): RouteRuntime | undefined;
   /** Forward-proxy target checks (allow-lists, ports, private networks). */
   readonly targets: TargetChecker;
-  /** The target and breaker of `host:port`, for routes without an upstream; bounded in number. */
-  forwardTarget(host: string, port: number): { readonly target: UpstreamTarget; readonly breaker: Policy };
+  /** The target and breaker of `host:port` (`https` for intercepted CONNECTs), for routes without an upstream; bounded in number. */
+  forwardTarget(host: string, port: number, https?: boolean): { readonly target: UpstreamTarget; readonly breaker: Policy };
+  /** TLS interception, when `forwardProxy.connect.mode: intercept`. */
+  readonly interceptor: Interceptor | null;
   /** Live forward-proxy targets (each with a breaker and an agent). */
   forwardTargetCount(): number;
   /** Waits (briefly) for what the runtime connects to, Redis for shared limits. */
@@ -141,7 +144,7 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
         path: rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix),
         headers: buildUpstreamHeaders(ctx.clientHeaders, {
           remoteAddress: ctx.remoteAddress,
-          proto: 'http',
+          proto: (ctx.req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
           requestId: ctx.requestId,
           edits: requestEdits,
         }),
@@ -196,11 +199,13 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     entry.breaker.close();
     entry.target.agent.destroy();
   };
-  const forwardTarget = (host: string, port: number) => {
+  const interceptor = config.forwardProxy.intercept ? createInterceptor(config.forwardProxy.intercept, deps.metrics) : null;
+  const forwardTarget = (host: string, port: number, https = false) => {
     const name = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-    let entry = forwardTargets.get(name);
+    const key = https ? `https://${name}` : name;
+    let entry = forwardTargets.get(key);
     if (entry) {
-      forwardTargets.delete(name);
+      forwardTargets.delete(key);
     } else {
       if (forwardTargets.size >= MAX_FORWARD_TARGETS) {
         for (const [key, candidate] of forwardTargets) {
@@ -211,14 +216,15 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
           closeForward(candidate);
         }
       }
-      const url = new URL(`http://${name}`);
-      const agent = createForwardAgent(targets.lookup as never);
+      const url = new URL(`${https ? 'https' : 'http'}://${name}`);
+      // Re-originated TLS is always verified, against the CONNECT host as server name.
+      const agent = createForwardAgent(targets.lookup as never, https ? { secureContext: interceptor?.upstreamContext } : undefined);
       entry = {
         target: { name, url, agent, ca: undefined, rejectUnauthorized: true, proxyOptions: { target: url, agent, ca: undefined, secure: true } },
         breaker: createUpstreamBreaker(name, breakerConfig, deps),
       };
     }
-    forwardTargets.set(name, entry);
+    forwardTargets.set(key, entry);
     return { target: entry.target, breaker: entry.breaker.policy };
   };
   return {
@@ -229,6 +235,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     matchForward: (input) => matchRoute(routes, input),
     targets,
     forwardTarget,
+    interceptor,
     forwardTargetCount: () => forwardTargets.size,
     async warmUp() {
       if (shared && !(await shared.waitReady(REDIS_STARTUP_WAIT_MS))) {

@@ -9,10 +9,12 @@
  * skips what it cannot read. {@link resolveConfig} runs only on a file that
  * passed every check.
  */
-import { readFileSync } from 'node:fs';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULTS, type ConfigFile, type RawPolicies, type RawRoute, type RawUpstream } from './schema.js';
 import type { Issue, PathSegment } from './problems.js';
+import { isHostPattern } from './formats.js';
 import { suggest } from './suggest.js';
 import { formatDuration, parseDuration, parseRate, parseShare, parseSize, type Parsed } from './units.js';
 import type {
@@ -151,6 +153,59 @@ function readCa(ca: string, baseDir: string): Parsed<string> {
   }
 }
 
+/** `forwardProxy.intercept` when `connect.mode: intercept`: everything needed, readable, the key owner-only and matching the certificate. */
+function checkIntercept(intercept: unknown, baseDir: string, issues: Issue[]): void {
+  const at = (...keys: string[]) => ['forwardProxy', 'intercept', ...keys];
+  if (!isObject(intercept)) {
+    issues.push({ path: ['forwardProxy', 'connect', 'mode'], message: 'intercept needs forwardProxy.intercept: { caCert, caKey, hosts } (make them with "breakwater ca create")' });
+    return;
+  }
+  let cert: X509Certificate | undefined;
+  if (typeof intercept.caCert !== 'string') issues.push({ path: at(), message: 'caCert is missing: the CA certificate apps trust (breakwater ca create writes ca.crt)' });
+  else {
+    const read = readCa(intercept.caCert, baseDir);
+    if (!read.ok) issues.push({ path: at('caCert'), message: read.message });
+    else {
+      try {
+        cert = new X509Certificate(read.value);
+        if (!cert.ca) issues.push({ path: at('caCert'), message: 'this certificate is not a CA (basicConstraints CA:FALSE): it cannot sign leaves' });
+      } catch (error) {
+        issues.push({ path: at('caCert'), message: `not a readable certificate: ${(error as Error).message}` });
+      }
+    }
+  }
+  if (typeof intercept.caKey !== 'string') issues.push({ path: at(), message: 'caKey is missing: the CA private key file (breakwater ca create writes ca.key)' });
+  else {
+    const key = readCaKey(intercept.caKey, baseDir);
+    if (!key.ok) issues.push({ path: at('caKey'), message: key.message });
+    else if (cert && !cert.checkPrivateKey(key.value)) issues.push({ path: at('caKey'), message: 'this key does not belong to caCert' });
+  }
+  const hosts = intercept.hosts;
+  if (!Array.isArray(hosts) || hosts.length === 0) issues.push({ path: at(...(Array.isArray(hosts) ? ['hosts'] : [])), message: 'hosts is empty: list the CONNECT targets to intercept (others are tunnelled)' });
+  else
+    hosts.forEach((host, i) => {
+      if (typeof host === 'string' && !isHostPattern(host)) issues.push({ path: at('hosts', String(i)), message: `"${host}": a certificate names a host, not a port: write the host alone` });
+    });
+  if (typeof intercept.upstreamCa === 'string') {
+    const read = readCa(intercept.upstreamCa, baseDir);
+    if (!read.ok) issues.push({ path: at('upstreamCa'), message: read.message });
+  }
+}
+
+/** The CA key: a file (never inline), owner-only, a private key. */
+export function readCaKey(keyFile: string, baseDir: string): Parsed<KeyObject> {
+  if (isPem(keyFile)) return { ok: false, message: 'write the path of the key file, not the key: a key inline in the config would be shown and copied with it' };
+  const file = path.resolve(baseDir, keyFile);
+  try {
+    const mode = statSync(file).mode & 0o777;
+    if ((mode & 0o077) !== 0) return { ok: false, message: `${file} is readable by others (mode ${mode.toString(8).padStart(4, '0')}): run chmod 600 ${file}` };
+    return { ok: true, value: createPrivateKey(readFileSync(file)) };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return { ok: false, message: code ? `cannot read the CA key ${file}: ${code}` : `${file} holds no private key` };
+  }
+}
+
 /** Checks between keys that a schema cannot express. Defensive: `file` may have failed the schema. */
 export function crossCheck(file: unknown, baseDir: string): Issue[] {
   const issues: Issue[] = [];
@@ -211,12 +266,7 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
     }
   }
 
-  if (getIn(file, ['forwardProxy', 'connect', 'mode']) === 'intercept') {
-    issues.push({
-      path: ['forwardProxy', 'connect', 'mode'],
-      message: 'intercept (TLS interception) is not available in this version of Breakwater; use tunnel',
-    });
-  }
+  if (getIn(file, ['forwardProxy', 'connect', 'mode']) === 'intercept') checkIntercept(getIn(file, ['forwardProxy', 'intercept']), baseDir, issues);
 
   const listenPort = getIn(file, ['listen', 'port']) ?? DEFAULTS.listen.port;
   const adminPort = getIn(file, ['admin', 'port']) ?? DEFAULTS.admin.port;
@@ -394,13 +444,15 @@ export function resolveConfig(file: ConfigFile, baseDir: string): Config {
       allowPorts: [...(forwardProxy.allowPorts as number[])],
       denyPrivateNetworks: forwardProxy.denyPrivateNetworks as boolean,
       connect: { mode: (forwardProxy.connect as Json).mode as 'tunnel' | 'intercept' },
-      intercept: intercept
-        ? {
-            caCert: (intercept.caCert as string | undefined) ?? null,
-            caKey: (intercept.caKey as string | undefined) ?? null,
-            hosts: ((intercept.hosts as string[] | undefined) ?? []).map((host) => host.toLowerCase()),
-          }
-        : null,
+      intercept:
+        intercept && (forwardProxy.connect as Json).mode === 'intercept'
+          ? {
+              caCert: must(readCa(intercept.caCert as string, baseDir)),
+              caKeyFile: path.resolve(baseDir, intercept.caKey as string),
+              hosts: (intercept.hosts as string[]).map((host) => host.toLowerCase()),
+              upstreamCa: typeof intercept.upstreamCa === 'string' ? must(readCa(intercept.upstreamCa, baseDir)) : null,
+            }
+          : null,
     },
   };
   return deepFreeze(config);

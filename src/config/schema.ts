@@ -337,9 +337,10 @@ export const ConfigFileSchema = Obj(
         intercept: Opt(
           OrNull(
             Obj({
-              caCert: Opt(Type.String({ minLength: 1 })),
-              caKey: Opt(Type.String({ minLength: 1 })),
-              hosts: Opt(Type.Array(Fmt('host-pattern'))),
+              caCert: Opt(Type.String({ minLength: 1, description: 'the CA certificate apps trust: a file (relative to this file) or inline PEM' })),
+              caKey: Opt(Type.String({ minLength: 1, description: 'the CA private key: a file readable by its owner only' })),
+              hosts: Opt(Type.Array(Fmt('host-pattern'), { description: 'CONNECT targets to intercept: names, *.domain wildcards, IP addresses' })),
+              upstreamCa: Opt(Type.String({ minLength: 1, description: 'extra CA certificates (file or PEM) trusted for the re-originated TLS, besides the system roots' })),
             }),
           ),
         ),

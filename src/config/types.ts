@@ -145,10 +145,16 @@ export interface ForwardProxyConfig {
   readonly allowPorts: readonly number[];
   readonly denyPrivateNetworks: boolean;
   readonly connect: { readonly mode: 'tunnel' | 'intercept' };
+  /** Set when `connect.mode` is intercept (checked at load: files readable, key owner-only and matching). */
   readonly intercept: {
-    readonly caCert: string | null;
-    readonly caKey: string | null;
+    /** PEM. */
+    readonly caCert: string;
+    /** Absolute path of the key file; the key itself is read by the interceptor, never kept in the config. */
+    readonly caKeyFile: string;
+    /** Lower case: names, `*.` wildcards, IP literals. */
     readonly hosts: readonly string[];
+    /** Extra roots (PEM) for the re-originated TLS, or null: the system roots only. */
+    readonly upstreamCa: string | null;
   } | null;
 }
 

@@ -32,6 +32,13 @@ export const CATALOG = {
     responsibility: 'client',
     hint: 'The forward-proxy target is not allowed; add the host to forwardProxy.allowHosts (and its port to allowPorts) if it should be reachable.',
   },
+  MISDIRECTED_REQUEST: {
+    status: 421,
+    title: 'Misdirected request',
+    retryable: false,
+    responsibility: 'client',
+    hint: 'The request names another host than the CONNECT it came through (TLS server name or Host header); send each host through its own CONNECT, as HTTPS_PROXY clients do.',
+  },
   BAD_REQUEST: {
     status: 400,
     title: 'Bad request',

@@ -44,6 +44,7 @@ export interface Metrics {
   readonly upstreamQuotaRemaining: Gauge<'upstream' | 'scope'>;
   readonly pacingPauses: FastCounter<'upstream'>;
   readonly tlsIntercept: FastCounter<'result'>;
+  readonly tlsCertificatesMinted: FastCounter<never>;
   /** Where `breakwater_circuit_state` reads the breakers' states at scrape time. */
   setCircuitStates(source: () => Iterable<{ readonly upstream: string; readonly state: string }>): void;
   /** Where `breakwater_rate_limit_queue_depth` reads the queues at scrape time. */
@@ -152,6 +153,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     }),
     pacingPauses: counter('breakwater_pacing_pauses_total', 'Times pacing started holding requests for an upstream.', ['upstream']),
     tlsIntercept: counter('breakwater_tls_intercept_total', 'CONNECT requests by TLS interception result.', ['result']),
+    tlsCertificatesMinted: counter<never>('breakwater_tls_certificates_minted_total', 'Leaf certificates minted for intercepted hosts.', []),
 
     setCircuitStates(source) {
       circuitStates = source;
@@ -180,6 +182,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       for (const upstream of Object.keys(config.upstreams)) {
         metrics.circuitRejections.inc({ upstream }, 0);
         for (const to of ['open', 'half_open', 'closed']) metrics.circuitTransitions.inc({ upstream, to }, 0);
+      }
+      if (config.forwardProxy.connect.mode === 'intercept') {
+        for (const result of ['intercepted', 'tunnelled', 'refused']) metrics.tlsIntercept.inc({ result }, 0);
+        metrics.tlsCertificatesMinted.inc({}, 0);
       }
     },
 

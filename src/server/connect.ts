@@ -1,16 +1,25 @@
 /**
- * CONNECT (SPEC §3 `forwardProxy.connect.mode: tunnel`): after the target
- * checks, a plain TCP tunnel to the checked address, opened within the
- * default `timeouts.connect`. A refused target gets 502 and a timed-out one
- * 504, as problem bodies on the socket, never a silently dropped
- * connection; each tunnel attempt is one call of the target's breaker.
- * Once open, bytes flow both ways untouched (no policy sees inside) and
- * either side closing closes both.
+ * CONNECT (SPEC §3 `forwardProxy.connect`): after the target checks, a
+ * plain TCP tunnel to the checked address, opened within the default
+ * `timeouts.connect`. A refused target gets 502 and a timed-out one 504, as
+ * problem bodies on the socket, never a silently dropped connection; each
+ * tunnel attempt is one call of the target's breaker. Once open, bytes flow
+ * both ways untouched (no policy sees inside) and either side closing
+ * closes both.
+ *
+ * With `mode: intercept`, a target in `intercept.hosts` is not tunnelled:
+ * Breakwater answers 200 itself, reads the client's ClientHello, terminates
+ * TLS with a leaf minted for the CONNECT host and hands the decrypted
+ * connection to the same HTTP server as plain requests (marked with its
+ * CONNECT target), where routes, retries, breakers, limits and pacing apply.
+ * A client that offers only h2, or does not speak TLS, is tunnelled
+ * instead; one that refuses the leaf is counted and logged.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import { renderProblem } from '../errors/problem.js';
@@ -20,6 +29,8 @@ import { Cancellation } from '../policy/signal.js';
 import { flagForCode } from '../policy/context.js';
 import { classifyError, classifyStatus } from '../upstream/classify.js';
 import { clientRequestId } from '../upstream/headers.js';
+import { MAX_HELLO_BYTES, peekClientHello } from '../tls/client-hello.js';
+import { markIntercepted } from '../tls/interceptor.js';
 import type { ProxyServerDeps } from './proxy-server.js';
 import { writeRawResponse } from './proxy-server.js';
 
@@ -31,7 +42,10 @@ function parseAuthority(authority: string): { host: string; port: number } | und
   return port > 0 && port < 65536 ? { host: match[1]!, port } : undefined;
 }
 
-export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ProxyServerDeps): void {
+/** How long an intercepted client may take to send its ClientHello. */
+const HELLO_TIMEOUT_MS = 10_000;
+
+export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ProxyServerDeps, server?: Server): void {
   const runtime = deps.runtime();
   const { config } = runtime;
   const { metrics, logger, now } = deps;
@@ -67,10 +81,6 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
       refuse(new BreakwaterError('BAD_REQUEST', `CONNECT needs host:port, not "${authority}".`));
       return;
     }
-    if (config.forwardProxy.connect.mode !== 'tunnel') {
-      refuse(new BreakwaterError('BAD_REQUEST', 'CONNECT is not served in this mode.'));
-      return;
-    }
     const check = await runtime.targets.check(target.host, target.port);
     if (!check.ok) {
       refuse(
@@ -80,6 +90,28 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
       );
       return;
     }
+    const intercepting = config.forwardProxy.connect.mode === 'intercept' && runtime.interceptor !== null;
+    let buffered = head;
+    if (intercepting && runtime.interceptor!.matches(check.host)) {
+      upstreamName = `${check.host.includes(':') ? `[${check.host}]` : check.host}:${check.port}`;
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      const hello = await readHello(socket, head);
+      if (!hello) return; // the client left, or never spoke
+      buffered = hello.data;
+      if (hello.peek.kind === 'hello' && (hello.peek.alpn.length === 0 || hello.peek.alpn.includes('http/1.1'))) {
+        const context = await runtime.interceptor!.contextFor(check.host);
+        if (socket.destroyed) return;
+        terminate(socket, hello.data, context, { host: check.host, port: check.port, serverName: hello.peek.serverName }, server!, deps, requestId);
+        return;
+      }
+      logger.warn(
+        { requestId, host: check.host, alpn: hello.peek.kind === 'hello' ? hello.peek.alpn : undefined },
+        hello.peek.kind === 'hello'
+          ? `client offered only ${hello.peek.alpn.join(', ')} for ${check.host}: tunnelled without policies (interception serves HTTP/1.1); leave ${check.host} out of intercept.hosts, or let the client use HTTP/1.1`
+          : `client did not start TLS to ${check.host}: tunnelled without policies`,
+      );
+    }
+    if (intercepting) metrics.tlsIntercept.inc({ result: 'tunnelled' });
     const { target: upstream, breaker } = runtime.forwardTarget(check.host, check.port);
     upstreamName = upstream.name;
     const connectMs = config.defaults.timeouts.connect;
@@ -126,8 +158,10 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
       return;
     }
     upstreamSocket.on('error', () => socket.destroy());
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    if (head.length > 0) upstreamSocket.write(head);
+    // (An intercept candidate that is tunnelled after all was already told 200.)
+    if (buffered === head) socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (buffered.length > 0) upstreamSocket.write(buffered);
+    socket.resume();
     socket.pipe(upstreamSocket);
     upstreamSocket.pipe(socket);
     // Either side closing closes both.
@@ -137,4 +171,100 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
     logger.error({ err: error, requestId }, 'internal error in CONNECT');
     refuse(new BreakwaterError('INTERNAL_ERROR', 'Breakwater failed while opening the tunnel.'));
   });
+}
+
+/** Reads the client's first bytes until its ClientHello is complete (or clearly not one); undefined if the client leaves or stays silent. */
+function readHello(socket: Duplex, head: Buffer): Promise<{ data: Buffer; peek: ReturnType<typeof peekClientHello> } | undefined> {
+  return new Promise((resolve) => {
+    let data = head;
+    const done = (result: { data: Buffer; peek: ReturnType<typeof peekClientHello> } | undefined) => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.pause();
+      if (!result) socket.destroy();
+      resolve(result);
+    };
+    const check = () => {
+      const peek = peekClientHello(data);
+      if (peek.kind !== 'partial' || data.length >= MAX_HELLO_BYTES) done({ data, peek: peek.kind === 'partial' ? { kind: 'not-tls' } : peek });
+    };
+    const onData = (chunk: Buffer) => {
+      data = data.length === 0 ? chunk : Buffer.concat([data, chunk]);
+      check();
+    };
+    const onClose = () => done(undefined);
+    const timer = setTimeout(() => done(undefined), HELLO_TIMEOUT_MS);
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    if (data.length > 0) check();
+  });
+}
+
+/** Terminates the client's TLS with the leaf for its CONNECT host and hands the decrypted connection to the HTTP server. */
+function terminate(
+  socket: Duplex,
+  hello: Buffer,
+  context: tls.SecureContext,
+  target: { host: string; port: number; serverName: string | undefined },
+  server: Server,
+  deps: ProxyServerDeps,
+  requestId: string,
+): void {
+  const { metrics, logger } = deps;
+  const secure = new tls.TLSSocket(replaying(socket, hello), { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
+  // The HTTP server logs and forwards the client's address.
+  Object.defineProperty(secure, 'remoteAddress', { value: (socket as net.Socket).remoteAddress });
+  Object.defineProperty(secure, 'remotePort', { value: (socket as net.Socket).remotePort });
+  markIntercepted(secure, target);
+  let established = false;
+  secure.once('secure', () => {
+    established = true;
+    metrics.tlsIntercept.inc({ result: 'intercepted' });
+  });
+  secure.on('error', (error: Error) => {
+    if (!established) {
+      established = true; // counted once
+      metrics.tlsIntercept.inc({ result: 'refused' });
+      logger.warn(
+        { requestId, host: target.host, err: error.message },
+        `client refused the intercepted TLS for ${target.host} (pinned certificate, or the CA is not trusted): trust the CA in the app, or leave ${target.host} out of intercept.hosts`,
+      );
+    }
+    secure.destroy();
+  });
+  secure.once('close', () => socket.destroy());
+  server.emit('connection', secure);
+}
+
+/**
+ * The client's socket with the bytes already read (its ClientHello) put
+ * back in front. (A TLSSocket over a net.Socket reads from the handle and
+ * would never see bytes unshifted into the JS stream.)
+ */
+function replaying(socket: Duplex, first: Buffer): Duplex {
+  const duplex = new Duplex({
+    read: () => {
+      socket.resume();
+    },
+    write: (chunk: Buffer, _encoding, callback) => {
+      socket.write(chunk, callback);
+    },
+    final: (callback) => {
+      socket.end();
+      callback();
+    },
+    destroy: (error, callback) => {
+      socket.destroy();
+      callback(error);
+    },
+  });
+  duplex.push(first);
+  socket.on('data', (chunk: Buffer) => {
+    if (!duplex.push(chunk)) socket.pause();
+  });
+  socket.once('end', () => duplex.push(null));
+  socket.once('close', () => duplex.destroy());
+  socket.resume();
+  return duplex;
 }

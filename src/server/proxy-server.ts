@@ -26,6 +26,7 @@ import { buildResponseHeaders, clientRequestId } from '../upstream/headers.js';
 import { handleUpgrade } from './websocket.js';
 import { handleConnect } from './connect.js';
 import type { Forwarder } from '../upstream/forward.js';
+import { interceptedTarget, type InterceptedTarget } from '../tls/interceptor.js';
 
 export interface ProxyServerDeps {
   /** The runtime new requests start on (swapped on reload). */
@@ -84,6 +85,26 @@ async function forwardRoute(runtime: Runtime, ctx: RequestContext, target: URL |
   }
   const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
   if (route && !route.upstream) ctx.forward = runtime.forwardTarget(check.host, check.port);
+  return route;
+}
+
+/**
+ * The route of a request decrypted from an intercepted CONNECT. The CONNECT
+ * host is its identity: a TLS server name or Host header naming another
+ * host gets 421. A route without an upstream sends it to that host over
+ * verified TLS.
+ */
+function interceptRoute(runtime: Runtime, ctx: RequestContext, target: InterceptedTarget): RouteRuntime | undefined {
+  const hostHeader = (ctx.clientHeaders.host ?? '').toLowerCase();
+  const named = hostHeader.startsWith('[') ? hostHeader.slice(1, hostHeader.indexOf(']')) : hostHeader.replace(/:\d+$/, '');
+  if (target.serverName !== undefined && target.serverName !== target.host) {
+    throw new BreakwaterError('MISDIRECTED_REQUEST', `The TLS server name ${target.serverName} is not the CONNECT target ${target.host}.`);
+  }
+  if (named !== '' && named !== target.host) {
+    throw new BreakwaterError('MISDIRECTED_REQUEST', `The Host header names ${named}, but this connection was opened (CONNECT) to ${target.host}.`);
+  }
+  const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
+  if (route && !route.upstream) ctx.forward = runtime.forwardTarget(target.host, target.port, true);
   return route;
 }
 
@@ -218,7 +239,13 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     // target, not the Host header, names where it goes.
     const absolute = /^https?:\/\//i.test(rawUrl) ? parseAbsolute(rawUrl) : undefined;
     const url = absolute ? `${absolute.pathname}${absolute.search}` : rawUrl;
-    const host = absolute ? absolute.host : (req.headers.host ?? '').toLowerCase();
+    // Decrypted from an intercepted CONNECT: its target names the host.
+    const intercepted = interceptedTarget(req.socket);
+    const host = intercepted
+      ? `${intercepted.host.includes(':') ? `[${intercepted.host}]` : intercepted.host}${intercepted.port === 443 ? '' : `:${intercepted.port}`}`
+      : absolute
+        ? absolute.host
+        : (req.headers.host ?? '').toLowerCase();
     const ctx: RequestContext = {
       requestId: clientRequestId(req.headers['x-request-id']) ?? randomUUID(),
       method: req.method ?? 'GET',
@@ -253,7 +280,9 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
 
     try {
       if (isDraining) throw new BreakwaterError('PROXY_DRAINING', 'This Breakwater instance is shutting down and takes no new requests.');
-      if (/^https?:\/\//i.test(rawUrl)) {
+      if (intercepted) {
+        route = interceptRoute(runtime, ctx, intercepted);
+      } else if (/^https?:\/\//i.test(rawUrl)) {
         route = await forwardRoute(runtime, ctx, absolute);
       } else {
         route = runtime.match({ host, method: ctx.method, path: ctx.path });
@@ -308,7 +337,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
   // that close() can end them after the grace period.
   // They count as in flight on their runtime until they close.
   const upgraded = new Set<Duplex>();
-  const track = (handle: typeof handleUpgrade) => (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  const track = (handle: typeof handleConnect) => (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     upgraded.add(socket);
     const runtime = deps.runtime();
     runtime.enter();
@@ -316,7 +345,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       upgraded.delete(socket);
       runtime.leave();
     });
-    handle(req, socket, head, deps);
+    handle(req, socket, head, deps, server);
   };
   server.on('upgrade', track(handleUpgrade));
   server.on('connect', track(handleConnect));

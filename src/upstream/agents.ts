@@ -12,6 +12,7 @@
  */
 import http, { type ClientRequest } from 'node:http';
 import https from 'node:https';
+import type { SecureContext } from 'node:tls';
 import type { UpstreamConfig } from '../config/types.js';
 
 let lastRequest: ClientRequest | undefined;
@@ -43,7 +44,14 @@ export function createUpstreamAgent(config: UpstreamConfig): http.Agent {
   return new CapturingHttpAgent(options);
 }
 
-/** The agent of a forward-proxy target: keep-alive, connecting only to addresses the target check allowed. */
-export function createForwardAgent(lookup: http.AgentOptions['lookup']): http.Agent {
-  return new CapturingHttpAgent({ keepAlive: true, maxSockets: 256, scheduling: 'lifo', lookup });
+/**
+ * The agent of a forward-proxy target: keep-alive, connecting only to
+ * addresses the target check allowed. With `tls`, an https agent (an
+ * intercepted CONNECT's re-originated TLS): always verified, against the
+ * roots of `secureContext` (built once) or the system roots.
+ */
+export function createForwardAgent(lookup: http.AgentOptions['lookup'], tls?: { readonly secureContext: SecureContext | undefined }): http.Agent {
+  const options = { keepAlive: true, maxSockets: 256, scheduling: 'lifo' as const, lookup };
+  if (tls) return new CapturingHttpsAgent({ ...options, secureContext: tls.secureContext, rejectUnauthorized: true });
+  return new CapturingHttpAgent(options);
 }

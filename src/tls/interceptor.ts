@@ -1,0 +1,82 @@
+/**
+ * TLS interception (SPEC §3 `forwardProxy.connect.mode: intercept`): the
+ * leaf certificates for intercepted CONNECT targets, and the mark that
+ * tells the HTTP server a decrypted connection's true target.
+ *
+ * The CA key is read once, when the runtime is built, and kept only inside
+ * the signing key object. Leaves share one key per process and are kept as
+ * ready `SecureContext`s per host (least recently used dropped first);
+ * concurrent CONNECTs to one new host wait on one mint.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import tls from 'node:tls';
+import type { ForwardProxyConfig } from '../config/types.js';
+import type { Metrics } from '../observe/metrics.js';
+import { createLeafIssuer, type LeafIssuer } from './certificates.js';
+
+/** Hosts whose leaf is kept ready. */
+export const MAX_LEAVES = 1000;
+
+/** Where a decrypted connection really goes: the CONNECT target, its identity. */
+export interface InterceptedTarget {
+  /** Lower case; IPv6 without brackets. */
+  readonly host: string;
+  readonly port: number;
+  /** The SNI the client sent, if any (lower case). */
+  readonly serverName: string | undefined;
+}
+
+const marks = new WeakMap<object, InterceptedTarget>();
+
+export function markIntercepted(socket: object, target: InterceptedTarget): void {
+  marks.set(socket, target);
+}
+
+/** The CONNECT target behind a decrypted socket, or undefined for a plain client connection. */
+export function interceptedTarget(socket: object): InterceptedTarget | undefined {
+  return marks.get(socket);
+}
+
+export interface Interceptor {
+  /** True when CONNECTs to `host` are intercepted (`intercept.hosts`: exact, `*.` for names under a domain, IP literals). */
+  matches(host: string): boolean;
+  /** The TLS context presenting a leaf for `host`. */
+  contextFor(host: string): Promise<tls.SecureContext>;
+  /** The roots for the re-originated TLS (system roots plus `upstreamCa`), or undefined: the system roots. */
+  readonly upstreamContext: tls.SecureContext | undefined;
+}
+
+export function createInterceptor(config: NonNullable<ForwardProxyConfig['intercept']>, metrics: Metrics): Interceptor {
+  const keyPem = readFileSync(config.caKeyFile, 'utf8');
+  let issuer: Promise<LeafIssuer> | undefined;
+  const contexts = new Map<string, Promise<tls.SecureContext>>();
+  const exact = new Set(config.hosts.filter((host) => !host.startsWith('*.')));
+  const suffixes = config.hosts.filter((host) => host.startsWith('*.')).map((host) => host.slice(1));
+  return {
+    matches(host) {
+      const name = host.toLowerCase().replace(/\.$/, '');
+      if (exact.has(name)) return true;
+      return isIP(name) === 0 && suffixes.some((suffix) => name.endsWith(suffix) && name.length > suffix.length);
+    },
+    contextFor(host) {
+      let context = contexts.get(host);
+      if (context) {
+        contexts.delete(host);
+      } else {
+        if (contexts.size >= MAX_LEAVES) contexts.delete(contexts.keys().next().value!);
+        issuer ??= createLeafIssuer({ certPem: config.caCert, keyPem });
+        context = issuer.then(async (leaves) => {
+          const { certChainPem } = await leaves.issue(host);
+          metrics.tlsCertificatesMinted.inc({});
+          return tls.createSecureContext({ key: leaves.keyPem, cert: certChainPem, minVersion: 'TLSv1.2' });
+        });
+        // A failed mint is not kept: the next CONNECT tries again.
+        context.catch(() => contexts.delete(host));
+      }
+      contexts.set(host, context);
+      return context;
+    },
+    upstreamContext: config.upstreamCa ? tls.createSecureContext({ ca: [...tls.rootCertificates, config.upstreamCa] }) : undefined,
+  };
+}
