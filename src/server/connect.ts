@@ -217,23 +217,30 @@ function terminate(
   Object.defineProperty(secure, 'remoteAddress', { value: (socket as net.Socket).remoteAddress });
   Object.defineProperty(secure, 'remotePort', { value: (socket as net.Socket).remotePort });
   markIntercepted(secure, target);
-  let established = false;
+  let settled = false;
   secure.once('secure', () => {
-    established = true;
+    settled = true;
     metrics.tlsIntercept.inc({ result: 'intercepted' });
   });
+  // A client that rejects our leaf sends an alert (an error here) or just
+  // hangs up before the handshake ends: either way, refused, counted once.
+  const refused = (reason: string) => {
+    if (settled) return;
+    settled = true;
+    metrics.tlsIntercept.inc({ result: 'refused' });
+    logger.warn(
+      { requestId, host: target.host, err: reason },
+      `client refused the intercepted TLS for ${target.host} (pinned certificate, or the CA is not trusted): trust the CA in the app, or leave ${target.host} out of intercept.hosts`,
+    );
+  };
   secure.on('error', (error: Error) => {
-    if (!established) {
-      established = true; // counted once
-      metrics.tlsIntercept.inc({ result: 'refused' });
-      logger.warn(
-        { requestId, host: target.host, err: error.message },
-        `client refused the intercepted TLS for ${target.host} (pinned certificate, or the CA is not trusted): trust the CA in the app, or leave ${target.host} out of intercept.hosts`,
-      );
-    }
+    refused(error.message);
     secure.destroy();
   });
-  secure.once('close', () => socket.destroy());
+  secure.once('close', () => {
+    refused('closed during the handshake');
+    socket.destroy();
+  });
   server.emit('connection', secure);
 }
 
