@@ -155,7 +155,7 @@ function readCa(ca: string, baseDir: string): Parsed<string> {
 
 /** `forwardProxy.intercept` when `connect.mode: intercept`: everything needed, readable, the key owner-only and matching the certificate. */
 function checkIntercept(intercept: unknown, baseDir: string, issues: Issue[]): void {
-  const at = (...keys: string[]) => ['forwardProxy', 'intercept', ...keys];
+  const at = (...keys: PathSegment[]): PathSegment[] => ['forwardProxy', 'intercept', ...keys];
   if (!isObject(intercept)) {
     issues.push({ path: ['forwardProxy', 'connect', 'mode'], message: 'intercept needs forwardProxy.intercept: { caCert, caKey, hosts } (make them with "breakwater ca create")' });
     return;
@@ -184,7 +184,7 @@ function checkIntercept(intercept: unknown, baseDir: string, issues: Issue[]): v
   if (!Array.isArray(hosts) || hosts.length === 0) issues.push({ path: at(...(Array.isArray(hosts) ? ['hosts'] : [])), message: 'hosts is empty: list the CONNECT targets to intercept (others are tunnelled)' });
   else
     hosts.forEach((host, i) => {
-      if (typeof host === 'string' && !isHostPattern(host)) issues.push({ path: at('hosts', String(i)), message: `"${host}": a certificate names a host, not a port: write the host alone` });
+      if (typeof host === 'string' && !isHostPattern(host)) issues.push({ path: at('hosts', i), message: `"${host}": a certificate names a host, not a port: write the host alone` });
     });
   if (typeof intercept.upstreamCa === 'string') {
     const read = readCa(intercept.upstreamCa, baseDir);
@@ -201,8 +201,8 @@ export function readCaKey(keyFile: string, baseDir: string): Parsed<KeyObject> {
     if ((mode & 0o077) !== 0) return { ok: false, message: `${file} is readable by others (mode ${mode.toString(8).padStart(4, '0')}): run chmod 600 ${file}` };
     return { ok: true, value: createPrivateKey(readFileSync(file)) };
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return { ok: false, message: code ? `cannot read the CA key ${file}: ${code}` : `${file} holds no private key` };
+    const { code, syscall } = error as NodeJS.ErrnoException;
+    return { ok: false, message: syscall ? `cannot read the CA key ${file}: ${code}` : `${file} holds no private key` };
   }
 }
 

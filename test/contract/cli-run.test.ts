@@ -2,10 +2,11 @@
  * `breakwater run`, `schema`, `--help`, `--version` and the commands that do
  * not exist yet (SPEC §1), run as the built binary.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import net from 'node:net';
 import { Ajv } from 'ajv';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
@@ -149,9 +150,43 @@ describe('breakwater usage', () => {
     expect(result.stderr).toMatch(/--confg/);
   });
 
-  it.each([[['ca', 'create', '--hosts', 'api.example.com', '--out', '/tmp/x']]])('says %j is not built yet and exits 2', async (args) => {
+});
+
+describe('breakwater ca create', () => {
+  it('writes a name-constrained CA, the key owner-only, and says how to trust it', async () => {
+    const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'bw-ca-')), 'ca');
+    const result = await runCli(['ca', 'create', '--hosts', 'api.example.com,*.github.com', '--out', out]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`NODE_EXTRA_CA_CERTS=${out}/ca.crt`);
+    expect(result.stdout).toContain(`REQUESTS_CA_BUNDLE=${out}/bundle.pem`);
+    expect(result.stdout).toContain('keytool -importcert');
+    expect(result.stdout).toContain('hosts: ["api.example.com", "*.github.com"]');
+    expect(statSync(path.join(out, 'ca.key')).mode & 0o777).toBe(0o600);
+    const text = await new Promise<string>((resolve) =>
+      execFile('openssl', ['x509', '-in', path.join(out, 'ca.crt'), '-noout', '-text'], (_error, stdout) => resolve(stdout)),
+    );
+    expect(text).toMatch(/X509v3 Name Constraints: critical\s+Permitted:\s+DNS:api\.example\.com\s+DNS:github\.com\s+Excluded:\s+IP:0\.0\.0\.0/);
+    expect(text).toMatch(/X509v3 Basic Constraints: critical\s+CA:TRUE, pathlen:0/);
+    expect(text).toContain('ASN1 OID: prime256v1');
+    // The bundle is the system roots plus this CA.
+    const bundle = readFileSync(path.join(out, 'bundle.pem'), 'utf8');
+    expect(bundle.endsWith(readFileSync(path.join(out, 'ca.crt'), 'utf8'))).toBe(true);
+    expect(bundle.split('BEGIN CERTIFICATE').length).toBeGreaterThan(50);
+    // Never overwrites a key apps may already trust.
+    const again = await runCli(['ca', 'create', '--hosts', 'api.example.com', '--out', out]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already exists: refusing to overwrite/);
+  });
+
+  it.each([
+    [['ca', 'create', '--hosts', 'api.example.com:443', '--out', '/tmp/bw-never'], /"api.example.com:443" is not a host name/],
+    [['ca', 'create', '--hosts', '*', '--out', '/tmp/bw-never'], /"\*" is not a host name/],
+    [['ca', 'create', '--out', '/tmp/bw-never'], /needs --hosts/],
+    [['ca', 'make'], /did you mean "ca create"/],
+  ])('refuses %j with exit 2', async (args, message) => {
     const result = await runCli(args);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/not built yet/);
+    expect(result.stderr).toMatch(message);
+    expect(existsSync('/tmp/bw-never')).toBe(false);
   });
 });

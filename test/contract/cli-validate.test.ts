@@ -329,12 +329,12 @@ ${BASE.slice('version: 1\n'.length)}`,
     line: 3, col: 16, path: 'admin.port', message: /both 8080/,
   },
   {
-    name: 'TLS interception, not available yet',
+    name: 'TLS interception without its CA',
     text: `${BASE}forwardProxy:
   enabled: true
   connect: { mode: intercept }
 `,
-    line: 10, col: 20, path: 'forwardProxy.connect.mode', message: /not available in this version/,
+    line: 10, col: 20, path: 'forwardProxy.connect.mode', message: /intercept needs forwardProxy.intercept: \{ caCert, caKey, hosts \}/,
   },
 ];
 
