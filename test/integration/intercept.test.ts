@@ -190,6 +190,34 @@ describe('clients that trust the CA get policies inside HTTPS', () => {
   });
 });
 
+describe('the re-originated TLS', () => {
+  it('verifies the real upstream: without its CA in upstreamCa, 502 UPSTREAM_TLS_FAILED and nothing sent', async () => {
+    const strict = await startProxy(
+      `version: 1
+upstreams: {}
+routes:
+  - { name: egress, match: { host: "*.bw.test" } }
+forwardProxy:
+  enabled: true
+  allowHosts: ["*.bw.test"]
+  allowPorts: [${upstreamPort}]
+  denyPrivateNetworks: false
+  connect: { mode: intercept }
+  intercept: { caCert: ${files.ca}, caKey: ${files.key}, hosts: ["*.bw.test"] }
+`,
+      { lookup },
+    );
+    try {
+      const result = await run('curl', ['-sS', '-i', '--cacert', files.ca, '-x', strict.url, `https://api.bw.test:${upstreamPort}/unverified`]);
+      expect(result.stdout).toMatch(/HTTP\/1\.1 502/);
+      expect(result.stdout).toContain('"code":"UPSTREAM_TLS_FAILED"');
+      expect(seen.get('/unverified')).toBeUndefined();
+    } finally {
+      await strict.close();
+    }
+  });
+});
+
 describe('what is not intercepted', () => {
   it('tunnels a host outside intercept.hosts: the client sees the upstream\'s own certificate', async () => {
     const before = await intercepts('tunnelled');
