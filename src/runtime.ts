@@ -97,6 +97,8 @@ export const MAX_FORWARD_TARGETS = 500;
 export interface Inheritance {
   upstream(config: UpstreamConfig): { agent: UpstreamRuntime['agent']; breaker: UpstreamBreaker } | undefined;
   rateLimit(route: RouteConfig): RateLimitPolicy | undefined;
+  /** The interceptor (its leaf key and minted leaves), when `intercept` is unchanged (the CA certificate included). */
+  interceptor(intercept: NonNullable<Config['forwardProxy']['intercept']>): Interceptor | undefined;
 }
 
 function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set<object>, shared: SharedLimits | undefined): UpstreamRuntime {
@@ -199,7 +201,8 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     entry.breaker.close();
     entry.target.agent.destroy();
   };
-  const interceptor = config.forwardProxy.intercept ? createInterceptor(config.forwardProxy.intercept, deps.metrics) : null;
+  const intercept = config.forwardProxy.intercept;
+  const interceptor = intercept ? (deps.inherit?.interceptor(intercept) ?? createInterceptor(intercept, deps.metrics)) : null;
   const forwardTarget = (host: string, port: number, https = false) => {
     const name = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     const key = https ? `https://${name}` : name;
@@ -262,6 +265,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
           const current = routes.find((route) => route.name === next.name);
           return current?.rateLimit && same(current.config.rateLimit, next.rateLimit) ? current.rateLimit : undefined;
         },
+        interceptor: (next) => (interceptor && same(config.forwardProxy.intercept, next) ? interceptor : undefined),
       };
     },
     retire(keep) {

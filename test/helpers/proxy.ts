@@ -3,6 +3,7 @@
  * from a YAML text, with a private metrics registry and the JSON log lines
  * captured, and a small HTTP client that reads whole responses.
  */
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -25,9 +26,11 @@ export interface TestProxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEnv; lookup?: Lookup } = {}): Promise<TestProxy> {
+/** `file`: write the config there first, so that `app.reload()` reads it again (edit it to change the config). */
+export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEnv; lookup?: Lookup; file?: string } = {}): Promise<TestProxy> {
   const text = `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml}`;
-  const result = parseConfig(text, 'test.yaml', { env: options.env ?? {} });
+  if (options.file) writeFileSync(options.file, text);
+  const result = parseConfig(text, options.file ?? 'test.yaml', { env: options.env ?? {} });
   if (!result.ok) throw new Error(`test config is invalid:\n${result.problems.map(formatProblem).join('\n')}`);
   let captured = '';
   const sink = new Writable({

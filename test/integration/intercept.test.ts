@@ -343,6 +343,43 @@ describe('leaves', () => {
   }, 120_000);
 });
 
+describe('reload', () => {
+  it('keeps the minted leaves while intercept is unchanged, mints again when it changes', async () => {
+    const file = path.join(dir, 'reload.yaml');
+    const yaml = (hosts: string, extraRoute = '') => `version: 1
+upstreams: {}
+routes:
+  - { name: egress, match: { host: "*.bw.test" } }
+${extraRoute}forwardProxy:
+  enabled: true
+  allowHosts: ["*.bw.test"]
+  allowPorts: [${upstreamPort}]
+  denyPrivateNetworks: false
+  connect: { mode: intercept }
+  intercept: { caCert: ${files.ca}, caKey: ${files.key}, hosts: ${hosts}, upstreamCa: ${files.upstreamCa} }
+`;
+    const reloading = await startProxy(yaml('["*.bw.test"]'), { lookup, file });
+    const minted = () => metricValue(reloading.metrics, 'breakwater_tls_certificates_minted_total', {});
+    const get = async () => (await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', files.ca, '-x', reloading.url, `https://reload.bw.test:${upstreamPort}/r`])).stdout;
+    try {
+      expect(await get()).toBe('200');
+      expect(await minted()).toBe(1);
+      // Another route, the same intercept section: the leaf is kept.
+      writeFileSync(file, `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml('["*.bw.test"]', '  - { name: more, match: { host: more.example } }\n')}`);
+      expect(await reloading.app.reload('test')).toMatchObject({ result: 'success' });
+      expect(await get()).toBe('200');
+      expect(await minted()).toBe(1);
+      // intercept.hosts changed: a new interceptor, a new leaf.
+      writeFileSync(file, `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml('["*.bw.test", "x.example"]')}`);
+      expect(await reloading.app.reload('test')).toMatchObject({ result: 'success' });
+      expect(await get()).toBe('200');
+      expect(await minted()).toBe(2);
+    } finally {
+      await reloading.close();
+    }
+  });
+});
+
 describe('config', () => {
   it('refuses a CA key that others can read', async () => {
     const loose = path.join(dir, 'loose.key');

@@ -82,7 +82,7 @@ describe('shared rate limits', () => {
       const route = proxy.app.runtime().routes[0]!;
       expect(route.name).toBe('shared-down');
       // ioredis reconnects on its own; once it has, decisions are shared again.
-      await waitUntil(() => proxy.logs().some((line) => line.msg === 'redis ready: rate limits are shared' && line.time! > flagged.at(-1)!.time!), 15_000, 'redis to reconnect');
+      await waitUntil(() => proxy.logs().some((line) => line.msg === 'redis ready: rate limits and pacing are shared' && line.time! > flagged.at(-1)!.time!), 15_000, 'redis to reconnect');
       const after = await degraded();
       const res = await request(`${proxy.url}/x`);
       expect(res.status).toBe(200);
