@@ -17,6 +17,8 @@ import { createLeafIssuer, type LeafIssuer } from './certificates.js';
 
 /** Hosts whose leaf is kept ready. */
 export const MAX_LEAVES = 1000;
+/** Leaves are short-lived; one is minted again a day before it expires. */
+const LEAF_DAYS = 7;
 
 /** Where a decrypted connection really goes: the CONNECT target, its identity. */
 export interface InterceptedTarget {
@@ -50,7 +52,8 @@ export interface Interceptor {
 export function createInterceptor(config: NonNullable<ForwardProxyConfig['intercept']>, metrics: Metrics): Interceptor {
   const keyPem = readFileSync(config.caKeyFile, 'utf8');
   let issuer: Promise<LeafIssuer> | undefined;
-  const contexts = new Map<string, Promise<tls.SecureContext>>();
+  /** Per host: the context, and when to mint again (a day before the leaf expires). */
+  const contexts = new Map<string, { context: Promise<tls.SecureContext>; renewAt: number }>();
   const exact = new Set(config.hosts.filter((host) => !host.startsWith('*.')));
   const suffixes = config.hosts.filter((host) => host.startsWith('*.')).map((host) => host.slice(1));
   return {
@@ -60,22 +63,22 @@ export function createInterceptor(config: NonNullable<ForwardProxyConfig['interc
       return isIP(name) === 0 && suffixes.some((suffix) => name.endsWith(suffix) && name.length > suffix.length);
     },
     contextFor(host) {
-      let context = contexts.get(host);
-      if (context) {
-        contexts.delete(host);
-      } else {
+      let entry = contexts.get(host);
+      if (entry) contexts.delete(host);
+      if (!entry || Date.now() >= entry.renewAt) {
         if (contexts.size >= MAX_LEAVES) contexts.delete(contexts.keys().next().value!);
-        issuer ??= createLeafIssuer({ certPem: config.caCert, keyPem });
-        context = issuer.then(async (leaves) => {
+        issuer ??= createLeafIssuer({ certPem: config.caCert, keyPem }, { days: LEAF_DAYS });
+        const context = issuer.then(async (leaves) => {
           const { certChainPem } = await leaves.issue(host);
           metrics.tlsCertificatesMinted.inc({});
           return tls.createSecureContext({ key: leaves.keyPem, cert: certChainPem, minVersion: 'TLSv1.2' });
         });
         // A failed mint is not kept: the next CONNECT tries again.
         context.catch(() => contexts.delete(host));
+        entry = { context, renewAt: Date.now() + (LEAF_DAYS - 1) * 86_400_000 };
       }
-      contexts.set(host, context);
-      return context;
+      contexts.set(host, entry);
+      return entry.context;
     },
     upstreamContext: config.upstreamCa ? tls.createSecureContext({ ca: [...tls.rootCertificates, config.upstreamCa] }) : undefined,
   };
