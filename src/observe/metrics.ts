@@ -91,6 +91,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     return metric;
   };
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => register(new FastCounter<L>(name, help, labelNames));
+  /** A gauge filled from live state at each scrape (`fill` sets every series; the others are dropped). */
+  const scraped = <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (set: (labels: Record<L, string>, value: number) => void) => void) =>
+    new client.Gauge<L>({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        fill((labels, value) => this.set(labels as client.LabelValues<L>, value));
+      },
+    });
   const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
     register(new FastHistogram<L>(name, help, labelNames, DURATION_BUCKETS));
 
@@ -105,51 +117,30 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     upstreamAttemptDuration: histogram('breakwater_upstream_attempt_duration_seconds', 'Time from an attempt\'s start to its response headers or failure.', ['route', 'upstream']),
     retries: counter('breakwater_retries_total', 'Retries made, by the outcome that was retried.', ['route', 'reason']),
     retryBudgetExhausted: counter('breakwater_retry_budget_exhausted_total', 'Retries skipped because the route\'s retry budget was spent.', ['route']),
-    circuitState: new client.Gauge({
-      name: 'breakwater_circuit_state',
-      help: 'Circuit breaker state per upstream: 1 for the current state.',
-      labelNames: ['upstream', 'state'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const { upstream, state } of circuitStates()) {
-          for (const candidate of ['closed', 'open', 'half_open']) this.set({ upstream, state: candidate }, candidate === state ? 1 : 0);
-        }
-      },
+    circuitState: scraped('breakwater_circuit_state', 'Circuit breaker state per upstream: 1 for the current state.', ['upstream', 'state'], (set) => {
+      for (const { upstream, state } of circuitStates()) {
+        for (const candidate of ['closed', 'open', 'half_open']) set({ upstream, state: candidate }, candidate === state ? 1 : 0);
+      }
     }),
     circuitTransitions: counter('breakwater_circuit_transitions_total', 'Circuit breaker state changes, by the state entered.', ['upstream', 'to']),
     circuitRejections: counter('breakwater_circuit_rejections_total', 'Requests refused because the upstream\'s circuit was open.', ['upstream']),
     rateLimited: counter('breakwater_rate_limited_total', 'Requests refused by the route\'s rate limit.', ['route']),
-    rateLimitQueueDepth: new client.Gauge({
-      name: 'breakwater_rate_limit_queue_depth',
-      help: 'Requests waiting in the route\'s rate-limit queue.',
-      labelNames: ['route'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const { route, depth } of queueDepths()) this.set({ route }, depth);
-      },
+    rateLimitQueueDepth: scraped('breakwater_rate_limit_queue_depth', 'Requests waiting in the route\'s rate-limit queue.', ['route'], (set) => {
+      for (const { route, depth } of queueDepths()) set({ route }, depth);
     }),
     errors: counter('breakwater_errors_total', 'Errors Breakwater produced or recorded, by route and code.', ['route', 'code']),
     rateLimitDegraded: counter('breakwater_rate_limit_degraded_total', 'Rate-limit decisions made without Redis, per redis.onError.', ['route']),
     configReloads: counter('breakwater_config_reloads_total', 'Config reloads, by result.', ['result']),
     pacingWait: histogram('breakwater_pacing_wait_seconds', 'Time requests were held by proactive pacing.', ['upstream']),
-    upstreamQuotaRemaining: new client.Gauge({
-      name: 'breakwater_upstream_quota_remaining',
-      help: 'Quota the upstream announced as remaining (the lowest across pacing keys).',
-      labelNames: ['upstream', 'scope'] as const,
-      registers,
-      collect() {
-        this.reset();
-        const lowest = new Map<string, { upstream: string; scope: string; remaining: number }>();
-        for (const { upstream, scope, remaining } of quotas()) {
-          if (remaining === null) continue;
-          const id = `${upstream}\u0001${scope}`;
-          const seen = lowest.get(id);
-          if (!seen || remaining < seen.remaining) lowest.set(id, { upstream, scope, remaining });
-        }
-        for (const { upstream, scope, remaining } of lowest.values()) this.set({ upstream, scope }, remaining);
-      },
+    upstreamQuotaRemaining: scraped('breakwater_upstream_quota_remaining', 'Quota the upstream announced as remaining (the lowest across pacing keys).', ['upstream', 'scope'], (set) => {
+      const lowest = new Map<string, { upstream: string; scope: string; remaining: number }>();
+      for (const { upstream, scope, remaining } of quotas()) {
+        if (remaining === null) continue;
+        const id = `${upstream}\u0001${scope}`;
+        const seen = lowest.get(id);
+        if (!seen || remaining < seen.remaining) lowest.set(id, { upstream, scope, remaining });
+      }
+      for (const { upstream, scope, remaining } of lowest.values()) set({ upstream, scope }, remaining);
     }),
     pacingPauses: counter('breakwater_pacing_pauses_total', 'Times pacing started holding requests for an upstream.', ['upstream']),
     tlsIntercept: counter('breakwater_tls_intercept_total', 'CONNECT requests by TLS interception result.', ['result']),
