@@ -101,7 +101,7 @@ export interface Inheritance {
   interceptor(intercept: NonNullable<Config['forwardProxy']['intercept']>): Interceptor | undefined;
 }
 
-function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set<object>, shared: SharedLimits | undefined): UpstreamRuntime {
+function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set<object>, shared: SharedLimits | undefined, pauseCapMs: number): UpstreamRuntime {
   const url = new URL(config.url);
   const previous = deps.inherit?.upstream(config);
   if (previous) {
@@ -115,7 +115,7 @@ function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set
   const breaker = previous?.breaker ?? createUpstreamBreaker(config.name, config.circuitBreaker, deps);
   let pacing: UpstreamPacing | null = null;
   if (config.pacing.enabled) {
-    pacing = createUpstreamPacing(config.name, config.pacing, 30_000, {
+    pacing = createUpstreamPacing(config.name, config.pacing, pauseCapMs, {
       now: deps.now,
       random: deps.random ?? Math.random,
       sleep: deps.sleep ?? sleep,
@@ -189,7 +189,13 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     config.redis !== null &&
     (config.routes.some((route) => route.rateLimit?.shared === true) || Object.values(config.upstreams).some((upstream) => upstream.pacing.enabled && upstream.pacing.shared));
   const shared = needsRedis ? connectSharedLimits(config.redis!, deps.logger) : undefined;
-  for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, buildUpstream(upstream, deps, inherited, shared));
+  for (const upstream of Object.values(config.upstreams)) {
+    // A Retry-After pause holds the whole upstream: capped by the longest
+    // retry.retryAfter.max of the routes that use it.
+    const caps = config.routes.filter((route) => route.upstream === upstream.name).map((route) => route.retry.retryAfter.max);
+    const pauseCapMs = caps.length > 0 ? Math.max(...caps) : config.defaults.retry.retryAfter.max;
+    upstreams.set(upstream.name, buildUpstream(upstream, deps, inherited, shared, pauseCapMs));
+  }
   const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps, shared, inherited));
   // Origin-form requests only reach routes with an upstream; the others
   // serve forward-proxy requests.

@@ -208,6 +208,26 @@ routes:
     expect(Date.now() - started).toBeGreaterThanOrEqual(800);
   });
 
+  it('caps the pause at the routes\' retry.retryAfter.max', async () => {
+    const upstream = await startFaultUpstream((n) =>
+      n === 1 ? { kind: 'respond', status: 429, headers: { 'retry-after': '20' }, body: 'slow down' } : { kind: 'respond', body: 'ok' },
+    );
+    provider = { upstream, tooMany: () => 0 };
+    proxy = await startProxy(`version: 1
+defaults: { retry: { maxRetries: 0, retryAfter: { max: 1s } } }
+upstreams:
+  provider: { url: "${upstream.url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, maxWait: 30s } }
+routes:
+  - { name: api, upstream: provider }
+`);
+    expect((await request(`${proxy.url}/first`)).status).toBe(429);
+    const started = Date.now();
+    expect((await request(`${proxy.url}/next`)).status).toBe(200);
+    const waited = Date.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(800); // paused...
+    expect(waited).toBeLessThan(10_000); // ...for 1 s, not the 20 s asked
+  });
+
   it('converges under an upstream that 429s above 10 req/s without headers (AIMD)', async () => {
     const times: number[] = [];
     let tooMany = 0;
