@@ -6,7 +6,8 @@
  * of each assuming the whole quota.
  *
  * The state function runs here, in the process; Redis only stores and
- * compares. A conflicting write (another replica updated first) reruns the
+ * compares. Updates of one pacer are queued within the process, so a
+ * conflicting write can only come from another replica; it reruns the
  * function on the newer state. Requests in flight are published per replica
  * (this replica's count, rewritten on every update, so a count left behind
  * by a failed write heals at the next one); counts of a replica silent for
@@ -128,35 +129,50 @@ export function sharedStore(client: Redis, prefix: string, inFlight: InFlight): 
   const replica = randomUUID();
   const seen = new Map<string, [PacerState, number, number]>();
   const clock = (time: [string, string]) => Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
-  return {
-    async update(id, fn) {
-      const key = `${prefix}${id}`;
-      let [raw, time] = (await client.eval(READ, 1, key)) as Reply;
-      for (let round = 0; round < MAX_ROUNDS; round++) {
-        const t = clock(time);
-        const value: SharedValue = raw ? (JSON.parse(raw) as SharedValue) : { s: freshState(t), f: {} };
-        let others = 0;
-        for (const [who, [count, at]] of Object.entries(value.f)) {
-          if (who === replica) continue;
-          if (t - at > REPLICA_SILENT_MS || count <= 0) delete value.f[who];
-          else others += count;
-        }
-        const mine = inFlight(id);
-        const result = fn(value.s, t, others + mine);
-        if (mine > 0) value.f[replica] = [mine, t];
-        else delete value.f[replica];
-        const next = JSON.stringify(value);
-        const reply = (await client.eval(CAS, 1, key, raw, next, SHARED_TTL_MS)) as [number, string?, [string, string]?];
-        if (reply[0] === 1) {
-          seen.delete(id);
-          if (seen.size >= MAX_PACERS) seen.delete(seen.keys().next().value!);
-          seen.set(id, [value.s, t, Date.now()]);
-          return result;
-        }
-        raw = reply[1]!;
-        time = reply[2]!;
+  /** Updates of one pacer from this process, one at a time: compare-and-set then only contends across replicas. */
+  const queues = new Map<string, Promise<unknown>>();
+  const run = async <T>(id: string, fn: StateFn<T>): Promise<T> => {
+    const key = `${prefix}${id}`;
+    let [raw, time] = (await client.eval(READ, 1, key)) as Reply;
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const t = clock(time);
+      const value: SharedValue = raw ? (JSON.parse(raw) as SharedValue) : { s: freshState(t), f: {} };
+      let others = 0;
+      for (const [who, [count, at]] of Object.entries(value.f)) {
+        if (who === replica) continue;
+        if (t - at > REPLICA_SILENT_MS || count <= 0) delete value.f[who];
+        else others += count;
       }
-      throw new Error(`pacer state for ${id} stayed contended over ${MAX_ROUNDS} rounds`);
+      const mine = inFlight(id);
+      const result = fn(value.s, t, others + mine);
+      if (mine > 0) value.f[replica] = [mine, t];
+      else delete value.f[replica];
+      const next = JSON.stringify(value);
+      const reply = (await client.eval(CAS, 1, key, raw, next, SHARED_TTL_MS)) as [number, string?, [string, string]?];
+      if (reply[0] === 1) {
+        seen.delete(id);
+        if (seen.size >= MAX_PACERS) seen.delete(seen.keys().next().value!);
+        seen.set(id, [value.s, t, Date.now()]);
+        return result;
+      }
+      raw = reply[1]!;
+      time = reply[2]!;
+    }
+    throw new Error(`pacer state for ${id} stayed contended over ${MAX_ROUNDS} rounds`);
+  };
+  return {
+    update(id, fn) {
+      const previous = queues.get(id) ?? Promise.resolve();
+      const next = previous.then(
+        () => run(id, fn),
+        () => run(id, fn),
+      );
+      const settled = next.catch(() => undefined);
+      queues.set(id, settled);
+      void settled.then(() => {
+        if (queues.get(id) === settled) queues.delete(id);
+      });
+      return next;
     },
     *entries() {
       // The state's clock, moved on by the time since it was written.

@@ -133,11 +133,29 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
     rate = state.aimdRate / (config.shared ? 1 : config.replicas);
   }
   if (rate === null) return 0;
-  let slot = Math.max(t, state.nextSlot);
+  // Slots reserved at an older, lower rate (or by requests that never went)
+  // do not hold back the queue: at the current rate, at most the requests
+  // in flight are ahead of this one.
+  let slot = Math.max(t, Math.min(state.nextSlot, t + ((inFlight + 1) * 1000) / rate));
   // Nobody needs to wait past the reset: the next window has quota again.
   if (haveQuota && state.resetAt !== undefined && slot > state.resetAt) slot = state.resetAt + jitter(random);
   state.nextSlot = slot + 1000 / rate;
   return slot - t;
+}
+
+/**
+ * `reserve`, but a wait beyond `maxWait` is refused without taking a slot
+ * or a place among the reset's waiters: refused requests must not push
+ * later ones back.
+ */
+function reserveWithin(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number): number {
+  const { nextSlot, resetWaiters } = state;
+  const wait = reserve(state, t, inFlight, config, random);
+  if (wait > config.maxWait) {
+    state.nextSlot = nextSlot;
+    state.resetWaiters = resetWaiters;
+  }
+  return wait;
 }
 
 /** A request is released: counters for AIMD's starting point and the refill guard. */
@@ -272,6 +290,7 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
           // will spend quota as surely as one already sent.
           inFlight.set(id, countOf(id) + 1);
           let done = false;
+          let published = false;
           const finish = () => {
             if (done) return;
             done = true;
@@ -280,7 +299,7 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
             else inFlight.delete(id);
           };
           try {
-            const reserved = update(id, (state, t, counted) => reserve(state, t, counted - 1, config, random), 0);
+            const reserved = update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, random), 0);
             const wait = typeof reserved === 'number' ? reserved : await reserved;
             if (wait > config.maxWait) {
               const seconds = Math.max(1, Math.ceil(wait / 1000));
@@ -308,6 +327,7 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
                   answeredId = `${encodeURIComponent(answeredScope)}:${keyPart}`;
                 }
               }
+              published = answeredId === id;
               const status = result.classification.status;
               const pending = update(
                 answeredId,
@@ -324,6 +344,10 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
             return result;
           } finally {
             finish();
+            // Shared: this replica's in-flight count for the pacer is
+            // rewritten with every update; a request that ended without one
+            // (refused, aborted, no answer) publishes it now, best effort.
+            if (shared && !published) void update(id, () => undefined, undefined);
           }
         },
         close() {},

@@ -424,4 +424,29 @@ routes:
       await redis.stop().catch(() => {});
     }
   }, 60_000);
+
+  it('serves 60 concurrent requests through one replica with shared state, none falling back', async () => {
+    const redis = await startRedis();
+    try {
+      provider = await startProvider('ietf', 1000);
+      proxy = await startProxy(`version: 1
+defaults: { retry: { maxRetries: 0 } }
+redis: { url: "${redis.url}" }
+upstreams:
+  provider: { url: "${provider.upstream.url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, shared: true } }
+routes:
+  - { name: api, upstream: provider }
+`);
+      const statuses = await Promise.all(Array.from({ length: 60 }, () => request(`${proxy!.url}/x`).then((r) => r.status)));
+      expect(statuses.every((s) => s === 200)).toBe(true);
+      // Every update went through Redis: none gave up on a contended compare-and-set.
+      expect(proxy.logs().filter((line) => String(line.msg).startsWith('shared pacing unavailable'))).toEqual([]);
+      const stored = JSON.parse((await redis.client().get('breakwater:pacing:provider::'))!) as { s: { answered: number; remaining: number }; f: Record<string, unknown> };
+      expect(stored.s.answered).toBe(60);
+      expect(stored.s.remaining).toBe(940);
+      expect(stored.f).toEqual({}); // nothing left in flight
+    } finally {
+      await redis.stop();
+    }
+  }, 60_000);
 });

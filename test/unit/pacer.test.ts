@@ -104,4 +104,38 @@ describe('pacer', () => {
     await send({ 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '30' });
     await expect(send(undefined)).rejects.toMatchObject({ code: 'RATE_LIMITED', retryAfterSeconds: 31 });
   });
+
+  it('refused requests take no slot: a request near the reset is still admitted', async () => {
+    const { waits, send, at } = harness({ maxWait: 5000 });
+    await send({ 'x-ratelimit-limit': '10', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '60' });
+    // 50 requests in the first minute would each wait past maxWait: refused.
+    for (let i = 0; i < 50; i++) {
+      at(i * 1000);
+      await expect(send(undefined)).rejects.toMatchObject({ code: 'RATE_LIMITED' });
+    }
+    // 1 s before the reset, the wait is short: admitted, first in the next window.
+    at(59_000);
+    await send(undefined);
+    expect(waits).toEqual([1100]);
+  });
+
+  it('slots reserved at an older, slower pace do not hold back later requests', async () => {
+    const { waits, send, at } = harness({ maxWait: 60_000 });
+    await send({ 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '10', 'x-ratelimit-reset': '60' });
+    // 10 left, 5 reserved, 60 s to go: 0.2/s (minRate): slots 5 s apart.
+    await send(undefined);
+    await send(undefined);
+    expect(waits).toEqual([5000]);
+    // Sequential requests keep the pace: sent when its slot came (5 s), the next one's slot is at 10 s.
+    at(5000);
+    await send(undefined);
+    expect(waits).toEqual([5000, 5000]);
+    // The quota grows (a new window): 90 of 100 left, 10 s to go: 8.5/s.
+    // The slot reserved at 0.2/s (15 s) does not hold the next request back.
+    await send({ 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '40', 'x-ratelimit-reset': '10' });
+    waits.length = 0;
+    at(6000);
+    await send(undefined);
+    expect(waits.length === 0 || waits[0]! <= 1000 / 3.5).toBe(true);
+  });
 });
