@@ -178,7 +178,9 @@ function checkIntercept(intercept: unknown, baseDir: string, issues: Issue[]): v
   else {
     const key = readCaKey(intercept.caKey, baseDir);
     if (!key.ok) issues.push({ path: at('caKey'), message: key.message });
-    else if (cert && !cert.checkPrivateKey(key.value)) issues.push({ path: at('caKey'), message: 'this key does not belong to caCert' });
+    else if (key.value.asymmetricKeyType !== 'ec' || key.value.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+      issues.push({ path: at('caKey'), message: `leaves are signed with ECDSA P-256: this is a ${key.value.asymmetricKeyType ?? 'unknown'}${key.value.asymmetricKeyDetails?.namedCurve ? ` ${key.value.asymmetricKeyDetails.namedCurve}` : ''} key (make a CA with "breakwater ca create")` });
+    } else if (cert && !cert.checkPrivateKey(key.value)) issues.push({ path: at('caKey'), message: 'this key does not belong to caCert' });
   }
   const hosts = intercept.hosts;
   if (!Array.isArray(hosts) || hosts.length === 0) issues.push({ path: at(...(Array.isArray(hosts) ? ['hosts'] : [])), message: 'hosts is empty: list the CONNECT targets to intercept (others are tunnelled)' });

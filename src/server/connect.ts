@@ -42,7 +42,7 @@ function parseAuthority(authority: string): { host: string; port: number } | und
   return port > 0 && port < 65536 ? { host: match[1]!, port } : undefined;
 }
 
-/** How long an intercepted client may take to send its ClientHello. */
+/** How long an intercepted client may take to send its ClientHello, and then to finish the handshake. */
 const HELLO_TIMEOUT_MS = 10_000;
 
 export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ProxyServerDeps, server?: Server): void {
@@ -67,7 +67,13 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
     }
   });
 
+  /** Set once the client was told 200: from then on a failure closes the socket (the client already speaks TLS). */
+  let established = false;
   const refuse = (error: BreakwaterError) => {
+    if (established) {
+      socket.destroy();
+      return;
+    }
     status = error.status;
     const flag = flagForCode(error.code);
     if (flag) flags.push(flag);
@@ -93,15 +99,25 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
     const intercepting = config.forwardProxy.connect.mode === 'intercept' && runtime.interceptor !== null;
     let buffered = head;
     if (intercepting && runtime.interceptor!.matches(check.host)) {
-      upstreamName = `${check.host.includes(':') ? `[${check.host}]` : check.host}:${check.port}`;
+      // The CONNECT host is the identity: its leaf, its 421 checks.
+      const host = check.host.replace(/\.$/, '');
+      upstreamName = `${host.includes(':') ? `[${host}]` : host}:${check.port}`;
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      established = true;
       const hello = await readHello(socket, head);
       if (!hello) return; // the client left, or never spoke
       buffered = hello.data;
       if (hello.peek.kind === 'hello' && (hello.peek.alpn.length === 0 || hello.peek.alpn.includes('http/1.1'))) {
-        const context = await runtime.interceptor!.contextFor(check.host);
+        let context: tls.SecureContext;
+        try {
+          context = await runtime.interceptor!.contextFor(host);
+        } catch (error) {
+          logger.error({ requestId, host, err: (error as Error).message }, `cannot mint a certificate for ${host}: the intercepted connection is closed`);
+          socket.destroy();
+          return;
+        }
         if (socket.destroyed) return;
-        terminate(socket, hello.data, context, { host: check.host, port: check.port, serverName: hello.peek.serverName }, server!, deps, requestId);
+        terminate(socket, hello.data, context, { host, port: check.port }, server!, deps, requestId);
         return;
       }
       logger.warn(
@@ -159,7 +175,7 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
     }
     upstreamSocket.on('error', () => socket.destroy());
     // (An intercept candidate that is tunnelled after all was already told 200.)
-    if (buffered === head) socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (!established) socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (buffered.length > 0) upstreamSocket.write(buffered);
     socket.resume();
     socket.pipe(upstreamSocket);
@@ -206,7 +222,7 @@ function terminate(
   socket: Duplex,
   hello: Buffer,
   context: tls.SecureContext,
-  target: { host: string; port: number; serverName: string | undefined },
+  target: { host: string; port: number },
   server: Server,
   deps: ProxyServerDeps,
   requestId: string,
@@ -218,7 +234,10 @@ function terminate(
   Object.defineProperty(secure, 'remotePort', { value: (socket as net.Socket).remotePort });
   markIntercepted(secure, target);
   let settled = false;
+  // A client that sends its ClientHello and then nothing must not hold the connection.
+  const handshake = setTimeout(() => secure.destroy(new Error(`no TLS handshake within ${HELLO_TIMEOUT_MS} ms`)), HELLO_TIMEOUT_MS);
   secure.once('secure', () => {
+    clearTimeout(handshake);
     settled = true;
     metrics.tlsIntercept.inc({ result: 'intercepted' });
   });
@@ -238,6 +257,7 @@ function terminate(
     secure.destroy();
   });
   secure.once('close', () => {
+    clearTimeout(handshake);
     refused('closed during the handshake');
     socket.destroy();
   });

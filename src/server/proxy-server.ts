@@ -27,6 +27,7 @@ import { handleUpgrade } from './websocket.js';
 import { handleConnect } from './connect.js';
 import type { Forwarder } from '../upstream/forward.js';
 import { interceptedTarget, type InterceptedTarget } from '../tls/interceptor.js';
+import type { TLSSocket } from 'node:tls';
 
 export interface ProxyServerDeps {
   /** The runtime new requests start on (swapped on reload). */
@@ -95,13 +96,24 @@ async function forwardRoute(runtime: Runtime, ctx: RequestContext, target: URL |
  * verified TLS.
  */
 function interceptRoute(runtime: Runtime, ctx: RequestContext, target: InterceptedTarget): RouteRuntime | undefined {
-  const hostHeader = (ctx.clientHeaders.host ?? '').toLowerCase();
-  const named = hostHeader.startsWith('[') ? hostHeader.slice(1, hostHeader.indexOf(']')) : hostHeader.replace(/:\d+$/, '');
-  if (target.serverName !== undefined && target.serverName !== target.host) {
-    throw new BreakwaterError('MISDIRECTED_REQUEST', `The TLS server name ${target.serverName} is not the CONNECT target ${target.host}.`);
+  const sni = (ctx.req.socket as TLSSocket).servername;
+  if (typeof sni === 'string' && sni !== '' && sni.toLowerCase().replace(/\.$/, '') !== target.host) {
+    throw new BreakwaterError('MISDIRECTED_REQUEST', `The TLS server name ${sni} is not the CONNECT target ${target.host}.`);
   }
-  if (named !== '' && named !== target.host) {
-    throw new BreakwaterError('MISDIRECTED_REQUEST', `The Host header names ${named}, but this connection was opened (CONNECT) to ${target.host}.`);
+  const hostHeader = ctx.clientHeaders.host;
+  if (hostHeader) {
+    // Parsed as a URL authority: one host, an optional port, nothing else.
+    let named: URL | undefined;
+    try {
+      named = new URL(`https://${hostHeader}/`);
+    } catch {
+      named = undefined;
+    }
+    const name = named && named.username === '' && named.pathname === '/' ? named.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '') : undefined;
+    const port = named?.port ? Number(named.port) : target.port;
+    if (name !== target.host || port !== target.port) {
+      throw new BreakwaterError('MISDIRECTED_REQUEST', `The Host header names ${hostHeader}, but this connection was opened (CONNECT) to ${target.host}:${target.port}.`);
+    }
   }
   const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
   if (route && !route.upstream) ctx.forward = runtime.forwardTarget(target.host, target.port, true);

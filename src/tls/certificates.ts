@@ -93,7 +93,9 @@ export interface LeafIssuer {
 
 /** Reads the CA (PEM) and makes one leaf key for the process; leaves are valid `days` (short: they are re-minted at start). */
 export async function createLeafIssuer(ca: CaFiles, options: { days?: number } = {}): Promise<LeafIssuer> {
-  const caCert = new x509.X509Certificate(ca.certPem);
+  // Only the certificate and the non-extractable key are kept, never the key's PEM.
+  const caCertPem = ca.certPem.trim();
+  const caCert = new x509.X509Certificate(caCertPem);
   const caKey = await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decode(ca.keyPem)[0]!, EC, false, ['sign']);
   const leafKeys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const keyPem = x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', leafKeys.privateKey), 'PRIVATE KEY');
@@ -123,7 +125,7 @@ export async function createLeafIssuer(ca: CaFiles, options: { days?: number } =
           subjectKeyId,
         ],
       });
-      return { certChainPem: `${leaf.toString('pem')}\n${ca.certPem.trim()}\n` };
+      return { certChainPem: `${leaf.toString('pem')}\n${caCertPem}\n` };
     },
   };
 }

@@ -4,15 +4,17 @@
  * tells the HTTP server a decrypted connection's true target.
  *
  * The CA key is read once, when the runtime is built, and kept only inside
- * the signing key object. Leaves share one key per process and are kept as
+ * the (non-extractable) signing key object. Leaves share one key per process and are kept as
  * ready `SecureContext`s per host (least recently used dropped first);
  * concurrent CONNECTs to one new host wait on one mint.
  */
+import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import type { ForwardProxyConfig } from '../config/types.js';
 import type { Metrics } from '../observe/metrics.js';
+import { normaliseHost } from '../router/target-check.js';
 import { createLeafIssuer, type LeafIssuer } from './certificates.js';
 
 /** Hosts whose leaf is kept ready. */
@@ -22,11 +24,9 @@ const LEAF_DAYS = 7;
 
 /** Where a decrypted connection really goes: the CONNECT target, its identity. */
 export interface InterceptedTarget {
-  /** Lower case; IPv6 without brackets. */
+  /** Lower case, no trailing dot; IPv6 without brackets. */
   readonly host: string;
   readonly port: number;
-  /** The SNI the client sent, if any (lower case). */
-  readonly serverName: string | undefined;
 }
 
 const marks = new WeakMap<object, InterceptedTarget>();
@@ -50,24 +50,30 @@ export interface Interceptor {
 }
 
 export function createInterceptor(config: NonNullable<ForwardProxyConfig['intercept']>, metrics: Metrics): Interceptor {
-  const keyPem = readFileSync(config.caKeyFile, 'utf8');
-  let issuer: Promise<LeafIssuer> | undefined;
+  // Read once, as PKCS#8 (a SEC1 "EC PRIVATE KEY" file is converted), and
+  // handed to the issuer at once: only its signing key object keeps it.
+  const issuer: Promise<LeafIssuer> = createLeafIssuer(
+    { certPem: config.caCert, keyPem: createPrivateKey(readFileSync(config.caKeyFile)).export({ type: 'pkcs8', format: 'pem' }) as string },
+    { days: LEAF_DAYS },
+  );
+  issuer.catch(() => {}); // reported by each contextFor that awaits it
   /** Per host: the context, and when to mint again (a day before the leaf expires). */
   const contexts = new Map<string, { context: Promise<tls.SecureContext>; renewAt: number }>();
-  const exact = new Set(config.hosts.filter((host) => !host.startsWith('*.')));
-  const suffixes = config.hosts.filter((host) => host.startsWith('*.')).map((host) => host.slice(1));
+  const canonical = (host: string) => (normaliseHost(host.replace(/\.$/, '')) ?? host).toLowerCase();
+  const entries = config.hosts.map((host) => host.replace(/\.$/, ''));
+  const exact = new Set(entries.filter((host) => !host.startsWith('*.')).map(canonical));
+  const suffixes = entries.filter((host) => host.startsWith('*.')).map((host) => `.${canonical(host.slice(2))}`);
   return {
     matches(host) {
-      const name = host.toLowerCase().replace(/\.$/, '');
+      const name = canonical(host);
       if (exact.has(name)) return true;
-      return isIP(name) === 0 && suffixes.some((suffix) => name.endsWith(suffix) && name.length > suffix.length);
+      return isIP(name) === 0 && suffixes.some((suffix) => name.endsWith(suffix));
     },
     contextFor(host) {
       let entry = contexts.get(host);
       if (entry) contexts.delete(host);
       if (!entry || Date.now() >= entry.renewAt) {
         if (contexts.size >= MAX_LEAVES) contexts.delete(contexts.keys().next().value!);
-        issuer ??= createLeafIssuer({ certPem: config.caCert, keyPem }, { days: LEAF_DAYS });
         const context = issuer.then(async (leaves) => {
           const { certChainPem } = await leaves.issue(host);
           metrics.tlsCertificatesMinted.inc({});

@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -271,6 +271,79 @@ describe('the CONNECT host is the identity', () => {
     expect(answer).toContain('"code":"MISDIRECTED_REQUEST"');
     expect(seen.get('/misdirected-host')).toBeUndefined();
   });
+});
+
+describe('the Host header, parsed strictly', () => {
+  it.each([
+    ['[api.bw.test]evil.bw.test', 421],
+    ['api.bw.test:1', 421],
+    ['api.bw.test@evil.bw.test', 421],
+    ['API.BW.TEST.', 200],
+  ])('Host %s -> %i', async (host, status) => {
+    const socket = await connectTls(`api.bw.test:${upstreamPort}`, { servername: 'api.bw.test', ca: ca.certPem });
+    const answer = await ask(socket, host.includes(':') ? host : `${host}:${upstreamPort}`, '/host-check');
+    expect(answer.slice(0, 12)).toBe(`HTTP/1.1 ${status}`);
+  });
+});
+
+/** A real client's ClientHello (the first bytes it sends), captured from a local listener. */
+function captureHello(options: tls.ConnectionOptions): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const server = net.createServer((socket) =>
+      socket.once('data', (chunk: Buffer) => {
+        resolve(chunk);
+        socket.destroy();
+        server.close();
+      }),
+    );
+    server.listen(0, '127.0.0.1', () => {
+      tls.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ...options }).on('error', () => {});
+    });
+  });
+}
+
+describe('clients that misbehave at the TLS layer', () => {
+  /** Raw CONNECT; `first` is sent in the same write as the CONNECT head. Resolves with every byte received until the proxy closes (or `timeoutMs`). */
+  function rawConnect(authority: string, first: Buffer, timeoutMs: number): Promise<{ bytes: Buffer; closedAfterMs: number | undefined }> {
+    return new Promise((resolve) => {
+      const started = Date.now();
+      const chunks: Buffer[] = [];
+      const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1', () =>
+        socket.write(Buffer.concat([Buffer.from(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`), first])),
+      );
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      socket.on('error', () => {});
+      const timer = setTimeout(() => {
+        socket.destroy();
+        resolve({ bytes: Buffer.concat(chunks), closedAfterMs: undefined });
+      }, timeoutMs);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve({ bytes: Buffer.concat(chunks), closedAfterMs: Date.now() - started });
+      });
+    });
+  }
+
+  it('answers 200 once when an h2-only ClientHello comes with the CONNECT', async () => {
+    const hello = await captureHello({ servername: 'h2.bw.test', ALPNProtocols: ['h2'] });
+    const { bytes } = await rawConnect(`h2.bw.test:${upstreamPort}`, hello, 3000);
+    expect(bytes.toString('latin1').split('200 Connection Established')).toHaveLength(2);
+  });
+
+  it('closes a connection whose client sends its ClientHello and then nothing (counted refused)', async () => {
+    const before = await intercepts('refused');
+    const hello = await captureHello({ servername: 'silent.bw.test' });
+    const { closedAfterMs } = await rawConnect(`silent.bw.test:${upstreamPort}`, hello, 30_000);
+    expect(closedAfterMs).toBeDefined();
+    expect(closedAfterMs!).toBeGreaterThan(5000); // the 10 s handshake timeout, not at once
+    expect(await intercepts('refused')).toBe(before + 1);
+  }, 40_000);
+
+  it('closes a connection whose client never completes its ClientHello', async () => {
+    const hello = await captureHello({ servername: 'partial.bw.test' });
+    const { closedAfterMs } = await rawConnect(`partial.bw.test:${upstreamPort}`, hello.subarray(0, 20), 30_000);
+    expect(closedAfterMs).toBeDefined();
+  }, 40_000);
 });
 
 describe('the CA\'s name constraints', () => {

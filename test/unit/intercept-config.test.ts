@@ -3,6 +3,7 @@
  * key owner-only and belonging to the certificate, the certificate a CA,
  * hosts without ports. Each problem points at its key.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,6 +23,8 @@ beforeAll(async () => {
   writeFileSync(file('loose.key'), ca.keyPem);
   chmodSync(file('loose.key'), 0o640);
   writeFileSync(file('garbage.key'), 'not a key', { mode: 0o600 });
+  writeFileSync(file('rsa.key'), generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  writeFileSync(file('p384.key'), generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   const leaf = await createLeafIssuer(ca);
   writeFileSync(file('leaf.crt'), (await leaf.issue('a.example.com')).certChainPem.split(/(?=-----BEGIN CERTIFICATE-----)/)[0]!);
 });
@@ -54,6 +57,8 @@ describe('forwardProxy.intercept', () => {
     ['{ caCert: ca.crt, caKey: loose.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /readable by others \(mode 0640\): run chmod 600/],
     ['{ caCert: ca.crt, caKey: garbage.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /holds no private key/],
     ['{ caCert: ca.crt, caKey: other.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /does not belong to caCert/],
+    ['{ caCert: ca.crt, caKey: rsa.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /ECDSA P-256: this is a rsa key/],
+    ['{ caCert: ca.crt, caKey: p384.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /ECDSA P-256: this is a ec secp384r1 key/],
     ['{ caCert: leaf.crt, caKey: ca.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caCert', /not a CA/],
     ['{ caCert: ca.crt, caKey: "-----BEGIN PRIVATE KEY-----x", hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /path of the key file, not the key/],
     ['{ caCert: ca.crt, caKey: ca.key, hosts: [a.example.com], upstreamCa: nowhere.pem }', 'forwardProxy.intercept.upstreamCa', /cannot read the CA file/],

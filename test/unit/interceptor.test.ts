@@ -3,7 +3,8 @@
  * by concurrent CONNECTs, minted again a day before the 7-day leaf
  * expires, at most MAX_LEAVES hosts kept.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createPrivateKey } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -38,6 +39,21 @@ describe('interceptor', () => {
     const { interceptor } = make();
     expect(['a.example.com', 'x.y.example.com', 'API.other.com', 'api.other.com.', '10.1.2.3'].map((h) => interceptor.matches(h))).toEqual([true, true, true, true, true]);
     expect(['example.com', 'badexample.com', 'other.com', 'x.api.other.com', '10.1.2.4'].map((h) => interceptor.matches(h))).toEqual([false, false, false, false, false]);
+  });
+
+  it('normalises both sides: trailing dots, IPv6 spellings, case', () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    const interceptor = createInterceptor({ caCert, caKeyFile, hosts: ['api.dotted.com.', '*.Wild.com.', '2001:0db8:0000::1'], upstreamCa: null }, metrics);
+    expect(['api.dotted.com', 'API.DOTTED.COM.', 'x.wild.com', 'x.wild.com.', '2001:db8::1', '2001:DB8:0::0001'].map((h) => interceptor.matches(h))).toEqual([true, true, true, true, true, true]);
+    expect(['wild.com', 'x.dotted.com', '2001:db8::2'].map((h) => interceptor.matches(h))).toEqual([false, false, false]);
+  });
+
+  it('signs with a CA key stored as SEC1 ("EC PRIVATE KEY"), as openssl ecparam writes it', async () => {
+    const sec1 = path.join(path.dirname(caKeyFile), 'sec1.key');
+    writeFileSync(sec1, createPrivateKey(readFileSync(caKeyFile)).export({ type: 'sec1', format: 'pem' }), { mode: 0o600 });
+    expect(readFileSync(sec1, 'utf8')).toContain('BEGIN EC PRIVATE KEY');
+    const interceptor = createInterceptor({ caCert, caKeyFile: sec1, hosts: ['*.example.com'], upstreamCa: null }, createMetrics({ defaultMetrics: false }));
+    await expect(interceptor.contextFor('a.example.com')).resolves.toBeDefined();
   });
 
   it('mints one leaf per host, shared by concurrent requests for it', async () => {
