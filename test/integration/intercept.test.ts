@@ -273,6 +273,21 @@ describe('the CONNECT host is the identity', () => {
   });
 });
 
+describe('WebSocket upgrades inside interception', () => {
+  it('are refused cleanly with a problem body (not supported yet), never forwarded', async () => {
+    const socket = await connectTls(`api.bw.test:${upstreamPort}`, { servername: 'api.bw.test', ca: ca.certPem });
+    const answer = await new Promise<string>((resolve) => {
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      socket.once('close', () => resolve(text));
+      socket.write(`GET /ws HTTP/1.1\r\nHost: api.bw.test:${upstreamPort}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 404/);
+    expect(answer).toContain('"code":"NO_ROUTE"');
+    expect(seen.get('/ws')).toBeUndefined();
+  });
+});
+
 describe('the Host header, parsed strictly', () => {
   it.each([
     ['[api.bw.test]evil.bw.test', 421],
