@@ -4,13 +4,15 @@
  * fastify's model). test/fixtures/SPEC.md is a copy of the contract as
  * this code was built to; a contract change lands there with the code.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CATALOG } from '../../src/errors/catalog.js';
 import { OTHER_CLIENT_ERROR, OTHER_SERVER_ERROR, UPSTREAM_STATUSES } from '../../src/errors/upstream-catalog.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import { parseConfig } from '../../src/config/load.js';
+import { createCa } from '../../src/tls/certificates.js';
 import { ROOT } from '../helpers/cli.js';
 
 /** Rows of the first Markdown table under `heading` whose first cell is `code`-quoted. */
@@ -127,6 +129,22 @@ describe('docs/pacing.md examples', () => {
   });
   it.each(blocks.map((b, i) => [i, b] as const))('example %i is a valid config', (_i, block) => {
     const result = parseConfig(`version: 1\n${block}`, 'docs/pacing.md');
+    expect(result.ok ? [] : result.problems).toEqual([]);
+  });
+});
+
+describe('docs/intercept.md example', () => {
+  it('is a valid config once its CA files exist', async () => {
+    const text = readFileSync(path.join(ROOT, 'docs/intercept.md'), 'utf8');
+    // The block sits in a numbered list: indented by its item.
+    const [, indent, raw] = /\n( *)```yaml\n([\s\S]*?) *```/.exec(text)!;
+    const block = raw!.split('\n').map((line) => line.slice(indent!.length)).join('\n');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bw-docs-ca-'));
+    const ca = await createCa(['api.stripe.com', '*.github.com']);
+    writeFileSync(path.join(dir, 'ca.crt'), ca.certPem);
+    writeFileSync(path.join(dir, 'ca.key'), ca.keyPem, { mode: 0o600 });
+    expect(block).toContain('/etc/breakwater/ca/ca.key');
+    const result = parseConfig(`version: 1\n${block.replaceAll('/etc/breakwater/ca/', `${dir}/`)}`, path.join(dir, 'breakwater.yaml'));
     expect(result.ok ? [] : result.problems).toEqual([]);
   });
 });
