@@ -26,8 +26,7 @@ import { buildResponseHeaders, clientRequestId } from '../upstream/headers.js';
 import { handleUpgrade } from './websocket.js';
 import { handleConnect } from './connect.js';
 import type { Forwarder } from '../upstream/forward.js';
-import { interceptedTarget, type InterceptedTarget } from '../tls/interceptor.js';
-import type { TLSSocket } from 'node:tls';
+import { authorityOf, checkIdentity, interceptedTarget, type InterceptedTarget } from '../tls/interceptor.js';
 
 export interface ProxyServerDeps {
   /** The runtime new requests start on (swapped on reload). */
@@ -96,25 +95,7 @@ async function forwardRoute(runtime: Runtime, ctx: RequestContext, target: URL |
  * verified TLS.
  */
 function interceptRoute(runtime: Runtime, ctx: RequestContext, target: InterceptedTarget): RouteRuntime | undefined {
-  const sni = (ctx.req.socket as TLSSocket).servername;
-  if (typeof sni === 'string' && sni !== '' && sni.toLowerCase().replace(/\.$/, '') !== target.host) {
-    throw new BreakwaterError('MISDIRECTED_REQUEST', `The TLS server name ${sni} is not the CONNECT target ${target.host}.`);
-  }
-  const hostHeader = ctx.clientHeaders.host;
-  if (hostHeader) {
-    // Parsed as a URL authority: one host, an optional port, nothing else.
-    let named: URL | undefined;
-    try {
-      named = new URL(`https://${hostHeader}/`);
-    } catch {
-      named = undefined;
-    }
-    const name = named && named.username === '' && named.pathname === '/' ? named.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '') : undefined;
-    const port = named?.port ? Number(named.port) : target.port;
-    if (name !== target.host || port !== target.port) {
-      throw new BreakwaterError('MISDIRECTED_REQUEST', `The Host header names ${hostHeader}, but this connection was opened (CONNECT) to ${target.host}:${target.port}.`);
-    }
-  }
+  checkIdentity(ctx.req, target);
   const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
   if (route && !route.upstream) ctx.forward = runtime.forwardTarget(target.host, target.port, true);
   return route;
@@ -254,7 +235,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     // Decrypted from an intercepted CONNECT: its target names the host.
     const intercepted = interceptedTarget(req.socket);
     const host = intercepted
-      ? `${intercepted.host.includes(':') ? `[${intercepted.host}]` : intercepted.host}${intercepted.port === 443 ? '' : `:${intercepted.port}`}`
+      ? authorityOf(intercepted)
       : absolute
         ? absolute.host
         : (req.headers.host ?? '').toLowerCase();

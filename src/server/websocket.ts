@@ -22,6 +22,9 @@ import { classifyError } from '../upstream/classify.js';
 import { buildUpstreamHeaders, clientRequestId } from '../upstream/headers.js';
 import type { ProxyServerDeps } from './proxy-server.js';
 import { writeRawResponse } from './proxy-server.js';
+import { authorityOf, checkIdentity, interceptedTarget } from '../tls/interceptor.js';
+import type { UpstreamTarget } from '../upstream/forward.js';
+import { takeLastRequest } from '../upstream/agents.js';
 
 /** Hooks of one upgrade, found from http-proxy-3's `proxyReqWs` event by the request it carries. */
 interface UpgradeAttempt {
@@ -41,6 +44,7 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
   const host = (req.headers.host ?? '').toLowerCase();
   const method = req.method ?? 'GET';
   let route: RouteRuntime | undefined;
+  let upstream: UpstreamTarget | null = null;
   let status = 101;
   const flags: string[] = [];
 
@@ -50,7 +54,7 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     metrics.requestDuration.observe({ route: routeName, method: methodLabel(method) }, (now() - startedAt) / 1000);
     if (runtime.config.logging.accessLog) {
       logAccess(logger, {
-        requestId, method, host, path, route: routeName, upstream: route?.upstream?.name ?? '', status,
+        requestId, method, host, path, route: routeName, upstream: upstream?.name ?? '', status,
         durationMs: Math.round((now() - startedAt) * 1000) / 1000, attempts: route ? 1 : 0, flags,
       });
     }
@@ -65,12 +69,27 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     metrics.errors.inc({ route: route?.name ?? '', code: error.code });
     writeRawResponse(
       socket,
-      renderProblem(error, { instance: path, route: route?.name ?? null, upstream: route?.upstream?.name ?? null, attempts: route ? 1 : 0, requestId }, route?.plainErrors ?? false),
+      renderProblem(error, { instance: path, route: route?.name ?? null, upstream: upstream?.name ?? null, attempts: route ? 1 : 0, requestId }, route?.plainErrors ?? false),
     );
   };
 
-  route = runtime.match({ host, method, path });
-  if (!route || !route.upstream) {
+  // Decrypted from an intercepted CONNECT: matched by the CONNECT host; a
+  // route without an upstream goes to that host over verified TLS.
+  const intercepted = interceptedTarget(req.socket);
+  if (intercepted) {
+    try {
+      checkIdentity(req, intercepted);
+    } catch (error) {
+      refuse(error as BreakwaterError);
+      return;
+    }
+    route = runtime.matchForward({ host: authorityOf(intercepted), method, path });
+    upstream = route ? (route.upstream ?? runtime.forwardTarget(intercepted.host, intercepted.port, true).target) : null;
+  } else {
+    route = runtime.match({ host, method, path });
+    upstream = route?.upstream ?? null;
+  }
+  if (!route || !upstream) {
     refuse(new BreakwaterError('NO_ROUTE', `No route matches ${method} ${path}${host ? ` for host ${host}` : ''}.`));
     return;
   }
@@ -78,7 +97,6 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     refuse(new BreakwaterError('BAD_REQUEST', `Only WebSocket upgrades are proxied, not "${req.headers.upgrade ?? ''}" with ${method}.`));
     return;
   }
-  const upstream = route.upstream;
   const config = route.config;
   const describe = `Upstream '${upstream.name}' (${upstream.url.origin})`;
 
@@ -133,16 +151,21 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
 
   req.headers = buildUpstreamHeaders(req.headers, {
     remoteAddress: req.socket.remoteAddress,
-    proto: 'http',
+    proto: intercepted ? 'https' : 'http',
     requestId,
     edits: route.requestEdits,
     websocket: true,
   }) as typeof req.headers;
   req.url = rewritePath(url, config.match.pathPrefix, config.stripPrefix);
 
-  proxy.ws(req, socket, head, { target: upstream.url, agent: false, ca: upstream.ca, secure: upstream.rejectUnauthorized }, (error: Error) => {
+  // A forward target's own agent: it connects only to checked addresses
+  // (and verifies TLS against its roots); upgraded sockets leave its pool.
+  const agent = route.upstream ? false : upstream.agent;
+  proxy.ws(req, socket, head, { target: upstream.url, agent, ca: upstream.ca, secure: upstream.rejectUnauthorized }, (error: Error) => {
     const classification = classifyError(error, { connected });
     fail(new BreakwaterError(classification.code ?? 'UPSTREAM_RESET', `${describe} ${classification.detail ?? ''}`.trim()));
   });
+  // The upgrade went through a capturing agent's mailbox: empty it (only forwarded attempts read it).
+  if (agent) takeLastRequest();
   socket.once('close', () => clearTimeout(timer));
 }

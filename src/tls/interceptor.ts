@@ -10,9 +10,11 @@
  */
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import type { ForwardProxyConfig } from '../config/types.js';
+import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Metrics } from '../observe/metrics.js';
 import { normaliseHost } from '../router/target-check.js';
 import { createLeafIssuer, type LeafIssuer } from './certificates.js';
@@ -38,6 +40,36 @@ export function markIntercepted(socket: object, target: InterceptedTarget): void
 /** The CONNECT target behind a decrypted socket, or undefined for a plain client connection. */
 export function interceptedTarget(socket: object): InterceptedTarget | undefined {
   return marks.get(socket);
+}
+
+/** The target as a request authority (`host`, `host:port` unless 443, IPv6 in brackets), for route matching. */
+export function authorityOf(target: InterceptedTarget): string {
+  return `${target.host.includes(':') ? `[${target.host}]` : target.host}${target.port === 443 ? '' : `:${target.port}`}`;
+}
+
+/**
+ * The CONNECT host is a decrypted request's identity: a TLS server name, or
+ * a Host header (parsed as an authority: one host, an optional port), that
+ * names another host or port is refused with 421 MISDIRECTED_REQUEST.
+ */
+export function checkIdentity(req: IncomingMessage, target: InterceptedTarget): void {
+  const sni = (req.socket as tls.TLSSocket).servername;
+  if (typeof sni === 'string' && sni !== '' && sni.toLowerCase().replace(/\.$/, '') !== target.host) {
+    throw new BreakwaterError('MISDIRECTED_REQUEST', `The TLS server name ${sni} is not the CONNECT target ${target.host}.`);
+  }
+  const hostHeader = req.headers.host;
+  if (!hostHeader) return;
+  let named: URL | undefined;
+  try {
+    named = new URL(`https://${hostHeader}/`);
+  } catch {
+    named = undefined;
+  }
+  const name = named && named.username === '' && named.pathname === '/' ? named.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '') : undefined;
+  const port = named?.port ? Number(named.port) : target.port;
+  if (name !== target.host || port !== target.port) {
+    throw new BreakwaterError('MISDIRECTED_REQUEST', `The Host header names ${hostHeader}, but this connection was opened (CONNECT) to ${target.host}:${target.port}.`);
+  }
 }
 
 export interface Interceptor {

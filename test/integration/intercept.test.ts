@@ -10,6 +10,7 @@
  * never left hanging; 1,000 requests over 50 hosts mint 50 leaves.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -30,6 +31,8 @@ let upstreamPort: number;
 let proxy: TestProxy;
 /** Requests the upstream saw, per path. */
 const seen = new Map<string, number>();
+/** WebSocket upgrades the upstream accepted. */
+const upgrades: { host: string; proto: string; url: string }[] = [];
 const files = { ca: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key'), upstreamCa: path.join(dir, 'upstream-ca.crt') };
 
 /** Every *.bw.test name resolves to 127.0.0.1 inside Breakwater (tests never leave loopback). */
@@ -64,6 +67,13 @@ beforeAll(async () => {
       res.end(`${status} ${req.headers.host} ${path}`);
     },
   );
+  upstream.on('upgrade', (req: http.IncomingMessage, socket: import('node:stream').Duplex) => {
+    upgrades.push({ host: String(req.headers.host), proto: String(req.headers['x-forwarded-proto']), url: req.url ?? '' });
+    const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    socket.on('data', (chunk: Buffer) => socket.write(chunk)); // echo
+    socket.on('error', () => {});
+  });
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
   upstreamPort = (upstream.address() as AddressInfo).port;
   proxy = await startProxy(
@@ -272,17 +282,38 @@ describe('the CONNECT host is the identity', () => {
 });
 
 describe('WebSocket upgrades inside interception', () => {
-  it('are refused cleanly with a problem body (not supported yet), never forwarded', async () => {
+  it('are proxied to the CONNECT host over verified TLS, bytes echoed both ways', async () => {
+    const socket = await connectTls(`api.bw.test:${upstreamPort}`, { servername: 'api.bw.test', ca: ca.certPem });
+    const received = await new Promise<string>((resolve) => {
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+        if (text.includes('\r\n\r\n') && !text.includes('ping-through')) socket.write('ping-through');
+        if (text.includes('ping-through')) {
+          resolve(text);
+          socket.destroy();
+        }
+      });
+      socket.once('close', () => resolve(text));
+      socket.write(`GET /ws HTTP/1.1\r\nHost: api.bw.test:${upstreamPort}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+    });
+    expect(received).toMatch(/^HTTP\/1\.1 101/);
+    expect(received).toMatch(/sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/i);
+    expect(received).toContain('ping-through');
+    expect(upgrades).toEqual([{ host: `api.bw.test:${upstreamPort}`, proto: 'https', url: '/ws' }]);
+  });
+
+  it('in a CONNECT to another host than the Host header: 421, never forwarded', async () => {
     const socket = await connectTls(`api.bw.test:${upstreamPort}`, { servername: 'api.bw.test', ca: ca.certPem });
     const answer = await new Promise<string>((resolve) => {
       let text = '';
       socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
       socket.once('close', () => resolve(text));
-      socket.write(`GET /ws HTTP/1.1\r\nHost: api.bw.test:${upstreamPort}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      socket.write(`GET /ws2 HTTP/1.1\r\nHost: other.bw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
     });
-    expect(answer).toMatch(/^HTTP\/1\.1 404/);
-    expect(answer).toContain('"code":"NO_ROUTE"');
-    expect(seen.get('/ws')).toBeUndefined();
+    expect(answer).toMatch(/^HTTP\/1\.1 421/);
+    expect(answer).toContain('"code":"MISDIRECTED_REQUEST"');
+    expect(upgrades.map((u) => u.url)).not.toContain('/ws2');
   });
 });
 
