@@ -144,14 +144,14 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
 }
 
 /**
- * `reserve`, but a wait beyond `maxWait` is refused without taking a slot
- * or a place among the reset's waiters: refused requests must not push
- * later ones back.
+ * `reserve`, but a wait beyond `limitMs` (maxWait, or what is left of the
+ * request's deadline) is refused without taking a slot or a place among the
+ * reset's waiters: refused requests must not push later ones back.
  */
-function reserveWithin(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number): number {
+function reserveWithin(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number, limitMs: number): number {
   const { nextSlot, resetWaiters } = state;
   const wait = reserve(state, t, inFlight, config, random);
-  if (wait > config.maxWait) {
+  if (wait > limitMs) {
     state.nextSlot = nextSlot;
     state.resetWaiters = resetWaiters;
   }
@@ -299,11 +299,15 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
             else inFlight.delete(id);
           };
           try {
-            const reserved = update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, random), 0);
+            // Like a rate-limit queue, a pacing wait never runs past the request's deadline.
+            const deadlineLeft = ctx.deadline - now();
+            const limitMs = Math.min(config.maxWait, deadlineLeft);
+            const reserved = update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, random, limitMs), 0);
             const wait = typeof reserved === 'number' ? reserved : await reserved;
-            if (wait > config.maxWait) {
+            if (wait > limitMs) {
               const seconds = Math.max(1, Math.ceil(wait / 1000));
-              throw new BreakwaterError('RATE_LIMITED', `Upstream '${upstream}' is paced: its announced quota would make this request wait ${seconds} s, more than pacing.maxWait.`, {
+              const beyond = wait > config.maxWait ? 'more than pacing.maxWait' : "longer than what is left of the request's total timeout";
+              throw new BreakwaterError('RATE_LIMITED', `Upstream '${upstream}' is paced: its announced quota would make this request wait ${seconds} s, ${beyond}.`, {
                 retryAfterSeconds: seconds,
               });
             }

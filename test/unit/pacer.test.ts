@@ -27,7 +27,7 @@ const CONFIG: PacingConfig = {
   aimd: { decrease: 0.5, increaseBy: 1, increaseEvery: 10_000 },
 };
 
-function harness(config: Partial<PacingConfig> = {}) {
+function harness(config: Partial<PacingConfig> = {}, deadlineMs = Infinity) {
   let clock = 0;
   const waits: number[] = [];
   const pacing = createUpstreamPacing('up', { ...CONFIG, ...config }, 30_000, {
@@ -40,7 +40,7 @@ function harness(config: Partial<PacingConfig> = {}) {
   });
   const policy = pacing.policy('api');
   const send = (headers: IncomingHttpHeaders | undefined, status = 200) => {
-    const ctx = { clientHeaders: {}, path: '/x', flags: new Set() } as unknown as RequestContext;
+    const ctx = { clientHeaders: {}, path: '/x', flags: new Set(), deadline: clock + deadlineMs } as unknown as RequestContext;
     return policy.run(ctx, new Cancellation(), async (): Promise<AttemptResult> => ({
       classification: { status } as AttemptResult['classification'],
       response: headers ? ({ headers } as IncomingMessage) : undefined,
@@ -137,5 +137,12 @@ describe('pacer', () => {
     at(6000);
     await send(undefined);
     expect(waits.length === 0 || waits[0]! <= 1000 / 3.5).toBe(true);
+  });
+
+  it('never waits past the request\'s deadline: refused at once, nothing reserved', async () => {
+    const { waits, send } = harness({ maxWait: 60_000 }, 1000);
+    await send({ 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '3' });
+    await expect(send(undefined)).rejects.toMatchObject({ code: 'RATE_LIMITED', detail: expect.stringMatching(/total timeout/) });
+    expect(waits).toEqual([]);
   });
 });
