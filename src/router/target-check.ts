@@ -67,14 +67,17 @@ export function isPrivateAddress(address: string): boolean {
 }
 
 /**
- * A host as a URL parser reads it: lower case, IPv4 odd spellings
- * (`2130706433`, `0x7f.1`, `127.1`) normalised to dotted quads, IPv6 without
- * brackets. Undefined when it is not a valid host.
+ * A host as a URL parser reads it: lower case, no trailing dot (`a.com.` is
+ * `a.com`), IPv4 odd spellings (`2130706433`, `0x7f.1`, `127.1`) normalised
+ * to dotted quads, IPv6 without brackets (given with or without them).
+ * Undefined when it is not a valid host. Every comparison of host
+ * identities (allow-lists, interception, 421) goes through it.
  */
 export function normaliseHost(host: string): string | undefined {
-  const bracketed = isIP(host) === 6 ? `[${host}]` : host;
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  const bracketed = isIP(bare) === 6 ? `[${bare}]` : bare;
   try {
-    const parsed = new URL(`http://${bracketed}/`).hostname;
+    const parsed = new URL(`http://${bracketed}/`).hostname.replace(/\.$/, '');
     return parsed.startsWith('[') ? parsed.slice(1, -1) : parsed;
   } catch {
     return undefined;
@@ -108,8 +111,8 @@ export function createTargetChecker(config: ForwardProxyConfig, resolve: Lookup 
   const exactAddresses = new Set<string>();
   const wildcards: string[] = [];
   for (const entry of config.allowHosts) {
-    const normal = normaliseHost(entry.replace(/^\[|\]$/g, ''));
-    if (entry.startsWith('*.')) wildcards.push(entry);
+    const normal = normaliseHost(entry);
+    if (entry.startsWith('*.')) wildcards.push(`*.${normaliseHost(entry.slice(2)) ?? entry.slice(2)}`);
     else if (normal !== undefined && isIP(normal)) exactAddresses.add(canonicalAddress(normal));
     else if (normal !== undefined) exactNames.add(normal);
   }
@@ -140,7 +143,7 @@ export function createTargetChecker(config: ForwardProxyConfig, resolve: Lookup 
   return {
     async check(rawHost, port) {
       if (!config.enabled) return { ok: false, reason: 'the forward proxy is disabled (forwardProxy.enabled: false)' };
-      const host = normaliseHost(rawHost.replace(/^\[|\]$/g, ''));
+      const host = normaliseHost(rawHost);
       if (host === undefined || host === '') return { ok: false, reason: `"${rawHost}" is not a valid host` };
       if (!allowedPorts.has(port)) return { ok: false, reason: `port ${port} is not in forwardProxy.allowPorts` };
       const named = isIP(host) ? exactAddresses.has(canonicalAddress(host)) : exactNames.has(host) || wildcards.some((pattern) => hostMatches(host, pattern));

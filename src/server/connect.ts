@@ -99,8 +99,8 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
     const intercepting = config.forwardProxy.connect.mode === 'intercept' && runtime.interceptor !== null;
     let buffered = head;
     if (intercepting && runtime.interceptor!.matches(check.host)) {
-      // The CONNECT host is the identity: its leaf, its 421 checks.
-      const host = check.host.replace(/\.$/, '');
+      // The CONNECT host (normalised by the target check) is the identity: its leaf, its 421 checks.
+      const host = check.host;
       upstreamName = `${host.includes(':') ? `[${host}]` : host}:${check.port}`;
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       established = true;

@@ -26,7 +26,7 @@ const LEAF_DAYS = 7;
 
 /** Where a decrypted connection really goes: the CONNECT target, its identity. */
 export interface InterceptedTarget {
-  /** Lower case, no trailing dot; IPv6 without brackets. */
+  /** As normaliseHost gives it: lower case, no trailing dot, IPv6 without brackets. */
   readonly host: string;
   readonly port: number;
 }
@@ -54,7 +54,7 @@ export function authorityOf(target: InterceptedTarget): string {
  */
 export function checkIdentity(req: IncomingMessage, target: InterceptedTarget): void {
   const sni = (req.socket as tls.TLSSocket).servername;
-  if (typeof sni === 'string' && sni !== '' && sni.toLowerCase().replace(/\.$/, '') !== target.host) {
+  if (typeof sni === 'string' && sni !== '' && normaliseHost(sni) !== target.host) {
     throw new BreakwaterError('MISDIRECTED_REQUEST', `The TLS server name ${sni} is not the CONNECT target ${target.host}.`);
   }
   const hostHeader = req.headers.host;
@@ -65,7 +65,7 @@ export function checkIdentity(req: IncomingMessage, target: InterceptedTarget): 
   } catch {
     named = undefined;
   }
-  const name = named && named.username === '' && named.pathname === '/' ? named.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '') : undefined;
+  const name = named && named.username === '' && named.pathname === '/' ? normaliseHost(named.hostname) : undefined;
   const port = named?.port ? Number(named.port) : target.port;
   if (name !== target.host || port !== target.port) {
     throw new BreakwaterError('MISDIRECTED_REQUEST', `The Host header names ${hostHeader}, but this connection was opened (CONNECT) to ${target.host}:${target.port}.`);
@@ -91,10 +91,9 @@ export function createInterceptor(config: NonNullable<ForwardProxyConfig['interc
   issuer.catch(() => {}); // reported by each contextFor that awaits it
   /** Per host: the context, and when to mint again (a day before the leaf expires). */
   const contexts = new Map<string, { context: Promise<tls.SecureContext>; renewAt: number }>();
-  const canonical = (host: string) => (normaliseHost(host.replace(/\.$/, '')) ?? host).toLowerCase();
-  const entries = config.hosts.map((host) => host.replace(/\.$/, ''));
-  const exact = new Set(entries.filter((host) => !host.startsWith('*.')).map(canonical));
-  const suffixes = entries.filter((host) => host.startsWith('*.')).map((host) => `.${canonical(host.slice(2))}`);
+  const canonical = (host: string) => normaliseHost(host) ?? host.toLowerCase();
+  const exact = new Set(config.hosts.filter((host) => !host.startsWith('*.')).map(canonical));
+  const suffixes = config.hosts.filter((host) => host.startsWith('*.')).map((host) => `.${canonical(host.slice(2))}`);
   return {
     matches(host) {
       const name = canonical(host);
