@@ -124,7 +124,7 @@ function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set
       shared,
     });
   }
-  return { name: config.name, config, url, agent, ca, rejectUnauthorized, proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized }, breaker, pacing };
+  return { name: config.name, config, url, agent, ca, rejectUnauthorized, proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized, prependPath: url.pathname !== '/' || url.search !== '' }, breaker, pacing };
 }
 
 function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps, shared: SharedLimits | undefined, inherited: Set<object>): RouteRuntime {
@@ -155,7 +155,6 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
       },
       signal,
     );
-    ctx.last = result.classification;
     metrics.upstreamAttempts.inc({ route: routeName, upstream: target.name, outcome: result.classification.outcome });
     metrics.upstreamAttemptDuration.observe({ route: routeName, upstream: target.name }, (now() - started) / 1000);
     return result;
@@ -229,7 +228,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
       // Re-originated TLS is always verified, against the CONNECT host as server name.
       const agent = createForwardAgent(targets.lookup as never, https ? { secureContext: interceptor?.upstreamContext } : undefined);
       entry = {
-        target: { name, url, agent, ca: undefined, rejectUnauthorized: true, proxyOptions: { target: url, agent, ca: undefined, secure: true } },
+        target: { name, url, agent, ca: undefined, rejectUnauthorized: true, proxyOptions: { target: url, agent, ca: undefined, secure: true, prependPath: false } },
         breaker: createUpstreamBreaker(name, breakerConfig, deps),
       };
     }

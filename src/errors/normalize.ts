@@ -13,7 +13,7 @@ import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { typeUrn } from './catalog.js';
 import { parseBody, readProviderError } from './dialects/index.js';
-import { parseQuota } from './quota.js';
+import { readQuota } from './quota.js';
 import { upstreamStatusEntry } from './upstream-catalog.js';
 import { parseRetryAfter } from '../policy/retry-after.js';
 
@@ -97,7 +97,7 @@ export async function normalizeUpstreamError(response: IncomingMessage, context:
   const parsed = parseBody(text, contentType);
   const provider = text.trim() === '' ? { dialect: 'none' } : readProviderError(parsed, contentType);
   const retryAfterMs = parseRetryAfter(response.headers['retry-after'], Date.now());
-  const quota = parseQuota(response.headers, Date.now());
+  const quota = readQuota(response.headers, Date.now());
   const said = provider.message ? `: ${provider.message}` : '';
   const problem = {
     type: typeUrn(entry.code),

@@ -1,13 +1,14 @@
 /**
  * The quota a provider announces in its response headers, in one shape:
  * `{ limit, remaining, resetSeconds }` (SPEC §5 `quota`). Read by the error
- * body, and by proactive pacing later. Families, first found wins:
+ * body and by proactive pacing (on every response). Families, first found wins:
  * IETF `RateLimit`/`RateLimit-Policy` (structured fields, and the older
  * `RateLimit-Limit/-Remaining/-Reset`), `X-RateLimit-Limit/-Remaining/-Reset`
  * (the reset as epoch milliseconds, epoch seconds, or seconds from now), and
  * OpenAI's `x-ratelimit-*-requests` (the reset as a duration like `6m0s`).
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { parseDuration } from '../config/units.js';
 
 export interface Quota {
   readonly limit?: number;
@@ -36,27 +37,44 @@ function parameter(field: string | undefined, name: 'q' | 'w' | 'r' | 't' | 'lim
   return match ? Number(match[1]) : undefined;
 }
 
-/** A reset value as seconds from now: epoch ms above 1e12, epoch s above 1e9, else already a delta. */
-export function resetToSeconds(reset: number, dateHeader: string | undefined, nowMs: number): number {
-  const reference = dateHeader !== undefined && !Number.isNaN(Date.parse(dateHeader)) ? Date.parse(dateHeader) : nowMs;
-  if (reset > 1e12) return Math.max(0, Math.ceil((reset - reference) / 1000));
-  if (reset > 1e9) return Math.max(0, Math.ceil(reset - reference / 1000));
+type ResetKind = 'epoch' | 'epoch-ms' | 'delta';
+
+/** A numeric reset as seconds from now; `auto`: epoch ms above 1e12, epoch s above 1e9, else already a delta. Epochs are taken against `referenceMs` (the response's Date). */
+function secondsUntil(reset: number, kind: ResetKind | 'auto', referenceMs: number): number {
+  const as = kind !== 'auto' ? kind : reset > 1e12 ? 'epoch-ms' : reset > 1e9 ? 'epoch' : 'delta';
+  if (as === 'epoch-ms') return Math.max(0, Math.ceil((reset - referenceMs) / 1000));
+  if (as === 'epoch') return Math.max(0, Math.ceil(reset - referenceMs / 1000));
   return Math.max(0, reset);
 }
 
-/** `6m0s`, `1h2m3s`, `12ms`, `0.5s` → seconds. */
-export function parseGoDuration(value: string | undefined): number | undefined {
-  if (!value) return undefined;
-  const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)];
-  if (parts.length === 0 || parts.map((part) => part[0]).join('') !== value.trim()) return undefined;
-  const unit: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 0.001 };
-  return parts.reduce((total, part) => total + Number(part[1]) * unit[part[2]!]!, 0);
+/** The response's Date in ms, or `nowMs` when it has none. */
+function referenceOf(dateHeader: string | undefined, nowMs: number): number {
+  const date = dateHeader === undefined ? NaN : Date.parse(dateHeader);
+  return Number.isNaN(date) ? nowMs : date;
 }
 
-function compact(quota: Quota): Quota | undefined {
-  const entries = Object.entries(quota).filter(([, value]) => value !== undefined && Number.isFinite(value));
-  if (!entries.some(([key]) => key === 'limit' || key === 'remaining')) return undefined;
-  return Object.fromEntries(entries) as Quota;
+/** A reset value as seconds from now, its unit guessed (epoch ms, epoch s, delta); epochs against the response's Date. */
+export function resetToSeconds(reset: number, dateHeader: string | undefined, nowMs: number): number {
+  return secondsUntil(reset, 'auto', referenceOf(dateHeader, nowMs));
+}
+
+/** A Go-style duration (`6m0s`, `1h2m3s`, `12ms`, `0.5s`) in seconds: the config's duration grammar. */
+export function parseGoDuration(value: string | undefined): number | undefined {
+  if (!value) return undefined;
+  const parsed = parseDuration(value);
+  return parsed.ok ? parsed.value / 1000 : undefined;
+}
+
+/** A quota when it names a limit or a remaining count (finite numbers only). */
+function quotaOf(limit: number | undefined, remaining: number | undefined, resetSeconds: number | undefined): Quota | undefined {
+  const hasLimit = limit !== undefined && Number.isFinite(limit);
+  const hasRemaining = remaining !== undefined && Number.isFinite(remaining);
+  if (!hasLimit && !hasRemaining) return undefined;
+  const quota: { limit?: number; remaining?: number; resetSeconds?: number } = {};
+  if (hasLimit) quota.limit = limit;
+  if (hasRemaining) quota.remaining = remaining;
+  if (resetSeconds !== undefined && Number.isFinite(resetSeconds)) quota.resetSeconds = resetSeconds;
+  return quota;
 }
 
 export type QuotaDialect = 'auto' | 'ietf' | 'x-ratelimit' | 'openai' | 'shopify' | 'salesforce';
@@ -67,17 +85,13 @@ export interface QuotaOptions {
   readonly resetFormat?: ResetFormat;
 }
 
-/** A reset header value in seconds from now, per `resetFormat` (auto: guessed from its size or shape). */
-function readReset(value: string | undefined, format: ResetFormat, dateHeader: string | undefined, nowMs: number): number | undefined {
+/** A reset header value in seconds from now, per `format` (auto: a duration when it has letters, else guessed from its size). */
+function readReset(headers: IncomingHttpHeaders, name: string, format: ResetFormat, nowMs: number): number | undefined {
+  const value = header(headers, name);
   if (value === undefined) return undefined;
-  if (format === 'duration' || (format === 'auto' && /[a-z]/i.test(value))) return parseGoDuration(value.trim());
+  if (format === 'duration' || (format === 'auto' && /[a-z]/i.test(value))) return parseGoDuration(value);
   const n = number(value);
-  if (n === undefined) return undefined;
-  const reference = dateHeader !== undefined && !Number.isNaN(Date.parse(dateHeader)) ? Date.parse(dateHeader) : nowMs;
-  if (format === 'epoch-ms') return Math.max(0, Math.ceil((n - reference) / 1000));
-  if (format === 'epoch') return Math.max(0, Math.ceil(n - reference / 1000));
-  if (format === 'delta') return Math.max(0, n);
-  return resetToSeconds(n, dateHeader, nowMs);
+  return n === undefined ? undefined : secondsUntil(n, format, referenceOf(header(headers, 'date'), nowMs));
 }
 
 /** `used/max` (Shopify's `X-Shopify-Shop-Api-Call-Limit: 32/40`, Salesforce's `api-usage=10018/100000`). */
@@ -89,62 +103,53 @@ function usedOfMax(value: string | undefined): Quota | undefined {
   return { limit: max, remaining: Math.max(0, max - used) };
 }
 
+type Reader = (headers: IncomingHttpHeaders, format: ResetFormat, nowMs: number) => Quota | undefined;
+
+/** One reader per dialect, built once (not per response). */
+const READERS: Record<Exclude<QuotaDialect, 'auto'>, Reader> = {
+  ietf(headers, format, nowMs) {
+    const rateLimit = header(headers, 'ratelimit');
+    const policy = header(headers, 'ratelimit-policy');
+    if (rateLimit !== undefined || policy !== undefined) {
+      return quotaOf(
+        parameter(policy, 'q') ?? parameter(rateLimit, 'limit') ?? number(header(headers, 'ratelimit-limit')),
+        parameter(rateLimit, 'r') ?? parameter(rateLimit, 'remaining'),
+        parameter(rateLimit, 't') ?? parameter(rateLimit, 'reset'),
+      );
+    }
+    if (headers['ratelimit-remaining'] === undefined) return undefined;
+    return quotaOf(number(header(headers, 'ratelimit-limit')), number(header(headers, 'ratelimit-remaining')), readReset(headers, 'ratelimit-reset', format === 'auto' ? 'delta' : format, nowMs));
+  },
+  'x-ratelimit'(headers, format, nowMs) {
+    if (headers['x-ratelimit-remaining'] === undefined && headers['x-ratelimit-limit'] === undefined) return undefined;
+    return quotaOf(number(header(headers, 'x-ratelimit-limit')), number(header(headers, 'x-ratelimit-remaining')), readReset(headers, 'x-ratelimit-reset', format, nowMs));
+  },
+  openai(headers, format, nowMs) {
+    if (headers['x-ratelimit-remaining-requests'] === undefined) return undefined;
+    return quotaOf(
+      number(header(headers, 'x-ratelimit-limit-requests')),
+      number(header(headers, 'x-ratelimit-remaining-requests')),
+      readReset(headers, 'x-ratelimit-reset-requests', format === 'auto' ? 'duration' : format, nowMs),
+    );
+  },
+  shopify: (headers) => usedOfMax(header(headers, 'x-shopify-shop-api-call-limit')),
+  salesforce: (headers) => usedOfMax(/api-usage=([^,;]+)/.exec(header(headers, 'sforce-limit-info') ?? '')?.[1]),
+};
+const AUTO_ORDER = [READERS.ietf, READERS['x-ratelimit'], READERS.openai, READERS.shopify, READERS.salesforce];
+
 /**
  * The quota announced by any response (2xx included), in the dialect asked
- * for or the first one found. Shopify's bucket leaks continuously and
- * Salesforce's limit is a rolling 24 hours: neither names a reset (pacing
- * measures their refill instead).
+ * for or the first one found (the error body asks for any, with the reset
+ * format guessed). Shopify's bucket leaks continuously and Salesforce's
+ * limit is a rolling 24 hours: neither names a reset (pacing measures their
+ * refill instead).
  */
 export function readQuota(headers: IncomingHttpHeaders, nowMs: number, options: QuotaOptions = {}): Quota | undefined {
-  const dialect = options.dialect ?? 'auto';
-  const resetFormat = options.resetFormat ?? 'auto';
-  const date = header(headers, 'date');
-  const tries: Record<Exclude<QuotaDialect, 'auto'>, () => Quota | undefined> = {
-    ietf: () => {
-      const rateLimit = header(headers, 'ratelimit');
-      const policy = header(headers, 'ratelimit-policy');
-      if (rateLimit !== undefined || policy !== undefined) {
-        return compact({
-          limit: parameter(policy, 'q') ?? parameter(rateLimit, 'limit') ?? number(header(headers, 'ratelimit-limit')),
-          remaining: parameter(rateLimit, 'r') ?? parameter(rateLimit, 'remaining'),
-          resetSeconds: parameter(rateLimit, 't') ?? parameter(rateLimit, 'reset'),
-        });
-      }
-      if (header(headers, 'ratelimit-remaining') === undefined) return undefined;
-      return compact({
-        limit: number(header(headers, 'ratelimit-limit')),
-        remaining: number(header(headers, 'ratelimit-remaining')),
-        resetSeconds: readReset(header(headers, 'ratelimit-reset'), resetFormat === 'auto' ? 'delta' : resetFormat, date, nowMs),
-      });
-    },
-    'x-ratelimit': () => {
-      if (header(headers, 'x-ratelimit-remaining') === undefined && header(headers, 'x-ratelimit-limit') === undefined) return undefined;
-      return compact({
-        limit: number(header(headers, 'x-ratelimit-limit')),
-        remaining: number(header(headers, 'x-ratelimit-remaining')),
-        resetSeconds: readReset(header(headers, 'x-ratelimit-reset'), resetFormat, date, nowMs),
-      });
-    },
-    openai: () => {
-      if (header(headers, 'x-ratelimit-remaining-requests') === undefined) return undefined;
-      return compact({
-        limit: number(header(headers, 'x-ratelimit-limit-requests')),
-        remaining: number(header(headers, 'x-ratelimit-remaining-requests')),
-        resetSeconds: readReset(header(headers, 'x-ratelimit-reset-requests'), resetFormat === 'auto' ? 'duration' : resetFormat, date, nowMs),
-      });
-    },
-    shopify: () => usedOfMax(header(headers, 'x-shopify-shop-api-call-limit')),
-    salesforce: () => usedOfMax(/api-usage=([^,;]+)/.exec(header(headers, 'sforce-limit-info') ?? '')?.[1]),
-  };
-  if (dialect !== 'auto') return tries[dialect]();
-  for (const family of ['ietf', 'x-ratelimit', 'openai', 'shopify', 'salesforce'] as const) {
-    const found = tries[family]();
+  const format = options.resetFormat ?? 'auto';
+  if (options.dialect !== undefined && options.dialect !== 'auto') return READERS[options.dialect](headers, format, nowMs);
+  for (const read of AUTO_ORDER) {
+    const found = read(headers, format, nowMs);
     if (found) return found;
   }
   return undefined;
-}
-
-/** The quota for an error body (SPEC §5): any family, guessed reset format. */
-export function parseQuota(headers: IncomingHttpHeaders, nowMs: number): Quota | undefined {
-  return readQuota(headers, nowMs);
 }

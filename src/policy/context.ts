@@ -75,8 +75,6 @@ export interface RequestContext {
   forward?: { readonly target: UpstreamTarget; readonly breaker: Policy };
   /** Run once when the response to the client has ended or broken off (release a rate-limit slot). */
   readonly cleanups: (() => void)[];
-  /** The classification of the latest attempt. */
-  last?: Classification;
 }
 
 /** The result of one attempt, or of the whole pipeline. */

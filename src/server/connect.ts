@@ -23,7 +23,7 @@ import { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import { renderProblem } from '../errors/problem.js';
-import { logAccess } from '../observe/access-log.js';
+import { logAccess, wantsAccessLog } from '../observe/access-log.js';
 import type { AttemptResult, RequestContext } from '../policy/context.js';
 import { Cancellation } from '../policy/signal.js';
 import { flagForCode } from '../policy/context.js';
@@ -59,7 +59,7 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
   socket.once('close', () => {
     metrics.requestsTotal.inc({ route: '', method: 'CONNECT', code: String(status) });
     metrics.requestDuration.observe({ route: '', method: 'CONNECT' }, (now() - startedAt) / 1000);
-    if (config.logging.accessLog) {
+    if (wantsAccessLog(logger, config.logging.accessLog)) {
       logAccess(logger, {
         requestId, method: 'CONNECT', host: authority, path: '', route: '', upstream: upstreamName, status,
         durationMs: Math.round((now() - startedAt) * 1000) / 1000, attempts: upstreamName ? 1 : 0, flags,

@@ -14,7 +14,7 @@ import type { ErrorCode } from '../errors/catalog.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import { renderProblem, type RenderedProblem } from '../errors/problem.js';
 import { normalizeUpstreamError } from '../errors/normalize.js';
-import { logAccess } from '../observe/access-log.js';
+import { logAccess, wantsAccessLog } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import { methodLabel, type Metrics } from '../observe/metrics.js';
 import { flagForCode, type RequestContext } from '../policy/context.js';
@@ -58,7 +58,7 @@ function errorFromClassification(classification: Classification): BreakwaterErro
 }
 
 /** The body before the route is known (a refusal then never reads it); replaced once a route matched. */
-const NO_BODY_YET = { empty: true, replayable: false, open: () => undefined } as const;
+const NO_BODY_YET = { replayable: false, open: () => undefined } as const;
 
 function parseAbsolute(url: string): URL | undefined {
   try {
@@ -135,7 +135,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     const durationMs = now() - ctx.startedAt;
     metrics.requestsTotal.inc({ route: routeName, method, code: String(status) });
     metrics.requestDuration.observe({ route: routeName, method }, durationMs / 1000);
-    if (runtime.config.logging.accessLog) {
+    if (wantsAccessLog(logger, runtime.config.logging.accessLog)) {
       logAccess(logger, {
         requestId: ctx.requestId,
         method: ctx.method,
@@ -230,7 +230,8 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     const rawUrl = req.url ?? '/';
     // Absolute-form (`GET http://host/path`): a forward-proxy request. Its
     // target, not the Host header, names where it goes.
-    const absolute = /^https?:\/\//i.test(rawUrl) ? parseAbsolute(rawUrl) : undefined;
+    const absoluteForm = /^https?:\/\//i.test(rawUrl);
+    const absolute = absoluteForm ? parseAbsolute(rawUrl) : undefined;
     const url = absolute ? `${absolute.pathname}${absolute.search}` : rawUrl;
     // Decrypted from an intercepted CONNECT: its target names the host.
     const intercepted = interceptedTarget(req.socket);
@@ -275,7 +276,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       if (isDraining) throw new BreakwaterError('PROXY_DRAINING', 'This Breakwater instance is shutting down and takes no new requests.');
       if (intercepted) {
         route = interceptRoute(runtime, ctx, intercepted);
-      } else if (/^https?:\/\//i.test(rawUrl)) {
+      } else if (absoluteForm) {
         route = await forwardRoute(runtime, ctx, absolute);
       } else {
         route = runtime.match({ host, method: ctx.method, path: ctx.path });
@@ -321,7 +322,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     writeRawResponse(socket, renderProblem(failure, { instance: '', route: null, upstream: null, attempts: 0, requestId }));
     metrics.errors.inc({ route: '', code });
     metrics.requestsTotal.inc({ route: '', method: 'OTHER', code: String(failure.status) });
-    if (deps.runtime().config.logging.accessLog) {
+    if (wantsAccessLog(logger, deps.runtime().config.logging.accessLog)) {
       logAccess(logger, { requestId, method: '', host: '', path: '', route: '', upstream: '', status: failure.status, durationMs: 0, attempts: 0, flags: [code] });
     }
   });

@@ -13,7 +13,7 @@ import { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { renderProblem } from '../errors/problem.js';
-import { logAccess } from '../observe/access-log.js';
+import { logAccess, wantsAccessLog } from '../observe/access-log.js';
 import { methodLabel } from '../observe/metrics.js';
 import { flagForCode } from '../policy/context.js';
 import type { RouteRuntime } from '../runtime.js';
@@ -52,7 +52,7 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     const routeName = route?.name ?? '';
     metrics.requestsTotal.inc({ route: routeName, method: methodLabel(method), code: String(status) });
     metrics.requestDuration.observe({ route: routeName, method: methodLabel(method) }, (now() - startedAt) / 1000);
-    if (runtime.config.logging.accessLog) {
+    if (wantsAccessLog(logger, runtime.config.logging.accessLog)) {
       logAccess(logger, {
         requestId, method, host, path, route: routeName, upstream: upstream?.name ?? '', status,
         durationMs: Math.round((now() - startedAt) * 1000) / 1000, attempts: route ? 1 : 0, flags,

@@ -12,8 +12,6 @@ import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 
 export interface RequestBody {
-  /** True when the request carries no body at all. */
-  readonly empty: boolean;
   /** True when open() may be called again for another attempt. */
   readonly replayable: boolean;
   /**
@@ -49,7 +47,6 @@ export function requestBody(req: IncomingMessage, maxBodySize: number): RequestB
   if (!hasBody(req)) {
     let opened = false;
     return {
-      empty: true,
       replayable: true,
       open() {
         if (!opened) {
@@ -63,7 +60,6 @@ export function requestBody(req: IncomingMessage, maxBodySize: number): RequestB
   let opened = false;
   const announced = req.headers['content-length'] !== undefined;
   return {
-    empty: false,
     replayable: false,
     open() {
       if (opened) throw new Error('the request body was already sent and is not replayable');
@@ -89,7 +85,6 @@ export interface BodyOptions {
 /** A body held in memory, replayed on every attempt. */
 function bufferedBody(buffer: Buffer): RequestBody {
   return {
-    empty: false,
     replayable: true,
     open: () => Readable.from(buffer.length > 0 ? [buffer] : []),
   };

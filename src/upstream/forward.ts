@@ -28,8 +28,12 @@ export interface UpstreamTarget {
   /** Extra CA (PEM) and verification, for https upstreams. */
   readonly ca: string | undefined;
   readonly rejectUnauthorized: boolean;
-  /** The per-call options of http-proxy-3 for this upstream, built once. */
-  readonly proxyOptions: { readonly target: URL; readonly agent: Agent; readonly ca: string | undefined; readonly secure: boolean };
+  /**
+   * The per-call options of http-proxy-3 for this upstream, built once.
+   * `prependPath` only when the base URL has a path or query: otherwise
+   * http-proxy-3 would parse the URL again on every attempt for nothing.
+   */
+  readonly proxyOptions: { readonly target: URL; readonly agent: Agent; readonly ca: string | undefined; readonly secure: boolean; readonly prependPath: boolean };
 }
 
 export interface ForwardInput {
