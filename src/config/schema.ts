@@ -31,7 +31,7 @@ export const CONNECT_MODES = ['tunnel', 'intercept'] as const;
 
 /**
  * Built-in defaults, in the file's own notation. SPEC §3's example shows the
- * same values; `test/unit/config-defaults.test.ts` keeps the two equal.
+ * same values; `test/unit/config-resolve.test.ts` keeps the two equal.
  */
 export const DEFAULTS = {
   listen: { host: '0.0.0.0', port: 3128 },

@@ -24,7 +24,6 @@ export function parseDuration(text: string): Parsed<number> {
   if (source.startsWith('-')) return { ok: false, message: `"${text}" is negative: a duration cannot be` };
   let total = 0;
   let index = 0;
-  DURATION_PART.lastIndex = 0;
   while (index < source.length) {
     DURATION_PART.lastIndex = index;
     const match = DURATION_PART.exec(source);

@@ -25,7 +25,3 @@ export class BreakwaterError extends Error {
     return CATALOG[this.code].status;
   }
 }
-
-export function isBreakwaterError(value: unknown): value is BreakwaterError {
-  return value instanceof BreakwaterError;
-}

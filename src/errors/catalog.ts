@@ -2,7 +2,7 @@
  * Every error Breakwater itself produces (SPEC §5), as data. The status,
  * retryability and responsibility are the contract; titles and hints are
  * written for the engineer reading them at 3 AM: what happened, whose side
- * it is on, and the first thing to check. `test/contract/error-catalog.test.ts`
+ * it is on, and the first thing to check. `test/contract/catalog-docs.test.ts`
  * keeps this table and docs/errors.md equal in both directions.
  */
 

@@ -14,7 +14,8 @@
 import client, { type Gauge } from 'prom-client';
 import { FastCounter, FastHistogram } from './fast-metrics.js';
 import type { Config } from '../config/types.js';
-import { CATALOG } from '../errors/catalog.js';
+import { HTTP_METHODS } from '../config/schema.js';
+import { CATALOG, RECORDED_ONLY_CODES } from '../errors/catalog.js';
 import { OUTCOMES } from '../upstream/classify.js';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -22,7 +23,7 @@ export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1
 
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const RETRY_REASONS = ['http_5xx', 'http_429', 'timeout', 'connect_failure', 'reset'] as const;
-const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT']);
+const KNOWN_METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
 
 export interface Metrics {
   readonly registry: client.Registry;
@@ -162,7 +163,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       for (const route of config.routes) {
         const labels = { route: route.name };
         for (const code of Object.keys(CATALOG)) metrics.errors.inc({ ...labels, code }, 0);
-        metrics.errors.inc({ ...labels, code: 'RETRY_BUDGET_EXHAUSTED' }, 0);
+        for (const code of RECORDED_ONLY_CODES) metrics.errors.inc({ ...labels, code }, 0);
         for (const reason of RETRY_REASONS) metrics.retries.inc({ ...labels, reason }, 0);
         metrics.retryBudgetExhausted.inc(labels, 0);
         metrics.rateLimited.inc(labels, 0);

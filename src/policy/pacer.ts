@@ -284,7 +284,7 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
             learnKey = `${route}\u0001${rest.slice(start, end === -1 ? undefined : end)}`;
             scope = scopes.get(learnKey) ?? '';
           }
-          const id = `${encodeURIComponent(scope)}:${keyPart}`;
+          const id = scope === '' && keyPart === '' ? ':' : `${encodeURIComponent(scope)}:${keyPart}`;
           // Counted from the reservation on (before it: concurrent requests
           // reserve while this one awaits): a request waiting for its slot
           // will spend quota as surely as one already sent.

@@ -323,7 +323,8 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     metrics.errors.inc({ route: '', code });
     metrics.requestsTotal.inc({ route: '', method: 'OTHER', code: String(failure.status) });
     if (wantsAccessLog(logger, deps.runtime().config.logging.accessLog)) {
-      logAccess(logger, { requestId, method: '', host: '', path: '', route: '', upstream: '', status: failure.status, durationMs: 0, attempts: 0, flags: [code] });
+      const flag = flagForCode(code);
+      logAccess(logger, { requestId, method: '', host: '', path: '', route: '', upstream: '', status: failure.status, durationMs: 0, attempts: 0, flags: flag ? [flag] : [] });
     }
   });
 

@@ -8,11 +8,10 @@
  * ready `SecureContext`s per host (least recently used dropped first);
  * concurrent CONNECTs to one new host wait on one mint.
  */
-import { createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
+import { readCaKey } from '../config/resolve.js';
 import type { ForwardProxyConfig } from '../config/types.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -84,10 +83,10 @@ export interface Interceptor {
 export function createInterceptor(config: NonNullable<ForwardProxyConfig['intercept']>, metrics: Metrics): Interceptor {
   // Read once, as PKCS#8 (a SEC1 "EC PRIVATE KEY" file is converted), and
   // handed to the issuer at once: only its signing key object keeps it.
-  const issuer: Promise<LeafIssuer> = createLeafIssuer(
-    { certPem: config.caCert, keyPem: createPrivateKey(readFileSync(config.caKeyFile)).export({ type: 'pkcs8', format: 'pem' }) as string },
-    { days: LEAF_DAYS },
-  );
+  // The same reader and checks as at load (owner-only file, a private key).
+  const key = readCaKey(config.caKeyFile, '/');
+  if (!key.ok) throw new Error(`forwardProxy.intercept.caKey: ${key.message}`);
+  const issuer: Promise<LeafIssuer> = createLeafIssuer({ certPem: config.caCert, keyPem: key.value.export({ type: 'pkcs8', format: 'pem' }) as string }, { days: LEAF_DAYS });
   issuer.catch(() => {}); // reported by each contextFor that awaits it
   /** Per host: the context, and when to mint again (a day before the leaf expires). */
   const contexts = new Map<string, { context: Promise<tls.SecureContext>; renewAt: number }>();
