@@ -420,7 +420,15 @@ describe('breakwater validate on good input', () => {
     expect(fromDefault.stdout).toBe('ok: 1 route, 1 upstream (config/breakwater.yaml)\n');
   });
 
-  it.each(['config/breakwater.yaml', 'config/examples/stripe.yaml', 'config/examples/github.yaml', 'config/examples/forward-proxy.yaml'])(
+  it('accepts the shipped config/examples/intercept.yaml with a CA from ca create', async () => {
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), 'bw-example-ca-')), 'ca');
+    expect((await runCli(['ca', 'create', '--hosts', 'api.stripe.com,*.github.com', '--out', dir])).code).toBe(0);
+    const result = await runCli(['validate', '--config', 'config/examples/intercept.yaml'], { env: { BREAKWATER_CA: dir } });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+  });
+
+  it.each(['config/breakwater.yaml', 'config/examples/stripe.yaml', 'config/examples/github.yaml', 'config/examples/forward-proxy.yaml', 'config/examples/openai.yaml'])(
     'accepts the shipped %s',
     async (file) => {
       const result = await runCli(['validate', '--config', file], { env: { STRIPE_KEY: 'sk', GITHUB_TOKEN: 'gh' } });
