@@ -43,11 +43,13 @@ export interface UpstreamBreaker {
   close(): void;
 }
 
-/** An attempt whose outcome is in failOn: rejected so that opossum counts it, then unwrapped. */
-class AttemptFailed extends Error {
-  constructor(readonly result: AttemptResult) {
-    super('attempt failed');
-  }
+/**
+ * An attempt whose outcome is in failOn: rejected so that opossum counts it,
+ * then unwrapped. Not an Error: capturing a stack cost ~4 us per failed
+ * attempt, paid exactly when an upstream is failing.
+ */
+class AttemptFailed {
+  constructor(readonly result: AttemptResult) {}
 }
 
 const BUCKETS = 10;

@@ -20,7 +20,7 @@ import { methodLabel, type Metrics } from '../observe/metrics.js';
 import { flagForCode, type RequestContext } from '../policy/context.js';
 import { Cancellation } from '../policy/signal.js';
 import type { RouteRuntime, Runtime } from '../runtime.js';
-import { prepareRequestBody } from '../upstream/body.js';
+import { hasBody, prepareRequestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
 import { buildResponseHeaders, clientRequestId } from '../upstream/headers.js';
 import { handleUpgrade } from './websocket.js';
@@ -177,8 +177,10 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       { instance: ctx.path, route: route?.name ?? null, upstream: route?.upstream?.name ?? ctx.forward?.target.name ?? null, attempts: ctx.attempts, requestId: ctx.requestId },
       route?.plainErrors ?? false,
     );
-    // A refused body was not read: close rather than drain it.
-    if (failure.code === 'PAYLOAD_TOO_LARGE') rendered.headers.connection = 'close';
+    // A refused request whose body was never read (too large, or refused
+    // before it was needed): close rather than let node read and discard
+    // the rest of an upload to keep the connection.
+    if (hasBody(ctx.req) && !ctx.req.complete) rendered.headers.connection = 'close';
     res.writeHead(rendered.status, rendered.headers);
     res.end(rendered.body);
   }

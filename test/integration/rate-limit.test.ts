@@ -5,6 +5,7 @@
  * with Retry-After and the IETF RateLimit fields.
  */
 import http from 'node:http';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, waitUntil, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { expectProblem } from '../helpers/problem.js';
@@ -170,5 +171,22 @@ describe('rate limits', () => {
     agent.destroy();
     expect(ok).toBe(10_000);
     expect(route('many-keys').rateLimit!.size()).toBeLessThanOrEqual(MAX_KEYS);
+  });
+
+  it('closes the connection when it refuses an upload it never read (no draining a large body)', async () => {
+    expect((await request(`${proxy.url}/tenant/x`, { headers: { 'x-tenant': 'uploader' } })).status).toBe(200);
+    // The second request of this tenant is refused; its 1 MB body is announced but never sent.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1', () =>
+        socket.write('POST /tenant/upload HTTP/1.1\r\nHost: x\r\nX-Tenant: uploader\r\nContent-Length: 1000000\r\n\r\n'),
+      );
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+      socket.setTimeout(10_000, () => socket.destroy(new Error('the proxy kept the connection open, waiting to drain the body')));
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 429/);
+    expect(answer).toMatch(/\r\nconnection: close\r\n/i);
   });
 });
