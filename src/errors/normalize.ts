@@ -11,7 +11,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { Readable } from 'node:stream';
-import { typeUrn } from './catalog.js';
+import { buildProblem, problemHeaders } from './problem.js';
 import { parseBody, readProviderError } from './dialects/index.js';
 import { readQuota } from './quota.js';
 import { upstreamStatusEntry } from './upstream-catalog.js';
@@ -100,21 +100,13 @@ export async function normalizeUpstreamError(response: IncomingMessage, context:
   const quota = readQuota(response.headers, Date.now());
   const said = provider.message ? `: ${provider.message}` : '';
   const problem = {
-    type: typeUrn(entry.code),
-    title: entry.title,
-    status,
-    detail: `Upstream '${context.upstream}' answered ${status} on route '${context.route}'${said}`,
-    instance: context.instance,
-    code: entry.code,
-    source: 'upstream',
-    responsibility: entry.responsibility,
-    retryable: entry.retryable,
-    ...(retryAfterMs !== undefined ? { retryAfterSeconds: Math.ceil(retryAfterMs / 1000) } : {}),
-    hint: entry.hint,
-    route: context.route,
-    upstream: context.upstream,
-    attempts: context.attempts,
-    requestId: context.requestId,
+    ...buildProblem(
+      { ...entry, status },
+      `Upstream '${context.upstream}' answered ${status} on route '${context.route}'${said}`,
+      'upstream',
+      context,
+      retryAfterMs !== undefined ? Math.ceil(retryAfterMs / 1000) : undefined,
+    ),
     provider: {
       status,
       message: provider.message ?? null,
@@ -127,12 +119,7 @@ export async function normalizeUpstreamError(response: IncomingMessage, context:
   const headers: OutgoingHttpHeaders = {};
   for (const name of KEPT_HEADERS) if (response.headers[name] !== undefined) headers[name] = response.headers[name];
   for (const [name, value] of Object.entries(response.headers)) if (name.startsWith('x-ratelimit-')) headers[name] = value;
-  Object.assign(headers, {
-    'content-type': 'application/problem+json',
-    'content-length': String(Buffer.byteLength(context.method === 'HEAD' ? JSON.stringify(problem) : body)),
-    'cache-control': 'no-store',
-    'x-breakwater-error': entry.code,
-    'x-request-id': context.requestId,
+  Object.assign(headers, problemHeaders(entry.code, context.requestId, Buffer.byteLength(context.method === 'HEAD' ? JSON.stringify(problem) : body)), {
     'x-breakwater-attempts': String(context.attempts),
   });
   return { status, headers, body, code: entry.code };

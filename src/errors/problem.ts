@@ -27,7 +27,7 @@ export interface ProblemBody {
   readonly detail: string;
   readonly instance: string;
   readonly code: string;
-  readonly source: 'proxy';
+  readonly source: 'proxy' | 'upstream';
   readonly responsibility: string;
   readonly retryable: boolean;
   readonly retryAfterSeconds?: number;
@@ -38,19 +38,29 @@ export interface ProblemBody {
   readonly requestId: string;
 }
 
-export function problemBody(error: BreakwaterError, context: ProblemContext): ProblemBody {
-  const entry = CATALOG[error.code];
+/** What a body says about its code: Breakwater's catalogue entry or a normalized upstream status's. */
+export interface ProblemEntry {
+  readonly code: string;
+  readonly title: string;
+  readonly status: number;
+  readonly responsibility: string;
+  readonly retryable: boolean;
+  readonly hint: string;
+}
+
+/** The SPEC §5 fields, in one order, for both sources (Breakwater's own errors and normalized upstream ones). */
+export function buildProblem(entry: ProblemEntry, detail: string, source: ProblemBody['source'], context: ProblemContext, retryAfterSeconds?: number): ProblemBody {
   return {
-    type: typeUrn(error.code),
+    type: typeUrn(entry.code),
     title: entry.title,
     status: entry.status,
-    detail: error.detail,
+    detail,
     instance: context.instance,
-    code: error.code,
-    source: 'proxy',
+    code: entry.code,
+    source,
     responsibility: entry.responsibility,
     retryable: entry.retryable,
-    ...(error.retryAfterSeconds !== undefined ? { retryAfterSeconds: error.retryAfterSeconds } : {}),
+    ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}),
     hint: entry.hint,
     route: context.route,
     upstream: context.upstream,
@@ -59,17 +69,26 @@ export function problemBody(error: BreakwaterError, context: ProblemContext): Pr
   };
 }
 
+/** The headers every problem response carries. */
+export function problemHeaders(code: string, requestId: string, bodyBytes: number, contentType = 'application/problem+json'): Record<string, string> {
+  return {
+    'content-type': contentType,
+    'content-length': String(bodyBytes),
+    'cache-control': 'no-store',
+    'x-breakwater-error': code,
+    'x-request-id': requestId,
+  };
+}
+
+export function problemBody(error: BreakwaterError, context: ProblemContext): ProblemBody {
+  return buildProblem({ code: error.code, ...CATALOG[error.code] }, error.detail, 'proxy', context, error.retryAfterSeconds);
+}
+
 /** The status, headers and body for an error; `plain` for `errors.normalize: off`. */
 export function renderProblem(error: BreakwaterError, context: ProblemContext, plain = false): RenderedProblem {
   const entry = CATALOG[error.code];
   const body = plain ? `${entry.title}: ${error.detail}\n` : JSON.stringify(problemBody(error, context));
-  const headers: Record<string, string> = {
-    'content-type': plain ? 'text/plain; charset=utf-8' : 'application/problem+json',
-    'content-length': String(Buffer.byteLength(body)),
-    'cache-control': 'no-store',
-    'x-breakwater-error': error.code,
-    'x-request-id': context.requestId,
-  };
+  const headers = problemHeaders(error.code, context.requestId, Buffer.byteLength(body), plain ? 'text/plain; charset=utf-8' : undefined);
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(Math.max(0, Math.ceil(error.retryAfterSeconds)));
   if (error.headers) Object.assign(headers, error.headers);
   return { status: entry.status, headers, body };
