@@ -273,7 +273,9 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
           let keyPart = '';
           if (config.key) {
             // The key (a credential, often) is hashed: never kept, never logged.
-            keyPart = createHash('sha256').update(headerValue(ctx.clientHeaders, config.key)).digest('hex').slice(0, 16);
+            const value = ctx.clientHeaders[config.key];
+            // All values, as rate-limit keys read them: two requests share a quota only when they carry the same credential.
+            keyPart = createHash('sha256').update(Array.isArray(value) ? value.join(',') : (value ?? '')).digest('hex').slice(0, 16);
           }
           let learnKey = '';
           let scope = '';

@@ -109,8 +109,6 @@ function keyOf(ctx: RequestContext, key: RateLimitConfig['key']): string {
   return Array.isArray(value) ? value.join(',') : (value ?? '');
 }
 
-
-
 export function createRateLimit(route: string, config: RateLimitConfig, deps: RateLimitDeps): RateLimitPolicy {
   const keys = new Map<string, KeyLimiters>();
   const sharedStore = config.shared ? deps.shared : undefined;
