@@ -263,6 +263,11 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
       const read = readCa(ca, baseDir);
       if (!read.ok) issues.push({ path: ['upstreams', name, 'tls', 'ca'], message: read.message });
     }
+    const openFor = tryMs(getIn(upstream, ['circuitBreaker', 'openFor']) ?? DEFAULTS.upstream.circuitBreaker.openFor);
+    const maxOpenFor = tryMs(getIn(upstream, ['circuitBreaker', 'maxOpenFor']));
+    if (openFor !== undefined && maxOpenFor !== undefined && maxOpenFor < openFor) {
+      issues.push({ path: ['upstreams', name, 'circuitBreaker', 'maxOpenFor'], message: `maxOpenFor (${formatDuration(maxOpenFor)}) must not be shorter than openFor (${formatDuration(openFor)})` });
+    }
     if (getIn(upstream, ['pacing', 'shared']) === true && !hasRedis) {
       issues.push({ path: ['upstreams', name, 'pacing', 'shared'], message: 'shared pacing keeps its state in Redis: add a redis section' });
     }
@@ -332,8 +337,23 @@ function headerOf(selector: unknown): string | null {
 
 /** The built-in breaker settings, for forward-proxy targets that have no upstream block. */
 export function defaultCircuitBreaker(): CircuitBreakerConfig {
-  const cb = DEFAULTS.upstream.circuitBreaker;
-  return deepFreeze({ failureRate: cb.failureRate, minimumRequests: cb.minimumRequests, window: ms(cb.window), openFor: ms(cb.openFor), failOn: [...cb.failOn] as Condition[] });
+  return deepFreeze(toCircuitBreaker(mergeDeep(DEFAULTS.upstream.circuitBreaker, {}) as Json, {}));
+}
+
+/** The breaker's settings; `maxOpenFor` left unset is the larger of its default and `openFor` (an `openFor: 30s` of old stays 30 s). */
+function toCircuitBreaker(cb: Json, raw: Json): CircuitBreakerConfig {
+  const openFor = ms(cb.openFor);
+  const shedding = cb.shedding as Json;
+  return {
+    failureRate: cb.failureRate as number,
+    minimumRequests: cb.minimumRequests as number,
+    window: ms(cb.window),
+    openFor,
+    maxOpenFor: raw.maxOpenFor === undefined ? Math.max(ms(cb.maxOpenFor), openFor) : ms(cb.maxOpenFor),
+    hold: ms(cb.hold),
+    shedding: { enabled: shedding.enabled as boolean, k: shedding.k as number },
+    failOn: cb.failOn as Condition[],
+  };
 }
 
 function toUpstream(name: string, raw: RawUpstream, baseDir: string): UpstreamConfig {
@@ -343,13 +363,7 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string): UpstreamCo
   const cb = merged.circuitBreaker as Json;
   const pacing = merged.pacing as Json;
   const aimd = pacing.aimd as Json;
-  const circuitBreaker: CircuitBreakerConfig = {
-    failureRate: cb.failureRate as number,
-    minimumRequests: cb.minimumRequests as number,
-    window: ms(cb.window),
-    openFor: ms(cb.openFor),
-    failOn: cb.failOn as Condition[],
-  };
+  const circuitBreaker = toCircuitBreaker(cb, (isObject(raw.circuitBreaker) ? raw.circuitBreaker : {}) as Json);
   const pacingConfig: PacingConfig = {
     enabled: pacing.enabled as boolean,
     headers: pacing.headers as PacingConfig['headers'],

@@ -41,12 +41,12 @@ export const DEFAULTS = {
   shutdown: { drainTimeout: '20s' },
   timeouts: { connect: '2s', perTry: '10s', total: '30s' },
   retry: {
-    maxRetries: 2,
+    maxRetries: 3,
     retryOn: ['gateway-error', 'connect-failure', 'reset', '429'],
-    backoff: { base: '100ms', max: '5s' },
+    backoff: { base: '500ms', max: '5s' },
     retryAfter: { honor: true, max: '30s' },
     methods: 'idempotent',
-    budget: { ratio: 0.2, minPerSecond: 10 },
+    budget: { ratio: 0.4, minPerSecond: 10 },
     bufferLimit: '1MiB',
   },
   /**
@@ -61,10 +61,13 @@ export const DEFAULTS = {
     pool: { maxSockets: 256, keepAlive: true },
     tls: { ca: null, insecureSkipVerify: false },
     circuitBreaker: {
-      failureRate: 50,
+      failureRate: 90,
       minimumRequests: 20,
       window: '10s',
-      openFor: '30s',
+      openFor: '250ms',
+      maxOpenFor: '1s',
+      hold: '2s',
+      shedding: { enabled: true, k: 2 },
       failOn: ['5xx', 'timeout', 'connect-failure', 'reset'],
     },
     pacing: {
@@ -231,12 +234,21 @@ const policyKeys = {
 // ---------------------------------------------------------------------------
 // Upstreams
 
+const CB = DEFAULTS.upstream.circuitBreaker;
 const CircuitBreaker = Obj({
-  failureRate: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 100, description: '% of failed calls in the window that opens it (strictly above)', default: DEFAULTS.upstream.circuitBreaker.failureRate })),
-  minimumRequests: Opt(Type.Integer({ minimum: 1, description: 'no opening below this many calls in the window', default: DEFAULTS.upstream.circuitBreaker.minimumRequests })),
-  window: Opt(Duration('rolling window of counted calls', DEFAULTS.upstream.circuitBreaker.window)),
-  openFor: Opt(Duration('time open before one probe decides', DEFAULTS.upstream.circuitBreaker.openFor)),
-  failOn: Opt(Conditions('outcomes counted as failures', DEFAULTS.upstream.circuitBreaker.failOn)),
+  failureRate: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'opens when more than this % of the last minimumRequests calls failed (100: never opens)', default: CB.failureRate })),
+  minimumRequests: Opt(Type.Integer({ minimum: 1, description: 'the calls that decide opening (all within window); no opening below this many', default: CB.minimumRequests })),
+  window: Opt(Duration('how recent a counted call must be; the shedding window', CB.window)),
+  openFor: Opt(Duration('first open period, then probes; doubles while probes fail once the outage outlasts hold', CB.openFor)),
+  maxOpenFor: Opt(Duration('longest open period (default: the larger of 1s and openFor)', CB.maxOpenFor)),
+  hold: Opt(DurationOrZero('a call meeting a circuit open for less than this waits for it, at most this long; 0: refuse at once', CB.hold)),
+  shedding: Opt(
+    Obj({
+      enabled: Opt(Bool('shed the excess of a partly failing upstream (adaptive throttling)', CB.shedding.enabled)),
+      k: Opt(Type.Number({ minimum: 1, description: 'calls allowed per accepted call before shedding starts', default: CB.shedding.k })),
+    }),
+  ),
+  failOn: Opt(Conditions('outcomes counted as failures', CB.failOn)),
 });
 
 const Pacing = Obj({

@@ -67,13 +67,20 @@ export interface PoliciesConfig {
 }
 
 export interface CircuitBreakerConfig {
-  /** Percent of failed calls in the window (strictly above opens). Default 50. */
+  /** Percent of the last `minimumRequests` calls that failed (strictly above opens; 100 never). Default 90. */
   readonly failureRate: number;
+  /** Default 20. */
   readonly minimumRequests: number;
   /** ms. Default 10 s. */
   readonly window: number;
-  /** ms. Default 30 s. */
+  /** ms: the first open period. Default 250 ms. */
   readonly openFor: number;
+  /** ms: the longest open period. Default max(1 s, openFor). */
+  readonly maxOpenFor: number;
+  /** ms: how long a call may wait for a young open circuit; 0 refuses at once. Default 2 s. */
+  readonly hold: number;
+  /** Adaptive throttling of a partly failing upstream. Defaults enabled, k 2. */
+  readonly shedding: { readonly enabled: boolean; readonly k: number };
   readonly failOn: readonly Condition[];
 }
 

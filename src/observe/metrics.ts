@@ -18,6 +18,9 @@ import { HTTP_METHODS } from '../config/schema.js';
 import { CATALOG, RECORDED_ONLY_CODES } from '../errors/catalog.js';
 import { OUTCOMES } from '../upstream/classify.js';
 
+/** Every value of `breakwater_circuit_state{state}` (SPEC §6; `shedding` added by the breaker redesign). */
+export const CIRCUIT_STATES = ['closed', 'shedding', 'open', 'half_open'] as const;
+
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
@@ -118,13 +121,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     upstreamAttemptDuration: histogram('breakwater_upstream_attempt_duration_seconds', 'Time from an attempt\'s start to its response headers or failure.', ['route', 'upstream']),
     retries: counter('breakwater_retries_total', 'Retries made, by the outcome that was retried.', ['route', 'reason']),
     retryBudgetExhausted: counter('breakwater_retry_budget_exhausted_total', 'Retries skipped because the route\'s retry budget was spent.', ['route']),
-    circuitState: scraped('breakwater_circuit_state', 'Circuit breaker state per upstream: 1 for the current state.', ['upstream', 'state'], (set) => {
+    circuitState: scraped('breakwater_circuit_state', 'Circuit breaker state per upstream (closed, shedding, open, half_open): 1 for the current state.', ['upstream', 'state'], (set) => {
       for (const { upstream, state } of circuitStates()) {
-        for (const candidate of ['closed', 'open', 'half_open']) set({ upstream, state: candidate }, candidate === state ? 1 : 0);
+        for (const candidate of CIRCUIT_STATES) set({ upstream, state: candidate }, candidate === state ? 1 : 0);
       }
     }),
     circuitTransitions: counter('breakwater_circuit_transitions_total', 'Circuit breaker state changes, by the state entered.', ['upstream', 'to']),
-    circuitRejections: counter('breakwater_circuit_rejections_total', 'Requests refused because the upstream\'s circuit was open.', ['upstream']),
+    circuitRejections: counter('breakwater_circuit_rejections_total', 'Calls refused by the upstream\'s breaker: open, half-open, or shed while it fails.', ['upstream']),
     rateLimited: counter('breakwater_rate_limited_total', 'Requests refused by the route\'s rate limit.', ['route']),
     rateLimitQueueDepth: scraped('breakwater_rate_limit_queue_depth', 'Requests waiting in the route\'s rate-limit queue.', ['route'], (set) => {
       for (const { route, depth } of queueDepths()) set({ route }, depth);
@@ -173,7 +176,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       }
       for (const upstream of Object.keys(config.upstreams)) {
         metrics.circuitRejections.inc({ upstream }, 0);
-        for (const to of ['open', 'half_open', 'closed']) metrics.circuitTransitions.inc({ upstream, to }, 0);
+        for (const to of CIRCUIT_STATES) metrics.circuitTransitions.inc({ upstream, to }, 0);
       }
       if (config.forwardProxy.connect.mode === 'intercept') {
         for (const result of ['intercepted', 'tunnelled', 'refused']) metrics.tlsIntercept.inc({ result }, 0);

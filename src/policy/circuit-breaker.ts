@@ -1,149 +1,430 @@
 /**
- * One circuit breaker per upstream (SPEC §3 `circuitBreaker`), on opossum 9,
- * behind a small interface so that nothing else knows opossum. Every
- * attempt, retries included, is one call; an attempt fails when its outcome
- * is one of `failOn`. Open: calls are refused at once with CIRCUIT_OPEN and
- * `Retry-After` = the time left open. After `openFor`, one probe decides:
- * success closes, failure reopens.
+ * One circuit breaker per upstream (SPEC §3 `circuitBreaker`). It exists to
+ * fail fast when an upstream is down and to give it room to recover, never
+ * to shut an upstream that still answers part of its calls. Every attempt,
+ * retries included, is one call; a call fails when its outcome is one of
+ * `failOn`.
  *
- * opossum traps, each pinned by test/integration/circuit-breaker.test.ts:
- * - its own call timeout (10 s by default) is turned off: the per-try timer
- *   owns timing;
- * - it opens when the failure rate is strictly above the threshold, and
- *   only once `volumeThreshold` calls are in the window;
- * - calls it rejects while open count as `fires` in its window, so after a
- *   probe closes it the old window would dilute (or inflate) the error rate.
- *   We rotate the window's buckets ourselves and clear it on close;
- * - `errorFilter` returning true counts as a success: we use it only for
- *   errors on the client's side (the client left, its body was too large),
- *   which say nothing about the upstream. opossum cannot leave a call out
- *   of its window, so those count as successes. Upstream outcomes never go
- *   through it: failures reject, everything else resolves.
+ * States (the `breakwater_circuit_state` label):
+ * - `closed`: calls pass.
+ * - `shedding`: the upstream accepts too few calls: client-side adaptive
+ *   throttling (Google SRE book, "Handling Overload"; Envoy's admission
+ *   control). Over `window`, with `requests` the calls sent and `accepts`
+ *   those that did not fail, a call is refused with probability
+ *   min(0.9, max(0, (requests - k x accepts) / (requests + 1))): only the
+ *   excess over k times what the upstream accepts is shed. Shed calls are
+ *   not counted as requests (as in Envoy), so the rate settles at
+ *   1 - k x success rate: with k = 2 a 50 %-failing upstream sheds nothing,
+ *   an 80 %-failing one sheds 60 %. Recomputed once per tenth of the window,
+ *   so the state does not flap per call.
+ * - `open`: the upstream looks down: more than `failureRate` % of the last
+ *   `minimumRequests` calls failed, all of them within `window`. Open for
+ *   `openFor`, then `half_open`. While the outage is younger than `hold`, a
+ *   call that meets the open circuit waits for it (for at most `hold` and
+ *   what is left of its deadline) instead of failing: a blip shorter than
+ *   `hold` costs latency, not errors (linkerd2-proxy's fail-fast timeout).
+ *   Past `hold`, the upstream is down, not blipping: new calls are refused
+ *   at once, and each further failed probe doubles the open period (openFor,
+ *   2 x openFor, ...) up to `maxOpenFor` (Linkerd's failure-accrual backoff, jittered down by up to
+ *   a quarter so replicas do not probe in step).
+ * - `half_open`: `PROBES` probes in flight (so that one slow answer does
+ *   not hold the others back), one more for each success; after `PROBES`
+ *   successes it closes, with a fresh window, and the calls it held go. A failed probe opens it again unless a probe already
+ *   succeeded: an upstream that answers some calls is not down.
+ *
+ * The outage's age, which `hold` is measured against, counts from the
+ * oldest failure among the calls that opened the circuit, not from the
+ * moment it opened.
+ *
+ * A refused call, shed or open, is CIRCUIT_OPEN 503 with `Retry-After`.
+ * `failureRate: 100` turns the breaker off (it never opens, never sheds);
+ * `shedding.enabled: false` never sheds.
+ *
+ * Why not opossum (used before): it keeps a timer per breaker (500
+ * forward-proxy targets were 500 wake-ups a second), counts its own
+ * rejections in its window (we cleared it by hand on close), cannot leave a
+ * call out of its window (client-side errors counted as successes), and has
+ * none of shedding, holding or a growing open period; this is a state
+ * machine on a bucket ring, like the retry budget, with no timer unless a
+ * call is held.
  */
-import { EventEmitter } from 'node:events';
-import CircuitBreaker from 'opossum';
 import type { CircuitBreakerConfig } from '../config/types.js';
-import { formatDuration } from '../config/units.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
-import type { Metrics } from '../observe/metrics.js';
+import type { CIRCUIT_STATES, Metrics } from '../observe/metrics.js';
 import type { AttemptResult, RequestContext } from './context.js';
 import { compileConditions } from './conditions.js';
 import type { Next, Policy } from './pipeline.js';
 import type { Signal } from './signal.js';
 
-export type CircuitState = 'closed' | 'open' | 'half_open';
+export type CircuitState = (typeof CIRCUIT_STATES)[number];
+
+/** Probes in flight at once when half-open (one more per success), and the successes that close it. */
+export const PROBES = 3;
+/** Calls held at once per upstream; beyond it, refused at once (memory bound). */
+const MAX_HELD = 10_000;
+const BUCKETS = 10;
+/** The most that shedding refuses (Envoy's admission control caps at 80 %, failsafe-go suggests 90 %): some calls always test the upstream. */
+const MAX_SHED = 0.9;
+
+export interface BreakerStatus {
+  readonly state: CircuitState;
+  /** Failure rate over the window, 0..1. */
+  readonly failureRate: number;
+  /** Share of calls shed now, 0..1. */
+  readonly shedRate: number;
+  /** Calls waiting for the circuit. */
+  readonly held: number;
+  /** ms until the next probe while open, else 0. */
+  readonly openForMs: number;
+}
 
 export interface UpstreamBreaker {
   readonly upstream: string;
   state(): CircuitState;
   /** Failure rate over the current window, 0..1 (for /status). */
   failureRate(): number;
+  status(): BreakerStatus;
   /** The policy layer that routes a route's attempts through this breaker. */
   readonly policy: Policy;
   close(): void;
 }
 
-/**
- * An attempt whose outcome is in failOn: rejected so that opossum counts it,
- * then unwrapped. Not an Error: capturing a stack cost ~4 us per failed
- * attempt, paid exactly when an upstream is failing.
- */
-class AttemptFailed {
-  constructor(readonly result: AttemptResult) {}
+export interface BreakerDeps {
+  readonly metrics: Metrics;
+  /** Milliseconds on a monotonic clock. */
+  readonly now: () => number;
+  /** Uniform in [0, 1): shedding draws and open-period jitter. */
+  readonly random?: () => number;
 }
 
-const BUCKETS = 10;
+interface Waiter {
+  readonly until: number;
+  resolve(admitted: Admission | undefined): void;
+}
 
-export function createUpstreamBreaker(
-  upstream: string,
-  config: CircuitBreakerConfig,
-  deps: { readonly metrics: Metrics; readonly now: () => number },
-): UpstreamBreaker {
+/** How a call got through: its probe generation when it is a probe, else 0. */
+type Admission = number;
+
+export function createUpstreamBreaker(upstream: string, config: CircuitBreakerConfig, deps: BreakerDeps): UpstreamBreaker {
+  const { metrics, now } = deps;
+  const random = deps.random ?? Math.random;
   const isFailure = compileConditions(config.failOn);
-  const rotate = new EventEmitter();
-  const action = async (ctx: RequestContext, signal: Signal, next: Next): Promise<AttemptResult> => {
-    const result = await next(ctx, signal);
-    if (isFailure(result.classification)) throw new AttemptFailed(result);
-    return result;
-  };
-  const breaker = new CircuitBreaker(action, {
-    timeout: false,
-    errorThresholdPercentage: config.failureRate,
-    volumeThreshold: config.minimumRequests,
-    rollingCountTimeout: config.window,
-    rollingCountBuckets: BUCKETS,
-    resetTimeout: config.openFor,
-    rotateBucketController: rotate,
-    errorFilter: (error: unknown) => !(error instanceof AttemptFailed),
-    rollingPercentilesEnabled: false,
-    enableSnapshots: false,
-  } as CircuitBreaker.Options);
-  const rotation = setInterval(() => rotate.emit('rotate'), Math.max(1, Math.floor(config.window / BUCKETS)));
-  rotation.unref();
-  const clearWindow = () => {
-    for (let i = 0; i < BUCKETS; i++) rotate.emit('rotate');
-  };
+  // failureRate 100 turns the breaker off: it never opens and never sheds.
+  const canOpen = config.failureRate < 100;
+  const canShed = canOpen && config.shedding.enabled;
+  const recentSize = config.minimumRequests;
+  const failuresToOpen = Math.floor((recentSize * config.failureRate) / 100) + 1;
+
+  // The last `minimumRequests` calls: failed or not, and when.
+  const recentFailed = new Uint8Array(recentSize);
+  const recentAt = new Float64Array(recentSize).fill(-Infinity);
+  let recentNext = 0;
+
+  // The shedding window: BUCKETS buckets of window / BUCKETS.
+  const bucketMs = Math.max(1, config.window / BUCKETS);
+  const offered = new Float64Array(BUCKETS);
+  const accepted = new Float64Array(BUCKETS);
+  const failed = new Float64Array(BUCKETS);
+  let bucket = Math.floor(now() / bucketMs);
+  let offeredSum = 0;
+  let acceptedSum = 0;
+  let failedSum = 0;
+  let shedProbability = 0;
 
   let state: CircuitState = 'closed';
-  let openedAt = 0;
-  let openedWith = { failures: 0, fires: 0 };
-  const { metrics } = deps;
-  breaker.on('open', () => {
-    const stats = breaker.stats;
-    openedWith = { failures: stats.failures, fires: stats.fires };
-    openedAt = deps.now();
-    state = 'open';
-    metrics.circuitTransitions.inc({ upstream, to: 'open' });
-  });
-  breaker.on('halfOpen', () => {
-    state = 'half_open';
-    metrics.circuitTransitions.inc({ upstream, to: 'half_open' });
-  });
-  breaker.on('close', () => {
-    state = 'closed';
-    clearWindow();
-    metrics.circuitTransitions.inc({ upstream, to: 'closed' });
-  });
-  breaker.on('reject', () => metrics.circuitRejections.inc({ upstream }));
+  /** When the current episode (closed -> ... -> closed) first opened. */
+  let episodeStart = 0;
+  let openUntil = 0;
+  let openPeriod = config.openFor;
+  /** Failed probes since the outage outlasted `hold`: the open period doubles with each. */
+  let reopenedPastHold = 0;
+  let openedWith = 0;
+  /** Bumped on every opening: results of older probes are ignored. */
+  let generation = 0;
+  let probesInFlight = 0;
+  let probeSuccesses = 0;
 
-  const openError = (): BreakwaterError => {
-    const left = Math.max(0, openedAt + config.openFor - deps.now());
-    const seconds = Math.max(1, Math.ceil(left / 1000));
+  const held: Waiter[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let timerAt = Infinity;
+
+  const enter = (next: CircuitState) => {
+    if (next === state) return;
+    state = next;
+    metrics.circuitTransitions.inc({ upstream, to: next });
+  };
+
+  const advance = (at: number) => {
+    const current = Math.floor(at / bucketMs);
+    if (current === bucket) return;
+    const steps = Math.min(BUCKETS, current - bucket);
+    for (let i = 1; i <= steps; i++) {
+      const slot = (bucket + i) % BUCKETS;
+      offeredSum -= offered[slot]!;
+      acceptedSum -= accepted[slot]!;
+      failedSum -= failed[slot]!;
+      offered[slot] = 0;
+      accepted[slot] = 0;
+      failed[slot] = 0;
+    }
+    bucket = current;
+    if (!canShed || offeredSum < config.minimumRequests) shedProbability = 0;
+    else shedProbability = Math.min(MAX_SHED, Math.max(0, (offeredSum - config.shedding.k * acceptedSum) / (offeredSum + 1)));
+    if (state === 'closed' && shedProbability > 0) enter('shedding');
+    else if (state === 'shedding' && shedProbability === 0) enter('closed');
+  };
+
+  const clearWindow = () => {
+    offered.fill(0);
+    accepted.fill(0);
+    failed.fill(0);
+    offeredSum = acceptedSum = failedSum = shedProbability = 0;
+    recentAt.fill(-Infinity);
+    recentFailed.fill(0);
+  };
+
+  /** `since`: when the outage began (the oldest failure that opened it); `hold` counts from there. */
+  const open = (at: number, since = at) => {
+    if (state === 'closed' || state === 'shedding') {
+      episodeStart = since;
+      openPeriod = config.openFor;
+      reopenedPastHold = 0;
+    } else if (at - episodeStart >= config.hold) {
+      // openFor, then twice as long after each further failed probe.
+      openPeriod = Math.min(config.maxOpenFor, config.openFor * 2 ** reopenedPastHold++);
+    }
+    // Jittered down by up to a quarter, never above the configured bound.
+    openUntil = at + openPeriod * (1 - 0.25 * random());
+    generation++;
+    probesInFlight = 0;
+    probeSuccesses = 0;
+    enter('open');
+    schedule();
+  };
+
+  const close = () => {
+    clearWindow();
+    enter('closed');
+    pump();
+  };
+
+  /** Failures among the last calls when all of them fall within the window. */
+  const recentFailures = (at: number): number => {
+    const oldest = recentAt[recentNext]!; // the slot written next holds the oldest call
+    if (at - oldest > config.window) return 0;
+    let failures = 0;
+    for (let i = 0; i < recentSize; i++) failures += recentFailed[i]!;
+    return failures;
+  };
+
+  /** When the oldest failure among the last calls happened. */
+  const firstRecentFailure = (): number => {
+    let first = Infinity;
+    for (let i = 0; i < recentSize; i++) if (recentFailed[i]) first = Math.min(first, recentAt[i]!);
+    return first;
+  };
+
+  /** A call may go now (its probe generation, or 0), or not (undefined). */
+  const admit = (at: number, mayShed: boolean): Admission | undefined => {
+    if (state === 'open') {
+      if (at < openUntil) return undefined;
+      enter('half_open');
+    }
+    if (state === 'half_open') {
+      if (probesInFlight >= PROBES + probeSuccesses) return undefined;
+      probesInFlight++;
+      return generation;
+    }
+    advance(at);
+    if (mayShed && shedProbability > 0 && random() < shedProbability) return undefined;
+    return 0;
+  };
+
+  const record = (admission: Admission, didFail: boolean, at: number) => {
+    if (admission !== 0) {
+      if (admission !== generation || state !== 'half_open') return;
+      probesInFlight--;
+      // Down means nearly every call fails: once a probe has succeeded, a
+      // failed one does not reopen (a partly failing upstream would
+      // otherwise be held shut by its ordinary failures).
+      if (didFail && probeSuccesses === 0) open(at);
+      else if (!didFail && ++probeSuccesses >= PROBES) close();
+      else pump();
+      return;
+    }
+    if (state !== 'closed' && state !== 'shedding') return; // a call from before it opened
+    advance(at);
+    const slot = bucket % BUCKETS;
+    offered[slot]! += 1;
+    offeredSum += 1;
+    if (didFail) {
+      failed[slot]! += 1;
+      failedSum += 1;
+    } else {
+      accepted[slot]! += 1;
+      acceptedSum += 1;
+    }
+    recentFailed[recentNext] = didFail ? 1 : 0;
+    recentAt[recentNext] = at;
+    recentNext = (recentNext + 1) % recentSize;
+    if (didFail && canOpen) {
+      const failures = recentFailures(at);
+      if (failures >= failuresToOpen) {
+        openedWith = failures;
+        open(at, firstRecentFailure());
+      }
+    }
+  };
+
+  /** A probe that ended without a verdict (the client left): its slot is free again. */
+  const release = (admission: Admission) => {
+    if (admission !== 0 && admission === generation && state === 'half_open') {
+      probesInFlight--;
+      pump();
+    }
+  };
+
+  /** Lets held calls go, in arrival order, as far as the circuit admits them; refuses those held too long. */
+  function pump(): void {
+    if (held.length === 0) return;
+    const at = now();
+    let kept = 0;
+    for (const waiter of held) {
+      const admission = admit(at, false);
+      if (admission !== undefined) waiter.resolve(admission);
+      else if (at >= waiter.until) waiter.resolve(undefined);
+      else held[kept++] = waiter;
+    }
+    held.length = kept;
+    schedule();
+  }
+
+  /** One timer, only while calls are held: at the next probe time or the first hold expiry. */
+  function schedule(): void {
+    if (held.length === 0) {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      timerAt = Infinity;
+      return;
+    }
+    let at = state === 'open' ? openUntil : Infinity;
+    for (const waiter of held) at = Math.min(at, waiter.until);
+    if (at === timerAt && timer) return;
+    if (timer) clearTimeout(timer);
+    timerAt = at;
+    timer = setTimeout(() => {
+      timer = undefined;
+      timerAt = Infinity;
+      pump();
+    }, Math.max(0, at - now()));
+    timer.unref?.();
+  }
+
+  /** May this call wait for the circuit, and until when? */
+  const holdUntil = (ctx: RequestContext, at: number): number | undefined => {
+    if (config.hold === 0 || state === 'closed' || state === 'shedding') return undefined;
+    if (at - episodeStart >= config.hold || held.length >= MAX_HELD) return undefined;
+    const until = Math.min(at + config.hold, ctx.deadline ?? Infinity);
+    return until > at ? until : undefined;
+  };
+
+  const wait = (until: number, signal: Signal): Promise<Admission | undefined> =>
+    new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        until,
+        resolve: (admission) => {
+          stop();
+          resolve(admission);
+        },
+      };
+      const stop = signal.onAbort(() => {
+        const index = held.indexOf(waiter);
+        if (index !== -1) held.splice(index, 1);
+        schedule();
+        reject(signal.reason);
+      });
+      held.push(waiter);
+      schedule();
+    });
+
+  const refusal = (at: number): BreakwaterError => {
+    if (state === 'closed' || state === 'shedding') {
+      const percent = Math.round(shedProbability * 100);
+      return new BreakwaterError(
+        'CIRCUIT_OPEN',
+        `Upstream '${upstream}' failed ${failedSum} of ${failedSum + acceptedSum} recent calls; Breakwater sheds ${percent}% of calls to it until more succeed.`,
+        { retryAfterSeconds: 1 },
+      );
+    }
+    const seconds = Math.max(1, Math.ceil(Math.max(0, openUntil - at) / 1000));
+    const down = Math.max(1, Math.round((at - episodeStart) / 1000));
     const detail =
       state === 'half_open'
-        ? `Upstream '${upstream}' is being probed after failing; calls are refused until the probe succeeds.`
-        : `Upstream '${upstream}' failed ${openedWith.failures} of ${openedWith.fires} recent calls; calls are refused for ${seconds} s (circuitBreaker.openFor ${formatDuration(config.openFor)}).`;
+        ? `Upstream '${upstream}' is being probed after failing ${openedWith} of its last ${recentSize} calls; calls are refused until the probes succeed.`
+        : `Upstream '${upstream}' failed ${openedWith} of its last ${recentSize} calls and has been down for ${down} s; calls are refused for ${seconds} s, then probed.`;
     return new BreakwaterError('CIRCUIT_OPEN', detail, { retryAfterSeconds: seconds });
   };
 
-  const policy: Policy = {
-    async run(ctx, signal, next) {
-      try {
-        return (await breaker.fire(ctx, signal, next)) as AttemptResult;
-      } catch (error) {
-        if (error instanceof AttemptFailed) return error.result;
-        if ((error as { code?: string }).code === 'EOPENBREAKER') {
-          ctx.flags.add('CIRCUIT_OPEN');
-          throw openError();
-        }
-        throw error;
-      }
-    },
-    close() {},
+  const refuse = (ctx: RequestContext, at: number): never => {
+    metrics.circuitRejections.inc({ upstream });
+    ctx.flags.add('CIRCUIT_OPEN');
+    throw refusal(at);
+  };
+
+  const run = async (ctx: RequestContext, signal: Signal, next: Next): Promise<AttemptResult> => {
+    let at = now();
+    let admission = admit(at, true);
+    if (admission === undefined) {
+      const until = holdUntil(ctx, at);
+      if (until === undefined) refuse(ctx, at);
+      admission = await wait(until!, signal);
+      at = now();
+      if (admission === undefined) refuse(ctx, at);
+    }
+    let result: AttemptResult;
+    try {
+      result = await next(ctx, signal);
+    } catch (error) {
+      release(admission!);
+      throw error;
+    }
+    const failed = isFailure(result.classification);
+    at = now();
+    record(admission!, failed, at);
+    // A failed probe of an upstream down for longer than `hold`: a retry
+    // would wait its backoff only to be refused; the app gets this answer now.
+    if (failed && admission !== 0 && state === 'open' && at - episodeStart >= config.hold) return { ...result, final: true };
+    return result;
   };
 
   return {
     upstream,
-    state: () => state,
-    failureRate: () => {
-      const stats = breaker.stats;
-      const counted = stats.successes + stats.failures;
-      return counted === 0 ? 0 : stats.failures / counted;
+    state: () => {
+      if (state === 'closed' || state === 'shedding') advance(now());
+      return state;
     },
-    policy,
+    failureRate: () => {
+      advance(now());
+      return failedSum + acceptedSum === 0 ? 0 : failedSum / (failedSum + acceptedSum);
+    },
+    status: () => {
+      const at = now();
+      if (state === 'closed' || state === 'shedding') advance(at);
+      return {
+        state,
+        failureRate: failedSum + acceptedSum === 0 ? 0 : failedSum / (failedSum + acceptedSum),
+        shedRate: state === 'shedding' ? shedProbability : 0,
+        held: held.length,
+        openForMs: state === 'open' ? Math.max(0, Math.ceil(openUntil - at)) : 0,
+      };
+    },
+    policy: { run, close() {} },
     close() {
-      clearInterval(rotation);
-      breaker.shutdown();
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      // Held calls go on to the upstream: the breaker is being replaced, not the request.
+      const waiting = held.splice(0);
+      for (const waiter of waiting) waiter.resolve(0);
     },
   };
 }

@@ -82,4 +82,10 @@ export interface AttemptResult {
   readonly classification: Classification;
   /** The upstream's response when its headers arrived; its body not yet read. */
   readonly response?: IncomingMessage;
+  /**
+   * No retry may follow, whatever the outcome: set by the breaker on a
+   * failed probe of an upstream that is down (the retry would only meet
+   * the reopened circuit after its backoff).
+   */
+  readonly final?: boolean;
 }

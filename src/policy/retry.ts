@@ -65,7 +65,7 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
       for (let retries = 0; ; retries++) {
         const result: AttemptResult = await next(ctx, signal);
         const { classification, response } = result;
-        if (!shouldRetry(classification) || (classification.code !== undefined && DETERMINISTIC_CODES.has(classification.code))) return result;
+        if (result.final || !shouldRetry(classification) || (classification.code !== undefined && DETERMINISTIC_CODES.has(classification.code))) return result;
         if (retries >= maxRetries || !methodAllows(ctx, retry, classification)) return result;
         if (!ctx.body.replayable) {
           ctx.flags.add('BODY_NOT_REPLAYABLE');

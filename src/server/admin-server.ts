@@ -30,7 +30,7 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
     upstreams: [...runtime.upstreams.values()].map((upstream) => ({
       name: upstream.name,
       url: redacted.upstreams[upstream.name]?.url ?? '',
-      breaker: { state: upstream.breaker.state(), failureRate: upstream.breaker.failureRate() },
+      breaker: upstream.breaker.status(),
       pacing: upstream.pacing ? upstream.pacing.snapshot() : null,
     })),
     forwardTargets: runtime.forwardTargetCount(),

@@ -81,26 +81,36 @@ describe('upstream status table ↔ docs/errors.md', () => {
 });
 
 /**
- * Rows the docs add to SPEC's tables: contract additions reported in the
- * issue notes (TLS interception needed a 421 and a count of minted leaves).
+ * SPEC §6 rows of sections 8-13 whose features are not built yet, each with
+ * the open issue that builds it. They are left out of the docs until they
+ * land (docs describe what runs); the test fails if one is documented but
+ * still listed here, or listed but gone from SPEC.
  */
-const ADDED_CODES = ['MISDIRECTED_REQUEST'];
-const ADDED_METRICS = ['breakwater_tls_certificates_minted_total'];
+const PENDING_METRICS: Record<string, string> = {
+  breakwater_failovers_total: 'issue 19, SPEC §8.1',
+  breakwater_fallbacks_total: 'issue 19, SPEC §8.2',
+  // (SPEC's row for breakwater_stale_entries and _bytes names two families in one cell; issue 19 splits it.)
+  breakwater_internal_errors_total: 'issue 17, SPEC §9',
+  breakwater_trace_spans_dropped_total: 'issue 22, SPEC §11',
+  breakwater_shed_total: 'issue 24, SPEC §13',
+};
 
 describe('docs ↔ SPEC', () => {
-  it('carries SPEC §5\'s error table row for row, plus the reported additions', () => {
+  it('carries SPEC §5\'s error table row for row', () => {
     const docs = tableRows('docs/errors.md', '## Codes');
-    expect(docs.filter((r) => !ADDED_CODES.includes(r[0]!))).toEqual(tableRows('test/fixtures/SPEC.md', '## 5. Normalized error body').filter((r) => r[1] !== '—'));
-    expect(docs.filter((r) => ADDED_CODES.includes(r[0]!)).map((r) => r[0])).toEqual(ADDED_CODES);
+    expect(docs).toEqual(tableRows('test/fixtures/SPEC.md', '## 5. Normalized error body').filter((r) => r[1] !== '—'));
   });
 
-  it('carries SPEC §6\'s metric table row for row', () => {
-    const families = tableRows('docs/metrics.md', '## Families').filter((r) => !ADDED_METRICS.includes(r[0]!));
-    expect(families.map((r) => r.slice(0, 2))).toEqual(tableRows('test/fixtures/SPEC.md', '## 6. Metrics').map((r) => r.slice(0, 2)));
+  it('carries SPEC §6\'s metric table row for row, but for the rows of features still to be built', () => {
+    const spec = tableRows('test/fixtures/SPEC.md', '## 6. Metrics');
+    const pending = Object.keys(PENDING_METRICS);
+    expect(pending.filter((name) => !spec.some((r) => r[0] === name))).toEqual([]);
+    const families = tableRows('docs/metrics.md', '## Families');
+    expect(families.filter((r) => pending.includes(r[0]!))).toEqual([]);
+    const built = spec.filter((r) => !pending.includes(r[0]!));
+    expect(families.map((r) => r.slice(0, 2))).toEqual(built.map((r) => r.slice(0, 2)));
     const labelNames = (cell: string) => cell.replace(/\([^)]*\)/g, '').split(',').map((part) => part.trim());
-    expect(families.map((r) => labelNames(r[2]!))).toEqual(
-      tableRows('test/fixtures/SPEC.md', '## 6. Metrics').map((r) => labelNames(r[2]!)),
-    );
+    expect(families.map((r) => labelNames(r[2]!))).toEqual(built.map((r) => labelNames(r[2]!)));
   });
 });
 

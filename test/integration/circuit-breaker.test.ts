@@ -1,8 +1,10 @@
 /**
  * Circuit breakers (SPEC §3 `circuitBreaker`): one per upstream, opening
- * strictly above `failureRate` once `minimumRequests` calls are in the
- * window, refusing at once while open, one probe after `openFor`. Each of
- * opossum's traps named in STYLE.md is pinned here or in the unit test.
+ * when more than `failureRate` % of the last `minimumRequests` calls failed,
+ * refusing at once while open once `hold` is over (`hold: 0s` here, unless a
+ * test is about holding), probes after `openFor` that ramp and close it.
+ * The state machine on a virtual clock: test/unit/circuit-breaker.test.ts;
+ * the defaults against a flaky and a dead upstream: do-no-harm.test.ts.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
@@ -41,7 +43,7 @@ afterEach(async () => {
 });
 
 const state = async (upstream: string) => {
-  for (const candidate of ['closed', 'open', 'half_open']) {
+  for (const candidate of ['closed', 'shedding', 'open', 'half_open']) {
     if ((await metricValue(proxy.metrics, 'breakwater_circuit_state', { upstream, state: candidate })) === 1) return candidate;
   }
   return 'unknown';
@@ -50,42 +52,43 @@ const send = (path: string) => request(`${proxy.url}${path}`);
 
 describe('circuit breaker', () => {
   it('does not open below minimumRequests, however bad the failure rate', async () => {
-    await start('{ failureRate: 50, minimumRequests: 5, openFor: 30s }');
+    await start('{ failureRate: 50, minimumRequests: 5, openFor: 30s, hold: 0s }');
     for (let i = 0; i < 4; i++) expect((await send('/flaky/x')).status).toBe(503);
     expect(flaky.requests).toHaveLength(4);
     expect(await state('flaky')).toBe('closed');
   });
 
   it('opens only when the failure rate is strictly above failureRate', async () => {
-    await start('{ failureRate: 50, minimumRequests: 4, openFor: 30s }');
+    await start('{ failureRate: 50, minimumRequests: 4, openFor: 30s, hold: 0s }');
     status = 200;
     await send('/flaky/a');
     await send('/flaky/b');
     status = 503;
     await send('/flaky/c');
-    await send('/flaky/d'); // 2 of 4 failed: 50%, not above it
+    await send('/flaky/d'); // 2 of the last 4 failed: 50%, not above it
     expect(await state('flaky')).toBe('closed');
-    await send('/flaky/e'); // 3 of 5: 60%
+    await send('/flaky/e'); // 3 of the last 4: 75%
     expect(await state('flaky')).toBe('open');
     expect(await metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream: 'flaky', to: 'open' })).toBe(1);
   });
 
   it('counts a response outside failOn as a success (404 never opens it)', async () => {
-    await start('{ failureRate: 10, minimumRequests: 3, openFor: 30s }');
+    await start('{ failureRate: 10, minimumRequests: 3, openFor: 30s, hold: 0s }');
     for (let i = 0; i < 10; i++) expect((await send('/flaky/not-found')).status).toBe(404);
     expect(await state('flaky')).toBe('closed');
   });
 
   it('refuses 50 requests at once while open, the upstream sees none, and other upstreams are unaffected', async () => {
-    await start('{ failureRate: 50, minimumRequests: 3, openFor: 30s }');
+    await start('{ failureRate: 50, minimumRequests: 3, openFor: 30s, hold: 0s }');
     for (let i = 0; i < 3; i++) await send('/flaky/x');
     expect(await state('flaky')).toBe('open');
     const seen = flaky.requests.length;
     const rejectionsBefore = await metricValue(proxy.metrics, 'breakwater_circuit_rejections_total', { upstream: 'flaky' });
     const responses = await Promise.all(Array.from({ length: 50 }, (_, i) => send(i % 2 ? '/flaky/x' : '/also/y')));
     for (const res of responses) {
-      const body = expectProblem(res, 'CIRCUIT_OPEN', { route: res.json().route as string, upstream: 'flaky', attempts: 0, detail: /Upstream 'flaky' failed 3 of 3 recent calls; calls are refused for \d+ s/ });
-      expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(28);
+      const body = expectProblem(res, 'CIRCUIT_OPEN', { route: res.json().route as string, upstream: 'flaky', attempts: 0, detail: /^Upstream 'flaky' failed 3 of its last 3 calls and has been down for \d+ s; calls are refused for \d+ s, then probed\.$/ });
+      // openFor 30s, jittered down by at most a quarter.
+      expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(21);
       expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(30);
       expect(body.retryAfterSeconds).toBe(Number(res.headers['retry-after']));
     }
@@ -98,8 +101,8 @@ describe('circuit breaker', () => {
     expect(await state('healthy')).toBe('closed');
   });
 
-  it('lets one probe through after openFor: a failed probe reopens, a good one closes', async () => {
-    await start('{ failureRate: 50, minimumRequests: 2, openFor: 300ms }');
+  it('probes after openFor: a failed probe reopens it, three good ones close it', async () => {
+    await start('{ failureRate: 50, minimumRequests: 2, openFor: 300ms, hold: 0s }');
     await send('/flaky/1');
     await send('/flaky/2');
     expect(await state('flaky')).toBe('open');
@@ -114,42 +117,103 @@ describe('circuit breaker', () => {
     status = 200;
     seen = flaky.requests.length;
     expect((await send('/flaky/probe-works')).status).toBe(200);
+    expect(await state('flaky')).toBe('half_open');
+    expect((await send('/flaky/probe-2')).status).toBe(200);
+    expect((await send('/flaky/probe-3')).status).toBe(200);
     expect(await state('flaky')).toBe('closed');
     expect((await send('/flaky/after')).status).toBe(200);
-    expect(flaky.requests.length).toBe(seen + 2);
+    expect(flaky.requests.length).toBe(seen + 4);
     const transitions = async (to: string) => metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream: 'flaky', to });
     expect([await transitions('open'), await transitions('half_open'), await transitions('closed')]).toEqual([2, 2, 1]);
   });
 
-  it('lets only one probe through when many requests arrive half-open', async () => {
-    await start('{ failureRate: 50, minimumRequests: 2, openFor: 300ms }');
+  it('lets three probes through when many requests arrive half-open, and refuses the rest', async () => {
+    await start('{ failureRate: 50, minimumRequests: 2, openFor: 300ms, hold: 0s }');
     await send('/flaky/1');
     await send('/flaky/2');
     await new Promise((resolve) => setTimeout(resolve, 400));
     const seen = flaky.requests.length;
-    // The probe takes 300 ms; the other nine arrive while it is in flight.
-    const probe = send('/flaky/slow-probe');
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The probes take 300 ms; the others arrive while they are in flight.
+    const probes = Array.from({ length: 3 }, () => send('/flaky/slow-probe'));
+    await flaky.waitFor(() => flaky.requests.length - seen === 3);
     const others = await Promise.all(Array.from({ length: 9 }, () => send('/flaky/slow-probe')));
-    const responses = [await probe, ...others];
-    expect(flaky.requests.length - seen).toBe(1);
-    expect(responses.filter((r) => r.status === 200)).toHaveLength(1);
-    expect(responses.filter((r) => r.headers['x-breakwater-error'] === 'CIRCUIT_OPEN')).toHaveLength(9);
+    const responses = [...(await Promise.all(probes)), ...others];
+    expect(flaky.requests.length - seen).toBe(3);
+    expect(responses.filter((r) => r.status === 200)).toHaveLength(3);
+    for (const res of others) expectProblem(res, 'CIRCUIT_OPEN', { route: 'flaky', upstream: 'flaky', attempts: 0, detail: /^Upstream 'flaky' is being probed after failing 2 of its last 2 calls; calls are refused until the probes succeed\.$/ });
+    expect(await state('flaky')).toBe('closed');
   });
 
-  it('starts a fresh window when it closes: rejections made while open do not dilute it', async () => {
-    await start('{ failureRate: 50, minimumRequests: 4, openFor: 300ms }');
+  it('starts a fresh window when it closes: the failures that opened it are gone', async () => {
+    await start('{ failureRate: 50, minimumRequests: 4, openFor: 300ms, hold: 0s }');
     for (let i = 0; i < 4; i++) await send('/flaky/x');
     expect(await state('flaky')).toBe('open');
-    for (let i = 0; i < 40; i++) await send('/flaky/rejected'); // 40 rejections in opossum's window
+    for (let i = 0; i < 40; i++) await send('/flaky/rejected');
     await new Promise((resolve) => setTimeout(resolve, 400));
     status = 200;
-    await send('/flaky/probe');
+    for (let i = 0; i < 3; i++) await send('/flaky/probe');
     expect(await state('flaky')).toBe('closed');
     status = 503;
-    for (let i = 0; i < 4; i++) await send('/flaky/again');
-    // 4 of 4 failed since it closed. With the stale window (4 failures + 40
-    // rejections + 1 probe + 4 failures) the rate would be 8/49 and it would stay closed.
+    // Three calls since it closed: below minimumRequests, whatever failed
+    // before. With the old calls kept, the first of these would reopen it.
+    for (let i = 0; i < 3; i++) await send('/flaky/again');
+    expect(await state('flaky')).toBe('closed');
+    await send('/flaky/again'); // 4 of the last 4
     expect(await state('flaky')).toBe('open');
+  });
+
+  it('holds requests that meet a young open circuit and answers them once it recovers', async () => {
+    await start('{ failureRate: 50, minimumRequests: 3, openFor: 200ms, hold: 3s }');
+    for (let i = 0; i < 3; i++) await send('/flaky/x');
+    expect(await state('flaky')).toBe('open');
+    const seen = flaky.requests.length;
+    const held = Array.from({ length: 10 }, () => send('/flaky/held'));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    status = 200; // the blip is over before the first probe
+    const responses = await Promise.all(held);
+    expect(responses.map((r) => r.status)).toEqual(Array(10).fill(200));
+    expect(flaky.requests.length - seen).toBe(10);
+    expect(await state('flaky')).toBe('closed');
+    expect(await metricValue(proxy.metrics, 'breakwater_circuit_rejections_total', { upstream: 'flaky' })).toBe(0);
+  });
+
+  it('sheds part of the calls to a mostly failing upstream, and none to one that answers most of them', async () => {
+    let n = 0;
+    let ratio = 0.6;
+    // Exactly `ratio` of the calls that reach it succeed, evenly spread: never 20 failures in a row.
+    flaky = await startFaultUpstream(() => ({ kind: 'respond', status: n++ % 10 < ratio * 10 ? 200 : 503 }));
+    healthy = await startFaultUpstream(() => ({ kind: 'respond', body: 'fine' }));
+    proxy = await startProxy(`version: 1
+defaults: { retry: { maxRetries: 0 } }
+upstreams:
+  # Opening would need 20 failures in a row: only shedding acts. A 2 s window.
+  flaky: { url: "${flaky.url}", circuitBreaker: { failureRate: 99.99, window: 2s } }
+routes:
+  - { name: flaky, match: { pathPrefix: /flaky }, stripPrefix: true, upstream: flaky }
+`);
+    const run = async (count: number) => {
+      const statuses: string[] = [];
+      for (let i = 0; i < count; i++) {
+        const res = await send('/flaky/x');
+        statuses.push(String(res.headers['x-breakwater-error'] ?? res.status));
+      }
+      return statuses;
+    };
+    const healthyPhase = await run(300);
+    expect(healthyPhase.filter((s) => s === 'CIRCUIT_OPEN')).toEqual([]);
+    expect(await state('flaky')).toBe('closed');
+    ratio = 0.1;
+    await new Promise((resolve) => setTimeout(resolve, 2_200)); // the healthy calls leave the window
+    const before = flaky.requests.length;
+    const failingPhase = await run(300);
+    const shed = failingPhase.filter((s) => s === 'CIRCUIT_OPEN').length;
+    // It settles at 1 - 2 x 0.1 = 80 % shed (once a tenth of the window has passed).
+    expect(shed).toBeGreaterThan(100);
+    expect(shed).toBeLessThan(300);
+    expect(flaky.requests.length - before).toBe(300 - shed);
+    expect(await state('flaky')).toBe('shedding');
+    expect(await metricValue(proxy.metrics, 'breakwater_circuit_rejections_total', { upstream: 'flaky' })).toBe(shed);
+    const line = proxy.accessLogs().findLast((entry) => (entry.flags as string[]).includes('CIRCUIT_OPEN'))!;
+    expect(line.status).toBe(503);
   });
 });

@@ -25,6 +25,13 @@ routes:
 `;
 
 describe('valid files', () => {
+  it('reads the example of the project\'s copy of SPEC §3, verbatim', () => {
+    const spec = readFileSync(path.join(ROOT, 'test/fixtures/SPEC.md'), 'utf8');
+    const start = spec.indexOf('```yaml\nversion: 1');
+    expect(start).toBeGreaterThan(0);
+    expect(SPEC_EXAMPLE).toBe(spec.slice(start + '```yaml\n'.length, spec.indexOf('```', start + 7)));
+  });
+
   it('accepts SPEC §3 example as it is and reads every value', () => {
     const config = load(SPEC_EXAMPLE, { STRIPE_KEY: 'sk_test_1' });
     const [route] = config.routes;
@@ -73,12 +80,43 @@ describe('valid files', () => {
       headers: { request: { set: {}, remove: [] }, response: { set: {}, remove: [] } },
     });
     expect(config.upstreams.api!.circuitBreaker).toEqual({
-      failureRate: 50,
+      failureRate: 90,
       minimumRequests: 20,
       window: 10_000,
-      openFor: 30_000,
+      openFor: 250,
+      maxOpenFor: 1_000,
+      hold: 2_000,
+      shedding: { enabled: true, k: 2 },
       failOn: ['5xx', 'timeout', 'connect-failure', 'reset'],
     });
+    expect(route!.retry).toMatchObject({ maxRetries: 3, backoff: { base: 500, max: 5_000 }, budget: { ratio: 0.4, minPerSecond: 10 } });
+  });
+
+  it('keeps an openFor of old meaning what it meant: maxOpenFor left unset follows it', () => {
+    const config = load(`version: 1
+upstreams:
+  old: { url: "https://a.example.com", circuitBreaker: { failureRate: 50, openFor: 30s } }
+  partial: { url: "https://b.example.com", circuitBreaker: { shedding: { k: 3 } } }
+  explicit: { url: "https://c.example.com", circuitBreaker: { openFor: 100ms, maxOpenFor: 5s, hold: 0s } }
+routes:
+  - { name: a, upstream: old }
+`);
+    expect(config.upstreams.old!.circuitBreaker).toMatchObject({ failureRate: 50, openFor: 30_000, maxOpenFor: 30_000, hold: 2_000 });
+    expect(config.upstreams.partial!.circuitBreaker.shedding).toEqual({ enabled: true, k: 3 });
+    expect(config.upstreams.explicit!.circuitBreaker).toMatchObject({ openFor: 100, maxOpenFor: 5_000, hold: 0 });
+  });
+
+  it('refuses a maxOpenFor shorter than openFor, and a shedding k below 1', () => {
+    const result = parseConfig(`version: 1
+upstreams:
+  api: { url: "https://a.example.com", circuitBreaker: { openFor: 2s, maxOpenFor: 1s, shedding: { k: 0.5 } } }
+routes:
+  - { name: a, upstream: api }
+`, 'bad.yaml', { env: {} });
+    expect(result.ok).toBe(false);
+    const messages = result.ok ? [] : result.problems.map((problem) => `${problem.path}: ${problem.message}`);
+    expect(messages).toContainEqual(expect.stringMatching(/^upstreams\.api\.circuitBreaker\.maxOpenFor: maxOpenFor \(1s\) must not be shorter than openFor \(2s\)$/));
+    expect(messages).toContainEqual(expect.stringMatching(/^upstreams\.api\.circuitBreaker\.shedding\.k: /));
   });
 
   it('accepts a file with every policy block left empty', () => {
@@ -158,7 +196,7 @@ routes:
     expect(a!.timeouts).toEqual({ connect: 2000, perTry: 3000, total: 20_000 });
     expect(a!.retry.backoff).toEqual({ base: 10, max: 2000 });
     expect(a!.retry.retryOn).toEqual(['5xx']);
-    expect(a!.retry.maxRetries).toBe(2);
+    expect(a!.retry.maxRetries).toBe(3);
     expect(a!.rateLimit).toEqual({ rate: 10, burst: 4, maxConcurrent: null, queue: { size: 100, timeout: 2000 }, key: 'route', shared: false });
     expect(b!.rateLimit).toBeNull();
     expect(config.defaults.timeouts).toEqual({ connect: 2000, perTry: 10_000, total: 20_000 });
