@@ -1,0 +1,86 @@
+/**
+ * An open-loop client, as the resilience benchmark's: request i is sent at
+ * i / rate whatever happened before (a closed loop would slow down with the
+ * upstream and hide the failures), with `X-Request-Id: <tag>:<i>` so the
+ * flaky upstream draws the same fates for every target, a share of POSTs
+ * carrying an `Idempotency-Key`, and a client timeout.
+ */
+import http from 'node:http';
+
+export interface LoadOptions {
+  readonly url: string;
+  readonly tag: string;
+  readonly rate: number;
+  readonly durationMs: number;
+  readonly timeoutMs: number;
+  /** Every n-th request is a POST with an Idempotency-Key (0: none). */
+  readonly postEvery?: number;
+}
+
+export interface Outcome {
+  readonly index: number;
+  /** ms after the first send. */
+  readonly sentAt: number;
+  readonly doneAt: number;
+  readonly ms: number;
+  /** 0 when no HTTP answer came (reset, refused, client timeout). */
+  readonly status: number;
+  readonly ok: boolean;
+  /** `X-Breakwater-Error`, or the status, or what went wrong without an answer. */
+  readonly label: string;
+}
+
+export async function runOpenLoop(options: LoadOptions): Promise<Outcome[]> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  const total = Math.round((options.rate * options.durationMs) / 1000);
+  const started = performance.now();
+  const one = (index: number): Promise<Outcome> =>
+    new Promise((resolve) => {
+      const sentAt = performance.now() - started;
+      const post = options.postEvery !== undefined && options.postEvery > 0 && index % options.postEvery === options.postEvery - 1;
+      const headers: http.OutgoingHttpHeaders = { 'x-request-id': `${options.tag}:${index}` };
+      if (post) {
+        headers['idempotency-key'] = `${options.tag}-${index}`;
+        headers['content-type'] = 'application/json';
+        headers['content-length'] = '2';
+      }
+      let settled = false;
+      const done = (status: number, label: string) => {
+        if (settled) return;
+        settled = true;
+        const doneAt = performance.now() - started;
+        resolve({ index, sentAt, doneAt, ms: doneAt - sentAt, status, ok: status >= 200 && status < 300, label });
+      };
+      const req = http.request(`${options.url}/items/${index}`, { method: post ? 'POST' : 'GET', agent, headers, timeout: options.timeoutMs }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          const code = res.headers['x-breakwater-error'];
+          done(status, typeof code === 'string' ? `${status} ${code}` : String(status));
+        });
+        res.on('error', () => done(0, 'reset'));
+      });
+      req.on('timeout', () => req.destroy(new Error('client timeout')));
+      req.on('error', (error: NodeJS.ErrnoException) => done(0, error.message === 'client timeout' ? 'client timeout' : error.code === 'ECONNREFUSED' ? 'refused' : 'reset'));
+      req.end(post ? '{}' : undefined);
+    });
+  const pending: Promise<Outcome>[] = [];
+  for (let index = 0; index < total; index++) {
+    const wait = started + (index * 1000) / options.rate - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    pending.push(one(index));
+  }
+  const outcomes = await Promise.all(pending);
+  agent.destroy();
+  return outcomes;
+}
+
+/** Share of outcomes that succeeded, 0..1. */
+export function successRate(outcomes: readonly Outcome[]): number {
+  return outcomes.length === 0 ? 0 : outcomes.filter((outcome) => outcome.ok).length / outcomes.length;
+}
+
+export function percentile(values: readonly number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+}
