@@ -15,7 +15,8 @@
  *   excess over k times what the upstream accepts is shed. Shed calls are
  *   not counted as requests (as in Envoy), so the rate settles at
  *   1 - k x success rate: with k = 2 a 50 %-failing upstream sheds nothing,
- *   an 80 %-failing one sheds 60 %. Recomputed once per tenth of the window,
+ *   an 80 %-failing one sheds 60 %. Nothing is shed below
+ *   `minimumRequests` calls sent in the window. Recomputed once per tenth of the window,
  *   so the state does not flap per call.
  * - `open`: the upstream looks down: more than `failureRate` % of the last
  *   `minimumRequests` calls failed, all of them within `window`. Open for
@@ -25,12 +26,14 @@
  *   `hold` costs latency, not errors (linkerd2-proxy's fail-fast timeout).
  *   Past `hold`, the upstream is down, not blipping: new calls are refused
  *   at once, and each further failed probe doubles the open period (openFor,
- *   2 x openFor, ...) up to `maxOpenFor` (Linkerd's failure-accrual backoff, jittered down by up to
- *   a quarter so replicas do not probe in step).
+ *   2 x openFor, ...) up to `maxOpenFor` (Linkerd's failure-accrual backoff,
+ *   jittered down by up to a quarter so replicas do not probe in step).
  * - `half_open`: `PROBES` probes in flight (so that one slow answer does
  *   not hold the others back), one more for each success; after `PROBES`
- *   successes it closes, with a fresh window, and the calls it held go. A failed probe opens it again unless a probe already
- *   succeeded: an upstream that answers some calls is not down.
+ *   successes it closes, with a fresh window, and the calls it held go.
+ *   A failed probe opens it again while failed probes outnumber good ones:
+ *   one failure after a success does not (an upstream that answers some
+ *   calls is not down), a crash loop that answers once then dies does.
  *
  * The outage's age, which `hold` is measured against, counts from the
  * oldest failure among the calls that opened the circuit, not from the
@@ -98,12 +101,24 @@ export interface BreakerDeps {
 }
 
 interface Waiter {
+  /** When it stops waiting: hold, or its deadline. */
   readonly until: number;
+  readonly deadline: number;
+  /** Its request went away: dropped at the next pump. */
+  gone: boolean;
   resolve(admitted: Admission | undefined): void;
 }
 
-/** How a call got through: its probe generation when it is a probe, else 0. */
+/**
+ * How a call got through: a probe carries its generation (> 0), any other
+ * call minus the epoch it was admitted in (< 0). Results from an older
+ * generation or epoch (a call that outlived an opening or a closing) are
+ * not counted.
+ */
 type Admission = number;
+
+/** A held call with less time than this before its deadline is refused rather than made a probe that can only time out. */
+const MIN_PROBE_MS = 100;
 
 export function createUpstreamBreaker(upstream: string, config: CircuitBreakerConfig, deps: BreakerDeps): UpstreamBreaker {
   const { metrics, now } = deps;
@@ -113,12 +128,14 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
   const canOpen = config.failureRate < 100;
   const canShed = canOpen && config.shedding.enabled;
   const recentSize = config.minimumRequests;
-  const failuresToOpen = Math.floor((recentSize * config.failureRate) / 100) + 1;
+  /** Strictly above failureRate %; the tolerance keeps a product like 18.4 x 375 (6899.999...) from opening at exactly 18.4 %. */
+  const opensAt = (failures: number) => failures * 100 - config.failureRate * recentSize > 1e-9 * recentSize;
 
   // The last `minimumRequests` calls: failed or not, and when.
   const recentFailed = new Uint8Array(recentSize);
   const recentAt = new Float64Array(recentSize).fill(-Infinity);
   let recentNext = 0;
+  let recentFailures = 0;
 
   // The shedding window: BUCKETS buckets of window / BUCKETS.
   const bucketMs = Math.max(1, config.window / BUCKETS);
@@ -141,10 +158,17 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
   let openedWith = 0;
   /** Bumped on every opening: results of older probes are ignored. */
   let generation = 0;
+  /** Bumped on every closing: results of calls admitted before the outage are ignored. */
+  let epoch = 1;
   let probesInFlight = 0;
   let probeSuccesses = 0;
+  let probeFailures = 0;
+  /** The breaker was dropped (reload, evicted target): calls pass straight through. */
+  let dropped = false;
 
   const held: Waiter[] = [];
+  /** Held calls whose request is still there (`held` keeps gone ones until the next pump). */
+  let waiting = 0;
   let timer: NodeJS.Timeout | undefined;
   let timerAt = Infinity;
 
@@ -181,6 +205,7 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     offeredSum = acceptedSum = failedSum = shedProbability = 0;
     recentAt.fill(-Infinity);
     recentFailed.fill(0);
+    recentFailures = 0;
   };
 
   /** `since`: when the outage began (the oldest failure that opened it); `hold` counts from there. */
@@ -198,24 +223,20 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     generation++;
     probesInFlight = 0;
     probeSuccesses = 0;
+    probeFailures = 0;
     enter('open');
     schedule();
   };
 
   const close = () => {
     clearWindow();
+    epoch++;
     enter('closed');
     pump();
   };
 
-  /** Failures among the last calls when all of them fall within the window. */
-  const recentFailures = (at: number): number => {
-    const oldest = recentAt[recentNext]!; // the slot written next holds the oldest call
-    if (at - oldest > config.window) return 0;
-    let failures = 0;
-    for (let i = 0; i < recentSize; i++) failures += recentFailed[i]!;
-    return failures;
-  };
+  /** All of the last calls fall within the window (the slot written next holds the oldest). */
+  const recentAreFresh = (at: number): boolean => at - recentAt[recentNext]! <= config.window;
 
   /** When the oldest failure among the last calls happened. */
   const firstRecentFailure = (): number => {
@@ -224,7 +245,7 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     return first;
   };
 
-  /** A call may go now (its probe generation, or 0), or not (undefined). */
+  /** A call may go now (see {@link Admission}), or not (undefined). */
   const admit = (at: number, mayShed: boolean): Admission | undefined => {
     if (state === 'open') {
       if (at < openUntil) return undefined;
@@ -237,22 +258,26 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     }
     advance(at);
     if (mayShed && shedProbability > 0 && random() < shedProbability) return undefined;
-    return 0;
+    return -epoch;
   };
 
   const record = (admission: Admission, didFail: boolean, at: number) => {
-    if (admission !== 0) {
+    if (admission > 0) {
       if (admission !== generation || state !== 'half_open') return;
       probesInFlight--;
-      // Down means nearly every call fails: once a probe has succeeded, a
-      // failed one does not reopen (a partly failing upstream would
-      // otherwise be held shut by its ordinary failures).
-      if (didFail && probeSuccesses === 0) open(at);
-      else if (!didFail && ++probeSuccesses >= PROBES) close();
+      // Down means most calls fail: a failed probe reopens it while failed
+      // probes outnumber good ones, not on the first failure after a
+      // success (a partly failing upstream would otherwise be held shut by
+      // its ordinary failures, and a crash-looping one never left half-open).
+      if (didFail) {
+        if (++probeFailures > probeSuccesses) open(at);
+        else pump();
+      } else if (++probeSuccesses >= PROBES) close();
       else pump();
       return;
     }
-    if (state !== 'closed' && state !== 'shedding') return; // a call from before it opened
+    // A call from before it opened, or from before the outage it recovered from.
+    if (-admission !== epoch || (state !== 'closed' && state !== 'shedding')) return;
     advance(at);
     const slot = bucket % BUCKETS;
     offered[slot]! += 1;
@@ -264,21 +289,19 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
       accepted[slot]! += 1;
       acceptedSum += 1;
     }
+    recentFailures += (didFail ? 1 : 0) - recentFailed[recentNext]!;
     recentFailed[recentNext] = didFail ? 1 : 0;
     recentAt[recentNext] = at;
     recentNext = (recentNext + 1) % recentSize;
-    if (didFail && canOpen) {
-      const failures = recentFailures(at);
-      if (failures >= failuresToOpen) {
-        openedWith = failures;
-        open(at, firstRecentFailure());
-      }
+    if (didFail && canOpen && opensAt(recentFailures) && recentAreFresh(at)) {
+      openedWith = recentFailures;
+      open(at, firstRecentFailure());
     }
   };
 
   /** A probe that ended without a verdict (the client left): its slot is free again. */
   const release = (admission: Admission) => {
-    if (admission !== 0 && admission === generation && state === 'half_open') {
+    if (admission > 0 && admission === generation && state === 'half_open') {
       probesInFlight--;
       pump();
     }
@@ -289,26 +312,30 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     if (held.length === 0) return;
     const at = now();
     let kept = 0;
+    let next = state === 'open' ? openUntil : Infinity;
     for (const waiter of held) {
-      const admission = admit(at, false);
+      if (waiter.gone) continue;
+      // Too close to its deadline to be a useful probe: it could only time out.
+      const admission = state !== 'closed' && state !== 'shedding' && waiter.deadline - at < MIN_PROBE_MS ? undefined : admit(at, false);
       if (admission !== undefined) waiter.resolve(admission);
-      else if (at >= waiter.until) waiter.resolve(undefined);
-      else held[kept++] = waiter;
+      else if (at >= waiter.until || waiter.deadline - at < MIN_PROBE_MS) waiter.resolve(undefined);
+      else {
+        held[kept++] = waiter;
+        next = Math.min(next, waiter.until);
+      }
     }
     held.length = kept;
-    schedule();
+    arm(next);
   }
 
   /** One timer, only while calls are held: at the next probe time or the first hold expiry. */
-  function schedule(): void {
-    if (held.length === 0) {
+  function arm(at: number): void {
+    if (held.length === 0 || at === Infinity) {
       if (timer) clearTimeout(timer);
       timer = undefined;
       timerAt = Infinity;
       return;
     }
-    let at = state === 'open' ? openUntil : Infinity;
-    for (const waiter of held) at = Math.min(at, waiter.until);
     if (at === timerAt && timer) return;
     if (timer) clearTimeout(timer);
     timerAt = at;
@@ -320,31 +347,41 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     timer.unref?.();
   }
 
-  /** May this call wait for the circuit, and until when? */
-  const holdUntil = (ctx: RequestContext, at: number): number | undefined => {
-    if (config.hold === 0 || state === 'closed' || state === 'shedding') return undefined;
-    if (at - episodeStart >= config.hold || held.length >= MAX_HELD) return undefined;
-    const until = Math.min(at + config.hold, ctx.deadline ?? Infinity);
-    return until > at ? until : undefined;
-  };
+  /** Arms the timer when the circuit opens while calls are held. */
+  function schedule(): void {
+    if (held.length > 0) pump();
+  }
 
-  const wait = (until: number, signal: Signal): Promise<Admission | undefined> =>
+  /** May this call wait for the circuit, and until when? */
+  const mayHold = (ctx: RequestContext, at: number): boolean =>
+    config.hold > 0 && state !== 'closed' && state !== 'shedding' && at - episodeStart < config.hold && waiting < MAX_HELD && (ctx.deadline ?? Infinity) - at >= MIN_PROBE_MS;
+
+  const wait = (deadline: number, at: number, signal: Signal): Promise<Admission | undefined> =>
     new Promise((resolve, reject) => {
+      if (signal.aborted) {
+        reject(signal.reason);
+        return;
+      }
       const waiter: Waiter = {
-        until,
+        until: Math.min(at + config.hold, deadline),
+        deadline,
+        gone: false,
         resolve: (admission) => {
+          waiting--;
           stop();
           resolve(admission);
         },
       };
       const stop = signal.onAbort(() => {
-        const index = held.indexOf(waiter);
-        if (index !== -1) held.splice(index, 1);
-        schedule();
+        waiter.gone = true;
+        waiting--;
         reject(signal.reason);
       });
       held.push(waiter);
-      schedule();
+      waiting++;
+      // The earliest of the next probe and the hold expiries; pump recomputes it.
+      const next = Math.min(timerAt, state === 'open' ? openUntil : Infinity, waiter.until);
+      if (next !== timerAt || !timer) arm(next);
     });
 
   const refusal = (at: number): BreakwaterError => {
@@ -372,12 +409,12 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
   };
 
   const run = async (ctx: RequestContext, signal: Signal, next: Next): Promise<AttemptResult> => {
+    if (dropped) return next(ctx, signal);
     let at = now();
     let admission = admit(at, true);
     if (admission === undefined) {
-      const until = holdUntil(ctx, at);
-      if (until === undefined) refuse(ctx, at);
-      admission = await wait(until!, signal);
+      if (!mayHold(ctx, at)) refuse(ctx, at);
+      admission = await wait(ctx.deadline ?? Infinity, at, signal);
       at = now();
       if (admission === undefined) refuse(ctx, at);
     }
@@ -393,38 +430,43 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     record(admission!, failed, at);
     // A failed probe of an upstream down for longer than `hold`: a retry
     // would wait its backoff only to be refused; the app gets this answer now.
-    if (failed && admission !== 0 && state === 'open' && at - episodeStart >= config.hold) return { ...result, final: true };
+    if (failed && admission! > 0 && state === 'open' && at - episodeStart >= config.hold) return { ...result, final: true };
     return result;
+  };
+
+  /** The state as of now: the window advanced, and an open period that ran out shown as half_open even with no call to probe. */
+  const current = (at: number): CircuitState => {
+    if (state === 'closed' || state === 'shedding') advance(at);
+    else if (state === 'open' && at >= openUntil) enter('half_open');
+    return state;
   };
 
   return {
     upstream,
-    state: () => {
-      if (state === 'closed' || state === 'shedding') advance(now());
-      return state;
-    },
+    state: () => current(now()),
     failureRate: () => {
       advance(now());
       return failedSum + acceptedSum === 0 ? 0 : failedSum / (failedSum + acceptedSum);
     },
     status: () => {
       const at = now();
-      if (state === 'closed' || state === 'shedding') advance(at);
+      current(at);
       return {
         state,
         failureRate: failedSum + acceptedSum === 0 ? 0 : failedSum / (failedSum + acceptedSum),
         shedRate: state === 'shedding' ? shedProbability : 0,
-        held: held.length,
+        held: waiting,
         openForMs: state === 'open' ? Math.max(0, Math.ceil(openUntil - at)) : 0,
       };
     },
     policy: { run, close() {} },
     close() {
+      dropped = true;
       if (timer) clearTimeout(timer);
       timer = undefined;
       // Held calls go on to the upstream: the breaker is being replaced, not the request.
       const waiting = held.splice(0);
-      for (const waiter of waiting) waiter.resolve(0);
+      for (const waiter of waiting) if (!waiter.gone) waiter.resolve(-epoch);
     },
   };
 }

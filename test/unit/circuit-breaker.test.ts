@@ -252,6 +252,16 @@ describe('open, hold and half-open', () => {
     expect(periods).toEqual([250, 250, 250, 250, 250, 500, 1_000, 1_000]);
   });
 
+  it('shows half_open once the open period ran out, with no call to probe it', async () => {
+    const b = breakerWith();
+    await openIt(b);
+    clock += 249;
+    expect(b.breaker.state()).toBe('open');
+    clock += 1;
+    expect(b.breaker.state()).toBe('half_open');
+    expect(b.breaker.status()).toMatchObject({ state: 'half_open', openForMs: 0, held: 0 });
+  });
+
   it('jitters the open period down by at most a quarter', async () => {
     const b = breakerWith({}, () => 0.999);
     await openIt(b);
@@ -311,6 +321,80 @@ describe('open, hold and half-open', () => {
     clock += 600; // 2.1 s after the first failure, 0.6 s after opening
     expect(await b.outcome(ok)).toBe('CIRCUIT_OPEN'); // refused at once, not held
     expect(b.breaker.status().held).toBe(0);
+  });
+
+  it('does not hold a call whose request is already gone, so it cannot take a probe slot', async () => {
+    vi.useFakeTimers();
+    const b = breakerWith();
+    await openIt(b);
+    for (let i = 0; i < PROBES; i++) {
+      const gone = new Cancellation();
+      gone.abort(new Error('client left before'));
+      await expect(b.breaker.policy.run(ctx(), gone, ok)).rejects.toThrow('client left before');
+    }
+    expect(b.breaker.status().held).toBe(0);
+    clock += 250;
+    await vi.advanceTimersByTimeAsync(250);
+    for (let i = 0; i < PROBES; i++) expect(await b.outcome(ok)).toBe(200);
+    expect(b.breaker.state()).toBe('closed');
+  });
+
+  it('reopens a half-open circuit whose upstream answers once and then fails again (a crash loop)', async () => {
+    const b = breakerWith({ hold: 0 });
+    await openIt(b);
+    clock += 250;
+    expect(await b.outcome(ok)).toBe(200);
+    expect(await b.outcome(fail)).toBe(503);
+    expect(b.breaker.state()).toBe('half_open'); // one of each: not down
+    expect(await b.outcome(fail)).toBe(503);
+    expect(b.breaker.state()).toBe('open'); // failed probes outnumber good ones
+  });
+
+  it('does not count a call admitted before the outage that ends after the recovery', async () => {
+    const b = breakerWith({ hold: 0 });
+    const finish: (() => void)[] = [];
+    const hung = Array.from({ length: 20 }, () => b.call(() => new Promise<AttemptResult>((resolve) => finish.push(() => resolve({ classification: classifyStatus(504) })))));
+    await openIt(b);
+    clock += 250;
+    for (let i = 0; i < PROBES; i++) expect(await b.outcome(ok)).toBe(200);
+    expect(b.breaker.state()).toBe('closed');
+    for (const done of finish) done();
+    await Promise.all(hung);
+    expect(b.breaker.state()).toBe('closed');
+    expect(b.breaker.failureRate()).toBe(0);
+  });
+
+  it('refuses a held call rather than make it a probe with too little time left', async () => {
+    vi.useFakeTimers();
+    const b = breakerWith({ openFor: 1_000 });
+    await openIt(b);
+    expect(await b.outcome(ok, ctx(clock + 50))).toBe('CIRCUIT_OPEN'); // not even held
+    let called = 0;
+    const held = b.outcome(() => {
+      called++;
+      return ok();
+    }, ctx(clock + 1_050));
+    clock += 1_000; // the probe time: 50 ms before its deadline
+    await vi.advanceTimersByTimeAsync(1_000);
+    await expect(held).resolves.toBe('CIRCUIT_OPEN');
+    expect(called).toBe(0);
+  });
+
+  it('lets calls straight through once dropped (reload, evicted target)', async () => {
+    const b = breakerWith({ hold: 0 });
+    await openIt(b);
+    b.breaker.close();
+    expect(await b.outcome(ok)).toBe(200);
+  });
+
+  it('opens strictly above failureRate even where the product is not exact in floating point', async () => {
+    // 375 x 18.4 / 100 = 69 exactly in decimal; 69 failures are 18.4 %, not above it.
+    const b = breakerWith({ minimumRequests: 375, failureRate: 18.4 });
+    for (let i = 0; i < 375 - 69; i++) await b.outcome(ok);
+    for (let i = 0; i < 69; i++) await b.outcome(fail);
+    expect(b.breaker.state()).toBe('closed');
+    await b.outcome(fail);
+    expect(b.breaker.state()).toBe('open');
   });
 
   it('counts transitions and rejections', async () => {
