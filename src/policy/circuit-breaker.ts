@@ -31,9 +31,10 @@
  * - `half_open`: `PROBES` probes in flight (so that one slow answer does
  *   not hold the others back), one more for each success; after `PROBES`
  *   successes it closes, with a fresh window, and the calls it held go.
- *   A failed probe opens it again while failed probes outnumber good ones:
- *   one failure after a success does not (an upstream that answers some
- *   calls is not down), a crash loop that answers once then dies does.
+ *   A failed probe opens it again before any probe succeeded, or when
+ *   `PROBES` failed in a row since the last success (a crash loop that
+ *   answers once, then dies); an ordinary failure of an upstream that
+ *   answers most calls does not.
  *
  * The outage's age, which `hold` is measured against, counts from the
  * oldest failure among the calls that opened the circuit, not from the
@@ -265,15 +266,19 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     if (admission > 0) {
       if (admission !== generation || state !== 'half_open') return;
       probesInFlight--;
-      // Down means most calls fail: a failed probe reopens it while failed
-      // probes outnumber good ones, not on the first failure after a
-      // success (a partly failing upstream would otherwise be held shut by
-      // its ordinary failures, and a crash-looping one never left half-open).
+      // Down means nearly every call fails: a failed probe reopens it before
+      // any probe succeeded, or when PROBES probes in a row failed since the
+      // last success (a crash loop that answers once, then dies); not on an
+      // ordinary failure of an upstream that answers most calls, which would
+      // otherwise be held shut by them.
       if (didFail) {
-        if (++probeFailures > probeSuccesses) open(at);
+        if (probeSuccesses === 0 || ++probeFailures >= PROBES) open(at);
         else pump();
-      } else if (++probeSuccesses >= PROBES) close();
-      else pump();
+      } else {
+        probeFailures = 0;
+        if (++probeSuccesses >= PROBES) close();
+        else pump();
+      }
       return;
     }
     // A call from before it opened, or from before the outage it recovered from.

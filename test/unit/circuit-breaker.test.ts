@@ -345,9 +345,20 @@ describe('open, hold and half-open', () => {
     clock += 250;
     expect(await b.outcome(ok)).toBe(200);
     expect(await b.outcome(fail)).toBe(503);
-    expect(b.breaker.state()).toBe('half_open'); // one of each: not down
     expect(await b.outcome(fail)).toBe(503);
-    expect(b.breaker.state()).toBe('open'); // failed probes outnumber good ones
+    expect(b.breaker.state()).toBe('half_open'); // an upstream that answered is not down yet
+    expect(await b.outcome(fail)).toBe(503);
+    expect(b.breaker.state()).toBe('open'); // three in a row since the last success
+  });
+
+  it('keeps probing, not reopening, an upstream that answers most probes', async () => {
+    const b = breakerWith({ hold: 0 });
+    await openIt(b);
+    clock += 250;
+    for (const attempt of [ok, fail, fail, ok, fail]) await b.outcome(attempt);
+    expect(b.breaker.state()).toBe('half_open');
+    await b.outcome(ok);
+    expect(b.breaker.state()).toBe('closed');
   });
 
   it('does not count a call admitted before the outage that ends after the recovery', async () => {
