@@ -27,6 +27,7 @@ import { handleUpgrade } from './websocket.js';
 import { handleConnect } from './connect.js';
 import type { Forwarder } from '../upstream/forward.js';
 import { authorityOf, checkIdentity, interceptedTarget, type InterceptedTarget } from '../tls/interceptor.js';
+import { normalizeTarget, rawTargetOf } from '../router/normalize-path.js';
 
 export interface ProxyServerDeps {
   /** The runtime new requests start on (swapped on reload). */
@@ -99,11 +100,6 @@ function interceptRoute(runtime: Runtime, ctx: RequestContext, target: Intercept
   const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
   if (route && !route.upstream) ctx.forward = runtime.forwardTarget(target.host, target.port, true);
   return route;
-}
-
-function pathOf(url: string): string {
-  const query = url.indexOf('?');
-  return query === -1 ? url : url.slice(0, query);
 }
 
 /** Writes a complete HTTP/1.1 response on a raw socket (parser errors, refused upgrades), then closes it. */
@@ -234,7 +230,9 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     // target, not the Host header, names where it goes.
     const absoluteForm = /^https?:\/\//i.test(rawUrl);
     const absolute = absoluteForm ? parseAbsolute(rawUrl) : undefined;
-    const url = absolute ? `${absolute.pathname}${absolute.search}` : rawUrl;
+    // The path is normalized before anything matches it (SPEC §10).
+    const target = normalizeTarget(absolute ? rawTargetOf(rawUrl) : rawUrl);
+    const url = target.ok ? target.url : target.path;
     // Decrypted from an intercepted CONNECT: its target names the host.
     const intercepted = interceptedTarget(req.socket);
     const host = intercepted
@@ -245,7 +243,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     const ctx: RequestContext = {
       requestId: clientRequestId(req.headers['x-request-id']) ?? randomUUID(),
       method: req.method ?? 'GET',
-      path: pathOf(url),
+      path: target.path,
       url,
       host,
       clientHeaders: req.headers,
@@ -276,6 +274,9 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
 
     try {
       if (isDraining) throw new BreakwaterError('PROXY_DRAINING', 'This Breakwater instance is shutting down and takes no new requests.');
+      // node's parser reads a request line without a version as HTTP/0.9 (no headers, no Host): never forwarded.
+      if (req.httpVersionMajor < 1) throw new BreakwaterError('BAD_REQUEST', 'The request line has no HTTP version (HTTP/0.9 is not proxied).');
+      if (!target.ok) throw new BreakwaterError('BAD_REQUEST', `The request path ${target.path} cannot be routed: ${target.reason}.`);
       if (intercepted) {
         route = interceptRoute(runtime, ctx, intercepted);
       } else if (absoluteForm) {

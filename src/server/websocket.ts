@@ -18,6 +18,7 @@ import { methodLabel } from '../observe/metrics.js';
 import { flagForCode } from '../policy/context.js';
 import type { RouteRuntime } from '../runtime.js';
 import { rewritePath } from '../router/match-route.js';
+import { normalizeTarget } from '../router/normalize-path.js';
 import { classifyError } from '../upstream/classify.js';
 import { buildUpstreamHeaders, clientRequestId } from '../upstream/headers.js';
 import type { ProxyServerDeps } from './proxy-server.js';
@@ -39,8 +40,9 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
   const { metrics, logger, now, forwarder } = deps;
   const startedAt = now();
   const requestId = clientRequestId(req.headers['x-request-id']) ?? randomUUID();
-  const url = req.url ?? '/';
-  const path = url.split('?')[0]!;
+  const target = normalizeTarget(req.url ?? '/');
+  const url = target.ok ? target.url : target.path;
+  const path = target.path;
   const host = (req.headers.host ?? '').toLowerCase();
   const method = req.method ?? 'GET';
   let route: RouteRuntime | undefined;
@@ -73,6 +75,10 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     );
   };
 
+  if (!target.ok) {
+    refuse(new BreakwaterError('BAD_REQUEST', `The request path ${target.path} cannot be routed: ${target.reason}.`));
+    return;
+  }
   // Decrypted from an intercepted CONNECT: matched by the CONNECT host; a
   // route without an upstream goes to that host over verified TLS.
   const intercepted = interceptedTarget(req.socket);
