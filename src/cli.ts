@@ -9,6 +9,7 @@
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { startApp } from './app.js';
+import { installRejectionNet } from './observe/last-net.js';
 import { configJsonSchema, formatProblem, loadConfig, type LoadedConfig } from './config/index.js';
 import { suggest } from './config/suggest.js';
 import { createLogger } from './observe/logger.js';
@@ -94,6 +95,7 @@ async function run(file: string): Promise<number | 'running'> {
       },
     );
   };
+  installRejectionNet(process, logger, app.metrics);
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   process.on('SIGHUP', () => {

@@ -49,6 +49,7 @@ export interface Metrics {
   readonly pacingPauses: FastCounter<'upstream'>;
   readonly tlsIntercept: FastCounter<'result'>;
   readonly tlsCertificatesMinted: FastCounter<never>;
+  readonly internalErrors: FastCounter<never>;
   /** Where `breakwater_circuit_state` reads the breakers' states at scrape time. */
   setCircuitStates(source: () => Iterable<{ readonly upstream: string; readonly state: string }>): void;
   /** Where `breakwater_rate_limit_queue_depth` reads the queues at scrape time. */
@@ -149,6 +150,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     pacingPauses: counter('breakwater_pacing_pauses_total', 'Times pacing started holding requests for an upstream.', ['upstream']),
     tlsIntercept: counter('breakwater_tls_intercept_total', 'CONNECT requests by TLS interception result.', ['result']),
     tlsCertificatesMinted: counter<never>('breakwater_tls_certificates_minted_total', 'Leaf certificates minted for intercepted hosts.', []),
+    internalErrors: counter<never>('breakwater_internal_errors_total', 'Faults caught by the last net (unhandled promise rejections); the process kept serving.', []),
 
     setCircuitStates(source) {
       circuitStates = source;
@@ -163,6 +165,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     registerConfig(config) {
       metrics.configReloads.inc({ result: 'success' }, 0);
       metrics.configReloads.inc({ result: 'failure' }, 0);
+      metrics.internalErrors.inc({}, 0);
       for (const route of config.routes) {
         const labels = { route: route.name };
         for (const code of Object.keys(CATALOG)) metrics.errors.inc({ ...labels, code }, 0);
