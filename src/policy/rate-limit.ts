@@ -164,6 +164,10 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
       timeout: SHARED_IDLE_MS,
     });
     limiter.on('error', () => {});
+    // bottleneck starts its Redis datastore in the constructor and leaves
+    // that promise unhandled: with Redis gone, the first request of a new
+    // key ended the process. Its failure is this request's Redis failure.
+    limiter.ready().catch(() => {});
     return {
       acquire: (ctx, waitMs) => acquireShared(limiter, ctx, waitMs),
       idle: () => {

@@ -37,13 +37,13 @@ routes:
 `;
 }
 
-async function startReplica(file: string): Promise<{ child: ChildProcess; url: string }> {
+async function startReplica(file: string): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   const child = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   await waitUntil(() => out.includes('"msg":"listening"'), 15_000, 'a replica to listen');
   const line = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!) as { listen: string };
-  return { child, url: `http://${line.listen}` };
+  return { child, url: `http://${line.listen}`, output: () => out };
 }
 
 describe('shared rate limits', () => {
@@ -91,6 +91,39 @@ describe('shared rate limits', () => {
       expect(keys.length).toBeGreaterThan(0);
     } finally {
       await proxy.close();
+    }
+  });
+
+  it('keeps the process up when Redis is gone and a tenant not seen before arrives (issue 17: it used to exit)', async () => {
+    const file = writeTemp(
+      'tenant.yaml',
+      `version: 1
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+defaults: { retry: { maxRetries: 0 } }
+redis: { url: "${redis.url}", onError: local }
+upstreams: { u: { url: "${upstream.url}" } }
+routes:
+  - { name: tenants, upstream: u, rateLimit: { rate: 100/s, key: "header:X-Tenant", shared: true } }
+`,
+    );
+    const replica = await startReplica(file);
+    try {
+      expect((await request(`${replica.url}/x`, { headers: { 'x-tenant': 'seen' } })).status).toBe(200);
+      await redis.stop();
+      for (const tenant of ['new-1', 'new-2', 'seen']) {
+        const res = await request(`${replica.url}/x`, { headers: { 'x-tenant': tenant } });
+        expect(res.status).toBe(200);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(replica.child.exitCode).toBeNull();
+      expect((await request(`${replica.url}/x`, { headers: { 'x-tenant': 'new-3' } })).status).toBe(200);
+      // Handled where it happens: not even the last net saw it.
+      expect(replica.output()).not.toContain('internal error');
+    } finally {
+      replica.child.kill('SIGTERM');
+      await new Promise((resolve) => replica.child.once('exit', resolve));
+      await redis.restart();
     }
   });
 
