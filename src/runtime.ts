@@ -61,6 +61,8 @@ export interface Runtime {
   forwardTargetCount(): number;
   /** Waits (briefly) for what the runtime connects to, Redis for shared limits. */
   warmUp(): Promise<void>;
+  /** The Redis connection's state for `/status`; null when this runtime holds none. */
+  redisStatus(): ReturnType<SharedLimits['status']> | null;
   /** Breakers, agents and limiters this runtime took over from the one before. */
   inherited(): ReadonlySet<object>;
   /** A request starts (ends) on this runtime. */
@@ -245,6 +247,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     forwardTarget,
     interceptor,
     forwardTargetCount: () => forwardTargets.size,
+    redisStatus: () => shared?.status() ?? null,
     async warmUp() {
       if (shared && !(await shared.waitReady(REDIS_STARTUP_WAIT_MS))) {
         deps.logger?.warn({ waitedMs: REDIS_STARTUP_WAIT_MS }, `redis is not reachable yet: shared rate limits start per redis.onError=${shared.onError}`);

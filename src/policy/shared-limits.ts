@@ -20,6 +20,8 @@ export interface SharedLimits {
   readonly onError: RedisConfig['onError'];
   /** True while the client is connected and ready. */
   healthy(): boolean;
+  /** For `/status` (SPEC §9): `connecting` until the first connection attempt ends, then `ready` or `degraded`, and since when (RFC 3339). */
+  status(): { readonly state: 'connecting' | 'ready' | 'degraded'; readonly since: string };
   /** Resolves true once ready, or false after `ms` (startup does not wait longer for Redis). */
   waitReady(ms: number): Promise<boolean>;
   close(): Promise<void>;
@@ -34,7 +36,10 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     lazyConnect: false,
   });
   let lastState = '';
+  let status: { state: 'connecting' | 'ready' | 'degraded'; since: string } = { state: 'connecting', since: new Date().toISOString() };
   const report = (state: string, error?: Error) => {
+    const next = state === 'ready' ? 'ready' : 'degraded';
+    if (status.state !== next) status = { state: next, since: new Date().toISOString() };
     if (state === lastState) return;
     lastState = state;
     if (state === 'ready') logger?.info({ redis: String(redactUrl(config.url)) }, 'redis ready: rate limits and pacing are shared');
@@ -51,6 +56,7 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     client,
     onError: config.onError,
     healthy: () => client.status === 'ready',
+    status: () => status,
     waitReady: (ms) =>
       client.status === 'ready'
         ? Promise.resolve(true)

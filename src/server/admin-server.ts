@@ -27,6 +27,7 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
     lastReload: source.lastReload ?? null,
     draining,
     inFlight: runtime.inFlight(),
+    redis: runtime.redisStatus(),
     upstreams: [...runtime.upstreams.values()].map((upstream) => ({
       name: upstream.name,
       url: redacted.upstreams[upstream.name]?.url ?? '',

@@ -70,11 +70,15 @@ describe('shared rate limits', () => {
       expect((await request(`${proxy.url}/x`)).status).toBe(200);
       expect(await degraded()).toBe(0);
 
+      const redisStatus = async () => (await request(`${proxy.adminUrl}/status`)).json<{ redis: { state: string; since: string } | null }>().redis;
+      expect(await redisStatus()).toMatchObject({ state: 'ready', since: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
       await redis.stop();
       const during = [];
       for (let i = 0; i < 10; i++) during.push(await request(`${proxy.url}/x`));
       expect(during.every((r) => r.status === 200)).toBe(true);
       expect(await degraded()).toBe(10);
+      expect((await redisStatus())!.state).toBe('degraded');
+      expect((await request(`${proxy.adminUrl}/readyz`)).status).toBe(200);
       const flagged = proxy.accessLogs().filter((line) => (line.flags as string[]).includes('RATE_LIMIT_DEGRADED'));
       expect(flagged).toHaveLength(10);
 
