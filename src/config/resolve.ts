@@ -287,6 +287,10 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
 // ---------------------------------------------------------------------------
 // Conversion of a checked file
 
+function toRedis(raw: Json): NonNullable<Config['redis']> {
+  return { url: raw.url as string, onError: raw.onError as 'local' | 'allow', timeout: ms(raw.timeout) };
+}
+
 function toTimeouts(raw: Json): TimeoutsConfig {
   return { connect: ms(raw.connect), perTry: ms(raw.perTry), total: ms(raw.total) };
 }
@@ -453,7 +457,7 @@ export function resolveConfig(file: ConfigFile, baseDir: string): Config {
     defaults: toPolicies(effectivePolicies([{ path: [], value: file.defaults as RawPolicies | undefined }])),
     upstreams,
     routes: file.routes.map((route) => toRoute(route, file.defaults)),
-    redis: isObject(file.redis) ? (mergeDeep(DEFAULTS.redis, file.redis) as Config['redis']) : null,
+    redis: isObject(file.redis) ? toRedis(mergeDeep(DEFAULTS.redis, file.redis) as Json) : null,
     forwardProxy: {
       enabled: forwardProxy.enabled as boolean,
       allowHosts: (forwardProxy.allowHosts as string[]).map((host) => host.toLowerCase()),

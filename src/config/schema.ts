@@ -91,7 +91,7 @@ export const DEFAULTS = {
     clientOverrides: false,
     headers: { request: { set: {}, remove: [] }, response: { set: {}, remove: [] } },
   },
-  redis: { url: 'redis://127.0.0.1:6379', onError: 'local' },
+  redis: { url: 'redis://127.0.0.1:6379', onError: 'local', timeout: '250ms' },
   forwardProxy: {
     enabled: false,
     allowHosts: [],
@@ -336,6 +336,7 @@ export const ConfigFileSchema = Obj(
         Obj({
           url: Opt(Fmt('redis-url', { default: DEFAULTS.redis.url })),
           onError: Opt(OneOf(REDIS_ON_ERROR, { default: 'local' })),
+          timeout: Opt(Duration('the longest a request waits for Redis; slower is a Redis failure (SPEC §9)', DEFAULTS.redis.timeout)),
         }),
       ),
     ),

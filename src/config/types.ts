@@ -143,6 +143,8 @@ export interface RouteConfig extends PoliciesConfig {
 export interface RedisConfig {
   readonly url: string;
   readonly onError: 'local' | 'allow';
+  /** ms: the longest a request waits for one Redis command (SPEC §9). Default 250. */
+  readonly timeout: number;
 }
 
 export interface ForwardProxyConfig {

@@ -247,9 +247,12 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
     return shared ? sharedUpdate(id, fn, skipped) : (local.update(id, fn) as T);
   }
   async function sharedUpdate<T>(id: string, fn: (state: PacerState, t: number, inFlight: number) => T, skipped: T): Promise<T> {
+    // While Redis fails, no request waits for it: decided here until the probe answers.
+    if (!deps.shared!.healthy()) return deps.shared!.onError === 'local' ? (local.update(id, fn) as T) : skipped;
     try {
       return await shared!.update(id, fn);
     } catch (error) {
+      deps.shared!.reportFailure(error);
       if (Date.now() - warnedAt > 10_000) {
         warnedAt = Date.now();
         deps.logger?.warn({ upstream, err: (error as Error).message }, `shared pacing unavailable: pacing per redis.onError=${deps.shared!.onError}`);

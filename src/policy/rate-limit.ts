@@ -265,6 +265,7 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
         } catch (error) {
           // Anything but our own refusal or the client leaving is Redis failing.
           if (!sharedStore || error instanceof BreakwaterError || error === ctx.signal.reason) throw error;
+          sharedStore.reportFailure(error);
           release = await degraded(ctx, entry, waitMs);
         }
       }

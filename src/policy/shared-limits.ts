@@ -1,11 +1,12 @@
 /**
  * The Redis connection behind shared rate limits and shared pacing (SPEC §3
- * `redis`): one
- * ioredis client (and bottleneck's subscriber) per runtime, shared by every
- * shared limiter. Commands fail fast while Redis is unreachable (no offline
- * queue), so a request never waits on a dead Redis: the rate-limit layer
- * then decides per `redis.onError`. ioredis reconnects by itself; sharing
- * resumes when it is back.
+ * `redis`, §9): one ioredis client (and bottleneck's subscriber) per
+ * runtime, shared by every shared limiter. Commands fail fast while Redis
+ * is unreachable (no offline queue) and after `redis.timeout` when it is
+ * hung or slow (ioredis `commandTimeout`), so no request waits longer for
+ * Redis: the caller then decides per `redis.onError`. After a failure,
+ * `healthy()` is false and requests are decided without asking Redis until
+ * a background PING (one a second) answers; ioredis reconnects by itself.
  */
 import Bottleneck from 'bottleneck';
 import { Redis } from 'ioredis';
@@ -18,8 +19,10 @@ export interface SharedLimits {
   /** The ioredis client itself (shared pacing state). */
   readonly client: Redis;
   readonly onError: RedisConfig['onError'];
-  /** True while the client is connected and ready. */
+  /** True while the client is connected and ready and no failure is pending a successful probe. */
   healthy(): boolean;
+  /** A command failed or timed out: decide without Redis until the background probe answers. */
+  reportFailure(error: unknown): void;
   /** For `/status` (SPEC §9): `connecting` until the first connection attempt ends, then `ready` or `degraded`, and since when (RFC 3339). */
   status(): { readonly state: 'connecting' | 'ready' | 'degraded'; readonly since: string };
   /** Resolves true once ready, or false after `ms` (startup does not wait longer for Redis). */
@@ -32,6 +35,7 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: 2000,
+    commandTimeout: config.timeout,
     retryStrategy: (times) => Math.min(100 * times, 2000),
     lazyConnect: false,
   });
@@ -45,7 +49,27 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     if (state === 'ready') logger?.info({ redis: String(redactUrl(config.url)) }, 'redis ready: rate limits and pacing are shared');
     else logger?.warn({ redis: String(redactUrl(config.url)), err: error?.message }, `redis ${state}: shared rate limits and pacing fall back to redis.onError=${config.onError}`);
   };
-  client.on('ready', () => report('ready'));
+  // Failing until a probe answers: a hung Redis keeps its TCP connection
+  // 'ready', so the client's status alone would send every request to wait.
+  let failing = false;
+  let probe: NodeJS.Timeout | undefined;
+  const recover = () => {
+    failing = false;
+    if (probe) clearInterval(probe);
+    probe = undefined;
+    if (client.status === 'ready') report('ready');
+  };
+  const reportFailure = (error: unknown) => {
+    if (failing) return;
+    failing = true;
+    report('failing', error as Error);
+    probe = setInterval(() => {
+      if (client.status !== 'ready') return;
+      client.ping().then(recover, () => {});
+    }, 1000);
+    probe.unref();
+  };
+  client.on('ready', () => (failing ? undefined : report('ready')));
   client.on('error', (error: Error) => report('unavailable', error));
   client.on('close', () => report('unavailable'));
   client.on('end', () => report('closed'));
@@ -55,7 +79,8 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     connection,
     client,
     onError: config.onError,
-    healthy: () => client.status === 'ready',
+    healthy: () => client.status === 'ready' && !failing,
+    reportFailure,
     status: () => status,
     waitReady: (ms) =>
       client.status === 'ready'
@@ -72,6 +97,7 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
             client.once('ready', onReady);
           }),
     async close() {
+      if (probe) clearInterval(probe);
       await connection.disconnect(false).catch(() => {});
       client.disconnect();
     },

@@ -131,6 +131,44 @@ routes:
     }
   });
 
+  it.each(['local', 'allow'] as const)('a hung Redis (SIGSTOP) costs no request more than redis.timeout and never a 429 (onError: %s); sharing resumes when it answers', async (onError) => {
+    const proxy = await startProxy(config(`hung-${onError}`, onError, '600/min', 100));
+    const redisState = async () => (await request(`${proxy.adminUrl}/status`)).json<{ redis: { state: string } }>().redis.state;
+    const degraded = () => metricValue(proxy.metrics, 'breakwater_rate_limit_degraded_total', { route: `hung-${onError}` });
+    try {
+      expect((await request(`${proxy.url}/x`)).status).toBe(200);
+      expect(await redisState()).toBe('ready');
+      redis.pause();
+      const took: number[] = [];
+      const statuses: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const started = Date.now();
+        statuses.push((await request(`${proxy.url}/x`)).status);
+        took.push(Date.now() - started);
+      }
+      expect(statuses).toEqual(Array(10).fill(200));
+      // redis.timeout is 250ms; the first request pays it, the others are decided at once (slack for a loaded machine).
+      expect(Math.max(...took)).toBeLessThan(1_250);
+      expect(took.slice(1).filter((ms) => ms >= 250).length).toBeLessThanOrEqual(1);
+      expect(await degraded()).toBe(10);
+      expect(await redisState()).toBe('degraded');
+      expect(proxy.accessLogs().filter((line) => (line.flags as string[]).includes('RATE_LIMIT_DEGRADED'))).toHaveLength(10);
+      redis.resume();
+      const back = Date.now();
+      for (;;) {
+        if ((await redisState()) === 'ready') break;
+        expect(Date.now() - back).toBeLessThan(5_000);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const before = await degraded();
+      expect((await request(`${proxy.url}/x`)).status).toBe(200);
+      expect(await degraded()).toBe(before);
+    } finally {
+      redis.resume();
+      await proxy.close();
+    }
+  });
+
   it('lets requests through while Redis is down with onError: allow', async () => {
     const proxy = await startProxy(config('shared-allow', 'allow', '1/min', 1));
     try {

@@ -45,7 +45,7 @@ describe('valid files', () => {
     expect(route!.headers.request.set).toEqual({ Authorization: 'Bearer sk_test_1' });
     expect(config.upstreams.stripe!.pacing.minRate).toBeCloseTo(0.2);
     expect(config.upstreams.stripe!.pacing.engageBelow).toBe(0.5);
-    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local' });
+    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local', timeout: 250 });
     expect(config.forwardProxy).toMatchObject({ enabled: true, allowHosts: ['api.stripe.com', '*.github.com'], connect: { mode: 'tunnel' } });
   });
 
@@ -106,6 +106,19 @@ routes:
     expect(config.upstreams.explicit!.circuitBreaker).toMatchObject({ openFor: 100, maxOpenFor: 5_000, hold: 0 });
   });
 
+  it('reads redis.timeout (SPEC §9) and refuses one without a unit', () => {
+    const config = load(`version: 1
+redis: { url: "redis://10.0.0.5:6379", timeout: 1s }
+upstreams: { api: { url: "https://a.example.com" } }
+routes:
+  - { name: a, upstream: api, rateLimit: { rate: 5/s, shared: true } }
+`);
+    expect(config.redis).toEqual({ url: 'redis://10.0.0.5:6379', onError: 'local', timeout: 1_000 });
+    const result = parseConfig('version: 1\nredis: { timeout: 250 }\nupstreams: { api: { url: "https://a.example.com" } }\nroutes: [{ name: a, upstream: api }]\n', 'bad.yaml', { env: {} });
+    expect(result.ok).toBe(false);
+    expect(result.ok ? [] : result.problems.map((problem) => String(problem.path))).toContainEqual(expect.stringContaining('redis'));
+  });
+
   it('refuses a maxOpenFor shorter than openFor, and a shedding k below 1', () => {
     const result = parseConfig(`version: 1
 upstreams:
@@ -149,7 +162,7 @@ redis: {}
 forwardProxy: { connect: {} }
 `);
     expect(config.routes[0]!.retry).toEqual(load(MINIMAL).routes[0]!.retry);
-    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local' });
+    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local', timeout: 250 });
   });
 
   it('returns a deeply frozen object', () => {
