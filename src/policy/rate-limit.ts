@@ -198,12 +198,17 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
     });
     let timer: NodeJS.Timeout | undefined;
     let stopAbort: () => void = () => {};
+    let stopFailure: () => void = () => {};
     try {
       await Promise.race([
         started,
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(refused(`no token or slot came free within queue.timeout (${config.queue.timeout} ms)`)), waitMs);
           stopAbort = ctx.signal.onAbort(() => reject(ctx.signal.reason));
+          // bottleneck submits one job of a limiter at a time: when Redis
+          // fails, the requests queued behind the one that timed out give
+          // up at once instead of each paying redis.timeout in turn.
+          stopFailure = sharedStore!.onFailure(() => reject(new Error('redis is failing')));
         }),
       ]);
     } catch (error) {
@@ -217,6 +222,7 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
     } finally {
       clearTimeout(timer);
       stopAbort();
+      stopFailure();
     }
     return release;
   }

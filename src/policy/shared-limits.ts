@@ -23,6 +23,8 @@ export interface SharedLimits {
   healthy(): boolean;
   /** A command failed or timed out: decide without Redis until the background probe answers. */
   reportFailure(error: unknown): void;
+  /** Calls `listener` when Redis starts failing (requests still waiting on it give up); returns an unsubscribe function. */
+  onFailure(listener: () => void): () => void;
   /** For `/status` (SPEC §9): `connecting` until the first connection attempt ends, then `ready` or `degraded`, and since when (RFC 3339). */
   status(): { readonly state: 'connecting' | 'ready' | 'degraded'; readonly since: string };
   /** Resolves true once ready, or false after `ms` (startup does not wait longer for Redis). */
@@ -53,6 +55,7 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
   // 'ready', so the client's status alone would send every request to wait.
   let failing = false;
   let probe: NodeJS.Timeout | undefined;
+  const failureListeners = new Set<() => void>();
   const recover = () => {
     failing = false;
     if (probe) clearInterval(probe);
@@ -63,6 +66,7 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     if (failing) return;
     failing = true;
     report('failing', error as Error);
+    for (const listener of [...failureListeners]) listener();
     probe = setInterval(() => {
       if (client.status !== 'ready') return;
       client.ping().then(recover, () => {});
@@ -81,6 +85,10 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     onError: config.onError,
     healthy: () => client.status === 'ready' && !failing,
     reportFailure,
+    onFailure(listener) {
+      failureListeners.add(listener);
+      return () => failureListeners.delete(listener);
+    },
     status: () => status,
     waitReady: (ms) =>
       client.status === 'ready'

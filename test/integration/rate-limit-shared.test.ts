@@ -169,6 +169,36 @@ routes:
     }
   });
 
+  it.each(['local', 'allow'] as const)('a slow Redis (DEBUG SLEEP) is a failing one, and a FLUSHALL only restarts the limits full (onError: %s)', async (onError) => {
+    const route = `slow-${onError}`;
+    const proxy = await startProxy(config(route, onError, '600/min', 100));
+    const degraded = () => metricValue(proxy.metrics, 'breakwater_rate_limit_degraded_total', { route });
+    const admin = redis.client();
+    try {
+      expect((await request(`${proxy.url}/x`)).status).toBe(200);
+      // Redis busy for 1.5 s: each command waits past redis.timeout.
+      const sleeping = admin.call('DEBUG', 'SLEEP', '1.5');
+      const started = Date.now();
+      const during = await Promise.all(Array.from({ length: 5 }, () => request(`${proxy.url}/x`)));
+      expect(during.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+      // About one redis.timeout for all five (measured ~260 ms); one after the other would be 1.25 s.
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect(await degraded()).toBe(5);
+      await sleeping;
+      // Back to shared decisions within 5 s.
+      await waitUntil(() => proxy.app.runtime().redisStatus()?.state === 'ready', 5_000, 'redis to be probed ready');
+      // A flush loses the shared counters: nothing fails, nothing is degraded.
+      const before = await degraded();
+      await admin.flushall();
+      const after = [];
+      for (let i = 0; i < 5; i++) after.push((await request(`${proxy.url}/x`)).status);
+      expect(after).toEqual([200, 200, 200, 200, 200]);
+      expect(await degraded()).toBe(before);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('lets requests through while Redis is down with onError: allow', async () => {
     const proxy = await startProxy(config('shared-allow', 'allow', '1/min', 1));
     try {
