@@ -426,6 +426,36 @@ routes:
     }
   }, 60_000);
 
+  it('paces locally while Redis hangs (SIGSTOP): no request waits on it, nothing fails', async () => {
+    const redis = await startRedis();
+    try {
+      provider = await startProvider('ietf');
+      proxy = await startProxy(`version: 1
+defaults: { retry: { maxRetries: 0 }, timeouts: { perTry: 30s, total: 60s } }
+redis: { url: "${redis.url}", onError: local }
+upstreams:
+  provider:
+    url: "${provider.upstream.url}"
+    circuitBreaker: { failureRate: 100 }
+    pacing: { enabled: true, shared: true }
+routes:
+  - { name: api, upstream: provider }
+`);
+      expect((await request(`${proxy.url}/x`)).status).toBe(200);
+      redis.pause();
+      const started = Date.now();
+      const { statuses } = await drive(40, 8);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(40);
+      expect(provider.tooMany()).toBe(0); // paced by the local fallback
+      // 40 requests at the quota's pace take a few seconds; a request waiting on the hung Redis would wait for ever.
+      expect(Date.now() - started).toBeLessThan(20_000);
+      expect(proxy.logs().some((line) => String(line.msg).startsWith('shared pacing unavailable'))).toBe(true);
+    } finally {
+      redis.resume();
+      await redis.stop().catch(() => {});
+    }
+  }, 60_000);
+
   it('serves 60 concurrent requests through one replica with shared state, none falling back', async () => {
     const redis = await startRedis();
     try {
