@@ -199,6 +199,31 @@ routes:
     }
   });
 
+  it.each(['local', 'allow'] as const)('starts with Redis refused (onError: %s): serves degraded, then shares once Redis is up', async (onError) => {
+    const route = `refused-${onError}`;
+    await redis.stop();
+    const proxy = await startProxy(config(route, onError, '600/min', 100));
+    const degraded = () => metricValue(proxy.metrics, 'breakwater_rate_limit_degraded_total', { route });
+    try {
+      const started = Date.now();
+      const statuses = [];
+      for (let i = 0; i < 5; i++) statuses.push((await request(`${proxy.url}/x`)).status);
+      expect(statuses).toEqual([200, 200, 200, 200, 200]);
+      expect(Date.now() - started).toBeLessThan(1_000); // refused connects fail fast: nothing waits
+      expect(await degraded()).toBe(5);
+      expect(proxy.app.runtime().redisStatus()?.state).toBe('degraded');
+      expect((await request(`${proxy.adminUrl}/readyz`)).status).toBe(200);
+      await redis.restart();
+      await waitUntil(() => proxy.app.runtime().redisStatus()?.state === 'ready', 5_000, 'redis to be ready');
+      const before = await degraded();
+      expect((await request(`${proxy.url}/x`)).status).toBe(200);
+      expect(await degraded()).toBe(before);
+    } finally {
+      await proxy.close();
+      await redis.restart();
+    }
+  });
+
   it('lets requests through while Redis is down with onError: allow', async () => {
     const proxy = await startProxy(config('shared-allow', 'allow', '1/min', 1));
     try {
