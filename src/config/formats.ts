@@ -93,6 +93,11 @@ export const FORMATS: Record<string, Check> = {
   'host-pattern': checkHostPattern,
   'http-url': (v) => checkUrl(v, ['http:', 'https:'], 'https://api.example.com'),
   'redis-url': (v) => checkUrl(v, ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
+  'host-port': (v) => {
+    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v);
+    if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) return `"${v}" is not host:port (like 10.0.0.5:26379 or [::1]:26379)`;
+    return null;
+  },
 };
 
 /** The message for a value that failed `format`, or a generic one for an unknown format. */

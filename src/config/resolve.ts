@@ -288,7 +288,23 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
 // Conversion of a checked file
 
 function toRedis(raw: Json): NonNullable<Config['redis']> {
-  return { url: raw.url as string, onError: raw.onError as 'local' | 'allow', timeout: ms(raw.timeout) };
+  const sentinel = isObject(raw.sentinel) ? raw.sentinel : null;
+  return {
+    url: raw.url as string,
+    onError: raw.onError as 'local' | 'allow',
+    timeout: ms(raw.timeout),
+    sentinel: sentinel
+      ? {
+          name: sentinel.name as string,
+          sentinels: (sentinel.sentinels as string[]).map((entry) => {
+            const colon = entry.lastIndexOf(':');
+            return { host: entry.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(entry.slice(colon + 1)) };
+          }),
+          password: typeof sentinel.password === 'string' ? sentinel.password : null,
+          sentinelPassword: typeof sentinel.sentinelPassword === 'string' ? sentinel.sentinelPassword : null,
+        }
+      : null,
+  };
 }
 
 function toTimeouts(raw: Json): TimeoutsConfig {

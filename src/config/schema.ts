@@ -337,6 +337,19 @@ export const ConfigFileSchema = Obj(
           url: Opt(Fmt('redis-url', { default: DEFAULTS.redis.url })),
           onError: Opt(OneOf(REDIS_ON_ERROR, { default: 'local' })),
           timeout: Opt(Duration('the longest a request waits for Redis; slower is a Redis failure (SPEC §9)', DEFAULTS.redis.timeout)),
+          sentinel: Opt(
+            OrNull(
+              Obj(
+                {
+                  name: Type.String({ minLength: 1, description: 'the master group name the sentinels monitor' }),
+                  sentinels: Type.Array(Fmt('host-port'), { minItems: 1, description: 'host:port of each sentinel' }),
+                  password: Opt(Type.String({ minLength: 1, description: 'the password of the Redis servers (the master and its replicas)' })),
+                  sentinelPassword: Opt(Type.String({ minLength: 1, description: 'the password of the sentinels themselves' })),
+                },
+                { required: ['name', 'sentinels'] },
+              ),
+            ),
+          ),
         }),
       ),
     ),

@@ -145,6 +145,8 @@ export interface RedisConfig {
   readonly onError: 'local' | 'allow';
   /** ms: the longest a request waits for one Redis command (SPEC §9). Default 250. */
   readonly timeout: number;
+  /** A Sentinel group instead of `url` (SPEC §9); the master is asked of the sentinels and followed across failovers. */
+  readonly sentinel: { readonly name: string; readonly sentinels: readonly { readonly host: string; readonly port: number }[]; readonly password: string | null; readonly sentinelPassword: string | null } | null;
 }
 
 export interface ForwardProxyConfig {

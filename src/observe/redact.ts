@@ -47,7 +47,12 @@ export function redactedConfig(loaded: LoadedConfig): Json {
     const tls = upstream.tls as Json;
     if (typeof tls.ca === 'string') tls.ca = '<PEM>';
   }
-  if (copy.redis) (copy.redis as Json).url = redactUrl((copy.redis as Json).url);
+  if (copy.redis) {
+    const redis = copy.redis as Json;
+    redis.url = redactUrl(redis.url);
+    const sentinel = redis.sentinel as Json | null;
+    if (sentinel) for (const key of ['password', 'sentinelPassword']) if (sentinel[key] !== null) sentinel[key] = REDACTED;
+  }
   for (const envPath of loaded.envPaths) {
     const steps = parsePath(envPath);
     let node: unknown = copy;

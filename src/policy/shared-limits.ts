@@ -33,14 +33,27 @@ export interface SharedLimits {
 }
 
 export function connectSharedLimits(config: RedisConfig, logger: Logger | undefined): SharedLimits {
-  const client = new Redis(config.url, {
+  const options = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: 2000,
     commandTimeout: config.timeout,
-    retryStrategy: (times) => Math.min(100 * times, 2000),
+    retryStrategy: (times: number) => Math.min(100 * times, 2000),
     lazyConnect: false,
-  });
+  };
+  // A Sentinel group: ioredis asks the sentinels for the master and follows it across failovers.
+  const { sentinel } = config;
+  const client = sentinel
+    ? new Redis({
+        ...options,
+        sentinels: sentinel.sentinels.map((entry) => ({ host: entry.host, port: entry.port })),
+        name: sentinel.name,
+        password: sentinel.password ?? undefined,
+        sentinelPassword: sentinel.sentinelPassword ?? undefined,
+        sentinelRetryStrategy: (times: number) => Math.min(100 * times, 2000),
+      })
+    : new Redis(config.url, options);
+  const where = sentinel ? `sentinel ${sentinel.name} (${sentinel.sentinels.map((entry) => `${entry.host}:${entry.port}`).join(', ')})` : String(redactUrl(config.url));
   let lastState = '';
   let status: { state: 'connecting' | 'ready' | 'degraded'; since: string } = { state: 'connecting', since: new Date().toISOString() };
   const report = (state: string, error?: Error) => {
@@ -48,8 +61,8 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     if (status.state !== next) status = { state: next, since: new Date().toISOString() };
     if (state === lastState) return;
     lastState = state;
-    if (state === 'ready') logger?.info({ redis: String(redactUrl(config.url)) }, 'redis ready: rate limits and pacing are shared');
-    else logger?.warn({ redis: String(redactUrl(config.url)), err: error?.message }, `redis ${state}: shared rate limits and pacing fall back to redis.onError=${config.onError}`);
+    if (state === 'ready') logger?.info({ redis: where }, 'redis ready: rate limits and pacing are shared');
+    else logger?.warn({ redis: where, err: error?.message }, `redis ${state}: shared rate limits and pacing fall back to redis.onError=${config.onError}`);
   };
   // Failing until a probe answers: a hung Redis keeps its TCP connection
   // 'ready', so the client's status alone would send every request to wait.

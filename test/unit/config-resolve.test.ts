@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { formatProblem, parseConfig, type Config } from '../../src/config/index.js';
 import { ROOT } from '../helpers/cli.js';
+import { redactedConfig } from '../../src/observe/redact.js';
 
 const SPEC_EXAMPLE = readFileSync(path.join(ROOT, 'test/fixtures/spec-example.yaml'), 'utf8');
 
@@ -45,7 +46,7 @@ describe('valid files', () => {
     expect(route!.headers.request.set).toEqual({ Authorization: 'Bearer sk_test_1' });
     expect(config.upstreams.stripe!.pacing.minRate).toBeCloseTo(0.2);
     expect(config.upstreams.stripe!.pacing.engageBelow).toBe(0.5);
-    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local', timeout: 250 });
+    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local', timeout: 250, sentinel: null });
     expect(config.forwardProxy).toMatchObject({ enabled: true, allowHosts: ['api.stripe.com', '*.github.com'], connect: { mode: 'tunnel' } });
   });
 
@@ -113,10 +114,35 @@ upstreams: { api: { url: "https://a.example.com" } }
 routes:
   - { name: a, upstream: api, rateLimit: { rate: 5/s, shared: true } }
 `);
-    expect(config.redis).toEqual({ url: 'redis://10.0.0.5:6379', onError: 'local', timeout: 1_000 });
+    expect(config.redis).toEqual({ url: 'redis://10.0.0.5:6379', onError: 'local', timeout: 1_000, sentinel: null });
     const result = parseConfig('version: 1\nredis: { timeout: 250 }\nupstreams: { api: { url: "https://a.example.com" } }\nroutes: [{ name: a, upstream: api }]\n', 'bad.yaml', { env: {} });
     expect(result.ok).toBe(false);
     expect(result.ok ? [] : result.problems.map((problem) => String(problem.path))).toContainEqual(expect.stringContaining('redis'));
+  });
+
+  it('reads redis.sentinel (SPEC §9), refuses a sentinel that is not host:port, and never shows its passwords in /config', () => {
+    const result = parseConfig(`version: 1
+redis:
+  sentinel: { name: mymaster, sentinels: ["10.0.0.5:26379", "[::1]:26380"], password: s3cret, sentinelPassword: "\${env:SENTINEL_PASSWORD}" }
+upstreams: { api: { url: "https://a.example.com" } }
+routes:
+  - { name: a, upstream: api, rateLimit: { rate: 5/s, shared: true } }
+`, 'sentinel.yaml', { env: { SENTINEL_PASSWORD: 'also-secret' } });
+    if (!result.ok) throw new Error(result.problems.map(formatProblem).join('\n'));
+    expect(result.loaded.config.redis!.sentinel).toEqual({
+      name: 'mymaster',
+      sentinels: [{ host: '10.0.0.5', port: 26379 }, { host: '::1', port: 26380 }],
+      password: 's3cret',
+      sentinelPassword: 'also-secret',
+    });
+    const shown = JSON.stringify(redactedConfig(result.loaded));
+    expect(shown).not.toContain('s3cret');
+    expect(shown).not.toContain('also-secret');
+    const bad = parseConfig('version: 1\nredis: { sentinel: { name: m, sentinels: ["nope", "h:99999"] } }\nupstreams: { api: { url: "https://a.example.com" } }\nroutes: [{ name: a, upstream: api }]\n', 'bad.yaml', { env: {} });
+    expect(bad.ok).toBe(false);
+    const messages = bad.ok ? [] : bad.problems.map((problem) => problem.message);
+    expect(messages).toContainEqual(expect.stringContaining('"nope" is not host:port'));
+    expect(messages).toContainEqual(expect.stringContaining('"h:99999" is not host:port'));
   });
 
   it('refuses a maxOpenFor shorter than openFor, and a shedding k below 1', () => {
@@ -162,7 +188,7 @@ redis: {}
 forwardProxy: { connect: {} }
 `);
     expect(config.routes[0]!.retry).toEqual(load(MINIMAL).routes[0]!.retry);
-    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local', timeout: 250 });
+    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local', timeout: 250, sentinel: null });
   });
 
   it('returns a deeply frozen object', () => {
