@@ -105,6 +105,22 @@ routes:
     expect(await degraded()).toBe(0);
     expect((await keysOn(masterPort)).length).toBeGreaterThan(0);
 
+    // The sentinel learns of replicas from the master's INFO (every 10 s):
+    // until it knows this one, a failover would have no candidate.
+    const watcher = new Redis({ port: sentinelPort, host: '127.0.0.1', maxRetriesPerRequest: 1 });
+    watcher.on('error', () => {});
+    try {
+      const known = Date.now();
+      for (;;) {
+        const replicas = (await watcher.call('SENTINEL', 'replicas', 'mymaster')) as string[][];
+        const entry = replicas.map((fields) => Object.fromEntries(fields.flatMap((_, i) => (i % 2 === 0 ? [[fields[i], fields[i + 1]]] : []))));
+        if (entry.some((r) => Number(r.port) === replicaPort && r['master-link-status'] === 'ok')) break;
+        expect(Date.now() - known).toBeLessThan(25_000);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    } finally {
+      watcher.disconnect();
+    }
     master.kill('SIGKILL');
     // Until the sentinel promotes the replica, requests are decided locally (onError); afterwards, on the new master.
     const statuses: number[] = [];
@@ -113,7 +129,7 @@ routes:
     sentinel.on('error', () => {});
     let promoted = false;
     try {
-      while (Date.now() - started < 20_000 && !promoted) {
+      while (Date.now() - started < 30_000 && !promoted) {
         statuses.push((await request(`${proxy.url}/x`)).status);
         const [, port] = (await sentinel.call('SENTINEL', 'get-master-addr-by-name', 'mymaster')) as [string, string];
         promoted = Number(port) === replicaPort;
@@ -127,7 +143,7 @@ routes:
     expect(degradedDuringFailover).toBeGreaterThan(0);
     // Shared again on the promoted replica within 10 s: a request that is not degraded, and /status ready.
     let shared = false;
-    while (Date.now() - started < 30_000 && !shared) {
+    while (Date.now() - started < 40_000 && !shared) {
       const before = await degraded();
       statuses.push((await request(`${proxy.url}/x`)).status);
       shared = (await degraded()) === before && proxy.app.runtime().redisStatus()?.state === 'ready';
@@ -138,5 +154,5 @@ routes:
     // /config never shows a password; the sentinel block is there.
     const config = (await request(`${proxy.adminUrl}/config`)).json<{ redis: { sentinel: { name: string } } }>();
     expect(config.redis.sentinel.name).toBe('mymaster');
-  }, 60_000);
+  }, 90_000);
 });
