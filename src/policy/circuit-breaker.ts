@@ -173,6 +173,9 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
   let timer: NodeJS.Timeout | undefined;
   let timerAt = Infinity;
 
+  /** Closed, shedding or not: calls are counted in the window and nothing is held. */
+  const isClosed = () => state === 'closed' || state === 'shedding';
+
   const enter = (next: CircuitState) => {
     if (next === state) return;
     state = next;
@@ -211,7 +214,7 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
 
   /** `since`: when the outage began (the oldest failure that opened it); `hold` counts from there. */
   const open = (at: number, since = at) => {
-    if (state === 'closed' || state === 'shedding') {
+    if (isClosed()) {
       episodeStart = since;
       openPeriod = config.openFor;
       reopenedPastHold = 0;
@@ -282,7 +285,7 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
       return;
     }
     // A call from before it opened, or from before the outage it recovered from.
-    if (-admission !== epoch || (state !== 'closed' && state !== 'shedding')) return;
+    if (-admission !== epoch || !isClosed()) return;
     advance(at);
     const slot = bucket % BUCKETS;
     offered[slot]! += 1;
@@ -321,7 +324,7 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     for (const waiter of held) {
       if (waiter.gone) continue;
       // Too close to its deadline to be a useful probe: it could only time out.
-      const admission = state !== 'closed' && state !== 'shedding' && waiter.deadline - at < MIN_PROBE_MS ? undefined : admit(at, false);
+      const admission = !isClosed() && waiter.deadline - at < MIN_PROBE_MS ? undefined : admit(at, false);
       if (admission !== undefined) waiter.resolve(admission);
       else if (at >= waiter.until || waiter.deadline - at < MIN_PROBE_MS) waiter.resolve(undefined);
       else {
@@ -359,7 +362,7 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
 
   /** May this call wait for the circuit, and until when? */
   const mayHold = (ctx: RequestContext, at: number): boolean =>
-    config.hold > 0 && state !== 'closed' && state !== 'shedding' && at - episodeStart < config.hold && waiting < MAX_HELD && (ctx.deadline ?? Infinity) - at >= MIN_PROBE_MS;
+    config.hold > 0 && !isClosed() && at - episodeStart < config.hold && waiting < MAX_HELD && (ctx.deadline ?? Infinity) - at >= MIN_PROBE_MS;
 
   const wait = (deadline: number, at: number, signal: Signal): Promise<Admission | undefined> =>
     new Promise((resolve, reject) => {
@@ -390,7 +393,7 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     });
 
   const refusal = (at: number): BreakwaterError => {
-    if (state === 'closed' || state === 'shedding') {
+    if (isClosed()) {
       const percent = Math.round(shedProbability * 100);
       return new BreakwaterError(
         'CIRCUIT_OPEN',
@@ -441,7 +444,7 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
 
   /** The state as of now: the window advanced, and an open period that ran out shown as half_open even with no call to probe. */
   const current = (at: number): CircuitState => {
-    if (state === 'closed' || state === 'shedding') advance(at);
+    if (isClosed()) advance(at);
     else if (state === 'open' && at >= openUntil) enter('half_open');
     return state;
   };

@@ -247,8 +247,10 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
     return shared ? sharedUpdate(id, fn, skipped) : (local.update(id, fn) as T);
   }
   async function sharedUpdate<T>(id: string, fn: (state: PacerState, t: number, inFlight: number) => T, skipped: T): Promise<T> {
+    // redis.onError: here (local) or not at all (allow).
+    const withoutRedis = () => (deps.shared!.onError === 'local' ? (local.update(id, fn) as T) : skipped);
     // While Redis fails, no request waits for it: decided here until the probe answers.
-    if (!deps.shared!.healthy()) return deps.shared!.onError === 'local' ? (local.update(id, fn) as T) : skipped;
+    if (!deps.shared!.healthy()) return withoutRedis();
     try {
       return await shared!.update(id, fn);
     } catch (error) {
@@ -257,7 +259,7 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
         warnedAt = Date.now();
         deps.logger?.warn({ upstream, err: (error as Error).message }, `shared pacing unavailable: pacing per redis.onError=${deps.shared!.onError}`);
       }
-      return deps.shared!.onError === 'local' ? (local.update(id, fn) as T) : skipped;
+      return withoutRedis();
     }
   }
 

@@ -397,22 +397,25 @@ routes:
     }
   }, 90_000);
 
+  /** One replica pacing through Redis with onError: local (the Redis fault tests below). */
+  const sharedPacingConfig = (redisUrl: string) => `version: 1
+defaults: { retry: { maxRetries: 0 }, timeouts: { perTry: 30s, total: 60s } }
+redis: { url: "${redisUrl}", onError: local }
+upstreams:
+  provider:
+    url: "${provider!.upstream.url}"
+    circuitBreaker: { failureRate: 100 }
+    pacing: { enabled: true, shared: true }
+routes:
+  - { name: api, upstream: provider }
+`;
+
   it('paces locally while Redis is down (redis.onError: local), nothing fails', async () => {
     const redis = await startRedis();
     let replica: TestProxy | undefined;
     try {
       provider = await startProvider('ietf');
-      replica = await startProxy(`version: 1
-defaults: { retry: { maxRetries: 0 }, timeouts: { perTry: 30s, total: 60s } }
-redis: { url: "${redis.url}", onError: local }
-upstreams:
-  provider:
-    url: "${provider.upstream.url}"
-    circuitBreaker: { failureRate: 100 }
-    pacing: { enabled: true, shared: true }
-routes:
-  - { name: api, upstream: provider }
-`);
+      replica = await startProxy(sharedPacingConfig(redis.url));
       proxy = replica;
       expect((await request(`${replica.url}/x`)).status).toBe(200);
       expect(await redis.client().keys('breakwater:pacing:*')).toHaveLength(1);
@@ -430,17 +433,7 @@ routes:
     const redis = await startRedis();
     try {
       provider = await startProvider('ietf');
-      proxy = await startProxy(`version: 1
-defaults: { retry: { maxRetries: 0 }, timeouts: { perTry: 30s, total: 60s } }
-redis: { url: "${redis.url}", onError: local }
-upstreams:
-  provider:
-    url: "${provider.upstream.url}"
-    circuitBreaker: { failureRate: 100 }
-    pacing: { enabled: true, shared: true }
-routes:
-  - { name: api, upstream: provider }
-`);
+      proxy = await startProxy(sharedPacingConfig(redis.url));
       expect((await request(`${proxy.url}/x`)).status).toBe(200);
       redis.pause();
       const started = Date.now();

@@ -7,6 +7,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CircuitBreakerConfig } from '../../src/config/types.js';
+import { defaultCircuitBreaker } from '../../src/config/resolve.js';
 import { BreakwaterError } from '../../src/errors/breakwater-error.js';
 import type { AttemptResult, RequestContext } from '../../src/policy/context.js';
 import { createUpstreamBreaker, PROBES } from '../../src/policy/circuit-breaker.js';
@@ -14,16 +15,8 @@ import { Cancellation } from '../../src/policy/signal.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import { classifyStatus } from '../../src/upstream/classify.js';
 
-const BASE: CircuitBreakerConfig = {
-  failureRate: 90,
-  minimumRequests: 20,
-  window: 10_000,
-  openFor: 250,
-  maxOpenFor: 1_000,
-  hold: 2_000,
-  shedding: { enabled: true, k: 2 },
-  failOn: ['5xx', 'timeout', 'connect-failure', 'reset'],
-};
+/** The built-in defaults, as the config resolves them (failureRate 90, 20 calls, 10 s, 250 ms, 1 s, hold 2 s, k 2). */
+const BASE: CircuitBreakerConfig = defaultCircuitBreaker();
 
 let clock = 1_000_000;
 const ok = async (): Promise<AttemptResult> => ({ classification: classifyStatus(200) });
