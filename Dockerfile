@@ -9,9 +9,8 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /app
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
-COPY patches ./patches
 COPY src ./src
-# npm ci builds dist/ (prepare) and applies the bottleneck patch (postinstall).
+# npm ci builds dist/ (prepare).
 RUN npm ci && npm prune --omit=dev
 
 FROM node:20-bookworm-slim

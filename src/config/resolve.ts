@@ -154,6 +154,19 @@ function readCa(ca: string, baseDir: string): Parsed<string> {
 }
 
 /** `forwardProxy.intercept` when `connect.mode: intercept`: everything needed, readable, the key owner-only and matching the certificate. */
+function checkRedis(redis: Json, baseDir: string, issues: Issue[]): void {
+  const forms = (['sentinel', 'cluster'] as const).filter((form) => isObject(redis[form]));
+  if (forms.length === 2) issues.push({ path: ['redis', 'cluster'], message: 'redis names a sentinel group and a cluster: keep one of them' });
+  if (isObject(redis.cluster) && typeof redis.db === 'number' && redis.db !== 0) {
+    issues.push({ path: ['redis', 'db'], message: `a Redis Cluster has only database 0 (db is ${redis.db}): remove db` });
+  }
+  const ca = getIn(redis, ['tls', 'ca']);
+  if (typeof ca === 'string' && ca !== '') {
+    const read = readCa(ca, baseDir);
+    if (!read.ok) issues.push({ path: ['redis', 'tls', 'ca'], message: read.message });
+  }
+}
+
 function checkIntercept(intercept: unknown, baseDir: string, issues: Issue[]): void {
   const at = (...keys: PathSegment[]): PathSegment[] => ['forwardProxy', 'intercept', ...keys];
   if (!isObject(intercept)) {
@@ -273,6 +286,8 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
     }
   }
 
+  if (hasRedis) checkRedis(file.redis as Json, baseDir, issues);
+
   if (getIn(file, ['forwardProxy', 'connect', 'mode']) === 'intercept') checkIntercept(getIn(file, ['forwardProxy', 'intercept']), baseDir, issues);
 
   const listenPort = getIn(file, ['listen', 'port']) ?? DEFAULTS.listen.port;
@@ -287,19 +302,28 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
 // ---------------------------------------------------------------------------
 // Conversion of a checked file
 
-function toRedis(raw: Json): NonNullable<Config['redis']> {
+function hostPort(entry: string): { host: string; port: number } {
+  const colon = entry.lastIndexOf(':');
+  return { host: entry.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(entry.slice(colon + 1)) };
+}
+
+function toRedis(raw: Json, baseDir: string): NonNullable<Config['redis']> {
   const sentinel = isObject(raw.sentinel) ? raw.sentinel : null;
+  const cluster = isObject(raw.cluster) ? raw.cluster : null;
+  const tls = isObject(raw.tls) ? raw.tls : null;
   return {
+    cluster: cluster ? { nodes: (cluster.nodes as string[]).map(hostPort) } : null,
+    username: typeof raw.username === 'string' ? raw.username : null,
+    password: typeof raw.password === 'string' ? raw.password : null,
+    db: typeof raw.db === 'number' ? raw.db : null,
+    tls: tls ? { ca: typeof tls.ca === 'string' ? must(readCa(tls.ca, baseDir)) : null, insecureSkipVerify: tls.insecureSkipVerify === true } : null,
     url: raw.url as string,
     onError: raw.onError as 'local' | 'allow',
     timeout: ms(raw.timeout),
     sentinel: sentinel
       ? {
           name: sentinel.name as string,
-          sentinels: (sentinel.sentinels as string[]).map((entry) => {
-            const colon = entry.lastIndexOf(':');
-            return { host: entry.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(entry.slice(colon + 1)) };
-          }),
+          sentinels: (sentinel.sentinels as string[]).map(hostPort),
           password: typeof sentinel.password === 'string' ? sentinel.password : null,
           sentinelPassword: typeof sentinel.sentinelPassword === 'string' ? sentinel.sentinelPassword : null,
         }
@@ -473,7 +497,7 @@ export function resolveConfig(file: ConfigFile, baseDir: string): Config {
     defaults: toPolicies(effectivePolicies([{ path: [], value: file.defaults as RawPolicies | undefined }])),
     upstreams,
     routes: file.routes.map((route) => toRoute(route, file.defaults)),
-    redis: isObject(file.redis) ? toRedis(mergeDeep(DEFAULTS.redis, file.redis) as Json) : null,
+    redis: isObject(file.redis) ? toRedis(mergeDeep(DEFAULTS.redis, file.redis) as Json, baseDir) : null,
     forwardProxy: {
       enabled: forwardProxy.enabled as boolean,
       allowHosts: (forwardProxy.allowHosts as string[]).map((host) => host.toLowerCase()),

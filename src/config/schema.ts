@@ -350,6 +350,25 @@ export const ConfigFileSchema = Obj(
               ),
             ),
           ),
+          cluster: Opt(
+            OrNull(
+              Obj(
+                { nodes: Type.Array(Fmt('host-port'), { minItems: 1, description: 'host:port of some cluster nodes; the rest are discovered' }) },
+                { required: ['nodes'] },
+              ),
+            ),
+          ),
+          username: Opt(OrNull(Type.String({ minLength: 1, description: 'ACL user of every form (url, sentinel, cluster)' }))),
+          password: Opt(OrNull(Type.String({ minLength: 1, description: 'password of the Redis servers, every form' }))),
+          db: Opt(Type.Integer({ minimum: 0, maximum: 15, description: 'database number (not with cluster)' })),
+          tls: Opt(
+            OrNull(
+              Obj({
+                ca: Opt(OrNull(Type.String({ minLength: 1, description: 'a CA bundle: a file path or PEM text' }))),
+                insecureSkipVerify: Opt(Bool('skip certificate verification (testing only)', false)),
+              }),
+            ),
+          ),
         }),
       ),
     ),

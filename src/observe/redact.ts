@@ -52,6 +52,9 @@ export function redactedConfig(loaded: LoadedConfig): Json {
     redis.url = redactUrl(redis.url);
     const sentinel = redis.sentinel as Json | null;
     if (sentinel) for (const key of ['password', 'sentinelPassword']) if (sentinel[key] !== null) sentinel[key] = REDACTED;
+    if (typeof redis.password === 'string') redis.password = REDACTED;
+    const tls = redis.tls as Json | null;
+    if (tls && typeof tls.ca === 'string') tls.ca = '<PEM>';
   }
   for (const envPath of loaded.envPaths) {
     const steps = parsePath(envPath);

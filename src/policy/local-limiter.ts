@@ -6,8 +6,8 @@
  * Why not bottleneck here: measured on this machine, bottleneck's local
  * scheduler takes 2 to 5 ms per job and tops out near 450 jobs/s per
  * limiter, whatever its settings (it hops through several timers per job).
- * A limiter in the request path has to cost microseconds. bottleneck stays
- * for limits shared through Redis, which is what it is for.
+ * A limiter in the request path has to cost microseconds. Shared limits
+ * are shared-limiter.ts (one Lua script per decision).
  */
 
 export interface LocalLimiterOptions {

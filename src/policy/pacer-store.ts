@@ -14,7 +14,7 @@
  * two minutes are dropped (it stopped or lost its connection).
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /** Live pacers per upstream: least recently used dropped first (those with requests in flight kept). */
 export const MAX_PACERS = 1000;
@@ -125,7 +125,7 @@ return {0, current, redis.call('TIME')}`;
 
 type Reply = [string, [string, string]];
 
-export function sharedStore(client: Redis, prefix: string, inFlight: InFlight): PacerStore {
+export function sharedStore(client: Redis | Cluster, prefix: string, inFlight: InFlight): PacerStore {
   const replica = randomUUID();
   const seen = new Map<string, [PacerState, number, number]>();
   const clock = (time: [string, string]) => Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);

@@ -1,23 +1,24 @@
 /**
  * The Redis connection behind shared rate limits and shared pacing (SPEC §3
- * `redis`, §9): one ioredis client (and bottleneck's subscriber) per
- * runtime, shared by every shared limiter. Commands fail fast while Redis
+ * `redis`, §9): one ioredis client per runtime (a server, a Sentinel group's
+ * master or a Cluster), shared by every shared limiter and pacer. Commands fail fast while Redis
  * is unreachable (no offline queue) and after `redis.timeout` when it is
  * hung or slow (ioredis `commandTimeout`), so no request waits longer for
  * Redis: the caller then decides per `redis.onError`. After a failure,
  * `healthy()` is false and requests are decided without asking Redis until
  * a background PING (one a second) answers; ioredis reconnects by itself.
  */
-import Bottleneck from 'bottleneck';
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import { redactUrl } from '../observe/redact.js';
+import { createSharedBuckets, type SharedBuckets } from './shared-limiter.js';
 
 export interface SharedLimits {
-  readonly connection: Bottleneck.IORedisConnection;
+  /** Shared rate limits' scripts and leases on this connection. */
+  readonly buckets: SharedBuckets;
   /** The ioredis client itself (shared pacing state). */
-  readonly client: Redis;
+  readonly client: Redis | Cluster;
   readonly onError: RedisConfig['onError'];
   /** True while the client is connected and ready and no failure is pending a successful probe. */
   healthy(): boolean;
@@ -33,27 +34,44 @@ export interface SharedLimits {
 }
 
 export function connectSharedLimits(config: RedisConfig, logger: Logger | undefined): SharedLimits {
-  const options = {
+  const options: RedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: 2000,
     commandTimeout: config.timeout,
     retryStrategy: (times: number) => Math.min(100 * times, 2000),
     lazyConnect: false,
+    ...(config.username !== null && { username: config.username }),
+    ...(config.password !== null && { password: config.password }),
+    ...(config.db !== null && { db: config.db }),
+    ...(config.tls !== null && { tls: { ...(config.tls.ca !== null && { ca: config.tls.ca }), rejectUnauthorized: !config.tls.insecureSkipVerify } }),
   };
-  // A Sentinel group: ioredis asks the sentinels for the master and follows it across failovers.
-  const { sentinel } = config;
-  const client = sentinel
-    ? new Redis({
-        ...options,
-        sentinels: sentinel.sentinels.map((entry) => ({ host: entry.host, port: entry.port })),
-        name: sentinel.name,
-        password: sentinel.password ?? undefined,
-        sentinelPassword: sentinel.sentinelPassword ?? undefined,
-        sentinelRetryStrategy: (times: number) => Math.min(100 * times, 2000),
-      })
-    : new Redis(config.url, options);
-  const where = sentinel ? `sentinel ${sentinel.name} (${sentinel.sentinels.map((entry) => `${entry.host}:${entry.port}`).join(', ')})` : String(redactUrl(config.url));
+  const { sentinel, cluster } = config;
+  let client: Redis | Cluster;
+  let where: string;
+  if (cluster) {
+    // A Cluster: ioredis learns the slots from the seed nodes and follows MOVED/ASK and failovers.
+    const { retryStrategy, enableOfflineQueue, ...redisOptions } = options;
+    client = new Cluster(
+      cluster.nodes.map((node) => ({ host: node.host, port: node.port })),
+      { redisOptions, enableOfflineQueue, clusterRetryStrategy: retryStrategy, slotsRefreshTimeout: Math.max(1000, config.timeout) },
+    );
+    where = `cluster (${cluster.nodes.map((node) => `${node.host}:${node.port}`).join(', ')})`;
+  } else if (sentinel) {
+    // A Sentinel group: ioredis asks the sentinels for the master and follows it across failovers.
+    client = new Redis({
+      ...options,
+      sentinels: sentinel.sentinels.map((entry) => ({ host: entry.host, port: entry.port })),
+      name: sentinel.name,
+      ...((sentinel.password ?? config.password) !== null && { password: (sentinel.password ?? config.password)! }),
+      sentinelPassword: sentinel.sentinelPassword ?? undefined,
+      sentinelRetryStrategy: (times: number) => Math.min(100 * times, 2000),
+    });
+    where = `sentinel ${sentinel.name} (${sentinel.sentinels.map((entry) => `${entry.host}:${entry.port}`).join(', ')})`;
+  } else {
+    client = new Redis(config.url, options);
+    where = String(redactUrl(config.url));
+  }
   let lastState = '';
   let status: { state: 'connecting' | 'ready' | 'degraded'; since: string } = { state: 'connecting', since: new Date().toISOString() };
   const report = (state: string, error?: Error) => {
@@ -90,10 +108,9 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
   client.on('error', (error: Error) => report('unavailable', error));
   client.on('close', () => report('unavailable'));
   client.on('end', () => report('closed'));
-  const connection = new Bottleneck.IORedisConnection({ client: client as never, Redis: Redis as never });
-  connection.on('error', () => {}); // reported through the client's own events
+  const buckets = createSharedBuckets(client);
   return {
-    connection,
+    buckets,
     client,
     onError: config.onError,
     healthy: () => client.status === 'ready' && !failing,
@@ -119,7 +136,7 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
           }),
     async close() {
       if (probe) clearInterval(probe);
-      await connection.disconnect(false).catch(() => {});
+      buckets.close();
       client.disconnect();
     },
   };

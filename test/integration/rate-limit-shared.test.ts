@@ -2,8 +2,7 @@
  * Shared rate limits (SPEC §3 `rateLimit.shared`, `redis`) on a real
  * redis-server: one limit across replicas, what happens while Redis is
  * down (per `redis.onError`, counted, flagged, never a failed request), and
- * recovery after Redis comes back empty or loses the limiter's keys (the
- * bottleneck patch for Redis 7).
+ * recovery after Redis comes back empty or loses the limiter's keys.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,6 +62,112 @@ describe('shared rate limits', () => {
     }
   });
 
+  it('holds maxConcurrent across two replicas: queued requests wait for a slot of either, none runs beyond the cap', async () => {
+    let inFlight = 0;
+    let peak = 0;
+    let served = 0;
+    const slow = await startFaultUpstream(() => ({
+      kind: 'custom',
+      handle: (_req, res) => {
+        inFlight += 1;
+        peak = Math.max(peak, inFlight);
+        setTimeout(() => {
+          inFlight -= 1;
+          served += 1;
+          res.end('ok');
+        }, 150);
+      },
+    }));
+    const yaml = `version: 1
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+logging: { accessLog: false }
+defaults: { retry: { maxRetries: 0 } }
+redis: { url: "${redis.url}", onError: local }
+upstreams: { u: { url: "${slow.url}" } }
+routes:
+  - { name: slots, upstream: u, rateLimit: { maxConcurrent: 3, queue: { size: 20, timeout: 20s }, shared: true } }
+`;
+    const [a, b] = await Promise.all([startReplica(writeTemp('slots-a.yaml', yaml)), startReplica(writeTemp('slots-b.yaml', yaml))]);
+    try {
+      const statuses = await Promise.all(Array.from({ length: 16 }, (_, i) => request(`${(i % 2 ? a : b).url}/x`).then((r) => r.status)));
+      expect(statuses).toEqual(Array(16).fill(200));
+      expect(served).toBe(16);
+      expect(peak).toBe(3);
+      // Every slot was given back: the lease set is empty (or gone).
+      expect(await redis.client().zcard('breakwater:rl:{slots:}:slots')).toBe(0);
+    } finally {
+      for (const replica of [a, b]) replica.child.kill('SIGTERM');
+      await Promise.all([a, b].map((replica) => new Promise((resolve) => replica.child.once('exit', resolve))));
+      await slow.close();
+    }
+  });
+
+  it('queues for a shared token in arrival order and answers every waiter once its token is due', async () => {
+    const proxy = await startProxy(`version: 1
+defaults: { retry: { maxRetries: 0 } }
+redis: { url: "${redis.url}", onError: local }
+upstreams: { u: { url: "${upstream.url}" } }
+routes:
+  - { name: queued, upstream: u, rateLimit: { rate: 10/s, burst: 1, queue: { size: 10, timeout: 10s }, shared: true } }
+`);
+    try {
+      const order: number[] = [];
+      const started = Date.now();
+      const statuses = await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          request(`${proxy.url}/x?i=${i}`).then((r) => {
+            order.push(i);
+            return r.status;
+          }),
+        ),
+      );
+      expect(statuses).toEqual(Array(6).fill(200));
+      // One token at once, then one each 100 ms: at least 0.5 s for six.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(450);
+      expect(await metricValue(proxy.metrics, 'breakwater_rate_limit_degraded_total', { route: 'queued' })).toBe(0);
+      // A full queue refuses at once with the RateLimit headers of the shared bucket.
+      const burst = await Promise.all(Array.from({ length: 14 }, () => request(`${proxy.url}/x`)));
+      const refused = burst.filter((r) => r.status === 429);
+      expect(refused.length).toBeGreaterThanOrEqual(3);
+      expect(refused[0]!.headers['ratelimit-policy']).toBe('"queued";q=1;w=1');
+      expect(refused[0]!.headers['retry-after']).toBe('1');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('two replicas share one limit again after Redis restarts empty (within 5 s of it answering)', async () => {
+    const yaml = config('restarted', 'local').replace('version: 1', 'version: 1\nlisten: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nlogging: { accessLog: false }');
+    const [a, b] = await Promise.all([startReplica(writeTemp('r-a.yaml', yaml)), startReplica(writeTemp('r-b.yaml', yaml))]);
+    const adminOf = (replica: { output: () => string }) => {
+      const line = JSON.parse(replica.output().split('\n').find((l) => l.includes('"msg":"listening"'))!) as { admin: string };
+      return `http://${line.admin}`;
+    };
+    try {
+      // Spend the shared burst of 5 before the restart.
+      for (let i = 0; i < 6; i++) await request(`${(i % 2 ? a : b).url}/x`);
+      await redis.stop();
+      for (let i = 0; i < 4; i++) expect((await request(`${(i % 2 ? a : b).url}/x`)).status).toBe(200); // degraded, local
+      await redis.restart();
+      const back = Date.now();
+      for (const replica of [a, b]) {
+        while ((await request(`${adminOf(replica)}/status`)).json<{ redis: { state: string } }>().redis.state !== 'ready') {
+          expect(Date.now() - back).toBeLessThan(5_000);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      }
+      const statuses: number[] = [];
+      for (let i = 0; i < 20; i++) statuses.push((await request(`${(i % 2 ? a : b).url}/x`)).status);
+      const ok = statuses.filter((s) => s === 200).length;
+      expect(ok).toBeGreaterThanOrEqual(5);
+      expect(ok).toBeLessThanOrEqual(6);
+    } finally {
+      for (const replica of [a, b]) replica.child.kill('SIGTERM');
+      await Promise.all([a, b].map((replica) => new Promise((resolve) => replica.child.once('exit', resolve))));
+    }
+  });
+
   it('keeps serving while Redis is down (onError: local), counts it, and shares again when Redis is back', async () => {
     const proxy = await startProxy(config('shared-down', 'local', '600/min', 100));
     try {
@@ -91,21 +196,21 @@ describe('shared rate limits', () => {
       const res = await request(`${proxy.url}/x`);
       expect(res.status).toBe(200);
       expect(await degraded()).toBe(after);
-      const keys = await redis.client().keys('b_*');
+      const keys = await redis.client().keys('breakwater:rl:*');
       expect(keys.length).toBeGreaterThan(0);
     } finally {
       await proxy.close();
     }
   });
 
-  it('keeps the process up when Redis is gone and a tenant not seen before arrives (issue 17: it used to exit)', async () => {
+  it.each(['local', 'allow'] as const)('keeps the process up when Redis is gone and a tenant not seen before arrives (issue 17: it used to exit; onError: %s)', async (onError) => {
     const file = writeTemp(
       'tenant.yaml',
       `version: 1
 listen: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0 }
 defaults: { retry: { maxRetries: 0 } }
-redis: { url: "${redis.url}", onError: local }
+redis: { url: "${redis.url}", onError: ${onError} }
 upstreams: { u: { url: "${upstream.url}" } }
 routes:
   - { name: tenants, upstream: u, rateLimit: { rate: 100/s, key: "header:X-Tenant", shared: true } }
@@ -240,21 +345,21 @@ routes:
     }
   });
 
-  it('recovers when the limiter\'s keys vanish from Redis (bottleneck patched for Redis 7)', async () => {
+  it('recovers when the limiter\'s keys vanish from Redis: the limit restarts full, nothing degraded', async () => {
     const proxy = await startProxy(config('shared-flush', 'local', '600/min', 100));
     try {
       const degraded = () => metricValue(proxy.metrics, 'breakwater_rate_limit_degraded_total', { route: 'shared-flush' });
       expect((await request(`${proxy.url}/x`)).status).toBe(200);
       const admin = redis.client();
-      const keys = await admin.keys('b_*shared-flush*');
-      expect(keys.length).toBeGreaterThan(0);
+      const keys = await admin.keys('breakwater:rl:{shared-flush:}:*');
+      expect(keys).toEqual(['breakwater:rl:{shared-flush:}:tokens']);
       await admin.del(...keys);
-      // Unpatched, bottleneck fails with "ERR SETTINGS_KEY_NOT_FOUND" here and
-      // the request would be decided locally (degraded). Patched, it re-creates
-      // its settings and the decision stays shared.
       for (let i = 0; i < 3; i++) expect((await request(`${proxy.url}/x`)).status).toBe(200);
       expect(await degraded()).toBe(0);
-      expect((await admin.keys('b_*shared-flush*')).length).toBeGreaterThan(0);
+      // The bucket is back in Redis: 100 tokens, 4 taken (a few refilled meanwhile).
+      const tokens = Number(await admin.hget('breakwater:rl:{shared-flush:}:tokens', 't'));
+      expect(tokens).toBeGreaterThanOrEqual(96);
+      expect(tokens).toBeLessThan(100);
     } finally {
       await proxy.close();
     }

@@ -46,7 +46,7 @@ async function keysOn(port: number): Promise<string[]> {
   const client = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
   client.on('error', () => {});
   try {
-    return await client.keys('b_*');
+    return await client.keys('breakwater:rl:*');
   } finally {
     client.disconnect();
   }

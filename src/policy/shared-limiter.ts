@@ -1,0 +1,303 @@
+/**
+ * Shared rate limits in Redis (SPEC §3 `rateLimit.shared`): a token bucket
+ * (`burst` tokens refilled at `rate`) and a cap on requests in flight
+ * (`maxConcurrent`) that hold across every replica, decided by one Lua
+ * script per decision: one round trip, atomic, on Redis's clock.
+ *
+ * Keys (both of one limiter on one Cluster slot through the `{…}` hash tag):
+ *   breakwater:rl:{<route>:<key>}:tokens  hash {t: tokens, ts: ms}; expires once full again
+ *   breakwater:rl:{<route>:<key>}:slots   sorted set of leases (member id, score expiry ms)
+ * `<route>` is the route name with `{`, `}` and `%` percent-encoded,
+ * `<key>` the key value (`client-ip`, `header:<name>`) in base64url, empty
+ * for `key: route`.
+ *
+ * A slot is a lease that expires LEASE_MS after it was last renewed; each
+ * replica renews the leases it holds every LEASE_MS / 3 (re-adding them
+ * after a flush), so a replica that dies frees its slots within LEASE_MS.
+ *
+ * Waiting (`queue`) is per replica: a FIFO of bounded size whose head asks
+ * Redis again when the token it lacked is due, or every SLOT_POLL_MS while
+ * it waits for a slot (sooner when a slot of this replica is released).
+ *
+ * Why not bottleneck (the engine before this one) nor rate-limiter-flexible:
+ * bottleneck makes several round trips per job and is unmaintained since
+ * 2019; rate-limiter-flexible counts fixed windows (two bursts across a
+ * window's edge) and has no shared cap on requests in flight. The numbers
+ * are in docs/configuration.md and the commit that brought this in.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Cluster, Redis } from 'ioredis';
+
+/** A slot's lease lives this long without renewal (ms). */
+export const LEASE_MS = 30_000;
+/** How often a waiter for a slot asks Redis again (ms). */
+const SLOT_POLL_MS = 25;
+/** Longest pause between two asks of a waiting head (ms). */
+const MAX_POLL_MS = 1_000;
+
+/**
+ * KEYS: tokens, slots. ARGV: rate (tokens/s, 0 = none), burst, maxConcurrent
+ * (0 = none), lease id, lease ms. Returns {allowed 0|1, wait ms (-1: a slot), whole tokens left}.
+ */
+const ACQUIRE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local max = tonumber(ARGV[3])
+if max > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= max then return {0, -1, -1} end
+end
+local tokens = -1
+if rate > 0 then
+  local state = redis.call('HMGET', KEYS[1], 't', 'ts')
+  tokens = tonumber(state[1])
+  local ts = tonumber(state[2])
+  if tokens == nil or ts == nil then tokens = burst; ts = now end
+  if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000) end
+  if tokens < 1 then return {0, math.ceil((1 - tokens) * 1000 / rate), 0} end
+  tokens = tokens - 1
+  redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', now)
+  redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
+end
+if max > 0 then
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[5]))
+end
+return {1, 0, math.floor(tokens)}
+`;
+
+/** KEYS: slots. ARGV: lease ms, then lease ids: (re)adds them with a fresh expiry. */
+const RENEW = `
+local t = redis.call('TIME')
+local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], expiry, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[1]))
+return #ARGV - 1
+`;
+
+type Client = Redis | Cluster;
+interface Scripted {
+  bwLimitAcquire(tokens: string, slots: string, rate: number, burst: number, max: number, lease: string, leaseMs: number): Promise<[number, number, number]>;
+  bwLimitRenew(slots: string, leaseMs: number, ...leases: string[]): Promise<number>;
+}
+
+/** The Redis keys of one limiter (see the header). */
+export function sharedKeys(route: string, key: string): { tokens: string; slots: string } {
+  const tag = `${route.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}:${Buffer.from(key).toString('base64url')}`;
+  return { tokens: `breakwater:rl:{${tag}}:tokens`, slots: `breakwater:rl:{${tag}}:slots` };
+}
+
+/** One decision's answer. */
+export interface Decision {
+  readonly allowed: boolean;
+  /** ms until the missing token is due; -1 when a slot is missing; 0 when allowed. */
+  readonly waitMs: number;
+  /** Whole tokens left (0 when refused for a token, -1 without a token bucket or when refused for a slot). */
+  readonly tokens: number;
+}
+
+/** The per-connection part: the scripts and the leases this replica holds. */
+export interface SharedBuckets {
+  decide(keys: { tokens: string; slots: string }, rate: number | null, burst: number, maxConcurrent: number | null, lease: string): Promise<Decision>;
+  /** A new lease id, unique across replicas. */
+  leaseId(): string;
+  /** Frees a held slot (best effort: an unreachable Redis lets it expire). */
+  release(slots: string, lease: string): void;
+  close(): void;
+}
+
+export function createSharedBuckets(client: Client): SharedBuckets {
+  client.defineCommand('bwLimitAcquire', { numberOfKeys: 2, lua: ACQUIRE });
+  client.defineCommand('bwLimitRenew', { numberOfKeys: 1, lua: RENEW });
+  const scripted = client as unknown as Scripted;
+  const replica = randomBytes(6).toString('base64url');
+  let counter = 0;
+  /** Leases held here, per slots key: renewed every LEASE_MS / 3. */
+  const held = new Map<string, Set<string>>();
+  const renew = setInterval(() => {
+    for (const [slots, leases] of held) void scripted.bwLimitRenew(slots, LEASE_MS, ...leases).catch(() => {});
+  }, LEASE_MS / 3);
+  renew.unref();
+  return {
+    async decide(keys, rate, burst, maxConcurrent, lease) {
+      const [allowed, waitMs, tokens] = await scripted.bwLimitAcquire(keys.tokens, keys.slots, rate ?? 0, burst, maxConcurrent ?? 0, lease, LEASE_MS);
+      if (allowed === 1 && maxConcurrent !== null) {
+        let leases = held.get(keys.slots);
+        if (!leases) held.set(keys.slots, (leases = new Set()));
+        leases.add(lease);
+      }
+      return { allowed: allowed === 1, waitMs: Number(waitMs), tokens: Number(tokens) };
+    },
+    leaseId: () => `${replica}.${(counter++).toString(36)}`,
+    release(slots, lease) {
+      const leases = held.get(slots);
+      if (!leases?.delete(lease)) return;
+      if (leases.size === 0) held.delete(slots);
+      void client.zrem(slots, lease).catch(() => {});
+    },
+    close() {
+      clearInterval(renew);
+      held.clear();
+    },
+  };
+}
+
+export class SharedRefused extends Error {
+  constructor(
+    readonly reason: 'queue-full' | 'timeout',
+    /** The last decision Redis gave (for the RateLimit headers). */
+    readonly decision: Decision | undefined,
+  ) {
+    super(reason);
+  }
+}
+
+export interface SharedLimiterOptions {
+  readonly rate: number | null;
+  readonly burst: number;
+  readonly maxConcurrent: number | null;
+  readonly queueSize: number;
+}
+
+interface Waiter {
+  resolve(release: () => void): void;
+  reject(error: unknown): void;
+  timer: NodeJS.Timeout | undefined;
+  stop(): void;
+}
+
+/**
+ * One key's shared limiter on this replica: asks Redis once per decision,
+ * and queues what has to wait in a FIFO whose head alone asks again.
+ */
+export class SharedLimiter {
+  private readonly keys: { tokens: string; slots: string };
+  private readonly waiters: Waiter[] = [];
+  private inFlight = 0;
+  private asking = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private last: Decision | undefined;
+
+  constructor(
+    private readonly buckets: SharedBuckets,
+    route: string,
+    key: string,
+    private readonly options: SharedLimiterOptions,
+  ) {
+    this.keys = sharedKeys(route, key);
+  }
+
+  /** Asks Redis once; resolves with the slot's release when allowed. */
+  private async ask(): Promise<(() => void) | undefined> {
+    const lease = this.buckets.leaseId();
+    const decision = await this.buckets.decide(this.keys, this.options.rate, this.options.burst, this.options.maxConcurrent, lease);
+    this.last = decision;
+    if (!decision.allowed) return undefined;
+    this.inFlight += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.inFlight -= 1;
+      if (this.options.maxConcurrent !== null) this.buckets.release(this.keys.slots, lease);
+      this.wake();
+    };
+  }
+
+  /**
+   * Waits for a token and a slot, at most `waitMs`. Rejects with
+   * SharedRefused, with the abort's reason, or with the Redis error (every
+   * waiter of this key then gets it: Redis is failing).
+   */
+  async acquire(waitMs: number, onAbort: (listener: () => void) => () => void): Promise<() => void> {
+    if (this.waiters.length === 0) {
+      const release = await this.ask();
+      if (release) return release;
+    }
+    if (this.waiters.length >= this.options.queueSize) throw new SharedRefused('queue-full', this.last);
+    return new Promise((resolve, reject) => {
+      const leave = () => {
+        const index = this.waiters.indexOf(waiter);
+        if (index !== -1) this.waiters.splice(index, 1);
+        clearTimeout(waiter.timer);
+        waiter.stop();
+      };
+      const waiter: Waiter = {
+        resolve: (release) => {
+          leave();
+          resolve(release);
+        },
+        reject: (error) => {
+          leave();
+          reject(error);
+        },
+        timer: setTimeout(() => waiter.reject(new SharedRefused('timeout', this.last)), waitMs),
+        stop: () => {},
+      };
+      this.waiters.push(waiter);
+      waiter.stop = onAbort(() => waiter.reject(new SharedRefused('timeout', this.last)));
+      this.schedule(this.last);
+    });
+  }
+
+  /** A slot of this replica came free: the head may ask at once. */
+  private wake(): void {
+    if (this.waiters.length === 0 || this.asking) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    void this.pump();
+  }
+
+  private schedule(decision: Decision | undefined): void {
+    if (this.retryTimer !== undefined || this.asking || this.waiters.length === 0) return;
+    const wait = decision === undefined || decision.allowed ? 0 : decision.waitMs < 0 ? SLOT_POLL_MS : Math.min(MAX_POLL_MS, Math.max(1, decision.waitMs));
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.pump();
+    }, wait);
+  }
+
+  /** The head asks; on yes it starts and the next asks at once; on no it waits for what it lacked. */
+  private async pump(): Promise<void> {
+    if (this.asking) return;
+    this.asking = true;
+    try {
+      while (this.waiters.length > 0) {
+        let release: (() => void) | undefined;
+        try {
+          release = await this.ask();
+        } catch (error) {
+          for (const waiter of [...this.waiters]) waiter.reject(error);
+          return;
+        }
+        if (!release) break;
+        const head = this.waiters[0];
+        if (head) head.resolve(release);
+        else release(); // the waiter left while Redis answered
+      }
+    } finally {
+      this.asking = false;
+    }
+    this.schedule(this.last);
+  }
+
+  /** Every waiter gives up at once with `error` (Redis started failing). */
+  failWaiters(error: unknown): void {
+    for (const waiter of [...this.waiters]) waiter.reject(error);
+  }
+
+  queued(): number {
+    return this.waiters.length;
+  }
+
+  idle(): boolean {
+    return this.inFlight === 0 && this.waiters.length === 0;
+  }
+
+  close(): void {
+    clearTimeout(this.retryTimer);
+    for (const waiter of [...this.waiters]) waiter.reject(new SharedRefused('timeout', this.last));
+  }
+}
