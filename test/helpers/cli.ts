@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -47,4 +47,40 @@ export function parseProblemLines(stderr: string): { file: string; line: number;
       if (!match) throw new Error(`not a problem line: ${text}`);
       return { file: match[1]!, line: Number(match[2]), col: Number(match[3]), path: match[4]!, message: match[5]! };
     });
+}
+
+export interface Replica {
+  readonly child: ChildProcess;
+  /** The proxy's base URL. */
+  readonly url: string;
+  /** The admin port's base URL. */
+  readonly adminUrl: string;
+  /** Everything it wrote to stdout so far (JSON log lines). */
+  output(): string;
+  /** SIGTERM, then waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+/** Starts `breakwater run --config file` as its own process (a replica) and waits until it listens. */
+export async function startReplica(file: string): Promise<Replica> {
+  const child = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const deadline = Date.now() + 15_000;
+  while (!out.includes('"msg":"listening"')) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`a replica did not listen: ${out}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const line = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!) as { listen: string; admin: string };
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    child,
+    url: `http://${line.listen}`,
+    adminUrl: `http://${line.admin}`,
+    output: () => out,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }

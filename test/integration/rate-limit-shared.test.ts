@@ -4,11 +4,10 @@
  * down (per `redis.onError`, counted, flagged, never a failed request), and
  * recovery after Redis comes back empty or loses the limiter's keys.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, waitUntil, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { startRedis, type RedisServer } from '../fixtures/redis.js';
-import { CLI, writeTemp } from '../helpers/cli.js';
+import { startReplica, writeTemp } from '../helpers/cli.js';
 import { metricValue, request, startProxy } from '../helpers/proxy.js';
 
 let redis: RedisServer;
@@ -34,15 +33,6 @@ routes:
     upstream: u
     rateLimit: { rate: ${rate}, burst: ${burst}, queue: { size: 0 }, shared: true }
 `;
-}
-
-async function startReplica(file: string): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-  const child = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  await waitUntil(() => out.includes('"msg":"listening"'), 15_000, 'a replica to listen');
-  const line = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!) as { listen: string };
-  return { child, url: `http://${line.listen}`, output: () => out };
 }
 
 describe('shared rate limits', () => {
@@ -140,10 +130,6 @@ routes:
   it('two replicas share one limit again after Redis restarts empty (within 5 s of it answering)', async () => {
     const yaml = config('restarted', 'local').replace('version: 1', 'version: 1\nlisten: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nlogging: { accessLog: false }');
     const [a, b] = await Promise.all([startReplica(writeTemp('r-a.yaml', yaml)), startReplica(writeTemp('r-b.yaml', yaml))]);
-    const adminOf = (replica: { output: () => string }) => {
-      const line = JSON.parse(replica.output().split('\n').find((l) => l.includes('"msg":"listening"'))!) as { admin: string };
-      return `http://${line.admin}`;
-    };
     try {
       // Spend the shared burst of 5 before the restart.
       for (let i = 0; i < 6; i++) await request(`${(i % 2 ? a : b).url}/x`);
@@ -152,7 +138,7 @@ routes:
       await redis.restart();
       const back = Date.now();
       for (const replica of [a, b]) {
-        while ((await request(`${adminOf(replica)}/status`)).json<{ redis: { state: string } }>().redis.state !== 'ready') {
+        while ((await request(`${replica.adminUrl}/status`)).json<{ redis: { state: string } }>().redis.state !== 'ready') {
           expect(Date.now() - back).toBeLessThan(5_000);
           await new Promise((resolve) => setTimeout(resolve, 50));
         }

@@ -46,7 +46,7 @@ describe('valid files', () => {
     expect(route!.headers.request.set).toEqual({ Authorization: 'Bearer sk_test_1' });
     expect(config.upstreams.stripe!.pacing.minRate).toBeCloseTo(0.2);
     expect(config.upstreams.stripe!.pacing.engageBelow).toBe(0.5);
-    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local', timeout: 250, sentinel: null });
+    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local', timeout: 250, sentinel: null, cluster: null, username: null, password: null, db: null, tls: null });
     expect(config.forwardProxy).toMatchObject({ enabled: true, allowHosts: ['api.stripe.com', '*.github.com'], connect: { mode: 'tunnel' } });
   });
 
@@ -114,7 +114,7 @@ upstreams: { api: { url: "https://a.example.com" } }
 routes:
   - { name: a, upstream: api, rateLimit: { rate: 5/s, shared: true } }
 `);
-    expect(config.redis).toEqual({ url: 'redis://10.0.0.5:6379', onError: 'local', timeout: 1_000, sentinel: null });
+    expect(config.redis).toEqual({ url: 'redis://10.0.0.5:6379', onError: 'local', timeout: 1_000, sentinel: null, cluster: null, username: null, password: null, db: null, tls: null });
     const result = parseConfig('version: 1\nredis: { timeout: 250 }\nupstreams: { api: { url: "https://a.example.com" } }\nroutes: [{ name: a, upstream: api }]\n', 'bad.yaml', { env: {} });
     expect(result.ok).toBe(false);
     expect(result.ok ? [] : result.problems.map((problem) => String(problem.path))).toContainEqual(expect.stringContaining('redis'));
@@ -143,6 +143,39 @@ routes:
     const messages = bad.ok ? [] : bad.problems.map((problem) => problem.message);
     expect(messages).toContainEqual(expect.stringContaining('"nope" is not host:port'));
     expect(messages).toContainEqual(expect.stringContaining('"h:99999" is not host:port'));
+  });
+
+  it('reads redis.cluster and the options of every form (SPEC §9), hides the password and the CA in /config, and refuses what cannot work', () => {
+    const result = parseConfig(`version: 1
+redis:
+  cluster: { nodes: ["10.0.0.5:6379", "10.0.0.6:6379"] }
+  username: breakwater
+  password: "\${env:REDIS_PASSWORD}"
+  tls: { ca: "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----", insecureSkipVerify: false }
+upstreams: { api: { url: "https://a.example.com" } }
+routes:
+  - { name: a, upstream: api, rateLimit: { rate: 5/s, shared: true } }
+`, 'cluster.yaml', { env: { REDIS_PASSWORD: 'r3dis-secret' } });
+    if (!result.ok) throw new Error(result.problems.map(formatProblem).join('\n'));
+    expect(result.loaded.config.redis).toMatchObject({
+      cluster: { nodes: [{ host: '10.0.0.5', port: 6379 }, { host: '10.0.0.6', port: 6379 }] },
+      username: 'breakwater',
+      password: 'r3dis-secret',
+      db: null,
+      tls: { insecureSkipVerify: false },
+    });
+    const shown = JSON.stringify(redactedConfig(result.loaded));
+    expect(shown).not.toContain('r3dis-secret');
+    expect(shown).not.toContain('MIIB');
+    const base = 'upstreams: { api: { url: "https://a.example.com" } }\nroutes: [{ name: a, upstream: api }]\n';
+    const problems = (yaml: string) => {
+      const parsed = parseConfig(`version: 1\n${yaml}\n${base}`, 'bad.yaml', { env: {} });
+      return parsed.ok ? [] : parsed.problems.map((problem) => `${String(problem.path)}: ${problem.message}`);
+    };
+    expect(problems('redis: { cluster: { nodes: ["a:1"] }, sentinel: { name: m, sentinels: ["b:2"] } }')).toContainEqual(expect.stringContaining('keep one of them'));
+    expect(problems('redis: { cluster: { nodes: ["a:1"] }, db: 2 }')).toContainEqual(expect.stringContaining('only database 0'));
+    expect(problems('redis: { cluster: { nodes: [] } }').length).toBeGreaterThan(0);
+    expect(problems('redis: { tls: { ca: ./no-such-ca.pem } }')).toContainEqual(expect.stringContaining('redis'));
   });
 
   it('refuses a maxOpenFor shorter than openFor, and a shedding k below 1', () => {
@@ -188,7 +221,7 @@ redis: {}
 forwardProxy: { connect: {} }
 `);
     expect(config.routes[0]!.retry).toEqual(load(MINIMAL).routes[0]!.retry);
-    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local', timeout: 250, sentinel: null });
+    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local', timeout: 250, sentinel: null, cluster: null, username: null, password: null, db: null, tls: null });
   });
 
   it('returns a deeply frozen object', () => {
