@@ -173,7 +173,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
         for (const reason of RETRY_REASONS) metrics.retries.inc({ ...labels, reason }, 0);
         metrics.retryBudgetExhausted.inc(labels, 0);
         metrics.rateLimited.inc(labels, 0);
-        if (route.rateLimit?.shared) metrics.rateLimitDegraded.inc(labels, 0);
+        const pacing = route.upstream !== null ? config.upstreams[route.upstream]?.pacing : undefined;
+        if (route.rateLimit?.shared || (pacing?.enabled && pacing.shared)) metrics.rateLimitDegraded.inc(labels, 0);
         if (route.upstream !== null) {
           for (const outcome of OUTCOMES) metrics.upstreamAttempts.inc({ ...labels, upstream: route.upstream, outcome }, 0);
         }

@@ -242,13 +242,17 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
   let warnedAt = -Infinity;
 
   /** Runs a state update in Redis when shared, here otherwise, or here / not at all while Redis fails (redis.onError). */
-  function update<T>(id: string, fn: (state: PacerState, t: number, inFlight: number) => T, skipped: T): T | Promise<T> {
+  /** `degraded`: called when a shared update is decided without Redis. */
+  function update<T>(id: string, fn: (state: PacerState, t: number, inFlight: number) => T, skipped: T, degraded?: () => void): T | Promise<T> {
     // Local state: synchronous, no promise on the request path.
-    return shared ? sharedUpdate(id, fn, skipped) : (local.update(id, fn) as T);
+    return shared ? sharedUpdate(id, fn, skipped, degraded) : (local.update(id, fn) as T);
   }
-  async function sharedUpdate<T>(id: string, fn: (state: PacerState, t: number, inFlight: number) => T, skipped: T): Promise<T> {
+  async function sharedUpdate<T>(id: string, fn: (state: PacerState, t: number, inFlight: number) => T, skipped: T, degraded?: () => void): Promise<T> {
     // redis.onError: here (local) or not at all (allow).
-    const withoutRedis = () => (deps.shared!.onError === 'local' ? (local.update(id, fn) as T) : skipped);
+    const withoutRedis = () => {
+      degraded?.();
+      return deps.shared!.onError === 'local' ? (local.update(id, fn) as T) : skipped;
+    };
     // While Redis fails, no request waits for it: decided here until the probe answers.
     if (!deps.shared!.healthy()) return withoutRedis();
     try {
@@ -309,7 +313,11 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
             // Like a rate-limit queue, a pacing wait never runs past the request's deadline.
             const deadlineLeft = ctx.deadline - now();
             const limitMs = Math.min(config.maxWait, deadlineLeft);
-            const reserved = update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, random, limitMs), 0);
+            // A reservation made without Redis is flagged and counted like a rate-limit decision (SPEC §9).
+            const reserved = update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, random, limitMs), 0, () => {
+              ctx.flags.add('RATE_LIMIT_DEGRADED');
+              metrics.rateLimitDegraded.inc({ route });
+            });
             const wait = typeof reserved === 'number' ? reserved : await reserved;
             if (wait > limitMs) {
               const seconds = Math.max(1, Math.ceil(wait / 1000));

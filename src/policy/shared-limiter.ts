@@ -32,12 +32,16 @@ import type { Cluster, Redis } from 'ioredis';
 export const LEASE_MS = 30_000;
 /** How often a waiter for a slot asks Redis again (ms). */
 const SLOT_POLL_MS = 25;
+/** Most released leases one decision carries to Redis. */
+const MAX_CARRIED = 64;
 /** Longest pause between two asks of a waiting head (ms). */
 const MAX_POLL_MS = 1_000;
 
 /**
  * KEYS: tokens, slots. ARGV: rate (tokens/s, 0 = none), burst, maxConcurrent
- * (0 = none), lease id, lease ms. Returns {allowed 0|1, wait ms (-1: a slot), whole tokens left}.
+ * (0 = none), lease id, lease ms, then leases given back since the last call
+ * (removed first: a release rides on the next decision instead of costing a
+ * command of its own). Returns {allowed 0|1, wait ms (-1: a slot), whole tokens left}.
  */
 const ACQUIRE = `
 local t = redis.call('TIME')
@@ -45,7 +49,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
-if max > 0 then
+if #ARGV > 5 then redis.call('ZREM', KEYS[2], unpack(ARGV, 6)) end
+if max > 0 and redis.call('ZCARD', KEYS[2]) >= max then
+  -- Full: drop the leases of replicas that stopped renewing, then look again.
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   if redis.call('ZCARD', KEYS[2]) >= max then return {0, -1, -1} end
 end
@@ -79,7 +85,7 @@ return #ARGV - 1
 
 type Client = Redis | Cluster;
 interface Scripted {
-  bwLimitAcquire(tokens: string, slots: string, rate: number, burst: number, max: number, lease: string, leaseMs: number): Promise<[number, number, number]>;
+  bwLimitAcquire(tokens: string, slots: string, rate: number, burst: number, max: number, lease: string, leaseMs: number, ...released: string[]): Promise<[number, number, number]>;
   bwLimitRenew(slots: string, leaseMs: number, ...leases: string[]): Promise<number>;
 }
 
@@ -116,13 +122,23 @@ export function createSharedBuckets(client: Client): SharedBuckets {
   let counter = 0;
   /** Leases held here, per slots key: renewed every LEASE_MS / 3. */
   const held = new Map<string, Set<string>>();
+  /** Slots given back this tick, per slots key: carried by the next decision on that key, or one ZREM for all of them at the end of the tick. */
+  const releasing = new Map<string, string[]>();
+  const flushReleases = () => {
+    for (const [slots, leases] of releasing) void client.zrem(slots, ...leases).catch(() => {});
+    releasing.clear();
+  };
   const renew = setInterval(() => {
     for (const [slots, leases] of held) void scripted.bwLimitRenew(slots, LEASE_MS, ...leases).catch(() => {});
   }, LEASE_MS / 3);
   renew.unref();
   return {
     async decide(keys, rate, burst, maxConcurrent, lease) {
-      const [allowed, waitMs, tokens] = await scripted.bwLimitAcquire(keys.tokens, keys.slots, rate ?? 0, burst, maxConcurrent ?? 0, lease, LEASE_MS);
+      // At most MAX_CARRIED (Lua's unpack has a stack limit); more go out with the tick's ZREM.
+      let released = releasing.get(keys.slots);
+      if (released && released.length <= MAX_CARRIED) releasing.delete(keys.slots);
+      else released = undefined;
+      const [allowed, waitMs, tokens] = await scripted.bwLimitAcquire(keys.tokens, keys.slots, rate ?? 0, burst, maxConcurrent ?? 0, lease, LEASE_MS, ...(released ?? []));
       if (allowed === 1 && maxConcurrent !== null) {
         let leases = held.get(keys.slots);
         if (!leases) held.set(keys.slots, (leases = new Set()));
@@ -135,10 +151,16 @@ export function createSharedBuckets(client: Client): SharedBuckets {
       const leases = held.get(slots);
       if (!leases?.delete(lease)) return;
       if (leases.size === 0) held.delete(slots);
-      void client.zrem(slots, lease).catch(() => {});
+      const batch = releasing.get(slots);
+      if (batch) batch.push(lease);
+      else {
+        if (releasing.size === 0) setImmediate(flushReleases);
+        releasing.set(slots, [lease]);
+      }
     },
     close() {
       clearInterval(renew);
+      flushReleases();
       held.clear();
     },
   };

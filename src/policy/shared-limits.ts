@@ -137,6 +137,8 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     async close() {
       if (probe) clearInterval(probe);
       buckets.close();
+      // QUIT lets the last commands (slot releases of the last responses) reach Redis; a Redis that does not answer is cut off.
+      if (client.status === 'ready' && !failing) await client.quit().catch(() => {});
       client.disconnect();
     },
   };

@@ -9,6 +9,10 @@
 //                                            @UPSTREAM@, @PORT@, @ADMIN_PORT@ replaced)
 //   BENCH_VARIANTS="limit=test/bench/limit.yaml,open=test/bench/circuit-open.yaml"
 //                                           (more Breakwater targets, same run)
+//   BENCH_VARIANTS="limit=test/bench/limit.yaml,shared=test/bench/shared.yaml,old=test/bench/shared.yaml=/tmp/old/dist/cli.js"
+//                                           (a third field: another build's cli.js, e.g. the
+//                                            commit before a change; a config with @REDIS@
+//                                            gets a redis-server started on CPU 0)
 //
 // Closed loop (as fast as it goes, CONNECTIONS connections) gives req/s,
 // p50 and p99; an open loop at RATE req/s gives the latency at a fixed load.
@@ -165,7 +169,7 @@ http.createServer((req, res) => proxy.web(req, res)).listen(Number(process.env.P
 
 function breakwaterConfig(port, adminPort, upstreamUrl, file = process.env.BENCH_CONFIG) {
   if (file) {
-    return readFileSync(file, 'utf8').replaceAll('@UPSTREAM@', upstreamUrl).replaceAll('@PORT@', String(port)).replaceAll('@ADMIN_PORT@', String(adminPort));
+    return readFileSync(file, 'utf8').replaceAll('@REDIS@', redisUrl).replaceAll('@UPSTREAM@', upstreamUrl).replaceAll('@PORT@', String(port)).replaceAll('@ADMIN_PORT@', String(adminPort));
   }
   return `version: 1
 listen: { host: 127.0.0.1, port: ${port} }
@@ -176,6 +180,29 @@ upstreams:
 routes:
   - { name: bench, upstream: bench }
 `;
+}
+
+let redisUrl = '';
+
+/** A redis-server on loopback (CPU 0), for variants whose config names @REDIS@. */
+async function startRedis() {
+  const port = await freePort();
+  const child = spawn(hasTaskset ? 'taskset' : 'redis-server', [...(hasTaskset ? ['-c', '0', 'redis-server'] : []), '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.end('PING\r\n');
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (up) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  redisUrl = `redis://127.0.0.1:${port}`;
+  return child;
 }
 
 const median = (values) => {
@@ -206,13 +233,15 @@ async function main() {
     },
   };
 
-  for (const variant of (process.env.BENCH_VARIANTS ?? '').split(',').filter(Boolean)) {
-    const [name, file] = variant.split('=');
+  const variants = (process.env.BENCH_VARIANTS ?? '').split(',').filter(Boolean);
+  const redis = variants.some((variant) => readFileSync(path.resolve(ROOT, variant.split('=')[1]), 'utf8').includes('@REDIS@')) ? await startRedis() : null;
+  for (const variant of variants) {
+    const [name, file, cli = path.join(ROOT, 'dist/cli.js')] = variant.split('=');
     targets[`breakwater-${name}`] = async () => {
       const [port, adminPort] = [await freePort(), await freePort()];
       const config = path.join(work, `${name}.yaml`);
       writeFileSync(config, breakwaterConfig(port, adminPort, upstreamUrl, path.resolve(ROOT, file)));
-      const child = start(name, 1, [path.join(ROOT, 'dist/cli.js'), 'run', '--config', config]);
+      const child = start(name, 1, [path.resolve(ROOT, cli), 'run', '--config', config]);
       return { child, url: `http://127.0.0.1:${port}/v1/events`, expectStatus: name === 'open' ? 503 : 200 };
     };
   }
@@ -243,6 +272,7 @@ async function main() {
     }
   }
   await stop(upstream);
+  if (redis) await stop(redis);
 
   const summary = Object.fromEntries(
     Object.entries(results).map(([name, r]) => [
