@@ -7,14 +7,14 @@
 import type { Config, RouteConfig, UpstreamConfig } from './config/types.js';
 import type { Metrics } from './observe/metrics.js';
 import type { RequestContext } from './policy/context.js';
-import type { Signal } from './policy/signal.js';
+import type { Signal } from './lib/signal.js';
 import { createUpstreamBreaker, type UpstreamBreaker } from './policy/circuit-breaker.js';
 import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit.js';
 import { createUpstreamPacing, type UpstreamPacing } from './policy/pacer.js';
 import { createInterceptor, type Interceptor } from './tls/interceptor.js';
 import { connectSharedLimits, type SharedLimits } from './policy/shared-limits.js';
 import type { Logger } from './observe/logger.js';
-import { createRoutePipeline, sleep, type Next, type Policy, type RoutePipeline } from './policy/pipeline.js';
+import { createRoutePipeline, sleep, type Next, type RoutePipeline } from './policy/pipeline.js';
 import { compileMatcher, matchRoute, rewritePath, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { buildUpstreamHeaders, compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
 import { createForwardAgent, createUpstreamAgent } from './upstream/agents.js';
@@ -54,7 +54,7 @@ export interface Runtime {
   /** Forward-proxy target checks (allow-lists, ports, private networks). */
   readonly targets: TargetChecker;
   /** The target and breaker of `host:port` (`https` for intercepted CONNECTs), for routes without an upstream; bounded in number. */
-  forwardTarget(host: string, port: number, https?: boolean): { readonly target: UpstreamTarget; readonly breaker: Policy };
+  forwardTarget(host: string, port: number, https?: boolean): { readonly target: UpstreamTarget; readonly breaker: UpstreamBreaker };
   /** TLS interception, when `forwardProxy.connect.mode: intercept`. */
   readonly interceptor: Interceptor | null;
   /** Live forward-proxy targets (each with a breaker and an agent). */
@@ -235,7 +235,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
       };
     }
     forwardTargets.set(key, entry);
-    return { target: entry.target, breaker: entry.breaker.policy };
+    return entry;
   };
   return {
     config,

@@ -15,7 +15,7 @@ import { buildProblem, problemHeaders } from './problem.js';
 import { parseBody, readProviderError } from './dialects/index.js';
 import { readQuota } from './quota.js';
 import { upstreamStatusEntry } from './upstream-catalog.js';
-import { parseRetryAfter } from '../policy/retry-after.js';
+import { parseRetryAfter } from '../lib/retry-after.js';
 
 /** Bytes of an error body read at most; the rest is discarded. */
 export const ERROR_BODY_CAP_BYTES = 256 * 1024;

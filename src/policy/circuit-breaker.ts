@@ -55,10 +55,9 @@
 import type { CircuitBreakerConfig } from '../config/types.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { CIRCUIT_STATES, Metrics } from '../observe/metrics.js';
-import type { AttemptResult, RequestContext } from './context.js';
+import type { AttemptResult, Flag, Policy } from './context.js';
 import { compileConditions } from './conditions.js';
-import type { Next, Policy } from './pipeline.js';
-import type { Signal } from './signal.js';
+import type { Signal } from '../lib/signal.js';
 
 export type CircuitState = (typeof CIRCUIT_STATES)[number];
 
@@ -90,7 +89,15 @@ export interface UpstreamBreaker {
   status(): BreakerStatus;
   /** The policy layer that routes a route's attempts through this breaker. */
   readonly policy: Policy;
+  /** One call through the breaker outside a route's pipeline (a CONNECT tunnel's connection attempt). */
+  call(scope: BreakerScope, signal: Signal, attempt: () => Promise<AttemptResult>): Promise<AttemptResult>;
   close(): void;
+}
+
+/** What the breaker reads and marks of the request it admits: its flags and its deadline. */
+export interface BreakerScope {
+  readonly flags: Set<Flag>;
+  readonly deadline?: number;
 }
 
 export interface BreakerDeps {
@@ -361,7 +368,7 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
   }
 
   /** May this call wait for the circuit, and until when? */
-  const mayHold = (ctx: RequestContext, at: number): boolean =>
+  const mayHold = (ctx: BreakerScope, at: number): boolean =>
     config.hold > 0 && !isClosed() && at - episodeStart < config.hold && waiting < MAX_HELD && (ctx.deadline ?? Infinity) - at >= MIN_PROBE_MS;
 
   const wait = (deadline: number, at: number, signal: Signal): Promise<Admission | undefined> =>
@@ -410,13 +417,13 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     return new BreakwaterError('CIRCUIT_OPEN', detail, { retryAfterSeconds: seconds });
   };
 
-  const refuse = (ctx: RequestContext, at: number): never => {
+  const refuse = (ctx: BreakerScope, at: number): never => {
     metrics.circuitRejections.inc({ upstream });
     ctx.flags.add('CIRCUIT_OPEN');
     throw refusal(at);
   };
 
-  const run = async (ctx: RequestContext, signal: Signal, next: Next): Promise<AttemptResult> => {
+  const run = async <C extends BreakerScope>(ctx: C, signal: Signal, next: (ctx: C, signal: Signal) => Promise<AttemptResult>): Promise<AttemptResult> => {
     if (dropped) return next(ctx, signal);
     let at = now();
     let admission = admit(at, true);
@@ -468,6 +475,7 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
       };
     },
     policy: { run, close() {} },
+    call: (scope, signal, attempt) => run(scope, signal, attempt),
     close() {
       dropped = true;
       if (timer) clearTimeout(timer);

@@ -6,9 +6,9 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
-import type { Signal } from './signal.js';
+import type { Signal } from '../lib/signal.js';
 import type { UpstreamTarget } from '../upstream/forward.js';
-import type { Policy } from './pipeline.js';
+import type { Metrics } from '../observe/metrics.js';
 
 /** Access-log flags (SPEC §7). */
 export type Flag =
@@ -43,15 +43,28 @@ export function flagForCode(code: string): Flag | undefined {
   return CODE_FLAGS.has(code) ? (code as Flag) : undefined;
 }
 
-export interface RequestContext {
+/**
+ * What every inbound exchange (request, upgrade, CONNECT, parser refusal)
+ * records for its problem body and its access-log line; the server's
+ * Exchange writes them, the policy layers add flags and attempts.
+ */
+export interface ExchangeRecord {
   readonly requestId: string;
   readonly method: string;
-  /** The path as the client sent it, query dropped (access log, `instance`). */
+  /** The path as normalized (SPEC §10), query dropped (access log, `instance`); the authority for CONNECT. */
   readonly path: string;
-  /** The request target as the client sent it (path and query). */
-  readonly url: string;
   /** Host header as sent, lower case ('' when absent). */
   readonly host: string;
+  /** When it arrived, on the runtime's clock (ms). */
+  readonly startedAt: number;
+  /** Attempts made upstream so far. */
+  attempts: number;
+  readonly flags: Set<Flag>;
+}
+
+export interface RequestContext extends ExchangeRecord {
+  /** The request target as the client sent it (path and query). */
+  readonly url: string;
   /** The client's headers as received; attempts build theirs from these. */
   readonly clientHeaders: IncomingHttpHeaders;
   readonly remoteAddress: string | undefined;
@@ -59,15 +72,10 @@ export interface RequestContext {
   readonly res: ServerResponse;
   /** Set once a route matched and the body was checked. */
   body: RequestBody;
-  /** When the request arrived, on the clock of the runtime (ms). */
-  readonly startedAt: number;
   /** Absolute deadline on the same clock; set by the deadline layer. */
   deadline: number;
   /** Aborted when the client goes away; its reason is a ClientClosedError. */
   readonly signal: Signal;
-  /** Attempts made upstream so far. */
-  attempts: number;
-  readonly flags: Set<Flag>;
   /**
    * For a forward-proxy request on a route without an upstream: the
    * request's own target (host:port) and its breaker.
@@ -88,4 +96,26 @@ export interface AttemptResult {
    * the reopened circuit after its backoff).
    */
   readonly final?: boolean;
+}
+
+/** The rest of a route's stack, below the policy that calls it. */
+export type Next = (ctx: RequestContext, signal: Signal) => Promise<AttemptResult>;
+
+/**
+ * One layer of a route's stack (pipeline.ts orders them): built once per
+ * route from its config, it sees each request as `run(ctx, signal, next)`.
+ */
+export interface Policy {
+  run(ctx: RequestContext, signal: Signal, next: Next): Promise<AttemptResult>;
+  close(): void;
+}
+
+export interface PolicyDeps {
+  /** Milliseconds on a monotonic clock; injectable for tests. */
+  readonly now: () => number;
+  /** Uniform in [0, 1); injectable for tests. */
+  readonly random: () => number;
+  /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+  readonly sleep: (ms: number, signal: Signal) => Promise<void>;
+  readonly metrics: Metrics;
 }

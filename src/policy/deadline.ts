@@ -1,7 +1,6 @@
 import type { TimeoutsConfig } from '../config/types.js';
 import { parseDuration } from '../config/units.js';
-import type { RequestContext } from './context.js';
-import type { Policy, PolicyDeps } from './pipeline.js';
+import type { Policy, PolicyDeps, RequestContext } from './context.js';
 
 /** `X-Breakwater-Timeout` (a duration such as `2s`), or undefined when absent or unreadable. */
 function clientTimeout(ctx: RequestContext): number | undefined {

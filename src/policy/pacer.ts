@@ -32,10 +32,9 @@ import { BreakwaterError } from '../errors/breakwater-error.js';
 import { readQuota } from '../errors/quota.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Logger } from '../observe/logger.js';
-import type { RequestContext } from './context.js';
+import type { Policy, PolicyDeps, RequestContext } from './context.js';
 import { localStore, MAX_PACERS, sharedStore, type PacerState } from './pacer-store.js';
-import type { Policy, PolicyDeps } from './pipeline.js';
-import { parseRetryAfter } from './retry-after.js';
+import { parseRetryAfter } from '../lib/retry-after.js';
 import type { SharedLimits } from './shared-limits.js';
 
 export { MAX_PACERS } from './pacer-store.js';

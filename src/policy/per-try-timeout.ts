@@ -2,8 +2,8 @@ import type { TimeoutsConfig } from '../config/types.js';
 import { formatDuration } from '../config/units.js';
 import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
 import { classifyTimeout } from '../upstream/classify.js';
-import type { Policy, PolicyDeps } from './pipeline.js';
-import { Cancellation } from './signal.js';
+import type { Policy, PolicyDeps } from './context.js';
+import { Cancellation } from '../lib/signal.js';
 
 /**
  * One timer per attempt, until the response headers (SPEC §3 `perTry`),

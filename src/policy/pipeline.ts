@@ -6,29 +6,13 @@
  * handed in.
  */
 import type { RouteConfig } from '../config/types.js';
-import type { Metrics } from '../observe/metrics.js';
-import type { AttemptResult, RequestContext } from './context.js';
+import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from './context.js';
 import { createDeadline } from './deadline.js';
 import { createPerTryTimeout } from './per-try-timeout.js';
 import { createRetry } from './retry.js';
-import type { Signal } from './signal.js';
+import type { Signal } from '../lib/signal.js';
 
-export type Next = (ctx: RequestContext, signal: Signal) => Promise<AttemptResult>;
-
-export interface Policy {
-  run(ctx: RequestContext, signal: Signal, next: Next): Promise<AttemptResult>;
-  close(): void;
-}
-
-export interface PolicyDeps {
-  /** Milliseconds on a monotonic clock; injectable for tests. */
-  readonly now: () => number;
-  /** Uniform in [0, 1); injectable for tests. */
-  readonly random: () => number;
-  /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
-  readonly sleep: (ms: number, signal: Signal) => Promise<void>;
-  readonly metrics: Metrics;
-}
+export type { Next, Policy, PolicyDeps };
 
 /** The real clock's sleep, cancelled by the request's signal. */
 export function sleep(ms: number, signal: Signal): Promise<void> {

@@ -14,8 +14,7 @@
 import type { RateLimitConfig } from '../config/types.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { RequestContext } from './context.js';
-import type { Policy } from './pipeline.js';
+import type { Policy, RequestContext } from './context.js';
 import type { SharedLimits } from './shared-limits.js';
 import { LimiterRefused, LocalLimiter } from './local-limiter.js';
 import { SharedLimiter, SharedRefused } from './shared-limiter.js';

@@ -13,9 +13,8 @@ import { discardResponse } from '../upstream/discard.js';
 import type { Classification } from '../upstream/classify.js';
 import { fullJitterDelay } from './backoff.js';
 import { compileConditions } from './conditions.js';
-import type { AttemptResult, RequestContext } from './context.js';
-import type { Policy, PolicyDeps } from './pipeline.js';
-import { parseRetryAfter } from './retry-after.js';
+import type { AttemptResult, Policy, PolicyDeps, RequestContext } from './context.js';
+import { parseRetryAfter } from '../lib/retry-after.js';
 import { createRetryBudget } from './retry-budget.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);

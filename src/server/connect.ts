@@ -3,7 +3,9 @@
  * plain TCP tunnel to the checked address, opened within the default
  * `timeouts.connect`. A refused target gets 502 and a timed-out one 504, as
  * problem bodies on the socket, never a silently dropped connection; each
- * tunnel attempt is one call of the target's breaker. Once open, bytes flow
+ * tunnel attempt is one call of the target's breaker; a target that does
+ * not accept within the timeout is UPSTREAM_CONNECT_FAILED, as on the HTTP
+ * path (it was UPSTREAM_TIMEOUT). Once open, bytes flow
  * both ways untouched (no policy sees inside) and either side closing
  * closes both.
  *
@@ -22,17 +24,13 @@ import tls from 'node:tls';
 import { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
-import { renderProblem } from '../errors/problem.js';
-import { logAccess, wantsAccessLog } from '../observe/access-log.js';
-import type { AttemptResult, RequestContext } from '../policy/context.js';
-import { Cancellation } from '../policy/signal.js';
-import { flagForCode } from '../policy/context.js';
-import { classifyError, classifyStatus } from '../upstream/classify.js';
+import type { AttemptResult, ExchangeRecord } from '../policy/context.js';
+import { Cancellation } from '../lib/signal.js';
+import { classifyConnectTimeout, classifyError, classifyStatus } from '../upstream/classify.js';
 import { clientRequestId } from '../upstream/headers.js';
 import { MAX_HELLO_BYTES, peekClientHello } from '../tls/client-hello.js';
 import { markIntercepted } from '../tls/interceptor.js';
-import type { ProxyServerDeps } from './proxy-server.js';
-import { writeRawResponse } from './proxy-server.js';
+import { Exchange, type ServerDeps } from './exchange.js';
 
 /** `host:port` of a CONNECT request target, IPv6 in brackets. */
 function parseAuthority(authority: string): { host: string; port: number } | undefined {
@@ -45,27 +43,17 @@ function parseAuthority(authority: string): { host: string; port: number } | und
 /** How long an intercepted client may take to send its ClientHello, and then to finish the handshake. */
 const HELLO_TIMEOUT_MS = 10_000;
 
-export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ProxyServerDeps, server?: Server): void {
+export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ServerDeps, server?: Server): void {
   const runtime = deps.runtime();
   const { config } = runtime;
-  const { metrics, logger, now } = deps;
-  const startedAt = now();
+  const { metrics, logger } = deps;
   const requestId = clientRequestId(req.headers['x-request-id']) ?? randomUUID();
   const authority = req.url ?? '';
   let status = 200;
-  let upstreamName = '';
-  const flags: string[] = [];
+  const record: ExchangeRecord = { requestId, method: 'CONNECT', path: '', host: authority, startedAt: deps.now(), attempts: 0, flags: new Set() };
+  const exchange = new Exchange(deps, runtime, record, authority);
   socket.on('error', () => socket.destroy());
-  socket.once('close', () => {
-    metrics.requestsTotal.inc({ route: '', method: 'CONNECT', code: String(status) });
-    metrics.requestDuration.observe({ route: '', method: 'CONNECT' }, (now() - startedAt) / 1000);
-    if (wantsAccessLog(logger, config.logging.accessLog)) {
-      logAccess(logger, {
-        requestId, method: 'CONNECT', host: authority, path: '', route: '', upstream: upstreamName, status,
-        durationMs: Math.round((now() - startedAt) * 1000) / 1000, attempts: upstreamName ? 1 : 0, flags,
-      });
-    }
-  });
+  socket.once('close', () => exchange.finish(status));
 
   /** Set once the client was told 200: from then on a failure closes the socket (the client already speaks TLS). */
   let established = false;
@@ -74,11 +62,12 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
       socket.destroy();
       return;
     }
-    status = error.status;
-    const flag = flagForCode(error.code);
-    if (flag) flags.push(flag);
-    metrics.errors.inc({ route: '', code: error.code });
-    writeRawResponse(socket, renderProblem(error, { instance: authority, route: null, upstream: upstreamName || null, attempts: upstreamName ? 1 : 0, requestId }));
+    status = exchange.refuse(error, socket);
+  };
+  /** The target is known: it answers for the exchange, with one attempt. */
+  const targetIs = (name: string) => {
+    record.attempts = 1;
+    exchange.matched = { route: '', target: name, plainErrors: false };
   };
 
   void (async () => {
@@ -101,7 +90,7 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
     if (intercepting && runtime.interceptor!.matches(check.host)) {
       // The CONNECT host (normalised by the target check) is the identity: its leaf, its 421 checks.
       const host = check.host;
-      upstreamName = `${host.includes(':') ? `[${host}]` : host}:${check.port}`;
+      targetIs(`${host.includes(':') ? `[${host}]` : host}:${check.port}`);
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       established = true;
       const hello = await readHello(socket, head);
@@ -129,7 +118,7 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
     }
     if (intercepting) metrics.tlsIntercept.inc({ result: 'tunnelled' });
     const { target: upstream, breaker } = runtime.forwardTarget(check.host, check.port);
-    upstreamName = upstream.name;
+    targetIs(upstream.name);
     const connectMs = config.defaults.timeouts.connect;
     const cancellation = new Cancellation();
     socket.once('close', () => cancellation.abort(new ClientClosedError()));
@@ -141,7 +130,7 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
         const connection = net.connect({ host: check.address, port: check.port, family: check.family });
         const timer = setTimeout(() => {
           connection.destroy();
-          resolve({ classification: { outcome: 'timeout', code: 'UPSTREAM_TIMEOUT', detail: `Target ${authority} did not accept the connection within ${connectMs} ms.` } });
+          resolve({ classification: classifyConnectTimeout(`Target ${authority} could not be connected to within ${connectMs} ms (connect timeout).`) });
         }, connectMs);
         connection.once('connect', () => {
           clearTimeout(timer);
@@ -154,10 +143,9 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
           resolve({ classification: { ...classification, detail: `Target ${authority} ${classification.detail ?? ''}`.trim() } });
         });
       });
-    const ctx = { flags: new Set<string>(), signal: cancellation } as unknown as RequestContext;
     let result: AttemptResult;
     try {
-      result = await breaker.run(ctx, cancellation, attempt);
+      result = await breaker.call(record, cancellation, attempt);
     } catch (error) {
       if (error instanceof BreakwaterError) refuse(error);
       else socket.destroy();
@@ -224,7 +212,7 @@ function terminate(
   context: tls.SecureContext,
   target: { host: string; port: number },
   server: Server,
-  deps: ProxyServerDeps,
+  deps: ServerDeps,
   requestId: string,
 ): void {
   const { metrics, logger } = deps;

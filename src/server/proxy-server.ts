@@ -1,42 +1,31 @@
 /**
  * The proxy port (SPEC §2, §4). Each request is matched to a route, run
  * through the route's pipeline, and answered either by streaming the
- * upstream's response or by one problem body. This file is the single
- * rescue point: every failure, expected or not, becomes a response here and
- * nowhere else, and every request is observed (metrics, access log) exactly
- * once, when its response closes.
+ * upstream's response or by one problem body. Every failure, expected or
+ * not, is caught here and answered by the request's Exchange (exchange.ts:
+ * the one place problems are rendered and requests observed), as upgrades,
+ * CONNECT and parser refusals are.
  */
 import { randomUUID } from 'node:crypto';
-import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { ErrorCode } from '../errors/catalog.js';
 import { ClientClosedError } from '../errors/client-closed.js';
-import { renderProblem, type RenderedProblem } from '../errors/problem.js';
 import { normalizeUpstreamError } from '../errors/normalize.js';
-import { logAccess, wantsAccessLog } from '../observe/access-log.js';
-import type { Logger } from '../observe/logger.js';
-import { methodLabel, type Metrics } from '../observe/metrics.js';
-import { flagForCode, type RequestContext } from '../policy/context.js';
-import { Cancellation } from '../policy/signal.js';
+import type { RequestContext } from '../policy/context.js';
+import { Cancellation } from '../lib/signal.js';
 import type { RouteRuntime, Runtime } from '../runtime.js';
 import { hasBody, prepareRequestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
 import { buildResponseHeaders, clientRequestId } from '../upstream/headers.js';
 import { handleUpgrade } from './websocket.js';
 import { handleConnect } from './connect.js';
-import type { Forwarder } from '../upstream/forward.js';
+import { CLIENT_CLOSED_STATUS, Exchange, type ServerDeps } from './exchange.js';
 import { authorityOf, checkIdentity, interceptedTarget, type InterceptedTarget } from '../tls/interceptor.js';
 import { normalizeTarget, rawTargetOf } from '../router/normalize-path.js';
 
-export interface ProxyServerDeps {
-  /** The runtime new requests start on (swapped on reload). */
-  readonly runtime: () => Runtime;
-  readonly forwarder: Forwarder;
-  readonly metrics: Metrics;
-  readonly logger: Logger;
-  readonly now: () => number;
-}
+export type ProxyServerDeps = ServerDeps;
 
 export interface ProxyServer {
   readonly server: http.Server;
@@ -51,8 +40,7 @@ export interface ProxyServer {
   draining(): boolean;
 }
 
-/** Status logged and counted for a request whose client left before any response (NGINX's convention). */
-export const CLIENT_CLOSED_STATUS = 499;
+export { CLIENT_CLOSED_STATUS };
 
 function errorFromClassification(classification: Classification): BreakwaterError {
   return new BreakwaterError(classification.code ?? 'INTERNAL_ERROR', classification.detail ?? 'The attempt failed without a response.');
@@ -67,6 +55,12 @@ function parseAbsolute(url: string): URL | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A forward target and its breaker's policy layer, for a route without an upstream. */
+function forwardOf(runtime: Runtime, host: string, port: number, https = false): NonNullable<RequestContext['forward']> {
+  const { target, breaker } = runtime.forwardTarget(host, port, https);
+  return { target, breaker: breaker.policy };
 }
 
 /**
@@ -85,7 +79,7 @@ async function forwardRoute(runtime: Runtime, ctx: RequestContext, target: URL |
     throw new BreakwaterError('HOST_NOT_ALLOWED', `The target ${target.host} is not allowed: ${check.reason}.`);
   }
   const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
-  if (route && !route.upstream) ctx.forward = runtime.forwardTarget(check.host, check.port);
+  if (route && !route.upstream) ctx.forward = forwardOf(runtime, check.host, check.port);
   return route;
 }
 
@@ -98,23 +92,12 @@ async function forwardRoute(runtime: Runtime, ctx: RequestContext, target: URL |
 function interceptRoute(runtime: Runtime, ctx: RequestContext, target: InterceptedTarget): RouteRuntime | undefined {
   checkIdentity(ctx.req, target);
   const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
-  if (route && !route.upstream) ctx.forward = runtime.forwardTarget(target.host, target.port, true);
+  if (route && !route.upstream) ctx.forward = forwardOf(runtime, target.host, target.port, true);
   return route;
 }
 
-/** Writes a complete HTTP/1.1 response on a raw socket (parser errors, refused upgrades), then closes it. */
-export function writeRawResponse(socket: Duplex, rendered: RenderedProblem): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  let head = `HTTP/1.1 ${rendered.status} ${STATUS_CODES[rendered.status] ?? ''}\r\n`;
-  for (const [name, value] of Object.entries(rendered.headers)) head += `${name}: ${value}\r\n`;
-  socket.end(`${head}connection: close\r\n\r\n${rendered.body}`);
-}
-
 export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
-  const { metrics, logger, now } = deps;
+  const { now } = deps;
   const initialConfig = deps.runtime().config;
 
   let isDraining = false;
@@ -125,64 +108,11 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     requestTimeout: 0,
   });
 
-  function observe(ctx: RequestContext, runtime: Runtime, route: RouteRuntime | undefined, status: number): void {
-    const routeName = route?.name ?? '';
-    const method = methodLabel(ctx.method);
-    const durationMs = now() - ctx.startedAt;
-    metrics.requestsTotal.inc({ route: routeName, method, code: String(status) });
-    metrics.requestDuration.observe({ route: routeName, method }, durationMs / 1000);
-    if (wantsAccessLog(logger, runtime.config.logging.accessLog)) {
-      logAccess(logger, {
-        requestId: ctx.requestId,
-        method: ctx.method,
-        host: ctx.host,
-        path: ctx.path,
-        route: routeName,
-        upstream: route?.upstream?.name ?? ctx.forward?.target.name ?? '',
-        status,
-        durationMs: Math.round(durationMs * 1000) / 1000,
-        attempts: ctx.attempts,
-        flags: [...ctx.flags],
-      });
-    }
-  }
-
-  function rescue(ctx: RequestContext, route: RouteRuntime | undefined, error: unknown): void {
-    const { res } = ctx;
-    if (error instanceof ClientClosedError || ctx.signal.aborted) {
-      res.destroy();
-      return;
-    }
-    let failure: BreakwaterError;
-    if (error instanceof BreakwaterError) {
-      failure = error;
-    } else {
-      failure = new BreakwaterError('INTERNAL_ERROR', 'Breakwater failed while handling this request.', { cause: error });
-      logger.error({ err: error, requestId: ctx.requestId, route: route?.name ?? '' }, 'internal error');
-    }
-    const flag = flagForCode(failure.code);
-    if (flag) ctx.flags.add(flag);
-    metrics.errors.inc({ route: route?.name ?? '', code: failure.code });
-    if (res.headersSent) {
-      // Part of a response is out: the only honest signal left is an abort.
-      res.destroy();
-      return;
-    }
-    const rendered = renderProblem(
-      failure,
-      { instance: ctx.path, route: route?.name ?? null, upstream: route?.upstream?.name ?? ctx.forward?.target.name ?? null, attempts: ctx.attempts, requestId: ctx.requestId },
-      route?.plainErrors ?? false,
-    );
-    // A refused request whose body was never read (too large, or refused
-    // before it was needed): close rather than let node read and discard
-    // the rest of an upload to keep the connection.
-    if (hasBody(ctx.req) && !ctx.req.complete) rendered.headers.connection = 'close';
-    res.writeHead(rendered.status, rendered.headers);
-    res.end(rendered.body);
-  }
+  /** The route and the upstream (or forward target) it sends to, as the exchange names them. */
+  const matched = (ctx: RequestContext, route: RouteRuntime) => ({ route: route.name, target: route.upstream?.name ?? ctx.forward?.target.name ?? null, plainErrors: route.plainErrors });
 
   /** `errors.normalize: all`: the upstream's error as the problem body, its own words in `provider`. */
-  async function sendNormalized(ctx: RequestContext, route: RouteRuntime, response: IncomingMessage): Promise<void> {
+  async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: IncomingMessage): Promise<void> {
     const normalized = await normalizeUpstreamError(response, {
       instance: ctx.path,
       route: route.name,
@@ -191,14 +121,14 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       requestId: ctx.requestId,
       method: ctx.method,
     });
-    metrics.errors.inc({ route: route.name, code: normalized.code });
+    exchange.countError(normalized.code);
     if (ctx.res.destroyed) return;
     ctx.res.writeHead(normalized.status, normalized.headers);
     ctx.res.end(normalized.body);
   }
 
   /** Streams the upstream's response; the caller destroys it if the client leaves first. */
-  function sendResponse(ctx: RequestContext, route: RouteRuntime, response: IncomingMessage): void {
+  function sendResponse(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: IncomingMessage): void {
     const { res } = ctx;
     const headers = buildResponseHeaders(response.headers, { requestId: ctx.requestId, attempts: ctx.attempts, edits: route.responseEdits });
     res.writeHead(response.statusCode ?? 502, response.statusMessage, headers);
@@ -211,10 +141,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     response.on('error', () => {});
     response.once('close', () => {
       if (response.complete || res.destroyed) return;
-      if (!ctx.signal.aborted) {
-        ctx.flags.add('UPSTREAM_RESET');
-        metrics.errors.inc({ route: route.name, code: 'UPSTREAM_RESET' });
-      }
+      if (!ctx.signal.aborted) exchange.countError('UPSTREAM_RESET', true);
       res.destroy();
     });
   }
@@ -258,6 +185,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       flags: new Set(),
       cleanups: [],
     };
+    const exchange = new Exchange(deps, runtime, ctx);
     let route: RouteRuntime | undefined;
     let upstreamResponse: IncomingMessage | undefined;
     res.once('close', () => {
@@ -268,7 +196,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
         upstreamResponse?.destroy();
       }
       for (const cleanup of ctx.cleanups) cleanup();
-      observe(ctx, runtime, route, res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS);
+      exchange.finish(res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS);
       runtime.leave();
     });
 
@@ -285,6 +213,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
         route = runtime.match({ host, method: ctx.method, path: ctx.path });
       }
       if (!route) throw new BreakwaterError('NO_ROUTE', `No route matches ${ctx.method} ${ctx.path}${host ? ` for host ${host}` : ''}.`);
+      exchange.matched = matched(ctx, route);
       const length = req.headers['content-length'];
       if (length !== undefined && Number(length) > config.limits.maxBodySize) {
         throw new BreakwaterError('PAYLOAD_TOO_LARGE', `The request body (${length} bytes) is larger than limits.maxBodySize (${config.limits.maxBodySize} bytes).`);
@@ -295,12 +224,16 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       if (result.response) {
         upstreamResponse = result.response;
         if (res.destroyed) upstreamResponse.destroy();
-        else if (route.config.errors.normalize === 'all' && (upstreamResponse.statusCode ?? 0) >= 400) await sendNormalized(ctx, route, upstreamResponse);
-        else sendResponse(ctx, route, upstreamResponse);
+        else if (route.config.errors.normalize === 'all' && (upstreamResponse.statusCode ?? 0) >= 400) await sendNormalized(ctx, exchange, route, upstreamResponse);
+        else sendResponse(ctx, exchange, route, upstreamResponse);
       }
       else throw errorFromClassification(result.classification);
     } catch (error) {
-      rescue(ctx, route, error);
+      if (error instanceof ClientClosedError || ctx.signal.aborted) res.destroy();
+      // A refused request whose body was never read (too large, or refused
+      // before it was needed): close rather than let node read and discard
+      // the rest of an upload to keep the connection.
+      else exchange.refuse(error, res, { closeConnection: hasBody(req) && !req.complete });
     }
   }
 
@@ -316,19 +249,13 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       return;
     }
     const code: ErrorCode = error.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST';
-    const requestId = randomUUID();
+    const runtime = deps.runtime();
     const detail =
       code === 'HEADERS_TOO_LARGE'
-        ? `The request headers are larger than limits.maxHeaderSize (${deps.runtime().config.limits.maxHeaderSize} bytes).`
+        ? `The request headers are larger than limits.maxHeaderSize (${runtime.config.limits.maxHeaderSize} bytes).`
         : `The request is not valid HTTP: ${error.message.replace(/^Parse Error: /, '')}.`;
-    const failure = new BreakwaterError(code, detail);
-    writeRawResponse(socket, renderProblem(failure, { instance: '', route: null, upstream: null, attempts: 0, requestId }));
-    metrics.errors.inc({ route: '', code });
-    metrics.requestsTotal.inc({ route: '', method: 'OTHER', code: String(failure.status) });
-    if (wantsAccessLog(logger, deps.runtime().config.logging.accessLog)) {
-      const flag = flagForCode(code);
-      logAccess(logger, { requestId, method: '', host: '', path: '', route: '', upstream: '', status: failure.status, durationMs: 0, attempts: 0, flags: flag ? [flag] : [] });
-    }
+    const exchange = new Exchange(deps, runtime, { requestId: randomUUID(), method: '', path: '', host: '', startedAt: now(), attempts: 0, flags: new Set() });
+    exchange.finish(exchange.refuse(new BreakwaterError(code, detail), socket));
   });
 
   // Upgraded connections leave node's connection tracking: keep them so

@@ -12,17 +12,13 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
-import { renderProblem } from '../errors/problem.js';
-import { logAccess, wantsAccessLog } from '../observe/access-log.js';
-import { methodLabel } from '../observe/metrics.js';
-import { flagForCode } from '../policy/context.js';
+import type { Flag } from '../policy/context.js';
 import type { RouteRuntime } from '../runtime.js';
 import { rewritePath } from '../router/match-route.js';
 import { normalizeTarget } from '../router/normalize-path.js';
 import { classifyError } from '../upstream/classify.js';
 import { buildUpstreamHeaders, clientRequestId } from '../upstream/headers.js';
-import type { ProxyServerDeps } from './proxy-server.js';
-import { writeRawResponse } from './proxy-server.js';
+import { Exchange, type ServerDeps } from './exchange.js';
 import { authorityOf, checkIdentity, interceptedTarget } from '../tls/interceptor.js';
 import type { UpstreamTarget } from '../upstream/forward.js';
 import { takeLastRequest } from '../upstream/agents.js';
@@ -35,10 +31,9 @@ interface UpgradeAttempt {
 const attempts = new WeakMap<IncomingMessage, UpgradeAttempt>();
 const watched = new WeakSet<object>();
 
-export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ProxyServerDeps): void {
+export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ServerDeps): void {
   const runtime = deps.runtime();
-  const { metrics, logger, now, forwarder } = deps;
-  const startedAt = now();
+  const { forwarder } = deps;
   const requestId = clientRequestId(req.headers['x-request-id']) ?? randomUUID();
   const target = normalizeTarget(req.url ?? '/');
   const url = target.ok ? target.url : target.path;
@@ -48,31 +43,13 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
   let route: RouteRuntime | undefined;
   let upstream: UpstreamTarget | null = null;
   let status = 101;
-  const flags: string[] = [];
-
-  const finish = () => {
-    const routeName = route?.name ?? '';
-    metrics.requestsTotal.inc({ route: routeName, method: methodLabel(method), code: String(status) });
-    metrics.requestDuration.observe({ route: routeName, method: methodLabel(method) }, (now() - startedAt) / 1000);
-    if (wantsAccessLog(logger, runtime.config.logging.accessLog)) {
-      logAccess(logger, {
-        requestId, method, host, path, route: routeName, upstream: upstream?.name ?? '', status,
-        durationMs: Math.round((now() - startedAt) * 1000) / 1000, attempts: route ? 1 : 0, flags,
-      });
-    }
-  };
-  socket.once('close', finish);
+  const record = { requestId, method, path, host, startedAt: deps.now(), attempts: 0, flags: new Set<Flag>() };
+  const exchange = new Exchange(deps, runtime, record);
+  socket.once('close', () => exchange.finish(status));
   socket.on('error', () => socket.destroy());
 
   const refuse = (error: BreakwaterError) => {
-    status = error.status;
-    const flag = flagForCode(error.code);
-    if (flag) flags.push(flag);
-    metrics.errors.inc({ route: route?.name ?? '', code: error.code });
-    writeRawResponse(
-      socket,
-      renderProblem(error, { instance: path, route: route?.name ?? null, upstream: upstream?.name ?? null, attempts: route ? 1 : 0, requestId }, route?.plainErrors ?? false),
-    );
+    status = exchange.refuse(error, socket);
   };
 
   if (!target.ok) {
@@ -99,6 +76,9 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     refuse(new BreakwaterError('NO_ROUTE', `No route matches ${method} ${path}${host ? ` for host ${host}` : ''}.`));
     return;
   }
+  // One attempt, once a route matched (the handshake is never retried).
+  record.attempts = 1;
+  exchange.matched = { route: route.name, target: upstream.name, plainErrors: route.plainErrors };
   if (method !== 'GET' || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
     refuse(new BreakwaterError('BAD_REQUEST', `Only WebSocket upgrades are proxied, not "${req.headers.upgrade ?? ''}" with ${method}.`));
     return;

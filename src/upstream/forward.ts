@@ -17,7 +17,7 @@ import { takeLastRequest } from './agents.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
-import type { Signal } from '../policy/signal.js';
+import type { Signal } from '../lib/signal.js';
 import { classifyConnectTimeout, classifyError, classifyStatus, classifyTimeout, type Classification } from './classify.js';
 
 export interface UpstreamTarget {

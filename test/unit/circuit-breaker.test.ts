@@ -11,7 +11,7 @@ import { defaultCircuitBreaker } from '../../src/config/resolve.js';
 import { BreakwaterError } from '../../src/errors/breakwater-error.js';
 import type { AttemptResult, RequestContext } from '../../src/policy/context.js';
 import { createUpstreamBreaker, PROBES } from '../../src/policy/circuit-breaker.js';
-import { Cancellation } from '../../src/policy/signal.js';
+import { Cancellation } from '../../src/lib/signal.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import { classifyStatus } from '../../src/upstream/classify.js';
 

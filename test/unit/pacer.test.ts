@@ -10,7 +10,7 @@ import type { PacingConfig } from '../../src/config/types.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import type { AttemptResult, RequestContext } from '../../src/policy/context.js';
 import { createUpstreamPacing } from '../../src/policy/pacer.js';
-import { Cancellation } from '../../src/policy/signal.js';
+import { Cancellation } from '../../src/lib/signal.js';
 
 const CONFIG: PacingConfig = {
   enabled: true,

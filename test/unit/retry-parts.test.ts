@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fullJitterDelay } from '../../src/policy/backoff.js';
 import { compileConditions } from '../../src/policy/conditions.js';
-import { parseRetryAfter } from '../../src/policy/retry-after.js';
+import { parseRetryAfter } from '../../src/lib/retry-after.js';
 import { createRetryBudget } from '../../src/policy/retry-budget.js';
 import { classifyError, classifyStatus, classifyTimeout } from '../../src/upstream/classify.js';
 import { seededRandom } from '../../src/demo/prng.js';

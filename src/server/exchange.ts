@@ -1,0 +1,147 @@
+/**
+ * One exchange per inbound request, WebSocket upgrade, CONNECT or request
+ * the HTTP parser refused: what arrived, what it matched, and the two
+ * things every one of them ends with, each written once here:
+ *
+ * - `refuse(error)`: the access-log flag, `breakwater_errors_total`, the
+ *   problem body (SPEC §5), written to the response or to the raw socket;
+ * - `finish(status)`: `breakwater_requests_total`, the duration histogram
+ *   and the access-log line (SPEC §7), once, when the exchange closes.
+ *
+ * The policy layers see the same record (RequestContext extends
+ * ExchangeRecord), so flags and attempts counted there are the ones logged.
+ */
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { BreakwaterError } from '../errors/breakwater-error.js';
+import { renderProblem, type RenderedProblem } from '../errors/problem.js';
+import { logAccess, wantsAccessLog } from '../observe/access-log.js';
+import type { Logger } from '../observe/logger.js';
+import { methodLabel, type Metrics } from '../observe/metrics.js';
+import { flagForCode, type ExchangeRecord } from '../policy/context.js';
+import type { Runtime } from '../runtime.js';
+import type { Forwarder } from '../upstream/forward.js';
+
+/** What the proxy port's handlers need (requests, upgrades, CONNECT). */
+export interface ServerDeps {
+  /** The runtime new exchanges start on (swapped on reload). */
+  readonly runtime: () => Runtime;
+  readonly forwarder: Forwarder;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly now: () => number;
+}
+
+/** Status logged and counted for a request whose client left before any response (NGINX's convention). */
+export const CLIENT_CLOSED_STATUS = 499;
+
+/** What matched, as the problem body and the access log name it. */
+export interface Matched {
+  /** The route's name ('' when none matched). */
+  readonly route: string;
+  /** The upstream or forward target's name (null before one is known). */
+  readonly target: string | null;
+  /** `errors.normalize: off` on the route: problems as plain text. */
+  readonly plainErrors: boolean;
+}
+
+const NOTHING_MATCHED: Matched = { route: '', target: null, plainErrors: false };
+
+/** Writes a complete HTTP/1.1 response on a raw socket, then closes it. */
+function writeRaw(socket: Duplex, rendered: RenderedProblem): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  let head = `HTTP/1.1 ${rendered.status} ${STATUS_CODES[rendered.status] ?? ''}\r\n`;
+  for (const [name, value] of Object.entries(rendered.headers)) head += `${name}: ${value}\r\n`;
+  socket.end(`${head}connection: close\r\n\r\n${rendered.body}`);
+}
+
+export class Exchange {
+  matched: Matched = NOTHING_MATCHED;
+  private finished = false;
+
+  constructor(
+    private readonly deps: Pick<ServerDeps, 'metrics' | 'logger' | 'now'>,
+    /** The runtime it started on: its `logging.accessLog` decides the line. */
+    private readonly runtime: Pick<Runtime, 'config'>,
+    readonly record: ExchangeRecord,
+    /** The problem body's `instance` (the path, or the CONNECT authority). */
+    private readonly instance: string = record.path,
+  ) {}
+
+  /**
+   * Answers `error` as one problem body (SPEC §5): flagged, counted, and
+   * written to `out`, a response not yet started or a raw socket. Anything
+   * but a BreakwaterError is an internal error, logged with its stack. A
+   * response already under way can only be aborted. Returns the status.
+   */
+  refuse(error: unknown, out: ServerResponse | Duplex, options: { closeConnection?: boolean } = {}): number {
+    const { metrics, logger } = this.deps;
+    const { route, target, plainErrors } = this.matched;
+    let failure: BreakwaterError;
+    if (error instanceof BreakwaterError) {
+      failure = error;
+    } else {
+      failure = new BreakwaterError('INTERNAL_ERROR', 'Breakwater failed while handling this request.', { cause: error });
+      logger.error({ err: error, requestId: this.record.requestId, route }, 'internal error');
+    }
+    const flag = flagForCode(failure.code);
+    if (flag) this.record.flags.add(flag);
+    metrics.errors.inc({ route, code: failure.code });
+    const response = 'writeHead' in out ? (out as ServerResponse) : undefined;
+    if (response?.headersSent) {
+      // Part of a response is out: the only honest signal left is an abort.
+      response.destroy();
+      return failure.status;
+    }
+    const rendered = renderProblem(failure, { instance: this.instance, route: route || null, upstream: target, attempts: this.record.attempts, requestId: this.record.requestId }, plainErrors);
+    if (response) {
+      if (options.closeConnection) rendered.headers.connection = 'close';
+      response.writeHead(rendered.status, rendered.headers);
+      response.end(rendered.body);
+    } else {
+      writeRaw(out as Duplex, rendered);
+    }
+    return failure.status;
+  }
+
+  /**
+   * Counts an error that is not answered by a problem body of ours (an
+   * upstream that died mid-body, an upstream error passed on normalized),
+   * with its flag when `flag` is set.
+   */
+  countError(code: string, flag = false): void {
+    const asFlag = flag ? flagForCode(code) : undefined;
+    if (asFlag) this.record.flags.add(asFlag);
+    this.deps.metrics.errors.inc({ route: this.matched.route, code });
+  }
+
+  /** Counts the exchange and writes its access-log line; once, whatever calls it again. */
+  finish(status: number): void {
+    if (this.finished) return;
+    this.finished = true;
+    const { metrics, logger, now } = this.deps;
+    const { record } = this;
+    const route = this.matched.route;
+    const method = methodLabel(record.method);
+    const durationMs = now() - record.startedAt;
+    metrics.requestsTotal.inc({ route, method, code: String(status) });
+    metrics.requestDuration.observe({ route, method }, durationMs / 1000);
+    if (wantsAccessLog(logger, this.runtime.config.logging.accessLog)) {
+      logAccess(logger, {
+        requestId: record.requestId,
+        method: record.method,
+        host: record.host,
+        path: record.path,
+        route,
+        upstream: this.matched.target ?? '',
+        status,
+        durationMs: Math.round(durationMs * 1000) / 1000,
+        attempts: record.attempts,
+        flags: [...record.flags],
+      });
+    }
+  }
+}
