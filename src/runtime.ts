@@ -126,7 +126,17 @@ function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set
       shared,
     });
   }
-  return { name: config.name, config, url, agent, ca, rejectUnauthorized, proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized, prependPath: url.pathname !== '/' || url.search !== '' }, breaker, pacing };
+  return {
+    name: config.name,
+    config,
+    url,
+    agent,
+    ca,
+    rejectUnauthorized,
+    proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized, prependPath: url.pathname !== '/' || url.search !== '' },
+    breaker,
+    pacing,
+  };
 }
 
 function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps, shared: SharedLimits | undefined, inherited: Set<object>): RouteRuntime {
@@ -174,7 +184,11 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     requestEdits,
     responseEdits: compileHeaderEdits(config.headers.response),
     plainErrors: config.errors.normalize === 'off',
-    pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, { breaker: upstream?.breaker.policy, rateLimit: rateLimit ?? undefined, pacing: upstream?.pacing?.policy(config.name, config.match.pathPrefix) }),
+    pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, {
+      breaker: upstream?.breaker.policy,
+      rateLimit: rateLimit ?? undefined,
+      pacing: upstream?.pacing?.policy(config.name, config.match.pathPrefix),
+    }),
   };
 }
 
@@ -187,8 +201,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   let retired: (() => void) | undefined;
   const upstreams = new Map<string, UpstreamRuntime>();
   const needsRedis =
-    config.redis !== null &&
-    (config.routes.some((route) => route.rateLimit?.shared === true) || Object.values(config.upstreams).some((upstream) => upstream.pacing.enabled && upstream.pacing.shared));
+    config.redis !== null && (config.routes.some((route) => route.rateLimit?.shared === true) || Object.values(config.upstreams).some((upstream) => upstream.pacing.enabled && upstream.pacing.shared));
   const shared = needsRedis ? connectSharedLimits(config.redis!, deps.logger) : undefined;
   for (const upstream of Object.values(config.upstreams)) {
     // A Retry-After pause holds the whole upstream: capped by the longest

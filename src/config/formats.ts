@@ -64,10 +64,7 @@ export const FORMATS: Record<string, Check> = {
     if ((CONDITION_WORDS as readonly string[]).includes(v)) return null;
     if (/^[1-5]\d\d$/.test(v)) return null;
     const close = suggest(v, CONDITION_WORDS);
-    return (
-      `unknown condition "${v}"${close ? `; did you mean "${close}"?` : ''} ` +
-      `(known: ${CONDITION_WORDS.join(', ')}, or a status code as a string such as "429")`
-    );
+    return `unknown condition "${v}"${close ? `; did you mean "${close}"?` : ''} ` + `(known: ${CONDITION_WORDS.join(', ')}, or a status code as a string such as "429")`;
   },
   'header-name': (v) => (TOKEN.test(v) ? null : `"${v}" is not a valid header name`),
   'header-selector': (v) => {
@@ -83,8 +80,7 @@ export const FORMATS: Record<string, Check> = {
     const close = suggest(v, ['route', 'client-ip']);
     return `"${v}" is not a limiter key${close ? `; did you mean "${close}"?` : ''}: write route, client-ip or header:<name>`;
   },
-  name: (v) =>
-    NAME.test(v) ? null : `"${v}" is not a valid name: use up to 64 letters, digits, '-', '_' and '.', starting with a letter or digit`,
+  name: (v) => (NAME.test(v) ? null : `"${v}" is not a valid name: use up to 64 letters, digits, '-', '_' and '.', starting with a letter or digit`),
   'path-prefix': (v) => {
     if (!v.startsWith('/')) return `"${v}" must start with "/"`;
     if (/[?#\s]/.test(v)) return `"${v}" must be a path only, without query, fragment or spaces`;

@@ -14,8 +14,8 @@ const PATTERNS: Record<string, string> = {
   rate: '^\\d+(\\.\\d+)?\\s?/\\s?(s|min|h)$',
   share: '^\\d+(\\.\\d+)?\\s?%$',
   condition: '^(5xx|gateway-error|connect-failure|reset|timeout|[1-5]\\d\\d)$',
-  'header-selector': '^header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+$',
-  'limit-key': '^(route|client-ip|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+)$',
+  'header-selector': "^header:[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+  'limit-key': "^(route|client-ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
   'path-prefix': '^/',
 };
 

@@ -118,11 +118,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
     text = await readFile(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const reason =
-      code === 'ENOENT' ? 'no such file'
-      : code === 'EISDIR' ? 'is a directory, not a config file'
-      : code === 'EACCES' ? 'permission denied'
-      : (error as Error).message;
+    const reason = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a config file' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
     return { ok: false, problems: [fileProblem(file, '(file)', `cannot read the config: ${reason}`)] };
   }
   return parseConfig(text, file, options);

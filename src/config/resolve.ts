@@ -192,11 +192,15 @@ function checkIntercept(intercept: unknown, baseDir: string, issues: Issue[]): v
     const key = readCaKey(intercept.caKey, baseDir);
     if (!key.ok) issues.push({ path: at('caKey'), message: key.message });
     else if (key.value.asymmetricKeyType !== 'ec' || key.value.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-      issues.push({ path: at('caKey'), message: `leaves are signed with ECDSA P-256: this is a ${key.value.asymmetricKeyType ?? 'unknown'}${key.value.asymmetricKeyDetails?.namedCurve ? ` ${key.value.asymmetricKeyDetails.namedCurve}` : ''} key (make a CA with "breakwater ca create")` });
+      issues.push({
+        path: at('caKey'),
+        message: `leaves are signed with ECDSA P-256: this is a ${key.value.asymmetricKeyType ?? 'unknown'}${key.value.asymmetricKeyDetails?.namedCurve ? ` ${key.value.asymmetricKeyDetails.namedCurve}` : ''} key (make a CA with "breakwater ca create")`,
+      });
     } else if (cert && !cert.checkPrivateKey(key.value)) issues.push({ path: at('caKey'), message: 'this key does not belong to caCert' });
   }
   const hosts = intercept.hosts;
-  if (!Array.isArray(hosts) || hosts.length === 0) issues.push({ path: at(...(Array.isArray(hosts) ? ['hosts'] : [])), message: 'hosts is empty: list the CONNECT targets to intercept (others are tunnelled)' });
+  if (!Array.isArray(hosts) || hosts.length === 0)
+    issues.push({ path: at(...(Array.isArray(hosts) ? ['hosts'] : [])), message: 'hosts is empty: list the CONNECT targets to intercept (others are tunnelled)' });
   else
     hosts.forEach((host, i) => {
       if (typeof host === 'string' && !isHostPattern(host)) issues.push({ path: at('hosts', i), message: `"${host}": a certificate names a host, not a port: write the host alone` });

@@ -139,8 +139,7 @@ const Rate = (description: string, def?: string) => Fmt('rate', { description, d
 const Share = (description: string, def?: string) => Fmt('share', { description, default: def });
 const Bool = (description: string, def?: boolean) => Type.Boolean(withoutUndefined({ description, default: def }));
 const Port = (description: string, def?: number) => Type.Integer(withoutUndefined({ minimum: 0, maximum: 65535, description, default: def }));
-const Conditions = (description: string, def: readonly string[]) =>
-  Type.Array(Fmt('condition'), { description, default: [...def], uniqueItems: true });
+const Conditions = (description: string, def: readonly string[]) => Type.Array(Fmt('condition'), { description, default: [...def], uniqueItems: true });
 const HeaderNames = (description: string) => Type.Array(Fmt('header-name'), { description, default: [] });
 const HeaderValues = (description: string) =>
   Type.Record(Type.String(), Type.String(), {
@@ -219,10 +218,7 @@ const RateLimit = OrNull(
   ),
 );
 
-const Errors = Obj(
-  { normalize: Opt(OneOf(NORMALIZE_MODES, { description: 'proxy | all | off (SPEC §5)', default: DEFAULTS.errors.normalize })) },
-  { description: 'Error bodies (SPEC §5).' },
-);
+const Errors = Obj({ normalize: Opt(OneOf(NORMALIZE_MODES, { description: 'proxy | all | off (SPEC §5)', default: DEFAULTS.errors.normalize })) }, { description: 'Error bodies (SPEC §5).' });
 
 const policyKeys = {
   timeouts: Opt(Timeouts),
@@ -254,7 +250,7 @@ const CircuitBreaker = Obj({
 const Pacing = Obj({
   enabled: Opt(Bool('slow down before the provider answers 429, from the quota it announces', false)),
   headers: Opt(OneOf(PACING_HEADERS, { default: 'auto' })),
-  scope: Opt(OrNull(Fmt('header-selector', { description: 'header:<name> that splits one upstream\'s quotas' }))),
+  scope: Opt(OrNull(Fmt('header-selector', { description: "header:<name> that splits one upstream's quotas" }))),
   key: Opt(OrNull(Fmt('header-selector', { description: 'header:<name> that owns a quota (value hashed)' }))),
   resetFormat: Opt(OneOf(RESET_FORMATS, { default: 'auto' })),
   engageBelow: Opt(Share('no delay while remaining/limit is above this', '50%')),
@@ -300,7 +296,7 @@ const HeaderEdits = Obj({ set: Opt(HeaderValues('headers set, replacing any valu
 
 const Route = Obj(
   {
-    name: Fmt(NAME_FORMAT, { description: 'unique; the metrics\' route label' }),
+    name: Fmt(NAME_FORMAT, { description: "unique; the metrics' route label" }),
     match: Opt(
       Obj({
         pathPrefix: Opt(Fmt('path-prefix', { description: 'matches on segment boundaries', default: '/' })),
@@ -309,7 +305,7 @@ const Route = Obj(
       }),
     ),
     stripPrefix: Opt(Bool('remove pathPrefix before forwarding', false)),
-    upstream: Opt(Fmt(NAME_FORMAT, { description: 'an upstream\'s name; forward-proxy routes may omit it' })),
+    upstream: Opt(Fmt(NAME_FORMAT, { description: "an upstream's name; forward-proxy routes may omit it" })),
     clientOverrides: Opt(Bool('honour X-Breakwater-Max-Retries/-Timeout, downward only', false)),
     headers: Opt(Obj({ request: Opt(HeaderEdits), response: Opt(HeaderEdits) })),
     ...policyKeys,
@@ -350,14 +346,7 @@ export const ConfigFileSchema = Obj(
               ),
             ),
           ),
-          cluster: Opt(
-            OrNull(
-              Obj(
-                { nodes: Type.Array(Fmt('host-port'), { minItems: 1, description: 'host:port of some cluster nodes; the rest are discovered' }) },
-                { required: ['nodes'] },
-              ),
-            ),
-          ),
+          cluster: Opt(OrNull(Obj({ nodes: Type.Array(Fmt('host-port'), { minItems: 1, description: 'host:port of some cluster nodes; the rest are discovered' }) }, { required: ['nodes'] }))),
           username: Opt(OrNull(Type.String({ minLength: 1, description: 'ACL user of every form (url, sentinel, cluster)' }))),
           password: Opt(OrNull(Type.String({ minLength: 1, description: 'password of the Redis servers, every form' }))),
           db: Opt(Type.Integer({ minimum: 0, maximum: 15, description: 'database number (not with cluster)' })),

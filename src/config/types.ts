@@ -146,7 +146,12 @@ export interface RedisConfig {
   /** ms: the longest a request waits for one Redis command (SPEC §9). Default 250. */
   readonly timeout: number;
   /** A Sentinel group instead of `url` (SPEC §9); the master is asked of the sentinels and followed across failovers. */
-  readonly sentinel: { readonly name: string; readonly sentinels: readonly { readonly host: string; readonly port: number }[]; readonly password: string | null; readonly sentinelPassword: string | null } | null;
+  readonly sentinel: {
+    readonly name: string;
+    readonly sentinels: readonly { readonly host: string; readonly port: number }[];
+    readonly password: string | null;
+    readonly sentinelPassword: string | null;
+  } | null;
   /** A Redis Cluster instead of `url` (SPEC §9): seed nodes; the rest are discovered. */
   readonly cluster: { readonly nodes: readonly { readonly host: string; readonly port: number }[] } | null;
   /** Apply to every form; with `url` the URL may carry them too (the URL's own win). */

@@ -155,7 +155,7 @@ function translate(errors: readonly ErrorObject[], root: unknown): Issue[] {
     }
     if (matching === -1) {
       const words = branches.map((branch) =>
-        (branch as { enum?: string[] }).enum ? (branch as { enum: string[] }).enum.map((v) => JSON.stringify(v)).join(' or ') : TYPE_WORDS[branch.type ?? ''] ?? 'a value',
+        (branch as { enum?: string[] }).enum ? (branch as { enum: string[] }).enum.map((v) => JSON.stringify(v)).join(' or ') : (TYPE_WORDS[branch.type ?? ''] ?? 'a value'),
       );
       extra.push({ path: decodePointer(anyOf.instancePath, root), message: `must be ${words.join(' or ')}, got ${describeValue(anyOf.data)}` });
     }

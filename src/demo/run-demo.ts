@@ -60,7 +60,11 @@ routes:
     const through = summary(throughOutcomes);
 
     const pct = (value: number) => `${(value * 100).toFixed(1)}%`;
-    const errors = (map: Map<string, number>) => [...map].sort((a, b) => b[1] - a[1]).map(([label, n]) => `${label} x${n}`).join(', ') || 'none';
+    const errors = (map: Map<string, number>) =>
+      [...map]
+        .sort((a, b) => b[1] - a[1])
+        .map(([label, n]) => `${label} x${n}`)
+        .join(', ') || 'none';
     const served = (s: Record<Fate, number>) => `${s.ok + s.slow} ok (${s.slow} slow), ${s['503']} 503, ${s['429']} 429, ${s.reset + s.outage} reset (${s.outage} in outages)`;
     const perRequest = (n: number, of: number) => (n / of).toFixed(2);
     const rows = [

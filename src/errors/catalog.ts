@@ -65,7 +65,7 @@ export const CATALOG = {
     title: 'Rate limited',
     retryable: true,
     responsibility: 'client',
-    hint: 'This route\'s rate limit refused the request; wait for Retry-After and slow down, or raise the route\'s rateLimit.',
+    hint: "This route's rate limit refused the request; wait for Retry-After and slow down, or raise the route's rateLimit.",
   },
   CIRCUIT_OPEN: {
     status: 503,
@@ -100,14 +100,14 @@ export const CATALOG = {
     title: 'Upstream TLS failed',
     retryable: false,
     responsibility: 'proxy',
-    hint: 'The TLS handshake with the upstream failed; check the upstream URL\'s host name and certificate, and tls.ca in the config.',
+    hint: "The TLS handshake with the upstream failed; check the upstream URL's host name and certificate, and tls.ca in the config.",
   },
   UPSTREAM_PROTOCOL_ERROR: {
     status: 502,
     title: 'Upstream protocol error',
     retryable: false,
     responsibility: 'upstream',
-    hint: 'The upstream did not answer with valid HTTP; check the upstream URL\'s port and scheme (http vs https).',
+    hint: "The upstream did not answer with valid HTTP; check the upstream URL's port and scheme (http vs https).",
   },
   PROXY_DRAINING: {
     status: 503,

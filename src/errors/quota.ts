@@ -26,9 +26,7 @@ function number(value: string | undefined): number | undefined {
   return Number(value);
 }
 
-const PARAMETERS = new Map(
-  ['q', 'w', 'r', 't', 'limit', 'remaining', 'reset'].map((name) => [name, new RegExp(`(?:^|[;,\\s])${name}\\s*=\\s*(-?\\d+(?:\\.\\d+)?)`)]),
-);
+const PARAMETERS = new Map(['q', 'w', 'r', 't', 'limit', 'remaining', 'reset'].map((name) => [name, new RegExp(`(?:^|[;,\\s])${name}\\s*=\\s*(-?\\d+(?:\\.\\d+)?)`)]));
 
 /** A structured-field parameter (`r=50`) of the first item of a list; patterns compiled once, not per response. */
 function parameter(field: string | undefined, name: 'q' | 'w' | 'r' | 't' | 'limit' | 'remaining' | 'reset'): number | undefined {

@@ -71,7 +71,7 @@ export const UPSTREAM_STATUSES: Readonly<Record<number, UpstreamStatusEntry>> = 
     title: 'Rate limited by the upstream',
     responsibility: 'client',
     retryable: true,
-    hint: "Slow down: wait for Retry-After, back off, and check the quota the provider announced.",
+    hint: 'Slow down: wait for Retry-After, back off, and check the quota the provider announced.',
   },
   500: {
     code: 'UPSTREAM_INTERNAL_ERROR',

@@ -108,8 +108,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
         fill((labels, value) => this.set(labels as client.LabelValues<L>, value));
       },
     });
-  const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
-    register(new FastHistogram<L>(name, help, labelNames, DURATION_BUCKETS));
+  const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) => register(new FastHistogram<L>(name, help, labelNames, DURATION_BUCKETS));
 
   let circuitStates: () => Iterable<{ readonly upstream: string; readonly state: string }> = () => [];
   let queueDepths: () => Iterable<{ readonly route: string; readonly depth: number }> = () => [];
@@ -119,18 +118,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     requestsTotal: counter('breakwater_requests_total', 'Requests answered, by route, method and the status sent to the client.', ['route', 'method', 'code']),
     requestDuration: histogram('breakwater_request_duration_seconds', 'Time from request to the end of the response, by route and method.', ['route', 'method']),
     upstreamAttempts: counter('breakwater_upstream_attempts_total', 'Attempts made upstream, by classified outcome.', ['route', 'upstream', 'outcome']),
-    upstreamAttemptDuration: histogram('breakwater_upstream_attempt_duration_seconds', 'Time from an attempt\'s start to its response headers or failure.', ['route', 'upstream']),
+    upstreamAttemptDuration: histogram('breakwater_upstream_attempt_duration_seconds', "Time from an attempt's start to its response headers or failure.", ['route', 'upstream']),
     retries: counter('breakwater_retries_total', 'Retries made, by the outcome that was retried.', ['route', 'reason']),
-    retryBudgetExhausted: counter('breakwater_retry_budget_exhausted_total', 'Retries skipped because the route\'s retry budget was spent.', ['route']),
+    retryBudgetExhausted: counter('breakwater_retry_budget_exhausted_total', "Retries skipped because the route's retry budget was spent.", ['route']),
     circuitState: scraped('breakwater_circuit_state', 'Circuit breaker state per upstream (closed, shedding, open, half_open): 1 for the current state.', ['upstream', 'state'], (set) => {
       for (const { upstream, state } of circuitStates()) {
         for (const candidate of CIRCUIT_STATES) set({ upstream, state: candidate }, candidate === state ? 1 : 0);
       }
     }),
     circuitTransitions: counter('breakwater_circuit_transitions_total', 'Circuit breaker state changes, by the state entered.', ['upstream', 'to']),
-    circuitRejections: counter('breakwater_circuit_rejections_total', 'Calls refused by the upstream\'s breaker: open, half-open, or shed while it fails.', ['upstream']),
-    rateLimited: counter('breakwater_rate_limited_total', 'Requests refused by the route\'s rate limit.', ['route']),
-    rateLimitQueueDepth: scraped('breakwater_rate_limit_queue_depth', 'Requests waiting in the route\'s rate-limit queue.', ['route'], (set) => {
+    circuitRejections: counter('breakwater_circuit_rejections_total', "Calls refused by the upstream's breaker: open, half-open, or shed while it fails.", ['upstream']),
+    rateLimited: counter('breakwater_rate_limited_total', "Requests refused by the route's rate limit.", ['route']),
+    rateLimitQueueDepth: scraped('breakwater_rate_limit_queue_depth', "Requests waiting in the route's rate-limit queue.", ['route'], (set) => {
       for (const { route, depth } of queueDepths()) set({ route }, depth);
     }),
     errors: counter('breakwater_errors_total', 'Errors Breakwater produced or recorded, by route and code.', ['route', 'code']),
@@ -191,9 +190,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
 
     async render(openMetrics) {
       const text = await registry.metrics();
-      return openMetrics
-        ? { contentType: OPENMETRICS_CONTENT_TYPE, body: toOpenMetrics(text) }
-        : { contentType: PROMETHEUS_CONTENT_TYPE, body: text };
+      return openMetrics ? { contentType: OPENMETRICS_CONTENT_TYPE, body: toOpenMetrics(text) } : { contentType: PROMETHEUS_CONTENT_TYPE, body: text };
     },
   };
   return metrics;

@@ -354,11 +354,14 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     if (at === timerAt && timer) return;
     if (timer) clearTimeout(timer);
     timerAt = at;
-    timer = setTimeout(() => {
-      timer = undefined;
-      timerAt = Infinity;
-      pump();
-    }, Math.max(0, at - now()));
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        timerAt = Infinity;
+        pump();
+      },
+      Math.max(0, at - now()),
+    );
     timer.unref?.();
   }
 

@@ -283,7 +283,10 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
             // The key (a credential, often) is hashed: never kept, never logged.
             const value = ctx.clientHeaders[config.key];
             // All values, as rate-limit keys read them: two requests share a quota only when they carry the same credential.
-            keyPart = createHash('sha256').update(Array.isArray(value) ? value.join(',') : (value ?? '')).digest('hex').slice(0, 16);
+            keyPart = createHash('sha256')
+              .update(Array.isArray(value) ? value.join(',') : (value ?? ''))
+              .digest('hex')
+              .slice(0, 16);
           }
           let learnKey = '';
           let scope = '';
@@ -313,10 +316,15 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
             const deadlineLeft = ctx.deadline - now();
             const limitMs = Math.min(config.maxWait, deadlineLeft);
             // A reservation made without Redis is flagged and counted like a rate-limit decision (SPEC §9).
-            const reserved = update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, random, limitMs), 0, () => {
-              ctx.flags.add('RATE_LIMIT_DEGRADED');
-              metrics.rateLimitDegraded.inc({ route });
-            });
+            const reserved = update(
+              id,
+              (state, t, counted) => reserveWithin(state, t, counted - 1, config, random, limitMs),
+              0,
+              () => {
+                ctx.flags.add('RATE_LIMIT_DEGRADED');
+                metrics.rateLimitDegraded.inc({ route });
+              },
+            );
             const wait = typeof reserved === 'number' ? reserved : await reserved;
             if (wait > limitMs) {
               const seconds = Math.max(1, Math.ceil(wait / 1000));

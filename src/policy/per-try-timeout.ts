@@ -22,10 +22,13 @@ export function createPerTryTimeout(timeouts: TimeoutsConfig, deps: PolicyDeps):
       const cutByTotal = left < perTry;
       const budget = cutByTotal ? left : perTry;
       const controller = Cancellation.linked(signal);
-      const timer = setTimeout(() => {
-        const what = cutByTotal ? `the total deadline of ${formatDuration(timeouts.total)}` : `perTry ${formatDuration(perTry)}`;
-        controller.abort(new DeadlineExceeded(`sent no response headers within ${what}.`));
-      }, Math.max(1, Math.ceil(budget)));
+      const timer = setTimeout(
+        () => {
+          const what = cutByTotal ? `the total deadline of ${formatDuration(timeouts.total)}` : `perTry ${formatDuration(perTry)}`;
+          controller.abort(new DeadlineExceeded(`sent no response headers within ${what}.`));
+        },
+        Math.max(1, Math.ceil(budget)),
+      );
       try {
         return await next(ctx, controller);
       } finally {

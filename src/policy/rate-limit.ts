@@ -95,10 +95,7 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
         } catch (error) {
           if (ctx.signal.aborted) throw ctx.signal.reason;
           if (error instanceof LimiterRefused) {
-            throw refused(
-              why(error.reason),
-              { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() },
-            );
+            throw refused(why(error.reason), { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() });
           }
           throw error;
         }

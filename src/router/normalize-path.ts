@@ -68,9 +68,7 @@ export function normalizePath(path: string): NormalizedPath {
   return { ok: true, path: `/${out.join('/')}` };
 }
 
-export type NormalizedTarget =
-  | { readonly ok: true; readonly path: string; readonly url: string }
-  | { readonly ok: false; readonly path: string; readonly reason: string };
+export type NormalizedTarget = { readonly ok: true; readonly path: string; readonly url: string } | { readonly ok: false; readonly path: string; readonly reason: string };
 
 /**
  * An origin-form request target (path and query) with its path normalized;

@@ -92,12 +92,10 @@ function canonicalAddress(address: string): string {
 
 export type Lookup = (hostname: string) => Promise<readonly LookupAddress[]>;
 
-export const systemLookup: Lookup = (hostname) =>
-  new Promise((resolve, reject) => dnsLookup(hostname, { all: true }, (error, addresses) => (error ? reject(error) : resolve(addresses))));
+export const systemLookup: Lookup = (hostname) => new Promise((resolve, reject) => dnsLookup(hostname, { all: true }, (error, addresses) => (error ? reject(error) : resolve(addresses))));
 
 export type TargetCheck =
-  | { readonly ok: true; readonly host: string; readonly port: number; readonly address: string; readonly family: 4 | 6 }
-  | { readonly ok: false; readonly reason: string; readonly dnsFailed?: boolean };
+  { readonly ok: true; readonly host: string; readonly port: number; readonly address: string; readonly family: 4 | 6 } | { readonly ok: false; readonly reason: string; readonly dnsFailed?: boolean };
 
 export interface TargetChecker {
   /** Checks `host:port` and picks the address to connect to. */
@@ -155,14 +153,17 @@ export function createTargetChecker(config: ForwardProxyConfig, resolve: Lookup 
     },
     lookup(hostname, options, callback) {
       const host = normaliseHost(hostname) ?? hostname;
-      addressesFor(host).then(({ addresses, reason }) => {
-        if (addresses.length === 0) {
-          callback(Object.assign(new Error(reason ?? `${host} is not allowed`), { code: 'EHOSTNOTALLOWED' }));
-          return;
-        }
-        if ((options as { all?: boolean } | undefined)?.all) callback(null, addresses);
-        else callback(null, addresses[0]!.address, addresses[0]!.family);
-      }, (error: NodeJS.ErrnoException) => callback(error));
+      addressesFor(host).then(
+        ({ addresses, reason }) => {
+          if (addresses.length === 0) {
+            callback(Object.assign(new Error(reason ?? `${host} is not allowed`), { code: 'EHOSTNOTALLOWED' }));
+            return;
+          }
+          if ((options as { all?: boolean } | undefined)?.all) callback(null, addresses);
+          else callback(null, addresses[0]!.address, addresses[0]!.family);
+        },
+        (error: NodeJS.ErrnoException) => callback(error),
+      );
     },
   };
 }

@@ -44,7 +44,13 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
         rateLimit:
           rateLimit && route.rateLimit
             ? {
-                describe: [rateLimit.rate !== null ? `${+rateLimit.rate.toFixed(3)}/s burst ${rateLimit.burst}` : '', rateLimit.maxConcurrent !== null ? `max ${rateLimit.maxConcurrent} in flight` : '', `queue ${rateLimit.queue.size}/${formatDuration(rateLimit.queue.timeout)}`, rateLimit.shared ? 'shared' : '', rateLimit.key !== 'route' ? `per ${rateLimit.key}` : '']
+                describe: [
+                  rateLimit.rate !== null ? `${+rateLimit.rate.toFixed(3)}/s burst ${rateLimit.burst}` : '',
+                  rateLimit.maxConcurrent !== null ? `max ${rateLimit.maxConcurrent} in flight` : '',
+                  `queue ${rateLimit.queue.size}/${formatDuration(rateLimit.queue.timeout)}`,
+                  rateLimit.shared ? 'shared' : '',
+                  rateLimit.key !== 'route' ? `per ${rateLimit.key}` : '',
+                ]
                   .filter(Boolean)
                   .join(', '),
                 tokens: route.rateLimit.tokens(),

@@ -206,15 +206,7 @@ function readHello(socket: Duplex, head: Buffer): Promise<{ data: Buffer; peek: 
 }
 
 /** Terminates the client's TLS with the leaf for its CONNECT host and hands the decrypted connection to the HTTP server. */
-function terminate(
-  socket: Duplex,
-  hello: Buffer,
-  context: tls.SecureContext,
-  target: { host: string; port: number },
-  server: Server,
-  deps: ServerDeps,
-  requestId: string,
-): void {
+function terminate(socket: Duplex, hello: Buffer, context: tls.SecureContext, target: { host: string; port: number }, server: Server, deps: ServerDeps, requestId: string): void {
   const { metrics, logger } = deps;
   const secure = new tls.TLSSocket(replaying(socket, hello), { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
   // The HTTP server logs and forwards the client's address.

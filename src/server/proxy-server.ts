@@ -162,11 +162,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
     const url = target.ok ? target.url : target.path;
     // Decrypted from an intercepted CONNECT: its target names the host.
     const intercepted = interceptedTarget(req.socket);
-    const host = intercepted
-      ? authorityOf(intercepted)
-      : absolute
-        ? absolute.host
-        : (req.headers.host ?? '').toLowerCase();
+    const host = intercepted ? authorityOf(intercepted) : absolute ? absolute.host : (req.headers.host ?? '').toLowerCase();
     const ctx: RequestContext = {
       requestId: clientRequestId(req.headers['x-request-id']) ?? randomUUID(),
       method: req.method ?? 'GET',
@@ -226,8 +222,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
         if (res.destroyed) upstreamResponse.destroy();
         else if (route.config.errors.normalize === 'all' && (upstreamResponse.statusCode ?? 0) >= 400) await sendNormalized(ctx, exchange, route, upstreamResponse);
         else sendResponse(ctx, exchange, route, upstreamResponse);
-      }
-      else throw errorFromClassification(result.classification);
+      } else throw errorFromClassification(result.classification);
     } catch (error) {
       if (error instanceof ClientClosedError || ctx.signal.aborted) res.destroy();
       // A refused request whose body was never read (too large, or refused

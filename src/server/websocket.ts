@@ -95,10 +95,8 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     outgoing?.destroy();
     refuse(error);
   };
-  const onConnectTimeout = () =>
-    fail(new BreakwaterError('UPSTREAM_CONNECT_FAILED', `${describe} could not be connected to within ${config.timeouts.connect} ms (connect timeout).`));
-  const onHandshakeTimeout = () =>
-    fail(new BreakwaterError('UPSTREAM_TIMEOUT', `${describe} did not answer the WebSocket handshake within ${config.timeouts.perTry} ms.`));
+  const onConnectTimeout = () => fail(new BreakwaterError('UPSTREAM_CONNECT_FAILED', `${describe} could not be connected to within ${config.timeouts.connect} ms (connect timeout).`));
+  const onHandshakeTimeout = () => fail(new BreakwaterError('UPSTREAM_TIMEOUT', `${describe} did not answer the WebSocket handshake within ${config.timeouts.perTry} ms.`));
   let connected = false;
   let timer: NodeJS.Timeout = setTimeout(onConnectTimeout, config.timeouts.connect);
   const onConnected = () => {

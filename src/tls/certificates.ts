@@ -43,9 +43,7 @@ function nameConstraints(hosts: readonly string[]): x509.Extension {
   // no IP host, every address is excluded; with no DNS host, only names
   // under the reserved `.invalid` are permitted.
   if (!hosts.some((host) => !isIP(host))) permitted.push(new GeneralSubtree({ base: new AsnGeneralName({ dNSName: 'invalid' }) }));
-  const excluded = hosts.some((host) => isIP(host))
-    ? []
-    : ['0.0.0.0/0', '::/0'].map((range) => new GeneralSubtree({ base: new AsnGeneralName({ iPAddress: range }) }));
+  const excluded = hosts.some((host) => isIP(host)) ? [] : ['0.0.0.0/0', '::/0'].map((range) => new GeneralSubtree({ base: new AsnGeneralName({ iPAddress: range }) }));
   const value = new NameConstraints({
     permittedSubtrees: new GeneralSubtrees(permitted),
     ...(excluded.length > 0 ? { excludedSubtrees: new GeneralSubtrees(excluded) } : {}),

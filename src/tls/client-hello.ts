@@ -49,7 +49,11 @@ export function peekClientHello(data: Buffer): HelloPeek {
         while (p + 3 <= ext.length) {
           const nameType = ext[p]!;
           const nameLength = ext.readUInt16BE(p + 1);
-          if (nameType === 0) serverName = ext.subarray(p + 3, p + 3 + nameLength).toString('latin1').toLowerCase();
+          if (nameType === 0)
+            serverName = ext
+              .subarray(p + 3, p + 3 + nameLength)
+              .toString('latin1')
+              .toLowerCase();
           p += 3 + nameLength;
         }
       } else if (type === 16) {

@@ -81,6 +81,7 @@ export function createForwarder(): Forwarder {
         return;
       }
       let settled = false;
+      // eslint-disable-next-line prefer-const -- the cleanups above read it before it is set below
       let outgoing: ClientRequest | undefined;
       let connected = false;
       let connectTimer: NodeJS.Timeout | undefined;
@@ -125,9 +126,7 @@ export function createForwarder(): Forwarder {
       // req.url; the original values are kept by the caller.
       req.headers = input.headers as typeof req.headers;
       req.url = input.path;
-      proxy.web(req, res, input.body ? { ...upstream.proxyOptions, buffer: input.body } : upstream.proxyOptions, (error: Error) =>
-        failed(classifyError(error, { connected })),
-      );
+      proxy.web(req, res, input.body ? { ...upstream.proxyOptions, buffer: input.body } : upstream.proxyOptions, (error: Error) => failed(classifyError(error, { connected })));
 
       outgoing = takeLastRequest();
       if (!outgoing) {
@@ -147,10 +146,7 @@ export function createForwarder(): Forwarder {
           connected = true;
           if (connectTimer) clearTimeout(connectTimer);
         });
-        connectTimer = setTimeout(
-          () => failed(classifyConnectTimeout(`could not be connected to within ${input.connectTimeoutMs} ms (connect timeout)`)),
-          input.connectTimeoutMs,
-        );
+        connectTimer = setTimeout(() => failed(classifyConnectTimeout(`could not be connected to within ${input.connectTimeoutMs} ms (connect timeout)`)), input.connectTimeoutMs);
       });
       request.on('response', (response: IncomingMessage) => {
         settle({ classification: classifyStatus(response.statusCode ?? 0), response });

@@ -21,7 +21,13 @@ const REQUESTS = Number(process.env.REQUESTS ?? 2000);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const { createCa, createLeafIssuer } = await import(path.join(ROOT, 'dist/tls/certificates.js'));
 
-const freePort = () => new Promise((resolve) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); }); });
+const freePort = () =>
+  new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
 const dir = mkdtempSync(path.join(os.tmpdir(), 'bw-bench-intercept-'));
 const ca = await createCa(['localhost']);
 const upstreamCa = await createCa([], { name: 'Upstream bench CA' });
@@ -42,7 +48,9 @@ async function startBreakwater(mode) {
   const port = await freePort();
   const adminPort = await freePort();
   const file = path.join(dir, `${mode}.yaml`);
-  writeFileSync(file, `version: 1
+  writeFileSync(
+    file,
+    `version: 1
 listen: { host: 127.0.0.1, port: ${port} }
 admin: { host: 127.0.0.1, port: ${adminPort} }
 logging: { level: warn, accessLog: false }
@@ -55,10 +63,16 @@ forwardProxy:
   allowPorts: [${upstreamPort}]
   connect: { mode: ${mode} }
   intercept: { caCert: ca.crt, caKey: ca.key, hosts: [localhost], upstreamCa: upstream-ca.crt }
-`);
+`,
+  );
   const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 100; i++) {
-    try { await fetch(`http://127.0.0.1:${adminPort}/readyz`); break; } catch { await new Promise((r) => setTimeout(r, 100)); }
+    try {
+      await fetch(`http://127.0.0.1:${adminPort}/readyz`);
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
   return { child, url: `http://127.0.0.1:${port}` };
 }
@@ -97,6 +111,8 @@ for (let round = 1; round <= ROUNDS; round++) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const p50 = { intercept: median(results.intercept.map((r) => r.p50)), tunnel: median(results.tunnel.map((r) => r.p50)) };
 const first = { intercept: median(results.intercept.map((r) => r.first)), tunnel: median(results.tunnel.map((r) => r.first)) };
-console.log(`\nmedian p50: intercepted ${p50.intercept.toFixed(3)} ms, tunnelled ${p50.tunnel.toFixed(3)} ms: +${(p50.intercept - p50.tunnel).toFixed(3)} ms (${(p50.intercept / p50.tunnel).toFixed(2)}x)`);
+console.log(
+  `\nmedian p50: intercepted ${p50.intercept.toFixed(3)} ms, tunnelled ${p50.tunnel.toFixed(3)} ms: +${(p50.intercept - p50.tunnel).toFixed(3)} ms (${(p50.intercept / p50.tunnel).toFixed(2)}x)`,
+);
 console.log(`first request to a new host: intercepted ${first.intercept.toFixed(1)} ms, tunnelled ${first.tunnel.toFixed(1)} ms`);
 upstream.close();

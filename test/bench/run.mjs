@@ -62,7 +62,10 @@ async function waitForOk(url) {
 
 async function waitForStatus(url, status) {
   for (let i = 0; i < 200; i++) {
-    const ok = await fetch(url).then((res) => res.arrayBuffer().then(() => res.status === status), () => false);
+    const ok = await fetch(url).then(
+      (res) => res.arrayBuffer().then(() => res.status === status),
+      () => false,
+    );
     if (ok) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -187,7 +190,11 @@ let redisUrl = '';
 /** A redis-server on loopback (CPU 0), for variants whose config names @REDIS@. */
 async function startRedis() {
   const port = await freePort();
-  const child = spawn(hasTaskset ? 'taskset' : 'redis-server', [...(hasTaskset ? ['-c', '0', 'redis-server'] : []), '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const child = spawn(
+    hasTaskset ? 'taskset' : 'redis-server',
+    [...(hasTaskset ? ['-c', '0', 'redis-server'] : []), '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
   children.add(child);
   child.on('exit', () => children.delete(child));
   for (let i = 0; i < 100; i++) {
@@ -284,7 +291,9 @@ async function main() {
   const bare = summary['http-proxy-3'];
   const row = (name, s) =>
     `| ${name} | ${Math.round(s.rps)} | ${s.p50} | ${s.p99} | ${Math.round(s.fixedRate)} | ${s.fixedP50.toFixed(2)} | ${s.fixedP99.toFixed(2)} | ${s.rss.toFixed(1)} | ${s.errors} |`;
-  console.log(`\nBreakwater vs bare http-proxy-3, ${ROUNDS} rounds (medians), ${DURATION}s closed loop with ${CONNECTIONS} connections, then ${RATE} req/s open loop; node ${process.version}${hasTaskset ? ', proxies on CPU 1' : ''}\n`);
+  console.log(
+    `\nBreakwater vs bare http-proxy-3, ${ROUNDS} rounds (medians), ${DURATION}s closed loop with ${CONNECTIONS} connections, then ${RATE} req/s open loop; node ${process.version}${hasTaskset ? ', proxies on CPU 1' : ''}\n`,
+  );
   console.log('| target | req/s | p50 ms | p99 ms | fixed req/s | fixed p50 ms | fixed p99 ms | peak RSS MiB | errors |');
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const [name, s] of Object.entries(summary)) console.log(row(name, s));

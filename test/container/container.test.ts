@@ -38,7 +38,10 @@ function sh(command: string, args: string[], timeoutMs = 240_000): Promise<strin
 
 /** The base image stand-in, built once and kept in podman's store (and its rootfs in CACHE). */
 async function ensureBaseImage(): Promise<void> {
-  const exists = await sh('podman', ['image', 'exists', BASE]).then(() => true, () => false);
+  const exists = await sh('podman', ['image', 'exists', BASE]).then(
+    () => true,
+    () => false,
+  );
   if (exists) return;
   const rootfs = path.join(CACHE, 'bookworm-minbase');
   if (!existsSync(path.join(rootfs, 'bin', 'sh'))) {
@@ -54,7 +57,7 @@ async function ensureBaseImage(): Promise<void> {
   // This machine reaches the npm registry through a TLS-inspecting proxy
   // whose CA is in the host's bundle: the stand-in trusts what the host
   // trusts, as a real node image on a normal network needs nothing.
-  const changes = ["--change", 'CMD ["node"]'];
+  const changes = ['--change', 'CMD ["node"]'];
   if (existsSync(HOST_CA)) {
     cpSync(HOST_CA, path.join(rootfs, 'usr/local/share/breakwater-host-ca.crt'));
     changes.push('--change', 'ENV NODE_EXTRA_CA_CERTS=/usr/local/share/breakwater-host-ca.crt', '--change', 'ENV NPM_CONFIG_CAFILE=/usr/local/share/breakwater-host-ca.crt');
@@ -86,7 +89,10 @@ routes: [ { name: r, match: { pathPrefix: /api }, stripPrefix: true, upstream: u
   await sh('podman', ['run', '-d', '--name', name, '-v', `${dir}/breakwater.yaml:/etc/breakwater/breakwater.yaml:ro`, IMAGE]);
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const ok = await request(`http://127.0.0.1:${adminPort}/healthz`).then((res) => res.status === 200, () => false);
+    const ok = await request(`http://127.0.0.1:${adminPort}/healthz`).then(
+      (res) => res.status === 200,
+      () => false,
+    );
     if (ok) break;
     if (Date.now() > deadline) throw new Error(`the container did not come up: ${await sh('podman', ['logs', name]).catch((e: Error) => e.message)}`);
     await new Promise((resolve) => setTimeout(resolve, 250));

@@ -24,7 +24,10 @@ function tableRows(file: string, heading: string): string[][] {
   for (const line of section.split('\n').slice(1)) {
     if (line.startsWith('|')) {
       inTable = true;
-      const cells = line.split('|').slice(1, -1).map((cell) => cell.trim());
+      const cells = line
+        .split('|')
+        .slice(1, -1)
+        .map((cell) => cell.trim());
       if (/^`[^`]+`$/.test(cells[0]!)) rows.push([cells[0]!.slice(1, -1), ...cells.slice(1)]);
     } else if (inTable) break;
   }
@@ -63,7 +66,12 @@ describe('upstream status table ↔ docs/errors.md', () => {
   const rows = section
     .split('\n')
     .filter((line) => /^\| (\d{3}|other [45]xx) \|/.test(line))
-    .map((line) => line.split('|').slice(1, -1).map((cell) => cell.trim()));
+    .map((line) =>
+      line
+        .split('|')
+        .slice(1, -1)
+        .map((cell) => cell.trim()),
+    );
   const expected: string[][] = [
     ...Object.entries(UPSTREAM_STATUSES).map(([status, entry]) => [status, `\`${entry.code}\``, entry.responsibility, String(entry.retryable), entry.hint]),
     ['other 4xx', `\`${OTHER_CLIENT_ERROR.code}\``, OTHER_CLIENT_ERROR.responsibility, String(OTHER_CLIENT_ERROR.retryable), OTHER_CLIENT_ERROR.hint],
@@ -95,12 +103,12 @@ const PENDING_METRICS: Record<string, string> = {
 };
 
 describe('docs ↔ SPEC', () => {
-  it('carries SPEC §5\'s error table row for row', () => {
+  it("carries SPEC §5's error table row for row", () => {
     const docs = tableRows('docs/errors.md', '## Codes');
     expect(docs).toEqual(tableRows('test/fixtures/SPEC.md', '## 5. Normalized error body').filter((r) => r[1] !== '—'));
   });
 
-  it('carries SPEC §6\'s metric table row for row, but for the rows of features still to be built', () => {
+  it("carries SPEC §6's metric table row for row, but for the rows of features still to be built", () => {
     const spec = tableRows('test/fixtures/SPEC.md', '## 6. Metrics');
     const pending = Object.keys(PENDING_METRICS);
     expect(pending.filter((name) => !spec.some((r) => r[0] === name))).toEqual([]);
@@ -108,7 +116,11 @@ describe('docs ↔ SPEC', () => {
     expect(families.filter((r) => pending.includes(r[0]!))).toEqual([]);
     const built = spec.filter((r) => !pending.includes(r[0]!));
     expect(families.map((r) => r.slice(0, 2))).toEqual(built.map((r) => r.slice(0, 2)));
-    const labelNames = (cell: string) => cell.replace(/\([^)]*\)/g, '').split(',').map((part) => part.trim());
+    const labelNames = (cell: string) =>
+      cell
+        .replace(/\([^)]*\)/g, '')
+        .split(',')
+        .map((part) => part.trim());
     expect(families.map((r) => labelNames(r[2]!))).toEqual(built.map((r) => labelNames(r[2]!)));
   });
 });
@@ -125,7 +137,13 @@ describe('metric registry ↔ docs/metrics.md', () => {
       const metric = metrics.registry.getSingleMetric(name!) as unknown as { type: string; labelNames: string[] } | undefined;
       expect(metric, name).toBeDefined();
       expect(metric!.type, name).toBe(type);
-      expect([...metric!.labelNames].sort(), name).toEqual(labels!.split(',').map((l) => l.trim()).filter(Boolean).sort());
+      expect([...metric!.labelNames].sort(), name).toEqual(
+        labels!
+          .split(',')
+          .map((l) => l.trim())
+          .filter(Boolean)
+          .sort(),
+      );
     }
   });
 });
@@ -147,7 +165,10 @@ describe('docs/intercept.md example', () => {
     const text = readFileSync(path.join(ROOT, 'docs/intercept.md'), 'utf8');
     // The block sits in a numbered list: indented by its item.
     const [, indent, raw] = /\n( *)```yaml\n([\s\S]*?) *```/.exec(text)!;
-    const block = raw!.split('\n').map((line) => line.slice(indent!.length)).join('\n');
+    const block = raw!
+      .split('\n')
+      .map((line) => line.slice(indent!.length))
+      .join('\n');
     const dir = mkdtempSync(path.join(os.tmpdir(), 'bw-docs-ca-'));
     const ca = await createCa(['api.stripe.com', '*.github.com']);
     writeFileSync(path.join(dir, 'ca.crt'), ca.certPem);

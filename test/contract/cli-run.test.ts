@@ -41,9 +41,7 @@ describe('breakwater run', () => {
     const result = await runCli(['run', '--config', file]);
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
-    expect(parseProblemLines(result.stderr)).toEqual([
-      { file, line: 9, col: 26, path: 'routes[0].retry.maxRetries', message: expect.stringMatching(/must be a whole number/) as unknown },
-    ]);
+    expect(parseProblemLines(result.stderr)).toEqual([{ file, line: 9, col: 26, path: 'routes[0].retry.maxRetries', message: expect.stringMatching(/must be a whole number/) as unknown }]);
     expect(await portIsFree(proxyPort)).toBe(true);
     expect(await portIsFree(adminPort)).toBe(true);
   });
@@ -87,7 +85,10 @@ describe('breakwater run', () => {
       expect(await response!.text()).toBe('ok\n');
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
-      const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+      const lines = stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
       expect(lines.map((line) => line.msg)).toEqual(['listening', 'shutting down']);
       expect(lines[0]).toMatchObject({ level: 'info', routes: 1, upstreams: 1 });
     } finally {
@@ -149,7 +150,6 @@ describe('breakwater usage', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/--confg/);
   });
-
 });
 
 describe('breakwater ca create', () => {
@@ -162,9 +162,7 @@ describe('breakwater ca create', () => {
     expect(result.stdout).toContain('keytool -importcert');
     expect(result.stdout).toContain('hosts: ["api.example.com", "*.github.com"]');
     expect(statSync(path.join(out, 'ca.key')).mode & 0o777).toBe(0o600);
-    const text = await new Promise<string>((resolve) =>
-      execFile('openssl', ['x509', '-in', path.join(out, 'ca.crt'), '-noout', '-text'], (_error, stdout) => resolve(stdout)),
-    );
+    const text = await new Promise<string>((resolve) => execFile('openssl', ['x509', '-in', path.join(out, 'ca.crt'), '-noout', '-text'], (_error, stdout) => resolve(stdout)));
     expect(text).toMatch(/X509v3 Name Constraints: critical\s+Permitted:\s+DNS:api\.example\.com\s+DNS:github\.com\s+Excluded:\s+IP:0\.0\.0\.0/);
     expect(text).toMatch(/X509v3 Basic Constraints: critical\s+CA:TRUE, pathlen:0/);
     expect(text).toContain('ASN1 OID: prime256v1');

@@ -33,7 +33,10 @@ const BAD: readonly BadCase[] = [
   {
     name: 'a misspelled top-level key, with a suggestion',
     text: `${BASE}loging: { level: info }\n`,
-    line: 8, col: 1, path: 'loging', message: /unknown key "loging"; did you mean "logging"\?/,
+    line: 8,
+    col: 1,
+    path: 'loging',
+    message: /unknown key "loging"; did you mean "logging"\?/,
   },
   {
     name: 'a misspelled key three levels deep, with a suggestion',
@@ -48,7 +51,10 @@ routes:
   - name: r
     upstream: u
 `,
-    line: 7, col: 7, path: 'upstreams.u.circuitBreaker.opneFor', message: /unknown key "opneFor"; did you mean "openFor"\?/,
+    line: 7,
+    col: 7,
+    path: 'upstreams.u.circuitBreaker.opneFor',
+    message: /unknown key "opneFor"; did you mean "openFor"\?/,
   },
   {
     name: 'a misspelled key four levels deep in a route',
@@ -56,7 +62,10 @@ routes:
       backoff:
         bsae: 10ms
 `,
-    line: 10, col: 9, path: 'routes[0].retry.backoff.bsae', message: /did you mean "base"\?/,
+    line: 10,
+    col: 9,
+    path: 'routes[0].retry.backoff.bsae',
+    message: /did you mean "base"\?/,
   },
   {
     name: 'a wrong type',
@@ -64,12 +73,18 @@ routes:
 listen:
   port: true
 ${BASE.slice('version: 1\n'.length)}`,
-    line: 3, col: 9, path: 'listen.port', message: /must be a whole number, got the boolean true/,
+    line: 3,
+    col: 9,
+    path: 'listen.port',
+    message: /must be a whole number, got the boolean true/,
   },
   {
     name: 'a quoted number',
     text: `${BASE}    retry: { maxRetries: "3" }\n`,
-    line: 8, col: 26, path: 'routes[0].retry.maxRetries', message: /got the string "3" \(remove the quotes/,
+    line: 8,
+    col: 26,
+    path: 'routes[0].retry.maxRetries',
+    message: /got the string "3" \(remove the quotes/,
   },
   {
     name: 'yes for a boolean',
@@ -77,22 +92,34 @@ ${BASE.slice('version: 1\n'.length)}`,
 logging:
   accessLog: yes
 ${BASE.slice('version: 1\n'.length)}`,
-    line: 3, col: 14, path: 'logging.accessLog', message: /must be true or false, got the string "yes"/,
+    line: 3,
+    col: 14,
+    path: 'logging.accessLog',
+    message: /must be true or false, got the string "yes"/,
   },
   {
     name: 'a duration written in words',
     text: `${BASE}    timeouts: { perTry: 10 seconds }\n`,
-    line: 8, col: 25, path: 'routes[0].timeouts.perTry', message: /"10 seconds" is not a duration: write a number with a unit/,
+    line: 8,
+    col: 25,
+    path: 'routes[0].timeouts.perTry',
+    message: /"10 seconds" is not a duration: write a number with a unit/,
   },
   {
     name: 'a negative duration',
     text: `${BASE}    timeouts: { connect: -1s }\n`,
-    line: 8, col: 26, path: 'routes[0].timeouts.connect', message: /"-1s" is negative/,
+    line: 8,
+    col: 26,
+    path: 'routes[0].timeouts.connect',
+    message: /"-1s" is negative/,
   },
   {
     name: 'a duration without a unit',
     text: `${BASE}    timeouts: { total: 5 }\n`,
-    line: 8, col: 24, path: 'routes[0].timeouts.total', message: /must be a string, got the number 5 \(give a unit, like 2s\)/,
+    line: 8,
+    col: 24,
+    path: 'routes[0].timeouts.total',
+    message: /must be a string, got the number 5 \(give a unit, like 2s\)/,
   },
   {
     name: 'a bad size',
@@ -100,27 +127,42 @@ ${BASE.slice('version: 1\n'.length)}`,
 limits:
   maxBodySize: 10mb
 ${BASE.slice('version: 1\n'.length)}`,
-    line: 3, col: 16, path: 'limits.maxBodySize', message: /"10mb" is not a size/,
+    line: 3,
+    col: 16,
+    path: 'limits.maxBodySize',
+    message: /"10mb" is not a size/,
   },
   {
     name: 'a bad rate',
     text: `${BASE}    rateLimit: { rate: 25/sec }\n`,
-    line: 8, col: 24, path: 'routes[0].rateLimit.rate', message: /"25\/sec" is not a rate: write a number per unit \(s, min, h\)/,
+    line: 8,
+    col: 24,
+    path: 'routes[0].rateLimit.rate',
+    message: /"25\/sec" is not a rate: write a number per unit \(s, min, h\)/,
   },
   {
     name: 'a zero duration where zero means nothing',
     text: `${BASE}    timeouts: { perTry: 0s }\n`,
-    line: 8, col: 25, path: 'routes[0].timeouts.perTry', message: /must be more than zero/,
+    line: 8,
+    col: 25,
+    path: 'routes[0].timeouts.perTry',
+    message: /must be more than zero/,
   },
   {
     name: 'a zero burst',
     text: `${BASE}    rateLimit: { rate: 5/s, burst: 0 }\n`,
-    line: 8, col: 36, path: 'routes[0].rateLimit.burst', message: /must be at least 1, got 0/,
+    line: 8,
+    col: 36,
+    path: 'routes[0].rateLimit.burst',
+    message: /must be at least 1, got 0/,
   },
   {
     name: 'a negative maxRetries',
     text: `${BASE}    retry: { maxRetries: -1 }\n`,
-    line: 8, col: 26, path: 'routes[0].retry.maxRetries', message: /must be at least 0, got -1/,
+    line: 8,
+    col: 26,
+    path: 'routes[0].retry.maxRetries',
+    message: /must be at least 0, got -1/,
   },
   {
     name: 'a zero pool size',
@@ -133,7 +175,10 @@ routes:
   - name: r
     upstream: u
 `,
-    line: 5, col: 25, path: 'upstreams.u.pool.maxSockets', message: /must be at least 1/,
+    line: 5,
+    col: 25,
+    path: 'upstreams.u.pool.maxSockets',
+    message: /must be at least 1/,
   },
   {
     name: 'an unknown upstream, with a suggestion',
@@ -145,12 +190,18 @@ routes:
   - name: r
     upstream: strpe
 `,
-    line: 7, col: 15, path: 'routes[0].upstream', message: /unknown upstream "strpe"; did you mean "stripe"\?/,
+    line: 7,
+    col: 15,
+    path: 'routes[0].upstream',
+    message: /unknown upstream "strpe"; did you mean "stripe"\?/,
   },
   {
     name: 'a duplicate route name',
     text: `${BASE}  - name: r\n    upstream: u\n`,
-    line: 8, col: 11, path: 'routes[1].name', message: /duplicate route name "r"/,
+    line: 8,
+    col: 11,
+    path: 'routes[1].name',
+    message: /duplicate route name "r"/,
   },
   {
     name: 'a duplicate upstream name (a duplicate YAML key)',
@@ -164,7 +215,10 @@ routes:
   - name: r
     upstream: u
 `,
-    line: 5, col: 3, path: '(yaml)', message: /Map keys must be unique/,
+    line: 5,
+    col: 3,
+    path: '(yaml)',
+    message: /Map keys must be unique/,
   },
   {
     name: 'a YAML syntax error',
@@ -174,7 +228,10 @@ routes:
   - name: r
     upstream: u
 `,
-    line: 3, col: 1, path: '(yaml)', message: /invalid YAML/,
+    line: 3,
+    col: 1,
+    path: '(yaml)',
+    message: /invalid YAML/,
   },
   {
     name: 'a tab in the indentation',
@@ -186,22 +243,34 @@ routes:
   - name: r
     upstream: u
 `,
-    line: 3, col: 1, path: '(yaml)', message: /invalid YAML: .*[Tt]ab/,
+    line: 3,
+    col: 1,
+    path: '(yaml)',
+    message: /invalid YAML: .*[Tt]ab/,
   },
   {
     name: 'an empty file',
     text: '',
-    line: 1, col: 1, path: '(root)', message: /the file is empty/,
+    line: 1,
+    col: 1,
+    path: '(root)',
+    message: /the file is empty/,
   },
   {
     name: 'a file holding only a comment',
     text: '# nothing here\n',
-    line: 1, col: 1, path: '(root)', message: /the file is empty/,
+    line: 1,
+    col: 1,
+    path: '(root)',
+    message: /the file is empty/,
   },
   {
     name: 'a file that is a list, not a map',
     text: '- version: 1\n- routes: []\n',
-    line: 1, col: 1, path: '(root)', message: /must be a map of keys .* got a list/,
+    line: 1,
+    col: 1,
+    path: '(root)',
+    message: /must be a map of keys .* got a list/,
   },
   {
     name: 'a missing environment variable',
@@ -209,7 +278,10 @@ routes:
       request:
         set: { Authorization: "Bearer \${env:BREAKWATER_TEST_MISSING}" }
 `,
-    line: 10, col: 31, path: 'routes[0].headers.request.set.Authorization', message: /environment variable BREAKWATER_TEST_MISSING is not set/,
+    line: 10,
+    col: 31,
+    path: 'routes[0].headers.request.set.Authorization',
+    message: /environment variable BREAKWATER_TEST_MISSING is not set/,
   },
   {
     name: 'an environment variable whose value is then invalid',
@@ -222,22 +294,34 @@ routes:
     upstream: u
 `,
     env: { BREAKWATER_TEST_URL: 'ftp://files.example.com' },
-    line: 4, col: 10, path: 'upstreams.u.url', message: /"ftp:\/\/files.example.com" uses ftp: only http or https/,
+    line: 4,
+    col: 10,
+    path: 'upstreams.u.url',
+    message: /"ftp:\/\/files.example.com" uses ftp: only http or https/,
   },
   {
     name: 'version 2',
     text: BASE.replace('version: 1', 'version: 2'),
-    line: 1, col: 10, path: 'version', message: /unsupported config version 2: this Breakwater reads version 1/,
+    line: 1,
+    col: 10,
+    path: 'version',
+    message: /unsupported config version 2: this Breakwater reads version 1/,
   },
   {
     name: 'version as a string',
     text: BASE.replace('version: 1', 'version: "1"'),
-    line: 1, col: 10, path: 'version', message: /must be a whole number, got the string "1"/,
+    line: 1,
+    col: 10,
+    path: 'version',
+    message: /must be a whole number, got the string "1"/,
   },
   {
     name: 'no version',
     text: BASE.replace('version: 1\n', ''),
-    line: 1, col: 1, path: 'version', message: /is required but missing/,
+    line: 1,
+    col: 1,
+    path: 'version',
+    message: /is required but missing/,
   },
   {
     name: 'a missing required key inside a map',
@@ -249,27 +333,42 @@ routes:
   - name: r
     upstream: u
 `,
-    line: 4, col: 5, path: 'upstreams.u.url', message: /is required but missing/,
+    line: 4,
+    col: 5,
+    path: 'upstreams.u.url',
+    message: /is required but missing/,
   },
   {
     name: 'a pathPrefix without a leading slash',
     text: `${BASE}    match: { pathPrefix: api }\n`,
-    line: 8, col: 26, path: 'routes[0].match.pathPrefix', message: /"api" must start with "\/"/,
+    line: 8,
+    col: 26,
+    path: 'routes[0].match.pathPrefix',
+    message: /"api" must start with "\/"/,
   },
   {
     name: 'a shared rate limit without redis',
     text: `${BASE}    rateLimit: { rate: 5/s, shared: true }\n`,
-    line: 8, col: 37, path: 'routes[0].rateLimit.shared', message: /kept in Redis: add a redis section/,
+    line: 8,
+    col: 37,
+    path: 'routes[0].rateLimit.shared',
+    message: /kept in Redis: add a redis section/,
   },
   {
     name: 'an unknown retryOn word, with a suggestion',
     text: `${BASE}    retry: { retryOn: [5XX] }\n`,
-    line: 8, col: 24, path: 'routes[0].retry.retryOn[0]', message: /unknown condition "5XX"; did you mean "5xx"\?/,
+    line: 8,
+    col: 24,
+    path: 'routes[0].retry.retryOn[0]',
+    message: /unknown condition "5XX"; did you mean "5xx"\?/,
   },
   {
     name: 'a status code in retryOn written as a number',
     text: `${BASE}    retry: { retryOn: [429] }\n`,
-    line: 8, col: 24, path: 'routes[0].retry.retryOn[0]', message: /status codes are written as strings: "429"/,
+    line: 8,
+    col: 24,
+    path: 'routes[0].retry.retryOn[0]',
+    message: /status codes are written as strings: "429"/,
   },
   {
     name: 'an unknown failOn word',
@@ -282,7 +381,10 @@ routes:
   - name: r
     upstream: u
 `,
-    line: 5, col: 32, path: 'upstreams.u.circuitBreaker.failOn[0]', message: /unknown condition "timeouts"; did you mean "timeout"\?/,
+    line: 5,
+    col: 32,
+    path: 'upstreams.u.circuitBreaker.failOn[0]',
+    message: /unknown condition "timeouts"; did you mean "timeout"\?/,
   },
   {
     name: 'backoff.base above backoff.max after merging defaults',
@@ -293,32 +395,50 @@ defaults:
 ${BASE.slice('version: 1\n'.length)}    retry:
       backoff: { base: 2s }
 `,
-    line: 12, col: 24, path: 'routes[0].retry.backoff.base', message: /backoff.base \(2s\) must not be above backoff.max \(1s\)/,
+    line: 12,
+    col: 24,
+    path: 'routes[0].retry.backoff.base',
+    message: /backoff.base \(2s\) must not be above backoff.max \(1s\)/,
   },
   {
     name: 'perTry longer than total',
     text: `${BASE}    timeouts: { perTry: 45s }\n`,
-    line: 8, col: 25, path: 'routes[0].timeouts.perTry', message: /perTry \(45s\) must not be longer than total \(30s\)/,
+    line: 8,
+    col: 25,
+    path: 'routes[0].timeouts.perTry',
+    message: /perTry \(45s\) must not be longer than total \(30s\)/,
   },
   {
     name: 'an upstream URL that does not parse',
     text: BASE.replace('http://127.0.0.1:1', 'api.stripe.com'),
-    line: 4, col: 10, path: 'upstreams.u.url', message: /"api.stripe.com" is not a URL/,
+    line: 4,
+    col: 10,
+    path: 'upstreams.u.url',
+    message: /"api.stripe.com" is not a URL/,
   },
   {
     name: 'a route without an upstream when the forward proxy is off',
     text: BASE.replace('    upstream: u\n', '    match: { pathPrefix: /x }\n'),
-    line: 6, col: 5, path: 'routes[0].upstream', message: /only forward-proxy routes .* may omit it/,
+    line: 6,
+    col: 5,
+    path: 'routes[0].upstream',
+    message: /only forward-proxy routes .* may omit it/,
   },
   {
     name: 'no routes',
     text: 'version: 1\nroutes: []\n',
-    line: 2, col: 9, path: 'routes', message: /must have at least 1 entry/,
+    line: 2,
+    col: 9,
+    path: 'routes',
+    message: /must have at least 1 entry/,
   },
   {
     name: 'an unknown enum word, with a suggestion',
     text: `${BASE}    errors: { normalize: All }\n`,
-    line: 8, col: 26, path: 'routes[0].errors.normalize', message: /must be one of proxy, all, off; got the string "All"; did you mean "all"\?/,
+    line: 8,
+    col: 26,
+    path: 'routes[0].errors.normalize',
+    message: /must be one of proxy, all, off; got the string "All"; did you mean "all"\?/,
   },
   {
     name: 'the same port for proxy and admin',
@@ -326,7 +446,10 @@ ${BASE.slice('version: 1\n'.length)}    retry:
 listen: { port: 8080 }
 admin: { port: 8080 }
 ${BASE.slice('version: 1\n'.length)}`,
-    line: 3, col: 16, path: 'admin.port', message: /both 8080/,
+    line: 3,
+    col: 16,
+    path: 'admin.port',
+    message: /both 8080/,
   },
   {
     name: 'TLS interception without its CA',
@@ -334,7 +457,10 @@ ${BASE.slice('version: 1\n'.length)}`,
   enabled: true
   connect: { mode: intercept }
 `,
-    line: 10, col: 20, path: 'forwardProxy.connect.mode', message: /intercept needs forwardProxy.intercept: \{ caCert, caKey, hosts \}/,
+    line: 10,
+    col: 20,
+    path: 'forwardProxy.connect.mode',
+    message: /intercept needs forwardProxy.intercept: \{ caCert, caKey, hosts \}/,
   },
 ];
 

@@ -15,7 +15,14 @@ describe('committed JSON Schema', () => {
     expect(committed).toEqual(configJsonSchema());
   });
 
-  it.each(['config/breakwater.yaml', 'config/examples/stripe.yaml', 'config/examples/github.yaml', 'config/examples/forward-proxy.yaml', 'config/examples/openai.yaml', 'config/examples/intercept.yaml'])('%s carries the yaml-language-server modeline', (file) => {
+  it.each([
+    'config/breakwater.yaml',
+    'config/examples/stripe.yaml',
+    'config/examples/github.yaml',
+    'config/examples/forward-proxy.yaml',
+    'config/examples/openai.yaml',
+    'config/examples/intercept.yaml',
+  ])('%s carries the yaml-language-server modeline', (file) => {
     const first = readFileSync(path.join(ROOT, file), 'utf8').split('\n')[0]!;
     const match = /^# yaml-language-server: \$schema=(\S+)$/.exec(first);
     expect(match).not.toBeNull();

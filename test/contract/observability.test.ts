@@ -17,12 +17,41 @@ function specFamilies(): Set<string> {
   return new Set([...section.matchAll(/^\| `(breakwater_[a-z_]+)` \|/gm)].map((match) => match[1]!));
 }
 
-const PROMQL_WORDS = new Set(['sum', 'max', 'min', 'avg', 'count', 'by', 'without', 'rate', 'increase', 'irate', 'histogram_quantile', 'le', 'and', 'or', 'unless', 'on', 'ignoring', 'group_left', 'group_right', 'label_values', 'offset', 'bool', 'avg_over_time', 'max_over_time', 'min_over_time']);
+const PROMQL_WORDS = new Set([
+  'sum',
+  'max',
+  'min',
+  'avg',
+  'count',
+  'by',
+  'without',
+  'rate',
+  'increase',
+  'irate',
+  'histogram_quantile',
+  'le',
+  'and',
+  'or',
+  'unless',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'label_values',
+  'offset',
+  'bool',
+  'avg_over_time',
+  'max_over_time',
+  'min_over_time',
+]);
 
 /** Metric names an expression selects: identifiers before `{` or `[`, or standing alone, minus PromQL words and label names. */
 export function metricNames(expr: string): string[] {
   const withoutStrings = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""').replace(/label_values\(([^,()]+),\s*\w+\)/g, 'label_values($1)');
-  const withoutLabels = withoutStrings.replace(/\{[^}]*\}/g, '{}').replace(/\[[^\]]*\]/g, '[]').replace(/\b(by|without|on|ignoring)\s*\([^)]*\)/g, '');
+  const withoutLabels = withoutStrings
+    .replace(/\{[^}]*\}/g, '{}')
+    .replace(/\[[^\]]*\]/g, '[]')
+    .replace(/\b(by|without|on|ignoring)\s*\([^)]*\)/g, '');
   const names = [...withoutLabels.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)].map((match) => match[0]).filter((word) => !PROMQL_WORDS.has(word) && !/^\d/.test(word));
   return names.filter((word) => !/^[smhdwy]$/.test(word));
 }
@@ -35,8 +64,14 @@ function known(name: string, families: Set<string>): boolean {
 const families = specFamilies();
 
 describe('Grafana dashboard', () => {
-  const dashboard = JSON.parse(readFileSync(path.join(ROOT, 'deploy/grafana/breakwater.json'), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[]; templating: { list: { query?: string }[] } };
-  const expressions = [...dashboard.panels.flatMap((panel) => panel.targets.map((target) => target.expr)), ...dashboard.templating.list.map((variable) => variable.query ?? '').filter((query) => query.includes('('))];
+  const dashboard = JSON.parse(readFileSync(path.join(ROOT, 'deploy/grafana/breakwater.json'), 'utf8')) as {
+    panels: { title: string; targets: { expr: string }[] }[];
+    templating: { list: { query?: string }[] };
+  };
+  const expressions = [
+    ...dashboard.panels.flatMap((panel) => panel.targets.map((target) => target.expr)),
+    ...dashboard.templating.list.map((variable) => variable.query ?? '').filter((query) => query.includes('(')),
+  ];
 
   it('uses only SPEC §6 metric names in every query', () => {
     expect(expressions.length).toBeGreaterThan(8);
@@ -65,7 +100,14 @@ describe('Prometheus alert rules', () => {
     const rules = parse(readFileSync(path.join(dir, 'alerts.yaml'), 'utf8')) as { groups: { rules: { alert: string; expr: string }[] }[] };
     const all = rules.groups.flatMap((group) => group.rules);
     expect(all.map((rule) => rule.alert)).toEqual(
-      expect.arrayContaining(['BreakwaterUpstreamDown', 'BreakwaterUpstreamShedding', 'BreakwaterUpstreamErrorRatio', 'BreakwaterRetryBudgetExhausted', 'BreakwaterRateLimitingSustained', 'BreakwaterConfigReloadFailed']),
+      expect.arrayContaining([
+        'BreakwaterUpstreamDown',
+        'BreakwaterUpstreamShedding',
+        'BreakwaterUpstreamErrorRatio',
+        'BreakwaterRetryBudgetExhausted',
+        'BreakwaterRateLimitingSustained',
+        'BreakwaterConfigReloadFailed',
+      ]),
     );
     for (const rule of all) for (const name of metricNames(rule.expr)) expect(known(name, families), `${name} in ${rule.alert}`).toBe(true);
   });

@@ -39,10 +39,7 @@ export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEn
       callback();
     },
   });
-  const logger = pino(
-    { level: 'info', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
-    sink,
-  );
+  const logger = pino({ level: 'info', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, sink);
   const metrics = createMetrics({ defaultMetrics: false });
   const app = await startApp(result.loaded, logger, { metrics, lookup: options.lookup });
   const logs = () =>
@@ -119,7 +116,10 @@ export async function metricValue(metrics: Metrics, name: string, labels: Record
   if (!metric) throw new Error(`no metric ${name}`);
   const { values } = await metric.get();
   const match = values.find(
-    (value) => !('metricName' in value && value.metricName !== undefined && value.metricName !== name) && Object.entries(labels).every(([key, want]) => String(value.labels[key]) === want) && Object.keys(value.labels).length === Object.keys(labels).length,
+    (value) =>
+      !('metricName' in value && value.metricName !== undefined && value.metricName !== name) &&
+      Object.entries(labels).every(([key, want]) => String(value.labels[key]) === want) &&
+      Object.keys(value.labels).length === Object.keys(labels).length,
   );
   return match?.value ?? 0;
 }

@@ -86,7 +86,12 @@ describe('circuit breaker', () => {
     const rejectionsBefore = await metricValue(proxy.metrics, 'breakwater_circuit_rejections_total', { upstream: 'flaky' });
     const responses = await Promise.all(Array.from({ length: 50 }, (_, i) => send(i % 2 ? '/flaky/x' : '/also/y')));
     for (const res of responses) {
-      const body = expectProblem(res, 'CIRCUIT_OPEN', { route: res.json().route as string, upstream: 'flaky', attempts: 0, detail: /^Upstream 'flaky' failed 3 of its last 3 calls and has been down for \d+ s; calls are refused for \d+ s, then probed\.$/ });
+      const body = expectProblem(res, 'CIRCUIT_OPEN', {
+        route: res.json().route as string,
+        upstream: 'flaky',
+        attempts: 0,
+        detail: /^Upstream 'flaky' failed 3 of its last 3 calls and has been down for \d+ s; calls are refused for \d+ s, then probed\.$/,
+      });
       // openFor 30s, jittered down by at most a quarter.
       expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(21);
       expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(30);
@@ -140,7 +145,13 @@ describe('circuit breaker', () => {
     const responses = [...(await Promise.all(probes)), ...others];
     expect(flaky.requests.length - seen).toBe(3);
     expect(responses.filter((r) => r.status === 200)).toHaveLength(3);
-    for (const res of others) expectProblem(res, 'CIRCUIT_OPEN', { route: 'flaky', upstream: 'flaky', attempts: 0, detail: /^Upstream 'flaky' is being probed after failing 2 of its last 2 calls; calls are refused until the probes succeed\.$/ });
+    for (const res of others)
+      expectProblem(res, 'CIRCUIT_OPEN', {
+        route: 'flaky',
+        upstream: 'flaky',
+        attempts: 0,
+        detail: /^Upstream 'flaky' is being probed after failing 2 of its last 2 calls; calls are refused until the probes succeed\.$/,
+      });
     expect(await state('flaky')).toBe('closed');
   });
 

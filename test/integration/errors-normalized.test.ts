@@ -117,7 +117,16 @@ describe('provider dialects', () => {
       'Stripe',
       402,
       'application/json',
-      JSON.stringify({ error: { code: 'resource_missing', doc_url: 'https://stripe.com/docs/error-codes/resource-missing', message: "No such customer: 'cus_123'", param: 'id', request_log_url: 'https://dashboard.stripe.com/logs/req_1', type: 'invalid_request_error' } }),
+      JSON.stringify({
+        error: {
+          code: 'resource_missing',
+          doc_url: 'https://stripe.com/docs/error-codes/resource-missing',
+          message: "No such customer: 'cus_123'",
+          param: 'id',
+          request_log_url: 'https://dashboard.stripe.com/logs/req_1',
+          type: 'invalid_request_error',
+        },
+      }),
       "No such customer: 'cus_123'",
       'resource_missing',
     ],
@@ -125,7 +134,11 @@ describe('provider dialects', () => {
       'GitHub',
       422,
       'application/json; charset=utf-8',
-      JSON.stringify({ message: 'Validation Failed', errors: [{ resource: 'Issue', field: 'title', code: 'missing_field' }], documentation_url: 'https://docs.github.com/rest/issues/issues#create-an-issue' }),
+      JSON.stringify({
+        message: 'Validation Failed',
+        errors: [{ resource: 'Issue', field: 'title', code: 'missing_field' }],
+        documentation_url: 'https://docs.github.com/rest/issues/issues#create-an-issue',
+      }),
       'Validation Failed: Issue title missing_field',
       'missing_field',
     ],
@@ -134,7 +147,14 @@ describe('provider dialects', () => {
       'OpenAI',
       401,
       'application/json',
-      JSON.stringify({ error: { message: 'Incorrect API key provided: sk-abc***. You can find your API key at https://platform.openai.com/account/api-keys.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } }),
+      JSON.stringify({
+        error: {
+          message: 'Incorrect API key provided: sk-abc***. You can find your API key at https://platform.openai.com/account/api-keys.',
+          type: 'invalid_request_error',
+          param: null,
+          code: 'invalid_api_key',
+        },
+      }),
       'Incorrect API key provided: sk-abc***. You can find your API key at https://platform.openai.com/account/api-keys.',
       'invalid_api_key',
     ],
@@ -174,7 +194,12 @@ describe('provider dialects', () => {
       'Twilio',
       404,
       'application/json',
-      JSON.stringify({ code: 20404, message: 'The requested resource /2010-04-01/Accounts/AC123/Messages/SM123.json was not found', more_info: 'https://www.twilio.com/docs/errors/20404', status: 404 }),
+      JSON.stringify({
+        code: 20404,
+        message: 'The requested resource /2010-04-01/Accounts/AC123/Messages/SM123.json was not found',
+        more_info: 'https://www.twilio.com/docs/errors/20404',
+        status: 404,
+      }),
       'The requested resource /2010-04-01/Accounts/AC123/Messages/SM123.json was not found',
       '20404',
     ],
@@ -182,7 +207,12 @@ describe('provider dialects', () => {
       'problem+json',
       403,
       'application/problem+json',
-      JSON.stringify({ type: 'https://example.com/probs/out-of-credit', title: 'You do not have enough credit.', detail: 'Your current balance is 30, but that costs 50.', instance: '/account/12345/msgs/abc' }),
+      JSON.stringify({
+        type: 'https://example.com/probs/out-of-credit',
+        title: 'You do not have enough credit.',
+        detail: 'Your current balance is 30, but that costs 50.',
+        instance: '/account/12345/msgs/abc',
+      }),
       'Your current balance is 30, but that costs 50.',
       'https://example.com/probs/out-of-credit',
     ],
@@ -258,7 +288,11 @@ describe('Retry-After and quota', () => {
     ['IETF structured fields', { 'ratelimit-policy': '"default";q=100;w=60', ratelimit: '"default";r=0;t=42' }, { limit: 100, remaining: 0, resetSeconds: 42 }],
     ['IETF draft fields', { 'ratelimit-limit': '60', 'ratelimit-remaining': '0', 'ratelimit-reset': '30' }, { limit: 60, remaining: 0, resetSeconds: 30 }],
     ['X-RateLimit with a reset in seconds', { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '120' }, { limit: 5000, remaining: 0, resetSeconds: 120 }],
-    ['OpenAI x-ratelimit-*-requests', { 'x-ratelimit-limit-requests': '3500', 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '6m0s' }, { limit: 3500, remaining: 0, resetSeconds: 360 }],
+    [
+      'OpenAI x-ratelimit-*-requests',
+      { 'x-ratelimit-limit-requests': '3500', 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '6m0s' },
+      { limit: 3500, remaining: 0, resetSeconds: 360 },
+    ],
   ];
   for (const [name, headers, quota] of families) {
     it(`reads the quota from ${name}`, async () => {

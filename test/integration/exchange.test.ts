@@ -76,7 +76,9 @@ describe('one exchange per inbound request', () => {
     expect(answer.headers['x-breakwater-error']).toBe(code);
     expect(answer.headers.connection).toBe('close');
     // The same members, whatever the entry (SPEC §5).
-    expect(Object.keys(answer.body).sort()).toEqual(['attempts', 'code', 'detail', 'hint', 'instance', 'requestId', 'responsibility', 'retryable', 'route', 'source', 'status', 'title', 'type', 'upstream'].sort());
+    expect(Object.keys(answer.body).sort()).toEqual(
+      ['attempts', 'code', 'detail', 'hint', 'instance', 'requestId', 'responsibility', 'retryable', 'route', 'source', 'status', 'title', 'type', 'upstream'].sort(),
+    );
     expect(answer.body).toMatchObject({ code, status, route: null, upstream: null, attempts: 0, source: 'proxy' });
     expect(answer.headers['x-request-id']).toBe(answer.body.requestId);
 
@@ -84,9 +86,11 @@ describe('one exchange per inbound request', () => {
     await expect.poll(() => metricValue(proxy.metrics, 'breakwater_requests_total', { route: '', method: label, code: String(status) })).toBe(requestsBefore + 1);
     await expect.poll(() => proxy.accessLogs().length).toBe(linesBefore + 1);
     const line = proxy.accessLogs().at(-1)!;
-    expect(Object.keys(line).filter((key) => !['level', 'time', 'pid', 'hostname', 'msg'].includes(key)).sort()).toEqual(
-      ['requestId', 'method', 'host', 'path', 'route', 'upstream', 'status', 'durationMs', 'attempts', 'flags'].sort(),
-    );
+    expect(
+      Object.keys(line)
+        .filter((key) => !['level', 'time', 'pid', 'hostname', 'msg'].includes(key))
+        .sort(),
+    ).toEqual(['requestId', 'method', 'host', 'path', 'route', 'upstream', 'status', 'durationMs', 'attempts', 'flags'].sort());
     expect(line).toMatchObject({ requestId: answer.body.requestId, method, path, route: '', upstream: '', status, attempts: 0 });
     expect(typeof line.durationMs).toBe('number');
     expect(line.flags).toEqual([]); // none of these codes sets a flag

@@ -77,7 +77,7 @@ describe('request headers', () => {
     expect(plain.headers['x-forwarded-for']).toBe('127.0.0.1');
   });
 
-  it('keeps the client\'s X-Request-Id, forwards it and returns it', async () => {
+  it("keeps the client's X-Request-Id, forwards it and returns it", async () => {
     const res = await request(`${proxy.url}/x`, { headers: { 'x-request-id': 'req-abc-123' } });
     expect(res.headers['x-request-id']).toBe('req-abc-123');
     expect(res.json<Echo>().headers['x-request-id']).toBe('req-abc-123');
@@ -95,7 +95,7 @@ describe('request headers', () => {
 });
 
 describe('response headers', () => {
-  it('removes hop-by-hop headers from the upstream\'s response and keeps the rest', async () => {
+  it("removes hop-by-hop headers from the upstream's response and keeps the rest", async () => {
     const res = await request(`${proxy.url}/x`);
     expect(res.headers['x-hop']).toBeUndefined();
     expect(res.headers['keep-alive']).toBeUndefined();

@@ -48,7 +48,11 @@ beforeAll(async () => {
   const issuer = await createLeafIssuer(upstreamCa);
   const contexts = new Map<string, Promise<tls.SecureContext>>();
   const contextFor = (name: string) => {
-    if (!contexts.has(name)) contexts.set(name, issuer.issue(name).then(({ certChainPem }) => tls.createSecureContext({ key: issuer.keyPem, cert: certChainPem })));
+    if (!contexts.has(name))
+      contexts.set(
+        name,
+        issuer.issue(name).then(({ certChainPem }) => tls.createSecureContext({ key: issuer.keyPem, cert: certChainPem })),
+      );
     return contexts.get(name)!;
   };
   upstream = https.createServer(
@@ -181,14 +185,24 @@ describe('clients that trust the CA get policies inside HTTPS', () => {
     const curl = await run('curl', ['-sS', '-x', proxy.url, `https://api.bw.test:${upstreamPort}/untrusted`]);
     expect(curl.code).toBe(60);
     expect(curl.stderr).toMatch(/SSL certificate problem/);
-    const python = await run('/usr/bin/python3', ['-c', `import requests\ntry:\n  requests.get("https://api.bw.test:${upstreamPort}/untrusted")\nexcept requests.exceptions.SSLError as e:\n  print("SSLError", "CERTIFICATE_VERIFY_FAILED" in str(e))`], {
-      HTTPS_PROXY: proxy.url,
-      NO_PROXY: '',
-    });
+    const python = await run(
+      '/usr/bin/python3',
+      [
+        '-c',
+        `import requests\ntry:\n  requests.get("https://api.bw.test:${upstreamPort}/untrusted")\nexcept requests.exceptions.SSLError as e:\n  print("SSLError", "CERTIFICATE_VERIFY_FAILED" in str(e))`,
+      ],
+      {
+        HTTPS_PROXY: proxy.url,
+        NO_PROXY: '',
+      },
+    );
     expect(python.stdout.trim()).toBe('SSLError True');
     const node = await run(
       process.execPath,
-      ['-e', `require('undici').request('https://api.bw.test:${upstreamPort}/untrusted', { dispatcher: new (require('undici').ProxyAgent)(process.env.HTTPS_PROXY) }).then(() => console.log('ok'), (e) => console.log(e.cause?.code ?? e.code))`],
+      [
+        '-e',
+        `require('undici').request('https://api.bw.test:${upstreamPort}/untrusted', { dispatcher: new (require('undici').ProxyAgent)(process.env.HTTPS_PROXY) }).then(() => console.log('ok'), (e) => console.log(e.cause?.code ?? e.code))`,
+      ],
       { HTTPS_PROXY: proxy.url, NODE_PATH: path.resolve('node_modules') },
     );
     expect(node.stdout.trim()).toMatch(/^(SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)$/);
@@ -227,7 +241,7 @@ forwardProxy:
 });
 
 describe('what is not intercepted', () => {
-  it('tunnels a host outside intercept.hosts: the client sees the upstream\'s own certificate', async () => {
+  it("tunnels a host outside intercept.hosts: the client sees the upstream's own certificate", async () => {
     const before = await intercepts('tunnelled');
     const socket = await connectTls(`localhost:${upstreamPort}`, { servername: 'localhost', ca: upstreamCa.certPem });
     expect(socket.getPeerCertificate().issuer.CN).toBe('Upstream test CA');
@@ -295,7 +309,9 @@ describe('WebSocket upgrades inside interception', () => {
         }
       });
       socket.once('close', () => resolve(text));
-      socket.write(`GET /ws HTTP/1.1\r\nHost: api.bw.test:${upstreamPort}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      socket.write(
+        `GET /ws HTTP/1.1\r\nHost: api.bw.test:${upstreamPort}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+      );
     });
     expect(received).toMatch(/^HTTP\/1\.1 101/);
     expect(received).toMatch(/sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/i);
@@ -352,9 +368,7 @@ describe('clients that misbehave at the TLS layer', () => {
     return new Promise((resolve) => {
       const started = Date.now();
       const chunks: Buffer[] = [];
-      const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1', () =>
-        socket.write(Buffer.concat([Buffer.from(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`), first])),
-      );
+      const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1', () => socket.write(Buffer.concat([Buffer.from(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`), first])));
       socket.on('data', (chunk: Buffer) => chunks.push(chunk));
       socket.on('error', () => {});
       const timer = setTimeout(() => {
@@ -390,7 +404,7 @@ describe('clients that misbehave at the TLS layer', () => {
   }, 40_000);
 });
 
-describe('the CA\'s name constraints', () => {
+describe("the CA's name constraints", () => {
   /** A TLS server presenting a leaf for `name` minted from our (constrained) CA. */
   async function serve(name: string): Promise<{ port: number; leaf: string; close: () => void }> {
     const issuer = await createLeafIssuer(ca);

@@ -69,8 +69,7 @@ routes:
         case 'hung (SIGSTOP)':
           redis.pause();
           break;
-        case 'slowed (DEBUG SLEEP)':
-        {
+        case 'slowed (DEBUG SLEEP)': {
           // Connected first, then asleep before the requests start.
           const admin = redis.client();
           await admin.ping();

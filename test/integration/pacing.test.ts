@@ -91,8 +91,7 @@ async function startBucketProvider(dialect: 'shopify' | 'salesforce', capacity: 
     if (over) tooMany += 1;
     else level += 1;
     const used = Math.ceil(level);
-    const headers: http.OutgoingHttpHeaders =
-      dialect === 'shopify' ? { 'x-shopify-shop-api-call-limit': `${used}/${capacity}` } : { 'sforce-limit-info': `api-usage=${used}/${capacity}` };
+    const headers: http.OutgoingHttpHeaders = dialect === 'shopify' ? { 'x-shopify-shop-api-call-limit': `${used}/${capacity}` } : { 'sforce-limit-info': `api-usage=${used}/${capacity}` };
     return over ? { kind: 'respond', status: 429, headers, body: 'too many' } : { kind: 'respond', status: 200, headers, body: 'ok' };
   });
   return { upstream, tooMany: () => tooMany };
@@ -134,10 +133,12 @@ async function drive(total: number, clients: number): Promise<{ statuses: number
         next++;
         statuses.push(
           await new Promise<number>((resolve) => {
-            http.get(`${proxy!.url}/x`, { agent }, (res) => {
-              res.resume();
-              res.on('end', () => resolve(res.statusCode ?? 0));
-            }).on('error', () => resolve(0));
+            http
+              .get(`${proxy!.url}/x`, { agent }, (res) => {
+                res.resume();
+                res.on('end', () => resolve(res.statusCode ?? 0));
+              })
+              .on('error', () => resolve(0));
           }),
         );
       }
@@ -208,10 +209,8 @@ routes:
     expect(Date.now() - started).toBeGreaterThanOrEqual(800);
   });
 
-  it('caps the pause at the routes\' retry.retryAfter.max', async () => {
-    const upstream = await startFaultUpstream((n) =>
-      n === 1 ? { kind: 'respond', status: 429, headers: { 'retry-after': '20' }, body: 'slow down' } : { kind: 'respond', body: 'ok' },
-    );
+  it("caps the pause at the routes' retry.retryAfter.max", async () => {
+    const upstream = await startFaultUpstream((n) => (n === 1 ? { kind: 'respond', status: 429, headers: { 'retry-after': '20' }, body: 'slow down' } : { kind: 'respond', body: 'ok' }));
     provider = { upstream, tooMany: () => 0 };
     proxy = await startProxy(`version: 1
 defaults: { retry: { maxRetries: 0, retryAfter: { max: 1s } } }

@@ -338,7 +338,7 @@ routes:
     }
   });
 
-  it('recovers when the limiter\'s keys vanish from Redis: the limit restarts full, nothing degraded', async () => {
+  it("recovers when the limiter's keys vanish from Redis: the limit restarts full, nothing degraded", async () => {
     const proxy = await startProxy(config('shared-flush', 'local', '600/min', 100));
     try {
       const degraded = () => metricValue(proxy.metrics, 'breakwater_rate_limit_degraded_total', { route: 'shared-flush' });

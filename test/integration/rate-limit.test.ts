@@ -157,10 +157,12 @@ describe('rate limits', () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
     const one = (i: number) =>
       new Promise<number>((resolve, reject) => {
-        http.get(`${proxy.url}/many/x`, { agent, headers: { 'x-tenant': `tenant-${i}` } }, (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-        }).on('error', reject);
+        http
+          .get(`${proxy.url}/many/x`, { agent, headers: { 'x-tenant': `tenant-${i}` } }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          })
+          .on('error', reject);
       });
     let ok = 0;
     for (let batch = 0; batch < 100; batch++) {
@@ -177,9 +179,7 @@ describe('rate limits', () => {
     expect((await request(`${proxy.url}/tenant/x`, { headers: { 'x-tenant': 'uploader' } })).status).toBe(200);
     // The second request of this tenant is refused; its 1 MB body is announced but never sent.
     const answer = await new Promise<string>((resolve, reject) => {
-      const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1', () =>
-        socket.write('POST /tenant/upload HTTP/1.1\r\nHost: x\r\nX-Tenant: uploader\r\nContent-Length: 1000000\r\n\r\n'),
-      );
+      const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1', () => socket.write('POST /tenant/upload HTTP/1.1\r\nHost: x\r\nX-Tenant: uploader\r\nContent-Length: 1000000\r\n\r\n'));
       let text = '';
       socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
       socket.on('close', () => resolve(text));

@@ -37,7 +37,7 @@ afterAll(async () => {
 });
 
 describe('redis.cluster', () => {
-  it('holds each tenant\'s limit across two replicas, the limits spread over the masters, none degraded', async () => {
+  it("holds each tenant's limit across two replicas, the limits spread over the masters, none degraded", async () => {
     const tenants = ['acme', 'globex', 'initech', 'umbrella', 'hooli', 'stark', 'wayne', 'wonka']; // their slots fall on all three masters
     for (const replica of replicas) {
       await expect.poll(async () => (await request(`${replica.adminUrl}/status`)).json<{ redis: { state: string } }>().redis.state, { timeout: 10_000 }).toBe('ready');

@@ -62,7 +62,15 @@ beforeAll(async () => {
   const conf = path.join(dir, 'sentinel.conf');
   writeFileSync(
     conf,
-    [`port ${sentinelPort}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor mymaster 127.0.0.1 ${masterPort} 1`, 'sentinel down-after-milliseconds mymaster 1000', 'sentinel failover-timeout mymaster 3000', ''].join('\n'),
+    [
+      `port ${sentinelPort}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `sentinel monitor mymaster 127.0.0.1 ${masterPort} 1`,
+      'sentinel down-after-milliseconds mymaster 1000',
+      'sentinel failover-timeout mymaster 3000',
+      '',
+    ].join('\n'),
   );
   redisServer([conf, '--sentinel']);
   for (const port of [masterPort, replicaPort, sentinelPort]) {
@@ -90,7 +98,7 @@ afterAll(async () => {
 });
 
 describe('redis.sentinel', () => {
-  it('shares limits through the sentinel\'s master and keeps sharing after a failover, nothing failing meanwhile', async () => {
+  it("shares limits through the sentinel's master and keeps sharing after a failover, nothing failing meanwhile", async () => {
     proxy = await startProxy(`version: 1
 defaults: { retry: { maxRetries: 0 } }
 redis:

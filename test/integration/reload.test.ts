@@ -111,7 +111,10 @@ describe('reload', () => {
       writeFileSync(file, config('  - { name: a, match: { pathPrefix: /a }, upstream: nope, retyr: {} }\n'));
       app.child.kill('SIGHUP');
       await waitUntil(() => app.lines().some((line) => String(line.msg).startsWith('config reload refused')), 10_000, 'the refusal');
-      const errors = app.lines().filter((line) => line.level === 'error').map((line) => String(line.msg));
+      const errors = app
+        .lines()
+        .filter((line) => line.level === 'error')
+        .map((line) => String(line.msg));
       expect(errors.some((msg) => msg.startsWith(`${file}:7:`) && msg.includes('unknown upstream "nope"'))).toBe(true);
       expect(errors.some((msg) => msg.includes('unknown key "retyr"'))).toBe(true);
       expect(await reloads(app.adminUrl, 'failure')).toBe(1);

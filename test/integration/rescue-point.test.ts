@@ -53,7 +53,15 @@ routes:
       };
     },
   };
-  const logger = pino({ level: 'info' }, new Writable({ write: (chunk: Buffer, _e, cb) => { logged += chunk.toString(); cb(); } }));
+  const logger = pino(
+    { level: 'info' },
+    new Writable({
+      write: (chunk: Buffer, _e, cb) => {
+        logged += chunk.toString();
+        cb();
+      },
+    }),
+  );
   server = createProxyServer({ runtime: () => runtime, forwarder, metrics, logger, now });
   url = `http://127.0.0.1:${await server.listen('127.0.0.1', 0)}`;
 });

@@ -22,10 +22,12 @@ let upstream: FaultUpstream;
 let proxy: TestProxy;
 let closedPort = 0;
 
-const sequence = (...statuses: number[]) => (k: number): Behaviour => {
-  const status = statuses[Math.min(k, statuses.length) - 1]!;
-  return { kind: 'respond', status, headers: { 'content-type': 'text/plain', 'x-attempt': String(k) }, body: `attempt ${k}: ${status}` };
-};
+const sequence =
+  (...statuses: number[]) =>
+  (k: number): Behaviour => {
+    const status = statuses[Math.min(k, statuses.length) - 1]!;
+    return { kind: 'respond', status, headers: { 'content-type': 'text/plain', 'x-attempt': String(k) }, body: `attempt ${k}: ${status}` };
+  };
 
 beforeAll(async () => {
   upstream = await startFaultUpstream((_n, req) => {
@@ -185,12 +187,14 @@ describe('retryOn conditions', () => {
   it('does not retry a reset after the response started: the client response aborts', async () => {
     const path = script('/mid-body', () => ({ kind: 'close-mid-body', body: 'partial', contentLength: 100 }));
     const outcome = await new Promise<string>((resolve) => {
-      http.get(`${proxy.url}${path}`, { agent: false }, (res) => {
-        res.on('data', () => {});
-        res.on('end', () => resolve('complete'));
-        res.on('error', () => resolve('aborted'));
-        res.on('aborted', () => resolve('aborted'));
-      }).on('error', () => resolve('aborted'));
+      http
+        .get(`${proxy.url}${path}`, { agent: false }, (res) => {
+          res.on('data', () => {});
+          res.on('end', () => resolve('complete'));
+          res.on('error', () => resolve('aborted'));
+          res.on('aborted', () => resolve('aborted'));
+        })
+        .on('error', () => resolve('aborted'));
     });
     expect(outcome).toBe('aborted');
     expect(hits(path)).toBe(1);
@@ -198,17 +202,19 @@ describe('retryOn conditions', () => {
 });
 
 describe('methods and bodies', () => {
-  const echoBody = (status: number) => (k: number, req: IncomingMessage): Behaviour => ({
-    kind: 'custom',
-    handle: (_r, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        bodies.push({ k, body: Buffer.concat(chunks).toString(), key: req.headers['idempotency-key'] as string | undefined });
-        res.writeHead(k === 1 ? status : 200).end(`attempt ${k}`);
-      });
-    },
-  });
+  const echoBody =
+    (status: number) =>
+    (k: number, req: IncomingMessage): Behaviour => ({
+      kind: 'custom',
+      handle: (_r, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          bodies.push({ k, body: Buffer.concat(chunks).toString(), key: req.headers['idempotency-key'] as string | undefined });
+          res.writeHead(k === 1 ? status : 200).end(`attempt ${k}`);
+        });
+      },
+    });
   const bodies: { k: number; body: string; key: string | undefined }[] = [];
 
   it('sends a POST without Idempotency-Key once', async () => {
@@ -401,10 +407,12 @@ describe('sockets', () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
     const one = () =>
       new Promise<number>((resolve, reject) => {
-        http.get(`${proxy.url}${path}`, { agent }, (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-        }).on('error', reject);
+        http
+          .get(`${proxy.url}${path}`, { agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          })
+          .on('error', reject);
       });
     const accepted = upstream.connectionsAccepted();
     const statuses: number[] = [];

@@ -93,7 +93,7 @@ describe('routing', () => {
     expect(res.status).toBe(404);
   });
 
-  it('applies the route\'s request and response header edits', async () => {
+  it("applies the route's request and response header edits", async () => {
     const res = await request(`${proxy.url}/stripe/x`, { headers: { authorization: 'Bearer from-app', 'x-debug': '1' } });
     const echo = res.json<Echo>();
     expect(echo.headers.authorization).toBe('Bearer from-config');
@@ -102,7 +102,7 @@ describe('routing', () => {
     expect(res.headers['x-internal']).toBeUndefined();
   });
 
-  it('sends the upstream\'s own Host, with the client\'s in X-Forwarded-Host', async () => {
+  it("sends the upstream's own Host, with the client's in X-Forwarded-Host", async () => {
     const echo = (await request(`${proxy.url}/stripe/x`, { headers: { host: 'app.local:3128' } })).json<Echo>();
     expect(echo.headers.host).toBe(`127.0.0.1:${a.port}`);
     expect(echo.headers['x-forwarded-host']).toBe('app.local:3128');

@@ -21,8 +21,28 @@ beforeAll(async () => {
   upstream = await startFaultUpstream((_n, req) => {
     const path = req.url ?? '';
     if (path === '/big') return { kind: 'respond', headers: { 'content-type': 'application/octet-stream', 'content-length': BIG.length }, body: BIG };
-    if (path === '/big-chunked') return { kind: 'custom', handle: (_req, res) => { res.writeHead(200); for (let i = 0; i < BIG.length; i += 65536) res.write(BIG.subarray(i, i + 65536)); res.end(); } };
-    if (path === '/upload') return { kind: 'custom', handle: (r, res) => { const hash = createHash('sha256'); let length = 0; r.on('data', (c: Buffer) => { hash.update(c); length += c.length; }); r.on('end', () => res.end(JSON.stringify({ length, sha256: hash.digest('hex') }))); } };
+    if (path === '/big-chunked')
+      return {
+        kind: 'custom',
+        handle: (_req, res) => {
+          res.writeHead(200);
+          for (let i = 0; i < BIG.length; i += 65536) res.write(BIG.subarray(i, i + 65536));
+          res.end();
+        },
+      };
+    if (path === '/upload')
+      return {
+        kind: 'custom',
+        handle: (r, res) => {
+          const hash = createHash('sha256');
+          let length = 0;
+          r.on('data', (c: Buffer) => {
+            hash.update(c);
+            length += c.length;
+          });
+          r.on('end', () => res.end(JSON.stringify({ length, sha256: hash.digest('hex') })));
+        },
+      };
     if (path === '/sse') {
       return {
         kind: 'custom',

@@ -16,10 +16,14 @@ let proxy: TestProxy;
 beforeAll(async () => {
   upstream = await startFaultUpstream((_n, req) => {
     switch (req.url) {
-      case '/hang': return { kind: 'hang' };
-      case '/slow-headers': return { kind: 'slow-headers', delayMs: 100, body: 'late but in time' };
-      case '/slow-body': return { kind: 'slow-body', chunks: ['a', 'b', 'c', 'd', 'e', 'f'], intervalMs: 150 };
-      default: return { kind: 'respond', body: 'ok' };
+      case '/hang':
+        return { kind: 'hang' };
+      case '/slow-headers':
+        return { kind: 'slow-headers', delayMs: 100, body: 'late but in time' };
+      case '/slow-body':
+        return { kind: 'slow-body', chunks: ['a', 'b', 'c', 'd', 'e', 'f'], intervalMs: 150 };
+      default:
+        return { kind: 'respond', body: 'ok' };
     }
   });
   // Accepts TCP and never speaks: a TLS handshake with it never completes.
@@ -87,7 +91,10 @@ describe('timeouts', () => {
 
   it('flags the access log line UPSTREAM_TIMEOUT', async () => {
     await request(`${proxy.url}/quick/hang`);
-    const line = proxy.accessLogs().filter((entry) => entry.path === '/quick/hang').at(-1)!;
+    const line = proxy
+      .accessLogs()
+      .filter((entry) => entry.path === '/quick/hang')
+      .at(-1)!;
     expect(line).toMatchObject({ status: 504, route: 'quick', upstream: 'u', attempts: 1 });
     expect(line.flags).toEqual(['UPSTREAM_TIMEOUT']);
   });
@@ -95,8 +102,18 @@ describe('timeouts', () => {
   it('keeps serving the connection after a timeout', async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     try {
-      const first = await new Promise<number>((resolve) => http.get(`${proxy.url}/quick/hang`, { agent }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode!)); }));
-      const second = await new Promise<number>((resolve) => http.get(`${proxy.url}/quick/ok`, { agent }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode!)); }));
+      const first = await new Promise<number>((resolve) =>
+        http.get(`${proxy.url}/quick/hang`, { agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode!));
+        }),
+      );
+      const second = await new Promise<number>((resolve) =>
+        http.get(`${proxy.url}/quick/ok`, { agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode!));
+        }),
+      );
       expect([first, second]).toEqual([504, 200]);
     } finally {
       agent.destroy();

@@ -19,12 +19,18 @@ let closedPort: number;
 beforeAll(async () => {
   plain = await startFaultUpstream((_n, req) => {
     switch (req.url) {
-      case '/reset': return { kind: 'reset' };
-      case '/mid-body': return { kind: 'close-mid-body', body: 'partial', contentLength: 1000 };
-      case '/mid-chunked': return { kind: 'close-mid-body', body: 'partial' };
-      case '/503': return { kind: 'respond', status: 503, headers: { 'content-type': 'text/plain', 'retry-after': '7' }, body: 'upstream says busy' };
-      case '/404': return { kind: 'respond', status: 404, headers: { 'content-type': 'application/json' }, body: '{"error":"missing"}' };
-      default: return { kind: 'respond', body: 'ok' };
+      case '/reset':
+        return { kind: 'reset' };
+      case '/mid-body':
+        return { kind: 'close-mid-body', body: 'partial', contentLength: 1000 };
+      case '/mid-chunked':
+        return { kind: 'close-mid-body', body: 'partial' };
+      case '/503':
+        return { kind: 'respond', status: 503, headers: { 'content-type': 'text/plain', 'retry-after': '7' }, body: 'upstream says busy' };
+      case '/404':
+        return { kind: 'respond', status: 404, headers: { 'content-type': 'application/json' }, body: '{"error":"missing"}' };
+      default:
+        return { kind: 'respond', body: 'ok' };
     }
   });
   tls = await startFaultUpstream(() => ({ kind: 'respond', body: 'secure ok' }), { tls: true });
@@ -154,13 +160,15 @@ describe('upstream failures after the response started', () => {
   for (const path of ['/plain/mid-body', '/plain/mid-chunked']) {
     it(`aborts the client's response when the upstream closes mid-body (${path})`, async () => {
       const outcome = await new Promise<string>((resolve) => {
-        http.get(`${proxy.url}${path}`, { agent: false }, (res) => {
-          let body = '';
-          res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-          res.on('end', () => resolve(`complete: ${body}`));
-          res.on('error', () => resolve(`aborted after "${body}"`));
-          res.on('aborted', () => resolve(`aborted after "${body}"`));
-        }).on('error', (error) => resolve(`aborted: ${error.message}`));
+        http
+          .get(`${proxy.url}${path}`, { agent: false }, (res) => {
+            let body = '';
+            res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+            res.on('end', () => resolve(`complete: ${body}`));
+            res.on('error', () => resolve(`aborted after "${body}"`));
+            res.on('aborted', () => resolve(`aborted after "${body}"`));
+          })
+          .on('error', (error) => resolve(`aborted: ${error.message}`));
       });
       expect(outcome).toMatch(/^aborted/);
       await proxy.app.proxy.server.listening; // the proxy keeps serving
@@ -170,15 +178,20 @@ describe('upstream failures after the response started', () => {
 
   it('flags the access log line of a response cut by the upstream', async () => {
     await new Promise<void>((resolve) => {
-      http.get(`${proxy.url}/plain/mid-body`, { agent: false }, (res) => {
-        res.on('error', () => resolve());
-        res.on('aborted', () => resolve());
-        res.on('end', () => resolve());
-        res.resume();
-      }).on('error', () => resolve());
+      http
+        .get(`${proxy.url}/plain/mid-body`, { agent: false }, (res) => {
+          res.on('error', () => resolve());
+          res.on('aborted', () => resolve());
+          res.on('end', () => resolve());
+          res.resume();
+        })
+        .on('error', () => resolve());
     });
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const line = proxy.accessLogs().filter((entry) => entry.path === '/plain/mid-body').at(-1)!;
+    const line = proxy
+      .accessLogs()
+      .filter((entry) => entry.path === '/plain/mid-body')
+      .at(-1)!;
     expect(line.status).toBe(200);
     expect(line.flags).toContain('UPSTREAM_RESET');
   });

@@ -101,7 +101,7 @@ describe('shedding (adaptive throttling)', () => {
     let n = 0;
     let draws = 0;
     // A deterministic uniform sequence for the shedding draws.
-    const random = () => ((draws++ * 0.618_033_988_75) % 1);
+    const random = () => (draws++ * 0.618_033_988_75) % 1;
     // Opening needs 100 failures in a row here: only shedding acts.
     const { breaker, outcome } = breakerWith({ failureRate: 99.99, minimumRequests: 100, shedding: { enabled: true, k } }, random);
     let shed = 0;
@@ -374,10 +374,13 @@ describe('open, hold and half-open', () => {
     await openIt(b);
     expect(await b.outcome(ok, ctx(clock + 50))).toBe('CIRCUIT_OPEN'); // not even held
     let called = 0;
-    const held = b.outcome(() => {
-      called++;
-      return ok();
-    }, ctx(clock + 1_050));
+    const held = b.outcome(
+      () => {
+        called++;
+        return ok();
+      },
+      ctx(clock + 1_050),
+    );
     clock += 1_000; // the probe time: 50 ms before its deadline
     await vi.advanceTimersByTimeAsync(1_000);
     await expect(held).resolves.toBe('CIRCUIT_OPEN');
@@ -406,7 +409,8 @@ describe('open, hold and half-open', () => {
     await openIt(b);
     await b.outcome(ok);
     await b.outcome(ok);
-    const value = async (name: string, labels: Record<string, string>) => (await b.metrics.registry.getSingleMetric(name)!.get()).values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
+    const value = async (name: string, labels: Record<string, string>) =>
+      (await b.metrics.registry.getSingleMetric(name)!.get()).values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
     expect(await value('breakwater_circuit_transitions_total', { upstream: 'api', to: 'open' })).toBe(1);
     expect(await value('breakwater_circuit_rejections_total', { upstream: 'api' })).toBe(2);
   });

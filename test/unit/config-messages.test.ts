@@ -39,9 +39,7 @@ describe('config messages', () => {
   });
 
   it('explains a bad upstream name', () => {
-    expect(problems(BASE.replace('  u: {', '  "bad name": {').replace('upstream: u', 'upstream: "bad name"')).join('\n')).toMatch(
-      /upstreams\["bad name"\]: "bad name" is not a valid name/,
-    );
+    expect(problems(BASE.replace('  u: {', '  "bad name": {').replace('upstream: u', 'upstream: "bad name"')).join('\n')).toMatch(/upstreams\["bad name"\]: "bad name" is not a valid name/);
   });
 
   it('explains an unreadable CA file, relative to the config file', () => {

@@ -26,7 +26,7 @@ routes:
 `;
 
 describe('valid files', () => {
-  it('reads the example of the project\'s copy of SPEC §3, verbatim', () => {
+  it("reads the example of the project's copy of SPEC §3, verbatim", () => {
     const spec = readFileSync(path.join(ROOT, 'test/fixtures/SPEC.md'), 'utf8');
     const start = spec.indexOf('```yaml\nversion: 1');
     expect(start).toBeGreaterThan(0);
@@ -121,24 +121,35 @@ routes:
   });
 
   it('reads redis.sentinel (SPEC §9), refuses a sentinel that is not host:port, and never shows its passwords in /config', () => {
-    const result = parseConfig(`version: 1
+    const result = parseConfig(
+      `version: 1
 redis:
   sentinel: { name: mymaster, sentinels: ["10.0.0.5:26379", "[::1]:26380"], password: s3cret, sentinelPassword: "\${env:SENTINEL_PASSWORD}" }
 upstreams: { api: { url: "https://a.example.com" } }
 routes:
   - { name: a, upstream: api, rateLimit: { rate: 5/s, shared: true } }
-`, 'sentinel.yaml', { env: { SENTINEL_PASSWORD: 'also-secret' } });
+`,
+      'sentinel.yaml',
+      { env: { SENTINEL_PASSWORD: 'also-secret' } },
+    );
     if (!result.ok) throw new Error(result.problems.map(formatProblem).join('\n'));
     expect(result.loaded.config.redis!.sentinel).toEqual({
       name: 'mymaster',
-      sentinels: [{ host: '10.0.0.5', port: 26379 }, { host: '::1', port: 26380 }],
+      sentinels: [
+        { host: '10.0.0.5', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
       password: 's3cret',
       sentinelPassword: 'also-secret',
     });
     const shown = JSON.stringify(redactedConfig(result.loaded));
     expect(shown).not.toContain('s3cret');
     expect(shown).not.toContain('also-secret');
-    const bad = parseConfig('version: 1\nredis: { sentinel: { name: m, sentinels: ["nope", "h:99999"] } }\nupstreams: { api: { url: "https://a.example.com" } }\nroutes: [{ name: a, upstream: api }]\n', 'bad.yaml', { env: {} });
+    const bad = parseConfig(
+      'version: 1\nredis: { sentinel: { name: m, sentinels: ["nope", "h:99999"] } }\nupstreams: { api: { url: "https://a.example.com" } }\nroutes: [{ name: a, upstream: api }]\n',
+      'bad.yaml',
+      { env: {} },
+    );
     expect(bad.ok).toBe(false);
     const messages = bad.ok ? [] : bad.problems.map((problem) => problem.message);
     expect(messages).toContainEqual(expect.stringContaining('"nope" is not host:port'));
@@ -146,7 +157,8 @@ routes:
   });
 
   it('reads redis.cluster and the options of every form (SPEC §9), hides the password and the CA in /config, and refuses what cannot work', () => {
-    const result = parseConfig(`version: 1
+    const result = parseConfig(
+      `version: 1
 redis:
   cluster: { nodes: ["10.0.0.5:6379", "10.0.0.6:6379"] }
   username: breakwater
@@ -155,10 +167,18 @@ redis:
 upstreams: { api: { url: "https://a.example.com" } }
 routes:
   - { name: a, upstream: api, rateLimit: { rate: 5/s, shared: true } }
-`, 'cluster.yaml', { env: { REDIS_PASSWORD: 'r3dis-secret' } });
+`,
+      'cluster.yaml',
+      { env: { REDIS_PASSWORD: 'r3dis-secret' } },
+    );
     if (!result.ok) throw new Error(result.problems.map(formatProblem).join('\n'));
     expect(result.loaded.config.redis).toMatchObject({
-      cluster: { nodes: [{ host: '10.0.0.5', port: 6379 }, { host: '10.0.0.6', port: 6379 }] },
+      cluster: {
+        nodes: [
+          { host: '10.0.0.5', port: 6379 },
+          { host: '10.0.0.6', port: 6379 },
+        ],
+      },
       username: 'breakwater',
       password: 'r3dis-secret',
       db: null,
@@ -179,12 +199,16 @@ routes:
   });
 
   it('refuses a maxOpenFor shorter than openFor, and a shedding k below 1', () => {
-    const result = parseConfig(`version: 1
+    const result = parseConfig(
+      `version: 1
 upstreams:
   api: { url: "https://a.example.com", circuitBreaker: { openFor: 2s, maxOpenFor: 1s, shedding: { k: 0.5 } } }
 routes:
   - { name: a, upstream: api }
-`, 'bad.yaml', { env: {} });
+`,
+      'bad.yaml',
+      { env: {} },
+    );
     expect(result.ok).toBe(false);
     const messages = result.ok ? [] : result.problems.map((problem) => `${problem.path}: ${problem.message}`);
     expect(messages).toContainEqual(expect.stringMatching(/^upstreams\.api\.circuitBreaker\.maxOpenFor: maxOpenFor \(1s\) must not be shorter than openFor \(2s\)$/));
@@ -244,7 +268,7 @@ describe('defaults merge key by key', () => {
     expect(retry).toEqual({ ...config.defaults.retry, maxRetries: 3 });
   });
 
-  it('merges built-in defaults, then the file\'s defaults, then the route, at every depth', () => {
+  it("merges built-in defaults, then the file's defaults, then the route, at every depth", () => {
     const config = load(`version: 1
 defaults:
   timeouts: { total: 20s }
@@ -303,7 +327,7 @@ routes:
 });
 
 describe('built-in defaults equal SPEC §3', () => {
-  it('matches the example\'s defaults block and upstream policy blocks', () => {
+  it("matches the example's defaults block and upstream policy blocks", () => {
     const spec = load(SPEC_EXAMPLE, { STRIPE_KEY: 'x' });
     const minimal = load(MINIMAL);
     expect(minimal.defaults).toEqual(spec.defaults);

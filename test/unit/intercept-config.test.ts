@@ -65,7 +65,10 @@ describe('forwardProxy.intercept', () => {
   ])('refuses %s', (intercept, at, message) => {
     const problems = load(intercept);
     expect(problems.length, JSON.stringify(problems)).toBeGreaterThan(0);
-    expect(problems.find((p) => p.path === at && message.test(p.message)), JSON.stringify(problems)).toBeDefined();
+    expect(
+      problems.find((p) => p.path === at && message.test(p.message)),
+      JSON.stringify(problems),
+    ).toBeDefined();
   });
 
   it('never keeps the key in the loaded config', () => {

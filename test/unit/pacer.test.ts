@@ -139,7 +139,7 @@ describe('pacer', () => {
     expect(waits.length === 0 || waits[0]! <= 1000 / 3.5).toBe(true);
   });
 
-  it('never waits past the request\'s deadline: refused at once, nothing reserved', async () => {
+  it("never waits past the request's deadline: refused at once, nothing reserved", async () => {
     const { waits, send } = harness({ maxWait: 60_000 }, 1000);
     await send({ 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '3' });
     await expect(send(undefined)).rejects.toMatchObject({ code: 'RATE_LIMITED', detail: expect.stringMatching(/total timeout/) });

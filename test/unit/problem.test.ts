@@ -6,7 +6,7 @@ import { renderProblem } from '../../src/errors/problem.js';
 const context = { instance: '/stripe/v1/charges', route: 'stripe', upstream: 'stripe', attempts: 0, requestId: 'req-1' };
 
 describe('renderProblem', () => {
-  it('renders SPEC §5\'s example body', () => {
+  it("renders SPEC §5's example body", () => {
     const error = new BreakwaterError('CIRCUIT_OPEN', "Upstream 'stripe' failed 12 of 20 recent calls; calls are refused for 24 s.", { retryAfterSeconds: 24 });
     const rendered = renderProblem(error, context);
     expect(rendered.status).toBe(503);

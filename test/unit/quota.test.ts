@@ -34,7 +34,11 @@ describe('quota headers', () => {
   it('prefers the IETF fields, then X-RateLimit, then OpenAI', () => {
     expect(readQuota({ ratelimit: '"a";r=5;t=10', 'ratelimit-policy': '"a";q=50;w=60', 'x-ratelimit-remaining': '1' }, now)).toEqual({ limit: 50, remaining: 5, resetSeconds: 10 });
     expect(readQuota({ 'x-ratelimit-limit': '10', 'x-ratelimit-remaining': '2' }, now)).toEqual({ limit: 10, remaining: 2 });
-    expect(readQuota({ 'x-ratelimit-limit-requests': '100', 'x-ratelimit-remaining-requests': '99', 'x-ratelimit-reset-requests': '600ms' }, now)).toEqual({ limit: 100, remaining: 99, resetSeconds: 0.6 });
+    expect(readQuota({ 'x-ratelimit-limit-requests': '100', 'x-ratelimit-remaining-requests': '99', 'x-ratelimit-reset-requests': '600ms' }, now)).toEqual({
+      limit: 100,
+      remaining: 99,
+      resetSeconds: 0.6,
+    });
   });
 
   it('returns nothing without a limit or a remaining count, and ignores garbage', () => {

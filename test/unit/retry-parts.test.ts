@@ -6,7 +6,6 @@ import { createRetryBudget } from '../../src/policy/retry-budget.js';
 import { classifyError, classifyStatus, classifyTimeout } from '../../src/upstream/classify.js';
 import { seededRandom } from '../../src/demo/prng.js';
 
-
 describe('fullJitterDelay', () => {
   it('stays inside [0, min(max, base * 2^n)) for every retry', () => {
     const random = seededRandom(1);

@@ -18,7 +18,12 @@ function tag(xml: string, name: string): string | undefined {
 }
 
 function decodeXml(value: string): string {
-  return value.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
+  return value
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&amp;/g, '&');
 }
 
 /** AWS XML protocols (S3, SQS, EC2...): `<Error><Code>` and `<Message>`. */

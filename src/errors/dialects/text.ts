@@ -6,7 +6,10 @@ export const html: Dialect = {
   extract(body) {
     if (body.kind !== 'html') return undefined;
     const match = /<title[^>]*>([\s\S]*?)<\/title>/i.exec(body.text) ?? /<h1[^>]*>([\s\S]*?)<\/h1>/i.exec(body.text);
-    const message = match?.[1]?.replace(/<[^>]+>/g, '').replace(/\s+/g, ' ').trim();
+    const message = match?.[1]
+      ?.replace(/<[^>]+>/g, '')
+      .replace(/\s+/g, ' ')
+      .trim();
     return { message: message || undefined };
   },
 };
