@@ -11,7 +11,7 @@
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
-import { readCaKey } from '../config/resolve.js';
+import { readCaKey } from '../config/ca-files.js';
 import type { ForwardProxyConfig } from '../config/types.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Metrics } from '../observe/metrics.js';
