@@ -26,15 +26,13 @@
  * pacer-store.ts) and every replica reserves from it.
  */
 import { createHash } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
 import type { PacingConfig } from '../config/types.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
-import { readQuota } from '../errors/quota.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Logger } from '../observe/logger.js';
 import type { Policy, PolicyDeps, RequestContext } from './context.js';
 import { localStore, MAX_PACERS, sharedStore, type PacerState } from './pacer-store.js';
-import { parseRetryAfter } from '../lib/retry-after.js';
+import { headerValue, observe, released, reserveWithin } from './pacer-quota.js';
 import type { SharedLimits } from './shared-limits.js';
 
 export { MAX_PACERS } from './pacer-store.js';
@@ -64,169 +62,6 @@ export interface PacingDeps extends PolicyDeps {
   readonly logger?: Logger;
   /** The Redis connection, for `shared: true`. */
   readonly shared?: SharedLimits;
-}
-
-/** Samples for the measured refill rate are at least this far apart (ms). */
-const REFILL_SAMPLE_MS = 1000;
-
-const JITTER_MAX_MS = 150;
-
-/** After a reset: a margin for clock skew and rounding, plus jitter so that waiters do not arrive together. */
-function jitter(random: () => number): number {
-  return 50 + random() * (JITTER_MAX_MS - 50);
-}
-
-/** How long a request must wait before it may go, in ms; reserves its slot. `inFlight` counts the others (all replicas). */
-function reserve(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number): number {
-  if (state.pausedUntil > t) {
-    const at = state.pausedUntil + jitter(random);
-    state.nextSlot = Math.max(state.nextSlot, at);
-    return at - t;
-  }
-  let rate: number | null = null;
-  const haveQuota = state.remaining !== undefined && state.limit !== undefined && state.limit > 0;
-  if (haveQuota && state.resetAt !== undefined && state.resetAt <= t) {
-    // The window the quota described is over: assume it refilled.
-    state.remaining = state.limit;
-    state.resetAt = undefined;
-    state.releasedSinceRefill = 0;
-    state.resetWaiters = 0;
-  }
-  if (haveQuota) {
-    const limit = state.limit!;
-    const effective = state.remaining! - inFlight - config.reserve * limit;
-    if (state.remaining! / limit > config.engageBelow && effective > 0) return 0;
-    const share = config.shared ? 1 : config.replicas;
-    if (state.windowMs !== undefined) {
-      // A quota that resets. After an assumed refill, a fresh window.
-      const resetAt = state.resetAt ?? t + state.windowMs;
-      if (effective <= 0) {
-        // Nothing left in this window: wait for the reset. Each window's
-        // quota goes to the requests that waited for it, in order; those
-        // beyond it wait for the window after.
-        const perWindow = Math.max(1, Math.floor((limit * (1 - config.reserve)) / share));
-        const waiting = state.resetWaiters ?? 0;
-        state.resetWaiters = waiting + 1;
-        // A window after a reset starts with its first request, up to one jitter late: later windows are counted from there.
-        const at = resetAt + Math.floor(waiting / perWindow) * (state.windowMs + JITTER_MAX_MS) + jitter(random);
-        state.nextSlot = Math.max(state.nextSlot, at);
-        return at - t;
-      }
-      rate = Math.max(config.minRate, effective / Math.max(0.001, (resetAt - t) / 1000));
-    } else if (state.refillRate !== undefined) {
-      // No reset announced: release at the measured refill rate, half of it once nothing is left.
-      rate = Math.max(config.minRate, effective > 0 ? state.refillRate : state.refillRate / 2);
-    } else if (effective > 0) {
-      // Not measured yet: spend what is left over a second.
-      rate = Math.max(config.minRate, effective);
-    } else {
-      // Nothing left and no measurement yet: wait for one (a sample period), without queueing behind a guessed rate.
-      return REFILL_SAMPLE_MS + jitter(random);
-    }
-    rate /= share;
-  } else if (state.aimdRate !== null) {
-    if (t - state.lastIncrease >= config.aimd.increaseEvery) {
-      state.aimdRate += config.aimd.increaseBy;
-      state.lastIncrease = t;
-    }
-    rate = state.aimdRate / (config.shared ? 1 : config.replicas);
-  }
-  if (rate === null) return 0;
-  // Slots reserved at an older, lower rate (or by requests that never went)
-  // do not hold back the queue: at the current rate, at most the requests
-  // in flight are ahead of this one.
-  let slot = Math.max(t, Math.min(state.nextSlot, t + ((inFlight + 1) * 1000) / rate));
-  // Nobody needs to wait past the reset: the next window has quota again.
-  if (haveQuota && state.resetAt !== undefined && slot > state.resetAt) slot = state.resetAt + jitter(random);
-  state.nextSlot = slot + 1000 / rate;
-  return slot - t;
-}
-
-/**
- * `reserve`, but a wait beyond `limitMs` (maxWait, or what is left of the
- * request's deadline) is refused without taking a slot or a place among the
- * reset's waiters: refused requests must not push later ones back.
- */
-function reserveWithin(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number, limitMs: number): number {
-  const { nextSlot, resetWaiters } = state;
-  const wait = reserve(state, t, inFlight, config, random);
-  if (wait > limitMs) {
-    state.nextSlot = nextSlot;
-    state.resetWaiters = resetWaiters;
-  }
-  return wait;
-}
-
-/** A request is released: counters for AIMD's starting point and the refill guard. */
-function released(state: PacerState, t: number): void {
-  const second = Math.floor(t / 1000);
-  if (second !== state.recent.second) state.recent = { second, count: 0, previous: state.recent.second === second - 1 ? state.recent.count : 0 };
-  state.recent.count += 1;
-  if (state.releasedSinceRefill !== null) state.releasedSinceRefill += 1;
-}
-
-interface Observed {
-  /** The pacer was paused by this response (count it). */
-  paused: boolean;
-}
-
-/** What a response says about the quota, read into the pacer (no side effect outside the state: a shared update may run twice). */
-function observe(state: PacerState, t: number, status: number | undefined, headers: IncomingHttpHeaders, config: PacingConfig, retryAfterMaxMs: number): Observed {
-  let paused = false;
-  const quota = readQuota(headers, Date.now(), { dialect: config.headers, resetFormat: config.resetFormat });
-  state.answered += 1;
-  // After an assumed reset, a late answer from the window that just ended
-  // announces a reset that is (nearly) past: it must not undo the refill
-  // and make the pacer refill twice.
-  const stale = state.releasedSinceRefill !== null && quota?.resetSeconds !== undefined && quota.resetSeconds * 1000 < 150;
-  if (!stale && quota?.resetSeconds !== undefined && state.releasedSinceRefill !== null) state.releasedSinceRefill = null;
-  if (quota && !stale && (quota.limit !== undefined || quota.remaining !== undefined)) {
-    const sameWindow = state.resetAt !== undefined && state.resetAt > t && quota.remaining !== undefined && state.remaining !== undefined && quota.remaining <= state.remaining;
-    state.limit = quota.limit ?? state.limit;
-    state.remaining = quota.remaining ?? state.remaining;
-    if (quota.resetSeconds !== undefined) {
-      // Resets in whole seconds are rounded up by providers: within one
-      // window, the earliest estimate seen is the closest to the truth.
-      const estimate = t + quota.resetSeconds * 1000;
-      state.resetAt = sameWindow ? Math.min(state.resetAt!, estimate) : estimate;
-      if (!sameWindow) state.resetWaiters = 0;
-      // The longest time to a reset seen is the window's length (close to it).
-      state.windowMs = Math.max(state.windowMs ?? 0, quota.resetSeconds * 1000);
-    } else if (quota.remaining !== undefined) {
-      // No reset named: measure the refill. Between two samples the
-      // provider answered (answered - sample.answered) requests, so it
-      // refilled remaining - sample.remaining + those.
-      const sample = state.sample;
-      if (!sample) state.sample = { at: t, remaining: quota.remaining, answered: state.answered };
-      else if (t - sample.at >= REFILL_SAMPLE_MS) {
-        const refill = Math.max(0, ((quota.remaining - sample.remaining + state.answered - sample.answered) * 1000) / (t - sample.at));
-        state.refillRate = state.refillRate === undefined ? refill : (state.refillRate + refill) / 2;
-        state.sample = { at: t, remaining: quota.remaining, answered: state.answered };
-      }
-    }
-  }
-  if (status === 429 || status === 503) {
-    const retryAfter = parseRetryAfter(headers['retry-after'], Date.now());
-    if (retryAfter !== undefined) {
-      const until = t + Math.min(retryAfter, retryAfterMaxMs);
-      if (until > state.pausedUntil) {
-        state.pausedUntil = until;
-        paused = true;
-      }
-    }
-    if (status === 429 && !quota) {
-      // AIMD: no quota announced, so the 429 is the only signal.
-      const current = state.aimdRate ?? Math.max(config.minRate, state.recent.previous || state.recent.count || 1);
-      state.aimdRate = Math.max(config.minRate, current * config.aimd.decrease);
-      state.lastIncrease = t;
-    }
-  }
-  return { paused };
-}
-
-function headerValue(headers: IncomingHttpHeaders, name: string): string {
-  const value = headers[name];
-  return Array.isArray(value) ? (value[0] ?? '') : (value ?? '');
 }
 
 export function createUpstreamPacing(upstream: string, config: PacingConfig, retryAfterMaxMs: number, deps: PacingDeps): UpstreamPacing {
