@@ -12,7 +12,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import { redactUrl } from '../observe/redact.js';
-import { createSharedBuckets, type SharedBuckets } from './shared-limiter.js';
+import { createSharedBuckets, type SharedBuckets } from './shared-buckets.js';
 
 export interface SharedLimits {
   /** Shared rate limits' scripts and leases on this connection. */
