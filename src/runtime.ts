@@ -17,8 +17,8 @@ import type { Logger } from './observe/logger.js';
 import { createRoutePipeline, sleep, type Next, type RoutePipeline } from './policy/pipeline.js';
 import { compileMatcher, matchRoute, rewritePath, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { buildUpstreamHeaders, compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
-import { createForwardAgent, createUpstreamAgent } from './upstream/agents.js';
-import { defaultCircuitBreaker } from './config/resolve.js';
+import { createUpstreamAgent } from './upstream/agents.js';
+import { createForwardTargets } from './runtime/forward-targets.js';
 import { createTargetChecker, type Lookup, type TargetChecker } from './router/target-check.js';
 import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
 
@@ -92,8 +92,7 @@ export interface RuntimeDeps {
   readonly inherit?: Inheritance;
 }
 
-/** Live forward-proxy targets kept (idle ones beyond this are closed). */
-export const MAX_FORWARD_TARGETS = 500;
+export { MAX_FORWARD_TARGETS } from './runtime/forward-targets.js';
 
 /** What a new runtime may take over from the one it replaces: unchanged upstreams and local limits keep their state. */
 export interface Inheritance {
@@ -215,41 +214,9 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   // serve forward-proxy requests.
   const reverseRoutes = routes.filter((route) => route.upstream !== null);
   const targets = createTargetChecker(config.forwardProxy, deps.lookup);
-  const forwardTargets = new Map<string, { target: UpstreamTarget; breaker: UpstreamBreaker }>();
-  const breakerConfig = defaultCircuitBreaker();
-  const closeForward = (entry: { target: UpstreamTarget; breaker: UpstreamBreaker }) => {
-    entry.breaker.close();
-    entry.target.agent.destroy();
-  };
   const intercept = config.forwardProxy.intercept;
   const interceptor = intercept ? (deps.inherit?.interceptor(intercept) ?? createInterceptor(intercept, deps.metrics)) : null;
-  const forwardTarget = (host: string, port: number, https = false) => {
-    const name = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-    const key = https ? `https://${name}` : name;
-    let entry = forwardTargets.get(key);
-    if (entry) {
-      forwardTargets.delete(key);
-    } else {
-      if (forwardTargets.size >= MAX_FORWARD_TARGETS) {
-        for (const [key, candidate] of forwardTargets) {
-          if (forwardTargets.size < MAX_FORWARD_TARGETS) break;
-          const agent = candidate.target.agent as unknown as { sockets: Record<string, unknown[]>; requests: Record<string, unknown[]> };
-          if (Object.keys(agent.sockets).length > 0 || Object.keys(agent.requests).length > 0) continue;
-          forwardTargets.delete(key);
-          closeForward(candidate);
-        }
-      }
-      const url = new URL(`${https ? 'https' : 'http'}://${name}`);
-      // Re-originated TLS is always verified, against the CONNECT host as server name.
-      const agent = createForwardAgent(targets.lookup as never, https ? { secureContext: interceptor?.upstreamContext } : undefined);
-      entry = {
-        target: { name, url, agent, ca: undefined, rejectUnauthorized: true, proxyOptions: { target: url, agent, ca: undefined, secure: true, prependPath: false } },
-        breaker: createUpstreamBreaker(name, breakerConfig, deps),
-      };
-    }
-    forwardTargets.set(key, entry);
-    return entry;
-  };
+  const forwardTargets = createForwardTargets(targets, () => interceptor?.upstreamContext, deps);
   return {
     config,
     routes,
@@ -257,9 +224,9 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     match: (input) => matchRoute(reverseRoutes, input),
     matchForward: (input) => matchRoute(routes, input),
     targets,
-    forwardTarget,
+    forwardTarget: (host, port, https) => forwardTargets.get(host, port, https),
     interceptor,
-    forwardTargetCount: () => forwardTargets.size,
+    forwardTargetCount: () => forwardTargets.size(),
     redisStatus: () => shared?.status() ?? null,
     async warmUp() {
       if (shared && !(await shared.waitReady(REDIS_STARTUP_WAIT_MS))) {
@@ -311,8 +278,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
         if (upstream.pacing && !keep.has(upstream.pacing)) upstream.pacing.close();
         if (!keep.has(upstream.agent)) upstream.agent.destroy();
       }
-      for (const entry of forwardTargets.values()) closeForward(entry);
-      forwardTargets.clear();
+      forwardTargets.close();
     },
   };
 }
