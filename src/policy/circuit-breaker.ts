@@ -57,6 +57,8 @@ import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { CIRCUIT_STATES, Metrics } from '../observe/metrics.js';
 import type { AttemptResult, Flag, Policy } from './context.js';
 import { compileConditions } from './conditions.js';
+import { CallWindow, RecentCalls } from './breaker-window.js';
+import { HeldCalls, MIN_PROBE_MS } from './breaker-held.js';
 import type { Signal } from '../lib/signal.js';
 
 export type CircuitState = (typeof CIRCUIT_STATES)[number];
@@ -65,9 +67,6 @@ export type CircuitState = (typeof CIRCUIT_STATES)[number];
 export const PROBES = 3;
 /** Calls held at once per upstream; beyond it, refused at once (memory bound). */
 const MAX_HELD = 10_000;
-const BUCKETS = 10;
-/** The most that shedding refuses (Envoy's admission control caps at 80 %, failsafe-go suggests 90 %): some calls always test the upstream. */
-const MAX_SHED = 0.9;
 
 export interface BreakerStatus {
   readonly state: CircuitState;
@@ -108,15 +107,6 @@ export interface BreakerDeps {
   readonly random?: () => number;
 }
 
-interface Waiter {
-  /** When it stops waiting: hold, or its deadline. */
-  readonly until: number;
-  readonly deadline: number;
-  /** Its request went away: dropped at the next pump. */
-  gone: boolean;
-  resolve(admitted: Admission | undefined): void;
-}
-
 /**
  * How a call got through: a probe carries its generation (> 0), any other
  * call minus the epoch it was admitted in (< 0). Results from an older
@@ -124,9 +114,6 @@ interface Waiter {
  * not counted.
  */
 type Admission = number;
-
-/** A held call with less time than this before its deadline is refused rather than made a probe that can only time out. */
-const MIN_PROBE_MS = 100;
 
 export function createUpstreamBreaker(upstream: string, config: CircuitBreakerConfig, deps: BreakerDeps): UpstreamBreaker {
   const { metrics, now } = deps;
@@ -139,22 +126,9 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
   /** Strictly above failureRate %; the tolerance keeps a product like 18.4 x 375 (6899.999...) from opening at exactly 18.4 %. */
   const opensAt = (failures: number) => failures * 100 - config.failureRate * recentSize > 1e-9 * recentSize;
 
-  // The last `minimumRequests` calls: failed or not, and when.
-  const recentFailed = new Uint8Array(recentSize);
-  const recentAt = new Float64Array(recentSize).fill(-Infinity);
-  let recentNext = 0;
-  let recentFailures = 0;
-
-  // The shedding window: BUCKETS buckets of window / BUCKETS.
-  const bucketMs = Math.max(1, config.window / BUCKETS);
-  const offered = new Float64Array(BUCKETS);
-  const accepted = new Float64Array(BUCKETS);
-  const failed = new Float64Array(BUCKETS);
-  let bucket = Math.floor(now() / bucketMs);
-  let offeredSum = 0;
-  let acceptedSum = 0;
-  let failedSum = 0;
-  let shedProbability = 0;
+  // The last `minimumRequests` calls, and the shedding window (breaker-window.ts).
+  const recent = new RecentCalls(recentSize);
+  const calls = new CallWindow(config.window, { enabled: canShed, k: config.shedding.k, minimumRequests: config.minimumRequests }, now());
 
   let state: CircuitState = 'closed';
   /** When the current episode (closed -> ... -> closed) first opened. */
@@ -174,11 +148,8 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
   /** The breaker was dropped (reload, evicted target): calls pass straight through. */
   let dropped = false;
 
-  const held: Waiter[] = [];
-  /** Held calls whose request is still there (`held` keeps gone ones until the next pump). */
-  let waiting = 0;
-  let timer: NodeJS.Timeout | undefined;
-  let timerAt = Infinity;
+  /** Calls waiting for the circuit in the first seconds of an outage (breaker-held.ts). */
+  const held = new HeldCalls<Admission>(now, () => pump());
 
   /** Closed, shedding or not: calls are counted in the window and nothing is held. */
   const isClosed = () => state === 'closed' || state === 'shedding';
@@ -189,34 +160,16 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     metrics.circuitTransitions.inc({ upstream, to: next });
   };
 
+  /** Moves the window on; a closed circuit starts or stops shedding with it. */
   const advance = (at: number) => {
-    const current = Math.floor(at / bucketMs);
-    if (current === bucket) return;
-    const steps = Math.min(BUCKETS, current - bucket);
-    for (let i = 1; i <= steps; i++) {
-      const slot = (bucket + i) % BUCKETS;
-      offeredSum -= offered[slot]!;
-      acceptedSum -= accepted[slot]!;
-      failedSum -= failed[slot]!;
-      offered[slot] = 0;
-      accepted[slot] = 0;
-      failed[slot] = 0;
-    }
-    bucket = current;
-    if (!canShed || offeredSum < config.minimumRequests) shedProbability = 0;
-    else shedProbability = Math.min(MAX_SHED, Math.max(0, (offeredSum - config.shedding.k * acceptedSum) / (offeredSum + 1)));
-    if (state === 'closed' && shedProbability > 0) enter('shedding');
-    else if (state === 'shedding' && shedProbability === 0) enter('closed');
+    if (!calls.advance(at)) return;
+    if (state === 'closed' && calls.shedProbability > 0) enter('shedding');
+    else if (state === 'shedding' && calls.shedProbability === 0) enter('closed');
   };
 
   const clearWindow = () => {
-    offered.fill(0);
-    accepted.fill(0);
-    failed.fill(0);
-    offeredSum = acceptedSum = failedSum = shedProbability = 0;
-    recentAt.fill(-Infinity);
-    recentFailed.fill(0);
-    recentFailures = 0;
+    calls.clear();
+    recent.clear();
   };
 
   /** `since`: when the outage began (the oldest failure that opened it); `hold` counts from there. */
@@ -246,16 +199,6 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     pump();
   };
 
-  /** All of the last calls fall within the window (the slot written next holds the oldest). */
-  const recentAreFresh = (at: number): boolean => at - recentAt[recentNext]! <= config.window;
-
-  /** When the oldest failure among the last calls happened. */
-  const firstRecentFailure = (): number => {
-    let first = Infinity;
-    for (let i = 0; i < recentSize; i++) if (recentFailed[i]) first = Math.min(first, recentAt[i]!);
-    return first;
-  };
-
   /** A call may go now (see {@link Admission}), or not (undefined). */
   const admit = (at: number, mayShed: boolean): Admission | undefined => {
     if (state === 'open') {
@@ -268,7 +211,7 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
       return generation;
     }
     advance(at);
-    if (mayShed && shedProbability > 0 && random() < shedProbability) return undefined;
+    if (mayShed && calls.shedProbability > 0 && random() < calls.shedProbability) return undefined;
     return -epoch;
   };
 
@@ -294,23 +237,11 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     // A call from before it opened, or from before the outage it recovered from.
     if (-admission !== epoch || !isClosed()) return;
     advance(at);
-    const slot = bucket % BUCKETS;
-    offered[slot]! += 1;
-    offeredSum += 1;
-    if (didFail) {
-      failed[slot]! += 1;
-      failedSum += 1;
-    } else {
-      accepted[slot]! += 1;
-      acceptedSum += 1;
-    }
-    recentFailures += (didFail ? 1 : 0) - recentFailed[recentNext]!;
-    recentFailed[recentNext] = didFail ? 1 : 0;
-    recentAt[recentNext] = at;
-    recentNext = (recentNext + 1) % recentSize;
-    if (didFail && canOpen && opensAt(recentFailures) && recentAreFresh(at)) {
-      openedWith = recentFailures;
-      open(at, firstRecentFailure());
+    calls.record(didFail);
+    recent.record(didFail, at);
+    if (didFail && canOpen && opensAt(recent.failures) && recent.fresh(at, config.window)) {
+      openedWith = recent.failures;
+      open(at, recent.firstFailure());
     }
   };
 
@@ -322,92 +253,31 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     }
   };
 
-  /** Lets held calls go, in arrival order, as far as the circuit admits them; refuses those held too long. */
-  function pump(): void {
-    if (held.length === 0) return;
-    const at = now();
-    let kept = 0;
-    let next = state === 'open' ? openUntil : Infinity;
-    for (const waiter of held) {
-      if (waiter.gone) continue;
-      // Too close to its deadline to be a useful probe: it could only time out.
-      const admission = !isClosed() && waiter.deadline - at < MIN_PROBE_MS ? undefined : admit(at, false);
-      if (admission !== undefined) waiter.resolve(admission);
-      else if (at >= waiter.until || waiter.deadline - at < MIN_PROBE_MS) waiter.resolve(undefined);
-      else {
-        held[kept++] = waiter;
-        next = Math.min(next, waiter.until);
-      }
-    }
-    held.length = kept;
-    arm(next);
-  }
+  /** When the circuit may admit its next call (a probe), for held calls. */
+  const nextProbeAt = () => (state === 'open' ? openUntil : Infinity);
 
-  /** One timer, only while calls are held: at the next probe time or the first hold expiry. */
-  function arm(at: number): void {
-    if (held.length === 0 || at === Infinity) {
-      if (timer) clearTimeout(timer);
-      timer = undefined;
-      timerAt = Infinity;
-      return;
-    }
-    if (at === timerAt && timer) return;
-    if (timer) clearTimeout(timer);
-    timerAt = at;
-    timer = setTimeout(
-      () => {
-        timer = undefined;
-        timerAt = Infinity;
-        pump();
-      },
-      Math.max(0, at - now()),
-    );
-    timer.unref?.();
-  }
+  /** Lets held calls go, in arrival order, as far as the circuit admits them; refuses those held too long. */
+  const pump = (): void =>
+    // Too close to its deadline to be a useful probe: it could only time out.
+    held.pump((deadline, at) => (!isClosed() && deadline - at < MIN_PROBE_MS ? undefined : admit(at, false)), nextProbeAt());
 
   /** Arms the timer when the circuit opens while calls are held. */
-  function schedule(): void {
-    if (held.length > 0) pump();
-  }
+  const schedule = (): void => {
+    if (held.size > 0) pump();
+  };
 
   /** May this call wait for the circuit, and until when? */
   const mayHold = (ctx: BreakerScope, at: number): boolean =>
-    config.hold > 0 && !isClosed() && at - episodeStart < config.hold && waiting < MAX_HELD && (ctx.deadline ?? Infinity) - at >= MIN_PROBE_MS;
+    config.hold > 0 && !isClosed() && at - episodeStart < config.hold && held.waiting < MAX_HELD && (ctx.deadline ?? Infinity) - at >= MIN_PROBE_MS;
 
-  const wait = (deadline: number, at: number, signal: Signal): Promise<Admission | undefined> =>
-    new Promise((resolve, reject) => {
-      if (signal.aborted) {
-        reject(signal.reason);
-        return;
-      }
-      const waiter: Waiter = {
-        until: Math.min(at + config.hold, deadline),
-        deadline,
-        gone: false,
-        resolve: (admission) => {
-          waiting--;
-          stop();
-          resolve(admission);
-        },
-      };
-      const stop = signal.onAbort(() => {
-        waiter.gone = true;
-        waiting--;
-        reject(signal.reason);
-      });
-      held.push(waiter);
-      waiting++;
-      // The earliest of the next probe and the hold expiries; pump recomputes it.
-      const next = Math.min(timerAt, state === 'open' ? openUntil : Infinity, waiter.until);
-      if (next !== timerAt || !timer) arm(next);
-    });
+  const wait = (deadline: number, at: number, signal: Signal): Promise<Admission | undefined> => held.hold(Math.min(at + config.hold, deadline), deadline, signal, nextProbeAt());
 
   const refusal = (at: number): BreakwaterError => {
     if (isClosed()) {
-      const percent = Math.round(shedProbability * 100);
+      const percent = Math.round(calls.shedProbability * 100);
       return new BreakwaterError(
         'CIRCUIT_OPEN',
-        `Upstream '${upstream}' failed ${failedSum} of ${failedSum + acceptedSum} recent calls; Breakwater sheds ${percent}% of calls to it until more succeed.`,
+        `Upstream '${upstream}' failed ${calls.failedSum} of ${calls.failedSum + calls.acceptedSum} recent calls; Breakwater sheds ${percent}% of calls to it until more succeed.`,
         { retryAfterSeconds: 1 },
       );
     }
@@ -464,16 +334,16 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     state: () => current(now()),
     failureRate: () => {
       advance(now());
-      return failedSum + acceptedSum === 0 ? 0 : failedSum / (failedSum + acceptedSum);
+      return calls.failureRate();
     },
     status: () => {
       const at = now();
       current(at);
       return {
         state,
-        failureRate: failedSum + acceptedSum === 0 ? 0 : failedSum / (failedSum + acceptedSum),
-        shedRate: state === 'shedding' ? shedProbability : 0,
-        held: waiting,
+        failureRate: calls.failureRate(),
+        shedRate: state === 'shedding' ? calls.shedProbability : 0,
+        held: held.waiting,
         openForMs: state === 'open' ? Math.max(0, Math.ceil(openUntil - at)) : 0,
       };
     },
@@ -481,11 +351,8 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     call: (scope, signal, attempt) => run(scope, signal, attempt),
     close() {
       dropped = true;
-      if (timer) clearTimeout(timer);
-      timer = undefined;
       // Held calls go on to the upstream: the breaker is being replaced, not the request.
-      const waiting = held.splice(0);
-      for (const waiter of waiting) if (!waiter.gone) waiter.resolve(-epoch);
+      held.releaseAll(-epoch);
     },
   };
 }
