@@ -7,6 +7,7 @@
  * response has not been sent. When it stops, the last real upstream
  * response (or failure) goes back as it is.
  */
+import { CATALOG, type ErrorCode } from '../errors/catalog.js';
 import type { RetryConfig } from '../config/types.js';
 import type { Metrics } from '../observe/metrics.js';
 import { discardResponse } from '../upstream/discard.js';
@@ -19,8 +20,8 @@ import { createRetryBudget } from './retry-budget.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
-/** Failures a second try cannot fix: the same certificate, the same wrong port. */
-const DETERMINISTIC_CODES = new Set(['UPSTREAM_TLS_FAILED', 'UPSTREAM_PROTOCOL_ERROR']);
+/** Failures a second try cannot fix (the same certificate, the same wrong port): the catalogue says they are not retryable. */
+const deterministic = (code: string | undefined): boolean => code !== undefined && code in CATALOG && !CATALOG[code as ErrorCode].retryable;
 
 export interface RetryOptions {
   readonly route: string;
@@ -64,7 +65,7 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
       for (let retries = 0; ; retries++) {
         const result: AttemptResult = await next(ctx, signal);
         const { classification, response } = result;
-        if (result.final || !shouldRetry(classification) || (classification.code !== undefined && DETERMINISTIC_CODES.has(classification.code))) return result;
+        if (result.final || !shouldRetry(classification) || deterministic(classification.code)) return result;
         if (retries >= maxRetries || !methodAllows(ctx, retry, classification)) return result;
         if (!ctx.body.replayable) {
           ctx.flags.add('BODY_NOT_REPLAYABLE');
