@@ -13,6 +13,7 @@
  * by a failed write heals at the next one); counts of a replica silent for
  * two minutes are dropped (it stopped or lost its connection).
  */
+import { BoundedMap } from '../lib/bounded-map.js';
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 
@@ -81,22 +82,11 @@ export interface PacerStore {
 export type InFlight = (id: string) => number;
 
 export function localStore(now: () => number, inFlight: InFlight): PacerStore {
-  const states = new Map<string, PacerState>();
+  // A pacer with requests in flight is never evicted.
+  const states = new BoundedMap<string, PacerState>({ max: MAX_PACERS, busy: (_, id) => inFlight(id) > 0 });
   return {
     update(id, fn) {
-      let state = states.get(id);
-      if (state) {
-        states.delete(id);
-      } else {
-        if (states.size >= MAX_PACERS) {
-          for (const key of states.keys()) {
-            if (states.size < MAX_PACERS) break;
-            if (inFlight(key) === 0) states.delete(key);
-          }
-        }
-        state = freshState(now());
-      }
-      states.set(id, state);
+      const state = states.getOrCreate(id, () => freshState(now()));
       return fn(state, now(), inFlight(id));
     },
     *entries() {
@@ -127,7 +117,7 @@ type Reply = [string, [string, string]];
 
 export function sharedStore(client: Redis | Cluster, prefix: string, inFlight: InFlight): PacerStore {
   const replica = randomUUID();
-  const seen = new Map<string, [PacerState, number, number]>();
+  const seen = new BoundedMap<string, [PacerState, number, number]>({ max: MAX_PACERS });
   const clock = (time: [string, string]) => Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
   /** Updates of one pacer from this process, one at a time: compare-and-set then only contends across replicas. */
   const queues = new Map<string, Promise<unknown>>();
@@ -150,8 +140,6 @@ export function sharedStore(client: Redis | Cluster, prefix: string, inFlight: I
       const next = JSON.stringify(value);
       const reply = (await client.eval(CAS, 1, key, raw, next, SHARED_TTL_MS)) as [number, string?, [string, string]?];
       if (reply[0] === 1) {
-        seen.delete(id);
-        if (seen.size >= MAX_PACERS) seen.delete(seen.keys().next().value!);
         seen.set(id, [value.s, t, Date.now()]);
         return result;
       }

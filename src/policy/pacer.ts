@@ -25,6 +25,7 @@
  * With `shared: true` that clock and the quota live in Redis (see
  * pacer-store.ts) and every replica reserves from it.
  */
+import { BoundedMap } from '../lib/bounded-map.js';
 import { createHash } from 'node:crypto';
 import type { PacingConfig } from '../config/types.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
@@ -72,7 +73,7 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
   const local = localStore(now, countOf);
   const shared = config.shared && deps.shared ? sharedStore(deps.shared.client, `breakwater:pacing:${upstream}:`, countOf) : null;
   /** Scope learned per route and first path segment; bounded like the pacers. */
-  const scopes = new Map<string, string>();
+  const scopes = new BoundedMap<string, string>({ max: MAX_PACERS });
   let warnedAt = -Infinity;
 
   /** Runs a state update in Redis when shared, here otherwise, or here / not at all while Redis fails (redis.onError). */
@@ -102,10 +103,7 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
   }
 
   const learn = (learnKey: string, scope: string) => {
-    if (scopes.get(learnKey) === scope) return;
-    scopes.delete(learnKey);
-    if (scopes.size >= MAX_PACERS) scopes.delete(scopes.keys().next().value!);
-    scopes.set(learnKey, scope);
+    if (scopes.get(learnKey) !== scope) scopes.set(learnKey, scope);
   };
 
   return {

@@ -16,6 +16,7 @@ import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Policy, RequestContext } from './context.js';
 import type { SharedLimits } from './shared-limits.js';
+import { BoundedMap } from '../lib/bounded-map.js';
 import { LimiterRefused, LocalLimiter } from './local-limiter.js';
 import { SharedLimiter, SharedRefused } from './shared-limiter.js';
 
@@ -62,7 +63,14 @@ function keyOf(ctx: RequestContext, key: RateLimitConfig['key']): string {
 }
 
 export function createRateLimit(route: string, config: RateLimitConfig, deps: RateLimitDeps): RateLimitPolicy {
-  const keys = new Map<string, KeyLimiters>();
+  const keys = new BoundedMap<string, KeyLimiters>({
+    max: MAX_KEYS,
+    busy: (entry) => !entry.primary.idle() || (entry.fallback !== undefined && !entry.fallback.idle()),
+    onEvict: (entry) => {
+      entry.primary.close();
+      entry.fallback?.close();
+    },
+  });
   const sharedStore = config.shared ? deps.shared : undefined;
 
   /** `left`: whole tokens and seconds to the next one, when known. */
@@ -135,27 +143,7 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
     };
   };
 
-  const limitersFor = (key: string): KeyLimiters => {
-    let entry = keys.get(key);
-    if (entry) {
-      keys.delete(key); // re-inserted below: Map order is the LRU order
-    } else {
-      if (keys.size >= MAX_KEYS) evictIdle();
-      entry = { primary: sharedStore ? createShared(key) : createLocal() };
-    }
-    keys.set(key, entry);
-    return entry;
-  };
-
-  const evictIdle = () => {
-    for (const [key, entry] of keys) {
-      if (keys.size < MAX_KEYS) return;
-      if (!entry.primary.idle() || (entry.fallback && !entry.fallback.idle())) continue;
-      keys.delete(key);
-      entry.primary.close();
-      entry.fallback?.close();
-    }
-  };
+  const limitersFor = (key: string): KeyLimiters => keys.getOrCreate(key, () => ({ primary: sharedStore ? createShared(key) : createLocal() }));
 
   /** Redis is away: enforce locally, or let it through, per redis.onError. */
   const degraded = async (ctx: RequestContext, entry: KeyLimiters, waitMs: number): Promise<() => void> => {
@@ -199,6 +187,6 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
       return depth;
     },
     size: () => keys.size,
-    tokens: () => (config.key === 'route' && config.rate !== null ? (keys.get('')?.primary.tokens?.() ?? config.burst) : null),
+    tokens: () => (config.key === 'route' && config.rate !== null ? (keys.peek('')?.primary.tokens?.() ?? config.burst) : null),
   };
 }

@@ -12,6 +12,7 @@ import type { TargetChecker } from '../router/target-check.js';
 import { createForwardAgent } from '../upstream/agents.js';
 import type { UpstreamTarget } from '../upstream/forward.js';
 import type tls from 'node:tls';
+import { BoundedMap } from '../lib/bounded-map.js';
 
 /** Live forward-proxy targets kept (idle ones beyond this are closed). */
 export const MAX_FORWARD_TARGETS = 500;
@@ -29,40 +30,32 @@ export interface ForwardTargets {
 }
 
 export function createForwardTargets(targets: TargetChecker, upstreamContext: () => tls.SecureContext | undefined, deps: BreakerDeps): ForwardTargets {
-  const entries = new Map<string, ForwardTarget>();
   const breakerConfig = defaultCircuitBreaker();
-  const closeOne = (entry: ForwardTarget) => {
+  const entries = new BoundedMap<string, ForwardTarget>({
+    max: MAX_FORWARD_TARGETS,
+    busy: (entry) => {
+      const agent = entry.target.agent as unknown as { sockets: Record<string, unknown[]>; requests: Record<string, unknown[]> };
+      return Object.keys(agent.sockets).length > 0 || Object.keys(agent.requests).length > 0;
+    },
+    onEvict: (entry) => closeOne(entry),
+  });
+  function closeOne(entry: ForwardTarget): void {
     entry.breaker.close();
     entry.target.agent.destroy();
-  };
-  const evictIdle = () => {
-    for (const [key, candidate] of entries) {
-      if (entries.size < MAX_FORWARD_TARGETS) break;
-      const agent = candidate.target.agent as unknown as { sockets: Record<string, unknown[]>; requests: Record<string, unknown[]> };
-      if (Object.keys(agent.sockets).length > 0 || Object.keys(agent.requests).length > 0) continue;
-      entries.delete(key);
-      closeOne(candidate);
-    }
-  };
+  }
   return {
     get(host, port, https = false) {
       const name = `${host.includes(':') ? `[${host}]` : host}:${port}`;
       const key = https ? `https://${name}` : name;
-      let entry = entries.get(key);
-      if (entry) {
-        entries.delete(key); // re-inserted below: Map order is the LRU order
-      } else {
-        if (entries.size >= MAX_FORWARD_TARGETS) evictIdle();
+      return entries.getOrCreate(key, () => {
         const url = new URL(`${https ? 'https' : 'http'}://${name}`);
         // Re-originated TLS is always verified, against the CONNECT host as server name.
         const agent = createForwardAgent(targets.lookup as never, https ? { secureContext: upstreamContext() } : undefined);
-        entry = {
+        return {
           target: { name, url, agent, ca: undefined, rejectUnauthorized: true, proxyOptions: { target: url, agent, ca: undefined, secure: true, prependPath: false } },
           breaker: createUpstreamBreaker(name, breakerConfig, deps),
         };
-      }
-      entries.set(key, entry);
-      return entry;
+      });
     },
     size: () => entries.size,
     close() {

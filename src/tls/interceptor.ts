@@ -8,6 +8,7 @@
  * ready `SecureContext`s per host (least recently used dropped first);
  * concurrent CONNECTs to one new host wait on one mint.
  */
+import { BoundedMap } from '../lib/bounded-map.js';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
@@ -89,7 +90,7 @@ export function createInterceptor(config: NonNullable<ForwardProxyConfig['interc
   const issuer: Promise<LeafIssuer> = createLeafIssuer({ certPem: config.caCert, keyPem: key.value.export({ type: 'pkcs8', format: 'pem' }) as string }, { days: LEAF_DAYS });
   issuer.catch(() => {}); // reported by each contextFor that awaits it
   /** Per host: the context, and when to mint again (a day before the leaf expires). */
-  const contexts = new Map<string, { context: Promise<tls.SecureContext>; renewAt: number }>();
+  const contexts = new BoundedMap<string, { context: Promise<tls.SecureContext>; renewAt: number }>({ max: MAX_LEAVES });
   const canonical = (host: string) => normaliseHost(host) ?? host.toLowerCase();
   const exact = new Set(config.hosts.filter((host) => !host.startsWith('*.')).map(canonical));
   const suffixes = config.hosts.filter((host) => host.startsWith('*.')).map((host) => `.${canonical(host.slice(2))}`);
@@ -101,9 +102,7 @@ export function createInterceptor(config: NonNullable<ForwardProxyConfig['interc
     },
     contextFor(host) {
       let entry = contexts.get(host);
-      if (entry) contexts.delete(host);
       if (!entry || Date.now() >= entry.renewAt) {
-        if (contexts.size >= MAX_LEAVES) contexts.delete(contexts.keys().next().value!);
         const context = issuer.then(async (leaves) => {
           const { certChainPem } = await leaves.issue(host);
           metrics.tlsCertificatesMinted.inc({});

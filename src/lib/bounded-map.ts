@@ -1,0 +1,86 @@
+/**
+ * The one bounded map of the code base: a Map in least-recently-used order
+ * with a cap. When a new key would go past the cap, the least recently
+ * used entries that are not busy are evicted (and `onEvict` runs for each)
+ * until there is room; busy entries are never evicted, so the map may
+ * outgrow its cap while everything in it is in use (rate-limit keys with
+ * requests queued, forward targets with open sockets, pacers with requests
+ * in flight). Without `busy`, the least recently used entry goes.
+ *
+ * Why not lru-cache: its eviction cannot skip entries in use.
+ */
+export interface BoundedMapOptions<K, V> {
+  readonly max: number;
+  /** An entry that must not be evicted now. */
+  readonly busy?: (value: V, key: K) => boolean;
+  /** Runs for each evicted entry (close what it holds). */
+  readonly onEvict?: (value: V, key: K) => void;
+}
+
+export class BoundedMap<K, V> {
+  private readonly entries = new Map<K, V>();
+
+  constructor(private readonly options: BoundedMapOptions<K, V>) {}
+
+  /** The entry, made the most recently used. */
+  get(key: K): V | undefined {
+    const value = this.entries.get(key);
+    if (value !== undefined) {
+      this.entries.delete(key);
+      this.entries.set(key, value);
+    }
+    return value;
+  }
+
+  /** The entry, without touching its recency. */
+  peek(key: K): V | undefined {
+    return this.entries.get(key);
+  }
+
+  /** The entry for `key`, created by `create` (making room first) when absent; made the most recently used. */
+  getOrCreate(key: K, create: () => V): V {
+    const existing = this.get(key);
+    if (existing !== undefined) return existing;
+    const value = create();
+    this.set(key, value);
+    return value;
+  }
+
+  /** Sets `key` as the most recently used entry, making room first when it is new. */
+  set(key: K, value: V): void {
+    if (this.entries.has(key)) this.entries.delete(key);
+    else if (this.entries.size >= this.options.max) this.evict();
+    this.entries.set(key, value);
+  }
+
+  delete(key: K): boolean {
+    return this.entries.delete(key);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  values(): IterableIterator<V> {
+    return this.entries.values();
+  }
+
+  [Symbol.iterator](): IterableIterator<[K, V]> {
+    return this.entries[Symbol.iterator]();
+  }
+
+  /** Removes every entry (without onEvict: the caller is closing them). */
+  clear(): void {
+    this.entries.clear();
+  }
+
+  private evict(): void {
+    const { max, busy, onEvict } = this.options;
+    for (const [key, value] of this.entries) {
+      if (this.entries.size < max) return;
+      if (busy?.(value, key)) continue;
+      this.entries.delete(key);
+      onEvict?.(value, key);
+    }
+  }
+}
