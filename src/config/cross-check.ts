@@ -10,7 +10,7 @@ import { isHostPattern } from './formats.js';
 import { readCa, readCaKey } from './ca-files.js';
 import { getIn, isObject, tryMs, type Json } from './json.js';
 import { effectivePolicies, type Layer } from './merge.js';
-import { DEFAULTS } from './schema.js';
+import { DEFAULTS } from './defaults.js';
 import type { Issue, PathSegment } from './problems.js';
 import { suggest } from './suggest.js';
 import { formatDuration } from './units.js';

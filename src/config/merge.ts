@@ -5,7 +5,7 @@
  */
 import { isObject, type Json } from './json.js';
 import type { PathSegment } from './problems.js';
-import { DEFAULTS } from './schema.js';
+import { DEFAULTS } from './defaults.js';
 
 /** Key-by-key merge: maps merge recursively, anything else (lists, scalars, null) replaces. */
 export function mergeDeep(base: unknown, override: unknown): unknown {

@@ -7,7 +7,8 @@ import { readCa } from './ca-files.js';
 import path from 'node:path';
 import { bytes, deepFreeze, fraction, isObject, ms, must, perSecond, type Json } from './json.js';
 import { effectivePolicies, mergeDeep } from './merge.js';
-import { DEFAULTS, type ConfigFile, type RawPolicies, type RawRoute, type RawUpstream } from './schema.js';
+import { DEFAULTS } from './defaults.js';
+import type { ConfigFile, RawPolicies, RawRoute, RawUpstream } from './schema.js';
 import type {
   CircuitBreakerConfig,
   Condition,

@@ -10,145 +10,14 @@
  * backed by the same parsers the resolver uses, so the check and the
  * conversion cannot disagree.
  *
- * Defaults live in {@link DEFAULTS} and are attached to the schema as
+ * Defaults live in defaults.ts ({@link DEFAULTS}) and are attached to the schema as
  * `default` annotations for editors and `breakwater schema`; they are merged
  * by the resolver, not by ajv, because a route's policy is merged over the
  * file's `defaults`, which is merged over these.
  */
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
-
-/** Conditions that `retry.retryOn` and `circuitBreaker.failOn` accept besides a status code (SPEC §3). */
-export const CONDITION_WORDS = ['5xx', 'gateway-error', 'connect-failure', 'reset', 'timeout'] as const;
-export type ConditionWord = (typeof CONDITION_WORDS)[number];
-
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
-export const NORMALIZE_MODES = ['proxy', 'all', 'off'] as const;
-export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT'] as const;
-export const PACING_HEADERS = ['auto', 'ietf', 'x-ratelimit', 'openai', 'shopify', 'salesforce'] as const;
-export const RESET_FORMATS = ['auto', 'epoch', 'epoch-ms', 'delta', 'duration'] as const;
-export const REDIS_ON_ERROR = ['local', 'allow'] as const;
-export const CONNECT_MODES = ['tunnel', 'intercept'] as const;
-
-/**
- * Built-in defaults, in the file's own notation. SPEC §3's example shows the
- * same values; `test/unit/config-resolve.test.ts` keeps the two equal.
- */
-export const DEFAULTS = {
-  listen: { host: '0.0.0.0', port: 3128 },
-  admin: { host: '0.0.0.0', port: 9901 },
-  logging: { level: 'info', accessLog: true },
-  limits: { maxBodySize: '10MiB', maxHeaderSize: '16KiB' },
-  shutdown: { drainTimeout: '20s' },
-  timeouts: { connect: '2s', perTry: '10s', total: '30s' },
-  retry: {
-    maxRetries: 3,
-    retryOn: ['gateway-error', 'connect-failure', 'reset', '429'],
-    backoff: { base: '500ms', max: '5s' },
-    retryAfter: { honor: true, max: '30s' },
-    methods: 'idempotent',
-    budget: { ratio: 0.4, minPerSecond: 10 },
-    bufferLimit: '1MiB',
-  },
-  /**
-   * Keys of a `rateLimit` block the file leaves out. SPEC §3 gives no
-   * defaults for a rate limit (its example is not a default); these follow
-   * NGINX's `limit_req` with a queue: the burst is one second's worth of
-   * tokens, no concurrency cap, and a bounded queue with a deadline.
-   */
-  rateLimit: { queue: { size: 100, timeout: '2s' }, key: 'route', shared: false },
-  errors: { normalize: 'proxy' },
-  upstream: {
-    pool: { maxSockets: 256, keepAlive: true },
-    tls: { ca: null, insecureSkipVerify: false },
-    circuitBreaker: {
-      failureRate: 90,
-      minimumRequests: 20,
-      window: '10s',
-      openFor: '250ms',
-      maxOpenFor: '1s',
-      hold: '2s',
-      shedding: { enabled: true, k: 2 },
-      failOn: ['5xx', 'timeout', 'connect-failure', 'reset'],
-    },
-    pacing: {
-      enabled: false,
-      headers: 'auto',
-      scope: null,
-      key: null,
-      resetFormat: 'auto',
-      engageBelow: '50%',
-      reserve: '5%',
-      minRate: '0.2/s',
-      maxWait: '10s',
-      replicas: 1,
-      shared: false,
-      aimd: { decrease: 0.5, increaseBy: '1/s', increaseEvery: '10s' },
-    },
-  },
-  route: {
-    match: { pathPrefix: '/', host: null, methods: null },
-    stripPrefix: false,
-    clientOverrides: false,
-    headers: { request: { set: {}, remove: [] }, response: { set: {}, remove: [] } },
-  },
-  redis: { url: 'redis://127.0.0.1:6379', onError: 'local', timeout: '250ms' },
-  forwardProxy: {
-    enabled: false,
-    allowHosts: [],
-    allowPorts: [80, 443],
-    denyPrivateNetworks: true,
-    connect: { mode: 'tunnel' },
-    intercept: null,
-  },
-} as const;
-
-// ---------------------------------------------------------------------------
-// Building blocks
-
-/** An object that rejects unknown keys; every property optional unless wrapped in Required. */
-function Obj<T extends Record<string, TSchema>>(properties: T, options: Record<string, unknown> = {}) {
-  return Type.Object(properties, { additionalProperties: false, ...options });
-}
-const Opt = Type.Optional;
-
-/** `T | null`, as one JSON Schema `type` array so that ajv reports one clear error, not an anyOf. */
-function OrNull<T extends TSchema>(schema: T) {
-  const type = (schema as { type?: string }).type;
-  if (!type) throw new Error('OrNull needs a schema with a single type');
-  return Type.Unsafe<Static<T> | null>({ ...schema, type: [type, 'null'] });
-}
-
-/** A string enum as one `enum` keyword (TypeBox's union of literals would be an anyOf). */
-function OneOf<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}) {
-  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
-}
-
-function Fmt(format: string, options: Record<string, unknown> = {}) {
-  return Type.String({ format, ...withoutUndefined(options) });
-}
-
-function withoutUndefined(options: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
-}
-
-const Duration = (description: string, def?: string) => Fmt('duration', { description, default: def });
-const DurationOrZero = (description: string, def?: string) => Fmt('duration-or-zero', { description, default: def });
-const Size = (description: string, def?: string) => Fmt('size', { description, default: def });
-const SizeOrZero = (description: string, def?: string) => Fmt('size-or-zero', { description, default: def });
-const Rate = (description: string, def?: string) => Fmt('rate', { description, default: def });
-const Share = (description: string, def?: string) => Fmt('share', { description, default: def });
-const Bool = (description: string, def?: boolean) => Type.Boolean(withoutUndefined({ description, default: def }));
-const Port = (description: string, def?: number) => Type.Integer(withoutUndefined({ minimum: 0, maximum: 65535, description, default: def }));
-const Conditions = (description: string, def: readonly string[]) => Type.Array(Fmt('condition'), { description, default: [...def], uniqueItems: true });
-const HeaderNames = (description: string) => Type.Array(Fmt('header-name'), { description, default: [] });
-const HeaderValues = (description: string) =>
-  Type.Record(Type.String(), Type.String(), {
-    description,
-    default: {},
-    propertyNames: { format: 'header-name' },
-  });
-
-const NAME_FORMAT = 'name';
+import { Type, type Static } from '@sinclair/typebox';
+import { Bool, Conditions, Duration, DurationOrZero, Fmt, HeaderNames, HeaderValues, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Port, Rate, Share, Size, SizeOrZero } from './schema-parts.js';
+import { CONNECT_MODES, DEFAULTS, HTTP_METHODS, LOG_LEVELS, NORMALIZE_MODES, PACING_HEADERS, REDIS_ON_ERROR, RESET_FORMATS } from './defaults.js';
 
 // ---------------------------------------------------------------------------
 // Policies that `defaults` holds and a route may override key by key

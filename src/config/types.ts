@@ -6,7 +6,7 @@
  * merged, so nothing is optional; "none" is `null`. The object is deeply
  * frozen and nothing downstream re-parses it.
  */
-import type { ConditionWord } from './schema.js';
+import type { ConditionWord } from './defaults.js';
 
 /** A `retryOn`/`failOn` word or a status code as written (`"429"`). */
 export type Condition = ConditionWord | `${number}`;

@@ -14,7 +14,7 @@
 import client, { type Gauge } from 'prom-client';
 import { FastCounter, FastHistogram } from './fast-metrics.js';
 import type { Config } from '../config/types.js';
-import { HTTP_METHODS } from '../config/schema.js';
+import { HTTP_METHODS } from '../config/defaults.js';
 import { CATALOG, RECORDED_ONLY_CODES } from '../errors/catalog.js';
 import { OUTCOMES } from '../upstream/classify.js';
 

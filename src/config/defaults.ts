@@ -1,0 +1,91 @@
+/**
+ * The config's word lists and built-in defaults (SPEC §3), in the file's own
+ * notation: one source for the schema (schema.ts attaches them as `enum`s
+ * and `default` annotations), the resolver that merges them, and the code
+ * that reads the words (metrics' method label, retry conditions).
+ */
+
+/** Conditions that `retry.retryOn` and `circuitBreaker.failOn` accept besides a status code (SPEC §3). */
+export const CONDITION_WORDS = ['5xx', 'gateway-error', 'connect-failure', 'reset', 'timeout'] as const;
+export type ConditionWord = (typeof CONDITION_WORDS)[number];
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export const NORMALIZE_MODES = ['proxy', 'all', 'off'] as const;
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT'] as const;
+export const PACING_HEADERS = ['auto', 'ietf', 'x-ratelimit', 'openai', 'shopify', 'salesforce'] as const;
+export const RESET_FORMATS = ['auto', 'epoch', 'epoch-ms', 'delta', 'duration'] as const;
+export const REDIS_ON_ERROR = ['local', 'allow'] as const;
+export const CONNECT_MODES = ['tunnel', 'intercept'] as const;
+
+/**
+ * Built-in defaults, in the file's own notation. SPEC §3's example shows the
+ * same values; `test/unit/config-resolve.test.ts` keeps the two equal.
+ */
+export const DEFAULTS = {
+  listen: { host: '0.0.0.0', port: 3128 },
+  admin: { host: '0.0.0.0', port: 9901 },
+  logging: { level: 'info', accessLog: true },
+  limits: { maxBodySize: '10MiB', maxHeaderSize: '16KiB' },
+  shutdown: { drainTimeout: '20s' },
+  timeouts: { connect: '2s', perTry: '10s', total: '30s' },
+  retry: {
+    maxRetries: 3,
+    retryOn: ['gateway-error', 'connect-failure', 'reset', '429'],
+    backoff: { base: '500ms', max: '5s' },
+    retryAfter: { honor: true, max: '30s' },
+    methods: 'idempotent',
+    budget: { ratio: 0.4, minPerSecond: 10 },
+    bufferLimit: '1MiB',
+  },
+  /**
+   * Keys of a `rateLimit` block the file leaves out. SPEC §3 gives no
+   * defaults for a rate limit (its example is not a default); these follow
+   * NGINX's `limit_req` with a queue: the burst is one second's worth of
+   * tokens, no concurrency cap, and a bounded queue with a deadline.
+   */
+  rateLimit: { queue: { size: 100, timeout: '2s' }, key: 'route', shared: false },
+  errors: { normalize: 'proxy' },
+  upstream: {
+    pool: { maxSockets: 256, keepAlive: true },
+    tls: { ca: null, insecureSkipVerify: false },
+    circuitBreaker: {
+      failureRate: 90,
+      minimumRequests: 20,
+      window: '10s',
+      openFor: '250ms',
+      maxOpenFor: '1s',
+      hold: '2s',
+      shedding: { enabled: true, k: 2 },
+      failOn: ['5xx', 'timeout', 'connect-failure', 'reset'],
+    },
+    pacing: {
+      enabled: false,
+      headers: 'auto',
+      scope: null,
+      key: null,
+      resetFormat: 'auto',
+      engageBelow: '50%',
+      reserve: '5%',
+      minRate: '0.2/s',
+      maxWait: '10s',
+      replicas: 1,
+      shared: false,
+      aimd: { decrease: 0.5, increaseBy: '1/s', increaseEvery: '10s' },
+    },
+  },
+  route: {
+    match: { pathPrefix: '/', host: null, methods: null },
+    stripPrefix: false,
+    clientOverrides: false,
+    headers: { request: { set: {}, remove: [] }, response: { set: {}, remove: [] } },
+  },
+  redis: { url: 'redis://127.0.0.1:6379', onError: 'local', timeout: '250ms' },
+  forwardProxy: {
+    enabled: false,
+    allowHosts: [],
+    allowPorts: [80, 443],
+    denyPrivateNetworks: true,
+    connect: { mode: 'tunnel' },
+    intercept: null,
+  },
+} as const;
