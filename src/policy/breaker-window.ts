@@ -5,7 +5,10 @@
  *   breaker opens when too many of them failed within the window.
  * - CallWindow: calls offered, accepted and failed over the window, in
  *   BUCKETS buckets; the adaptive throttle's shed probability comes from it.
+ *
+ * And the CIRCUIT_OPEN answers that say what these memories hold.
  */
+import { BreakwaterError } from '../errors/breakwater-error.js';
 
 /** Buckets of the shedding window. */
 export const BUCKETS = 10;
@@ -124,4 +127,28 @@ export class CallWindow {
     this.failedIn.fill(0);
     this.offeredSum = this.acceptedSum = this.failedSum = this.shedProbability = 0;
   }
+}
+
+/** CIRCUIT_OPEN for a call shed by a closed circuit. */
+export function shedRefusal(upstream: string, calls: CallWindow): BreakwaterError {
+  const percent = Math.round(calls.shedProbability * 100);
+  return new BreakwaterError(
+    'CIRCUIT_OPEN',
+    `Upstream '${upstream}' failed ${calls.failedSum} of ${calls.failedSum + calls.acceptedSum} recent calls; Breakwater sheds ${percent}% of calls to it until more succeed.`,
+    { retryAfterSeconds: 1 },
+  );
+}
+
+/** CIRCUIT_OPEN for a call that met an open or half-open circuit. */
+export function openRefusal(
+  upstream: string,
+  circuit: { readonly halfOpen: boolean; readonly openUntil: number; readonly episodeStart: number; readonly openedWith: number; readonly recentSize: number },
+  at: number,
+): BreakwaterError {
+  const seconds = Math.max(1, Math.ceil(Math.max(0, circuit.openUntil - at) / 1000));
+  const down = Math.max(1, Math.round((at - circuit.episodeStart) / 1000));
+  const detail = circuit.halfOpen
+    ? `Upstream '${upstream}' is being probed after failing ${circuit.openedWith} of its last ${circuit.recentSize} calls; calls are refused until the probes succeed.`
+    : `Upstream '${upstream}' failed ${circuit.openedWith} of its last ${circuit.recentSize} calls and has been down for ${down} s; calls are refused for ${seconds} s, then probed.`;
+  return new BreakwaterError('CIRCUIT_OPEN', detail, { retryAfterSeconds: seconds });
 }

@@ -53,59 +53,19 @@
  * call is held.
  */
 import type { CircuitBreakerConfig } from '../config/types.js';
-import { BreakwaterError } from '../errors/breakwater-error.js';
-import type { CIRCUIT_STATES, Metrics } from '../observe/metrics.js';
-import type { AttemptResult, Flag, Policy } from './context.js';
+import type { AttemptResult } from './context.js';
+import type { BreakerDeps, BreakerScope, CircuitState, UpstreamBreaker } from './breaker-types.js';
+
+export type { BreakerDeps, BreakerScope, BreakerStatus, CircuitState, UpstreamBreaker } from './breaker-types.js';
 import { compileConditions } from './conditions.js';
-import { CallWindow, RecentCalls } from './breaker-window.js';
+import { CallWindow, openRefusal, RecentCalls, shedRefusal } from './breaker-window.js';
 import { HeldCalls, MIN_PROBE_MS } from './breaker-held.js';
 import type { Signal } from '../lib/signal.js';
-
-export type CircuitState = (typeof CIRCUIT_STATES)[number];
 
 /** Probes in flight at once when half-open (one more per success), and the successes that close it. */
 export const PROBES = 3;
 /** Calls held at once per upstream; beyond it, refused at once (memory bound). */
 const MAX_HELD = 10_000;
-
-export interface BreakerStatus {
-  readonly state: CircuitState;
-  /** Failure rate over the window, 0..1. */
-  readonly failureRate: number;
-  /** Share of calls shed now, 0..1. */
-  readonly shedRate: number;
-  /** Calls waiting for the circuit. */
-  readonly held: number;
-  /** ms until the next probe while open, else 0. */
-  readonly openForMs: number;
-}
-
-export interface UpstreamBreaker {
-  readonly upstream: string;
-  state(): CircuitState;
-  /** Failure rate over the current window, 0..1 (for /status). */
-  failureRate(): number;
-  status(): BreakerStatus;
-  /** The policy layer that routes a route's attempts through this breaker. */
-  readonly policy: Policy;
-  /** One call through the breaker outside a route's pipeline (a CONNECT tunnel's connection attempt). */
-  call(scope: BreakerScope, signal: Signal, attempt: () => Promise<AttemptResult>): Promise<AttemptResult>;
-  close(): void;
-}
-
-/** What the breaker reads and marks of the request it admits: its flags and its deadline. */
-export interface BreakerScope {
-  readonly flags: Set<Flag>;
-  readonly deadline?: number;
-}
-
-export interface BreakerDeps {
-  readonly metrics: Metrics;
-  /** Milliseconds on a monotonic clock. */
-  readonly now: () => number;
-  /** Uniform in [0, 1): shedding draws and open-period jitter. */
-  readonly random?: () => number;
-}
 
 /**
  * How a call got through: a probe carries its generation (> 0), any other
@@ -272,28 +232,10 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
 
   const wait = (deadline: number, at: number, signal: Signal): Promise<Admission | undefined> => held.hold(Math.min(at + config.hold, deadline), deadline, signal, nextProbeAt());
 
-  const refusal = (at: number): BreakwaterError => {
-    if (isClosed()) {
-      const percent = Math.round(calls.shedProbability * 100);
-      return new BreakwaterError(
-        'CIRCUIT_OPEN',
-        `Upstream '${upstream}' failed ${calls.failedSum} of ${calls.failedSum + calls.acceptedSum} recent calls; Breakwater sheds ${percent}% of calls to it until more succeed.`,
-        { retryAfterSeconds: 1 },
-      );
-    }
-    const seconds = Math.max(1, Math.ceil(Math.max(0, openUntil - at) / 1000));
-    const down = Math.max(1, Math.round((at - episodeStart) / 1000));
-    const detail =
-      state === 'half_open'
-        ? `Upstream '${upstream}' is being probed after failing ${openedWith} of its last ${recentSize} calls; calls are refused until the probes succeed.`
-        : `Upstream '${upstream}' failed ${openedWith} of its last ${recentSize} calls and has been down for ${down} s; calls are refused for ${seconds} s, then probed.`;
-    return new BreakwaterError('CIRCUIT_OPEN', detail, { retryAfterSeconds: seconds });
-  };
-
   const refuse = (ctx: BreakerScope, at: number): never => {
     metrics.circuitRejections.inc({ upstream });
     ctx.flags.add('CIRCUIT_OPEN');
-    throw refusal(at);
+    throw isClosed() ? shedRefusal(upstream, calls) : openRefusal(upstream, { halfOpen: state === 'half_open', openUntil, episodeStart, openedWith, recentSize }, at);
   };
 
   const run = async <C extends BreakerScope>(ctx: C, signal: Signal, next: (ctx: C, signal: Signal) => Promise<AttemptResult>): Promise<AttemptResult> => {

@@ -1,0 +1,48 @@
+/**
+ * What a circuit breaker (circuit-breaker.ts) shows the rest of the code:
+ * its state and status, the policy layer, a call outside a pipeline.
+ */
+import type { CIRCUIT_STATES, Metrics } from '../observe/metrics.js';
+import type { Signal } from '../lib/signal.js';
+import type { AttemptResult, Flag, Policy } from './context.js';
+
+export type CircuitState = (typeof CIRCUIT_STATES)[number];
+
+export interface BreakerStatus {
+  readonly state: CircuitState;
+  /** Failure rate over the window, 0..1. */
+  readonly failureRate: number;
+  /** Share of calls shed now, 0..1. */
+  readonly shedRate: number;
+  /** Calls waiting for the circuit. */
+  readonly held: number;
+  /** ms until the next probe while open, else 0. */
+  readonly openForMs: number;
+}
+
+export interface UpstreamBreaker {
+  readonly upstream: string;
+  state(): CircuitState;
+  /** Failure rate over the current window, 0..1 (for /status). */
+  failureRate(): number;
+  status(): BreakerStatus;
+  /** The policy layer that routes a route's attempts through this breaker. */
+  readonly policy: Policy;
+  /** One call through the breaker outside a route's pipeline (a CONNECT tunnel's connection attempt). */
+  call(scope: BreakerScope, signal: Signal, attempt: () => Promise<AttemptResult>): Promise<AttemptResult>;
+  close(): void;
+}
+
+/** What the breaker reads and marks of the request it admits: its flags and its deadline. */
+export interface BreakerScope {
+  readonly flags: Set<Flag>;
+  readonly deadline?: number;
+}
+
+export interface BreakerDeps {
+  readonly metrics: Metrics;
+  /** Milliseconds on a monotonic clock. */
+  readonly now: () => number;
+  /** Uniform in [0, 1): shedding draws and open-period jitter. */
+  readonly random?: () => number;
+}
