@@ -10,6 +10,8 @@
  * are shared-limiter.ts (one Lua script per decision).
  */
 
+import { WaitQueue } from '../lib/wait-queue.js';
+
 export interface LocalLimiterOptions {
   /** Tokens per second, or null for no token bucket. */
   readonly rate: number | null;
@@ -28,17 +30,11 @@ export class LimiterRefused extends Error {
   }
 }
 
-interface Waiter {
-  resolve(release: () => void): void;
-  reject(error: unknown): void;
-  timer: NodeJS.Timeout | undefined;
-}
-
 export class LocalLimiter {
   private tokens: number;
   private refilledAt: number;
   private inFlight = 0;
-  private readonly waiters: Waiter[] = [];
+  private readonly waiters = new WaitQueue<() => void>();
   private drainTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: LocalLimiterOptions) {
@@ -74,11 +70,7 @@ export class LocalLimiter {
 
   /** Starts the waiters that can start, oldest first; arms a timer for the next token. */
   private drain(): void {
-    while (this.waiters.length > 0 && this.canStart()) {
-      const waiter = this.waiters.shift()!;
-      clearTimeout(waiter.timer);
-      waiter.resolve(this.start());
-    }
+    while (this.waiters.length > 0 && this.canStart()) this.waiters.resolveHead(this.start());
     if (this.waiters.length > 0 && this.drainTimer === undefined && this.options.rate !== null && this.tokens < 1) {
       const wait = Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.options.rate));
       this.drainTimer = setTimeout(() => {
@@ -96,32 +88,9 @@ export class LocalLimiter {
   acquire(waitMs: number, onAbort: (listener: () => void) => () => void): Promise<() => void> {
     if (this.waiters.length === 0 && this.canStart()) return Promise.resolve(this.start());
     if (this.waiters.length >= this.options.queueSize) return Promise.reject(new LimiterRefused('queue-full'));
-    return new Promise((resolve, reject) => {
-      let stop: () => void = () => {};
-      const leave = () => {
-        const index = this.waiters.indexOf(waiter);
-        if (index !== -1) this.waiters.splice(index, 1);
-        clearTimeout(waiter.timer);
-        stop();
-      };
-      const waiter: Waiter = {
-        resolve: (release) => {
-          stop();
-          resolve(release);
-        },
-        reject,
-        timer: setTimeout(() => {
-          leave();
-          reject(new LimiterRefused('timeout'));
-        }, waitMs),
-      };
-      this.waiters.push(waiter);
-      stop = onAbort(() => {
-        leave();
-        reject(new LimiterRefused('timeout'));
-      });
-      this.drain();
-    });
+    const waiting = this.waiters.wait(waitMs, onAbort, () => new LimiterRefused('timeout'));
+    this.drain();
+    return waiting;
   }
 
   /** Whole tokens left now. */
@@ -147,9 +116,6 @@ export class LocalLimiter {
 
   close(): void {
     clearTimeout(this.drainTimer);
-    for (const waiter of this.waiters.splice(0)) {
-      clearTimeout(waiter.timer);
-      waiter.reject(new LimiterRefused('timeout'));
-    }
+    this.waiters.rejectAll(new LimiterRefused('timeout'));
   }
 }

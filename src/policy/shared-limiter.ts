@@ -25,6 +25,7 @@
  * window's edge) and has no shared cap on requests in flight. The numbers
  * are in the commit that brought this in (370b689).
  */
+import { WaitQueue } from '../lib/wait-queue.js';
 import { sharedKeys, type Decision, type SharedBuckets } from './shared-buckets.js';
 
 /** How often a waiter for a slot asks Redis again (ms). */
@@ -49,20 +50,13 @@ export interface SharedLimiterOptions {
   readonly queueSize: number;
 }
 
-interface Waiter {
-  resolve(release: () => void): void;
-  reject(error: unknown): void;
-  timer: NodeJS.Timeout | undefined;
-  stop(): void;
-}
-
 /**
  * One key's shared limiter on this replica: asks Redis once per decision,
  * and queues what has to wait in a FIFO whose head alone asks again.
  */
 export class SharedLimiter {
   private readonly keys: { tokens: string; slots: string };
-  private readonly waiters: Waiter[] = [];
+  private readonly waiters = new WaitQueue<() => void>();
   private inFlight = 0;
   private asking = false;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -105,29 +99,9 @@ export class SharedLimiter {
       if (release) return release;
     }
     if (this.waiters.length >= this.options.queueSize) throw new SharedRefused('queue-full', this.last);
-    return new Promise((resolve, reject) => {
-      const leave = () => {
-        const index = this.waiters.indexOf(waiter);
-        if (index !== -1) this.waiters.splice(index, 1);
-        clearTimeout(waiter.timer);
-        waiter.stop();
-      };
-      const waiter: Waiter = {
-        resolve: (release) => {
-          leave();
-          resolve(release);
-        },
-        reject: (error) => {
-          leave();
-          reject(error);
-        },
-        timer: setTimeout(() => waiter.reject(new SharedRefused('timeout', this.last)), waitMs),
-        stop: () => {},
-      };
-      this.waiters.push(waiter);
-      waiter.stop = onAbort(() => waiter.reject(new SharedRefused('timeout', this.last)));
-      this.schedule(this.last);
-    });
+    const waiting = this.waiters.wait(waitMs, onAbort, () => new SharedRefused('timeout', this.last));
+    this.schedule(this.last);
+    return waiting;
   }
 
   /** A slot of this replica came free: the head may ask at once. */
@@ -157,13 +131,11 @@ export class SharedLimiter {
         try {
           release = await this.ask();
         } catch (error) {
-          for (const waiter of [...this.waiters]) waiter.reject(error);
+          this.waiters.rejectAll(error);
           return;
         }
         if (!release) break;
-        const head = this.waiters[0];
-        if (head) head.resolve(release);
-        else release(); // the waiter left while Redis answered
+        if (!this.waiters.resolveHead(release)) release(); // the waiter left while Redis answered
       }
     } finally {
       this.asking = false;
@@ -173,7 +145,7 @@ export class SharedLimiter {
 
   /** Every waiter gives up at once with `error` (Redis started failing). */
   failWaiters(error: unknown): void {
-    for (const waiter of [...this.waiters]) waiter.reject(error);
+    this.waiters.rejectAll(error);
   }
 
   queued(): number {
@@ -186,6 +158,6 @@ export class SharedLimiter {
 
   close(): void {
     clearTimeout(this.retryTimer);
-    for (const waiter of [...this.waiters]) waiter.reject(new SharedRefused('timeout', this.last));
+    this.waiters.rejectAll(new SharedRefused('timeout', this.last));
   }
 }
