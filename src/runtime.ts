@@ -6,7 +6,7 @@
  */
 import type { Config, RouteConfig, UpstreamConfig } from './config/types.js';
 import type { Metrics } from './observe/metrics.js';
-import type { RequestContext } from './policy/context.js';
+import type { Destination, RequestContext } from './policy/context.js';
 import type { Signal } from './lib/signal.js';
 import { createUpstreamBreaker, type UpstreamBreaker } from './policy/circuit-breaker.js';
 import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit.js';
@@ -35,6 +35,8 @@ export interface RouteRuntime {
   readonly matcher: RouteMatcher;
   /** Null for forward-proxy routes, whose target is the request's own. */
   readonly upstream: UpstreamRuntime | null;
+  /** Where its attempts go (null for forward-proxy routes: the request's own target). */
+  readonly destination: Destination | null;
   readonly requestEdits: CompiledHeaderEdits;
   readonly responseEdits: CompiledHeaderEdits;
   /** `errors.normalize: off`: Breakwater's own errors as plain text. */
@@ -145,7 +147,7 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
 
   // The innermost step of the pipeline: one attempt, classified and counted.
   const attempt: Next = async (ctx: RequestContext, signal) => {
-    const target = ctx.forward?.target ?? upstream;
+    const target = ctx.destination?.target;
     if (!target) throw new Error(`route '${config.name}' has no upstream and the request no target`);
     const started = now();
     ctx.attempts += 1;
@@ -180,11 +182,11 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     rateLimit,
     matcher: compileMatcher(config),
     upstream,
+    destination: upstream ? { target: upstream, breaker: upstream.breaker.policy } : null,
     requestEdits,
     responseEdits: compileHeaderEdits(config.headers.response),
     plainErrors: config.errors.normalize === 'off',
     pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, {
-      breaker: upstream?.breaker.policy,
       rateLimit: rateLimit ?? undefined,
       pacing: upstream?.pacing?.policy(config.name, config.match.pathPrefix),
     }),

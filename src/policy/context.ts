@@ -77,12 +77,19 @@ export interface RequestContext extends ExchangeRecord {
   /** Aborted when the client goes away; its reason is a ClientClosedError. */
   readonly signal: Signal;
   /**
-   * For a forward-proxy request on a route without an upstream: the
-   * request's own target (host:port) and its breaker.
+   * Where its attempts go, set once a route matched: the route's upstream,
+   * or, on a forward-proxy route without one, the request's own target
+   * (host:port); with the breaker of that destination.
    */
-  forward?: { readonly target: UpstreamTarget; readonly breaker: Policy };
+  destination: Destination | null;
   /** Run once when the response to the client has ended or broken off (release a rate-limit slot). */
   readonly cleanups: (() => void)[];
+}
+
+/** An upstream or forward target and its breaker's policy layer. */
+export interface Destination {
+  readonly target: UpstreamTarget;
+  readonly breaker: Policy;
 }
 
 /** The result of one attempt, or of the whole pipeline. */

@@ -37,16 +37,14 @@ export interface RoutePipeline {
   close(): void;
 }
 
-/** The breaker layer: the request's forward target's breaker, else the route's upstream's. */
-function breakerFor(upstreamBreaker: Policy | undefined): Policy {
-  return {
-    run(ctx, signal, next) {
-      const breaker = ctx.forward?.breaker ?? upstreamBreaker;
-      return breaker ? breaker.run(ctx, signal, next) : next(ctx, signal);
-    },
-    close() {},
-  };
-}
+/** The breaker layer: the breaker of the request's destination (its route's upstream, or its own forward target). */
+const destinationBreaker: Policy = {
+  run(ctx, signal, next) {
+    const breaker = ctx.destination?.breaker;
+    return breaker ? breaker.run(ctx, signal, next) : next(ctx, signal);
+  },
+  close() {},
+};
 
 /** Runs `policies` outermost first around `attempt`. */
 export function compose(policies: readonly Policy[], attempt: Next): Next {
@@ -58,8 +56,6 @@ export function compose(policies: readonly Policy[], attempt: Next): Next {
  * sits where it does.
  */
 export interface SharedPolicies {
-  /** The upstream's circuit breaker: shared by every route to that upstream. */
-  readonly breaker?: Policy;
   /** The route's rate limit, when it has one. */
   readonly rateLimit?: Policy;
   /** The upstream's proactive pacing for this route, when enabled. */
@@ -83,8 +79,9 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
     ...(shared.pacing ? [shared.pacing] : []),
     // 4. Circuit breaker: each attempt is one call, so it sits inside the
     //    retry loop, and a retry into an open circuit is refused at once.
-    //    A forward-proxy target brings its own breaker (one per host:port).
-    breakerFor(shared.breaker),
+    //    The destination's breaker: the upstream's (shared by every route
+    //    to it) or a forward-proxy target's own (one per host:port).
+    destinationBreaker,
     // 5. Per-try timeout: one timer per attempt, cut to what is left of
     //    the deadline, until response headers.
     createPerTryTimeout(route.timeouts, deps),
@@ -94,7 +91,7 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
     run: (ctx) => run(ctx, ctx.signal),
     close() {
       // The breaker and the rate limit are owned and closed by the runtime.
-      for (const policy of policies) if (policy !== shared.breaker && policy !== shared.rateLimit && policy !== shared.pacing) policy.close();
+      for (const policy of policies) if (policy !== shared.rateLimit && policy !== shared.pacing) policy.close();
     },
   };
 }

@@ -11,7 +11,7 @@ import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import { normalizeUpstreamError } from '../errors/normalize.js';
 import { Cancellation } from '../lib/signal.js';
-import type { RequestContext } from '../policy/context.js';
+import type { Destination, RequestContext } from '../policy/context.js';
 import { normalizeTarget, rawTargetOf, type NormalizedTarget } from '../router/normalize-path.js';
 import type { RouteRuntime, Runtime } from '../runtime.js';
 import { authorityOf, checkIdentity, interceptedTarget, type InterceptedTarget } from '../tls/interceptor.js';
@@ -36,7 +36,7 @@ function parseAbsolute(url: string): URL | undefined {
 }
 
 /** A forward target and its breaker's policy layer, for a route without an upstream. */
-function forwardOf(runtime: Runtime, host: string, port: number, https = false): NonNullable<RequestContext['forward']> {
+function forwardOf(runtime: Runtime, host: string, port: number, https = false): Destination {
   const { target, breaker } = runtime.forwardTarget(host, port, https);
   return { target, breaker: breaker.policy };
 }
@@ -57,7 +57,7 @@ async function forwardRoute(runtime: Runtime, ctx: RequestContext, target: URL |
     throw new BreakwaterError('HOST_NOT_ALLOWED', `The target ${target.host} is not allowed: ${check.reason}.`);
   }
   const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
-  if (route && !route.upstream) ctx.forward = forwardOf(runtime, check.host, check.port);
+  if (route && !route.upstream) ctx.destination = forwardOf(runtime, check.host, check.port);
   return route;
 }
 
@@ -70,19 +70,19 @@ async function forwardRoute(runtime: Runtime, ctx: RequestContext, target: URL |
 function interceptRoute(runtime: Runtime, ctx: RequestContext, target: InterceptedTarget): RouteRuntime | undefined {
   checkIdentity(ctx.req, target);
   const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
-  if (route && !route.upstream) ctx.forward = forwardOf(runtime, target.host, target.port, true);
+  if (route && !route.upstream) ctx.destination = forwardOf(runtime, target.host, target.port, true);
   return route;
 }
 
 /** The route and the upstream (or forward target) it sends to, as the exchange names them. */
-const matched = (ctx: RequestContext, route: RouteRuntime) => ({ route: route.name, target: route.upstream?.name ?? ctx.forward?.target.name ?? null, plainErrors: route.plainErrors });
+const matched = (ctx: RequestContext, route: RouteRuntime) => ({ route: route.name, target: ctx.destination?.target.name ?? null, plainErrors: route.plainErrors });
 
 /** `errors.normalize: all`: the upstream's error as the problem body, its own words in `provider`. */
 async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: IncomingMessage): Promise<void> {
   const normalized = await normalizeUpstreamError(response, {
     instance: ctx.path,
     route: route.name,
-    upstream: route.upstream?.name ?? ctx.forward?.target.name ?? '',
+    upstream: ctx.destination?.target.name ?? '',
     attempts: ctx.attempts,
     requestId: ctx.requestId,
     method: ctx.method,
@@ -173,6 +173,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     signal: cancellation,
     attempts: 0,
     flags: new Set(),
+    destination: null,
     cleanups: [],
   };
   const exchange = new Exchange(deps, runtime, ctx);
@@ -190,6 +191,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
 
   try {
     const route = await routeOf(runtime, ctx, arrival, draining);
+    ctx.destination ??= route.destination;
     exchange.matched = matched(ctx, route);
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > config.limits.maxBodySize) {
