@@ -105,7 +105,11 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     probe.unref();
   };
   client.on('ready', () => (failing ? undefined : report('ready')));
-  client.on('error', (error: Error) => report('unavailable', error));
+  // An error while the client stays ready (a Cluster's failed slot refresh) is no outage: logged, not reported.
+  client.on('error', (error: Error) => {
+    if (client.status === 'ready' && !failing) logger?.warn({ redis: where, err: error.message }, 'redis error; the connection stays ready');
+    else report('unavailable', error);
+  });
   client.on('close', () => report('unavailable'));
   client.on('end', () => report('closed'));
   const buckets = createSharedBuckets(client);
@@ -119,7 +123,11 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
       failureListeners.add(listener);
       return () => failureListeners.delete(listener);
     },
-    status: () => status,
+    status: () => {
+      // Self-correcting: a client that is ready and not failing is shown ready, whatever event was missed.
+      if (status.state !== 'ready' && client.status === 'ready' && !failing) report('ready');
+      return status;
+    },
     waitReady: (ms) =>
       client.status === 'ready'
         ? Promise.resolve(true)
