@@ -20,17 +20,15 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import net from 'node:net';
-import tls from 'node:tls';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import type { AttemptResult, ExchangeRecord } from '../policy/context.js';
 import { Cancellation } from '../lib/signal.js';
 import { classifyConnectTimeout, classifyError, classifyStatus } from '../upstream/classify.js';
 import { clientRequestId } from '../upstream/headers.js';
-import { MAX_HELLO_BYTES, peekClientHello } from '../tls/client-hello.js';
-import { markIntercepted } from '../tls/interceptor.js';
 import { Exchange, type ServerDeps } from './exchange.js';
+import { interceptOrNot } from './intercept-connect.js';
 
 /** `host:port` of a CONNECT request target, IPv6 in brackets. */
 function parseAuthority(authority: string): { host: string; port: number } | undefined {
@@ -39,9 +37,6 @@ function parseAuthority(authority: string): { host: string; port: number } | und
   const port = Number(match[2]);
   return port > 0 && port < 65536 ? { host: match[1]!, port } : undefined;
 }
-
-/** How long an intercepted client may take to send its ClientHello, and then to finish the handshake. */
-const HELLO_TIMEOUT_MS = 10_000;
 
 export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ServerDeps, server?: Server): void {
   const runtime = deps.runtime();
@@ -93,28 +88,9 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
       targetIs(`${host.includes(':') ? `[${host}]` : host}:${check.port}`);
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       established = true;
-      const hello = await readHello(socket, head);
-      if (!hello) return; // the client left, or never spoke
-      buffered = hello.data;
-      if (hello.peek.kind === 'hello' && (hello.peek.alpn.length === 0 || hello.peek.alpn.includes('http/1.1'))) {
-        let context: tls.SecureContext;
-        try {
-          context = await runtime.interceptor!.contextFor(host);
-        } catch (error) {
-          logger.error({ requestId, host, err: (error as Error).message }, `cannot mint a certificate for ${host}: the intercepted connection is closed`);
-          socket.destroy();
-          return;
-        }
-        if (socket.destroyed) return;
-        terminate(socket, hello.data, context, { host, port: check.port }, server!, deps, requestId);
-        return;
-      }
-      logger.warn(
-        { requestId, host: check.host, alpn: hello.peek.kind === 'hello' ? hello.peek.alpn : undefined },
-        hello.peek.kind === 'hello'
-          ? `client offered only ${hello.peek.alpn.join(', ')} for ${check.host}: tunnelled without policies (interception serves HTTP/1.1); leave ${check.host} out of intercept.hosts, or let the client use HTTP/1.1`
-          : `client did not start TLS to ${check.host}: tunnelled without policies`,
-      );
+      const rest = await interceptOrNot(socket, head, { host, port: check.port }, runtime.interceptor!, server!, deps, requestId);
+      if (!rest) return; // intercepted, or the client left
+      buffered = rest;
     }
     if (intercepting) metrics.tlsIntercept.inc({ result: 'tunnelled' });
     const { target: upstream, breaker } = runtime.forwardTarget(check.host, check.port);
@@ -123,26 +99,7 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
     const cancellation = new Cancellation();
     socket.once('close', () => cancellation.abort(new ClientClosedError()));
     let tunnel: net.Socket | undefined;
-    // One breaker call per tunnel attempt: a refused or silent target is a
-    // connect failure, an open tunnel a success.
-    const attempt = (): Promise<AttemptResult> =>
-      new Promise((resolve) => {
-        const connection = net.connect({ host: check.address, port: check.port, family: check.family });
-        const timer = setTimeout(() => {
-          connection.destroy();
-          resolve({ classification: classifyConnectTimeout(`Target ${authority} could not be connected to within ${connectMs} ms (connect timeout).`) });
-        }, connectMs);
-        connection.once('connect', () => {
-          clearTimeout(timer);
-          tunnel = connection;
-          resolve({ classification: classifyStatus(200) });
-        });
-        connection.once('error', (error) => {
-          clearTimeout(timer);
-          const classification = classifyError(error, { connected: false });
-          resolve({ classification: { ...classification, detail: `Target ${authority} ${classification.detail ?? ''}`.trim() } });
-        });
-      });
+    const attempt = () => dial(check, authority, connectMs, (connection) => (tunnel = connection));
     let result: AttemptResult;
     try {
       result = await breaker.call(record, cancellation, attempt);
@@ -161,117 +118,47 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
       upstreamSocket.destroy();
       return;
     }
-    upstreamSocket.on('error', () => socket.destroy());
     // (An intercept candidate that is tunnelled after all was already told 200.)
     if (!established) socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    if (buffered.length > 0) upstreamSocket.write(buffered);
-    socket.resume();
-    socket.pipe(upstreamSocket);
-    upstreamSocket.pipe(socket);
-    // Either side closing closes both.
-    upstreamSocket.once('close', () => socket.destroy());
-    socket.once('close', () => upstreamSocket.destroy());
+    splice(socket, upstreamSocket, buffered);
   })().catch((error: unknown) => {
     logger.error({ err: error, requestId }, 'internal error in CONNECT');
     refuse(new BreakwaterError('INTERNAL_ERROR', 'Breakwater failed while opening the tunnel.'));
   });
 }
 
-/** Reads the client's first bytes until its ClientHello is complete (or clearly not one); undefined if the client leaves or stays silent. */
-function readHello(socket: Duplex, head: Buffer): Promise<{ data: Buffer; peek: ReturnType<typeof peekClientHello> } | undefined> {
-  return new Promise((resolve) => {
-    let data = head;
-    const done = (result: { data: Buffer; peek: ReturnType<typeof peekClientHello> } | undefined) => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('close', onClose);
-      socket.pause();
-      if (!result) socket.destroy();
-      resolve(result);
-    };
-    const check = () => {
-      const peek = peekClientHello(data);
-      if (peek.kind !== 'partial' || data.length >= MAX_HELLO_BYTES) done({ data, peek: peek.kind === 'partial' ? { kind: 'not-tls' } : peek });
-    };
-    const onData = (chunk: Buffer) => {
-      data = data.length === 0 ? chunk : Buffer.concat([data, chunk]);
-      check();
-    };
-    const onClose = () => done(undefined);
-    const timer = setTimeout(() => done(undefined), HELLO_TIMEOUT_MS);
-    socket.on('data', onData);
-    socket.once('close', onClose);
-    if (data.length > 0) check();
-  });
-}
-
-/** Terminates the client's TLS with the leaf for its CONNECT host and hands the decrypted connection to the HTTP server. */
-function terminate(socket: Duplex, hello: Buffer, context: tls.SecureContext, target: { host: string; port: number }, server: Server, deps: ServerDeps, requestId: string): void {
-  const { metrics, logger } = deps;
-  const secure = new tls.TLSSocket(replaying(socket, hello), { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
-  // The HTTP server logs and forwards the client's address.
-  Object.defineProperty(secure, 'remoteAddress', { value: (socket as net.Socket).remoteAddress });
-  Object.defineProperty(secure, 'remotePort', { value: (socket as net.Socket).remotePort });
-  markIntercepted(secure, target);
-  let settled = false;
-  // A client that sends its ClientHello and then nothing must not hold the connection.
-  const handshake = setTimeout(() => secure.destroy(new Error(`no TLS handshake within ${HELLO_TIMEOUT_MS} ms`)), HELLO_TIMEOUT_MS);
-  secure.once('secure', () => {
-    clearTimeout(handshake);
-    settled = true;
-    metrics.tlsIntercept.inc({ result: 'intercepted' });
-  });
-  // A client that rejects our leaf sends an alert (an error here) or just
-  // hangs up before the handshake ends: either way, refused, counted once.
-  const refused = (reason: string) => {
-    if (settled) return;
-    settled = true;
-    metrics.tlsIntercept.inc({ result: 'refused' });
-    logger.warn(
-      { requestId, host: target.host, err: reason },
-      `client refused the intercepted TLS for ${target.host} (pinned certificate, or the CA is not trusted): trust the CA in the app, or leave ${target.host} out of intercept.hosts`,
-    );
-  };
-  secure.on('error', (error: Error) => {
-    refused(error.message);
-    secure.destroy();
-  });
-  secure.once('close', () => {
-    clearTimeout(handshake);
-    refused('closed during the handshake');
-    socket.destroy();
-  });
-  server.emit('connection', secure);
-}
-
 /**
- * The client's socket with the bytes already read (its ClientHello) put
- * back in front. (A TLSSocket over a net.Socket reads from the handle and
- * would never see bytes unshifted into the JS stream.)
+ * One connection attempt to a checked target, within `connectMs`: one
+ * breaker call, a refused or silent target a connect failure, an open
+ * tunnel a success (`onOpen` gets its socket).
  */
-function replaying(socket: Duplex, first: Buffer): Duplex {
-  const duplex = new Duplex({
-    read: () => {
-      socket.resume();
-    },
-    write: (chunk: Buffer, _encoding, callback) => {
-      socket.write(chunk, callback);
-    },
-    final: (callback) => {
-      socket.end();
-      callback();
-    },
-    destroy: (error, callback) => {
-      socket.destroy();
-      callback(error);
-    },
+function dial(check: { address: string; port: number; family: number }, authority: string, connectMs: number, onOpen: (connection: net.Socket) => void): Promise<AttemptResult> {
+  return new Promise((resolve) => {
+    const connection = net.connect({ host: check.address, port: check.port, family: check.family });
+    const timer = setTimeout(() => {
+      connection.destroy();
+      resolve({ classification: classifyConnectTimeout(`Target ${authority} could not be connected to within ${connectMs} ms (connect timeout).`) });
+    }, connectMs);
+    connection.once('connect', () => {
+      clearTimeout(timer);
+      onOpen(connection);
+      resolve({ classification: classifyStatus(200) });
+    });
+    connection.once('error', (error) => {
+      clearTimeout(timer);
+      const classification = classifyError(error, { connected: false });
+      resolve({ classification: { ...classification, detail: `Target ${authority} ${classification.detail ?? ''}`.trim() } });
+    });
   });
-  duplex.push(first);
-  socket.on('data', (chunk: Buffer) => {
-    if (!duplex.push(chunk)) socket.pause();
-  });
-  socket.once('end', () => duplex.push(null));
-  socket.once('close', () => duplex.destroy());
+}
+
+/** Bytes flow both ways untouched (what the client sent before, first); either side closing closes both. */
+function splice(socket: Duplex, upstreamSocket: net.Socket, buffered: Buffer): void {
+  upstreamSocket.on('error', () => socket.destroy());
+  if (buffered.length > 0) upstreamSocket.write(buffered);
   socket.resume();
-  return duplex;
+  socket.pipe(upstreamSocket);
+  upstreamSocket.pipe(socket);
+  upstreamSocket.once('close', () => socket.destroy());
+  socket.once('close', () => upstreamSocket.destroy());
 }
