@@ -102,6 +102,12 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
     }
   }
 
+  /** A shared reservation decided without Redis: flagged and counted like a rate-limit decision (SPEC §9). */
+  const degradedFor = (route: string) => (ctx: RequestContext) => {
+    ctx.flags.add('RATE_LIMIT_DEGRADED');
+    metrics.rateLimitDegraded.inc({ route });
+  };
+
   const learn = (learnKey: string, scope: string) => {
     if (scopes.get(learnKey) !== scope) scopes.set(learnKey, scope);
   };
@@ -109,6 +115,7 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
   return {
     policy(route, pathPrefix = '/') {
       const prefixLength = pathPrefix === '/' ? 0 : pathPrefix.length;
+      const degraded = degradedFor(route);
       return {
         async run(ctx: RequestContext, signal, next) {
           let keyPart = '';
@@ -153,10 +160,8 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
               id,
               (state, t, counted) => reserveWithin(state, t, counted - 1, config, random, limitMs),
               0,
-              () => {
-                ctx.flags.add('RATE_LIMIT_DEGRADED');
-                metrics.rateLimitDegraded.inc({ route });
-              },
+              // A closure per request only where Redis can fail: local pacing allocates none.
+              shared ? () => degraded(ctx) : undefined,
             );
             const wait = typeof reserved === 'number' ? reserved : await reserved;
             if (wait > limitMs) {

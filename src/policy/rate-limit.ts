@@ -94,20 +94,31 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
         ? 'no token or slot is free and queue.size is 0'
         : `its queue is full (queue.size ${config.queue.size})`;
 
+  /** A limiter's acquire for one request: the client leaving wins; the limiter's own refusal (`refusal` maps it) becomes RATE_LIMITED. */
+  const acquireFor = async (
+    ctx: RequestContext,
+    waitMs: number,
+    acquire: (waitMs: number, onAbort: (listener: () => void) => () => void) => Promise<() => void>,
+    refusal: (error: unknown) => BreakwaterError | undefined,
+  ): Promise<() => void> => {
+    try {
+      return await acquire(waitMs, (listener) => ctx.signal.onAbort(listener));
+    } catch (error) {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      throw refusal(error) ?? error;
+    }
+  };
+
   const createLocal = (): Limiter => {
     const limiter = new LocalLimiter({ rate: config.rate, burst: config.burst, maxConcurrent: config.maxConcurrent, queueSize: config.queue.size, now: deps.now });
     return {
-      async acquire(ctx, waitMs) {
-        try {
-          return await limiter.acquire(waitMs, (listener) => ctx.signal.onAbort(listener));
-        } catch (error) {
-          if (ctx.signal.aborted) throw ctx.signal.reason;
-          if (error instanceof LimiterRefused) {
-            throw refused(why(error.reason), { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() });
-          }
-          throw error;
-        }
-      },
+      acquire: (ctx, waitMs) =>
+        acquireFor(
+          ctx,
+          waitMs,
+          (ms, onAbort) => limiter.acquire(ms, onAbort),
+          (error) => (error instanceof LimiterRefused ? refused(why(error.reason), { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() }) : undefined),
+        ),
       idle: () => limiter.idle(),
       queued: () => limiter.queued(),
       close: () => limiter.close(),
@@ -121,19 +132,18 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
     // Redis failing for one request: this key's waiters give up at once (each then decided by onError).
     const stopFailure = store.onFailure(() => limiter.failWaiters(new Error('redis is failing')));
     return {
-      async acquire(ctx, waitMs) {
-        try {
-          return await limiter.acquire(waitMs, (listener) => ctx.signal.onAbort(listener));
-        } catch (error) {
-          if (ctx.signal.aborted) throw ctx.signal.reason;
-          if (error instanceof SharedRefused) {
+      acquire: (ctx, waitMs) =>
+        acquireFor(
+          ctx,
+          waitMs,
+          (ms, onAbort) => limiter.acquire(ms, onAbort),
+          (error) => {
+            if (!(error instanceof SharedRefused)) return undefined;
             const last = error.decision;
             const toNext = last && last.waitMs > 0 ? last.waitMs / 1000 : config.rate !== null ? 1 / config.rate : 1;
-            throw refused(why(error.reason), last ? { tokens: last.tokens, toNext } : undefined);
-          }
-          throw error;
-        }
-      },
+            return refused(why(error.reason), last ? { tokens: last.tokens, toNext } : undefined);
+          },
+        ),
       idle: () => limiter.idle(),
       queued: () => limiter.queued(),
       close: () => {

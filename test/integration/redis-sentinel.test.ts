@@ -13,6 +13,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { freePort } from '../helpers/net.js';
+import { killAll } from '../fixtures/redis-cluster.js';
 import { metricValue, request, startProxy, type TestProxy } from '../helpers/proxy.js';
 
 const children: ChildProcess[] = [];
@@ -85,16 +86,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.close();
   await upstream.close();
-  await Promise.all(
-    children.map(
-      (child) =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          child.once('exit', () => resolve());
-          child.kill('SIGKILL');
-        }),
-    ),
-  );
+  await killAll(children);
 });
 
 describe('redis.sentinel', () => {
