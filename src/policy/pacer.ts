@@ -31,8 +31,9 @@ import type { PacingConfig } from '../config/types.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Logger } from '../observe/logger.js';
-import type { Policy, PolicyDeps, RequestContext } from './context.js';
-import { localStore, MAX_PACERS, sharedStore, type PacerState } from './pacer-store.js';
+import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from './context.js';
+import type { Signal } from '../lib/signal.js';
+import { localStore, MAX_PACERS, sharedStore, type PacerStore, type StateFn } from './pacer-store.js';
 import { headerValue, observe, released, reserveWithin } from './pacer-quota.js';
 import type { SharedLimits } from './shared-limits.js';
 
@@ -65,181 +66,216 @@ export interface PacingDeps extends PolicyDeps {
   readonly shared?: SharedLimits;
 }
 
-export function createUpstreamPacing(upstream: string, config: PacingConfig, retryAfterMaxMs: number, deps: PacingDeps): UpstreamPacing {
-  const { now, metrics, random } = deps;
-  /** This process's requests in flight (waiting for a slot included) per pacer id. */
-  const inFlight = new Map<string, number>();
-  const countOf = (id: string) => inFlight.get(id) ?? 0;
-  const local = localStore(now, countOf);
-  const shared = config.shared && deps.shared ? sharedStore(deps.shared.client, `breakwater:pacing:${upstream}:`, countOf) : null;
-  /** Scope learned per route and first path segment; bounded like the pacers. */
-  const scopes = new BoundedMap<string, string>({ max: MAX_PACERS });
-  let warnedAt = -Infinity;
+/** Where a request is paced: its pacer id, and the key its scope is learned under. */
+interface PacerKey {
+  readonly id: string;
+  /** The hashed credential part of the id ('' without `key`). */
+  readonly keyPart: string;
+  /** Route and first path segment ('' without `scope`). */
+  readonly learnKey: string;
+}
 
-  /** Runs a state update in Redis when shared, here otherwise, or here / not at all while Redis fails (redis.onError). */
-  /** `degraded`: called when a shared update is decided without Redis. */
-  function update<T>(id: string, fn: (state: PacerState, t: number, inFlight: number) => T, skipped: T, degraded?: () => void): T | Promise<T> {
-    // Local state: synchronous, no promise on the request path.
-    return shared ? sharedUpdate(id, fn, skipped, degraded) : (local.update(id, fn) as T);
+export function createUpstreamPacing(upstream: string, config: PacingConfig, retryAfterMaxMs: number, deps: PacingDeps): UpstreamPacing {
+  return new Pacing(upstream, config, retryAfterMaxMs, deps);
+}
+
+class Pacing implements UpstreamPacing {
+  /** This process's requests in flight (waiting for a slot included) per pacer id. */
+  private readonly inFlight = new Map<string, number>();
+  private readonly local: PacerStore;
+  private readonly shared: PacerStore | null;
+  /** Scope learned per route and first path segment; bounded like the pacers. */
+  private readonly scopes = new BoundedMap<string, string>({ max: MAX_PACERS });
+  private warnedAt = -Infinity;
+
+  constructor(
+    private readonly upstream: string,
+    private readonly config: PacingConfig,
+    private readonly retryAfterMaxMs: number,
+    private readonly deps: PacingDeps,
+  ) {
+    this.local = localStore(deps.now, this.countOf);
+    this.shared = config.shared && deps.shared ? sharedStore(deps.shared.client, `breakwater:pacing:${upstream}:`, this.countOf) : null;
   }
-  async function sharedUpdate<T>(id: string, fn: (state: PacerState, t: number, inFlight: number) => T, skipped: T, degraded?: () => void): Promise<T> {
+
+  policy(route: string, pathPrefix = '/'): Policy {
+    const prefixLength = pathPrefix === '/' ? 0 : pathPrefix.length;
+    // A shared reservation decided without Redis is flagged and counted like a rate-limit decision (SPEC §9).
+    const degraded = (ctx: RequestContext) => {
+      ctx.flags.add('RATE_LIMIT_DEGRADED');
+      this.deps.metrics.rateLimitDegraded.inc({ route });
+    };
+    return {
+      run: (ctx, signal, next) => this.run(ctx, signal, next, this.keyOf(ctx, route, prefixLength), degraded),
+      close() {},
+    };
+  }
+
+  snapshot(): PacingSnapshot[] {
+    const out: PacingSnapshot[] = [];
+    for (const store of this.shared ? [this.shared, this.local] : [this.local]) {
+      for (const [id, state, t] of store.entries()) {
+        out.push({
+          upstream: this.upstream,
+          key: id.slice(id.indexOf(':') + 1),
+          scope: state.scope,
+          limit: state.limit ?? null,
+          remaining: state.remaining ?? null,
+          resetSeconds: state.resetAt !== undefined ? Math.max(0, (state.resetAt - t) / 1000) : null,
+          ratePerSecond: state.aimdRate ?? state.refillRate ?? null,
+          inFlight: this.countOf(id),
+          shared: store === this.shared,
+        });
+      }
+    }
+    return out;
+  }
+
+  close(): void {
+    this.local.close();
+    this.shared?.close();
+    this.scopes.clear();
+  }
+
+  private readonly countOf = (id: string): number => this.inFlight.get(id) ?? 0;
+
+  private keyOf(ctx: RequestContext, route: string, prefixLength: number): PacerKey {
+    const { config } = this;
+    let keyPart = '';
+    if (config.key) {
+      // The key (a credential, often) is hashed: never kept, never logged.
+      const value = ctx.clientHeaders[config.key];
+      // All values, as rate-limit keys read them: two requests share a quota only when they carry the same credential.
+      keyPart = createHash('sha256')
+        .update(Array.isArray(value) ? value.join(',') : (value ?? ''))
+        .digest('hex')
+        .slice(0, 16);
+    }
+    let learnKey = '';
+    let scope = '';
+    if (config.scope) {
+      const rest = ctx.path.slice(prefixLength);
+      const start = rest.startsWith('/') ? 1 : 0;
+      const end = rest.indexOf('/', start);
+      learnKey = `${route}\u0001${rest.slice(start, end === -1 ? undefined : end)}`;
+      scope = this.scopes.get(learnKey) ?? '';
+    }
+    const id = scope === '' && keyPart === '' ? ':' : `${encodeURIComponent(scope)}:${keyPart}`;
+    return { id, keyPart, learnKey };
+  }
+
+  private async run(ctx: RequestContext, signal: Signal, next: Next, key: PacerKey, degraded: (ctx: RequestContext) => void): Promise<AttemptResult> {
+    const { id } = key;
+    // Counted from the reservation on (before it: concurrent requests
+    // reserve while this one awaits): a request waiting for its slot
+    // will spend quota as surely as one already sent.
+    this.inFlight.set(id, this.countOf(id) + 1);
+    let done = false;
+    let published = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      const left = this.countOf(id) - 1;
+      if (left > 0) this.inFlight.set(id, left);
+      else this.inFlight.delete(id);
+    };
+    try {
+      // A closure per request only where Redis can fail: local pacing allocates none.
+      await this.waitForSlot(ctx, signal, id, this.shared ? () => degraded(ctx) : undefined);
+      const result = await next(ctx, signal);
+      finish();
+      if (result.response?.headers) published = await this.learn(key, result);
+      return result;
+    } finally {
+      finish();
+      // Shared: this replica's in-flight count for the pacer is
+      // rewritten with every update; a request that ended without one
+      // (refused, aborted, no answer) publishes it now, best effort.
+      if (this.shared && !published) void this.update(id, () => undefined, undefined);
+    }
+  }
+
+  /** Reserves the request's slot and waits for it; refuses a wait past maxWait or the deadline. */
+  private async waitForSlot(ctx: RequestContext, signal: Signal, id: string, degraded: (() => void) | undefined): Promise<void> {
+    const { config, deps } = this;
+    // Like a rate-limit queue, a pacing wait never runs past the request's deadline.
+    const limitMs = Math.min(config.maxWait, ctx.deadline - deps.now());
+    const reserved = this.update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs), 0, degraded);
+    const wait = typeof reserved === 'number' ? reserved : await reserved;
+    if (wait > limitMs) {
+      const seconds = Math.max(1, Math.ceil(wait / 1000));
+      const beyond = wait > config.maxWait ? 'more than pacing.maxWait' : "longer than what is left of the request's total timeout";
+      throw new BreakwaterError('RATE_LIMITED', `Upstream '${this.upstream}' is paced: its announced quota would make this request wait ${seconds} s, ${beyond}.`, {
+        retryAfterSeconds: seconds,
+      });
+    }
+    if (wait > 0) {
+      ctx.flags.add('PACED');
+      deps.metrics.pacingWait.observe({ upstream: this.upstream }, wait / 1000);
+      await deps.sleep(wait, signal);
+    }
+    // The release counters live in the state; locally they are
+    // bumped at once, shared ones with the response's update.
+    if (!this.shared) this.local.update(id, (state, t) => released(state, t));
+  }
+
+  /** Reads the quota the response announced into its pacer; true when that was the request's own pacer (its count published). */
+  private async learn(key: PacerKey, result: AttemptResult): Promise<boolean> {
+    const { config } = this;
+    const headers = result.response!.headers;
+    let answeredId = key.id;
+    if (config.scope) {
+      const answeredScope = headerValue(headers, config.scope);
+      if (answeredScope) {
+        if (this.scopes.get(key.learnKey) !== answeredScope) this.scopes.set(key.learnKey, answeredScope);
+        answeredId = `${encodeURIComponent(answeredScope)}:${key.keyPart}`;
+      }
+    }
+    const status = result.classification.status;
+    const shared = this.shared !== null;
+    const pending = this.update(
+      answeredId,
+      (state, t) => {
+        if (shared) released(state, t);
+        if (config.scope) state.scope = headerValue(headers, config.scope);
+        return observe(state, t, status, headers, config, this.retryAfterMaxMs);
+      },
+      undefined,
+    );
+    const seen = pending instanceof Promise ? await pending : pending;
+    if (seen?.paused) this.deps.metrics.pacingPauses.inc({ upstream: this.upstream });
+    return answeredId === key.id;
+  }
+
+  /**
+   * Runs a state update in Redis when shared, here otherwise, or here / not
+   * at all while Redis fails (redis.onError). `degraded`: called when a
+   * shared update is decided without Redis.
+   */
+  private update<T>(id: string, fn: StateFn<T>, skipped: T, degraded?: () => void): T | Promise<T> {
+    // Local state: synchronous, no promise on the request path.
+    return this.shared ? this.sharedUpdate(this.shared, id, fn, skipped, degraded) : (this.local.update(id, fn) as T);
+  }
+
+  private async sharedUpdate<T>(store: PacerStore, id: string, fn: StateFn<T>, skipped: T, degraded?: () => void): Promise<T> {
+    const redis = this.deps.shared!;
     // redis.onError: here (local) or not at all (allow).
     const withoutRedis = () => {
       degraded?.();
-      return deps.shared!.onError === 'local' ? (local.update(id, fn) as T) : skipped;
+      return redis.onError === 'local' ? (this.local.update(id, fn) as T) : skipped;
     };
     // While Redis fails, no request waits for it: decided here until the probe answers.
-    if (!deps.shared!.healthy()) return withoutRedis();
+    if (!redis.healthy()) return withoutRedis();
     try {
-      return await shared!.update(id, fn);
+      return await store.update(id, fn);
     } catch (error) {
-      deps.shared!.reportFailure(error);
-      if (Date.now() - warnedAt > 10_000) {
-        warnedAt = Date.now();
-        deps.logger?.warn({ upstream, err: (error as Error).message }, `shared pacing unavailable: pacing per redis.onError=${deps.shared!.onError}`);
+      redis.reportFailure(error);
+      const at = this.deps.now();
+      if (at - this.warnedAt > 10_000) {
+        this.warnedAt = at;
+        this.deps.logger?.warn({ upstream: this.upstream, err: (error as Error).message }, `shared pacing unavailable: pacing per redis.onError=${redis.onError}`);
       }
       return withoutRedis();
     }
   }
-
-  /** A shared reservation decided without Redis: flagged and counted like a rate-limit decision (SPEC §9). */
-  const degradedFor = (route: string) => (ctx: RequestContext) => {
-    ctx.flags.add('RATE_LIMIT_DEGRADED');
-    metrics.rateLimitDegraded.inc({ route });
-  };
-
-  const learn = (learnKey: string, scope: string) => {
-    if (scopes.get(learnKey) !== scope) scopes.set(learnKey, scope);
-  };
-
-  return {
-    policy(route, pathPrefix = '/') {
-      const prefixLength = pathPrefix === '/' ? 0 : pathPrefix.length;
-      const degraded = degradedFor(route);
-      return {
-        async run(ctx: RequestContext, signal, next) {
-          let keyPart = '';
-          if (config.key) {
-            // The key (a credential, often) is hashed: never kept, never logged.
-            const value = ctx.clientHeaders[config.key];
-            // All values, as rate-limit keys read them: two requests share a quota only when they carry the same credential.
-            keyPart = createHash('sha256')
-              .update(Array.isArray(value) ? value.join(',') : (value ?? ''))
-              .digest('hex')
-              .slice(0, 16);
-          }
-          let learnKey = '';
-          let scope = '';
-          if (config.scope) {
-            const rest = ctx.path.slice(prefixLength);
-            const start = rest.startsWith('/') ? 1 : 0;
-            const end = rest.indexOf('/', start);
-            learnKey = `${route}\u0001${rest.slice(start, end === -1 ? undefined : end)}`;
-            scope = scopes.get(learnKey) ?? '';
-          }
-          const id = scope === '' && keyPart === '' ? ':' : `${encodeURIComponent(scope)}:${keyPart}`;
-          // Counted from the reservation on (before it: concurrent requests
-          // reserve while this one awaits): a request waiting for its slot
-          // will spend quota as surely as one already sent.
-          inFlight.set(id, countOf(id) + 1);
-          let done = false;
-          let published = false;
-          const finish = () => {
-            if (done) return;
-            done = true;
-            const left = countOf(id) - 1;
-            if (left > 0) inFlight.set(id, left);
-            else inFlight.delete(id);
-          };
-          try {
-            // Like a rate-limit queue, a pacing wait never runs past the request's deadline.
-            const deadlineLeft = ctx.deadline - now();
-            const limitMs = Math.min(config.maxWait, deadlineLeft);
-            // A reservation made without Redis is flagged and counted like a rate-limit decision (SPEC §9).
-            const reserved = update(
-              id,
-              (state, t, counted) => reserveWithin(state, t, counted - 1, config, random, limitMs),
-              0,
-              // A closure per request only where Redis can fail: local pacing allocates none.
-              shared ? () => degraded(ctx) : undefined,
-            );
-            const wait = typeof reserved === 'number' ? reserved : await reserved;
-            if (wait > limitMs) {
-              const seconds = Math.max(1, Math.ceil(wait / 1000));
-              const beyond = wait > config.maxWait ? 'more than pacing.maxWait' : "longer than what is left of the request's total timeout";
-              throw new BreakwaterError('RATE_LIMITED', `Upstream '${upstream}' is paced: its announced quota would make this request wait ${seconds} s, ${beyond}.`, {
-                retryAfterSeconds: seconds,
-              });
-            }
-            if (wait > 0) {
-              ctx.flags.add('PACED');
-              metrics.pacingWait.observe({ upstream }, wait / 1000);
-              await deps.sleep(wait, signal);
-            }
-            // The release counters live in the state; locally they are
-            // bumped at once, shared ones with the response's update.
-            if (!shared) local.update(id, (state, t) => released(state, t));
-            const result = await next(ctx, signal);
-            finish();
-            const headers = result.response?.headers;
-            if (headers) {
-              let answeredId = id;
-              if (config.scope) {
-                const answeredScope = headerValue(headers, config.scope);
-                if (answeredScope) {
-                  learn(learnKey, answeredScope);
-                  answeredId = `${encodeURIComponent(answeredScope)}:${keyPart}`;
-                }
-              }
-              published = answeredId === id;
-              const status = result.classification.status;
-              const pending = update(
-                answeredId,
-                (state, t) => {
-                  if (shared) released(state, t);
-                  if (config.scope) state.scope = headerValue(headers, config.scope);
-                  return observe(state, t, status, headers, config, retryAfterMaxMs);
-                },
-                undefined,
-              );
-              const seen = pending instanceof Promise ? await pending : pending;
-              if (seen?.paused) metrics.pacingPauses.inc({ upstream });
-            }
-            return result;
-          } finally {
-            finish();
-            // Shared: this replica's in-flight count for the pacer is
-            // rewritten with every update; a request that ended without one
-            // (refused, aborted, no answer) publishes it now, best effort.
-            if (shared && !published) void update(id, () => undefined, undefined);
-          }
-        },
-        close() {},
-      };
-    },
-    snapshot() {
-      const out: PacingSnapshot[] = [];
-      for (const store of shared ? [shared, local] : [local]) {
-        for (const [id, state, t] of store.entries()) {
-          out.push({
-            upstream,
-            key: id.slice(id.indexOf(':') + 1),
-            scope: state.scope,
-            limit: state.limit ?? null,
-            remaining: state.remaining ?? null,
-            resetSeconds: state.resetAt !== undefined ? Math.max(0, (state.resetAt - t) / 1000) : null,
-            ratePerSecond: state.aimdRate ?? state.refillRate ?? null,
-            inFlight: countOf(id),
-            shared: store === shared,
-          });
-        }
-      }
-      return out;
-    },
-    close() {
-      local.close();
-      shared?.close();
-      scopes.clear();
-    },
-  };
 }

@@ -62,6 +62,87 @@ function keyOf(ctx: RequestContext, key: RateLimitConfig['key']): string {
   return Array.isArray(value) ? value.join(',') : (value ?? '');
 }
 
+/** What the limiters of one route are built from. */
+interface RouteLimit {
+  readonly route: string;
+  readonly config: RateLimitConfig;
+  readonly deps: RateLimitDeps;
+}
+
+/** RATE_LIMITED with RateLimit headers; `left`: whole tokens and seconds to the next one, when known. */
+function refused({ route, config, deps }: RouteLimit, why: string, left?: { tokens: number; toNext: number }): BreakwaterError {
+  const headers: Record<string, string> = {};
+  let retryAfter = 1;
+  if (config.rate !== null) {
+    const toNext = left ? left.toNext : 1 / config.rate;
+    retryAfter = Math.max(1, Math.ceil(toNext || 1 / config.rate));
+    headers['ratelimit-policy'] = `"${route}";q=${config.burst};w=${Math.max(1, Math.ceil(config.burst / config.rate))}`;
+    headers['ratelimit'] = `"${route}";r=${left ? Math.max(0, left.tokens) : 0};t=${Math.ceil(toNext)}`;
+  }
+  deps.metrics.rateLimited.inc({ route });
+  return new BreakwaterError('RATE_LIMITED', `Route '${route}' is rate limited: ${why}.`, { retryAfterSeconds: retryAfter, headers });
+}
+
+function why(config: RateLimitConfig, reason: 'queue-full' | 'timeout'): string {
+  if (reason === 'timeout') return `no token or slot came free within queue.timeout (${config.queue.timeout} ms)`;
+  return config.queue.size === 0 ? 'no token or slot is free and queue.size is 0' : `its queue is full (queue.size ${config.queue.size})`;
+}
+
+/** A limiter's acquire for one request: the client leaving wins; the limiter's own refusal (`refusal` maps it) becomes RATE_LIMITED. */
+async function acquireFor(
+  ctx: RequestContext,
+  waitMs: number,
+  acquire: (waitMs: number, onAbort: (listener: () => void) => () => void) => Promise<() => void>,
+  refusal: (error: unknown) => BreakwaterError | undefined,
+): Promise<() => void> {
+  try {
+    return await acquire(waitMs, (listener) => ctx.signal.onAbort(listener));
+  } catch (error) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    throw refusal(error) ?? error;
+  }
+}
+
+function createLocal(limit: RouteLimit): Limiter {
+  const { config, deps } = limit;
+  const limiter = new LocalLimiter({ rate: config.rate, burst: config.burst, maxConcurrent: config.maxConcurrent, queueSize: config.queue.size, now: deps.now });
+  return {
+    acquire: (ctx, waitMs) =>
+      acquireFor(
+        ctx,
+        waitMs,
+        (ms, onAbort) => limiter.acquire(ms, onAbort),
+        (error) => (error instanceof LimiterRefused ? refused(limit, why(config, error.reason), { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() }) : undefined),
+      ),
+    idle: () => limiter.idle(),
+    queued: () => limiter.queued(),
+    close: () => limiter.close(),
+    tokens: () => limiter.tokensLeft(),
+  };
+}
+
+function createShared(limit: RouteLimit, store: SharedLimits, key: string): Limiter {
+  const { route, config } = limit;
+  const limiter = new SharedLimiter(store.buckets, route, key, { rate: config.rate, burst: config.burst, maxConcurrent: config.maxConcurrent, queueSize: config.queue.size });
+  // Redis failing for one request: this key's waiters give up at once (each then decided by onError).
+  const stopFailure = store.onFailure(() => limiter.failWaiters(new Error('redis is failing')));
+  const refusal = (error: unknown) => {
+    if (!(error instanceof SharedRefused)) return undefined;
+    const last = error.decision;
+    const toNext = last && last.waitMs > 0 ? last.waitMs / 1000 : config.rate !== null ? 1 / config.rate : 1;
+    return refused(limit, why(config, error.reason), last ? { tokens: last.tokens, toNext } : undefined);
+  };
+  return {
+    acquire: (ctx, waitMs) => acquireFor(ctx, waitMs, (ms, onAbort) => limiter.acquire(ms, onAbort), refusal),
+    idle: () => limiter.idle(),
+    queued: () => limiter.queued(),
+    close: () => {
+      stopFailure();
+      limiter.close();
+    },
+  };
+}
+
 export function createRateLimit(route: string, config: RateLimitConfig, deps: RateLimitDeps): RateLimitPolicy {
   const keys = new BoundedMap<string, KeyLimiters>({
     max: MAX_KEYS,
@@ -72,95 +153,16 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
     },
   });
   const sharedStore = config.shared ? deps.shared : undefined;
+  const limit: RouteLimit = { route, config, deps };
 
-  /** `left`: whole tokens and seconds to the next one, when known. */
-  const refused = (why: string, left?: { tokens: number; toNext: number }): BreakwaterError => {
-    const headers: Record<string, string> = {};
-    let retryAfter = 1;
-    if (config.rate !== null) {
-      const toNext = left ? left.toNext : 1 / config.rate;
-      retryAfter = Math.max(1, Math.ceil(toNext || 1 / config.rate));
-      headers['ratelimit-policy'] = `"${route}";q=${config.burst};w=${Math.max(1, Math.ceil(config.burst / config.rate))}`;
-      headers['ratelimit'] = `"${route}";r=${left ? Math.max(0, left.tokens) : 0};t=${Math.ceil(toNext)}`;
-    }
-    deps.metrics.rateLimited.inc({ route });
-    return new BreakwaterError('RATE_LIMITED', `Route '${route}' is rate limited: ${why}.`, { retryAfterSeconds: retryAfter, headers });
-  };
-
-  const why = (reason: 'queue-full' | 'timeout') =>
-    reason === 'timeout'
-      ? `no token or slot came free within queue.timeout (${config.queue.timeout} ms)`
-      : config.queue.size === 0
-        ? 'no token or slot is free and queue.size is 0'
-        : `its queue is full (queue.size ${config.queue.size})`;
-
-  /** A limiter's acquire for one request: the client leaving wins; the limiter's own refusal (`refusal` maps it) becomes RATE_LIMITED. */
-  const acquireFor = async (
-    ctx: RequestContext,
-    waitMs: number,
-    acquire: (waitMs: number, onAbort: (listener: () => void) => () => void) => Promise<() => void>,
-    refusal: (error: unknown) => BreakwaterError | undefined,
-  ): Promise<() => void> => {
-    try {
-      return await acquire(waitMs, (listener) => ctx.signal.onAbort(listener));
-    } catch (error) {
-      if (ctx.signal.aborted) throw ctx.signal.reason;
-      throw refusal(error) ?? error;
-    }
-  };
-
-  const createLocal = (): Limiter => {
-    const limiter = new LocalLimiter({ rate: config.rate, burst: config.burst, maxConcurrent: config.maxConcurrent, queueSize: config.queue.size, now: deps.now });
-    return {
-      acquire: (ctx, waitMs) =>
-        acquireFor(
-          ctx,
-          waitMs,
-          (ms, onAbort) => limiter.acquire(ms, onAbort),
-          (error) => (error instanceof LimiterRefused ? refused(why(error.reason), { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() }) : undefined),
-        ),
-      idle: () => limiter.idle(),
-      queued: () => limiter.queued(),
-      close: () => limiter.close(),
-      tokens: () => limiter.tokensLeft(),
-    };
-  };
-
-  const createShared = (key: string): Limiter => {
-    const store = sharedStore!;
-    const limiter = new SharedLimiter(store.buckets, route, key, { rate: config.rate, burst: config.burst, maxConcurrent: config.maxConcurrent, queueSize: config.queue.size });
-    // Redis failing for one request: this key's waiters give up at once (each then decided by onError).
-    const stopFailure = store.onFailure(() => limiter.failWaiters(new Error('redis is failing')));
-    return {
-      acquire: (ctx, waitMs) =>
-        acquireFor(
-          ctx,
-          waitMs,
-          (ms, onAbort) => limiter.acquire(ms, onAbort),
-          (error) => {
-            if (!(error instanceof SharedRefused)) return undefined;
-            const last = error.decision;
-            const toNext = last && last.waitMs > 0 ? last.waitMs / 1000 : config.rate !== null ? 1 / config.rate : 1;
-            return refused(why(error.reason), last ? { tokens: last.tokens, toNext } : undefined);
-          },
-        ),
-      idle: () => limiter.idle(),
-      queued: () => limiter.queued(),
-      close: () => {
-        stopFailure();
-        limiter.close();
-      },
-    };
-  };
-
-  const limitersFor = (key: string): KeyLimiters => keys.getOrCreate(key, () => ({ primary: sharedStore ? createShared(key) : createLocal() }));
+  const limitersFor = (key: string): KeyLimiters => keys.getOrCreate(key, () => ({ primary: sharedStore ? createShared(limit, sharedStore, key) : createLocal(limit) }));
 
   /** Redis is away: enforce locally, or let it through, per redis.onError. */
   const degraded = async (ctx: RequestContext, entry: KeyLimiters, waitMs: number): Promise<() => void> => {
     ctx.flags.add('RATE_LIMIT_DEGRADED');
     deps.metrics.rateLimitDegraded.inc({ route });
     if (sharedStore!.onError === 'allow') return () => {};
-    entry.fallback ??= createLocal();
+    entry.fallback ??= createLocal(limit);
     return entry.fallback.acquire(ctx, waitMs);
   };
 

@@ -33,7 +33,8 @@ export interface SharedLimits {
   close(): Promise<void>;
 }
 
-export function connectSharedLimits(config: RedisConfig, logger: Logger | undefined): SharedLimits {
+/** The ioredis client for the configured form (url, Sentinel or Cluster), and where it connects, for logs. */
+function createClient(config: RedisConfig): { client: Redis | Cluster; where: string } {
   const options: RedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -72,6 +73,27 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     client = new Redis(config.url, options);
     where = String(redactUrl(config.url));
   }
+  return { client, where };
+}
+
+/** Resolves true once the client is ready, or false after `ms`. */
+function waitReady(client: Redis | Cluster, ms: number): Promise<boolean> {
+  if (client.status === 'ready') return Promise.resolve(true);
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      resolve(false);
+    }, ms);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    client.once('ready', onReady);
+  });
+}
+
+export function connectSharedLimits(config: RedisConfig, logger: Logger | undefined): SharedLimits {
+  const { client, where } = createClient(config);
   let lastState = '';
   let status: { state: 'connecting' | 'ready' | 'degraded'; since: string } = { state: 'connecting', since: new Date().toISOString() };
   const report = (state: string, error?: Error) => {
@@ -128,20 +150,7 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
       if (status.state !== 'ready' && client.status === 'ready' && !failing) report('ready');
       return status;
     },
-    waitReady: (ms) =>
-      client.status === 'ready'
-        ? Promise.resolve(true)
-        : new Promise<boolean>((resolve) => {
-            const timer = setTimeout(() => {
-              client.off('ready', onReady);
-              resolve(false);
-            }, ms);
-            const onReady = () => {
-              clearTimeout(timer);
-              resolve(true);
-            };
-            client.once('ready', onReady);
-          }),
+    waitReady: (ms) => waitReady(client, ms),
     async close() {
       if (probe) clearInterval(probe);
       buckets.close();
