@@ -12,7 +12,7 @@ import { formatProblem, loadConfig, type ConfigProblem, type LoadedConfig } from
 import type { Logger } from './observe/logger.js';
 import { processMetrics, type Metrics } from './observe/metrics.js';
 import type { Lookup } from './router/target-check.js';
-import { buildRuntime, type Runtime } from './runtime.js';
+import { buildRuntime, type Runtime, type RuntimeDeps } from './runtime.js';
 import { startAdminServer, type AdminServer } from './server/admin-server.js';
 import { createProxyServer, type ProxyServer } from './server/proxy-server.js';
 import { createForwarder } from './upstream/forward.js';
@@ -67,104 +67,131 @@ function fixedSettings(loaded: LoadedConfig): string {
   return JSON.stringify({ listen, admin, maxHeaderSize: limits.maxHeaderSize });
 }
 
-export async function startApp(initial: LoadedConfig, logger: Logger, options: AppOptions = {}): Promise<App> {
-  const now = () => performance.now();
-  const metrics = options.metrics ?? processMetrics();
-  const forwarder = createForwarder();
-  const deps = { forwarder, metrics, now, logger, lookup: options.lookup };
-  let loaded = initial;
-  let version = hashOf(initial.file) ?? 'inline';
-  let last: ReloadResult | undefined;
-  metrics.registerConfig(initial.config);
-  let runtime: Runtime = buildRuntime(initial.config, deps);
-  metrics.setQueueDepths(() => runtime.routes.filter((route) => route.rateLimit).map((route) => ({ route: route.name, depth: route.rateLimit!.queueDepth() })));
-  metrics.setQuotas(() => [...runtime.upstreams.values()].flatMap((upstream) => upstream.pacing?.snapshot() ?? []));
-  metrics.setCircuitStates(() => [...runtime.upstreams.values()].map((upstream) => ({ upstream: upstream.name, state: upstream.breaker.state() })));
-  let ready = false;
+/** What serves now: the runtime new requests start on, its config and version, and the last reload. */
+class Serving {
+  runtime: Runtime;
+  loaded: LoadedConfig;
+  version: string;
+  last: ReloadResult | undefined;
+  private reloading: Promise<ReloadResult> | undefined;
 
-  const proxy = createProxyServer({ runtime: () => runtime, forwarder, metrics, logger, now });
-  let admin: AdminServer | undefined;
-  let watcher: FSWatcher | undefined;
-  let debounce: NodeJS.Timeout | undefined;
-  let reloading: Promise<ReloadResult> | undefined;
-
-  async function reloadOnce(reason: string): Promise<ReloadResult> {
-    const at = new Date().toISOString();
-    const result = await loadConfig(loaded.file);
-    if (!result.ok) {
-      const problems = result.problems.map((problem: ConfigProblem) => formatProblem(problem));
-      logger.error({ reason, file: loaded.file, problems }, `config reload refused: ${problems.length} problem(s); the running config stays`);
-      for (const line of problems) logger.error({ reason }, line);
-      metrics.configReloads.inc({ result: 'failure' });
-      last = { result: 'failure', at, problems };
-      return last;
-    }
-    const next = result.loaded;
-    if (fixedSettings(next) !== fixedSettings(loaded)) {
-      logger.warn({ file: loaded.file }, 'listen, admin and limits.maxHeaderSize cannot change without a restart: the new values wait for the next start');
-    }
-    const previous = runtime;
-    const replacement = buildRuntime(next.config, { ...deps, inherit: previous.handOver() });
-    await replacement.warmUp();
-    metrics.registerConfig(next.config);
-    runtime = replacement;
-    loaded = next;
-    version = hashOf(next.file) ?? version;
-    void previous.retire(replacement.inherited());
-    metrics.configReloads.inc({ result: 'success' });
-    logger.info({ reason, file: next.file, version, routes: next.config.routes.length, upstreams: Object.keys(next.config.upstreams).length }, 'config reloaded');
-    last = { result: 'success', at, problems: [] };
-    return last;
+  constructor(
+    initial: LoadedConfig,
+    private readonly deps: RuntimeDeps & { readonly metrics: Metrics; readonly logger: Logger },
+  ) {
+    this.loaded = initial;
+    this.version = hashOf(initial.file) ?? 'inline';
+    deps.metrics.registerConfig(initial.config);
+    this.runtime = buildRuntime(initial.config, deps);
   }
 
   /** One reload at a time; a reload asked for during one runs after it. */
-  function reload(reason: string): Promise<ReloadResult> {
-    const run = (reloading ?? Promise.resolve()).then(() => reloadOnce(reason));
-    reloading = run.finally(() => {
-      if (reloading === run) reloading = undefined;
+  reload(reason: string): Promise<ReloadResult> {
+    const run = (this.reloading ?? Promise.resolve()).then(() => this.reloadOnce(reason));
+    this.reloading = run.finally(() => {
+      if (this.reloading === run) this.reloading = undefined;
     }) as Promise<ReloadResult>;
     return run;
   }
 
-  function startWatching(): void {
-    // The folder, not the file: editors that save by rename and Kubernetes'
-    // ConfigMap updates (an atomic swap of the `..data` symlink) replace the
-    // file rather than write it. Content hashes filter out no-op events.
-    const dir = path.dirname(path.resolve(loaded.file));
-    try {
-      watcher = watch(dir, { persistent: false }, () => {
-        clearTimeout(debounce);
-        debounce = setTimeout(() => {
-          const current = hashOf(loaded.file);
-          if (current !== undefined && current !== version) void reload('file changed');
-        }, options.watchDebounceMs ?? 300);
-      });
-      watcher.on('error', (error) => logger.warn({ err: error.message, dir }, 'config watch stopped; SIGHUP still reloads'));
-    } catch (error) {
-      logger.warn({ err: (error as Error).message, dir }, 'cannot watch the config folder; SIGHUP still reloads');
+  private async reloadOnce(reason: string): Promise<ReloadResult> {
+    const { metrics, logger } = this.deps;
+    const at = new Date().toISOString();
+    const file = this.loaded.file;
+    const result = await loadConfig(file);
+    if (!result.ok) {
+      const problems = result.problems.map((problem: ConfigProblem) => formatProblem(problem));
+      logger.error({ reason, file, problems }, `config reload refused: ${problems.length} problem(s); the running config stays`);
+      for (const line of problems) logger.error({ reason }, line);
+      metrics.configReloads.inc({ result: 'failure' });
+      this.last = { result: 'failure', at, problems };
+      return this.last;
     }
+    const next = result.loaded;
+    if (fixedSettings(next) !== fixedSettings(this.loaded)) {
+      logger.warn({ file }, 'listen, admin and limits.maxHeaderSize cannot change without a restart: the new values wait for the next start');
+    }
+    const previous = this.runtime;
+    const replacement = buildRuntime(next.config, { ...this.deps, inherit: previous.handOver() });
+    await replacement.warmUp();
+    metrics.registerConfig(next.config);
+    this.runtime = replacement;
+    this.loaded = next;
+    this.version = hashOf(next.file) ?? this.version;
+    void previous.retire(replacement.inherited());
+    metrics.configReloads.inc({ result: 'success' });
+    logger.info({ reason, file: next.file, version: this.version, routes: next.config.routes.length, upstreams: Object.keys(next.config.upstreams).length }, 'config reloaded');
+    this.last = { result: 'success', at, problems: [] };
+    return this.last;
   }
+}
 
+/** The gauges read from whatever runtime serves when scraped. */
+function registerGauges(metrics: Metrics, serving: Serving): void {
+  metrics.setQueueDepths(() => serving.runtime.routes.filter((route) => route.rateLimit).map((route) => ({ route: route.name, depth: route.rateLimit!.queueDepth() })));
+  metrics.setQuotas(() => [...serving.runtime.upstreams.values()].flatMap((upstream) => upstream.pacing?.snapshot() ?? []));
+  metrics.setCircuitStates(() => [...serving.runtime.upstreams.values()].map((upstream) => ({ upstream: upstream.name, state: upstream.breaker.state() })));
+}
+
+/**
+ * Reloads when the config file's content changes; returns a stop function.
+ * The folder is watched, not the file: editors that save by rename and
+ * Kubernetes' ConfigMap updates (an atomic swap of the `..data` symlink)
+ * replace the file rather than write it. Content hashes filter out no-op events.
+ */
+function watchConfig(serving: Serving, debounceMs: number, logger: Logger): () => void {
+  const dir = path.dirname(path.resolve(serving.loaded.file));
+  let debounce: NodeJS.Timeout | undefined;
+  let watcher: FSWatcher | undefined;
   try {
-    await runtime.warmUp();
+    watcher = watch(dir, { persistent: false }, () => {
+      clearTimeout(debounce);
+      debounce = setTimeout(() => {
+        const current = hashOf(serving.loaded.file);
+        if (current !== undefined && current !== serving.version) void serving.reload('file changed');
+      }, debounceMs);
+    });
+    watcher.on('error', (error) => logger.warn({ err: error.message, dir }, 'config watch stopped; SIGHUP still reloads'));
+  } catch (error) {
+    logger.warn({ err: (error as Error).message, dir }, 'cannot watch the config folder; SIGHUP still reloads');
+  }
+  return () => {
+    watcher?.close();
+    clearTimeout(debounce);
+  };
+}
+
+export async function startApp(initial: LoadedConfig, logger: Logger, options: AppOptions = {}): Promise<App> {
+  const now = () => performance.now();
+  const metrics = options.metrics ?? processMetrics();
+  const forwarder = createForwarder();
+  const serving = new Serving(initial, { forwarder, metrics, now, logger, lookup: options.lookup });
+  registerGauges(metrics, serving);
+  let ready = false;
+
+  const proxy = createProxyServer({ runtime: () => serving.runtime, forwarder, metrics, logger, now });
+  let admin: AdminServer | undefined;
+  try {
+    await serving.runtime.warmUp();
     admin = await startAdminServer({
       host: initial.config.admin.host,
       port: initial.config.admin.port,
       metrics,
       ready: () => ready && !proxy.draining(),
-      status: () => ({ runtime, loaded, version, lastReload: last }),
+      status: () => ({ runtime: serving.runtime, loaded: serving.loaded, version: serving.version, lastReload: serving.last }),
     });
     const port = await proxy.listen(initial.config.listen.host, initial.config.listen.port);
     ready = true;
-    if (options.watch) startWatching();
+    const stopWatching = options.watch ? watchConfig(serving, options.watchDebounceMs ?? 300, logger) : () => {};
+    const { listen, routes, upstreams } = initial.config;
     logger.info(
       {
         file: initial.file,
-        version,
-        listen: `${initial.config.listen.host}:${port}`,
+        version: serving.version,
+        listen: `${listen.host}:${port}`,
         admin: `${initial.config.admin.host}:${admin.port}`,
-        routes: initial.config.routes.length,
-        upstreams: Object.keys(initial.config.upstreams).length,
+        routes: routes.length,
+        upstreams: Object.keys(upstreams).length,
       },
       'listening',
     );
@@ -174,24 +201,23 @@ export async function startApp(initial: LoadedConfig, logger: Logger, options: A
       proxy,
       port,
       metrics,
-      runtime: () => runtime,
-      loaded: () => loaded,
-      version: () => version,
-      lastReload: () => last,
-      reload,
-      async close(graceMs = loaded.config.shutdown.drainTimeout) {
+      runtime: () => serving.runtime,
+      loaded: () => serving.loaded,
+      version: () => serving.version,
+      lastReload: () => serving.last,
+      reload: (reason) => serving.reload(reason),
+      async close(graceMs = serving.loaded.config.shutdown.drainTimeout) {
         ready = false;
-        watcher?.close();
-        clearTimeout(debounce);
+        stopWatching();
         await proxy.close(graceMs);
         await adminServer.close();
-        await runtime.close();
+        await serving.runtime.close();
         forwarder.close();
       },
     };
   } catch (error) {
     await admin?.close();
-    await runtime.close();
+    await serving.runtime.close();
     throw error;
   }
 }

@@ -13,7 +13,7 @@ import { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Flag } from '../policy/context.js';
-import type { RouteRuntime } from '../runtime.js';
+import type { RouteRuntime, Runtime } from '../runtime.js';
 import { rewritePath } from '../router/match-route.js';
 import { normalizeTarget } from '../router/normalize-path.js';
 import { classifyError } from '../upstream/classify.js';
@@ -31,17 +31,108 @@ interface UpgradeAttempt {
 const attempts = new WeakMap<IncomingMessage, UpgradeAttempt>();
 const watched = new WeakSet<object>();
 
+/** What an upgrade goes to: the route it matched and its upstream (or the intercepted host), or why none. */
+type UpgradeMatch = { readonly route: RouteRuntime; readonly upstream: UpstreamTarget; readonly intercepted: boolean } | BreakwaterError;
+
+function matchUpgrade(req: IncomingMessage, runtime: Runtime, request: { method: string; path: string; host: string }): UpgradeMatch {
+  const { method, path, host } = request;
+  let route: RouteRuntime | undefined;
+  let upstream: UpstreamTarget | null = null;
+  // Decrypted from an intercepted CONNECT: matched by the CONNECT host; a
+  // route without an upstream goes to that host over verified TLS.
+  const intercepted = interceptedTarget(req.socket);
+  if (intercepted) {
+    try {
+      checkIdentity(req, intercepted);
+    } catch (error) {
+      return error as BreakwaterError;
+    }
+    route = runtime.matchForward({ host: authorityOf(intercepted), method, path });
+    upstream = route ? (route.upstream ?? runtime.forwardTarget(intercepted.host, intercepted.port, true).target) : null;
+  } else {
+    route = runtime.match({ host, method, path });
+    upstream = route?.upstream ?? null;
+  }
+  if (!route || !upstream) return new BreakwaterError('NO_ROUTE', `No route matches ${method} ${path}${host ? ` for host ${host}` : ''}.`);
+  return { route, upstream, intercepted: intercepted !== undefined };
+}
+
+/**
+ * The timers of one handshake: `connect` until the upstream connection is
+ * up (after TLS for https), then `perTry` until the upstream answers; the
+ * first failure wins and ends the attempt.
+ */
+class Handshake implements UpgradeAttempt {
+  /** The upstream connection is up (for classifying an error). */
+  connected = false;
+  private outgoing: ClientRequest | undefined;
+  private settled = false;
+  private timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly describe: string,
+    private readonly timeouts: { readonly connect: number; readonly perTry: number },
+    private readonly onFail: (error: BreakwaterError) => void,
+    /** The upstream answered without upgrading: its status. */
+    private readonly onAnswer: (status: number) => void,
+  ) {
+    this.timer = setTimeout(
+      () => this.fail(new BreakwaterError('UPSTREAM_CONNECT_FAILED', `${describe} could not be connected to within ${timeouts.connect} ms (connect timeout).`)),
+      timeouts.connect,
+    );
+  }
+
+  attach(proxyReq: ClientRequest): void {
+    this.outgoing = proxyReq;
+    proxyReq.once('socket', (upstreamSocket: Socket) => {
+      // For TLS the connection is up after the handshake, as for requests.
+      if (upstreamSocket instanceof TLSSocket) upstreamSocket.once('secureConnect', this.onConnected);
+      else if (upstreamSocket.connecting) upstreamSocket.once('connect', this.onConnected);
+      else this.onConnected();
+    });
+    proxyReq.once('upgrade', this.onAnswered);
+    proxyReq.once('response', (response: IncomingMessage) => {
+      // Not upgraded: http-proxy-3 relays the upstream's answer as it is.
+      this.onAnswered();
+      this.onAnswer(response.statusCode ?? 502);
+    });
+  }
+
+  fail(error: BreakwaterError): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.outgoing?.destroy();
+    this.onFail(error);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  private readonly onConnected = () => {
+    this.connected = true;
+    if (this.settled) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(
+      () => this.fail(new BreakwaterError('UPSTREAM_TIMEOUT', `${this.describe} did not answer the WebSocket handshake within ${this.timeouts.perTry} ms.`)),
+      this.timeouts.perTry,
+    );
+  };
+
+  private readonly onAnswered = () => {
+    this.settled = true;
+    clearTimeout(this.timer);
+  };
+}
+
 export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ServerDeps): void {
   const runtime = deps.runtime();
-  const { forwarder } = deps;
   const requestId = clientRequestId(req.headers['x-request-id']) ?? randomUUID();
   const target = normalizeTarget(req.url ?? '/');
-  const url = target.ok ? target.url : target.path;
   const path = target.path;
   const host = (req.headers.host ?? '').toLowerCase();
   const method = req.method ?? 'GET';
-  let route: RouteRuntime | undefined;
-  let upstream: UpstreamTarget | null = null;
   let status = 101;
   const record = { requestId, method, path, host, startedAt: deps.now(), attempts: 0, flags: new Set<Flag>() };
   const exchange = new Exchange(deps, runtime, record);
@@ -52,82 +143,22 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     status = exchange.refuse(error, socket);
   };
 
-  if (!target.ok) {
-    refuse(new BreakwaterError('BAD_REQUEST', `The request path ${target.path} cannot be routed: ${target.reason}.`));
-    return;
-  }
-  // Decrypted from an intercepted CONNECT: matched by the CONNECT host; a
-  // route without an upstream goes to that host over verified TLS.
-  const intercepted = interceptedTarget(req.socket);
-  if (intercepted) {
-    try {
-      checkIdentity(req, intercepted);
-    } catch (error) {
-      refuse(error as BreakwaterError);
-      return;
-    }
-    route = runtime.matchForward({ host: authorityOf(intercepted), method, path });
-    upstream = route ? (route.upstream ?? runtime.forwardTarget(intercepted.host, intercepted.port, true).target) : null;
-  } else {
-    route = runtime.match({ host, method, path });
-    upstream = route?.upstream ?? null;
-  }
-  if (!route || !upstream) {
-    refuse(new BreakwaterError('NO_ROUTE', `No route matches ${method} ${path}${host ? ` for host ${host}` : ''}.`));
-    return;
-  }
+  if (!target.ok) return refuse(new BreakwaterError('BAD_REQUEST', `The request path ${target.path} cannot be routed: ${target.reason}.`));
+  const match = matchUpgrade(req, runtime, { method, path, host });
+  if (match instanceof BreakwaterError) return refuse(match);
+  const { route, upstream, intercepted } = match;
   // One attempt, once a route matched (the handshake is never retried).
   record.attempts = 1;
   exchange.matched = { route: route.name, target: upstream.name, plainErrors: route.plainErrors };
   if (method !== 'GET' || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
-    refuse(new BreakwaterError('BAD_REQUEST', `Only WebSocket upgrades are proxied, not "${req.headers.upgrade ?? ''}" with ${method}.`));
-    return;
+    return refuse(new BreakwaterError('BAD_REQUEST', `Only WebSocket upgrades are proxied, not "${req.headers.upgrade ?? ''}" with ${method}.`));
   }
   const config = route.config;
   const describe = `Upstream '${upstream.name}' (${upstream.url.origin})`;
+  const watch = new Handshake(describe, config.timeouts, refuse, (answered) => (status = answered));
+  attempts.set(req, watch);
 
-  let outgoing: ClientRequest | undefined;
-  let settled = false;
-  const fail = (error: BreakwaterError) => {
-    if (settled) return;
-    settled = true;
-    clearTimeout(timer);
-    outgoing?.destroy();
-    refuse(error);
-  };
-  const onConnectTimeout = () => fail(new BreakwaterError('UPSTREAM_CONNECT_FAILED', `${describe} could not be connected to within ${config.timeouts.connect} ms (connect timeout).`));
-  const onHandshakeTimeout = () => fail(new BreakwaterError('UPSTREAM_TIMEOUT', `${describe} did not answer the WebSocket handshake within ${config.timeouts.perTry} ms.`));
-  let connected = false;
-  let timer: NodeJS.Timeout = setTimeout(onConnectTimeout, config.timeouts.connect);
-  const onConnected = () => {
-    connected = true;
-    if (settled) return;
-    clearTimeout(timer);
-    timer = setTimeout(onHandshakeTimeout, config.timeouts.perTry);
-  };
-  const onAnswered = () => {
-    settled = true;
-    clearTimeout(timer);
-  };
-  attempts.set(req, {
-    attach(proxyReq) {
-      outgoing = proxyReq;
-      proxyReq.once('socket', (upstreamSocket: Socket) => {
-        // For TLS the connection is up after the handshake, as for requests.
-        if (upstreamSocket instanceof TLSSocket) upstreamSocket.once('secureConnect', onConnected);
-        else if (upstreamSocket.connecting) upstreamSocket.once('connect', onConnected);
-        else onConnected();
-      });
-      proxyReq.once('upgrade', onAnswered);
-      proxyReq.once('response', (response: IncomingMessage) => {
-        // Not upgraded: http-proxy-3 relays the upstream's answer as it is.
-        onAnswered();
-        status = response.statusCode ?? 502;
-      });
-    },
-  });
-
-  const proxy = forwarder.proxy;
+  const proxy = deps.forwarder.proxy;
   if (!watched.has(proxy)) {
     watched.add(proxy);
     proxy.on('proxyReqWs', (proxyReq: ClientRequest, wsReq: IncomingMessage) => attempts.get(wsReq)?.attach(proxyReq));
@@ -140,16 +171,16 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     edits: route.requestEdits,
     websocket: true,
   }) as typeof req.headers;
-  req.url = rewritePath(url, config.match.pathPrefix, config.stripPrefix);
+  req.url = rewritePath(target.url, config.match.pathPrefix, config.stripPrefix);
 
   // A forward target's own agent: it connects only to checked addresses
   // (and verifies TLS against its roots); upgraded sockets leave its pool.
   const agent = route.upstream ? false : upstream.agent;
   proxy.ws(req, socket, head, { target: upstream.url, agent, ca: upstream.ca, secure: upstream.rejectUnauthorized }, (error: Error) => {
-    const classification = classifyError(error, { connected });
-    fail(new BreakwaterError(classification.code ?? 'UPSTREAM_RESET', `${describe} ${classification.detail ?? ''}`.trim()));
+    const classification = classifyError(error, { connected: watch.connected });
+    watch.fail(new BreakwaterError(classification.code ?? 'UPSTREAM_RESET', `${describe} ${classification.detail ?? ''}`.trim()));
   });
   // The upgrade went through a capturing agent's mailbox: empty it (only forwarded attempts read it).
   if (agent) takeLastRequest();
-  socket.once('close', () => clearTimeout(timer));
+  socket.once('close', () => watch.stop());
 }
