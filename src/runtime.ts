@@ -196,14 +196,8 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
 /** How long startup waits for Redis before serving with shared limits degraded. */
 const REDIS_STARTUP_WAIT_MS = 3000;
 
-export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
-  const inherited = new Set<object>();
-  let inFlight = 0;
-  let retired: (() => void) | undefined;
+function buildUpstreams(config: Config, deps: RuntimeDeps, inherited: Set<object>, shared: SharedLimits | undefined): Map<string, UpstreamRuntime> {
   const upstreams = new Map<string, UpstreamRuntime>();
-  const needsRedis =
-    config.redis !== null && (config.routes.some((route) => route.rateLimit?.shared === true) || Object.values(config.upstreams).some((upstream) => upstream.pacing.enabled && upstream.pacing.shared));
-  const shared = needsRedis ? connectSharedLimits(config.redis!, deps.logger) : undefined;
   for (const upstream of Object.values(config.upstreams)) {
     // A Retry-After pause holds the whole upstream: capped by the longest
     // retry.retryAfter.max of the routes that use it.
@@ -211,6 +205,33 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     const pauseCapMs = caps.length > 0 ? Math.max(...caps) : config.defaults.retry.retryAfter.max;
     upstreams.set(upstream.name, buildUpstream(upstream, deps, inherited, shared, pauseCapMs));
   }
+  return upstreams;
+}
+
+/** What a reload's runtime may take over from this one: state whose config did not change. */
+function handOver(config: Config, upstreams: Map<string, UpstreamRuntime>, routes: readonly RouteRuntime[], interceptor: Interceptor | null): Inheritance {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  return {
+    upstream: (next) => {
+      const current = upstreams.get(next.name);
+      return current && same(current.config, next) ? { agent: current.agent, breaker: current.breaker } : undefined;
+    },
+    rateLimit: (next) => {
+      const current = routes.find((route) => route.name === next.name);
+      return current?.rateLimit && same(current.config.rateLimit, next.rateLimit) ? current.rateLimit : undefined;
+    },
+    interceptor: (next) => (interceptor && same(config.forwardProxy.intercept, next) ? interceptor : undefined),
+  };
+}
+
+export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
+  const inherited = new Set<object>();
+  let inFlight = 0;
+  let retired: (() => void) | undefined;
+  const needsRedis =
+    config.redis !== null && (config.routes.some((route) => route.rateLimit?.shared === true) || Object.values(config.upstreams).some((upstream) => upstream.pacing.enabled && upstream.pacing.shared));
+  const shared = needsRedis ? connectSharedLimits(config.redis!, deps.logger) : undefined;
+  const upstreams = buildUpstreams(config, deps, inherited, shared);
   const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps, shared, inherited));
   // Origin-form requests only reach routes with an upstream; the others
   // serve forward-proxy requests.
@@ -244,20 +265,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
       if (inFlight === 0) retired?.();
     },
     inFlight: () => inFlight,
-    handOver(): Inheritance {
-      const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-      return {
-        upstream: (next) => {
-          const current = upstreams.get(next.name);
-          return current && same(current.config, next) ? { agent: current.agent, breaker: current.breaker } : undefined;
-        },
-        rateLimit: (next) => {
-          const current = routes.find((route) => route.name === next.name);
-          return current?.rateLimit && same(current.config.rateLimit, next.rateLimit) ? current.rateLimit : undefined;
-        },
-        interceptor: (next) => (interceptor && same(config.forwardProxy.intercept, next) ? interceptor : undefined),
-      };
-    },
+    handOver: () => handOver(config, upstreams, routes, interceptor),
     retire(keep) {
       return new Promise<void>((resolve) => {
         retired = () => {

@@ -11,6 +11,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 
 export interface FlakyProfile {
   readonly seed: number;
@@ -75,6 +76,53 @@ export function draw(...parts: readonly (string | number)[]): number {
   return (h >>> 0) / 4294967296;
 }
 
+/** The fate of one attempt: `elapsed` is the time since `start()` (null before it); `seen` counts attempts per request id. */
+function fateOf(profile: FlakyProfile, seen: Map<string, number>, elapsed: number | null, id: string): Fate {
+  const { outage } = profile;
+  if (elapsed !== null && outage) {
+    const since = elapsed % outage.periodMs;
+    if (since >= outage.atMs && since < outage.atMs + outage.lengthMs) return 'outage';
+  }
+  const attempt = (seen.get(id) ?? 0) + 1;
+  seen.set(id, attempt);
+  const index = id.slice(id.lastIndexOf(':') + 1);
+  let roll = draw(profile.seed, index, attempt);
+  if ((roll -= profile.p503) < 0) return '503';
+  if ((roll -= profile.p429) < 0) return '429';
+  if ((roll -= profile.pSlow) < 0) return 'slow';
+  if ((roll -= profile.pReset) < 0) return 'reset';
+  return 'ok';
+}
+
+/** Answers an attempt as its fate says; a slow answer's timer goes into `timers`. */
+function answer(fate: Fate, req: http.IncomingMessage, res: http.ServerResponse, profile: FlakyProfile, timers: Set<NodeJS.Timeout>): void {
+  const send = (status: number, headers: http.OutgoingHttpHeaders, body: string) => {
+    if (!res.destroyed) res.writeHead(status, { 'content-length': Buffer.byteLength(body), ...headers }).end(body);
+  };
+  switch (fate) {
+    case 'outage':
+    case 'reset':
+      req.socket.resetAndDestroy();
+      return;
+    case '503':
+      send(503, { 'content-type': 'text/plain' }, 'overloaded\n');
+      return;
+    case '429':
+      send(429, { 'content-type': 'text/plain', 'retry-after': String(profile.retryAfterSeconds) }, 'slow down\n');
+      return;
+    case 'slow': {
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        send(200, { 'content-type': 'application/json' }, '{"ok":true,"slow":true}');
+      }, profile.slowMs);
+      timers.add(timer);
+      return;
+    }
+    default:
+      send(200, { 'content-type': 'application/json' }, '{"ok":true}');
+  }
+}
+
 export async function startFlakyUpstream(profile: FlakyProfile): Promise<FlakyUpstream> {
   let t0 = 0;
   let seen = new Map<string, number>();
@@ -83,52 +131,11 @@ export async function startFlakyUpstream(profile: FlakyProfile): Promise<FlakyUp
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
-  const fateOf = (id: string): Fate => {
-    const { outage } = profile;
-    if (t0 && outage) {
-      const since = (Date.now() - t0) % outage.periodMs;
-      if (since >= outage.atMs && since < outage.atMs + outage.lengthMs) return 'outage';
-    }
-    const attempt = (seen.get(id) ?? 0) + 1;
-    seen.set(id, attempt);
-    const index = id.slice(id.lastIndexOf(':') + 1);
-    let roll = draw(profile.seed, index, attempt);
-    if ((roll -= profile.p503) < 0) return '503';
-    if ((roll -= profile.p429) < 0) return '429';
-    if ((roll -= profile.pSlow) < 0) return 'slow';
-    if ((roll -= profile.pReset) < 0) return 'reset';
-    return 'ok';
-  };
-
   const server = http.createServer((req, res) => {
     req.resume();
-    const fate = fateOf(String(req.headers['x-request-id'] ?? ''));
+    const fate = fateOf(profile, seen, t0 ? performance.now() - t0 : null, String(req.headers['x-request-id'] ?? ''));
     fates[fate]++;
-    const send = (status: number, headers: http.OutgoingHttpHeaders, body: string) => {
-      if (!res.destroyed) res.writeHead(status, { 'content-length': Buffer.byteLength(body), ...headers }).end(body);
-    };
-    switch (fate) {
-      case 'outage':
-      case 'reset':
-        req.socket.resetAndDestroy();
-        return;
-      case '503':
-        send(503, { 'content-type': 'text/plain' }, 'overloaded\n');
-        return;
-      case '429':
-        send(429, { 'content-type': 'text/plain', 'retry-after': String(profile.retryAfterSeconds) }, 'slow down\n');
-        return;
-      case 'slow': {
-        const timer = setTimeout(() => {
-          timers.delete(timer);
-          send(200, { 'content-type': 'application/json' }, '{"ok":true,"slow":true}');
-        }, profile.slowMs);
-        timers.add(timer);
-        return;
-      }
-      default:
-        send(200, { 'content-type': 'application/json' }, '{"ok":true}');
-    }
+    answer(fate, req, res, profile, timers);
   });
   server.keepAliveTimeout = 30_000;
   server.on('connection', (socket: Socket) => {
@@ -150,7 +157,7 @@ export async function startFlakyUpstream(profile: FlakyProfile): Promise<FlakyUp
     attempts: () => Object.values(fates).reduce((sum, n) => sum + n, 0),
     connections: () => accepted,
     start() {
-      t0 = Date.now();
+      t0 = performance.now();
       seen = new Map();
       accepted = 0;
       for (const fate of Object.keys(fates) as Fate[]) fates[fate] = 0;

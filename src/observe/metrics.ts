@@ -87,6 +87,49 @@ export function toOpenMetrics(text: string): string {
   return `${lines.join('\n')}\n# EOF\n`;
 }
 
+/** The lowest remaining quota per upstream and scope across pacing keys. */
+function lowestQuotas(
+  quotas: Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }>,
+  set: (labels: { upstream: string; scope: string }, value: number) => void,
+): void {
+  const lowest = new Map<string, { upstream: string; scope: string; remaining: number }>();
+  for (const { upstream, scope, remaining } of quotas) {
+    if (remaining === null) continue;
+    const id = `${upstream}\u0001${scope}`;
+    const seen = lowest.get(id);
+    if (!seen || remaining < seen.remaining) lowest.set(id, { upstream, scope, remaining });
+  }
+  for (const { upstream, scope, remaining } of lowest.values()) set({ upstream, scope }, remaining);
+}
+
+/** Every series a config names, at zero, so that rates and alerts see them before the first event. */
+function zeroSeries(metrics: Metrics, config: Config): void {
+  metrics.configReloads.inc({ result: 'success' }, 0);
+  metrics.configReloads.inc({ result: 'failure' }, 0);
+  metrics.internalErrors.inc({}, 0);
+  for (const route of config.routes) {
+    const labels = { route: route.name };
+    for (const code of Object.keys(CATALOG)) metrics.errors.inc({ ...labels, code }, 0);
+    for (const code of RECORDED_ONLY_CODES) metrics.errors.inc({ ...labels, code }, 0);
+    for (const reason of RETRY_REASONS) metrics.retries.inc({ ...labels, reason }, 0);
+    metrics.retryBudgetExhausted.inc(labels, 0);
+    metrics.rateLimited.inc(labels, 0);
+    const pacing = route.upstream !== null ? config.upstreams[route.upstream]?.pacing : undefined;
+    if (route.rateLimit?.shared || (pacing?.enabled && pacing.shared)) metrics.rateLimitDegraded.inc(labels, 0);
+    if (route.upstream !== null) {
+      for (const outcome of OUTCOMES) metrics.upstreamAttempts.inc({ ...labels, upstream: route.upstream, outcome }, 0);
+    }
+  }
+  for (const upstream of Object.keys(config.upstreams)) {
+    metrics.circuitRejections.inc({ upstream }, 0);
+    for (const to of CIRCUIT_STATES) metrics.circuitTransitions.inc({ upstream, to }, 0);
+  }
+  if (config.forwardProxy.connect.mode === 'intercept') {
+    for (const result of ['intercepted', 'tunnelled', 'refused']) metrics.tlsIntercept.inc({ result }, 0);
+    metrics.tlsCertificatesMinted.inc({}, 0);
+  }
+}
+
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new client.Registry();
   if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: registry });
@@ -136,16 +179,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     rateLimitDegraded: counter('breakwater_rate_limit_degraded_total', 'Rate-limit decisions made without Redis, per redis.onError.', ['route']),
     configReloads: counter('breakwater_config_reloads_total', 'Config reloads, by result.', ['result']),
     pacingWait: histogram('breakwater_pacing_wait_seconds', 'Time requests were held by proactive pacing.', ['upstream']),
-    upstreamQuotaRemaining: scraped('breakwater_upstream_quota_remaining', 'Quota the upstream announced as remaining (the lowest across pacing keys).', ['upstream', 'scope'], (set) => {
-      const lowest = new Map<string, { upstream: string; scope: string; remaining: number }>();
-      for (const { upstream, scope, remaining } of quotas()) {
-        if (remaining === null) continue;
-        const id = `${upstream}\u0001${scope}`;
-        const seen = lowest.get(id);
-        if (!seen || remaining < seen.remaining) lowest.set(id, { upstream, scope, remaining });
-      }
-      for (const { upstream, scope, remaining } of lowest.values()) set({ upstream, scope }, remaining);
-    }),
+    upstreamQuotaRemaining: scraped('breakwater_upstream_quota_remaining', 'Quota the upstream announced as remaining (the lowest across pacing keys).', ['upstream', 'scope'], (set) =>
+      lowestQuotas(quotas(), set),
+    ),
     pacingPauses: counter('breakwater_pacing_pauses_total', 'Times pacing started holding requests for an upstream.', ['upstream']),
     tlsIntercept: counter('breakwater_tls_intercept_total', 'CONNECT requests by TLS interception result.', ['result']),
     tlsCertificatesMinted: counter<never>('breakwater_tls_certificates_minted_total', 'Leaf certificates minted for intercepted hosts.', []),
@@ -161,32 +197,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       quotas = source;
     },
 
-    registerConfig(config) {
-      metrics.configReloads.inc({ result: 'success' }, 0);
-      metrics.configReloads.inc({ result: 'failure' }, 0);
-      metrics.internalErrors.inc({}, 0);
-      for (const route of config.routes) {
-        const labels = { route: route.name };
-        for (const code of Object.keys(CATALOG)) metrics.errors.inc({ ...labels, code }, 0);
-        for (const code of RECORDED_ONLY_CODES) metrics.errors.inc({ ...labels, code }, 0);
-        for (const reason of RETRY_REASONS) metrics.retries.inc({ ...labels, reason }, 0);
-        metrics.retryBudgetExhausted.inc(labels, 0);
-        metrics.rateLimited.inc(labels, 0);
-        const pacing = route.upstream !== null ? config.upstreams[route.upstream]?.pacing : undefined;
-        if (route.rateLimit?.shared || (pacing?.enabled && pacing.shared)) metrics.rateLimitDegraded.inc(labels, 0);
-        if (route.upstream !== null) {
-          for (const outcome of OUTCOMES) metrics.upstreamAttempts.inc({ ...labels, upstream: route.upstream, outcome }, 0);
-        }
-      }
-      for (const upstream of Object.keys(config.upstreams)) {
-        metrics.circuitRejections.inc({ upstream }, 0);
-        for (const to of CIRCUIT_STATES) metrics.circuitTransitions.inc({ upstream, to }, 0);
-      }
-      if (config.forwardProxy.connect.mode === 'intercept') {
-        for (const result of ['intercepted', 'tunnelled', 'refused']) metrics.tlsIntercept.inc({ result }, 0);
-        metrics.tlsCertificatesMinted.inc({}, 0);
-      }
-    },
+    registerConfig: (config) => zeroSeries(metrics, config),
 
     async render(openMetrics) {
       const text = await registry.metrics();

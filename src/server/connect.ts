@@ -24,6 +24,7 @@ import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import type { AttemptResult, ExchangeRecord } from '../policy/context.js';
+import type { UpstreamBreaker } from '../policy/breaker-types.js';
 import { Cancellation } from '../lib/signal.js';
 import { classifyConnectTimeout, classifyError, classifyStatus } from '../upstream/classify.js';
 import { clientRequestId } from '../upstream/headers.js';
@@ -95,36 +96,50 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
     if (intercepting) metrics.tlsIntercept.inc({ result: 'tunnelled' });
     const { target: upstream, breaker } = runtime.forwardTarget(check.host, check.port);
     targetIs(upstream.name);
-    const connectMs = config.defaults.timeouts.connect;
-    const cancellation = new Cancellation();
-    socket.once('close', () => cancellation.abort(new ClientClosedError()));
-    let tunnel: net.Socket | undefined;
-    const attempt = () => dial(check, authority, connectMs, (connection) => (tunnel = connection));
-    let result: AttemptResult;
-    try {
-      result = await breaker.call(record, cancellation, attempt);
-    } catch (error) {
-      if (error instanceof BreakwaterError) refuse(error);
-      else socket.destroy();
-      return;
-    }
+    const tunnel = await openTunnel(breaker, record, socket, check, authority, config.defaults.timeouts.connect);
+    if (tunnel instanceof BreakwaterError) return refuse(tunnel);
     if (!tunnel) {
-      const { code = 'UPSTREAM_CONNECT_FAILED', detail = `Target ${authority} could not be connected to.` } = result.classification;
-      refuse(new BreakwaterError(code, detail));
+      socket.destroy();
       return;
     }
-    const upstreamSocket = tunnel;
     if (socket.destroyed) {
-      upstreamSocket.destroy();
+      tunnel.destroy();
       return;
     }
     // (An intercept candidate that is tunnelled after all was already told 200.)
     if (!established) socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    splice(socket, upstreamSocket, buffered);
+    splice(socket, tunnel, buffered);
   })().catch((error: unknown) => {
     logger.error({ err: error, requestId }, 'internal error in CONNECT');
     refuse(new BreakwaterError('INTERNAL_ERROR', 'Breakwater failed while opening the tunnel.'));
   });
+}
+
+/**
+ * The tunnel's upstream connection, opened through the target's breaker:
+ * its socket, the refusal (breaker, connect failure), or undefined for
+ * any other error (the client left; the socket is then destroyed).
+ */
+async function openTunnel(
+  breaker: UpstreamBreaker,
+  record: ExchangeRecord,
+  socket: Duplex,
+  check: { address: string; port: number; family: number },
+  authority: string,
+  connectMs: number,
+): Promise<net.Socket | BreakwaterError | undefined> {
+  const cancellation = new Cancellation();
+  socket.once('close', () => cancellation.abort(new ClientClosedError()));
+  let tunnel: net.Socket | undefined;
+  let result: AttemptResult;
+  try {
+    result = await breaker.call(record, cancellation, () => dial(check, authority, connectMs, (connection) => (tunnel = connection)));
+  } catch (error) {
+    return error instanceof BreakwaterError ? error : undefined;
+  }
+  if (tunnel) return tunnel;
+  const { code = 'UPSTREAM_CONNECT_FAILED', detail = `Target ${authority} could not be connected to.` } = result.classification;
+  return new BreakwaterError(code, detail);
 }
 
 /**

@@ -65,6 +65,96 @@ function describeUpstream(target: UpstreamTarget): string {
   return `Upstream '${target.name}' (${target.url.origin})`;
 }
 
+/** One attempt through http-proxy-3: settles once, with the response, a classified failure, or an error (the client left). */
+class ForwardAttempt {
+  private settled = false;
+  private outgoing: ClientRequest | undefined;
+  private connected = false;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private stopListening: () => void = () => {};
+
+  constructor(
+    private readonly input: ForwardInput,
+    private readonly signal: Signal,
+    private readonly resolve: (result: ForwardResult) => void,
+    private readonly reject: (error: Error) => void,
+  ) {}
+
+  start(proxy: ProxyServer): void {
+    const { input, signal } = this;
+    const { req, res, upstream } = input;
+    this.stopListening = signal.onAbort(this.onAbort);
+    input.body?.on('error', this.onBodyError);
+    // http-proxy-3 builds the outgoing request from req.headers and
+    // req.url; the original values are kept by the caller.
+    req.headers = input.headers as typeof req.headers;
+    req.url = input.path;
+    proxy.web(req, res, input.body ? { ...upstream.proxyOptions, buffer: input.body } : upstream.proxyOptions, (error: Error) => this.failed(classifyError(error, { connected: this.connected })));
+    const request = takeLastRequest();
+    if (!request) {
+      // http-proxy-3 changed how it creates requests: never guess.
+      this.fail(new Error('http-proxy-3 did not create the upstream request synchronously'));
+      return;
+    }
+    this.outgoing = request;
+    request.on('socket', (socket: Socket) => this.onSocket(request, socket));
+    request.on('response', (response: IncomingMessage) => this.settle({ classification: classifyStatus(response.statusCode ?? 0), response }));
+  }
+
+  /** A fresh connection gets the connect timeout until it is up (after TLS for https); a reused one is up. */
+  private onSocket(request: ClientRequest, socket: Socket): void {
+    if (this.settled) return;
+    if (request.reusedSocket) {
+      this.connected = true;
+      return;
+    }
+    const event = socket instanceof TLSSocket ? 'secureConnect' : 'connect';
+    socket.once(event, () => {
+      this.connected = true;
+      if (this.connectTimer) clearTimeout(this.connectTimer);
+    });
+    const ms = this.input.connectTimeoutMs;
+    this.connectTimer = setTimeout(() => this.failed(classifyConnectTimeout(`could not be connected to within ${ms} ms (connect timeout)`)), ms);
+  }
+
+  private cleanup(): void {
+    this.settled = true;
+    if (this.connectTimer) clearTimeout(this.connectTimer);
+    this.stopListening();
+    this.input.body?.off('error', this.onBodyError);
+  }
+
+  private settle(result: ForwardResult): void {
+    if (this.settled) return;
+    this.cleanup();
+    this.resolve(result);
+  }
+
+  private fail(error: Error): void {
+    if (this.settled) return;
+    this.cleanup();
+    this.outgoing?.destroy();
+    this.reject(error);
+  }
+
+  private failed(classification: Classification): void {
+    if (this.settled) return;
+    this.cleanup();
+    this.outgoing?.destroy();
+    this.resolve({ classification: { ...classification, detail: `${describeUpstream(this.input.upstream)} ${classification.detail ?? ''}`.trim() } });
+  }
+
+  private readonly onAbort = () => {
+    const reason: unknown = this.signal.reason;
+    if (reason instanceof DeadlineExceeded) this.failed(classifyTimeout(reason.detail));
+    else this.fail(abortReasonToError(reason));
+  };
+
+  private readonly onBodyError = (error: Error) => {
+    this.fail(error instanceof BreakwaterError ? error : new ClientClosedError());
+  };
+}
+
 export function createForwarder(): Forwarder {
   // One ProxyServer for the process: it holds no per-upstream state; the
   // target and agent come with each call. Errors always go to the per-call
@@ -72,90 +162,12 @@ export function createForwarder(): Forwarder {
   const proxy = new ProxyServer({ selfHandleResponse: true, changeOrigin: true, xfwd: false, prependPath: true });
   proxy.on('error', () => {});
   proxy.on('econnreset', () => {});
-
-  function forward(input: ForwardInput, signal: Signal): Promise<ForwardResult> {
-    const { req, res, upstream } = input;
-    return new Promise<ForwardResult>((resolve, reject) => {
-      if (signal.aborted) {
-        reject(abortReasonToError(signal.reason));
-        return;
-      }
-      let settled = false;
-      // eslint-disable-next-line prefer-const -- the cleanups above read it before it is set below
-      let outgoing: ClientRequest | undefined;
-      let connected = false;
-      let connectTimer: NodeJS.Timeout | undefined;
-      let stopListening: () => void = () => {};
-
-      const cleanup = () => {
-        settled = true;
-        if (connectTimer) clearTimeout(connectTimer);
-        stopListening();
-        input.body?.off('error', onBodyError);
-      };
-      const settle = (result: ForwardResult) => {
-        if (settled) return;
-        cleanup();
-        resolve(result);
-      };
-      const fail = (error: Error) => {
-        if (settled) return;
-        cleanup();
-        outgoing?.destroy();
-        reject(error);
-      };
-      const failed = (classification: Classification) => {
-        if (settled) return;
-        cleanup();
-        outgoing?.destroy();
-        resolve({ classification: { ...classification, detail: `${describeUpstream(upstream)} ${classification.detail ?? ''}`.trim() } });
-      };
-
-      function onAbort() {
-        const reason: unknown = signal.reason;
-        if (reason instanceof DeadlineExceeded) failed(classifyTimeout(reason.detail));
-        else fail(abortReasonToError(reason));
-      }
-      function onBodyError(error: Error) {
-        fail(error instanceof BreakwaterError ? error : new ClientClosedError());
-      }
-      stopListening = signal.onAbort(onAbort);
-      input.body?.on('error', onBodyError);
-
-      // http-proxy-3 builds the outgoing request from req.headers and
-      // req.url; the original values are kept by the caller.
-      req.headers = input.headers as typeof req.headers;
-      req.url = input.path;
-      proxy.web(req, res, input.body ? { ...upstream.proxyOptions, buffer: input.body } : upstream.proxyOptions, (error: Error) => failed(classifyError(error, { connected })));
-
-      outgoing = takeLastRequest();
-      if (!outgoing) {
-        // http-proxy-3 changed how it creates requests: never guess.
-        fail(new Error('http-proxy-3 did not create the upstream request synchronously'));
-        return;
-      }
-      const request = outgoing;
-      request.on('socket', (socket: Socket) => {
-        if (settled) return;
-        if (request.reusedSocket) {
-          connected = true;
-          return;
-        }
-        const event = socket instanceof TLSSocket ? 'secureConnect' : 'connect';
-        socket.once(event, () => {
-          connected = true;
-          if (connectTimer) clearTimeout(connectTimer);
-        });
-        connectTimer = setTimeout(() => failed(classifyConnectTimeout(`could not be connected to within ${input.connectTimeoutMs} ms (connect timeout)`)), input.connectTimeoutMs);
-      });
-      request.on('response', (response: IncomingMessage) => {
-        settle({ classification: classifyStatus(response.statusCode ?? 0), response });
-      });
-    });
-  }
-
   return {
-    forward,
+    forward: (input, signal) =>
+      new Promise<ForwardResult>((resolve, reject) => {
+        if (signal.aborted) reject(abortReasonToError(signal.reason));
+        else new ForwardAttempt(input, signal, resolve, reject).start(proxy);
+      }),
     proxy,
     close() {
       proxy.removeAllListeners();
