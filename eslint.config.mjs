@@ -23,4 +23,19 @@ export default tseslint.config(
       'max-lines-per-function': ['error', { max: 80, IIFEs: true }],
     },
   },
+  {
+    // One clock (src/lib/clock.ts), injected: no reading of the system's
+    // elsewhere, so tests can hand in one whose sleeps pass at once. The
+    // demo's load generator and flaky upstream measure real time.
+    files: ['src/**/*.ts'],
+    ignores: ['src/lib/clock.ts', 'src/demo/**'],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        { object: 'Date', property: 'now', message: 'Read the injected clock (deps.wall / deps.now, src/lib/clock.ts).' },
+        { object: 'performance', property: 'now', message: 'Read the injected clock (deps.now, src/lib/clock.ts).' },
+      ],
+      'no-restricted-syntax': ['error', { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'new Date() reads the system clock: new Date(deps.wall()).' }],
+    },
+  },
 );

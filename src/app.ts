@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { systemClock, type Clock } from './lib/clock.js';
 import { formatProblem, loadConfig, type ConfigProblem, type LoadedConfig } from './config/index.js';
 import type { Logger } from './observe/logger.js';
 import { processMetrics, type Metrics } from './observe/metrics.js';
@@ -49,6 +49,8 @@ export interface AppOptions {
   readonly lookup?: Lookup;
   /** Watch the config file (and its folder, for ConfigMap symlink swaps) and reload on change. */
   readonly watch?: boolean;
+  /** The clock (tests: one whose sleeps pass at once); the system's by default. */
+  readonly clock?: Clock;
   /** Debounce of file-change reloads, ms. */
   readonly watchDebounceMs?: number;
 }
@@ -96,7 +98,7 @@ class Serving {
 
   private async reloadOnce(reason: string): Promise<ReloadResult> {
     const { metrics, logger } = this.deps;
-    const at = new Date().toISOString();
+    const at = new Date(this.deps.wall()).toISOString();
     const file = this.loaded.file;
     const result = await loadConfig(file);
     if (!result.ok) {
@@ -162,14 +164,14 @@ function watchConfig(serving: Serving, debounceMs: number, logger: Logger): () =
 }
 
 export async function startApp(initial: LoadedConfig, logger: Logger, options: AppOptions = {}): Promise<App> {
-  const now = () => performance.now();
+  const { now, wall, sleep } = options.clock ?? systemClock;
   const metrics = options.metrics ?? processMetrics();
   const forwarder = createForwarder();
-  const serving = new Serving(initial, { forwarder, metrics, now, logger, lookup: options.lookup });
+  const serving = new Serving(initial, { forwarder, metrics, now, wall, sleep, logger, lookup: options.lookup });
   registerGauges(metrics, serving);
   let ready = false;
 
-  const proxy = createProxyServer({ runtime: () => serving.runtime, forwarder, metrics, logger, now });
+  const proxy = createProxyServer({ runtime: () => serving.runtime, forwarder, metrics, logger, now, wall });
   let admin: AdminServer | undefined;
   try {
     await serving.runtime.warmUp();

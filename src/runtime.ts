@@ -82,11 +82,12 @@ export interface Runtime {
 export interface RuntimeDeps {
   readonly forwarder: Forwarder;
   readonly metrics: Metrics;
-  /** Milliseconds on a monotonic clock. */
+  /** The clock's readings (lib/clock.ts): monotonic ms, epoch ms, and the policies' sleep (the real one by default). */
   readonly now: () => number;
+  readonly wall: () => number;
+  readonly sleep?: (ms: number, signal: Signal) => Promise<void>;
   /** Backoff jitter source; Math.random by default. */
   readonly random?: () => number;
-  readonly sleep?: (ms: number, signal: Signal) => Promise<void>;
   readonly logger?: Logger;
   /** DNS for forward-proxy target checks; the system resolver by default. */
   readonly lookup?: Lookup;
@@ -120,6 +121,7 @@ function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set
   if (config.pacing.enabled) {
     pacing = createUpstreamPacing(config.name, config.pacing, pauseCapMs, {
       now: deps.now,
+      wall: deps.wall,
       random: deps.random ?? Math.random,
       sleep: deps.sleep ?? sleep,
       metrics: deps.metrics,
@@ -186,7 +188,7 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     requestEdits,
     responseEdits: compileHeaderEdits(config.headers.response),
     plainErrors: config.errors.normalize === 'off',
-    pipeline: createRoutePipeline(config, { now, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, {
+    pipeline: createRoutePipeline(config, { now, wall: deps.wall, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, {
       rateLimit: rateLimit ?? undefined,
       pacing: upstream?.pacing?.policy(config.name, config.match.pathPrefix),
     }),
@@ -230,7 +232,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   let retired: (() => void) | undefined;
   const needsRedis =
     config.redis !== null && (config.routes.some((route) => route.rateLimit?.shared === true) || Object.values(config.upstreams).some((upstream) => upstream.pacing.enabled && upstream.pacing.shared));
-  const shared = needsRedis ? connectSharedLimits(config.redis!, deps.logger) : undefined;
+  const shared = needsRedis ? connectSharedLimits(config.redis!, deps.logger, deps.wall) : undefined;
   const upstreams = buildUpstreams(config, deps, inherited, shared);
   const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps, shared, inherited));
   // Origin-form requests only reach routes with an upstream; the others
@@ -238,7 +240,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const reverseRoutes = routes.filter((route) => route.upstream !== null);
   const targets = createTargetChecker(config.forwardProxy, deps.lookup);
   const intercept = config.forwardProxy.intercept;
-  const interceptor = intercept ? (deps.inherit?.interceptor(intercept) ?? createInterceptor(intercept, deps.metrics)) : null;
+  const interceptor = intercept ? (deps.inherit?.interceptor(intercept) ?? createInterceptor(intercept, deps.metrics, deps.wall)) : null;
   const forwardTargets = createForwardTargets(targets, () => interceptor?.upstreamContext, deps);
   return {
     config,

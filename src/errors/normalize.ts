@@ -32,6 +32,8 @@ export interface NormalizeContext {
   readonly attempts: number;
   readonly requestId: string;
   readonly method: string;
+  /** Epoch ms when the response came, to read the dates it names (Retry-After, quota reset). */
+  readonly wall: number;
 }
 
 export interface NormalizedResponse {
@@ -98,8 +100,8 @@ export async function normalizeUpstreamError(response: IncomingMessage, context:
   const text = decodeUtf8(raw);
   const parsed = parseBody(text, contentType);
   const provider = text.trim() === '' ? { dialect: 'none' } : readProviderError(parsed, contentType);
-  const retryAfterMs = parseRetryAfter(response.headers['retry-after'], Date.now());
-  const quota = readQuota(response.headers, Date.now());
+  const retryAfterMs = parseRetryAfter(response.headers['retry-after'], context.wall);
+  const quota = readQuota(response.headers, context.wall);
   const said = provider.message ? `: ${provider.message}` : '';
   const problem = {
     ...buildProblem(

@@ -124,5 +124,7 @@ export interface PolicyDeps {
   readonly random: () => number;
   /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
   readonly sleep: (ms: number, signal: Signal) => Promise<void>;
+  /** Milliseconds since the epoch, for the HTTP-dates a response names (lib/clock.ts). */
+  readonly wall: () => number;
   readonly metrics: Metrics;
 }

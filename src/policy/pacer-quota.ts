@@ -2,7 +2,7 @@
  * The quota arithmetic of pacing (the policy is pacer.ts): when the next
  * request may go given the quota a provider announced, and what a response
  * says about it. Functions of a PacerState and a time, without I/O (the
- * wall clock is read only to place an announced reset), so a shared
+ * wall time is handed in to place an announced reset), so a shared
  * update may run them twice.
  */
 import type { IncomingHttpHeaders } from 'node:http';
@@ -116,9 +116,10 @@ export interface Observed {
 }
 
 /** What a response says about the quota, read into the pacer (no side effect outside the state: a shared update may run twice). */
-export function observe(state: PacerState, t: number, status: number | undefined, headers: IncomingHttpHeaders, config: PacingConfig, retryAfterMaxMs: number): Observed {
+/** `wall`: epoch ms when the response came, to read the dates it names (a reset as a Unix time, an HTTP-date Retry-After). */
+export function observe(state: PacerState, t: number, status: number | undefined, headers: IncomingHttpHeaders, config: PacingConfig, retryAfterMaxMs: number, wall: number): Observed {
   let paused = false;
-  const quota = readQuota(headers, Date.now(), { dialect: config.headers, resetFormat: config.resetFormat });
+  const quota = readQuota(headers, wall, { dialect: config.headers, resetFormat: config.resetFormat });
   state.answered += 1;
   // After an assumed reset, a late answer from the window that just ended
   // announces a reset that is (nearly) past: it must not undo the refill
@@ -151,7 +152,7 @@ export function observe(state: PacerState, t: number, status: number | undefined
     }
   }
   if (status === 429 || status === 503) {
-    const retryAfter = parseRetryAfter(headers['retry-after'], Date.now());
+    const retryAfter = parseRetryAfter(headers['retry-after'], wall);
     if (retryAfter !== undefined) {
       const until = t + Math.min(retryAfter, retryAfterMaxMs);
       if (until > state.pausedUntil) {

@@ -115,7 +115,8 @@ return {0, current, redis.call('TIME')}`;
 
 type Reply = [string, [string, string]];
 
-export function sharedStore(client: Redis | Cluster, prefix: string, inFlight: InFlight): PacerStore {
+/** `now`: this process's monotonic clock, to age the last states read (for /status). */
+export function sharedStore(client: Redis | Cluster, prefix: string, inFlight: InFlight, now: () => number): PacerStore {
   const replica = randomUUID();
   const seen = new BoundedMap<string, [PacerState, number, number]>({ max: MAX_PACERS });
   const clock = (time: [string, string]) => Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
@@ -140,7 +141,7 @@ export function sharedStore(client: Redis | Cluster, prefix: string, inFlight: I
       const next = JSON.stringify(value);
       const reply = (await client.eval(CAS, 1, key, raw, next, SHARED_TTL_MS)) as [number, string?, [string, string]?];
       if (reply[0] === 1) {
-        seen.set(id, [value.s, t, Date.now()]);
+        seen.set(id, [value.s, t, now()]);
         return result;
       }
       raw = reply[1]!;
@@ -164,7 +165,7 @@ export function sharedStore(client: Redis | Cluster, prefix: string, inFlight: I
     },
     *entries() {
       // The state's clock, moved on by the time since it was written.
-      for (const [id, [state, t, at]] of seen) yield [id, state, t + (Date.now() - at)];
+      for (const [id, [state, t, at]] of seen) yield [id, state, t + (now() - at)];
     },
     close() {
       seen.clear();

@@ -95,7 +95,7 @@ class Pacing implements UpstreamPacing {
     private readonly deps: PacingDeps,
   ) {
     this.local = localStore(deps.now, this.countOf);
-    this.shared = config.shared && deps.shared ? sharedStore(deps.shared.client, `breakwater:pacing:${upstream}:`, this.countOf) : null;
+    this.shared = config.shared && deps.shared ? sharedStore(deps.shared.client, `breakwater:pacing:${upstream}:`, this.countOf, deps.now) : null;
   }
 
   policy(route: string, pathPrefix = '/'): Policy {
@@ -233,12 +233,13 @@ class Pacing implements UpstreamPacing {
     }
     const status = result.classification.status;
     const shared = this.shared !== null;
+    const wall = this.deps.wall();
     const pending = this.update(
       answeredId,
       (state, t) => {
         if (shared) released(state, t);
         if (config.scope) state.scope = headerValue(headers, config.scope);
-        return observe(state, t, status, headers, config, this.retryAfterMaxMs);
+        return observe(state, t, status, headers, config, this.retryAfterMaxMs, wall);
       },
       undefined,
     );

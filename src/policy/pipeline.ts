@@ -10,27 +10,10 @@ import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from './
 import { createDeadline } from './deadline.js';
 import { createPerTryTimeout } from './per-try-timeout.js';
 import { createRetry } from './retry.js';
-import type { Signal } from '../lib/signal.js';
 
 export type { Next, Policy, PolicyDeps };
 
-/** The real clock's sleep, cancelled by the request's signal. */
-export function sleep(ms: number, signal: Signal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      stop();
-      resolve();
-    }, ms);
-    const stop = signal.onAbort(() => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    });
-  });
-}
+export { sleep } from '../lib/clock.js';
 
 export interface RoutePipeline {
   run(ctx: RequestContext): Promise<AttemptResult>;

@@ -74,7 +74,7 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
 
         let delay = fullJitterDelay(retries, retry.backoff.base, retry.backoff.max, deps.random);
         if (response && retry.retryAfter.honor && (classification.status === 429 || classification.status === 503)) {
-          const retryAfter = parseRetryAfter(response.headers['retry-after'], Date.now());
+          const retryAfter = parseRetryAfter(response.headers['retry-after'], deps.wall());
           if (retryAfter !== undefined) {
             // A longer wait than configured: the app decides, with the header.
             if (retryAfter > retry.retryAfter.max) return result;

@@ -13,6 +13,7 @@ import type { RedisConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import { redactUrl } from '../observe/redact.js';
 import { createSharedBuckets, type SharedBuckets } from './shared-buckets.js';
+import { systemClock } from '../lib/clock.js';
 
 export interface SharedLimits {
   /** Shared rate limits' scripts and leases on this connection. */
@@ -92,13 +93,14 @@ function waitReady(client: Redis | Cluster, ms: number): Promise<boolean> {
   });
 }
 
-export function connectSharedLimits(config: RedisConfig, logger: Logger | undefined): SharedLimits {
+/** `wall`: epoch ms, for the status's `since` stamps. */
+export function connectSharedLimits(config: RedisConfig, logger: Logger | undefined, wall: () => number = systemClock.wall): SharedLimits {
   const { client, where } = createClient(config);
   let lastState = '';
-  let status: { state: 'connecting' | 'ready' | 'degraded'; since: string } = { state: 'connecting', since: new Date().toISOString() };
+  let status: { state: 'connecting' | 'ready' | 'degraded'; since: string } = { state: 'connecting', since: new Date(wall()).toISOString() };
   const report = (state: string, error?: Error) => {
     const next = state === 'ready' ? 'ready' : 'degraded';
-    if (status.state !== next) status = { state: next, since: new Date().toISOString() };
+    if (status.state !== next) status = { state: next, since: new Date(wall()).toISOString() };
     if (state === lastState) return;
     lastState = state;
     if (state === 'ready') logger?.info({ redis: where }, 'redis ready: rate limits and pacing are shared');

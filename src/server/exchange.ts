@@ -29,7 +29,9 @@ export interface ServerDeps {
   readonly forwarder: Forwarder;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** The clock's readings (lib/clock.ts): monotonic ms for durations, epoch ms for the dates a response names. */
   readonly now: () => number;
+  readonly wall: () => number;
 }
 
 /** Status logged and counted for a request whose client left before any response (NGINX's convention). */

@@ -78,7 +78,7 @@ function interceptRoute(runtime: Runtime, ctx: RequestContext, target: Intercept
 const matched = (ctx: RequestContext, route: RouteRuntime) => ({ route: route.name, target: ctx.destination?.target.name ?? null, plainErrors: route.plainErrors });
 
 /** `errors.normalize: all`: the upstream's error as the problem body, its own words in `provider`. */
-async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: IncomingMessage): Promise<void> {
+async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: IncomingMessage, wall: number): Promise<void> {
   const normalized = await normalizeUpstreamError(response, {
     instance: ctx.path,
     route: route.name,
@@ -86,6 +86,7 @@ async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: Ro
     attempts: ctx.attempts,
     requestId: ctx.requestId,
     method: ctx.method,
+    wall,
   });
   exchange.countError(normalized.code);
   if (ctx.res.destroyed) return;
@@ -203,7 +204,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     if (!result.response) throw errorFromClassification(result.classification);
     upstreamResponse = result.response;
     if (res.destroyed) upstreamResponse.destroy();
-    else if (route.config.errors.normalize === 'all' && (upstreamResponse.statusCode ?? 0) >= 400) await sendNormalized(ctx, exchange, route, upstreamResponse);
+    else if (route.config.errors.normalize === 'all' && (upstreamResponse.statusCode ?? 0) >= 400) await sendNormalized(ctx, exchange, route, upstreamResponse, deps.wall());
     else sendResponse(ctx, exchange, route, upstreamResponse);
   } catch (error) {
     if (error instanceof ClientClosedError || ctx.signal.aborted) res.destroy();

@@ -18,6 +18,7 @@ import { isIP } from 'node:net';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { GeneralName as AsnGeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
 import * as x509 from '@peculiar/x509';
+import { systemClock } from '../lib/clock.js';
 
 x509.cryptoProvider.set(webcrypto as never);
 
@@ -58,9 +59,10 @@ function serial(): string {
 }
 
 /** A P-256 CA for interception, valid `days`, constrained to `hosts`. */
-export async function createCa(hosts: readonly string[], options: { days?: number; name?: string } = {}): Promise<CaFiles> {
+/** `wall`: epoch ms, for the validity period (the system clock by default). */
+export async function createCa(hosts: readonly string[], options: { days?: number; name?: string; wall?: () => number } = {}): Promise<CaFiles> {
   const keys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const now = Date.now();
+  const now = (options.wall ?? systemClock.wall)();
   const name = `CN=${options.name ?? 'Breakwater interception CA'}, O=Breakwater (local)`;
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
@@ -90,7 +92,7 @@ export interface LeafIssuer {
 }
 
 /** Reads the CA (PEM) and makes one leaf key for the process; leaves are valid `days` (short: they are re-minted at start). */
-export async function createLeafIssuer(ca: CaFiles, options: { days?: number } = {}): Promise<LeafIssuer> {
+export async function createLeafIssuer(ca: CaFiles, options: { days?: number; wall?: () => number } = {}): Promise<LeafIssuer> {
   // Only the certificate and the non-extractable key are kept, never the key's PEM.
   const caCertPem = ca.certPem.trim();
   const caCert = new x509.X509Certificate(caCertPem);
@@ -100,10 +102,11 @@ export async function createLeafIssuer(ca: CaFiles, options: { days?: number } =
   const authorityKeyId = await x509.AuthorityKeyIdentifierExtension.create(caCert);
   const subjectKeyId = await x509.SubjectKeyIdentifierExtension.create(leafKeys.publicKey);
   const days = options.days ?? 7;
+  const wall = options.wall ?? systemClock.wall;
   return {
     keyPem,
     async issue(host) {
-      const now = Date.now();
+      const now = wall();
       const san = new x509.SubjectAlternativeNameExtension([isIP(host) ? { type: 'ip', value: host } : { type: 'dns', value: host }], false);
       const leaf = await x509.X509CertificateGenerator.create({
         serialNumber: serial(),

@@ -18,6 +18,7 @@ import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Metrics } from '../observe/metrics.js';
 import { normaliseHost } from '../router/target-check.js';
 import { createLeafIssuer, type LeafIssuer } from './certificates.js';
+import { systemClock } from '../lib/clock.js';
 
 /** Hosts whose leaf is kept ready. */
 export const MAX_LEAVES = 1000;
@@ -81,13 +82,14 @@ export interface Interceptor {
   readonly upstreamContext: tls.SecureContext | undefined;
 }
 
-export function createInterceptor(config: NonNullable<ForwardProxyConfig['intercept']>, metrics: Metrics): Interceptor {
+/** `wall`: epoch ms, for leaf validity and renewal (the system clock by default). */
+export function createInterceptor(config: NonNullable<ForwardProxyConfig['intercept']>, metrics: Metrics, wall: () => number = systemClock.wall): Interceptor {
   // Read once, as PKCS#8 (a SEC1 "EC PRIVATE KEY" file is converted), and
   // handed to the issuer at once: only its signing key object keeps it.
   // The same reader and checks as at load (owner-only file, a private key).
   const key = readCaKey(config.caKeyFile, '/');
   if (!key.ok) throw new Error(`forwardProxy.intercept.caKey: ${key.message}`);
-  const issuer: Promise<LeafIssuer> = createLeafIssuer({ certPem: config.caCert, keyPem: key.value.export({ type: 'pkcs8', format: 'pem' }) as string }, { days: LEAF_DAYS });
+  const issuer: Promise<LeafIssuer> = createLeafIssuer({ certPem: config.caCert, keyPem: key.value.export({ type: 'pkcs8', format: 'pem' }) as string }, { days: LEAF_DAYS, wall });
   issuer.catch(() => {}); // reported by each contextFor that awaits it
   /** Per host: the context, and when to mint again (a day before the leaf expires). */
   const contexts = new BoundedMap<string, { context: Promise<tls.SecureContext>; renewAt: number }>({ max: MAX_LEAVES });
@@ -102,7 +104,7 @@ export function createInterceptor(config: NonNullable<ForwardProxyConfig['interc
     },
     contextFor(host) {
       let entry = contexts.get(host);
-      if (!entry || Date.now() >= entry.renewAt) {
+      if (!entry || wall() >= entry.renewAt) {
         const context = issuer.then(async (leaves) => {
           const { certChainPem } = await leaves.issue(host);
           metrics.tlsCertificatesMinted.inc({});
@@ -110,7 +112,7 @@ export function createInterceptor(config: NonNullable<ForwardProxyConfig['interc
         });
         // A failed mint is not kept: the next CONNECT tries again.
         context.catch(() => contexts.delete(host));
-        entry = { context, renewAt: Date.now() + (LEAF_DAYS - 1) * 86_400_000 };
+        entry = { context, renewAt: wall() + (LEAF_DAYS - 1) * 86_400_000 };
       }
       contexts.set(host, entry);
       return entry.context;

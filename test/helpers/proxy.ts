@@ -11,6 +11,7 @@ import { startApp, type App } from '../../src/app.js';
 import { formatProblem, parseConfig } from '../../src/config/index.js';
 import { createMetrics, type Metrics } from '../../src/observe/metrics.js';
 import type { Lookup } from '../../src/router/target-check.js';
+import type { Clock } from '../../src/lib/clock.js';
 
 export interface TestProxy {
   readonly app: App;
@@ -27,7 +28,8 @@ export interface TestProxy {
 }
 
 /** `file`: write the config there first, so that `app.reload()` reads it again (edit it to change the config). */
-export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEnv; lookup?: Lookup; file?: string } = {}): Promise<TestProxy> {
+/** `clock`: the app's clock (helpers/clock.ts: sleeps that pass at once); the system's by default. */
+export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEnv; lookup?: Lookup; file?: string; clock?: Clock } = {}): Promise<TestProxy> {
   const text = `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml}`;
   if (options.file) writeFileSync(options.file, text);
   const result = parseConfig(text, options.file ?? 'test.yaml', { env: options.env ?? {} });
@@ -41,7 +43,7 @@ export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEn
   });
   const logger = pino({ level: 'info', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, sink);
   const metrics = createMetrics({ defaultMetrics: false });
-  const app = await startApp(result.loaded, logger, { metrics, lookup: options.lookup });
+  const app = await startApp(result.loaded, logger, { metrics, lookup: options.lookup, clock: options.clock });
   const logs = () =>
     captured
       .split('\n')

@@ -35,7 +35,7 @@ routes:
   const forwarder = createForwarder();
   const metrics = createMetrics({ defaultMetrics: false });
   const now = () => performance.now();
-  const real = buildRuntime(result.loaded.config, { forwarder, metrics, now });
+  const real = buildRuntime(result.loaded.config, { forwarder, metrics, now, wall: Date.now });
   // A runtime whose 'broken' route has a bug: its pipeline throws.
   const runtime: Runtime = {
     ...real,
@@ -62,7 +62,7 @@ routes:
       },
     }),
   );
-  server = createProxyServer({ runtime: () => runtime, forwarder, metrics, logger, now });
+  server = createProxyServer({ runtime: () => runtime, forwarder, metrics, logger, now, wall: Date.now });
   url = `http://127.0.0.1:${await server.listen('127.0.0.1', 0)}`;
 });
 

@@ -7,6 +7,7 @@ import http, { type IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, type Behaviour, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { expectProblem } from '../helpers/problem.js';
+import { skippingClock, type SkippingClock } from '../helpers/clock.js';
 import { metricValue, request, startProxy, type TestProxy } from '../helpers/proxy.js';
 
 /** Per-path scripts: the k-th request (1-based) to a path gets script(k). */
@@ -279,32 +280,59 @@ describe('methods and bodies', () => {
 });
 
 describe('Retry-After', () => {
+  // Its own proxy on a clock whose sleeps pass at once: the wait chosen is
+  // asserted exactly, and a 20 s Retry-After costs no real time.
+  let clocked: TestProxy;
+  let clock: SkippingClock;
+  beforeAll(async () => {
+    clock = skippingClock();
+    clocked = await startProxy(
+      `version: 1
+defaults:
+  retry: { backoff: { base: 1ms, max: 5ms } }
+upstreams:
+  u: { url: "${upstream.url}", circuitBreaker: { failureRate: 100 } }
+routes:
+  - name: retry-after
+    match: { pathPrefix: /ra }
+    upstream: u
+    retry: { maxRetries: 1, retryOn: ["429", "503"], retryAfter: { honor: true, max: 30s } }
+    timeouts: { total: 60s }
+`,
+      { clock },
+    );
+  });
+  afterAll(() => clocked.close());
+
   it('waits the seconds a 429 asks for before the next attempt', async () => {
-    const times: number[] = [];
-    const path = script('/ra/seconds', (k) => {
-      times.push(Date.now());
-      return k === 1 ? { kind: 'respond', status: 429, headers: { 'retry-after': '1' } } : { kind: 'respond', body: 'ok' };
-    });
-    const res = await request(`${proxy.url}${path}`);
+    const path = script('/ra/seconds', (k) => (k === 1 ? { kind: 'respond', status: 429, headers: { 'retry-after': '20' } } : { kind: 'respond', body: 'ok' }));
+    const sleepsBefore = clock.sleeps.length;
+    const started = Date.now();
+    const res = await request(`${clocked.url}${path}`);
     expect(res.status).toBe(200);
-    const gap = times[1]! - times[0]!;
-    expect(gap).toBeGreaterThanOrEqual(950);
-    expect(gap).toBeLessThan(5000);
+    expect(hits(path)).toBe(2);
+    expect(clock.sleeps.slice(sleepsBefore)).toEqual([20_000]);
+    expect(Date.now() - started).toBeLessThan(10_000);
   });
 
-  it('waits until an HTTP-date a 503 names', async () => {
-    const times: number[] = [];
+  it('waits until an HTTP-date a 503 names, read on the injected wall clock', async () => {
+    // An hour ahead of the system clock: a date read against Date.now() would be past retryAfter.max.
+    clock.advance(3_600_000);
+    let named = 0;
     const path = script('/ra/date', (k) => {
-      times.push(Date.now());
-      // A whole second 1-2 s ahead: HTTP-dates have second resolution.
-      const when = new Date(Math.ceil((Date.now() + 1000) / 1000) * 1000).toUTCString();
-      return k === 1 ? { kind: 'respond', status: 503, headers: { 'retry-after': when } } : { kind: 'respond', body: 'ok' };
+      // 20 s ahead on the proxy's clock, in whole seconds as HTTP-dates have it.
+      named = Math.ceil((clock.wall() + 20_000) / 1000) * 1000;
+      return k === 1 ? { kind: 'respond', status: 503, headers: { 'retry-after': new Date(named).toUTCString() } } : { kind: 'respond', body: 'ok' };
     });
-    const res = await request(`${proxy.url}${path}`);
+    const sleepsBefore = clock.sleeps.length;
+    const res = await request(`${clocked.url}${path}`);
     expect(res.status).toBe(200);
-    const gap = times[1]! - times[0]!;
-    expect(gap).toBeGreaterThanOrEqual(900);
-    expect(gap).toBeLessThan(5000);
+    expect(hits(path)).toBe(2);
+    const waits = clock.sleeps.slice(sleepsBefore);
+    expect(waits).toHaveLength(1);
+    // The date less the clock's wall time when the answer was read: 20-21 s, never the backoff's few ms.
+    expect(waits[0]).toBeGreaterThan(19_000);
+    expect(waits[0]).toBeLessThanOrEqual(21_000);
   });
 
   it('passes a 429 whose Retry-After is beyond retryAfter.max back at once, with its header', async () => {

@@ -32,6 +32,7 @@ function harness(config: Partial<PacingConfig> = {}, deadlineMs = Infinity) {
   const waits: number[] = [];
   const pacing = createUpstreamPacing('up', { ...CONFIG, ...config }, 30_000, {
     now: () => clock,
+    wall: () => 1_800_000_000_000 + clock,
     random: () => 0.5, // jitter 100 ms
     sleep: async (ms) => {
       waits.push(ms);
