@@ -6,13 +6,16 @@
  * merged, so nothing is optional; "none" is `null`. The object is deeply
  * frozen and nothing downstream re-parses it.
  */
-import type { ConditionWord } from './defaults.js';
+import type { CONNECT_MODES, ConditionWord, LOG_LEVELS, NORMALIZE_MODES, PACING_HEADERS, REDIS_ON_ERROR, RESET_FORMATS } from './defaults.js';
+
+/** A word of one of the lists in defaults.ts (the schema's enums are built from the same lists). */
+type Word<L extends readonly string[]> = L[number];
 
 /** A `retryOn`/`failOn` word or a status code as written (`"429"`). */
 export type Condition = ConditionWord | `${number}`;
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
-export type NormalizeMode = 'proxy' | 'all' | 'off';
+export type LogLevel = Word<typeof LOG_LEVELS>;
+export type NormalizeMode = Word<typeof NORMALIZE_MODES>;
 /** `route`, `client-ip` or `header:<name>` (the name lower-cased). */
 export type LimitKey = 'route' | 'client-ip' | `header:${string}`;
 
@@ -86,12 +89,12 @@ export interface CircuitBreakerConfig {
 
 export interface PacingConfig {
   readonly enabled: boolean;
-  readonly headers: 'auto' | 'ietf' | 'x-ratelimit' | 'openai' | 'shopify' | 'salesforce';
+  readonly headers: Word<typeof PACING_HEADERS>;
   /** Header name (lower case) that splits one upstream's quotas, or null. */
   readonly scope: string | null;
   /** Header name (lower case) that owns a quota, or null. */
   readonly key: string | null;
-  readonly resetFormat: 'auto' | 'epoch' | 'epoch-ms' | 'delta' | 'duration';
+  readonly resetFormat: Word<typeof RESET_FORMATS>;
   /** Fractions in [0, 1]. Defaults 0.5 and 0.05. */
   readonly engageBelow: number;
   readonly reserve: number;
@@ -142,7 +145,7 @@ export interface RouteConfig extends PoliciesConfig {
 
 export interface RedisConfig {
   readonly url: string;
-  readonly onError: 'local' | 'allow';
+  readonly onError: Word<typeof REDIS_ON_ERROR>;
   /** ms: the longest a request waits for one Redis command (SPEC §9). Default 250. */
   readonly timeout: number;
   /** A Sentinel group instead of `url` (SPEC §9); the master is asked of the sentinels and followed across failovers. */
@@ -168,7 +171,7 @@ export interface ForwardProxyConfig {
   readonly allowHosts: readonly string[];
   readonly allowPorts: readonly number[];
   readonly denyPrivateNetworks: boolean;
-  readonly connect: { readonly mode: 'tunnel' | 'intercept' };
+  readonly connect: { readonly mode: Word<typeof CONNECT_MODES> };
   /** Set when `connect.mode` is intercept (checked at load: files readable, key owner-only and matching). */
   readonly intercept: {
     /** PEM. */
