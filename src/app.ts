@@ -131,8 +131,11 @@ class Serving {
 /** The gauges read from whatever runtime serves when scraped. */
 function registerGauges(metrics: Metrics, serving: Serving): void {
   metrics.setQueueDepths(() => serving.runtime.routes.filter((route) => route.rateLimit).map((route) => ({ route: route.name, depth: route.rateLimit!.queueDepth() })));
-  metrics.setQuotas(() => [...serving.runtime.upstreams.values()].flatMap((upstream) => upstream.pacing?.snapshot() ?? []));
-  metrics.setCircuitStates(() => [...serving.runtime.upstreams.values()].map((upstream) => ({ upstream: upstream.name, state: upstream.breaker.state() })));
+  // Breakers per target (SPEC §8.1): the primary is named like its upstream.
+  const targets = () => [...serving.runtime.upstreams.values()].flatMap((upstream) => upstream.targets);
+  metrics.setCircuitStates(() => targets().map((target) => ({ upstream: target.name, state: target.breaker.state() })));
+  metrics.setQuotas(() => targets().flatMap((target) => target.pacing?.snapshot() ?? []));
+  metrics.setStaleStores(() => serving.runtime.routes.flatMap((route) => (route.stale ? [{ route: route.name, entries: route.stale.size(), bytes: route.stale.bytes() }] : [])));
 }
 
 /**
@@ -180,7 +183,7 @@ export async function startApp(initial: LoadedConfig, logger: Logger, options: A
       port: initial.config.admin.port,
       metrics,
       ready: () => ready && !proxy.draining(),
-      status: () => ({ runtime: serving.runtime, loaded: serving.loaded, version: serving.version, lastReload: serving.last }),
+      status: () => ({ runtime: serving.runtime, loaded: serving.loaded, version: serving.version, lastReload: serving.last, now }),
     });
     const port = await proxy.listen(initial.config.listen.host, initial.config.listen.port);
     ready = true;

@@ -8,26 +8,22 @@ import type { Config, RouteConfig, UpstreamConfig } from './config/types.js';
 import type { Metrics } from './observe/metrics.js';
 import type { Destination, RequestContext } from './policy/context.js';
 import type { Signal } from './lib/signal.js';
-import { createUpstreamBreaker, type UpstreamBreaker } from './policy/circuit-breaker.js';
+import type { UpstreamBreaker } from './policy/circuit-breaker.js';
 import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit.js';
-import { createUpstreamPacing, type UpstreamPacing } from './policy/pacer.js';
 import { createInterceptor, type Interceptor } from './tls/interceptor.js';
 import { connectSharedLimits, type SharedLimits } from './policy/shared-limits.js';
 import type { Logger } from './observe/logger.js';
 import { createRoutePipeline, sleep, type Next, type RoutePipeline } from './policy/pipeline.js';
 import { compileMatcher, matchRoute, rewritePath, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { buildUpstreamHeaders, compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
-import { createUpstreamAgent } from './upstream/agents.js';
 import { createForwardTargets } from './runtime/forward-targets.js';
+import { buildUpstreams, type UpstreamRuntime } from './runtime/upstreams.js';
+import { StaleStore } from './upstream/stale-store.js';
+import { createFailover } from './policy/failover.js';
 import { createTargetChecker, type Lookup, type TargetChecker } from './router/target-check.js';
 import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
 
-export interface UpstreamRuntime extends UpstreamTarget {
-  readonly config: UpstreamConfig;
-  readonly breaker: UpstreamBreaker;
-  /** Proactive pacing, when `pacing.enabled`. */
-  readonly pacing: UpstreamPacing | null;
-}
+export type { TargetRuntime, UpstreamRuntime } from './runtime/upstreams.js';
 
 export interface RouteRuntime {
   readonly name: string;
@@ -43,6 +39,8 @@ export interface RouteRuntime {
   readonly plainErrors: boolean;
   readonly pipeline: RoutePipeline;
   readonly rateLimit: RateLimitPolicy | null;
+  /** Stored answers for stale fallback (SPEC §8.2), when `fallback.stale` is set. */
+  readonly stale: StaleStore | null;
 }
 
 export interface Runtime {
@@ -99,47 +97,13 @@ export { MAX_FORWARD_TARGETS } from './runtime/forward-targets.js';
 
 /** What a new runtime may take over from the one it replaces: unchanged upstreams and local limits keep their state. */
 export interface Inheritance {
-  upstream(config: UpstreamConfig): { agent: UpstreamRuntime['agent']; breaker: UpstreamBreaker } | undefined;
+  /** The same upstream, when its settings (failover targets included) did not change: its targets' pools and breakers. */
+  upstream(config: UpstreamConfig): UpstreamRuntime | undefined;
   rateLimit(route: RouteConfig): RateLimitPolicy | undefined;
+  /** The route's stored answers, when its name and fallback settings did not change. */
+  stale(route: RouteConfig): StaleStore | undefined;
   /** The interceptor (its leaf key and minted leaves), when `intercept` is unchanged (the CA certificate included). */
   interceptor(intercept: NonNullable<Config['forwardProxy']['intercept']>): Interceptor | undefined;
-}
-
-function buildUpstream(config: UpstreamConfig, deps: RuntimeDeps, inherited: Set<object>, shared: SharedLimits | undefined, pauseCapMs: number): UpstreamRuntime {
-  const url = new URL(config.url);
-  const previous = deps.inherit?.upstream(config);
-  if (previous) {
-    inherited.add(previous.agent);
-    inherited.add(previous.breaker);
-  }
-  // Pacing state is rebuilt on reload from the next responses' headers.
-  const agent = previous?.agent ?? createUpstreamAgent(config);
-  const ca = config.tls.ca ?? undefined;
-  const rejectUnauthorized = !config.tls.insecureSkipVerify;
-  const breaker = previous?.breaker ?? createUpstreamBreaker(config.name, config.circuitBreaker, deps);
-  let pacing: UpstreamPacing | null = null;
-  if (config.pacing.enabled) {
-    pacing = createUpstreamPacing(config.name, config.pacing, pauseCapMs, {
-      now: deps.now,
-      wall: deps.wall,
-      random: deps.random ?? Math.random,
-      sleep: deps.sleep ?? sleep,
-      metrics: deps.metrics,
-      logger: deps.logger,
-      shared,
-    });
-  }
-  return {
-    name: config.name,
-    config,
-    url,
-    agent,
-    ca,
-    rejectUnauthorized,
-    proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized, prependPath: url.pathname !== '/' || url.search !== '' },
-    breaker,
-    pacing,
-  };
 }
 
 function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps, shared: SharedLimits | undefined, inherited: Set<object>): RouteRuntime {
@@ -153,6 +117,7 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     if (!target) throw new Error(`route '${config.name}' has no upstream and the request no target`);
     const started = now();
     ctx.attempts += 1;
+    ctx.target = target.name;
     const result = await forwarder.forward(
       {
         req: ctx.req,
@@ -164,6 +129,7 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
           proto: (ctx.req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
           requestId: ctx.requestId,
           edits: requestEdits,
+          targetEdits: ctx.destination!.edits,
         }),
         body: ctx.body.open(),
         connectTimeoutMs: config.timeouts.connect,
@@ -175,40 +141,38 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     return result;
   };
 
+  // One destination per target of the upstream, each with the route's view of its pacer.
+  const destinations: Destination[] = (upstream?.targets ?? []).map((target) => ({
+    target,
+    breaker: target.breaker.policy,
+    pacing: target.pacing?.policy(config.name, config.match.pathPrefix),
+    edits: target.edits ?? undefined,
+  }));
+  const policyDeps = { now, wall: deps.wall, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics };
+  const failover = upstream?.failover ? createFailover(config.name, upstream.config.name, upstream.failover, destinations, policyDeps) : undefined;
   const previousLimit = config.rateLimit && !config.rateLimit.shared ? deps.inherit?.rateLimit(config) : undefined;
   if (previousLimit) inherited.add(previousLimit);
   const rateLimit = previousLimit ?? (config.rateLimit ? createRateLimit(config.name, config.rateLimit, { metrics, now, shared }) : null);
+  const previousStale = config.fallback.stale ? deps.inherit?.stale(config) : undefined;
+  if (previousStale) inherited.add(previousStale);
+  const stale = previousStale ?? (config.fallback.stale ? new StaleStore(config.fallback.stale) : null);
   return {
     name: config.name,
     config,
     rateLimit,
+    stale,
     matcher: compileMatcher(config),
     upstream,
-    destination: upstream ? { target: upstream, breaker: upstream.breaker.policy } : null,
+    destination: destinations[0] ?? null,
     requestEdits,
     responseEdits: compileHeaderEdits(config.headers.response),
     plainErrors: config.errors.normalize === 'off',
-    pipeline: createRoutePipeline(config, { now, wall: deps.wall, random: deps.random ?? Math.random, sleep: deps.sleep ?? sleep, metrics }, attempt, {
-      rateLimit: rateLimit ?? undefined,
-      pacing: upstream?.pacing?.policy(config.name, config.match.pathPrefix),
-    }),
+    pipeline: createRoutePipeline(config, policyDeps, attempt, { rateLimit: rateLimit ?? undefined, failover }),
   };
 }
 
 /** How long startup waits for Redis before serving with shared limits degraded. */
 const REDIS_STARTUP_WAIT_MS = 3000;
-
-function buildUpstreams(config: Config, deps: RuntimeDeps, inherited: Set<object>, shared: SharedLimits | undefined): Map<string, UpstreamRuntime> {
-  const upstreams = new Map<string, UpstreamRuntime>();
-  for (const upstream of Object.values(config.upstreams)) {
-    // A Retry-After pause holds the whole upstream: capped by the longest
-    // retry.retryAfter.max of the routes that use it.
-    const caps = config.routes.filter((route) => route.upstream === upstream.name).map((route) => route.retry.retryAfter.max);
-    const pauseCapMs = caps.length > 0 ? Math.max(...caps) : config.defaults.retry.retryAfter.max;
-    upstreams.set(upstream.name, buildUpstream(upstream, deps, inherited, shared, pauseCapMs));
-  }
-  return upstreams;
-}
 
 /** What a reload's runtime may take over from this one: state whose config did not change. */
 function handOver(config: Config, upstreams: Map<string, UpstreamRuntime>, routes: readonly RouteRuntime[], interceptor: Interceptor | null): Inheritance {
@@ -216,11 +180,15 @@ function handOver(config: Config, upstreams: Map<string, UpstreamRuntime>, route
   return {
     upstream: (next) => {
       const current = upstreams.get(next.name);
-      return current && same(current.config, next) ? { agent: current.agent, breaker: current.breaker } : undefined;
+      return current && same(current.config, next) ? current : undefined;
     },
     rateLimit: (next) => {
       const current = routes.find((route) => route.name === next.name);
       return current?.rateLimit && same(current.config.rateLimit, next.rateLimit) ? current.rateLimit : undefined;
+    },
+    stale: (next) => {
+      const current = routes.find((route) => route.name === next.name);
+      return current?.stale && same(current.config.fallback, next.fallback) ? current.stale : undefined;
     },
     interceptor: (next) => (interceptor && same(config.forwardProxy.intercept, next) ? interceptor : undefined),
   };
@@ -233,7 +201,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const needsRedis =
     config.redis !== null && (config.routes.some((route) => route.rateLimit?.shared === true) || Object.values(config.upstreams).some((upstream) => upstream.pacing.enabled && upstream.pacing.shared));
   const shared = needsRedis ? connectSharedLimits(config.redis!, deps.logger, deps.wall) : undefined;
-  const upstreams = buildUpstreams(config, deps, inherited, shared);
+  const upstreams = buildUpstreams(config, deps, inherited, shared, deps.inherit?.upstream);
   const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps, shared, inherited));
   // Origin-form requests only reach routes with an upstream; the others
   // serve forward-proxy requests.
@@ -284,11 +252,12 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
       for (const route of routes) {
         route.pipeline.close();
         if (route.rateLimit && !keep.has(route.rateLimit)) route.rateLimit.close();
+        if (route.stale && !keep.has(route.stale)) route.stale.clear();
       }
-      for (const upstream of upstreams.values()) {
-        if (!keep.has(upstream.breaker)) upstream.breaker.close();
-        if (upstream.pacing && !keep.has(upstream.pacing)) upstream.pacing.close();
-        if (!keep.has(upstream.agent)) upstream.agent.destroy();
+      for (const target of [...upstreams.values()].flatMap((upstream) => upstream.targets)) {
+        if (!keep.has(target.breaker)) target.breaker.close();
+        if (target.pacing && !keep.has(target.pacing)) target.pacing.close();
+        if (!keep.has(target.agent)) target.agent.destroy();
       }
       forwardTargets.close();
     },

@@ -8,7 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import { isHostPattern } from './formats.js';
 import { readCa, readCaKey } from './ca-files.js';
-import { getIn, isObject, tryMs, type Json } from './json.js';
+import { getIn, isObject, tryMs, trySize, type Json } from './json.js';
 import { effectivePolicies, type Layer } from './merge.js';
 import { DEFAULTS } from './defaults.js';
 import type { Issue, PathSegment } from './problems.js';
@@ -116,6 +116,35 @@ function checkIntercept(intercept: unknown, baseDir: string, issues: Issue[]): v
   }
 }
 
+/** Failover targets: names unique within the upstream (they label metrics), CA files readable. */
+function checkFailover(upstream: string, failover: unknown, baseDir: string, issues: Issue[]): void {
+  if (!Array.isArray(failover)) return;
+  const seen = new Map<string, number>();
+  failover.forEach((target: unknown, index) => {
+    if (!isObject(target)) return;
+    const name = typeof target.name === 'string' ? target.name : String(index + 1);
+    const first = seen.get(name);
+    if (first !== undefined)
+      issues.push({ path: ['upstreams', upstream, 'failover', index, 'name'], message: `duplicate target name "${upstream}/${name}" (also failover[${first}]): target names label metrics and logs` });
+    else seen.set(name, index);
+    const ca = getIn(target, ['tls', 'ca']);
+    if (typeof ca === 'string' && ca !== '') {
+      const read = readCa(ca, baseDir);
+      if (!read.ok) issues.push({ path: ['upstreams', upstream, 'failover', index, 'tls', 'ca'], message: read.message });
+    }
+  });
+}
+
+/** A route's stale store: one entry must fit in the whole. */
+function checkStale(stale: unknown, index: number, issues: Issue[]): void {
+  if (!isObject(stale)) return;
+  const entry = trySize(stale.maxEntryBytes ?? DEFAULTS.stale.maxEntryBytes);
+  const all = trySize(stale.maxBytes ?? DEFAULTS.stale.maxBytes);
+  if (entry !== undefined && all !== undefined && entry > all) {
+    issues.push({ path: ['routes', index, 'fallback', 'stale', 'maxEntryBytes'], message: `maxEntryBytes (${entry} bytes) is larger than maxBytes (${all} bytes): no answer could ever be stored` });
+  }
+}
+
 /** Checks between keys that a schema cannot express. Defensive: `file` may have failed the schema. */
 export function crossCheck(file: unknown, baseDir: string): Issue[] {
   const issues: Issue[] = [];
@@ -154,6 +183,7 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
         message: 'is required: only forward-proxy routes (forwardProxy.enabled: true) may omit it',
       });
     }
+    checkStale(getIn(route, ['fallback', 'stale']), index, issues);
     checkPolicies(
       [
         { path: ['routes', index], value: route },
@@ -176,6 +206,7 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
     if (openFor !== undefined && maxOpenFor !== undefined && maxOpenFor < openFor) {
       issues.push({ path: ['upstreams', name, 'circuitBreaker', 'maxOpenFor'], message: `maxOpenFor (${formatDuration(maxOpenFor)}) must not be shorter than openFor (${formatDuration(openFor)})` });
     }
+    checkFailover(name, upstream.failover, baseDir, issues);
     if (getIn(upstream, ['pacing', 'shared']) === true && !hasRedis) {
       issues.push({ path: ['upstreams', name, 'pacing', 'shared'], message: 'shared pacing keeps its state in Redis: add a redis section' });
     }

@@ -72,7 +72,10 @@ export const DEFAULTS = {
       shared: false,
       aimd: { decrease: 0.5, increaseBy: '1/s', increaseEvery: '10s' },
     },
+    cooldownMax: '5m',
   },
+  /** `routes[].fallback.stale` when the block is given with keys left out (SPEC §8.2). */
+  stale: { maxStale: '10m', maxEntries: 1000, maxEntryBytes: '256KiB', maxBytes: '32MiB' },
   route: {
     match: { pathPrefix: '/', host: null, methods: null },
     stripPrefix: false,

@@ -32,6 +32,12 @@ export function tryMs(text: unknown): number | undefined {
   return parsed.ok ? parsed.value : undefined;
 }
 
+export function trySize(text: unknown): number | undefined {
+  if (typeof text !== 'string') return undefined;
+  const parsed = parseSize(text);
+  return parsed.ok ? parsed.value : undefined;
+}
+
 export function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);

@@ -22,6 +22,7 @@ import type {
   RouteConfig,
   TimeoutsConfig,
   UpstreamConfig,
+  StaleConfig,
 } from './types.js';
 
 function hostPort(entry: string): { host: string; port: number } {
@@ -144,17 +145,32 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string): UpstreamCo
     shared: pacing.shared as boolean,
     aimd: { decrease: aimd.decrease as number, increaseBy: perSecond(aimd.increaseBy), increaseEvery: ms(aimd.increaseEvery) },
   };
+  const upstreamTls = {
+    ca: typeof tls.ca === 'string' ? must(readCa(tls.ca, baseDir)) : null,
+    insecureSkipVerify: tls.insecureSkipVerify as boolean,
+  };
   return {
     name,
     url: raw.url,
     pool: { maxSockets: pool.maxSockets as number, keepAlive: pool.keepAlive as boolean },
-    tls: {
-      ca: typeof tls.ca === 'string' ? must(readCa(tls.ca, baseDir)) : null,
-      insecureSkipVerify: tls.insecureSkipVerify as boolean,
-    },
+    tls: upstreamTls,
     circuitBreaker,
     pacing: pacingConfig,
+    cooldownMax: ms(merged.cooldownMax),
+    failover: (raw.failover ?? []).map((target, index) => ({
+      name: `${name}/${target.name ?? index + 1}`,
+      url: target.url,
+      headers: toHeaderEdits(target.headers),
+      tls: target.tls ? { ca: typeof target.tls.ca === 'string' ? must(readCa(target.tls.ca, baseDir)) : null, insecureSkipVerify: target.tls.insecureSkipVerify ?? false } : upstreamTls,
+    })),
   };
+}
+
+function toStale(raw: RawRoute): StaleConfig | null {
+  const stale = raw.fallback?.stale;
+  if (!stale) return null;
+  const merged = mergeDeep(DEFAULTS.stale, stale) as Json;
+  return { maxStale: ms(merged.maxStale), maxEntries: merged.maxEntries as number, maxEntryBytes: bytes(merged.maxEntryBytes), maxBytes: bytes(merged.maxBytes) };
 }
 
 function toHeaderEdits(raw: unknown): HeaderEditsConfig {
@@ -184,6 +200,7 @@ function toRoute(raw: RawRoute, defaults: unknown): RouteConfig {
     upstream: raw.upstream ?? null,
     clientOverrides: raw.clientOverrides ?? DEFAULTS.route.clientOverrides,
     headers: { request: toHeaderEdits(raw.headers?.request), response: toHeaderEdits(raw.headers?.response) },
+    fallback: { stale: toStale(raw) },
     ...policies,
   };
 }

@@ -137,6 +137,24 @@ const Pacing = Obj({
   ),
 });
 
+const HeaderEdits = Obj({ set: Opt(HeaderValues('headers set, replacing any value')), remove: Opt(HeaderNames('headers removed')) });
+
+const UpstreamTls = Obj({
+  ca: Opt(OrNull(Type.String({ minLength: 1, description: 'a CA bundle: a file path or PEM text' }))),
+  insecureSkipVerify: Opt(Bool('skip certificate verification (testing only)', false)),
+});
+
+/** One more target of the same API (SPEC §8.1). */
+const FailoverTarget = Obj(
+  {
+    name: Opt(Fmt(NAME_FORMAT, { description: 'the target is named "<upstream>/<name>"; default: its 1-based position in failover' })),
+    url: Fmt('http-url', { description: 'http:// or https:// base URL' }),
+    headers: Opt(Obj({ set: Opt(HeaderValues("request headers for this target only, set after the route's")), remove: Opt(HeaderNames('request headers removed for this target')) })),
+    tls: Opt(UpstreamTls),
+  },
+  { required: ['url'] },
+);
+
 const Upstream = Obj(
   {
     url: Fmt('http-url', { description: 'http:// or https:// base URL' }),
@@ -146,22 +164,17 @@ const Upstream = Obj(
         keepAlive: Opt(Bool('reuse connections', true)),
       }),
     ),
-    tls: Opt(
-      Obj({
-        ca: Opt(OrNull(Type.String({ minLength: 1, description: 'a CA bundle: a file path or PEM text' }))),
-        insecureSkipVerify: Opt(Bool('skip certificate verification (testing only)', false)),
-      }),
-    ),
+    tls: Opt(UpstreamTls),
     circuitBreaker: Opt(CircuitBreaker),
     pacing: Opt(Pacing),
+    cooldownMax: Opt(Duration('the longest a Retry-After takes a target out of rotation (SPEC §8.1)', DEFAULTS.upstream.cooldownMax)),
+    failover: Opt(Type.Array(FailoverTarget, { description: 'more targets of the same API, tried in this order (SPEC §8.1)', default: [] })),
   },
   { required: ['url'] },
 );
 
 // ---------------------------------------------------------------------------
 // Routes
-
-const HeaderEdits = Obj({ set: Opt(HeaderValues('headers set, replacing any value')), remove: Opt(HeaderNames('headers removed')) });
 
 const Route = Obj(
   {
@@ -177,6 +190,23 @@ const Route = Obj(
     upstream: Opt(Fmt(NAME_FORMAT, { description: "an upstream's name; forward-proxy routes may omit it" })),
     clientOverrides: Opt(Bool('honour X-Breakwater-Max-Retries/-Timeout, downward only', false)),
     headers: Opt(Obj({ request: Opt(HeaderEdits), response: Opt(HeaderEdits) })),
+    fallback: Opt(
+      Obj(
+        {
+          stale: Opt(
+            OrNull(
+              Obj({
+                maxStale: Opt(Duration('how old a stored answer may be when it is served', DEFAULTS.stale.maxStale)),
+                maxEntries: Opt(Type.Integer({ minimum: 1, description: 'stored answers of the route, at most', default: DEFAULTS.stale.maxEntries })),
+                maxEntryBytes: Opt(Size('larger bodies stream through and are never stored', DEFAULTS.stale.maxEntryBytes)),
+                maxBytes: Opt(Size('all stored bodies of the route together', DEFAULTS.stale.maxBytes)),
+              }),
+            ),
+          ),
+        },
+        { description: 'answers when the upstream cannot (SPEC §8.2)' },
+      ),
+    ),
     ...policyKeys,
   },
   { required: ['name'] },

@@ -118,6 +118,32 @@ export interface UpstreamConfig {
   readonly tls: { readonly ca: string | null; readonly insecureSkipVerify: boolean };
   readonly circuitBreaker: CircuitBreakerConfig;
   readonly pacing: PacingConfig;
+  /** ms: the longest a Retry-After takes a target out of rotation. Default 5 min. */
+  readonly cooldownMax: number;
+  /** More targets of the same API, in order (SPEC §8.1); empty: the upstream is its only target. */
+  readonly failover: readonly FailoverTargetConfig[];
+}
+
+/** A failover target: its own pool, breaker and pacer, with the upstream's settings. */
+export interface FailoverTargetConfig {
+  /** `<upstream>/<name>`, or `<upstream>/<position>` (1-based) when unnamed. */
+  readonly name: string;
+  readonly url: string;
+  /** Request headers for this target only, applied after the route's. */
+  readonly headers: HeaderEditsConfig;
+  /** Its own, or the upstream's when not given. */
+  readonly tls: { readonly ca: string | null; readonly insecureSkipVerify: boolean };
+}
+
+/** `routes[].fallback.stale` (SPEC §8.2). */
+export interface StaleConfig {
+  /** ms: the oldest a stored answer may be when served. Default 10 min. */
+  readonly maxStale: number;
+  readonly maxEntries: number;
+  /** Bytes: larger bodies are never stored. */
+  readonly maxEntryBytes: number;
+  /** Bytes: all stored bodies of the route. */
+  readonly maxBytes: number;
 }
 
 export interface HeaderEditsConfig {
@@ -141,6 +167,8 @@ export interface RouteConfig extends PoliciesConfig {
   readonly upstream: string | null;
   readonly clientOverrides: boolean;
   readonly headers: { readonly request: HeaderEditsConfig; readonly response: HeaderEditsConfig };
+  /** Stale answers while the upstream fails (SPEC §8.2); null: none. */
+  readonly fallback: { readonly stale: StaleConfig | null };
 }
 
 export interface RedisConfig {

@@ -29,6 +29,8 @@ export interface NormalizeContext {
   readonly instance: string;
   readonly route: string;
   readonly upstream: string;
+  /** The target that answered (SPEC §8.1). */
+  readonly target: string | null;
   readonly attempts: number;
   readonly requestId: string;
   readonly method: string;
@@ -123,6 +125,7 @@ export async function normalizeUpstreamError(response: IncomingMessage, context:
   const headers: OutgoingHttpHeaders = {};
   for (const name of KEPT_HEADERS) if (response.headers[name] !== undefined) headers[name] = response.headers[name];
   for (const [name, value] of Object.entries(response.headers)) if (name.startsWith('x-ratelimit-')) headers[name] = value;
+  if (context.target !== null) headers['x-breakwater-target'] = context.target;
   Object.assign(headers, problemHeaders(entry.code, context.requestId, Buffer.byteLength(context.method === 'HEAD' ? JSON.stringify(problem) : body)), {
     'x-breakwater-attempts': String(context.attempts),
   });

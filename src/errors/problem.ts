@@ -10,6 +10,8 @@ export interface ProblemContext {
   readonly instance: string;
   readonly route: string | null;
   readonly upstream: string | null;
+  /** The target of the last attempt (SPEC §8.1), null before any. */
+  readonly target: string | null;
   readonly attempts: number;
   readonly requestId: string;
 }
@@ -34,6 +36,7 @@ export interface ProblemBody {
   readonly hint: string;
   readonly route: string | null;
   readonly upstream: string | null;
+  readonly target: string | null;
   readonly attempts: number;
   readonly requestId: string;
 }
@@ -64,6 +67,7 @@ export function buildProblem(entry: ProblemEntry, detail: string, source: Proble
     hint: entry.hint,
     route: context.route,
     upstream: context.upstream,
+    target: context.target,
     attempts: context.attempts,
     requestId: context.requestId,
   };

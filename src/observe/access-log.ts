@@ -12,6 +12,8 @@ export interface AccessEntry {
   readonly path: string;
   readonly route: string;
   readonly upstream: string;
+  /** The target that answered, or of the last attempt (SPEC §8.1); '' before any. */
+  readonly target: string;
   readonly status: number;
   readonly durationMs: number;
   readonly attempts: number;

@@ -50,6 +50,12 @@ export interface Metrics {
   readonly tlsIntercept: FastCounter<'result'>;
   readonly tlsCertificatesMinted: FastCounter<never>;
   readonly internalErrors: FastCounter<never>;
+  readonly failovers: FastCounter<'route' | 'upstream' | 'target'>;
+  readonly fallbacks: FastCounter<'route' | 'reason'>;
+  readonly staleEntries: Gauge<'route'>;
+  readonly staleBytes: Gauge<'route'>;
+  /** Where the stale-answer gauges read each route's store at scrape time. */
+  setStaleStores(source: () => Iterable<{ readonly route: string; readonly entries: number; readonly bytes: number }>): void;
   /** Where `breakwater_circuit_state` reads the breakers' states at scrape time. */
   setCircuitStates(source: () => Iterable<{ readonly upstream: string; readonly state: string }>): void;
   /** Where `breakwater_rate_limit_queue_depth` reads the queues at scrape time. */
@@ -118,11 +124,15 @@ function zeroSeries(metrics: Metrics, config: Config): void {
     if (route.rateLimit?.shared || (pacing?.enabled && pacing.shared)) metrics.rateLimitDegraded.inc(labels, 0);
     if (route.upstream !== null) {
       for (const outcome of OUTCOMES) metrics.upstreamAttempts.inc({ ...labels, upstream: route.upstream, outcome }, 0);
+      for (const target of config.upstreams[route.upstream]?.failover ?? []) metrics.failovers.inc({ ...labels, upstream: route.upstream, target: target.name }, 0);
     }
   }
-  for (const upstream of Object.keys(config.upstreams)) {
-    metrics.circuitRejections.inc({ upstream }, 0);
-    for (const to of CIRCUIT_STATES) metrics.circuitTransitions.inc({ upstream, to }, 0);
+  for (const upstream of Object.values(config.upstreams)) {
+    // Breakers are per target: the primary keeps the upstream's name (SPEC §8.1).
+    for (const target of [upstream.name, ...upstream.failover.map((failover) => failover.name)]) {
+      metrics.circuitRejections.inc({ upstream: target }, 0);
+      for (const to of CIRCUIT_STATES) metrics.circuitTransitions.inc({ upstream: target, to }, 0);
+    }
   }
   if (config.forwardProxy.connect.mode === 'intercept') {
     for (const result of ['intercepted', 'tunnelled', 'refused']) metrics.tlsIntercept.inc({ result }, 0);
@@ -155,6 +165,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
 
   let circuitStates: () => Iterable<{ readonly upstream: string; readonly state: string }> = () => [];
   let queueDepths: () => Iterable<{ readonly route: string; readonly depth: number }> = () => [];
+  let staleStores: () => Iterable<{ readonly route: string; readonly entries: number; readonly bytes: number }> = () => [];
   let quotas: () => Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }> = () => [];
   const metrics: Metrics = {
     registry,
@@ -185,17 +196,20 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     pacingPauses: counter('breakwater_pacing_pauses_total', 'Times pacing started holding requests for an upstream.', ['upstream']),
     tlsIntercept: counter('breakwater_tls_intercept_total', 'CONNECT requests by TLS interception result.', ['result']),
     tlsCertificatesMinted: counter<never>('breakwater_tls_certificates_minted_total', 'Leaf certificates minted for intercepted hosts.', []),
+    failovers: counter('breakwater_failovers_total', 'Attempts sent to a target other than the first in order (SPEC §8.1).', ['route', 'upstream', 'target']),
+    fallbacks: counter('breakwater_fallbacks_total', 'Requests answered with a stored (stale) answer, by the error code it replaced (SPEC §8.2).', ['route', 'reason']),
+    staleEntries: scraped('breakwater_stale_entries', 'Answers stored for stale fallback, per route.', ['route'], (set) => {
+      for (const { route, entries } of staleStores()) set({ route }, entries);
+    }),
+    staleBytes: scraped('breakwater_stale_bytes', 'Bytes of the answers stored for stale fallback, per route.', ['route'], (set) => {
+      for (const { route, bytes } of staleStores()) set({ route }, bytes);
+    }),
     internalErrors: counter<never>('breakwater_internal_errors_total', 'Faults caught by the last net (unhandled promise rejections); the process kept serving.', []),
 
-    setCircuitStates(source) {
-      circuitStates = source;
-    },
-    setQueueDepths(source) {
-      queueDepths = source;
-    },
-    setQuotas(source) {
-      quotas = source;
-    },
+    setCircuitStates: (source) => void (circuitStates = source),
+    setQueueDepths: (source) => void (queueDepths = source),
+    setQuotas: (source) => void (quotas = source),
+    setStaleStores: (source) => void (staleStores = source),
 
     registerConfig: (config) => zeroSeries(metrics, config),
 

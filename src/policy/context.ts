@@ -9,6 +9,7 @@ import type { Classification } from '../upstream/classify.js';
 import type { Signal } from '../lib/signal.js';
 import type { UpstreamTarget } from '../upstream/forward.js';
 import type { Metrics } from '../observe/metrics.js';
+import type { CompiledHeaderEdits } from '../upstream/headers.js';
 
 /** Access-log flags (SPEC §7). */
 export type Flag =
@@ -25,7 +26,8 @@ export type Flag =
   | 'UPSTREAM_TLS_FAILED'
   | 'UPSTREAM_PROTOCOL_ERROR'
   | 'PAYLOAD_TOO_LARGE'
-  | 'CLIENT_CLOSED';
+  | 'CLIENT_CLOSED'
+  | 'STALE';
 
 const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'UPSTREAM_TIMEOUT',
@@ -59,6 +61,8 @@ export interface ExchangeRecord {
   readonly startedAt: number;
   /** Attempts made upstream so far. */
   attempts: number;
+  /** The target of the last attempt (a failover target's name, `host:port` for a forward target); null before any. */
+  target: string | null;
   readonly flags: Set<Flag>;
 }
 
@@ -86,10 +90,13 @@ export interface RequestContext extends ExchangeRecord {
   readonly cleanups: (() => void)[];
 }
 
-/** An upstream or forward target and its breaker's policy layer. */
+/** An upstream or forward target, with its breaker's and (when paced) its pacer's policy layer for the route. */
 export interface Destination {
   readonly target: UpstreamTarget;
   readonly breaker: Policy;
+  readonly pacing?: Policy;
+  /** Request headers for this target only (a failover target's credentials), applied after the route's. */
+  readonly edits?: CompiledHeaderEdits;
 }
 
 /** The result of one attempt, or of the whole pipeline. */
@@ -103,6 +110,11 @@ export interface AttemptResult {
    * the reopened circuit after its backoff).
    */
   readonly final?: boolean;
+  /**
+   * A retry would go to another available target (failover.ts): it does
+   * not wait for backoff or Retry-After, and retryAfter.max does not stop it.
+   */
+  readonly elsewhere?: boolean;
 }
 
 /** The rest of a route's stack, below the policy that calls it. */

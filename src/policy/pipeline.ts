@@ -29,6 +29,15 @@ const destinationBreaker: Policy = {
   close() {},
 };
 
+/** The pacing layer: the pacer of the request's destination (each failover target has its own), when it is paced. */
+const destinationPacing: Policy = {
+  run(ctx, signal, next) {
+    const pacing = ctx.destination?.pacing;
+    return pacing ? pacing.run(ctx, signal, next) : next(ctx, signal);
+  },
+  close() {},
+};
+
 /** Runs `policies` outermost first around `attempt`. */
 export function compose(policies: readonly Policy[], attempt: Next): Next {
   return policies.reduceRight<Next>((next, policy) => (ctx, signal) => policy.run(ctx, signal, next), attempt);
@@ -41,8 +50,8 @@ export function compose(policies: readonly Policy[], attempt: Next): Next {
 export interface SharedPolicies {
   /** The route's rate limit, when it has one. */
   readonly rateLimit?: Policy;
-  /** The upstream's proactive pacing for this route, when enabled. */
-  readonly pacing?: Policy;
+  /** Failover between the upstream's targets, when it has more than one. */
+  readonly failover?: Policy;
 }
 
 export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attempt: Next, shared: SharedPolicies = {}): RoutePipeline {
@@ -56,10 +65,14 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
     // 3. Retry: repeats what is below (breaker included: every attempt is
     //    one breaker call), within the deadline and the route's budget.
     createRetry({ route: route.name, retry: route.retry, clientOverrides: route.clientOverrides, metrics: deps.metrics }, deps),
-    // 3b. Pacing: each attempt waits for the upstream's announced quota,
+    // 3a. Failover: picks each attempt's target (SPEC §8.1), so a retry
+    //     can move to another; below the retry loop, which still decides
+    //     whether there is a retry at all.
+    ...(shared.failover ? [shared.failover] : []),
+    // 3b. Pacing: each attempt waits for its target's announced quota,
     //     so retries are paced too; outside the breaker, so a paced wait is
     //     not a call.
-    ...(shared.pacing ? [shared.pacing] : []),
+    destinationPacing,
     // 4. Circuit breaker: each attempt is one call, so it sits inside the
     //    retry loop, and a retry into an open circuit is refused at once.
     //    The destination's breaker: the upstream's (shared by every route
@@ -73,8 +86,8 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
   return {
     run: (ctx) => run(ctx, ctx.signal),
     close() {
-      // The breaker and the rate limit are owned and closed by the runtime.
-      for (const policy of policies) if (policy !== shared.rateLimit && policy !== shared.pacing) policy.close();
+      // The breakers, pacers and the rate limit are owned and closed by the runtime.
+      for (const policy of policies) if (policy !== shared.rateLimit) policy.close();
     },
   };
 }

@@ -65,15 +65,17 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
       for (let retries = 0; ; retries++) {
         const result: AttemptResult = await next(ctx, signal);
         const { classification, response } = result;
-        if (result.final || !shouldRetry(classification) || deterministic(classification.code)) return result;
+        // `final`: this target is down; another may not be.
+        if ((result.final && !result.elsewhere) || !shouldRetry(classification) || deterministic(classification.code)) return result;
         if (retries >= maxRetries || !methodAllows(ctx, retry, classification)) return result;
         if (!ctx.body.replayable) {
           ctx.flags.add('BODY_NOT_REPLAYABLE');
           return result;
         }
 
-        let delay = fullJitterDelay(retries, retry.backoff.base, retry.backoff.max, deps.random);
-        if (response && retry.retryAfter.honor && (classification.status === 429 || classification.status === 503)) {
+        // To another target: at once (SPEC §8.1); to the same one: backoff, or what Retry-After asks.
+        let delay = result.elsewhere ? 0 : fullJitterDelay(retries, retry.backoff.base, retry.backoff.max, deps.random);
+        if (!result.elsewhere && response && retry.retryAfter.honor && (classification.status === 429 || classification.status === 503)) {
           const retryAfter = parseRetryAfter(response.headers['retry-after'], deps.wall());
           if (retryAfter !== undefined) {
             // A longer wait than configured: the app decides, with the header.

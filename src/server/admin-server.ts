@@ -15,12 +15,14 @@ export interface AdminStatusSource {
   readonly loaded: LoadedConfig;
   readonly version: string;
   readonly lastReload: { readonly result: string; readonly at: string; readonly problems: readonly string[] } | undefined;
+  /** The runtime's monotonic clock (cooldowns). */
+  readonly now: () => number;
 }
 
 /** `/status` (SPEC §7): routes and upstreams with breaker state, failure rate, limiter tokens and queue depth, in-flight requests. */
 export function statusOf(source: AdminStatusSource, draining: boolean): Record<string, unknown> {
   const { runtime, loaded } = source;
-  const redacted = redactedConfig(loaded) as { upstreams: Record<string, { url: string }> };
+  const redacted = redactedConfig(loaded) as { upstreams: Record<string, { url: string; failover: { url: string }[] }> };
   return {
     version: source.version,
     file: loaded.file,
@@ -28,12 +30,24 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
     draining,
     inFlight: runtime.inFlight(),
     redis: runtime.redisStatus(),
-    upstreams: [...runtime.upstreams.values()].map((upstream) => ({
-      name: upstream.name,
-      url: redacted.upstreams[upstream.name]?.url ?? '',
-      breaker: upstream.breaker.status(),
-      pacing: upstream.pacing ? upstream.pacing.snapshot() : null,
-    })),
+    upstreams: [...runtime.upstreams.values()].map((upstream) => {
+      const cooling = upstream.failover?.status(source.now());
+      const urls = [redacted.upstreams[upstream.name]?.url ?? '', ...(redacted.upstreams[upstream.name]?.failover ?? []).map((target) => target.url)];
+      return {
+        name: upstream.name,
+        url: urls[0],
+        breaker: upstream.breaker.status(),
+        pacing: upstream.pacing ? upstream.pacing.snapshot() : null,
+        // Every target, the upstream itself first (SPEC §8.1).
+        targets: upstream.targets.map((target, i) => ({
+          name: target.name,
+          url: urls[i] ?? '',
+          breaker: target.breaker.status(),
+          coolingForMs: cooling?.[i]?.coolingForMs ?? 0,
+          pacing: target.pacing ? target.pacing.snapshot() : null,
+        })),
+      };
+    }),
     forwardTargets: runtime.forwardTargetCount(),
     routes: runtime.routes.map((route) => {
       const { match, rateLimit } = route.config;
@@ -41,6 +55,7 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
         name: route.name,
         match: [match.host ? `host ${match.host}` : '', `path ${match.pathPrefix}`, match.methods ? match.methods.join(',') : ''].filter(Boolean).join(' '),
         upstream: route.upstream?.name ?? null,
+        stale: route.stale ? { entries: route.stale.size(), bytes: route.stale.bytes() } : null,
         rateLimit:
           rateLimit && route.rateLimit
             ? {

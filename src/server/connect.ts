@@ -46,7 +46,7 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
   const requestId = clientRequestId(req.headers['x-request-id']) ?? randomUUID();
   const authority = req.url ?? '';
   let status = 200;
-  const record: ExchangeRecord = { requestId, method: 'CONNECT', path: '', host: authority, startedAt: deps.now(), attempts: 0, flags: new Set() };
+  const record: ExchangeRecord = { requestId, method: 'CONNECT', path: '', host: authority, startedAt: deps.now(), attempts: 0, target: null, flags: new Set() };
   const exchange = new Exchange(deps, runtime, record, authority);
   socket.on('error', () => socket.destroy());
   socket.once('close', () => exchange.finish(status));
@@ -63,7 +63,8 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
   /** The target is known: it answers for the exchange, with one attempt. */
   const targetIs = (name: string) => {
     record.attempts = 1;
-    exchange.matched = { route: '', target: name, plainErrors: false };
+    record.target = name;
+    exchange.matched = { route: '', upstream: name, plainErrors: false };
   };
 
   void (async () => {

@@ -29,7 +29,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <h1>Breakwater</h1>
 <div class="meta" id="meta">loading…</div>
 <h2>Upstreams</h2>
-<table><thead><tr><th>upstream</th><th>url</th><th>breaker</th><th>recent failure rate</th><th>shed</th><th>held</th></tr></thead><tbody id="upstreams"></tbody></table>
+<table><thead><tr><th>upstream / target</th><th>url</th><th>breaker</th><th>recent failure rate</th><th>shed</th><th>held</th></tr></thead><tbody id="upstreams"></tbody></table>
 <h2>Pacing</h2>
 <table><thead><tr><th>upstream</th><th>scope</th><th>key</th><th>remaining</th><th>reset in</th><th>rate</th><th>in flight</th></tr></thead><tbody id="pacing"></tbody></table>
 <h2>Routes</h2>
@@ -41,9 +41,9 @@ async function refresh() {
     const status = await (await fetch('status', { cache: 'no-store' })).json();
     const reload = status.lastReload ? ' · last reload: <span class="' + (status.lastReload.result === 'failure' ? 'failure' : '') + '">' + text(status.lastReload.result) + '</span> at ' + text(status.lastReload.at) : '';
     document.getElementById('meta').innerHTML = 'config ' + text(status.version) + ' (' + text(status.file) + ') · in flight: ' + text(status.inFlight) + (status.draining ? ' · <span class="failure">draining</span>' : '') + reload;
-    document.getElementById('upstreams').innerHTML = status.upstreams.map((u) =>
-      '<tr><td>' + text(u.name) + '</td><td>' + text(u.url) + '</td><td><span class="state ' + text(u.breaker.state) + '">' + text(u.breaker.state.replace('_', '-')) + (u.breaker.openForMs ? ' (' + (u.breaker.openForMs / 1000).toFixed(1) + ' s)' : '') + '</span></td><td>' + (u.breaker.failureRate * 100).toFixed(0) + '%</td><td>' + (u.breaker.shedRate * 100).toFixed(0) + '%</td><td>' + text(u.breaker.held) + '</td></tr>').join('');
-    const pacers = status.upstreams.flatMap((u) => u.pacing ?? []);
+    document.getElementById('upstreams').innerHTML = status.upstreams.flatMap((u) => u.targets).map((u) =>
+      '<tr><td>' + text(u.name) + '</td><td>' + text(u.url) + '</td><td><span class="state ' + text(u.breaker.state) + '">' + text(u.breaker.state.replace('_', '-')) + (u.breaker.openForMs ? ' (' + (u.breaker.openForMs / 1000).toFixed(1) + ' s)' : '') + '</span>' + (u.coolingForMs ? ' cooling ' + (u.coolingForMs / 1000).toFixed(0) + ' s' : '') + '</td><td>' + (u.breaker.failureRate * 100).toFixed(0) + '%</td><td>' + (u.breaker.shedRate * 100).toFixed(0) + '%</td><td>' + text(u.breaker.held) + '</td></tr>').join('');
+    const pacers = status.upstreams.flatMap((u) => u.targets).flatMap((u) => u.pacing ?? []);
     document.getElementById('pacing').innerHTML = pacers.length === 0 ? '<tr><td colspan="7">no pacer yet</td></tr>' : pacers.map((p) =>
       '<tr><td>' + text(p.upstream) + '</td><td>' + text(p.scope || '-') + '</td><td>' + text(p.key ? p.key.slice(0, 8) : '-') + '</td><td>' + (p.remaining === null ? '?' : text(p.remaining) + ' / ' + text(p.limit ?? '?')) + '</td><td>' + (p.resetSeconds === null ? '-' : text(p.resetSeconds.toFixed(0)) + ' s') + '</td><td>' + (p.ratePerSecond === null ? '-' : text(p.ratePerSecond.toFixed(2)) + '/s') + '</td><td>' + text(p.inFlight) + (p.shared ? ' (shared)' : '') + '</td></tr>').join('');
     document.getElementById('routes').innerHTML = status.routes.map((r) =>

@@ -41,13 +41,13 @@ export const CLIENT_CLOSED_STATUS = 499;
 export interface Matched {
   /** The route's name ('' when none matched). */
   readonly route: string;
-  /** The upstream or forward target's name (null before one is known). */
-  readonly target: string | null;
+  /** The upstream's name, or the forward target's `host:port` (null before one is known). */
+  readonly upstream: string | null;
   /** `errors.normalize: off` on the route: problems as plain text. */
   readonly plainErrors: boolean;
 }
 
-const NOTHING_MATCHED: Matched = { route: '', target: null, plainErrors: false };
+const NOTHING_MATCHED: Matched = { route: '', upstream: null, plainErrors: false };
 
 /** Writes a complete HTTP/1.1 response on a raw socket, then closes it. */
 function writeRaw(socket: Duplex, rendered: RenderedProblem): void {
@@ -81,7 +81,7 @@ export class Exchange {
    */
   refuse(error: unknown, out: ServerResponse | Duplex, options: { closeConnection?: boolean } = {}): number {
     const { metrics, logger } = this.deps;
-    const { route, target, plainErrors } = this.matched;
+    const { route, upstream, plainErrors } = this.matched;
     let failure: BreakwaterError;
     if (error instanceof BreakwaterError) {
       failure = error;
@@ -98,7 +98,11 @@ export class Exchange {
       response.destroy();
       return failure.status;
     }
-    const rendered = renderProblem(failure, { instance: this.instance, route: route || null, upstream: target, attempts: this.record.attempts, requestId: this.record.requestId }, plainErrors);
+    const rendered = renderProblem(
+      failure,
+      { instance: this.instance, route: route || null, upstream, target: this.record.target, attempts: this.record.attempts, requestId: this.record.requestId },
+      plainErrors,
+    );
     if (response) {
       if (options.closeConnection) rendered.headers.connection = 'close';
       response.writeHead(rendered.status, rendered.headers);
@@ -138,7 +142,8 @@ export class Exchange {
         host: record.host,
         path: record.path,
         route,
-        upstream: this.matched.target ?? '',
+        upstream: this.matched.upstream ?? '',
+        target: record.target ?? '',
         status,
         durationMs: Math.round(durationMs * 1000) / 1000,
         attempts: record.attempts,

@@ -61,7 +61,7 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       code === 'HEADERS_TOO_LARGE'
         ? `The request headers are larger than limits.maxHeaderSize (${runtime.config.limits.maxHeaderSize} bytes).`
         : `The request is not valid HTTP: ${error.message.replace(/^Parse Error: /, '')}.`;
-    const exchange = new Exchange(deps, runtime, { requestId: randomUUID(), method: '', path: '', host: '', startedAt: now(), attempts: 0, flags: new Set() });
+    const exchange = new Exchange(deps, runtime, { requestId: randomUUID(), method: '', path: '', host: '', startedAt: now(), attempts: 0, target: null, flags: new Set() });
     exchange.finish(exchange.refuse(new BreakwaterError(code, detail), socket));
   });
 

@@ -19,6 +19,7 @@ import { hasBody, prepareRequestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
 import { buildResponseHeaders, clientRequestId } from '../upstream/headers.js';
 import { CLIENT_CLOSED_STATUS, Exchange, type ServerDeps } from './exchange.js';
+import { answerStale, keepForStale, staleReplaces, staleStatusCode } from './stale.js';
 
 function errorFromClassification(classification: Classification): BreakwaterError {
   return new BreakwaterError(classification.code ?? 'INTERNAL_ERROR', classification.detail ?? 'The attempt failed without a response.');
@@ -75,14 +76,15 @@ function interceptRoute(runtime: Runtime, ctx: RequestContext, target: Intercept
 }
 
 /** The route and the upstream (or forward target) it sends to, as the exchange names them. */
-const matched = (ctx: RequestContext, route: RouteRuntime) => ({ route: route.name, target: ctx.destination?.target.name ?? null, plainErrors: route.plainErrors });
+const matched = (ctx: RequestContext, route: RouteRuntime) => ({ route: route.name, upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? null, plainErrors: route.plainErrors });
 
 /** `errors.normalize: all`: the upstream's error as the problem body, its own words in `provider`. */
 async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: IncomingMessage, wall: number): Promise<void> {
   const normalized = await normalizeUpstreamError(response, {
     instance: ctx.path,
     route: route.name,
-    upstream: ctx.destination?.target.name ?? '',
+    upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? '',
+    target: ctx.target,
     attempts: ctx.attempts,
     requestId: ctx.requestId,
     method: ctx.method,
@@ -95,9 +97,9 @@ async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: Ro
 }
 
 /** Streams the upstream's response; the caller destroys it if the client leaves first. */
-function sendResponse(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: IncomingMessage): void {
+function sendResponse(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: IncomingMessage, deps: ServerDeps): void {
   const { res } = ctx;
-  const headers = buildResponseHeaders(response.headers, { requestId: ctx.requestId, attempts: ctx.attempts, edits: route.responseEdits });
+  const headers = buildResponseHeaders(response.headers, { requestId: ctx.requestId, attempts: ctx.attempts, edits: route.responseEdits, target: ctx.target });
   res.writeHead(response.statusCode ?? 502, response.statusMessage, headers);
   // An upstream that dies mid-body destroys the client's response (never
   // a truncated body that looks complete), and a client that leaves
@@ -105,6 +107,7 @@ function sendResponse(ctx: RequestContext, exchange: Exchange, route: RouteRunti
   // stream.pipeline does, without its per-call AbortController and
   // DOMException (measured at ~8% of a request's CPU).
   response.pipe(res);
+  if (route.stale) keepForStale(ctx, route, response, deps);
   response.on('error', () => {});
   response.once('close', () => {
     if (response.complete || res.destroyed) return;
@@ -173,12 +176,15 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     deadline: Infinity,
     signal: cancellation,
     attempts: 0,
+    target: null,
     flags: new Set(),
     destination: null,
     cleanups: [],
   };
   const exchange = new Exchange(deps, runtime, ctx);
   let upstreamResponse: IncomingMessage | undefined;
+  /** The route, once matched, when it keeps answers for stale fallback. */
+  let staleRoute: RouteRuntime | undefined;
   res.once('close', () => {
     if (!res.writableFinished) {
       ctx.flags.add('CLIENT_CLOSED');
@@ -192,6 +198,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
 
   try {
     const route = await routeOf(runtime, ctx, arrival, draining);
+    staleRoute = route.stale ? route : undefined;
     ctx.destination ??= route.destination;
     exchange.matched = matched(ctx, route);
     const length = req.headers['content-length'];
@@ -203,11 +210,14 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     const result = await route.pipeline.run(ctx);
     if (!result.response) throw errorFromClassification(result.classification);
     upstreamResponse = result.response;
-    if (res.destroyed) upstreamResponse.destroy();
+    const staleFor = route.stale ? staleStatusCode(upstreamResponse.statusCode ?? 0) : undefined;
+    if (staleFor && answerStale(ctx, route, staleFor, deps)) upstreamResponse.destroy();
+    else if (res.destroyed) upstreamResponse.destroy();
     else if (route.config.errors.normalize === 'all' && (upstreamResponse.statusCode ?? 0) >= 400) await sendNormalized(ctx, exchange, route, upstreamResponse, deps.wall());
-    else sendResponse(ctx, exchange, route, upstreamResponse);
+    else sendResponse(ctx, exchange, route, upstreamResponse, deps);
   } catch (error) {
     if (error instanceof ClientClosedError || ctx.signal.aborted) res.destroy();
+    else if (staleRoute && error instanceof BreakwaterError && staleReplaces(error.code) && answerStale(ctx, staleRoute, error.code, deps)) return;
     // A refused request whose body was never read (too large, or refused
     // before it was needed): close rather than let node read and discard
     // the rest of an upload to keep the connection.

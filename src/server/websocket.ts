@@ -134,7 +134,7 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
   const host = (req.headers.host ?? '').toLowerCase();
   const method = req.method ?? 'GET';
   let status = 101;
-  const record = { requestId, method, path, host, startedAt: deps.now(), attempts: 0, flags: new Set<Flag>() };
+  const record = { requestId, method, path, host, startedAt: deps.now(), attempts: 0, target: null as string | null, flags: new Set<Flag>() };
   const exchange = new Exchange(deps, runtime, record);
   socket.once('close', () => exchange.finish(status));
   socket.on('error', () => socket.destroy());
@@ -149,7 +149,8 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
   const { route, upstream, intercepted } = match;
   // One attempt, once a route matched (the handshake is never retried).
   record.attempts = 1;
-  exchange.matched = { route: route.name, target: upstream.name, plainErrors: route.plainErrors };
+  record.target = upstream.name;
+  exchange.matched = { route: route.name, upstream: route.upstream?.config.name ?? upstream.name, plainErrors: route.plainErrors };
   if (method !== 'GET' || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
     return refuse(new BreakwaterError('BAD_REQUEST', `Only WebSocket upgrades are proxied, not "${req.headers.upgrade ?? ''}" with ${method}.`));
   }

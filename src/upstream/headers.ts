@@ -52,6 +52,8 @@ export interface UpstreamHeaderOptions {
   readonly edits: CompiledHeaderEdits;
   /** Keep `Connection: upgrade` and `Upgrade: websocket`. */
   readonly websocket?: boolean;
+  /** A failover target's own edits, applied after the route's (SPEC §8.1). */
+  readonly targetEdits?: CompiledHeaderEdits | null;
 }
 
 /** The headers of the request sent upstream, built from the client's; a fresh object per attempt. */
@@ -73,6 +75,10 @@ export function buildUpstreamHeaders(incoming: IncomingHttpHeaders, options: Ups
     out.upgrade = incoming.upgrade;
   }
   for (const [name, value] of options.edits.set) out[name] = value;
+  if (options.targetEdits) {
+    for (const name of options.targetEdits.remove) delete out[name];
+    for (const [name, value] of options.targetEdits.set) out[name] = value;
+  }
   return out;
 }
 
@@ -80,6 +86,8 @@ export interface ResponseHeaderOptions {
   readonly requestId: string;
   readonly attempts: number;
   readonly edits: CompiledHeaderEdits;
+  /** The target that answered (SPEC §8.1). */
+  readonly target: string | null;
 }
 
 /** The headers of the response sent to the client, built from the upstream's. */
@@ -93,6 +101,7 @@ export function buildResponseHeaders(upstream: IncomingHttpHeaders, options: Res
   for (const [name, value] of options.edits.set) out[name] = value;
   out['x-request-id'] = options.requestId;
   out['x-breakwater-attempts'] = String(options.attempts);
+  if (options.target !== null) out['x-breakwater-target'] = options.target;
   return out;
 }
 

@@ -95,9 +95,6 @@ describe('upstream status table ↔ docs/errors.md', () => {
  * still listed here, or listed but gone from SPEC.
  */
 const PENDING_METRICS: Record<string, string> = {
-  breakwater_failovers_total: 'issue 19, SPEC §8.1',
-  breakwater_fallbacks_total: 'issue 19, SPEC §8.2',
-  // (SPEC's row for breakwater_stale_entries and _bytes names two families in one cell; issue 19 splits it.)
   breakwater_trace_spans_dropped_total: 'issue 22, SPEC §11',
   breakwater_shed_total: 'issue 24, SPEC §13',
 };

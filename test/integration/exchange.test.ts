@@ -77,9 +77,9 @@ describe('one exchange per inbound request', () => {
     expect(answer.headers.connection).toBe('close');
     // The same members, whatever the entry (SPEC §5).
     expect(Object.keys(answer.body).sort()).toEqual(
-      ['attempts', 'code', 'detail', 'hint', 'instance', 'requestId', 'responsibility', 'retryable', 'route', 'source', 'status', 'title', 'type', 'upstream'].sort(),
+      ['attempts', 'code', 'detail', 'hint', 'instance', 'requestId', 'responsibility', 'retryable', 'route', 'source', 'status', 'target', 'title', 'type', 'upstream'].sort(),
     );
-    expect(answer.body).toMatchObject({ code, status, route: null, upstream: null, attempts: 0, source: 'proxy' });
+    expect(answer.body).toMatchObject({ code, status, route: null, upstream: null, target: null, attempts: 0, source: 'proxy' });
     expect(answer.headers['x-request-id']).toBe(answer.body.requestId);
 
     expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: '', code })).toBe(errorsBefore + 1);
@@ -90,8 +90,8 @@ describe('one exchange per inbound request', () => {
       Object.keys(line)
         .filter((key) => !['level', 'time', 'pid', 'hostname', 'msg'].includes(key))
         .sort(),
-    ).toEqual(['requestId', 'method', 'host', 'path', 'route', 'upstream', 'status', 'durationMs', 'attempts', 'flags'].sort());
-    expect(line).toMatchObject({ requestId: answer.body.requestId, method, path, route: '', upstream: '', status, attempts: 0 });
+    ).toEqual(['requestId', 'method', 'host', 'path', 'route', 'upstream', 'target', 'status', 'durationMs', 'attempts', 'flags'].sort());
+    expect(line).toMatchObject({ requestId: answer.body.requestId, method, path, route: '', upstream: '', target: '', status, attempts: 0 });
     expect(typeof line.durationMs).toBe('number');
     expect(line.flags).toEqual([]); // none of these codes sets a flag
   });

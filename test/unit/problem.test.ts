@@ -3,7 +3,7 @@ import { BreakwaterError } from '../../src/errors/breakwater-error.js';
 import { typeUrn } from '../../src/errors/catalog.js';
 import { renderProblem } from '../../src/errors/problem.js';
 
-const context = { instance: '/stripe/v1/charges', route: 'stripe', upstream: 'stripe', attempts: 0, requestId: 'req-1' };
+const context = { instance: '/stripe/v1/charges', route: 'stripe', upstream: 'stripe', target: null, attempts: 0, requestId: 'req-1' };
 
 describe('renderProblem', () => {
   it("renders SPEC §5's example body", () => {
@@ -25,6 +25,8 @@ describe('renderProblem', () => {
       hint: 'The provider is failing; wait and retry with backoff, check its status page.',
       route: 'stripe',
       upstream: 'stripe',
+      // SPEC §8.1: the target of the last attempt, null before any.
+      target: null,
       attempts: 0,
       requestId: 'req-1',
     });

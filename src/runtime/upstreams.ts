@@ -1,0 +1,124 @@
+/**
+ * An upstream's live objects: its targets (the upstream itself, then its
+ * `failover` targets, SPEC §8.1), each with its own keep-alive pool,
+ * circuit breaker and pacer, all with the upstream's settings. A reload
+ * takes over the pools and breakers of an upstream whose settings did not
+ * change.
+ */
+import type { Config, UpstreamConfig } from '../config/types.js';
+import type { Logger } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
+import { createUpstreamBreaker, type UpstreamBreaker } from '../policy/circuit-breaker.js';
+import { TargetSet } from '../policy/failover.js';
+import { createUpstreamPacing, type UpstreamPacing } from '../policy/pacer.js';
+import { sleep } from '../lib/clock.js';
+import type { Signal } from '../lib/signal.js';
+import type { SharedLimits } from '../policy/shared-limits.js';
+import { createUpstreamAgent } from '../upstream/agents.js';
+import type { UpstreamTarget } from '../upstream/forward.js';
+import { compileHeaderEdits, type CompiledHeaderEdits } from '../upstream/headers.js';
+
+/** One target of an upstream. */
+export interface TargetRuntime extends UpstreamTarget {
+  readonly breaker: UpstreamBreaker;
+  /** Proactive pacing, when `pacing.enabled`. */
+  readonly pacing: UpstreamPacing | null;
+  /** Request headers for this target only (failover targets), applied after the route's. */
+  readonly edits: CompiledHeaderEdits | null;
+}
+
+/** An upstream: its first target (named like it), and all of them. */
+export interface UpstreamRuntime extends TargetRuntime {
+  readonly config: UpstreamConfig;
+  /** The upstream itself first, then its failover targets in order. */
+  readonly targets: readonly TargetRuntime[];
+  /** Which target is available, when there is more than one. */
+  readonly failover: TargetSet | null;
+}
+
+export interface UpstreamDeps {
+  readonly metrics: Metrics;
+  readonly now: () => number;
+  readonly wall: () => number;
+  readonly sleep?: (ms: number, signal: Signal) => Promise<void>;
+  readonly random?: () => number;
+  readonly logger?: Logger;
+  /** The same upstream's runtime in the config this one replaces, when its settings did not change. */
+  readonly previous?: UpstreamRuntime;
+}
+
+/** The settings of one target: the upstream's, with the target's URL and TLS. */
+function targetConfig(config: UpstreamConfig, index: number): { name: string; config: UpstreamConfig; edits: CompiledHeaderEdits | null } {
+  if (index === 0) return { name: config.name, config, edits: null };
+  const target = config.failover[index - 1]!;
+  return { name: target.name, config: { ...config, url: target.url, tls: target.tls }, edits: compileHeaderEdits(target.headers) };
+}
+
+function buildTarget(upstream: UpstreamConfig, index: number, deps: UpstreamDeps, shared: SharedLimits | undefined, pauseCapMs: number, inherited: Set<object>): TargetRuntime {
+  const { name, config, edits } = targetConfig(upstream, index);
+  const url = new URL(config.url);
+  const previous = deps.previous?.targets[index];
+  if (previous) {
+    inherited.add(previous.agent);
+    inherited.add(previous.breaker);
+  }
+  // Pacing state is rebuilt on reload from the next responses' headers.
+  const agent = previous?.agent ?? createUpstreamAgent(config);
+  const ca = config.tls.ca ?? undefined;
+  const rejectUnauthorized = !config.tls.insecureSkipVerify;
+  const breaker = previous?.breaker ?? createUpstreamBreaker(name, config.circuitBreaker, deps);
+  const pacing = config.pacing.enabled
+    ? createUpstreamPacing(name, config.pacing, pauseCapMs, {
+        now: deps.now,
+        wall: deps.wall,
+        random: deps.random ?? Math.random,
+        sleep: deps.sleep ?? sleep,
+        metrics: deps.metrics,
+        logger: deps.logger,
+        shared,
+      })
+    : null;
+  return {
+    name,
+    url,
+    agent,
+    ca,
+    rejectUnauthorized,
+    proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized, prependPath: url.pathname !== '/' || url.search !== '' },
+    breaker,
+    pacing,
+    edits,
+  };
+}
+
+export function buildUpstream(config: UpstreamConfig, deps: UpstreamDeps, shared: SharedLimits | undefined, pauseCapMs: number, inherited: Set<object>): UpstreamRuntime {
+  const targets = [config, ...config.failover].map((_, index) => buildTarget(config, index, deps, shared, pauseCapMs, inherited));
+  const failover =
+    targets.length > 1
+      ? new TargetSet(
+          targets.map((target) => ({ name: target.name, breaker: target.breaker, pacing: config.pacing.enabled ? config.pacing : null })),
+          config.cooldownMax,
+          deps,
+        )
+      : null;
+  return { ...targets[0]!, config, targets, failover };
+}
+
+/** Every upstream of a config; `previous` finds an unchanged upstream of the config this one replaces. */
+export function buildUpstreams(
+  config: Config,
+  deps: UpstreamDeps,
+  inherited: Set<object>,
+  shared: SharedLimits | undefined,
+  previous?: (config: UpstreamConfig) => UpstreamRuntime | undefined,
+): Map<string, UpstreamRuntime> {
+  const upstreams = new Map<string, UpstreamRuntime>();
+  for (const upstream of Object.values(config.upstreams)) {
+    // A Retry-After pause holds the whole upstream: capped by the longest
+    // retry.retryAfter.max of the routes that use it.
+    const caps = config.routes.filter((route) => route.upstream === upstream.name).map((route) => route.retry.retryAfter.max);
+    const pauseCapMs = caps.length > 0 ? Math.max(...caps) : config.defaults.retry.retryAfter.max;
+    upstreams.set(upstream.name, buildUpstream(upstream, { ...deps, previous: previous?.(upstream) }, shared, pauseCapMs, inherited));
+  }
+  return upstreams;
+}

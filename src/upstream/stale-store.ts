@@ -1,0 +1,120 @@
+/**
+ * Stored answers for stale fallback (SPEC §8.2): a route's last good
+ * answers to GETs, served while its upstream fails. An LRU (lru-cache)
+ * bounded by `maxEntries` and by `maxBytes` of bodies.
+ *
+ * What is stored: a complete 200 to a GET, body at most `maxEntryBytes`,
+ * unless the upstream said `Cache-Control: no-store` or `private`, sent
+ * `Set-Cookie` or `Vary: *`, or the request said `Cache-Control: no-store`.
+ * The key: the path and query as sent upstream and a hash of the request's
+ * `Authorization` and `Cookie` (never the values); the headers the answer
+ * `Vary`s on are kept with it and must match. One variant per key: a
+ * caller whose Vary'd headers differ gets no stale answer, never another's.
+ */
+import { createHash } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { LRUCache } from 'lru-cache';
+import type { StaleConfig } from '../config/types.js';
+
+export interface StaleEntry {
+  readonly status: number;
+  /** The upstream's headers as received (hop-by-hop headers are dropped when it is served). */
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+  /** Monotonic ms when stored. */
+  readonly storedAt: number;
+  /** The oldest it may be served (maxStale, capped by stale-if-error). */
+  readonly maxStale: number;
+  /** The target that answered. */
+  readonly target: string;
+  /** Request headers named by Vary, lower case, and the values they had. */
+  readonly vary: readonly string[];
+  readonly varyValues: string;
+}
+
+/** Cache-Control directives of a header, lower case, with their values. */
+export function cacheControl(value: string | string[] | undefined): Map<string, string> {
+  const directives = new Map<string, string>();
+  const text = Array.isArray(value) ? value.join(',') : (value ?? '');
+  for (const part of text.split(',')) {
+    const [name, arg] = part.split('=', 2);
+    const key = name!.trim().toLowerCase();
+    if (key) directives.set(key, (arg ?? '').trim().replace(/^"|"$/g, ''));
+  }
+  return directives;
+}
+
+function headerText(value: string | string[] | undefined): string {
+  return Array.isArray(value) ? value.join(', ') : (value ?? '');
+}
+
+/** A request that asked not to get a stored answer, or not to have its answer stored. */
+export function refusesStale(request: IncomingHttpHeaders): boolean {
+  const directives = cacheControl(request['cache-control']);
+  return directives.has('no-cache') || directives.has('no-store') || headerText(request.pragma).toLowerCase().includes('no-cache');
+}
+
+export class StaleStore {
+  private readonly entries: LRUCache<string, StaleEntry>;
+
+  constructor(readonly config: StaleConfig) {
+    this.entries = new LRUCache<string, StaleEntry>({ max: config.maxEntries, maxSize: config.maxBytes, sizeCalculation: (entry) => Math.max(1, entry.body.length) });
+  }
+
+  /** The key of a request: path and query as sent upstream, and a hash of its credentials. */
+  keyOf(upstreamPath: string, request: IncomingHttpHeaders): string {
+    const credentials = `${headerText(request.authorization)}\u0000${headerText(request.cookie)}`;
+    const hash = credentials === '\u0000' ? '-' : createHash('sha256').update(credentials).digest('base64url').slice(0, 22);
+    return `${hash} ${upstreamPath}`;
+  }
+
+  /**
+   * The Vary'd header names of an answer that may be stored (an empty list
+   * when it varies on nothing), or null when it may not: not a 200, private,
+   * no-store, Set-Cookie, Vary: *, or a body announced larger than the bound.
+   */
+  storable(status: number, response: IncomingHttpHeaders, request: IncomingHttpHeaders): string[] | null {
+    if (status !== 200 || response['set-cookie'] !== undefined) return null;
+    const directives = cacheControl(response['cache-control']);
+    if (directives.has('no-store') || directives.has('private') || cacheControl(request['cache-control']).has('no-store')) return null;
+    const length = Number(response['content-length'] ?? 0);
+    if (length > this.config.maxEntryBytes) return null;
+    const vary = headerText(response.vary)
+      .split(',')
+      .map((name) => name.trim().toLowerCase())
+      .filter((name) => name !== '');
+    return vary.includes('*') ? null : vary;
+  }
+
+  /** Stores a complete answer; `chunks` are its body as received. */
+  store(key: string, entry: Omit<StaleEntry, 'maxStale' | 'varyValues'>, request: IncomingHttpHeaders): void {
+    if (entry.body.length > this.config.maxEntryBytes || entry.body.length > this.config.maxBytes) return;
+    const staleIfError = cacheControl(entry.headers['cache-control']).get('stale-if-error');
+    const cap = staleIfError !== undefined && /^\d+$/.test(staleIfError) ? Number(staleIfError) * 1000 : Infinity;
+    this.entries.set(key, { ...entry, maxStale: Math.min(this.config.maxStale, cap), varyValues: varyValues(entry.vary, request) });
+  }
+
+  /** The stored answer for a request, when there is one young enough whose Vary'd headers match. */
+  lookup(key: string, request: IncomingHttpHeaders, at: number): StaleEntry | undefined {
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    if (at - entry.storedAt > entry.maxStale) return undefined;
+    return varyValues(entry.vary, request) === entry.varyValues ? entry : undefined;
+  }
+
+  size(): number {
+    return this.entries.size;
+  }
+
+  bytes(): number {
+    return this.entries.calculatedSize;
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+}
+
+function varyValues(names: readonly string[], request: IncomingHttpHeaders): string {
+  return names.map((name) => headerText(request[name])).join('\u0000');
+}
