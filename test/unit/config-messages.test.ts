@@ -80,3 +80,54 @@ describe('suggest', () => {
     expect(suggest('x', ['y'])).toBe('y');
   });
 });
+
+describe('failover and fallback (SPEC §8)', () => {
+  const failover = (targets: string) => BASE.replace('url: "http://127.0.0.1:1" }', `url: "http://127.0.0.1:1", failover: ${targets} }`);
+
+  it('reads failover targets: names, their headers and TLS, and cooldownMax', () => {
+    const result = parseConfig(
+      BASE.replace(
+        'url: "http://127.0.0.1:1" }',
+        'url: "http://127.0.0.1:1", cooldownMax: 2m, tls: { insecureSkipVerify: true }, failover: [{ name: b, url: "http://127.0.0.1:2", headers: { set: { Authorization: "Bearer b" }, remove: [X-A] } }, { url: "https://127.0.0.1:3", tls: { insecureSkipVerify: false } }] }',
+      ),
+      'c.yaml',
+      { env: {} },
+    );
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    const u = result.loaded.config.upstreams.u!;
+    expect(u.cooldownMax).toBe(120_000);
+    expect(u.failover.map((t) => [t.name, t.url, t.tls.insecureSkipVerify])).toEqual([
+      ['u/b', 'http://127.0.0.1:2', true],
+      ['u/2', 'https://127.0.0.1:3', false],
+    ]);
+    expect(u.failover[0]!.headers).toEqual({ set: { Authorization: 'Bearer b' }, remove: ['x-a'] });
+  });
+
+  it.each([
+    ['[{ name: b, url: "http://127.0.0.1:2" }, { name: b, url: "http://127.0.0.1:3" }]', /upstreams\.u\.failover\[1\]\.name: duplicate target name "u\/b" \(also failover\[0\]\)/],
+    ['[{ name: b }]', /upstreams\.u\.failover\[0\]\.url: is required but missing/],
+    ['[{ url: "ftp://x" }]', /upstreams\.u\.failover\[0\]\.url/],
+    ['[{ url: "http://127.0.0.1:2", name: "bad name" }]', /upstreams\.u\.failover\[0\]\.name: "bad name" is not a valid name/],
+    ['[{ url: "http://127.0.0.1:2", weight: 3 }]', /upstreams\.u\.failover\[0\]\.weight: unknown key "weight" \(known keys: name, url, headers, tls\)/],
+    ['{ url: "http://127.0.0.1:2" }', /upstreams\.u\.failover: must be a list/],
+  ])('refuses failover %s', (targets, expected) => {
+    expect(problems(failover(targets)).join('\n')).toMatch(expected);
+  });
+
+  it('refuses a cooldownMax without a unit', () => {
+    expect(problems(BASE.replace('url: "http://127.0.0.1:1" }', 'url: "http://127.0.0.1:1", cooldownMax: 30 }')).join('\n')).toMatch(/upstreams\.u\.cooldownMax/);
+  });
+
+  it('reads fallback.stale with its defaults, and refuses what cannot work', () => {
+    const result = parseConfig(`${BASE}    fallback: { stale: { maxStale: 1m } }\n`, 'c.yaml', { env: {} });
+    expect(result.ok).toBe(true);
+    if (result.ok) expect(result.loaded.config.routes[0]!.fallback.stale).toEqual({ maxStale: 60_000, maxEntries: 1000, maxEntryBytes: 256 * 1024, maxBytes: 32 * 1024 * 1024 });
+    const none = parseConfig(BASE, 'c.yaml', { env: {} });
+    if (none.ok) expect(none.loaded.config.routes[0]!.fallback.stale).toBeNull();
+    expect(problems(`${BASE}    fallback: { stale: { maxEntryBytes: 2MiB, maxBytes: 1MiB } }\n`).join('\n')).toMatch(/routes\[0\]\.fallback\.stale\.maxEntryBytes: maxEntryBytes \(2097152 bytes\) is larger than maxBytes/);
+    expect(problems(`${BASE}    fallback: { stale: { maxEntries: 0 } }\n`).join('\n')).toMatch(/routes\[0\]\.fallback\.stale\.maxEntries/);
+    expect(problems(`${BASE}    fallback: { stale: { maxStale: forever } }\n`).join('\n')).toMatch(/routes\[0\]\.fallback\.stale\.maxStale/);
+    expect(problems(`${BASE}    fallback: { cache: {} }\n`).join('\n')).toMatch(/routes\[0\]\.fallback.*cache/);
+  });
+});
