@@ -28,6 +28,10 @@ export interface Outcome {
   readonly ok: boolean;
   /** `X-Breakwater-Error`, or the status, or what went wrong without an answer. */
   readonly label: string;
+  /** `X-Breakwater-Target` of the answer, when there was one. */
+  readonly target?: string;
+  /** Answered from a stored answer (`X-Breakwater-Fallback: stale`). */
+  readonly stale?: boolean;
 }
 
 export async function runOpenLoop(options: LoadOptions): Promise<Outcome[]> {
@@ -45,18 +49,21 @@ export async function runOpenLoop(options: LoadOptions): Promise<Outcome[]> {
         headers['content-length'] = '2';
       }
       let settled = false;
-      const done = (status: number, label: string) => {
+      const done = (status: number, label: string, answer?: http.IncomingHttpHeaders) => {
         if (settled) return;
         settled = true;
         const doneAt = performance.now() - started;
-        resolve({ index, sentAt, doneAt, ms: doneAt - sentAt, status, ok: status >= 200 && status < 300, label });
+        const target = answer?.['x-breakwater-target'];
+        const stale = answer?.['x-breakwater-fallback'] === 'stale';
+        resolve({ index, sentAt, doneAt, ms: doneAt - sentAt, status, ok: status >= 200 && status < 300, label, target: typeof target === 'string' ? target : undefined, stale });
       };
-      const req = http.request(`${options.url}/items/${index}`, { method: post ? 'POST' : 'GET', agent, headers, timeout: options.timeoutMs }, (res) => {
+      // Reads come back to the same 40 items, as an app's do.
+      const req = http.request(`${options.url}/items/${index % 40}`, { method: post ? 'POST' : 'GET', agent, headers, timeout: options.timeoutMs }, (res) => {
         res.resume();
         res.on('end', () => {
           const status = res.statusCode ?? 0;
           const code = res.headers['x-breakwater-error'];
-          done(status, typeof code === 'string' ? `${status} ${code}` : String(status));
+          done(status, typeof code === 'string' ? `${status} ${code}` : String(status), res.headers);
         });
         res.on('error', () => done(0, 'reset'));
       });

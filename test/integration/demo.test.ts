@@ -13,11 +13,17 @@ describe('demo', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(Date.now() - started).toBeLessThan(30_000);
-    const rates = /\| success rate\s+\| ([\d.]+)%\s+\| ([\d.]+)%/.exec(result.stdout);
+    const rates = /\| success rate\s+\| ([\d.]+)%\s+\| ([\d.]+)%\s+\| ([\d.]+)%/.exec(result.stdout);
     expect(rates).not.toBeNull();
-    const [direct, through] = [Number(rates![1]), Number(rates![2])];
+    const [direct, through, survived] = [Number(rates![1]), Number(rates![2]), Number(rates![3])];
     expect(through).toBeGreaterThan(direct);
-    expect(through).toBeGreaterThan(90);
+    // The demo's upstream fails ~37 % of attempts and is down 4 s of 16: generous bounds for a loaded machine.
+    expect(through).toBeGreaterThan(85);
+    // A second region and stale reads lift it further (SPEC §8), and both were used.
+    expect(survived).toBeGreaterThan(through);
+    const answered = /\| answered by .*second region (\d+), stale (\d+)/.exec(result.stdout);
+    expect(answered).not.toBeNull();
+    expect(Number(answered![1])).toBeGreaterThan(0);
     expect(result.stdout).toMatch(/what the upstream did/);
   });
 });

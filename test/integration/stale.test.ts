@@ -15,7 +15,6 @@ const modes = new Map<string, (req: IncomingMessage) => Behaviour>();
 let upstream: FaultUpstream;
 let proxy: TestProxy;
 let clock: SkippingClock;
-let closedPort = 0;
 
 const fresh = (body: string, headers: Record<string, string> = {}): Behaviour => ({ kind: 'respond', status: 200, headers: { 'content-type': 'application/json', ...headers }, body });
 
@@ -26,9 +25,6 @@ beforeAll(async () => {
     if (path.startsWith('/gh/many/') && !modes.has(path)) return fresh(JSON.stringify({ path, pad: 'x'.repeat(1500) }));
     return modes.get(path)?.(req) ?? fresh(`{"path":"${req.url}"}`);
   });
-  const spare = await startFaultUpstream(() => ({ kind: 'respond' }));
-  closedPort = spare.port;
-  await spare.close();
   clock = skippingClock();
   proxy = await startProxy(
     `version: 1
@@ -66,7 +62,11 @@ async function primeThenFail(path: string, failure: Behaviour, headers: Record<s
   modes.set(path, () => failure);
 }
 
-const lastAccess = (path: string) => proxy.accessLogs().filter((line) => line.path === path).at(-1)!;
+const lastAccess = (path: string) =>
+  proxy
+    .accessLogs()
+    .filter((line) => line.path === path)
+    .at(-1)!;
 
 describe('stale answers', () => {
   it.each([

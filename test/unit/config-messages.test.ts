@@ -125,7 +125,9 @@ describe('failover and fallback (SPEC §8)', () => {
     if (result.ok) expect(result.loaded.config.routes[0]!.fallback.stale).toEqual({ maxStale: 60_000, maxEntries: 1000, maxEntryBytes: 256 * 1024, maxBytes: 32 * 1024 * 1024 });
     const none = parseConfig(BASE, 'c.yaml', { env: {} });
     if (none.ok) expect(none.loaded.config.routes[0]!.fallback.stale).toBeNull();
-    expect(problems(`${BASE}    fallback: { stale: { maxEntryBytes: 2MiB, maxBytes: 1MiB } }\n`).join('\n')).toMatch(/routes\[0\]\.fallback\.stale\.maxEntryBytes: maxEntryBytes \(2097152 bytes\) is larger than maxBytes/);
+    expect(problems(`${BASE}    fallback: { stale: { maxEntryBytes: 2MiB, maxBytes: 1MiB } }\n`).join('\n')).toMatch(
+      /routes\[0\]\.fallback\.stale\.maxEntryBytes: maxEntryBytes \(2097152 bytes\) is larger than maxBytes/,
+    );
     expect(problems(`${BASE}    fallback: { stale: { maxEntries: 0 } }\n`).join('\n')).toMatch(/routes\[0\]\.fallback\.stale\.maxEntries/);
     expect(problems(`${BASE}    fallback: { stale: { maxStale: forever } }\n`).join('\n')).toMatch(/routes\[0\]\.fallback\.stale\.maxStale/);
     expect(problems(`${BASE}    fallback: { cache: {} }\n`).join('\n')).toMatch(/routes\[0\]\.fallback.*cache/);
