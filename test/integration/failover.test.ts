@@ -59,6 +59,11 @@ upstreams:
     url: "http://127.0.0.1:${closedPort}"
     circuitBreaker: { failureRate: 100 }
     failover: [{ url: "${secondary.url}" }]
+  paced:
+    url: "${primary.url}"
+    circuitBreaker: { failureRate: 100 }
+    pacing: { enabled: true, headers: x-ratelimit, resetFormat: delta }
+    failover: [{ name: b, url: "${secondary.url}" }]
   breaking:
     url: "${primary.url}"
     circuitBreaker: { failureRate: 50, minimumRequests: 4, openFor: 30s, maxOpenFor: 30s, hold: 0s, shedding: { enabled: false } }
@@ -67,6 +72,7 @@ routes:
   - { name: api, match: { pathPrefix: /api }, upstream: api }
   - { name: down, match: { pathPrefix: /down }, upstream: down }
   - { name: breaking, match: { pathPrefix: /breaking }, upstream: breaking }
+  - { name: paced, match: { pathPrefix: /paced }, upstream: paced }
 `,
     { clock },
   );
@@ -166,6 +172,17 @@ describe('failover targets', () => {
     clock.advance(31_000);
     const back = await request(`${proxy.url}/api/after-cooldown`);
     expect(back.headers['x-breakwater-target']).toBe('api');
+  });
+});
+
+describe('failover and pacing', () => {
+  it('takes a paced target whose announced quota is spent out of rotation until its reset', async () => {
+    a.scripts.set('/paced/x', () => ({ kind: 'respond', status: 200, headers: { 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '60' }, body: 'a' }));
+    b.scripts.set('/paced/x', () => ok('b'));
+    const first = await request(`${proxy.url}/paced/x`);
+    expect(first.headers['x-breakwater-target']).toBe('paced');
+    for (let i = 0; i < 5; i++) expect((await request(`${proxy.url}/paced/x`)).headers['x-breakwater-target']).toBe('paced/b');
+    expect([a.hits('/paced/x'), b.hits('/paced/x')]).toEqual([1, 5]);
   });
 });
 

@@ -94,6 +94,28 @@ describe('stale answers', () => {
     if (flag) expect(line.flags).toContain(flag);
   });
 
+  it('answers stale when the upstream refuses connections', async () => {
+    const gone = await startFaultUpstream(() => fresh('{"from":"gone"}'));
+    const refusing = await startProxy(
+      `version: 1
+upstreams: { g: { url: "${gone.url}", circuitBreaker: { failureRate: 100 } } }
+routes:
+  - { name: g, upstream: g, fallback: { stale: {} } }
+`,
+    );
+    try {
+      expect((await request(`${refusing.url}/item`)).status).toBe(200);
+      await gone.close();
+      const res = await request(`${refusing.url}/item`);
+      expect(res.status).toBe(200);
+      expect(res.json()).toEqual({ from: 'gone' });
+      expect(res.headers['x-breakwater-fallback']).toBe('stale');
+      expect(await metricValue(refusing.metrics, 'breakwater_fallbacks_total', { route: 'g', reason: 'UPSTREAM_CONNECT_FAILED' })).toBe(1);
+    } finally {
+      await refusing.close();
+    }
+  });
+
   it('answers a HEAD from the GET entry, without a body', async () => {
     const path = '/gh/head';
     await primeThenFail(path, { kind: 'respond', status: 502 });
