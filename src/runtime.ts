@@ -6,7 +6,7 @@
  */
 import type { Config, RouteConfig, UpstreamConfig } from './config/types.js';
 import type { Metrics } from './observe/metrics.js';
-import type { Destination, RequestContext } from './policy/context.js';
+import type { AttemptResult, Destination, RequestContext } from './policy/context.js';
 import type { Signal } from './lib/signal.js';
 import type { UpstreamBreaker } from './policy/circuit-breaker.js';
 import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit.js';
@@ -19,6 +19,10 @@ import { buildUpstreamHeaders, compileHeaderEdits, type CompiledHeaderEdits } fr
 import { createForwardTargets } from './runtime/forward-targets.js';
 import { buildUpstreams, type UpstreamRuntime } from './runtime/upstreams.js';
 import { StaleStore } from './upstream/stale-store.js';
+import { ProviderRules } from './errors/provider-rules.js';
+import { ERROR_BODY_CAP_BYTES } from './errors/normalize.js';
+import { classifyDecision, decideAnswer } from './upstream/error-answer.js';
+import type { IncomingMessage } from 'node:http';
 import { createFailover } from './policy/failover.js';
 import { createTargetChecker, type Lookup, type TargetChecker } from './router/target-check.js';
 import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
@@ -111,6 +115,18 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
   const { metrics, forwarder, now } = deps;
   const routeName = config.name;
 
+  // Provider rules (SPEC §14): the upstream's errorRules, then the built-in table unless providerRules: off.
+  const rules = new ProviderRules(upstream?.config.errorRules ?? [], config.errors.providerRules === 'auto');
+  /** An error answer a rule may match: read (within the cap) and decided before anything else sees it. */
+  const decided = async (result: AttemptResult, response: IncomingMessage, ctx: RequestContext): Promise<AttemptResult> => {
+    const { decision, buffered } = await decideAnswer(response, rules, ERROR_BODY_CAP_BYTES, deps.wall());
+    if (decision) {
+      ctx.rule = decision.rule;
+      ctx.flags.add('PROVIDER_RULE');
+    }
+    return { ...result, buffered, classification: decision ? classifyDecision(response.statusCode ?? 0, decision) : result.classification };
+  };
+
   // The innermost step of the pipeline: one attempt, classified and counted.
   const attempt: Next = async (ctx: RequestContext, signal) => {
     const target = ctx.destination?.target;
@@ -118,7 +134,7 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     const started = now();
     ctx.attempts += 1;
     ctx.target = target.name;
-    const result = await forwarder.forward(
+    let result: AttemptResult = await forwarder.forward(
       {
         req: ctx.req,
         res: ctx.res,
@@ -136,6 +152,7 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
       },
       signal,
     );
+    if (result.response && rules.applies(result.response.statusCode ?? 0)) result = await decided(result, result.response, ctx);
     metrics.upstreamAttempts.inc({ route: routeName, upstream: target.name, outcome: result.classification.outcome });
     metrics.upstreamAttemptDuration.observe({ route: routeName, upstream: target.name }, (now() - started) / 1000);
     return result;

@@ -16,6 +16,8 @@ export const PACING_HEADERS = ['auto', 'ietf', 'x-ratelimit', 'openai', 'shopify
 export const RESET_FORMATS = ['auto', 'epoch', 'epoch-ms', 'delta', 'duration'] as const;
 export const REDIS_ON_ERROR = ['local', 'allow'] as const;
 export const CONNECT_MODES = ['tunnel', 'intercept'] as const;
+export const PROVIDER_RULES_MODES = ['auto', 'off'] as const;
+export const RESPONSIBILITIES = ['client', 'upstream'] as const;
 
 /**
  * Built-in defaults, in the file's own notation. SPEC §3's example shows the
@@ -44,7 +46,7 @@ export const DEFAULTS = {
    * tokens, no concurrency cap, and a bounded queue with a deadline.
    */
   rateLimit: { queue: { size: 100, timeout: '2s' }, key: 'route', shared: false },
-  errors: { normalize: 'proxy' },
+  errors: { normalize: 'proxy', providerRules: 'auto' },
   upstream: {
     pool: { maxSockets: 256, keepAlive: true },
     tls: { ca: null, insecureSkipVerify: false },

@@ -94,7 +94,7 @@ function toPolicies(raw: Json): PoliciesConfig {
     timeouts: toTimeouts(raw.timeouts as Json),
     retry: toRetry(raw.retry as Json),
     rateLimit: toRateLimit(raw.rateLimit),
-    errors: { normalize: (raw.errors as Json).normalize as PoliciesConfig['errors']['normalize'] },
+    errors: { normalize: (raw.errors as Json).normalize as PoliciesConfig['errors']['normalize'], providerRules: (raw.errors as Json).providerRules as PoliciesConfig['errors']['providerRules'] },
   };
 }
 
@@ -157,6 +157,13 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string): UpstreamCo
     circuitBreaker,
     pacing: pacingConfig,
     cooldownMax: ms(merged.cooldownMax),
+    errorRules: (raw.errorRules ?? []).map((rule) => ({
+      when: { status: rule.when.status ?? null, code: rule.when.code ?? null, header: rule.when.header ?? null, message: rule.when.message ?? null },
+      as: rule.as !== undefined ? Number(rule.as) : null,
+      retryable: rule.retryable ?? null,
+      breakerFailure: rule.breakerFailure ?? null,
+      responsibility: rule.responsibility ?? null,
+    })),
     failover: (raw.failover ?? []).map((target, index) => ({
       name: `${name}/${target.name ?? index + 1}`,
       url: target.url,

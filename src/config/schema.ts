@@ -16,8 +16,9 @@
  * file's `defaults`, which is merged over these.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Bool, Conditions, Duration, DurationOrZero, Fmt, HeaderNames, HeaderValues, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Port, Rate, Share, Size, SizeOrZero } from './schema-parts.js';
-import { CONNECT_MODES, DEFAULTS, HTTP_METHODS, LOG_LEVELS, NORMALIZE_MODES, PACING_HEADERS, REDIS_ON_ERROR, RESET_FORMATS } from './defaults.js';
+import { Bool, Conditions, Duration, DurationOrZero, Fmt, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Port, Rate, Size, SizeOrZero } from './schema-parts.js';
+import { HeaderEdits, Upstream } from './schema-upstream.js';
+import { PROVIDER_RULES_MODES, CONNECT_MODES, DEFAULTS, HTTP_METHODS, LOG_LEVELS, NORMALIZE_MODES, REDIS_ON_ERROR } from './defaults.js';
 
 // ---------------------------------------------------------------------------
 // Policies that `defaults` holds and a route may override key by key
@@ -87,7 +88,13 @@ const RateLimit = OrNull(
   ),
 );
 
-const Errors = Obj({ normalize: Opt(OneOf(NORMALIZE_MODES, { description: 'proxy | all | off (SPEC §5)', default: DEFAULTS.errors.normalize })) }, { description: 'Error bodies (SPEC §5).' });
+const Errors = Obj(
+  {
+    normalize: Opt(OneOf(NORMALIZE_MODES, { description: 'proxy | all | off (SPEC §5)', default: DEFAULTS.errors.normalize })),
+    providerRules: Opt(OneOf(PROVIDER_RULES_MODES, { description: 'auto | off: the built-in provider rules (SPEC §14)', default: DEFAULTS.errors.providerRules })),
+  },
+  { description: 'Error bodies (SPEC §5) and provider-aware decisions (SPEC §14).' },
+);
 
 const policyKeys = {
   timeouts: Opt(Timeouts),
@@ -95,83 +102,6 @@ const policyKeys = {
   rateLimit: Opt(RateLimit),
   errors: Opt(Errors),
 };
-
-// ---------------------------------------------------------------------------
-// Upstreams
-
-const CB = DEFAULTS.upstream.circuitBreaker;
-const CircuitBreaker = Obj({
-  failureRate: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'opens when more than this % of the last minimumRequests calls failed (100: never opens)', default: CB.failureRate })),
-  minimumRequests: Opt(Type.Integer({ minimum: 1, description: 'the calls that decide opening (all within window); no opening below this many', default: CB.minimumRequests })),
-  window: Opt(Duration('how recent a counted call must be; the shedding window', CB.window)),
-  openFor: Opt(Duration('first open period, then probes; doubles while probes fail once the outage outlasts hold', CB.openFor)),
-  maxOpenFor: Opt(Duration('longest open period (default: the larger of 1s and openFor)', CB.maxOpenFor)),
-  hold: Opt(DurationOrZero('a call meeting a circuit open for less than this waits for it, at most this long; 0: refuse at once', CB.hold)),
-  shedding: Opt(
-    Obj({
-      enabled: Opt(Bool('shed the excess of a partly failing upstream (adaptive throttling)', CB.shedding.enabled)),
-      k: Opt(Type.Number({ minimum: 1, description: 'calls allowed per accepted call before shedding starts', default: CB.shedding.k })),
-    }),
-  ),
-  failOn: Opt(Conditions('outcomes counted as failures', CB.failOn)),
-});
-
-const Pacing = Obj({
-  enabled: Opt(Bool('slow down before the provider answers 429, from the quota it announces', false)),
-  headers: Opt(OneOf(PACING_HEADERS, { default: 'auto' })),
-  scope: Opt(OrNull(Fmt('header-selector', { description: "header:<name> that splits one upstream's quotas" }))),
-  key: Opt(OrNull(Fmt('header-selector', { description: 'header:<name> that owns a quota (value hashed)' }))),
-  resetFormat: Opt(OneOf(RESET_FORMATS, { default: 'auto' })),
-  engageBelow: Opt(Share('no delay while remaining/limit is above this', '50%')),
-  reserve: Opt(Share('share of the quota left for other clients', '5%')),
-  minRate: Opt(Rate('slowest release rate', '0.2/s')),
-  maxWait: Opt(DurationOrZero('a longer wait is refused with RATE_LIMITED', '10s')),
-  replicas: Opt(Type.Integer({ minimum: 1, description: 'replicas sharing the quota (divides the rate)', default: 1 })),
-  shared: Opt(Bool('pacer state in Redis instead of dividing', false)),
-  aimd: Opt(
-    Obj({
-      decrease: Opt(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'rate multiplier on a 429', default: 0.5 })),
-      increaseBy: Opt(Rate('rate added after each quiet period', '1/s')),
-      increaseEvery: Opt(Duration('quiet period', '10s')),
-    }),
-  ),
-});
-
-const HeaderEdits = Obj({ set: Opt(HeaderValues('headers set, replacing any value')), remove: Opt(HeaderNames('headers removed')) });
-
-const UpstreamTls = Obj({
-  ca: Opt(OrNull(Type.String({ minLength: 1, description: 'a CA bundle: a file path or PEM text' }))),
-  insecureSkipVerify: Opt(Bool('skip certificate verification (testing only)', false)),
-});
-
-/** One more target of the same API (SPEC §8.1). */
-const FailoverTarget = Obj(
-  {
-    name: Opt(Fmt(NAME_FORMAT, { description: 'the target is named "<upstream>/<name>"; default: its 1-based position in failover' })),
-    url: Fmt('http-url', { description: 'http:// or https:// base URL' }),
-    headers: Opt(Obj({ set: Opt(HeaderValues("request headers for this target only, set after the route's")), remove: Opt(HeaderNames('request headers removed for this target')) })),
-    tls: Opt(UpstreamTls),
-  },
-  { required: ['url'] },
-);
-
-const Upstream = Obj(
-  {
-    url: Fmt('http-url', { description: 'http:// or https:// base URL' }),
-    pool: Opt(
-      Obj({
-        maxSockets: Opt(Type.Integer({ minimum: 1, description: 'sockets per upstream', default: 256 })),
-        keepAlive: Opt(Bool('reuse connections', true)),
-      }),
-    ),
-    tls: Opt(UpstreamTls),
-    circuitBreaker: Opt(CircuitBreaker),
-    pacing: Opt(Pacing),
-    cooldownMax: Opt(Duration('the longest a Retry-After takes a target out of rotation (SPEC §8.1)', DEFAULTS.upstream.cooldownMax)),
-    failover: Opt(Type.Array(FailoverTarget, { description: 'more targets of the same API, tried in this order (SPEC §8.1)', default: [] })),
-  },
-  { required: ['url'] },
-);
 
 // ---------------------------------------------------------------------------
 // Routes

@@ -6,7 +6,7 @@
  * merged, so nothing is optional; "none" is `null`. The object is deeply
  * frozen and nothing downstream re-parses it.
  */
-import type { CONNECT_MODES, ConditionWord, LOG_LEVELS, NORMALIZE_MODES, PACING_HEADERS, REDIS_ON_ERROR, RESET_FORMATS } from './defaults.js';
+import type { PROVIDER_RULES_MODES, CONNECT_MODES, ConditionWord, LOG_LEVELS, NORMALIZE_MODES, PACING_HEADERS, REDIS_ON_ERROR, RESET_FORMATS } from './defaults.js';
 
 /** A word of one of the lists in defaults.ts (the schema's enums are built from the same lists). */
 type Word<L extends readonly string[]> = L[number];
@@ -59,6 +59,8 @@ export interface RateLimitConfig {
 
 export interface ErrorsConfig {
   readonly normalize: NormalizeMode;
+  /** `off`: the built-in provider rules (SPEC §14) do not apply; an upstream's errorRules still do. */
+  readonly providerRules: Word<typeof PROVIDER_RULES_MODES>;
 }
 
 /** The policies that `defaults` holds and a route overrides key by key. */
@@ -120,6 +122,8 @@ export interface UpstreamConfig {
   readonly pacing: PacingConfig;
   /** ms: the longest a Retry-After takes a target out of rotation. Default 5 min. */
   readonly cooldownMax: number;
+  /** The upstream's own provider rules (SPEC §14), tried before the built-in ones. */
+  readonly errorRules: readonly ErrorRuleConfig[];
   /** More targets of the same API, in order (SPEC §8.1); empty: the upstream is its only target. */
   readonly failover: readonly FailoverTargetConfig[];
 }
@@ -228,4 +232,13 @@ export interface Config {
   readonly routes: readonly RouteConfig[];
   readonly redis: RedisConfig | null;
   readonly forwardProxy: ForwardProxyConfig;
+}
+
+/** `upstreams.*.errorRules[]` (SPEC §14), as resolved. */
+export interface ErrorRuleConfig {
+  readonly when: { readonly status: number | null; readonly code: string | null; readonly header: Readonly<Record<string, string>> | null; readonly message: string | null };
+  readonly as: number | null;
+  readonly retryable: boolean | null;
+  readonly breakerFailure: boolean | null;
+  readonly responsibility: 'client' | 'upstream' | null;
 }

@@ -9,12 +9,13 @@
  * socket is then closed): a huge error page is never buffered whole.
  */
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { brotliDecompressSync, constants, createBrotliDecompress, createGunzip, createInflate, gunzipSync, inflateSync } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { buildProblem, problemHeaders } from './problem.js';
 import { parseBody, readProviderError } from './dialects/index.js';
 import { readQuota } from './quota.js';
 import { upstreamStatusEntry } from './upstream-catalog.js';
+import { describeDecision, type RuleDecision } from './provider-rules.js';
 import { parseRetryAfter } from '../lib/retry-after.js';
 
 /** Bytes of an error body read at most; the rest is discarded. */
@@ -36,6 +37,10 @@ export interface NormalizeContext {
   readonly method: string;
   /** Epoch ms when the response came, to read the dates it names (Retry-After, quota reset). */
   readonly wall: number;
+  /** The start of the body, already read (as received) for a provider rule; the rest, if any, is let go. */
+  readonly preRead?: { readonly raw: Buffer; readonly complete: boolean };
+  /** A provider rule's decision (SPEC §14): code, responsibility, retryable and hint follow it. */
+  readonly decision?: RuleDecision;
 }
 
 export interface NormalizedResponse {
@@ -53,6 +58,26 @@ function decoded(response: IncomingMessage): Readable {
   if (encoding === 'deflate') return response.pipe(createInflate());
   if (encoding === 'br') return response.pipe(createBrotliDecompress());
   return response;
+}
+
+/** The text of a (possibly partial) encoded body; undecodable bytes give what could be decoded. */
+export function decodeBody(raw: Buffer, encoding: string | undefined): string {
+  const flush = { finishFlush: constants.Z_SYNC_FLUSH };
+  try {
+    switch ((encoding ?? '').toLowerCase().trim()) {
+      case 'gzip':
+      case 'x-gzip':
+        return gunzipSync(raw, flush).toString('utf8');
+      case 'deflate':
+        return inflateSync(raw, flush).toString('utf8');
+      case 'br':
+        return brotliDecompressSync(raw, { finishFlush: constants.BROTLI_OPERATION_FLUSH }).toString('utf8');
+      default:
+        return raw.toString('utf8');
+    }
+  } catch {
+    return '';
+  }
 }
 
 /** Reads at most `cap` bytes of the (decoded) body, then lets go of the rest. */
@@ -95,14 +120,21 @@ function decodeUtf8(buffer: Buffer): string {
 
 export async function normalizeUpstreamError(response: IncomingMessage, context: NormalizeContext): Promise<NormalizedResponse> {
   const status = response.statusCode ?? 502;
-  const entry = upstreamStatusEntry(status);
+  const entry = context.decision ? describeDecision(status, context.decision) : upstreamStatusEntry(status);
   const contentType = String(response.headers['content-type'] ?? '').toLowerCase();
-  const raw = context.method === 'HEAD' ? Buffer.alloc(0) : await readCapped(response, ERROR_BODY_CAP_BYTES);
+  const { preRead } = context;
+  if (preRead && !preRead.complete) response.destroy();
+  const raw =
+    context.method === 'HEAD'
+      ? Buffer.alloc(0)
+      : preRead
+        ? Buffer.from(decodeBody(preRead.raw, response.headers['content-encoding'] as string | undefined))
+        : await readCapped(response, ERROR_BODY_CAP_BYTES);
   if (context.method === 'HEAD') response.resume();
   const text = decodeUtf8(raw);
   const parsed = parseBody(text, contentType);
   const provider = text.trim() === '' ? { dialect: 'none' } : readProviderError(parsed, contentType);
-  const retryAfterMs = parseRetryAfter(response.headers['retry-after'], context.wall);
+  const retryAfterMs = context.decision?.delayMs ?? parseRetryAfter(response.headers['retry-after'], context.wall);
   const quota = readQuota(response.headers, context.wall);
   const said = provider.message ? `: ${provider.message}` : '';
   const problem = {

@@ -129,3 +129,23 @@ export const OTHER_SERVER_ERROR: UpstreamStatusEntry = {
 export function upstreamStatusEntry(status: number): UpstreamStatusEntry {
   return UPSTREAM_STATUSES[status] ?? (status >= 500 ? OTHER_SERVER_ERROR : OTHER_CLIENT_ERROR);
 }
+
+/**
+ * Codes only a provider rule gives (SPEC §14): the status stays the
+ * provider's. Kept equal to docs/errors.md's "Provider rules" codes table.
+ */
+export const RULE_CODES: Readonly<Record<string, UpstreamStatusEntry>> = {
+  UPSTREAM_QUOTA_EXHAUSTED: {
+    code: 'UPSTREAM_QUOTA_EXHAUSTED',
+    title: 'Upstream quota exhausted',
+    responsibility: 'client',
+    retryable: false,
+    hint: 'The account is out of quota or credit: check its plan and billing with the provider. Retrying will not help.',
+  },
+};
+
+/** The entry of a code a rule names: a rule-only code, or the status entry that carries it. */
+export function entryForCode(code: string, status: number): UpstreamStatusEntry {
+  const fromStatus = Object.values(UPSTREAM_STATUSES).find((entry) => entry.code === code);
+  return RULE_CODES[code] ?? fromStatus ?? (code === OTHER_CLIENT_ERROR.code ? OTHER_CLIENT_ERROR : code === OTHER_SERVER_ERROR.code ? OTHER_SERVER_ERROR : upstreamStatusEntry(status));
+}

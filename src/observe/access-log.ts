@@ -14,6 +14,8 @@ export interface AccessEntry {
   readonly upstream: string;
   /** The target that answered, or of the last attempt (SPEC §8.1); '' before any. */
   readonly target: string;
+  /** The provider rule that decided the answer (SPEC §14), when one did. */
+  readonly rule?: string;
   readonly status: number;
   readonly durationMs: number;
   readonly attempts: number;

@@ -130,7 +130,8 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
       circuit.release(admitted);
       throw error;
     }
-    const failed = isFailure(result.classification);
+    // A provider rule's decision outranks failOn (SPEC §14).
+    const failed = result.classification.rule?.breakerFailure ?? isFailure(result.classification);
     const at = now();
     circuit.record(admitted, failed, at);
     // A failed probe of an upstream down for longer than `hold`: a retry

@@ -10,6 +10,7 @@ import type { Signal } from '../lib/signal.js';
 import type { UpstreamTarget } from '../upstream/forward.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { CompiledHeaderEdits } from '../upstream/headers.js';
+import type { BufferedAnswer } from '../upstream/error-answer.js';
 
 /** Access-log flags (SPEC §7). */
 export type Flag =
@@ -27,7 +28,8 @@ export type Flag =
   | 'UPSTREAM_PROTOCOL_ERROR'
   | 'PAYLOAD_TOO_LARGE'
   | 'CLIENT_CLOSED'
-  | 'STALE';
+  | 'STALE'
+  | 'PROVIDER_RULE';
 
 const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'UPSTREAM_TIMEOUT',
@@ -63,6 +65,8 @@ export interface ExchangeRecord {
   attempts: number;
   /** The target of the last attempt (a failover target's name, `host:port` for a forward target); null before any. */
   target: string | null;
+  /** The provider rule that decided the last answer (SPEC §14), if one did. */
+  rule?: string;
   readonly flags: Set<Flag>;
 }
 
@@ -115,6 +119,8 @@ export interface AttemptResult {
    * not wait for backoff or Retry-After, and retryAfter.max does not stop it.
    */
   readonly elsewhere?: boolean;
+  /** The start of an error answer's body, read for a provider rule (SPEC §14): sent before the rest. */
+  readonly buffered?: BufferedAnswer;
 }
 
 /** The rest of a route's stack, below the policy that calls it. */

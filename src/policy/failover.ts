@@ -79,7 +79,10 @@ export class TargetSet {
     if (!response) return;
     const status = result.classification.status;
     let coolMs = 0;
-    if (status === 429 || status === 503) coolMs = parseRetryAfter(response.headers['retry-after'], this.deps.wall()) ?? 0;
+    const rule = result.classification.rule;
+    if (status === 429 || status === 503) coolMs = rule?.delayMs ?? parseRetryAfter(response.headers['retry-after'], this.deps.wall()) ?? 0;
+    // An account out of quota or credit (SPEC §14): another target (another account) takes the next requests.
+    if (rule?.code === 'UPSTREAM_QUOTA_EXHAUSTED') coolMs = this.cooldownMax;
     const pacing = this.targets[index]!.pacing;
     if (pacing) coolMs = Math.max(coolMs, this.exhaustedFor(response.headers, pacing));
     if (coolMs > 0) this.coolUntil[index] = Math.max(this.coolUntil[index]!, at + Math.min(coolMs, this.cooldownMax));

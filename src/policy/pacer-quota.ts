@@ -117,7 +117,17 @@ export interface Observed {
 
 /** What a response says about the quota, read into the pacer (no side effect outside the state: a shared update may run twice). */
 /** `wall`: epoch ms when the response came, to read the dates it names (a reset as a Unix time, an HTTP-date Retry-After). */
-export function observe(state: PacerState, t: number, status: number | undefined, headers: IncomingHttpHeaders, config: PacingConfig, retryAfterMaxMs: number, wall: number): Observed {
+/** `pauseMs`: a pause a provider rule decided (SPEC §14), handled like a Retry-After. */
+export function observe(
+  state: PacerState,
+  t: number,
+  status: number | undefined,
+  headers: IncomingHttpHeaders,
+  config: PacingConfig,
+  retryAfterMaxMs: number,
+  wall: number,
+  pauseMs?: number,
+): Observed {
   let paused = false;
   const quota = readQuota(headers, wall, { dialect: config.headers, resetFormat: config.resetFormat });
   state.answered += 1;
@@ -152,7 +162,7 @@ export function observe(state: PacerState, t: number, status: number | undefined
     }
   }
   if (status === 429 || status === 503) {
-    const retryAfter = parseRetryAfter(headers['retry-after'], wall);
+    const retryAfter = pauseMs ?? parseRetryAfter(headers['retry-after'], wall);
     if (retryAfter !== undefined) {
       const until = t + Math.min(retryAfter, retryAfterMaxMs);
       if (until > state.pausedUntil) {

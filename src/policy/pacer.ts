@@ -231,7 +231,10 @@ class Pacing implements UpstreamPacing {
         answeredId = `${encodeURIComponent(answeredScope)}:${key.keyPart}`;
       }
     }
-    const status = result.classification.status;
+    // A provider rule: "never" neither pauses nor slows the pacer; "pause" pauses it for the delay the rule knows (SPEC §14).
+    const rule = result.classification.rule;
+    const status = rule?.pacing === 'never' ? undefined : result.classification.status;
+    const pauseMs = rule?.pacing === 'pause' ? rule.delayMs : undefined;
     const shared = this.shared !== null;
     const wall = this.deps.wall();
     const pending = this.update(
@@ -239,7 +242,7 @@ class Pacing implements UpstreamPacing {
       (state, t) => {
         if (shared) released(state, t);
         if (config.scope) state.scope = headerValue(headers, config.scope);
-        return observe(state, t, status, headers, config, this.retryAfterMaxMs, wall);
+        return observe(state, t, status, headers, config, this.retryAfterMaxMs, wall, pauseMs);
       },
       undefined,
     );

@@ -51,7 +51,9 @@ function clientMaxRetries(ctx: RequestContext): number | undefined {
 
 export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
   const { retry, metrics, route } = options;
-  const shouldRetry = compileConditions(retry.retryOn);
+  const onRetryOn = compileConditions(retry.retryOn);
+  // A provider rule's decision outranks retryOn (SPEC §14): true retries what retryOn would not, false never retries.
+  const shouldRetry = (classification: Classification) => classification.rule?.retryable ?? onRetryOn(classification);
   const budget = createRetryBudget(retry.budget.ratio, retry.budget.minPerSecond, deps.now);
 
   return {
@@ -75,8 +77,9 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
 
         // To another target: at once (SPEC §8.1); to the same one: backoff, or what Retry-After asks.
         let delay = result.elsewhere ? 0 : fullJitterDelay(retries, retry.backoff.base, retry.backoff.max, deps.random);
-        if (!result.elsewhere && response && retry.retryAfter.honor && (classification.status === 429 || classification.status === 503)) {
-          const retryAfter = parseRetryAfter(response.headers['retry-after'], deps.wall());
+        if (!result.elsewhere && response && retry.retryAfter.honor && (classification.status === 429 || classification.status === 503 || classification.rule?.delayMs !== undefined)) {
+          // A delay a rule knows (a reset, a secondary limit's 60 s) is handled like Retry-After.
+          const retryAfter = classification.rule?.delayMs ?? parseRetryAfter(response.headers['retry-after'], deps.wall());
           if (retryAfter !== undefined) {
             // A longer wait than configured: the app decides, with the header.
             if (retryAfter > retry.retryAfter.max) return result;

@@ -144,6 +144,7 @@ export class Exchange {
         route,
         upstream: this.matched.upstream ?? '',
         target: record.target ?? '',
+        ...(record.rule !== undefined && { rule: record.rule }),
         status,
         durationMs: Math.round(durationMs * 1000) / 1000,
         attempts: record.attempts,

@@ -11,7 +11,8 @@ import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import { normalizeUpstreamError } from '../errors/normalize.js';
 import { Cancellation } from '../lib/signal.js';
-import type { Destination, RequestContext } from '../policy/context.js';
+import type { AttemptResult, Destination, RequestContext } from '../policy/context.js';
+import type { BufferedAnswer } from '../upstream/error-answer.js';
 import { normalizeTarget, rawTargetOf, type NormalizedTarget } from '../router/normalize-path.js';
 import type { RouteRuntime, Runtime } from '../runtime.js';
 import { authorityOf, checkIdentity, interceptedTarget, type InterceptedTarget } from '../tls/interceptor.js';
@@ -79,8 +80,8 @@ function interceptRoute(runtime: Runtime, ctx: RequestContext, target: Intercept
 const matched = (ctx: RequestContext, route: RouteRuntime) => ({ route: route.name, upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? null, plainErrors: route.plainErrors });
 
 /** `errors.normalize: all`: the upstream's error as the problem body, its own words in `provider`. */
-async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: IncomingMessage, wall: number): Promise<void> {
-  const normalized = await normalizeUpstreamError(response, {
+async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, result: AttemptResult & { response: IncomingMessage }, wall: number): Promise<void> {
+  const normalized = await normalizeUpstreamError(result.response, {
     instance: ctx.path,
     route: route.name,
     upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? '',
@@ -89,6 +90,8 @@ async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: Ro
     requestId: ctx.requestId,
     method: ctx.method,
     wall,
+    preRead: result.buffered,
+    decision: result.classification.rule,
   });
   exchange.countError(normalized.code);
   if (ctx.res.destroyed) return;
@@ -97,10 +100,19 @@ async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: Ro
 }
 
 /** Streams the upstream's response; the caller destroys it if the client leaves first. */
-function sendResponse(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: IncomingMessage, deps: ServerDeps): void {
+function sendResponse(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: IncomingMessage, deps: ServerDeps, buffered?: BufferedAnswer): void {
   const { res } = ctx;
   const headers = buildResponseHeaders(response.headers, { requestId: ctx.requestId, attempts: ctx.attempts, edits: route.responseEdits, target: ctx.target });
   res.writeHead(response.statusCode ?? 502, response.statusMessage, headers);
+  // The start of an error answer, read for a provider rule: sent first, as received.
+  if (buffered) {
+    res.write(buffered.raw);
+    if (!response.complete && response.destroyed) {
+      exchange.countError('UPSTREAM_RESET', true);
+      res.destroy();
+      return;
+    }
+  }
   // An upstream that dies mid-body destroys the client's response (never
   // a truncated body that looks complete), and a client that leaves
   // destroys the upstream response and its socket. This is what
@@ -213,8 +225,8 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     const staleFor = route.stale ? staleStatusCode(upstreamResponse.statusCode ?? 0) : undefined;
     if (staleFor && answerStale(ctx, route, staleFor, deps)) upstreamResponse.destroy();
     else if (res.destroyed) upstreamResponse.destroy();
-    else if (route.config.errors.normalize === 'all' && (upstreamResponse.statusCode ?? 0) >= 400) await sendNormalized(ctx, exchange, route, upstreamResponse, deps.wall());
-    else sendResponse(ctx, exchange, route, upstreamResponse, deps);
+    else if (route.config.errors.normalize === 'all' && (upstreamResponse.statusCode ?? 0) >= 400) await sendNormalized(ctx, exchange, route, { ...result, response: upstreamResponse }, deps.wall());
+    else sendResponse(ctx, exchange, route, upstreamResponse, deps, result.buffered);
   } catch (error) {
     if (error instanceof ClientClosedError || ctx.signal.aborted) res.destroy();
     else if (staleRoute && error instanceof BreakwaterError && staleReplaces(error.code) && answerStale(ctx, staleRoute, error.code, deps)) return;

@@ -4,6 +4,7 @@
  * one classification; nothing else inspects status codes or socket errors.
  */
 import type { ErrorCode } from '../errors/catalog.js';
+import type { RuleDecision } from '../errors/provider-rules.js';
 
 export const OUTCOMES = ['success', 'http_5xx', 'http_429', 'http_4xx', 'timeout', 'connect_failure', 'reset'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
@@ -16,6 +17,8 @@ export interface Classification {
   readonly code?: ErrorCode;
   /** For the error body: what happened, in words. */
   readonly detail?: string;
+  /** A provider rule's decision (SPEC §14): `status` is then the status it is treated as. */
+  readonly rule?: RuleDecision;
 }
 
 /** A response that arrived, by its status. 1xx-3xx are successes: the upstream answered. */
