@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CATALOG } from '../../src/errors/catalog.js';
-import { OTHER_CLIENT_ERROR, OTHER_SERVER_ERROR, UPSTREAM_STATUSES } from '../../src/errors/upstream-catalog.js';
+import { OTHER_CLIENT_ERROR, OTHER_SERVER_ERROR, RULE_CODES, UPSTREAM_STATUSES } from '../../src/errors/upstream-catalog.js';
+import { PROVIDER_RULES } from '../../src/errors/provider-rules.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import { parseConfig } from '../../src/config/load.js';
 import { createCa } from '../../src/tls/certificates.js';
@@ -173,5 +174,38 @@ describe('docs/intercept.md example', () => {
     expect(block).toContain('/etc/breakwater/ca/ca.key');
     const result = parseConfig(`version: 1\n${block.replaceAll('/etc/breakwater/ca/', `${dir}/`)}`, path.join(dir, 'breakwater.yaml'));
     expect(result.ok ? [] : result.problems).toEqual([]);
+  });
+});
+
+describe('provider rules ↔ docs/errors.md ↔ SPEC §14', () => {
+  const rowsOf = (file: string, heading: string, columns: number) => {
+    const text = readFileSync(path.join(ROOT, file), 'utf8');
+    const start = text.indexOf(heading);
+    const section = text.slice(start, text.indexOf('\n## ', start + heading.length));
+    return section
+      .split('\n')
+      .filter((line) => line.startsWith('| ') && !line.startsWith('| ---') && !/^\| (provider answer|code) \|/.test(line))
+      .map((line) =>
+        line
+          .split(' | ')
+          .map((cell) => cell.replace(/^\| |\s\|$/g, '').trim())
+          .slice(0, columns),
+      );
+  };
+
+  it('documents every built-in rule as the table has it, in order, and nothing else', () => {
+    const docs = rowsOf('docs/errors.md', "## Provider rules: the body's code outranks the status", 3).filter((row) => row.length === 3 && !row[0]!.startsWith('`UPSTREAM_'));
+    expect(docs).toEqual(PROVIDER_RULES.map((rule) => [rule.answer, rule.treatedAs, `\`${rule.name}\``]));
+  });
+
+  it('carries SPEC §14’s table row for row', () => {
+    const spec = rowsOf('test/fixtures/SPEC.md', '## 14. Provider-aware decisions', 2);
+    expect(spec).toEqual(PROVIDER_RULES.map((rule) => [rule.answer, rule.treatedAs]));
+  });
+
+  it('documents the codes only a rule gives', () => {
+    const text = readFileSync(path.join(ROOT, 'docs/errors.md'), 'utf8');
+    for (const entry of Object.values(RULE_CODES)) expect(text).toContain(`| \`${entry.code}\` | ${entry.responsibility} | ${entry.retryable} | ${entry.hint} |`);
+    expect(readFileSync(path.join(ROOT, 'test/fixtures/SPEC.md'), 'utf8')).toContain('UPSTREAM_QUOTA_EXHAUSTED');
   });
 });
