@@ -18,6 +18,8 @@ export interface FlakyProfile {
   /** Probabilities of each fate per attempt; the rest is 200 at once. */
   readonly p503: number;
   readonly p429: number;
+  /** A 429 that is OpenAI's `insufficient_quota` (the account has no credit): no retry can help. */
+  readonly pQuota?: number;
   readonly pSlow: number;
   readonly pReset: number;
   readonly slowMs: number;
@@ -42,7 +44,12 @@ export const BENCH_PROFILE: FlakyProfile = {
 /** Always 200 at once (a healthy upstream, for hard-outage runs). */
 export const HEALTHY_PROFILE: FlakyProfile = { ...BENCH_PROFILE, p503: 0, p429: 0, pSlow: 0, pReset: 0, outage: null };
 
-export type Fate = 'ok' | 'slow' | '503' | '429' | 'reset' | 'outage';
+/** OpenAI's answer for an account with no credit left. */
+const QUOTA_BODY = JSON.stringify({
+  error: { message: 'You exceeded your current quota, please check your plan and billing details.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' },
+});
+
+export type Fate = 'ok' | 'slow' | '503' | '429' | 'quota' | 'reset' | 'outage';
 
 export interface FlakyUpstream {
   readonly url: string;
@@ -89,6 +96,7 @@ function fateOf(profile: FlakyProfile, seen: Map<string, number>, elapsed: numbe
   let roll = draw(profile.seed, index, attempt);
   if ((roll -= profile.p503) < 0) return '503';
   if ((roll -= profile.p429) < 0) return '429';
+  if ((roll -= profile.pQuota ?? 0) < 0) return 'quota';
   if ((roll -= profile.pSlow) < 0) return 'slow';
   if ((roll -= profile.pReset) < 0) return 'reset';
   return 'ok';
@@ -106,6 +114,9 @@ function answer(fate: Fate, req: http.IncomingMessage, res: http.ServerResponse,
       return;
     case '503':
       send(503, { 'content-type': 'text/plain' }, 'overloaded\n');
+      return;
+    case 'quota':
+      send(429, { 'content-type': 'application/json' }, QUOTA_BODY);
       return;
     case '429':
       send(429, { 'content-type': 'text/plain', 'retry-after': String(profile.retryAfterSeconds) }, 'slow down\n');
@@ -127,7 +138,7 @@ export async function startFlakyUpstream(profile: FlakyProfile): Promise<FlakyUp
   let t0 = 0;
   let seen = new Map<string, number>();
   let accepted = 0;
-  const fates: Record<Fate, number> = { ok: 0, slow: 0, '503': 0, '429': 0, reset: 0, outage: 0 };
+  const fates: Record<Fate, number> = { ok: 0, slow: 0, '503': 0, '429': 0, quota: 0, reset: 0, outage: 0 };
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 

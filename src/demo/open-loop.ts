@@ -32,6 +32,20 @@ export interface Outcome {
   readonly target?: string;
   /** Answered from a stored answer (`X-Breakwater-Fallback: stale`). */
   readonly stale?: boolean;
+  /** `X-Breakwater-Attempts`, when Breakwater answered. */
+  readonly attempts?: number;
+  /** The `code` and `hint` of a problem+json body, when the answer was one. */
+  readonly problem?: { readonly code: string; readonly hint: string };
+}
+
+function problemOf(headers: http.IncomingHttpHeaders | undefined, body: string): Outcome['problem'] {
+  if (!headers || !String(headers['content-type'] ?? '').includes('problem+json')) return undefined;
+  try {
+    const parsed = JSON.parse(body) as { code?: unknown; hint?: unknown };
+    return typeof parsed.code === 'string' && typeof parsed.hint === 'string' ? { code: parsed.code, hint: parsed.hint } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export async function runOpenLoop(options: LoadOptions): Promise<Outcome[]> {
@@ -49,17 +63,34 @@ export async function runOpenLoop(options: LoadOptions): Promise<Outcome[]> {
         headers['content-length'] = '2';
       }
       let settled = false;
+      let body = '';
       const done = (status: number, label: string, answer?: http.IncomingHttpHeaders) => {
         if (settled) return;
         settled = true;
         const doneAt = performance.now() - started;
         const target = answer?.['x-breakwater-target'];
         const stale = answer?.['x-breakwater-fallback'] === 'stale';
-        resolve({ index, sentAt, doneAt, ms: doneAt - sentAt, status, ok: status >= 200 && status < 300, label, target: typeof target === 'string' ? target : undefined, stale });
+        const attempts = answer?.['x-breakwater-attempts'];
+        resolve({
+          index,
+          sentAt,
+          doneAt,
+          ms: doneAt - sentAt,
+          status,
+          ok: status >= 200 && status < 300,
+          label,
+          target: typeof target === 'string' ? target : undefined,
+          stale,
+          attempts: attempts ? Number(attempts) : undefined,
+          problem: problemOf(answer, body),
+        });
       };
       // Reads come back to the same 40 items, as an app's do.
       const req = http.request(`${options.url}/items/${index % 40}`, { method: post ? 'POST' : 'GET', agent, headers, timeout: options.timeoutMs }, (res) => {
-        res.resume();
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          if (body.length < 4096) body += chunk;
+        });
         res.on('end', () => {
           const status = res.statusCode ?? 0;
           const code = res.headers['x-breakwater-error'];

@@ -14,14 +14,14 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { startApp, type App } from '../app.js';
 import { parseConfig, formatProblem } from '../config/index.js';
-import { BENCH_PROFILE, startFlakyUpstream, type Fate, type FlakyProfile } from './flaky-upstream.js';
+import { BENCH_PROFILE, startFlakyUpstream, type Fate, type FlakyProfile, type FlakyUpstream } from './flaky-upstream.js';
 import { percentile, runOpenLoop, successRate, type Outcome } from './open-loop.js';
 
 const RATE = 40;
 const DURATION_MS = 16_000;
 const TIMEOUT_MS = 10_000;
 /** The benchmark's pattern, with its 2 s outage every 10 s instead of 15 s so that 16 s show two. */
-const PROFILE: FlakyProfile = { ...BENCH_PROFILE, outage: { periodMs: 10_000, atMs: 4_000, lengthMs: 2_000 } };
+const PROFILE: FlakyProfile = { ...BENCH_PROFILE, pQuota: 0.03, outage: { periodMs: 10_000, atMs: 4_000, lengthMs: 2_000 } };
 
 interface Summary {
   readonly success: number;
@@ -37,8 +37,8 @@ function summary(outcomes: readonly Outcome[]): Summary {
   return { success: successRate(outcomes), p50: percentile(ms, 0.5), p99: percentile(ms, 0.99), errors };
 }
 
-/** The second region: flaky like the primary but with its own draws and without its outages. */
-const SECOND_REGION: FlakyProfile = { ...PROFILE, seed: 7, outage: null };
+/** The second region: flaky like the primary but with its own draws, without its outages, on an account with credit. */
+const SECOND_REGION: FlakyProfile = { ...PROFILE, seed: 7, pQuota: 0, outage: null };
 
 const silent = pino({ level: 'warn' }, new Writable({ write: (_chunk, _encoding, callback) => callback() }));
 
@@ -48,6 +48,8 @@ async function startBreakwater(upstreams: string, route: string): Promise<App> {
 listen: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0 }
 logging: { level: warn, accessLog: false }
+defaults:
+  errors: { normalize: all }   # the app reads one error body: code, whose fault, the first step to fix it
 upstreams:
 ${upstreams}
 routes:
@@ -74,7 +76,16 @@ const errorsOf = (map: Map<string, number>) =>
     .sort((a, b) => b[1] - a[1])
     .map(([label, n]) => `${label} x${n}`)
     .join(', ') || 'none';
-const served = (s: Record<Fate, number>) => `${s.ok + s.slow} ok (${s.slow} slow), ${s['503']} 503, ${s['429']} 429, ${s.reset + s.outage} reset (${s.outage} in outages)`;
+const served = (s: Record<Fate, number>) =>
+  `${s.ok + s.slow} ok (${s.slow} slow), ${s['503']} 503, ${s['429'] + s.quota} 429 (${s.quota} no credit), ${s.reset + s.outage} reset (${s.outage} in outages)`;
+
+/** What the app got for the answers that said the account has no credit (OpenAI's insufficient_quota). */
+function noCredit(outcomes: readonly Outcome[], upstream: FlakyUpstream): string {
+  const quota = outcomes.filter((o) => o.problem?.code === 'UPSTREAM_QUOTA_EXHAUSTED');
+  if (quota.length === 0) return `${upstream.fates.quota} passed on as a bare 429`;
+  const once = quota.filter((o) => o.attempts === 1).length;
+  return `${quota.length} UPSTREAM_QUOTA_EXHAUSTED, none retried (${once} on the first attempt): "${quota[0]!.problem!.hint.split(':')[0]}"`;
+}
 const perRequest = (n: number, of: number) => (n / of).toFixed(2);
 
 export async function runDemo(write: (text: string) => void = (text) => process.stdout.write(text)): Promise<number> {
@@ -86,7 +97,7 @@ export async function runDemo(write: (text: string) => void = (text) => process.
       await startBreakwater(`  flaky: { url: ${primary.url}, failover: [{ name: second-region, url: ${secondary.url} }] }`, '{ name: demo, upstream: flaky, fallback: { stale: { maxStale: 1m } } }'),
     );
     write(
-      `Breakwater demo: ${RATE} requests/s for ${DURATION_MS / 1000} s (every tenth a POST with an Idempotency-Key, reads of 40 items), open loop, to an upstream that answers 503 (20%), 429 with Retry-After: 1 (7%), slowly (6%, 1.5 s), resets (5%), and resets everything for 2 s of every 10 s. Breakwater runs with every default; then also with a second region of the API as a failover target (flaky too, but not down when the first is) and stale reads.\n\n`,
+      `Breakwater demo: ${RATE} requests/s for ${DURATION_MS / 1000} s (every tenth a POST with an Idempotency-Key, reads of 40 items), open loop, to an upstream that answers 503 (20%), 429 with Retry-After: 1 (7%), slowly (6%, 1.5 s), resets (5%), 429 insufficient_quota (3%: the account has no credit), and resets everything for 2 s of every 10 s. Breakwater runs with every default but errors.normalize: all; then also with a second region of the API as a failover target (flaky too, but not down when the first is) and stale reads.\n\n`,
     );
     for (const flaky of [directUpstream, upstream, primary, secondary]) flaky.start();
     const load = { rate: RATE, durationMs: DURATION_MS, timeoutMs: TIMEOUT_MS, postEvery: 10 };
@@ -116,12 +127,13 @@ export async function runDemo(write: (text: string) => void = (text) => process.
           'the upstream',
           `first ${resilient.filter((o) => o.ok && !o.stale && o.target === 'flaky').length}, second region ${resilient.filter((o) => o.ok && !o.stale && o.target === 'flaky/second-region').length}, stale ${resilient.filter((o) => o.stale).length}`,
         ],
+        ['out of credit (insufficient_quota)', noCredit(outcomes[0]!, directUpstream), noCredit(outcomes[1]!, upstream), noCredit(outcomes[2]!, primary)],
         ['what the upstream did', served(directUpstream.fates), served(upstream.fates), served(primary.fates)],
       ],
       write,
     );
     write(
-      `\nBreakwater retried 503s, resets and 429s (after their Retry-After) within a retry budget, held requests through the short outages instead of failing them, and would fail fast if an outage lasted longer than 2 s. With a second region, a failed attempt moved there at once, a 429 took the first region out of rotation for its Retry-After, and a read that still failed was answered from its last good answer (Age, X-Breakwater-Fallback: stale).\n`,
+      `\nBreakwater retried 503s, resets and 429s (after their Retry-After) within a retry budget, held requests through the short outages instead of failing them, and would fail fast if an outage lasted longer than 2 s. With a second region, a failed attempt moved there at once, a 429 took the first region out of rotation for its Retry-After, and a read that still failed was answered from its last good answer (Age, X-Breakwater-Fallback: stale). An answer saying the account has no credit was never retried: the app got UPSTREAM_QUOTA_EXHAUSTED with a billing hint at once.\n`,
     );
     return through.success > direct.success && survived.success > through.success ? 0 : 1;
   } finally {

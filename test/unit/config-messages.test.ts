@@ -133,3 +133,39 @@ describe('failover and fallback (SPEC §8)', () => {
     expect(problems(`${BASE}    fallback: { cache: {} }\n`).join('\n')).toMatch(/routes\[0\]\.fallback.*cache/);
   });
 });
+
+describe('errorRules and providerRules (SPEC §14)', () => {
+  const rules = (list: string) => BASE.replace('url: "http://127.0.0.1:1" }', `url: "http://127.0.0.1:1", errorRules: ${list} }`);
+
+  it('reads each when field and each decision', () => {
+    const result = parseConfig(
+      rules('[{ when: { status: 400, code: Slow, header: { X-A: "1" }, message: later }, as: "429", retryable: true, breakerFailure: false, responsibility: client }]'),
+      'c.yaml',
+      { env: {} },
+    );
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.loaded.config.upstreams.u!.errorRules).toEqual([
+      { when: { status: 400, code: 'Slow', header: { 'X-A': '1' }, message: 'later' }, as: 429, retryable: true, breakerFailure: false, responsibility: 'client' },
+    ]);
+    expect(result.loaded.config.routes[0]!.errors.providerRules).toBe('auto');
+    const off = parseConfig(`${BASE}    errors: { providerRules: off }\n`, 'c.yaml', { env: {} });
+    if (off.ok) expect(off.loaded.config.routes[0]!.errors.providerRules).toBe('off');
+  });
+
+  it.each([
+    ['[{ when: {}, as: "429" }]', /errorRules\[0\]\.when/],
+    ['[{ when: { status: 400 } }]', /errorRules\[0\]/],
+    ['[{ when: { status: 200 }, as: "429" }]', /errorRules\[0\]\.when\.status/],
+    ['[{ when: { status: 400 }, as: "4xx" }]', /errorRules\[0\]\.as/],
+    ['[{ when: { status: 400 }, as: 429 }]', /errorRules\[0\]\.as/],
+    ['[{ when: { status: 400 }, retry: true }]', /errorRules\[0\]\.retry: unknown key "retry"/],
+    ['[{ when: { status: 400 }, responsibility: proxy }]', /errorRules\[0\]\.responsibility/],
+  ])('refuses errorRules %s', (list, expected) => {
+    expect(problems(rules(list)).join('\n')).toMatch(expected);
+  });
+
+  it('refuses an unknown providerRules mode', () => {
+    expect(problems(`${BASE}    errors: { providerRules: maybe }\n`).join('\n')).toMatch(/errors\.providerRules/);
+  });
+});
