@@ -8,7 +8,8 @@
  * `healthy()` is false and requests are decided without asking Redis until
  * a background PING (one a second) answers; ioredis reconnects by itself.
  */
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { RedisConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import { redactUrl } from '../observe/redact.js';
@@ -36,6 +37,8 @@ export interface SharedLimits {
 
 /** The ioredis client for the configured form (url, Sentinel or Cluster), and where it connects, for logs. */
 function createClient(config: RedisConfig): { client: Redis | Cluster; where: string } {
+  // ioredis (~20 MiB) loads only for a config that shares limits; synchronously, as the runtime is built.
+  const { Cluster, Redis } = createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
   const options: RedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,

@@ -17,7 +17,7 @@ import type { ForwardProxyConfig } from '../config/types.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Metrics } from '../observe/metrics.js';
 import { normaliseHost } from '../router/target-check.js';
-import { createLeafIssuer, type LeafIssuer } from './certificates.js';
+import type { LeafIssuer } from './certificates.js';
 import { systemClock } from '../lib/clock.js';
 
 /** Hosts whose leaf is kept ready. */
@@ -89,7 +89,9 @@ export function createInterceptor(config: NonNullable<ForwardProxyConfig['interc
   // The same reader and checks as at load (owner-only file, a private key).
   const key = readCaKey(config.caKeyFile, '/');
   if (!key.ok) throw new Error(`forwardProxy.intercept.caKey: ${key.message}`);
-  const issuer: Promise<LeafIssuer> = createLeafIssuer({ certPem: config.caCert, keyPem: key.value.export({ type: 'pkcs8', format: 'pem' }) as string }, { days: LEAF_DAYS, wall });
+  const keyPem = key.value.export({ type: 'pkcs8', format: 'pem' }) as string;
+  // The certificate stack (@peculiar/x509, ~20 MiB) loads only for a config that intercepts.
+  const issuer: Promise<LeafIssuer> = import('./certificates.js').then(({ createLeafIssuer }) => createLeafIssuer({ certPem: config.caCert, keyPem }, { days: LEAF_DAYS, wall }));
   issuer.catch(() => {}); // reported by each contextFor that awaits it
   /** Per host: the context, and when to mint again (a day before the leaf expires). */
   const contexts = new BoundedMap<string, { context: Promise<tls.SecureContext>; renewAt: number }>({ max: MAX_LEAVES });
