@@ -6,23 +6,20 @@
  */
 import type { Config, RouteConfig, UpstreamConfig } from './config/types.js';
 import type { Metrics } from './observe/metrics.js';
-import type { AttemptResult, Destination, RequestContext } from './policy/context.js';
+import type { Destination } from './policy/context.js';
 import type { Signal } from './lib/signal.js';
 import type { UpstreamBreaker } from './policy/circuit-breaker.js';
 import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit.js';
 import { createInterceptor, type Interceptor } from './tls/interceptor.js';
 import { connectSharedLimits, type SharedLimits } from './policy/shared-limits.js';
 import type { Logger } from './observe/logger.js';
-import { createRoutePipeline, sleep, type Next, type RoutePipeline } from './policy/pipeline.js';
-import { compileMatcher, matchRoute, rewritePath, type MatchInput, type RouteMatcher } from './router/match-route.js';
-import { buildUpstreamHeaders, compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
+import { createRoutePipeline, sleep, type RoutePipeline } from './policy/pipeline.js';
+import { compileMatcher, matchRoute, type MatchInput, type RouteMatcher } from './router/match-route.js';
+import { compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
 import { createForwardTargets } from './runtime/forward-targets.js';
 import { buildUpstreams, type UpstreamRuntime } from './runtime/upstreams.js';
+import { createAttempt } from './runtime/attempt.js';
 import { StaleStore } from './upstream/stale-store.js';
-import { ProviderRules } from './errors/provider-rules.js';
-import { ERROR_BODY_CAP_BYTES } from './errors/normalize.js';
-import { classifyDecision, decideAnswer } from './upstream/error-answer.js';
-import type { IncomingMessage } from 'node:http';
 import { createFailover } from './policy/failover.js';
 import { createTargetChecker, type Lookup, type TargetChecker } from './router/target-check.js';
 import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
@@ -112,51 +109,9 @@ export interface Inheritance {
 
 function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps, shared: SharedLimits | undefined, inherited: Set<object>): RouteRuntime {
   const requestEdits = compileHeaderEdits(config.headers.request);
-  const { metrics, forwarder, now } = deps;
-  const routeName = config.name;
+  const { metrics, now } = deps;
 
-  // Provider rules (SPEC §14): the upstream's errorRules, then the built-in table unless providerRules: off.
-  const rules = new ProviderRules(upstream?.config.errorRules ?? [], config.errors.providerRules === 'auto');
-  /** An error answer a rule may match: read (within the cap) and decided before anything else sees it. */
-  const decided = async (result: AttemptResult, response: IncomingMessage, ctx: RequestContext): Promise<AttemptResult> => {
-    const { decision, buffered } = await decideAnswer(response, rules, ERROR_BODY_CAP_BYTES, deps.wall());
-    if (decision) {
-      ctx.rule = decision.rule;
-      ctx.flags.add('PROVIDER_RULE');
-    }
-    return { ...result, buffered, classification: decision ? classifyDecision(response.statusCode ?? 0, decision) : result.classification };
-  };
-
-  // The innermost step of the pipeline: one attempt, classified and counted.
-  const attempt: Next = async (ctx: RequestContext, signal) => {
-    const target = ctx.destination?.target;
-    if (!target) throw new Error(`route '${config.name}' has no upstream and the request no target`);
-    const started = now();
-    ctx.attempts += 1;
-    ctx.target = target.name;
-    let result: AttemptResult = await forwarder.forward(
-      {
-        req: ctx.req,
-        res: ctx.res,
-        upstream: target,
-        path: rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix),
-        headers: buildUpstreamHeaders(ctx.clientHeaders, {
-          remoteAddress: ctx.remoteAddress,
-          proto: (ctx.req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
-          requestId: ctx.requestId,
-          edits: requestEdits,
-          targetEdits: ctx.destination!.edits,
-        }),
-        body: ctx.body.open(),
-        connectTimeoutMs: config.timeouts.connect,
-      },
-      signal,
-    );
-    if (result.response && rules.applies(result.response.statusCode ?? 0)) result = await decided(result, result.response, ctx);
-    metrics.upstreamAttempts.inc({ route: routeName, upstream: target.name, outcome: result.classification.outcome });
-    metrics.upstreamAttemptDuration.observe({ route: routeName, upstream: target.name }, (now() - started) / 1000);
-    return result;
-  };
+  const attempt = createAttempt(config, requestEdits, upstream?.config.errorRules ?? [], deps);
 
   // One destination per target of the upstream, each with the route's view of its pacer.
   const destinations: Destination[] = (upstream?.targets ?? []).map((target) => ({
@@ -205,7 +160,9 @@ function handOver(config: Config, upstreams: Map<string, UpstreamRuntime>, route
     },
     stale: (next) => {
       const current = routes.find((route) => route.name === next.name);
-      return current?.stale && same(current.config.fallback, next.fallback) ? current.stale : undefined;
+      // Kept only while the answers would still be the same: where the route sends, with what, and its fallback.
+      const sendsAlike = (route: RouteConfig) => [route.fallback, route.upstream, route.match, route.stripPrefix, route.headers.request];
+      return current?.stale && same(sendsAlike(current.config), sendsAlike(next)) ? current.stale : undefined;
     },
     interceptor: (next) => (interceptor && same(config.forwardProxy.intercept, next) ? interceptor : undefined),
   };

@@ -62,7 +62,8 @@ function decoded(response: IncomingMessage): Readable {
 
 /** The text of a (possibly partial) encoded body; undecodable bytes give what could be decoded. */
 export function decodeBody(raw: Buffer, encoding: string | undefined): string {
-  const flush = { finishFlush: constants.Z_SYNC_FLUSH };
+  // The decoded text is capped like the read (a small compressed body can expand to gigabytes).
+  const flush = { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: ERROR_BODY_CAP_BYTES };
   try {
     switch ((encoding ?? '').toLowerCase().trim()) {
       case 'gzip':
@@ -71,7 +72,7 @@ export function decodeBody(raw: Buffer, encoding: string | undefined): string {
       case 'deflate':
         return inflateSync(raw, flush).toString('utf8');
       case 'br':
-        return brotliDecompressSync(raw, { finishFlush: constants.BROTLI_OPERATION_FLUSH }).toString('utf8');
+        return brotliDecompressSync(raw, { finishFlush: constants.BROTLI_OPERATION_FLUSH, maxOutputLength: ERROR_BODY_CAP_BYTES }).toString('utf8');
       default:
         return raw.toString('utf8');
     }

@@ -81,7 +81,8 @@ function untilReset(answer: ErrorAnswer, resetHeader: string): number | undefine
 const AWS_THROTTLING = new Set(['ThrottlingException', 'Throttling', 'TooManyRequestsException', 'RequestLimitExceeded', 'ProvisionedThroughputExceededException', 'SlowDown']);
 const GOOGLE_RATE_LIMITS = new Set(['rateLimitExceeded', 'userRateLimitExceeded']);
 
-const RATE_LIMITED = { as: 429, code: 'UPSTREAM_RATE_LIMITED', responsibility: 'client', retryable: true } as const;
+/** Treated as a 429: retried as retryOn says of a 429 (the body says retryable, as for any 429). */
+const RATE_LIMITED = { as: 429, code: 'UPSTREAM_RATE_LIMITED', responsibility: 'client' } as const;
 
 export const PROVIDER_RULES: readonly ProviderRule[] = [
   {

@@ -108,11 +108,8 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     throw refusal(upstream, circuit, at);
   };
 
-  /** Admits a call now, or after holding it; refuses it otherwise. */
-  const admission = async (ctx: BreakerScope, signal: Signal): Promise<Admission> => {
-    let at = now();
-    const admitted = circuit.admit(at, true);
-    if (admitted !== undefined) return admitted;
+  /** A call the circuit did not admit at once: held until it is, or refused. */
+  const holdOrRefuse = async (ctx: BreakerScope, signal: Signal, at: number): Promise<Admission> => {
     if (!mayHold(ctx, at)) refuse(ctx, at);
     const deadline = ctx.deadline ?? Infinity;
     const waited = await held.hold(Math.min(at + config.hold, deadline), deadline, signal, circuit.nextProbeAt());
@@ -122,7 +119,8 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
 
   const run = async <C extends BreakerScope>(ctx: C, signal: Signal, next: (ctx: C, signal: Signal) => Promise<AttemptResult>): Promise<AttemptResult> => {
     if (dropped) return next(ctx, signal);
-    const admitted = await admission(ctx, signal);
+    // Admitted at once on the common path: no promise, no await.
+    const admitted = circuit.admit(now(), true) ?? (await holdOrRefuse(ctx, signal, now()));
     let result: AttemptResult;
     try {
       result = await next(ctx, signal);

@@ -65,7 +65,11 @@ export interface ExchangeRecord {
   attempts: number;
   /** The target of the last attempt (a failover target's name, `host:port` for a forward target); null before any. */
   target: string | null;
-  /** The provider rule that decided the last answer (SPEC §14), if one did. */
+  /**
+   * The provider rule that decided an answer of this request (SPEC §14),
+   * the last one if several did; like the other flags, `PROVIDER_RULE`
+   * records that it happened (a rule-decided 403 retried into a 200 keeps it).
+   */
   rule?: string;
   readonly flags: Set<Flag>;
 }

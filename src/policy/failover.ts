@@ -137,17 +137,22 @@ export function createFailover(route: string, upstream: string, set: TargetSet, 
       for (let tried = 1; ; tried++) {
         const destination = destinations[index]!;
         ctx.destination = destination;
-        if (index > 0) deps.metrics.failovers.inc({ route, upstream, target: destination.target.name });
+        // Counted once sent: an attempt its breaker refused never reached the target.
+        const sent = () => {
+          if (index > 0) deps.metrics.failovers.inc({ route, upstream, target: destination.target.name });
+        };
         let result: AttemptResult;
         try {
           result = await next(ctx, signal);
         } catch (error) {
+          if (!isCircuitOpen(error)) sent();
           // Refused by this target's breaker (shedding, or opened meanwhile): the next available target, at once.
           const other = isCircuitOpen(error) && tried < destinations.length ? set.nextAvailable(index, deps.now()) : undefined;
           if (other === undefined) throw error;
           index = other;
           continue;
         }
+        sent();
         const after = deps.now();
         set.observe(index, result, after);
         // Where a retry would go: elsewhere, it neither waits nor is stopped by retryAfter.max.

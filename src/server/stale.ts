@@ -21,8 +21,10 @@ function readable(ctx: RequestContext): boolean {
   return ctx.method === 'GET' || ctx.method === 'HEAD';
 }
 
+/** A forward-proxy route sends each request to its own host: the host is part of the key (a route with an upstream sends all to it). */
 function keyOf(store: StaleStore, ctx: RequestContext, route: RouteRuntime): string {
-  return store.keyOf(rewritePath(ctx.url, route.config.match.pathPrefix, route.config.stripPrefix), ctx.clientHeaders);
+  const host = route.upstream ? '' : `${ctx.destination?.target.url.origin ?? ''}`;
+  return store.keyOf(host + rewritePath(ctx.url, route.config.match.pathPrefix, route.config.stripPrefix), ctx.clientHeaders);
 }
 
 /** Whether a failure with this code may be answered stale. */

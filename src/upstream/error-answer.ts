@@ -10,6 +10,7 @@ import { parseBody, readProviderError } from '../errors/dialects/index.js';
 import type { ProviderRules, RuleDecision } from '../errors/provider-rules.js';
 import { decodeBody } from '../errors/normalize.js';
 import { classifyStatus, type Classification } from './classify.js';
+import type { Signal } from '../lib/signal.js';
 
 /** The start of a body, as received; `complete` when it is the whole body. */
 export interface BufferedAnswer {
@@ -17,12 +18,22 @@ export interface BufferedAnswer {
   readonly complete: boolean;
 }
 
-/** Reads at most `cap` bytes of the body as received, then pauses the response (the rest stays in it). */
-export function readAnswer(response: IncomingMessage, cap: number): Promise<BufferedAnswer> {
+/**
+ * Reads at most `cap` bytes of the body as received, then pauses the
+ * response (the rest stays in it). When `signal` aborts first (the per-try
+ * deadline, the client leaving), the response is destroyed and what
+ * arrived is returned.
+ */
+export function readAnswer(response: IncomingMessage, cap: number, signal: Signal): Promise<BufferedAnswer> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const stop = signal.onAbort(() => {
+      response.destroy();
+      done(false);
+    });
     const done = (complete: boolean) => {
+      stop();
       response.off('data', onData);
       response.off('end', onEnd);
       response.off('close', onClose);
@@ -44,9 +55,15 @@ export function readAnswer(response: IncomingMessage, cap: number): Promise<Buff
 }
 
 /** What the rules decide about an answer whose status they may match; its body read first when they need it. */
-export async function decideAnswer(response: IncomingMessage, rules: ProviderRules, cap: number, wall: number): Promise<{ decision: RuleDecision | undefined; buffered: BufferedAnswer | undefined }> {
+export async function decideAnswer(
+  response: IncomingMessage,
+  rules: ProviderRules,
+  cap: number,
+  wall: number,
+  signal: Signal,
+): Promise<{ decision: RuleDecision | undefined; buffered: BufferedAnswer | undefined }> {
   const status = response.statusCode ?? 0;
-  const buffered = rules.readsBody(status) ? await readAnswer(response, cap) : undefined;
+  const buffered = rules.readsBody(status) ? await readAnswer(response, cap, signal) : undefined;
   const contentType = String(response.headers['content-type'] ?? '').toLowerCase();
   const text = buffered ? decodeBody(buffered.raw, response.headers['content-encoding'] as string | undefined) : '';
   const body = parseBody(text, contentType);

@@ -6,8 +6,9 @@
  * What is stored: a complete 200 to a GET, body at most `maxEntryBytes`,
  * unless the upstream said `Cache-Control: no-store` or `private`, sent
  * `Set-Cookie` or `Vary: *`, or the request said `Cache-Control: no-store`.
- * The key: the path and query as sent upstream and a hash of the request's
- * `Authorization` and `Cookie` (never the values); the headers the answer
+ * The key: the path and query as sent upstream (with the host, on a
+ * forward-proxy route) and a hash of the request's credential headers
+ * (`Authorization`, `Cookie`, the usual API-key headers; never the values); the headers the answer
  * `Vary`s on are kept with it and must match. One variant per key: a
  * caller whose Vary'd headers differ gets no stale answer, never another's.
  */
@@ -54,6 +55,15 @@ export function refusesStale(request: IncomingHttpHeaders): boolean {
   return directives.has('no-cache') || directives.has('no-store') || headerText(request.pragma).toLowerCase().includes('no-cache');
 }
 
+/**
+ * Request headers that carry a caller's identity, hashed into the key:
+ * SPEC §8.2 names Authorization and Cookie; the API-key headers providers
+ * use instead (Azure OpenAI, Anthropic, Google, many gateways) are added
+ * so that no caller gets another's answer whichever way it authenticates.
+ */
+const CREDENTIAL_HEADERS = ['authorization', 'cookie', 'proxy-authorization', 'x-api-key', 'api-key', 'x-goog-api-key'] as const;
+const NO_CREDENTIALS = CREDENTIAL_HEADERS.map(() => '').join('\u0000');
+
 export class StaleStore {
   private readonly entries: LRUCache<string, StaleEntry>;
 
@@ -63,8 +73,8 @@ export class StaleStore {
 
   /** The key of a request: path and query as sent upstream, and a hash of its credentials. */
   keyOf(upstreamPath: string, request: IncomingHttpHeaders): string {
-    const credentials = `${headerText(request.authorization)}\u0000${headerText(request.cookie)}`;
-    const hash = credentials === '\u0000' ? '-' : createHash('sha256').update(credentials).digest('base64url').slice(0, 22);
+    const credentials = CREDENTIAL_HEADERS.map((name) => headerText(request[name])).join('\u0000');
+    const hash = credentials === NO_CREDENTIALS ? '-' : createHash('sha256').update(credentials).digest('base64url').slice(0, 22);
     return `${hash} ${upstreamPath}`;
   }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // npm run bench: Breakwater (default policies, access log off) against bare
-// http-proxy-3 with the same keep-alive agent, in front of the same local
+// http-proxy-3 with the same keep-alive agent and a bare undici forwarder
+// (Pool.dispatch, the thinnest Node forwarder), in front of the same local
 // upstream, in one run. Rounds alternate the targets (A B A B ...) so that
 // the machine's noise hits both; the report gives medians and the ratios.
 //
@@ -217,10 +218,44 @@ const median = (values) => {
   return sorted[Math.floor(sorted.length / 2)];
 };
 
+/** The thinnest Node forwarder (undici Pool.dispatch, raw handler callbacks, no policies): the Node ceiling. */
+const UNDICI_SCRIPT = `
+const http = require('node:http');
+const { Pool } = require('undici');
+const pool = new Pool(process.env.UPSTREAM_URL, { connections: 256, pipelining: 1, keepAliveTimeout: 60000 });
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
+http.createServer((req, res) => {
+  const headers = {};
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (!HOP.has(name)) headers[name] = raw[i + 1];
+  }
+  const body = req.method === 'GET' || req.method === 'HEAD' ? null : req;
+  pool.dispatch({ path: req.url, method: req.method, headers, body }, {
+    onConnect() {},
+    onError() { if (!res.headersSent) res.writeHead(502); res.end(); },
+    onHeaders(status, rawHeaders, resume) {
+      const out = [];
+      for (let i = 0; i < rawHeaders.length; i += 2) {
+        const name = rawHeaders[i].toString();
+        if (!HOP.has(name.toLowerCase())) out.push(name, rawHeaders[i + 1].toString());
+      }
+      res.writeHead(status, out);
+      res.on('drain', resume);
+      return true;
+    },
+    onData(chunk) { return res.write(chunk); },
+    onComplete() { res.end(); },
+  });
+}).listen(Number(process.env.PORT), '127.0.0.1');
+`;
+
 async function main() {
   const upstreamPort = await freePort();
   writeFileSync(path.join(work, 'upstream.cjs'), UPSTREAM_SCRIPT);
   writeFileSync(path.join(work, 'bare.cjs'), BARE_SCRIPT);
+  writeFileSync(path.join(work, 'undici.cjs'), UNDICI_SCRIPT);
   const upstream = start('upstream', 0, [path.join(work, 'upstream.cjs')], { PORT: String(upstreamPort) });
   const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
   await waitForOk(upstreamUrl);
@@ -229,6 +264,11 @@ async function main() {
     'http-proxy-3': async () => {
       const port = await freePort();
       const child = start('http-proxy-3', 1, [path.join(work, 'bare.cjs')], { PORT: String(port), UPSTREAM_URL: upstreamUrl, NODE_PATH: path.join(ROOT, 'node_modules') });
+      return { child, url: `http://127.0.0.1:${port}/v1/events` };
+    },
+    undici: async () => {
+      const port = await freePort();
+      const child = start('undici', 1, [path.join(work, 'undici.cjs')], { PORT: String(port), UPSTREAM_URL: upstreamUrl, NODE_PATH: path.join(ROOT, 'node_modules') });
       return { child, url: `http://127.0.0.1:${port}/v1/events` };
     },
     breakwater: async () => {
@@ -303,6 +343,10 @@ async function main() {
   console.log(
     `\nratios (breakwater / http-proxy-3): req/s ${(bw.rps / bare.rps).toFixed(2)}x, p99 ${(bw.p99 / bare.p99).toFixed(2)}x, ` +
       `p99 at ${RATE}/s ${(bw.fixedP99 / bare.fixedP99).toFixed(2)}x, peak RSS ${(bw.rss / bare.rss).toFixed(2)}x`,
+  );
+  const undici = summary.undici;
+  console.log(
+    `ratios (breakwater / bare undici forwarder): req/s ${(bw.rps / undici.rps).toFixed(2)}x, p99 at ${RATE}/s ${(bw.fixedP99 / undici.fixedP99).toFixed(2)}x, peak RSS ${(bw.rss / undici.rss).toFixed(2)}x`,
   );
   console.log(JSON.stringify({ summary, ratios: { rps: bw.rps / bare.rps, p99: bw.p99 / bare.p99, fixedP99: bw.fixedP99 / bare.fixedP99, rss: bw.rss / bare.rss } }));
 }

@@ -346,3 +346,38 @@ describe('the answer itself', () => {
     expect(res.text).toBe(big);
   });
 });
+
+describe('reading an error answer safely', () => {
+  let guarded: TestProxy;
+  beforeAll(async () => {
+    guarded = await startProxy(`version: 1
+upstreams: { g: { url: "${provider.url}", circuitBreaker: { failureRate: 100 } } }
+routes:
+  - { name: g, upstream: g, timeouts: { perTry: 300ms, total: 2s }, retry: { maxRetries: 0 } }
+`);
+  });
+  afterAll(() => guarded.close());
+
+  it('cuts a stalled error body at the per-try deadline: UPSTREAM_TIMEOUT, no hang', async () => {
+    const path = '/stalled';
+    // A 429 the OpenAI rule must read: its body starts and then stalls.
+    scripts.set(path, () => ({ kind: 'custom', handle: (_req, res) => res.writeHead(429, { 'content-type': 'application/json' }).write('{"error": {') }));
+    const started = Date.now();
+    const res = await request(`${guarded.url}${path}`);
+    expect(res.status).toBe(504);
+    expect(res.headers['x-breakwater-error']).toBe('UPSTREAM_TIMEOUT');
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('decodes at most the cap of a compressed error body (a 20 MB gzip bomb is answered, not expanded)', async () => {
+    const path = '/bomb';
+    const bomb = gzipSync(Buffer.alloc(20 * 1024 * 1024, 0x20));
+    scripts.set(path, () => ({ kind: 'respond', status: 400, headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': String(bomb.length) }, body: bomb }));
+    const before = process.memoryUsage().rss;
+    const res = await request(`${guarded.url}${path}`, { headers: { 'accept-encoding': 'gzip' } });
+    expect(res.status).toBe(400);
+    expect(Buffer.compare(res.body, bomb)).toBe(0);
+    // Decoding it whole would have taken 20 MB more at least.
+    expect(process.memoryUsage().rss - before).toBeLessThan(15 * 1024 * 1024);
+  });
+});

@@ -3,7 +3,7 @@
  * answer is answered from it while the upstream fails, and only then;
  * what is never stored, never served, and the bounds of the store.
  */
-import type { IncomingMessage } from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, type Behaviour, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { skippingClock, type SkippingClock } from '../helpers/clock.js';
@@ -286,6 +286,49 @@ routes:
       expect((await request(`${reloadable.url}${path}`)).status).toBe(502);
     } finally {
       await reloadable.close();
+    }
+  });
+});
+
+describe('stale answers and who asked', () => {
+  it('keys by the API-key headers too: another X-Api-Key gets the error', async () => {
+    const path = '/gh/api-key';
+    await primeThenFail(path, { kind: 'reset' }, { 'x-api-key': 'alice-key' });
+    expect((await request(`${proxy.url}${path}`, { headers: { 'x-api-key': 'bob-key' } })).status).toBe(502);
+    expect((await request(`${proxy.url}${path}`, { headers: { 'x-api-key': 'alice-key' } })).headers['x-breakwater-fallback']).toBe('stale');
+  });
+
+  it("keys a forward-proxy route by host: one site's stored answer never answers another's", async () => {
+    const siteA = await startFaultUpstream(() => fresh('{"site":"a"}'));
+    const siteB = await startFaultUpstream(() => ({ kind: 'reset' }));
+    const forward = await startProxy(`version: 1
+forwardProxy: { enabled: true, allowHosts: ["127.0.0.1"], allowPorts: [${siteA.port}, ${siteB.port}], denyPrivateNetworks: false }
+routes:
+  - { name: egress, retry: { maxRetries: 0 }, fallback: { stale: {} } }
+`);
+    const absolute = (url: string) =>
+      new Promise<{ status: number; body: string; fallback: unknown }>((resolve, reject) => {
+        const target = new URL(forward.url);
+        http
+          .get({ host: target.hostname, port: target.port, path: url }, (res) => {
+            let body = '';
+            res.on('data', (chunk) => (body += chunk));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body, fallback: res.headers['x-breakwater-fallback'] }));
+          })
+          .on('error', reject);
+      });
+    try {
+      expect((await absolute(`http://127.0.0.1:${siteA.port}/data`)).body).toBe('{"site":"a"}');
+      const other = await absolute(`http://127.0.0.1:${siteB.port}/data`);
+      expect(other.status).toBe(502);
+      expect(other.fallback).toBeUndefined();
+      await siteA.close();
+      const same = await absolute(`http://127.0.0.1:${siteA.port}/data`);
+      expect(same.fallback).toBe('stale');
+      expect(same.body).toBe('{"site":"a"}');
+    } finally {
+      await forward.close();
+      await siteB.close();
     }
   });
 });

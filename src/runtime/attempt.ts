@@ -1,0 +1,78 @@
+/**
+ * The innermost step of a route's pipeline: one attempt upstream to the
+ * request's destination, with the route's and the target's header edits;
+ * an error answer a provider rule may match is read (within the cap) and
+ * decided before any layer above sees it (SPEC §14); classified and counted.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { ErrorRuleConfig, RouteConfig } from '../config/types.js';
+import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
+import { ERROR_BODY_CAP_BYTES } from '../errors/normalize.js';
+import { ProviderRules } from '../errors/provider-rules.js';
+import type { Signal } from '../lib/signal.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { AttemptResult, Next, RequestContext } from '../policy/context.js';
+import { rewritePath } from '../router/match-route.js';
+import { classifyTimeout } from '../upstream/classify.js';
+import { classifyDecision, decideAnswer } from '../upstream/error-answer.js';
+import type { Forwarder } from '../upstream/forward.js';
+import { buildUpstreamHeaders, type CompiledHeaderEdits } from '../upstream/headers.js';
+
+export interface AttemptDeps {
+  readonly forwarder: Forwarder;
+  readonly metrics: Metrics;
+  readonly now: () => number;
+  readonly wall: () => number;
+}
+
+export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderEdits, errorRules: readonly ErrorRuleConfig[], deps: AttemptDeps): Next {
+  const { metrics, forwarder, now } = deps;
+  const routeName = config.name;
+  // Provider rules (SPEC §14): the upstream's errorRules, then the built-in table unless providerRules: off.
+  const rules = new ProviderRules(errorRules, config.errors.providerRules === 'auto');
+  /** An error answer a rule may match: read (within the cap) and decided before anything else sees it. */
+  const decided = async (result: AttemptResult, response: IncomingMessage, ctx: RequestContext, signal: Signal): Promise<AttemptResult> => {
+    const { decision, buffered } = await decideAnswer(response, rules, ERROR_BODY_CAP_BYTES, deps.wall(), signal);
+    // The read was cut by the per-try deadline (a timeout, as the forwarder says it) or by the client leaving.
+    if (signal.aborted) {
+      const reason: unknown = signal.reason;
+      if (reason instanceof DeadlineExceeded) return { classification: classifyTimeout(reason.detail) };
+      throw reason;
+    }
+    if (decision) {
+      ctx.rule = decision.rule;
+      ctx.flags.add('PROVIDER_RULE');
+    }
+    return { ...result, buffered, classification: decision ? classifyDecision(response.statusCode ?? 0, decision) : result.classification };
+  };
+
+  return async (ctx: RequestContext, signal) => {
+    const target = ctx.destination?.target;
+    if (!target) throw new Error(`route '${config.name}' has no upstream and the request no target`);
+    const started = now();
+    ctx.attempts += 1;
+    ctx.target = target.name;
+    let result: AttemptResult = await forwarder.forward(
+      {
+        req: ctx.req,
+        res: ctx.res,
+        upstream: target,
+        path: rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix),
+        headers: buildUpstreamHeaders(ctx.clientHeaders, {
+          remoteAddress: ctx.remoteAddress,
+          proto: (ctx.req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
+          requestId: ctx.requestId,
+          edits: requestEdits,
+          targetEdits: ctx.destination!.edits,
+        }),
+        body: ctx.body.open(),
+        connectTimeoutMs: config.timeouts.connect,
+      },
+      signal,
+    );
+    if (result.response && rules.applies(result.response.statusCode ?? 0)) result = await decided(result, result.response, ctx, signal);
+    metrics.upstreamAttempts.inc({ route: routeName, upstream: target.name, outcome: result.classification.outcome });
+    metrics.upstreamAttemptDuration.observe({ route: routeName, upstream: target.name }, (now() - started) / 1000);
+    return result;
+  };
+}
