@@ -122,8 +122,13 @@ export class TargetSet {
   }
 }
 
-function isCircuitOpen(error: unknown): boolean {
-  return error instanceof BreakwaterError && error.code === 'CIRCUIT_OPEN';
+/**
+ * A target that refused before sending: its breaker (CIRCUIT_OPEN) or its
+ * pacer (RATE_LIMITED: its quota's wait is past maxWait; the route's own
+ * rate limit sits above this layer). Another target may take the attempt.
+ */
+function refusedBeforeSending(error: unknown): boolean {
+  return error instanceof BreakwaterError && (error.code === 'CIRCUIT_OPEN' || error.code === 'RATE_LIMITED');
 }
 
 /** The layer of one route: picks each attempt's destination (index-aligned with the set's targets). */
@@ -145,9 +150,9 @@ export function createFailover(route: string, upstream: string, set: TargetSet, 
         try {
           result = await next(ctx, signal);
         } catch (error) {
-          if (!isCircuitOpen(error)) sent();
-          // Refused by this target's breaker (shedding, or opened meanwhile): the next available target, at once.
-          const other = isCircuitOpen(error) && tried < destinations.length ? set.nextAvailable(index, deps.now()) : undefined;
+          if (!refusedBeforeSending(error)) sent();
+          // Refused by this target's breaker (shedding, or opened meanwhile) or its pacer: the next available target, at once.
+          const other = refusedBeforeSending(error) && tried < destinations.length ? set.nextAvailable(index, deps.now()) : undefined;
           if (other === undefined) throw error;
           index = other;
           continue;

@@ -186,6 +186,35 @@ describe('failover and pacing', () => {
   });
 });
 
+describe('failover and a paced target that refuses', () => {
+  it("moves to another target when a target's pacer would wait past maxWait", async () => {
+    const shared = await startProxy(`version: 1
+upstreams:
+  p:
+    url: "${primary.url}"
+    circuitBreaker: { failureRate: 100 }
+    cooldownMax: 1ms
+    pacing: { enabled: true, headers: x-ratelimit, resetFormat: delta, maxWait: 1s }
+    failover: [{ name: b, url: "${secondary.url}" }]
+routes:
+  - { name: p, upstream: p, retry: { maxRetries: 0 } }
+`);
+    try {
+      // The quota is spent until a reset in 60 s; the cooldown (1 ms) passes at once, so the primary is tried again and its pacer refuses.
+      a.scripts.set('/refusing', () => ({ kind: 'respond', status: 200, headers: { 'x-ratelimit-limit': '10', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '60' }, body: 'a' }));
+      b.scripts.set('/refusing', () => ok('b'));
+      expect((await request(`${shared.url}/refusing`)).headers['x-breakwater-target']).toBe('p');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const res = await request(`${shared.url}/refusing`);
+      expect(res.status).toBe(200);
+      expect(res.headers['x-breakwater-target']).toBe('p/b');
+      expect(a.hits('/refusing')).toBe(1);
+    } finally {
+      await shared.close();
+    }
+  });
+});
+
 describe('failover and the breakers', () => {
   it("sends nothing to a target whose breaker is open, and says which target's breaker", async () => {
     a.scripts.set('/breaking/x', () => ({ kind: 'respond', status: 503 }));
