@@ -222,7 +222,8 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     const result = await route.pipeline.run(ctx);
     if (!result.response) throw errorFromClassification(result.classification);
     upstreamResponse = result.response;
-    const staleFor = route.stale ? staleStatusCode(upstreamResponse.statusCode ?? 0) : undefined;
+    // The status a provider rule treats it as (an Anthropic 529 is a 503), else the provider's.
+    const staleFor = route.stale ? staleStatusCode((result.classification.rule ? result.classification.status : undefined) ?? upstreamResponse.statusCode ?? 0) : undefined;
     if (staleFor && answerStale(ctx, route, staleFor, deps)) upstreamResponse.destroy();
     else if (res.destroyed) upstreamResponse.destroy();
     else if (route.config.errors.normalize === 'all' && (upstreamResponse.statusCode ?? 0) >= 400) await sendNormalized(ctx, exchange, route, { ...result, response: upstreamResponse }, deps.wall());

@@ -116,6 +116,15 @@ routes:
     }
   });
 
+  it('answers stale for an answer a provider rule treats as a 503 (Anthropic 529)', async () => {
+    const path = '/gh/overloaded';
+    await primeThenFail(path, { kind: 'respond', status: 529, body: '{"type":"error","error":{"type":"overloaded_error"}}' });
+    const res = await request(`${proxy.url}${path}`);
+    expect(res.status).toBe(200);
+    expect(res.headers['x-breakwater-fallback']).toBe('stale');
+    expect(lastAccess(path).flags).toEqual(expect.arrayContaining(['STALE', 'PROVIDER_RULE']));
+  });
+
   it('answers a HEAD from the GET entry, without a body', async () => {
     const path = '/gh/head';
     await primeThenFail(path, { kind: 'respond', status: 502 });
