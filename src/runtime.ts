@@ -5,19 +5,16 @@
  * done; nothing here is mutated per request.
  */
 import type { Config, RouteConfig, UpstreamConfig } from './config/types.js';
-import type { Metrics } from './observe/metrics.js';
 import type { Destination } from './policy/context.js';
-import type { Signal } from './lib/signal.js';
 import type { UpstreamBreaker } from './policy/circuit-breaker.js';
 import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit.js';
 import { createInterceptor, type Interceptor } from './tls/interceptor.js';
 import { connectSharedLimits, type SharedLimits } from './policy/shared-limits.js';
-import type { Logger } from './observe/logger.js';
 import { createRoutePipeline, sleep, type RoutePipeline } from './policy/pipeline.js';
 import { compileMatcher, matchRoute, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
 import { createForwardTargets } from './runtime/forward-targets.js';
-import { buildUpstreams, type UpstreamRuntime } from './runtime/upstreams.js';
+import { buildUpstreams, type UpstreamDeps, type UpstreamRuntime } from './runtime/upstreams.js';
 import { createAttempt } from './runtime/attempt.js';
 import { StaleStore } from './upstream/stale-store.js';
 import { createFailover } from './policy/failover.js';
@@ -78,16 +75,9 @@ export interface Runtime {
   close(keep?: ReadonlySet<object>): Promise<void>;
 }
 
-export interface RuntimeDeps {
+/** What building a runtime needs: what its upstreams need (runtime/upstreams.ts: metrics, the clock, jitter, the logger), and the forwarder. */
+export interface RuntimeDeps extends Omit<UpstreamDeps, 'previous'> {
   readonly forwarder: Forwarder;
-  readonly metrics: Metrics;
-  /** The clock's readings (lib/clock.ts): monotonic ms, epoch ms, and the policies' sleep (the real one by default). */
-  readonly now: () => number;
-  readonly wall: () => number;
-  readonly sleep?: (ms: number, signal: Signal) => Promise<void>;
-  /** Backoff jitter source; Math.random by default. */
-  readonly random?: () => number;
-  readonly logger?: Logger;
   /** DNS for forward-proxy target checks; the system resolver by default. */
   readonly lookup?: Lookup;
   /** State to take over from the runtime this one replaces (reload). */

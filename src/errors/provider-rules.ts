@@ -12,6 +12,7 @@ import { parseRetryAfter } from '../lib/retry-after.js';
 import type { ParsedBody, ProviderError } from './dialects/index.js';
 import { isObject } from './dialects/types.js';
 import { entryForCode, upstreamStatusEntry, type UpstreamStatusEntry } from './upstream-catalog.js';
+import { firstHeader } from '../lib/headers.js';
 
 /** An error answer as the rules read it. */
 export interface ErrorAnswer {
@@ -57,11 +58,6 @@ export interface ProviderRule {
   decide(answer: ErrorAnswer): Omit<RuleDecision, 'rule'> | undefined;
 }
 
-function header(headers: IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
 /** `error.<field>` of a JSON body, when it is a string. */
 function errorField(body: ParsedBody, field: string): string | undefined {
   if (body.kind !== 'json' || !isObject(body.value) || !isObject(body.value.error)) return undefined;
@@ -71,9 +67,9 @@ function errorField(body: ParsedBody, field: string): string | undefined {
 
 /** The seconds until an epoch-seconds reset, read against the answer's own Date (the provider's clock). */
 function untilReset(answer: ErrorAnswer, resetHeader: string): number | undefined {
-  const reset = Number(header(answer.headers, resetHeader));
+  const reset = Number(firstHeader(answer.headers, resetHeader));
   if (!Number.isFinite(reset) || reset <= 0) return undefined;
-  const date = Date.parse(header(answer.headers, 'date') ?? '');
+  const date = Date.parse(firstHeader(answer.headers, 'date') ?? '');
   const now = Number.isFinite(date) ? date : answer.wall;
   return Math.max(0, reset * 1000 - now);
 }
@@ -90,14 +86,14 @@ export const PROVIDER_RULES: readonly ProviderRule[] = [
     readsBody: false,
     answer: 'any status with `Stripe-Should-Retry: false` or `X-Should-Retry: false`',
     treatedAs: 'not retried',
-    decide: (a) => ((header(a.headers, 'stripe-should-retry') ?? header(a.headers, 'x-should-retry'))?.toLowerCase() === 'false' ? { retryable: false } : undefined),
+    decide: (a) => ((firstHeader(a.headers, 'stripe-should-retry') ?? firstHeader(a.headers, 'x-should-retry'))?.toLowerCase() === 'false' ? { retryable: false } : undefined),
   },
   {
     name: 'should-retry-true',
     readsBody: false,
     answer: 'any status with `Stripe-Should-Retry: true` or `X-Should-Retry: true`',
     treatedAs: 'retried (within retry rules: methods, budget, deadline) even when its status is not in `retryOn`',
-    decide: (a) => ((header(a.headers, 'stripe-should-retry') ?? header(a.headers, 'x-should-retry'))?.toLowerCase() === 'true' ? { retryable: true } : undefined),
+    decide: (a) => ((firstHeader(a.headers, 'stripe-should-retry') ?? firstHeader(a.headers, 'x-should-retry'))?.toLowerCase() === 'true' ? { retryable: true } : undefined),
   },
   {
     name: 'openai-insufficient-quota',
@@ -124,7 +120,7 @@ export const PROVIDER_RULES: readonly ProviderRule[] = [
     answer: "403 with `X-RateLimit-Remaining: 0` (GitHub's primary limit)",
     treatedAs: 'a 429: `UPSTREAM_RATE_LIMITED`, retryable after `X-RateLimit-Reset`, pauses the pacer',
     decide: (a) =>
-      header(a.headers, 'x-ratelimit-remaining') === '0'
+      firstHeader(a.headers, 'x-ratelimit-remaining') === '0'
         ? {
             ...RATE_LIMITED,
             delayMs: untilReset(a, 'x-ratelimit-reset'),
@@ -221,7 +217,7 @@ function userRule(config: ErrorRuleConfig, index: number): ProviderRule {
     decide(a) {
       if (when.status !== null && a.status !== when.status) return undefined;
       if (when.code !== null && a.provider.code !== when.code) return undefined;
-      if (headers.some(([name, value]) => header(a.headers, name)?.toLowerCase() !== value)) return undefined;
+      if (headers.some(([name, value]) => firstHeader(a.headers, name)?.toLowerCase() !== value)) return undefined;
       if (message !== null && !(a.provider.message ?? (a.body.kind === 'json' ? '' : a.body.text)).toLowerCase().includes(message)) return undefined;
       return {
         ...(config.as !== null && { as: config.as }),

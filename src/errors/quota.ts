@@ -9,16 +9,12 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { parseDuration } from '../config/units.js';
+import { firstHeader } from '../lib/headers.js';
 
 export interface Quota {
   readonly limit?: number;
   readonly remaining?: number;
   readonly resetSeconds?: number;
-}
-
-function header(headers: IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value[0] : value;
 }
 
 function number(value: string | undefined): number | undefined {
@@ -85,11 +81,11 @@ export interface QuotaOptions {
 
 /** A reset header value in seconds from now, per `format` (auto: a duration when it has letters, else guessed from its size). */
 function readReset(headers: IncomingHttpHeaders, name: string, format: ResetFormat, nowMs: number): number | undefined {
-  const value = header(headers, name);
+  const value = firstHeader(headers, name);
   if (value === undefined) return undefined;
   if (format === 'duration' || (format === 'auto' && /[a-z]/i.test(value))) return parseGoDuration(value);
   const n = number(value);
-  return n === undefined ? undefined : secondsUntil(n, format, referenceOf(header(headers, 'date'), nowMs));
+  return n === undefined ? undefined : secondsUntil(n, format, referenceOf(firstHeader(headers, 'date'), nowMs));
 }
 
 /** `used/max` (Shopify's `X-Shopify-Shop-Api-Call-Limit: 32/40`, Salesforce's `api-usage=10018/100000`). */
@@ -106,32 +102,36 @@ type Reader = (headers: IncomingHttpHeaders, format: ResetFormat, nowMs: number)
 /** One reader per dialect, built once (not per response). */
 const READERS: Record<Exclude<QuotaDialect, 'auto'>, Reader> = {
   ietf(headers, format, nowMs) {
-    const rateLimit = header(headers, 'ratelimit');
-    const policy = header(headers, 'ratelimit-policy');
+    const rateLimit = firstHeader(headers, 'ratelimit');
+    const policy = firstHeader(headers, 'ratelimit-policy');
     if (rateLimit !== undefined || policy !== undefined) {
       return quotaOf(
-        parameter(policy, 'q') ?? parameter(rateLimit, 'limit') ?? number(header(headers, 'ratelimit-limit')),
+        parameter(policy, 'q') ?? parameter(rateLimit, 'limit') ?? number(firstHeader(headers, 'ratelimit-limit')),
         parameter(rateLimit, 'r') ?? parameter(rateLimit, 'remaining'),
         parameter(rateLimit, 't') ?? parameter(rateLimit, 'reset'),
       );
     }
     if (headers['ratelimit-remaining'] === undefined) return undefined;
-    return quotaOf(number(header(headers, 'ratelimit-limit')), number(header(headers, 'ratelimit-remaining')), readReset(headers, 'ratelimit-reset', format === 'auto' ? 'delta' : format, nowMs));
+    return quotaOf(
+      number(firstHeader(headers, 'ratelimit-limit')),
+      number(firstHeader(headers, 'ratelimit-remaining')),
+      readReset(headers, 'ratelimit-reset', format === 'auto' ? 'delta' : format, nowMs),
+    );
   },
   'x-ratelimit'(headers, format, nowMs) {
     if (headers['x-ratelimit-remaining'] === undefined && headers['x-ratelimit-limit'] === undefined) return undefined;
-    return quotaOf(number(header(headers, 'x-ratelimit-limit')), number(header(headers, 'x-ratelimit-remaining')), readReset(headers, 'x-ratelimit-reset', format, nowMs));
+    return quotaOf(number(firstHeader(headers, 'x-ratelimit-limit')), number(firstHeader(headers, 'x-ratelimit-remaining')), readReset(headers, 'x-ratelimit-reset', format, nowMs));
   },
   openai(headers, format, nowMs) {
     if (headers['x-ratelimit-remaining-requests'] === undefined) return undefined;
     return quotaOf(
-      number(header(headers, 'x-ratelimit-limit-requests')),
-      number(header(headers, 'x-ratelimit-remaining-requests')),
+      number(firstHeader(headers, 'x-ratelimit-limit-requests')),
+      number(firstHeader(headers, 'x-ratelimit-remaining-requests')),
       readReset(headers, 'x-ratelimit-reset-requests', format === 'auto' ? 'duration' : format, nowMs),
     );
   },
-  shopify: (headers) => usedOfMax(header(headers, 'x-shopify-shop-api-call-limit')),
-  salesforce: (headers) => usedOfMax(/api-usage=([^,;]+)/.exec(header(headers, 'sforce-limit-info') ?? '')?.[1]),
+  shopify: (headers) => usedOfMax(firstHeader(headers, 'x-shopify-shop-api-call-limit')),
+  salesforce: (headers) => usedOfMax(/api-usage=([^,;]+)/.exec(firstHeader(headers, 'sforce-limit-info') ?? '')?.[1]),
 };
 const AUTO_ORDER = [READERS.ietf, READERS['x-ratelimit'], READERS.openai, READERS.shopify, READERS.salesforce];
 

@@ -38,9 +38,11 @@ export interface UpstreamRuntime extends TargetRuntime {
 
 export interface UpstreamDeps {
   readonly metrics: Metrics;
+  /** The clock's readings (lib/clock.ts): monotonic ms, epoch ms, and the policies' sleep (the real one by default). */
   readonly now: () => number;
   readonly wall: () => number;
   readonly sleep?: (ms: number, signal: Signal) => Promise<void>;
+  /** Backoff jitter source; Math.random by default. */
   readonly random?: () => number;
   readonly logger?: Logger;
   /** The same upstream's runtime in the config this one replaces, when its settings did not change. */
