@@ -217,7 +217,6 @@ export async function startApp(initial: LoadedConfig, logger: Logger, options: A
         await proxy.close(graceMs);
         await adminServer.close();
         await serving.runtime.close();
-        forwarder.close();
       },
     };
   } catch (error) {

@@ -1,6 +1,6 @@
 /**
  * An immutable snapshot of one config, built once at load: compiled routes
- * with their policy pipelines, and one keep-alive agent per upstream. A
+ * with their policy pipelines, and one keep-alive pool per upstream target. A
  * reload builds a new runtime and closes the old one when its requests are
  * done; nothing here is mutated per request.
  */
@@ -20,6 +20,7 @@ import { StaleStore } from './upstream/stale-store.js';
 import { createFailover } from './policy/failover.js';
 import { createTargetChecker, type Lookup, type TargetChecker } from './router/target-check.js';
 import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
+import { destroyPool } from './upstream/pools.js';
 
 export type { TargetRuntime, UpstreamRuntime } from './runtime/upstreams.js';
 
@@ -55,13 +56,13 @@ export interface Runtime {
   forwardTarget(host: string, port: number, https?: boolean): { readonly target: UpstreamTarget; readonly breaker: UpstreamBreaker };
   /** TLS interception, when `forwardProxy.connect.mode: intercept`. */
   readonly interceptor: Interceptor | null;
-  /** Live forward-proxy targets (each with a breaker and an agent). */
+  /** Live forward-proxy targets (each with a breaker and a pool). */
   forwardTargetCount(): number;
   /** Waits (briefly) for what the runtime connects to, Redis for shared limits. */
   warmUp(): Promise<void>;
   /** The Redis connection's state for `/status`; null when this runtime holds none. */
   redisStatus(): ReturnType<SharedLimits['status']> | null;
-  /** Breakers, agents and limiters this runtime took over from the one before. */
+  /** Breakers, pools and limiters this runtime took over from the one before. */
   inherited(): ReadonlySet<object>;
   /** A request starts (ends) on this runtime. */
   enter(): void;
@@ -173,7 +174,8 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const targets = createTargetChecker(config.forwardProxy, deps.lookup);
   const intercept = config.forwardProxy.intercept;
   const interceptor = intercept ? (deps.inherit?.interceptor(intercept) ?? createInterceptor(intercept, deps.metrics, deps.wall)) : null;
-  const forwardTargets = createForwardTargets(targets, () => interceptor?.upstreamContext, deps);
+  const forwardConnectMs = Math.max(config.defaults.timeouts.connect, ...config.routes.filter((route) => !route.upstream).map((route) => route.timeouts.connect));
+  const forwardTargets = createForwardTargets(targets, () => interceptor?.upstreamContext, deps, forwardConnectMs);
   return {
     config,
     routes,
@@ -221,7 +223,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
       for (const target of [...upstreams.values()].flatMap((upstream) => upstream.targets)) {
         if (!keep.has(target.breaker)) target.breaker.close();
         if (target.pacing && !keep.has(target.pacing)) target.pacing.close();
-        if (!keep.has(target.agent)) target.agent.destroy();
+        if (!keep.has(target.pool)) destroyPool(target.pool);
       }
       forwardTargets.close();
     },

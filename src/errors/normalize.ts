@@ -8,7 +8,7 @@
  * The error body is read up to a cap and the rest discarded (the upstream
  * socket is then closed): a huge error page is never buffered whole.
  */
-import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { brotliDecompressSync, constants, createBrotliDecompress, createGunzip, createInflate, gunzipSync, inflateSync } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { buildProblem, problemHeaders } from './problem.js';
@@ -17,6 +17,13 @@ import { readQuota } from './quota.js';
 import { upstreamStatusEntry } from './upstream-catalog.js';
 import { describeDecision, type RuleDecision } from './provider-rules.js';
 import { parseRetryAfter } from '../lib/retry-after.js';
+
+/** An upstream's answer as this module reads it (upstream/response.ts gives one). */
+export interface UpstreamAnswer extends Readable {
+  readonly statusCode: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly complete: boolean;
+}
 
 /** Bytes of an error body read at most; the rest is discarded. */
 export const ERROR_BODY_CAP_BYTES = 256 * 1024;
@@ -50,7 +57,7 @@ export interface NormalizedResponse {
   readonly code: string;
 }
 
-function decoded(response: IncomingMessage): Readable {
+function decoded(response: UpstreamAnswer): Readable {
   const encoding = String(response.headers['content-encoding'] ?? '')
     .toLowerCase()
     .trim();
@@ -82,7 +89,7 @@ export function decodeBody(raw: Buffer, encoding: string | undefined): string {
 }
 
 /** Reads at most `cap` bytes of the (decoded) body, then lets go of the rest. */
-async function readCapped(response: IncomingMessage, cap: number): Promise<Buffer> {
+async function readCapped(response: UpstreamAnswer, cap: number): Promise<Buffer> {
   const source = decoded(response);
   const chunks: Buffer[] = [];
   let size = 0;
@@ -119,7 +126,7 @@ function decodeUtf8(buffer: Buffer): string {
   return new TextDecoder('utf-8', { fatal: false }).decode(buffer).replace(/\uFFFD+$/, '');
 }
 
-export async function normalizeUpstreamError(response: IncomingMessage, context: NormalizeContext): Promise<NormalizedResponse> {
+export async function normalizeUpstreamError(response: UpstreamAnswer, context: NormalizeContext): Promise<NormalizedResponse> {
   const status = response.statusCode ?? 502;
   const entry = context.decision ? describeDecision(status, context.decision) : upstreamStatusEntry(status);
   const contentType = String(response.headers['content-type'] ?? '').toLowerCase();

@@ -4,6 +4,7 @@
  * response objects only so that the innermost attempt can forward them.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { UpstreamResponse } from '../upstream/response.js';
 import type { RequestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
 import type { Signal } from '../lib/signal.js';
@@ -111,7 +112,7 @@ export interface Destination {
 export interface AttemptResult {
   readonly classification: Classification;
   /** The upstream's response when its headers arrived; its body not yet read. */
-  readonly response?: IncomingMessage;
+  readonly response?: UpstreamResponse;
   /**
    * No retry may follow, whatever the outcome: set by the breaker on a
    * failed probe of an upstream that is down (the retry would only meet

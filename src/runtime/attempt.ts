@@ -4,7 +4,6 @@
  * an error answer a provider rule may match is read (within the cap) and
  * decided before any layer above sees it (SPEC §14); classified and counted.
  */
-import type { IncomingMessage } from 'node:http';
 import type { ErrorRuleConfig, RouteConfig } from '../config/types.js';
 import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
 import { ERROR_BODY_CAP_BYTES } from '../errors/normalize.js';
@@ -16,6 +15,7 @@ import { rewritePath } from '../router/match-route.js';
 import { classifyTimeout } from '../upstream/classify.js';
 import { classifyDecision, decideAnswer } from '../upstream/error-answer.js';
 import type { Forwarder } from '../upstream/forward.js';
+import type { UpstreamResponse } from '../upstream/response.js';
 import { buildUpstreamHeaders, type CompiledHeaderEdits } from '../upstream/headers.js';
 
 export interface AttemptDeps {
@@ -31,7 +31,7 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
   // Provider rules (SPEC §14): the upstream's errorRules, then the built-in table unless providerRules: off.
   const rules = new ProviderRules(errorRules, config.errors.providerRules === 'auto');
   /** An error answer a rule may match: read (within the cap) and decided before anything else sees it. */
-  const decided = async (result: AttemptResult, response: IncomingMessage, ctx: RequestContext, signal: Signal): Promise<AttemptResult> => {
+  const decided = async (result: AttemptResult, response: UpstreamResponse, ctx: RequestContext, signal: Signal): Promise<AttemptResult> => {
     const { decision, buffered } = await decideAnswer(response, rules, ERROR_BODY_CAP_BYTES, deps.wall(), signal);
     // The read was cut by the per-try deadline (a timeout, as the forwarder says it) or by the client leaving.
     if (signal.aborted) {
@@ -55,7 +55,6 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
     let result: AttemptResult = await forwarder.forward(
       {
         req: ctx.req,
-        res: ctx.res,
         upstream: target,
         path: rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix),
         headers: buildUpstreamHeaders(ctx.clientHeaders, {

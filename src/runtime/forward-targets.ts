@@ -1,6 +1,6 @@
 /**
  * Forward-proxy targets (SPEC §3 `forwardProxy`): one per host:port (and
- * scheme), each with its own agent that connects only to the addresses the
+ * scheme), each with its own pool that connects only to the addresses the
  * target check approved, and its own breaker. Kept in a bounded map in
  * least-recently-used order; beyond MAX_FORWARD_TARGETS, idle targets (no
  * socket, no queued request) are closed first, busy ones are never evicted.
@@ -9,8 +9,11 @@ import type { BreakerDeps } from '../policy/circuit-breaker.js';
 import { createUpstreamBreaker, type UpstreamBreaker } from '../policy/circuit-breaker.js';
 import { defaultCircuitBreaker } from '../config/resolve.js';
 import type { TargetChecker } from '../router/target-check.js';
-import { createForwardAgent } from '../upstream/agents.js';
 import type { UpstreamTarget } from '../upstream/forward.js';
+import { createForwardPool, destroyPool, poolIdle } from '../upstream/pools.js';
+import http from 'node:http';
+import https from 'node:https';
+import type { LookupFunction } from 'node:net';
 import type tls from 'node:tls';
 import { BoundedMap } from '../lib/bounded-map.js';
 
@@ -29,30 +32,38 @@ export interface ForwardTargets {
   close(): void;
 }
 
-export function createForwardTargets(targets: TargetChecker, upstreamContext: () => tls.SecureContext | undefined, deps: BreakerDeps): ForwardTargets {
+/** Sockets per forward target. */
+const FORWARD_CONNECTIONS = 256;
+
+/** A WebSocket upgrade's agent for a forward target: the checked lookup, and verified TLS for an intercepted one. */
+function upgradeAgentOf(lookup: LookupFunction, secureContext: tls.SecureContext | undefined, useTls: boolean): () => http.Agent {
+  return () => (useTls ? new https.Agent({ lookup, secureContext, rejectUnauthorized: true }) : new http.Agent({ lookup }));
+}
+
+/** `connectTimeoutMs`: the socket's own connect timeout (each attempt also runs its route's). */
+export function createForwardTargets(targets: TargetChecker, upstreamContext: () => tls.SecureContext | undefined, deps: BreakerDeps, connectTimeoutMs: number): ForwardTargets {
   const breakerConfig = defaultCircuitBreaker();
   const entries = new BoundedMap<string, ForwardTarget>({
     max: MAX_FORWARD_TARGETS,
-    busy: (entry) => {
-      const agent = entry.target.agent as unknown as { sockets: Record<string, unknown[]>; requests: Record<string, unknown[]> };
-      return Object.keys(agent.sockets).length > 0 || Object.keys(agent.requests).length > 0;
-    },
+    busy: (entry) => !poolIdle(entry.target.pool),
     onEvict: (entry) => closeOne(entry),
   });
   function closeOne(entry: ForwardTarget): void {
     entry.breaker.close();
-    entry.target.agent.destroy();
+    destroyPool(entry.target.pool);
   }
   return {
-    get(host, port, https = false) {
+    get(host, port, useTls = false) {
       const name = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-      const key = https ? `https://${name}` : name;
+      const key = useTls ? `https://${name}` : name;
       return entries.getOrCreate(key, () => {
-        const url = new URL(`${https ? 'https' : 'http'}://${name}`);
+        const url = new URL(`${useTls ? 'https' : 'http'}://${name}`);
         // Re-originated TLS is always verified, against the CONNECT host as server name.
-        const agent = createForwardAgent(targets.lookup as never, https ? { secureContext: upstreamContext() } : undefined);
+        const lookup = targets.lookup as LookupFunction;
+        const secureContext = useTls ? upstreamContext() : undefined;
+        const pool = createForwardPool(url.origin, lookup, connectTimeoutMs, FORWARD_CONNECTIONS, useTls ? { secureContext } : undefined);
         return {
-          target: { name, url, agent, ca: undefined, rejectUnauthorized: true, proxyOptions: { target: url, agent, ca: undefined, secure: true, prependPath: false } },
+          target: { name, url, pool, connections: FORWARD_CONNECTIONS, ca: undefined, rejectUnauthorized: true, upgradeAgent: upgradeAgentOf(lookup, secureContext, useTls) },
           breaker: createUpstreamBreaker(name, breakerConfig, deps),
         };
       });

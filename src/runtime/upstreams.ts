@@ -14,9 +14,9 @@ import { createUpstreamPacing, type UpstreamPacing } from '../policy/pacer.js';
 import { sleep } from '../lib/clock.js';
 import type { Signal } from '../lib/signal.js';
 import type { SharedLimits } from '../policy/shared-limits.js';
-import { createUpstreamAgent } from '../upstream/agents.js';
 import type { UpstreamTarget } from '../upstream/forward.js';
 import { compileHeaderEdits, type CompiledHeaderEdits } from '../upstream/headers.js';
+import { createUpstreamPool } from '../upstream/pools.js';
 
 /** One target of an upstream. */
 export interface TargetRuntime extends UpstreamTarget {
@@ -56,21 +56,27 @@ function targetConfig(config: UpstreamConfig, index: number): { name: string; co
   return { name: target.name, config: { ...config, url: target.url, tls: target.tls }, edits: compileHeaderEdits(target.headers) };
 }
 
-function buildTarget(upstream: UpstreamConfig, index: number, deps: UpstreamDeps, shared: SharedLimits | undefined, pauseCapMs: number, inherited: Set<object>): TargetRuntime {
+/** Per upstream, from the routes that use it: the longest Retry-After pause (capped by `retry.retryAfter.max`) and connect timeout. */
+interface UpstreamCaps {
+  readonly pauseMs: number;
+  readonly connectMs: number;
+}
+
+function buildTarget(upstream: UpstreamConfig, index: number, deps: UpstreamDeps, shared: SharedLimits | undefined, caps: UpstreamCaps, inherited: Set<object>): TargetRuntime {
   const { name, config, edits } = targetConfig(upstream, index);
   const url = new URL(config.url);
   const previous = deps.previous?.targets[index];
   if (previous) {
-    inherited.add(previous.agent);
+    inherited.add(previous.pool);
     inherited.add(previous.breaker);
   }
   // Pacing state is rebuilt on reload from the next responses' headers.
-  const agent = previous?.agent ?? createUpstreamAgent(config);
+  const pool = previous?.pool ?? createUpstreamPool(url.origin, config, caps.connectMs);
   const ca = config.tls.ca ?? undefined;
   const rejectUnauthorized = !config.tls.insecureSkipVerify;
   const breaker = previous?.breaker ?? createUpstreamBreaker(name, config.circuitBreaker, deps);
   const pacing = config.pacing.enabled
-    ? createUpstreamPacing(name, config.pacing, pauseCapMs, {
+    ? createUpstreamPacing(name, config.pacing, caps.pauseMs, {
         now: deps.now,
         wall: deps.wall,
         random: deps.random ?? Math.random,
@@ -83,18 +89,19 @@ function buildTarget(upstream: UpstreamConfig, index: number, deps: UpstreamDeps
   return {
     name,
     url,
-    agent,
+    pool,
+    connections: config.pool.maxSockets,
     ca,
     rejectUnauthorized,
-    proxyOptions: { target: url, agent, ca, secure: rejectUnauthorized, prependPath: url.pathname !== '/' || url.search !== '' },
+    upgradeAgent: null,
     breaker,
     pacing,
     edits,
   };
 }
 
-export function buildUpstream(config: UpstreamConfig, deps: UpstreamDeps, shared: SharedLimits | undefined, pauseCapMs: number, inherited: Set<object>): UpstreamRuntime {
-  const targets = [config, ...config.failover].map((_, index) => buildTarget(config, index, deps, shared, pauseCapMs, inherited));
+export function buildUpstream(config: UpstreamConfig, deps: UpstreamDeps, shared: SharedLimits | undefined, caps: UpstreamCaps, inherited: Set<object>): UpstreamRuntime {
+  const targets = [config, ...config.failover].map((_, index) => buildTarget(config, index, deps, shared, caps, inherited));
   const failover =
     targets.length > 1
       ? new TargetSet(
@@ -118,9 +125,12 @@ export function buildUpstreams(
   for (const upstream of Object.values(config.upstreams)) {
     // A Retry-After pause holds the whole upstream: capped by the longest
     // retry.retryAfter.max of the routes that use it.
-    const caps = config.routes.filter((route) => route.upstream === upstream.name).map((route) => route.retry.retryAfter.max);
-    const pauseCapMs = caps.length > 0 ? Math.max(...caps) : config.defaults.retry.retryAfter.max;
-    upstreams.set(upstream.name, buildUpstream(upstream, { ...deps, previous: previous?.(upstream) }, shared, pauseCapMs, inherited));
+    const routes = config.routes.filter((route) => route.upstream === upstream.name);
+    const caps = {
+      pauseMs: Math.max(...routes.map((route) => route.retry.retryAfter.max), routes.length > 0 ? 0 : config.defaults.retry.retryAfter.max),
+      connectMs: Math.max(...routes.map((route) => route.timeouts.connect), config.defaults.timeouts.connect),
+    };
+    upstreams.set(upstream.name, buildUpstream(upstream, { ...deps, previous: previous?.(upstream) }, shared, caps, inherited));
   }
   return upstreams;
 }

@@ -19,6 +19,7 @@ import { authorityOf, checkIdentity, interceptedTarget, type InterceptedTarget }
 import { hasBody, prepareRequestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
 import { buildResponseHeaders, clientRequestId } from '../upstream/headers.js';
+import type { UpstreamResponse } from '../upstream/response.js';
 import { CLIENT_CLOSED_STATUS, Exchange, type ServerDeps } from './exchange.js';
 import { answerStale, keepForStale, staleReplaces, staleStatusCode } from './stale.js';
 
@@ -80,7 +81,7 @@ function interceptRoute(runtime: Runtime, ctx: RequestContext, target: Intercept
 const matched = (ctx: RequestContext, route: RouteRuntime) => ({ route: route.name, upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? null, plainErrors: route.plainErrors });
 
 /** `errors.normalize: all`: the upstream's error as the problem body, its own words in `provider`. */
-async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, result: AttemptResult & { response: IncomingMessage }, wall: number): Promise<void> {
+async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, result: AttemptResult & { response: UpstreamResponse }, wall: number): Promise<void> {
   const normalized = await normalizeUpstreamError(result.response, {
     instance: ctx.path,
     route: route.name,
@@ -100,7 +101,7 @@ async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: Ro
 }
 
 /** Streams the upstream's response; the caller destroys it if the client leaves first. */
-function sendResponse(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: IncomingMessage, deps: ServerDeps, buffered?: BufferedAnswer): void {
+function sendResponse(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: UpstreamResponse, deps: ServerDeps, buffered?: BufferedAnswer): void {
   const { res } = ctx;
   const headers = buildResponseHeaders(response.headers, { requestId: ctx.requestId, attempts: ctx.attempts, edits: route.responseEdits, target: ctx.target });
   res.writeHead(response.statusCode ?? 502, response.statusMessage, headers);
@@ -194,7 +195,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     cleanups: [],
   };
   const exchange = new Exchange(deps, runtime, ctx);
-  let upstreamResponse: IncomingMessage | undefined;
+  let upstreamResponse: UpstreamResponse | undefined;
   /** The route, once matched, when it keeps answers for stale fallback. */
   let staleRoute: RouteRuntime | undefined;
   res.once('close', () => {

@@ -4,7 +4,7 @@
  * too large), and a GET or HEAD that would get one of the upstream-side
  * failures below is answered with it instead, when it is young enough.
  */
-import type { IncomingMessage } from 'node:http';
+import type { UpstreamResponse } from '../upstream/response.js';
 import { upstreamStatusEntry } from '../errors/upstream-catalog.js';
 import { flagForCode, type RequestContext } from '../policy/context.js';
 import { rewritePath } from '../router/match-route.js';
@@ -38,7 +38,7 @@ export function staleStatusCode(status: number): string | undefined {
 }
 
 /** Keeps a 200 to a GET as it streams to the client, when the route stores answers and this one may be stored. */
-export function keepForStale(ctx: RequestContext, route: RouteRuntime, response: IncomingMessage, deps: Pick<ServerDeps, 'now'>): void {
+export function keepForStale(ctx: RequestContext, route: RouteRuntime, response: UpstreamResponse, deps: Pick<ServerDeps, 'now'>): void {
   const store = route.stale;
   if (!store || ctx.method !== 'GET' || ctx.flags.has('STALE')) return;
   const vary = store.storable(response.statusCode ?? 0, response.headers, ctx.clientHeaders);

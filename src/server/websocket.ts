@@ -21,7 +21,7 @@ import { buildUpstreamHeaders, clientRequestId } from '../upstream/headers.js';
 import { Exchange, type ServerDeps } from './exchange.js';
 import { authorityOf, checkIdentity, interceptedTarget } from '../tls/interceptor.js';
 import type { UpstreamTarget } from '../upstream/forward.js';
-import { takeLastRequest } from '../upstream/agents.js';
+import { upgradeProxy } from '../upstream/upgrade-proxy.js';
 
 /** Hooks of one upgrade, found from http-proxy-3's `proxyReqWs` event by the request it carries. */
 interface UpgradeAttempt {
@@ -159,7 +159,7 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
   const watch = new Handshake(describe, config.timeouts, refuse, (answered) => (status = answered));
   attempts.set(req, watch);
 
-  const proxy = deps.forwarder.proxy;
+  const proxy = upgradeProxy();
   if (!watched.has(proxy)) {
     watched.add(proxy);
     proxy.on('proxyReqWs', (proxyReq: ClientRequest, wsReq: IncomingMessage) => attempts.get(wsReq)?.attach(proxyReq));
@@ -175,13 +175,11 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
   req.url = rewritePath(target.url, config.match.pathPrefix, config.stripPrefix);
 
   // A forward target's own agent: it connects only to checked addresses
-  // (and verifies TLS against its roots); upgraded sockets leave its pool.
-  const agent = route.upstream ? false : upstream.agent;
+  // (and verifies TLS against its roots).
+  const agent = upstream.upgradeAgent?.() ?? false;
   proxy.ws(req, socket, head, { target: upstream.url, agent, ca: upstream.ca, secure: upstream.rejectUnauthorized }, (error: Error) => {
     const classification = classifyError(error, { connected: watch.connected });
     watch.fail(new BreakwaterError(classification.code ?? 'UPSTREAM_RESET', `${describe} ${classification.detail ?? ''}`.trim()));
   });
-  // The upgrade went through a capturing agent's mailbox: empty it (only forwarded attempts read it).
-  if (agent) takeLastRequest();
   socket.once('close', () => watch.stop());
 }

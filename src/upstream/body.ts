@@ -15,10 +15,11 @@ export interface RequestBody {
   /** True when open() may be called again for another attempt. */
   readonly replayable: boolean;
   /**
-   * The body for the next attempt: undefined means "pipe the live request"
-   * (first attempt only); a Readable otherwise.
+   * The body for the next attempt: undefined means "the live request" (no
+   * body, or its first and only attempt); bytes held for replay, or a
+   * stream, otherwise.
    */
-  open(): Readable | undefined;
+  open(): Readable | Buffer | undefined;
 }
 
 /** Counts bytes on their way upstream and fails with PAYLOAD_TOO_LARGE past the limit. */
@@ -37,6 +38,9 @@ class SizeLimit extends Transform {
   }
 }
 
+/** A request without a body: every attempt sends none. */
+const NO_BODY: RequestBody = { replayable: true, open: () => undefined };
+
 export function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   if (length !== undefined) return length !== '0';
@@ -44,19 +48,7 @@ export function hasBody(req: IncomingMessage): boolean {
 }
 
 export function requestBody(req: IncomingMessage, maxBodySize: number): RequestBody {
-  if (!hasBody(req)) {
-    let opened = false;
-    return {
-      replayable: true,
-      open() {
-        if (!opened) {
-          opened = true;
-          return undefined;
-        }
-        return Readable.from([]);
-      },
-    };
-  }
+  if (!hasBody(req)) return NO_BODY;
   let opened = false;
   const announced = req.headers['content-length'] !== undefined;
   return {
@@ -84,10 +76,7 @@ export interface BodyOptions {
 
 /** A body held in memory, replayed on every attempt. */
 function bufferedBody(buffer: Buffer): RequestBody {
-  return {
-    replayable: true,
-    open: () => Readable.from(buffer.length > 0 ? [buffer] : []),
-  };
+  return { replayable: true, open: () => buffer };
 }
 
 /**

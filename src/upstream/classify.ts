@@ -68,6 +68,16 @@ function errorCode(error: unknown): string {
   return typeof code === 'string' ? code : '';
 }
 
+/** TLS records that are not TLS (a plain port), and SSL errors that say the peer spoke HTTP. */
+const NOT_TLS_CODES = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_HTTP_REQUEST']);
+
+/** The upstream answered with bytes that are not HTTP (undici's parser errors, node's HPE_ codes), or not TLS. */
+function isProtocolError(error: unknown, code: string, message: string): boolean {
+  if (code.startsWith('HPE_') || code === 'UND_ERR_HEADERS_OVERFLOW' || NOT_TLS_CODES.has(code)) return true;
+  if ((error as Error | null)?.name === 'HTTPParserError') return true;
+  return code === 'EPROTO' && /wrong version number|packet length too long|http request/i.test(message);
+}
+
 /** A socket or parser error of an attempt, before response headers. */
 export function classifyError(error: unknown, phase: ErrorPhase): Classification {
   const code = errorCode(error);
@@ -75,7 +85,10 @@ export function classifyError(error: unknown, phase: ErrorPhase): Classification
   if (code in CONNECT_CODES) {
     return { outcome: 'connect_failure', code: 'UPSTREAM_CONNECT_FAILED', detail: `${CONNECT_CODES[code]} (${code})` };
   }
-  if (code.startsWith('HPE_') || (code === 'EPROTO' && /wrong version number|packet length too long|http request/i.test(message))) {
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return { outcome: 'connect_failure', code: 'UPSTREAM_CONNECT_FAILED', detail: `did not accept the connection in time (${code})` };
+  }
+  if (isProtocolError(error, code, message)) {
     return { outcome: 'reset', code: 'UPSTREAM_PROTOCOL_ERROR', detail: `did not answer with valid HTTP (${code || message}); is the port or scheme right?` };
   }
   if (TLS_CODES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code === 'EPROTO' || /certificate|ssl|tls/i.test(code)) {

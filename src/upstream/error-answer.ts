@@ -5,12 +5,12 @@
  * on. Only for statuses a rule could match, so a 2xx never pays; a body the
  * rules do not need is not read at all.
  */
-import type { IncomingMessage } from 'node:http';
 import { parseBody, readProviderError } from '../errors/dialects/index.js';
 import type { ProviderRules, RuleDecision } from '../errors/provider-rules.js';
 import { decodeBody } from '../errors/normalize.js';
 import { classifyStatus, type Classification } from './classify.js';
 import type { Signal } from '../lib/signal.js';
+import type { UpstreamResponse } from './response.js';
 
 /** The start of a body, as received; `complete` when it is the whole body. */
 export interface BufferedAnswer {
@@ -24,7 +24,7 @@ export interface BufferedAnswer {
  * deadline, the client leaving), the response is destroyed and what
  * arrived is returned.
  */
-export function readAnswer(response: IncomingMessage, cap: number, signal: Signal): Promise<BufferedAnswer> {
+export function readAnswer(response: UpstreamResponse, cap: number, signal: Signal): Promise<BufferedAnswer> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -56,7 +56,7 @@ export function readAnswer(response: IncomingMessage, cap: number, signal: Signa
 
 /** What the rules decide about an answer whose status they may match; its body read first when they need it. */
 export async function decideAnswer(
-  response: IncomingMessage,
+  response: UpstreamResponse,
   rules: ProviderRules,
   cap: number,
   wall: number,

@@ -1,77 +1,105 @@
 /**
- * One attempt upstream through http-proxy-3, resolved as soon as the
+ * One attempt upstream on the target's undici pool, resolved as soon as the
  * response headers arrive (or the attempt fails) and never rejected for an
  * upstream failure: those come back classified, as values. It rejects only
  * when the attempt cannot be made at all for a reason on the client's side
  * (the client left, its body was too large).
  *
- * The outgoing request is captured through the upstream's agent (see
- * agents.ts) so that timers can destroy it before it has a socket.
+ * The attempt is undici's handler itself (`Dispatcher.dispatch` with
+ * callbacks, no per-request stream or promise inside undici): the body
+ * streams into an UpstreamResponse with backpressure.
  */
-import type { Agent, ClientRequest, IncomingMessage, ServerResponse, IncomingMessage as ServerRequest, OutgoingHttpHeaders } from 'node:http';
-import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
-import { TLSSocket } from 'node:tls';
-import { ProxyServer } from 'http-proxy-3';
-import { takeLastRequest } from './agents.js';
+import type { Agent, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import { PassThrough, type Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
 import type { Signal } from '../lib/signal.js';
+import { hasBody } from './body.js';
 import { classifyConnectTimeout, classifyError, classifyStatus, classifyTimeout, type Classification } from './classify.js';
+import type { UpstreamPool } from './pools.js';
+import { parseRawHeaders, UpstreamResponse } from './response.js';
 
 export interface UpstreamTarget {
   readonly name: string;
-  /** Base URL; its path is prepended to the request path. */
+  /** Base URL; its path and query are joined to every request's. */
   readonly url: URL;
-  readonly agent: Agent;
-  /** Extra CA (PEM) and verification, for https upstreams. */
+  readonly pool: UpstreamPool;
+  /** The pool's connection limit (`pool.maxSockets`). */
+  readonly connections: number;
+  /** Extra CA (PEM) and verification, for https upstreams (WebSocket upgrades). */
   readonly ca: string | undefined;
   readonly rejectUnauthorized: boolean;
-  /**
-   * The per-call options of http-proxy-3 for this upstream, built once.
-   * `prependPath` only when the base URL has a path or query: otherwise
-   * http-proxy-3 would parse the URL again on every attempt for nothing.
-   */
-  readonly proxyOptions: { readonly target: URL; readonly agent: Agent; readonly ca: string | undefined; readonly secure: boolean; readonly prependPath: boolean };
+  /** The agent a WebSocket upgrade to this target uses (a forward target's checked lookup), or null for node's default. */
+  readonly upgradeAgent: (() => Agent) | null;
 }
 
 export interface ForwardInput {
-  readonly req: ServerRequest;
-  readonly res: ServerResponse;
+  readonly req: IncomingMessage;
   readonly upstream: UpstreamTarget;
-  /** Path and query sent upstream (after stripPrefix). */
+  /** Path and query sent upstream (after stripPrefix), before the target's own path is joined. */
   readonly path: string;
   /** The complete header set sent upstream (already rewritten). */
   readonly headers: OutgoingHttpHeaders;
-  /** The body for this attempt, or undefined to stream the live request. */
-  readonly body: Readable | undefined;
+  /** The body for this attempt: bytes held for replay, a stream, or undefined for the live request. */
+  readonly body: Readable | Buffer | undefined;
   /** TCP+TLS connect timeout, ms. */
   readonly connectTimeoutMs: number;
 }
 
 export interface ForwardResult {
   readonly classification: Classification;
-  readonly response?: IncomingMessage;
+  readonly response?: UpstreamResponse;
 }
 
 export interface Forwarder {
   forward(input: ForwardInput, signal: Signal): Promise<ForwardResult>;
-  readonly proxy: ProxyServer;
-  close(): void;
 }
 
 function describeUpstream(target: UpstreamTarget): string {
   return `Upstream '${target.name}' (${target.url.origin})`;
 }
 
-/** One attempt through http-proxy-3: settles once, with the response, a classified failure, or an error (the client left). */
-class ForwardAttempt {
+/** The target URL's path and query joined with the request's, as http-proxy's `prependPath` did. */
+export function joinTargetPath(url: URL, path: string): string {
+  if (url.pathname === '/' && url.search === '') return path;
+  const q = path.indexOf('?');
+  const requestPath = q === -1 ? path : path.slice(0, q);
+  const query = [url.search.slice(1), q === -1 ? '' : path.slice(q + 1)].filter(Boolean).join('&');
+  const base = url.pathname;
+  let joined = base;
+  if (requestPath) {
+    if (joined.endsWith('/')) joined += requestPath.startsWith('/') ? requestPath.slice(1) : requestPath;
+    else joined += requestPath.startsWith('/') ? requestPath : `/${requestPath}`;
+  }
+  return query ? `${joined}?${query}` : joined;
+}
+
+/** What undici sends: the bytes, a stream of this attempt's own, or null. */
+function bodyOf(input: ForwardInput): Readable | Buffer | null {
+  if (input.body !== undefined) return input.body;
+  if (!hasBody(input.req)) return null;
+  // undici destroys a body it gives up on: a stream between it and the
+  // client's request keeps the client's connection alive for the answer.
+  return input.req.pipe(new PassThrough());
+}
+
+/**
+ * One attempt, as an undici handler: settles once, with the response, a
+ * classified failure, or an error (the client left).
+ */
+class ForwardAttempt implements Dispatcher.DispatchHandler {
   private settled = false;
-  private outgoing: ClientRequest | undefined;
   private connected = false;
   private connectTimer: NodeJS.Timeout | undefined;
+  /** undici's abort for this request, from onConnect. */
+  private abortUpstream: ((reason?: Error) => void) | undefined;
+  /** Why the attempt ended before undici handed over its abort: applied in onConnect. */
+  private abortReason: Error | undefined;
+  private response: UpstreamResponse | undefined;
   private stopListening: () => void = () => {};
+  private body: Readable | Buffer | null = null;
 
   constructor(
     private readonly input: ForwardInput,
@@ -80,48 +108,62 @@ class ForwardAttempt {
     private readonly reject: (error: Error) => void,
   ) {}
 
-  start(proxy: ProxyServer): void {
+  start(): void {
     const { input, signal } = this;
-    const { req, res, upstream } = input;
+    const { upstream } = input;
     this.stopListening = signal.onAbort(this.onAbort);
-    input.body?.on('error', this.onBodyError);
-    // http-proxy-3 builds the outgoing request from req.headers and
-    // req.url; the original values are kept by the caller.
-    req.headers = input.headers as typeof req.headers;
-    req.url = input.path;
-    proxy.web(req, res, input.body ? { ...upstream.proxyOptions, buffer: input.body } : upstream.proxyOptions, (error: Error) => this.failed(classifyError(error, { connected: this.connected })));
-    const request = takeLastRequest();
-    if (!request) {
-      // http-proxy-3 changed how it creates requests: never guess.
-      this.fail(new Error('http-proxy-3 did not create the upstream request synchronously'));
-      return;
-    }
-    this.outgoing = request;
-    request.on('socket', (socket: Socket) => this.onSocket(request, socket));
-    request.on('response', (response: IncomingMessage) => this.settle({ classification: classifyStatus(response.statusCode ?? 0), response }));
+    const body = (this.body = bodyOf(input));
+    if (body !== null && !Buffer.isBuffer(body)) body.on('error', this.onBodyError);
+    this.connectTimer = setTimeout(this.onConnectTimeout, input.connectTimeoutMs);
+    upstream.pool.dispatch({ method: input.req.method ?? 'GET', path: joinTargetPath(upstream.url, input.path), headers: input.headers as Record<string, string>, body }, this);
   }
 
-  /** A fresh connection gets the connect timeout until it is up (after TLS for https); a reused one is up. */
-  private onSocket(request: ClientRequest, socket: Socket): void {
-    if (this.settled) return;
-    if (request.reusedSocket) {
-      this.connected = true;
+  // undici's handler (the callback form its clients call directly).
+
+  onConnect(abort: (reason?: Error) => void): void {
+    if (this.abortReason) {
+      abort(this.abortReason);
       return;
     }
-    const event = socket instanceof TLSSocket ? 'secureConnect' : 'connect';
-    socket.once(event, () => {
-      this.connected = true;
-      if (this.connectTimer) clearTimeout(this.connectTimer);
-    });
-    const ms = this.input.connectTimeoutMs;
-    this.connectTimer = setTimeout(() => this.failed(classifyConnectTimeout(`could not be connected to within ${ms} ms (connect timeout)`)), ms);
+    this.abortUpstream = abort;
+    this.connected = true;
+    clearTimeout(this.connectTimer);
   }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusMessage: string): boolean {
+    // 1xx informational answers are not relayed; the final answer follows.
+    if (statusCode < 200 || this.settled) return true;
+    const response = new UpstreamResponse(statusCode, statusMessage, parseRawHeaders(rawHeaders), resume, this.abortUpstream!);
+    this.response = response;
+    this.settle({ classification: classifyStatus(statusCode), response });
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.response ? this.response.deliver(chunk) : true;
+  }
+
+  onComplete(): void {
+    this.response?.finish();
+  }
+
+  onError(error: Error): void {
+    if (this.response) this.response.fail(error);
+    else if (!this.settled) this.failed(classifyError(error, { connected: this.connected }));
+  }
+
+  onUpgrade(): void {
+    // Never asked for: upgrades go through server/websocket.ts.
+  }
+
+  // The attempt's own ends.
 
   private cleanup(): void {
     this.settled = true;
-    if (this.connectTimer) clearTimeout(this.connectTimer);
+    clearTimeout(this.connectTimer);
     this.stopListening();
-    this.input.body?.off('error', this.onBodyError);
+    const body = this.body;
+    if (body !== null && !Buffer.isBuffer(body)) body.off('error', this.onBodyError);
   }
 
   private settle(result: ForwardResult): void {
@@ -130,19 +172,37 @@ class ForwardAttempt {
     this.resolve(result);
   }
 
+  /** Ends a request undici holds: at once when it is on a socket, else as soon as it gets one. */
+  private abort(reason: Error): void {
+    if (this.abortUpstream) this.abortUpstream(reason);
+    else this.abortReason = reason;
+  }
+
   private fail(error: Error): void {
     if (this.settled) return;
     this.cleanup();
-    this.outgoing?.destroy();
+    this.abort(error);
     this.reject(error);
   }
 
   private failed(classification: Classification): void {
     if (this.settled) return;
     this.cleanup();
-    this.outgoing?.destroy();
+    this.abort(new Error(classification.detail ?? classification.outcome));
     this.resolve({ classification: { ...classification, detail: `${describeUpstream(this.input.upstream)} ${classification.detail ?? ''}`.trim() } });
   }
+
+  /**
+   * The connection is not up within the route's connect timeout. A request
+   * waiting for a connection of a full pool is not connecting: it waits
+   * (its per-try timer and deadline still run), as it would for a socket.
+   */
+  private readonly onConnectTimeout = () => {
+    const { pool, connections } = this.input.upstream;
+    if (pool.stats.connected >= connections) return;
+    const ms = this.input.connectTimeoutMs;
+    this.failed(classifyConnectTimeout(`could not be connected to within ${ms} ms (connect timeout)`));
+  };
 
   private readonly onAbort = () => {
     const reason: unknown = this.signal.reason;
@@ -156,22 +216,12 @@ class ForwardAttempt {
 }
 
 export function createForwarder(): Forwarder {
-  // One ProxyServer for the process: it holds no per-upstream state; the
-  // target and agent come with each call. Errors always go to the per-call
-  // callback, but an 'error' listener must exist or http-proxy throws.
-  const proxy = new ProxyServer({ selfHandleResponse: true, changeOrigin: true, xfwd: false, prependPath: true });
-  proxy.on('error', () => {});
-  proxy.on('econnreset', () => {});
   return {
     forward: (input, signal) =>
       new Promise<ForwardResult>((resolve, reject) => {
         if (signal.aborted) reject(abortReasonToError(signal.reason));
-        else new ForwardAttempt(input, signal, resolve, reject).start(proxy);
+        else new ForwardAttempt(input, signal, resolve, reject).start();
       }),
-    proxy,
-    close() {
-      proxy.removeAllListeners();
-    },
   };
 }
 

@@ -9,8 +9,11 @@ import type { HeaderEditsConfig } from '../config/types.js';
 /** RFC 9110 §7.6.1 connection-specific headers, plus the Proxy-* family and Expect (answered by the proxy itself). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
-/** Request headers that address Breakwater itself and never go upstream. */
-const BREAKWATER_REQUEST_HEADERS = new Set(['x-breakwater-max-retries', 'x-breakwater-timeout', 'expect']);
+/**
+ * Request headers that address Breakwater itself and never go upstream;
+ * `host` names the upstream's own authority instead (a `set` edit may name another).
+ */
+const BREAKWATER_REQUEST_HEADERS = new Set(['x-breakwater-max-retries', 'x-breakwater-timeout', 'expect', 'host']);
 
 export interface CompiledHeaderEdits {
   /** Lower-cased names to remove. */

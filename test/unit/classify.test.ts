@@ -38,7 +38,13 @@ describe('classifyError', () => {
     ['DEPTH_ZERO_SELF_SIGNED_CERT', false, 'connect_failure', 'UPSTREAM_TLS_FAILED'],
     ['CERT_HAS_EXPIRED', false, 'connect_failure', 'UPSTREAM_TLS_FAILED'],
     ['ERR_TLS_CERT_ALTNAME_INVALID', false, 'connect_failure', 'UPSTREAM_TLS_FAILED'],
-    ['ERR_SSL_WRONG_VERSION_NUMBER', false, 'connect_failure', 'UPSTREAM_TLS_FAILED'],
+    ['ERR_SSL_WRONG_VERSION_NUMBER', false, 'reset', 'UPSTREAM_PROTOCOL_ERROR'],
+    ['ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', false, 'connect_failure', 'UPSTREAM_TLS_FAILED'],
+    // undici's own codes (the attempt path, upstream/forward.ts)
+    ['UND_ERR_CONNECT_TIMEOUT', false, 'connect_failure', 'UPSTREAM_CONNECT_FAILED'],
+    ['UND_ERR_SOCKET', false, 'connect_failure', 'UPSTREAM_CONNECT_FAILED'],
+    ['UND_ERR_SOCKET', true, 'reset', 'UPSTREAM_RESET'],
+    ['UND_ERR_HEADERS_OVERFLOW', true, 'reset', 'UPSTREAM_PROTOCOL_ERROR'],
     ['SOMETHING_NEW', true, 'reset', 'UPSTREAM_RESET'],
   ] as const)('maps %s (connected: %s) to %s / %s', (code, connected, outcome, errorCode) => {
     const result = classifyError(err(code), { connected });
@@ -49,6 +55,11 @@ describe('classifyError', () => {
 
   it('reads a TLS record sent to a plain server as a protocol mix-up', () => {
     expect(classifyError(err('EPROTO', 'write EPROTO ... wrong version number'), { connected: false }).code).toBe('UPSTREAM_PROTOCOL_ERROR');
+  });
+
+  it("reads undici's parser error (no code, its name says it) as a protocol error", () => {
+    const parser = Object.assign(new Error('Response does not match the HTTP/1.1 protocol (Expected HTTP/)'), { name: 'HTTPParserError' });
+    expect(classifyError(parser, { connected: true })).toMatchObject({ outcome: 'reset', code: 'UPSTREAM_PROTOCOL_ERROR', detail: expect.stringContaining('Expected HTTP/') });
   });
 
   it('copes with errors that are not Error objects', () => {

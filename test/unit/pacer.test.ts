@@ -4,13 +4,14 @@
  * reset. The fixed-window and leaking-bucket behaviour end to end is in
  * test/integration/pacing.test.ts.
  */
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import type { PacingConfig } from '../../src/config/types.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import type { AttemptResult, RequestContext } from '../../src/policy/context.js';
 import { createUpstreamPacing } from '../../src/policy/pacer.js';
 import { Cancellation } from '../../src/lib/signal.js';
+import type { UpstreamResponse } from '../../src/upstream/response.js';
 
 const CONFIG: PacingConfig = {
   enabled: true,
@@ -44,7 +45,7 @@ function harness(config: Partial<PacingConfig> = {}, deadlineMs = Infinity) {
     const ctx = { clientHeaders: {}, path: '/x', flags: new Set(), deadline: clock + deadlineMs } as unknown as RequestContext;
     return policy.run(ctx, new Cancellation(), async (): Promise<AttemptResult> => ({
       classification: { status } as AttemptResult['classification'],
-      response: headers ? ({ headers } as IncomingMessage) : undefined,
+      response: headers ? ({ headers } as UpstreamResponse) : undefined,
     }));
   };
   return { pacing, waits, send, at: (t: number) => (clock = t) };
