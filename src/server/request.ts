@@ -105,6 +105,8 @@ function sendResponse(ctx: RequestContext, exchange: Exchange, route: RouteRunti
   const { res } = ctx;
   const headers = buildResponseHeaders(response.headers, { requestId: ctx.requestId, attempts: ctx.attempts, edits: route.responseEdits, target: ctx.target });
   res.writeHead(response.statusCode ?? 502, response.statusMessage, headers);
+  // Most answers: the body straight from undici into the client's response.
+  if (!buffered && !route.stale && response.sendTo(res, () => brokenOff(ctx, exchange))) return;
   // The start of an error answer, read for a provider rule: sent first, as received.
   if (buffered) {
     res.write(buffered.raw);
@@ -124,9 +126,14 @@ function sendResponse(ctx: RequestContext, exchange: Exchange, route: RouteRunti
   response.on('error', () => {});
   response.once('close', () => {
     if (response.complete || res.destroyed) return;
-    if (!ctx.signal.aborted) exchange.countError('UPSTREAM_RESET', true);
+    brokenOff(ctx, exchange);
     res.destroy();
   });
+}
+
+/** The upstream broke off mid-body (not because the client left): counted as a reset. */
+function brokenOff(ctx: RequestContext, exchange: Exchange): void {
+  if (!ctx.signal.aborted) exchange.countError('UPSTREAM_RESET', true);
 }
 
 /** What the request line and the connection say about where a request goes. */

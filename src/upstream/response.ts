@@ -7,7 +7,7 @@
  * upstream request (its socket is closed, never reused).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { util as undiciUtil } from 'undici';
 
 /** Headers node:http keeps once (the first wins), as IncomingMessage does. */
@@ -46,9 +46,27 @@ export function parseRawHeaders(raw: readonly Buffer[]): IncomingHttpHeaders {
   return headers as IncomingHttpHeaders;
 }
 
+/** Bytes held before anyone reads the body; past this, undici's parser pauses. */
+const HOLD_BYTES = 64 * 1024;
+
+/**
+ * The body is held (not yet in the Readable's buffer) until someone reads
+ * it: the Readable way (`pipe`, 'data', `resume`: its `_read`), or
+ * {@link UpstreamResponse.sendTo}, which writes it straight into the
+ * client's response as undici delivers it, without the stream machinery
+ * (the path of most answers).
+ */
 export class UpstreamResponse extends Readable {
   /** The whole body arrived (as IncomingMessage.complete). */
   complete = false;
+  /** Chunks that arrived before a reader. */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  /** A Readable reader asked for data: chunks go through push(). */
+  private engaged = false;
+  /** sendTo's client response, and what to do if the upstream breaks off. */
+  private sink: Writable | undefined;
+  private onBroken: (() => void) | undefined;
 
   constructor(
     readonly statusCode: number,
@@ -61,27 +79,80 @@ export class UpstreamResponse extends Readable {
   }
 
   override _read(): void {
+    if (!this.engaged) {
+      this.engaged = true;
+      const held = this.held;
+      this.held = [];
+      this.heldBytes = 0;
+      for (const chunk of held) this.push(chunk);
+      if (this.complete) {
+        this.push(null);
+        return;
+      }
+    }
     this.resumeUpstream();
+  }
+
+  /**
+   * Writes the body into `sink` (the client's response) and ends it,
+   * with backpressure; `onBroken` when the upstream breaks off mid-body
+   * (the sink is then destroyed: never a truncated body that looks
+   * complete). Only before any other reader: false (nothing done) if the
+   * body was already read as a stream.
+   */
+  sendTo(sink: Writable, onBroken: () => void): boolean {
+    if (this.engaged) return false;
+    this.sink = sink;
+    this.onBroken = onBroken;
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    if (this.complete && held.length <= 1) {
+      sink.end(held[0]);
+      return true;
+    }
+    for (const chunk of held) sink.write(chunk);
+    if (this.complete) sink.end();
+    else if (sink.writableNeedDrain) sink.once('drain', this.resumeUpstream);
+    else this.resumeUpstream();
+    return true;
   }
 
   /** A body chunk from upstream; false asks undici to pause the connection. */
   deliver(chunk: Buffer): boolean {
-    return this.push(chunk);
+    const sink = this.sink;
+    if (sink) {
+      if (sink.write(chunk)) return true;
+      sink.once('drain', this.resumeUpstream);
+      return false;
+    }
+    if (this.engaged) return this.push(chunk);
+    this.held.push(chunk);
+    this.heldBytes += chunk.length;
+    return this.heldBytes < HOLD_BYTES;
   }
 
   finish(): void {
     this.complete = true;
-    this.push(null);
+    if (this.sink) this.sink.end();
+    else if (this.engaged) this.push(null);
   }
 
   /** The upstream failed mid-body: an 'error' only for a reader that listens for one (as node:http does). */
   fail(error: Error): void {
+    if (this.sink) {
+      const sink = this.sink;
+      this.sink = undefined;
+      if (!sink.destroyed) this.onBroken?.();
+      sink.destroy();
+    }
     if (this.destroyed) return;
     this.destroy(this.listenerCount('error') > 0 ? error : undefined);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     if (!this.complete) this.abortUpstream(error ?? undefined);
+    this.held = [];
     callback(error);
   }
 }
