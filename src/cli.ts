@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { startApp } from './app.js';
 import { installRejectionNet } from './observe/last-net.js';
-import { configJsonSchema, formatProblem, loadConfig, type LoadedConfig } from './config/index.js';
+import { formatProblem, loadConfig, type LoadedConfig } from './config/index.js';
 import { suggest } from './config/suggest.js';
 import { createLogger } from './observe/logger.js';
 
@@ -144,9 +144,12 @@ export async function main(argv: readonly string[]): Promise<number | 'running'>
       return run(file);
     case 'validate':
       return validate(file);
-    case 'schema':
+    case 'schema': {
+      // Loaded here only: the schema's TypeBox form is not on the run path.
+      const { configJsonSchema } = await import('./config/json-schema.js');
       process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
       return 0;
+    }
     case 'demo': {
       const { runDemo } = await import('./demo/run-demo.js');
       return runDemo();

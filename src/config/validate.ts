@@ -4,29 +4,47 @@
  * names what was expected and what was found, and a did-you-mean for a
  * misspelled key or word.
  */
-import { Ajv, type ErrorObject } from 'ajv';
-import { ConfigFileSchema } from './schema.js';
-import { FORMATS, describeFormatError } from './formats.js';
+import { createRequire } from 'node:module';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { ajvFormats, type AjvFormat } from './ajv-setup.js';
+import { describeFormatError } from './formats.js';
 import type { Issue, PathSegment } from './problems.js';
 import { suggest } from './suggest.js';
 
-const ajv = new Ajv({
-  allErrors: true,
-  strict: true,
-  allowUnionTypes: true,
-  verbose: true,
-  coerceTypes: false,
-  useDefaults: false,
-});
-for (const [name, check] of Object.entries(FORMATS)) {
-  ajv.addFormat(name, { type: 'string', validate: (value: string) => check(value) === null });
+let validateFile: ValidateFunction | undefined;
+/** Makes the validator instead of the build's standalone code (see {@link useValidator}). */
+let makeValidator: (() => ValidateFunction) | undefined;
+
+/**
+ * The validator: the build's standalone code (standalone.ts) next to this
+ * module, or one compiled by {@link useValidator}'s caller when running
+ * from the sources.
+ */
+function validator(): ValidateFunction {
+  if (validateFile) return validateFile;
+  if (makeValidator) return (validateFile = makeValidator());
+  let create: (formats: Record<string, AjvFormat>) => ValidateFunction;
+  try {
+    create = createRequire(import.meta.url)('./validate-file.cjs') as typeof create;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error;
+    throw new Error('dist/config/validate-file.cjs is missing: build with `npm run build` (tsc alone does not write it)');
+  }
+  validateFile = create(ajvFormats());
+  return validateFile;
 }
-const validateFile = ajv.compile(ConfigFileSchema);
+
+/** Makes the validator with `make` (on first use) instead of loading the build's standalone one: validate-compile.ts, for the sources. */
+export function useValidator(make: () => ValidateFunction): void {
+  makeValidator = make;
+  validateFile = undefined;
+}
 
 /** Every schema violation in `data`, in no particular order. */
 export function checkSchema(data: unknown): Issue[] {
-  if (validateFile(data)) return [];
-  return translate(validateFile.errors ?? [], data);
+  const validate = validator();
+  if (validate(data)) return [];
+  return translate(validate.errors ?? [], data);
 }
 
 function decodePointer(pointer: string, root: unknown): PathSegment[] {

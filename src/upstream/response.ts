@@ -8,7 +8,10 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable, type Writable } from 'node:stream';
-import { util as undiciUtil } from 'undici';
+import { createRequire } from 'node:module';
+
+/** undici's header-name reader (lower-cased, interned for known names), from its own file: see pools.ts. */
+const { headerNameToString } = createRequire(import.meta.url)('undici/lib/core/util.js') as { headerNameToString: (name: Buffer) => string };
 
 /** Headers node:http keeps once (the first wins), as IncomingMessage does. */
 const SINGLE = new Set([
@@ -36,7 +39,7 @@ const SINGLE = new Set([
 export function parseRawHeaders(raw: readonly Buffer[]): IncomingHttpHeaders {
   const headers: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = undiciUtil.headerNameToString(raw[i]!);
+    const name = headerNameToString(raw[i]!);
     const value = raw[i + 1]!.toString('latin1');
     const existing = headers[name];
     if (existing === undefined) headers[name] = name === 'set-cookie' ? [value] : value;

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { configJsonSchema } from '../../src/config/index.js';
+import { configJsonSchema } from '../../src/config/json-schema.js';
 import { ROOT } from '../helpers/cli.js';
 
 describe('committed JSON Schema', () => {

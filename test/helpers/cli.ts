@@ -56,9 +56,9 @@ export interface Replica {
   stop(): Promise<void>;
 }
 
-/** Starts `breakwater run --config file` as its own process (a replica) and waits until it listens. */
-export async function startReplica(file: string): Promise<Replica> {
-  const child = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Starts `breakwater run --config file` as its own process (a replica) and waits until it listens; `nodeArgs` go to node first. */
+export async function startReplica(file: string, options: { nodeArgs?: readonly string[]; env?: NodeJS.ProcessEnv } = {}): Promise<Replica> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'], env: options.env ?? process.env });
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const deadline = Date.now() + 15_000;

@@ -1,5 +1,5 @@
 /**
- * Builds dist/ once before the tests, so the CLI tests run the code under
+ * Builds dist/ once before the tests (as `npm run build` does), so the CLI tests run the code under
  * test, not whatever an earlier build left behind.
  */
 import { execFileSync } from 'node:child_process';
@@ -11,4 +11,6 @@ export default function setup(): void {
   execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.build.json')], {
     stdio: 'inherit',
   });
+  // The build's second step (npm run build): the standalone config validator.
+  execFileSync(process.execPath, [path.join(root, 'dist/config/standalone.js')], { stdio: 'inherit' });
 }
