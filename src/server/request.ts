@@ -18,8 +18,8 @@ import type { RouteRuntime, Runtime } from '../runtime.js';
 import { authorityOf, checkIdentity, interceptedTarget, type InterceptedTarget } from '../tls/interceptor.js';
 import { hasBody, prepareRequestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
-import { buildResponseHeaders, clientRequestId } from '../upstream/headers.js';
-import type { UpstreamResponse } from '../upstream/response.js';
+import { buildResponseHeaderList, clientRequestId } from '../upstream/headers.js';
+import { headerName, type UpstreamResponse } from '../upstream/response.js';
 import { CLIENT_CLOSED_STATUS, Exchange, type ServerDeps } from './exchange.js';
 import { answerStale, keepForStale, staleReplaces, staleStatusCode } from './stale.js';
 
@@ -103,8 +103,8 @@ async function sendNormalized(ctx: RequestContext, exchange: Exchange, route: Ro
 /** Streams the upstream's response; the caller destroys it if the client leaves first. */
 function sendResponse(ctx: RequestContext, exchange: Exchange, route: RouteRuntime, response: UpstreamResponse, deps: ServerDeps, buffered?: BufferedAnswer): void {
   const { res } = ctx;
-  const headers = buildResponseHeaders(response.headers, { requestId: ctx.requestId, attempts: ctx.attempts, edits: route.responseEdits, target: ctx.target });
-  res.writeHead(response.statusCode ?? 502, response.statusMessage, headers);
+  const headers = buildResponseHeaderList(response.rawHeaders, headerName, { requestId: ctx.requestId, attempts: ctx.attempts, edits: route.responseEdits, target: ctx.target });
+  res.writeHead(response.statusCode, response.statusMessage, headers);
   // Most answers: the body straight from undici into the client's response.
   if (!buffered && !route.stale && response.sendTo(res, () => brokenOff(ctx, exchange))) return;
   // The start of an error answer, read for a provider rule: sent first, as received.
@@ -158,17 +158,18 @@ function arrivalOf(req: IncomingMessage): Arrival {
   return { target, absoluteForm, absolute, intercepted, host };
 }
 
-/** The route for a request that may be proxied at all; throws the refusal otherwise. */
-async function routeOf(runtime: Runtime, ctx: RequestContext, arrival: Arrival, draining: boolean): Promise<RouteRuntime> {
+/** The route for a request that may be proxied at all; throws the refusal otherwise. A promise only for absolute-form requests (the target check may resolve a name). */
+function routeOf(runtime: Runtime, ctx: RequestContext, arrival: Arrival, draining: boolean): RouteRuntime | Promise<RouteRuntime> {
   if (draining) throw new BreakwaterError('PROXY_DRAINING', 'This Breakwater instance is shutting down and takes no new requests.');
   // node's parser reads a request line without a version as HTTP/0.9 (no headers, no Host): never forwarded.
   if (ctx.req.httpVersionMajor < 1) throw new BreakwaterError('BAD_REQUEST', 'The request line has no HTTP version (HTTP/0.9 is not proxied).');
   const { target, host } = arrival;
   if (!target.ok) throw new BreakwaterError('BAD_REQUEST', `The request path ${target.path} cannot be routed: ${target.reason}.`);
-  let route: RouteRuntime | undefined;
-  if (arrival.intercepted) route = interceptRoute(runtime, ctx, arrival.intercepted);
-  else if (arrival.absoluteForm) route = await forwardRoute(runtime, ctx, arrival.absolute);
-  else route = runtime.match({ host, method: ctx.method, path: ctx.path });
+  if (arrival.absoluteForm) return forwardRoute(runtime, ctx, arrival.absolute).then((route) => routed(route, ctx, host));
+  return routed(arrival.intercepted ? interceptRoute(runtime, ctx, arrival.intercepted) : runtime.match({ host, method: ctx.method, path: ctx.path }), ctx, host);
+}
+
+function routed(route: RouteRuntime | undefined, ctx: RequestContext, host: string): RouteRuntime {
   if (!route) throw new BreakwaterError('NO_ROUTE', `No route matches ${ctx.method} ${ctx.path}${host ? ` for host ${host}` : ''}.`);
   return route;
 }
@@ -179,7 +180,8 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
   const config = runtime.config;
   const cancellation = new Cancellation();
   runtime.enter();
-  if (draining) res.setHeader('connection', 'close');
+  // Connection: close on whatever answer follows (node writes it, and closes after).
+  if (draining) res.shouldKeepAlive = false;
   const arrival = arrivalOf(req);
   const ctx: RequestContext = {
     requestId: clientRequestId(req.headers['x-request-id']) ?? randomUUID(),
@@ -217,7 +219,9 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
   });
 
   try {
-    const route = await routeOf(runtime, ctx, arrival, draining);
+    // Awaited only when there is something to wait for: most requests route and prepare synchronously.
+    const found = routeOf(runtime, ctx, arrival, draining);
+    const route = found instanceof Promise ? await found : found;
     staleRoute = route.stale ? route : undefined;
     ctx.destination ??= route.destination;
     exchange.matched = matched(ctx, route);
@@ -226,7 +230,8 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
       throw new BreakwaterError('PAYLOAD_TOO_LARGE', `The request body (${length} bytes) is larger than limits.maxBodySize (${config.limits.maxBodySize} bytes).`);
     }
     const retry = route.config.retry;
-    ctx.body = await prepareRequestBody(req, { maxBodySize: config.limits.maxBodySize, bufferLimit: retry.bufferLimit, replay: retry.maxRetries > 0 });
+    const body = prepareRequestBody(req, { maxBodySize: config.limits.maxBodySize, bufferLimit: retry.bufferLimit, replay: retry.maxRetries > 0 });
+    ctx.body = body instanceof Promise ? await body : body;
     const result = await route.pipeline.run(ctx);
     if (!result.response) throw errorFromClassification(result.classification);
     upstreamResponse = result.response;

@@ -81,14 +81,19 @@ function bufferedBody(buffer: Buffer): RequestBody {
 
 /**
  * The body of `req` for its attempts: buffered when it may be replayed and
- * its announced length is within `bufferLimit`, streamed otherwise. Rejects
- * with ClientClosedError when the client goes away while it is read.
+ * its announced length is within `bufferLimit`, streamed otherwise. A
+ * promise only when there is a body to read first; it rejects with
+ * ClientClosedError when the client goes away while it is read.
  */
-export async function prepareRequestBody(req: IncomingMessage, options: BodyOptions): Promise<RequestBody> {
+export function prepareRequestBody(req: IncomingMessage, options: BodyOptions): RequestBody | Promise<RequestBody> {
   const length = req.headers['content-length'];
   if (!hasBody(req) || !options.replay || length === undefined || Number(length) > options.bufferLimit) {
     return requestBody(req, options.maxBodySize);
   }
+  return readBody(req);
+}
+
+async function readBody(req: IncomingMessage): Promise<RequestBody> {
   const chunks: Buffer[] = [];
   let size = 0;
   try {

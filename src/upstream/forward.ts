@@ -19,7 +19,7 @@ import type { Signal } from '../lib/signal.js';
 import { hasBody } from './body.js';
 import { classifyConnectTimeout, classifyError, classifyStatus, classifyTimeout, type Classification } from './classify.js';
 import type { UpstreamPool } from './pools.js';
-import { parseRawHeaders, UpstreamResponse } from './response.js';
+import { UpstreamResponse } from './response.js';
 
 export interface UpstreamTarget {
   readonly name: string;
@@ -133,7 +133,7 @@ class ForwardAttempt implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusMessage: string): boolean {
     // 1xx informational answers are not relayed; the final answer follows.
     if (statusCode < 200 || this.settled) return true;
-    const response = new UpstreamResponse(statusCode, statusMessage, parseRawHeaders(rawHeaders), resume, this.abortUpstream!);
+    const response = new UpstreamResponse(statusCode, statusMessage, rawHeaders, resume, this.abortUpstream!);
     this.response = response;
     this.settle({ classification: classifyStatus(statusCode), response });
     return true;

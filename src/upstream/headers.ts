@@ -108,6 +108,37 @@ export function buildResponseHeaders(upstream: IncomingHttpHeaders, options: Res
   return out;
 }
 
+/** Response headers Breakwater writes itself (after the edits), never copied from upstream. */
+const OWN_RESPONSE_HEADERS = new Set(['x-request-id', 'x-breakwater-attempts', 'x-breakwater-target']);
+
+/**
+ * {@link buildResponseHeaders} from the upstream's raw header lines, as the
+ * flat name/value list `writeHead` takes: no intermediate objects, and
+ * repeated lines stay separate lines, as received. `name` lower-cases a
+ * raw name.
+ */
+export function buildResponseHeaderList(raw: readonly Buffer[], name: (raw: Buffer) => string, options: ResponseHeaderOptions): string[] {
+  const names: string[] = new Array<string>(raw.length >> 1);
+  let connection: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = name(raw[i]!);
+    names[i >> 1] = lower;
+    if (lower === 'connection') connection = connection === undefined ? raw[i + 1]!.toString('latin1') : `${connection},${raw[i + 1]!.toString('latin1')}`;
+  }
+  const named = connectionNamed(connection);
+  const { remove, set } = options.edits;
+  const out: string[] = [];
+  for (let i = 0; i < names.length; i++) {
+    const lower = names[i]!;
+    if (isHopByHop(lower, named) || remove.has(lower) || OWN_RESPONSE_HEADERS.has(lower) || (set.length > 0 && set.some(([edited]) => edited === lower))) continue;
+    out.push(lower, raw[2 * i + 1]!.toString('latin1'));
+  }
+  for (const [edited, value] of set) out.push(edited, value);
+  out.push('x-request-id', options.requestId, 'x-breakwater-attempts', String(options.attempts));
+  if (options.target !== null) out.push('x-breakwater-target', options.target);
+  return out;
+}
+
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
 
 /** The client's X-Request-Id when it is a sane token, else undefined (one is generated). */

@@ -13,6 +13,11 @@ import { createRequire } from 'node:module';
 /** undici's header-name reader (lower-cased, interned for known names), from its own file: see pools.ts. */
 const { headerNameToString } = createRequire(import.meta.url)('undici/lib/core/util.js') as { headerNameToString: (name: Buffer) => string };
 
+/** A raw header name, lower-cased (undici's reader: interned strings for known names). */
+export function headerName(raw: Buffer): string {
+  return headerNameToString(raw);
+}
+
 /** Headers node:http keeps once (the first wins), as IncomingMessage does. */
 const SINGLE = new Set([
   'age',
@@ -39,7 +44,7 @@ const SINGLE = new Set([
 export function parseRawHeaders(raw: readonly Buffer[]): IncomingHttpHeaders {
   const headers: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = headerNameToString(raw[i]!);
+    const name = headerName(raw[i]!);
     const value = raw[i + 1]!.toString('latin1');
     const existing = headers[name];
     if (existing === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
@@ -71,14 +76,22 @@ export class UpstreamResponse extends Readable {
   private sink: Writable | undefined;
   private onBroken: (() => void) | undefined;
 
+  private parsed: IncomingHttpHeaders | undefined;
+
   constructor(
     readonly statusCode: number,
     readonly statusMessage: string,
-    readonly headers: IncomingHttpHeaders,
+    /** The header lines as received (name, value, name, value...). */
+    readonly rawHeaders: readonly Buffer[],
     private readonly resumeUpstream: () => void,
     private readonly abortUpstream: (reason?: Error) => void,
   ) {
     super();
+  }
+
+  /** The headers as node:http gives them, read from the raw lines on first use (most answers only pass them on). */
+  get headers(): IncomingHttpHeaders {
+    return (this.parsed ??= parseRawHeaders(this.rawHeaders));
   }
 
   override _read(): void {
