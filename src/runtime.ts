@@ -21,6 +21,7 @@ import { createFailover } from './policy/failover.js';
 import { createTargetChecker, type Lookup, type TargetChecker } from './router/target-check.js';
 import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
 import { destroyPool } from './upstream/pools.js';
+import { createTracing, tracingEnabled, type Tracing } from './observe/tracing.js';
 
 export type { TargetRuntime, UpstreamRuntime } from './runtime/upstreams.js';
 
@@ -44,6 +45,8 @@ export interface RouteRuntime {
 
 export interface Runtime {
   readonly config: Config;
+  /** OpenTelemetry traces (SPEC §11), when on. */
+  readonly tracing: Tracing | null;
   readonly routes: readonly RouteRuntime[];
   readonly upstreams: ReadonlyMap<string, UpstreamRuntime>;
   /** The first route whose match holds for an origin-form request. */
@@ -176,8 +179,11 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const interceptor = intercept ? (deps.inherit?.interceptor(intercept) ?? createInterceptor(intercept, deps.metrics, deps.wall)) : null;
   const forwardConnectMs = Math.max(config.defaults.timeouts.connect, ...config.routes.filter((route) => !route.upstream).map((route) => route.timeouts.connect));
   const forwardTargets = createForwardTargets(targets, () => interceptor?.upstreamContext, deps, forwardConnectMs);
+  // SPEC §11: a provider per runtime, so a reload applies tracing changes; the old one exports what it holds when it retires.
+  const tracing = tracingEnabled(config.tracing) ? createTracing(config.tracing, { dropped: (count) => deps.metrics.traceSpansDropped.inc({}, count) }) : null;
   return {
     config,
+    tracing,
     routes,
     upstreams,
     match: (input) => matchRoute(reverseRoutes, input),
@@ -226,6 +232,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
         if (!keep.has(target.pool)) destroyPool(target.pool);
       }
       forwardTargets.close();
+      await tracing?.close();
     },
   };
 }

@@ -18,6 +18,7 @@ export const REDIS_ON_ERROR = ['local', 'allow'] as const;
 export const CONNECT_MODES = ['tunnel', 'intercept'] as const;
 export const PROVIDER_RULES_MODES = ['auto', 'off'] as const;
 export const RESPONSIBILITIES = ['client', 'upstream'] as const;
+export const TRACE_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
 
 /**
  * Built-in defaults, in the file's own notation. SPEC §3's example shows the
@@ -27,6 +28,7 @@ export const DEFAULTS = {
   listen: { host: '0.0.0.0', port: 3128 },
   admin: { host: '0.0.0.0', port: 9901 },
   logging: { level: 'info', accessLog: true },
+  tracing: { enabled: false, endpoint: null, protocol: 'http/protobuf', serviceName: 'breakwater', sampleRatio: 1 },
   limits: { maxBodySize: '10MiB', maxHeaderSize: '16KiB' },
   shutdown: { drainTimeout: '20s' },
   timeouts: { connect: '2s', perTry: '10s', total: '30s' },

@@ -212,6 +212,16 @@ function toRoute(raw: RawRoute, defaults: unknown): RouteConfig {
   };
 }
 
+function toTracing(raw: ConfigFile['tracing']): Config['tracing'] {
+  return {
+    enabled: raw?.enabled ?? DEFAULTS.tracing.enabled,
+    endpoint: raw?.endpoint ?? null,
+    protocol: raw?.protocol ?? null,
+    serviceName: raw?.serviceName ?? null,
+    sampleRatio: raw?.sampleRatio ?? DEFAULTS.tracing.sampleRatio,
+  };
+}
+
 /** Builds the frozen {@link Config} from a file that passed the schema and {@link crossCheck}. */
 export function resolveConfig(file: ConfigFile, baseDir: string): Config {
   const upstreams: Record<string, UpstreamConfig> = {};
@@ -230,6 +240,7 @@ export function resolveConfig(file: ConfigFile, baseDir: string): Config {
     listen: { host: listen.host, port: listen.port },
     admin: { host: admin.host, port: admin.port },
     logging: { level: logging.level, accessLog: logging.accessLog },
+    tracing: toTracing(file.tracing),
     limits: { maxBodySize: bytes(limits.maxBodySize), maxHeaderSize: bytes(limits.maxHeaderSize) },
     shutdown: { drainTimeout: ms(shutdown.drainTimeout) },
     defaults: toPolicies(effectivePolicies([{ path: [], value: file.defaults as RawPolicies | undefined }])),

@@ -18,7 +18,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Bool, Conditions, Duration, DurationOrZero, Fmt, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Port, Rate, Size, SizeOrZero } from './schema-parts.js';
 import { HeaderEdits, Upstream } from './schema-upstream.js';
-import { PROVIDER_RULES_MODES, CONNECT_MODES, DEFAULTS, HTTP_METHODS, LOG_LEVELS, NORMALIZE_MODES, REDIS_ON_ERROR } from './defaults.js';
+import { PROVIDER_RULES_MODES, CONNECT_MODES, DEFAULTS, HTTP_METHODS, LOG_LEVELS, NORMALIZE_MODES, REDIS_ON_ERROR, TRACE_PROTOCOLS } from './defaults.js';
 
 // ---------------------------------------------------------------------------
 // Policies that `defaults` holds and a route may override key by key
@@ -151,6 +151,22 @@ export const ConfigFileSchema = Obj(
     listen: Opt(Obj({ host: Opt(Type.String({ minLength: 1, default: '0.0.0.0' })), port: Opt(Port('proxy port', 3128)) })),
     admin: Opt(Obj({ host: Opt(Type.String({ minLength: 1, default: '0.0.0.0' })), port: Opt(Port('admin port', 9901)) })),
     logging: Opt(Obj({ level: Opt(OneOf(LOG_LEVELS, { default: 'info' })), accessLog: Opt(Bool('one JSON line per request', true)) })),
+    tracing: Opt(
+      Obj(
+        {
+          enabled: Opt(Bool('OpenTelemetry traces (SPEC §11); OTEL_SDK_DISABLED=true also turns them off', false)),
+          endpoint: Opt(
+            OrNull(
+              Fmt('http-url', { description: 'OTLP/HTTP traces URL; default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://127.0.0.1:4318/v1/traces' }),
+            ),
+          ),
+          protocol: Opt(OneOf(TRACE_PROTOCOLS, { default: 'http/protobuf', description: 'default OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else http/protobuf' })),
+          serviceName: Opt(Type.String({ minLength: 1, default: 'breakwater', description: 'default OTEL_SERVICE_NAME, else breakwater' })),
+          sampleRatio: Opt(Type.Number({ minimum: 0, maximum: 1, default: 1, description: 'share of requests without a sampled parent that are traced' })),
+        },
+        { description: 'OpenTelemetry traces (SPEC §11)' },
+      ),
+    ),
     limits: Opt(Obj({ maxBodySize: Opt(Size('request body limit', '10MiB')), maxHeaderSize: Opt(Size('request header limit', '16KiB')) })),
     shutdown: Opt(Obj({ drainTimeout: Opt(DurationOrZero('in-flight requests may finish for this long', '20s')) })),
     defaults: Opt(Obj(policyKeys, { description: 'merged into every route; a route overrides key by key' })),

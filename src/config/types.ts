@@ -217,11 +217,21 @@ export interface ForwardProxyConfig {
   } | null;
 }
 
+/** SPEC §11. A key the file leaves out is null: the OTEL_* variables, then the defaults, decide (observe/tracing.ts). */
+export interface TracingConfig {
+  readonly enabled: boolean;
+  readonly endpoint: string | null;
+  readonly protocol: 'http/protobuf' | 'http/json' | null;
+  readonly serviceName: string | null;
+  readonly sampleRatio: number;
+}
+
 export interface Config {
   readonly version: 1;
   readonly listen: { readonly host: string; readonly port: number };
   readonly admin: { readonly host: string; readonly port: number };
   readonly logging: { readonly level: LogLevel; readonly accessLog: boolean };
+  readonly tracing: TracingConfig;
   /** Bytes. Defaults 10 MiB and 16 KiB. */
   readonly limits: { readonly maxBodySize: number; readonly maxHeaderSize: number };
   /** ms. Default 20 s. */

@@ -49,6 +49,7 @@ export interface Metrics {
   readonly pacingPauses: FastCounter<'upstream'>;
   readonly tlsIntercept: FastCounter<'result'>;
   readonly tlsCertificatesMinted: FastCounter<never>;
+  readonly traceSpansDropped: FastCounter<never>;
   readonly internalErrors: FastCounter<never>;
   readonly failovers: FastCounter<'route' | 'upstream' | 'target'>;
   readonly fallbacks: FastCounter<'route' | 'reason'>;
@@ -113,6 +114,7 @@ function zeroSeries(metrics: Metrics, config: Config): void {
   metrics.configReloads.inc({ result: 'success' }, 0);
   metrics.configReloads.inc({ result: 'failure' }, 0);
   metrics.internalErrors.inc({}, 0);
+  metrics.traceSpansDropped.inc({}, 0);
   for (const route of config.routes) {
     const labels = { route: route.name };
     for (const code of Object.keys(CATALOG)) metrics.errors.inc({ ...labels, code }, 0);
@@ -140,17 +142,9 @@ function zeroSeries(metrics: Metrics, config: Config): void {
   }
 }
 
-export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
-  const registry = new client.Registry();
-  if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: registry });
-  const registers = [registry];
-  const register = <M extends { name: string }>(metric: M): M => {
-    registry.registerMetric(metric as unknown as client.Metric);
-    return metric;
-  };
-  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => register(new FastCounter<L>(name, help, labelNames));
-  /** A gauge filled from live state at each scrape (`fill` sets every series; the others are dropped). */
-  const scraped = <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (set: (labels: Record<L, string>, value: number) => void) => void) =>
+/** Gauges filled from live state at each scrape (`fill` sets every series; the others are dropped). */
+function scrapedGauges(registers: client.Registry[]) {
+  return <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (set: (labels: Record<L, string>, value: number) => void) => void) =>
     new client.Gauge<L>({
       name,
       help,
@@ -161,6 +155,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
         fill((labels, value) => this.set(labels as client.LabelValues<L>, value));
       },
     });
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new client.Registry();
+  if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const register = <M extends { name: string }>(metric: M): M => {
+    registry.registerMetric(metric as unknown as client.Metric);
+    return metric;
+  };
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => register(new FastCounter<L>(name, help, labelNames));
+  const scraped = scrapedGauges(registers);
   const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) => register(new FastHistogram<L>(name, help, labelNames, DURATION_BUCKETS));
 
   let circuitStates: () => Iterable<{ readonly upstream: string; readonly state: string }> = () => [];
@@ -196,6 +202,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     pacingPauses: counter('breakwater_pacing_pauses_total', 'Times pacing started holding requests for an upstream.', ['upstream']),
     tlsIntercept: counter('breakwater_tls_intercept_total', 'CONNECT requests by TLS interception result.', ['result']),
     tlsCertificatesMinted: counter<never>('breakwater_tls_certificates_minted_total', 'Leaf certificates minted for intercepted hosts.', []),
+    traceSpansDropped: counter<never>('breakwater_trace_spans_dropped_total', 'Spans that could not be exported: no room in the queue, or a failed or timed-out export (SPEC §11).', []),
     failovers: counter('breakwater_failovers_total', 'Attempts sent to a target other than the first in order (SPEC §8.1).', ['route', 'upstream', 'target']),
     fallbacks: counter('breakwater_fallbacks_total', 'Requests answered with a stored (stale) answer, by the error code it replaced (SPEC §8.2).', ['route', 'reason']),
     staleEntries: scraped('breakwater_stale_entries', 'Answers stored for stale fallback, per route.', ['route'], (set) => {

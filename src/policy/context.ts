@@ -5,6 +5,7 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { UpstreamResponse } from '../upstream/response.js';
+import type { RequestTrace } from '../observe/tracing.js';
 import type { RequestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
 import type { Signal } from '../lib/signal.js';
@@ -73,6 +74,8 @@ export interface ExchangeRecord {
    */
   rule?: string;
   readonly flags: Set<Flag>;
+  /** The request's SERVER span (SPEC §11), when tracing is on and it is sampled or recording. */
+  trace?: RequestTrace | null;
 }
 
 export interface RequestContext extends ExchangeRecord {

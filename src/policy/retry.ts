@@ -77,6 +77,7 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
 
         // To another target: at once (SPEC §8.1); to the same one: backoff, or what Retry-After asks.
         let delay = result.elsewhere ? 0 : fullJitterDelay(retries, retry.backoff.base, retry.backoff.max, deps.random);
+        let retryAfterDelay: number | undefined;
         if (!result.elsewhere && response && retry.retryAfter.honor && (classification.status === 429 || classification.status === 503 || classification.rule?.delayMs !== undefined)) {
           // A delay a rule knows (a reset, a secondary limit's 60 s) is handled like Retry-After.
           const retryAfter = classification.rule?.delayMs ?? parseRetryAfter(response.headers['retry-after'], deps.wall());
@@ -84,6 +85,7 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
             // A longer wait than configured: the app decides, with the header.
             if (retryAfter > retry.retryAfter.max) return result;
             delay = retryAfter;
+            retryAfterDelay = retryAfter;
           }
         }
         // No wait may end past the deadline, and no attempt may start there.
@@ -98,7 +100,10 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
         if (response) discardResponse(response);
         ctx.flags.add('RETRIED');
         metrics.retries.inc({ route, reason: classification.outcome });
-        if (delay > 0) await deps.sleep(delay, signal);
+        if (delay > 0) {
+          ctx.trace?.wait(delay === retryAfterDelay ? 'retry_after' : 'backoff', delay);
+          await deps.sleep(delay, signal);
+        }
       }
     },
     close() {},

@@ -52,24 +52,28 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
     const started = now();
     ctx.attempts += 1;
     ctx.target = target.name;
-    let result: AttemptResult = await forwarder.forward(
-      {
-        req: ctx.req,
-        upstream: target,
-        path: rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix),
-        headers: buildUpstreamHeaders(ctx.clientHeaders, {
-          remoteAddress: ctx.remoteAddress,
-          proto: (ctx.req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
-          requestId: ctx.requestId,
-          edits: requestEdits,
-          targetEdits: ctx.destination!.edits,
-        }),
-        body: ctx.body.open(),
-        connectTimeoutMs: config.timeouts.connect,
-      },
-      signal,
-    );
-    if (result.response && rules.applies(result.response.statusCode ?? 0)) result = await decided(result, result.response, ctx, signal);
+    const headers = buildUpstreamHeaders(ctx.clientHeaders, {
+      remoteAddress: ctx.remoteAddress,
+      proto: (ctx.req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
+      requestId: ctx.requestId,
+      edits: requestEdits,
+      targetEdits: ctx.destination!.edits,
+    });
+    // This attempt's CLIENT span is the upstream's parent (SPEC §11).
+    const span = ctx.trace?.attempt(ctx.method, target.url, target.name, ctx.attempts - 1);
+    if (span) Object.assign(headers, span.headers);
+    let result: AttemptResult;
+    try {
+      result = await forwarder.forward(
+        { req: ctx.req, upstream: target, path: rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix), headers, body: ctx.body.open(), connectTimeoutMs: config.timeouts.connect },
+        signal,
+      );
+      if (result.response && rules.applies(result.response.statusCode ?? 0)) result = await decided(result, result.response, ctx, signal);
+    } catch (error) {
+      span?.end(undefined, (error as { code?: string }).code ?? 'CLIENT_CLOSED');
+      throw error;
+    }
+    span?.end(result.response?.statusCode, result.response ? undefined : (result.classification.code ?? result.classification.outcome));
     metrics.upstreamAttempts.inc({ route: routeName, upstream: target.name, outcome: result.classification.outcome });
     metrics.upstreamAttemptDuration.observe({ route: routeName, upstream: target.name }, (now() - started) / 1000);
     return result;

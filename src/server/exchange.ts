@@ -14,6 +14,8 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
+import { CATALOG } from '../errors/catalog.js';
+import { entryForCode } from '../errors/upstream-catalog.js';
 import { renderProblem, type RenderedProblem } from '../errors/problem.js';
 import { logAccess, wantsAccessLog } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
@@ -60,9 +62,17 @@ function writeRaw(socket: Duplex, rendered: RenderedProblem): void {
   socket.end(`${head}connection: close\r\n\r\n${rendered.body}`);
 }
 
+/** Whose fault a code says it is (SPEC §5): Breakwater's own catalog, else the upstream statuses'. */
+function responsibilityOf(code: string, status: number): string {
+  const own = (CATALOG as Record<string, { readonly responsibility: string } | undefined>)[code];
+  return own ? own.responsibility : entryForCode(code, status).responsibility;
+}
+
 export class Exchange {
   matched: Matched = NOTHING_MATCHED;
   private finished = false;
+  /** The last error code answered or counted (the trace's breakwater.error.code). */
+  private code: string | null = null;
 
   constructor(
     private readonly deps: Pick<ServerDeps, 'metrics' | 'logger' | 'now'>,
@@ -91,6 +101,7 @@ export class Exchange {
     }
     const flag = flagForCode(failure.code);
     if (flag) this.record.flags.add(flag);
+    this.code = failure.code;
     metrics.errors.inc({ route, code: failure.code });
     const response = 'writeHead' in out ? (out as ServerResponse) : undefined;
     if (response?.headersSent) {
@@ -121,6 +132,7 @@ export class Exchange {
   countError(code: string, flag = false): void {
     const asFlag = flag ? flagForCode(code) : undefined;
     if (asFlag) this.record.flags.add(asFlag);
+    this.code = code;
     this.deps.metrics.errors.inc({ route: this.matched.route, code });
   }
 
@@ -135,6 +147,15 @@ export class Exchange {
     const durationMs = now() - record.startedAt;
     metrics.requestsTotal.inc({ route, method, code: String(status) });
     metrics.requestDuration.observe({ route, method }, durationMs / 1000);
+    record.trace?.end({
+      status,
+      route: route || null,
+      upstream: this.matched.upstream,
+      target: record.target,
+      attempts: record.attempts,
+      code: this.code,
+      responsibility: this.code === null ? null : responsibilityOf(this.code, status),
+    });
     if (wantsAccessLog(logger, this.runtime.config.logging.accessLog)) {
       logAccess(logger, {
         requestId: record.requestId,

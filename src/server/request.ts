@@ -200,6 +200,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     attempts: 0,
     target: null,
     flags: new Set(),
+    trace: runtime.tracing?.request(req.method ?? 'GET', arrival.target.path, req.headers, arrival.host) ?? null,
     destination: null,
     cleanups: [],
   };
@@ -225,6 +226,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     staleRoute = route.stale ? route : undefined;
     ctx.destination ??= route.destination;
     exchange.matched = matched(ctx, route);
+    ctx.trace?.route(ctx.method, route.name);
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > config.limits.maxBodySize) {
       throw new BreakwaterError('PAYLOAD_TOO_LARGE', `The request body (${length} bytes) is larger than limits.maxBodySize (${config.limits.maxBodySize} bytes).`);

@@ -2,7 +2,8 @@
  * A running Breakwater loads only what its config uses (issue 21): no
  * TypeBox or ajv compiler (the build's standalone validator checks the
  * config), no ioredis without shared limits, no certificate stack without
- * interception, no http-proxy-3 before a WebSocket upgrade, and undici's
+ * interception, no http-proxy-3 before a WebSocket upgrade, no
+ * OpenTelemetry SDK with tracing off, and undici's
  * pool without its index (fetch, WebSocket, cache). A node loader hook in
  * the child records every module it resolves, and the CommonJS cache at
  * exit: the list is what the process loaded.
@@ -70,6 +71,8 @@ describe('what a running process loads', () => {
     ['the certificate stack (no interception)', /@peculiar\//],
     ['http-proxy-3 (no WebSocket upgrade)', /\/http-proxy-3\//],
     ["undici's index (fetch, WebSocket, cache)", /\/undici\/index\.js$/],
+    // The API package alone is prom-client's (its CPU metric looks for a span to attach exemplars to).
+    ['the OpenTelemetry SDK (tracing off)', /@opentelemetry\/(?!api\/)/],
   ])('does not load %s', (_what, pattern) => {
     expect(loaded.filter((file) => pattern.test(file))).toEqual([]);
   });

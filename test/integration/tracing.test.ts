@@ -1,0 +1,171 @@
+/**
+ * OpenTelemetry traces (SPEC §11) against a loopback OTLP/HTTP receiver:
+ * the SERVER span continues the caller's trace, each attempt is a CLIENT
+ * span and the upstream's parent, failures carry their code, an export
+ * that fails costs the request nothing and is counted, and with tracing
+ * off the trace headers pass through untouched.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFaultUpstream, waitUntil, type FaultUpstream } from '../fixtures/fault-upstream.js';
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../fixtures/otlp-receiver.js';
+import { metricValue, request, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { freePort } from '../helpers/net.js';
+
+const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const PARENT = '00f067aa0ba902b7';
+const TRACEPARENT = `00-${TRACE}-${PARENT}-01`;
+const SERVER = 2;
+const CLIENT = 3;
+
+const savedDelay = process.env.OTEL_BSP_SCHEDULE_DELAY;
+beforeAll(() => {
+  // The SDK's batch delay (5 s by default): short, so the tests wait little.
+  process.env.OTEL_BSP_SCHEDULE_DELAY = '50';
+});
+afterAll(() => {
+  if (savedDelay === undefined) delete process.env.OTEL_BSP_SCHEDULE_DELAY;
+  else process.env.OTEL_BSP_SCHEDULE_DELAY = savedDelay;
+});
+
+const config = (receiver: string, upstream: string, refused: number) => `
+version: 1
+tracing: { enabled: true, endpoint: "${receiver}", protocol: http/json, serviceName: bw-test }
+upstreams:
+  api: { url: "${upstream}" }
+  down: { url: "http://127.0.0.1:${refused}" }
+routes:
+  - name: down
+    match: { pathPrefix: /down }
+    upstream: down
+    retry: { maxRetries: 0 }
+  - name: api
+    match: { pathPrefix: / }
+    upstream: api
+    retry: { backoff: { base: 1ms, max: 2ms } }
+`;
+
+describe('tracing on', () => {
+  let receiver: OtlpReceiver;
+  let upstream: FaultUpstream;
+  let proxy: TestProxy;
+
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver();
+    // /flaky: 503 then 200; anything else 200.
+    let flaky = 0;
+    upstream = await startFaultUpstream((_n, req) => (req.url?.startsWith('/flaky') && ++flaky === 1 ? { kind: 'respond', status: 503 } : { kind: 'respond', status: 200, body: 'ok' }));
+    proxy = await startProxy(config(receiver.url, upstream.url, await freePort()));
+  });
+
+  afterAll(async () => {
+    await proxy.close();
+    await upstream.close();
+    await receiver.close();
+  });
+
+  const spansOf = (traceId: string) => receiver.spans.filter((span) => span.traceId === traceId);
+
+  it("continues the caller's trace: a SERVER span, a CLIENT span per attempt, each attempt the upstream's parent", async () => {
+    const res = await request(`${proxy.url}/flaky`, { headers: { traceparent: TRACEPARENT, tracestate: 'vendor=1' } });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-breakwater-attempts']).toBe('2');
+    await waitUntil(() => spansOf(TRACE).length >= 3, 10_000, 'three spans of the trace');
+
+    const [server] = spansOf(TRACE).filter((span) => span.kind === SERVER) as [ReceivedSpan];
+    expect(server.parentSpanId).toBe(PARENT);
+    expect(server.name).toBe('GET api');
+    expect(server.serviceName).toBe('bw-test');
+    expect(server.attributes).toMatchObject({
+      'http.request.method': 'GET',
+      'url.path': '/flaky',
+      'http.response.status_code': 200,
+      'breakwater.route': 'api',
+      'breakwater.upstream': 'api',
+      'breakwater.target': 'api',
+      'breakwater.attempts': 2,
+    });
+    expect(server.events.map((event) => [event.name, event.attributes['breakwater.wait.kind']])).toEqual([['breakwater.wait', 'backoff']]);
+
+    const attempts = spansOf(TRACE).filter((span) => span.kind === CLIENT);
+    expect(attempts).toHaveLength(2);
+    for (const attempt of attempts) expect(attempt.parentSpanId).toBe(server.spanId);
+    const byResend = attempts.sort((a, b) => Number(a.attributes['http.request.resend_count'] ?? 0) - Number(b.attributes['http.request.resend_count'] ?? 0));
+    expect(byResend[0]!.attributes['http.request.resend_count']).toBeUndefined();
+    expect(byResend[0]!.attributes['http.response.status_code']).toBe(503);
+    expect(byResend[1]!.attributes['http.request.resend_count']).toBe(1);
+    expect(byResend[1]!.attributes['http.response.status_code']).toBe(200);
+
+    // What the upstream saw: the trace, with the attempt's span as the parent, and the caller's tracestate.
+    const seen = upstream.requests.filter((r) => r.url === '/flaky').map((r) => r.headers.traceparent);
+    expect(seen).toEqual(byResend.map((span) => `00-${TRACE}-${span.spanId}-01`));
+    expect(upstream.requests.filter((r) => r.url === '/flaky').map((r) => r.headers.tracestate)).toEqual(['vendor=1', 'vendor=1']);
+  });
+
+  it('starts a trace for a request without a parent', async () => {
+    const before = receiver.spans.length;
+    expect((await request(`${proxy.url}/fresh`)).status).toBe(200);
+    await waitUntil(() => receiver.spans.slice(before).some((span) => span.kind === SERVER && span.attributes['url.path'] === '/fresh'), 10_000, 'the span of /fresh');
+    const server = receiver.spans.slice(before).find((span) => span.kind === SERVER && span.attributes['url.path'] === '/fresh')!;
+    expect(server.parentSpanId).toBe('');
+    expect(server.traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(server.traceId).not.toBe(TRACE);
+  });
+
+  it('puts the error code and whose fault it is on a failed request', async () => {
+    const trace = 'aaaabbbbccccddddeeeeffff00001111';
+    const res = await request(`${proxy.url}/down/x`, { headers: { traceparent: `00-${trace}-${PARENT}-01` } });
+    expect(res.status).toBe(502);
+    await waitUntil(() => spansOf(trace).some((span) => span.kind === SERVER), 10_000, 'the failed request span');
+    const server = spansOf(trace).find((span) => span.kind === SERVER)!;
+    expect(server.attributes).toMatchObject({
+      'breakwater.error.code': 'UPSTREAM_CONNECT_FAILED',
+      'error.type': 'UPSTREAM_CONNECT_FAILED',
+      'breakwater.responsibility': 'upstream',
+      'http.response.status_code': 502,
+    });
+    const attempt = spansOf(trace).find((span) => span.kind === CLIENT)!;
+    expect(attempt.attributes['error.type']).toBe('UPSTREAM_CONNECT_FAILED');
+  });
+});
+
+describe('an exporter that cannot export', () => {
+  it('answers every request, and counts the spans it could not send', async () => {
+    const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
+    const proxy = await startProxy(config(`http://127.0.0.1:${await freePort()}/v1/traces`, upstream.url, await freePort()));
+    try {
+      const dropped = () => metricValue(proxy.metrics, 'breakwater_trace_spans_dropped_total', {});
+      expect(await dropped()).toBe(0);
+      for (let i = 0; i < 5; i++) expect((await request(`${proxy.url}/x${i}`)).status).toBe(200);
+      // 5 requests: 5 SERVER and 5 CLIENT spans, none delivered (the receiver's port is closed).
+      const deadline = Date.now() + 20_000;
+      let count = 0;
+      while (Date.now() < deadline && count < 10) {
+        count = await dropped();
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(count).toBe(10);
+    } finally {
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('tracing off', () => {
+  it('passes traceparent and tracestate through byte for byte, and exports nothing', async () => {
+    const receiver = await startOtlpReceiver();
+    const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
+    const proxy = await startProxy(config(receiver.url, upstream.url, await freePort()).replace('enabled: true', 'enabled: false'));
+    try {
+      const tracestate = 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7';
+      expect((await request(`${proxy.url}/x`, { headers: { traceparent: TRACEPARENT, tracestate } })).status).toBe(200);
+      expect(upstream.requests[0]!.headers.traceparent).toBe(TRACEPARENT);
+      expect(upstream.requests[0]!.headers.tracestate).toBe(tracestate);
+      await proxy.close();
+      expect(receiver.requests).toEqual([]);
+    } finally {
+      await upstream.close();
+      await receiver.close();
+    }
+  });
+});
