@@ -128,6 +128,42 @@ describe('tracing on', () => {
   });
 });
 
+describe('the other protocol and sampling', () => {
+  it('exports OTLP/HTTP protobuf', async () => {
+    const receiver = await startOtlpReceiver();
+    const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
+    const proxy = await startProxy(config(receiver.url, upstream.url, await freePort()).replace('protocol: http/json', 'protocol: http/protobuf'));
+    try {
+      expect((await request(`${proxy.url}/x`)).status).toBe(200);
+      await waitUntil(() => receiver.requests.length > 0, 10_000, 'an export');
+      expect(receiver.requests[0]!.contentType).toBe('application/x-protobuf');
+      expect(receiver.requests[0]!.bytes).toBeGreaterThan(50);
+    } finally {
+      await proxy.close();
+      await upstream.close();
+      await receiver.close();
+    }
+  });
+
+  it('with sampleRatio 0 traces only requests whose parent was sampled, and still propagates', async () => {
+    const receiver = await startOtlpReceiver();
+    const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
+    const proxy = await startProxy(config(receiver.url, upstream.url, await freePort()).replace('serviceName: bw-test', 'serviceName: bw-test, sampleRatio: 0'));
+    try {
+      expect((await request(`${proxy.url}/unsampled`)).status).toBe(200);
+      expect((await request(`${proxy.url}/sampled`, { headers: { traceparent: TRACEPARENT } })).status).toBe(200);
+      await proxy.close(); // flushes what is queued
+      expect(receiver.spans.map((span) => span.attributes['url.path']).filter(Boolean)).toEqual(['/sampled']);
+      expect(receiver.spans.every((span) => span.traceId === TRACE)).toBe(true);
+      // The unsampled request still told the upstream its (unsampled) context.
+      expect(upstream.requests[0]!.headers.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+    } finally {
+      await upstream.close();
+      await receiver.close();
+    }
+  });
+});
+
 describe('an exporter that cannot export', () => {
   it('answers every request, and counts the spans it could not send', async () => {
     const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
