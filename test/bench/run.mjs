@@ -13,7 +13,8 @@
 //   BENCH_VARIANTS="limit=test/bench/limit.yaml,shared=test/bench/shared.yaml,old=test/bench/shared.yaml=/tmp/old/dist/cli.js"
 //                                           (a third field: another build's cli.js, e.g. the
 //                                            commit before a change; a config with @REDIS@
-//                                            gets a redis-server started on CPU 0)
+//                                            gets a redis-server started on CPU 0, one with @OTLP@
+//                                            an OTLP/HTTP receiver that drops what it gets)
 //
 // Closed loop (as fast as it goes, CONNECTIONS connections) gives req/s,
 // p50 and p99; an open loop at RATE req/s gives the latency at a fixed load.
@@ -173,7 +174,12 @@ http.createServer((req, res) => proxy.web(req, res)).listen(Number(process.env.P
 
 function breakwaterConfig(port, adminPort, upstreamUrl, file = process.env.BENCH_CONFIG) {
   if (file) {
-    return readFileSync(file, 'utf8').replaceAll('@REDIS@', redisUrl).replaceAll('@UPSTREAM@', upstreamUrl).replaceAll('@PORT@', String(port)).replaceAll('@ADMIN_PORT@', String(adminPort));
+    return readFileSync(file, 'utf8')
+      .replaceAll('@OTLP@', otlpUrl)
+      .replaceAll('@REDIS@', redisUrl)
+      .replaceAll('@UPSTREAM@', upstreamUrl)
+      .replaceAll('@PORT@', String(port))
+      .replaceAll('@ADMIN_PORT@', String(adminPort));
   }
   return `version: 1
 listen: { host: 127.0.0.1, port: ${port} }
@@ -187,6 +193,17 @@ routes:
 }
 
 let redisUrl = '';
+let otlpUrl = '';
+
+/** A loopback OTLP/HTTP receiver (CPU 0) that takes and drops every export, for variants whose config names @OTLP@. */
+async function startOtlpSink() {
+  const port = await freePort();
+  writeFileSync(path.join(work, 'otlp-sink.cjs'), "require('node:http').createServer((q, s) => { q.resume(); q.on('end', () => s.end()); }).listen(Number(process.env.PORT), '127.0.0.1');");
+  const child = start('otlp', 0, [path.join(work, 'otlp-sink.cjs')], { PORT: String(port) });
+  otlpUrl = `http://127.0.0.1:${port}/v1/traces`;
+  await waitForStatus(`http://127.0.0.1:${port}/`, 200);
+  return child;
+}
 
 /** A redis-server on loopback (CPU 0), for variants whose config names @REDIS@. */
 async function startRedis() {
@@ -281,7 +298,9 @@ async function main() {
   };
 
   const variants = (process.env.BENCH_VARIANTS ?? '').split(',').filter(Boolean);
-  const redis = variants.some((variant) => readFileSync(path.resolve(ROOT, variant.split('=')[1]), 'utf8').includes('@REDIS@')) ? await startRedis() : null;
+  const names = (placeholder) => variants.some((variant) => readFileSync(path.resolve(ROOT, variant.split('=')[1]), 'utf8').includes(placeholder));
+  const redis = names('@REDIS@') ? await startRedis() : null;
+  const otlp = names('@OTLP@') ? await startOtlpSink() : null;
   for (const variant of variants) {
     const [name, file, cli = path.join(ROOT, 'dist/cli.js')] = variant.split('=');
     targets[`breakwater-${name}`] = async () => {
@@ -320,6 +339,7 @@ async function main() {
   }
   await stop(upstream);
   if (redis) await stop(redis);
+  if (otlp) await stop(otlp);
 
   const summary = Object.fromEntries(
     Object.entries(results).map(([name, r]) => [
