@@ -212,6 +212,7 @@ class Pacing implements UpstreamPacing {
     if (wait > 0) {
       ctx.flags.add('PACED');
       deps.metrics.pacingWait.observe({ upstream: this.upstream }, wait / 1000);
+      ctx.trace?.wait('pacing', wait);
       await deps.sleep(wait, signal);
     }
     // The release counters live in the state; locally they are

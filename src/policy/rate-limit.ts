@@ -169,7 +169,8 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
   return {
     async run(ctx, signal, next) {
       const entry = limitersFor(keyOf(ctx, config.key));
-      const waitMs = Math.max(0, Math.min(config.queue.timeout, ctx.deadline - deps.now()));
+      const started = deps.now();
+      const waitMs = Math.max(0, Math.min(config.queue.timeout, ctx.deadline - started));
       let release: () => void;
       if (sharedStore && !sharedStore.healthy()) {
         release = await degraded(ctx, entry, waitMs);
@@ -184,6 +185,10 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
         }
       }
       ctx.cleanups.push(release);
+      if (ctx.trace) {
+        const waited = deps.now() - started;
+        if (waited >= 1) ctx.trace.wait('queue', Math.round(waited));
+      }
       return next(ctx, signal);
     },
     close() {

@@ -128,6 +128,31 @@ describe('tracing on', () => {
   });
 });
 
+describe('waits', () => {
+  it('records a rate-limit queue wait as a breakwater.wait event', async () => {
+    const receiver = await startOtlpReceiver();
+    const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
+    const yaml = config(receiver.url, upstream.url, await freePort()).replace(
+      '    retry: { backoff: { base: 1ms, max: 2ms } }',
+      '    rateLimit: { rate: 10/s, burst: 1, queue: { size: 10, timeout: 5s } }',
+    );
+    const proxy = await startProxy(yaml);
+    try {
+      const [first, second] = await Promise.all([request(`${proxy.url}/q1`), request(`${proxy.url}/q2`)]);
+      expect([first.status, second.status]).toEqual([200, 200]);
+      await proxy.close();
+      const waits = receiver.spans.filter((span) => span.kind === SERVER).flatMap((span) => span.events.map((event) => event.attributes));
+      // One of the two waited for the next token (about 100 ms at 10/s).
+      expect(waits).toHaveLength(1);
+      expect(waits[0]!['breakwater.wait.kind']).toBe('queue');
+      expect(Number(waits[0]!['breakwater.wait.ms'])).toBeGreaterThan(0);
+    } finally {
+      await upstream.close();
+      await receiver.close();
+    }
+  });
+});
+
 describe('the other protocol and sampling', () => {
   it('exports OTLP/HTTP protobuf', async () => {
     const receiver = await startOtlpReceiver();
