@@ -5,6 +5,9 @@
  * that fails costs the request nothing and is counted, and with tracing
  * off the trace headers pass through untouched.
  */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, waitUntil, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../fixtures/otlp-receiver.js';
@@ -185,6 +188,35 @@ describe('the other protocol and sampling', () => {
     } finally {
       await upstream.close();
       await receiver.close();
+    }
+  });
+});
+
+describe('reload', () => {
+  it('applies tracing changes: off, then on to one receiver, then to another', async () => {
+    const [first, second] = [await startOtlpReceiver(), await startOtlpReceiver()];
+    const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'breakwater-tracing-')), 'breakwater.yaml');
+    const on = config(first.url, upstream.url, await freePort());
+    const proxy = await startProxy(on.replace('enabled: true', 'enabled: false'), { file });
+    try {
+      expect((await request(`${proxy.url}/off`)).status).toBe(200);
+      writeFileSync(file, readFileSync(file, 'utf8').replace('enabled: false', 'enabled: true'));
+      expect((await proxy.app.reload('test')).result).toBe('success');
+      expect((await request(`${proxy.url}/to-first`)).status).toBe(200);
+      await waitUntil(() => first.spans.some((span) => span.attributes['url.path'] === '/to-first'), 10_000, 'the span at the first receiver');
+      writeFileSync(file, readFileSync(file, 'utf8').replace(first.url, second.url));
+      expect((await proxy.app.reload('test')).result).toBe('success');
+      expect((await request(`${proxy.url}/to-second`)).status).toBe(200);
+      await waitUntil(() => second.spans.some((span) => span.attributes['url.path'] === '/to-second'), 10_000, 'the span at the second receiver');
+      const paths = (receiver: OtlpReceiver) => receiver.spans.map((span) => span.attributes['url.path']).filter(Boolean);
+      expect(paths(first)).toEqual(['/to-first']);
+      expect(paths(second)).toEqual(['/to-second']);
+    } finally {
+      await proxy.close();
+      await upstream.close();
+      await first.close();
+      await second.close();
     }
   });
 });
