@@ -63,7 +63,11 @@ export async function startReplica(file: string, options: { nodeArgs?: readonly 
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const deadline = Date.now() + 15_000;
   while (!out.includes('"msg":"listening"')) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`a replica did not listen: ${out}`);
+    if (Date.now() > deadline || child.exitCode !== null) {
+      // Never leave it running behind a failed test.
+      if (child.exitCode === null) child.kill('SIGKILL');
+      throw new Error(`a replica did not listen: ${out}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   const line = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!) as { listen: string; admin: string };
