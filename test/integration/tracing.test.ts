@@ -131,16 +131,30 @@ describe('tracing on', () => {
   });
 });
 
+interface Traced {
+  readonly receiver: OtlpReceiver;
+  readonly upstream: FaultUpstream;
+  readonly proxy: TestProxy;
+}
+
+/** A receiver, an upstream answering 200 and a proxy on `config` as `edit` changes it; all closed after `body` (which may close the proxy first, to flush). */
+async function withTraced(edit: (yaml: string) => string, body: (traced: Traced) => Promise<void>): Promise<void> {
+  const receiver = await startOtlpReceiver();
+  const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
+  const proxy = await startProxy(edit(config(receiver.url, upstream.url, await freePort())));
+  try {
+    await body({ receiver, upstream, proxy });
+  } finally {
+    await proxy.close().catch(() => {});
+    await upstream.close();
+    await receiver.close();
+  }
+}
+
 describe('waits', () => {
   it('records a rate-limit queue wait as a breakwater.wait event', async () => {
-    const receiver = await startOtlpReceiver();
-    const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
-    const yaml = config(receiver.url, upstream.url, await freePort()).replace(
-      '    retry: { backoff: { base: 1ms, max: 2ms } }',
-      '    rateLimit: { rate: 10/s, burst: 1, queue: { size: 10, timeout: 5s } }',
-    );
-    const proxy = await startProxy(yaml);
-    try {
+    const queued = (yaml: string) => yaml.replace('    retry: { backoff: { base: 1ms, max: 2ms } }', '    rateLimit: { rate: 10/s, burst: 1, queue: { size: 10, timeout: 5s } }');
+    await withTraced(queued, async ({ receiver, proxy }) => {
       const [first, second] = await Promise.all([request(`${proxy.url}/q1`), request(`${proxy.url}/q2`)]);
       expect([first.status, second.status]).toEqual([200, 200]);
       await proxy.close();
@@ -149,46 +163,36 @@ describe('waits', () => {
       expect(waits).toHaveLength(1);
       expect(waits[0]!['breakwater.wait.kind']).toBe('queue');
       expect(Number(waits[0]!['breakwater.wait.ms'])).toBeGreaterThan(0);
-    } finally {
-      await upstream.close();
-      await receiver.close();
-    }
+    });
   });
 });
 
 describe('the other protocol and sampling', () => {
   it('exports OTLP/HTTP protobuf', async () => {
-    const receiver = await startOtlpReceiver();
-    const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
-    const proxy = await startProxy(config(receiver.url, upstream.url, await freePort()).replace('protocol: http/json', 'protocol: http/protobuf'));
-    try {
-      expect((await request(`${proxy.url}/x`)).status).toBe(200);
-      await waitUntil(() => receiver.requests.length > 0, 10_000, 'an export');
-      expect(receiver.requests[0]!.contentType).toBe('application/x-protobuf');
-      expect(receiver.requests[0]!.bytes).toBeGreaterThan(50);
-    } finally {
-      await proxy.close();
-      await upstream.close();
-      await receiver.close();
-    }
+    await withTraced(
+      (yaml) => yaml.replace('protocol: http/json', 'protocol: http/protobuf'),
+      async ({ receiver, proxy }) => {
+        expect((await request(`${proxy.url}/x`)).status).toBe(200);
+        await waitUntil(() => receiver.requests.length > 0, 10_000, 'an export');
+        expect(receiver.requests[0]!.contentType).toBe('application/x-protobuf');
+        expect(receiver.requests[0]!.bytes).toBeGreaterThan(50);
+      },
+    );
   });
 
   it('with sampleRatio 0 traces only requests whose parent was sampled, and still propagates', async () => {
-    const receiver = await startOtlpReceiver();
-    const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
-    const proxy = await startProxy(config(receiver.url, upstream.url, await freePort()).replace('serviceName: bw-test', 'serviceName: bw-test, sampleRatio: 0'));
-    try {
-      expect((await request(`${proxy.url}/unsampled`)).status).toBe(200);
-      expect((await request(`${proxy.url}/sampled`, { headers: { traceparent: TRACEPARENT } })).status).toBe(200);
-      await proxy.close(); // flushes what is queued
-      expect(receiver.spans.map((span) => span.attributes['url.path']).filter(Boolean)).toEqual(['/sampled']);
-      expect(receiver.spans.every((span) => span.traceId === TRACE)).toBe(true);
-      // The unsampled request still told the upstream its (unsampled) context.
-      expect(upstream.requests[0]!.headers.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
-    } finally {
-      await upstream.close();
-      await receiver.close();
-    }
+    await withTraced(
+      (yaml) => yaml.replace('serviceName: bw-test', 'serviceName: bw-test, sampleRatio: 0'),
+      async ({ receiver, upstream, proxy }) => {
+        expect((await request(`${proxy.url}/unsampled`)).status).toBe(200);
+        expect((await request(`${proxy.url}/sampled`, { headers: { traceparent: TRACEPARENT } })).status).toBe(200);
+        await proxy.close(); // flushes what is queued
+        expect(receiver.spans.map((span) => span.attributes['url.path']).filter(Boolean)).toEqual(['/sampled']);
+        expect(receiver.spans.every((span) => span.traceId === TRACE)).toBe(true);
+        // The unsampled request still told the upstream its (unsampled) context.
+        expect(upstream.requests[0]!.headers.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+      },
+    );
   });
 });
 
@@ -246,19 +250,16 @@ describe('an exporter that cannot export', () => {
 
 describe('tracing off', () => {
   it('passes traceparent and tracestate through byte for byte, and exports nothing', async () => {
-    const receiver = await startOtlpReceiver();
-    const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
-    const proxy = await startProxy(config(receiver.url, upstream.url, await freePort()).replace('enabled: true', 'enabled: false'));
-    try {
-      const tracestate = 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7';
-      expect((await request(`${proxy.url}/x`, { headers: { traceparent: TRACEPARENT, tracestate } })).status).toBe(200);
-      expect(upstream.requests[0]!.headers.traceparent).toBe(TRACEPARENT);
-      expect(upstream.requests[0]!.headers.tracestate).toBe(tracestate);
-      await proxy.close();
-      expect(receiver.requests).toEqual([]);
-    } finally {
-      await upstream.close();
-      await receiver.close();
-    }
+    await withTraced(
+      (yaml) => yaml.replace('enabled: true', 'enabled: false'),
+      async ({ receiver, upstream, proxy }) => {
+        const tracestate = 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7';
+        expect((await request(`${proxy.url}/x`, { headers: { traceparent: TRACEPARENT, tracestate } })).status).toBe(200);
+        expect(upstream.requests[0]!.headers.traceparent).toBe(TRACEPARENT);
+        expect(upstream.requests[0]!.headers.tracestate).toBe(tracestate);
+        await proxy.close();
+        expect(receiver.requests).toEqual([]);
+      },
+    );
   });
 });
