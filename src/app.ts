@@ -9,8 +9,10 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { systemClock, type Clock } from './lib/clock.js';
 import { formatProblem, loadConfig, type ConfigProblem, type LoadedConfig } from './config/index.js';
+import { ErrorJournal } from './observe/error-journal.js';
 import type { Logger } from './observe/logger.js';
 import { processMetrics, type Metrics } from './observe/metrics.js';
+import { TrafficStats, type TrafficOptions } from './observe/traffic.js';
 import type { Lookup } from './router/target-check.js';
 import { buildRuntime, type Runtime, type RuntimeDeps } from './runtime.js';
 import { startAdminServer, type AdminServer } from './server/admin-server.js';
@@ -53,6 +55,8 @@ export interface AppOptions {
   readonly clock?: Clock;
   /** Debounce of file-change reloads, ms. */
   readonly watchDebounceMs?: number;
+  /** The dashboard's sampling (default: 10 s buckets over 15 minutes; tests shorten them to see sparklines). */
+  readonly traffic?: TrafficOptions;
 }
 
 function hashOf(file: string): string | undefined {
@@ -79,7 +83,7 @@ class Serving {
 
   constructor(
     initial: LoadedConfig,
-    private readonly deps: RuntimeDeps & { readonly metrics: Metrics; readonly logger: Logger },
+    private readonly deps: RuntimeDeps & { readonly metrics: Metrics; readonly logger: Logger; readonly journal: ErrorJournal },
   ) {
     this.loaded = initial;
     this.version = hashOf(initial.file) ?? 'inline';
@@ -119,6 +123,7 @@ class Serving {
     metrics.registerConfig(next.config);
     this.runtime = replacement;
     this.loaded = next;
+    this.deps.journal.resize(next.config.observability.errorJournal.size);
     this.version = hashOf(next.file) ?? this.version;
     void previous.retire(replacement.inherited());
     metrics.configReloads.inc({ result: 'success' });
@@ -170,11 +175,13 @@ export async function startApp(initial: LoadedConfig, logger: Logger, options: A
   const { now, wall, sleep } = options.clock ?? systemClock;
   const metrics = options.metrics ?? processMetrics();
   const forwarder = createForwarder();
-  const serving = new Serving(initial, { forwarder, metrics, now, wall, sleep, logger, lookup: options.lookup });
+  const journal = new ErrorJournal(initial.config.observability.errorJournal.size);
+  const serving = new Serving(initial, { forwarder, metrics, now, wall, sleep, logger, lookup: options.lookup, journal });
   registerGauges(metrics, serving);
+  const traffic = new TrafficStats(metrics, now, options.traffic);
   let ready = false;
 
-  const proxy = createProxyServer({ runtime: () => serving.runtime, forwarder, metrics, logger, now, wall });
+  const proxy = createProxyServer({ runtime: () => serving.runtime, forwarder, metrics, logger, now, wall, journal });
   let admin: AdminServer | undefined;
   try {
     await serving.runtime.warmUp();
@@ -184,7 +191,10 @@ export async function startApp(initial: LoadedConfig, logger: Logger, options: A
       metrics,
       ready: () => ready && !proxy.draining(),
       status: () => ({ runtime: serving.runtime, loaded: serving.loaded, version: serving.version, lastReload: serving.last, now }),
+      journal,
+      traffic: () => traffic.report(serving.runtime.routes.map((route) => ({ name: route.name, upstream: route.upstream?.name ?? null }))),
     });
+    traffic.start();
     const port = await proxy.listen(initial.config.listen.host, initial.config.listen.port);
     ready = true;
     const stopWatching = options.watch ? watchConfig(serving, options.watchDebounceMs ?? 300, logger) : () => {};
@@ -216,10 +226,12 @@ export async function startApp(initial: LoadedConfig, logger: Logger, options: A
         stopWatching();
         await proxy.close(graceMs);
         await adminServer.close();
+        traffic.stop();
         await serving.runtime.close();
       },
     };
   } catch (error) {
+    traffic.stop();
     await admin?.close();
     await serving.runtime.close();
     throw error;

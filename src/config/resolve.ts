@@ -241,6 +241,7 @@ export function resolveConfig(file: ConfigFile, baseDir: string): Config {
     admin: { host: admin.host, port: admin.port },
     logging: { level: logging.level, accessLog: logging.accessLog },
     tracing: toTracing(file.tracing),
+    observability: { errorJournal: { size: file.observability?.errorJournal?.size ?? DEFAULTS.observability.errorJournal.size } },
     limits: { maxBodySize: bytes(limits.maxBodySize), maxHeaderSize: bytes(limits.maxHeaderSize) },
     shutdown: { drainTimeout: ms(shutdown.drainTimeout) },
     defaults: toPolicies(effectivePolicies([{ path: [], value: file.defaults as RawPolicies | undefined }])),

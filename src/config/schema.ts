@@ -167,6 +167,16 @@ export const ConfigFileSchema = Obj(
         { description: 'OpenTelemetry traces (SPEC §11)' },
       ),
     ),
+    observability: Opt(
+      Obj({
+        errorJournal: Opt(
+          Obj(
+            { size: Opt(Type.Integer({ minimum: 0, maximum: 10000, default: DEFAULTS.observability.errorJournal.size, description: 'requests kept; 0 keeps none' })) },
+            { description: 'the last requests that ended in an error, at GET /errors on the admin port (SPEC §12)' },
+          ),
+        ),
+      }),
+    ),
     limits: Opt(Obj({ maxBodySize: Opt(Size('request body limit', '10MiB')), maxHeaderSize: Opt(Size('request header limit', '16KiB')) })),
     shutdown: Opt(Obj({ drainTimeout: Opt(DurationOrZero('in-flight requests may finish for this long', '20s')) })),
     defaults: Opt(Obj(policyKeys, { description: 'merged into every route; a route overrides key by key' })),

@@ -232,6 +232,8 @@ export interface Config {
   readonly admin: { readonly host: string; readonly port: number };
   readonly logging: { readonly level: LogLevel; readonly accessLog: boolean };
   readonly tracing: TracingConfig;
+  /** SPEC §12: how many failed requests `GET /errors` keeps (0: none). */
+  readonly observability: { readonly errorJournal: { readonly size: number } };
   /** Bytes. Defaults 10 MiB and 16 KiB. */
   readonly limits: { readonly maxBodySize: number; readonly maxHeaderSize: number };
   /** ms. Default 20 s. */

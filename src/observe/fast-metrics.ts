@@ -56,6 +56,11 @@ export class FastCounter<L extends string> {
     else this.series.set(key, { labels: { ...labels }, value });
   }
 
+  /** Every series' labels and value, read in place (the dashboard's sampler; no copies). */
+  each(visit: (labels: Labels<L>, value: number) => void): void {
+    for (const series of this.series.values()) visit(series.labels, series.value);
+  }
+
   get(): Promise<MetricJson> {
     const values: MetricValue[] = [];
     for (const series of this.series.values()) values.push({ value: series.value, labels: { ...series.labels } });
@@ -96,6 +101,11 @@ export class FastHistogram<L extends string> {
     }
     series.sum += value;
     series.count += 1;
+  }
+
+  /** Every series' labels, per-bucket counts (not cumulative; past the last bucket: `count` minus their sum) and count, read in place. */
+  each(visit: (labels: Labels<L>, counts: Float64Array, count: number) => void): void {
+    for (const series of this.series.values()) visit(series.labels, series.counts, series.count);
   }
 
   get(): Promise<MetricJson> {

@@ -13,6 +13,7 @@ import type { UpstreamTarget } from '../upstream/forward.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { CompiledHeaderEdits } from '../upstream/headers.js';
 import type { BufferedAnswer } from '../upstream/error-answer.js';
+import type { JournalAttempt } from '../observe/error-journal.js';
 
 /** Access-log flags (SPEC §7). */
 export type Flag =
@@ -74,6 +75,14 @@ export interface ExchangeRecord {
    */
   rule?: string;
   readonly flags: Set<Flag>;
+  /**
+   * The attempts for the error journal (SPEC §12): created by the first
+   * attempt that fails, so a request whose first attempt succeeds never
+   * allocates it; every later attempt is listed.
+   */
+  attemptLog?: JournalAttempt[];
+  /** Answered stale (SPEC §8.2): the failure code the stored answer replaced. */
+  staleFor?: string;
   /** The request's SERVER span (SPEC §11), when tracing is on and it is sampled or recording. */
   trace?: RequestTrace | null;
 }

@@ -7,7 +7,8 @@
 import type { ErrorRuleConfig, RouteConfig } from '../config/types.js';
 import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
 import { ERROR_BODY_CAP_BYTES } from '../errors/normalize.js';
-import { ProviderRules } from '../errors/provider-rules.js';
+import { describeDecision, ProviderRules } from '../errors/provider-rules.js';
+import { upstreamStatusEntry } from '../errors/upstream-catalog.js';
 import type { Signal } from '../lib/signal.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { AttemptResult, Next, RequestContext } from '../policy/context.js';
@@ -23,6 +24,17 @@ export interface AttemptDeps {
   readonly metrics: Metrics;
   readonly now: () => number;
   readonly wall: () => number;
+}
+
+/** An attempt as the error journal lists it: its target, the upstream's status, the error it amounts to. */
+function logAttempt(ctx: RequestContext, target: string, result: AttemptResult, durationMs: number): void {
+  const { classification, response } = result;
+  const status = response?.statusCode ?? null;
+  let code: string | null = null;
+  if (classification.outcome !== 'success') {
+    code = classification.code ?? (classification.rule ? describeDecision(status ?? 0, classification.rule).code : upstreamStatusEntry(status ?? 0).code);
+  }
+  (ctx.attemptLog ??= []).push({ target, status, code, durationMs: Math.round(durationMs * 1000) / 1000 });
 }
 
 export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderEdits, errorRules: readonly ErrorRuleConfig[], deps: AttemptDeps): Next {
@@ -74,6 +86,8 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
       throw error;
     }
     span?.end(result.response?.statusCode, result.response ? undefined : (result.classification.code ?? result.classification.outcome));
+    // The error journal's view (SPEC §12): nothing for a first attempt that succeeds.
+    if (result.classification.outcome !== 'success' || ctx.attemptLog !== undefined) logAttempt(ctx, target.name, result, now() - started);
     metrics.upstreamAttempts.inc({ route: routeName, upstream: target.name, outcome: result.classification.outcome });
     metrics.upstreamAttemptDuration.observe({ route: routeName, upstream: target.name }, (now() - started) / 1000);
     return result;

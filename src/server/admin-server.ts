@@ -1,6 +1,8 @@
 /**
  * The admin port (SPEC §2, §7): `/metrics`, `/healthz`, `/readyz`,
- * `/config` (secrets redacted), `/status` and the dashboard at `/`.
+ * `/config` (secrets redacted), `/status`, the error journal at `/errors`
+ * and the routes' golden signals at `/stats` (SPEC §12), and the dashboard
+ * at `/`.
  */
 import http from 'node:http';
 import type { LoadedConfig } from '../config/index.js';
@@ -8,6 +10,8 @@ import { formatDuration } from '../config/units.js';
 import type { Metrics } from '../observe/metrics.js';
 import { redactedConfig } from '../observe/redact.js';
 import type { Runtime } from '../runtime.js';
+import type { ErrorJournal } from '../observe/error-journal.js';
+import type { TrafficReport } from '../observe/traffic.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 
 export interface AdminStatusSource {
@@ -86,6 +90,10 @@ export interface AdminServerOptions {
   readonly ready: () => boolean;
   /** What /config, /status and the dashboard show. */
   readonly status?: () => AdminStatusSource;
+  /** `GET /errors` (SPEC §12). */
+  readonly journal?: ErrorJournal;
+  /** `GET /stats`: the routes' golden signals (SPEC §12's dashboard table, `breakwater stat`). */
+  readonly traffic?: () => TrafficReport;
 }
 
 export interface AdminServer {
@@ -95,6 +103,23 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
+function json(res: http.ServerResponse, value: unknown, head: boolean): void {
+  const body = JSON.stringify(value, null, 2);
+  res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+  res.end(head ? undefined : body);
+}
+
+/** `GET /errors?route=&code=&limit=` (SPEC §12); a limit that is not a positive integer is refused with 400. */
+function errors(res: http.ServerResponse, journal: ErrorJournal, query: URLSearchParams, head: boolean): void {
+  const limit = query.get('limit');
+  if (limit !== null && !/^[1-9][0-9]{0,5}$/.test(limit)) {
+    text(res, 400, `limit must be a positive integer, not "${limit.slice(0, 40)}"\n`, head);
+    return;
+  }
+  const filter = { route: query.get('route') ?? undefined, code: query.get('code') ?? undefined, limit: limit === null ? undefined : Number(limit) };
+  json(res, { size: journal.size, recorded: journal.recorded, errors: journal.list(filter) }, head);
+}
+
 function text(res: http.ServerResponse, status: number, body: string, head: boolean): void {
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
   res.end(head ? undefined : body);
@@ -102,7 +127,7 @@ function text(res: http.ServerResponse, status: number, body: string, head: bool
 
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const [path, search] = (req.url ?? '/').split('?', 2) as [string, string | undefined];
     const head = req.method === 'HEAD';
     if (req.method !== 'GET' && !head) {
       res.setHeader('allow', 'GET, HEAD');
@@ -135,11 +160,17 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
           text(res, 404, 'not found\n', head);
           return;
         }
-        const body = JSON.stringify(path === '/config' ? redactedConfig(source.loaded) : statusOf(source, !options.ready()), null, 2);
-        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
-        res.end(head ? undefined : body);
+        json(res, path === '/config' ? redactedConfig(source.loaded) : statusOf(source, !options.ready()), head);
         return;
       }
+      case '/errors':
+        if (options.journal) errors(res, options.journal, new URLSearchParams(search), head);
+        else text(res, 404, 'not found\n', head);
+        return;
+      case '/stats':
+        if (options.traffic) json(res, options.traffic(), head);
+        else text(res, 404, 'not found\n', head);
+        return;
       case '/':
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(DASHBOARD_HTML) });
         res.end(head ? undefined : DASHBOARD_HTML);

@@ -18,11 +18,13 @@ import { CATALOG } from '../errors/catalog.js';
 import { entryForCode } from '../errors/upstream-catalog.js';
 import { renderProblem, type RenderedProblem } from '../errors/problem.js';
 import { logAccess, wantsAccessLog } from '../observe/access-log.js';
+import type { ErrorJournal } from '../observe/error-journal.js';
 import type { Logger } from '../observe/logger.js';
 import { methodLabel, type Metrics } from '../observe/metrics.js';
 import { flagForCode, type ExchangeRecord } from '../policy/context.js';
 import type { Runtime } from '../runtime.js';
 import type { Forwarder } from '../upstream/forward.js';
+import { journalEntry, type AnswerNote } from './journal-entry.js';
 
 /** What the proxy port's handlers need (requests, upgrades, CONNECT). */
 export interface ServerDeps {
@@ -34,6 +36,8 @@ export interface ServerDeps {
   /** The clock's readings (lib/clock.ts): monotonic ms for durations, epoch ms for the dates a response names. */
   readonly now: () => number;
   readonly wall: () => number;
+  /** The last requests that ended in an error (SPEC §12). */
+  readonly journal: ErrorJournal;
 }
 
 /** Status logged and counted for a request whose client left before any response (NGINX's convention). */
@@ -73,9 +77,13 @@ export class Exchange {
   private finished = false;
   /** The last error code answered or counted (the trace's breakwater.error.code). */
   private code: string | null = null;
+  /** Breakwater's own problem, once one was answered. */
+  private failure: BreakwaterError | undefined;
+  /** The upstream's error answer (status >= 400) passed on, for the journal. */
+  answer: AnswerNote | undefined;
 
   constructor(
-    private readonly deps: Pick<ServerDeps, 'metrics' | 'logger' | 'now'>,
+    private readonly deps: Pick<ServerDeps, 'metrics' | 'logger' | 'now' | 'wall' | 'journal'>,
     /** The runtime it started on: its `logging.accessLog` decides the line. */
     private readonly runtime: Pick<Runtime, 'config'>,
     readonly record: ExchangeRecord,
@@ -102,6 +110,7 @@ export class Exchange {
     const flag = flagForCode(failure.code);
     if (flag) this.record.flags.add(flag);
     this.code = failure.code;
+    this.failure = failure;
     metrics.errors.inc({ route, code: failure.code });
     const response = 'writeHead' in out ? (out as ServerResponse) : undefined;
     if (response?.headersSent) {
@@ -136,6 +145,12 @@ export class Exchange {
     this.deps.metrics.errors.inc({ route: this.matched.route, code });
   }
 
+  private journal(status: number, durationMs: number): void {
+    const { route, upstream } = this.matched;
+    const entry = journalEntry({ record: this.record, route, upstream, status, code: this.code, failure: this.failure, answer: this.answer, durationMs, wall: this.deps.wall() });
+    if (entry) this.deps.journal.record(entry);
+  }
+
   /** Counts the exchange and writes its access-log line; once, whatever calls it again. */
   finish(status: number): void {
     if (this.finished) return;
@@ -147,6 +162,8 @@ export class Exchange {
     const durationMs = now() - record.startedAt;
     metrics.requestsTotal.inc({ route, method, code: String(status) });
     metrics.requestDuration.observe({ route, method }, durationMs / 1000);
+    // Only a request that failed builds an entry (SPEC §12): the success path pays one comparison.
+    if ((status >= 400 || this.code !== null || record.staleFor !== undefined) && this.deps.journal.enabled) this.journal(status, durationMs);
     record.trace?.end({
       status,
       route: route || null,

@@ -21,6 +21,7 @@ import type { Classification } from '../upstream/classify.js';
 import { buildResponseHeaderList, clientRequestId } from '../upstream/headers.js';
 import { headerName, type UpstreamResponse } from '../upstream/response.js';
 import { CLIENT_CLOSED_STATUS, Exchange, type ServerDeps } from './exchange.js';
+import { JOURNAL_CAPTURE_BYTES } from './journal-entry.js';
 import { answerStale, keepForStale, staleReplaces, staleStatusCode } from './stale.js';
 
 function errorFromClassification(classification: Classification): BreakwaterError {
@@ -136,6 +137,13 @@ function brokenOff(ctx: RequestContext, exchange: Exchange): void {
   if (!ctx.signal.aborted) exchange.countError('UPSTREAM_RESET', true);
 }
 
+/** An error answer is described in the error journal (SPEC §12) with the start of its body, whichever way it goes on. */
+function noteAnswer(exchange: Exchange, result: AttemptResult & { response: UpstreamResponse }): void {
+  const { response } = result;
+  const start = result.buffered ?? response.captureStart(JOURNAL_CAPTURE_BYTES);
+  exchange.answer = { status: response.statusCode, headers: response.headers, start, decision: result.classification.rule };
+}
+
 /** What the request line and the connection say about where a request goes. */
 interface Arrival {
   readonly target: NormalizedTarget;
@@ -237,6 +245,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     const result = await route.pipeline.run(ctx);
     if (!result.response) throw errorFromClassification(result.classification);
     upstreamResponse = result.response;
+    if (upstreamResponse.statusCode >= 400 && deps.journal.enabled) noteAnswer(exchange, { ...result, response: upstreamResponse });
     // The status a provider rule treats it as (an Anthropic 529 is a 503), else the provider's.
     const staleFor = route.stale ? staleStatusCode((result.classification.rule ? result.classification.status : undefined) ?? upstreamResponse.statusCode ?? 0) : undefined;
     if (staleFor && answerStale(ctx, route, staleFor, deps)) upstreamResponse.destroy();

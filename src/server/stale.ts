@@ -76,6 +76,7 @@ export function answerStale(ctx: RequestContext, route: RouteRuntime, code: stri
   const entry = store.lookup(keyOf(store, ctx, route), ctx.clientHeaders, at);
   if (!entry || ctx.res.headersSent || ctx.res.destroyed) return false;
   ctx.flags.add('STALE');
+  ctx.staleFor = code;
   const flag = flagForCode(code);
   if (flag) ctx.flags.add(flag);
   ctx.target = entry.target;

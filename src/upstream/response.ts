@@ -54,6 +54,21 @@ export function parseRawHeaders(raw: readonly Buffer[]): IncomingHttpHeaders {
   return headers as IncomingHttpHeaders;
 }
 
+/** The first bytes of a body, as received (still encoded). */
+export interface BodyStart {
+  readonly chunks: Buffer[];
+  size: number;
+  readonly cap: number;
+}
+
+function takeStart(capture: BodyStart, chunk: Buffer): void {
+  if (capture.size >= capture.cap) return;
+  // A copy: the error path only, and never a view of a buffer that may be reused.
+  const part = Buffer.from(chunk.subarray(0, capture.cap - capture.size));
+  capture.chunks.push(part);
+  capture.size += part.length;
+}
+
 /** Bytes held before anyone reads the body; past this, undici's parser pauses. */
 const HOLD_BYTES = 64 * 1024;
 
@@ -77,6 +92,8 @@ export class UpstreamResponse extends Readable {
   private onBroken: (() => void) | undefined;
 
   private parsed: IncomingHttpHeaders | undefined;
+  /** The start of the body, kept as it passes for the error journal (see {@link captureStart}). */
+  private capture: BodyStart | undefined;
 
   constructor(
     readonly statusCode: number,
@@ -134,8 +151,21 @@ export class UpstreamResponse extends Readable {
     return true;
   }
 
+  /**
+   * Keeps (references to) the first `cap` bytes of the body as received,
+   * whichever way it is sent on: the error journal's view of an error
+   * answer passed through (SPEC §12). Asked for only on an error status.
+   */
+  captureStart(cap: number): BodyStart {
+    const capture: BodyStart = { chunks: [], size: 0, cap };
+    this.capture = capture;
+    for (const chunk of this.held) takeStart(capture, chunk);
+    return capture;
+  }
+
   /** A body chunk from upstream; false asks undici to pause the connection. */
   deliver(chunk: Buffer): boolean {
+    if (this.capture !== undefined) takeStart(this.capture, chunk);
     const sink = this.sink;
     if (sink) {
       if (sink.write(chunk)) return true;

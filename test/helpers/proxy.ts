@@ -12,6 +12,7 @@ import { formatProblem, parseConfig } from '../../src/config/index.js';
 import { createMetrics, type Metrics } from '../../src/observe/metrics.js';
 import type { Lookup } from '../../src/router/target-check.js';
 import type { Clock } from '../../src/lib/clock.js';
+import type { TrafficOptions } from '../../src/observe/traffic.js';
 
 export interface TestProxy {
   readonly app: App;
@@ -29,7 +30,8 @@ export interface TestProxy {
 
 /** `file`: write the config there first, so that `app.reload()` reads it again (edit it to change the config). */
 /** `clock`: the app's clock (helpers/clock.ts: sleeps that pass at once); the system's by default. */
-export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEnv; lookup?: Lookup; file?: string; clock?: Clock } = {}): Promise<TestProxy> {
+/** `traffic`: the dashboard's sampling (default 10 s buckets over 15 minutes). */
+export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEnv; lookup?: Lookup; file?: string; clock?: Clock; traffic?: TrafficOptions } = {}): Promise<TestProxy> {
   const text = `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml}`;
   if (options.file) writeFileSync(options.file, text);
   const result = parseConfig(text, options.file ?? 'test.yaml', { env: options.env ?? {} });
@@ -43,7 +45,7 @@ export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEn
   });
   const logger = pino({ level: 'info', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, sink);
   const metrics = createMetrics({ defaultMetrics: false });
-  const app = await startApp(result.loaded, logger, { metrics, lookup: options.lookup, clock: options.clock });
+  const app = await startApp(result.loaded, logger, { metrics, lookup: options.lookup, clock: options.clock, traffic: options.traffic });
   const logs = () =>
     captured
       .split('\n')

@@ -1,12 +1,17 @@
 /**
- * The admin dashboard (SPEC §7 `GET /`) in a real headless Chromium
- * (Debian's package, driven by playwright-core): route names and an open
- * breaker are on the page. A screenshot is saved under test/output/.
+ * The admin dashboard (SPEC §7 `GET /`, §12) in a real headless Chromium
+ * (Debian's package, driven by playwright-core), after a known mix of
+ * traffic: the routes' success rate and p99, the open breaker, the quota
+ * a provider announced, and the newest journal entry's hint, whose fault
+ * and provider message, all read from the DOM; no horizontal scrolling on
+ * a phone. Screenshots at desktop and phone widths go to test/output/.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JournalEntry } from '../../src/observe/error-journal.js';
+import type { TrafficReport } from '../../src/observe/traffic.js';
 import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { ROOT } from '../helpers/cli.js';
 import { request, startProxy, type TestProxy } from '../helpers/proxy.js';
@@ -15,11 +20,18 @@ let down: FaultUpstream;
 let fine: FaultUpstream;
 let proxy: TestProxy;
 let browser: Browser;
+const OUTPUT = path.join(ROOT, 'test/output');
 
 beforeAll(async () => {
-  down = await startFaultUpstream(() => ({ kind: 'respond', status: 503 }));
-  fine = await startFaultUpstream(() => ({ kind: 'respond', headers: { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '4321', 'x-ratelimit-reset': '600' }, body: 'ok' }));
-  proxy = await startProxy(`version: 1
+  down = await startFaultUpstream(() => ({ kind: 'respond', status: 503, headers: { 'content-type': 'application/json' }, body: '{"error":{"message":"ledger is read-only","code":"maintenance"}}' }));
+  // Search: the 5th and 10th requests get 404, the 3rd takes 300 ms: 80% success, p99 in the 250-500 ms bucket.
+  fine = await startFaultUpstream((n) => {
+    if (n % 5 === 0) return { kind: 'respond', status: 404, body: 'no such index' };
+    if (n === 3) return { kind: 'slow-headers', delayMs: 300, status: 200, body: 'ok' };
+    return { kind: 'respond', headers: { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '4321', 'x-ratelimit-reset': '600' }, body: 'ok' };
+  });
+  proxy = await startProxy(
+    `version: 1
 defaults: { retry: { maxRetries: 0 } }
 upstreams:
   payments-api: { url: "${down.url}", circuitBreaker: { minimumRequests: 2, openFor: 5m } }
@@ -27,38 +39,92 @@ upstreams:
 routes:
   - { name: payments, match: { pathPrefix: /payments }, upstream: payments-api, rateLimit: { rate: 10/s, burst: 20 } }
   - { name: search, match: { pathPrefix: /search }, upstream: search-api }
-`);
+`,
+    { traffic: { bucketMs: 400, spanMs: 12_000 } },
+  );
+  // Spread over a few sampling buckets, so that the sparklines have points.
   for (let i = 0; i < 3; i++) await request(`${proxy.url}/payments/charge`);
-  await request(`${proxy.url}/search/q`);
+  for (let i = 0; i < 10; i++) {
+    await request(`${proxy.url}/search/q`);
+    if (i % 3 === 2) await new Promise((resolve) => setTimeout(resolve, 450));
+  }
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
+  mkdirSync(OUTPUT, { recursive: true });
 });
 
 afterAll(async () => {
   await browser?.close();
-  await proxy.close();
-  await Promise.all([down.close(), fine.close()]);
+  await proxy?.close();
+  await Promise.all([down?.close(), fine?.close()]);
 });
 
+async function open(width: number, height: number): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width, height }, isMobile: width < 700, hasTouch: width < 700 });
+  await page.goto(`${proxy.adminUrl}/`);
+  await page.waitForSelector('body[data-loaded="true"]');
+  return page;
+}
+
+const msOf = (text: string) => (text.endsWith(' s') ? parseFloat(text) * 1000 : parseFloat(text));
+
 describe('dashboard', () => {
-  it('shows the routes and the open breaker', async () => {
-    const page = await browser.newPage();
-    await page.goto(`${proxy.adminUrl}/`);
-    await page.waitForSelector('#upstreams tr');
-    const upstreams = await page.locator('#upstreams').innerText();
-    expect(upstreams).toMatch(/payments-api[\s\S]*open/);
-    expect(upstreams).toMatch(/search-api[\s\S]*closed/);
-    expect(await page.locator('#upstreams .state.open').count()).toBe(1);
-    const routes = await page.locator('#routes').innerText();
-    expect(routes).toContain('payments');
-    expect(routes).toContain('search');
-    expect(routes).toContain('10/s burst 20');
-    const pacing = await page.locator('#pacing').innerText();
-    expect(pacing).toMatch(/search-api[\s\S]*4321 \/ 5000[\s\S]*(59\d|600) s/);
-    const dir = path.join(ROOT, 'test/output');
-    mkdirSync(dir, { recursive: true });
-    await page.screenshot({ path: path.join(dir, 'dashboard.png'), fullPage: true });
+  it('shows each route’s success rate and p99, agreeing with /stats', async () => {
+    const stats = (await request(`${proxy.adminUrl}/stats`)).json<TrafficReport>();
+    const search = stats.routes.find((r) => r.route === 'search')!;
+    expect(search).toMatchObject({ requests: 10, successRate: 80 });
+    expect(search.p99Ms).toBeGreaterThan(250);
+    expect(search.p99Ms).toBeLessThanOrEqual(500);
+    const page = await open(1280, 900);
+    const row = page.locator('#routes tr[data-route="search"]');
+    expect(await row.locator('td.success').innerText()).toBe('80.0%');
+    const p99 = msOf((await row.locator('td.p99').innerText()).trim());
+    expect(p99).toBeGreaterThan(250);
+    expect(p99).toBeLessThanOrEqual(500);
+    expect(await page.locator('#routes tr[data-route="payments"] td.success').innerText()).toBe('0.0%');
+    // Sparklines of the route's buckets (inline SVG, drawn from /stats' series).
+    expect(search.series.requestsPerSecond.filter((v) => v !== null && v > 0).length).toBeGreaterThanOrEqual(2);
+    expect(await row.locator('td.rps svg.spark path').count()).toBe(1);
+    expect(await row.locator('td.success svg.spark path').count()).toBe(1);
+    await page.close();
+  });
+
+  it('shows the open breaker, the announced quota and the rate limit per target and route', async () => {
+    const page = await open(1280, 900);
+    expect(await page.locator('#targets tr[data-target="payments-api"] .state.open').count()).toBe(1);
+    expect(await page.locator('#targets tr[data-target="search-api"] .state.closed').count()).toBe(1);
+    const search = await page.locator('#targets tr[data-target="search-api"]').innerText();
+    expect(search).toMatch(/4321 \/ 5000[\s\S]*(59\d|600) s/);
+    expect(await page.locator('#limits').innerText()).toContain('10/s burst 20');
+    await page.close();
+  });
+
+  it('lists the newest journal entries with their hint, whose fault and the provider’s message', async () => {
+    const journal = (await request(`${proxy.adminUrl}/errors`)).json<{ errors: JournalEntry[] }>().errors;
+    expect(journal.length).toBe(3 + 2);
+    const page = await open(1280, 900);
+    const first = page.locator('#errors li.entry').first();
+    expect(await first.locator('.hint').innerText()).toBe(journal[0]!.hint);
+    expect(await page.locator('#errors li.entry').count()).toBe(5);
+    const payments = page.locator('#errors li.entry[data-code="UPSTREAM_UNAVAILABLE"]').first();
+    expect(await payments.locator('.provider').innerText()).toBe('provider said: ledger is read-only');
+    expect(await payments.locator('.fault').innerText()).toBe('upstream’s fault');
+    const open503 = page.locator('#errors li.entry[data-code="CIRCUIT_OPEN"]');
+    expect(await open503.count()).toBe(1);
+    expect(await open503.locator('.hint').innerText()).toBe(journal.find((e) => e.code === 'CIRCUIT_OPEN')!.hint);
+    await page.screenshot({ path: path.join(OUTPUT, 'dashboard-desktop.png'), fullPage: true });
+    await page.close();
+  });
+
+  it('reads on a phone: one card per row, nothing wider than the screen', async () => {
+    const page = await open(390, 844);
+    const width = Number(await page.evaluate('document.documentElement.scrollWidth'));
+    expect(width).toBeLessThanOrEqual(390);
+    expect(await page.locator('#routes tr[data-route="search"] td.success').innerText()).toContain('80.0%');
+    expect(await page.locator('#routes thead').isVisible()).toBe(false);
+    await page.screenshot({ path: path.join(OUTPUT, 'dashboard-phone.png'), fullPage: true });
+    await page.close();
   });
 });

@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/index.js';
 import { createMetrics } from '../../src/observe/metrics.js';
+import { ErrorJournal } from '../../src/observe/error-journal.js';
 import { buildRuntime, type Runtime } from '../../src/runtime.js';
 import { createProxyServer, type ProxyServer } from '../../src/server/proxy-server.js';
 import { createForwarder } from '../../src/upstream/forward.js';
@@ -62,7 +63,7 @@ routes:
       },
     }),
   );
-  server = createProxyServer({ runtime: () => runtime, forwarder, metrics, logger, now, wall: Date.now });
+  server = createProxyServer({ runtime: () => runtime, forwarder, metrics, logger, now, wall: Date.now, journal: new ErrorJournal(10) });
   url = `http://127.0.0.1:${await server.listen('127.0.0.1', 0)}`;
 });
 

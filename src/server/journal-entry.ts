@@ -1,0 +1,124 @@
+/**
+ * Builds the error journal's entry (SPEC §12) for an exchange that ended
+ * in an error, from what the exchange recorded: Breakwater's own problem,
+ * or the upstream's error answer passed through (described as
+ * `errors.normalize: all` would describe it), or a stale answer and the
+ * failure it replaced. Runs only for failed requests.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { BreakwaterError } from '../errors/breakwater-error.js';
+import { CATALOG } from '../errors/catalog.js';
+import { parseBody, readProviderError } from '../errors/dialects/index.js';
+import { cutText, decodeBody, PROVIDER_TEXT_BYTES } from '../errors/normalize.js';
+import type { ProblemEntry } from '../errors/problem.js';
+import { describeDecision, type RuleDecision } from '../errors/provider-rules.js';
+import { entryForCode, upstreamStatusEntry } from '../errors/upstream-catalog.js';
+import type { JournalAttempt, JournalEntry, JournalProvider } from '../observe/error-journal.js';
+import type { ExchangeRecord } from '../policy/context.js';
+import type { BufferedAnswer } from '../upstream/error-answer.js';
+import type { BodyStart } from '../upstream/response.js';
+
+/** Bytes of an error answer's body kept for the journal, as received (a compressed body decodes to more). */
+export const JOURNAL_CAPTURE_BYTES = 16 * 1024;
+
+/** An upstream error answer (status >= 400) the exchange passed on, normalized or replaced. */
+export interface AnswerNote {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  /** The start of its body as received: read for a provider rule, or captured as it passed. */
+  readonly start: BodyStart | BufferedAnswer | undefined;
+  readonly decision: RuleDecision | undefined;
+}
+
+/** What the exchange knows when it closes. */
+export interface Ending {
+  readonly record: ExchangeRecord;
+  readonly route: string;
+  readonly upstream: string | null;
+  /** The status sent (499: nothing was). */
+  readonly status: number;
+  /** The last error code answered or counted, null when none. */
+  readonly code: string | null;
+  /** Breakwater's own problem, when one was answered. */
+  readonly failure: BreakwaterError | undefined;
+  readonly answer: AnswerNote | undefined;
+  readonly durationMs: number;
+  readonly wall: number;
+}
+
+/** Request-id headers a provider's support desk asks for (SPEC §12). */
+const ID_HEADERS: ReadonlySet<string> = new Set(['retry-after', 'request-id', 'x-request-id', 'x-amzn-requestid', 'x-github-request-id', 'cf-ray']);
+
+/** The upstream's quota, Retry-After and request-id headers; nothing else of its answer. */
+export function journalHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    if (ID_HEADERS.has(name) || name.startsWith('ratelimit') || name.startsWith('x-ratelimit-')) out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return out;
+}
+
+function bytesOf(start: BodyStart | BufferedAnswer): Buffer {
+  return 'raw' in start ? start.raw : Buffer.concat(start.chunks, start.size);
+}
+
+/** What the provider said: its dialect's code and message, and its body (JSON when it fits, else text cut at 4 KiB). */
+export function providerOf(answer: AnswerNote): JournalProvider {
+  const contentType = String(answer.headers['content-type'] ?? '').toLowerCase();
+  const raw = answer.start ? bytesOf(answer.start) : Buffer.alloc(0);
+  const text = decodeBody(raw, answer.headers['content-encoding'] as string | undefined).replace(/\uFFFD+$/, '');
+  if (text.trim() === '') return { status: answer.status, code: null, message: null, body: null };
+  const parsed = parseBody(text, contentType);
+  const said = readProviderError(parsed, contentType);
+  const fits = Buffer.byteLength(text) <= PROVIDER_TEXT_BYTES;
+  return { status: answer.status, code: said.code ?? null, message: said.message ?? null, body: parsed.kind === 'json' && fits ? parsed.value : cutText(text, PROVIDER_TEXT_BYTES) };
+}
+
+/** The §5 description of a code: Breakwater's catalogue, a rule's decision, or the upstream statuses'. */
+function describe(code: string, status: number, decision: RuleDecision | undefined): ProblemEntry & { source: 'proxy' | 'upstream' } {
+  const own = (CATALOG as Record<string, Omit<ProblemEntry, 'code'> | undefined>)[code];
+  if (own) return { ...own, code, source: 'proxy' };
+  const entry = decision ? describeDecision(status, decision) : entryForCode(code, status);
+  return { ...entry, code, status, source: 'upstream' };
+}
+
+/** Each attempt made; one that succeeded is only listed when an earlier one failed, so the first is added here if it is missing. */
+function attemptsOf(ending: Ending): readonly JournalAttempt[] {
+  const log = ending.record.attemptLog ?? [];
+  if (log.length >= ending.record.attempts || ending.record.target === null) return log;
+  return [{ target: ending.record.target, status: ending.answer?.status ?? ending.status, code: null, durationMs: null }, ...log];
+}
+
+/** The journal entry for an exchange that ended in an error; undefined for one that did not (or whose client left first). */
+export function journalEntry(ending: Ending): JournalEntry | undefined {
+  const { record, failure, answer } = ending;
+  const stale = record.staleFor;
+  let code = stale ?? failure?.code ?? ending.code;
+  if (code === null) {
+    if (ending.status < 400 || ending.status === 499) return undefined;
+    code = answer?.decision ? describeDecision(ending.status, answer.decision).code : upstreamStatusEntry(ending.status).code;
+  }
+  const entry = describe(code, answer?.status ?? ending.status, answer?.decision);
+  return {
+    time: new Date(ending.wall).toISOString(),
+    requestId: record.requestId,
+    method: record.method,
+    path: record.path,
+    route: ending.route,
+    upstream: ending.upstream,
+    target: record.target,
+    status: ending.status,
+    code,
+    source: entry.source,
+    responsibility: entry.responsibility,
+    retryable: entry.retryable,
+    hint: entry.hint,
+    ...(failure && !stale ? { detail: failure.detail } : {}),
+    durationMs: Math.round(ending.durationMs * 1000) / 1000,
+    attempts: attemptsOf(ending),
+    provider: answer ? providerOf(answer) : null,
+    headers: answer ? journalHeaders(answer.headers) : {},
+    ...(stale ? { stale: true as const } : {}),
+  };
+}
