@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `breakwater`: argv → run | validate | schema | demo | ca (SPEC §1).
+ * `breakwater`: argv → run | validate | schema | demo | stat | ca (SPEC §1, §12).
  * The only module that writes to stderr for the user and exits the process.
  *
  * Exit codes: 0 success; 1 invalid config or a failed start; 2 usage errors
@@ -23,12 +23,15 @@ Commands:
   validate             check a config file and print every problem in it
   schema               print the config file's JSON Schema
   demo                 the sidecar in front of a flaky upstream, with a client
+  stat                 per-route success rate, requests/s and latency of a running Breakwater
   ca create            make a name-constrained CA for TLS interception
 
 Options:
   -c, --config FILE    config file (default: $BREAKWATER_CONFIG, then ${DEFAULT_CONFIG})
       --hosts H1,H2    (ca create) host names the CA may sign for
       --out DIR        (ca create) where to write the CA
+      --admin URL      (stat) its admin address (default: $BREAKWATER_ADMIN, then http://127.0.0.1:9901)
+      --watch          (stat) redraw every 2 s until interrupted
   -h, --help           show this help
   -v, --version        print the version
 `;
@@ -115,6 +118,8 @@ export async function main(argv: readonly string[]): Promise<number | 'running'>
         config: { type: 'string', short: 'c' },
         hosts: { type: 'string' },
         out: { type: 'string' },
+        admin: { type: 'string' },
+        watch: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -154,6 +159,8 @@ export async function main(argv: readonly string[]): Promise<number | 'running'>
       const { runDemo } = await import('./demo/run-demo.js');
       return runDemo();
     }
+    case 'stat':
+      return (await import('./observe/stat-command.js')).statCommand(values.admin, values.watch ?? false);
     case 'ca':
       if (rest[0] !== 'create') {
         process.stderr.write(`breakwater: unknown ca command "${rest[0] ?? ''}"; did you mean "ca create"?\n`);
@@ -161,7 +168,7 @@ export async function main(argv: readonly string[]): Promise<number | 'running'>
       }
       return (await import('./tls/ca-command.js')).caCreate(values.hosts, values.out);
     default: {
-      const close = suggest(command, ['run', 'validate', 'schema', 'demo', 'ca']);
+      const close = suggest(command, ['run', 'validate', 'schema', 'demo', 'stat', 'ca']);
       process.stderr.write(`breakwater: unknown command "${command}"${close ? `; did you mean "${close}"?` : ''}\n\n${USAGE}`);
       return 2;
     }

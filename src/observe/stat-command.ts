@@ -1,0 +1,99 @@
+/**
+ * `breakwater stat [--admin URL] [--watch]` (SPEC §12): the dashboard's
+ * per-route table in the terminal, read from a running Breakwater's
+ * `GET /stats`, in the manner of `linkerd viz stat`. `--watch` redraws it
+ * every two seconds until interrupted.
+ */
+import { systemClock } from '../lib/clock.js';
+import type { TrafficReport } from './traffic.js';
+
+/** SPEC §2's admin port on this machine. */
+export const DEFAULT_ADMIN = 'http://127.0.0.1:9901';
+const WATCH_MS = 2000;
+
+/** `URL`, `host:port` or a bare port, as the admin's base URL. */
+export function adminBase(flag: string | undefined): string {
+  const value = (flag ?? process.env.BREAKWATER_ADMIN ?? DEFAULT_ADMIN).trim();
+  if (/^\d+$/.test(value)) return `http://127.0.0.1:${value}`;
+  return (/^https?:\/\//i.test(value) ? value : `http://${value}`).replace(/\/+$/, '');
+}
+
+const dash = '-';
+const rps = (value: number) => `${value >= 100 ? value.toFixed(0) : value.toFixed(2)}rps`;
+const ms = (value: number | null) => (value === null ? dash : value >= 10 ? `${value.toFixed(0)}ms` : `${value.toFixed(1)}ms`);
+
+/** The table: one row per route, columns padded to their widest cell. */
+export function formatStats(report: TrafficReport): string {
+  const header = ['ROUTE', 'UPSTREAM', 'SUCCESS', 'RPS', 'LATENCY_P50', 'LATENCY_P99', 'RETRIES', 'LIMITED'];
+  const rows = report.routes.map((route) => [
+    route.route || '(no route)',
+    route.upstream ?? '(request target)',
+    route.successRate === null ? dash : `${route.successRate.toFixed(2)}%`,
+    rps(route.requestsPerSecond),
+    ms(route.p50Ms),
+    ms(route.p99Ms),
+    rps(route.retriesPerSecond),
+    rps(route.rateLimitedPerSecond),
+  ]);
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
+  // Names left-aligned, numbers right-aligned.
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, i) => (i < 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
+      .join('   ')
+      .trimEnd();
+  const window = `over the last ${report.windowSeconds.toFixed(0)} s`;
+  return `${[line(header), ...rows.map(line)].join('\n')}\n${rows.length === 0 ? 'no routes\n' : ''}(${window})\n`;
+}
+
+async function fetchStats(base: string): Promise<TrafficReport> {
+  const res = await fetch(`${base}/stats`, { signal: AbortSignal.timeout(5000) });
+  if (!res.ok) throw new Error(`${base}/stats answered ${res.status}`);
+  return (await res.json()) as TrafficReport;
+}
+
+function reason(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (error as Error).message;
+}
+
+/** Prints the table once (exit 0, or 1 when the admin cannot be read), or redraws it until SIGINT/SIGTERM with `watch`. */
+export async function statCommand(flag: string | undefined, watch: boolean, out: NodeJS.WriteStream = process.stdout, wall: () => number = systemClock.wall): Promise<number> {
+  const base = adminBase(flag);
+  const unreachable = (error: unknown) => `breakwater: cannot read ${base}/stats (${reason(error)}); is Breakwater running, and is --admin its admin address?\n`;
+  if (!watch) {
+    try {
+      out.write(formatStats(await fetchStats(base)));
+      return 0;
+    } catch (error) {
+      process.stderr.write(unreachable(error));
+      return 1;
+    }
+  }
+  let stopped = false;
+  let wake = () => {};
+  const stop = () => {
+    stopped = true;
+    wake();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  while (!stopped) {
+    let frame: string;
+    try {
+      frame = formatStats(await fetchStats(base));
+    } catch (error) {
+      frame = unreachable(error);
+    }
+    // A terminal is redrawn in place; a pipe gets one frame after another.
+    out.write(out.isTTY ? `\x1b[H\x1b[2J${frame}` : `${new Date(wall()).toISOString()}\n${frame}\n`);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, WATCH_MS);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+  return 0;
+}
