@@ -62,4 +62,19 @@ describe('admin endpoints', () => {
     expect(post.status).toBe(405);
     expect(post.headers.allow).toBe('GET, HEAD');
   });
+
+  it.each(['/errors', '/stats'])('answers %s to GET with JSON, to HEAD with its headers only, and to POST with 405', async (path) => {
+    const get = await request(`${adminUrl}${path}`);
+    expect(get.status).toBe(200);
+    expect(get.headers['content-type']).toBe('application/json');
+    expect(get.headers['cache-control']).toBe('no-store');
+    expect(() => get.json()).not.toThrow();
+    const head = await request(`${adminUrl}${path}`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.body.length).toBe(0);
+    expect(Number(head.headers['content-length'])).toBeGreaterThan(0);
+    const post = await request(`${adminUrl}${path}`, { method: 'POST', body: '' });
+    expect(post.status).toBe(405);
+    expect(post.headers.allow).toBe('GET, HEAD');
+  });
 });
