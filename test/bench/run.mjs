@@ -105,7 +105,7 @@ function load(url, options) {
  * scheduled time (no coordinated omission). autocannon's overallRate sends
  * in bursts, which made p99 at a fixed rate meaningless here.
  */
-function fixedRate(url, rate, seconds) {
+function fixedRate(url, rate, seconds, expectStatus = 200) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   const total = Math.round(rate * seconds);
   const interval = 1000 / rate;
@@ -130,7 +130,7 @@ function fixedRate(url, rate, seconds) {
         const req = http.get(url, { agent }, (res) => {
           res.resume();
           res.on('end', () => {
-            if (res.statusCode !== 200) errors++;
+            if (res.statusCode !== expectStatus) errors++;
             latencies.push(performance.now() - scheduled);
             finish();
           });
@@ -152,9 +152,15 @@ const body = Buffer.from(JSON.stringify({ id: 'evt_1', object: 'event', data: 'x
 // A quota announced on every response, as real APIs do, with plenty left
 // (the pacing variant reads it and never has to wait).
 let remaining = 1e9;
+// Under /missing: a provider's 404, as Stripe words it (the error-journal variants).
+const missing = Buffer.from(JSON.stringify({ error: { type: 'invalid_request_error', message: 'No such event: evt_missing', code: 'resource_missing' } }));
 http.createServer((req, res) => {
   req.resume();
   req.on('end', () => {
+    if (req.url.startsWith('/missing')) {
+      res.writeHead(404, { 'content-type': 'application/json', 'content-length': missing.length, 'request-id': 'req_bench' });
+      return res.end(missing);
+    }
     remaining -= 1;
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, 'x-ratelimit-limit': '1000000000', 'x-ratelimit-remaining': String(remaining), 'x-ratelimit-reset': '3600' });
     res.end(body);
@@ -308,7 +314,9 @@ async function main() {
       const config = path.join(work, `${name}.yaml`);
       writeFileSync(config, breakwaterConfig(port, adminPort, upstreamUrl, path.resolve(ROOT, file)));
       const child = start(name, 1, [path.resolve(ROOT, cli), 'run', '--config', config]);
-      return { child, url: `http://127.0.0.1:${port}/v1/events`, expectStatus: name === 'open' ? 503 : 200 };
+      // A config may name the status every answer has: "# bench-expect: 404".
+      const expected = /^# bench-expect: (\d{3})$/m.exec(readFileSync(path.resolve(ROOT, file), 'utf8'));
+      return { child, url: `http://127.0.0.1:${port}/v1/events`, expectStatus: expected ? Number(expected[1]) : name === 'open' ? 503 : 200 };
     };
   }
 
@@ -319,7 +327,7 @@ async function main() {
       await waitForStatus(url, expectStatus);
       await load(url, { duration: WARMUP });
       const closed = await load(url);
-      const fixed = await fixedRate(url, RATE, DURATION);
+      const fixed = await fixedRate(url, RATE, DURATION, expectStatus);
       const rss = peakRssMiB(child.pid);
       await stop(child);
       const r = results[name];
@@ -329,7 +337,8 @@ async function main() {
       r.fixedP50.push(fixed.p50);
       r.fixedP99.push(fixed.p99);
       r.rate.push(fixed.achieved);
-      r.errors += closed.errors + closed.non2xx + fixed.errors;
+      // Answers with another status than the expected one are errors (autocannon counts non-2xx).
+      r.errors += closed.errors + (expectStatus < 300 ? closed.non2xx : 0) + fixed.errors;
       r.rss.push(rss);
       process.stderr.write(
         `round ${round} ${name}: ${Math.round(closed.requests.average)} req/s p50 ${closed.latency.p50} ms p99 ${closed.latency.p99} ms; ` +
