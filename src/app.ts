@@ -175,7 +175,7 @@ export async function startApp(initial: LoadedConfig, logger: Logger, options: A
   const { now, wall, sleep } = options.clock ?? systemClock;
   const metrics = options.metrics ?? processMetrics();
   const forwarder = createForwarder();
-  const journal = new ErrorJournal(initial.config.observability.errorJournal.size);
+  const journal = new ErrorJournal(initial.config.observability.errorJournal.size, now);
   const serving = new Serving(initial, { forwarder, metrics, now, wall, sleep, logger, lookup: options.lookup, journal });
   registerGauges(metrics, serving);
   const traffic = new TrafficStats(metrics, now, options.traffic);

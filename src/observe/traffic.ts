@@ -104,8 +104,10 @@ export class TrafficStats {
     options: TrafficOptions = {},
   ) {
     this.bucketMs = options.bucketMs ?? 10_000;
-    this.windowMs = options.windowMs ?? 60_000;
-    this.keep = Math.ceil((options.spanMs ?? 15 * 60_000) / this.bucketMs) + 1;
+    // The window is read from the samples kept: never longer than the span.
+    const spanMs = options.spanMs ?? 15 * 60_000;
+    this.windowMs = Math.min(options.windowMs ?? 60_000, spanMs);
+    this.keep = Math.ceil(spanMs / this.bucketMs) + 1;
     this.sample();
   }
 

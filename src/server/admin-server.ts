@@ -117,7 +117,7 @@ function errors(res: http.ServerResponse, journal: ErrorJournal, query: URLSearc
     return;
   }
   const filter = { route: query.get('route') ?? undefined, code: query.get('code') ?? undefined, limit: limit === null ? undefined : Number(limit) };
-  json(res, { size: journal.size, recorded: journal.recorded, errors: journal.list(filter) }, head);
+  json(res, { size: journal.size, recorded: journal.recorded, skipped: journal.skipped, errors: journal.list(filter) }, head);
 }
 
 function text(res: http.ServerResponse, status: number, body: string, head: boolean): void {

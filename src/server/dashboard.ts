@@ -79,7 +79,7 @@ function targets(status) {
       cell('breaker', '<span class="state ' + text(t.breaker.state) + '">' + text(t.breaker.state.replace('_', '-')) + (t.breaker.openForMs ? ' (' + (t.breaker.openForMs / 1000).toFixed(1) + ' s)' : '') + '</span>' + (t.coolingForMs ? ' cooling ' + (t.coolingForMs / 1000).toFixed(0) + ' s' : ''), 'breaker') +
       cell('failure rate', pct(t.breaker.failureRate * 100), 'num') + cell('shed', pct(t.breaker.shedRate * 100), 'num') +
       cell('quota left', quota ? text(quota.remaining) + ' / ' + text(quota.limit ?? '?') : '–', 'num quota') +
-      cell('resets in', quota && quota.resetSeconds !== null ? quota.resetSeconds.toFixed(0) + ' s' : '–', 'num') + '</tr>';
+      cell('resets in', quota && quota.resetSeconds !== null ? quota.resetSeconds.toFixed(0) + ' s' : '–', 'num resets') + '</tr>';
   }).join('');
   document.getElementById('limits').textContent = status.routes.filter((r) => r.rateLimit).map((r) => r.name + ': ' + r.rateLimit.describe + ' (tokens ' + r.rateLimit.tokens + ', queued ' + r.rateLimit.queued + ')').join(' · ');
 }

@@ -146,6 +146,7 @@ export class Exchange {
   }
 
   private journal(status: number, durationMs: number): void {
+    if (!this.deps.journal.admit()) return;
     const { route, upstream } = this.matched;
     const entry = journalEntry({ record: this.record, route, upstream, status, code: this.code, failure: this.failure, answer: this.answer, durationMs, wall: this.deps.wall() });
     if (entry) this.deps.journal.record(entry);
@@ -163,7 +164,7 @@ export class Exchange {
     metrics.requestsTotal.inc({ route, method, code: String(status) });
     metrics.requestDuration.observe({ route, method }, durationMs / 1000);
     // Only a request that failed builds an entry (SPEC §12): the success path pays one comparison.
-    if ((status >= 400 || this.code !== null || record.staleFor !== undefined) && this.deps.journal.enabled) this.journal(status, durationMs);
+    if ((status >= 400 || this.code !== null || record.staleFor !== undefined) && status !== CLIENT_CLOSED_STATUS && this.deps.journal.enabled) this.journal(status, durationMs);
     record.trace?.end({
       status,
       route: route || null,

@@ -83,20 +83,30 @@ function describe(code: string, status: number, decision: RuleDecision | undefin
   return { ...entry, code, status, source: 'upstream' };
 }
 
-/** Each attempt made; one that succeeded is only listed when an earlier one failed, so the first is added here if it is missing. */
+/**
+ * Each attempt made. One that succeeded is only listed when an earlier one
+ * failed: a first attempt whose answer came (a body that broke off later)
+ * is added here. WebSocket and CONNECT attempts are not logged one by one.
+ */
 function attemptsOf(ending: Ending): readonly JournalAttempt[] {
   const log = ending.record.attemptLog ?? [];
-  if (log.length >= ending.record.attempts || ending.record.target === null) return log;
+  const answered = ending.answer !== undefined || ending.status < 400;
+  if (log.length >= ending.record.attempts || ending.record.target === null || !answered) return log;
   return [{ target: ending.record.target, status: ending.answer?.status ?? ending.status, code: null, durationMs: null }, ...log];
 }
+
+/** Codes whose detail repeats what the client sent (its Host, TLS server name, Upgrade header, CONNECT target): journaled without it. */
+const ECHOING_CODES: ReadonlySet<string> = new Set(['BAD_REQUEST', 'MISDIRECTED_REQUEST', 'NO_ROUTE', 'HOST_NOT_ALLOWED']);
 
 /** The journal entry for an exchange that ended in an error; undefined for one that did not (or whose client left first). */
 export function journalEntry(ending: Ending): JournalEntry | undefined {
   const { record, failure, answer } = ending;
+  // The client left before any answer: not an error Breakwater or the upstream made (the access log has it).
+  if (ending.status === 499) return undefined;
   const stale = record.staleFor;
   let code = stale ?? failure?.code ?? ending.code;
   if (code === null) {
-    if (ending.status < 400 || ending.status === 499) return undefined;
+    if (ending.status < 400) return undefined;
     code = answer?.decision ? describeDecision(ending.status, answer.decision).code : upstreamStatusEntry(ending.status).code;
   }
   const entry = describe(code, answer?.status ?? ending.status, answer?.decision);
@@ -114,7 +124,7 @@ export function journalEntry(ending: Ending): JournalEntry | undefined {
     responsibility: entry.responsibility,
     retryable: entry.retryable,
     hint: entry.hint,
-    ...(failure && !stale ? { detail: failure.detail } : {}),
+    ...(failure && !stale && !ECHOING_CODES.has(failure.code) ? { detail: failure.detail } : {}),
     durationMs: Math.round(ending.durationMs * 1000) / 1000,
     attempts: attemptsOf(ending),
     provider: answer ? providerOf(answer) : null,

@@ -245,7 +245,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     const result = await route.pipeline.run(ctx);
     if (!result.response) throw errorFromClassification(result.classification);
     upstreamResponse = result.response;
-    if (upstreamResponse.statusCode >= 400 && deps.journal.enabled) noteAnswer(exchange, { ...result, response: upstreamResponse });
+    if (upstreamResponse.statusCode >= 400 && deps.journal.wants()) noteAnswer(exchange, { ...result, response: upstreamResponse });
     // The status a provider rule treats it as (an Anthropic 529 is a 503), else the provider's.
     const staleFor = route.stale ? staleStatusCode((result.classification.rule ? result.classification.status : undefined) ?? upstreamResponse.statusCode ?? 0) : undefined;
     if (staleFor && answerStale(ctx, route, staleFor, deps)) upstreamResponse.destroy();

@@ -63,7 +63,7 @@ routes:
       },
     }),
   );
-  server = createProxyServer({ runtime: () => runtime, forwarder, metrics, logger, now, wall: Date.now, journal: new ErrorJournal(10) });
+  server = createProxyServer({ runtime: () => runtime, forwarder, metrics, logger, now, wall: Date.now, journal: new ErrorJournal(10, now) });
   url = `http://127.0.0.1:${await server.listen('127.0.0.1', 0)}`;
 });
 

@@ -119,7 +119,7 @@ const entry = (path: string, route = 'r', code = 'NO_ROUTE'): JournalEntry => ({
 
 describe('ErrorJournal', () => {
   it('keeps the newest entries in a ring, filters, and keeps the newest on resize', () => {
-    const journal = new ErrorJournal(3);
+    const journal = new ErrorJournal(3, () => 0);
     for (let i = 1; i <= 5; i++) journal.record(entry(`/${i}`, i % 2 ? 'odd' : 'even', i === 4 ? 'X' : 'NO_ROUTE'));
     expect(journal.list().map((e) => e.path)).toEqual(['/5', '/4', '/3']);
     expect(journal.recorded).toBe(5);
@@ -137,5 +137,21 @@ describe('ErrorJournal', () => {
     journal.record(entry('/8'));
     expect(journal.list()).toEqual([]);
     expect(journal.enabled).toBe(false);
+    expect(journal.wants()).toBe(false);
+    expect(journal.admit()).toBe(false);
+  });
+
+  it('admits at most `size` entries a second: a storm of errors is sampled, the rest counted as skipped', () => {
+    let at = 0;
+    const journal = new ErrorJournal(4, () => at);
+    expect([1, 2, 3, 4, 5, 6].map(() => journal.admit())).toEqual([true, true, true, true, false, false]);
+    expect(journal.skipped).toBe(2);
+    expect(journal.wants()).toBe(false);
+    at += 250; // a quarter of a second: one more
+    expect(journal.wants()).toBe(true);
+    expect([journal.admit(), journal.admit()]).toEqual([true, false]);
+    at += 10_000; // never more than `size` saved up
+    expect([1, 2, 3, 4, 5].map(() => journal.admit())).toEqual([true, true, true, true, false]);
+    expect(journal.skipped).toBe(4);
   });
 });
