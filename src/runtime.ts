@@ -13,6 +13,8 @@ import { connectSharedLimits, type SharedLimits } from './policy/shared-limits.j
 import { createRoutePipeline, sleep, type RoutePipeline } from './policy/pipeline.js';
 import { compileMatcher, matchRoute, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
+import { compilePriorities, type PriorityClass, type PriorityClasses } from './policy/priorities.js';
+import type { IncomingHttpHeaders } from 'node:http';
 import { createForwardTargets } from './runtime/forward-targets.js';
 import { buildUpstreams, type UpstreamDeps, type UpstreamRuntime } from './runtime/upstreams.js';
 import { createAttempt } from './runtime/attempt.js';
@@ -37,6 +39,8 @@ export interface RouteRuntime {
   readonly responseEdits: CompiledHeaderEdits;
   /** `errors.normalize: off`: Breakwater's own errors as plain text. */
   readonly plainErrors: boolean;
+  /** A request's priority class (SPEC §13); null without a `priorities` section. */
+  readonly classify: ((headers: IncomingHttpHeaders) => PriorityClass) | null;
   readonly pipeline: RoutePipeline;
   readonly rateLimit: RateLimitPolicy | null;
   /** Stored answers for stale fallback (SPEC §8.2), when `fallback.stale` is set. */
@@ -101,8 +105,17 @@ export interface Inheritance {
   interceptor(intercept: NonNullable<Config['forwardProxy']['intercept']>): Interceptor | undefined;
 }
 
-function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps: RuntimeDeps, shared: SharedLimits | undefined, inherited: Set<object>): RouteRuntime {
-  const requestEdits = compileHeaderEdits(config.headers.request);
+function buildRoute(
+  config: RouteConfig,
+  upstream: UpstreamRuntime | null,
+  deps: RuntimeDeps,
+  shared: SharedLimits | undefined,
+  inherited: Set<object>,
+  priorities: PriorityClasses | null,
+): RouteRuntime {
+  // The priority header is Breakwater's: never forwarded (SPEC §13).
+  const request = config.headers.request;
+  const requestEdits = compileHeaderEdits(priorities ? { ...request, remove: [...request.remove, priorities.header] } : request);
   const { metrics, now } = deps;
 
   const attempt = createAttempt(config, requestEdits, upstream?.config.errorRules ?? [], deps);
@@ -133,6 +146,7 @@ function buildRoute(config: RouteConfig, upstream: UpstreamRuntime | null, deps:
     requestEdits,
     responseEdits: compileHeaderEdits(config.headers.response),
     plainErrors: config.errors.normalize === 'off',
+    classify: priorities ? priorities.forRoute(config.priority) : null,
     pipeline: createRoutePipeline(config, policyDeps, attempt, { rateLimit: rateLimit ?? undefined, failover }),
   };
 }
@@ -170,7 +184,8 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     config.redis !== null && (config.routes.some((route) => route.rateLimit?.shared === true) || Object.values(config.upstreams).some((upstream) => upstream.pacing.enabled && upstream.pacing.shared));
   const shared = needsRedis ? connectSharedLimits(config.redis!, deps.logger, deps.wall) : undefined;
   const upstreams = buildUpstreams(config, deps, inherited, shared, deps.inherit?.upstream);
-  const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps, shared, inherited));
+  const priorities = compilePriorities(config.priorities);
+  const routes = config.routes.map((route) => buildRoute(route, route.upstream === null ? null : upstreams.get(route.upstream)!, deps, shared, inherited, priorities));
   // Origin-form requests only reach routes with an upstream; the others
   // serve forward-proxy requests.
   const reverseRoutes = routes.filter((route) => route.upstream !== null);

@@ -57,6 +57,37 @@ function checkPolicies(layers: readonly Layer[], hasRedis: boolean, issues: Issu
   }
 }
 
+/** A route's `priority` names a class of `priorities`. */
+function checkRoutePriority(priority: unknown, index: number, classes: readonly string[], issues: Issue[]): void {
+  if (typeof priority !== 'string' || classes.includes(priority)) return;
+  const close = suggest(priority, classes);
+  issues.push({
+    path: ['routes', index, 'priority'],
+    message:
+      classes.length === 0
+        ? 'names a priority class, but there is no priorities section'
+        : `unknown priority class "${priority}"${close ? `; did you mean "${close}"?` : ` (classes: ${classes.join(', ')})`}`,
+  });
+}
+
+/** `priorities` (SPEC §13): unique class names, a default that names one. Returns the class names. */
+function checkPriorities(priorities: unknown, issues: Issue[]): string[] {
+  if (!isObject(priorities) || !Array.isArray(priorities.classes)) return [];
+  const names: string[] = [];
+  priorities.classes.forEach((entry: unknown, index) => {
+    const name = isObject(entry) ? entry.name : undefined;
+    if (typeof name !== 'string') return;
+    if (names.includes(name)) issues.push({ path: ['priorities', 'classes', index, 'name'], message: `duplicate class "${name}": class names must be unique` });
+    names.push(name);
+  });
+  const fallback = priorities.default;
+  if (typeof fallback === 'string' && !names.includes(fallback)) {
+    const close = suggest(fallback, names);
+    issues.push({ path: ['priorities', 'default'], message: `unknown priority class "${fallback}"${close ? `; did you mean "${close}"?` : ` (classes: ${names.join(', ')})`}` });
+  }
+  return names;
+}
+
 /** `redis`: one form at a time, a database a Cluster has, a readable CA. */
 function checkRedis(redis: Json, baseDir: string, issues: Issue[]): void {
   const forms = (['sentinel', 'cluster'] as const).filter((form) => isObject(redis[form]));
@@ -155,6 +186,7 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
   const forwardProxyEnabled = getIn(file, ['forwardProxy', 'enabled']) === true;
 
   checkPolicies([{ path: ['defaults'], value: file.defaults }], hasRedis, issues);
+  const classes = checkPriorities(file.priorities, issues);
 
   const firstRouteByName = new Map<string, number>();
   routes.forEach((route: unknown, index) => {
@@ -184,6 +216,7 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
       });
     }
     checkStale(getIn(route, ['fallback', 'stale']), index, issues);
+    checkRoutePriority(route.priority, index, classes, issues);
     checkPolicies(
       [
         { path: ['routes', index], value: route },

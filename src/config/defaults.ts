@@ -30,6 +30,7 @@ export const DEFAULTS = {
   logging: { level: 'info', accessLog: true },
   tracing: { enabled: false, endpoint: null, protocol: 'http/protobuf', serviceName: 'breakwater', sampleRatio: 1 },
   observability: { errorJournal: { size: 200 } },
+  priorities: { header: 'X-Breakwater-Priority' },
   limits: { maxBodySize: '10MiB', maxHeaderSize: '16KiB' },
   shutdown: { drainTimeout: '20s' },
   timeouts: { connect: '2s', perTry: '10s', total: '30s' },

@@ -206,9 +206,19 @@ function toRoute(raw: RawRoute, defaults: unknown): RouteConfig {
     stripPrefix: raw.stripPrefix ?? DEFAULTS.route.stripPrefix,
     upstream: raw.upstream ?? null,
     clientOverrides: raw.clientOverrides ?? DEFAULTS.route.clientOverrides,
+    priority: raw.priority ?? null,
     headers: { request: toHeaderEdits(raw.headers?.request), response: toHeaderEdits(raw.headers?.response) },
     fallback: { stale: toStale(raw) },
     ...policies,
+  };
+}
+
+function toPriorities(raw: ConfigFile['priorities']): Config['priorities'] {
+  if (!raw) return null;
+  return {
+    header: (raw.header ?? DEFAULTS.priorities.header).toLowerCase(),
+    default: raw.default,
+    classes: raw.classes.map((entry) => ({ name: entry.name, quotaFloor: entry.quotaFloor === undefined ? null : fraction(entry.quotaFloor) })),
   };
 }
 
@@ -241,6 +251,7 @@ export function resolveConfig(file: ConfigFile, baseDir: string): Config {
     admin: { host: admin.host, port: admin.port },
     logging: { level: logging.level, accessLog: logging.accessLog },
     tracing: toTracing(file.tracing),
+    priorities: toPriorities(file.priorities),
     observability: { errorJournal: { size: file.observability?.errorJournal?.size ?? DEFAULTS.observability.errorJournal.size } },
     limits: { maxBodySize: bytes(limits.maxBodySize), maxHeaderSize: bytes(limits.maxHeaderSize) },
     shutdown: { drainTimeout: ms(shutdown.drainTimeout) },

@@ -16,7 +16,7 @@
  * file's `defaults`, which is merged over these.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Bool, Conditions, Duration, DurationOrZero, Fmt, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Port, Rate, Size, SizeOrZero } from './schema-parts.js';
+import { Bool, Conditions, Duration, DurationOrZero, Fmt, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Port, Rate, Share, Size, SizeOrZero } from './schema-parts.js';
 import { HeaderEdits, Upstream } from './schema-upstream.js';
 import { PROVIDER_RULES_MODES, CONNECT_MODES, DEFAULTS, HTTP_METHODS, LOG_LEVELS, NORMALIZE_MODES, REDIS_ON_ERROR, TRACE_PROTOCOLS } from './defaults.js';
 
@@ -119,6 +119,7 @@ const Route = Obj(
     stripPrefix: Opt(Bool('remove pathPrefix before forwarding', false)),
     upstream: Opt(Fmt(NAME_FORMAT, { description: "an upstream's name; forward-proxy routes may omit it" })),
     clientOverrides: Opt(Bool('honour X-Breakwater-Max-Retries/-Timeout, downward only', false)),
+    priority: Opt(Type.String({ minLength: 1, description: "the route's class (SPEC §13): one of priorities.classes; a request header may lower it, never raise it" })),
     headers: Opt(Obj({ request: Opt(HeaderEdits), response: Opt(HeaderEdits) })),
     fallback: Opt(
       Obj(
@@ -176,6 +177,27 @@ export const ConfigFileSchema = Obj(
           ),
         ),
       }),
+    ),
+    priorities: Opt(
+      OrNull(
+        Obj(
+          {
+            header: Opt(Fmt('header-name', { default: DEFAULTS.priorities.header, description: 'request header that names a class; never forwarded' })),
+            default: Type.String({ minLength: 1, description: 'the class of a request that names none' }),
+            classes: Type.Array(
+              Obj(
+                {
+                  name: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9_.-]+$', description: 'case-sensitive; letters, digits, _ . -' }),
+                  quotaFloor: Opt(Share("a pacer does not release this class while less than this share of the upstream's announced quota is left")),
+                },
+                { required: ['name'] },
+              ),
+              { minItems: 1, description: 'highest first' },
+            ),
+          },
+          { required: ['default', 'classes'], description: 'priority classes (SPEC §13): where requests wait, a higher class goes first' },
+        ),
+      ),
     ),
     limits: Opt(Obj({ maxBodySize: Opt(Size('request body limit', '10MiB')), maxHeaderSize: Opt(Size('request header limit', '16KiB')) })),
     shutdown: Opt(Obj({ drainTimeout: Opt(DurationOrZero('in-flight requests may finish for this long', '20s')) })),

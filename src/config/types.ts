@@ -170,6 +170,8 @@ export interface RouteConfig extends PoliciesConfig {
   /** An upstream's name, or null for a forward-proxy route whose target is the request's own. */
   readonly upstream: string | null;
   readonly clientOverrides: boolean;
+  /** The route's priority class (SPEC §13), or null: the header's, else the default. */
+  readonly priority: string | null;
   readonly headers: { readonly request: HeaderEditsConfig; readonly response: HeaderEditsConfig };
   /** Stale answers while the upstream fails (SPEC §8.2); null: none. */
   readonly fallback: { readonly stale: StaleConfig | null };
@@ -217,6 +219,14 @@ export interface ForwardProxyConfig {
   } | null;
 }
 
+/** SPEC §13: priority classes, highest first. */
+export interface PrioritiesConfig {
+  /** Lower case. */
+  readonly header: string;
+  readonly default: string;
+  readonly classes: readonly { readonly name: string; /** 0..1, or null. */ readonly quotaFloor: number | null }[];
+}
+
 /** SPEC §11. A key the file leaves out is null: the OTEL_* variables, then the defaults, decide (observe/tracing.ts). */
 export interface TracingConfig {
   readonly enabled: boolean;
@@ -232,6 +242,8 @@ export interface Config {
   readonly admin: { readonly host: string; readonly port: number };
   readonly logging: { readonly level: LogLevel; readonly accessLog: boolean };
   readonly tracing: TracingConfig;
+  /** SPEC §13; null: one class, as before. */
+  readonly priorities: PrioritiesConfig | null;
   /** SPEC §12: how many failed requests `GET /errors` keeps (0: none). */
   readonly observability: { readonly errorJournal: { readonly size: number } };
   /** Bytes. Defaults 10 MiB and 16 KiB. */

@@ -16,6 +16,8 @@ export interface AccessEntry {
   readonly target: string;
   /** The provider rule that decided the answer (SPEC §14), when one did. */
   readonly rule?: string;
+  /** The priority class the request was handled in (SPEC §13), when priorities are configured. */
+  readonly priority?: string;
   readonly status: number;
   readonly durationMs: number;
   readonly attempts: number;

@@ -53,6 +53,8 @@ export interface Metrics {
   readonly internalErrors: FastCounter<never>;
   readonly failovers: FastCounter<'route' | 'upstream' | 'target'>;
   readonly fallbacks: FastCounter<'route' | 'reason'>;
+  /** Requests refused for their priority class's sake, or while waiting (SPEC §13). */
+  readonly shed: FastCounter<'route' | 'priority' | 'reason'>;
   readonly staleEntries: Gauge<'route'>;
   readonly staleBytes: Gauge<'route'>;
   /** Where the stale-answer gauges read each route's store at scrape time. */
@@ -204,6 +206,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     tlsCertificatesMinted: counter<never>('breakwater_tls_certificates_minted_total', 'Leaf certificates minted for intercepted hosts.', []),
     traceSpansDropped: counter<never>('breakwater_trace_spans_dropped_total', 'Spans that could not be exported: no room in the queue, or a failed or timed-out export (SPEC §11).', []),
     failovers: counter('breakwater_failovers_total', 'Attempts sent to a target other than the first in order (SPEC §8.1).', ['route', 'upstream', 'target']),
+    shed: counter(
+      'breakwater_shed_total',
+      "Requests refused where they waited, by the refused request's priority class and why: displaced, quota_floor, queue_full, queue_timeout, max_wait (SPEC §13).",
+      ['route', 'priority', 'reason'],
+    ),
     fallbacks: counter('breakwater_fallbacks_total', 'Requests answered with a stored (stale) answer, by the error code it replaced (SPEC §8.2).', ['route', 'reason']),
     staleEntries: scraped('breakwater_stale_entries', 'Answers stored for stale fallback, per route.', ['route'], (set) => {
       for (const { route, entries } of staleStores()) set({ route }, entries);

@@ -14,6 +14,7 @@ import type { Metrics } from '../observe/metrics.js';
 import type { CompiledHeaderEdits } from '../upstream/headers.js';
 import type { BufferedAnswer } from '../upstream/error-answer.js';
 import type { JournalAttempt } from '../observe/error-journal.js';
+import type { PriorityClass } from './priorities.js';
 
 /** Access-log flags (SPEC §7). */
 export type Flag =
@@ -81,6 +82,8 @@ export interface ExchangeRecord {
    * allocates it; every later attempt is listed.
    */
   attemptLog?: JournalAttempt[];
+  /** The priority class it is handled in (SPEC §13), once a route matched and priorities are configured. */
+  priority?: PriorityClass;
   /** Answered stale (SPEC §8.2): the failure code the stored answer replaced. */
   staleFor?: string;
   /** The request's SERVER span (SPEC §11), when tracing is on and it is sampled or recording. */

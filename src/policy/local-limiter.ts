@@ -22,7 +22,8 @@ export interface LocalLimiterOptions {
   readonly now: () => number;
 }
 
-export type Refusal = 'queue-full' | 'timeout';
+/** `displaced`: a higher class took its place in a full queue (SPEC §13). */
+export type Refusal = 'queue-full' | 'timeout' | 'displaced';
 
 export class LimiterRefused extends Error {
   constructor(readonly reason: Refusal) {
@@ -81,14 +82,16 @@ export class LocalLimiter {
   }
 
   /**
-   * Waits for a token and a slot, at most `waitMs`; resolves with the
+   * Waits for a token and a slot, at most `waitMs`, behind the waiters of
+   * its class `rank` and higher; resolves with the
    * function that frees the slot. Rejects with LimiterRefused, or with the
    * abort's reason when `onAbort` fires first.
    */
-  acquire(waitMs: number, onAbort: (listener: () => void) => () => void): Promise<() => void> {
+  acquire(waitMs: number, onAbort: (listener: () => void) => () => void, rank = 0): Promise<() => void> {
     if (this.waiters.length === 0 && this.canStart()) return Promise.resolve(this.start());
-    if (this.waiters.length >= this.options.queueSize) return Promise.reject(new LimiterRefused('queue-full'));
-    const waiting = this.waiters.wait(waitMs, onAbort, () => new LimiterRefused('timeout'));
+    // A full queue refuses the newcomer, unless a lower class waits: then the newest of the lowest class makes room.
+    if (this.waiters.length >= this.options.queueSize && !this.waiters.displace(rank, () => new LimiterRefused('displaced'))) return Promise.reject(new LimiterRefused('queue-full'));
+    const waiting = this.waiters.wait(waitMs, onAbort, () => new LimiterRefused('timeout'), rank);
     this.drain();
     return waiting;
   }

@@ -69,8 +69,13 @@ interface RouteLimit {
   readonly deps: RateLimitDeps;
 }
 
+/** `breakwater_shed_total`'s reason for a limiter's refusal (SPEC §13). */
+const SHED_REASONS = { 'queue-full': 'queue_full', timeout: 'queue_timeout', displaced: 'displaced' } as const;
+
 /** RATE_LIMITED with RateLimit headers; `left`: whole tokens and seconds to the next one, when known. */
-function refused({ route, config, deps }: RouteLimit, why: string, left?: { tokens: number; toNext: number }): BreakwaterError {
+function refused({ route, config, deps }: RouteLimit, ctx: RequestContext, reason: keyof typeof SHED_REASONS, left?: { tokens: number; toNext: number }): BreakwaterError {
+  deps.metrics.shed.inc({ route, priority: ctx.priority?.name ?? '', reason: SHED_REASONS[reason] });
+  const why = whyRefused(config, reason);
   const headers: Record<string, string> = {};
   let retryAfter = 1;
   if (config.rate !== null) {
@@ -83,8 +88,9 @@ function refused({ route, config, deps }: RouteLimit, why: string, left?: { toke
   return new BreakwaterError('RATE_LIMITED', `Route '${route}' is rate limited: ${why}.`, { retryAfterSeconds: retryAfter, headers });
 }
 
-function why(config: RateLimitConfig, reason: 'queue-full' | 'timeout'): string {
+function whyRefused(config: RateLimitConfig, reason: 'queue-full' | 'timeout' | 'displaced'): string {
   if (reason === 'timeout') return `no token or slot came free within queue.timeout (${config.queue.timeout} ms)`;
+  if (reason === 'displaced') return `its queue is full (queue.size ${config.queue.size}) and a request of a higher priority class took this one's place`;
   return config.queue.size === 0 ? 'no token or slot is free and queue.size is 0' : `its queue is full (queue.size ${config.queue.size})`;
 }
 
@@ -111,8 +117,8 @@ function createLocal(limit: RouteLimit): Limiter {
       acquireFor(
         ctx,
         waitMs,
-        (ms, onAbort) => limiter.acquire(ms, onAbort),
-        (error) => (error instanceof LimiterRefused ? refused(limit, why(config, error.reason), { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() }) : undefined),
+        (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority?.rank),
+        (error) => (error instanceof LimiterRefused ? refused(limit, ctx, error.reason, { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() }) : undefined),
       ),
     idle: () => limiter.idle(),
     queued: () => limiter.queued(),
@@ -126,14 +132,20 @@ function createShared(limit: RouteLimit, store: SharedLimits, key: string): Limi
   const limiter = new SharedLimiter(store.buckets, route, key, { rate: config.rate, burst: config.burst, maxConcurrent: config.maxConcurrent, queueSize: config.queue.size });
   // Redis failing for one request: this key's waiters give up at once (each then decided by onError).
   const stopFailure = store.onFailure(() => limiter.failWaiters(new Error('redis is failing')));
-  const refusal = (error: unknown) => {
+  const refusal = (ctx: RequestContext, error: unknown) => {
     if (!(error instanceof SharedRefused)) return undefined;
     const last = error.decision;
     const toNext = last && last.waitMs > 0 ? last.waitMs / 1000 : config.rate !== null ? 1 / config.rate : 1;
-    return refused(limit, why(config, error.reason), last ? { tokens: last.tokens, toNext } : undefined);
+    return refused(limit, ctx, error.reason, last ? { tokens: last.tokens, toNext } : undefined);
   };
   return {
-    acquire: (ctx, waitMs) => acquireFor(ctx, waitMs, (ms, onAbort) => limiter.acquire(ms, onAbort), refusal),
+    acquire: (ctx, waitMs) =>
+      acquireFor(
+        ctx,
+        waitMs,
+        (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority?.rank),
+        (error) => refusal(ctx, error),
+      ),
     idle: () => limiter.idle(),
     queued: () => limiter.queued(),
     close: () => {

@@ -35,7 +35,7 @@ const MAX_POLL_MS = 1_000;
 
 export class SharedRefused extends Error {
   constructor(
-    readonly reason: 'queue-full' | 'timeout',
+    readonly reason: 'queue-full' | 'timeout' | 'displaced',
     /** The last decision Redis gave (for the RateLimit headers). */
     readonly decision: Decision | undefined,
   ) {
@@ -89,17 +89,19 @@ export class SharedLimiter {
   }
 
   /**
-   * Waits for a token and a slot, at most `waitMs`. Rejects with
+   * Waits for a token and a slot, at most `waitMs`, behind waiters of
+   * its class `rank` and higher. Rejects with
    * SharedRefused, with the abort's reason, or with the Redis error (every
    * waiter of this key then gets it: Redis is failing).
    */
-  async acquire(waitMs: number, onAbort: (listener: () => void) => () => void): Promise<() => void> {
+  async acquire(waitMs: number, onAbort: (listener: () => void) => () => void, rank = 0): Promise<() => void> {
     if (this.waiters.length === 0) {
       const release = await this.ask();
       if (release) return release;
     }
-    if (this.waiters.length >= this.options.queueSize) throw new SharedRefused('queue-full', this.last);
-    const waiting = this.waiters.wait(waitMs, onAbort, () => new SharedRefused('timeout', this.last));
+    // This replica's queue: a higher class goes first, and displaces the newest of a lower one when full (SPEC §13).
+    if (this.waiters.length >= this.options.queueSize && !this.waiters.displace(rank, () => new SharedRefused('displaced', this.last))) throw new SharedRefused('queue-full', this.last);
+    const waiting = this.waiters.wait(waitMs, onAbort, () => new SharedRefused('timeout', this.last), rank);
     this.schedule(this.last);
     return waiting;
   }

@@ -184,6 +184,7 @@ export class Exchange {
         upstream: this.matched.upstream ?? '',
         target: record.target ?? '',
         ...(record.rule !== undefined && { rule: record.rule }),
+        ...(record.priority !== undefined && { priority: record.priority.name }),
         status,
         durationMs: Math.round(durationMs * 1000) / 1000,
         attempts: record.attempts,

@@ -234,6 +234,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     staleRoute = route.stale ? route : undefined;
     ctx.destination ??= route.destination;
     exchange.matched = matched(ctx, route);
+    if (route.classify) ctx.priority = route.classify(req.headers);
     ctx.trace?.route(ctx.method, route.name);
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > config.limits.maxBodySize) {

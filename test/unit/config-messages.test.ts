@@ -169,3 +169,36 @@ describe('errorRules and providerRules (SPEC §14)', () => {
     expect(problems(`${BASE}    errors: { providerRules: maybe }\n`).join('\n')).toMatch(/errors\.providerRules/);
   });
 });
+
+describe('priorities (SPEC §13)', () => {
+  const classes = 'priorities: { default: normal, classes: [{ name: critical }, { name: normal }, { name: batch, quotaFloor: 50% }] }\n';
+  it('reads the classes, highest first, with their floors, and a header in lower case', () => {
+    const result = parseConfig(`${BASE}    priority: batch\n${classes}`, 'c.yaml', { env: {} });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.loaded.config.priorities).toEqual({
+      header: 'x-breakwater-priority',
+      default: 'normal',
+      classes: [
+        { name: 'critical', quotaFloor: null },
+        { name: 'normal', quotaFloor: null },
+        { name: 'batch', quotaFloor: 0.5 },
+      ],
+    });
+    expect(result.loaded.config.routes[0]!.priority).toBe('batch');
+  });
+
+  it.each([
+    [`${BASE}    priority: bach\n${classes}`, /routes\[0\]\.priority: unknown priority class "bach"; did you mean "batch"\?/],
+    [`${BASE}    priority: batch\n`, /routes\[0\]\.priority: names a priority class, but there is no priorities section/],
+    [`${BASE}priorities: { default: norml, classes: [{ name: normal }] }\n`, /priorities\.default: unknown priority class "norml"; did you mean "normal"\?/],
+    [`${BASE}priorities: { default: a, classes: [{ name: a }, { name: a }] }\n`, /priorities\.classes\[1\]\.name: duplicate class "a"/],
+    [`${BASE}priorities: { default: a, classes: [] }\n`, /priorities\.classes/],
+    [`${BASE}priorities: { classes: [{ name: a }] }\n`, /priorities.*default/],
+    [`${BASE}priorities: { default: a, header: "bad header", classes: [{ name: a }] }\n`, /priorities\.header: "bad header" is not a valid header name/],
+    [`${BASE}priorities: { default: a, classes: [{ name: a, quotaFloor: half }] }\n`, /priorities\.classes\[0\]\.quotaFloor: "half" is not a share/],
+    [`${BASE}priorities: { default: "a b", classes: [{ name: "a b" }] }\n`, /priorities\.classes\[0\]\.name/],
+  ])('refuses a bad priorities config (%#)', (text, expected) => {
+    expect(problems(text).join('\n')).toMatch(expected);
+  });
+});

@@ -40,4 +40,36 @@ describe('WaitQueue', () => {
     for (const wait of waits) await expect(wait).rejects.toThrow('redis is failing');
     expect(queue.length).toBe(0);
   });
+
+  it('hands values to the highest class first (rank 0), first come first served within a class', async () => {
+    const queue = new WaitQueue<string>();
+    const order: string[] = [];
+    const join = (name: string, rank: number) => queue.wait(10_000, never, () => new Error('timeout'), rank).then(() => order.push(name));
+    const all = [join('b1', 2), join('n1', 1), join('b2', 2), join('c1', 0), join('n2', 1), join('c2', 0)];
+    for (let i = 0; i < 6; i++) queue.resolveHead('go');
+    await Promise.all(all);
+    expect(order).toEqual(['c1', 'c2', 'n1', 'n2', 'b1', 'b2']);
+  });
+
+  it('displaces the newest waiter of the lowest class below the newcomer, and nobody of its own class or above', async () => {
+    const queue = new WaitQueue<string>();
+    const settled: string[] = [];
+    const join = (name: string, rank: number) =>
+      queue
+        .wait(10_000, never, () => new Error('timeout'), rank)
+        .then(
+          () => settled.push(`${name} served`),
+          (error: Error) => settled.push(`${name} ${error.message}`),
+        );
+    const all = [join('n1', 1), join('b1', 2), join('b2', 2), join('n2', 1)];
+    expect(queue.displace(2, () => new Error('displaced'))).toBe(false);
+    expect(queue.displace(0, () => new Error('displaced'))).toBe(true);
+    expect(queue.displace(1, () => new Error('displaced'))).toBe(true);
+    expect(queue.displace(1, () => new Error('displaced'))).toBe(false);
+    expect(queue.length).toBe(2);
+    queue.resolveHead('go');
+    queue.resolveHead('go');
+    await Promise.all(all);
+    expect(settled).toEqual(['b2 displaced', 'b1 displaced', 'n1 served', 'n2 served']);
+  });
 });

@@ -1,0 +1,56 @@
+/**
+ * Priority classes (SPEC §13): which class a request is handled in. Classes
+ * are ranked from 0 (the highest) in the order the config lists them;
+ * wherever requests wait, a lower rank goes first (lib/wait-queue.ts).
+ *
+ * A request's class is its route's `priority` if set (the header may name a
+ * lower class, never a higher one), else the class the header names, else
+ * the default. An unknown name in the header is ignored. Without a
+ * `priorities` section every request is rank 0 and nothing changes.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { PrioritiesConfig } from '../config/types.js';
+
+/** A request's class: its rank (0 highest) and name ('' without priorities). */
+export interface PriorityClass {
+  readonly rank: number;
+  readonly name: string;
+}
+
+/** The class every request has when no priorities are configured. */
+export const ONE_CLASS: PriorityClass = { rank: 0, name: '' };
+
+export interface PriorityClasses {
+  /** The request header that names a class (lower case); removed before forwarding. */
+  readonly header: string;
+  readonly classes: readonly PriorityClass[];
+  /** `quotaFloor` per rank (0..1, or null). */
+  readonly floors: readonly (number | null)[];
+  /** The classifier of one route: its `priority` (or null) fixed. */
+  forRoute(priority: string | null): (headers: IncomingHttpHeaders) => PriorityClass;
+}
+
+export function compilePriorities(config: PrioritiesConfig | null): PriorityClasses | null {
+  if (!config) return null;
+  const classes = config.classes.map((entry, rank) => ({ rank, name: entry.name }));
+  const byName = new Map(classes.map((entry) => [entry.name, entry]));
+  const fallback = byName.get(config.default) ?? classes[classes.length - 1]!;
+  const named = (headers: IncomingHttpHeaders): PriorityClass | undefined => {
+    const value = headers[config.header];
+    return typeof value === 'string' ? byName.get(value.trim()) : undefined;
+  };
+  return {
+    header: config.header,
+    classes,
+    floors: config.classes.map((entry) => entry.quotaFloor),
+    forRoute(priority) {
+      const own = priority === null ? undefined : byName.get(priority);
+      if (!own) return (headers) => named(headers) ?? fallback;
+      // The header may only lower the route's class.
+      return (headers) => {
+        const asked = named(headers);
+        return asked && asked.rank > own.rank ? asked : own;
+      };
+    },
+  };
+}

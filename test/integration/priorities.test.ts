@@ -1,0 +1,149 @@
+/**
+ * Priority classes in rate-limit queues (SPEC §13), on real sockets, local
+ * and shared (Redis): a queue releases a higher class first and FIFO within
+ * a class; a full queue makes room for a higher class by refusing the
+ * newest waiter of the lowest one (one 429, counted `displaced`); a
+ * request's class comes from its route or the header, which may lower it,
+ * never raise it, and is never forwarded; the access log names the class.
+ *
+ * The queue is made with `maxConcurrent: 1` and a first request the
+ * upstream holds until the test lets it go: everything after it waits, and
+ * the upstream sees the order the queue released them in.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFaultUpstream, waitUntil, type FaultUpstream } from '../fixtures/fault-upstream.js';
+import { startRedis, type RedisServer } from '../fixtures/redis.js';
+import { metricValue, request, startProxy, type TestProxy, type TestResponse } from '../helpers/proxy.js';
+
+let upstream: FaultUpstream;
+let redis: RedisServer;
+let releaseGate: () => void = () => {};
+
+beforeAll(async () => {
+  redis = await startRedis();
+  upstream = await startFaultUpstream((_n, req) => {
+    if ((req.url ?? '').includes('gate')) {
+      return { kind: 'custom', handle: (_req, res) => (releaseGate = () => res.end('gate')) };
+    }
+    return { kind: 'respond', status: 200, body: 'ok' };
+  });
+});
+
+afterAll(async () => {
+  await upstream?.close();
+  await redis?.stop();
+});
+
+function config(shared: boolean, queueSize: number): string {
+  return `version: 1
+priorities:
+  default: normal
+  classes: [{ name: critical }, { name: normal }, { name: batch }]
+${shared ? `redis: { url: "${redis.url}" }\n` : ''}upstreams:
+  api: { url: "${upstream.url}" }
+routes:
+  - name: sync
+    match: { pathPrefix: /sync }
+    upstream: api
+    priority: batch
+    rateLimit: { maxConcurrent: 1, queue: { size: ${queueSize}, timeout: 20s }${shared ? ', shared: true' : ''} }
+  - name: api
+    upstream: api
+    rateLimit: { maxConcurrent: 1, queue: { size: ${queueSize}, timeout: 20s }${shared ? ', shared: true' : ''} }
+`;
+}
+
+const queued = (proxy: TestProxy, route: string) =>
+  proxy.app
+    .runtime()
+    .routes.find((r) => r.name === route)!
+    .rateLimit!.queueDepth();
+
+/** Sends a request and waits until it waits in the route's queue; `response` is its eventual answer. */
+async function enqueue(proxy: TestProxy, route: string, path: string, priority?: string): Promise<{ response: Promise<TestResponse> }> {
+  const before = queued(proxy, route);
+  const response = request(`${proxy.url}${path}`, { headers: priority ? { 'x-breakwater-priority': priority } : {} });
+  await waitUntil(() => queued(proxy, route) === before + 1, 10_000, `${path} queued`);
+  return { response };
+}
+
+const seen = (from: number) => upstream.requests.slice(from).map((r) => r.url.replace(/^\/(sync|api)\//, ''));
+
+describe.each([
+  ['local', false],
+  ['shared (Redis)', true],
+])('priority classes in a %s rate-limit queue', (_name, shared) => {
+  let proxy: TestProxy;
+  beforeAll(async () => {
+    proxy = await startProxy(config(shared, 100));
+  });
+  afterAll(async () => {
+    await proxy?.close();
+  });
+
+  it('releases critical requests queued after 20 batch ones before them, and the default class before batch', async () => {
+    const from = upstream.requests.length;
+    const gate = request(`${proxy.url}/api/gate`);
+    await waitUntil(() => upstream.requests.length === from + 1, 10_000, 'the gate request upstream');
+    const waiting: Promise<TestResponse>[] = [];
+    for (let i = 1; i <= 20; i++) waiting.push((await enqueue(proxy, 'api', `/api/b${i}`, 'batch')).response);
+    for (let i = 1; i <= 3; i++) waiting.push((await enqueue(proxy, 'api', `/api/c${i}`, 'critical')).response);
+    for (let i = 1; i <= 3; i++) waiting.push((await enqueue(proxy, 'api', `/api/n${i}`)).response);
+    releaseGate();
+    expect((await gate).status).toBe(200);
+    for (const response of await Promise.all(waiting)) expect(response.status).toBe(200);
+    expect(seen(from)).toEqual(['gate', 'c1', 'c2', 'c3', 'n1', 'n2', 'n3', ...Array.from({ length: 20 }, (_, i) => `b${i + 1}`)]);
+    // The class is the access log's `priority`; the header never reaches the upstream.
+    const logged = new Map(proxy.accessLogs().map((line) => [String(line.path), line.priority]));
+    expect([logged.get('/api/c1'), logged.get('/api/n1'), logged.get('/api/b1')]).toEqual(['critical', 'normal', 'batch']);
+    for (const received of upstream.requests.slice(from)) expect(received.headers['x-breakwater-priority']).toBeUndefined();
+  });
+
+  it("lets the header lower a route's class, never raise it; ignores an unknown class", async () => {
+    // Route sync is batch: "critical" in the header is ignored. Route api: "batch" lowers it, an unknown name is ignored.
+    const asked = [
+      ['/sync/raised', 'critical'],
+      ['/api/lowered', 'batch'],
+      ['/api/unknown', 'urgent'],
+      ['/api/Critical', 'Critical'],
+    ];
+    for (const [path, priority] of asked) expect((await request(`${proxy.url}${path!}`, { headers: { 'x-breakwater-priority': priority! } })).status).toBe(200);
+    const logged = new Map(proxy.accessLogs().map((line) => [String(line.path), line.priority]));
+    expect(asked.map(([path]) => logged.get(path!))).toEqual(['batch', 'batch', 'normal', 'normal']);
+  });
+});
+
+describe.each([
+  ['local', false],
+  ['shared (Redis)', true],
+])('a full %s queue', (_name, shared) => {
+  it('admits a critical request by displacing the newest batch one: exactly one 429, counted displaced', async () => {
+    const proxy = await startProxy(config(shared, 5));
+    try {
+      const from = upstream.requests.length;
+      const gate = request(`${proxy.url}/api/gate`);
+      await waitUntil(() => upstream.requests.length === from + 1, 10_000, 'the gate request upstream');
+      const batch: Promise<TestResponse>[] = [];
+      for (let i = 1; i <= 5; i++) batch.push((await enqueue(proxy, 'api', `/api/b${i}`, 'batch')).response);
+      const critical = request(`${proxy.url}/api/c1`, { headers: { 'x-breakwater-priority': 'critical' } });
+      // b5, the newest batch waiter, makes room at once.
+      const displaced = await batch[4]!;
+      expect(displaced.status).toBe(429);
+      expect(displaced.json()).toMatchObject({ code: 'RATE_LIMITED' });
+      expect(displaced.json<{ detail: string }>().detail).toContain('higher priority class');
+      expect(await metricValue(proxy.metrics, 'breakwater_shed_total', { route: 'api', priority: 'batch', reason: 'displaced' })).toBe(1);
+      // Full, and no class below the newcomer's waits: the newcomer itself is refused.
+      const another = await request(`${proxy.url}/api/b6`, { headers: { 'x-breakwater-priority': 'batch' } });
+      expect(another.status).toBe(429);
+      expect(await metricValue(proxy.metrics, 'breakwater_shed_total', { route: 'api', priority: 'batch', reason: 'queue_full' })).toBe(1);
+      expect(await metricValue(proxy.metrics, 'breakwater_shed_total', { route: 'api', priority: 'batch', reason: 'displaced' })).toBe(1);
+      releaseGate();
+      await gate;
+      expect((await critical).status).toBe(200);
+      for (const response of await Promise.all(batch.slice(0, 4))) expect(response.status).toBe(200);
+      expect(seen(from)).toEqual(['gate', 'c1', 'b1', 'b2', 'b3', 'b4']);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
