@@ -21,6 +21,21 @@ function jitter(random: () => number): number {
   return 50 + random() * (JITTER_MAX_MS - 50);
 }
 
+/**
+ * A class with a `quotaFloor` (SPEC §13) does not go while less than that
+ * share of the announced quota is left (less the requests in flight): it
+ * waits for the window's reset, without taking a slot. Undefined when the
+ * floor does not hold it back.
+ */
+function belowFloor(state: PacerState, t: number, inFlight: number, floor: number | null, random: () => number): number | undefined {
+  if (floor === null || floor <= 0 || state.remaining === undefined || state.limit === undefined || state.limit <= 0) return undefined;
+  if (state.resetAt !== undefined && state.resetAt <= t) return undefined; // the window is over: refilled
+  if (state.remaining - inFlight >= floor * state.limit) return undefined;
+  const resetAt = state.resetAt ?? (state.windowMs !== undefined ? t + state.windowMs : undefined);
+  // No reset announced (a leaking bucket): look again after a sample period.
+  return (resetAt === undefined ? t + REFILL_SAMPLE_MS : resetAt) + jitter(random) - t;
+}
+
 /** How long a request must wait before it may go, in ms; reserves its slot. `inFlight` counts the others (all replicas). */
 function reserve(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number): number {
   if (state.pausedUntil > t) {
@@ -92,14 +107,25 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
  * request's deadline) is refused without taking a slot or a place among the
  * reset's waiters: refused requests must not push later ones back.
  */
-export function reserveWithin(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number, limitMs: number): number {
+export function reserveWithin(
+  state: PacerState,
+  t: number,
+  inFlight: number,
+  config: PacingConfig,
+  random: () => number,
+  limitMs: number,
+  floor: number | null = null,
+): { wait: number; floor: boolean } {
+  // Held below its class's floor: no slot is taken; the request asks again after the wait.
+  const held = belowFloor(state, t, inFlight, floor, random);
+  if (held !== undefined) return { wait: held, floor: true };
   const { nextSlot, resetWaiters } = state;
   const wait = reserve(state, t, inFlight, config, random);
   if (wait > limitMs) {
     state.nextSlot = nextSlot;
     state.resetWaiters = resetWaiters;
   }
-  return wait;
+  return { wait, floor: false };
 }
 
 /** A request is released: counters for AIMD's starting point and the refill guard. */

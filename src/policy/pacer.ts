@@ -106,7 +106,7 @@ class Pacing implements UpstreamPacing {
       this.deps.metrics.rateLimitDegraded.inc({ route });
     };
     return {
-      run: (ctx, signal, next) => this.run(ctx, signal, next, this.keyOf(ctx, route, prefixLength), degraded),
+      run: (ctx, signal, next) => this.run(ctx, signal, next, this.keyOf(ctx, route, prefixLength), route, degraded),
       close() {},
     };
   }
@@ -164,7 +164,7 @@ class Pacing implements UpstreamPacing {
     return { id, keyPart, learnKey };
   }
 
-  private async run(ctx: RequestContext, signal: Signal, next: Next, key: PacerKey, degraded: (ctx: RequestContext) => void): Promise<AttemptResult> {
+  private async run(ctx: RequestContext, signal: Signal, next: Next, key: PacerKey, route: string, degraded: (ctx: RequestContext) => void): Promise<AttemptResult> {
     const { id } = key;
     // Counted from the reservation on (before it: concurrent requests
     // reserve while this one awaits): a request waiting for its slot
@@ -181,7 +181,7 @@ class Pacing implements UpstreamPacing {
     };
     try {
       // A closure per request only where Redis can fail: local pacing allocates none.
-      await this.waitForSlot(ctx, signal, id, this.shared ? () => degraded(ctx) : undefined);
+      await this.waitForSlot(ctx, signal, id, this.shared ? () => degraded(ctx) : undefined, route);
       const result = await next(ctx, signal);
       finish();
       if (result.response?.headers) published = await this.learn(key, result);
@@ -195,29 +195,43 @@ class Pacing implements UpstreamPacing {
     }
   }
 
-  /** Reserves the request's slot and waits for it; refuses a wait past maxWait or the deadline. */
-  private async waitForSlot(ctx: RequestContext, signal: Signal, id: string, degraded: (() => void) | undefined): Promise<void> {
+  /**
+   * Reserves the request's slot and waits for it; refuses a wait past
+   * maxWait or the deadline. A class held below its quota floor (SPEC §13)
+   * waits for the reset without a slot, then asks again.
+   */
+  private async waitForSlot(ctx: RequestContext, signal: Signal, id: string, degraded: (() => void) | undefined, route: string): Promise<void> {
     const { config, deps } = this;
+    const floor = ctx.priority?.quotaFloor ?? null;
     // Like a rate-limit queue, a pacing wait never runs past the request's deadline.
-    const limitMs = Math.min(config.maxWait, ctx.deadline - deps.now());
-    const reserved = this.update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs), 0, degraded);
-    const wait = typeof reserved === 'number' ? reserved : await reserved;
-    if (wait > limitMs) {
-      const seconds = Math.max(1, Math.ceil(wait / 1000));
-      const beyond = wait > config.maxWait ? 'more than pacing.maxWait' : "longer than what is left of the request's total timeout";
-      throw new BreakwaterError('RATE_LIMITED', `Upstream '${this.upstream}' is paced: its announced quota would make this request wait ${seconds} s, ${beyond}.`, {
-        retryAfterSeconds: seconds,
-      });
-    }
-    if (wait > 0) {
-      ctx.flags.add('PACED');
-      deps.metrics.pacingWait.observe({ upstream: this.upstream }, wait / 1000);
-      ctx.trace?.wait('pacing', wait);
-      await deps.sleep(wait, signal);
+    const limitAt = deps.now() + Math.min(config.maxWait, ctx.deadline - deps.now());
+    for (;;) {
+      const limitMs = limitAt - deps.now();
+      const reserved = this.update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs, floor), { wait: 0, floor: false }, degraded);
+      const { wait, floor: held } = reserved instanceof Promise ? await reserved : reserved;
+      if (wait > limitMs) this.refuse(ctx, route, wait, held);
+      if (wait > 0) {
+        ctx.flags.add('PACED');
+        deps.metrics.pacingWait.observe({ upstream: this.upstream }, wait / 1000);
+        ctx.trace?.wait('pacing', wait);
+        await deps.sleep(wait, signal);
+      }
+      if (!held) break;
     }
     // The release counters live in the state; locally they are
     // bumped at once, shared ones with the response's update.
     if (!this.shared) this.local.update(id, (state, t) => released(state, t));
+  }
+
+  /** RATE_LIMITED for a wait past maxWait or the deadline, counted in breakwater_shed_total. */
+  private refuse(ctx: RequestContext, route: string, wait: number, floor: boolean): never {
+    const seconds = Math.max(1, Math.ceil(wait / 1000));
+    const beyond = wait > this.config.maxWait ? 'more than pacing.maxWait' : "longer than what is left of the request's total timeout";
+    this.deps.metrics.shed.inc({ route, priority: ctx.priority?.name ?? '', reason: floor ? 'quota_floor' : 'max_wait' });
+    const why = floor
+      ? `the '${ctx.priority!.name}' class keeps off the last ${Math.round((ctx.priority!.quotaFloor ?? 0) * 100)}% of its announced quota, and the reset is ${seconds} s away, ${beyond}`
+      : `its announced quota would make this request wait ${seconds} s, ${beyond}`;
+    throw new BreakwaterError('RATE_LIMITED', `Upstream '${this.upstream}' is paced: ${why}.`, { retryAfterSeconds: seconds });
   }
 
   /** Reads the quota the response announced into its pacer; true when that was the request's own pacer (its count published). */

@@ -15,10 +15,12 @@ import type { PrioritiesConfig } from '../config/types.js';
 export interface PriorityClass {
   readonly rank: number;
   readonly name: string;
+  /** The share of an announced quota a pacer keeps from this class (0..1), or null. */
+  readonly quotaFloor: number | null;
 }
 
 /** The class every request has when no priorities are configured. */
-export const ONE_CLASS: PriorityClass = { rank: 0, name: '' };
+export const ONE_CLASS: PriorityClass = { rank: 0, name: '', quotaFloor: null };
 
 export interface PriorityClasses {
   /** The request header that names a class (lower case); removed before forwarding. */
@@ -32,7 +34,7 @@ export interface PriorityClasses {
 
 export function compilePriorities(config: PrioritiesConfig | null): PriorityClasses | null {
   if (!config) return null;
-  const classes = config.classes.map((entry, rank) => ({ rank, name: entry.name }));
+  const classes = config.classes.map((entry, rank) => ({ rank, name: entry.name, quotaFloor: entry.quotaFloor }));
   const byName = new Map(classes.map((entry) => [entry.name, entry]));
   const fallback = byName.get(config.default) ?? classes[classes.length - 1]!;
   const named = (headers: IncomingHttpHeaders): PriorityClass | undefined => {

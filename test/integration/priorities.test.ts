@@ -147,3 +147,74 @@ describe.each([
     }
   });
 });
+
+describe('quotaFloor with pacing on a fixed-window provider', () => {
+  it('stops batch traffic at about half of each window’s quota, while a critical request then goes at once; no 429', async () => {
+    const WINDOW = 2000;
+    const LIMIT = 20;
+    const started = Date.now();
+    const seenAt: { path: string; window: number; used: number }[] = [];
+    let tooMany = 0;
+    const provider = await startFaultUpstream((_n, req) => {
+      const now = Date.now();
+      const window = Math.floor((now - started) / WINDOW);
+      const used = seenAt.filter((s) => s.window === window).length + 1;
+      seenAt.push({ path: req.url ?? '', window, used });
+      const remaining = Math.max(0, LIMIT - used);
+      const headers = { 'x-ratelimit-limit-requests': String(LIMIT), 'x-ratelimit-remaining-requests': String(remaining), 'x-ratelimit-reset-requests': `${started + (window + 1) * WINDOW - now}ms` };
+      if (used > LIMIT) {
+        tooMany += 1;
+        return { kind: 'respond', status: 429, headers, body: 'too many' };
+      }
+      return { kind: 'respond', status: 200, headers, body: 'ok' };
+    });
+    const proxy = await startProxy(`version: 1
+priorities:
+  default: normal
+  classes: [{ name: critical }, { name: normal }, { name: batch, quotaFloor: 50% }]
+defaults: { retry: { maxRetries: 0 } }
+upstreams:
+  openai: { url: "${provider.url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, engageBelow: 10%, maxWait: 10s } }
+routes:
+  - { name: embeddings, match: { pathPrefix: /v1/embeddings }, upstream: openai, priority: batch }
+  - { name: chat, upstream: openai }
+`);
+    try {
+      const stopAt = Date.now() + 3 * WINDOW + 500;
+      let sent = 0;
+      const statuses: number[] = [];
+      const batch = (async () => {
+        while (Date.now() < stopAt) statuses.push((await request(`${proxy.url}/v1/embeddings/${sent++}`)).status);
+      })();
+      // Batch is held: half the window's quota is spent and nothing new has gone for a while.
+      const current = () => Math.floor((Date.now() - started) / WINDOW);
+      await waitUntil(
+        () =>
+          seenAt.filter((s) => s.window === current()).length >= 9 && Date.now() - (started + current() * WINDOW) < WINDOW - 600 && seenAt.at(-1)!.path.includes('embeddings') && sent > seenAt.length,
+        10_000,
+        'batch held at its floor',
+      );
+      const window = current();
+      const chat = await request(`${proxy.url}/v1/chat/completions`, { headers: { 'x-breakwater-priority': 'critical' } });
+      expect(chat.status).toBe(200);
+      // It went in the same window, past the batch floor, without waiting.
+      expect(seenAt.find((s) => s.path === '/v1/chat/completions')).toMatchObject({ window });
+      expect(proxy.accessLogs().find((line) => line.path === '/v1/chat/completions')).toMatchObject({ priority: 'critical', flags: [] });
+      await batch;
+      expect(tooMany).toBe(0);
+      expect(statuses.every((status) => status === 200)).toBe(true);
+      // Each window the batch traffic saw from its start: about half the quota (the floor, plus what was in flight).
+      const perWindow = new Map<number, number>();
+      for (const s of seenAt) if (s.path.includes('embeddings')) perWindow.set(s.window, (perWindow.get(s.window) ?? 0) + 1);
+      const full = [...perWindow.entries()].filter(([w]) => w >= 1 && w <= 2);
+      expect(full.length).toBe(2);
+      for (const [, count] of full) {
+        expect(count).toBeGreaterThanOrEqual(8);
+        expect(count).toBeLessThanOrEqual(11);
+      }
+    } finally {
+      await proxy.close();
+      await provider.close();
+    }
+  });
+});
