@@ -74,6 +74,11 @@ export class WaitQueue<T> {
     return true;
   }
 
+  /** Adds the waiters of each rank to `into[rank]`. */
+  countRanks(into: number[]): void {
+    for (const waiter of this.waiters) into[waiter.rank] = (into[waiter.rank] ?? 0) + 1;
+  }
+
   /** Every waiter gives up with `error`. */
   rejectAll(error: unknown): void {
     for (const waiter of [...this.waiters]) waiter.reject(error);

@@ -172,3 +172,37 @@ export function sharedStore(client: Redis | Cluster, prefix: string, inFlight: I
     },
   };
 }
+
+export interface PacingSnapshot {
+  readonly upstream: string;
+  readonly key: string;
+  readonly scope: string;
+  readonly limit: number | null;
+  readonly remaining: number | null;
+  readonly resetSeconds: number | null;
+  /** The rate requests are released at below engageBelow (learned refill or AIMD), if known. */
+  readonly ratePerSecond: number | null;
+  readonly inFlight: number;
+  readonly shared: boolean;
+}
+
+/** Every pacer of `stores` as /status and the metrics show it; `shared`: the store kept in Redis, if any. */
+export function snapshotOf(upstream: string, stores: readonly PacerStore[], shared: PacerStore | null, inFlight: InFlight): PacingSnapshot[] {
+  const out: PacingSnapshot[] = [];
+  for (const store of stores) {
+    for (const [id, state, t] of store.entries()) {
+      out.push({
+        upstream,
+        key: id.slice(id.indexOf(':') + 1),
+        scope: state.scope,
+        limit: state.limit ?? null,
+        remaining: state.remaining ?? null,
+        resetSeconds: state.resetAt !== undefined ? Math.max(0, (state.resetAt - t) / 1000) : null,
+        ratePerSecond: state.aimdRate ?? state.refillRate ?? null,
+        inFlight: inFlight(id),
+        shared: store === shared,
+      });
+    }
+  }
+  return out;
+}

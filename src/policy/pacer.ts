@@ -26,31 +26,20 @@
  * pacer-store.ts) and every replica reserves from it.
  */
 import { BoundedMap } from '../lib/bounded-map.js';
-import { createHash } from 'node:crypto';
+import { TurnsByKey, type Turns } from '../lib/turns.js';
+import { pacedRefusal } from './pacer-refusal.js';
+import { pacerKeyOf, type PacerKey } from './pacer-key.js';
 import type { PacingConfig } from '../config/types.js';
-import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Logger } from '../observe/logger.js';
 import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from './context.js';
 import type { Signal } from '../lib/signal.js';
-import { localStore, MAX_PACERS, sharedStore, type PacerStore, type StateFn } from './pacer-store.js';
+import { localStore, MAX_PACERS, sharedStore, snapshotOf, type PacerStore, type PacingSnapshot, type StateFn } from './pacer-store.js';
 import { headerValue, observe, released, reserveWithin } from './pacer-quota.js';
 import type { SharedLimits } from './shared-limits.js';
 
 export { MAX_PACERS } from './pacer-store.js';
-
-export interface PacingSnapshot {
-  readonly upstream: string;
-  readonly key: string;
-  readonly scope: string;
-  readonly limit: number | null;
-  readonly remaining: number | null;
-  readonly resetSeconds: number | null;
-  /** The rate requests are released at below engageBelow (learned refill or AIMD), if known. */
-  readonly ratePerSecond: number | null;
-  readonly inFlight: number;
-  readonly shared: boolean;
-}
+export type { PacingSnapshot } from './pacer-store.js';
 
 export interface UpstreamPacing {
   /** The policy layer for one route; `pathPrefix` finds the path segment a scope is learned by. */
@@ -66,20 +55,13 @@ export interface PacingDeps extends PolicyDeps {
   readonly shared?: SharedLimits;
 }
 
-/** Where a request is paced: its pacer id, and the key its scope is learned under. */
-interface PacerKey {
-  readonly id: string;
-  /** The hashed credential part of the id ('' without `key`). */
-  readonly keyPart: string;
-  /** Route and first path segment ('' without `scope`). */
-  readonly learnKey: string;
-}
-
 export function createUpstreamPacing(upstream: string, config: PacingConfig, retryAfterMaxMs: number, deps: PacingDeps): UpstreamPacing {
   return new Pacing(upstream, config, retryAfterMaxMs, deps);
 }
 
 class Pacing implements UpstreamPacing {
+  /** Per pacer id, with priority classes: whose turn it is to sleep towards a slot (lib/turns.ts). */
+  private readonly turns = new TurnsByKey();
   /** This process's requests in flight (waiting for a slot included) per pacer id. */
   private readonly inFlight = new Map<string, number>();
   private readonly local: PacerStore;
@@ -112,23 +94,7 @@ class Pacing implements UpstreamPacing {
   }
 
   snapshot(): PacingSnapshot[] {
-    const out: PacingSnapshot[] = [];
-    for (const store of this.shared ? [this.shared, this.local] : [this.local]) {
-      for (const [id, state, t] of store.entries()) {
-        out.push({
-          upstream: this.upstream,
-          key: id.slice(id.indexOf(':') + 1),
-          scope: state.scope,
-          limit: state.limit ?? null,
-          remaining: state.remaining ?? null,
-          resetSeconds: state.resetAt !== undefined ? Math.max(0, (state.resetAt - t) / 1000) : null,
-          ratePerSecond: state.aimdRate ?? state.refillRate ?? null,
-          inFlight: this.countOf(id),
-          shared: store === this.shared,
-        });
-      }
-    }
-    return out;
+    return snapshotOf(this.upstream, this.shared ? [this.shared, this.local] : [this.local], this.shared, this.countOf);
   }
 
   close(): void {
@@ -140,28 +106,7 @@ class Pacing implements UpstreamPacing {
   private readonly countOf = (id: string): number => this.inFlight.get(id) ?? 0;
 
   private keyOf(ctx: RequestContext, route: string, prefixLength: number): PacerKey {
-    const { config } = this;
-    let keyPart = '';
-    if (config.key) {
-      // The key (a credential, often) is hashed: never kept, never logged.
-      const value = ctx.clientHeaders[config.key];
-      // All values, as rate-limit keys read them: two requests share a quota only when they carry the same credential.
-      keyPart = createHash('sha256')
-        .update(Array.isArray(value) ? value.join(',') : (value ?? ''))
-        .digest('hex')
-        .slice(0, 16);
-    }
-    let learnKey = '';
-    let scope = '';
-    if (config.scope) {
-      const rest = ctx.path.slice(prefixLength);
-      const start = rest.startsWith('/') ? 1 : 0;
-      const end = rest.indexOf('/', start);
-      learnKey = `${route}\u0001${rest.slice(start, end === -1 ? undefined : end)}`;
-      scope = this.scopes.get(learnKey) ?? '';
-    }
-    const id = scope === '' && keyPart === '' ? ':' : `${encodeURIComponent(scope)}:${keyPart}`;
-    return { id, keyPart, learnKey };
+    return pacerKeyOf(this.config, (learnKey) => this.scopes.get(learnKey), ctx, route, prefixLength);
   }
 
   private async run(ctx: RequestContext, signal: Signal, next: Next, key: PacerKey, route: string, degraded: (ctx: RequestContext) => void): Promise<AttemptResult> {
@@ -205,33 +150,69 @@ class Pacing implements UpstreamPacing {
     const floor = ctx.priority?.quotaFloor ?? null;
     // Like a rate-limit queue, a pacing wait never runs past the request's deadline.
     const limitAt = deps.now() + Math.min(config.maxWait, ctx.deadline - deps.now());
-    for (;;) {
-      const limitMs = limitAt - deps.now();
-      const reserved = this.update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs, floor), { wait: 0, floor: false }, degraded);
-      const { wait, floor: held } = reserved instanceof Promise ? await reserved : reserved;
-      if (wait > limitMs) this.refuse(ctx, route, wait, held);
-      if (wait > 0) {
-        ctx.flags.add('PACED');
-        deps.metrics.pacingWait.observe({ upstream: this.upstream }, wait / 1000);
-        ctx.trace?.wait('pacing', wait);
-        await deps.sleep(wait, signal);
+    // With priority classes, requests that come while one sleeps towards its slot wait their turn by class (lib/turns.ts).
+    const turns = ctx.priority ? this.turns.of(id) : undefined;
+    let holding = false;
+    try {
+      if (turns?.busy) holding = await this.takeTurn(turns, id, ctx, signal, route, limitAt - deps.now());
+      for (;;) {
+        const limitMs = limitAt - deps.now();
+        const reserved = this.update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs, floor), { wait: 0, floor: false }, degraded);
+        const { wait, floor: held } = reserved instanceof Promise ? await reserved : reserved;
+        if (wait > limitMs) this.refuse(ctx, route, wait, held);
+        // Waiting out a quota floor takes no slot: it holds no turn either (a higher class may go meanwhile).
+        if (held && holding) {
+          this.turns.give(id);
+          holding = false;
+        }
+        if (wait > 0) {
+          if (turns && !holding && !held) holding = turns.claim();
+          ctx.flags.add('PACED');
+          deps.metrics.pacingWait.observe({ upstream: this.upstream }, wait / 1000);
+          ctx.trace?.wait('pacing', wait);
+          await deps.sleep(wait, signal);
+        }
+        if (!held) break;
       }
-      if (!held) break;
+    } finally {
+      if (holding) this.turns.give(id);
     }
     // The release counters live in the state; locally they are
     // bumped at once, shared ones with the response's update.
     if (!this.shared) this.local.update(id, (state, t) => released(state, t));
   }
 
+  /** Waits for the pacer's turn by class, within what is left of maxWait; true once it holds it. */
+  private async takeTurn(turns: Turns, id: string, ctx: RequestContext, signal: Signal, route: string, waitMs: number): Promise<boolean> {
+    const started = this.deps.now();
+    // Waiting for a turn is not waiting for a slot: not counted in flight (it would shrink the quota the turn's holder sees).
+    this.count(id, -1);
+    try {
+      await turns.take(
+        ctx.priority!.rank,
+        Math.max(0, waitMs),
+        (listener) => signal.onAbort(listener),
+        () => new Error('max wait'),
+      );
+      return true;
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      return this.refuse(ctx, route, Math.max(waitMs, this.deps.now() - started) + 1, false);
+    } finally {
+      this.count(id, 1);
+    }
+  }
+
+  private count(id: string, by: number): void {
+    const count = this.countOf(id) + by;
+    if (count > 0) this.inFlight.set(id, count);
+    else this.inFlight.delete(id);
+  }
+
   /** RATE_LIMITED for a wait past maxWait or the deadline, counted in breakwater_shed_total. */
   private refuse(ctx: RequestContext, route: string, wait: number, floor: boolean): never {
-    const seconds = Math.max(1, Math.ceil(wait / 1000));
-    const beyond = wait > this.config.maxWait ? 'more than pacing.maxWait' : "longer than what is left of the request's total timeout";
     this.deps.metrics.shed.inc({ route, priority: ctx.priority?.name ?? '', reason: floor ? 'quota_floor' : 'max_wait' });
-    const why = floor
-      ? `the '${ctx.priority!.name}' class keeps off the last ${Math.round((ctx.priority!.quotaFloor ?? 0) * 100)}% of its announced quota, and the reset is ${seconds} s away, ${beyond}`
-      : `its announced quota would make this request wait ${seconds} s, ${beyond}`;
-    throw new BreakwaterError('RATE_LIMITED', `Upstream '${this.upstream}' is paced: ${why}.`, { retryAfterSeconds: seconds });
+    throw pacedRefusal(this.upstream, this.config.maxWait, wait, floor ? ctx.priority : undefined);
   }
 
   /** Reads the quota the response announced into its pacer; true when that was the request's own pacer (its count published). */

@@ -32,6 +32,8 @@ export interface RateLimitDeps {
 export interface RateLimitPolicy extends Policy {
   /** Requests waiting in this route's queues. */
   queueDepth(): number;
+  /** The same, per priority rank (index 0: the highest class). */
+  queueDepthByRank(): number[];
   /** Live key limiters. */
   size(): number;
   /** Whole tokens left for `key: route` limits (null for keyed, shared or rate-less ones). */
@@ -46,6 +48,7 @@ interface Limiter {
   acquire(ctx: RequestContext, waitMs: number): Promise<() => void>;
   idle(): boolean;
   queued(): number;
+  queuedByRank(into: number[]): void;
   close(): void;
 }
 
@@ -122,6 +125,7 @@ function createLocal(limit: RouteLimit): Limiter {
       ),
     idle: () => limiter.idle(),
     queued: () => limiter.queued(),
+    queuedByRank: (into) => limiter.queuedByRank(into),
     close: () => limiter.close(),
     tokens: () => limiter.tokensLeft(),
   };
@@ -148,6 +152,7 @@ function createShared(limit: RouteLimit, store: SharedLimits, key: string): Limi
       ),
     idle: () => limiter.idle(),
     queued: () => limiter.queued(),
+    queuedByRank: (into) => limiter.queuedByRank(into),
     close: () => {
       stopFailure();
       limiter.close();
@@ -214,6 +219,14 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
       let depth = 0;
       for (const entry of keys.values()) depth += entry.primary.queued() + (entry.fallback?.queued() ?? 0);
       return depth;
+    },
+    queueDepthByRank() {
+      const byRank: number[] = [];
+      for (const entry of keys.values()) {
+        entry.primary.queuedByRank(byRank);
+        entry.fallback?.queuedByRank(byRank);
+      }
+      return byRank;
     },
     size: () => keys.size,
     tokens: () => (config.key === 'route' && config.rate !== null ? (keys.peek('')?.primary.tokens?.() ?? config.burst) : null),

@@ -154,6 +154,11 @@ export class SharedLimiter {
     return this.waiters.length;
   }
 
+  /** Waiters per priority rank (SPEC §13), added into `into`. */
+  queuedByRank(into: number[]): void {
+    this.waiters.countRanks(into);
+  }
+
   idle(): boolean {
     return this.inFlight === 0 && this.waiters.length === 0;
   }

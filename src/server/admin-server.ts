@@ -23,6 +23,11 @@ export interface AdminStatusSource {
   readonly now: () => number;
 }
 
+/** Counts per rank as an object by class name, every class listed. */
+function byClass(classes: readonly { readonly name: string }[], byRank: readonly number[]): Record<string, number> {
+  return Object.fromEntries(classes.map((entry, rank) => [entry.name, byRank[rank] ?? 0]));
+}
+
 /** `/status` (SPEC §7): routes and upstreams with breaker state, failure rate, limiter tokens and queue depth, in-flight requests. */
 export function statusOf(source: AdminStatusSource, draining: boolean): Record<string, unknown> {
   const { runtime, loaded } = source;
@@ -74,6 +79,8 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
                   .join(', '),
                 tokens: route.rateLimit.tokens(),
                 queued: route.rateLimit.queueDepth(),
+                // With priority classes (SPEC §13): who waits, by class.
+                ...(runtime.config.priorities && { queuedByClass: byClass(runtime.config.priorities.classes, route.rateLimit.queueDepthByRank()) }),
                 keys: route.rateLimit.size(),
               }
             : null,

@@ -81,7 +81,7 @@ function targets(status) {
       cell('quota left', quota ? text(quota.remaining) + ' / ' + text(quota.limit ?? '?') : '–', 'num quota') +
       cell('resets in', quota && quota.resetSeconds !== null ? quota.resetSeconds.toFixed(0) + ' s' : '–', 'num resets') + '</tr>';
   }).join('');
-  document.getElementById('limits').textContent = status.routes.filter((r) => r.rateLimit).map((r) => r.name + ': ' + r.rateLimit.describe + ' (tokens ' + r.rateLimit.tokens + ', queued ' + r.rateLimit.queued + ')').join(' · ');
+  document.getElementById('limits').textContent = status.routes.filter((r) => r.rateLimit).map((r) => r.name + ': ' + r.rateLimit.describe + ' (tokens ' + r.rateLimit.tokens + ', queued ' + r.rateLimit.queued + (r.rateLimit.queuedByClass ? ': ' + Object.entries(r.rateLimit.queuedByClass).map(([c, n]) => c + ' ' + n).join(', ') : '') + ')').join(' · ');
 }
 function errors(journal) {
   document.getElementById('errors-meta').textContent = journal.recorded + ' since start; the newest ' + Math.min(journal.errors.length, 20) + ' of ' + journal.size + ' kept';

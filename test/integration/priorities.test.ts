@@ -89,6 +89,9 @@ describe.each([
     for (let i = 1; i <= 20; i++) waiting.push((await enqueue(proxy, 'api', `/api/b${i}`, 'batch')).response);
     for (let i = 1; i <= 3; i++) waiting.push((await enqueue(proxy, 'api', `/api/c${i}`, 'critical')).response);
     for (let i = 1; i <= 3; i++) waiting.push((await enqueue(proxy, 'api', `/api/n${i}`)).response);
+    // /status shows who waits, by class.
+    const status = (await request(`${proxy.adminUrl}/status`)).json<{ routes: { name: string; rateLimit: { queued: number; queuedByClass: Record<string, number> } }[] }>();
+    expect(status.routes.find((r) => r.name === 'api')!.rateLimit).toMatchObject({ queued: 26, queuedByClass: { critical: 3, normal: 3, batch: 20 } });
     releaseGate();
     expect((await gate).status).toBe(200);
     for (const response of await Promise.all(waiting)) expect(response.status).toBe(200);
@@ -148,33 +151,44 @@ describe.each([
   });
 });
 
+const WINDOW = 2000;
+const windowProviders: FaultUpstream[] = [];
+
+/** A provider with fixed windows of `limit` requests: OpenAI's quota headers on every answer, a 429 beyond. */
+async function startWindowProvider(limit: number, windowMs: number) {
+  const started = Date.now();
+  const seenAt: { path: string; window: number; used: number }[] = [];
+  let tooMany = 0;
+  const provider = await startFaultUpstream((_n, req) => {
+    const now = Date.now();
+    const window = Math.floor((now - started) / windowMs);
+    const used = seenAt.filter((s) => s.window === window).length + 1;
+    seenAt.push({ path: req.url ?? '', window, used });
+    const headers = {
+      'x-ratelimit-limit-requests': String(limit),
+      'x-ratelimit-remaining-requests': String(Math.max(0, limit - used)),
+      'x-ratelimit-reset-requests': `${started + (window + 1) * windowMs - now}ms`,
+    };
+    if (used > limit) {
+      tooMany += 1;
+      return { kind: 'respond', status: 429, headers, body: 'too many' };
+    }
+    return { kind: 'respond', status: 200, headers, body: 'ok' };
+  });
+  windowProviders.push(provider);
+  return { url: provider.url, started, seenAt, tooMany: () => tooMany };
+}
+
 describe('quotaFloor with pacing on a fixed-window provider', () => {
   it('stops batch traffic at about half of each window’s quota, while a critical request then goes at once; no 429', async () => {
-    const WINDOW = 2000;
-    const LIMIT = 20;
-    const started = Date.now();
-    const seenAt: { path: string; window: number; used: number }[] = [];
-    let tooMany = 0;
-    const provider = await startFaultUpstream((_n, req) => {
-      const now = Date.now();
-      const window = Math.floor((now - started) / WINDOW);
-      const used = seenAt.filter((s) => s.window === window).length + 1;
-      seenAt.push({ path: req.url ?? '', window, used });
-      const remaining = Math.max(0, LIMIT - used);
-      const headers = { 'x-ratelimit-limit-requests': String(LIMIT), 'x-ratelimit-remaining-requests': String(remaining), 'x-ratelimit-reset-requests': `${started + (window + 1) * WINDOW - now}ms` };
-      if (used > LIMIT) {
-        tooMany += 1;
-        return { kind: 'respond', status: 429, headers, body: 'too many' };
-      }
-      return { kind: 'respond', status: 200, headers, body: 'ok' };
-    });
+    const { url, started, seenAt, tooMany } = await startWindowProvider(20, WINDOW);
     const proxy = await startProxy(`version: 1
 priorities:
   default: normal
   classes: [{ name: critical }, { name: normal }, { name: batch, quotaFloor: 50% }]
 defaults: { retry: { maxRetries: 0 } }
 upstreams:
-  openai: { url: "${provider.url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, engageBelow: 10%, maxWait: 10s } }
+  openai: { url: "${url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, engageBelow: 10%, maxWait: 10s } }
 routes:
   - { name: embeddings, match: { pathPrefix: /v1/embeddings }, upstream: openai, priority: batch }
   - { name: chat, upstream: openai }
@@ -201,7 +215,7 @@ routes:
       expect(seenAt.find((s) => s.path === '/v1/chat/completions')).toMatchObject({ window });
       expect(proxy.accessLogs().find((line) => line.path === '/v1/chat/completions')).toMatchObject({ priority: 'critical', flags: [] });
       await batch;
-      expect(tooMany).toBe(0);
+      expect(tooMany()).toBe(0);
       expect(statuses.every((status) => status === 200)).toBe(true);
       // Each window the batch traffic saw from its start: about half the quota (the floor, plus what was in flight).
       const perWindow = new Map<number, number>();
@@ -214,7 +228,52 @@ routes:
       }
     } finally {
       await proxy.close();
-      await provider.close();
+      await windowProviders.pop()?.close();
+    }
+  });
+});
+
+describe('pacing with priority classes', () => {
+  it('lets critical requests that come while batch ones wait for the reset go first after it', async () => {
+    const { url, started, seenAt, tooMany } = await startWindowProvider(4, WINDOW);
+    const proxy = await startProxy(`version: 1
+priorities:
+  default: normal
+  classes: [{ name: critical }, { name: normal }, { name: batch }]
+defaults: { retry: { maxRetries: 0 } }
+upstreams:
+  api: { url: "${url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, engageBelow: 10%, maxWait: 10s } }
+routes:
+  - { name: api, upstream: api }
+`);
+    try {
+      // At the start of a window: spend its quota, then batch requests wait for the reset, then critical ones come.
+      await waitUntil(() => (Date.now() - started) % WINDOW < 150, 5_000, 'the start of a window');
+      for (let i = 1; i <= 4; i++) expect((await request(`${proxy.url}/spend/${i}`)).status).toBe(200);
+      /** Pacing waits begun (breakwater_pacing_wait_seconds' count). */
+      const waits = () => {
+        let count = 0;
+        proxy.metrics.pacingWait.each((_labels, _counts, n) => (count += n));
+        return count;
+      };
+      const before = waits();
+      const batch: Promise<TestResponse>[] = [];
+      for (let i = 1; i <= 5; i++) {
+        batch.push(request(`${proxy.url}/batch/${i}`, { headers: { 'x-breakwater-priority': 'batch' } }));
+        // The first waits for the reset (a pacing wait, observed when it starts); the others wait their turn behind it.
+        if (i === 1) await waitUntil(() => waits() === before + 1, 5_000, 'the first batch request waiting for the reset');
+        await new Promise((resolve) => setTimeout(resolve, 40));
+      }
+      expect(waits()).toBe(before + 1);
+      const critical = [1, 2].map((i) => request(`${proxy.url}/critical/${i}`, { headers: { 'x-breakwater-priority': 'critical' } }));
+      for (const response of await Promise.all([...batch, ...critical])) expect(response.status).toBe(200);
+      const order = seenAt.map((s) => s.path).filter((path) => !path.startsWith('/spend'));
+      expect(order.slice(0, 3).sort()).toEqual(['/batch/1', '/critical/1', '/critical/2']);
+      expect(order.slice(3)).toEqual(['/batch/2', '/batch/3', '/batch/4', '/batch/5']);
+      expect(tooMany()).toBe(0);
+    } finally {
+      await proxy.close();
+      await windowProviders.pop()?.close();
     }
   });
 });

@@ -1,0 +1,42 @@
+/**
+ * Which pacer a request is paced by (SPEC §3 `pacing.key`, `pacing.scope`):
+ * the hashed credential it carries and the scope learned for its route and
+ * first path segment.
+ */
+import { createHash } from 'node:crypto';
+import type { PacingConfig } from '../config/types.js';
+import type { RequestContext } from './context.js';
+
+/** Where a request is paced: its pacer id, and the key its scope is learned under. */
+export interface PacerKey {
+  readonly id: string;
+  /** The hashed credential part of the id ('' without `key`). */
+  readonly keyPart: string;
+  /** Route and first path segment ('' without `scope`). */
+  readonly learnKey: string;
+}
+
+/** `scopeOf`: the scope learned under a route and first path segment, if any. */
+export function pacerKeyOf(config: PacingConfig, scopeOf: (learnKey: string) => string | undefined, ctx: RequestContext, route: string, prefixLength: number): PacerKey {
+  let keyPart = '';
+  if (config.key) {
+    // The key (a credential, often) is hashed: never kept, never logged.
+    const value = ctx.clientHeaders[config.key];
+    // All values, as rate-limit keys read them: two requests share a quota only when they carry the same credential.
+    keyPart = createHash('sha256')
+      .update(Array.isArray(value) ? value.join(',') : (value ?? ''))
+      .digest('hex')
+      .slice(0, 16);
+  }
+  let learnKey = '';
+  let scope = '';
+  if (config.scope) {
+    const rest = ctx.path.slice(prefixLength);
+    const start = rest.startsWith('/') ? 1 : 0;
+    const end = rest.indexOf('/', start);
+    learnKey = `${route}\u0001${rest.slice(start, end === -1 ? undefined : end)}`;
+    scope = scopeOf(learnKey) ?? '';
+  }
+  const id = scope === '' && keyPart === '' ? ':' : `${encodeURIComponent(scope)}:${keyPart}`;
+  return { id, keyPart, learnKey };
+}

@@ -1,0 +1,17 @@
+/**
+ * The answer to a request a pacer will not make wait (SPEC §3 `maxWait`,
+ * §13 `quotaFloor`): RATE_LIMITED with the wait as Retry-After, and in
+ * words why.
+ */
+import { BreakwaterError } from '../errors/breakwater-error.js';
+import type { PriorityClass } from './priorities.js';
+
+/** `wait`: what the quota would make the request wait (ms); `floor`: the class held below its quota floor, if that was why. */
+export function pacedRefusal(upstream: string, maxWaitMs: number, wait: number, floor: PriorityClass | undefined): BreakwaterError {
+  const seconds = Math.max(1, Math.ceil(wait / 1000));
+  const beyond = wait > maxWaitMs ? 'more than pacing.maxWait' : "longer than what is left of the request's total timeout";
+  const why = floor
+    ? `the '${floor.name}' class keeps off the last ${Math.round((floor.quotaFloor ?? 0) * 100)}% of its announced quota, and the reset is ${seconds} s away, ${beyond}`
+    : `its announced quota would make this request wait ${seconds} s, ${beyond}`;
+  return new BreakwaterError('RATE_LIMITED', `Upstream '${upstream}' is paced: ${why}.`, { retryAfterSeconds: seconds });
+}
