@@ -12,10 +12,9 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { brotliDecompressSync, constants, createBrotliDecompress, createGunzip, createInflate, gunzipSync, inflateSync } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { buildProblem, problemHeaders } from './problem.js';
-import { parseBody, readProviderError } from './dialects/index.js';
+import { readErrorText } from './dialects/index.js';
 import { readQuota } from './quota.js';
-import { upstreamStatusEntry } from './upstream-catalog.js';
-import { describeDecision, type RuleDecision } from './provider-rules.js';
+import { answerEntry, type RuleDecision } from './provider-rules.js';
 import { parseRetryAfter } from '../lib/retry-after.js';
 
 /** An upstream's answer as this module reads it (upstream/response.ts gives one). */
@@ -128,7 +127,7 @@ function decodeUtf8(buffer: Buffer): string {
 
 export async function normalizeUpstreamError(response: UpstreamAnswer, context: NormalizeContext): Promise<NormalizedResponse> {
   const status = response.statusCode ?? 502;
-  const entry = context.decision ? describeDecision(status, context.decision) : upstreamStatusEntry(status);
+  const entry = answerEntry(status, context.decision);
   const contentType = String(response.headers['content-type'] ?? '').toLowerCase();
   const { preRead } = context;
   if (preRead && !preRead.complete) response.destroy();
@@ -140,8 +139,7 @@ export async function normalizeUpstreamError(response: UpstreamAnswer, context: 
         : await readCapped(response, ERROR_BODY_CAP_BYTES);
   if (context.method === 'HEAD') response.resume();
   const text = decodeUtf8(raw);
-  const parsed = parseBody(text, contentType);
-  const provider = text.trim() === '' ? { dialect: 'none' } : readProviderError(parsed, contentType);
+  const { parsed, said: provider } = readErrorText(text, contentType);
   const retryAfterMs = context.decision?.delayMs ?? parseRetryAfter(response.headers['retry-after'], context.wall);
   const quota = readQuota(response.headers, context.wall);
   const said = provider.message ? `: ${provider.message}` : '';

@@ -4,6 +4,8 @@
  */
 import type { BreakwaterError } from './breakwater-error.js';
 import { CATALOG, typeUrn } from './catalog.js';
+import { describeDecision, type RuleDecision } from './provider-rules.js';
+import { entryForCode } from './upstream-catalog.js';
 
 export interface ProblemContext {
   /** The request path as the client sent it (query dropped). */
@@ -71,6 +73,17 @@ export function buildProblem(entry: ProblemEntry, detail: string, source: Proble
     attempts: context.attempts,
     requestId: context.requestId,
   };
+}
+
+/**
+ * What a code says (SPEC §5), whoever answered it: Breakwater's own
+ * catalogue (`source: proxy`), else a provider rule's decision or the
+ * upstream statuses' entry that carries the code (`source: upstream`).
+ */
+export function describeCode(code: string, status: number, decision?: RuleDecision): ProblemEntry & { readonly source: ProblemBody['source'] } {
+  const own = (CATALOG as Record<string, Omit<ProblemEntry, 'code'> | undefined>)[code];
+  if (own) return { ...own, code, source: 'proxy' };
+  return { ...(decision ? describeDecision(status, decision) : entryForCode(code, status)), code, status, source: 'upstream' };
 }
 
 /** The headers every problem response carries. */

@@ -287,3 +287,8 @@ export function describeDecision(status: number, decision: RuleDecision): Upstre
     hint: decision.hint ?? base.hint,
   };
 }
+
+/** The §5 fields of an upstream's error answer: a rule's decision when one decided it, else its status's (what `errors.normalize: all` says). */
+export function answerEntry(status: number, decision: RuleDecision | undefined): UpstreamStatusEntry {
+  return decision ? describeDecision(status, decision) : upstreamStatusEntry(status);
+}

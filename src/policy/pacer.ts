@@ -39,6 +39,9 @@ import { headerValue, observe, released, reserveWithin } from './pacer-quota.js'
 import type { SharedLimits } from './shared-limits.js';
 
 export { MAX_PACERS } from './pacer-store.js';
+
+/** A reservation decided without Redis under `onError: allow`: no wait. */
+const NO_WAIT = { wait: 0, floor: false } as const;
 export type { PacingSnapshot } from './pacer-store.js';
 
 export interface UpstreamPacing {
@@ -157,7 +160,7 @@ class Pacing implements UpstreamPacing {
       if (turns?.busy) holding = await this.takeTurn(turns, id, ctx, signal, route, limitAt - deps.now());
       for (;;) {
         const limitMs = limitAt - deps.now();
-        const reserved = this.update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs, floor), { wait: 0, floor: false }, degraded);
+        const reserved = this.update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs, floor), NO_WAIT, degraded);
         const { wait, floor: held } = reserved instanceof Promise ? await reserved : reserved;
         if (wait > limitMs) this.refuse(ctx, route, wait, held);
         // Waiting out a quota floor takes no slot: it holds no turn either (a higher class may go meanwhile).

@@ -7,8 +7,7 @@
 import type { ErrorRuleConfig, RouteConfig } from '../config/types.js';
 import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
 import { ERROR_BODY_CAP_BYTES } from '../errors/normalize.js';
-import { describeDecision, ProviderRules } from '../errors/provider-rules.js';
-import { upstreamStatusEntry } from '../errors/upstream-catalog.js';
+import { answerEntry, ProviderRules } from '../errors/provider-rules.js';
 import type { Signal } from '../lib/signal.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { AttemptResult, Next, RequestContext } from '../policy/context.js';
@@ -32,7 +31,7 @@ function logAttempt(ctx: RequestContext, target: string, result: AttemptResult, 
   const status = response?.statusCode ?? null;
   let code: string | null = null;
   if (classification.outcome !== 'success') {
-    code = classification.code ?? (classification.rule ? describeDecision(status ?? 0, classification.rule).code : upstreamStatusEntry(status ?? 0).code);
+    code = classification.code ?? answerEntry(status ?? 0, classification.rule).code;
   }
   (ctx.attemptLog ??= []).push({ target, status, code, durationMs: Math.round(durationMs * 1000) / 1000 });
 }

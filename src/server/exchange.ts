@@ -14,9 +14,7 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
-import { CATALOG } from '../errors/catalog.js';
-import { entryForCode } from '../errors/upstream-catalog.js';
-import { renderProblem, type RenderedProblem } from '../errors/problem.js';
+import { describeCode, renderProblem, type RenderedProblem } from '../errors/problem.js';
 import { logAccess, wantsAccessLog } from '../observe/access-log.js';
 import type { ErrorJournal } from '../observe/error-journal.js';
 import type { Logger } from '../observe/logger.js';
@@ -64,12 +62,6 @@ function writeRaw(socket: Duplex, rendered: RenderedProblem): void {
   let head = `HTTP/1.1 ${rendered.status} ${STATUS_CODES[rendered.status] ?? ''}\r\n`;
   for (const [name, value] of Object.entries(rendered.headers)) head += `${name}: ${value}\r\n`;
   socket.end(`${head}connection: close\r\n\r\n${rendered.body}`);
-}
-
-/** Whose fault a code says it is (SPEC §5): Breakwater's own catalog, else the upstream statuses'. */
-function responsibilityOf(code: string, status: number): string {
-  const own = (CATALOG as Record<string, { readonly responsibility: string } | undefined>)[code];
-  return own ? own.responsibility : entryForCode(code, status).responsibility;
 }
 
 export class Exchange {
@@ -172,7 +164,7 @@ export class Exchange {
       target: record.target,
       attempts: record.attempts,
       code: this.code,
-      responsibility: this.code === null ? null : responsibilityOf(this.code, status),
+      responsibility: this.code === null ? null : describeCode(this.code, status).responsibility,
     });
     if (wantsAccessLog(logger, this.runtime.config.logging.accessLog)) {
       logAccess(logger, {

@@ -7,12 +7,10 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { BreakwaterError } from '../errors/breakwater-error.js';
-import { CATALOG } from '../errors/catalog.js';
-import { parseBody, readProviderError } from '../errors/dialects/index.js';
+import { readErrorText } from '../errors/dialects/index.js';
 import { cutText, decodeBody, PROVIDER_TEXT_BYTES } from '../errors/normalize.js';
-import type { ProblemEntry } from '../errors/problem.js';
-import { describeDecision, type RuleDecision } from '../errors/provider-rules.js';
-import { entryForCode, upstreamStatusEntry } from '../errors/upstream-catalog.js';
+import { describeCode } from '../errors/problem.js';
+import { answerEntry, type RuleDecision } from '../errors/provider-rules.js';
 import type { JournalAttempt, JournalEntry, JournalProvider } from '../observe/error-journal.js';
 import type { ExchangeRecord } from '../policy/context.js';
 import type { BufferedAnswer } from '../upstream/error-answer.js';
@@ -69,18 +67,9 @@ export function providerOf(answer: AnswerNote): JournalProvider {
   const raw = answer.start ? bytesOf(answer.start) : Buffer.alloc(0);
   const text = decodeBody(raw, answer.headers['content-encoding'] as string | undefined).replace(/\uFFFD+$/, '');
   if (text.trim() === '') return { status: answer.status, code: null, message: null, body: null };
-  const parsed = parseBody(text, contentType);
-  const said = readProviderError(parsed, contentType);
+  const { parsed, said } = readErrorText(text, contentType);
   const fits = Buffer.byteLength(text) <= PROVIDER_TEXT_BYTES;
   return { status: answer.status, code: said.code ?? null, message: said.message ?? null, body: parsed.kind === 'json' && fits ? parsed.value : cutText(text, PROVIDER_TEXT_BYTES) };
-}
-
-/** The §5 description of a code: Breakwater's catalogue, a rule's decision, or the upstream statuses'. */
-function describe(code: string, status: number, decision: RuleDecision | undefined): ProblemEntry & { source: 'proxy' | 'upstream' } {
-  const own = (CATALOG as Record<string, Omit<ProblemEntry, 'code'> | undefined>)[code];
-  if (own) return { ...own, code, source: 'proxy' };
-  const entry = decision ? describeDecision(status, decision) : entryForCode(code, status);
-  return { ...entry, code, status, source: 'upstream' };
 }
 
 /**
@@ -98,18 +87,16 @@ function attemptsOf(ending: Ending): readonly JournalAttempt[] {
 /** Codes whose detail repeats what the client sent (its Host, TLS server name, Upgrade header, CONNECT target): journaled without it. */
 const ECHOING_CODES: ReadonlySet<string> = new Set(['BAD_REQUEST', 'MISDIRECTED_REQUEST', 'NO_ROUTE', 'HOST_NOT_ALLOWED']);
 
-/** The journal entry for an exchange that ended in an error; undefined for one that did not (or whose client left first). */
+/** The journal entry for an exchange that ended in an error (the Exchange leaves out a 499: the client left first); undefined for one that did not. */
 export function journalEntry(ending: Ending): JournalEntry | undefined {
   const { record, failure, answer } = ending;
-  // The client left before any answer: not an error Breakwater or the upstream made (the access log has it).
-  if (ending.status === 499) return undefined;
   const stale = record.staleFor;
   let code = stale ?? failure?.code ?? ending.code;
   if (code === null) {
     if (ending.status < 400) return undefined;
-    code = answer?.decision ? describeDecision(ending.status, answer.decision).code : upstreamStatusEntry(ending.status).code;
+    code = answerEntry(ending.status, answer?.decision).code;
   }
-  const entry = describe(code, answer?.status ?? ending.status, answer?.decision);
+  const entry = describeCode(code, answer?.status ?? ending.status, answer?.decision);
   return {
     time: new Date(ending.wall).toISOString(),
     requestId: record.requestId,

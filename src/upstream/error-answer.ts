@@ -5,7 +5,7 @@
  * on. Only for statuses a rule could match, so a 2xx never pays; a body the
  * rules do not need is not read at all.
  */
-import { parseBody, readProviderError } from '../errors/dialects/index.js';
+import { readErrorText } from '../errors/dialects/index.js';
 import type { ProviderRules, RuleDecision } from '../errors/provider-rules.js';
 import { decodeBody } from '../errors/normalize.js';
 import { classifyStatus, type Classification } from './classify.js';
@@ -66,8 +66,7 @@ export async function decideAnswer(
   const buffered = rules.readsBody(status) ? await readAnswer(response, cap, signal) : undefined;
   const contentType = String(response.headers['content-type'] ?? '').toLowerCase();
   const text = buffered ? decodeBody(buffered.raw, response.headers['content-encoding'] as string | undefined) : '';
-  const body = parseBody(text, contentType);
-  const provider = text.trim() === '' ? {} : readProviderError(body, contentType);
+  const { parsed: body, said: provider } = readErrorText(text, contentType);
   return { decision: rules.decide({ status, headers: response.headers, body, provider, wall }), buffered };
 }
 

@@ -36,3 +36,9 @@ export function readProviderError(body: ParsedBody, contentType: string): Provid
   }
   return { dialect: 'none' };
 }
+
+/** An error body's text, parsed, and what the provider said in it (dialect `none` for an empty body): one reading for the rules, normalize and the journal. */
+export function readErrorText(text: string, contentType: string): { parsed: ParsedBody; said: ProviderError & { dialect: string } } {
+  const parsed = parseBody(text, contentType);
+  return { parsed, said: text.trim() === '' ? { dialect: 'none' } : readProviderError(parsed, contentType) };
+}
