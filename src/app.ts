@@ -11,7 +11,7 @@ import { systemClock, type Clock } from './lib/clock.js';
 import { formatProblem, loadConfig, type ConfigProblem, type LoadedConfig } from './config/index.js';
 import { ErrorJournal } from './observe/error-journal.js';
 import type { Logger } from './observe/logger.js';
-import { processMetrics, type Metrics } from './observe/metrics.js';
+import { processMetrics, type Metrics, type QueueDepth } from './observe/metrics.js';
 import { TrafficStats, type TrafficOptions } from './observe/traffic.js';
 import type { Lookup } from './router/target-check.js';
 import { buildRuntime, type Runtime, type RuntimeDeps } from './runtime.js';
@@ -133,9 +133,23 @@ class Serving {
   }
 }
 
+/** Every rate-limit queue's depth; with priority classes (SPEC §13), one series per class, every class listed. */
+function* queueDepths(runtime: Runtime): Iterable<QueueDepth> {
+  const classes = runtime.config.priorities?.classes;
+  for (const route of runtime.routes) {
+    if (!route.rateLimit) continue;
+    if (!classes) {
+      yield { route: route.name, depth: route.rateLimit.queueDepth() };
+      continue;
+    }
+    const byRank = route.rateLimit.queueDepthByRank();
+    for (const [rank, entry] of classes.entries()) yield { route: route.name, priority: entry.name, depth: byRank[rank] ?? 0 };
+  }
+}
+
 /** The gauges read from whatever runtime serves when scraped. */
 function registerGauges(metrics: Metrics, serving: Serving): void {
-  metrics.setQueueDepths(() => serving.runtime.routes.filter((route) => route.rateLimit).map((route) => ({ route: route.name, depth: route.rateLimit!.queueDepth() })));
+  metrics.setQueueDepths(() => queueDepths(serving.runtime));
   // Breakers per target (SPEC §8.1): the primary is named like its upstream.
   const targets = () => [...serving.runtime.upstreams.values()].flatMap((upstream) => upstream.targets);
   metrics.setCircuitStates(() => targets().map((target) => ({ upstream: target.name, state: target.breaker.state() })));

@@ -15,6 +15,8 @@
  */
 
 type Labels<L extends string> = Readonly<Record<L, string | number>>;
+/** Labels with some optional (`O`): a series without one renders without it. */
+type SomeLabels<L extends string, O extends string> = Labels<L> & Readonly<Partial<Record<O, string | number>>>;
 
 interface MetricValue {
   value: number;
@@ -32,9 +34,15 @@ interface MetricJson {
 
 const SEPARATOR = '\u0001';
 
-function keyOf<L extends string>(labelNames: readonly L[], labels: Labels<L>): string {
+/** A missing optional label keys apart from every value it could have. */
+const ABSENT = '\u0002';
+
+function keyOf<L extends string>(labelNames: readonly L[], labels: Readonly<Partial<Record<L, string | number>>>): string {
   let key = '';
-  for (let i = 0; i < labelNames.length; i++) key += (i === 0 ? '' : SEPARATOR) + String(labels[labelNames[i]!]);
+  for (let i = 0; i < labelNames.length; i++) {
+    const value = labels[labelNames[i]!];
+    key += (i === 0 ? '' : SEPARATOR) + (value === undefined ? ABSENT : String(value));
+  }
   return key;
 }
 
@@ -72,19 +80,20 @@ export class FastCounter<L extends string> {
   }
 }
 
-export class FastHistogram<L extends string> {
+/** A histogram whose labels `O` may be left out of a series (SPEC §13's `priority`, only when classes are configured). */
+export class FastHistogram<L extends string, O extends string = never> {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
-  private readonly series = new Map<string, { labels: Labels<L>; counts: Float64Array; sum: number; count: number }>();
+  private readonly series = new Map<string, { labels: SomeLabels<L, O>; counts: Float64Array; sum: number; count: number }>();
 
   constructor(
     readonly name: string,
     readonly help: string,
-    readonly labelNames: readonly L[],
+    readonly labelNames: readonly (L | O)[],
     readonly buckets: readonly number[],
   ) {}
 
-  observe(labels: Labels<L>, value: number): void {
+  observe(labels: SomeLabels<L, O>, value: number): void {
     if (!Number.isFinite(value)) return;
     const key = keyOf(this.labelNames, labels);
     let series = this.series.get(key);
@@ -104,7 +113,7 @@ export class FastHistogram<L extends string> {
   }
 
   /** Every series' labels, per-bucket counts (not cumulative; past the last bucket: `count` minus their sum) and count, read in place. */
-  each(visit: (labels: Labels<L>, counts: Float64Array, count: number) => void): void {
+  each(visit: (labels: SomeLabels<L, O>, counts: Float64Array, count: number) => void): void {
     for (const series of this.series.values()) visit(series.labels, series.counts, series.count);
   }
 

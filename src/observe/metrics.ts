@@ -40,11 +40,12 @@ export interface Metrics {
   readonly circuitTransitions: FastCounter<'upstream' | 'to'>;
   readonly circuitRejections: FastCounter<'upstream'>;
   readonly rateLimited: FastCounter<'route'>;
-  readonly rateLimitQueueDepth: Gauge<'route'>;
+  readonly rateLimitQueueDepth: Gauge<'route' | 'priority'>;
   readonly errors: FastCounter<'route' | 'code'>;
   readonly rateLimitDegraded: FastCounter<'route'>;
   readonly configReloads: FastCounter<'result'>;
-  readonly pacingWait: FastHistogram<'upstream'>;
+  /** `priority` only when classes are configured (SPEC §13). */
+  readonly pacingWait: FastHistogram<'upstream', 'priority'>;
   readonly upstreamQuotaRemaining: Gauge<'upstream' | 'scope'>;
   readonly pacingPauses: FastCounter<'upstream'>;
   readonly tlsIntercept: FastCounter<'result'>;
@@ -61,14 +62,21 @@ export interface Metrics {
   setStaleStores(source: () => Iterable<{ readonly route: string; readonly entries: number; readonly bytes: number }>): void;
   /** Where `breakwater_circuit_state` reads the breakers' states at scrape time. */
   setCircuitStates(source: () => Iterable<{ readonly upstream: string; readonly state: string }>): void;
-  /** Where `breakwater_rate_limit_queue_depth` reads the queues at scrape time. */
-  setQueueDepths(source: () => Iterable<{ readonly route: string; readonly depth: number }>): void;
+  /** Where `breakwater_rate_limit_queue_depth` reads the queues at scrape time; `priority` only when classes are configured (SPEC §13). */
+  setQueueDepths(source: () => Iterable<QueueDepth>): void;
   /** Where the quota gauge reads the pacers' last announced remaining at scrape time. */
   setQuotas(source: () => Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }>): void;
   /** Creates the known series of a config at zero. */
   registerConfig(config: Config): void;
   /** The exposition for a scrape; OpenMetrics when `openMetrics`. */
   render(openMetrics: boolean): Promise<{ contentType: string; body: string }>;
+}
+
+/** One series of `breakwater_rate_limit_queue_depth`. */
+export interface QueueDepth {
+  readonly route: string;
+  readonly priority?: string;
+  readonly depth: number;
 }
 
 /** Bounded method label: the standard methods, everything else as OTHER. */
@@ -111,6 +119,20 @@ function lowestQuotas(
   for (const { upstream, scope, remaining } of lowest.values()) set({ upstream, scope }, remaining);
 }
 
+/** The `breakwater_shed_total` series a route can count (SPEC §13): per class (`""` without classes) and reason where it waits. */
+function zeroShed(metrics: Metrics, config: Config, route: string, queued: boolean, paced: boolean): void {
+  const classes = config.priorities?.classes ?? [{ name: '', quotaFloor: null }];
+  for (const { name: priority, quotaFloor } of classes) {
+    const reasons = [
+      ...(queued ? ['queue_full', 'queue_timeout'] : []),
+      ...(queued && config.priorities ? ['displaced'] : []),
+      ...(paced ? ['max_wait'] : []),
+      ...(paced && quotaFloor !== null ? ['quota_floor'] : []),
+    ];
+    for (const reason of reasons) metrics.shed.inc({ route, priority, reason }, 0);
+  }
+}
+
 /** Every series a config names, at zero, so that rates and alerts see them before the first event. */
 function zeroSeries(metrics: Metrics, config: Config): void {
   metrics.configReloads.inc({ result: 'success' }, 0);
@@ -126,6 +148,7 @@ function zeroSeries(metrics: Metrics, config: Config): void {
     metrics.rateLimited.inc(labels, 0);
     const pacing = route.upstream !== null ? config.upstreams[route.upstream]?.pacing : undefined;
     if (route.rateLimit?.shared || (pacing?.enabled && pacing.shared)) metrics.rateLimitDegraded.inc(labels, 0);
+    zeroShed(metrics, config, route.name, route.rateLimit !== null, pacing?.enabled === true);
     if (route.upstream !== null) {
       for (const outcome of OUTCOMES) metrics.upstreamAttempts.inc({ ...labels, upstream: route.upstream, outcome }, 0);
       for (const target of config.upstreams[route.upstream]?.failover ?? []) metrics.failovers.inc({ ...labels, upstream: route.upstream, target: target.name }, 0);
@@ -142,6 +165,13 @@ function zeroSeries(metrics: Metrics, config: Config): void {
     for (const result of ['intercepted', 'tunnelled', 'refused']) metrics.tlsIntercept.inc({ result }, 0);
     metrics.tlsCertificatesMinted.inc({}, 0);
   }
+}
+
+const SHED_HELP = "Requests refused where they waited, by the refused request's priority class and why: displaced, quota_floor, queue_full, queue_timeout, max_wait (SPEC §13).";
+
+/** Histograms of durations in seconds; labels `O` may be left out of a series. */
+function durationHistograms(register: <M extends { name: string }>(metric: M) => M) {
+  return <L extends string, O extends string = never>(name: string, help: string, labelNames: readonly (L | O)[]) => register(new FastHistogram<L, O>(name, help, labelNames, DURATION_BUCKETS));
 }
 
 /** Gauges filled from live state at each scrape (`fill` sets every series; the others are dropped). */
@@ -169,10 +199,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   };
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => register(new FastCounter<L>(name, help, labelNames));
   const scraped = scrapedGauges(registers);
-  const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) => register(new FastHistogram<L>(name, help, labelNames, DURATION_BUCKETS));
+  const histogram = durationHistograms(register);
 
   let circuitStates: () => Iterable<{ readonly upstream: string; readonly state: string }> = () => [];
-  let queueDepths: () => Iterable<{ readonly route: string; readonly depth: number }> = () => [];
+  let queueDepths: () => Iterable<QueueDepth> = () => [];
   let staleStores: () => Iterable<{ readonly route: string; readonly entries: number; readonly bytes: number }> = () => [];
   let quotas: () => Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }> = () => [];
   const metrics: Metrics = {
@@ -191,13 +221,22 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     circuitTransitions: counter('breakwater_circuit_transitions_total', 'Circuit breaker state changes, by the state entered.', ['upstream', 'to']),
     circuitRejections: counter('breakwater_circuit_rejections_total', "Calls refused by the upstream's breaker: open, half-open, or shed while it fails.", ['upstream']),
     rateLimited: counter('breakwater_rate_limited_total', "Requests refused by the route's rate limit.", ['route']),
-    rateLimitQueueDepth: scraped('breakwater_rate_limit_queue_depth', "Requests waiting in the route's rate-limit queue.", ['route'], (set) => {
-      for (const { route, depth } of queueDepths()) set({ route }, depth);
-    }),
+    rateLimitQueueDepth: scraped(
+      'breakwater_rate_limit_queue_depth',
+      "Requests waiting in the route's rate-limit queue (by priority class when classes are configured).",
+      ['route', 'priority'],
+      (set) => {
+        // prom-client renders the labels a series has: without classes, no `priority`.
+        for (const { route, priority, depth } of queueDepths()) set((priority === undefined ? { route } : { route, priority }) as Record<'route' | 'priority', string>, depth);
+      },
+    ),
     errors: counter('breakwater_errors_total', 'Errors Breakwater produced or recorded, by route and code.', ['route', 'code']),
     rateLimitDegraded: counter('breakwater_rate_limit_degraded_total', 'Rate-limit decisions made without Redis, per redis.onError.', ['route']),
     configReloads: counter('breakwater_config_reloads_total', 'Config reloads, by result.', ['result']),
-    pacingWait: histogram('breakwater_pacing_wait_seconds', 'Time requests were held by proactive pacing.', ['upstream']),
+    pacingWait: histogram<'upstream', 'priority'>('breakwater_pacing_wait_seconds', 'Time requests were held by proactive pacing (by priority class when classes are configured).', [
+      'upstream',
+      'priority',
+    ]),
     upstreamQuotaRemaining: scraped('breakwater_upstream_quota_remaining', 'Quota the upstream announced as remaining (the lowest across pacing keys).', ['upstream', 'scope'], (set) =>
       lowestQuotas(quotas(), set),
     ),
@@ -206,11 +245,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     tlsCertificatesMinted: counter<never>('breakwater_tls_certificates_minted_total', 'Leaf certificates minted for intercepted hosts.', []),
     traceSpansDropped: counter<never>('breakwater_trace_spans_dropped_total', 'Spans that could not be exported: no room in the queue, or a failed or timed-out export (SPEC §11).', []),
     failovers: counter('breakwater_failovers_total', 'Attempts sent to a target other than the first in order (SPEC §8.1).', ['route', 'upstream', 'target']),
-    shed: counter(
-      'breakwater_shed_total',
-      "Requests refused where they waited, by the refused request's priority class and why: displaced, quota_floor, queue_full, queue_timeout, max_wait (SPEC §13).",
-      ['route', 'priority', 'reason'],
-    ),
+    shed: counter('breakwater_shed_total', SHED_HELP, ['route', 'priority', 'reason']),
     fallbacks: counter('breakwater_fallbacks_total', 'Requests answered with a stored (stale) answer, by the error code it replaced (SPEC §8.2).', ['route', 'reason']),
     staleEntries: scraped('breakwater_stale_entries', 'Answers stored for stale fallback, per route.', ['route'], (set) => {
       for (const { route, entries } of staleStores()) set({ route }, entries);

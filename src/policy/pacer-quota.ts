@@ -36,8 +36,30 @@ function belowFloor(state: PacerState, t: number, inFlight: number, floor: numbe
   return (resetAt === undefined ? t + REFILL_SAMPLE_MS : resetAt) + jitter(random) - t;
 }
 
-/** How long a request must wait before it may go, in ms; reserves its slot. `inFlight` counts the others (all replicas). */
-function reserve(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number): number {
+/** A wait without a slot: sleep `askAgainIn` ms, then reserve again with `ticket`; `wait` estimates the whole wait (ms). */
+interface AskAgain {
+  readonly wait: number;
+  readonly askAgainIn: number;
+  readonly ticket: number;
+}
+
+/** Requests a window's quota releases from those that waited for its reset. */
+function perWindowOf(limit: number, config: PacingConfig): number {
+  return Math.max(1, Math.floor((limit * (1 - config.reserve)) / (config.shared ? 1 : config.replicas)));
+}
+
+/** A reset passed: the waiters it released leave the queue. */
+function nextWindow(state: PacerState, config: PacingConfig): void {
+  if (state.limit === undefined || state.limit <= 0) return;
+  state.queueHead = Math.min(state.queueTail ?? 0, (state.queueHead ?? 0) + perWindowOf(state.limit, config));
+}
+
+/**
+ * How long a request must wait before it may go, in ms; reserves its slot.
+ * `inFlight` counts the others (all replicas); `ticket`: its place among
+ * the reset's waiters, when it asks again.
+ */
+function reserve(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number, ticket: number | null): number | AskAgain {
   if (state.pausedUntil > t) {
     const at = state.pausedUntil + jitter(random);
     state.nextSlot = Math.max(state.nextSlot, at);
@@ -46,29 +68,40 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
   let rate: number | null = null;
   const haveQuota = state.remaining !== undefined && state.limit !== undefined && state.limit > 0;
   if (haveQuota && state.resetAt !== undefined && state.resetAt <= t) {
-    // The window the quota described is over: assume it refilled.
+    // The window the quota described is over: assume it refilled, and a window as long as the longest seen.
     state.remaining = state.limit;
-    state.resetAt = undefined;
+    state.resetAt = state.windowMs !== undefined ? t + state.windowMs : undefined;
+    state.resetAssumed = true;
     state.releasedSinceRefill = 0;
-    state.resetWaiters = 0;
+    nextWindow(state, config);
   }
+  // A waiter whose reset came: its share of the window was kept for it (it counts in flight).
+  if (ticket !== null && ticket < (state.queueHead ?? 0)) return 0;
   if (haveQuota) {
     const limit = state.limit!;
     const effective = state.remaining! - inFlight - config.reserve * limit;
     if (state.remaining! / limit > config.engageBelow && effective > 0) return 0;
     const share = config.shared ? 1 : config.replicas;
     if (state.windowMs !== undefined) {
-      // A quota that resets. After an assumed refill, a fresh window.
+      // A quota that resets.
       const resetAt = state.resetAt ?? t + state.windowMs;
       if (effective <= 0) {
         // Nothing left in this window: wait for the reset. Each window's
-        // quota goes to the requests that waited for it, in order; those
-        // beyond it wait for the window after.
-        const perWindow = Math.max(1, Math.floor((limit * (1 - config.reserve)) / share));
-        const waiting = state.resetWaiters ?? 0;
-        state.resetWaiters = waiting + 1;
+        // quota goes to the requests that waited for it, in the order they
+        // came (by ticket).
+        const perWindow = perWindowOf(limit, config);
+        const own = ticket ?? (state.queueTail = (state.queueTail ?? 0) + 1) - 1;
+        const position = own - (state.queueHead ?? 0);
         // A window after a reset starts with its first request, up to one jitter late: later windows are counted from there.
-        const at = resetAt + Math.floor(waiting / perWindow) * (state.windowMs + JITTER_MAX_MS) + jitter(random);
+        // Within a window's share, waiters go spread over the jitter's span in the order they came.
+        const spread = 50 + ((JITTER_MAX_MS - 50) * (position % perWindow)) / perWindow;
+        const at = resetAt + Math.floor(position / perWindow) * (state.windowMs + JITTER_MAX_MS) + spread;
+        // A slot only on a reset the provider announced, in the coming
+        // window: the window's length is known only from below (the longest
+        // time to a reset seen), so a slot at a reset assumed from it, or a
+        // window on, could fall in the window before. The others ask again
+        // at the coming reset (`at` estimates the wait, for maxWait).
+        if (state.resetAssumed || position >= perWindow) return { wait: at - t, askAgainIn: resetAt + spread - t, ticket: own };
         state.nextSlot = Math.max(state.nextSlot, at);
         return at - t;
       }
@@ -102,6 +135,15 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
   return slot - t;
 }
 
+/** What a request was told: `wait` (ms) for its slot; or, without a slot, to ask again in `askAgainIn` ms (`floor`: held by its class's quota floor). */
+export interface Reservation {
+  readonly wait: number;
+  readonly floor: boolean;
+  readonly askAgainIn: number | null;
+  /** The request's place among the reset's waiters, to ask again with. */
+  readonly ticket: number | null;
+}
+
 /**
  * `reserve`, but a wait beyond `limitMs` (maxWait, or what is left of the
  * request's deadline) is refused without taking a slot or a place among the
@@ -115,17 +157,20 @@ export function reserveWithin(
   random: () => number,
   limitMs: number,
   floor: number | null = null,
-): { wait: number; floor: boolean } {
+  ticket: number | null = null,
+): Reservation {
   // Held below its class's floor: no slot is taken; the request asks again after the wait.
   const held = belowFloor(state, t, inFlight, floor, random);
-  if (held !== undefined) return { wait: held, floor: true };
-  const { nextSlot, resetWaiters } = state;
-  const wait = reserve(state, t, inFlight, config, random);
+  if (held !== undefined) return { wait: held, floor: true, askAgainIn: held, ticket };
+  const { nextSlot, queueTail } = state;
+  const reserved = reserve(state, t, inFlight, config, random, ticket);
+  const { wait, askAgainIn, ticket: own } = typeof reserved === 'number' ? { wait: reserved, askAgainIn: null, ticket } : reserved;
   if (wait > limitMs) {
     state.nextSlot = nextSlot;
-    state.resetWaiters = resetWaiters;
+    // A ticket just given is taken back (one given before stays: the queue then counts one too many, which only errs on the safe side).
+    if (ticket === null) state.queueTail = queueTail;
   }
-  return { wait, floor: false };
+  return { wait, floor: false, askAgainIn, ticket: own };
 }
 
 /** A request is released: counters for AIMD's starting point and the refill guard. */
@@ -170,8 +215,10 @@ export function observe(
       // Resets in whole seconds are rounded up by providers: within one
       // window, the earliest estimate seen is the closest to the truth.
       const estimate = t + quota.resetSeconds * 1000;
-      state.resetAt = sameWindow ? Math.min(state.resetAt!, estimate) : estimate;
-      if (!sameWindow) state.resetWaiters = 0;
+      // An assumed reset gives way to the first one announced.
+      state.resetAt = sameWindow && !state.resetAssumed ? Math.min(state.resetAt!, estimate) : estimate;
+      state.resetAssumed = false;
+      if (!sameWindow) nextWindow(state, config);
       // The longest time to a reset seen is the window's length (close to it).
       state.windowMs = Math.max(state.windowMs ?? 0, quota.resetSeconds * 1000);
     } else if (quota.remaining !== undefined) {

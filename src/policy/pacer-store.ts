@@ -45,8 +45,15 @@ export interface PacerState {
   releasedSinceRefill: number | null;
   /** The quota's window (ms): the longest time to a reset announced; unset for quotas that name no reset. */
   windowMs?: number;
-  /** Requests told to wait for the coming reset. */
-  resetWaiters?: number;
+  /** `resetAt` was assumed at a refill (the window's length after the last reset), not announced yet. */
+  resetAssumed?: boolean;
+  /**
+   * Tickets of the requests that waited for a reset, in the order they came:
+   * the first ticket of the coming reset's share, and the next ticket to give.
+   * Each reset moves the head on by one window's share.
+   */
+  queueHead?: number;
+  queueTail?: number;
   /** Responses observed so far: with `remaining`, it measures a refill nobody announces. */
   answered: number;
   /** The last sample for the refill estimate of quotas that name no reset (Shopify, Salesforce). */
@@ -134,8 +141,9 @@ export function sharedStore(client: Redis | Cluster, prefix: string, inFlight: I
         if (t - at > REPLICA_SILENT_MS || count <= 0) delete value.f[who];
         else others += count;
       }
+      const result = fn(value.s, t, others + inFlight(id));
+      // Read after `fn`: an update that ends a request's count publishes the count without it.
       const mine = inFlight(id);
-      const result = fn(value.s, t, others + mine);
       if (mine > 0) value.f[replica] = [mine, t];
       else delete value.f[replica];
       const next = JSON.stringify(value);
@@ -184,10 +192,12 @@ export interface PacingSnapshot {
   readonly ratePerSecond: number | null;
   readonly inFlight: number;
   readonly shared: boolean;
+  /** With priority classes: this process's requests waiting for their slot or turn, by rank (SPEC §13). */
+  readonly waitingByRank: readonly number[];
 }
 
 /** Every pacer of `stores` as /status and the metrics show it; `shared`: the store kept in Redis, if any. */
-export function snapshotOf(upstream: string, stores: readonly PacerStore[], shared: PacerStore | null, inFlight: InFlight): PacingSnapshot[] {
+export function snapshotOf(upstream: string, stores: readonly PacerStore[], shared: PacerStore | null, inFlight: InFlight, waiting: (id: string) => readonly number[]): PacingSnapshot[] {
   const out: PacingSnapshot[] = [];
   for (const store of stores) {
     for (const [id, state, t] of store.entries()) {
@@ -201,6 +211,7 @@ export function snapshotOf(upstream: string, stores: readonly PacerStore[], shar
         ratePerSecond: state.aimdRate ?? state.refillRate ?? null,
         inFlight: inFlight(id),
         shared: store === shared,
+        waitingByRank: waiting(id),
       });
     }
   }

@@ -26,6 +26,7 @@
  * pacer-store.ts) and every replica reserves from it.
  */
 import { BoundedMap } from '../lib/bounded-map.js';
+import { RankCounts } from '../lib/rank-counts.js';
 import { TurnsByKey, type Turns } from '../lib/turns.js';
 import { pacedRefusal } from './pacer-refusal.js';
 import { pacerKeyOf, type PacerKey } from './pacer-key.js';
@@ -38,11 +39,10 @@ import { localStore, MAX_PACERS, sharedStore, snapshotOf, type PacerStore, type 
 import { headerValue, observe, released, reserveWithin } from './pacer-quota.js';
 import type { SharedLimits } from './shared-limits.js';
 
-export { MAX_PACERS } from './pacer-store.js';
+export { MAX_PACERS, type PacingSnapshot } from './pacer-store.js';
 
 /** A reservation decided without Redis under `onError: allow`: no wait. */
-const NO_WAIT = { wait: 0, floor: false } as const;
-export type { PacingSnapshot } from './pacer-store.js';
+const NO_WAIT = { wait: 0, floor: false, askAgainIn: null, ticket: null } as const;
 
 export interface UpstreamPacing {
   /** The policy layer for one route; `pathPrefix` finds the path segment a scope is learned by. */
@@ -65,6 +65,8 @@ export function createUpstreamPacing(upstream: string, config: PacingConfig, ret
 class Pacing implements UpstreamPacing {
   /** Per pacer id, with priority classes: whose turn it is to sleep towards a slot (lib/turns.ts). */
   private readonly turns = new TurnsByKey();
+  /** Per pacer id, with priority classes: requests waiting for their slot or turn, by rank (/status). */
+  private readonly waiting = new RankCounts();
   /** This process's requests in flight (waiting for a slot included) per pacer id. */
   private readonly inFlight = new Map<string, number>();
   private readonly local: PacerStore;
@@ -97,7 +99,7 @@ class Pacing implements UpstreamPacing {
   }
 
   snapshot(): PacingSnapshot[] {
-    return snapshotOf(this.upstream, this.shared ? [this.shared, this.local] : [this.local], this.shared, this.countOf);
+    return snapshotOf(this.upstream, this.shared ? [this.shared, this.local] : [this.local], this.shared, this.countOf, (id) => this.waiting.of(id));
   }
 
   close(): void {
@@ -117,22 +119,19 @@ class Pacing implements UpstreamPacing {
     // Counted from the reservation on (before it: concurrent requests
     // reserve while this one awaits): a request waiting for its slot
     // will spend quota as surely as one already sent.
-    this.inFlight.set(id, this.countOf(id) + 1);
+    this.count(id, 1);
     let done = false;
     let published = false;
     const finish = () => {
-      if (done) return;
+      if (!done) this.count(id, -1);
       done = true;
-      const left = this.countOf(id) - 1;
-      if (left > 0) this.inFlight.set(id, left);
-      else this.inFlight.delete(id);
     };
     try {
       // A closure per request only where Redis can fail: local pacing allocates none.
       await this.waitForSlot(ctx, signal, id, this.shared ? () => degraded(ctx) : undefined, route);
       const result = await next(ctx, signal);
-      finish();
-      if (result.response?.headers) published = await this.learn(key, result);
+      // Counted in flight until what it learned is in the state (with it, in one update): a reservation in between would see neither.
+      if (result.response?.headers) published = await this.learn(key, result, finish);
       return result;
     } finally {
       finish();
@@ -145,8 +144,8 @@ class Pacing implements UpstreamPacing {
 
   /**
    * Reserves the request's slot and waits for it; refuses a wait past
-   * maxWait or the deadline. A class held below its quota floor (SPEC §13)
-   * waits for the reset without a slot, then asks again.
+   * maxWait or the deadline. A request given no slot (held by its class's
+   * quota floor, SPEC §13, or beyond the coming window) sleeps, then asks again.
    */
   private async waitForSlot(ctx: RequestContext, signal: Signal, id: string, degraded: (() => void) | undefined, route: string): Promise<void> {
     const { config, deps } = this;
@@ -156,32 +155,48 @@ class Pacing implements UpstreamPacing {
     // With priority classes, requests that come while one sleeps towards its slot wait their turn by class (lib/turns.ts).
     const turns = ctx.priority ? this.turns.of(id) : undefined;
     let holding = false;
+    /** Counted among the pacer's waiters by class (/status). */
+    let waiting = false;
+    // The time slept, and the place among a reset's waiters it asks again with.
+    let [slept, ticket]: [number, number | null] = [0, null];
+    const markWaiting = () => {
+      if (ctx.priority && !waiting) this.waiting.add(id, ctx.priority.rank, 1);
+      waiting = true;
+    };
     try {
-      if (turns?.busy) holding = await this.takeTurn(turns, id, ctx, signal, route, limitAt - deps.now());
+      if (turns?.busy) {
+        markWaiting();
+        holding = await this.takeTurn(turns, id, ctx, signal, route, limitAt - deps.now());
+      }
       for (;;) {
         const limitMs = limitAt - deps.now();
-        const reserved = this.update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs, floor), NO_WAIT, degraded);
-        const { wait, floor: held } = reserved instanceof Promise ? await reserved : reserved;
+        const reserved = this.update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs, floor, ticket), NO_WAIT, degraded);
+        const { wait, floor: held, askAgainIn, ticket: own } = reserved instanceof Promise ? await reserved : reserved;
+        ticket = own;
         if (wait > limitMs) this.refuse(ctx, route, wait, held);
-        // Waiting out a quota floor takes no slot: it holds no turn either (a higher class may go meanwhile).
-        if (held && holding) {
+        // A wait without a slot holds no turn either (a higher class may go meanwhile).
+        if (askAgainIn !== null && holding) {
           this.turns.give(id);
           holding = false;
         }
-        if (wait > 0) {
-          if (turns && !holding && !held) holding = turns.claim();
+        const sleep = askAgainIn ?? wait;
+        if (sleep > 0) {
+          if (turns && !holding && askAgainIn === null) holding = turns.claim();
+          markWaiting();
+          slept += sleep;
           ctx.flags.add('PACED');
-          deps.metrics.pacingWait.observe({ upstream: this.upstream }, wait / 1000);
-          ctx.trace?.wait('pacing', wait);
-          await deps.sleep(wait, signal);
+          ctx.trace?.wait('pacing', sleep);
+          await deps.sleep(sleep, signal);
         }
-        if (!held) break;
+        if (askAgainIn === null) break;
       }
     } finally {
       if (holding) this.turns.give(id);
+      if (waiting && ctx.priority) this.waiting.add(id, ctx.priority.rank, -1);
+      // One observation per request that slept: the time it slept in all.
+      if (slept > 0) deps.metrics.pacingWait.observe(ctx.priority ? { upstream: this.upstream, priority: ctx.priority.name } : { upstream: this.upstream }, slept / 1000);
     }
-    // The release counters live in the state; locally they are
-    // bumped at once, shared ones with the response's update.
+    // The release counters live in the state: bumped here locally, with the response's update when shared.
     if (!this.shared) this.local.update(id, (state, t) => released(state, t));
   }
 
@@ -218,8 +233,8 @@ class Pacing implements UpstreamPacing {
     throw pacedRefusal(this.upstream, this.config.maxWait, wait, floor ? ctx.priority : undefined);
   }
 
-  /** Reads the quota the response announced into its pacer; true when that was the request's own pacer (its count published). */
-  private async learn(key: PacerKey, result: AttemptResult): Promise<boolean> {
+  /** Reads the quota the response announced into its pacer, ending the request's count (`finish`) in the same update; true when that was the request's own pacer (its count published). */
+  private async learn(key: PacerKey, result: AttemptResult, finish: () => void): Promise<boolean> {
     const { config } = this;
     const headers = result.response!.headers;
     let answeredId = key.id;
@@ -239,6 +254,7 @@ class Pacing implements UpstreamPacing {
     const pending = this.update(
       answeredId,
       (state, t) => {
+        finish();
         if (shared) released(state, t);
         if (config.scope) state.scope = headerValue(headers, config.scope);
         return observe(state, t, status, headers, config, this.retryAfterMaxMs, wall, pauseMs);

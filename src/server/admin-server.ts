@@ -9,6 +9,7 @@ import type { LoadedConfig } from '../config/index.js';
 import { formatDuration } from '../config/units.js';
 import type { Metrics } from '../observe/metrics.js';
 import { redactedConfig } from '../observe/redact.js';
+import type { UpstreamPacing } from '../policy/pacer.js';
 import type { Runtime } from '../runtime.js';
 import type { ErrorJournal } from '../observe/error-journal.js';
 import type { TrafficReport } from '../observe/traffic.js';
@@ -28,9 +29,16 @@ function byClass(classes: readonly { readonly name: string }[], byRank: readonly
   return Object.fromEntries(classes.map((entry, rank) => [entry.name, byRank[rank] ?? 0]));
 }
 
+/** A target's pacers as /status shows them: with priority classes, who waits by class (SPEC §13). */
+function pacingOf(pacing: UpstreamPacing | null | undefined, classes: readonly { readonly name: string }[] | undefined): Record<string, unknown>[] | null {
+  if (!pacing) return null;
+  return pacing.snapshot().map(({ waitingByRank, ...snapshot }) => (classes ? { ...snapshot, waitingByClass: byClass(classes, waitingByRank) } : snapshot));
+}
+
 /** `/status` (SPEC §7): routes and upstreams with breaker state, failure rate, limiter tokens and queue depth, in-flight requests. */
 export function statusOf(source: AdminStatusSource, draining: boolean): Record<string, unknown> {
   const { runtime, loaded } = source;
+  const classes = runtime.config.priorities?.classes;
   const redacted = redactedConfig(loaded) as { upstreams: Record<string, { url: string; failover: { url: string }[] }> };
   return {
     version: source.version,
@@ -46,14 +54,14 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
         name: upstream.name,
         url: urls[0],
         breaker: upstream.breaker.status(),
-        pacing: upstream.pacing ? upstream.pacing.snapshot() : null,
+        pacing: pacingOf(upstream.pacing, classes),
         // Every target, the upstream itself first (SPEC §8.1).
         targets: upstream.targets.map((target, i) => ({
           name: target.name,
           url: urls[i] ?? '',
           breaker: target.breaker.status(),
           coolingForMs: cooling?.[i]?.coolingForMs ?? 0,
-          pacing: target.pacing ? target.pacing.snapshot() : null,
+          pacing: pacingOf(target.pacing, classes),
         })),
       };
     }),
@@ -80,7 +88,7 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
                 tokens: route.rateLimit.tokens(),
                 queued: route.rateLimit.queueDepth(),
                 // With priority classes (SPEC §13): who waits, by class.
-                ...(runtime.config.priorities && { queuedByClass: byClass(runtime.config.priorities.classes, route.rateLimit.queueDepthByRank()) }),
+                ...(classes && { queuedByClass: byClass(classes, route.rateLimit.queueDepthByRank()) }),
                 keys: route.rateLimit.size(),
               }
             : null,

@@ -69,6 +69,13 @@ function routes(stats) {
     cell('retries/s', rate(r.retriesPerSecond) + spark(r.series.retriesPerSecond, '#6b4e00'), 'num retries') +
     cell('rate-limited/s', rate(r.rateLimitedPerSecond) + spark(r.series.rateLimitedPerSecond, '#8a1010'), 'num limited') + '</tr>').join('');
 }
+// With priority classes: requests a target's pacers hold, by class (summed over its pacing keys).
+function paced(pacing) {
+  const sum = {};
+  for (const p of pacing ?? []) for (const [c, n] of Object.entries(p.waitingByClass ?? {})) sum[c] = (sum[c] ?? 0) + n;
+  const waiting = Object.entries(sum).filter(([, n]) => n > 0);
+  return waiting.length === 0 ? '' : '<div class="muted paced">waiting: ' + waiting.map(([c, n]) => text(c) + ' ' + n).join(', ') + '</div>';
+}
 function targets(status) {
   const meta = 'config ' + text(status.version) + ' (' + text(status.file) + ') · in flight: ' + text(status.inFlight) + (status.draining ? ' · <span class="bad">draining</span>' : '') +
     (status.lastReload ? ' · last reload: <span class="' + (status.lastReload.result === 'failure' ? 'bad' : '') + '">' + text(status.lastReload.result) + '</span> at ' + text(status.lastReload.at) : '');
@@ -78,7 +85,7 @@ function targets(status) {
     return '<tr data-target="' + text(t.name) + '">' + cell('target', text(t.name)) + cell('url', '<span class="muted">' + text(t.url) + '</span>') +
       cell('breaker', '<span class="state ' + text(t.breaker.state) + '">' + text(t.breaker.state.replace('_', '-')) + (t.breaker.openForMs ? ' (' + (t.breaker.openForMs / 1000).toFixed(1) + ' s)' : '') + '</span>' + (t.coolingForMs ? ' cooling ' + (t.coolingForMs / 1000).toFixed(0) + ' s' : ''), 'breaker') +
       cell('failure rate', pct(t.breaker.failureRate * 100), 'num') + cell('shed', pct(t.breaker.shedRate * 100), 'num') +
-      cell('quota left', quota ? text(quota.remaining) + ' / ' + text(quota.limit ?? '?') : '–', 'num quota') +
+      cell('quota left', (quota ? text(quota.remaining) + ' / ' + text(quota.limit ?? '?') : '–') + paced(t.pacing), 'num quota') +
       cell('resets in', quota && quota.resetSeconds !== null ? quota.resetSeconds.toFixed(0) + ' s' : '–', 'num resets') + '</tr>';
   }).join('');
   document.getElementById('limits').textContent = status.routes.filter((r) => r.rateLimit).map((r) => r.name + ': ' + r.rateLimit.describe + ' (tokens ' + r.rateLimit.tokens + ', queued ' + r.rateLimit.queued + (r.rateLimit.queuedByClass ? ': ' + Object.entries(r.rateLimit.queuedByClass).map(([c, n]) => c + ' ' + n).join(', ') : '') + ')').join(' · ');

@@ -132,3 +132,53 @@ describe('dashboard', () => {
     await page.close();
   });
 });
+
+describe('dashboard with priority classes', () => {
+  it('shows who waits by class: in a rate-limit queue and for a pacer', async () => {
+    // A provider whose quota is spent for the next 30 s, and a route limited to one request a minute.
+    const spent = await startFaultUpstream(() => ({ kind: 'respond', headers: { 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '30' }, body: 'ok' }));
+    const classes = await startProxy(`version: 1
+priorities:
+  default: normal
+  classes: [{ name: critical }, { name: normal }, { name: batch }]
+defaults: { retry: { maxRetries: 0 }, timeouts: { total: 2m } }
+shutdown: { drainTimeout: 1s }
+upstreams:
+  spent-api: { url: "${spent.url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, maxWait: 60s } }
+routes:
+  - { name: limited, match: { pathPrefix: /limited }, upstream: spent-api, rateLimit: { rate: 1/min, burst: 1, queue: { size: 10, timeout: 60s } } }
+  - { name: paced, upstream: spent-api }
+`);
+    const pending: Promise<unknown>[] = [];
+    const send = (path: string, priority: string) => pending.push(request(`${classes.url}${path}`, { headers: { 'x-breakwater-priority': priority } }).catch(() => undefined));
+    try {
+      expect((await request(`${classes.url}/limited/first`)).status).toBe(200); // takes the token, and announces the spent quota
+      send('/limited/a', 'batch');
+      send('/limited/b', 'critical');
+      send('/p/1', 'batch');
+      send('/p/2', 'batch');
+      send('/p/3', 'critical');
+      const status = async () =>
+        (await request(`${classes.adminUrl}/status`)).json<{
+          routes: { name: string; rateLimit: { queued: number } | null }[];
+          upstreams: { pacing: { waitingByClass: Record<string, number> }[] }[];
+        }>();
+      for (const stopAt = Date.now() + 10_000; Date.now() < stopAt;) {
+        const now = await status();
+        const waiting = Object.values(now.upstreams[0]!.pacing[0]?.waitingByClass ?? {}).reduce((a, b) => a + b, 0);
+        if (now.routes.find((r) => r.name === 'limited')!.rateLimit!.queued === 2 && waiting === 3) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      await page.goto(`${classes.adminUrl}/`);
+      await page.waitForSelector('body[data-loaded="true"]');
+      expect(await page.locator('#limits').innerText()).toContain('queued 2: critical 1, normal 0, batch 1');
+      expect(await page.locator('#targets tr[data-target="spent-api"] .paced').innerText()).toBe('waiting: critical 1, batch 2');
+      await page.close();
+    } finally {
+      await classes.close();
+      await Promise.all(pending);
+      await spent.close();
+    }
+  });
+});

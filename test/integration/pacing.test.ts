@@ -448,6 +448,40 @@ routes:
     }
   }, 60_000);
 
+  it.each([
+    ['local', false],
+    ['shared (real Redis)', true],
+  ])(
+    'keeps 12 clients on a quota of 6 per window under it, in every window (%s)',
+    async (_name, shared) => {
+      // Regressions: (1) a slot two windows on, or at a reset assumed from the
+      // longest time to a reset seen (a window's length known only from
+      // below), fell in the window before; (2) shared, a request was uncounted
+      // as soon as its answer came, while the quota it announced was still on
+      // its way to Redis. A small quota, no margins and twice as many clients.
+      const redis = shared ? await startRedis() : undefined;
+      try {
+        provider = await startProvider('openai', 6);
+        proxy = await startProxy(`version: 1
+defaults: { retry: { maxRetries: 0 }, timeouts: { perTry: 30s, total: 60s } }
+${redis ? `redis: { url: "${redis.url}" }\n` : ''}upstreams:
+  provider: { url: "${provider.upstream.url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, shared: ${shared}, engageBelow: 10%, maxWait: 10s } }
+routes:
+  - { name: api, upstream: provider }
+`);
+        // One answer first: before it the pacer knows no quota (12 at once would overrun any first window).
+        expect((await request(`${proxy.url}/x`)).status).toBe(200);
+        const { statuses } = await drive(36, 12);
+        expect(provider.tooMany()).toBe(0);
+        // Nobody waited past maxWait: the waiters beyond a window kept their place.
+        expect(statuses.filter((s) => s === 200)).toHaveLength(36);
+      } finally {
+        await redis?.stop();
+      }
+    },
+    60_000,
+  );
+
   it('serves 60 concurrent requests through one replica with shared state, none falling back', async () => {
     const redis = await startRedis();
     try {

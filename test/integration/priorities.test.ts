@@ -92,6 +92,10 @@ describe.each([
     // /status shows who waits, by class.
     const status = (await request(`${proxy.adminUrl}/status`)).json<{ routes: { name: string; rateLimit: { queued: number; queuedByClass: Record<string, number> } }[] }>();
     expect(status.routes.find((r) => r.name === 'api')!.rateLimit).toMatchObject({ queued: 26, queuedByClass: { critical: 3, normal: 3, batch: 20 } });
+    // So does the queue-depth gauge, with a `priority` label because classes are configured.
+    const depth = (priority: string) => metricValue(proxy.metrics, 'breakwater_rate_limit_queue_depth', { route: 'api', priority });
+    expect([await depth('critical'), await depth('normal'), await depth('batch')]).toEqual([3, 3, 20]);
+    expect((await proxy.metrics.render(false)).body).not.toMatch(/^breakwater_rate_limit_queue_depth\{route="api"\}/m);
     releaseGate();
     expect((await gate).status).toBe(200);
     for (const response of await Promise.all(waiting)) expect(response.status).toBe(200);
@@ -123,6 +127,12 @@ describe.each([
   it('admits a critical request by displacing the newest batch one: exactly one 429, counted displaced', async () => {
     const proxy = await startProxy(config(shared, 5));
     try {
+      // Every shed series the route can count is there at zero from the start.
+      const exposition = (await proxy.metrics.render(false)).body;
+      for (const priority of ['critical', 'normal', 'batch']) {
+        for (const reason of ['displaced', 'queue_full', 'queue_timeout']) expect(exposition).toContain(`breakwater_shed_total{route="api",priority="${priority}",reason="${reason}"} 0`);
+      }
+      expect(exposition).not.toContain('reason="max_wait"'); // no pacing here
       const from = upstream.requests.length;
       const gate = request(`${proxy.url}/api/gate`);
       await waitUntil(() => upstream.requests.length === from + 1, 10_000, 'the gate request upstream');
@@ -179,7 +189,10 @@ async function startWindowProvider(limit: number, windowMs: number) {
   return { url: provider.url, started, seenAt, tooMany: () => tooMany };
 }
 
-describe('quotaFloor with pacing on a fixed-window provider', () => {
+describe.each([
+  ['local', false],
+  ['shared (Redis)', true],
+])('quotaFloor with %s pacing on a fixed-window provider', (_name, shared) => {
   it('stops batch traffic at about half of each window’s quota, while a critical request then goes at once; no 429', async () => {
     const { url, started, seenAt, tooMany } = await startWindowProvider(20, WINDOW);
     const proxy = await startProxy(`version: 1
@@ -187,8 +200,8 @@ priorities:
   default: normal
   classes: [{ name: critical }, { name: normal }, { name: batch, quotaFloor: 50% }]
 defaults: { retry: { maxRetries: 0 } }
-upstreams:
-  openai: { url: "${url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, engageBelow: 10%, maxWait: 10s } }
+${shared ? `redis: { url: "${redis.url}" }\n` : ''}upstreams:
+  openai: { url: "${url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, engageBelow: 10%, maxWait: 10s, shared: ${shared} } }
 routes:
   - { name: embeddings, match: { pathPrefix: /v1/embeddings }, upstream: openai, priority: batch }
   - { name: chat, upstream: openai }
@@ -233,7 +246,10 @@ routes:
   });
 });
 
-describe('pacing with priority classes', () => {
+describe.each([
+  ['local', false],
+  ['shared (Redis)', true],
+])('%s pacing with priority classes', (_name, shared) => {
   it('lets critical requests that come while batch ones wait for the reset go first after it', async () => {
     const { url, started, seenAt, tooMany } = await startWindowProvider(4, WINDOW);
     const proxy = await startProxy(`version: 1
@@ -241,8 +257,8 @@ priorities:
   default: normal
   classes: [{ name: critical }, { name: normal }, { name: batch }]
 defaults: { retry: { maxRetries: 0 } }
-upstreams:
-  api: { url: "${url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, engageBelow: 10%, maxWait: 10s } }
+${shared ? `redis: { url: "${redis.url}" }\n` : ''}upstreams:
+  api: { url: "${url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, engageBelow: 10%, maxWait: 10s, shared: ${shared} } }
 routes:
   - { name: api, upstream: api }
 `);
@@ -250,27 +266,36 @@ routes:
       // At the start of a window: spend its quota, then batch requests wait for the reset, then critical ones come.
       await waitUntil(() => (Date.now() - started) % WINDOW < 150, 5_000, 'the start of a window');
       for (let i = 1; i <= 4; i++) expect((await request(`${proxy.url}/spend/${i}`)).status).toBe(200);
-      /** Pacing waits begun (breakwater_pacing_wait_seconds' count). */
-      const waits = () => {
-        let count = 0;
-        proxy.metrics.pacingWait.each((_labels, _counts, n) => (count += n));
-        return count;
-      };
-      const before = waits();
+      /** The pacer's waiters by rank (critical, normal, batch), sleeping towards a slot or waiting for their turn. */
+      const waiting = (rank: number) => proxy.app.runtime().upstreams.get('api')!.pacing!.snapshot()[0]?.waitingByRank[rank] ?? 0;
       const batch: Promise<TestResponse>[] = [];
       for (let i = 1; i <= 5; i++) {
         batch.push(request(`${proxy.url}/batch/${i}`, { headers: { 'x-breakwater-priority': 'batch' } }));
-        // The first waits for the reset (a pacing wait, observed when it starts); the others wait their turn behind it.
-        if (i === 1) await waitUntil(() => waits() === before + 1, 5_000, 'the first batch request waiting for the reset');
-        await new Promise((resolve) => setTimeout(resolve, 40));
+        // The first waits for the reset; the others wait their turn behind it.
+        await waitUntil(() => waiting(2) === i, 5_000, `batch request ${i} waiting`);
       }
-      expect(waits()).toBe(before + 1);
+      expect(seenAt.filter((s) => !s.path.startsWith('/spend'))).toEqual([]);
       const critical = [1, 2].map((i) => request(`${proxy.url}/critical/${i}`, { headers: { 'x-breakwater-priority': 'critical' } }));
-      for (const response of await Promise.all([...batch, ...critical])) expect(response.status).toBe(200);
+      // /status shows the pacer's waiters by class: the batch one sleeping towards its slot and four behind it, then two critical ones.
+      const waitingByClass = async () => {
+        const status = (await request(`${proxy.adminUrl}/status`)).json<{ upstreams: { targets: { pacing: { waitingByClass: Record<string, number> }[] }[] }[] }>();
+        return status.upstreams[0]!.targets[0]!.pacing[0]!.waitingByClass;
+      };
+      let last = await waitingByClass();
+      for (const stopAt = Date.now() + 5_000; last.critical !== 2 && Date.now() < stopAt;) last = await waitingByClass();
+      expect(last).toEqual({ critical: 2, normal: 0, batch: 5 });
+      const all = await Promise.all([...batch, ...critical]);
+      for (const response of all) expect(response.status).toBe(200);
       const order = seenAt.map((s) => s.path).filter((path) => !path.startsWith('/spend'));
       expect(order.slice(0, 3).sort()).toEqual(['/batch/1', '/critical/1', '/critical/2']);
       expect(order.slice(3)).toEqual(['/batch/2', '/batch/3', '/batch/4', '/batch/5']);
       expect(tooMany()).toBe(0);
+      // Pacing waits are counted by class (classes are configured): the batch one that waited for the reset at least.
+      const byClass = new Map<unknown, number>();
+      proxy.metrics.pacingWait.each((labels, _counts, n) => byClass.set(labels.priority, (byClass.get(labels.priority) ?? 0) + n));
+      expect(byClass.get('batch')).toBeGreaterThanOrEqual(1);
+      expect(byClass.has(undefined)).toBe(false);
+      expect((await waitingByClass()).batch).toBe(0);
     } finally {
       await proxy.close();
       await windowProviders.pop()?.close();

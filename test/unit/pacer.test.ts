@@ -28,39 +28,48 @@ const CONFIG: PacingConfig = {
   aimd: { decrease: 0.5, increaseBy: 1, increaseEvery: 10_000 },
 };
 
-function harness(config: Partial<PacingConfig> = {}, deadlineMs = Infinity) {
+function harness(config: Partial<PacingConfig> = {}, deadlineMs = Infinity, advance = false) {
   let clock = 0;
   const waits: number[] = [];
+  /** The clock when each request went upstream. */
+  const sent: number[] = [];
   const pacing = createUpstreamPacing('up', { ...CONFIG, ...config }, 30_000, {
     now: () => clock,
     wall: () => 1_800_000_000_000 + clock,
     random: () => 0.5, // jitter 100 ms
+    // With `advance`, a sleep moves the clock on to its end (never back): a request told to ask again asks then.
     sleep: async (ms) => {
       waits.push(ms);
+      if (!advance) return;
+      const until = clock + ms;
+      await null;
+      clock = Math.max(clock, until);
     },
     metrics: createMetrics(),
   });
   const policy = pacing.policy('api');
   const send = (headers: IncomingHttpHeaders | undefined, status = 200) => {
     const ctx = { clientHeaders: {}, path: '/x', flags: new Set(), deadline: clock + deadlineMs } as unknown as RequestContext;
-    return policy.run(ctx, new Cancellation(), async (): Promise<AttemptResult> => ({
-      classification: { status } as AttemptResult['classification'],
-      response: headers ? ({ headers } as UpstreamResponse) : undefined,
-    }));
+    return policy.run(ctx, new Cancellation(), async (): Promise<AttemptResult> => {
+      sent.push(clock);
+      return { classification: { status } as AttemptResult['classification'], response: headers ? ({ headers } as UpstreamResponse) : undefined };
+    });
   };
-  return { pacing, waits, send, at: (t: number) => (clock = t) };
+  return { pacing, waits, sent, send, at: (t: number) => (clock = t) };
 }
 
 describe('pacer', () => {
-  it('gives each window after a reset to as many waiters as its quota allows, in order', async () => {
-    const { waits, send } = harness();
+  it('gives each window after a reset to as many waiters as its quota allows; the rest ask again at the reset', async () => {
+    const { waits, sent, send } = harness({}, Infinity, true);
     await send({ 'x-ratelimit-limit': '5', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '2' });
     expect(waits).toEqual([]);
     await Promise.all(Array.from({ length: 12 }, () => send(undefined)));
-    // 5 per window less the 5 % reserve: 4 per window. The first four at the
-    // reset (2 s) plus jitter, the next four one window (plus the jitter
-    // margin) later, and so on.
-    expect(waits).toEqual([2100, 2100, 2100, 2100, 4250, 4250, 4250, 4250, 6400, 6400, 6400, 6400]);
+    // 5 per window less the 5 % reserve: 4 per window. The first four go at
+    // the reset (2 s), spread over 50-125 ms in the order they came; the
+    // others are given no slot in a later window (its start is only
+    // estimated) but ask again at each reset, keeping their place.
+    // (Here a sleep moves the one clock on for all: each window's four go when the last of them woke, 125 ms after its reset.)
+    expect(sent).toEqual([0, ...[2125, 4250, 6375].flatMap((t) => [t, t, t, t])]);
   });
 
   it('adds no wait while the remaining share is above engageBelow', async () => {
@@ -115,10 +124,10 @@ describe('pacer', () => {
       at(i * 1000);
       await expect(send(undefined)).rejects.toMatchObject({ code: 'RATE_LIMITED' });
     }
-    // 1 s before the reset, the wait is short: admitted, first in the next window.
+    // 1 s before the reset, the wait is short: admitted, first in the next window (50 ms after its reset).
     at(59_000);
     await send(undefined);
-    expect(waits).toEqual([1100]);
+    expect(waits).toEqual([1050]);
   });
 
   it('slots reserved at an older, slower pace do not hold back later requests', async () => {
