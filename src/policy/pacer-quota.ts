@@ -36,10 +36,10 @@ function belowFloor(state: PacerState, t: number, inFlight: number, floor: numbe
   return (resetAt === undefined ? t + REFILL_SAMPLE_MS : resetAt) + jitter(random) - t;
 }
 
-/** A wait without a slot: sleep `askAgainIn` ms, then reserve again with `ticket`; `wait` estimates the whole wait (ms). */
-interface AskAgain {
+/** A reset's waiter: its `ticket`, and its slot (`wait` ms), or none (sleep `askAgainIn` ms, then ask again; `wait` estimates the whole wait). */
+interface Waiter {
   readonly wait: number;
-  readonly askAgainIn: number;
+  readonly askAgainIn: number | null;
   readonly ticket: number;
 }
 
@@ -59,7 +59,7 @@ function nextWindow(state: PacerState, config: PacingConfig): void {
  * `inFlight` counts the others (all replicas); `ticket`: its place among
  * the reset's waiters, when it asks again.
  */
-function reserve(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number, ticket: number | null): number | AskAgain {
+function reserve(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number, ticket: number | null): number | Waiter {
   if (state.pausedUntil > t) {
     const at = state.pausedUntil + jitter(random);
     state.nextSlot = Math.max(state.nextSlot, at);
@@ -90,7 +90,8 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
         // quota goes to the requests that waited for it, in the order they
         // came (by ticket).
         const perWindow = perWindowOf(limit, config);
-        const own = ticket ?? (state.queueTail = (state.queueTail ?? 0) + 1) - 1;
+        // A ticket this state never gave (one from Redis, asked again here while Redis fails) is replaced.
+        const own = ticket !== null && ticket < (state.queueTail ?? 0) ? ticket : (state.queueTail = (state.queueTail ?? 0) + 1) - 1;
         const position = own - (state.queueHead ?? 0);
         // A window after a reset starts with its first request, up to one jitter late: later windows are counted from there.
         // Within a window's share, waiters go spread over the jitter's span in the order they came.
@@ -103,7 +104,7 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
         // at the coming reset (`at` estimates the wait, for maxWait).
         if (state.resetAssumed || position >= perWindow) return { wait: at - t, askAgainIn: resetAt + spread - t, ticket: own };
         state.nextSlot = Math.max(state.nextSlot, at);
-        return at - t;
+        return { wait: at - t, askAgainIn: null, ticket: own };
       }
       rate = Math.max(config.minRate, effective / Math.max(0.001, (resetAt - t) / 1000));
     } else if (state.refillRate !== undefined) {
@@ -168,7 +169,7 @@ export function reserveWithin(
   if (wait > limitMs) {
     state.nextSlot = nextSlot;
     // A ticket just given is taken back (one given before stays: the queue then counts one too many, which only errs on the safe side).
-    if (ticket === null) state.queueTail = queueTail;
+    if (own !== ticket) state.queueTail = queueTail;
   }
   return { wait, floor: false, askAgainIn, ticket: own };
 }

@@ -10,6 +10,8 @@ import type { PacingConfig } from '../../src/config/types.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import type { AttemptResult, RequestContext } from '../../src/policy/context.js';
 import { createUpstreamPacing } from '../../src/policy/pacer.js';
+import { reserveWithin } from '../../src/policy/pacer-quota.js';
+import { freshState } from '../../src/policy/pacer-store.js';
 import { Cancellation } from '../../src/lib/signal.js';
 import type { UpstreamResponse } from '../../src/upstream/response.js';
 
@@ -155,5 +157,28 @@ describe('pacer', () => {
     await send({ 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '3' });
     await expect(send(undefined)).rejects.toMatchObject({ code: 'RATE_LIMITED', detail: expect.stringMatching(/total timeout/) });
     expect(waits).toEqual([]);
+  });
+
+  it('keeps a waiter’s ticket across windows; replaces one the state never gave; takes back a refused one', () => {
+    const spent = () => ({ ...freshState(0), limit: 5, remaining: 0, resetAt: 2000, windowMs: 2000 });
+    const state = spent();
+    const config = { ...CONFIG, reserve: 0 };
+    const random = () => 0.5;
+    // Five per window: tickets 0-4 get slots at the reset (50-130 ms after it, in order), ticket 5 asks again then.
+    const first = Array.from({ length: 6 }, () => reserveWithin(state, 0, 5, config, random, 60_000));
+    expect(first.map((r) => r.ticket)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(first.map((r) => r.askAgainIn)).toEqual([null, null, null, null, null, 2050]); // a slot, or none
+    expect(first.slice(0, 5).map((r) => r.wait)).toEqual([2050, 2070, 2090, 2110, 2130]);
+    // After the reset, ticket 5 keeps its place ahead of a newcomer: the window (assumed, not announced yet) makes both ask again.
+    const again = reserveWithin(state, 2050, 5, config, random, 60_000, null, 5);
+    const newcomer = reserveWithin(state, 2060, 5, config, random, 60_000);
+    expect([again.ticket, newcomer.ticket]).toEqual([5, 6]);
+    // A ticket from elsewhere (Redis, while it fails) is replaced by one of this state's.
+    const local = spent();
+    expect(reserveWithin(local, 0, 5, config, random, 60_000, null, 57).ticket).toBe(0);
+    // Refused (past maxWait): its new ticket is taken back.
+    const refused = spent();
+    expect(reserveWithin(refused, 0, 5, config, random, 1000).wait).toBeGreaterThan(1000);
+    expect(refused.queueTail ?? 0).toBe(0);
   });
 });
