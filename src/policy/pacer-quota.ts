@@ -55,6 +55,29 @@ function nextWindow(state: PacerState, config: PacingConfig): void {
 }
 
 /**
+ * A request that waits for the reset at `resetAt`. Each window's quota goes
+ * to the requests that waited for it, in the order they came (by ticket):
+ * a slot only on a reset the provider announced, in the coming window. The
+ * window's length is known only from below (the longest time to a reset
+ * seen), so a slot at a reset assumed from it, or a window on, could fall in
+ * the window before: those ask again at the coming reset, keeping their
+ * place (`wait` estimates the whole wait, for maxWait).
+ */
+function resetWaiter(state: PacerState, t: number, config: PacingConfig, resetAt: number, ticket: number | null): Waiter {
+  const perWindow = perWindowOf(state.limit!, config);
+  // A ticket this state never gave (one from Redis, asked again here while Redis fails) is replaced.
+  const own = ticket !== null && ticket < (state.queueTail ?? 0) ? ticket : (state.queueTail = (state.queueTail ?? 0) + 1) - 1;
+  const position = own - (state.queueHead ?? 0);
+  // Within a window's share, waiters go spread over the jitter's span in the order they came;
+  // a window after a reset starts with its first request, up to one jitter late: later windows are counted from there.
+  const spread = 50 + ((JITTER_MAX_MS - 50) * (position % perWindow)) / perWindow;
+  const at = resetAt + Math.floor(position / perWindow) * (state.windowMs! + JITTER_MAX_MS) + spread;
+  if (state.resetAssumed || position >= perWindow) return { wait: at - t, askAgainIn: resetAt + spread - t, ticket: own };
+  state.nextSlot = Math.max(state.nextSlot, at);
+  return { wait: at - t, askAgainIn: null, ticket: own };
+}
+
+/**
  * How long a request must wait before it may go, in ms; reserves its slot.
  * `inFlight` counts the others (all replicas); `ticket`: its place among
  * the reset's waiters, when it asks again.
@@ -62,6 +85,8 @@ function nextWindow(state: PacerState, config: PacingConfig): void {
 function reserve(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number, ticket: number | null): number | Waiter {
   if (state.pausedUntil > t) {
     const at = state.pausedUntil + jitter(random);
+    // A reset's waiter keeps its place: it asks again when the pause ends.
+    if (ticket !== null) return { wait: at - t, askAgainIn: at - t, ticket };
     state.nextSlot = Math.max(state.nextSlot, at);
     return at - t;
   }
@@ -85,27 +110,8 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
     if (state.windowMs !== undefined) {
       // A quota that resets.
       const resetAt = state.resetAt ?? t + state.windowMs;
-      if (effective <= 0) {
-        // Nothing left in this window: wait for the reset. Each window's
-        // quota goes to the requests that waited for it, in the order they
-        // came (by ticket).
-        const perWindow = perWindowOf(limit, config);
-        // A ticket this state never gave (one from Redis, asked again here while Redis fails) is replaced.
-        const own = ticket !== null && ticket < (state.queueTail ?? 0) ? ticket : (state.queueTail = (state.queueTail ?? 0) + 1) - 1;
-        const position = own - (state.queueHead ?? 0);
-        // A window after a reset starts with its first request, up to one jitter late: later windows are counted from there.
-        // Within a window's share, waiters go spread over the jitter's span in the order they came.
-        const spread = 50 + ((JITTER_MAX_MS - 50) * (position % perWindow)) / perWindow;
-        const at = resetAt + Math.floor(position / perWindow) * (state.windowMs + JITTER_MAX_MS) + spread;
-        // A slot only on a reset the provider announced, in the coming
-        // window: the window's length is known only from below (the longest
-        // time to a reset seen), so a slot at a reset assumed from it, or a
-        // window on, could fall in the window before. The others ask again
-        // at the coming reset (`at` estimates the wait, for maxWait).
-        if (state.resetAssumed || position >= perWindow) return { wait: at - t, askAgainIn: resetAt + spread - t, ticket: own };
-        state.nextSlot = Math.max(state.nextSlot, at);
-        return { wait: at - t, askAgainIn: null, ticket: own };
-      }
+      // Nothing left in this window: wait for the reset.
+      if (effective <= 0) return resetWaiter(state, t, config, resetAt, ticket);
       rate = Math.max(config.minRate, effective / Math.max(0.001, (resetAt - t) / 1000));
     } else if (state.refillRate !== undefined) {
       // No reset announced: release at the measured refill rate, half of it once nothing is left.
@@ -129,9 +135,9 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
   // Slots reserved at an older, lower rate (or by requests that never went)
   // do not hold back the queue: at the current rate, at most the requests
   // in flight are ahead of this one.
-  let slot = Math.max(t, Math.min(state.nextSlot, t + ((inFlight + 1) * 1000) / rate));
-  // Nobody needs to wait past the reset: the next window has quota again.
-  if (haveQuota && state.resetAt !== undefined && slot > state.resetAt) slot = state.resetAt + jitter(random);
+  const slot = Math.max(t, Math.min(state.nextSlot, t + ((inFlight + 1) * 1000) / rate));
+  // A slot past the reset is a place among the reset's waiters: the next window's share, counted.
+  if (haveQuota && state.resetAt !== undefined && state.windowMs !== undefined && slot > state.resetAt) return resetWaiter(state, t, config, state.resetAt, ticket);
   state.nextSlot = slot + 1000 / rate;
   return slot - t;
 }
@@ -203,26 +209,30 @@ export function observe(
   let paused = false;
   const quota = readQuota(headers, wall, { dialect: config.headers, resetFormat: config.resetFormat });
   state.answered += 1;
-  // After an assumed reset, a late answer from the window that just ended
-  // announces a reset that is (nearly) past: it must not undo the refill
-  // and make the pacer refill twice.
-  const stale = state.releasedSinceRefill !== null && quota?.resetSeconds !== undefined && quota.resetSeconds * 1000 < 150;
-  if (!stale && quota?.resetSeconds !== undefined && state.releasedSinceRefill !== null) state.releasedSinceRefill = null;
+  // After an assumed refill, a late answer from the window that just ended
+  // announces a reset that is past, or (rounded up to whole seconds) nearer
+  // the old reset than the next: it must not undo the refill and make the
+  // pacer refill twice.
+  const estimate = quota?.resetSeconds !== undefined ? t + quota.resetSeconds * 1000 : undefined;
+  const stale = state.resetAssumed === true && estimate !== undefined && (estimate - t < 150 || estimate < state.resetAt! - (state.windowMs ?? 0) / 2);
+  if (!stale && estimate !== undefined && state.releasedSinceRefill !== null) state.releasedSinceRefill = null;
   if (quota && !stale && (quota.limit !== undefined || quota.remaining !== undefined)) {
-    const sameWindow = state.resetAt !== undefined && state.resetAt > t && quota.remaining !== undefined && state.remaining !== undefined && quota.remaining <= state.remaining;
     state.limit = quota.limit ?? state.limit;
-    state.remaining = quota.remaining ?? state.remaining;
-    if (quota.resetSeconds !== undefined) {
-      // Resets in whole seconds are rounded up by providers: within one
-      // window, the earliest estimate seen is the closest to the truth.
-      const estimate = t + quota.resetSeconds * 1000;
-      // An assumed reset gives way to the first one announced.
-      state.resetAt = sameWindow && !state.resetAssumed ? Math.min(state.resetAt!, estimate) : estimate;
+    if (estimate !== undefined) {
+      const known = state.resetAt;
+      // A new window: none known, the known one over, or a reset far from it (providers round resets up to whole seconds).
+      // After an assumed refill, the first reset announced is the window's that began: the refill already moved the waiters on.
+      const newWindow = !state.resetAssumed && (known === undefined || known <= t || Math.abs(estimate - known) > Math.max(1000, (state.windowMs ?? 0) / 2));
+      // Within one window the lowest remaining and the earliest reset seen are the closest to the truth (answers come out of order; resets are rounded up).
+      const sameWindow = !newWindow && !state.resetAssumed;
+      state.remaining = quota.remaining === undefined ? state.remaining : sameWindow && state.remaining !== undefined ? Math.min(state.remaining, quota.remaining) : quota.remaining;
+      state.resetAt = sameWindow ? Math.min(known!, estimate) : estimate;
       state.resetAssumed = false;
-      if (!sameWindow) nextWindow(state, config);
+      if (newWindow) nextWindow(state, config);
       // The longest time to a reset seen is the window's length (close to it).
-      state.windowMs = Math.max(state.windowMs ?? 0, quota.resetSeconds * 1000);
+      state.windowMs = Math.max(state.windowMs ?? 0, estimate - t);
     } else if (quota.remaining !== undefined) {
+      state.remaining = quota.remaining;
       // No reset named: measure the refill. Between two samples the
       // provider answered (answered - sample.answered) requests, so it
       // refilled remaining - sample.remaining + those.

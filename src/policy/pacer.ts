@@ -174,14 +174,14 @@ class Pacing implements UpstreamPacing {
         const { wait, floor: held, askAgainIn, ticket: own } = reserved instanceof Promise ? await reserved : reserved;
         ticket = own;
         if (wait > limitMs) this.refuse(ctx, route, wait, held);
-        // A wait without a slot holds no turn either (a higher class may go meanwhile).
-        if (askAgainIn !== null && holding) {
+        // Held by its class's floor, it holds no turn (a higher class may go meanwhile); waiting for its slot or its place, it does.
+        if (held && holding) {
           this.turns.give(id);
           holding = false;
         }
         const sleep = askAgainIn ?? wait;
         if (sleep > 0) {
-          if (turns && !holding && askAgainIn === null) holding = turns.claim();
+          if (turns && !holding && !held) holding = turns.claim();
           markWaiting();
           slept += sleep;
           ctx.flags.add('PACED');

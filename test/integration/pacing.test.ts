@@ -26,7 +26,7 @@ interface Provider {
 }
 
 /** The fake provider: fixed windows, a 429 beyond the limit, the quota in one dialect. */
-async function startProvider(dialect: Dialect | 'none', limit = LIMIT): Promise<Provider> {
+async function startProvider(dialect: Dialect | 'none', limit = LIMIT, latencyMs = 0): Promise<Provider> {
   if (dialect === 'shopify' || dialect === 'salesforce') return startBucketProvider(dialect, limit);
   let windowStart = Date.now();
   let used = 0;
@@ -72,7 +72,10 @@ async function startProvider(dialect: Dialect | 'none', limit = LIMIT): Promise<
       default:
         break;
     }
-    return over ? { kind: 'respond', status: 429, headers, body: 'too many' } : { kind: 'respond', status: 200, headers, body: 'ok' };
+    const [status, body] = over ? [429, 'too many'] : [200, 'ok'];
+    // Counted when it arrives, answered up to `latencyMs` later: answers come back out of order.
+    if (latencyMs > 0) return { kind: 'custom', handle: (_req, res) => void setTimeout(() => res.writeHead(status, headers).end(body), Math.random() * latencyMs) };
+    return { kind: 'respond', status, headers, body };
   });
   return { upstream, tooMany: () => tooMany };
 }
@@ -458,14 +461,15 @@ routes:
       // longest time to a reset seen (a window's length known only from
       // below), fell in the window before; (2) shared, a request was uncounted
       // as soon as its answer came, while the quota it announced was still on
-      // its way to Redis. A small quota, no margins and twice as many clients.
+      // its way to Redis. A small quota, no reserve, twice as many clients,
+      // answers out of order (up to 40 ms late).
       const redis = shared ? await startRedis() : undefined;
       try {
-        provider = await startProvider('openai', 6);
+        provider = await startProvider('openai', 6, 40);
         proxy = await startProxy(`version: 1
 defaults: { retry: { maxRetries: 0 }, timeouts: { perTry: 30s, total: 60s } }
 ${redis ? `redis: { url: "${redis.url}" }\n` : ''}upstreams:
-  provider: { url: "${provider.upstream.url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, shared: ${shared}, engageBelow: 10%, maxWait: 10s } }
+  provider: { url: "${provider.upstream.url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, shared: ${shared}, engageBelow: 10%, reserve: 0%, maxWait: 10s } }
 routes:
   - { name: api, upstream: provider }
 `);

@@ -10,7 +10,7 @@ import type { PacingConfig } from '../../src/config/types.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import type { AttemptResult, RequestContext } from '../../src/policy/context.js';
 import { createUpstreamPacing } from '../../src/policy/pacer.js';
-import { reserveWithin } from '../../src/policy/pacer-quota.js';
+import { observe, reserveWithin } from '../../src/policy/pacer-quota.js';
 import { freshState } from '../../src/policy/pacer-store.js';
 import { Cancellation } from '../../src/lib/signal.js';
 import type { UpstreamResponse } from '../../src/upstream/response.js';
@@ -180,5 +180,38 @@ describe('pacer', () => {
     const refused = spent();
     expect(reserveWithin(refused, 0, 5, config, random, 1000).wait).toBeGreaterThan(1000);
     expect(refused.queueTail ?? 0).toBe(0);
+  });
+
+  it('reads answers out of order within a window, and a late one after the refill, without moving the waiters on twice', () => {
+    const config = { ...CONFIG, reserve: 0, headers: 'openai' as const };
+    const state = { ...freshState(0), limit: 5, remaining: 0, resetAt: 10_000, windowMs: 10_000 };
+    for (let i = 0; i < 6; i++) reserveWithin(state, 0, 5, config, () => 0.5, 60_000);
+    expect([state.queueHead ?? 0, state.queueTail]).toEqual([0, 6]);
+    const answer = (t: number, remaining: number, resetMs: number) =>
+      observe(
+        state,
+        t,
+        200,
+        { 'x-ratelimit-limit-requests': '5', 'x-ratelimit-remaining-requests': String(remaining), 'x-ratelimit-reset-requests': `${resetMs}ms` },
+        config,
+        30_000,
+        1_800_000_000_000 + t,
+      );
+    // The first answer of the next window: the five it was for leave the queue.
+    answer(10_010, 4, 9_990);
+    expect([state.queueHead, state.remaining]).toEqual([5, 4]);
+    // Out of order: a later count, then an earlier one (more left). The lowest stays; no new window.
+    answer(10_020, 2, 9_980);
+    answer(10_030, 3, 9_970);
+    expect([state.queueHead, state.remaining, state.resetAt]).toEqual([5, 2, 20_000]);
+    // The window ends; a request assumes the refill and moves the queue on once.
+    reserveWithin(state, 20_010, 0, config, () => 0.5, 60_000);
+    expect([state.queueHead, state.resetAssumed]).toEqual([6, true]);
+    // A late answer from the old window (its reset rounded up to a second): ignored.
+    answer(20_020, 0, 1_000);
+    expect([state.remaining, state.resetAssumed]).toEqual([5, true]);
+    // The new window's first answer names its reset: taken, the queue not moved again.
+    answer(20_030, 4, 9_970);
+    expect([state.queueHead, state.remaining, state.resetAt, state.resetAssumed]).toEqual([6, 4, 30_000, false]);
   });
 });
