@@ -48,10 +48,15 @@ function perWindowOf(limit: number, config: PacingConfig): number {
   return Math.max(1, Math.floor((limit * (1 - config.reserve)) / (config.shared ? 1 : config.replicas)));
 }
 
+/** `ticket` is one this state gave. */
+function gave(state: PacerState, ticket: number): boolean {
+  return state.queueBase !== undefined && ticket >= state.queueBase && ticket < state.queueTail!;
+}
+
 /** A reset passed: the waiters it released leave the queue. */
 function nextWindow(state: PacerState, config: PacingConfig): void {
-  if (state.limit === undefined || state.limit <= 0) return;
-  state.queueHead = Math.min(state.queueTail ?? 0, (state.queueHead ?? 0) + perWindowOf(state.limit, config));
+  if (state.limit === undefined || state.limit <= 0 || state.queueTail === undefined) return;
+  state.queueHead = Math.min(state.queueTail, state.queueHead! + perWindowOf(state.limit, config));
 }
 
 /**
@@ -63,11 +68,12 @@ function nextWindow(state: PacerState, config: PacingConfig): void {
  * the window before: those ask again at the coming reset, keeping their
  * place (`wait` estimates the whole wait, for maxWait).
  */
-function resetWaiter(state: PacerState, t: number, config: PacingConfig, resetAt: number, ticket: number | null): Waiter {
+function resetWaiter(state: PacerState, t: number, config: PacingConfig, random: () => number, resetAt: number, ticket: number | null): Waiter {
   const perWindow = perWindowOf(state.limit!, config);
-  // A ticket this state never gave (one from Redis, asked again here while Redis fails) is replaced.
-  const own = ticket !== null && ticket < (state.queueTail ?? 0) ? ticket : (state.queueTail = (state.queueTail ?? 0) + 1) - 1;
-  const position = own - (state.queueHead ?? 0);
+  if (state.queueBase === undefined) state.queueBase = state.queueHead = state.queueTail = Math.floor(random() * 2 ** 40);
+  // A ticket this state never gave (from Redis, asked again here while Redis fails, or the other way round) is replaced.
+  const own = ticket !== null && gave(state, ticket) ? ticket : state.queueTail!++;
+  const position = own - state.queueHead!;
   // Within a window's share, waiters go spread over the jitter's span in the order they came;
   // a window after a reset starts with its first request, up to one jitter late: later windows are counted from there.
   const spread = 50 + ((JITTER_MAX_MS - 50) * (position % perWindow)) / perWindow;
@@ -101,7 +107,7 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
     nextWindow(state, config);
   }
   // A waiter whose reset came: its share of the window was kept for it (it counts in flight).
-  if (ticket !== null && ticket < (state.queueHead ?? 0)) return 0;
+  if (ticket !== null && gave(state, ticket) && ticket < state.queueHead!) return 0;
   if (haveQuota) {
     const limit = state.limit!;
     const effective = state.remaining! - inFlight - config.reserve * limit;
@@ -111,7 +117,7 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
       // A quota that resets.
       const resetAt = state.resetAt ?? t + state.windowMs;
       // Nothing left in this window: wait for the reset.
-      if (effective <= 0) return resetWaiter(state, t, config, resetAt, ticket);
+      if (effective <= 0) return resetWaiter(state, t, config, random, resetAt, ticket);
       rate = Math.max(config.minRate, effective / Math.max(0.001, (resetAt - t) / 1000));
     } else if (state.refillRate !== undefined) {
       // No reset announced: release at the measured refill rate, half of it once nothing is left.
@@ -137,7 +143,7 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
   // in flight are ahead of this one.
   const slot = Math.max(t, Math.min(state.nextSlot, t + ((inFlight + 1) * 1000) / rate));
   // A slot past the reset is a place among the reset's waiters: the next window's share, counted.
-  if (haveQuota && state.resetAt !== undefined && state.windowMs !== undefined && slot > state.resetAt) return resetWaiter(state, t, config, state.resetAt, ticket);
+  if (haveQuota && state.resetAt !== undefined && state.windowMs !== undefined && slot > state.resetAt) return resetWaiter(state, t, config, random, state.resetAt, ticket);
   state.nextSlot = slot + 1000 / rate;
   return slot - t;
 }
@@ -169,13 +175,13 @@ export function reserveWithin(
   // Held below its class's floor: no slot is taken; the request asks again after the wait.
   const held = belowFloor(state, t, inFlight, floor, random);
   if (held !== undefined) return { wait: held, floor: true, askAgainIn: held, ticket };
-  const { nextSlot, queueTail } = state;
+  const { nextSlot, queueTail, queueHead, queueBase } = state;
   const reserved = reserve(state, t, inFlight, config, random, ticket);
   const { wait, askAgainIn, ticket: own } = typeof reserved === 'number' ? { wait: reserved, askAgainIn: null, ticket } : reserved;
   if (wait > limitMs) {
     state.nextSlot = nextSlot;
     // A ticket just given is taken back (one given before stays: the queue then counts one too many, which only errs on the safe side).
-    if (own !== ticket) state.queueTail = queueTail;
+    if (own !== ticket) Object.assign(state, { queueTail, queueHead, queueBase });
   }
   return { wait, floor: false, askAgainIn, ticket: own };
 }

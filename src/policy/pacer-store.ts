@@ -54,6 +54,13 @@ export interface PacerState {
    */
   queueHead?: number;
   queueTail?: number;
+  /**
+   * The first ticket this state gave, drawn at random: a ticket from
+   * elsewhere (a replica's local fallback while Redis failed, then Redis
+   * again) falls outside [queueBase, queueTail) and is replaced, instead
+   * of counting as a place far ahead or behind.
+   */
+  queueBase?: number;
   /** Responses observed so far: with `remaining`, it measures a refill nobody announces. */
   answered: number;
   /** The last sample for the refill estimate of quotas that name no reset (Shopify, Salesforce). */
