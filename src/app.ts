@@ -14,6 +14,7 @@ import type { Logger } from './observe/logger.js';
 import { processMetrics, type Metrics, type QueueDepth } from './observe/metrics.js';
 import { TrafficStats, type TrafficOptions } from './observe/traffic.js';
 import type { Lookup } from './router/target-check.js';
+import { countsByClass } from './policy/priorities.js';
 import { buildRuntime, type Runtime, type RuntimeDeps } from './runtime.js';
 import { startAdminServer, type AdminServer } from './server/admin-server.js';
 import { createProxyServer, type ProxyServer } from './server/proxy-server.js';
@@ -142,8 +143,7 @@ function* queueDepths(runtime: Runtime): Iterable<QueueDepth> {
       yield { route: route.name, depth: route.rateLimit.queueDepth() };
       continue;
     }
-    const byRank = route.rateLimit.queueDepthByRank();
-    for (const [rank, entry] of classes.entries()) yield { route: route.name, priority: entry.name, depth: byRank[rank] ?? 0 };
+    for (const [priority, depth] of Object.entries(countsByClass(classes, route.rateLimit.queueDepthByRank()))) yield { route: route.name, priority, depth };
   }
 }
 

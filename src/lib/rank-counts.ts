@@ -12,6 +12,13 @@ export class RankCounts {
     if (counts.every((count) => !count)) this.byKey.delete(key);
   }
 
+  /** Counts one in at `rank` unless `already` (or without a rank: no classes); true once counted. */
+  enter(key: string, rank: number | undefined, already: boolean): boolean {
+    if (already || rank === undefined) return already;
+    this.add(key, rank, 1);
+    return true;
+  }
+
   /** The counts of `key` by rank (a hole or a missing key reads as zero). */
   of(key: string): readonly number[] {
     return this.byKey.get(key) ?? [];

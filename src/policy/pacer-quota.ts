@@ -43,9 +43,14 @@ interface Waiter {
   readonly ticket: number;
 }
 
+/** How many processes split the quota: none when shared (Redis reserves for all), else `replicas`. */
+function splitAmong(config: PacingConfig): number {
+  return config.shared ? 1 : config.replicas;
+}
+
 /** Requests a window's quota releases from those that waited for its reset. */
 function perWindowOf(limit: number, config: PacingConfig): number {
-  return Math.max(1, Math.floor((limit * (1 - config.reserve)) / (config.shared ? 1 : config.replicas)));
+  return Math.max(1, Math.floor((limit * (1 - config.reserve)) / splitAmong(config)));
 }
 
 /** `ticket` is one this state gave. */
@@ -103,7 +108,6 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
     state.remaining = state.limit;
     state.resetAt = state.windowMs !== undefined ? t + state.windowMs : undefined;
     state.resetAssumed = true;
-    state.releasedSinceRefill = 0;
     nextWindow(state, config);
   }
   // A waiter whose reset came: its share of the window was kept for it (it counts in flight).
@@ -112,7 +116,6 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
     const limit = state.limit!;
     const effective = state.remaining! - inFlight - config.reserve * limit;
     if (state.remaining! / limit > config.engageBelow && effective > 0) return 0;
-    const share = config.shared ? 1 : config.replicas;
     if (state.windowMs !== undefined) {
       // A quota that resets.
       const resetAt = state.resetAt ?? t + state.windowMs;
@@ -129,13 +132,13 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
       // Nothing left and no measurement yet: wait for one (a sample period), without queueing behind a guessed rate.
       return REFILL_SAMPLE_MS + jitter(random);
     }
-    rate /= share;
+    rate /= splitAmong(config);
   } else if (state.aimdRate !== null) {
     if (t - state.lastIncrease >= config.aimd.increaseEvery) {
       state.aimdRate += config.aimd.increaseBy;
       state.lastIncrease = t;
     }
-    rate = state.aimdRate / (config.shared ? 1 : config.replicas);
+    rate = state.aimdRate / splitAmong(config);
   }
   if (rate === null) return 0;
   // Slots reserved at an older, lower rate (or by requests that never went)
@@ -177,13 +180,14 @@ export function reserveWithin(
   if (held !== undefined) return { wait: held, floor: true, askAgainIn: held, ticket };
   const { nextSlot, queueTail, queueHead, queueBase } = state;
   const reserved = reserve(state, t, inFlight, config, random, ticket);
-  const { wait, askAgainIn, ticket: own } = typeof reserved === 'number' ? { wait: reserved, askAgainIn: null, ticket } : reserved;
+  const wait = typeof reserved === 'number' ? reserved : reserved.wait;
+  const own = typeof reserved === 'number' ? ticket : reserved.ticket;
   if (wait > limitMs) {
     state.nextSlot = nextSlot;
     // A ticket just given is taken back (one given before stays: the queue then counts one too many, which only errs on the safe side).
     if (own !== ticket) Object.assign(state, { queueTail, queueHead, queueBase });
   }
-  return { wait, floor: false, askAgainIn, ticket: own };
+  return { wait, floor: false, askAgainIn: typeof reserved === 'number' ? null : reserved.askAgainIn, ticket: own };
 }
 
 /** A request is released: counters for AIMD's starting point and the refill guard. */
@@ -191,7 +195,6 @@ export function released(state: PacerState, t: number): void {
   const second = Math.floor(t / 1000);
   if (second !== state.recent.second) state.recent = { second, count: 0, previous: state.recent.second === second - 1 ? state.recent.count : 0 };
   state.recent.count += 1;
-  if (state.releasedSinceRefill !== null) state.releasedSinceRefill += 1;
 }
 
 export interface Observed {
@@ -221,7 +224,6 @@ export function observe(
   // pacer refill twice.
   const estimate = quota?.resetSeconds !== undefined ? t + quota.resetSeconds * 1000 : undefined;
   const stale = state.resetAssumed === true && estimate !== undefined && (estimate - t < 150 || estimate < state.resetAt! - (state.windowMs ?? 0) / 2);
-  if (!stale && estimate !== undefined && state.releasedSinceRefill !== null) state.releasedSinceRefill = null;
   if (quota && !stale && (quota.limit !== undefined || quota.remaining !== undefined)) {
     state.limit = quota.limit ?? state.limit;
     if (estimate !== undefined) {

@@ -41,8 +41,6 @@ export interface PacerState {
   /** Requests released in the current second, for AIMD's starting point. */
   recent: { second: number; count: number; previous: number };
   scope: string;
-  /** Set when a window was assumed over (its reset passed); requests released since. */
-  releasedSinceRefill: number | null;
   /** The quota's window (ms): the longest time to a reset announced; unset for quotas that name no reset. */
   windowMs?: number;
   /** `resetAt` was assumed at a refill (the window's length after the last reset), not announced yet. */
@@ -77,7 +75,6 @@ export function freshState(t: number): PacerState {
     lastIncrease: t,
     recent: { second: Math.floor(t / 1000), count: 0, previous: 0 },
     scope: '',
-    releasedSinceRefill: null,
     answered: 0,
   };
 }

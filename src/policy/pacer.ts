@@ -155,17 +155,15 @@ class Pacing implements UpstreamPacing {
     // With priority classes, requests that come while one sleeps towards its slot wait their turn by class (lib/turns.ts).
     const turns = ctx.priority ? this.turns.of(id) : undefined;
     let holding = false;
-    /** Counted among the pacer's waiters by class (/status). */
+    // Counted among the pacer's waiters by class (/status) while it waits for its turn or sleeps; only with classes.
+    const rank = ctx.priority?.rank;
     let waiting = false;
-    // The time slept, and the place among a reset's waiters it asks again with.
-    let [slept, ticket]: [number, number | null] = [0, null];
-    const markWaiting = () => {
-      if (ctx.priority && !waiting) this.waiting.add(id, ctx.priority.rank, 1);
-      waiting = true;
-    };
+    let slept = 0;
+    /** Its place among a reset's waiters, to ask again with. */
+    let ticket: number | null = null;
     try {
       if (turns?.busy) {
-        markWaiting();
+        waiting = this.waiting.enter(id, rank, waiting);
         holding = await this.takeTurn(turns, id, ctx, signal, route, limitAt - deps.now());
       }
       for (;;) {
@@ -182,7 +180,7 @@ class Pacing implements UpstreamPacing {
         const sleep = askAgainIn ?? wait;
         if (sleep > 0) {
           if (turns && !holding && !held) holding = turns.claim();
-          markWaiting();
+          waiting = this.waiting.enter(id, rank, waiting);
           slept += sleep;
           ctx.flags.add('PACED');
           ctx.trace?.wait('pacing', sleep);
@@ -192,7 +190,7 @@ class Pacing implements UpstreamPacing {
       }
     } finally {
       if (holding) this.turns.give(id);
-      if (waiting && ctx.priority) this.waiting.add(id, ctx.priority.rank, -1);
+      if (waiting) this.waiting.add(id, rank!, -1);
       // One observation per request that slept: the time it slept in all.
       if (slept > 0) deps.metrics.pacingWait.observe(ctx.priority ? { upstream: this.upstream, priority: ctx.priority.name } : { upstream: this.upstream }, slept / 1000);
     }

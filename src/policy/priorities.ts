@@ -56,3 +56,8 @@ export function compilePriorities(config: PrioritiesConfig | null): PriorityClas
     },
   };
 }
+
+/** Counts by rank (holes read as zero) as an object by class name, every class listed, highest first. */
+export function countsByClass(classes: readonly { readonly name: string }[], byRank: readonly number[]): Record<string, number> {
+  return Object.fromEntries(classes.map((entry, rank) => [entry.name, byRank[rank] ?? 0]));
+}

@@ -10,6 +10,7 @@ import { formatDuration } from '../config/units.js';
 import type { Metrics } from '../observe/metrics.js';
 import { redactedConfig } from '../observe/redact.js';
 import type { UpstreamPacing } from '../policy/pacer.js';
+import { countsByClass } from '../policy/priorities.js';
 import type { Runtime } from '../runtime.js';
 import type { ErrorJournal } from '../observe/error-journal.js';
 import type { TrafficReport } from '../observe/traffic.js';
@@ -24,15 +25,10 @@ export interface AdminStatusSource {
   readonly now: () => number;
 }
 
-/** Counts per rank as an object by class name, every class listed. */
-function byClass(classes: readonly { readonly name: string }[], byRank: readonly number[]): Record<string, number> {
-  return Object.fromEntries(classes.map((entry, rank) => [entry.name, byRank[rank] ?? 0]));
-}
-
 /** A target's pacers as /status shows them: with priority classes, who waits by class (SPEC §13). */
 function pacingOf(pacing: UpstreamPacing | null | undefined, classes: readonly { readonly name: string }[] | undefined): Record<string, unknown>[] | null {
   if (!pacing) return null;
-  return pacing.snapshot().map(({ waitingByRank, ...snapshot }) => (classes ? { ...snapshot, waitingByClass: byClass(classes, waitingByRank) } : snapshot));
+  return pacing.snapshot().map(({ waitingByRank, ...snapshot }) => (classes ? { ...snapshot, waitingByClass: countsByClass(classes, waitingByRank) } : snapshot));
 }
 
 /** `/status` (SPEC §7): routes and upstreams with breaker state, failure rate, limiter tokens and queue depth, in-flight requests. */
@@ -88,7 +84,7 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
                 tokens: route.rateLimit.tokens(),
                 queued: route.rateLimit.queueDepth(),
                 // With priority classes (SPEC §13): who waits, by class.
-                ...(classes && { queuedByClass: byClass(classes, route.rateLimit.queueDepthByRank()) }),
+                ...(classes && { queuedByClass: countsByClass(classes, route.rateLimit.queueDepthByRank()) }),
                 keys: route.rateLimit.size(),
               }
             : null,

@@ -69,12 +69,14 @@ function routes(stats) {
     cell('retries/s', rate(r.retriesPerSecond) + spark(r.series.retriesPerSecond, '#6b4e00'), 'num retries') +
     cell('rate-limited/s', rate(r.rateLimitedPerSecond) + spark(r.series.rateLimitedPerSecond, '#8a1010'), 'num limited') + '</tr>').join('');
 }
-// With priority classes: requests a target's pacers hold, by class (summed over its pacing keys).
+// With priority classes: counts by class as "critical 1, batch 2" (classes with none left out).
+const byClass = (counts) => Object.entries(counts).filter(([, n]) => n > 0).map(([c, n]) => c + ' ' + n).join(', ');
+// Requests a target's pacers hold, by class (summed over its pacing keys).
 function paced(pacing) {
   const sum = {};
   for (const p of pacing ?? []) for (const [c, n] of Object.entries(p.waitingByClass ?? {})) sum[c] = (sum[c] ?? 0) + n;
-  const waiting = Object.entries(sum).filter(([, n]) => n > 0);
-  return waiting.length === 0 ? '' : '<div class="muted paced">waiting: ' + waiting.map(([c, n]) => text(c) + ' ' + n).join(', ') + '</div>';
+  const waiting = byClass(sum);
+  return waiting === '' ? '' : '<div class="muted paced">waiting: ' + text(waiting) + '</div>';
 }
 function targets(status) {
   const meta = 'config ' + text(status.version) + ' (' + text(status.file) + ') · in flight: ' + text(status.inFlight) + (status.draining ? ' · <span class="bad">draining</span>' : '') +
@@ -88,7 +90,7 @@ function targets(status) {
       cell('quota left', (quota ? text(quota.remaining) + ' / ' + text(quota.limit ?? '?') : '–') + paced(t.pacing), 'num quota') +
       cell('resets in', quota && quota.resetSeconds !== null ? quota.resetSeconds.toFixed(0) + ' s' : '–', 'num resets') + '</tr>';
   }).join('');
-  document.getElementById('limits').textContent = status.routes.filter((r) => r.rateLimit).map((r) => r.name + ': ' + r.rateLimit.describe + ' (tokens ' + r.rateLimit.tokens + ', queued ' + r.rateLimit.queued + (r.rateLimit.queuedByClass ? ': ' + Object.entries(r.rateLimit.queuedByClass).map(([c, n]) => c + ' ' + n).join(', ') : '') + ')').join(' · ');
+  document.getElementById('limits').textContent = status.routes.filter((r) => r.rateLimit).map((r) => r.name + ': ' + r.rateLimit.describe + ' (tokens ' + r.rateLimit.tokens + ', queued ' + r.rateLimit.queued + (r.rateLimit.queuedByClass && r.rateLimit.queued > 0 ? ': ' + byClass(r.rateLimit.queuedByClass) : '') + ')').join(' · ');
 }
 function errors(journal) {
   document.getElementById('errors-meta').textContent = journal.recorded + ' since start; the newest ' + Math.min(journal.errors.length, 20) + ' of ' + journal.size + ' kept';

@@ -172,7 +172,7 @@ routes:
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
       await page.goto(`${classes.adminUrl}/`);
       await page.waitForSelector('body[data-loaded="true"]');
-      expect(await page.locator('#limits').innerText()).toContain('queued 2: critical 1, normal 0, batch 1');
+      expect(await page.locator('#limits').innerText()).toContain('queued 2: critical 1, batch 1');
       expect(await page.locator('#targets tr[data-target="spent-api"] .paced').innerText()).toBe('waiting: critical 1, batch 2');
       await page.close();
     } finally {
