@@ -11,6 +11,7 @@ import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { startRedis } from '../fixtures/redis.js';
+import { startWindowProvider } from '../fixtures/window-provider.js';
 import { expectProblem } from '../helpers/problem.js';
 import { metricValue, request, startProxy, type TestProxy } from '../helpers/proxy.js';
 
@@ -25,59 +26,10 @@ interface Provider {
   tooMany: () => number;
 }
 
-/** The fake provider: fixed windows, a 429 beyond the limit, the quota in one dialect. */
+/** The fake provider: fixed windows of `limit`, a 429 beyond, the quota in one dialect (test/fixtures/window-provider.ts). */
 async function startProvider(dialect: Dialect | 'none', limit = LIMIT, latencyMs = 0): Promise<Provider> {
   if (dialect === 'shopify' || dialect === 'salesforce') return startBucketProvider(dialect, limit);
-  let windowStart = Date.now();
-  let used = 0;
-  let tooMany = 0;
-  const upstream = await startFaultUpstream(() => {
-    const now = Date.now();
-    if (now - windowStart >= WINDOW_MS) {
-      windowStart += Math.floor((now - windowStart) / WINDOW_MS) * WINDOW_MS;
-      used = 0;
-    }
-    used += 1;
-    const over = used > limit;
-    if (over) {
-      tooMany += 1;
-    }
-    const remaining = Math.max(0, limit - used);
-    const resetMs = windowStart + WINDOW_MS - now;
-    const headers: http.OutgoingHttpHeaders = {};
-    switch (dialect) {
-      case 'ietf':
-        headers['ratelimit-policy'] = `"window";q=${limit};w=2`;
-        headers.ratelimit = `"window";r=${remaining};t=${Math.ceil(resetMs / 1000)}`;
-        break;
-      case 'x-ratelimit-epoch': {
-        // The provider's clock runs an hour ahead of ours: only its Date header makes the epoch usable.
-        const skew = 3_600_000;
-        headers['x-ratelimit-limit'] = limit;
-        headers['x-ratelimit-remaining'] = remaining;
-        headers['x-ratelimit-reset'] = String(Math.ceil((windowStart + WINDOW_MS + skew) / 1000));
-        headers.date = new Date(now + skew).toUTCString();
-        break;
-      }
-      case 'x-ratelimit-delta':
-        headers['x-ratelimit-limit'] = limit;
-        headers['x-ratelimit-remaining'] = remaining;
-        headers['x-ratelimit-reset'] = String(Math.ceil(resetMs / 1000));
-        break;
-      case 'openai':
-        headers['x-ratelimit-limit-requests'] = limit;
-        headers['x-ratelimit-remaining-requests'] = remaining;
-        headers['x-ratelimit-reset-requests'] = `${resetMs}ms`;
-        break;
-      default:
-        break;
-    }
-    const [status, body] = over ? [429, 'too many'] : [200, 'ok'];
-    // Counted when it arrives, answered up to `latencyMs` later: answers come back out of order.
-    if (latencyMs > 0) return { kind: 'custom', handle: (_req, res) => void setTimeout(() => res.writeHead(status, headers).end(body), Math.random() * latencyMs) };
-    return { kind: 'respond', status, headers, body };
-  });
-  return { upstream, tooMany: () => tooMany };
+  return startWindowProvider({ limit, windowMs: WINDOW_MS, dialect, latencyMs });
 }
 
 /** A leaking bucket of `capacity` that drains `capacity / 2 s`; each request adds one, a 429 when it would overflow. Announces `used/max`, no reset. */

@@ -13,6 +13,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, waitUntil, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { startRedis, type RedisServer } from '../fixtures/redis.js';
+import { startWindowProvider, type WindowProvider } from '../fixtures/window-provider.js';
 import { metricValue, request, startProxy, type TestProxy, type TestResponse } from '../helpers/proxy.js';
 
 let upstream: FaultUpstream;
@@ -164,29 +165,11 @@ describe.each([
 const WINDOW = 2000;
 const windowProviders: FaultUpstream[] = [];
 
-/** A provider with fixed windows of `limit` requests: OpenAI's quota headers on every answer, a 429 beyond. */
-async function startWindowProvider(limit: number, windowMs: number) {
-  const started = Date.now();
-  const seenAt: { path: string; window: number; used: number }[] = [];
-  let tooMany = 0;
-  const provider = await startFaultUpstream((_n, req) => {
-    const now = Date.now();
-    const window = Math.floor((now - started) / windowMs);
-    const used = seenAt.filter((s) => s.window === window).length + 1;
-    seenAt.push({ path: req.url ?? '', window, used });
-    const headers = {
-      'x-ratelimit-limit-requests': String(limit),
-      'x-ratelimit-remaining-requests': String(Math.max(0, limit - used)),
-      'x-ratelimit-reset-requests': `${started + (window + 1) * windowMs - now}ms`,
-    };
-    if (used > limit) {
-      tooMany += 1;
-      return { kind: 'respond', status: 429, headers, body: 'too many' };
-    }
-    return { kind: 'respond', status: 200, headers, body: 'ok' };
-  });
-  windowProviders.push(provider);
-  return { url: provider.url, started, seenAt, tooMany: () => tooMany };
+/** A provider with fixed windows of `limit` requests: OpenAI's quota headers on every answer, a 429 beyond; closed by the test. */
+async function windowProvider(limit: number, windowMs: number): Promise<WindowProvider> {
+  const provider = await startWindowProvider({ limit, windowMs, dialect: 'openai' });
+  windowProviders.push(provider.upstream);
+  return provider;
 }
 
 describe.each([
@@ -194,7 +177,7 @@ describe.each([
   ['shared (Redis)', true],
 ])('quotaFloor with %s pacing on a fixed-window provider', (_name, shared) => {
   it('stops batch traffic at about half of each window’s quota, while a critical request then goes at once; no 429', async () => {
-    const { url, started, seenAt, tooMany } = await startWindowProvider(20, WINDOW);
+    const { url, started, seenAt, tooMany } = await windowProvider(20, WINDOW);
     const proxy = await startProxy(`version: 1
 priorities:
   default: normal
@@ -253,7 +236,7 @@ describe.each([
   it('lets critical requests that come while batch ones wait for the reset go first after it', async () => {
     // A 4 s window: the setup below (spend, five batch, two critical, /status) must fit in one, on a loaded machine too.
     const window = 4000;
-    const { url, started, seenAt, tooMany } = await startWindowProvider(4, window);
+    const { url, started, seenAt, tooMany } = await windowProvider(4, window);
     const proxy = await startProxy(`version: 1
 priorities:
   default: normal
