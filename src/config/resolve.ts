@@ -219,6 +219,7 @@ function toPriorities(raw: ConfigFile['priorities']): Config['priorities'] {
     header: (raw.header ?? DEFAULTS.priorities.header).toLowerCase(),
     default: raw.default,
     classes: raw.classes.map((entry) => ({ name: entry.name, quotaFloor: entry.quotaFloor === undefined ? null : fraction(entry.quotaFloor) })),
+    promoteAfterMs: raw.promoteAfter === undefined ? null : ms(raw.promoteAfter),
   };
 }
 

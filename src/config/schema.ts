@@ -194,6 +194,11 @@ export const ConfigFileSchema = Obj(
               ),
               { minItems: 1, description: 'highest first' },
             ),
+            promoteAfter: Opt(
+              Duration(
+                'starvation guard: a request of a lower class that has waited this long in a queue or for a pacer is released as one of the highest class (first come first served among them); unset: off',
+              ),
+            ),
           },
           { required: ['default', 'classes'], description: 'priority classes (SPEC §13): where requests wait, a higher class goes first' },
         ),

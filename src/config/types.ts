@@ -225,6 +225,8 @@ export interface PrioritiesConfig {
   readonly header: string;
   readonly default: string;
   readonly classes: readonly { readonly name: string; /** 0..1, or null. */ readonly quotaFloor: number | null }[];
+  /** The starvation guard: a waiter released as the highest class after this long; null: off. */
+  readonly promoteAfterMs: number | null;
 }
 
 /** SPEC §11. A key the file leaves out is null: the OTEL_* variables, then the defaults, decide (observe/tracing.ts). */

@@ -6,7 +6,7 @@
  * by class, so a later critical request reserves before an earlier batch
  * one. Nobody waits here while nobody sleeps: the common path is free.
  */
-import { WaitQueue } from './wait-queue.js';
+import { WaitQueue, type Place } from './wait-queue.js';
 
 export class Turns {
   private held = false;
@@ -24,10 +24,10 @@ export class Turns {
     return true;
   }
 
-  /** Waits for the turn behind the waiters of class `rank` and higher; rejects with `giveUp()` after `waitMs` or on abort. */
-  take(rank: number, waitMs: number, onAbort: (listener: () => void) => () => void, giveUp: () => unknown): Promise<void> {
+  /** Waits for the turn behind the waiters of its class (`place`) and higher; rejects with `giveUp()` after `waitMs` or on abort. */
+  take(place: Place, waitMs: number, onAbort: (listener: () => void) => () => void, giveUp: () => unknown): Promise<void> {
     if (this.claim()) return Promise.resolve();
-    return this.queue.wait(waitMs, onAbort, giveUp, rank);
+    return this.queue.wait(waitMs, onAbort, giveUp, place);
   }
 
   /** The holder is done: the turn goes to the next waiter, or is free. */

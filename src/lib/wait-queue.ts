@@ -8,9 +8,27 @@
  * queue can make room for a waiter by refusing the newest one of the lowest
  * class below it. With every rank 0 (no priorities) it is a plain FIFO, and
  * the head is found at once.
+ *
+ * The starvation guard (`priorities.promoteAfter`): a waiter of a lower
+ * class that has waited `promoteAfterMs` is released as one of the highest
+ * class, first come first served among them, so a steady stream of higher
+ * classes cannot hold it until its deadline. It keeps its own class for
+ * everything else (counts, which waiter a full queue refuses).
  */
-interface Waiter<T> {
+
+/** Where a waiter stands: its class (0 the highest) and, with the starvation guard, after how long it goes as the highest. */
+export interface Place {
   readonly rank: number;
+  readonly promoteAfterMs: number | null;
+}
+
+const FIRST: Place = { rank: 0, promoteAfterMs: null };
+
+interface Waiter<T> {
+  /** Its own class. */
+  readonly rank: number;
+  /** The class it is released in: its own, or 0 once promoted. */
+  order: number;
   resolve(value: T): void;
   reject(error: unknown): void;
 }
@@ -26,17 +44,20 @@ export class WaitQueue<T> {
    * Waits at the back of the queue until resolveHead() reaches it; rejects
    * with `giveUp()` after `waitMs`, or when `onAbort` fires.
    */
-  wait(waitMs: number, onAbort: (listener: () => void) => () => void, giveUp: () => unknown, rank = 0): Promise<T> {
+  wait(waitMs: number, onAbort: (listener: () => void) => () => void, giveUp: () => unknown, place: Place = FIRST): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let stop: () => void = () => {};
+      let promote: NodeJS.Timeout | undefined;
       const leave = () => {
         const index = this.waiters.indexOf(waiter);
         if (index !== -1) this.waiters.splice(index, 1);
         clearTimeout(timer);
+        clearTimeout(promote);
         stop();
       };
       const waiter: Waiter<T> = {
-        rank,
+        rank: place.rank,
+        order: place.rank,
         resolve: (value) => {
           leave();
           resolve(value);
@@ -47,16 +68,17 @@ export class WaitQueue<T> {
         },
       };
       const timer = setTimeout(() => waiter.reject(giveUp()), waitMs);
+      if (place.rank > 0 && place.promoteAfterMs !== null && place.promoteAfterMs < waitMs) promote = setTimeout(() => (waiter.order = 0), place.promoteAfterMs);
       this.waiters.push(waiter);
       stop = onAbort(() => waiter.reject(giveUp()));
     });
   }
 
-  /** Hands `value` to the oldest waiter of the highest class; false when nobody waits. */
+  /** Hands `value` to the oldest waiter of the highest class (promoted ones in it); false when nobody waits. */
   resolveHead(value: T): boolean {
     let head = this.waiters[0];
     if (!head) return false;
-    for (let i = 1; i < this.waiters.length && head.rank > 0; i++) if (this.waiters[i]!.rank < head.rank) head = this.waiters[i]!;
+    for (let i = 1; i < this.waiters.length && head.order > 0; i++) if (this.waiters[i]!.order < head.order) head = this.waiters[i]!;
     head.resolve(value);
     return true;
   }

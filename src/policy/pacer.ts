@@ -205,7 +205,7 @@ class Pacing implements UpstreamPacing {
     this.count(id, -1);
     try {
       await turns.take(
-        ctx.priority!.rank,
+        ctx.priority!,
         Math.max(0, waitMs),
         (listener) => signal.onAbort(listener),
         () => new Error('max wait'),

@@ -6,7 +6,9 @@
  * A request's class is its route's `priority` if set (the header may name a
  * lower class, never a higher one), else the class the header names, else
  * the default. An unknown name in the header is ignored. Without a
- * `priorities` section every request is rank 0 and nothing changes.
+ * `priorities` section every request is rank 0 and nothing changes. A
+ * class is also a place in a wait queue (lib/wait-queue.ts `Place`): its
+ * rank and the starvation guard's `promoteAfterMs`.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { PrioritiesConfig } from '../config/types.js';
@@ -17,10 +19,12 @@ export interface PriorityClass {
   readonly name: string;
   /** The share of an announced quota a pacer keeps from this class (0..1), or null. */
   readonly quotaFloor: number | null;
+  /** The starvation guard (`priorities.promoteAfter`, the same for every class): after this long waiting, released as the highest class; null: off. */
+  readonly promoteAfterMs: number | null;
 }
 
 /** The class every request has when no priorities are configured. */
-export const ONE_CLASS: PriorityClass = { rank: 0, name: '', quotaFloor: null };
+export const ONE_CLASS: PriorityClass = { rank: 0, name: '', quotaFloor: null, promoteAfterMs: null };
 
 export interface PriorityClasses {
   /** The request header that names a class (lower case); removed before forwarding. */
@@ -34,7 +38,7 @@ export interface PriorityClasses {
 
 export function compilePriorities(config: PrioritiesConfig | null): PriorityClasses | null {
   if (!config) return null;
-  const classes = config.classes.map((entry, rank) => ({ rank, name: entry.name, quotaFloor: entry.quotaFloor }));
+  const classes = config.classes.map((entry, rank) => ({ rank, name: entry.name, quotaFloor: entry.quotaFloor, promoteAfterMs: config.promoteAfterMs }));
   const byName = new Map(classes.map((entry) => [entry.name, entry]));
   const fallback = byName.get(config.default) ?? classes[classes.length - 1]!;
   const named = (headers: IncomingHttpHeaders): PriorityClass | undefined => {

@@ -120,7 +120,7 @@ function createLocal(limit: RouteLimit): Limiter {
       acquireFor(
         ctx,
         waitMs,
-        (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority?.rank),
+        (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority),
         (error) => (error instanceof LimiterRefused ? refused(limit, ctx, error.reason, { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() }) : undefined),
       ),
     idle: () => limiter.idle(),
@@ -147,7 +147,7 @@ function createShared(limit: RouteLimit, store: SharedLimits, key: string): Limi
       acquireFor(
         ctx,
         waitMs,
-        (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority?.rank),
+        (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority),
         (error) => refusal(ctx, error),
       ),
     idle: () => limiter.idle(),

@@ -1,7 +1,8 @@
 /**
  * docs/priorities.md: its example is a valid config that does what the
  * page says: checkout is critical, the catch-all route takes a class from
- * the header (default normal), and both limits queue and are shared.
+ * the header (default normal), both limits queue and are shared, and the
+ * starvation guard releases a request that waited 3 s as the highest class.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -22,8 +23,8 @@ describe('docs/priorities.md', () => {
     const { config } = result.loaded;
     const classes = compilePriorities(config.priorities)!;
     const [embeddings, chat, rest] = config.routes;
-    expect(classes.forRoute(embeddings!.priority)({ 'x-breakwater-priority': 'critical' })).toEqual({ rank: 2, name: 'batch', quotaFloor: 0.5 });
-    expect(classes.forRoute(chat!.priority)({})).toEqual({ rank: 0, name: 'critical', quotaFloor: null });
+    expect(classes.forRoute(embeddings!.priority)({ 'x-breakwater-priority': 'critical' })).toEqual({ rank: 2, name: 'batch', quotaFloor: 0.5, promoteAfterMs: null });
+    expect(classes.forRoute(chat!.priority)({})).toEqual({ rank: 0, name: 'critical', quotaFloor: null, promoteAfterMs: null });
     expect(classes.forRoute(rest!.priority)({}).name).toBe('normal');
     expect(config.upstreams.openai!.pacing).toMatchObject({ enabled: true, headers: 'openai', key: 'authorization', engageBelow: 0.1, maxWait: 60_000 });
   });
@@ -33,6 +34,8 @@ describe('docs/priorities.md', () => {
     if (!result.ok) throw new Error(result.problems.map(formatProblem).join('\n'));
     const { config } = result.loaded;
     expect(config.priorities?.classes.map((c) => c.name)).toEqual(['critical', 'normal', 'batch']);
+    // The starvation guard, set below the queues' timeout so that it can apply.
+    expect(config.priorities?.promoteAfterMs).toBe(3000);
     const [checkout, stripe] = config.routes;
     expect(checkout!.priority).toBe('critical');
     expect(stripe!.priority).toBeNull();

@@ -35,11 +35,11 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-function config(shared: boolean, queueSize: number): string {
+function config(shared: boolean, queueSize: number, promoteAfter?: string): string {
   return `version: 1
 priorities:
   default: normal
-  classes: [{ name: critical }, { name: normal }, { name: batch }]
+${promoteAfter ? `  promoteAfter: ${promoteAfter}\n` : ''}  classes: [{ name: critical }, { name: normal }, { name: batch }]
 ${shared ? `redis: { url: "${redis.url}" }\n` : ''}upstreams:
   api: { url: "${upstream.url}" }
 routes:
@@ -118,6 +118,32 @@ describe.each([
     for (const [path, priority] of asked) expect((await request(`${proxy.url}${path!}`, { headers: { 'x-breakwater-priority': priority! } })).status).toBe(200);
     const logged = new Map(proxy.accessLogs().map((line) => [String(line.path), line.priority]));
     expect(asked.map(([path]) => logged.get(path!))).toEqual(['batch', 'batch', 'normal', 'normal']);
+  });
+
+  it('releases a batch request that has waited priorities.promoteAfter before later critical ones (the starvation guard)', async () => {
+    const guarded = await startProxy(config(shared, 100, '300ms'));
+    try {
+      const from = upstream.requests.length;
+      const gate = request(`${guarded.url}/api/gate`);
+      await waitUntil(() => upstream.requests.length === from + 1, 10_000, 'the gate request upstream');
+      const old = await enqueue(guarded, 'api', '/api/b-old', 'batch');
+      // Past promoteAfter: its promotion timer, set when it joined the queue and shorter than this sleep, has fired.
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      const later = [];
+      for (const [path, priority] of [
+        ['/api/c1', 'critical'],
+        ['/api/b-new', 'batch'],
+        ['/api/c2', 'critical'],
+      ] as const)
+        later.push((await enqueue(guarded, 'api', path, priority)).response);
+      releaseGate();
+      for (const response of await Promise.all([gate, old.response, ...later])) expect(response.status).toBe(200);
+      // The old batch request goes first, as one of the highest class; the new one keeps its class.
+      expect(seen(from)).toEqual(['gate', 'b-old', 'c1', 'c2', 'b-new']);
+      expect(guarded.accessLogs().find((line) => line.path === '/api/b-old')).toMatchObject({ priority: 'batch' });
+    } finally {
+      await guarded.close();
+    }
   });
 });
 

@@ -184,8 +184,14 @@ describe('priorities (SPEC §13)', () => {
         { name: 'normal', quotaFloor: null },
         { name: 'batch', quotaFloor: 0.5 },
       ],
+      promoteAfterMs: null,
     });
     expect(result.loaded.config.routes[0]!.priority).toBe('batch');
+  });
+
+  it('reads the starvation guard, promoteAfter, off unless set', () => {
+    const result = parseConfig(`${BASE}priorities: { default: a, promoteAfter: 1500ms, classes: [{ name: a }, { name: b }] }\n`, 'c.yaml', { env: {} });
+    expect(result.ok && result.loaded.config.priorities?.promoteAfterMs).toBe(1500);
   });
 
   it.each([
@@ -198,6 +204,8 @@ describe('priorities (SPEC §13)', () => {
     [`${BASE}priorities: { default: a, header: "bad header", classes: [{ name: a }] }\n`, /priorities\.header: "bad header" is not a valid header name/],
     [`${BASE}priorities: { default: a, classes: [{ name: a, quotaFloor: half }] }\n`, /priorities\.classes\[0\]\.quotaFloor: "half" is not a share/],
     [`${BASE}priorities: { default: "a b", classes: [{ name: "a b" }] }\n`, /priorities\.classes\[0\]\.name/],
+    [`${BASE}priorities: { default: a, promoteAfter: soon, classes: [{ name: a }] }\n`, /priorities\.promoteAfter: "soon" is not a duration/],
+    [`${BASE}priorities: { default: a, promoteAfter: 0s, classes: [{ name: a }] }\n`, /priorities\.promoteAfter/],
   ])('refuses a bad priorities config (%#)', (text, expected) => {
     expect(problems(text).join('\n')).toMatch(expected);
   });

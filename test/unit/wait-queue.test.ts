@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { WaitQueue } from '../../src/lib/wait-queue.js';
 
 const never = () => () => {};
+/** A place of class `rank`, without the starvation guard or with it after `promoteAfterMs`. */
+const at = (rank: number, promoteAfterMs: number | null = null) => ({ rank, promoteAfterMs });
 
 describe('WaitQueue', () => {
   it('hands values out in arrival order and says when nobody waits', async () => {
@@ -44,7 +46,7 @@ describe('WaitQueue', () => {
   it('hands values to the highest class first (rank 0), first come first served within a class', async () => {
     const queue = new WaitQueue<string>();
     const order: string[] = [];
-    const join = (name: string, rank: number) => queue.wait(10_000, never, () => new Error('timeout'), rank).then(() => order.push(name));
+    const join = (name: string, rank: number) => queue.wait(10_000, never, () => new Error('timeout'), at(rank)).then(() => order.push(name));
     const all = [join('b1', 2), join('n1', 1), join('b2', 2), join('c1', 0), join('n2', 1), join('c2', 0)];
     for (let i = 0; i < 6; i++) queue.resolveHead('go');
     await Promise.all(all);
@@ -56,7 +58,7 @@ describe('WaitQueue', () => {
     const settled: string[] = [];
     const join = (name: string, rank: number) =>
       queue
-        .wait(10_000, never, () => new Error('timeout'), rank)
+        .wait(10_000, never, () => new Error('timeout'), at(rank))
         .then(
           () => settled.push(`${name} served`),
           (error: Error) => settled.push(`${name} ${error.message}`),
@@ -71,5 +73,42 @@ describe('WaitQueue', () => {
     queue.resolveHead('go');
     await Promise.all(all);
     expect(settled).toEqual(['b2 displaced', 'b1 displaced', 'n1 served', 'n2 served']);
+  });
+
+  it('releases a lower-class waiter that has waited promoteAfter as the highest class, oldest first, and counts it in its own class', async () => {
+    const queue = new WaitQueue<string>();
+    const order: string[] = [];
+    const join = (name: string, place: { rank: number; promoteAfterMs: number | null }) => queue.wait(10_000, never, () => new Error('timeout'), place).then(() => order.push(name));
+    const waits = [join('b1', at(2, 30)), join('n1', at(1, 30)), join('b-unguarded', at(2))];
+    // Past promoteAfter (the promotion timers, set first and shorter, fire before this one), then newer critical and batch waiters.
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    waits.push(join('c1', at(0, 30)), join('b2', at(2, 30)), join('c2', at(0, 30)));
+    const byRank: number[] = [];
+    queue.countRanks(byRank);
+    expect(byRank).toEqual([2, 1, 3]);
+    // A full queue still refuses the newest waiter of the lowest class (b2).
+    expect(queue.displace(0, () => new Error('displaced'))).toBe(true);
+    for (let i = 0; i < 5; i++) queue.resolveHead('go');
+    await Promise.allSettled(waits);
+    // b1 and n1 were promoted: they go first, in arrival order; the unguarded batch one keeps its class.
+    expect(order).toEqual(['b1', 'n1', 'c1', 'c2', 'b-unguarded']);
+  });
+
+  it('promotes nobody before promoteAfter; a waiter whose wait ends first gives up as before', async () => {
+    const queue = new WaitQueue<string>();
+    const order: string[] = [];
+    const join = (name: string, place: { rank: number; promoteAfterMs: number | null }, waitMs = 10_000) =>
+      queue
+        .wait(waitMs, never, () => new Error('timeout'), place)
+        .then(
+          () => order.push(name),
+          () => order.push(`${name} gave up`),
+        );
+    const waits = [join('b1', at(2, 60_000)), join('short', at(2, 50), 20), join('c1', at(0, 60_000))];
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    queue.resolveHead('go');
+    queue.resolveHead('go');
+    await Promise.all(waits);
+    expect(order).toEqual(['short gave up', 'c1', 'b1']);
   });
 });
