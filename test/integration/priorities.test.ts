@@ -313,3 +313,45 @@ routes:
     }
   });
 });
+
+describe('local pacing with the starvation guard', () => {
+  it("lets batch requests that waited priorities.promoteAfter for the pacer's turn go before a critical one that came later", async () => {
+    const window = 4000;
+    const { url, started, seenAt, tooMany } = await windowProvider(4, window);
+    const proxy = await startProxy(`version: 1
+priorities:
+  default: normal
+  promoteAfter: 300ms
+  classes: [{ name: critical }, { name: normal }, { name: batch }]
+defaults: { retry: { maxRetries: 0 } }
+upstreams:
+  api: { url: "${url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, engageBelow: 10%, maxWait: 10s } }
+routes:
+  - { name: api, upstream: api }
+`);
+    try {
+      await waitUntil(() => (Date.now() - started) % window < 150, 2 * window, 'the start of a window');
+      for (let i = 1; i <= 4; i++) expect((await request(`${proxy.url}/spend/${i}`)).status).toBe(200);
+      const waiting = (rank: number) => proxy.app.runtime().upstreams.get('api')!.pacing!.snapshot()[0]?.waitingByRank[rank] ?? 0;
+      const all: Promise<TestResponse>[] = [];
+      for (let i = 1; i <= 3; i++) {
+        all.push(request(`${proxy.url}/batch/${i}`, { headers: { 'x-breakwater-priority': 'batch' } }));
+        await waitUntil(() => waiting(2) === i, 5_000, `batch request ${i} waiting`);
+      }
+      // Past promoteAfter (the promotion timers, set when they began to wait and shorter, have fired), a critical request comes.
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      all.push(request(`${proxy.url}/critical/1`, { headers: { 'x-breakwater-priority': 'critical' } }));
+      await waitUntil(() => waiting(0) === 1, 5_000, 'the critical request waiting');
+      expect(seenAt.filter((s) => !s.path.startsWith('/spend'))).toEqual([]);
+      for (const response of await Promise.all(all)) expect(response.status).toBe(200);
+      // Without the guard the critical request would go right after the one asleep towards the reset; with it, last.
+      const order = seenAt.map((s) => s.path).filter((path) => !path.startsWith('/spend'));
+      expect(order.slice(0, 3).sort()).toEqual(['/batch/1', '/batch/2', '/batch/3']);
+      expect(order[3]).toBe('/critical/1');
+      expect(tooMany()).toBe(0);
+    } finally {
+      await proxy.close();
+      await windowProviders.pop()?.close();
+    }
+  });
+});
