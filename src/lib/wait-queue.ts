@@ -20,6 +20,8 @@
 export interface Place {
   readonly rank: number;
   readonly promoteAfterMs: number | null;
+  /** Called when the starvation guard promotes it. */
+  readonly onPromoted?: () => void;
 }
 
 const FIRST: Place = { rank: 0, promoteAfterMs: null };
@@ -68,7 +70,11 @@ export class WaitQueue<T> {
         },
       };
       const timer = setTimeout(() => waiter.reject(giveUp()), waitMs);
-      if (place.rank > 0 && place.promoteAfterMs !== null && place.promoteAfterMs < waitMs) promote = setTimeout(() => (waiter.order = 0), place.promoteAfterMs);
+      if (place.rank > 0 && place.promoteAfterMs !== null && place.promoteAfterMs < waitMs)
+        promote = setTimeout(() => {
+          waiter.order = 0;
+          place.onPromoted?.();
+        }, place.promoteAfterMs);
       this.waiters.push(waiter);
       stop = onAbort(() => waiter.reject(giveUp()));
     });

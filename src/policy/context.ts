@@ -33,7 +33,8 @@ export type Flag =
   | 'PAYLOAD_TOO_LARGE'
   | 'CLIENT_CLOSED'
   | 'STALE'
-  | 'PROVIDER_RULE';
+  | 'PROVIDER_RULE'
+  | 'PROMOTED';
 
 const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'UPSTREAM_TIMEOUT',

@@ -30,6 +30,7 @@ import { RankCounts } from '../lib/rank-counts.js';
 import { TurnsByKey, type Turns } from '../lib/turns.js';
 import { pacedRefusal } from './pacer-refusal.js';
 import { pacerKeyOf, type PacerKey } from './pacer-key.js';
+import { placeOf } from './priorities.js';
 import type { PacingConfig } from '../config/types.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Logger } from '../observe/logger.js';
@@ -205,7 +206,7 @@ class Pacing implements UpstreamPacing {
     this.count(id, -1);
     try {
       await turns.take(
-        ctx.priority!,
+        placeOf(ctx.priority, ctx.flags)!,
         Math.max(0, waitMs),
         (listener) => signal.onAbort(listener),
         () => new Error('max wait'),

@@ -140,7 +140,9 @@ describe.each([
       for (const response of await Promise.all([gate, old.response, ...later])) expect(response.status).toBe(200);
       // The old batch request goes first, as one of the highest class; the new one keeps its class.
       expect(seen(from)).toEqual(['gate', 'b-old', 'c1', 'c2', 'b-new']);
-      expect(guarded.accessLogs().find((line) => line.path === '/api/b-old')).toMatchObject({ priority: 'batch' });
+      // It keeps its class in the log, flagged PROMOTED; the new one was not.
+      expect(guarded.accessLogs().find((line) => line.path === '/api/b-old')).toMatchObject({ priority: 'batch', flags: ['PROMOTED'] });
+      expect(guarded.accessLogs().find((line) => line.path === '/api/b-new')).toMatchObject({ priority: 'batch', flags: [] });
     } finally {
       await guarded.close();
     }
@@ -349,6 +351,9 @@ routes:
       expect(order.slice(0, 3).sort()).toEqual(['/batch/1', '/batch/2', '/batch/3']);
       expect(order[3]).toBe('/critical/1');
       expect(tooMany()).toBe(0);
+      // The two that waited for their turn were promoted; the one asleep towards the reset held the turn, and the critical one needed no lift.
+      const flagsOf = (path: string) => proxy.accessLogs().find((line) => line.path === path)?.flags as string[];
+      expect(['/batch/1', '/batch/2', '/batch/3', '/critical/1'].map((path) => flagsOf(path).includes('PROMOTED'))).toEqual([false, true, true, false]);
     } finally {
       await proxy.close();
       await windowProviders.pop()?.close();
