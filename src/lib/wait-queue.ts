@@ -20,7 +20,7 @@
 export interface Place {
   readonly rank: number;
   readonly promoteAfterMs: number | null;
-  /** Called when the starvation guard promotes it. */
+  /** Called when it is released ahead of a waiting request of a higher class because the starvation guard promoted it. */
   readonly onPromoted?: () => void;
 }
 
@@ -31,6 +31,7 @@ interface Waiter<T> {
   readonly rank: number;
   /** The class it is released in: its own, or 0 once promoted. */
   order: number;
+  readonly onPromoted: (() => void) | undefined;
   resolve(value: T): void;
   reject(error: unknown): void;
 }
@@ -60,6 +61,7 @@ export class WaitQueue<T> {
       const waiter: Waiter<T> = {
         rank: place.rank,
         order: place.rank,
+        onPromoted: place.onPromoted,
         resolve: (value) => {
           leave();
           resolve(value);
@@ -70,11 +72,7 @@ export class WaitQueue<T> {
         },
       };
       const timer = setTimeout(() => waiter.reject(giveUp()), waitMs);
-      if (place.rank > 0 && place.promoteAfterMs !== null && place.promoteAfterMs < waitMs)
-        promote = setTimeout(() => {
-          waiter.order = 0;
-          place.onPromoted?.();
-        }, place.promoteAfterMs);
+      if (place.rank > 0 && place.promoteAfterMs !== null && place.promoteAfterMs < waitMs) promote = setTimeout(() => (waiter.order = 0), place.promoteAfterMs);
       this.waiters.push(waiter);
       stop = onAbort(() => waiter.reject(giveUp()));
     });
@@ -85,6 +83,9 @@ export class WaitQueue<T> {
     let head = this.waiters[0];
     if (!head) return false;
     for (let i = 1; i < this.waiters.length && head.order > 0; i++) if (this.waiters[i]!.order < head.order) head = this.waiters[i]!;
+    // Promoted, it goes ahead of a waiter of a higher class, if one waits: say so.
+    const rank = head.rank;
+    if (head.order < rank && head.onPromoted && this.waiters.some((other) => other.rank < rank)) head.onPromoted();
     head.resolve(value);
     return true;
   }

@@ -67,7 +67,7 @@ export function countsByClass(classes: readonly { readonly name: string }[], byR
   return Object.fromEntries(classes.map((entry, rank) => [entry.name, byRank[rank] ?? 0]));
 }
 
-/** A request's place where it waits: its class; with the starvation guard, one that flags the request `PROMOTED` when the guard lifts it. */
+/** A request's place where it waits: its class; with the starvation guard, one that flags the request `PROMOTED` when the guard lets it go ahead of a higher class. */
 export function placeOf(priority: PriorityClass | undefined, flags: { add(flag: 'PROMOTED'): unknown }): Place | undefined {
   if (!priority || priority.rank === 0 || priority.promoteAfterMs === null) return priority;
   return { rank: priority.rank, promoteAfterMs: priority.promoteAfterMs, onPromoted: () => flags.add('PROMOTED') };

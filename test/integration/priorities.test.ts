@@ -121,14 +121,15 @@ describe.each([
   });
 
   it('releases a batch request that has waited priorities.promoteAfter before later critical ones (the starvation guard)', async () => {
-    const guarded = await startProxy(config(shared, 100, '300ms'));
+    const guarded = await startProxy(config(shared, 100, '1500ms'));
     try {
       const from = upstream.requests.length;
       const gate = request(`${guarded.url}/api/gate`);
       await waitUntil(() => upstream.requests.length === from + 1, 10_000, 'the gate request upstream');
       const old = await enqueue(guarded, 'api', '/api/b-old', 'batch');
       // Past promoteAfter: its promotion timer, set when it joined the queue and shorter than this sleep, has fired.
-      await new Promise((resolve) => setTimeout(resolve, 600));
+      // The later ones are released well within promoteAfter, so they keep their class.
+      await new Promise((resolve) => setTimeout(resolve, 2000));
       const later = [];
       for (const [path, priority] of [
         ['/api/c1', 'critical'],
@@ -140,7 +141,7 @@ describe.each([
       for (const response of await Promise.all([gate, old.response, ...later])) expect(response.status).toBe(200);
       // The old batch request goes first, as one of the highest class; the new one keeps its class.
       expect(seen(from)).toEqual(['gate', 'b-old', 'c1', 'c2', 'b-new']);
-      // It keeps its class in the log, flagged PROMOTED; the new one was not.
+      // It keeps its class in the log, flagged PROMOTED (it went ahead of critical ones); the new one was not.
       expect(guarded.accessLogs().find((line) => line.path === '/api/b-old')).toMatchObject({ priority: 'batch', flags: ['PROMOTED'] });
       expect(guarded.accessLogs().find((line) => line.path === '/api/b-new')).toMatchObject({ priority: 'batch', flags: [] });
     } finally {
@@ -351,7 +352,7 @@ routes:
       expect(order.slice(0, 3).sort()).toEqual(['/batch/1', '/batch/2', '/batch/3']);
       expect(order[3]).toBe('/critical/1');
       expect(tooMany()).toBe(0);
-      // The two that waited for their turn were promoted; the one asleep towards the reset held the turn, and the critical one needed no lift.
+      // The two that waited for their turn went ahead of the critical one; the one asleep towards the reset held the turn.
       const flagsOf = (path: string) => proxy.accessLogs().find((line) => line.path === path)?.flags as string[];
       expect(['/batch/1', '/batch/2', '/batch/3', '/critical/1'].map((path) => flagsOf(path).includes('PROMOTED'))).toEqual([false, true, true, false]);
     } finally {

@@ -75,40 +75,53 @@ describe('WaitQueue', () => {
     expect(settled).toEqual(['b2 displaced', 'b1 displaced', 'n1 served', 'n2 served']);
   });
 
-  it('releases a lower-class waiter that has waited promoteAfter as the highest class, oldest first, and counts it in its own class', async () => {
+  it('releases a lower-class waiter that has waited promoteAfter as the highest class, after older ones of it, and counts it in its own class', async () => {
     const queue = new WaitQueue<string>();
     const order: string[] = [];
-    const join = (name: string, place: { rank: number; promoteAfterMs: number | null }) => queue.wait(10_000, never, () => new Error('timeout'), place).then(() => order.push(name));
-    const waits = [join('b1', at(2, 30)), join('n1', at(1, 30)), join('b-unguarded', at(2))];
+    const promoted: string[] = [];
+    const join = (name: string, rank: number, promoteAfterMs: number | null = 30) =>
+      queue.wait(10_000, never, () => new Error('timeout'), { rank, promoteAfterMs, onPromoted: () => promoted.push(name) }).then(() => order.push(name));
+    const waits = [join('c0', 0), join('b1', 2), join('n1', 1), join('b-unguarded', 2, null)];
     // Past promoteAfter (the promotion timers, set first and shorter, fire before this one), then newer critical and batch waiters.
     await new Promise((resolve) => setTimeout(resolve, 80));
-    waits.push(join('c1', at(0, 30)), join('b2', at(2, 30)), join('c2', at(0, 30)));
+    waits.push(join('c1', 0), join('b2', 2), join('c2', 0));
     const byRank: number[] = [];
     queue.countRanks(byRank);
-    expect(byRank).toEqual([2, 1, 3]);
+    expect(byRank).toEqual([3, 1, 3]);
     // A full queue still refuses the newest waiter of the lowest class (b2).
     expect(queue.displace(0, () => new Error('displaced'))).toBe(true);
-    for (let i = 0; i < 5; i++) queue.resolveHead('go');
+    for (let i = 0; i < 6; i++) queue.resolveHead('go');
     await Promise.allSettled(waits);
-    // b1 and n1 were promoted: they go first, in arrival order; the unguarded batch one keeps its class.
-    expect(order).toEqual(['b1', 'n1', 'c1', 'c2', 'b-unguarded']);
+    // b1 and n1 were promoted: after the older critical c0, before the newer c1 and c2; the unguarded batch one keeps its class.
+    expect(order).toEqual(['c0', 'b1', 'n1', 'c1', 'c2', 'b-unguarded']);
+    // Each went ahead of a waiting critical request.
+    expect(promoted).toEqual(['b1', 'n1']);
   });
 
-  it('promotes nobody before promoteAfter; a waiter whose wait ends first gives up as before', async () => {
+  it('promotes nobody before promoteAfter, says nothing when nobody of a higher class waits, and a waiter whose wait ends first gives up as before', async () => {
     const queue = new WaitQueue<string>();
     const order: string[] = [];
-    const join = (name: string, place: { rank: number; promoteAfterMs: number | null }, waitMs = 10_000) =>
+    const promoted: string[] = [];
+    const join = (name: string, rank: number, promoteAfterMs: number, waitMs = 10_000) =>
       queue
-        .wait(waitMs, never, () => new Error('timeout'), place)
+        .wait(waitMs, never, () => new Error('timeout'), { rank, promoteAfterMs, onPromoted: () => promoted.push(name) })
         .then(
           () => order.push(name),
           () => order.push(`${name} gave up`),
         );
-    const waits = [join('b1', at(2, 60_000)), join('short', at(2, 50), 20), join('c1', at(0, 60_000))];
+    const first = [join('b1', 2, 5_000), join('short', 2, 50, 20), join('c1', 0, 5_000)];
     await new Promise((resolve) => setTimeout(resolve, 80));
     queue.resolveHead('go');
     queue.resolveHead('go');
-    await Promise.all(waits);
+    await Promise.all(first);
     expect(order).toEqual(['short gave up', 'c1', 'b1']);
+    // Promoted, but alone with its own class: released as before, and not said to have gone ahead.
+    const alone = [join('b2', 2, 20), join('b3', 2, 20)];
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    queue.resolveHead('go');
+    queue.resolveHead('go');
+    await Promise.all(alone);
+    expect(order.slice(3)).toEqual(['b2', 'b3']);
+    expect(promoted).toEqual([]);
   });
 });
