@@ -6,7 +6,7 @@
  * by class, so a later critical request reserves before an earlier batch
  * one. Nobody waits here while nobody sleeps: the common path is free.
  */
-import { WaitQueue, type Place } from './wait-queue.js';
+import { WaitQueue, type Place, type PromotionNote } from './wait-queue.js';
 
 export class Turns {
   private held = false;
@@ -25,9 +25,9 @@ export class Turns {
   }
 
   /** Waits for the turn behind the waiters of its class (`place`) and higher; rejects with `giveUp()` after `waitMs` or on abort. */
-  take(place: Place, waitMs: number, onAbort: (listener: () => void) => () => void, giveUp: () => unknown): Promise<void> {
+  take(place: Place, waitMs: number, onAbort: (listener: () => void) => () => void, giveUp: () => unknown, note?: PromotionNote): Promise<void> {
     if (this.claim()) return Promise.resolve();
-    return this.queue.wait(waitMs, onAbort, giveUp, place);
+    return this.queue.wait(waitMs, onAbort, giveUp, place, note);
   }
 
   /** The holder is done: the turn goes to the next waiter, or is free. */

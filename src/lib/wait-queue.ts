@@ -16,12 +16,15 @@
  * everything else (counts, which waiter a full queue refuses).
  */
 
-/** Where a waiter stands: its class (0 the highest) and, with the starvation guard, after how long it goes as the highest. */
+/** Where a waiter stands: its class (0 the highest) and, with the starvation guard, after how long it goes as the highest (a priority class is one). */
 export interface Place {
   readonly rank: number;
   readonly promoteAfterMs: number | null;
-  /** Called when it is released ahead of a waiting request of a higher class because the starvation guard promoted it. */
-  readonly onPromoted?: () => void;
+}
+
+/** Where a promotion is noted when the promoted waiter goes ahead of a waiting one of a higher class (a request's flags). */
+export interface PromotionNote {
+  add(flag: 'PROMOTED'): unknown;
 }
 
 const FIRST: Place = { rank: 0, promoteAfterMs: null };
@@ -31,7 +34,7 @@ interface Waiter<T> {
   readonly rank: number;
   /** The class it is released in: its own, or 0 once promoted. */
   order: number;
-  readonly onPromoted: (() => void) | undefined;
+  readonly note: PromotionNote | undefined;
   resolve(value: T): void;
   reject(error: unknown): void;
 }
@@ -45,9 +48,10 @@ export class WaitQueue<T> {
 
   /**
    * Waits at the back of the queue until resolveHead() reaches it; rejects
-   * with `giveUp()` after `waitMs`, or when `onAbort` fires.
+   * with `giveUp()` after `waitMs`, or when `onAbort` fires. `note` hears
+   * of a promotion that put it ahead of a higher class.
    */
-  wait(waitMs: number, onAbort: (listener: () => void) => () => void, giveUp: () => unknown, place: Place = FIRST): Promise<T> {
+  wait(waitMs: number, onAbort: (listener: () => void) => () => void, giveUp: () => unknown, place: Place = FIRST, note?: PromotionNote): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let stop: () => void = () => {};
       let promote: NodeJS.Timeout | undefined;
@@ -61,7 +65,7 @@ export class WaitQueue<T> {
       const waiter: Waiter<T> = {
         rank: place.rank,
         order: place.rank,
-        onPromoted: place.onPromoted,
+        note,
         resolve: (value) => {
           leave();
           resolve(value);
@@ -85,7 +89,7 @@ export class WaitQueue<T> {
     for (let i = 1; i < this.waiters.length && head.order > 0; i++) if (this.waiters[i]!.order < head.order) head = this.waiters[i]!;
     // Promoted, it goes ahead of a waiter of a higher class, if one waits: say so.
     const rank = head.rank;
-    if (head.order < rank && head.onPromoted && this.waiters.some((other) => other.rank < rank)) head.onPromoted();
+    if (head.order < rank && head.note && this.waiters.some((other) => other.rank < rank)) head.note.add('PROMOTED');
     head.resolve(value);
     return true;
   }

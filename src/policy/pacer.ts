@@ -30,7 +30,6 @@ import { RankCounts } from '../lib/rank-counts.js';
 import { TurnsByKey, type Turns } from '../lib/turns.js';
 import { pacedRefusal } from './pacer-refusal.js';
 import { pacerKeyOf, type PacerKey } from './pacer-key.js';
-import { placeOf } from './priorities.js';
 import type { PacingConfig } from '../config/types.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Logger } from '../observe/logger.js';
@@ -206,10 +205,11 @@ class Pacing implements UpstreamPacing {
     this.count(id, -1);
     try {
       await turns.take(
-        placeOf(ctx.priority, ctx.flags)!,
+        ctx.priority!,
         Math.max(0, waitMs),
         (listener) => signal.onAbort(listener),
         () => new Error('max wait'),
+        ctx.flags,
       );
       return true;
     } catch (error) {

@@ -12,7 +12,6 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { PrioritiesConfig } from '../config/types.js';
-import type { Place } from '../lib/wait-queue.js';
 
 /** A request's class: its rank (0 highest) and name ('' without priorities). */
 export interface PriorityClass {
@@ -65,10 +64,4 @@ export function compilePriorities(config: PrioritiesConfig | null): PriorityClas
 /** Counts by rank (holes read as zero) as an object by class name, every class listed, highest first. */
 export function countsByClass(classes: readonly { readonly name: string }[], byRank: readonly number[]): Record<string, number> {
   return Object.fromEntries(classes.map((entry, rank) => [entry.name, byRank[rank] ?? 0]));
-}
-
-/** A request's place where it waits: its class; with the starvation guard, one that flags the request `PROMOTED` when the guard lets it go ahead of a higher class. */
-export function placeOf(priority: PriorityClass | undefined, flags: { add(flag: 'PROMOTED'): unknown }): Place | undefined {
-  if (!priority || priority.rank === 0 || priority.promoteAfterMs === null) return priority;
-  return { rank: priority.rank, promoteAfterMs: priority.promoteAfterMs, onPromoted: () => flags.add('PROMOTED') };
 }

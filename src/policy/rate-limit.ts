@@ -19,7 +19,6 @@ import type { SharedLimits } from './shared-limits.js';
 import { BoundedMap } from '../lib/bounded-map.js';
 import { LimiterRefused, LocalLimiter } from './local-limiter.js';
 import { SharedLimiter, SharedRefused } from './shared-limiter.js';
-import { placeOf } from './priorities.js';
 
 /** Live key limiters per route: a flood of distinct keys cannot exhaust memory. */
 export const MAX_KEYS = 2000;
@@ -121,7 +120,7 @@ function createLocal(limit: RouteLimit): Limiter {
       acquireFor(
         ctx,
         waitMs,
-        (ms, onAbort) => limiter.acquire(ms, onAbort, placeOf(ctx.priority, ctx.flags)),
+        (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority, ctx.flags),
         (error) => (error instanceof LimiterRefused ? refused(limit, ctx, error.reason, { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() }) : undefined),
       ),
     idle: () => limiter.idle(),
@@ -148,7 +147,7 @@ function createShared(limit: RouteLimit, store: SharedLimits, key: string): Limi
       acquireFor(
         ctx,
         waitMs,
-        (ms, onAbort) => limiter.acquire(ms, onAbort, placeOf(ctx.priority, ctx.flags)),
+        (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority, ctx.flags),
         (error) => refusal(ctx, error),
       ),
     idle: () => limiter.idle(),

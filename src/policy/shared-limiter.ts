@@ -25,7 +25,7 @@
  * window's edge) and has no shared cap on requests in flight. The numbers
  * are in the commit that brought this in (370b689).
  */
-import { WaitQueue, type Place } from '../lib/wait-queue.js';
+import { WaitQueue, type Place, type PromotionNote } from '../lib/wait-queue.js';
 import { sharedKeys, type Decision, type SharedBuckets } from './shared-buckets.js';
 
 /** How often a waiter for a slot asks Redis again (ms). */
@@ -94,14 +94,14 @@ export class SharedLimiter {
    * SharedRefused, with the abort's reason, or with the Redis error (every
    * waiter of this key then gets it: Redis is failing).
    */
-  async acquire(waitMs: number, onAbort: (listener: () => void) => () => void, place?: Place): Promise<() => void> {
+  async acquire(waitMs: number, onAbort: (listener: () => void) => () => void, place?: Place, note?: PromotionNote): Promise<() => void> {
     if (this.waiters.length === 0) {
       const release = await this.ask();
       if (release) return release;
     }
     // This replica's queue: a higher class goes first, and displaces the newest of a lower one when full (SPEC §13).
     if (this.waiters.length >= this.options.queueSize && !this.waiters.displace(place?.rank ?? 0, () => new SharedRefused('displaced', this.last))) throw new SharedRefused('queue-full', this.last);
-    const waiting = this.waiters.wait(waitMs, onAbort, () => new SharedRefused('timeout', this.last), place);
+    const waiting = this.waiters.wait(waitMs, onAbort, () => new SharedRefused('timeout', this.last), place, note);
     this.schedule(this.last);
     return waiting;
   }

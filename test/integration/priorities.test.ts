@@ -258,37 +258,60 @@ routes:
   });
 });
 
+/**
+ * A paced upstream of 4 requests per 4 s window (the setup must fit in one, on a loaded
+ * machine too), its window's quota spent: what comes next waits for the reset.
+ * `send(path, class)` resolves once that request waits for the pacer.
+ */
+async function spentPacer(shared: boolean, promoteAfter?: string) {
+  const window = 4000;
+  const provider = await windowProvider(4, window);
+  const proxy = await startProxy(`version: 1
+priorities:
+  default: normal
+${promoteAfter ? `  promoteAfter: ${promoteAfter}\n` : ''}  classes: [{ name: critical }, { name: normal }, { name: batch }]
+defaults: { retry: { maxRetries: 0 } }
+${shared ? `redis: { url: "${redis.url}" }\n` : ''}upstreams:
+  api: { url: "${provider.url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, engageBelow: 10%, maxWait: 10s, shared: ${shared} } }
+routes:
+  - { name: api, upstream: api }
+`);
+  const close = async () => {
+    await proxy.close();
+    await windowProviders.pop()?.close();
+  };
+  /** The pacer's waiters by rank (critical, normal, batch), sleeping towards a slot or waiting for their turn. */
+  const waiting = (rank: number) => proxy.app.runtime().upstreams.get('api')!.pacing!.snapshot()[0]?.waitingByRank[rank] ?? 0;
+  const ranks: Record<string, number> = { critical: 0, normal: 1, batch: 2 };
+  const send = async (path: string, priority: string): Promise<{ response: Promise<TestResponse> }> => {
+    const before = waiting(ranks[priority]!);
+    const response = request(`${proxy.url}${path}`, { headers: { 'x-breakwater-priority': priority } });
+    await waitUntil(() => waiting(ranks[priority]!) === before + 1, 5_000, `${path} waiting`);
+    return { response };
+  };
+  /** The paths the provider saw after the spending, in order. */
+  const sent = () => provider.seenAt.map((s) => s.path).filter((path) => !path.startsWith('/spend'));
+  try {
+    await waitUntil(() => (Date.now() - provider.started) % window < 150, 2 * window, 'the start of a window');
+    for (let i = 1; i <= 4; i++) expect((await request(`${proxy.url}/spend/${i}`)).status).toBe(200);
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { proxy, tooMany: provider.tooMany, send, sent, close };
+}
+
 describe.each([
   ['local', false],
   ['shared (Redis)', true],
 ])('%s pacing with priority classes', (_name, shared) => {
   it('lets critical requests that come while batch ones wait for the reset go first after it', async () => {
-    // A 4 s window: the setup below (spend, five batch, two critical, /status) must fit in one, on a loaded machine too.
-    const window = 4000;
-    const { url, started, seenAt, tooMany } = await windowProvider(4, window);
-    const proxy = await startProxy(`version: 1
-priorities:
-  default: normal
-  classes: [{ name: critical }, { name: normal }, { name: batch }]
-defaults: { retry: { maxRetries: 0 } }
-${shared ? `redis: { url: "${redis.url}" }\n` : ''}upstreams:
-  api: { url: "${url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, engageBelow: 10%, maxWait: 10s, shared: ${shared} } }
-routes:
-  - { name: api, upstream: api }
-`);
+    const { proxy, tooMany, send, sent, close } = await spentPacer(shared);
     try {
-      // At the start of a window: spend its quota, then batch requests wait for the reset, then critical ones come.
-      await waitUntil(() => (Date.now() - started) % window < 150, 2 * window, 'the start of a window');
-      for (let i = 1; i <= 4; i++) expect((await request(`${proxy.url}/spend/${i}`)).status).toBe(200);
-      /** The pacer's waiters by rank (critical, normal, batch), sleeping towards a slot or waiting for their turn. */
-      const waiting = (rank: number) => proxy.app.runtime().upstreams.get('api')!.pacing!.snapshot()[0]?.waitingByRank[rank] ?? 0;
+      // The first batch request waits for the reset; the others wait their turn behind it.
       const batch: Promise<TestResponse>[] = [];
-      for (let i = 1; i <= 5; i++) {
-        batch.push(request(`${proxy.url}/batch/${i}`, { headers: { 'x-breakwater-priority': 'batch' } }));
-        // The first waits for the reset; the others wait their turn behind it.
-        await waitUntil(() => waiting(2) === i, 5_000, `batch request ${i} waiting`);
-      }
-      expect(seenAt.filter((s) => !s.path.startsWith('/spend'))).toEqual([]);
+      for (let i = 1; i <= 5; i++) batch.push((await send(`/batch/${i}`, 'batch')).response);
+      expect(sent()).toEqual([]);
       const critical = [1, 2].map((i) => request(`${proxy.url}/critical/${i}`, { headers: { 'x-breakwater-priority': 'critical' } }));
       // /status shows the pacer's waiters by class: the batch one sleeping towards its slot and four behind it, then two critical ones.
       const waitingByClass = async () => {
@@ -300,7 +323,7 @@ routes:
       expect(last).toEqual({ critical: 2, normal: 0, batch: 5 });
       const all = await Promise.all([...batch, ...critical]);
       for (const response of all) expect(response.status).toBe(200);
-      const order = seenAt.map((s) => s.path).filter((path) => !path.startsWith('/spend'));
+      const order = sent();
       expect(order.slice(0, 3).sort()).toEqual(['/batch/1', '/critical/1', '/critical/2']);
       expect(order.slice(3)).toEqual(['/batch/2', '/batch/3', '/batch/4', '/batch/5']);
       expect(tooMany()).toBe(0);
@@ -311,44 +334,24 @@ routes:
       expect(byClass.has(undefined)).toBe(false);
       expect((await waitingByClass()).batch).toBe(0);
     } finally {
-      await proxy.close();
-      await windowProviders.pop()?.close();
+      await close();
     }
   });
 });
 
 describe('local pacing with the starvation guard', () => {
   it("lets batch requests that waited priorities.promoteAfter for the pacer's turn go before a critical one that came later", async () => {
-    const window = 4000;
-    const { url, started, seenAt, tooMany } = await windowProvider(4, window);
-    const proxy = await startProxy(`version: 1
-priorities:
-  default: normal
-  promoteAfter: 300ms
-  classes: [{ name: critical }, { name: normal }, { name: batch }]
-defaults: { retry: { maxRetries: 0 } }
-upstreams:
-  api: { url: "${url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, engageBelow: 10%, maxWait: 10s } }
-routes:
-  - { name: api, upstream: api }
-`);
+    const { proxy, tooMany, send, sent, close } = await spentPacer(false, '300ms');
     try {
-      await waitUntil(() => (Date.now() - started) % window < 150, 2 * window, 'the start of a window');
-      for (let i = 1; i <= 4; i++) expect((await request(`${proxy.url}/spend/${i}`)).status).toBe(200);
-      const waiting = (rank: number) => proxy.app.runtime().upstreams.get('api')!.pacing!.snapshot()[0]?.waitingByRank[rank] ?? 0;
       const all: Promise<TestResponse>[] = [];
-      for (let i = 1; i <= 3; i++) {
-        all.push(request(`${proxy.url}/batch/${i}`, { headers: { 'x-breakwater-priority': 'batch' } }));
-        await waitUntil(() => waiting(2) === i, 5_000, `batch request ${i} waiting`);
-      }
+      for (let i = 1; i <= 3; i++) all.push((await send(`/batch/${i}`, 'batch')).response);
       // Past promoteAfter (the promotion timers, set when they began to wait and shorter, have fired), a critical request comes.
       await new Promise((resolve) => setTimeout(resolve, 600));
-      all.push(request(`${proxy.url}/critical/1`, { headers: { 'x-breakwater-priority': 'critical' } }));
-      await waitUntil(() => waiting(0) === 1, 5_000, 'the critical request waiting');
-      expect(seenAt.filter((s) => !s.path.startsWith('/spend'))).toEqual([]);
+      all.push((await send('/critical/1', 'critical')).response);
+      expect(sent()).toEqual([]);
       for (const response of await Promise.all(all)) expect(response.status).toBe(200);
       // Without the guard the critical request would go right after the one asleep towards the reset; with it, last.
-      const order = seenAt.map((s) => s.path).filter((path) => !path.startsWith('/spend'));
+      const order = sent();
       expect(order.slice(0, 3).sort()).toEqual(['/batch/1', '/batch/2', '/batch/3']);
       expect(order[3]).toBe('/critical/1');
       expect(tooMany()).toBe(0);
@@ -356,8 +359,7 @@ routes:
       const flagsOf = (path: string) => proxy.accessLogs().find((line) => line.path === path)?.flags as string[];
       expect(['/batch/1', '/batch/2', '/batch/3', '/critical/1'].map((path) => flagsOf(path).includes('PROMOTED'))).toEqual([false, true, true, false]);
     } finally {
-      await proxy.close();
-      await windowProviders.pop()?.close();
+      await close();
     }
   });
 });

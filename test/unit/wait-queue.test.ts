@@ -80,7 +80,7 @@ describe('WaitQueue', () => {
     const order: string[] = [];
     const promoted: string[] = [];
     const join = (name: string, rank: number, promoteAfterMs: number | null = 30) =>
-      queue.wait(10_000, never, () => new Error('timeout'), { rank, promoteAfterMs, onPromoted: () => promoted.push(name) }).then(() => order.push(name));
+      queue.wait(10_000, never, () => new Error('timeout'), { rank, promoteAfterMs }, { add: () => promoted.push(name) }).then(() => order.push(name));
     const waits = [join('c0', 0), join('b1', 2), join('n1', 1), join('b-unguarded', 2, null)];
     // Past promoteAfter (the promotion timers, set first and shorter, fire before this one), then newer critical and batch waiters.
     await new Promise((resolve) => setTimeout(resolve, 80));
@@ -104,7 +104,7 @@ describe('WaitQueue', () => {
     const promoted: string[] = [];
     const join = (name: string, rank: number, promoteAfterMs: number, waitMs = 10_000) =>
       queue
-        .wait(waitMs, never, () => new Error('timeout'), { rank, promoteAfterMs, onPromoted: () => promoted.push(name) })
+        .wait(waitMs, never, () => new Error('timeout'), { rank, promoteAfterMs }, { add: () => promoted.push(name) })
         .then(
           () => order.push(name),
           () => order.push(`${name} gave up`),
