@@ -3,7 +3,8 @@
 # SIGTERM itself (the drain needs the signal; no --init required).
 #
 #   docker build -t breakwater .
-#   docker run -p 3128:3128 -p 9901:9901 -v ./my.yaml:/etc/breakwater/breakwater.yaml breakwater
+#   docker run -p 127.0.0.1:3128:3128 -p 127.0.0.1:9901:9901 breakwater
+#   (a mounted -v ./my.yaml:/etc/breakwater/breakwater.yaml sets listen: { host: 0.0.0.0 } itself)
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
@@ -20,6 +21,12 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY config/breakwater.yaml /etc/breakwater/breakwater.yaml
+# In a container the proxy port must answer on the container's address for
+# `-p 3128:3128` to reach it: the image's copy of the config says 0.0.0.0
+# (the file's own default is 127.0.0.1: SPEC §20.1). The build fails if the
+# line it rewrites ever moves.
+RUN sed -i 's/^listen: { host: 127\.0\.0\.1,/listen: { host: 0.0.0.0,/' /etc/breakwater/breakwater.yaml \
+ && grep -q '^listen: { host: 0.0.0.0,' /etc/breakwater/breakwater.yaml
 COPY config/breakwater.schema.json /etc/breakwater/breakwater.schema.json
 # A numeric user: works whether or not the base image defines one.
 USER 10001:10001

@@ -25,13 +25,13 @@ export const TRACE_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
  * same values; `test/unit/config-resolve.test.ts` keeps the two equal.
  */
 export const DEFAULTS = {
-  listen: { host: '0.0.0.0', port: 3128 },
+  listen: { host: '127.0.0.1', port: 3128, serverNames: [] as string[], allowOrigins: [] as string[] },
   admin: { host: '0.0.0.0', port: 9901 },
   logging: { level: 'info', accessLog: true },
   tracing: { enabled: false, endpoint: null, protocol: 'http/protobuf', serviceName: 'breakwater', sampleRatio: 1 },
   observability: { errorJournal: { size: 200 } },
   priorities: { header: 'X-Breakwater-Priority' },
-  limits: { maxBodySize: '10MiB', maxHeaderSize: '16KiB' },
+  limits: { maxBodySize: '10MiB', maxHeaderSize: '16KiB', clientBodyTimeout: '30s' },
   shutdown: { drainTimeout: '20s' },
   timeouts: { connect: '2s', perTry: '10s', total: '30s' },
   retry: {

@@ -53,6 +53,18 @@ function checkUrl(value: string, protocols: readonly string[], example: string):
   return null;
 }
 
+/** A browser origin (RFC 6454 serialization): scheme://host[:port], nothing after; or "*". */
+function checkOrigin(value: string): string | null {
+  if (value === '*') return null;
+  const bad = `"${value}" is not an origin: write scheme://host[:port] without a path, like https://app.example.com, or "*" (no browser check)`;
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value.toLowerCase().replace(/\/$/, '') && !value.endsWith('/') ? null : bad;
+  } catch {
+    return bad;
+  }
+}
+
 export const FORMATS: Record<string, Check> = {
   duration: (v) => positive(parseDuration(v), 'duration'),
   'duration-or-zero': (v) => nonNegative(parseDuration(v)),
@@ -87,6 +99,8 @@ export const FORMATS: Record<string, Check> = {
     return null;
   },
   'host-pattern': checkHostPattern,
+  'server-name': (v) => (v === '*' || isHostPattern(v.toLowerCase()) ? null : `"${v}" is not a server name: write a host like api.internal, a wildcard like *.internal, or "*" (no Host check)`),
+  origin: checkOrigin,
   'http-url': (v) => checkUrl(v, ['http:', 'https:'], 'https://api.example.com'),
   'redis-url': (v) => checkUrl(v, ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
   'host-port': (v) => {

@@ -248,13 +248,13 @@ export function resolveConfig(file: ConfigFile, baseDir: string): Config {
 
   const config: Config = {
     version: 1,
-    listen: { host: listen.host, port: listen.port },
+    listen: { host: listen.host, port: listen.port, serverNames: listen.serverNames.map((name) => name.toLowerCase()), allowOrigins: listen.allowOrigins.map((origin) => origin.toLowerCase()) },
     admin: { host: admin.host, port: admin.port },
     logging: { level: logging.level, accessLog: logging.accessLog },
     tracing: toTracing(file.tracing),
     priorities: toPriorities(file.priorities),
     observability: { errorJournal: { size: file.observability?.errorJournal?.size ?? DEFAULTS.observability.errorJournal.size } },
-    limits: { maxBodySize: bytes(limits.maxBodySize), maxHeaderSize: bytes(limits.maxHeaderSize) },
+    limits: { maxBodySize: bytes(limits.maxBodySize), maxHeaderSize: bytes(limits.maxHeaderSize), clientBodyTimeout: ms(limits.clientBodyTimeout) },
     shutdown: { drainTimeout: ms(shutdown.drainTimeout) },
     defaults: toPolicies(effectivePolicies([{ path: [], value: file.defaults as RawPolicies | undefined }])),
     upstreams,

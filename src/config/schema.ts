@@ -149,7 +149,19 @@ const Route = Obj(
 export const ConfigFileSchema = Obj(
   {
     version: Type.Unsafe<1>({ type: 'integer', const: 1, description: 'config format version; this Breakwater reads 1' }),
-    listen: Opt(Obj({ host: Opt(Type.String({ minLength: 1, default: '0.0.0.0' })), port: Opt(Port('proxy port', 3128)) })),
+    listen: Opt(
+      Obj({
+        host: Opt(Type.String({ minLength: 1, default: '127.0.0.1', description: '0.0.0.0 to be reached from other hosts (SPEC §20.1)' })),
+        port: Opt(Port('proxy port', 3128)),
+        serverNames: Opt(
+          Type.Array(Fmt('server-name', {}), {
+            default: [],
+            description: 'Host names served besides localhost, IP literals, single-label names and routes\' match.host: exact, *.domain, or "*" (no check)',
+          }),
+        ),
+        allowOrigins: Opt(Type.Array(Fmt('origin', {}), { default: [], description: 'browser origins served (scheme://host[:port]); "*": no browser check (SPEC §20.1)' })),
+      }),
+    ),
     admin: Opt(Obj({ host: Opt(Type.String({ minLength: 1, default: '0.0.0.0' })), port: Opt(Port('admin port', 9901)) })),
     logging: Opt(Obj({ level: Opt(OneOf(LOG_LEVELS, { default: 'info' })), accessLog: Opt(Bool('one JSON line per request', true)) })),
     tracing: Opt(
@@ -204,7 +216,13 @@ export const ConfigFileSchema = Obj(
         ),
       ),
     ),
-    limits: Opt(Obj({ maxBodySize: Opt(Size('request body limit', '10MiB')), maxHeaderSize: Opt(Size('request header limit', '16KiB')) })),
+    limits: Opt(
+      Obj({
+        maxBodySize: Opt(Size('request body limit', '10MiB')),
+        maxHeaderSize: Opt(Size('request header limit', '16KiB')),
+        clientBodyTimeout: Opt(Duration('the longest a request body may be silent between two reads (SPEC §20.4)', '30s')),
+      }),
+    ),
     shutdown: Opt(Obj({ drainTimeout: Opt(DurationOrZero('in-flight requests may finish for this long', '20s')) })),
     defaults: Opt(Obj(policyKeys, { description: 'merged into every route; a route overrides key by key' })),
     upstreams: Opt(Type.Record(Type.String(), Upstream, { propertyNames: { format: NAME_FORMAT }, default: {} })),

@@ -240,7 +240,8 @@ export interface TracingConfig {
 
 export interface Config {
   readonly version: 1;
-  readonly listen: { readonly host: string; readonly port: number };
+  /** SPEC §2, §20.1: serverNames and allowOrigins lower-cased; "*" turns the check off. */
+  readonly listen: { readonly host: string; readonly port: number; readonly serverNames: readonly string[]; readonly allowOrigins: readonly string[] };
   readonly admin: { readonly host: string; readonly port: number };
   readonly logging: { readonly level: LogLevel; readonly accessLog: boolean };
   readonly tracing: TracingConfig;
@@ -248,8 +249,8 @@ export interface Config {
   readonly priorities: PrioritiesConfig | null;
   /** SPEC §12: how many failed requests `GET /errors` keeps (0: none). */
   readonly observability: { readonly errorJournal: { readonly size: number } };
-  /** Bytes. Defaults 10 MiB and 16 KiB. */
-  readonly limits: { readonly maxBodySize: number; readonly maxHeaderSize: number };
+  /** Bytes. Defaults 10 MiB and 16 KiB; clientBodyTimeout in ms (default 30 s, SPEC §20.4). */
+  readonly limits: { readonly maxBodySize: number; readonly maxHeaderSize: number; readonly clientBodyTimeout: number };
   /** ms. Default 20 s. */
   readonly shutdown: { readonly drainTimeout: number };
   /** The file's `defaults` merged over the built-in ones. */

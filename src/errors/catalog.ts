@@ -37,7 +37,14 @@ export const CATALOG = {
     title: 'Misdirected request',
     retryable: false,
     responsibility: 'client',
-    hint: 'The request names another host than the CONNECT it came through (TLS server name or Host header); send each host through its own CONNECT, as HTTPS_PROXY clients do.',
+    hint: 'The request names a host this proxy does not serve: another host than the CONNECT it came through, or a Host header no route or listen.serverNames names; send each host through its own CONNECT, or add the name to listen.serverNames.',
+  },
+  CROSS_ORIGIN_REFUSED: {
+    status: 403,
+    title: 'Cross-origin request refused',
+    retryable: false,
+    responsibility: 'client',
+    hint: "A web page may not call the proxy; call it from the app, or list the page's origin in listen.allowOrigins.",
   },
   BAD_REQUEST: {
     status: 400,
@@ -59,6 +66,13 @@ export const CATALOG = {
     retryable: false,
     responsibility: 'client',
     hint: 'The request body exceeds limits.maxBodySize; send a smaller body or raise the limit.',
+  },
+  REQUEST_BODY_TIMEOUT: {
+    status: 408,
+    title: 'Request body timeout',
+    retryable: true,
+    responsibility: 'client',
+    hint: "The request body stopped arriving; check the client's upload, then send the request again.",
   },
   RATE_LIMITED: {
     status: 429,

@@ -34,7 +34,8 @@ export type Flag =
   | 'CLIENT_CLOSED'
   | 'STALE'
   | 'PROVIDER_RULE'
-  | 'PROMOTED';
+  | 'PROMOTED'
+  | 'REQUEST_BODY_TIMEOUT';
 
 const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'UPSTREAM_TIMEOUT',
@@ -45,6 +46,7 @@ const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'CIRCUIT_OPEN',
   'RATE_LIMITED',
   'PAYLOAD_TOO_LARGE',
+  'REQUEST_BODY_TIMEOUT',
 ]);
 
 /** The access-log flag an error code sets, if any: every server path (requests, upgrades, tunnels) reads it here. */

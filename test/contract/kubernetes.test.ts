@@ -143,9 +143,22 @@ describe('docker compose file', () => {
     };
     expect(Object.keys(compose.services).sort()).toEqual(['app', 'breakwater', 'redis']);
     expect(compose.services.breakwater!.build).toBe('..');
-    expect(compose.services.breakwater!.ports).toEqual(['3128:3128', '9901:9901']);
+    // Published on the machine's loopback only (SPEC §20.1): the app container reaches it over the compose network.
+    expect(compose.services.breakwater!.ports).toEqual(['127.0.0.1:3128:3128', '127.0.0.1:9901:9901']);
     const mount = compose.services.breakwater!.volumes![0]!.split(':')[0]!;
     const result = parseConfig(readFileSync(path.join(ROOT, 'deploy', mount), 'utf8'), 'compose.yaml', { env: { STRIPE_KEY: 'x' } });
     expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual([]);
+    // ... and the mounted config says what the app container needs: the proxy on the container's address.
+    expect(result.ok && result.loaded.config.listen.host).toBe('0.0.0.0');
+  });
+
+  it('the image rewrites its own config to listen on 0.0.0.0, and the line it rewrites is there', () => {
+    const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+    expect(dockerfile).toContain("s/^listen: { host: 127\\.0\\.0\\.1,/listen: { host: 0.0.0.0,/");
+    const shipped = readFileSync(path.join(ROOT, 'config/breakwater.yaml'), 'utf8');
+    expect(shipped).toMatch(/^listen: \{ host: 127\.0\.0\.1,/m);
+    const rewritten = shipped.replace(/^listen: \{ host: 127\.0\.0\.1,/m, 'listen: { host: 0.0.0.0,');
+    const result = parseConfig(rewritten, 'image.yaml', { env: {} });
+    expect(result.ok && result.loaded.config.listen.host).toBe('0.0.0.0');
   });
 });
