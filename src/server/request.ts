@@ -21,6 +21,7 @@ import type { Classification } from '../upstream/classify.js';
 import { buildResponseHeaderList, clientRequestId } from '../upstream/headers.js';
 import { headerName, type UpstreamResponse } from '../upstream/response.js';
 import { CLIENT_CLOSED_STATUS, Exchange, type ServerDeps } from './exchange.js';
+import { frontDoorRefusal, targetFormOf, unsendableTarget, type TargetForm } from './front-door.js';
 import { JOURNAL_CAPTURE_BYTES } from './journal-entry.js';
 import { answerStale, keepForStale, staleReplaces, staleStatusCode } from './stale.js';
 
@@ -147,6 +148,8 @@ function noteAnswer(exchange: Exchange, result: AttemptResult & { response: Upst
 /** What the request line and the connection say about where a request goes. */
 interface Arrival {
   readonly target: NormalizedTarget;
+  /** The request line's target form (SPEC §20.2): origin, absolute, or one that cannot be sent. */
+  readonly form: TargetForm;
   /** Absolute-form (`GET http://host/path`): a forward-proxy request whose target, not Host, names where it goes. */
   readonly absoluteForm: boolean;
   readonly absolute: URL | undefined;
@@ -157,13 +160,14 @@ interface Arrival {
 
 function arrivalOf(req: IncomingMessage): Arrival {
   const rawUrl = req.url ?? '/';
-  const absoluteForm = /^https?:\/\//i.test(rawUrl);
+  const form = targetFormOf(rawUrl);
+  const absoluteForm = form === 'absolute';
   const absolute = absoluteForm ? parseAbsolute(rawUrl) : undefined;
   // The path is normalized before anything matches it (SPEC §10).
   const target = normalizeTarget(absolute ? rawTargetOf(rawUrl) : rawUrl);
   const intercepted = interceptedTarget(req.socket);
   const host = intercepted ? authorityOf(intercepted) : absolute ? absolute.host : (req.headers.host ?? '').toLowerCase();
-  return { target, absoluteForm, absolute, intercepted, host };
+  return { target, form, absoluteForm, absolute, intercepted, host };
 }
 
 /** The route for a request that may be proxied at all; throws the refusal otherwise. A promise only for absolute-form requests (the target check may resolve a name). */
@@ -172,6 +176,12 @@ function routeOf(runtime: Runtime, ctx: RequestContext, arrival: Arrival, draini
   // node's parser reads a request line without a version as HTTP/0.9 (no headers, no Host): never forwarded.
   if (ctx.req.httpVersionMajor < 1) throw new BreakwaterError('BAD_REQUEST', 'The request line has no HTTP version (HTTP/0.9 is not proxied).');
   const { target, host } = arrival;
+  if (arrival.form === 'other') throw unsendableTarget();
+  // Who may call the proxy port (SPEC §20.1): origin-form requests only, before anything is matched or set.
+  if (arrival.form === 'origin' && !arrival.intercepted) {
+    const refusal = frontDoorRefusal(runtime.config, ctx.req.headers, host);
+    if (refusal) throw refusal;
+  }
   if (!target.ok) throw new BreakwaterError('BAD_REQUEST', `The request path ${target.path} cannot be routed: ${target.reason}.`);
   if (arrival.absoluteForm) return forwardRoute(runtime, ctx, arrival.absolute).then((route) => routed(route, ctx, host));
   return routed(arrival.intercepted ? interceptRoute(runtime, ctx, arrival.intercepted) : runtime.match({ host, method: ctx.method, path: ctx.path }), ctx, host);
@@ -259,6 +269,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     // A refused request whose body was never read (too large, or refused
     // before it was needed): close rather than let node read and discard
     // the rest of an upload to keep the connection.
-    else exchange.refuse(error, res, { closeConnection: hasBody(req) && !req.complete });
+    // A request that cannot be sent (SPEC §4, §20.2) closes its connection too.
+    else exchange.refuse(error, res, { closeConnection: (hasBody(req) && !req.complete) || (error instanceof BreakwaterError && error.code === 'BAD_REQUEST') });
   }
 }

@@ -78,6 +78,16 @@ function isProtocolError(error: unknown, code: string, message: string): boolean
   return code === 'EPROTO' && /wrong version number|packet length too long|http request/i.test(message);
 }
 
+/**
+ * The HTTP client refused to send the request itself (its method, path, a
+ * header name or value): nothing reached the upstream, and no other
+ * attempt would fare better (SPEC §20.2). undici says so before it takes a
+ * connection, with InvalidArgumentError.
+ */
+export function refusedByHttpClient(error: unknown, phase: ErrorPhase): boolean {
+  return !phase.connected && errorCode(error) === 'UND_ERR_INVALID_ARG';
+}
+
 /** A socket or parser error of an attempt, before response headers. */
 export function classifyError(error: unknown, phase: ErrorPhase): Classification {
   const code = errorCode(error);

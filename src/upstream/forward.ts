@@ -17,7 +17,7 @@ import { ClientClosedError } from '../errors/client-closed.js';
 import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
 import type { Signal } from '../lib/signal.js';
 import { hasBody } from './body.js';
-import { classifyConnectTimeout, classifyError, classifyStatus, classifyTimeout, type Classification } from './classify.js';
+import { classifyConnectTimeout, classifyError, classifyStatus, classifyTimeout, refusedByHttpClient, type Classification } from './classify.js';
 import type { UpstreamPool } from './pools.js';
 import { UpstreamResponse } from './response.js';
 
@@ -33,6 +33,8 @@ export interface UpstreamTarget {
   readonly rejectUnauthorized: boolean;
   /** The agent a WebSocket upgrade to this target uses (a forward target's checked lookup), or null for node's default. */
   readonly upgradeAgent: (() => Agent) | null;
+  /** `Basic …` from the configured URL's `user:pass@` (taken out of `url`), sent unless the route's or target's headers set Authorization. */
+  readonly authorization?: string;
 }
 
 export interface ForwardInput {
@@ -149,6 +151,8 @@ class ForwardAttempt implements Dispatcher.DispatchHandler {
 
   onError(error: Error): void {
     if (this.response) this.response.fail(error);
+    // A request the HTTP client will not send is the client's (SPEC §20.2): not an attempt outcome, never retried nor a breaker failure.
+    else if (refusedByHttpClient(error, { connected: this.connected })) this.fail(unsendable());
     else if (!this.settled) this.failed(classifyError(error, { connected: this.connected }));
   }
 
@@ -223,6 +227,11 @@ export function createForwarder(): Forwarder {
         else new ForwardAttempt(input, signal, resolve, reject).start();
       }),
   };
+}
+
+/** Never the refused value in the detail: it may be a header the client holds secret. */
+function unsendable(): BreakwaterError {
+  return new BreakwaterError('BAD_REQUEST', 'The request cannot be sent upstream: the HTTP client refuses its method, path or a header name or value.');
 }
 
 function abortReasonToError(reason: unknown): Error {

@@ -22,7 +22,7 @@ routes:
     upstream: u
     headers: { request: { set: { Authorization: "Bearer CONFIG-SECRET" } } }
 `;
-  proxy = await startProxy(`version: 1\n${config}`);
+  proxy = await startProxy(`version: 1\n${config}`, { listen: 'serverNames: [app.local]' });
   quiet = await startProxy(`version: 1\nlogging: { accessLog: false }\n${config}`);
 });
 

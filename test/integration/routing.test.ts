@@ -15,7 +15,8 @@ let proxy: TestProxy;
 beforeAll(async () => {
   a = await startFaultUpstream(() => ({ kind: 'echo', headers: { 'x-upstream': 'a', 'x-internal': 'secret' } }));
   b = await startFaultUpstream(() => ({ kind: 'echo', headers: { 'x-upstream': 'b' } }));
-  proxy = await startProxy(`version: 1
+  proxy = await startProxy(
+    `version: 1
 upstreams:
   a: { url: "${a.url}" }
   b: { url: "${b.url}/base/" }
@@ -40,7 +41,9 @@ routes:
     match: { pathPrefix: /api/ }
     stripPrefix: true
     upstream: b
-`);
+`,
+    { listen: 'serverNames: ["*"]' },
+  ); // routing by Host, not the Host check (hostile-clients.test.ts)
 });
 
 afterAll(async () => {
