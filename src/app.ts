@@ -172,7 +172,10 @@ function watchConfig(serving: Serving, debounceMs: number, logger: Logger): () =
       clearTimeout(debounce);
       debounce = setTimeout(() => {
         const current = hashOf(serving.loaded.file);
-        if (current !== undefined && current !== serving.version) void serving.reload('file changed');
+        // A file put back as it was after a refused edit hashes like the running config, yet
+        // it is loaded again: that load clears lastReload's failure (issue 32).
+        const refused = serving.last?.result === 'failure';
+        if (current !== undefined && (current !== serving.version || refused)) void serving.reload('file changed');
       }, debounceMs);
     });
     watcher.on('error', (error) => logger.warn({ err: error.message, dir }, 'config watch stopped; SIGHUP still reloads'));

@@ -11,8 +11,10 @@ import { fileProblem, formatPath, locateIssues, sortProblems, type ConfigProblem
 import { crossCheck } from './cross-check.js';
 import { resolveConfig } from './resolve.js';
 import type { ConfigFile } from './schema.js';
+import { literalSecrets, scrubProblems, type SecretText } from './secrets.js';
 import type { Config } from './types.js';
 import { checkSchema } from './validate.js';
+import { checkWireValues } from './wire-values.js';
 
 export interface LoadedConfig {
   readonly config: Config;
@@ -32,32 +34,44 @@ export interface LoadOptions {
 const ENV_REFERENCE = /\$\{env:([^}]*)\}/g;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/** What substitution found: the paths of the values it replaced, and their secrets as a message may quote them. */
+interface Substitution {
+  readonly issues: Issue[];
+  readonly envPaths: Set<string>;
+  readonly secrets: SecretText[];
+}
+
+/** One string value: each reference replaced; the value and every variable's text become secrets quoted as written. */
+function substituteString(value: string, env: NodeJS.ProcessEnv, at: PathSegment[], found: Substitution): string {
+  found.envPaths.add(formatPath(at));
+  const resolved = value.replace(ENV_REFERENCE, (reference, name: string) => {
+    if (!ENV_NAME.test(name)) {
+      found.issues.push({ path: [...at], message: `${reference} is not a valid reference: write \${env:NAME} with a variable name` });
+      return reference;
+    }
+    const text = env[name];
+    if (text === undefined) {
+      found.issues.push({ path: [...at], message: `environment variable ${name} is not set (referenced as ${reference})` });
+      return reference;
+    }
+    found.secrets.push({ value: text, shown: reference, path: null });
+    return text;
+  });
+  if (resolved !== value) found.secrets.push({ value: resolved, shown: value, path: null });
+  return resolved;
+}
+
 /**
  * Replaces `${env:NAME}` in every string value (keys are left alone), after
  * parsing: a variable's value is never read as YAML, and positions stay those
  * of the file.
  */
-function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, at: PathSegment[], issues: Issue[], envPaths: Set<string>): unknown {
-  if (typeof value === 'string') {
-    if (!value.includes('${env:')) return value;
-    envPaths.add(formatPath(at));
-    return value.replace(ENV_REFERENCE, (reference, name: string) => {
-      if (!ENV_NAME.test(name)) {
-        issues.push({ path: [...at], message: `${reference} is not a valid reference: write \${env:NAME} with a variable name` });
-        return reference;
-      }
-      const resolved = env[name];
-      if (resolved === undefined) {
-        issues.push({ path: [...at], message: `environment variable ${name} is not set (referenced as ${reference})` });
-        return reference;
-      }
-      return resolved;
-    });
-  }
-  if (Array.isArray(value)) return value.map((item, index) => substituteEnv(item, env, [...at, index], issues, envPaths));
+function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, at: PathSegment[], found: Substitution): unknown {
+  if (typeof value === 'string') return value.includes('${env:') ? substituteString(value, env, at, found) : value;
+  if (Array.isArray(value)) return value.map((item, index) => substituteEnv(item, env, [...at, index], found));
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(value)) out[key] = substituteEnv(item, env, [...at, key], issues, envPaths);
+    for (const [key, item] of Object.entries(value)) out[key] = substituteEnv(item, env, [...at, key], found);
     return out;
   }
   return value;
@@ -102,14 +116,16 @@ export function parseConfig(text: string, file: string, options: LoadOptions & {
     };
   }
 
-  const issues: Issue[] = [];
-  const envPaths = new Set<string>();
-  const substituted = substituteEnv(data, env, [], issues, envPaths);
-  issues.push(...checkSchema(substituted), ...crossCheck(substituted, baseDir));
-  if (issues.length > 0) return { ok: false, problems: locateIssues(issues, file, doc, lineCounter) };
+  const found: Substitution = { issues: [], envPaths: new Set(), secrets: [] };
+  const substituted = substituteEnv(data, env, [], found);
+  const issues = [...found.issues, ...checkSchema(substituted), ...crossCheck(substituted, baseDir), ...checkWireValues(substituted)];
+  if (issues.length > 0) {
+    // SPEC §7: a problem quotes a secret as written or as <redacted>, never the value.
+    return { ok: false, problems: scrubProblems(locateIssues(issues, file, doc, lineCounter), [...found.secrets, ...literalSecrets(substituted)]) };
+  }
 
   const config = resolveConfig(substituted as ConfigFile, baseDir);
-  return { ok: true, loaded: { config, file, envPaths } };
+  return { ok: true, loaded: { config, file, envPaths: found.envPaths } };
 }
 
 /** Reads and checks a config file; unreadable files are problems too, never exceptions. */

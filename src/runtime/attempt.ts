@@ -57,6 +57,9 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
     return { ...result, buffered, classification: decision ? classifyDecision(response.statusCode ?? 0, decision) : result.classification };
   };
 
+  // A target URL's user:pass@, sent as Basic, gives way to an Authorization the route or the target sets.
+  const routeSetsAuthorization = requestEdits.set.some(([name]) => name === 'authorization');
+
   return async (ctx: RequestContext, signal) => {
     const target = ctx.destination?.target;
     if (!target) throw new Error(`route '${config.name}' has no upstream and the request no target`);
@@ -70,6 +73,7 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
       edits: requestEdits,
       targetEdits: ctx.destination!.edits,
     });
+    if (target.authorization && !routeSetsAuthorization && !ctx.destination!.edits?.set.some(([name]) => name === 'authorization')) headers.authorization = target.authorization;
     // This attempt's CLIENT span is the upstream's parent (SPEC §11).
     const span = ctx.trace?.attempt(ctx.method, target.url, target.name, ctx.attempts - 1);
     if (span) Object.assign(headers, span.headers);

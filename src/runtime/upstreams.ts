@@ -62,9 +62,31 @@ interface UpstreamCaps {
   readonly connectMs: number;
 }
 
+/**
+ * A URL's `user:pass@` as the `Authorization: Basic` value curl would send
+ * (percent-decoded), and the URL without it: the credentials go in that
+ * header only, never in a name, log line, span or metric label made from
+ * the URL.
+ */
+export function splitCredentials(text: string): { url: URL; authorization: string | undefined } {
+  const url = new URL(text);
+  if (url.username === '' && url.password === '') return { url, authorization: undefined };
+  const decode = (part: string) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      return part;
+    }
+  };
+  const authorization = `Basic ${Buffer.from(`${decode(url.username)}:${decode(url.password)}`).toString('base64')}`;
+  url.username = '';
+  url.password = '';
+  return { url, authorization };
+}
+
 function buildTarget(upstream: UpstreamConfig, index: number, deps: UpstreamDeps, shared: SharedLimits | undefined, caps: UpstreamCaps, inherited: Set<object>): TargetRuntime {
   const { name, config, edits } = targetConfig(upstream, index);
-  const url = new URL(config.url);
+  const { url, authorization } = splitCredentials(config.url);
   const previous = deps.previous?.targets[index];
   if (previous) {
     inherited.add(previous.pool);
@@ -94,6 +116,7 @@ function buildTarget(upstream: UpstreamConfig, index: number, deps: UpstreamDeps
     ca,
     rejectUnauthorized,
     upgradeAgent: null,
+    ...(authorization !== undefined && { authorization }),
     breaker,
     pacing,
     edits,

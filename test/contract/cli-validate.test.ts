@@ -297,7 +297,8 @@ routes:
     line: 4,
     col: 10,
     path: 'upstreams.u.url',
-    message: /"ftp:\/\/files.example.com" uses ftp: only http or https/,
+    // SPEC §7: a problem quotes a value from ${env:} as written, never the value.
+    message: /"\$\{env:BREAKWATER_TEST_URL\}" uses ftp: only http or https/,
   },
   {
     name: 'version 2',
