@@ -20,6 +20,7 @@ import { hasBody, prepareRequestBody } from '../upstream/body.js';
 import type { Classification } from '../upstream/classify.js';
 import { buildResponseHeaderList, clientRequestId } from '../upstream/headers.js';
 import { headerName, type UpstreamResponse } from '../upstream/response.js';
+import { cutSilentBody, watchBody } from './body-timeout.js';
 import { CLIENT_CLOSED_STATUS, Exchange, type ServerDeps } from './exchange.js';
 import { frontDoorRefusal, targetFormOf, unsendableTarget, type TargetForm } from './front-door.js';
 import { JOURNAL_CAPTURE_BYTES } from './journal-entry.js';
@@ -192,16 +193,9 @@ function routed(route: RouteRuntime | undefined, ctx: RequestContext, host: stri
   return route;
 }
 
-/** Handles one request on the runtime current when it arrived; `draining` once shutdown began. */
-export async function handleRequest(req: IncomingMessage, res: ServerResponse, deps: ServerDeps, draining: boolean): Promise<void> {
-  const runtime = deps.runtime();
-  const config = runtime.config;
-  const cancellation = new Cancellation();
-  runtime.enter();
-  // Connection: close on whatever answer follows (node writes it, and closes after).
-  if (draining) res.shouldKeepAlive = false;
-  const arrival = arrivalOf(req);
-  const ctx: RequestContext = {
+/** The request's context, before any route: what every policy layer and the exchange read. */
+function contextOf(req: IncomingMessage, res: ServerResponse, arrival: Arrival, runtime: Runtime, cancellation: Cancellation, startedAt: number): RequestContext {
+  return {
     requestId: clientRequestId(req.headers['x-request-id']) ?? randomUUID(),
     method: req.method ?? 'GET',
     path: arrival.target.path,
@@ -212,7 +206,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     req,
     res,
     body: NO_BODY_YET,
-    startedAt: deps.now(),
+    startedAt,
     deadline: Infinity,
     signal: cancellation,
     attempts: 0,
@@ -222,11 +216,26 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     destination: null,
     cleanups: [],
   };
+}
+
+/** Handles one request on the runtime current when it arrived; `draining` once shutdown began. */
+export async function handleRequest(req: IncomingMessage, res: ServerResponse, deps: ServerDeps, draining: boolean): Promise<void> {
+  const runtime = deps.runtime();
+  const config = runtime.config;
+  const cancellation = new Cancellation();
+  runtime.enter();
+  // Connection: close on whatever answer follows (node writes it, and closes after).
+  if (draining) res.shouldKeepAlive = false;
+  const arrival = arrivalOf(req);
+  const ctx = contextOf(req, res, arrival, runtime, cancellation, deps.now());
   const exchange = new Exchange(deps, runtime, ctx);
   let upstreamResponse: UpstreamResponse | undefined;
   /** The route, once matched, when it keeps answers for stale fallback. */
   let staleRoute: RouteRuntime | undefined;
+  const stopWatching =
+    hasBody(req) && !req.complete ? watchBody(req, config.limits.clientBodyTimeout, deps.now, () => cutSilentBody(ctx, exchange, cancellation, config.limits.clientBodyTimeout)) : undefined;
   res.once('close', () => {
+    stopWatching?.();
     if (!res.writableFinished) {
       ctx.flags.add('CLIENT_CLOSED');
       cancellation.abort(new ClientClosedError());
@@ -264,6 +273,8 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     else if (route.config.errors.normalize === 'all' && (upstreamResponse.statusCode ?? 0) >= 400) await sendNormalized(ctx, exchange, route, { ...result, response: upstreamResponse }, deps.wall());
     else sendResponse(ctx, exchange, route, upstreamResponse, deps, result.buffered);
   } catch (error) {
+    // Already answered (a body that went silent, SPEC §20.4): the answer stands.
+    if (res.writableEnded) return;
     if (error instanceof ClientClosedError || ctx.signal.aborted) res.destroy();
     else if (staleRoute && error instanceof BreakwaterError && staleReplaces(error.code) && answerStale(ctx, staleRoute, error.code, deps)) return;
     // A refused request whose body was never read (too large, or refused
