@@ -4,9 +4,10 @@
  * or a way into the private network or the cloud metadata service.
  *
  * Order: enabled; port in `allowPorts`; host in `allowHosts` (exact names,
- * `*.` wildcards, IP addresses in any spelling); then every address the
- * name resolves to is checked against the private ranges (unless an exact
- * `allowHosts` entry names the host), and the connection is made to an
+ * `*.` wildcards, IP addresses in any spelling, `"*"` for any host); then
+ * the literal address, or every address the name resolves to, is checked
+ * against the private ranges in every IPv6 spelling (SPEC §20.8; unless an
+ * exact `allowHosts` entry names the host), and the connection is made to an
  * address that was checked: the agent's lookup runs the same check, so a
  * name that flips to a private address between check and connect is
  * refused too (no DNS-rebinding window).
@@ -16,8 +17,8 @@ import { BlockList, isIP } from 'node:net';
 import type { ForwardProxyConfig } from '../config/types.js';
 import { hostMatches } from './match-route.js';
 
-const PRIVATE = new BlockList();
-for (const [network, prefix] of [
+/** IPv4 ranges that are no public destination: this host, RFC 1918, CGNAT, loopback, link-local (169.254.169.254), IETF, benchmarking, multicast, reserved. */
+const PRIVATE_V4: readonly (readonly [string, number])[] = [
   ['0.0.0.0', 8],
   ['10.0.0.0', 8],
   ['100.64.0.0', 10],
@@ -29,39 +30,65 @@ for (const [network, prefix] of [
   ['198.18.0.0', 15],
   ['224.0.0.0', 4],
   ['240.0.0.0', 4],
-] as const) {
-  PRIVATE.addSubnet(network, prefix, 'ipv4');
-}
-for (const [network, prefix] of [
-  ['::', 128],
+];
+
+/** IPv6 ranges refused whole (SPEC §20.8): loopback, ULA, link-local, multicast, local-use NAT64, site-local, Teredo, discard, documentation. */
+const PRIVATE_V6: readonly (readonly [string, number])[] = [
   ['::1', 128],
   ['fc00::', 7],
   ['fe80::', 10],
   ['ff00::', 8],
-] as const) {
-  PRIVATE.addSubnet(network, prefix, 'ipv6');
+  ['64:ff9b:1::', 48],
+  ['fec0::', 10],
+  ['2001::', 32],
+  ['100::', 64],
+  ['2001:db8::', 32],
+];
+
+/**
+ * IPv6 forms that carry an IPv4 address (SPEC §20.8), refused when that
+ * IPv4 is private: the form's prefix as a 128-bit number and the bit where
+ * the IPv4 starts. `::/96` (compatible) also covers `::` and `::1`.
+ */
+const EMBEDDINGS: readonly (readonly [bigint, number])[] = [
+  [0xffffn << 32n, 96], // mapped ::ffff:0:0/96
+  [0xffffn << 48n, 96], // translated ::ffff:0:0:0/96
+  [0n, 96], // compatible ::/96 (::7f00:1)
+  [0x64ff9bn << 96n, 96], // NAT64 64:ff9b::/96
+  [0x2002n << 112n, 16], // 6to4 2002::/16, the IPv4 in bits 16-47
+];
+
+/** An IPv6 address in full hexadecimal groups. */
+function ipv6Text(value: bigint): string {
+  const groups: string[] = [];
+  for (let shift = 112n; shift >= 0n; shift -= 16n) groups.push(((value >> shift) & 0xffffn).toString(16));
+  return groups.join(':');
 }
 
-/** The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d) or NAT64 (64:ff9b::/96) IPv6 address. */
-function embeddedIPv4(address: string): string | undefined {
-  const lower = address.toLowerCase();
-  const dotted = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-  if (dotted) return dotted[1];
-  const hex = /^(?:::ffff:|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);
-  if (!hex) return undefined;
-  const high = parseInt(hex[1]!, 16);
-  const low = parseInt(hex[2]!, 16);
-  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
+/**
+ * Every private range, IPv6 forms included. node's BlockList parses the
+ * address however it is spelled (compressed, upper case, dotted tail);
+ * zone ids are cut off before it is asked ({@link isPrivateAddress}).
+ */
+const PRIVATE = new BlockList();
+for (const [network, prefix] of PRIVATE_V4) {
+  PRIVATE.addSubnet(network, prefix, 'ipv4');
+  const v4 = network.split('.').reduce((bits, octet) => (bits << 8n) | BigInt(octet), 0n);
+  for (const [base, at] of EMBEDDINGS) PRIVATE.addSubnet(ipv6Text(base | (v4 << BigInt(96 - at))), at + prefix, 'ipv6');
 }
+for (const [network, prefix] of PRIVATE_V6) PRIVATE.addSubnet(network, prefix, 'ipv6');
 
-/** True for loopback, RFC 1918, CGNAT, link-local (169.254.169.254), ULA, and their mapped forms. */
+/**
+ * True for an address in a private range (SPEC §3 `denyPrivateNetworks`,
+ * §20.8), in any spelling; a zone id (`fe80::1%eth0`) does not hide it.
+ * Anything that is not an address counts as private.
+ */
 export function isPrivateAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 4) return PRIVATE.check(address, 'ipv4');
   if (family === 6) {
-    const v4 = embeddedIPv4(address);
-    if (v4 !== undefined) return PRIVATE.check(v4, 'ipv4');
-    return PRIVATE.check(address, 'ipv6');
+    const zone = address.indexOf('%');
+    return PRIVATE.check(zone === -1 ? address : address.slice(0, zone), 'ipv6');
   }
   return true; // not an address: never trust it
 }
@@ -84,10 +111,20 @@ export function normaliseHost(host: string): string | undefined {
   }
 }
 
-/** The same address however it was written (IPv4-mapped IPv6 counts as the IPv4). */
+/**
+ * The same address however it was written: an IPv4-mapped IPv6 address
+ * (`::ffff:127.0.0.1`) is its IPv4, other IPv6 addresses their normal
+ * form. NAT64 and 6to4 forms are other addresses (they go through a
+ * gateway): an allowHosts entry for the IPv4 does not admit them.
+ */
 function canonicalAddress(address: string): string {
-  if (isIP(address) === 6) return embeddedIPv4(address) ?? address;
-  return address;
+  if (isIP(address) !== 6) return address;
+  const normal = normaliseHost(address) ?? address;
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(normal);
+  if (!mapped) return normal;
+  const high = parseInt(mapped[1]!, 16);
+  const low = parseInt(mapped[2]!, 16);
+  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
 }
 
 export type Lookup = (hostname: string) => Promise<readonly LookupAddress[]>;
@@ -108,9 +145,12 @@ export function createTargetChecker(config: ForwardProxyConfig, resolve: Lookup 
   const exactNames = new Set<string>();
   const exactAddresses = new Set<string>();
   const wildcards: string[] = [];
+  // "*" (SPEC §20) admits every host, never a private address: only an exact entry does.
+  let anyHost = false;
   for (const entry of config.allowHosts) {
     const normal = normaliseHost(entry);
-    if (entry.startsWith('*.')) wildcards.push(`*.${normaliseHost(entry.slice(2)) ?? entry.slice(2)}`);
+    if (entry === '*') anyHost = true;
+    else if (entry.startsWith('*.')) wildcards.push(`*.${normaliseHost(entry.slice(2)) ?? entry.slice(2)}`);
     else if (normal !== undefined && isIP(normal)) exactAddresses.add(canonicalAddress(normal));
     else if (normal !== undefined) exactNames.add(normal);
   }
@@ -144,7 +184,7 @@ export function createTargetChecker(config: ForwardProxyConfig, resolve: Lookup 
       const host = normaliseHost(rawHost);
       if (host === undefined || host === '') return { ok: false, reason: `"${rawHost}" is not a valid host` };
       if (!allowedPorts.has(port)) return { ok: false, reason: `port ${port} is not in forwardProxy.allowPorts` };
-      const named = isIP(host) ? exactAddresses.has(canonicalAddress(host)) : exactNames.has(host) || wildcards.some((pattern) => hostMatches(host, pattern));
+      const named = anyHost || (isIP(host) ? exactAddresses.has(canonicalAddress(host)) : exactNames.has(host) || wildcards.some((pattern) => hostMatches(host, pattern)));
       if (!named) return { ok: false, reason: `${host} is not in forwardProxy.allowHosts` };
       const { addresses, reason, dnsFailed } = await addressesFor(host);
       if (addresses.length === 0) return { ok: false, reason: reason ?? `${host} has no address`, dnsFailed };
