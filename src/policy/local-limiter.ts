@@ -122,6 +122,18 @@ export class LocalLimiter {
     return this.inFlight === 0 && this.waiters.length === 0;
   }
 
+  /**
+   * Idle with a full bucket: the same as a fresh limiter, so dropping it
+   * forgets nothing. A limiter that spent tokens is not spare until they
+   * are back (burst / rate seconds at most).
+   */
+  spare(): boolean {
+    if (!this.idle()) return false;
+    if (this.options.rate === null) return true;
+    this.refill();
+    return this.tokens >= this.options.burst;
+  }
+
   close(): void {
     clearTimeout(this.drainTimer);
     this.waiters.rejectAll(new LimiterRefused('timeout'));

@@ -7,6 +7,14 @@ import { createHash } from 'node:crypto';
 import type { PacingConfig } from '../config/types.js';
 import type { RequestContext } from './context.js';
 
+/**
+ * Path segments longer than this (characters) are learned under `#` and
+ * their SHA-256 (no path as sent holds a `#`): the table of learned scopes
+ * (MAX_PACERS entries per upstream) then holds short keys whatever paths
+ * clients send.
+ */
+const MAX_SEGMENT_LENGTH = 64;
+
 /** Where a request is paced: its pacer id, and the key its scope is learned under. */
 export interface PacerKey {
   readonly id: string;
@@ -34,7 +42,8 @@ export function pacerKeyOf(config: PacingConfig, scopeOf: (learnKey: string) => 
     const rest = ctx.path.slice(prefixLength);
     const start = rest.startsWith('/') ? 1 : 0;
     const end = rest.indexOf('/', start);
-    learnKey = `${route}\u0001${rest.slice(start, end === -1 ? undefined : end)}`;
+    const segment = rest.slice(start, end === -1 ? undefined : end);
+    learnKey = `${route}\u0001${segment.length <= MAX_SEGMENT_LENGTH ? segment : `#${createHash('sha256').update(segment).digest('hex')}`}`;
     scope = scopeOf(learnKey) ?? '';
   }
   const id = scope === '' && keyPart === '' ? ':' : `${encodeURIComponent(scope)}:${keyPart}`;

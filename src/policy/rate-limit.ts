@@ -3,7 +3,8 @@
  * bucket (`burst` tokens, refilled at `rate`), a cap on requests in flight
  * (`maxConcurrent`, a slot held until the response has ended), and a
  * bounded queue with a deadline. One limiter per key value (`route`,
- * `client-ip`, `header:<name>`), kept in a bounded LRU. Local limits use
+ * `client-ip`, `header:<name>`), kept in a bounded table (see
+ * {@link MAX_KEYS} for what it drops and when). Local limits use
  * LocalLimiter; shared limits live in Redis, one Lua script per decision
  * (shared-limiter.ts); while Redis fails the route follows `redis.onError`
  * and every such decision is counted and flagged RATE_LIMIT_DEGRADED.
@@ -11,6 +12,7 @@
  * Refused requests get RATE_LIMITED (429) with `Retry-After` and the IETF
  * RateLimit fields describing the limit that refused them.
  */
+import { createHash } from 'node:crypto';
 import type { RateLimitConfig } from '../config/types.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -20,8 +22,27 @@ import { BoundedMap } from '../lib/bounded-map.js';
 import { LimiterRefused, LocalLimiter } from './local-limiter.js';
 import { SharedLimiter, SharedRefused } from './shared-limiter.js';
 
-/** Live key limiters per route: a flood of distinct keys cannot exhaust memory. */
+/**
+ * Live key limiters per route: a flood of distinct keys cannot exhaust
+ * memory. Only a spare limiter is dropped to make room (idle, its bucket
+ * full again: a fresh one would be the same). When none is spare, a new key
+ * value shares the route's one overflow limiter (same settings) until one
+ * is: dropping a limiter that spent tokens would hand its key a fresh
+ * bucket, so a client could reset its own limit by cycling key values.
+ * The price, under such a flood: new key values share one limit while
+ * every key in the table spent a token in the last burst / rate seconds or
+ * has a request in flight; keys already in the table keep theirs.
+ */
 export const MAX_KEYS = 2000;
+
+/**
+ * Key values longer than this (characters) are replaced by their SHA-256,
+ * `sha256:` and 64 hex digits (71 characters, so never equal to a value
+ * kept as sent). Hashed rather than cut: two API keys or tokens sharing
+ * their first characters stay two limits. Short values stay as they are,
+ * so shared limits keep their Redis keys across an upgrade.
+ */
+export const MAX_KEY_LENGTH = 64;
 export interface RateLimitDeps {
   readonly metrics: Metrics;
   readonly now: () => number;
@@ -47,6 +68,8 @@ interface Limiter {
   /** Resolves with the slot's release; rejects with a RATE_LIMITED error, the abort reason, or a Redis error. */
   acquire(ctx: RequestContext, waitMs: number): Promise<() => void>;
   idle(): boolean;
+  /** Dropping it forgets nothing a fresh one would not know. */
+  spare(): boolean;
   queued(): number;
   queuedByRank(into: number[]): void;
   close(): void;
@@ -58,11 +81,16 @@ interface KeyLimiters {
   fallback?: Limiter;
 }
 
+/** The request's key value, its length bounded ({@link MAX_KEY_LENGTH}). */
 function keyOf(ctx: RequestContext, key: RateLimitConfig['key']): string {
   if (key === 'route') return '';
-  if (key === 'client-ip') return ctx.remoteAddress ?? '';
-  const value = ctx.clientHeaders[key.slice('header:'.length)];
-  return Array.isArray(value) ? value.join(',') : (value ?? '');
+  let value: string;
+  if (key === 'client-ip') value = ctx.remoteAddress ?? '';
+  else {
+    const sent = ctx.clientHeaders[key.slice('header:'.length)];
+    value = Array.isArray(sent) ? sent.join(',') : (sent ?? '');
+  }
+  return value.length <= MAX_KEY_LENGTH ? value : `sha256:${createHash('sha256').update(value).digest('hex')}`;
 }
 
 /** What the limiters of one route are built from. */
@@ -124,6 +152,7 @@ function createLocal(limit: RouteLimit): Limiter {
         (error) => (error instanceof LimiterRefused ? refused(limit, ctx, error.reason, { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() }) : undefined),
       ),
     idle: () => limiter.idle(),
+    spare: () => limiter.spare(),
     queued: () => limiter.queued(),
     queuedByRank: (into) => limiter.queuedByRank(into),
     close: () => limiter.close(),
@@ -151,6 +180,8 @@ function createShared(limit: RouteLimit, store: SharedLimits, key: string): Limi
         (error) => refusal(ctx, error),
       ),
     idle: () => limiter.idle(),
+    // The bucket lives in Redis: an idle one forgets nothing.
+    spare: () => limiter.idle(),
     queued: () => limiter.queued(),
     queuedByRank: (into) => limiter.queuedByRank(into),
     close: () => {
@@ -160,19 +191,39 @@ function createShared(limit: RouteLimit, store: SharedLimits, key: string): Limi
   };
 }
 
-export function createRateLimit(route: string, config: RateLimitConfig, deps: RateLimitDeps): RateLimitPolicy {
+function closeLimiters(entry: KeyLimiters): void {
+  entry.primary.close();
+  entry.fallback?.close();
+}
+
+/** The key limiters of one route: at most MAX_KEYS, then the overflow limiter (see MAX_KEYS). */
+function keyTable(limit: RouteLimit, sharedStore: SharedLimits | undefined) {
   const keys = new BoundedMap<string, KeyLimiters>({
     max: MAX_KEYS,
-    busy: (entry) => !entry.primary.idle() || (entry.fallback !== undefined && !entry.fallback.idle()),
-    onEvict: (entry) => {
-      entry.primary.close();
-      entry.fallback?.close();
-    },
+    busy: (entry) => !entry.primary.spare() || (entry.fallback !== undefined && !entry.fallback.spare()),
+    onEvict: closeLimiters,
   });
+  const create = (key: string): KeyLimiters => ({ primary: sharedStore ? createShared(limit, sharedStore, key) : createLocal(limit) });
+  // Local even for a shared limit: it only serves while this replica's table is full.
+  let overflow: KeyLimiters | undefined;
+  const all = () => (overflow ? [...keys.values(), overflow] : keys.values());
+  return {
+    limitersFor: (key: string): KeyLimiters => keys.getOrCreateWithin(key, () => create(key)) ?? (overflow ??= { primary: createLocal(limit) }),
+    all,
+    peek: (key: string) => keys.peek(key),
+    size: () => keys.size,
+    close() {
+      for (const entry of all()) closeLimiters(entry);
+      keys.clear();
+      overflow = undefined;
+    },
+  };
+}
+
+export function createRateLimit(route: string, config: RateLimitConfig, deps: RateLimitDeps): RateLimitPolicy {
   const sharedStore = config.shared ? deps.shared : undefined;
   const limit: RouteLimit = { route, config, deps };
-
-  const limitersFor = (key: string): KeyLimiters => keys.getOrCreate(key, () => ({ primary: sharedStore ? createShared(limit, sharedStore, key) : createLocal(limit) }));
+  const keys = keyTable(limit, sharedStore);
 
   /** Redis is away: enforce locally, or let it through, per redis.onError. */
   const degraded = async (ctx: RequestContext, entry: KeyLimiters, waitMs: number): Promise<() => void> => {
@@ -185,7 +236,7 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
 
   return {
     async run(ctx, signal, next) {
-      const entry = limitersFor(keyOf(ctx, config.key));
+      const entry = keys.limitersFor(keyOf(ctx, config.key));
       const started = deps.now();
       const waitMs = Math.max(0, Math.min(config.queue.timeout, ctx.deadline - started));
       let release: () => void;
@@ -208,27 +259,21 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
       }
       return next(ctx, signal);
     },
-    close() {
-      for (const entry of keys.values()) {
-        entry.primary.close();
-        entry.fallback?.close();
-      }
-      keys.clear();
-    },
+    close: () => keys.close(),
     queueDepth() {
       let depth = 0;
-      for (const entry of keys.values()) depth += entry.primary.queued() + (entry.fallback?.queued() ?? 0);
+      for (const entry of keys.all()) depth += entry.primary.queued() + (entry.fallback?.queued() ?? 0);
       return depth;
     },
     queueDepthByRank() {
       const byRank: number[] = [];
-      for (const entry of keys.values()) {
+      for (const entry of keys.all()) {
         entry.primary.queuedByRank(byRank);
         entry.fallback?.queuedByRank(byRank);
       }
       return byRank;
     },
-    size: () => keys.size,
+    size: () => keys.size(),
     tokens: () => (config.key === 'route' && config.rate !== null ? (keys.peek('')?.primary.tokens?.() ?? config.burst) : null),
   };
 }

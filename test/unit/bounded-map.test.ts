@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BoundedMap } from '../../src/lib/bounded-map.js';
+import { BoundedMap, SCAN } from '../../src/lib/bounded-map.js';
 
 describe('BoundedMap', () => {
   it('evicts the least recently used entry when full, and reads refresh recency', () => {
@@ -31,5 +31,52 @@ describe('BoundedMap', () => {
     expect(map.getOrCreate('d', () => 'new')).toBe('D');
     expect(map.getOrCreate('e', () => 'E')).toBe('E');
     expect([...map].map(([key]) => key)).toEqual(['b', 'e']);
+  });
+
+  it('getOrCreateWithin never grows past the cap: with every entry busy it creates nothing and says so', () => {
+    const busy = new Set(['a', 'b']);
+    const evicted: string[] = [];
+    const map = new BoundedMap<string, string>({ max: 2, busy: (_, key) => busy.has(key), onEvict: (_, key) => evicted.push(key) });
+    expect(map.getOrCreateWithin('a', () => 'A')).toBe('A');
+    expect(map.getOrCreateWithin('b', () => 'B')).toBe('B');
+    let created = 0;
+    expect(
+      map.getOrCreateWithin('c', () => {
+        created += 1;
+        return 'C';
+      }),
+    ).toBeUndefined();
+    expect(created).toBe(0);
+    expect(map.size).toBe(2);
+    expect(map.getOrCreateWithin('a', () => 'new')).toBe('A'); // present entries are still found
+    busy.delete('b');
+    expect(map.getOrCreateWithin('c', () => 'C')).toBe('C');
+    expect(evicted).toEqual(['b']);
+    expect([...map].map(([key]) => key)).toEqual(['a', 'c']);
+  });
+
+  it('getOrCreateWithin looks at no more than SCAN entries per call, and moves the busy ones it saw to the back', () => {
+    const max = SCAN * 3;
+    let looked = 0;
+    const idle = new Set<number>();
+    const map = new BoundedMap<number, number>({
+      max,
+      busy: (_, key) => {
+        looked += 1;
+        return !idle.has(key);
+      },
+    });
+    for (let i = 0; i < max; i++) map.getOrCreateWithin(i, () => i);
+    // Only the last-used entry is idle: the first call looks at SCAN busy ones and gives up.
+    idle.add(max - 1);
+    expect(map.getOrCreateWithin(-1, () => -1)).toBeUndefined();
+    expect(looked).toBe(SCAN);
+    // The next calls look at the entries the first did not see, and find the idle one on the third.
+    looked = 0;
+    expect(map.getOrCreateWithin(-2, () => -2)).toBeUndefined();
+    expect(map.getOrCreateWithin(-3, () => -3)).toBe(-3);
+    expect(looked).toBe(SCAN * 2);
+    expect(map.peek(max - 1)).toBeUndefined();
+    expect(map.size).toBe(max);
   });
 });
