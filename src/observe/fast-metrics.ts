@@ -11,7 +11,9 @@
  *
  * Label values come from config names and closed sets (route, method,
  * outcome, code), so they need no escaping checks beyond what prom-client's
- * renderer does.
+ * renderer does. The one label a client can choose values of, `upstream`
+ * on forward-proxy requests (`host:port`), goes through a
+ * {@link BoundedLabel}.
  */
 
 type Labels<L extends string> = Readonly<Record<L, string | number>>;
@@ -46,6 +48,52 @@ function keyOf<L extends string>(labelNames: readonly L[], labels: Readonly<Part
   return key;
 }
 
+/**
+ * Keeps the values of one label bounded across the families that use it
+ * (SPEC §6 `upstream`). Values the config names ({@link BoundedLabel.name})
+ * always have their own series; the first `max` others (forward-proxy
+ * targets) do too, for the life of the process (a series never changes
+ * label, so each counter stays monotonic); every later one is counted
+ * under `overflow`.
+ */
+export class BoundedLabel {
+  private readonly named = new Set<string>();
+  private readonly others = new Set<string>();
+
+  constructor(
+    readonly max: number,
+    readonly overflow: string,
+  ) {}
+
+  /** A value the config names: never counted against `max`. */
+  name(value: string): void {
+    this.named.add(value);
+  }
+
+  /** The value to record for `value`. */
+  valueOf(value: string): string {
+    if (this.named.has(value) || this.others.has(value)) return value;
+    if (this.others.size >= this.max) return this.overflow;
+    this.others.add(value);
+    return value;
+  }
+}
+
+/** Which label of a family a {@link BoundedLabel} bounds. */
+export interface LabelBound<L extends string> {
+  readonly label: L;
+  readonly values: BoundedLabel;
+}
+
+/** `labels` with the bounded label's value replaced when it is over the bound (the same object otherwise). */
+function boundLabels<T extends Readonly<Record<string, string | number | undefined>>>(labels: T, bound: LabelBound<string> | undefined): T {
+  if (bound === undefined) return labels;
+  const value = labels[bound.label];
+  if (value === undefined) return labels;
+  const kept = bound.values.valueOf(String(value));
+  return kept === String(value) ? labels : { ...labels, [bound.label]: kept };
+}
+
 export class FastCounter<L extends string> {
   readonly type = 'counter';
   readonly aggregator = 'sum';
@@ -55,9 +103,11 @@ export class FastCounter<L extends string> {
     readonly name: string,
     readonly help: string,
     readonly labelNames: readonly L[],
+    private readonly bound?: LabelBound<L>,
   ) {}
 
-  inc(labels: Labels<L>, value = 1): void {
+  inc(given: Labels<L>, value = 1): void {
+    const labels = boundLabels(given, this.bound);
     const key = keyOf(this.labelNames, labels);
     const series = this.series.get(key);
     if (series) series.value += value;
@@ -91,10 +141,12 @@ export class FastHistogram<L extends string, O extends string = never> {
     readonly help: string,
     readonly labelNames: readonly (L | O)[],
     readonly buckets: readonly number[],
+    private readonly bound?: LabelBound<L | O>,
   ) {}
 
-  observe(labels: SomeLabels<L, O>, value: number): void {
+  observe(given: SomeLabels<L, O>, value: number): void {
     if (!Number.isFinite(value)) return;
+    const labels = boundLabels(given, this.bound);
     const key = keyOf(this.labelNames, labels);
     let series = this.series.get(key);
     if (!series) {

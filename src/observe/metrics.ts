@@ -12,7 +12,7 @@
  * only and derive the OpenMetrics form from it.
  */
 import client, { type Gauge } from 'prom-client';
-import { FastCounter, FastHistogram } from './fast-metrics.js';
+import { BoundedLabel, FastCounter, FastHistogram, type LabelBound } from './fast-metrics.js';
 import type { Config } from '../config/types.js';
 import { HTTP_METHODS } from '../config/defaults.js';
 import { CATALOG, RECORDED_ONLY_CODES } from '../errors/catalog.js';
@@ -23,6 +23,15 @@ export const CIRCUIT_STATES = ['closed', 'shedding', 'open', 'half_open'] as con
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
+
+/**
+ * Forward-proxy targets (`host:port`) with their own `upstream` series; later ones count under OTHER_TARGETS.
+ * A target costs about 30 exposition lines per route (7 outcomes, a 16-line histogram, 5 circuit series):
+ * 100 keep a scrape near 3,000 lines, and no dashboard shows more hosts one by one. Config names never count.
+ */
+export const MAX_TARGET_SERIES = 100;
+/** The `upstream` value of the targets beyond MAX_TARGET_SERIES: neither a config name (those start with a letter or digit) nor host:port. */
+export const OTHER_TARGETS = '_other';
 
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const RETRY_REASONS = ['http_5xx', 'http_429', 'timeout', 'connect_failure', 'reset'] as const;
@@ -134,7 +143,11 @@ function zeroShed(metrics: Metrics, config: Config, route: string, queued: boole
 }
 
 /** Every series a config names, at zero, so that rates and alerts see them before the first event. */
-function zeroSeries(metrics: Metrics, config: Config): void {
+function zeroSeries(metrics: Metrics, config: Config, upstreams: BoundedLabel): void {
+  for (const upstream of Object.values(config.upstreams)) {
+    upstreams.name(upstream.name);
+    for (const target of upstream.failover) upstreams.name(target.name);
+  }
   metrics.configReloads.inc({ result: 'success' }, 0);
   metrics.configReloads.inc({ result: 'failure' }, 0);
   metrics.internalErrors.inc({}, 0);
@@ -171,7 +184,8 @@ const SHED_HELP = "Requests refused where they waited, by the refused request's 
 
 /** Histograms of durations in seconds; labels `O` may be left out of a series. */
 function durationHistograms(register: <M extends { name: string }>(metric: M) => M) {
-  return <L extends string, O extends string = never>(name: string, help: string, labelNames: readonly (L | O)[]) => register(new FastHistogram<L, O>(name, help, labelNames, DURATION_BUCKETS));
+  return <L extends string, O extends string = never>(name: string, help: string, labelNames: readonly (L | O)[], bound?: LabelBound<L | O>) =>
+    register(new FastHistogram<L, O>(name, help, labelNames, DURATION_BUCKETS, bound));
 }
 
 /** Gauges filled from live state at each scrape (`fill` sets every series; the others are dropped). */
@@ -189,17 +203,23 @@ function scrapedGauges(registers: client.Registry[]) {
     });
 }
 
-export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
-  const registry = new client.Registry();
-  if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: registry });
-  const registers = [registry];
+/** The request path's counters and histograms (fast-metrics.ts), registered on `registry`. */
+function fastFamilies(registry: client.Registry) {
   const register = <M extends { name: string }>(metric: M): M => {
     registry.registerMetric(metric as unknown as client.Metric);
     return metric;
   };
-  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => register(new FastCounter<L>(name, help, labelNames));
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[], bound?: LabelBound<L>) => register(new FastCounter<L>(name, help, labelNames, bound));
+  return { counter, histogram: durationHistograms(register) };
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new client.Registry();
+  if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const { counter, histogram } = fastFamilies(registry);
+  const byUpstream = { label: 'upstream', values: new BoundedLabel(MAX_TARGET_SERIES, OTHER_TARGETS) } as const;
   const scraped = scrapedGauges(registers);
-  const histogram = durationHistograms(register);
 
   let circuitStates: () => Iterable<{ readonly upstream: string; readonly state: string }> = () => [];
   let queueDepths: () => Iterable<QueueDepth> = () => [];
@@ -209,8 +229,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     registry,
     requestsTotal: counter('breakwater_requests_total', 'Requests answered, by route, method and the status sent to the client.', ['route', 'method', 'code']),
     requestDuration: histogram('breakwater_request_duration_seconds', 'Time from request to the end of the response, by route and method.', ['route', 'method']),
-    upstreamAttempts: counter('breakwater_upstream_attempts_total', 'Attempts made upstream, by classified outcome.', ['route', 'upstream', 'outcome']),
-    upstreamAttemptDuration: histogram('breakwater_upstream_attempt_duration_seconds', "Time from an attempt's start to its response headers or failure.", ['route', 'upstream']),
+    upstreamAttempts: counter('breakwater_upstream_attempts_total', 'Attempts made upstream, by classified outcome.', ['route', 'upstream', 'outcome'], byUpstream),
+    upstreamAttemptDuration: histogram('breakwater_upstream_attempt_duration_seconds', "Time from an attempt's start to its response headers or failure.", ['route', 'upstream'], byUpstream),
     retries: counter('breakwater_retries_total', 'Retries made, by the outcome that was retried.', ['route', 'reason']),
     retryBudgetExhausted: counter('breakwater_retry_budget_exhausted_total', "Retries skipped because the route's retry budget was spent.", ['route']),
     circuitState: scraped('breakwater_circuit_state', 'Circuit breaker state per upstream (closed, shedding, open, half_open): 1 for the current state.', ['upstream', 'state'], (set) => {
@@ -218,8 +238,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
         for (const candidate of CIRCUIT_STATES) set({ upstream, state: candidate }, candidate === state ? 1 : 0);
       }
     }),
-    circuitTransitions: counter('breakwater_circuit_transitions_total', 'Circuit breaker state changes, by the state entered.', ['upstream', 'to']),
-    circuitRejections: counter('breakwater_circuit_rejections_total', "Calls refused by the upstream's breaker: open, half-open, or shed while it fails.", ['upstream']),
+    circuitTransitions: counter('breakwater_circuit_transitions_total', 'Circuit breaker state changes, by the state entered.', ['upstream', 'to'], byUpstream),
+    circuitRejections: counter('breakwater_circuit_rejections_total', "Calls refused by the upstream's breaker: open, half-open, or shed while it fails.", ['upstream'], byUpstream),
     rateLimited: counter('breakwater_rate_limited_total', "Requests refused by the route's rate limit.", ['route']),
     rateLimitQueueDepth: scraped(
       'breakwater_rate_limit_queue_depth',
@@ -260,7 +280,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     setQuotas: (source) => void (quotas = source),
     setStaleStores: (source) => void (staleStores = source),
 
-    registerConfig: (config) => zeroSeries(metrics, config),
+    registerConfig: (config) => zeroSeries(metrics, config, byUpstream.values),
 
     async render(openMetrics) {
       const text = await registry.metrics();
