@@ -15,6 +15,15 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authorization', '
  */
 const BREAKWATER_REQUEST_HEADERS = new Set(['x-breakwater-max-retries', 'x-breakwater-timeout', 'expect', 'host']);
 
+/**
+ * Forwarding headers only Breakwater writes (SPEC §4): a client's own value
+ * is removed, never passed on, or it could pose to the upstream as another
+ * host, scheme or client address. X-Forwarded-For is not here: it keeps
+ * the client's value with the peer appended, as SPEC §4 says. A route's
+ * `headers.request.set` may still set any of them.
+ */
+const FORWARDING_HEADERS = new Set(['forwarded', 'x-real-ip', 'x-forwarded-host', 'x-forwarded-proto']);
+
 export interface CompiledHeaderEdits {
   /** Lower-cased names to remove. */
   readonly remove: ReadonlySet<string>;
@@ -64,13 +73,14 @@ export function buildUpstreamHeaders(incoming: IncomingHttpHeaders, options: Ups
   const named = connectionNamed(incoming.connection);
   const out: OutgoingHttpHeaders = {};
   for (const name in incoming) {
-    if (isHopByHop(name, named) || BREAKWATER_REQUEST_HEADERS.has(name) || options.edits.remove.has(name)) continue;
+    if (isHopByHop(name, named) || BREAKWATER_REQUEST_HEADERS.has(name) || FORWARDING_HEADERS.has(name) || options.edits.remove.has(name)) continue;
     out[name] = incoming[name];
   }
   const forwardedFor = incoming['x-forwarded-for'];
   const peer = options.remoteAddress ?? '';
   out['x-forwarded-for'] = forwardedFor ? `${Array.isArray(forwardedFor) ? forwardedFor.join(', ') : forwardedFor}, ${peer}` : peer;
   out['x-forwarded-proto'] = options.proto;
+  // The Host the client sent, port included; none without a Host (HTTP/1.0).
   if (incoming.host !== undefined) out['x-forwarded-host'] = incoming.host;
   out['x-request-id'] = options.requestId;
   if (options.websocket) {

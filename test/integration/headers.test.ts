@@ -77,6 +77,31 @@ describe('request headers', () => {
     expect(plain.headers['x-forwarded-for']).toBe('127.0.0.1');
   });
 
+  it("issue 32: never forwards the client's Forwarded, X-Real-IP, X-Forwarded-Host or X-Forwarded-Proto", async () => {
+    const echo = (
+      await request(`${proxy.url}/x`, {
+        headers: { host: 'breakwater:3128', forwarded: 'for=10.0.0.9;host=admin.internal;proto=https', 'x-real-ip': '10.0.0.9', 'x-forwarded-host': 'admin.internal', 'x-forwarded-proto': 'https' },
+      })
+    ).json<Echo>();
+    expect(echo.headers.forwarded).toBeUndefined();
+    expect(echo.headers['x-real-ip']).toBeUndefined();
+    expect(echo.headers['x-forwarded-host']).toBe('breakwater:3128');
+    expect(echo.headers['x-forwarded-proto']).toBe('http');
+  });
+
+  it('issue 32: sends no X-Forwarded-Host for a request without Host, whatever the client sent', async () => {
+    const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1');
+    let answer = '';
+    socket.on('data', (chunk) => (answer += chunk.toString()));
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write('GET /x HTTP/1.0\r\nX-Forwarded-Host: admin.internal\r\nX-Real-IP: 10.0.0.9\r\n\r\n');
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(answer).toMatch(/^HTTP\/1.1 200/);
+    const echo = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Echo;
+    expect(echo.headers['x-forwarded-host']).toBeUndefined();
+    expect(echo.headers['x-real-ip']).toBeUndefined();
+  });
+
   it("keeps the client's X-Request-Id, forwards it and returns it", async () => {
     const res = await request(`${proxy.url}/x`, { headers: { 'x-request-id': 'req-abc-123' } });
     expect(res.headers['x-request-id']).toBe('req-abc-123');
