@@ -120,9 +120,30 @@ export function cutText(text: string, bytes: number): string {
   return out;
 }
 
+/**
+ * The text without the replacement characters at its end (what decoding a
+ * body cut inside a character leaves). A loop from the end: the pattern
+ * `\uFFFD+$` it replaces restarted at every U+FFFD of a run that did not
+ * end the text, quadratic (9-14 s for a body of 100,000 undecodable bytes).
+ */
+export function trimReplacementTail(text: string): string {
+  let end = text.length;
+  while (end > 0 && text.charCodeAt(end - 1) === 0xfffd) end -= 1;
+  return end === text.length ? text : text.slice(0, end);
+}
+
 /** Text of a buffer that may have been cut inside a character: no trailing replacement character. */
 function decodeUtf8(buffer: Buffer): string {
-  return new TextDecoder('utf-8', { fatal: false }).decode(buffer).replace(/\uFFFD+$/, '');
+  return trimReplacementTail(new TextDecoder('utf-8', { fatal: false }).decode(buffer));
+}
+
+/** The problem as JSON; a provider body nested deeper than JSON.stringify can go (a RangeError) is given as its text, cut. */
+function serialize(problem: { provider: { body: unknown } }, text: string): string {
+  try {
+    return JSON.stringify(problem);
+  } catch {
+    return JSON.stringify({ ...problem, provider: { ...problem.provider, body: cutText(text, PROVIDER_TEXT_BYTES) } });
+  }
 }
 
 export async function normalizeUpstreamError(response: UpstreamAnswer, context: NormalizeContext): Promise<NormalizedResponse> {
@@ -159,7 +180,7 @@ export async function normalizeUpstreamError(response: UpstreamAnswer, context: 
     },
     ...(quota ? { quota } : {}),
   };
-  const body = context.method === 'HEAD' ? '' : JSON.stringify(problem);
+  const body = context.method === 'HEAD' ? '' : serialize(problem, text);
   const headers: OutgoingHttpHeaders = {};
   for (const name of KEPT_HEADERS) if (response.headers[name] !== undefined) headers[name] = response.headers[name];
   for (const [name, value] of Object.entries(response.headers)) if (name.startsWith('x-ratelimit-')) headers[name] = value;

@@ -152,7 +152,7 @@ export const PROVIDER_RULES: readonly ProviderRule[] = [
     answer: '400 with AWS `__type`/`Code` `ThrottlingException`, `Throttling`, `TooManyRequestsException`, `RequestLimitExceeded`, `ProvisionedThroughputExceededException`, `SlowDown`',
     treatedAs: 'a 429: `UPSTREAM_RATE_LIMITED`, retryable with backoff',
     decide: (a) =>
-      a.provider.code !== undefined && AWS_THROTTLING.has(a.provider.code.replace(/^.*#/, ''))
+      a.provider.code !== undefined && AWS_THROTTLING.has(a.provider.code.slice(a.provider.code.lastIndexOf('#') + 1))
         ? { ...RATE_LIMITED, hint: 'AWS is throttling this account or resource; retry with backoff, or raise the service quota.' }
         : undefined,
   },

@@ -1,3 +1,4 @@
+import { xmlElementText } from './scan.js';
 import { codeOf, isObject, text, type Dialect } from './types.js';
 
 /** AWS JSON protocols (`application/x-amz-json-1.0`/`1.1`): `__type` without its namespace, `message` or `Message`. */
@@ -13,23 +14,19 @@ export const awsJson: Dialect = {
 };
 
 function tag(xml: string, name: string): string | undefined {
-  const match = new RegExp(`<${name}>([\\s\\S]*?)</${name}>`).exec(xml);
-  return match ? decodeXml(match[1]!.trim()) || undefined : undefined;
+  const content = xmlElementText(xml, name);
+  return content === undefined ? undefined : decodeXml(content.trim()) || undefined;
 }
 
 function decodeXml(value: string): string {
-  return value
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&apos;/g, "'")
-    .replace(/&amp;/g, '&');
+  return value.replaceAll('&lt;', '<').replaceAll('&gt;', '>').replaceAll('&quot;', '"').replaceAll('&apos;', "'").replaceAll('&amp;', '&');
 }
 
 /** AWS XML protocols (S3, SQS, EC2...): `<Error><Code>` and `<Message>`. */
 export const awsXml: Dialect = {
   name: 'aws-xml',
   extract(body) {
+    // A literal and one character: linear (SPEC §20.5).
     if (body.kind !== 'xml' || !/<Error[\s>]/.test(body.text)) return undefined;
     return { message: tag(body.text, 'Message'), code: tag(body.text, 'Code') };
   },

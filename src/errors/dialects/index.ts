@@ -14,17 +14,23 @@ export type { ParsedBody, ProviderError } from './types.js';
 
 const DIALECTS: readonly Dialect[] = [problemJson, awsJson, slack, stripe, openai, google, twilio, github, genericJson, awsXml, html, plainText];
 
+/**
+ * A body parsed by its content type and shape. Linear in its size whatever
+ * its bytes (SPEC §20.5): JSON.parse, `includes` and anchored patterns of
+ * literals only; the dialects then read the parsed value or scan the text
+ * (scan.ts), never with a backtracking pattern.
+ */
 export function parseBody(text: string, contentType: string): ParsedBody {
   const trimmed = text.trimStart();
-  if (/json/.test(contentType) || trimmed.startsWith('{') || trimmed.startsWith('[')) {
+  if (contentType.includes('json') || trimmed.startsWith('{') || trimmed.startsWith('[')) {
     try {
       return { kind: 'json', value: JSON.parse(text) as unknown, text };
     } catch {
       // not JSON, whatever the header said: read it as text below
     }
   }
-  if (/xml/.test(contentType) || trimmed.startsWith('<?xml') || /^<Error[\s>]/.test(trimmed)) return { kind: 'xml', text };
-  if (/html/.test(contentType) || /^<(!doctype|html)/i.test(trimmed)) return { kind: 'html', text };
+  if (contentType.includes('xml') || trimmed.startsWith('<?xml') || /^<Error[\s>]/.test(trimmed)) return { kind: 'xml', text };
+  if (contentType.includes('html') || /^<(!doctype|html)/i.test(trimmed)) return { kind: 'html', text };
   return { kind: 'text', text };
 }
 

@@ -10,7 +10,7 @@ export const stripe: Dialect = {
   extract(body) {
     if (body.kind !== 'json' || !isObject(body.value) || !isObject(body.value.error)) return undefined;
     const error = body.value.error;
-    if (typeof error.type !== 'string' || !/_error$/.test(error.type) || !('doc_url' in error || 'request_log_url' in error || 'decline_code' in error)) return undefined;
+    if (typeof error.type !== 'string' || !error.type.endsWith('_error') || !('doc_url' in error || 'request_log_url' in error || 'decline_code' in error)) return undefined;
     return { message: text(error.message), code: codeOf(error.code) ?? codeOf(error.type) };
   },
 };

@@ -1,15 +1,13 @@
+import { collapseSpace, elementText, firstLine, stripTags } from './scan.js';
 import type { Dialect } from './types.js';
 
-/** HTML: the page's `<title>` (or first heading). */
+/** HTML: the page's `<title>` (or first heading), found by scans linear in the page's size (scan.ts). */
 export const html: Dialect = {
   name: 'html',
   extract(body) {
     if (body.kind !== 'html') return undefined;
-    const match = /<title[^>]*>([\s\S]*?)<\/title>/i.exec(body.text) ?? /<h1[^>]*>([\s\S]*?)<\/h1>/i.exec(body.text);
-    const message = match?.[1]
-      ?.replace(/<[^>]+>/g, '')
-      .replace(/\s+/g, ' ')
-      .trim();
+    const content = elementText(body.text, 'title') ?? elementText(body.text, 'h1');
+    const message = content === undefined ? '' : collapseSpace(stripTags(content));
     return { message: message || undefined };
   },
 };
@@ -18,7 +16,7 @@ export const html: Dialect = {
 export const plainText: Dialect = {
   name: 'text',
   extract(body) {
-    const line = body.text.split(/\r?\n/).find((candidate) => candidate.trim() !== '');
-    return { message: line ? line.trim().slice(0, 500) : undefined };
+    const line = firstLine(body.text);
+    return { message: line ? line.slice(0, 500) : undefined };
   },
 };
