@@ -3,7 +3,7 @@
  * each request, read and updated by the layers; holds node's request and
  * response objects only so that the innermost attempt can forward them.
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { UpstreamResponse } from '../upstream/response.js';
 import type { RequestTrace } from '../observe/tracing.js';
 import type { RequestBody } from '../upstream/body.js';
@@ -93,6 +93,18 @@ export interface ExchangeRecord {
   trace?: RequestTrace | null;
 }
 
+/** What a WebSocket handshake attempt is given (SPEC §20.3): where it goes, and the headers the attempt built. */
+export interface HandshakeInput {
+  readonly upstream: UpstreamTarget;
+  /** Path and query as sent upstream (the route's prefix stripped). */
+  readonly path: string;
+  readonly headers: OutgoingHttpHeaders;
+  readonly connectTimeoutMs: number;
+}
+
+/** One handshake upstream: a 101 is a success; another answer is passed back to the client as it is (its status classified). */
+export type Handshake = (input: HandshakeInput, signal: Signal) => Promise<AttemptResult>;
+
 export interface RequestContext extends ExchangeRecord {
   /** The request target as the client sent it (path and query). */
   readonly url: string;
@@ -100,7 +112,6 @@ export interface RequestContext extends ExchangeRecord {
   readonly clientHeaders: IncomingHttpHeaders;
   readonly remoteAddress: string | undefined;
   readonly req: IncomingMessage;
-  readonly res: ServerResponse;
   /** Set once a route matched and the body was checked. */
   body: RequestBody;
   /** Absolute deadline on the same clock; set by the deadline layer. */
@@ -115,6 +126,8 @@ export interface RequestContext extends ExchangeRecord {
   destination: Destination | null;
   /** Run once when the response to the client has ended or broken off (release a rate-limit slot). */
   readonly cleanups: (() => void)[];
+  /** A WebSocket upgrade (SPEC §20.3): each attempt is this handshake instead of a request; never retried. */
+  handshake?: Handshake;
 }
 
 /** An upstream or forward target, with its breaker's and (when paced) its pacer's policy layer for the route. */

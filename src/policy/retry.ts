@@ -59,7 +59,8 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
   return {
     async run(ctx, signal, next) {
       budget.deposit();
-      let maxRetries = retry.maxRetries;
+      // A WebSocket handshake is never retried (SPEC §4): its answer is already the client's.
+      let maxRetries = ctx.handshake ? 0 : retry.maxRetries;
       if (options.clientOverrides) {
         const requested = clientMaxRetries(ctx);
         if (requested !== undefined) maxRetries = Math.min(maxRetries, requested);

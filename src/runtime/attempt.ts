@@ -72,6 +72,7 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
       requestId: ctx.requestId,
       edits: requestEdits,
       targetEdits: ctx.destination!.edits,
+      websocket: ctx.handshake !== undefined,
     });
     if (target.authorization && !routeSetsAuthorization && !ctx.destination!.edits?.set.some(([name]) => name === 'authorization')) headers.authorization = target.authorization;
     // This attempt's CLIENT span is the upstream's parent (SPEC §11).
@@ -79,10 +80,12 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
     if (span) Object.assign(headers, span.headers);
     let result: AttemptResult;
     try {
-      result = await forwarder.forward(
-        { req: ctx.req, upstream: target, path: rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix), headers, body: ctx.body.open(), connectTimeoutMs: config.timeouts.connect },
-        signal,
-      );
+      const path = rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix);
+      const connectTimeoutMs = config.timeouts.connect;
+      // A WebSocket upgrade's attempt is its handshake (SPEC §20.3), with the same headers, target and timers.
+      result = ctx.handshake
+        ? await ctx.handshake({ upstream: target, path, headers, connectTimeoutMs }, signal)
+        : await forwarder.forward({ req: ctx.req, upstream: target, path, headers, body: ctx.body.open(), connectTimeoutMs }, signal);
       if (result.response && rules.applies(result.response.statusCode ?? 0)) result = await decided(result, result.response, ctx, signal);
     } catch (error) {
       span?.end(undefined, (error as { code?: string }).code ?? 'CLIENT_CLOSED');

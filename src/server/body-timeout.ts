@@ -14,8 +14,7 @@
 import type { IncomingMessage } from 'node:http';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Cancellation } from '../lib/signal.js';
-import type { RequestContext } from '../policy/context.js';
-import type { Exchange } from './exchange.js';
+import type { Exchange, HttpContext } from './exchange.js';
 
 /** Samples per period: the cut comes between timeout and timeout + timeout / SAMPLES after the last byte. */
 const SAMPLES = 4;
@@ -55,7 +54,7 @@ export function watchBody(req: IncomingMessage, timeoutMs: number, now: () => nu
  * cut; the attempt streaming the body upstream is aborted, and a body read
  * for replay is never sent.
  */
-export function cutSilentBody(ctx: RequestContext, exchange: Exchange, cancellation: Cancellation, timeoutMs: number): void {
+export function cutSilentBody(ctx: HttpContext, exchange: Exchange, cancellation: Cancellation, timeoutMs: number): void {
   const error = new BreakwaterError('REQUEST_BODY_TIMEOUT', `The request body sent nothing for ${timeoutMs} ms (limits.clientBodyTimeout); the request was cut.`);
   if (ctx.res.headersSent) {
     exchange.countError(error.code, true);

@@ -19,7 +19,7 @@ import { logAccess, wantsAccessLog } from '../observe/access-log.js';
 import type { ErrorJournal } from '../observe/error-journal.js';
 import type { Logger } from '../observe/logger.js';
 import { methodLabel, type Metrics } from '../observe/metrics.js';
-import { flagForCode, type ExchangeRecord } from '../policy/context.js';
+import { flagForCode, type ExchangeRecord, type RequestContext } from '../policy/context.js';
 import type { Runtime } from '../runtime.js';
 import type { Forwarder } from '../upstream/forward.js';
 import { journalEntry, type AnswerNote } from './journal-entry.js';
@@ -36,6 +36,11 @@ export interface ServerDeps {
   readonly wall: () => number;
   /** The last requests that ended in an error (SPEC §12). */
   readonly journal: ErrorJournal;
+}
+
+/** A proxied HTTP request as the server sees it: the policies' context and the response only the server writes. */
+export interface HttpContext extends RequestContext {
+  readonly res: ServerResponse;
 }
 
 /** Status logged and counted for a request whose client left before any response (NGINX's convention). */

@@ -6,23 +6,23 @@
  */
 import type { UpstreamResponse } from '../upstream/response.js';
 import { upstreamStatusEntry } from '../errors/upstream-catalog.js';
-import { flagForCode, type RequestContext } from '../policy/context.js';
+import { flagForCode } from '../policy/context.js';
 import { rewritePath } from '../router/match-route.js';
 import type { RouteRuntime } from '../runtime.js';
 import { buildResponseHeaders } from '../upstream/headers.js';
 import { refusesStale, type StaleStore } from '../upstream/stale-store.js';
-import type { ServerDeps } from './exchange.js';
+import type { ServerDeps, HttpContext } from './exchange.js';
 
 /** The failures a stale answer replaces; an upstream 4xx never is one. */
 const STALE_CODES: ReadonlySet<string> = new Set(['CIRCUIT_OPEN', 'UPSTREAM_TIMEOUT', 'UPSTREAM_CONNECT_FAILED', 'UPSTREAM_RESET', 'UPSTREAM_PROTOCOL_ERROR', 'RETRY_BUDGET_EXHAUSTED']);
 const STALE_STATUSES: ReadonlySet<number> = new Set([500, 502, 503, 504]);
 
-function readable(ctx: RequestContext): boolean {
+function readable(ctx: HttpContext): boolean {
   return ctx.method === 'GET' || ctx.method === 'HEAD';
 }
 
 /** A forward-proxy route sends each request to its own host: the host is part of the key (a route with an upstream sends all to it). */
-function keyOf(store: StaleStore, ctx: RequestContext, route: RouteRuntime): string {
+function keyOf(store: StaleStore, ctx: HttpContext, route: RouteRuntime): string {
   const host = route.upstream ? '' : `${ctx.destination?.target.url.origin ?? ''}`;
   return store.keyOf(host + rewritePath(ctx.url, route.config.match.pathPrefix, route.config.stripPrefix), ctx.clientHeaders);
 }
@@ -38,7 +38,7 @@ export function staleStatusCode(status: number): string | undefined {
 }
 
 /** Keeps a 200 to a GET as it streams to the client, when the route stores answers and this one may be stored. */
-export function keepForStale(ctx: RequestContext, route: RouteRuntime, response: UpstreamResponse, deps: Pick<ServerDeps, 'now'>): void {
+export function keepForStale(ctx: HttpContext, route: RouteRuntime, response: UpstreamResponse, deps: Pick<ServerDeps, 'now'>): void {
   const store = route.stale;
   if (!store || ctx.method !== 'GET' || ctx.flags.has('STALE')) return;
   const vary = store.storable(response.statusCode ?? 0, response.headers, ctx.clientHeaders);
@@ -69,7 +69,7 @@ export function keepForStale(ctx: RequestContext, route: RouteRuntime, response:
  * {@link staleReplaces}, or {@link staleStatusCode}'s), when the route keeps answers, the request may have one and one is young enough.
  * Returns whether it answered.
  */
-export function answerStale(ctx: RequestContext, route: RouteRuntime, code: string, deps: Pick<ServerDeps, 'now' | 'metrics'>): boolean {
+export function answerStale(ctx: HttpContext, route: RouteRuntime, code: string, deps: Pick<ServerDeps, 'now' | 'metrics'>): boolean {
   const store = route.stale;
   if (!store || !readable(ctx) || refusesStale(ctx.clientHeaders)) return false;
   const at = deps.now();

@@ -1,85 +1,62 @@
 /**
- * WebSocket upgrades (SPEC §4): matched like any request, forwarded with
- * http-proxy-3's `ws`, no retries, and timeouts only on the way in: the
- * route's `connect` timeout for the TCP connection and `perTry` for the
- * handshake's answer. Once upgraded, the connection lives as long as both
- * sides keep it. A refused or failed upgrade gets the problem body on the
- * raw socket.
+ * WebSocket upgrades (SPEC §4, §20.3): routed and decided like any request.
+ * The front door, the route's rate limit (a `maxConcurrent` slot is held
+ * until the tunnel closes), pacing, the breaker (a failed handshake is a
+ * failure per `failOn`), the deadline, the route's and the target's
+ * headers: the route's pipeline runs, and its attempt is the handshake,
+ * through http-proxy-3's `ws`, never retried. Timeouts apply on the way in
+ * only: `connect` to the TCP (and TLS) connection, `perTry` to the answer.
+ * Only a 101 becomes a tunnel, which lives as long as both sides keep it;
+ * another answer goes back as it came. A refusal is the §5 body on the raw
+ * socket, with Connection: close.
+ *
+ * Another `Upgrade` value is not an upgrade Breakwater makes (§4 removes
+ * the header): the request is served as a plain one on the same socket.
  */
-import { randomUUID } from 'node:crypto';
-import type { ClientRequest, IncomingMessage } from 'node:http';
+import { ServerResponse, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import { BreakwaterError } from '../errors/breakwater-error.js';
-import type { Flag } from '../policy/context.js';
+import { ClientClosedError } from '../errors/client-closed.js';
+import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
+import { Cancellation, type Signal } from '../lib/signal.js';
+import type { AttemptResult, Handshake, HandshakeInput, RequestContext } from '../policy/context.js';
 import type { RouteRuntime, Runtime } from '../runtime.js';
-import { rewritePath } from '../router/match-route.js';
-import { normalizeTarget } from '../router/normalize-path.js';
-import { classifyError } from '../upstream/classify.js';
-import { buildUpstreamHeaders, clientRequestId } from '../upstream/headers.js';
-import { Exchange, type ServerDeps } from './exchange.js';
-import { authorityOf, checkIdentity, interceptedTarget } from '../tls/interceptor.js';
-import type { UpstreamTarget } from '../upstream/forward.js';
+import { hasBody } from '../upstream/body.js';
+import { classifyConnectTimeout, classifyError, classifyStatus, classifyTimeout, refusedByHttpClient, type Classification } from '../upstream/classify.js';
 import { upgradeProxy } from '../upstream/upgrade-proxy.js';
+import { CLIENT_CLOSED_STATUS, Exchange, type ServerDeps } from './exchange.js';
+import { handleRequest } from './request.js';
+import { arrivalOf, contextOf, routeOf } from './routing.js';
 
-/** Hooks of one upgrade, found from http-proxy-3's `proxyReqWs` event by the request it carries. */
-interface UpgradeAttempt {
-  attach(proxyReq: ClientRequest): void;
-}
-
-const attempts = new WeakMap<IncomingMessage, UpgradeAttempt>();
+/** Hooks of one handshake, found from http-proxy-3's `proxyReqWs` event by the request it carries. */
+const handshakes = new WeakMap<IncomingMessage, HandshakeWatch>();
 const watched = new WeakSet<object>();
 
-/** What an upgrade goes to: the route it matched and its upstream (or the intercepted host), or why none. */
-type UpgradeMatch = { readonly route: RouteRuntime; readonly upstream: UpstreamTarget; readonly intercepted: boolean } | BreakwaterError;
-
-function matchUpgrade(req: IncomingMessage, runtime: Runtime, request: { method: string; path: string; host: string }): UpgradeMatch {
-  const { method, path, host } = request;
-  let route: RouteRuntime | undefined;
-  let upstream: UpstreamTarget | null = null;
-  // Decrypted from an intercepted CONNECT: matched by the CONNECT host; a
-  // route without an upstream goes to that host over verified TLS.
-  const intercepted = interceptedTarget(req.socket);
-  if (intercepted) {
-    try {
-      checkIdentity(req, intercepted);
-    } catch (error) {
-      return error as BreakwaterError;
-    }
-    route = runtime.matchForward({ host: authorityOf(intercepted), method, path });
-    upstream = route ? (route.upstream ?? runtime.forwardTarget(intercepted.host, intercepted.port, true).target) : null;
-  } else {
-    route = runtime.match({ host, method, path });
-    upstream = route?.upstream ?? null;
-  }
-  if (!route || !upstream) return new BreakwaterError('NO_ROUTE', `No route matches ${method} ${path}${host ? ` for host ${host}` : ''}.`);
-  return { route, upstream, intercepted: intercepted !== undefined };
-}
-
 /**
- * The timers of one handshake: `connect` until the upstream connection is
- * up (after TLS for https), then `perTry` until the upstream answers; the
- * first failure wins and ends the attempt.
+ * One handshake attempt: its connect timer, the upstream's answer, the
+ * signal (per-try deadline, client gone); settles its promise once.
  */
-class Handshake implements UpgradeAttempt {
+class HandshakeWatch {
   /** The upstream connection is up (for classifying an error). */
   connected = false;
   private outgoing: ClientRequest | undefined;
   private settled = false;
-  private timer: NodeJS.Timeout;
+  private readonly timer: NodeJS.Timeout;
+  private readonly stopListening: () => void;
 
   constructor(
     private readonly describe: string,
-    private readonly timeouts: { readonly connect: number; readonly perTry: number },
-    private readonly onFail: (error: BreakwaterError) => void,
-    /** The upstream answered without upgrading: its status. */
-    private readonly onAnswer: (status: number) => void,
+    connectTimeoutMs: number,
+    private readonly signal: Signal,
+    private readonly resolve: (result: AttemptResult) => void,
+    private readonly reject: (error: Error) => void,
+    /** The upstream's status, as soon as it answers (before the pipeline returns: the socket may close first). */
+    private readonly answered: (status: number) => void,
   ) {
-    this.timer = setTimeout(
-      () => this.fail(new BreakwaterError('UPSTREAM_CONNECT_FAILED', `${describe} could not be connected to within ${timeouts.connect} ms (connect timeout).`)),
-      timeouts.connect,
-    );
+    this.timer = setTimeout(() => this.fail(classifyConnectTimeout(`could not be connected to within ${connectTimeoutMs} ms (connect timeout)`)), connectTimeoutMs);
+    this.stopListening = signal.onAbort(this.onAbort);
   }
 
   attach(proxyReq: ClientRequest): void {
@@ -90,96 +67,146 @@ class Handshake implements UpgradeAttempt {
       else if (upstreamSocket.connecting) upstreamSocket.once('connect', this.onConnected);
       else this.onConnected();
     });
-    proxyReq.once('upgrade', this.onAnswered);
-    proxyReq.once('response', (response: IncomingMessage) => {
-      // Not upgraded: http-proxy-3 relays the upstream's answer as it is.
-      this.onAnswered();
-      this.onAnswer(response.statusCode ?? 502);
-    });
+    // 101: http-proxy-3 joins the two sockets. Anything else: it relays the answer as it is.
+    proxyReq.once('upgrade', () => this.answer(101));
+    proxyReq.once('response', (response: IncomingMessage) => this.answer(response.statusCode ?? 502));
   }
 
-  fail(error: BreakwaterError): void {
+  /** An error of the upstream connection before any answer. */
+  error(error: Error): void {
+    if (refusedByHttpClient(error, { connected: this.connected })) {
+      this.end();
+      this.reject(new BreakwaterError('BAD_REQUEST', 'The upgrade cannot be sent upstream: the HTTP client refuses its method, path or a header name or value.'));
+      return;
+    }
+    this.fail(classifyError(error, { connected: this.connected }));
+  }
+
+  private fail(classification: Classification): void {
     if (this.settled) return;
+    this.outgoing?.destroy();
+    this.settle({ classification: { ...classification, detail: `${this.describe} ${classification.detail ?? ''}`.trim() } });
+  }
+
+  private answer(status: number): void {
+    if (this.settled) return;
+    this.answered(status);
+    this.settle({ classification: classifyStatus(status) });
+  }
+
+  private settle(result: AttemptResult): void {
+    if (this.settled) return;
+    this.end();
+    this.resolve(result);
+  }
+
+  private end(): void {
     this.settled = true;
     clearTimeout(this.timer);
-    this.outgoing?.destroy();
-    this.onFail(error);
-  }
-
-  stop(): void {
-    clearTimeout(this.timer);
+    this.stopListening();
   }
 
   private readonly onConnected = () => {
     this.connected = true;
-    if (this.settled) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(
-      () => this.fail(new BreakwaterError('UPSTREAM_TIMEOUT', `${this.describe} did not answer the WebSocket handshake within ${this.timeouts.perTry} ms.`)),
-      this.timeouts.perTry,
-    );
   };
 
-  private readonly onAnswered = () => {
-    this.settled = true;
-    clearTimeout(this.timer);
+  private readonly onAbort = () => {
+    const reason: unknown = this.signal.reason;
+    if (reason instanceof DeadlineExceeded) {
+      this.fail(classifyTimeout(reason.detail));
+      return;
+    }
+    if (this.settled) return;
+    this.end();
+    this.outgoing?.destroy();
+    this.reject(reason instanceof Error ? reason : new ClientClosedError());
   };
 }
 
+/** The handshake of `req` on `socket`: what each attempt of the route's pipeline does for an upgrade. */
+function handshakeOf(req: IncomingMessage, socket: Duplex, head: Buffer, answered: (status: number) => void): Handshake {
+  return (input: HandshakeInput, signal: Signal) =>
+    new Promise<AttemptResult>((resolve, reject) => {
+      const { upstream } = input;
+      const watch = new HandshakeWatch(`Upstream '${upstream.name}' (${upstream.url.origin})`, input.connectTimeoutMs, signal, resolve, reject, answered);
+      handshakes.set(req, watch);
+      const proxy = upgradeProxy();
+      if (!watched.has(proxy)) {
+        watched.add(proxy);
+        proxy.on('proxyReqWs', (proxyReq: ClientRequest, wsReq: IncomingMessage) => handshakes.get(wsReq)?.attach(proxyReq));
+      }
+      req.headers = input.headers as typeof req.headers;
+      req.url = input.path;
+      // A forward target's own agent: it connects only to checked addresses (and verifies TLS against its roots).
+      const agent = upstream.upgradeAgent?.() ?? false;
+      proxy.ws(req, socket, head, { target: upstream.url, agent, ca: upstream.ca, secure: upstream.rejectUnauthorized }, (error: Error) => watch.error(error));
+    });
+}
+
+function isWebSocket(req: IncomingMessage): boolean {
+  return (req.headers.upgrade ?? '').toLowerCase() === 'websocket';
+}
+
+/** The route and the upstream (or forward target) it sends to, as the exchange names them. */
+const matched = (ctx: RequestContext, route: RouteRuntime) => ({ route: route.name, upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? null, plainErrors: route.plainErrors });
+
+/** Routes the upgrade and runs the route's pipeline with the handshake as its attempt; throws the refusal. */
+async function upgrade(runtime: Runtime, ctx: RequestContext, exchange: Exchange, socket: Duplex, head: Buffer, answered: (status: number) => void): Promise<void> {
+  const found = routeOf(runtime, ctx, arrivalOf(ctx.req), false);
+  const route = found instanceof Promise ? await found : found;
+  ctx.destination ??= route.destination;
+  exchange.matched = matched(ctx, route);
+  if (route.classify) ctx.priority = route.classify(ctx.req.headers);
+  if (ctx.method !== 'GET') throw new BreakwaterError('BAD_REQUEST', `Only GET can upgrade to a WebSocket, not ${ctx.method}.`);
+  ctx.handshake = handshakeOf(ctx.req, socket, head, answered);
+  const { classification } = await route.pipeline.run(ctx);
+  // The upstream answered: a tunnel (101), or its answer relayed as it came.
+  if (classification.status !== undefined) return;
+  throw new BreakwaterError(classification.code ?? 'INTERNAL_ERROR', classification.detail ?? 'The handshake failed without an answer.');
+}
+
+/**
+ * Another `Upgrade` value (h2c, …): served as a plain request on the same
+ * socket, the header removed (SPEC §4); one with a body is refused, since
+ * node stopped reading at the headers.
+ */
+function servePlain(req: IncomingMessage, socket: Duplex, deps: ServerDeps): void {
+  if (hasBody(req)) {
+    const runtime = deps.runtime();
+    const ctx = contextOf(req, undefined, arrivalOf(req), runtime, new Cancellation(), deps.now());
+    const exchange = new Exchange(deps, runtime, ctx);
+    exchange.finish(exchange.refuse(new BreakwaterError('BAD_REQUEST', 'A request with a body cannot ask for a protocol upgrade other than websocket.'), socket));
+    return;
+  }
+  delete req.headers.upgrade;
+  const res = new ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Socket);
+  res.once('finish', () => (socket as Socket).destroySoon());
+  void handleRequest(req, res, deps, false);
+}
+
 export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ServerDeps): void {
+  if (!isWebSocket(req)) return servePlain(req, socket, deps);
   const runtime = deps.runtime();
-  const requestId = clientRequestId(req.headers['x-request-id']) ?? randomUUID();
-  const target = normalizeTarget(req.url ?? '/');
-  const path = target.path;
-  const host = (req.headers.host ?? '').toLowerCase();
-  const method = req.method ?? 'GET';
-  let status = 101;
-  const record = { requestId, method, path, host, startedAt: deps.now(), attempts: 0, target: null as string | null, flags: new Set<Flag>() };
-  const exchange = new Exchange(deps, runtime, record);
-  socket.once('close', () => exchange.finish(status));
+  const cancellation = new Cancellation();
+  const ctx = contextOf(req, undefined, arrivalOf(req), runtime, cancellation, deps.now());
+  const exchange = new Exchange(deps, runtime, ctx);
+  let status = CLIENT_CLOSED_STATUS;
   socket.on('error', () => socket.destroy());
-
-  const refuse = (error: BreakwaterError) => {
-    status = exchange.refuse(error, socket);
-  };
-
-  if (!target.ok) return refuse(new BreakwaterError('BAD_REQUEST', `The request path ${target.path} cannot be routed: ${target.reason}.`));
-  const match = matchUpgrade(req, runtime, { method, path, host });
-  if (match instanceof BreakwaterError) return refuse(match);
-  const { route, upstream, intercepted } = match;
-  // One attempt, once a route matched (the handshake is never retried).
-  record.attempts = 1;
-  record.target = upstream.name;
-  exchange.matched = { route: route.name, upstream: route.upstream?.config.name ?? upstream.name, plainErrors: route.plainErrors };
-  if (method !== 'GET' || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
-    return refuse(new BreakwaterError('BAD_REQUEST', `Only WebSocket upgrades are proxied, not "${req.headers.upgrade ?? ''}" with ${method}.`));
-  }
-  const config = route.config;
-  const describe = `Upstream '${upstream.name}' (${upstream.url.origin})`;
-  const watch = new Handshake(describe, config.timeouts, refuse, (answered) => (status = answered));
-  attempts.set(req, watch);
-
-  const proxy = upgradeProxy();
-  if (!watched.has(proxy)) {
-    watched.add(proxy);
-    proxy.on('proxyReqWs', (proxyReq: ClientRequest, wsReq: IncomingMessage) => attempts.get(wsReq)?.attach(proxyReq));
-  }
-
-  req.headers = buildUpstreamHeaders(req.headers, {
-    remoteAddress: req.socket.remoteAddress,
-    proto: intercepted ? 'https' : 'http',
-    requestId,
-    edits: route.requestEdits,
-    websocket: true,
-  }) as typeof req.headers;
-  req.url = rewritePath(target.url, config.match.pathPrefix, config.stripPrefix);
-
-  // A forward target's own agent: it connects only to checked addresses
-  // (and verifies TLS against its roots).
-  const agent = upstream.upgradeAgent?.() ?? false;
-  proxy.ws(req, socket, head, { target: upstream.url, agent, ca: upstream.ca, secure: upstream.rejectUnauthorized }, (error: Error) => {
-    const classification = classifyError(error, { connected: watch.connected });
-    watch.fail(new BreakwaterError(classification.code ?? 'UPSTREAM_RESET', `${describe} ${classification.detail ?? ''}`.trim()));
+  socket.once('close', () => {
+    cancellation.abort(new ClientClosedError());
+    // The rate limit's slot (maxConcurrent) is held until the tunnel closes.
+    for (const cleanup of ctx.cleanups) cleanup();
+    if (status === CLIENT_CLOSED_STATUS) ctx.flags.add('CLIENT_CLOSED');
+    exchange.finish(status);
   });
-  socket.once('close', () => watch.stop());
+  upgrade(runtime, ctx, exchange, socket, head, (answered) => (status = answered)).then(
+    () => {},
+    (error: unknown) => {
+      if (socket.destroyed || error instanceof ClientClosedError) return;
+      status = exchange.refuse(error, socket);
+    },
+  );
 }
