@@ -36,7 +36,7 @@ function checkHostPattern(value: string): string | null {
   return `"${value}" is not a host name: write a name like api.example.com, a wildcard like *.example.com, or an IP address`;
 }
 
-function checkUrl(value: string, protocols: readonly string[], example: string): string | null {
+function checkUrl(value: string, protocols: readonly string[], example: string, allow: { query?: boolean } = {}): string | null {
   let url: URL;
   try {
     url = new URL(value);
@@ -47,6 +47,7 @@ function checkUrl(value: string, protocols: readonly string[], example: string):
     return `"${value}" uses ${url.protocol.slice(0, -1)}: only ${protocols.map((p) => p.slice(0, -1)).join(' or ')} is supported`;
   }
   if (!url.hostname) return `"${value}" has no host`;
+  if (allow.query && !url.hash && !value.includes('#')) return null;
   if (url.search || url.hash || value.includes('?') || value.includes('#')) {
     return `"${value}" carries a query or fragment: give the base URL only`;
   }
@@ -99,9 +100,12 @@ export const FORMATS: Record<string, Check> = {
     return null;
   },
   'host-pattern': checkHostPattern,
+  'allow-host': (v) => (v === '*' ? null : checkHostPattern(v)),
   'server-name': (v) => (v === '*' || isHostPattern(v.toLowerCase()) ? null : `"${v}" is not a server name: write a host like api.internal, a wildcard like *.internal, or "*" (no Host check)`),
   origin: checkOrigin,
   'http-url': (v) => checkUrl(v, ['http:', 'https:'], 'https://api.example.com'),
+  // A collector may take its token in the query (redacted as a secret, SPEC §20.6); a fragment is never sent.
+  'otlp-url': (v) => checkUrl(v, ['http:', 'https:'], 'http://127.0.0.1:4318/v1/traces', { query: true }),
   'redis-url': (v) => checkUrl(v, ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
   'host-port': (v) => {
     const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v);

@@ -170,7 +170,7 @@ export const ConfigFileSchema = Obj(
           enabled: Opt(Bool('OpenTelemetry traces (SPEC §11); OTEL_SDK_DISABLED=true also turns them off', false)),
           endpoint: Opt(
             OrNull(
-              Fmt('http-url', { description: 'OTLP/HTTP traces URL; default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://127.0.0.1:4318/v1/traces' }),
+              Fmt('otlp-url', { description: 'OTLP/HTTP traces URL (a query is kept, and secret); default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://127.0.0.1:4318/v1/traces' }),
             ),
           ),
           protocol: Opt(OneOf(TRACE_PROTOCOLS, { default: 'http/protobuf', description: 'default OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else http/protobuf' })),
@@ -264,7 +264,7 @@ export const ConfigFileSchema = Obj(
     forwardProxy: Opt(
       Obj({
         enabled: Opt(Bool('accept absolute-form and CONNECT requests', false)),
-        allowHosts: Opt(Type.Array(Fmt('host-pattern'), { default: [] })),
+        allowHosts: Opt(Type.Array(Fmt('allow-host'), { default: [], description: 'hosts the forward proxy may reach: exact, *.domain, an IP, or "*" (every host; private addresses only by an exact entry)' })),
         allowPorts: Opt(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { uniqueItems: true, default: [80, 443] })),
         denyPrivateNetworks: Opt(Bool('refuse targets that resolve to private networks', true)),
         connect: Opt(Obj({ mode: Opt(OneOf(CONNECT_MODES, { default: 'tunnel' })) })),

@@ -165,7 +165,7 @@ function attemptsOf(ending: Ending): readonly JournalAttempt[] {
 }
 
 /** Codes whose detail repeats what the client sent (its Host, TLS server name, Upgrade header, CONNECT target): journaled without it. */
-const ECHOING_CODES: ReadonlySet<string> = new Set(['BAD_REQUEST', 'MISDIRECTED_REQUEST', 'NO_ROUTE', 'HOST_NOT_ALLOWED']);
+const ECHOING_CODES: ReadonlySet<string> = new Set(['BAD_REQUEST', 'MISDIRECTED_REQUEST', 'NO_ROUTE', 'HOST_NOT_ALLOWED', 'CROSS_ORIGIN_REFUSED']);
 
 /** The journal entry for an exchange that ended in an error (the Exchange leaves out a 499: the client left first); undefined for one that did not. */
 export function journalEntry(ending: Ending): JournalEntry | undefined {

@@ -67,7 +67,8 @@ async function errors(query = ''): Promise<{ status: number; body: { size: numbe
 beforeAll(async () => {
   upstream = await startFaultUpstream((_n, req) => script((req.url ?? '').split('?')[0]!));
   const dead = await freePort();
-  proxy = await startProxy(`version: 1
+  proxy = await startProxy(
+    `version: 1
 defaults: { retry: { maxRetries: 2, backoff: { base: 1ms, max: 2ms } } }
 upstreams:
   provider: { url: "${upstream.url}", circuitBreaker: { failureRate: 100 } }
@@ -78,7 +79,9 @@ routes:
   - { name: normalized, match: { pathPrefix: /norm }, upstream: provider, retry: { maxRetries: 0 }, errors: { normalize: all } }
   - { name: cached, match: { pathPrefix: /cache }, upstream: provider, retry: { maxRetries: 0 }, fallback: { stale: {} } }
   - { name: offline, match: { pathPrefix: /offline }, upstream: dead }
-`);
+`,
+    { listen: 'serverNames: ["*.example"]' },
+  ); // the secret Host must be served to reach NO_ROUTE
   const secret = { authorization: SECRETS.authorization, cookie: SECRETS.cookie, 'x-api-key': SECRETS.apiKey };
   // The known mix, in this order (the journal lists the failed ones newest first).
   expect((await request(`${proxy.url}/pay/ok?key=${SECRETS.query}`, { headers: secret })).status).toBe(200);

@@ -23,12 +23,15 @@ beforeAll(async () => {
       'x-end-to-end': 'kept',
     },
   }));
-  proxy = await startProxy(`version: 1
+  proxy = await startProxy(
+    `version: 1
 upstreams:
   u: { url: "${upstream.url}" }
 routes:
   - { name: r, upstream: u }
-`);
+`,
+    { listen: 'serverNames: [app.internal]' },
+  );
 });
 
 afterAll(async () => {
