@@ -80,6 +80,13 @@ export const DEFAULTS = {
     },
     cooldownMax: '5m',
   },
+  /**
+   * `routes[].keyHeaders` (SPEC §8.2): request headers that carry a caller's
+   * identity, hashed into a stored answer's key. SPEC's six, and the token
+   * headers of GitLab, Shopify and many gateways (issue 32: a caller
+   * authenticating with one of them must not get another's answer).
+   */
+  keyHeaders: ['Authorization', 'Proxy-Authorization', 'Cookie', 'X-Api-Key', 'Api-Key', 'X-Goog-Api-Key', 'PRIVATE-TOKEN', 'X-Shopify-Access-Token', 'X-Auth-Token'],
   /** `routes[].fallback.stale` when the block is given with keys left out (SPEC §8.2). */
   stale: { maxStale: '10m', maxEntries: 1000, maxEntryBytes: '256KiB', maxBytes: '32MiB' },
   route: {

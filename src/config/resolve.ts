@@ -208,6 +208,7 @@ function toRoute(raw: RawRoute, defaults: unknown): RouteConfig {
     clientOverrides: raw.clientOverrides ?? DEFAULTS.route.clientOverrides,
     priority: raw.priority ?? null,
     headers: { request: toHeaderEdits(raw.headers?.request), response: toHeaderEdits(raw.headers?.response) },
+    keyHeaders: (raw.keyHeaders ?? DEFAULTS.keyHeaders).map((name) => name.toLowerCase()),
     fallback: { stale: toStale(raw) },
     ...policies,
   };

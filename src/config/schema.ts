@@ -17,6 +17,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Bool, Conditions, Duration, DurationOrZero, Fmt, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Port, Rate, Share, Size, SizeOrZero } from './schema-parts.js';
+import { Limits, Listen } from './schema-edge.js';
 import { HeaderEdits, Upstream } from './schema-upstream.js';
 import { PROVIDER_RULES_MODES, CONNECT_MODES, DEFAULTS, HTTP_METHODS, LOG_LEVELS, NORMALIZE_MODES, REDIS_ON_ERROR, TRACE_PROTOCOLS } from './defaults.js';
 
@@ -121,6 +122,12 @@ const Route = Obj(
     clientOverrides: Opt(Bool('honour X-Breakwater-Max-Retries/-Timeout, downward only', false)),
     priority: Opt(Type.String({ minLength: 1, description: "the route's class (SPEC §13): one of priorities.classes; a request header may lower it, never raise it" })),
     headers: Opt(Obj({ request: Opt(HeaderEdits), response: Opt(HeaderEdits) })),
+    keyHeaders: Opt(
+      Type.Array(Fmt('header-name'), {
+        default: DEFAULTS.keyHeaders,
+        description: "request headers whose values (hashed) key a stored answer, so that one caller never gets another's (SPEC §8.2); replaces the default list",
+      }),
+    ),
     fallback: Opt(
       Obj(
         {
@@ -149,19 +156,7 @@ const Route = Obj(
 export const ConfigFileSchema = Obj(
   {
     version: Type.Unsafe<1>({ type: 'integer', const: 1, description: 'config format version; this Breakwater reads 1' }),
-    listen: Opt(
-      Obj({
-        host: Opt(Type.String({ minLength: 1, default: '127.0.0.1', description: '0.0.0.0 to be reached from other hosts (SPEC §20.1)' })),
-        port: Opt(Port('proxy port', 3128)),
-        serverNames: Opt(
-          Type.Array(Fmt('server-name', {}), {
-            default: [],
-            description: 'Host names served besides localhost, IP literals, single-label names and routes\' match.host: exact, *.domain, or "*" (no check)',
-          }),
-        ),
-        allowOrigins: Opt(Type.Array(Fmt('origin', {}), { default: [], description: 'browser origins served (scheme://host[:port]); "*": no browser check (SPEC §20.1)' })),
-      }),
-    ),
+    listen: Opt(Listen),
     admin: Opt(Obj({ host: Opt(Type.String({ minLength: 1, default: '0.0.0.0' })), port: Opt(Port('admin port', 9901)) })),
     logging: Opt(Obj({ level: Opt(OneOf(LOG_LEVELS, { default: 'info' })), accessLog: Opt(Bool('one JSON line per request', true)) })),
     tracing: Opt(
@@ -170,7 +165,10 @@ export const ConfigFileSchema = Obj(
           enabled: Opt(Bool('OpenTelemetry traces (SPEC §11); OTEL_SDK_DISABLED=true also turns them off', false)),
           endpoint: Opt(
             OrNull(
-              Fmt('otlp-url', { description: 'OTLP/HTTP traces URL (a query is kept, and secret); default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://127.0.0.1:4318/v1/traces' }),
+              Fmt('otlp-url', {
+                description:
+                  'OTLP/HTTP traces URL (a query is kept, and secret); default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://127.0.0.1:4318/v1/traces',
+              }),
             ),
           ),
           protocol: Opt(OneOf(TRACE_PROTOCOLS, { default: 'http/protobuf', description: 'default OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else http/protobuf' })),
@@ -216,13 +214,7 @@ export const ConfigFileSchema = Obj(
         ),
       ),
     ),
-    limits: Opt(
-      Obj({
-        maxBodySize: Opt(Size('request body limit', '10MiB')),
-        maxHeaderSize: Opt(Size('request header limit', '16KiB')),
-        clientBodyTimeout: Opt(Duration('the longest a request body may be silent between two reads (SPEC §20.4)', '30s')),
-      }),
-    ),
+    limits: Opt(Limits),
     shutdown: Opt(Obj({ drainTimeout: Opt(DurationOrZero('in-flight requests may finish for this long', '20s')) })),
     defaults: Opt(Obj(policyKeys, { description: 'merged into every route; a route overrides key by key' })),
     upstreams: Opt(Type.Record(Type.String(), Upstream, { propertyNames: { format: NAME_FORMAT }, default: {} })),
@@ -264,7 +256,9 @@ export const ConfigFileSchema = Obj(
     forwardProxy: Opt(
       Obj({
         enabled: Opt(Bool('accept absolute-form and CONNECT requests', false)),
-        allowHosts: Opt(Type.Array(Fmt('allow-host'), { default: [], description: 'hosts the forward proxy may reach: exact, *.domain, an IP, or "*" (every host; private addresses only by an exact entry)' })),
+        allowHosts: Opt(
+          Type.Array(Fmt('allow-host'), { default: [], description: 'hosts the forward proxy may reach: exact, *.domain, an IP, or "*" (every host; private addresses only by an exact entry)' }),
+        ),
         allowPorts: Opt(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { uniqueItems: true, default: [80, 443] })),
         denyPrivateNetworks: Opt(Bool('refuse targets that resolve to private networks', true)),
         connect: Opt(Obj({ mode: Opt(OneOf(CONNECT_MODES, { default: 'tunnel' })) })),

@@ -173,6 +173,8 @@ export interface RouteConfig extends PoliciesConfig {
   /** The route's priority class (SPEC §13), or null: the header's, else the default. */
   readonly priority: string | null;
   readonly headers: { readonly request: HeaderEditsConfig; readonly response: HeaderEditsConfig };
+  /** Lower-cased request headers hashed into a stored answer's key (SPEC §8.2). */
+  readonly keyHeaders: readonly string[];
   /** Stale answers while the upstream fails (SPEC §8.2); null: none. */
   readonly fallback: { readonly stale: StaleConfig | null };
 }

@@ -24,7 +24,7 @@ function readable(ctx: HttpContext): boolean {
 /** A forward-proxy route sends each request to its own host: the host is part of the key (a route with an upstream sends all to it). */
 function keyOf(store: StaleStore, ctx: HttpContext, route: RouteRuntime): string {
   const host = route.upstream ? '' : `${ctx.destination?.target.url.origin ?? ''}`;
-  return store.keyOf(host + rewritePath(ctx.url, route.config.match.pathPrefix, route.config.stripPrefix), ctx.clientHeaders);
+  return store.keyOf(host + rewritePath(ctx.url, route.config.match.pathPrefix, route.config.stripPrefix), ctx.clientHeaders, route.config.keyHeaders);
 }
 
 /** Whether a failure with this code may be answered stale. */

@@ -55,15 +55,6 @@ export function refusesStale(request: IncomingHttpHeaders): boolean {
   return directives.has('no-cache') || directives.has('no-store') || headerText(request.pragma).toLowerCase().includes('no-cache');
 }
 
-/**
- * Request headers that carry a caller's identity, hashed into the key:
- * SPEC §8.2 names Authorization and Cookie; the API-key headers providers
- * use instead (Azure OpenAI, Anthropic, Google, many gateways) are added
- * so that no caller gets another's answer whichever way it authenticates.
- */
-const CREDENTIAL_HEADERS = ['authorization', 'cookie', 'proxy-authorization', 'x-api-key', 'api-key', 'x-goog-api-key'] as const;
-const NO_CREDENTIALS = CREDENTIAL_HEADERS.map(() => '').join('\u0000');
-
 export class StaleStore {
   private readonly entries: LRUCache<string, StaleEntry>;
 
@@ -71,10 +62,21 @@ export class StaleStore {
     this.entries = new LRUCache<string, StaleEntry>({ max: config.maxEntries, maxSize: config.maxBytes, sizeCalculation: (entry) => Math.max(1, entry.body.length) });
   }
 
-  /** The key of a request: path and query as sent upstream, and a hash of its credentials. */
-  keyOf(upstreamPath: string, request: IncomingHttpHeaders): string {
-    const credentials = CREDENTIAL_HEADERS.map((name) => headerText(request[name])).join('\u0000');
-    const hash = credentials === NO_CREDENTIALS ? '-' : createHash('sha256').update(credentials).digest('base64url').slice(0, 22);
+  /**
+   * The key of a request: path and query as sent upstream, and a hash of
+   * the values of its key headers (the route's `keyHeaders`, lower case):
+   * the headers that carry a caller's identity, so that no caller gets
+   * another's answer whichever way it authenticates.
+   */
+  keyOf(upstreamPath: string, request: IncomingHttpHeaders, keyHeaders: readonly string[]): string {
+    let credentials = '';
+    let any = false;
+    for (const name of keyHeaders) {
+      const value = headerText(request[name]);
+      if (value !== '') any = true;
+      credentials += `${value}\u0000`;
+    }
+    const hash = any ? createHash('sha256').update(credentials).digest('base64url').slice(0, 22) : '-';
     return `${hash} ${upstreamPath}`;
   }
 

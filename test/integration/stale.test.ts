@@ -44,6 +44,11 @@ routes:
     upstream: breaking
     fallback: { stale: {} }
   - { name: plain, match: { pathPrefix: /plain }, upstream: u }
+  - name: tenant
+    match: { pathPrefix: /tenant }
+    upstream: u
+    keyHeaders: [X-Tenant-Token]
+    fallback: { stale: {} }
 `,
     { clock },
   );
@@ -305,6 +310,22 @@ describe('stale answers and who asked', () => {
     await primeThenFail(path, { kind: 'reset' }, { 'x-api-key': 'alice-key' });
     expect((await request(`${proxy.url}${path}`, { headers: { 'x-api-key': 'bob-key' } })).status).toBe(502);
     expect((await request(`${proxy.url}${path}`, { headers: { 'x-api-key': 'alice-key' } })).headers['x-breakwater-fallback']).toBe('stale');
+  });
+
+  it.each(['private-token', 'x-shopify-access-token', 'x-auth-token', 'x-goog-api-key'])('keys by %s by default: another token gets the error', async (header) => {
+    const path = `/gh/token-${header}`;
+    await primeThenFail(path, { kind: 'reset' }, { [header]: 'alice-token' });
+    expect((await request(`${proxy.url}${path}`, { headers: { [header]: 'bob-token' } })).status).toBe(502);
+    expect((await request(`${proxy.url}${path}`)).status).toBe(502);
+    expect((await request(`${proxy.url}${path}`, { headers: { [header]: 'alice-token' } })).headers['x-breakwater-fallback']).toBe('stale');
+  });
+
+  it("a route's keyHeaders replace the default list", async () => {
+    const path = '/tenant/x';
+    await primeThenFail(path, { kind: 'reset' }, { 'x-tenant-token': 'alice', authorization: 'Bearer shared' });
+    expect((await request(`${proxy.url}${path}`, { headers: { 'x-tenant-token': 'bob', authorization: 'Bearer shared' } })).status).toBe(502);
+    // Authorization is not in this route's list: the same tenant with another one is the same caller.
+    expect((await request(`${proxy.url}${path}`, { headers: { 'x-tenant-token': 'alice', authorization: 'Bearer other' } })).headers['x-breakwater-fallback']).toBe('stale');
   });
 
   it("keys a forward-proxy route by host: one site's stored answer never answers another's", async () => {

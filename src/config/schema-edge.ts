@@ -1,0 +1,24 @@
+/**
+ * The proxy port's edge (SPEC §2, §20): where it listens, who it serves,
+ * and the bounds on what a client sends.
+ */
+import { Type } from '@sinclair/typebox';
+import { Duration, Fmt, Obj, Opt, Port, Size } from './schema-parts.js';
+
+export const Listen = Obj({
+  host: Opt(Type.String({ minLength: 1, default: '127.0.0.1', description: '0.0.0.0 to be reached from other hosts (SPEC §20.1)' })),
+  port: Opt(Port('proxy port', 3128)),
+  serverNames: Opt(
+    Type.Array(Fmt('server-name', {}), {
+      default: [],
+      description: 'Host names served besides localhost, IP literals, single-label names and routes\' match.host: exact, *.domain, or "*" (no check)',
+    }),
+  ),
+  allowOrigins: Opt(Type.Array(Fmt('origin', {}), { default: [], description: 'browser origins served (scheme://host[:port]); "*": no browser check (SPEC §20.1)' })),
+});
+
+export const Limits = Obj({
+  maxBodySize: Opt(Size('request body limit', '10MiB')),
+  maxHeaderSize: Opt(Size('request header limit', '16KiB')),
+  clientBodyTimeout: Opt(Duration('the longest a request body may be silent between two reads (SPEC §20.4)', '30s')),
+});
