@@ -3,12 +3,16 @@
  * request-fuzz.ts) sends raw requests over real sockets: broken request
  * lines, odd and huge headers, bad chunked bodies, NUL/CR/LF where they do
  * not belong, odd absolute-form and CONNECT targets, pipelined garbage,
- * half-closed sockets. Afterwards the process serves a normal request, no
- * malformed request got a 2xx or reached the upstream, and the heap is back
- * near where it started. FUZZ_COUNT sets the number of cases (2,000 here;
+ * half-closed sockets, and (issue 32) target forms that cannot be sent,
+ * cross-site and rebinding requests, Upgrade headers good and bad, bodies
+ * that go silent. Afterwards the process serves a normal request, every
+ * breaker is closed, no malformed request got a 2xx or reached the
+ * upstream, and the heap is back near where it started. FUZZ_COUNT sets the number of cases (2,000 here;
  * `npm run fuzz` runs 10,000), FUZZ_SEED the seed.
  */
-import net from 'node:net';
+import http, { type IncomingMessage } from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,18 +25,32 @@ const SEED = Number(process.env.FUZZ_SEED ?? 1);
 const CONCURRENCY = 32;
 
 let upstream: FaultUpstream;
+/** Answers WebSocket handshakes with a 101 and echoes until the client ends. */
+let wsUpstream: http.Server;
+let wsHandshakes = 0;
 let proxy: TestProxy;
 let port = 0;
 
 beforeAll(async () => {
   upstream = await startFaultUpstream(() => ({ kind: 'respond', body: 'ok' }));
+  wsUpstream = http.createServer((_req, res) => res.end('not a websocket'));
+  wsUpstream.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+    wsHandshakes++;
+    socket.on('error', () => socket.destroy());
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    socket.on('data', (chunk: Buffer) => socket.write(chunk));
+    socket.on('end', () => socket.end());
+  });
+  await new Promise<void>((resolve) => wsUpstream.listen(0, '127.0.0.1', resolve));
   proxy = await startProxy(`version: 1
 logging: { level: fatal, accessLog: false }
-limits: { maxHeaderSize: 16KiB, maxBodySize: 1MiB }
+limits: { maxHeaderSize: 16KiB, maxBodySize: 1MiB, clientBodyTimeout: 300ms }
 upstreams:
   u: { url: "${upstream.url}" }
+  ws: { url: "http://127.0.0.1:${(wsUpstream.address() as AddressInfo).port}" }
 routes:
-  - { name: fuzz, match: { pathPrefix: /fuzz }, upstream: u }
+  - { name: fuzz, match: { pathPrefix: /fuzz/ }, upstream: u }
+  - { name: fuzzws, match: { pathPrefix: /fuzzws }, upstream: ws }
 `);
   port = Number(new URL(proxy.url).port);
 });
@@ -40,6 +58,8 @@ routes:
 afterAll(async () => {
   await proxy.close();
   await upstream.close();
+  wsUpstream.closeAllConnections();
+  await new Promise((resolve) => wsUpstream.close(resolve));
 });
 
 /** Sends one case; resolves with the status codes of every response read before the socket closed (or 5 s passed). */
@@ -68,8 +88,9 @@ function send(fuzz: FuzzCase): Promise<number[]> {
       }
       // Every case half-closes once written: the server answers what it
       // read and closes, instead of waiting for more (halfClose cases stop
-      // in the middle of a request).
-      if (!socket.destroyed) socket.end();
+      // in the middle of a request). A stalled one waits for the proxy to
+      // give up on its body and close.
+      if (!socket.destroyed && !fuzz.stall) socket.end();
     });
   });
 }
@@ -109,6 +130,13 @@ describe('request fuzzer', () => {
     const forwardedBad = upstream.requests.filter((req) => req.url.includes('/fuzz/bad/') && (req.bodyComplete || !req.closedEarly));
     expect(forwardedBad.map((req) => `${req.method} ${req.url} complete=${req.bodyComplete}`).slice(0, 20)).toEqual([]);
     expect(kinds.size).toBeGreaterThan(25); // every builder was drawn
+    // Nothing the clients sent counted against an upstream: every breaker closed.
+    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { upstreams: { name: string; breaker: { state: string } }[] };
+    expect(status.upstreams.map((u) => [u.name, u.breaker.state])).toEqual([
+      ['u', 'closed'],
+      ['ws', 'closed'],
+    ]);
+    if ((kinds.get('upgrade-websocket') ?? 0) > 0) expect(wsHandshakes).toBeGreaterThan(0);
     // Alive and serving.
     const res = await request(`${proxy.url}/fuzz/after`);
     expect(res.status).toBe(200);
