@@ -154,7 +154,7 @@ describe('docker compose file', () => {
 
   it('the image rewrites its own config to listen on 0.0.0.0, and the line it rewrites is there', () => {
     const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
-    expect(dockerfile).toContain("s/^listen: { host: 127\\.0\\.0\\.1,/listen: { host: 0.0.0.0,/");
+    expect(dockerfile).toContain('s/^listen: { host: 127\\.0\\.0\\.1,/listen: { host: 0.0.0.0,/');
     const shipped = readFileSync(path.join(ROOT, 'config/breakwater.yaml'), 'utf8');
     expect(shipped).toMatch(/^listen: \{ host: 127\.0\.0\.1,/m);
     const rewritten = shipped.replace(/^listen: \{ host: 127\.0\.0\.1,/m, 'listen: { host: 0.0.0.0,');
