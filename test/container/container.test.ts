@@ -129,6 +129,12 @@ describe('container image', () => {
     expect(uid).toBe('10001');
   });
 
+  it("ships a config whose proxy port answers on the container's address (SPEC §20.1), valid as it is", async () => {
+    const shipped = await sh('podman', ['run', '--rm', '--entrypoint', 'cat', IMAGE, '/etc/breakwater/breakwater.yaml']);
+    expect(shipped).toMatch(/^listen: \{ host: 0\.0\.0\.0, port: 3128 \}/m);
+    expect(await sh('podman', ['run', '--rm', IMAGE, 'validate'])).toMatch(/^ok: /);
+  });
+
   it('drains and exits 0 on podman stop (SIGTERM)', async () => {
     await sh('podman', ['stop', '--time', '30', name], 60_000);
     const code = (await sh('podman', ['inspect', '--format', '{{.State.ExitCode}}', name])).trim();
