@@ -88,9 +88,14 @@ function readReset(headers: IncomingHttpHeaders, name: string, format: ResetForm
   return n === undefined ? undefined : secondsUntil(n, format, referenceOf(firstHeader(headers, 'date'), nowMs));
 }
 
+/** Longer than any real `used/max` value (Salesforce's `api-usage=10018/100000` is 22). */
+const MAX_USED_OF_MAX = 64;
+
 /** `used/max` (Shopify's `X-Shopify-Shop-Api-Call-Limit: 32/40`, Salesforce's `api-usage=10018/100000`). */
 function usedOfMax(value: string | undefined): Quota | undefined {
-  const match = value ? /(\d+)\s*\/\s*(\d+)/.exec(value) : null;
+  // An upstream's header: an unanchored pattern over thousands of digits backtracks quadratically (SPEC §20.5); real values are a few characters.
+  if (!value || value.length > MAX_USED_OF_MAX) return undefined;
+  const match = /(\d+)\s*\/\s*(\d+)/.exec(value);
   if (!match) return undefined;
   const used = Number(match[1]);
   const max = Number(match[2]);

@@ -63,8 +63,12 @@ function doorOf(config: Config): Door {
   return door;
 }
 
-/** The Host's name: port dropped, lower case, no trailing dot; IPv6 literals keep their brackets. */
-function hostName(host: string): string {
+/** An IPv6 literal with nothing after it but a port. */
+const BRACKETED = /^\[[0-9a-f:.]+\](:\d{1,5})?$/;
+
+/** The Host's name: port dropped, lower case, no trailing dot; IPv6 literals keep their brackets. Null for a Host no client names a server with (`[::1]evil`). */
+function hostName(host: string): string | null {
+  if (host.startsWith('[') && !BRACKETED.test(host)) return null;
   const name = stripPort(host);
   return name.endsWith('.') ? name.slice(0, -1) : name;
 }
@@ -80,6 +84,7 @@ function alwaysServed(name: string): boolean {
 function hostServed(door: Door, host: string): boolean {
   if (door.anyHost) return true;
   const name = hostName(host);
+  if (name === null) return false;
   if (alwaysServed(name)) return true;
   // A pattern with a port is matched against the Host as sent; one without, against the name.
   return door.hostPatterns.some((pattern) => hostMatches(/:\d+$/.test(pattern) ? host : name, pattern));
@@ -88,7 +93,7 @@ function hostServed(door: Door, host: string): boolean {
 /** §20.1's browser rule. `origin` undefined: no Origin header. */
 function browserAllowed(door: Door, headers: IncomingHttpHeaders, host: string): boolean {
   if (door.anyOrigin) return true;
-  const site = headers['sec-fetch-site'];
+  const site = headers['sec-fetch-site']?.toLowerCase();
   const origin = headers.origin;
   const crossSite = site === 'cross-site' || site === 'same-site';
   if (!crossSite && origin === undefined) return true;

@@ -32,8 +32,23 @@ export interface ProxyServer {
 
 export { CLIENT_CLOSED_STATUS };
 
+/** A request node's parser refused (SPEC §4): BAD_REQUEST or HEADERS_TOO_LARGE on the raw socket, counted under route "". */
+function refuseUnparsed(error: NodeJS.ErrnoException, socket: Duplex, deps: ProxyServerDeps): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const code: ErrorCode = error.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST';
+  const runtime = deps.runtime();
+  const detail =
+    code === 'HEADERS_TOO_LARGE'
+      ? `The request headers are larger than limits.maxHeaderSize (${runtime.config.limits.maxHeaderSize} bytes).`
+      : `The request is not valid HTTP: ${error.message.replace(/^Parse Error: /, '')}.`;
+  const exchange = new Exchange(deps, runtime, { requestId: randomUUID(), method: '', path: '', host: '', startedAt: deps.now(), attempts: 0, target: null, flags: new Set() });
+  exchange.finish(exchange.refuse(new BreakwaterError(code, detail), socket));
+}
+
 export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
-  const { now } = deps;
   const initialConfig = deps.runtime().config;
 
   let isDraining = false;
@@ -50,26 +65,13 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
 
   // Requests node's parser refuses never reach 'request': answer them here
   // with the same body, count them under route "", and close.
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-    if (error.code === 'ECONNRESET' || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const code: ErrorCode = error.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST';
-    const runtime = deps.runtime();
-    const detail =
-      code === 'HEADERS_TOO_LARGE'
-        ? `The request headers are larger than limits.maxHeaderSize (${runtime.config.limits.maxHeaderSize} bytes).`
-        : `The request is not valid HTTP: ${error.message.replace(/^Parse Error: /, '')}.`;
-    const exchange = new Exchange(deps, runtime, { requestId: randomUUID(), method: '', path: '', host: '', startedAt: now(), attempts: 0, target: null, flags: new Set() });
-    exchange.finish(exchange.refuse(new BreakwaterError(code, detail), socket));
-  });
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => refuseUnparsed(error, socket, deps));
 
   // Upgraded connections leave node's connection tracking: keep them so
   // that close() can end them after the grace period.
   // They count as in flight on their runtime until they close.
   const upgraded = new Set<Duplex>();
-  const track = (handle: typeof handleConnect) => (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  const track = (handle: (req: IncomingMessage, socket: Duplex, head: Buffer) => void) => (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     upgraded.add(socket);
     const runtime = deps.runtime();
     runtime.enter();
@@ -77,10 +79,16 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
       upgraded.delete(socket);
       runtime.leave();
     });
-    handle(req, socket, head, deps, server);
+    handle(req, socket, head);
   };
-  server.on('upgrade', track(handleUpgrade));
-  server.on('connect', track(handleConnect));
+  server.on(
+    'upgrade',
+    track((req, socket, head) => handleUpgrade(req, socket, head, deps, isDraining)),
+  );
+  server.on(
+    'connect',
+    track((req, socket, head) => handleConnect(req, socket, head, deps, server)),
+  );
 
   return {
     server,

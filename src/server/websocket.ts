@@ -152,8 +152,8 @@ function isWebSocket(req: IncomingMessage): boolean {
 const matched = (ctx: RequestContext, route: RouteRuntime) => ({ route: route.name, upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? null, plainErrors: route.plainErrors });
 
 /** Routes the upgrade and runs the route's pipeline with the handshake as its attempt; throws the refusal. */
-async function upgrade(runtime: Runtime, ctx: RequestContext, exchange: Exchange, socket: Duplex, head: Buffer, answered: (status: number) => void): Promise<void> {
-  const found = routeOf(runtime, ctx, arrivalOf(ctx.req), false);
+async function upgrade(runtime: Runtime, ctx: RequestContext, exchange: Exchange, socket: Duplex, head: Buffer, draining: boolean, answered: (status: number) => void): Promise<void> {
+  const found = routeOf(runtime, ctx, arrivalOf(ctx.req), draining);
   const route = found instanceof Promise ? await found : found;
   ctx.destination ??= route.destination;
   exchange.matched = matched(ctx, route);
@@ -171,7 +171,9 @@ async function upgrade(runtime: Runtime, ctx: RequestContext, exchange: Exchange
  * socket, the header removed (SPEC §4); one with a body is refused, since
  * node stopped reading at the headers.
  */
-function servePlain(req: IncomingMessage, socket: Duplex, deps: ServerDeps): void {
+function servePlain(req: IncomingMessage, socket: Duplex, deps: ServerDeps, draining: boolean): void {
+  // node took its own error listener off an upgraded socket: without one, a client's reset is an uncaught 'error' (a crash).
+  socket.on('error', () => socket.destroy());
   if (hasBody(req)) {
     const runtime = deps.runtime();
     const ctx = contextOf(req, undefined, arrivalOf(req), runtime, new Cancellation(), deps.now());
@@ -184,11 +186,14 @@ function servePlain(req: IncomingMessage, socket: Duplex, deps: ServerDeps): voi
   res.shouldKeepAlive = false;
   res.assignSocket(socket as Socket);
   res.once('finish', () => (socket as Socket).destroySoon());
-  void handleRequest(req, res, deps, false);
+  // node no longer reads an upgraded socket: reading it (and dropping what comes, a body-less request has nothing more) is how a client that leaves is seen.
+  socket.resume();
+  void handleRequest(req, res, deps, draining);
 }
 
-export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ServerDeps): void {
-  if (!isWebSocket(req)) return servePlain(req, socket, deps);
+/** Handles one upgrade request on the runtime current when it arrived; `draining` once shutdown began. */
+export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ServerDeps, draining: boolean): void {
+  if (!isWebSocket(req)) return servePlain(req, socket, deps, draining);
   const runtime = deps.runtime();
   const cancellation = new Cancellation();
   const ctx = contextOf(req, undefined, arrivalOf(req), runtime, cancellation, deps.now());
@@ -202,7 +207,7 @@ export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     if (status === CLIENT_CLOSED_STATUS) ctx.flags.add('CLIENT_CLOSED');
     exchange.finish(status);
   });
-  upgrade(runtime, ctx, exchange, socket, head, (answered) => (status = answered)).then(
+  upgrade(runtime, ctx, exchange, socket, head, draining, (answered) => (status = answered)).then(
     () => {},
     (error: unknown) => {
       if (socket.destroyed || error instanceof ClientClosedError) return;

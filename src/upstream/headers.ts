@@ -24,6 +24,15 @@ const BREAKWATER_REQUEST_HEADERS = new Set(['x-breakwater-max-retries', 'x-break
  */
 const FORWARDING_HEADERS = new Set(['forwarded', 'x-real-ip', 'x-forwarded-host', 'x-forwarded-proto']);
 
+/**
+ * The same names spelled with underscores (`X_Forwarded_For`): CGI-style
+ * servers (Rack, PHP-FPM, WSGI) read `X_Forwarded_Host` and
+ * `X-Forwarded-Host` as one `HTTP_X_FORWARDED_HOST`, so such a spelling
+ * would pose as the real one. Dropped, as nginx drops every underscore
+ * name by default; other underscore names (`api_key`) pass.
+ */
+const UNDERSCORE_SPOOFS = new Set([...FORWARDING_HEADERS, 'x-forwarded-for'].map((name) => name.replaceAll('-', '_')));
+
 export interface CompiledHeaderEdits {
   /** Lower-cased names to remove. */
   readonly remove: ReadonlySet<string>;
@@ -74,6 +83,7 @@ export function buildUpstreamHeaders(incoming: IncomingHttpHeaders, options: Ups
   const out: OutgoingHttpHeaders = {};
   for (const name in incoming) {
     if (isHopByHop(name, named) || BREAKWATER_REQUEST_HEADERS.has(name) || FORWARDING_HEADERS.has(name) || options.edits.remove.has(name)) continue;
+    if (name.includes('_') && UNDERSCORE_SPOOFS.has(name.replaceAll('-', '_'))) continue;
     out[name] = incoming[name];
   }
   const forwardedFor = incoming['x-forwarded-for'];

@@ -92,6 +92,17 @@ describe('request headers', () => {
     expect(echo.headers['x-forwarded-proto']).toBe('http');
   });
 
+  it('issue 32: drops the underscore spellings a CGI-style upstream would read as the forwarding headers; other underscore names pass', async () => {
+    const echo = (
+      await request(`${proxy.url}/x`, {
+        headers: { x_forwarded_host: 'evil.example', X_Forwarded_Proto: 'https', x_real_ip: '1.2.3.4', x_forwarded_for: '6.6.6.6', api_key: 'kept' },
+      })
+    ).json<Echo>();
+    for (const name of ['x_forwarded_host', 'x_forwarded_proto', 'x_real_ip', 'x_forwarded_for']) expect(echo.headers[name], name).toBeUndefined();
+    expect(echo.headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(echo.headers.api_key).toBe('kept');
+  });
+
   it('issue 32: sends no X-Forwarded-Host for a request without Host, whatever the client sent', async () => {
     const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1');
     let answer = '';

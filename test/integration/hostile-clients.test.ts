@@ -114,7 +114,7 @@ describe('request targets that cannot be sent (SPEC §20.2)', () => {
 });
 
 describe('Host names the proxy serves (SPEC §20.1, DNS rebinding)', () => {
-  it.each(['evil.example', 'evil.example:3128', 'attacker.com.', '127.0.0.1.nip.io', 'x.internal.evil.example', 'localhost.evil.example'])(
+  it.each(['evil.example', 'evil.example:3128', 'attacker.com.', '127.0.0.1.nip.io', 'x.internal.evil.example', 'localhost.evil.example', '[::1]evil.example', '[::1]:80x'])(
     'refuses Host: %s with 421, forwarding nothing',
     async (host) => {
       const before = api.requests.length;
@@ -165,6 +165,7 @@ describe('browsers (SPEC §20.1)', () => {
     ['Origin: null (a sandboxed frame or a file)', { origin: 'null' }],
     ['Sec-Fetch-Site: cross-site without Origin (a GET navigation)', { 'sec-fetch-site': 'cross-site' }],
     ['Sec-Fetch-Site: same-site', { 'sec-fetch-site': 'same-site', origin: 'http://other.localhost' }],
+    ['Sec-Fetch-Site in another case', { 'sec-fetch-site': 'Cross-Site' }],
     ['its own origin, but from another site', { origin: `http://127.0.0.1:PORT`, 'sec-fetch-site': 'cross-site' }],
   ])('refuses %s', async (_what, headers: Record<string, string>) => {
     const before = api.requests.length;

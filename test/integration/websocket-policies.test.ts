@@ -23,6 +23,8 @@ const sockets = new Set<Duplex>();
 beforeAll(async () => {
   upstream = http.createServer((req, res) => {
     plain.push({ url: req.url ?? '', headers: req.headers });
+    // Held until the client (Breakwater) gives up on it.
+    if (req.url?.startsWith('/hang')) return;
     res.end('plain');
   });
   upstream.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
@@ -177,5 +179,27 @@ describe('upgrades go through the route (SPEC §20.3)', () => {
     expect(plain.at(-1)!.headers.upgrade).toBeUndefined();
     const line = proxy.accessLogs().at(-1)!;
     expect(line).toMatchObject({ status: 200, route: 'open' });
+  });
+
+  it('a client that resets the connection of such a request while it waits crashes nothing, and its upstream request is cancelled', async () => {
+    const before = plain.length;
+    const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write('GET /hang/1 HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
+    await new Promise<void>((resolve, reject) => {
+      const deadline = Date.now() + 5000;
+      const poll = () => (plain.length > before ? resolve() : Date.now() > deadline ? reject(new Error('never forwarded')) : setTimeout(poll, 10));
+      poll();
+    });
+    // RST, not FIN: the error node's upgraded socket had no listener for.
+    socket.resetAndDestroy();
+    await new Promise<void>((resolve, reject) => {
+      const deadline = Date.now() + 5000;
+      const poll = () => (proxy.accessLogs().some((l) => l.path === '/hang/1') ? resolve() : Date.now() > deadline ? reject(new Error('never logged')) : setTimeout(poll, 10));
+      poll();
+    });
+    expect(proxy.accessLogs().find((l) => l.path === '/hang/1')).toMatchObject({ status: 499, flags: expect.arrayContaining(['CLIENT_CLOSED']) });
+    // Still serving.
+    expect((await upgrade('/plain', { upgrade: 'h2c' })).status).toBe(200);
   });
 });

@@ -71,3 +71,17 @@ describe('pacing dialects', () => {
     expect(readQuota({ 'x-shopify-shop-api-call-limit': '1/2' }, now, { dialect: 'openai' })).toBeUndefined();
   });
 });
+
+describe('hostile quota headers (SPEC §20.5)', () => {
+  it.each([
+    ['x-shopify-shop-api-call-limit', '1'.repeat(64_000)],
+    ['x-shopify-shop-api-call-limit', `${'1 '.repeat(20_000)}/`],
+    ['sforce-limit-info', `api-usage=${'9'.repeat(64_000)}`],
+  ])('reads a 64,000-character %s in linear time, and finds no quota in it', async (name, value) => {
+    const { readQuota } = await import('../../src/errors/quota.js');
+    const started = performance.now();
+    for (const dialect of ['auto', 'shopify', 'salesforce'] as const) expect(readQuota({ [name]: value }, now, { dialect })).toBeUndefined();
+    // Measured: 6.3 s for the digits before the bound; well under a millisecond after. Generous slack for a loaded machine.
+    expect(performance.now() - started).toBeLessThan(500);
+  });
+});
