@@ -71,7 +71,8 @@ function hashOf(file: string): string | undefined {
 /** Settings bound at start that a reload cannot change. */
 function fixedSettings(loaded: LoadedConfig): string {
   const { listen, admin, limits } = loaded.config;
-  return JSON.stringify({ listen, admin, maxHeaderSize: limits.maxHeaderSize });
+  // The admin token is read again on reload (SPEC §19.1): only where the ports listen is fixed.
+  return JSON.stringify({ listen, admin: { host: admin.host, port: admin.port }, maxHeaderSize: limits.maxHeaderSize });
 }
 
 /** What serves now: the runtime new requests start on, its config and version, and the last reload. */
@@ -210,6 +211,9 @@ export async function startApp(initial: LoadedConfig, logger: Logger, options: A
       status: () => ({ runtime: serving.runtime, loaded: serving.loaded, version: serving.version, lastReload: serving.last, now }),
       journal,
       traffic: () => traffic.report(serving.runtime.routes.map((route) => ({ name: route.name, upstream: route.upstream?.name ?? null }))),
+      // Read from the serving config: a reload rotates it (SPEC §19.1).
+      token: () => serving.loaded.config.admin.token,
+      logger,
     });
     traffic.start();
     const port = await proxy.listen(initial.config.listen.host, initial.config.listen.port);

@@ -32,6 +32,7 @@ Options:
       --out DIR        (ca create) where to write the CA
       --admin URL      (stat) its admin address (default: $BREAKWATER_ADMIN, then http://127.0.0.1:9901)
       --watch          (stat) redraw every 2 s until interrupted
+      --token-file F   (stat) the admin token, from a file (else $BREAKWATER_ADMIN_TOKEN)
   -h, --help           show this help
   -v, --version        print the version
 `;
@@ -119,6 +120,7 @@ export async function main(argv: readonly string[]): Promise<number | 'running'>
         hosts: { type: 'string' },
         out: { type: 'string' },
         admin: { type: 'string' },
+        'token-file': { type: 'string' },
         watch: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
@@ -159,8 +161,17 @@ export async function main(argv: readonly string[]): Promise<number | 'running'>
       const { runDemo } = await import('./demo/run-demo.js');
       return runDemo();
     }
-    case 'stat':
-      return (await import('./observe/stat-command.js')).statCommand(values.admin, values.watch ?? false);
+    case 'stat': {
+      const { statCommand, statToken } = await import('./observe/stat-command.js');
+      let token: string | undefined;
+      try {
+        token = statToken(values['token-file']);
+      } catch (error) {
+        process.stderr.write(`breakwater: cannot read --token-file ${values['token-file']}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}\n`);
+        return 1;
+      }
+      return statCommand(values.admin, values.watch ?? false, process.stdout, undefined, token);
+    }
     case 'ca':
       if (rest[0] !== 'create') {
         process.stderr.write(`breakwater: unknown ca command "${rest[0] ?? ''}"; did you mean "ca create"?\n`);

@@ -8,6 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import { isHostPattern } from './formats.js';
 import { readCa, readCaKey } from './ca-files.js';
+import { checkAdminToken } from './admin-token.js';
 import { getIn, isObject, tryMs, trySize, type Json } from './json.js';
 import { effectivePolicies, type Layer } from './merge.js';
 import { DEFAULTS } from './defaults.js';
@@ -249,11 +250,17 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
 
   if (getIn(file, ['forwardProxy', 'connect', 'mode']) === 'intercept') checkIntercept(getIn(file, ['forwardProxy', 'intercept']), baseDir, issues);
 
+  checkPorts(file, issues);
+  if (isObject(file.admin)) issues.push(...checkAdminToken(file.admin, baseDir));
+  return issues;
+}
+
+/** The admin port and the proxy port differ. */
+function checkPorts(file: Json, issues: Issue[]): void {
   const listenPort = getIn(file, ['listen', 'port']) ?? DEFAULTS.listen.port;
   const adminPort = getIn(file, ['admin', 'port']) ?? DEFAULTS.admin.port;
   if (typeof listenPort === 'number' && listenPort !== 0 && listenPort === adminPort) {
     const at = originOf([{ path: [], value: file }], ['admin', 'port']) ?? originOf([{ path: [], value: file }], ['listen', 'port']);
     if (at) issues.push({ path: at, message: `the admin port and the proxy port are both ${listenPort}: give them different ports` });
   }
-  return issues;
 }

@@ -26,7 +26,7 @@ export const TRACE_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
  */
 export const DEFAULTS = {
   listen: { host: '127.0.0.1', port: 3128, serverNames: [] as string[], allowOrigins: [] as string[] },
-  admin: { host: '0.0.0.0', port: 9901 },
+  admin: { host: '0.0.0.0', port: 9901, token: null, tokenFile: null },
   logging: { level: 'info', accessLog: true },
   tracing: { enabled: false, endpoint: null, protocol: 'http/protobuf', serviceName: 'breakwater', sampleRatio: 1 },
   observability: { errorJournal: { size: 200 } },

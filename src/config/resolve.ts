@@ -4,6 +4,7 @@
  * key, units converted, CA files read, the result frozen.
  */
 import { readCa } from './ca-files.js';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { bytes, deepFreeze, fraction, isObject, ms, must, perSecond, type Json } from './json.js';
 import { effectivePolicies, mergeDeep } from './merge.js';
@@ -234,6 +235,12 @@ function toTracing(raw: ConfigFile['tracing']): Config['tracing'] {
   };
 }
 
+/** The admin token (SPEC §19.1): the literal, or the file's content without its trailing whitespace (crossCheck made sure it reads). */
+function adminToken(token: string | null, tokenFile: string | null, baseDir: string): string | null {
+  if (token !== null) return token;
+  return tokenFile === null ? null : readFileSync(path.resolve(baseDir, tokenFile), 'utf8').trimEnd();
+}
+
 /** Builds the frozen {@link Config} from a file that passed the schema and {@link crossCheck}. */
 export function resolveConfig(file: ConfigFile, baseDir: string): Config {
   const upstreams: Record<string, UpstreamConfig> = {};
@@ -250,7 +257,7 @@ export function resolveConfig(file: ConfigFile, baseDir: string): Config {
   const config: Config = {
     version: 1,
     listen: { host: listen.host, port: listen.port, serverNames: listen.serverNames.map((name) => name.toLowerCase()), allowOrigins: listen.allowOrigins.map((origin) => origin.toLowerCase()) },
-    admin: { host: admin.host, port: admin.port },
+    admin: { host: admin.host, port: admin.port, token: adminToken(admin.token, admin.tokenFile, baseDir), tokenFile: admin.tokenFile },
     logging: { level: logging.level, accessLog: logging.accessLog },
     tracing: toTracing(file.tracing),
     priorities: toPriorities(file.priorities),

@@ -1,9 +1,9 @@
 /**
- * The proxy port's edge (SPEC §2, §20): where it listens, who it serves,
- * and the bounds on what a client sends.
+ * The ports' edges (SPEC §2, §19.1, §20): where they listen, who they
+ * serve, and the bounds on what a client sends.
  */
 import { Type } from '@sinclair/typebox';
-import { Duration, Fmt, Obj, Opt, Port, Size } from './schema-parts.js';
+import { Duration, Fmt, Obj, Opt, OrNull, Port, Size } from './schema-parts.js';
 
 export const Listen = Obj({
   host: Opt(Type.String({ minLength: 1, default: '127.0.0.1', description: '0.0.0.0 to be reached from other hosts (SPEC §20.1)' })),
@@ -21,4 +21,20 @@ export const Limits = Obj({
   maxBodySize: Opt(Size('request body limit', '10MiB')),
   maxHeaderSize: Opt(Size('request header limit', '16KiB')),
   clientBodyTimeout: Opt(Duration('the longest a request body may be silent between two reads (SPEC §20.4)', '30s')),
+});
+
+export const Admin = Obj({
+  host: Opt(
+    Type.String({ minLength: 1, default: '0.0.0.0', description: 'Prometheus and the probes reach /metrics, /healthz, /readyz here; the rest answers loopback peers or the token (SPEC §19.1)' }),
+  ),
+  port: Opt(Port('admin port', 9901)),
+  token: Opt(
+    OrNull(
+      Type.String({
+        minLength: 16,
+        description: 'a bearer token that opens /config, /status, /stats, /errors and the dashboard to non-loopback peers; a literal or "${env:NAME}", at least 16 characters',
+      }),
+    ),
+  ),
+  tokenFile: Opt(OrNull(Type.String({ minLength: 1, description: 'a file holding the admin token (trailing whitespace dropped; read again on reload); not with token' }))),
 });

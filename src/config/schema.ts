@@ -16,8 +16,8 @@
  * file's `defaults`, which is merged over these.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Bool, Conditions, Duration, DurationOrZero, Fmt, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Port, Rate, Share, Size, SizeOrZero } from './schema-parts.js';
-import { Limits, Listen } from './schema-edge.js';
+import { Bool, Conditions, Duration, DurationOrZero, Fmt, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Rate, Share, Size, SizeOrZero } from './schema-parts.js';
+import { Admin, Limits, Listen } from './schema-edge.js';
 import { HeaderEdits, Upstream } from './schema-upstream.js';
 import { PROVIDER_RULES_MODES, CONNECT_MODES, DEFAULTS, HTTP_METHODS, LOG_LEVELS, NORMALIZE_MODES, REDIS_ON_ERROR, TRACE_PROTOCOLS } from './defaults.js';
 
@@ -157,7 +157,7 @@ export const ConfigFileSchema = Obj(
   {
     version: Type.Unsafe<1>({ type: 'integer', const: 1, description: 'config format version; this Breakwater reads 1' }),
     listen: Opt(Listen),
-    admin: Opt(Obj({ host: Opt(Type.String({ minLength: 1, default: '0.0.0.0' })), port: Opt(Port('admin port', 9901)) })),
+    admin: Opt(Admin),
     logging: Opt(Obj({ level: Opt(OneOf(LOG_LEVELS, { default: 'info' })), accessLog: Opt(Bool('one JSON line per request', true)) })),
     tracing: Opt(
       Obj(

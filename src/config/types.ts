@@ -244,7 +244,8 @@ export interface Config {
   readonly version: 1;
   /** SPEC §2, §20.1: serverNames and allowOrigins lower-cased; "*" turns the check off. */
   readonly listen: { readonly host: string; readonly port: number; readonly serverNames: readonly string[]; readonly allowOrigins: readonly string[] };
-  readonly admin: { readonly host: string; readonly port: number };
+  /** SPEC §19.1: `token` is the literal, or the content of `tokenFile` (trailing whitespace dropped); null: none. */
+  readonly admin: { readonly host: string; readonly port: number; readonly token: string | null; readonly tokenFile: string | null };
   readonly logging: { readonly level: LogLevel; readonly accessLog: boolean };
   readonly tracing: TracingConfig;
   /** SPEC §13; null: one class, as before. */

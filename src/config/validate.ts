@@ -148,7 +148,8 @@ function messageFor(error: ErrorObject): Issue['message'] {
     case 'uniqueItems':
       return `lists ${JSON.stringify((error.data as unknown[])[params.j as number])} twice`;
     case 'minLength':
-      return 'must not be empty';
+      // Never the value: a short admin token is still a secret.
+      return Number(params.limit) > 1 ? `must be at least ${String(params.limit)} characters long` : 'must not be empty';
     default:
       return error.message ?? `fails the ${error.keyword} check`;
   }

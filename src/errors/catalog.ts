@@ -137,6 +137,20 @@ export const CATALOG = {
     responsibility: 'proxy',
     hint: 'Breakwater hit a fault of its own; retry, and report it with the requestId (its log line has the details).',
   },
+  ADMIN_FORBIDDEN: {
+    status: 403,
+    title: 'Admin endpoint forbidden',
+    retryable: false,
+    responsibility: 'client',
+    hint: 'Read this from the pod or host itself (loopback, kubectl port-forward), or configure admin.token and send it.',
+  },
+  ADMIN_UNAUTHORIZED: {
+    status: 401,
+    title: 'Admin token required',
+    retryable: false,
+    responsibility: 'client',
+    hint: 'Send Authorization: Bearer <admin token>, or open /?token=<admin token> in a browser; the token is admin.token (or admin.tokenFile) in the config.',
+  },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof CATALOG;

@@ -96,6 +96,9 @@ export function redactedConfig(loaded: LoadedConfig): Json {
     if (typeof redis.password === 'string') redis.password = REDACTED;
     redactTls(redis.tls as Json | null);
   }
+  // The admin token (SPEC §19.1); a tokenFile shows its path.
+  const admin = copy.admin as Json;
+  if (admin.token !== null) admin.token = REDACTED;
   redactEnvValues(copy, loaded.envPaths);
   return copy;
 }

@@ -4,6 +4,7 @@
  * `GET /stats`, in the manner of `linkerd viz stat`. `--watch` redraws it
  * every two seconds until interrupted.
  */
+import { readFileSync } from 'node:fs';
 import { systemClock } from '../lib/clock.js';
 import type { TrafficReport } from './traffic.js';
 
@@ -46,10 +47,27 @@ export function formatStats(report: TrafficReport): string {
   return `${[line(header), ...rows.map(line)].join('\n')}\n${rows.length === 0 ? 'no routes\n' : ''}(${window})\n`;
 }
 
-async function fetchStats(base: string): Promise<TrafficReport> {
-  const res = await fetch(`${base}/stats`, { signal: AbortSignal.timeout(5000) });
+/** An admin refusal (SPEC §19.1): its title and hint are what the user needs to read. */
+class Refused extends Error {}
+
+async function fetchStats(base: string, token: string | undefined): Promise<TrafficReport> {
+  const res = await fetch(`${base}/stats`, { signal: AbortSignal.timeout(5000), headers: token ? { authorization: `Bearer ${token}` } : {} });
+  if (res.status === 401 || res.status === 403) {
+    const problem = (await res.json().catch(() => ({}))) as { title?: string; hint?: string };
+    throw new Refused(`${base}/stats refused: ${problem.title ?? res.status}. ${problem.hint ?? ''}`.trim());
+  }
   if (!res.ok) throw new Error(`${base}/stats answered ${res.status}`);
   return (await res.json()) as TrafficReport;
+}
+
+/**
+ * The admin token (SPEC §19.1): `$BREAKWATER_ADMIN_TOKEN`, or the content of
+ * `--token-file` (never an argument: `ps` shows arguments).
+ */
+export function statToken(tokenFile: string | undefined): string | undefined {
+  if (tokenFile !== undefined) return readFileSync(tokenFile, 'utf8').trimEnd();
+  const fromEnv = process.env.BREAKWATER_ADMIN_TOKEN?.trim();
+  return fromEnv ? fromEnv : undefined;
 }
 
 function reason(error: unknown): string {
@@ -58,12 +76,19 @@ function reason(error: unknown): string {
 }
 
 /** Prints the table once (exit 0, or 1 when the admin cannot be read), or redraws it until SIGINT/SIGTERM with `watch`. */
-export async function statCommand(flag: string | undefined, watch: boolean, out: NodeJS.WriteStream = process.stdout, wall: () => number = systemClock.wall): Promise<number> {
+export async function statCommand(
+  flag: string | undefined,
+  watch: boolean,
+  out: NodeJS.WriteStream = process.stdout,
+  wall: () => number = systemClock.wall,
+  token: string | undefined = undefined,
+): Promise<number> {
   const base = adminBase(flag);
-  const unreachable = (error: unknown) => `breakwater: cannot read ${base}/stats (${reason(error)}); is Breakwater running, and is --admin its admin address?\n`;
+  const unreachable = (error: unknown) =>
+    error instanceof Refused ? `breakwater: ${error.message}\n` : `breakwater: cannot read ${base}/stats (${reason(error)}); is Breakwater running, and is --admin its admin address?\n`;
   if (!watch) {
     try {
-      out.write(formatStats(await fetchStats(base)));
+      out.write(formatStats(await fetchStats(base, token)));
       return 0;
     } catch (error) {
       process.stderr.write(unreachable(error));
@@ -81,7 +106,7 @@ export async function statCommand(flag: string | undefined, watch: boolean, out:
   while (!stopped) {
     let frame: string;
     try {
-      frame = formatStats(await fetchStats(base));
+      frame = formatStats(await fetchStats(base, token));
     } catch (error) {
       frame = unreachable(error);
     }

@@ -6,6 +6,7 @@
  * newest errors with their hint, whose fault, and the provider's words.
  * Below 700 px wide the tables become one card per row (phones).
  */
+import { createHash } from 'node:crypto';
 const STYLE = `
   :root { --fg: #1d2733; --muted: #5b6775; --line: #e3e7ec; --bad: #a61b1b; --good: #1b6b34; }
   * { box-sizing: border-box; }
@@ -113,6 +114,26 @@ async function refresh() {
 }
 refresh();
 setInterval(refresh, 2000);`;
+
+/**
+ * The page's Content-Security-Policy (SPEC §19.1): nothing runs or loads
+ * but its own inline script and style, by hash, and its fetches of the
+ * admin endpoints; no frame may hold it. With every value inserted as text
+ * (`text()`), a provider message holding markup stays text, and even
+ * markup that got through could not run.
+ */
+const cspHash = (content: string) => `'sha256-${createHash('sha256').update(content).digest('base64')}'`;
+export const DASHBOARD_CSP = [
+  "default-src 'none'",
+  `script-src ${cspHash(`${SCRIPT}\n`)}`,
+  `style-src ${cspHash(`${STYLE}\n`)}`,
+  "connect-src 'self'",
+  "img-src 'self' data:",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
 
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">

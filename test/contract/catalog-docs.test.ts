@@ -113,8 +113,6 @@ const PENDING_CODES: Record<string, string> = {
   CREDENTIAL_LEAK: 'issue 38',
   UPSTREAM_STREAM_STALLED: 'issue 36',
   CREDENTIALS_UNAVAILABLE: 'issue 38',
-  ADMIN_FORBIDDEN: 'issue 33',
-  ADMIN_UNAUTHORIZED: 'issue 33',
 };
 /** Codes whose SPEC row names a behaviour still to be built: the docs keep their wording until it lands (same status and responsibility). */
 const PENDING_WORDING: Record<string, string> = {

@@ -13,6 +13,8 @@ const SPEC_TABLE: Record<string, { status: number; retryable: boolean; responsib
   MISDIRECTED_REQUEST: { status: 421, retryable: false, responsibility: 'client' },
   CROSS_ORIGIN_REFUSED: { status: 403, retryable: false, responsibility: 'client' },
   REQUEST_BODY_TIMEOUT: { status: 408, retryable: true, responsibility: 'client' },
+  ADMIN_FORBIDDEN: { status: 403, retryable: false, responsibility: 'client' },
+  ADMIN_UNAUTHORIZED: { status: 401, retryable: false, responsibility: 'client' },
   HEADERS_TOO_LARGE: { status: 431, retryable: false, responsibility: 'client' },
   PAYLOAD_TOO_LARGE: { status: 413, retryable: false, responsibility: 'client' },
   RATE_LIMITED: { status: 429, retryable: true, responsibility: 'client' },

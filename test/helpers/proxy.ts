@@ -31,12 +31,12 @@ export interface TestProxy {
 /** `file`: write the config there first, so that `app.reload()` reads it again (edit it to change the config). */
 /** `clock`: the app's clock (helpers/clock.ts: sleeps that pass at once); the system's by default. */
 /** `traffic`: the dashboard's sampling (default 10 s buckets over 15 minutes). */
-/** `listen`: more keys of the `listen` map (YAML flow entries, like `serverNames: [a.internal]`). */
+/** `listen`, `admin`: more keys of those maps (YAML flow entries, like `serverNames: [a.internal]`); `adminHost`: where the admin port binds. */
 export async function startProxy(
   yaml: string,
-  options: { env?: NodeJS.ProcessEnv; lookup?: Lookup; file?: string; clock?: Clock; traffic?: TrafficOptions; listen?: string } = {},
+  options: { env?: NodeJS.ProcessEnv; lookup?: Lookup; file?: string; clock?: Clock; traffic?: TrafficOptions; listen?: string; admin?: string; adminHost?: string } = {},
 ): Promise<TestProxy> {
-  const text = `listen: { host: 127.0.0.1, port: 0${options.listen ? `, ${options.listen}` : ''} }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml}`;
+  const text = `listen: { host: 127.0.0.1, port: 0${options.listen ? `, ${options.listen}` : ''} }\nadmin: { host: ${options.adminHost ?? '127.0.0.1'}, port: 0${options.admin ? `, ${options.admin}` : ''} }\n${yaml}`;
   if (options.file) writeFileSync(options.file, text);
   const result = parseConfig(text, options.file ?? 'test.yaml', { env: options.env ?? {} });
   if (!result.ok) throw new Error(`test config is invalid:\n${result.problems.map(formatProblem).join('\n')}`);

@@ -7,6 +7,7 @@
  * a phone. Screenshots at desktop and phone widths go to test/output/.
  */
 import { mkdirSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -179,6 +180,53 @@ routes:
       await classes.close();
       await Promise.all(pending);
       await spent.close();
+    }
+  });
+
+  it('shows markup from a provider message, a code and a path as text; nothing of it runs (SPEC §19.1)', async () => {
+    const markup = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
+    const hostile = await startFaultUpstream(() => ({
+      kind: 'respond',
+      status: 502,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ error: { message: markup, code: '<b>bold</b>' } }),
+    }));
+    const shown = await startProxy(`version: 1
+defaults: { retry: { maxRetries: 0 } }
+upstreams: { h: { url: "${hostile.url}", circuitBreaker: { failureRate: 100 } } }
+routes: [{ name: hostile, match: { pathPrefix: /h }, upstream: h }]
+`);
+    try {
+      // The path as written on the request line, < and > included (a URL string would encode them).
+      const port = Number(new URL(shown.url).port);
+      await new Promise<void>((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1', () => socket.write('GET /h/<script>window.__pwned=3</script> HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'));
+        socket.on('data', () => {});
+        socket.on('close', () => resolve());
+        socket.on('error', reject);
+      });
+      await request(`${shown.url}/h/plain`);
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      const violations: string[] = [];
+      page.on('console', (message) => {
+        if (/Content Security Policy/i.test(message.text())) violations.push(message.text());
+      });
+      await page.goto(`${shown.adminUrl}/`);
+      await page.waitForSelector('body[data-loaded="true"]');
+      const errorsText = await page.locator('#errors').innerText();
+      expect(errorsText).toContain(markup);
+      const paths = (await request(`${shown.adminUrl}/errors`)).json<{ errors: JournalEntry[] }>().errors.map((entry) => entry.path);
+      const rawPath = paths.find((p) => p.includes('<script>'));
+      expect(rawPath, JSON.stringify(paths)).toBeDefined();
+      expect(errorsText).toContain(rawPath!);
+      expect(await page.locator('#errors img, #errors script, #errors b').count()).toBe(0);
+      expect(await page.evaluate(() => (globalThis as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+      // The page's own script ran under its policy, and nothing was blocked.
+      expect(violations).toEqual([]);
+      await page.close();
+    } finally {
+      await shown.close();
+      await hostile.close();
     }
   });
 });

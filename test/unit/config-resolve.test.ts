@@ -58,7 +58,7 @@ describe('valid files', () => {
   it('accepts a minimal file and fills every default', () => {
     const config = load(MINIMAL);
     expect(config.listen).toEqual({ host: '127.0.0.1', port: 3128, serverNames: [], allowOrigins: [] });
-    expect(config.admin).toEqual({ host: '0.0.0.0', port: 9901 });
+    expect(config.admin).toEqual({ host: '0.0.0.0', port: 9901, token: null, tokenFile: null });
     expect(config.logging).toEqual({ level: 'info', accessLog: true });
     expect(config.limits).toEqual({ maxBodySize: 10 * 1024 * 1024, maxHeaderSize: 16 * 1024, clientBodyTimeout: 30_000 });
     expect(config.shutdown).toEqual({ drainTimeout: 20_000 });

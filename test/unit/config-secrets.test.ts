@@ -5,6 +5,9 @@
  * <redacted> (SPEC §7); /config hides failover targets' URL passwords and
  * header values and the tracing endpoint's password and query.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { formatProblem, parseConfig } from '../../src/config/index.js';
 import { redactedConfig } from '../../src/observe/redact.js';
@@ -181,5 +184,28 @@ describe("an upstream URL's user:pass@ (issue 32)", () => {
     expect(authorization).toBe(`Basic ${Buffer.from('us@er:p!ss').toString('base64')}`);
     expect(url.href).toBe('http://127.0.0.1:8080/base');
     expect(splitCredentials('http://127.0.0.1:8080').authorization).toBeUndefined();
+  });
+});
+
+describe('admin.token and admin.tokenFile (SPEC §19.1)', () => {
+  const base = 'version: 1\nupstreams: { u: { url: "http://127.0.0.1:1" } }\nroutes: [{ name: r, upstream: u }]\n';
+  it('refuses a short token without quoting it, both keys at once, and a token file that does not read', () => {
+    const short = problems(`${base}admin: { token: "sh0rt-secret" }\n`).join('\n');
+    expect(short).toMatch(/admin\.token: must be at least 16 characters long/);
+    expect(short).not.toContain('sh0rt-secret');
+    expect(problems(`${base}admin: { token: "a-long-enough-token-1234", tokenFile: /nonexistent }\n`).join('\n')).toMatch(/admin\.tokenFile: give the admin token as token or as tokenFile, not both/);
+    expect(problems(`${base}admin: { tokenFile: /nonexistent/token }\n`).join('\n')).toMatch(/admin\.tokenFile: cannot read \/nonexistent\/token: ENOENT/);
+  });
+
+  it('reads a token file without its trailing newline, and refuses a short one without quoting it', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'breakwater-token-'));
+    writeFileSync(path.join(dir, 'good'), 'a-long-enough-token-5678\n');
+    writeFileSync(path.join(dir, 'short'), 'sh0rt\n');
+    const good = parseConfig(`${base}admin: { tokenFile: good }\n`, path.join(dir, 'c.yaml'), { env: {} });
+    if (!good.ok) throw new Error(good.problems.map(formatProblem).join('\n'));
+    expect(good.loaded.config.admin.token).toBe('a-long-enough-token-5678');
+    const found = problems(`${base}admin: { tokenFile: ${path.join(dir, 'short')} }\n`).join('\n');
+    expect(found).toMatch(/holds fewer than 16 characters/);
+    expect(found).not.toContain('sh0rt');
   });
 });
