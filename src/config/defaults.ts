@@ -19,6 +19,8 @@ export const CONNECT_MODES = ['tunnel', 'intercept'] as const;
 export const PROVIDER_RULES_MODES = ['auto', 'off'] as const;
 export const RESPONSIBILITIES = ['client', 'upstream'] as const;
 export const TRACE_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
+/** SPEC §19.2: `report` decides as `enforce` would, but lets the request go on, flagged and counted. */
+export const POLICY_MODES = ['enforce', 'report'] as const;
 
 /**
  * Built-in defaults, in the file's own notation. SPEC §3's example shows the
@@ -49,7 +51,7 @@ export const DEFAULTS = {
    * NGINX's `limit_req` with a queue: the burst is one second's worth of
    * tokens, no concurrency cap, and a bounded queue with a deadline.
    */
-  rateLimit: { queue: { size: 100, timeout: '2s' }, key: 'route', shared: false },
+  rateLimit: { queue: { size: 100, timeout: '2s' }, key: 'route', shared: false, mode: 'enforce' },
   errors: { normalize: 'proxy', providerRules: 'auto' },
   upstream: {
     pool: { maxSockets: 256, keepAlive: true },

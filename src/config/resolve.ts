@@ -87,6 +87,7 @@ function toRateLimit(raw: unknown): RateLimitConfig | null {
     queue: { size: queue.size as number, timeout: ms(queue.timeout) },
     key: (key.startsWith('header:') ? key.toLowerCase() : key) as LimitKey,
     shared: merged.shared as boolean,
+    mode: merged.mode as RateLimitConfig['mode'],
   };
 }
 

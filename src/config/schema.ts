@@ -19,7 +19,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Bool, Conditions, Duration, DurationOrZero, Fmt, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Rate, Share, Size, SizeOrZero } from './schema-parts.js';
 import { Admin, Limits, Listen } from './schema-edge.js';
 import { HeaderEdits, Upstream } from './schema-upstream.js';
-import { PROVIDER_RULES_MODES, CONNECT_MODES, DEFAULTS, HTTP_METHODS, LOG_LEVELS, NORMALIZE_MODES, REDIS_ON_ERROR, TRACE_PROTOCOLS } from './defaults.js';
+import { PROVIDER_RULES_MODES, POLICY_MODES, CONNECT_MODES, DEFAULTS, HTTP_METHODS, LOG_LEVELS, NORMALIZE_MODES, REDIS_ON_ERROR, TRACE_PROTOCOLS } from './defaults.js';
 
 // ---------------------------------------------------------------------------
 // Policies that `defaults` holds and a route may override key by key
@@ -84,6 +84,9 @@ const RateLimit = OrNull(
       ),
       key: Opt(Fmt('limit-key', { description: 'route | client-ip | header:<name>', default: DEFAULTS.rateLimit.key })),
       shared: Opt(Bool('one limit across replicas, kept in Redis', DEFAULTS.rateLimit.shared)),
+      mode: Opt(
+        OneOf(POLICY_MODES, { default: DEFAULTS.rateLimit.mode, description: 'report: a request the limit would queue or refuse goes on at once, flagged WOULD_RATE_LIMIT and counted (SPEC §19.2)' }),
+      ),
     },
     { description: 'Rate limit (SPEC §3); null: none.' },
   ),

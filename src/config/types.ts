@@ -55,7 +55,11 @@ export interface RateLimitConfig {
   readonly queue: { readonly size: number; readonly timeout: number };
   readonly key: LimitKey;
   readonly shared: boolean;
+  /** SPEC §19.2: `report` lets a request the limit would hold go on, flagged and counted. */
+  readonly mode: PolicyMode;
 }
+
+export type PolicyMode = 'enforce' | 'report';
 
 export interface ErrorsConfig {
   readonly normalize: NormalizeMode;

@@ -5,11 +5,9 @@
  * at zero when a config loads, so dashboards see every route and outcome
  * before the first failure.
  *
- * OpenMetrics: prom-client renames counters in place when it renders
- * OpenMetrics (it strips `_total` from `metric.name`, so the next
- * Prometheus-text scrape shows `breakwater_requests`; see
- * test/integration/metrics.test.ts). We therefore render Prometheus text
- * only and derive the OpenMetrics form from it.
+ * OpenMetrics: prom-client renames counters in place when it renders OpenMetrics (it strips `_total` from
+ * `metric.name`, so the next Prometheus-text scrape shows `breakwater_requests`; see test/integration/metrics.test.ts).
+ * We therefore render Prometheus text only and derive the OpenMetrics form from it.
  */
 import client, { type Gauge } from 'prom-client';
 import { BoundedLabel, FastCounter, FastHistogram, type LabelBound } from './fast-metrics.js';
@@ -20,7 +18,6 @@ import { OUTCOMES } from '../upstream/classify.js';
 
 /** Every value of `breakwater_circuit_state{state}` (SPEC §6; `shedding` added by the breaker redesign). */
 export const CIRCUIT_STATES = ['closed', 'shedding', 'open', 'half_open'] as const;
-
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
@@ -65,6 +62,8 @@ export interface Metrics {
   readonly fallbacks: FastCounter<'route' | 'reason'>;
   /** Requests refused for their priority class's sake, or while waiting (SPEC §13). */
   readonly shed: FastCounter<'route' | 'priority' | 'reason'>;
+  /** What a policy in report mode would have done and did not (SPEC §19.2). */
+  readonly policyReports: FastCounter<'route' | 'policy'>;
   readonly staleEntries: Gauge<'route'>;
   readonly staleBytes: Gauge<'route'>;
   /** Where the stale-answer gauges read each route's store at scrape time. */
@@ -162,6 +161,7 @@ function zeroSeries(metrics: Metrics, config: Config, upstreams: BoundedLabel): 
     const pacing = route.upstream !== null ? config.upstreams[route.upstream]?.pacing : undefined;
     if (route.rateLimit?.shared || (pacing?.enabled && pacing.shared)) metrics.rateLimitDegraded.inc(labels, 0);
     zeroShed(metrics, config, route.name, route.rateLimit !== null, pacing?.enabled === true);
+    if (route.rateLimit?.mode === 'report') metrics.policyReports.inc({ ...labels, policy: 'rate_limit' }, 0);
     if (route.upstream !== null) {
       for (const outcome of OUTCOMES) metrics.upstreamAttempts.inc({ ...labels, upstream: route.upstream, outcome }, 0);
       for (const target of config.upstreams[route.upstream]?.failover ?? []) metrics.failovers.inc({ ...labels, upstream: route.upstream, target: target.name }, 0);
@@ -266,6 +266,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     traceSpansDropped: counter<never>('breakwater_trace_spans_dropped_total', 'Spans that could not be exported: no room in the queue, or a failed or timed-out export (SPEC §11).', []),
     failovers: counter('breakwater_failovers_total', 'Attempts sent to a target other than the first in order (SPEC §8.1).', ['route', 'upstream', 'target']),
     shed: counter('breakwater_shed_total', SHED_HELP, ['route', 'priority', 'reason']),
+    policyReports: counter('breakwater_policy_reports_total', 'What a policy in report mode would have done and did not, by route and policy (SPEC §19.2).', ['route', 'policy']),
     fallbacks: counter('breakwater_fallbacks_total', 'Requests answered with a stored (stale) answer, by the error code it replaced (SPEC §8.2).', ['route', 'reason']),
     staleEntries: scraped('breakwater_stale_entries', 'Answers stored for stale fallback, per route.', ['route'], (set) => {
       for (const { route, entries } of staleStores()) set({ route }, entries);

@@ -35,7 +35,8 @@ export type Flag =
   | 'STALE'
   | 'PROVIDER_RULE'
   | 'PROMOTED'
-  | 'REQUEST_BODY_TIMEOUT';
+  | 'REQUEST_BODY_TIMEOUT'
+  | 'WOULD_RATE_LIMIT';
 
 const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'UPSTREAM_TIMEOUT',

@@ -96,6 +96,11 @@ export class LocalLimiter {
     return waiting;
   }
 
+  /** A token and a slot now, with nobody waiting ahead, or undefined: report mode's question (SPEC §19.2). */
+  tryAcquire(): (() => void) | undefined {
+    return this.waiters.length === 0 && this.canStart() ? this.start() : undefined;
+  }
+
   /** Whole tokens left now. */
   tokensLeft(): number {
     this.refill();

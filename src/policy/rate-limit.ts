@@ -18,6 +18,7 @@ import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Policy, RequestContext } from './context.js';
 import type { SharedLimits } from './shared-limits.js';
+import { reportOnly } from './rate-limit-report.js';
 import { BoundedMap } from '../lib/bounded-map.js';
 import { LimiterRefused, LocalLimiter } from './local-limiter.js';
 import { SharedLimiter, SharedRefused } from './shared-limiter.js';
@@ -67,6 +68,8 @@ interface Limiter {
   tokens?(): number;
   /** Resolves with the slot's release; rejects with a RATE_LIMITED error, the abort reason, or a Redis error. */
   acquire(ctx: RequestContext, waitMs: number): Promise<() => void>;
+  /** A token and a slot now, or undefined; never waits, never counts a refusal (report mode, SPEC §19.2). */
+  tryAcquire(): (() => void) | undefined | Promise<(() => void) | undefined>;
   idle(): boolean;
   /** Dropping it forgets nothing a fresh one would not know. */
   spare(): boolean;
@@ -151,6 +154,7 @@ function createLocal(limit: RouteLimit): Limiter {
         (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority, ctx.flags),
         (error) => (error instanceof LimiterRefused ? refused(limit, ctx, error.reason, { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() }) : undefined),
       ),
+    tryAcquire: () => limiter.tryAcquire(),
     idle: () => limiter.idle(),
     spare: () => limiter.spare(),
     queued: () => limiter.queued(),
@@ -179,6 +183,7 @@ function createShared(limit: RouteLimit, store: SharedLimits, key: string): Limi
         (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority, ctx.flags),
         (error) => refusal(ctx, error),
       ),
+    tryAcquire: () => limiter.tryAcquire(),
     idle: () => limiter.idle(),
     // The bucket lives in Redis: an idle one forgets nothing.
     spare: () => limiter.idle(),
@@ -234,9 +239,17 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
     return entry.fallback.acquire(ctx, waitMs);
   };
 
+  /** Report mode (SPEC §19.2): rate-limit-report.ts. */
+  const local = () => createLocal(limit);
+  const report = (ctx: RequestContext, entry: KeyLimiters) => reportOnly(ctx, entry, { route, metrics: deps.metrics, sharedStore, local });
+
   return {
     async run(ctx, signal, next) {
       const entry = keys.limitersFor(keyOf(ctx, config.key));
+      if (config.mode === 'report') {
+        await report(ctx, entry);
+        return next(ctx, signal);
+      }
       const started = deps.now();
       const waitMs = Math.max(0, Math.min(config.queue.timeout, ctx.deadline - started));
       let release: () => void;

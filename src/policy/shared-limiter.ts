@@ -94,6 +94,11 @@ export class SharedLimiter {
    * SharedRefused, with the abort's reason, or with the Redis error (every
    * waiter of this key then gets it: Redis is failing).
    */
+  /** A slot from Redis now, with nobody of this replica waiting ahead, or undefined (SPEC §19.2); rejects when Redis fails. */
+  async tryAcquire(): Promise<(() => void) | undefined> {
+    return this.waiters.length === 0 ? this.ask() : undefined;
+  }
+
   async acquire(waitMs: number, onAbort: (listener: () => void) => () => void, place?: Place, note?: PromotionNote): Promise<() => void> {
     if (this.waiters.length === 0) {
       const release = await this.ask();

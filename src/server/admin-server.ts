@@ -86,6 +86,7 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
                 ]
                   .filter(Boolean)
                   .join(', '),
+                mode: rateLimit.mode,
                 tokens: route.rateLimit.tokens(),
                 queued: route.rateLimit.queueDepth(),
                 // With priority classes (SPEC §13): who waits, by class.

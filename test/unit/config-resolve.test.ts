@@ -42,7 +42,7 @@ describe('valid files', () => {
     expect(route!.stripPrefix).toBe(true);
     expect(route!.timeouts).toEqual({ connect: 2000, perTry: 5000, total: 30_000 });
     expect(route!.retry.maxRetries).toBe(3);
-    expect(route!.rateLimit).toEqual({ rate: 25, burst: 50, maxConcurrent: 10, queue: { size: 100, timeout: 2000 }, key: 'route', shared: false });
+    expect(route!.rateLimit).toEqual({ rate: 25, burst: 50, maxConcurrent: 10, queue: { size: 100, timeout: 2000 }, key: 'route', shared: false, mode: 'enforce' });
     expect(route!.headers.request.set).toEqual({ Authorization: 'Bearer sk_test_1' });
     expect(config.upstreams.stripe!.pacing.minRate).toBeCloseTo(0.2);
     expect(config.upstreams.stripe!.pacing.engageBelow).toBe(0.5);
@@ -293,7 +293,7 @@ routes:
     expect(a!.retry.backoff).toEqual({ base: 10, max: 2000 });
     expect(a!.retry.retryOn).toEqual(['5xx']);
     expect(a!.retry.maxRetries).toBe(3);
-    expect(a!.rateLimit).toEqual({ rate: 10, burst: 4, maxConcurrent: null, queue: { size: 100, timeout: 2000 }, key: 'route', shared: false });
+    expect(a!.rateLimit).toEqual({ rate: 10, burst: 4, maxConcurrent: null, queue: { size: 100, timeout: 2000 }, key: 'route', shared: false, mode: 'enforce' });
     expect(b!.rateLimit).toBeNull();
     expect(config.defaults.timeouts).toEqual({ connect: 2000, perTry: 10_000, total: 20_000 });
   });

@@ -1,0 +1,73 @@
+/**
+ * Report mode (SPEC §19.2): a policy decides every request as it would if
+ * it enforced, but a request it would hold goes on at once, flagged and
+ * counted. Built so far: rate limits (local and, with Redis away, their
+ * stand-in). The requests are sent one after another, faster than the
+ * refill, so the count of flags is exact but for the tokens that come back
+ * while they are sent (bounded below).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
+import { metricValue, request, startProxy, type TestProxy } from '../helpers/proxy.js';
+
+let api: FaultUpstream;
+let proxy: TestProxy;
+
+beforeAll(async () => {
+  api = await startFaultUpstream(() => ({ kind: 'respond', body: 'ok' }));
+  proxy = await startProxy(`version: 1
+upstreams: { api: { url: "${api.url}" } }
+routes:
+  - name: report
+    match: { pathPrefix: /report }
+    upstream: api
+    rateLimit: { rate: 5/s, burst: 5, queue: { size: 0 }, mode: report }
+  - name: enforce
+    match: { pathPrefix: /enforce }
+    upstream: api
+    rateLimit: { rate: 5/s, burst: 5, queue: { size: 0 } }
+`);
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await api.close();
+});
+
+const flagged = (path: string) => proxy.accessLogs().filter((line) => (line.path as string).startsWith(path) && (line.flags as string[]).includes('WOULD_RATE_LIMIT')).length;
+
+describe('rate limit in report mode (SPEC §19.2)', () => {
+  it('lets 20 requests at 5/s burst 5 all reach the upstream, about 15 of them flagged and counted, none counted as refused', async () => {
+    expect(await metricValue(proxy.metrics, 'breakwater_policy_reports_total', { route: 'report', policy: 'rate_limit' })).toBe(0);
+    const before = api.requests.length;
+    const started = Date.now();
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await request(`${proxy.url}/report/${i}`)).status);
+    const elapsedS = (Date.now() - started) / 1000;
+    expect(statuses).toEqual(Array(20).fill(200));
+    expect(api.requests.length - before).toBe(20);
+    // 5 from the burst, plus those refilled while the 20 went (5 per second): the rest would have been refused.
+    const wouldPass = Math.min(20, 5 + Math.ceil(elapsedS * 5));
+    const reports = await metricValue(proxy.metrics, 'breakwater_policy_reports_total', { route: 'report', policy: 'rate_limit' });
+    expect(reports).toBe(flagged('/report/'));
+    expect(reports).toBeGreaterThanOrEqual(20 - wouldPass);
+    expect(reports).toBeLessThanOrEqual(15);
+    expect(await metricValue(proxy.metrics, 'breakwater_rate_limited_total', { route: 'report' })).toBe(0);
+    expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: 'report', code: 'RATE_LIMITED' })).toBe(0);
+  });
+
+  it('enforcing, the same 20 requests are refused past the burst (the same limit, not a looser one)', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await request(`${proxy.url}/enforce/${i}`)).status);
+    expect(statuses.slice(0, 5)).toEqual(Array(5).fill(200));
+    expect(statuses.filter((status) => status === 429).length).toBeGreaterThanOrEqual(10);
+  });
+
+  it('/status shows each rate limit with its mode', async () => {
+    const status = (await request(`${proxy.adminUrl}/status`)).json<{ routes: { name: string; rateLimit: { mode: string } }[] }>();
+    expect(status.routes.map((route) => [route.name, route.rateLimit.mode])).toEqual([
+      ['report', 'report'],
+      ['enforce', 'enforce'],
+    ]);
+  });
+});
