@@ -65,6 +65,7 @@ export const DEFAULTS = {
       hold: '2s',
       shedding: { enabled: true, k: 2 },
       failOn: ['5xx', 'timeout', 'connect-failure', 'reset'],
+      mode: 'enforce',
     },
     pacing: {
       enabled: false,

@@ -122,6 +122,7 @@ function toCircuitBreaker(cb: Json, raw: Json): CircuitBreakerConfig {
     hold: ms(cb.hold),
     shedding: { enabled: shedding.enabled as boolean, k: shedding.k as number },
     failOn: cb.failOn as Condition[],
+    mode: cb.mode as CircuitBreakerConfig['mode'],
   };
 }
 

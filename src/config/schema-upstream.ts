@@ -5,7 +5,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { Bool, Conditions, Duration, DurationOrZero, Fmt, HeaderNames, HeaderValues, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Rate, Share } from './schema-parts.js';
-import { DEFAULTS, PACING_HEADERS, RESET_FORMATS, RESPONSIBILITIES } from './defaults.js';
+import { DEFAULTS, PACING_HEADERS, RESET_FORMATS, RESPONSIBILITIES, POLICY_MODES } from './defaults.js';
 
 // ---------------------------------------------------------------------------
 // Upstreams
@@ -25,6 +25,9 @@ const CircuitBreaker = Obj({
     }),
   ),
   failOn: Opt(Conditions('outcomes counted as failures', CB.failOn)),
+  mode: Opt(
+    OneOf(POLICY_MODES, { default: CB.mode, description: 'report: a call the breaker would refuse or hold is sent, flagged WOULD_CIRCUIT_OPEN and counted; its outcome is not counted (SPEC §19.2)' }),
+  ),
 });
 
 const Pacing = Obj({

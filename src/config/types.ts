@@ -91,6 +91,8 @@ export interface CircuitBreakerConfig {
   /** Adaptive throttling of a partly failing upstream. Defaults enabled, k 2. */
   readonly shedding: { readonly enabled: boolean; readonly k: number };
   readonly failOn: readonly Condition[];
+  /** SPEC §19.2: `report` sends a call it would refuse or hold, flagged and counted, and leaves its outcome out. */
+  readonly mode: PolicyMode;
 }
 
 export interface PacingConfig {

@@ -13,6 +13,7 @@ import client, { type Gauge } from 'prom-client';
 import { BoundedLabel, FastCounter, FastHistogram, type LabelBound } from './fast-metrics.js';
 import type { Config } from '../config/types.js';
 import { HTTP_METHODS } from '../config/defaults.js';
+import { reportingPolicies } from '../config/report-mode.js';
 import { CATALOG, RECORDED_ONLY_CODES } from '../errors/catalog.js';
 import { OUTCOMES } from '../upstream/classify.js';
 
@@ -29,7 +30,6 @@ export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1
 export const MAX_TARGET_SERIES = 100;
 /** The `upstream` value of the targets beyond MAX_TARGET_SERIES: neither a config name (those start with a letter or digit) nor host:port. */
 export const OTHER_TARGETS = '_other';
-
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const RETRY_REASONS = ['http_5xx', 'http_429', 'timeout', 'connect_failure', 'reset'] as const;
 const KNOWN_METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
@@ -161,7 +161,7 @@ function zeroSeries(metrics: Metrics, config: Config, upstreams: BoundedLabel): 
     const pacing = route.upstream !== null ? config.upstreams[route.upstream]?.pacing : undefined;
     if (route.rateLimit?.shared || (pacing?.enabled && pacing.shared)) metrics.rateLimitDegraded.inc(labels, 0);
     zeroShed(metrics, config, route.name, route.rateLimit !== null, pacing?.enabled === true);
-    if (route.rateLimit?.mode === 'report') metrics.policyReports.inc({ ...labels, policy: 'rate_limit' }, 0);
+    for (const policy of reportingPolicies(config, route)) metrics.policyReports.inc({ ...labels, policy }, 0);
     if (route.upstream !== null) {
       for (const outcome of OUTCOMES) metrics.upstreamAttempts.inc({ ...labels, upstream: route.upstream, outcome }, 0);
       for (const target of config.upstreams[route.upstream]?.failover ?? []) metrics.failovers.inc({ ...labels, upstream: route.upstream, target: target.name }, 0);

@@ -18,10 +18,14 @@ export interface BreakerStatus {
   readonly held: number;
   /** ms until the next probe while open, else 0. */
   readonly openForMs: number;
+  /** `enforce` or `report` (SPEC §19.2); in report, `state` is the state enforcing would have. */
+  readonly mode: 'enforce' | 'report';
 }
 
 export interface UpstreamBreaker {
   readonly upstream: string;
+  /** `mode: report` (SPEC §19.2): it refuses nothing, so failover sees its target available whatever its state. */
+  readonly reportOnly: boolean;
   state(): CircuitState;
   /** Failure rate over the current window, 0..1 (for /status). */
   failureRate(): number;
@@ -36,6 +40,8 @@ export interface UpstreamBreaker {
 /** What the breaker reads and marks of the request it admits: its flags and its deadline. */
 export interface BreakerScope {
   readonly flags: Set<Flag>;
+  /** The route a report is counted under (SPEC §19.2); '' outside one (a CONNECT tunnel). */
+  readonly route?: string;
   readonly deadline?: number;
 }
 

@@ -73,15 +73,29 @@ function refusal(upstream: string, circuit: Circuit, at: number) {
   return circuit.isClosed() ? shedRefusal(upstream, circuit.calls) : openRefusal(upstream, { halfOpen: state === 'half_open', openUntil, episodeStart, openedWith, recentSize }, at);
 }
 
-function statusOf(circuit: Circuit, held: number, at: number): BreakerStatus {
+function statusOf(circuit: Circuit, held: number, at: number, mode: BreakerStatus['mode']): BreakerStatus {
   const state = circuit.current(at);
   return {
+    mode,
     state,
     failureRate: circuit.calls.failureRate(),
     shedRate: state === 'shedding' ? circuit.calls.shedProbability : 0,
     held,
     openForMs: state === 'open' ? Math.max(0, Math.ceil(circuit.openUntil - at)) : 0,
   };
+}
+
+/**
+ * Report mode (SPEC §19.2): a call the circuit would refuse or hold is sent
+ * at once, flagged and counted (once per request), and its outcome left out,
+ * so state, probes and the metrics are what enforcing would give.
+ */
+function reported<C extends BreakerScope>(metrics: BreakerDeps['metrics'], ctx: C, signal: Signal, next: (ctx: C, signal: Signal) => Promise<AttemptResult>): Promise<AttemptResult> {
+  if (!ctx.flags.has('WOULD_CIRCUIT_OPEN')) {
+    ctx.flags.add('WOULD_CIRCUIT_OPEN');
+    metrics.policyReports.inc({ route: ctx.route ?? '', policy: 'circuit_breaker' });
+  }
+  return next(ctx, signal);
 }
 
 export function createUpstreamBreaker(upstream: string, config: CircuitBreakerConfig, deps: BreakerDeps): UpstreamBreaker {
@@ -117,10 +131,14 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     return waited ?? refuse(ctx, at);
   };
 
+  const reportOnly = config.mode === 'report';
+
   const run = async <C extends BreakerScope>(ctx: C, signal: Signal, next: (ctx: C, signal: Signal) => Promise<AttemptResult>): Promise<AttemptResult> => {
     if (dropped) return next(ctx, signal);
     // Admitted at once on the common path: no promise, no await.
-    const admitted = circuit.admit(now(), true) ?? (await holdOrRefuse(ctx, signal, now()));
+    const admission = circuit.admit(now(), true);
+    if (admission === undefined && reportOnly) return reported(metrics, ctx, signal, next);
+    const admitted = admission ?? (await holdOrRefuse(ctx, signal, now()));
     let result: AttemptResult;
     try {
       result = await next(ctx, signal);
@@ -140,12 +158,13 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
 
   return {
     upstream,
+    reportOnly,
     state: () => circuit.current(now()),
     failureRate: () => {
       circuit.advance(now());
       return circuit.calls.failureRate();
     },
-    status: () => statusOf(circuit, held.waiting, now()),
+    status: () => statusOf(circuit, held.waiting, now(), config.mode),
     policy: { run, close() {} },
     call: (scope, signal, attempt) => run(scope, signal, attempt),
     close() {

@@ -36,7 +36,8 @@ export type Flag =
   | 'PROVIDER_RULE'
   | 'PROMOTED'
   | 'REQUEST_BODY_TIMEOUT'
-  | 'WOULD_RATE_LIMIT';
+  | 'WOULD_RATE_LIMIT'
+  | 'WOULD_CIRCUIT_OPEN';
 
 const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'UPSTREAM_TIMEOUT',
@@ -129,6 +130,8 @@ export interface RequestContext extends ExchangeRecord {
   readonly cleanups: (() => void)[];
   /** A WebSocket upgrade (SPEC §20.3): each attempt is this handshake instead of a request; never retried. */
   handshake?: Handshake;
+  /** The matched route's name ('' before one matched): what report-mode counters are labelled with (SPEC §19.2). */
+  route: string;
 }
 
 /** An upstream or forward target, with its breaker's and (when paced) its pacer's policy layer for the route. */

@@ -93,7 +93,8 @@ export class TargetSet {
   }
 
   private available(i: number, at: number): boolean {
-    return this.coolUntil[i]! <= at && this.targets[i]!.breaker.state() !== 'open';
+    const breaker = this.targets[i]!.breaker;
+    return this.coolUntil[i]! <= at && (breaker.reportOnly || breaker.state() !== 'open');
   }
 
   /**

@@ -127,6 +127,8 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     const route = found instanceof Promise ? await found : found;
     staleRoute = route.stale ? route : undefined;
     ctx.destination ??= route.destination;
+    ctx.route = route.name;
+    ctx.route = route.name;
     exchange.matched = matched(ctx, route);
     if (route.classify) ctx.priority = route.classify(req.headers);
     ctx.trace?.route(ctx.method, route.name);

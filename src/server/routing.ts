@@ -143,5 +143,6 @@ export function contextOf<R extends ServerResponse | undefined>(
     destination: null,
     cleanups: [],
     handshake: undefined,
+    route: '',
   };
 }

@@ -156,6 +156,7 @@ async function upgrade(runtime: Runtime, ctx: RequestContext, exchange: Exchange
   const found = routeOf(runtime, ctx, arrivalOf(ctx.req), draining);
   const route = found instanceof Promise ? await found : found;
   ctx.destination ??= route.destination;
+  ctx.route = route.name;
   exchange.matched = matched(ctx, route);
   if (route.classify) ctx.priority = route.classify(ctx.req.headers);
   if (ctx.method !== 'GET') throw new BreakwaterError('BAD_REQUEST', `Only GET can upgrade to a WebSocket, not ${ctx.method}.`);

@@ -1,8 +1,7 @@
 /**
  * Report mode (SPEC §19.2): a policy decides every request as it would if
  * it enforced, but a request it would hold goes on at once, flagged and
- * counted. Built so far: rate limits (local and, with Redis away, their
- * stand-in). The requests are sent one after another, faster than the
+ * counted. Built so far: rate limits and circuit breakers. The requests are sent one after another, faster than the
  * refill, so the count of flags is exact but for the tokens that come back
  * while they are sent (bounded below).
  */
@@ -11,13 +10,21 @@ import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstre
 import { metricValue, request, startProxy, type TestProxy } from '../helpers/proxy.js';
 
 let api: FaultUpstream;
+let down: FaultUpstream;
 let proxy: TestProxy;
 
 beforeAll(async () => {
   api = await startFaultUpstream(() => ({ kind: 'respond', body: 'ok' }));
+  down = await startFaultUpstream(() => ({ kind: 'respond', status: 503, body: 'down' }));
   proxy = await startProxy(`version: 1
-upstreams: { api: { url: "${api.url}" } }
+upstreams:
+  api: { url: "${api.url}" }
+  down: { url: "${down.url}", circuitBreaker: { failureRate: 50, minimumRequests: 4, openFor: 30s, maxOpenFor: 30s, hold: 0s, mode: report } }
 routes:
+  - name: down
+    match: { pathPrefix: /down }
+    upstream: down
+    retry: { maxRetries: 0 }
   - name: report
     match: { pathPrefix: /report }
     upstream: api
@@ -32,6 +39,7 @@ routes:
 afterAll(async () => {
   await proxy.close();
   await api.close();
+  await down.close();
 });
 
 const flagged = (path: string) => proxy.accessLogs().filter((line) => (line.path as string).startsWith(path) && (line.flags as string[]).includes('WOULD_RATE_LIMIT')).length;
@@ -65,9 +73,29 @@ describe('rate limit in report mode (SPEC §19.2)', () => {
 
   it('/status shows each rate limit with its mode', async () => {
     const status = (await request(`${proxy.adminUrl}/status`)).json<{ routes: { name: string; rateLimit: { mode: string } }[] }>();
-    expect(status.routes.map((route) => [route.name, route.rateLimit.mode])).toEqual([
+    expect(status.routes.filter((route) => route.rateLimit).map((route) => [route.name, route.rateLimit.mode])).toEqual([
       ['report', 'report'],
       ['enforce', 'enforce'],
     ]);
+  });
+});
+
+describe('circuit breaker in report mode (SPEC §19.2)', () => {
+  it('keeps sending to a failing upstream while /status shows the breaker open; the calls it would refuse are flagged, not counted', async () => {
+    expect(await metricValue(proxy.metrics, 'breakwater_policy_reports_total', { route: 'down', policy: 'circuit_breaker' })).toBe(0);
+    const before = down.requests.length;
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await request(`${proxy.url}/down/${i}`)).status);
+    // Every call reached the upstream, and the app saw its 503s, never a CIRCUIT_OPEN.
+    expect(statuses).toEqual(Array(12).fill(503));
+    expect(down.requests.length - before).toBe(12);
+    const status = (await request(`${proxy.adminUrl}/status`)).json<{ upstreams: { name: string; breaker: { state: string; mode: string } }[] }>();
+    expect(status.upstreams.find((u) => u.name === 'down')!.breaker).toMatchObject({ state: 'open', mode: 'report' });
+    // Four calls opened it; the eight after would have been refused.
+    const flagged = proxy.accessLogs().filter((line) => (line.path as string).startsWith('/down/') && (line.flags as string[]).includes('WOULD_CIRCUIT_OPEN')).length;
+    expect(flagged).toBe(8);
+    expect(await metricValue(proxy.metrics, 'breakwater_policy_reports_total', { route: 'down', policy: 'circuit_breaker' })).toBe(8);
+    expect(await metricValue(proxy.metrics, 'breakwater_circuit_rejections_total', { upstream: 'down' })).toBe(0);
+    expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: 'down', code: 'CIRCUIT_OPEN' })).toBe(0);
   });
 });

@@ -89,6 +89,7 @@ describe('valid files', () => {
       hold: 2_000,
       shedding: { enabled: true, k: 2 },
       failOn: ['5xx', 'timeout', 'connect-failure', 'reset'],
+      mode: 'enforce',
     });
     expect(route!.retry).toMatchObject({ maxRetries: 3, backoff: { base: 500, max: 5_000 }, budget: { ratio: 0.4, minPerSecond: 10 } });
   });
