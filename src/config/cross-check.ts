@@ -8,7 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import { isHostPattern } from './formats.js';
 import { readCa, readCaKey } from './ca-files.js';
-import { checkAdminToken } from './admin-token.js';
+import { checkAdminToken, checkCallers } from './edge-checks.js';
 import { getIn, isObject, tryMs, trySize, type Json } from './json.js';
 import { effectivePolicies, type Layer } from './merge.js';
 import { DEFAULTS } from './defaults.js';
@@ -252,6 +252,7 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
 
   checkPorts(file, issues);
   if (isObject(file.admin)) issues.push(...checkAdminToken(file.admin, baseDir));
+  issues.push(...checkCallers(getIn(file, ['forwardProxy', 'callers'])));
   return issues;
 }
 

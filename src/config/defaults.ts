@@ -104,6 +104,8 @@ export const DEFAULTS = {
     allowHosts: [],
     allowPorts: [80, 443],
     denyPrivateNetworks: true,
+    mode: 'enforce',
+    callers: [],
     connect: { mode: 'tunnel' },
     intercept: null,
   },

@@ -66,6 +66,15 @@ function checkOrigin(value: string): string | null {
   }
 }
 
+/** An address or a network: 10.1.0.0/16, fd00::/8, 10.0.0.5. */
+function checkCidr(value: string): string | null {
+  const [address = '', bits, extra] = value.split('/');
+  const family = isIP(address);
+  const max = family === 4 ? 32 : 128;
+  if (family !== 0 && extra === undefined && (bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= max))) return null;
+  return `"${value}" is not a CIDR: write an address and a prefix length, like 10.1.0.0/16 or fd00::/8`;
+}
+
 export const FORMATS: Record<string, Check> = {
   duration: (v) => positive(parseDuration(v), 'duration'),
   'duration-or-zero': (v) => nonNegative(parseDuration(v)),
@@ -101,6 +110,7 @@ export const FORMATS: Record<string, Check> = {
   },
   'host-pattern': checkHostPattern,
   'allow-host': (v) => (v === '*' ? null : checkHostPattern(v)),
+  cidr: checkCidr,
   'server-name': (v) => (v === '*' || isHostPattern(v.toLowerCase()) ? null : `"${v}" is not a server name: write a host like api.internal, a wildcard like *.internal, or "*" (no Host check)`),
   origin: checkOrigin,
   'http-url': (v) => checkUrl(v, ['http:', 'https:'], 'https://api.example.com'),

@@ -4,13 +4,14 @@
  * key, units converted, CA files read, the result frozen.
  */
 import { readCa } from './ca-files.js';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { bytes, deepFreeze, fraction, isObject, ms, must, perSecond, type Json } from './json.js';
 import { effectivePolicies, mergeDeep } from './merge.js';
 import { DEFAULTS } from './defaults.js';
 import type { ConfigFile, RawPolicies, RawRoute, RawUpstream } from './schema.js';
+import { adminToken, toCallers } from './resolve-edge.js';
 import type {
+  ForwardProxyConfig,
   CircuitBreakerConfig,
   Condition,
   Config,
@@ -237,12 +238,6 @@ function toTracing(raw: ConfigFile['tracing']): Config['tracing'] {
   };
 }
 
-/** The admin token (SPEC §19.1): the literal, or the file's content without its trailing whitespace (crossCheck made sure it reads). */
-function adminToken(token: string | null, tokenFile: string | null, baseDir: string): string | null {
-  if (token !== null) return token;
-  return tokenFile === null ? null : readFileSync(path.resolve(baseDir, tokenFile), 'utf8').trimEnd();
-}
-
 /** Builds the frozen {@link Config} from a file that passed the schema and {@link crossCheck}. */
 export function resolveConfig(file: ConfigFile, baseDir: string): Config {
   const upstreams: Record<string, UpstreamConfig> = {};
@@ -275,6 +270,8 @@ export function resolveConfig(file: ConfigFile, baseDir: string): Config {
       allowHosts: (forwardProxy.allowHosts as string[]).map((host) => host.toLowerCase()),
       allowPorts: [...(forwardProxy.allowPorts as number[])],
       denyPrivateNetworks: forwardProxy.denyPrivateNetworks as boolean,
+      mode: forwardProxy.mode as ForwardProxyConfig['mode'],
+      callers: toCallers(forwardProxy),
       connect: { mode: (forwardProxy.connect as Json).mode as 'tunnel' | 'intercept' },
       intercept:
         intercept && (forwardProxy.connect as Json).mode === 'intercept'

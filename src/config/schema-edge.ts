@@ -3,7 +3,8 @@
  * serve, and the bounds on what a client sends.
  */
 import { Type } from '@sinclair/typebox';
-import { Duration, Fmt, Obj, Opt, OrNull, Port, Size } from './schema-parts.js';
+import { Duration, Fmt, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Port, Size } from './schema-parts.js';
+import { POLICY_MODES } from './defaults.js';
 
 export const Listen = Obj({
   host: Opt(Type.String({ minLength: 1, default: '127.0.0.1', description: '0.0.0.0 to be reached from other hosts (SPEC §20.1)' })),
@@ -38,3 +39,22 @@ export const Admin = Obj({
   ),
   tokenFile: Opt(OrNull(Type.String({ minLength: 1, description: 'a file holding the admin token (trailing whitespace dropped; read again on reload); not with token' }))),
 });
+
+/** `forwardProxy.callers[]` (SPEC §19.3): who a caller is, and its own list. */
+export const ForwardCaller = Obj(
+  {
+    name: Fmt(NAME_FORMAT, { description: "the access log's and metrics' caller" }),
+    match: Obj(
+      {
+        header: Opt(Type.Record(Fmt('header-name', {}), Type.String(), { description: 'NAME: value, matched exactly' })),
+        source: Opt(Type.Union([Fmt('cidr', {}), Type.Array(Fmt('cidr', {}), { minItems: 1 })], { description: 'the peer address in this CIDR (or one of these)' })),
+        proxyUser: Opt(Type.String({ minLength: 1, description: 'the user of Proxy-Authorization: Basic (the password is not checked)' })),
+      },
+      { description: 'every key given must hold; a caller identifies, it does not authenticate (match on source where it is a boundary)' },
+    ),
+    allowHosts: Opt(Type.Array(Fmt('allow-host', {}), { default: [] })),
+    allowPorts: Opt(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { uniqueItems: true, description: 'default: forwardProxy.allowPorts' })),
+    mode: Opt(OneOf(POLICY_MODES, { description: 'default: forwardProxy.mode' })),
+  },
+  { required: ['name', 'match'] },
+);

@@ -17,7 +17,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Bool, Conditions, Duration, DurationOrZero, Fmt, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Rate, Share, Size, SizeOrZero } from './schema-parts.js';
-import { Admin, Limits, Listen } from './schema-edge.js';
+import { Admin, ForwardCaller, Limits, Listen } from './schema-edge.js';
 import { HeaderEdits, Upstream } from './schema-upstream.js';
 import { PROVIDER_RULES_MODES, POLICY_MODES, CONNECT_MODES, DEFAULTS, HTTP_METHODS, LOG_LEVELS, NORMALIZE_MODES, REDIS_ON_ERROR, TRACE_PROTOCOLS } from './defaults.js';
 
@@ -264,6 +264,8 @@ export const ConfigFileSchema = Obj(
         ),
         allowPorts: Opt(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { uniqueItems: true, default: [80, 443] })),
         denyPrivateNetworks: Opt(Bool('refuse targets that resolve to private networks', true)),
+        mode: Opt(OneOf(POLICY_MODES, { default: 'enforce', description: 'report: a target the allow-lists refuse is forwarded, flagged WOULD_DENY; private addresses stay refused (SPEC §19.2)' })),
+        callers: Opt(Type.Array(ForwardCaller, { default: [], description: 'per-caller allow-lists, in order; the first match replaces the global one (SPEC §19.3)' })),
         connect: Opt(Obj({ mode: Opt(OneOf(CONNECT_MODES, { default: 'tunnel' })) })),
         intercept: Opt(
           OrNull(

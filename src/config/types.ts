@@ -207,12 +207,26 @@ export interface RedisConfig {
   readonly tls: { readonly ca: string | null; readonly insecureSkipVerify: boolean } | null;
 }
 
+/** One caller's egress list (SPEC §19.3): who it is, and the hosts and ports it may reach. */
+export interface ForwardCallerConfig {
+  readonly name: string;
+  /** Every key given must hold. Header names lower case; source CIDRs as written. */
+  readonly match: { readonly header: Readonly<Record<string, string>> | null; readonly source: readonly string[] | null; readonly proxyUser: string | null };
+  readonly allowHosts: readonly string[];
+  readonly allowPorts: readonly number[];
+  readonly mode: PolicyMode;
+}
+
 export interface ForwardProxyConfig {
   readonly enabled: boolean;
   /** Lower case; exact names, `*.` wildcards and IP literals. */
   readonly allowHosts: readonly string[];
   readonly allowPorts: readonly number[];
   readonly denyPrivateNetworks: boolean;
+  /** SPEC §19.2: `report` forwards a request its allow-list would refuse, flagged WOULD_DENY (private addresses stay refused). */
+  readonly mode: PolicyMode;
+  /** SPEC §19.3: per-caller lists, in order; the first match replaces the global list. */
+  readonly callers: readonly ForwardCallerConfig[];
   readonly connect: { readonly mode: Word<typeof CONNECT_MODES> };
   /** Set when `connect.mode` is intercept (checked at load: files readable, key owner-only and matching). */
   readonly intercept: {

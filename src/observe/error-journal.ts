@@ -41,6 +41,8 @@ export interface JournalEntry {
   readonly route: string;
   readonly upstream: string | null;
   readonly target: string | null;
+  /** A forward-proxy request's caller (SPEC §19.3), null when none matched; absent on other requests. */
+  readonly caller?: string | null;
   /** The status sent to the client. */
   readonly status: number;
   readonly code: string;

@@ -14,6 +14,7 @@ import { BoundedLabel, FastCounter, FastHistogram, type LabelBound } from './fas
 import type { Config } from '../config/types.js';
 import { HTTP_METHODS } from '../config/defaults.js';
 import { reportingPolicies } from '../config/report-mode.js';
+import { zeroForward, zeroShed } from './metric-zeros.js';
 import { CATALOG, RECORDED_ONLY_CODES } from '../errors/catalog.js';
 import { OUTCOMES } from '../upstream/classify.js';
 
@@ -64,6 +65,8 @@ export interface Metrics {
   readonly shed: FastCounter<'route' | 'priority' | 'reason'>;
   /** What a policy in report mode would have done and did not (SPEC §19.2). */
   readonly policyReports: FastCounter<'route' | 'policy'>;
+  /** Forward-proxy requests by caller and allow-list decision (SPEC §19.3). */
+  readonly forwardRequests: FastCounter<'caller' | 'decision'>;
   readonly staleEntries: Gauge<'route'>;
   readonly staleBytes: Gauge<'route'>;
   /** Where the stale-answer gauges read each route's store at scrape time. */
@@ -127,20 +130,6 @@ function lowestQuotas(
   for (const { upstream, scope, remaining } of lowest.values()) set({ upstream, scope }, remaining);
 }
 
-/** The `breakwater_shed_total` series a route can count (SPEC §13): per class (`""` without classes) and reason where it waits. */
-function zeroShed(metrics: Metrics, config: Config, route: string, queued: boolean, paced: boolean): void {
-  const classes = config.priorities?.classes ?? [{ name: '', quotaFloor: null }];
-  for (const { name: priority, quotaFloor } of classes) {
-    const reasons = [
-      ...(queued ? ['queue_full', 'queue_timeout'] : []),
-      ...(queued && config.priorities ? ['displaced'] : []),
-      ...(paced ? ['max_wait'] : []),
-      ...(paced && quotaFloor !== null ? ['quota_floor'] : []),
-    ];
-    for (const reason of reasons) metrics.shed.inc({ route, priority, reason }, 0);
-  }
-}
-
 /** Every series a config names, at zero, so that rates and alerts see them before the first event. */
 function zeroSeries(metrics: Metrics, config: Config, upstreams: BoundedLabel): void {
   for (const upstream of Object.values(config.upstreams)) {
@@ -160,7 +149,7 @@ function zeroSeries(metrics: Metrics, config: Config, upstreams: BoundedLabel): 
     metrics.rateLimited.inc(labels, 0);
     const pacing = route.upstream !== null ? config.upstreams[route.upstream]?.pacing : undefined;
     if (route.rateLimit?.shared || (pacing?.enabled && pacing.shared)) metrics.rateLimitDegraded.inc(labels, 0);
-    zeroShed(metrics, config, route.name, route.rateLimit !== null, pacing?.enabled === true);
+    zeroShed(metrics.shed, config, route.name, route.rateLimit !== null, pacing?.enabled === true);
     for (const policy of reportingPolicies(config, route)) metrics.policyReports.inc({ ...labels, policy }, 0);
     if (route.upstream !== null) {
       for (const outcome of OUTCOMES) metrics.upstreamAttempts.inc({ ...labels, upstream: route.upstream, outcome }, 0);
@@ -174,6 +163,7 @@ function zeroSeries(metrics: Metrics, config: Config, upstreams: BoundedLabel): 
       for (const to of CIRCUIT_STATES) metrics.circuitTransitions.inc({ upstream: target, to }, 0);
     }
   }
+  zeroForward(metrics.forwardRequests, config);
   if (config.forwardProxy.connect.mode === 'intercept') {
     for (const result of ['intercepted', 'tunnelled', 'refused']) metrics.tlsIntercept.inc({ result }, 0);
     metrics.tlsCertificatesMinted.inc({}, 0);
@@ -266,6 +256,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     traceSpansDropped: counter<never>('breakwater_trace_spans_dropped_total', 'Spans that could not be exported: no room in the queue, or a failed or timed-out export (SPEC §11).', []),
     failovers: counter('breakwater_failovers_total', 'Attempts sent to a target other than the first in order (SPEC §8.1).', ['route', 'upstream', 'target']),
     shed: counter('breakwater_shed_total', SHED_HELP, ['route', 'priority', 'reason']),
+    forwardRequests: counter('breakwater_forward_requests_total', 'Forward-proxy requests by caller and allow-list decision: allowed, denied, would_deny (SPEC §19.3).', ['caller', 'decision']),
     policyReports: counter('breakwater_policy_reports_total', 'What a policy in report mode would have done and did not, by route and policy (SPEC §19.2).', ['route', 'policy']),
     fallbacks: counter('breakwater_fallbacks_total', 'Requests answered with a stored (stale) answer, by the error code it replaced (SPEC §8.2).', ['route', 'reason']),
     staleEntries: scraped('breakwater_stale_entries', 'Answers stored for stale fallback, per route.', ['route'], (set) => {

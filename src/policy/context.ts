@@ -37,7 +37,8 @@ export type Flag =
   | 'PROMOTED'
   | 'REQUEST_BODY_TIMEOUT'
   | 'WOULD_RATE_LIMIT'
-  | 'WOULD_CIRCUIT_OPEN';
+  | 'WOULD_CIRCUIT_OPEN'
+  | 'WOULD_DENY';
 
 const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'UPSTREAM_TIMEOUT',
@@ -91,6 +92,12 @@ export interface ExchangeRecord {
   priority?: PriorityClass;
   /** Answered stale (SPEC §8.2): the failure code the stored answer replaced. */
   staleFor?: string;
+  /**
+   * A forward-proxy request's caller (SPEC §19.3: a name, or null when none
+   * matched) and its allow-list's decision; undefined for other requests.
+   */
+  caller?: string | null;
+  egress?: 'allowed' | 'denied' | 'would_deny';
   /** The request's SERVER span (SPEC §11), when tracing is on and it is sampled or recording. */
   trace?: RequestTrace | null;
 }

@@ -15,7 +15,7 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import type { ForwardProxyConfig } from '../config/types.js';
-import { hostMatches } from './match-route.js';
+import { egressLists, names, type AllowList, type Asker } from './egress.js';
 
 /** IPv4 ranges that are no public destination: this host, RFC 1918, CGNAT, loopback, link-local (169.254.169.254), IETF, benchmarking, multicast, reserved. */
 const PRIVATE_V4: readonly (readonly [string, number])[] = [
@@ -132,34 +132,34 @@ export type Lookup = (hostname: string) => Promise<readonly LookupAddress[]>;
 export const systemLookup: Lookup = (hostname) => new Promise((resolve, reject) => dnsLookup(hostname, { all: true }, (error, addresses) => (error ? reject(error) : resolve(addresses))));
 
 export type TargetCheck =
-  { readonly ok: true; readonly host: string; readonly port: number; readonly address: string; readonly family: 4 | 6 } | { readonly ok: false; readonly reason: string; readonly dnsFailed?: boolean };
+  | {
+      readonly ok: true;
+      readonly host: string;
+      readonly port: number;
+      readonly address: string;
+      readonly family: 4 | 6;
+      /** The caller whose list applied (SPEC §19.3), null for the global one. */
+      readonly caller: string | null;
+      /** In report mode (SPEC §19.2): why the list would have refused it. */
+      readonly wouldDeny?: string;
+    }
+  | { readonly ok: false; readonly reason: string; readonly dnsFailed?: boolean; readonly caller: string | null };
 
 export interface TargetChecker {
-  /** Checks `host:port` and picks the address to connect to. */
-  check(host: string, port: number): Promise<TargetCheck>;
+  /** Checks `host:port` for `asker` (its caller's list, else the global one) and picks the address to connect to. */
+  check(host: string, port: number, asker?: Asker): Promise<TargetCheck>;
   /** An agent/socket `lookup` that only ever yields checked addresses. */
   readonly lookup: (hostname: string, options: unknown, callback: (error: NodeJS.ErrnoException | null, address?: string | LookupAddress[], family?: number) => void) => void;
 }
 
 export function createTargetChecker(config: ForwardProxyConfig, resolve: Lookup = systemLookup): TargetChecker {
-  const exactNames = new Set<string>();
-  const exactAddresses = new Set<string>();
-  const wildcards: string[] = [];
-  // "*" (SPEC §20) admits every host, never a private address: only an exact entry does.
-  let anyHost = false;
-  for (const entry of config.allowHosts) {
-    const normal = normaliseHost(entry);
-    if (entry === '*') anyHost = true;
-    else if (entry.startsWith('*.')) wildcards.push(`*.${normaliseHost(entry.slice(2)) ?? entry.slice(2)}`);
-    else if (normal !== undefined && isIP(normal)) exactAddresses.add(canonicalAddress(normal));
-    else if (normal !== undefined) exactNames.add(normal);
-  }
-  const allowedPorts = new Set(config.allowPorts);
+  const lists = egressLists(config, normaliseHost, canonicalAddress);
+  /** An exact entry of any list: the connect-time lookup runs after the request's own list admitted the host. */
+  const exactAnywhere = (host: string) => lists.all.some((list) => (isIP(host) ? list.exactAddresses.has(canonicalAddress(host)) : list.exactNames.has(host)));
 
-  /** Resolved addresses of an allowed host that may be connected to. */
-  async function addressesFor(host: string): Promise<{ addresses: LookupAddress[]; reason?: string; dnsFailed?: boolean }> {
+  /** Resolved addresses of a host that may be connected to; `exact`: an exact entry names it (private addresses admitted). */
+  async function addressesFor(host: string, exact: boolean): Promise<{ addresses: LookupAddress[]; reason?: string; dnsFailed?: boolean }> {
     const family = isIP(host);
-    const exact = family ? exactAddresses.has(canonicalAddress(host)) : exactNames.has(host);
     let addresses: LookupAddress[];
     if (family) {
       addresses = [{ address: host, family }];
@@ -178,22 +178,33 @@ export function createTargetChecker(config: ForwardProxyConfig, resolve: Lookup 
     return { addresses: open };
   }
 
+  /** Why `list` refuses host:port, or undefined. */
+  const refusal = (list: AllowList, host: string, port: number): string | undefined => {
+    const whose = list.caller === null ? 'forwardProxy' : `caller '${list.caller}'s`;
+    if (!list.ports.has(port)) return `port ${port} is not in ${whose} allowPorts`;
+    if (!names(list, host, canonicalAddress)) return `${host} is not in ${whose} allowHosts`;
+    return undefined;
+  };
+
   return {
-    async check(rawHost, port) {
-      if (!config.enabled) return { ok: false, reason: 'the forward proxy is disabled (forwardProxy.enabled: false)' };
+    async check(rawHost, port, asker) {
+      const list = lists.listFor(asker);
+      const caller = list.caller;
+      // Never report-only (SPEC §19.2): a disabled proxy, a host that is no host, a private address.
+      if (!config.enabled) return { ok: false, reason: 'the forward proxy is disabled (forwardProxy.enabled: false)', caller };
       const host = normaliseHost(rawHost);
-      if (host === undefined || host === '') return { ok: false, reason: `"${rawHost}" is not a valid host` };
-      if (!allowedPorts.has(port)) return { ok: false, reason: `port ${port} is not in forwardProxy.allowPorts` };
-      const named = anyHost || (isIP(host) ? exactAddresses.has(canonicalAddress(host)) : exactNames.has(host) || wildcards.some((pattern) => hostMatches(host, pattern)));
-      if (!named) return { ok: false, reason: `${host} is not in forwardProxy.allowHosts` };
-      const { addresses, reason, dnsFailed } = await addressesFor(host);
-      if (addresses.length === 0) return { ok: false, reason: reason ?? `${host} has no address`, dnsFailed };
+      if (host === undefined || host === '') return { ok: false, reason: `"${rawHost}" is not a valid host`, caller };
+      const refused = refusal(list, host, port);
+      if (refused !== undefined && list.mode === 'enforce') return { ok: false, reason: refused, caller };
+      const exact = refused === undefined && (isIP(host) ? list.exactAddresses.has(canonicalAddress(host)) : list.exactNames.has(host));
+      const { addresses, reason, dnsFailed } = await addressesFor(host, exact);
+      if (addresses.length === 0) return { ok: false, reason: reason ?? `${host} has no address`, dnsFailed, caller };
       const chosen = addresses[0]!;
-      return { ok: true, host, port, address: chosen.address, family: chosen.family as 4 | 6 };
+      return { ok: true, host, port, address: chosen.address, family: chosen.family as 4 | 6, caller, ...(refused !== undefined && { wouldDeny: refused }) };
     },
     lookup(hostname, options, callback) {
       const host = normaliseHost(hostname) ?? hostname;
-      addressesFor(host).then(
+      addressesFor(host, exactAnywhere(host)).then(
         ({ addresses, reason }) => {
           if (addresses.length === 0) {
             callback(Object.assign(new Error(reason ?? `${host} is not allowed`), { code: 'EHOSTNOTALLOWED' }));

@@ -67,6 +67,8 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
       };
     }),
     forwardTargets: runtime.forwardTargetCount(),
+    // SPEC §19.2, §19.3: the allow-lists' modes.
+    forwardProxy: { mode: runtime.config.forwardProxy.mode, callers: runtime.config.forwardProxy.callers.map(({ name, mode }) => ({ name, mode })) },
     routes: runtime.routes.map((route) => {
       const { match, rateLimit } = route.config;
       return {

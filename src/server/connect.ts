@@ -73,7 +73,10 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
       refuse(new BreakwaterError('BAD_REQUEST', `CONNECT needs host:port, not "${authority}".`));
       return;
     }
-    const check = await runtime.targets.check(target.host, target.port);
+    const check = await runtime.targets.check(target.host, target.port, { headers: req.headers, remoteAddress: req.socket.remoteAddress });
+    record.caller = check.caller;
+    record.egress = !check.ok && !check.dnsFailed ? 'denied' : !check.ok || check.wouldDeny === undefined ? 'allowed' : 'would_deny';
+    if (check.ok && check.wouldDeny !== undefined) record.flags.add('WOULD_DENY');
     if (!check.ok) {
       refuse(
         check.dnsFailed

@@ -142,6 +142,12 @@ export class Exchange {
     this.deps.metrics.errors.inc({ route: this.matched.route, code });
   }
 
+  /** A forward-proxy request's allow-list decision (SPEC §19.3), and the report of one that would have been refused (§19.2). */
+  private countEgress(decision: NonNullable<ExchangeRecord['egress']>, caller: string | null, route: string): void {
+    this.deps.metrics.forwardRequests.inc({ caller: caller ?? '', decision });
+    if (decision === 'would_deny') this.deps.metrics.policyReports.inc({ route, policy: 'allow_list' });
+  }
+
   private journal(status: number, durationMs: number): void {
     if (!this.deps.journal.admit()) return;
     const { route, upstream } = this.matched;
@@ -159,6 +165,7 @@ export class Exchange {
     const method = methodLabel(record.method);
     const durationMs = now() - record.startedAt;
     metrics.requestsTotal.inc({ route, method, code: String(status) });
+    if (record.egress !== undefined) this.countEgress(record.egress, record.caller ?? null, route);
     metrics.requestDuration.observe({ route, method }, durationMs / 1000);
     // Only a request that failed builds an entry (SPEC §12): the success path pays one comparison.
     if ((status >= 400 || this.code !== null || record.staleFor !== undefined) && status !== CLIENT_CLOSED_STATUS && this.deps.journal.enabled) this.journal(status, durationMs);
@@ -182,6 +189,7 @@ export class Exchange {
         target: record.target ?? '',
         ...(record.rule !== undefined && { rule: record.rule }),
         ...(record.priority !== undefined && { priority: record.priority.name }),
+        ...(record.caller !== undefined && { caller: record.caller }),
         status,
         durationMs: Math.round(durationMs * 1000) / 1000,
         attempts: record.attempts,

@@ -187,6 +187,7 @@ export function journalEntry(ending: Ending): JournalEntry | undefined {
     route: ending.route,
     upstream: ending.upstream,
     target: record.target,
+    ...(record.caller !== undefined && { caller: record.caller }),
     status: ending.status,
     code,
     source: entry.source,

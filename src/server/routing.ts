@@ -43,7 +43,11 @@ async function forwardRoute(runtime: Runtime, ctx: RequestContext, target: URL |
     throw new BreakwaterError('BAD_REQUEST', `Absolute-form requests must be http://; send ${target.protocol.slice(0, -1)} through CONNECT (HTTPS_PROXY).`);
   }
   const port = Number(target.port || 80);
-  const check = await runtime.targets.check(target.hostname, port);
+  const check = await runtime.targets.check(target.hostname, port, { headers: ctx.clientHeaders, remoteAddress: ctx.remoteAddress });
+  ctx.caller = check.caller;
+  ctx.egress = !check.ok && !check.dnsFailed ? 'denied' : !check.ok || check.wouldDeny === undefined ? 'allowed' : 'would_deny';
+  // Report mode (SPEC §19.2): forwarded, then routed as usual.
+  if (check.ok && check.wouldDeny !== undefined) ctx.flags.add('WOULD_DENY');
   if (!check.ok) {
     if (check.dnsFailed) throw new BreakwaterError('UPSTREAM_CONNECT_FAILED', `The target ${target.host} cannot be connected to: ${check.reason}.`);
     throw new BreakwaterError('HOST_NOT_ALLOWED', `The target ${target.host} is not allowed: ${check.reason}.`);

@@ -102,7 +102,6 @@ const PENDING_METRICS: Record<string, string> = {
   breakwater_cache_bytes: 'issue 37',
   breakwater_credential_rotations_total: 'issue 38',
   breakwater_credential_token_fetches_total: 'issue 38',
-  breakwater_forward_requests_total: 'issue 33',
 };
 /** Labels SPEC gives a built family for a feature still to be built. */
 const PENDING_LABELS: Record<string, { label: string; issue: string }> = {

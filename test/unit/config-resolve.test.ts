@@ -68,6 +68,8 @@ describe('valid files', () => {
       allowHosts: [],
       allowPorts: [80, 443],
       denyPrivateNetworks: true,
+      mode: 'enforce',
+      callers: [],
       connect: { mode: 'tunnel' },
       intercept: null,
     });
