@@ -10,5 +10,6 @@ export function reportingPolicies(config: Config, route: RouteConfig): string[] 
   if (route.rateLimit?.mode === 'report') policies.push('rate_limit');
   const upstream = route.upstream === null ? undefined : config.upstreams[route.upstream];
   if (upstream?.circuitBreaker.mode === 'report') policies.push('circuit_breaker');
+  if (upstream?.pacing.enabled && upstream.pacing.mode === 'report') policies.push('pacing');
   return policies;
 }

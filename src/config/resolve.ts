@@ -145,6 +145,7 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string): UpstreamCo
     reserve: fraction(pacing.reserve),
     minRate: perSecond(pacing.minRate),
     maxWait: ms(pacing.maxWait),
+    mode: (pacing.mode as PacingConfig['mode'] | undefined) ?? 'enforce',
     replicas: pacing.replicas as number,
     shared: pacing.shared as boolean,
     aimd: { decrease: aimd.decrease as number, increaseBy: perSecond(aimd.increaseBy), increaseEvery: ms(aimd.increaseEvery) },

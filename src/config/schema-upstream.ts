@@ -40,6 +40,9 @@ const Pacing = Obj({
   reserve: Opt(Share('share of the quota left for other clients', '5%')),
   minRate: Opt(Rate('slowest release rate', '0.2/s')),
   maxWait: Opt(DurationOrZero('a longer wait is refused with RATE_LIMITED', '10s')),
+  mode: Opt(
+    OneOf(POLICY_MODES, { default: 'enforce', description: 'report: a request pacing would delay or refuse goes at once, flagged WOULD_PACE and counted; its slot is still taken (SPEC §19.2)' }),
+  ),
   replicas: Opt(Type.Integer({ minimum: 1, description: 'replicas sharing the quota (divides the rate)', default: 1 })),
   shared: Opt(Bool('pacer state in Redis instead of dividing', false)),
   aimd: Opt(

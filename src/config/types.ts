@@ -110,6 +110,8 @@ export interface PacingConfig {
   readonly minRate: number;
   /** ms. Default 10 s. */
   readonly maxWait: number;
+  /** SPEC §19.2: `report` sends at once a request it would delay or refuse, flagged WOULD_PACE; its slot is still taken. */
+  readonly mode: PolicyMode;
   readonly replicas: number;
   readonly shared: boolean;
   /** `increaseBy` per second, `increaseEvery` ms. */

@@ -38,7 +38,8 @@ export type Flag =
   | 'REQUEST_BODY_TIMEOUT'
   | 'WOULD_RATE_LIMIT'
   | 'WOULD_CIRCUIT_OPEN'
-  | 'WOULD_DENY';
+  | 'WOULD_DENY'
+  | 'WOULD_PACE';
 
 const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'UPSTREAM_TIMEOUT',

@@ -1,10 +1,19 @@
 /**
  * The answer to a request a pacer will not make wait (SPEC §3 `maxWait`,
  * §13 `quotaFloor`): RATE_LIMITED with the wait as Retry-After, and in
- * words why.
+ * words why; in report mode (§19.2), the flag and the count instead.
  */
 import { BreakwaterError } from '../errors/breakwater-error.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { RequestContext } from './context.js';
 import type { PriorityClass } from './priorities.js';
+
+/** Report mode: the request a pacer would have delayed or refused goes at once, flagged and counted once per request. */
+export function reportPaced(metrics: Pick<Metrics, 'policyReports'>, ctx: RequestContext, route: string): void {
+  if (ctx.flags.has('WOULD_PACE')) return;
+  ctx.flags.add('WOULD_PACE');
+  metrics.policyReports.inc({ route, policy: 'pacing' });
+}
 
 /** `wait`: what the quota would make the request wait (ms); `floor`: the class held below its quota floor, if that was why. */
 export function pacedRefusal(upstream: string, maxWaitMs: number, wait: number, floor: PriorityClass | undefined): BreakwaterError {

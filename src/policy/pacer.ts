@@ -14,21 +14,19 @@
  * `increaseBy` after each quiet `increaseEvery`. A wait longer than
  * `maxWait` is refused at once with RATE_LIMITED.
  *
- * `scope: header:<name>` names the quota a response counted against
- * (GitHub's `x-ratelimit-resource`). A request's scope is only known once
- * it was answered, so the pacer learns it per route and first path segment
- * (`/search/...` -> search) and paces later requests there by their scope's
- * pacer; a path not seen yet goes by the upstream's unscoped pacer.
+ * `scope: header:<name>` names the quota a response counted against (GitHub's
+ * `x-ratelimit-resource`). A request's scope is only known once it was answered, so the pacer
+ * learns it per route and first path segment (`/search/...` -> search) and paces later requests
+ * there by their scope's pacer; a path not seen yet goes by the upstream's unscoped pacer.
  *
- * Releases are scheduled on a virtual clock (each release reserves the next
- * slot), so concurrent requests queue in order without a timer per pacer.
- * With `shared: true` that clock and the quota live in Redis (see
- * pacer-store.ts) and every replica reserves from it.
+ * Releases are scheduled on a virtual clock (each release reserves the next slot), so concurrent
+ * requests queue in order without a timer per pacer. With `shared: true` that clock and the quota
+ * live in Redis (pacer-store.ts). `mode: report` takes the slot but never waits (SPEC §19.2).
  */
 import { BoundedMap } from '../lib/bounded-map.js';
 import { RankCounts } from '../lib/rank-counts.js';
 import { TurnsByKey, type Turns } from '../lib/turns.js';
-import { pacedRefusal } from './pacer-refusal.js';
+import { pacedRefusal, reportPaced } from './pacer-refusal.js';
 import { pacerKeyOf, type PacerKey } from './pacer-key.js';
 import type { PacingConfig } from '../config/types.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -116,9 +114,8 @@ class Pacing implements UpstreamPacing {
 
   private async run(ctx: RequestContext, signal: Signal, next: Next, key: PacerKey, route: string, degraded: (ctx: RequestContext) => void): Promise<AttemptResult> {
     const { id } = key;
-    // Counted from the reservation on (before it: concurrent requests
-    // reserve while this one awaits): a request waiting for its slot
-    // will spend quota as surely as one already sent.
+    // Counted from the reservation on (before it: concurrent requests reserve while this one
+    // awaits): a request waiting for its slot will spend quota as surely as one already sent.
     this.count(id, 1);
     let done = false;
     let published = false;
@@ -135,9 +132,8 @@ class Pacing implements UpstreamPacing {
       return result;
     } finally {
       finish();
-      // Shared: this replica's in-flight count for the pacer is
-      // rewritten with every update; a request that ended without one
-      // (refused, aborted, no answer) publishes it now, best effort.
+      // Shared: this replica's in-flight count for the pacer is rewritten with every update;
+      // a request that ended without one (refused, aborted, no answer) publishes it now, best effort.
       if (this.shared && !published) void this.update(id, () => undefined, undefined);
     }
   }
@@ -162,7 +158,7 @@ class Pacing implements UpstreamPacing {
     /** Its place among a reset's waiters, to ask again with. */
     let ticket: number | null = null;
     try {
-      if (turns?.busy) {
+      if (turns?.busy && config.mode === 'enforce') {
         waiting = this.waiting.enter(id, rank, waiting);
         holding = await this.takeTurn(turns, id, ctx, signal, route, limitAt - deps.now());
       }
@@ -171,6 +167,11 @@ class Pacing implements UpstreamPacing {
         const reserved = this.update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs, floor, ticket), NO_WAIT, degraded);
         const { wait, floor: held, askAgainIn, ticket: own } = reserved instanceof Promise ? await reserved : reserved;
         ticket = own;
+        // Report mode (SPEC §19.2): the slot is taken, as enforcing would; the wait or refusal is only reported.
+        if (config.mode === 'report' && (wait > 0 || askAgainIn !== null)) {
+          reportPaced(deps.metrics, ctx, route);
+          break;
+        }
         if (wait > limitMs) this.refuse(ctx, route, wait, held);
         // Held by its class's floor, it holds no turn (a higher class may go meanwhile); waiting for its slot or its place, it does.
         if (held && holding) {

@@ -31,9 +31,9 @@ export interface AdminStatusSource {
 }
 
 /** A target's pacers as /status shows them: with priority classes, who waits by class (SPEC §13). */
-function pacingOf(pacing: UpstreamPacing | null | undefined, classes: readonly { readonly name: string }[] | undefined): Record<string, unknown>[] | null {
+function pacingOf(pacing: UpstreamPacing | null | undefined, classes: readonly { readonly name: string }[] | undefined, mode: string): Record<string, unknown>[] | null {
   if (!pacing) return null;
-  return pacing.snapshot().map(({ waitingByRank, ...snapshot }) => (classes ? { ...snapshot, waitingByClass: countsByClass(classes, waitingByRank) } : snapshot));
+  return pacing.snapshot().map(({ waitingByRank, ...snapshot }) => (classes ? { ...snapshot, mode, waitingByClass: countsByClass(classes, waitingByRank) } : { ...snapshot, mode }));
 }
 
 /** `/status` (SPEC §7): routes and upstreams with breaker state, failure rate, limiter tokens and queue depth, in-flight requests. */
@@ -55,14 +55,14 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
         name: upstream.name,
         url: urls[0],
         breaker: upstream.breaker.status(),
-        pacing: pacingOf(upstream.pacing, classes),
+        pacing: pacingOf(upstream.pacing, classes, upstream.config.pacing.mode),
         // Every target, the upstream itself first (SPEC §8.1).
         targets: upstream.targets.map((target, i) => ({
           name: target.name,
           url: urls[i] ?? '',
           breaker: target.breaker.status(),
           coolingForMs: cooling?.[i]?.coolingForMs ?? 0,
-          pacing: pacingOf(target.pacing, classes),
+          pacing: pacingOf(target.pacing, classes, upstream.config.pacing.mode),
         })),
       };
     }),

@@ -1,7 +1,8 @@
 /**
  * Report mode (SPEC §19.2): a policy decides every request as it would if
  * it enforced, but a request it would hold goes on at once, flagged and
- * counted. Built so far: rate limits and circuit breakers. The requests are sent one after another, faster than the
+ * counted: rate limits, circuit breakers and pacing here; the forward
+ * proxy's allow-lists in egress-callers.test.ts. The requests are sent one after another, faster than the
  * refill, so the count of flags is exact but for the tokens that come back
  * while they are sent (bounded below).
  */
@@ -11,16 +12,24 @@ import { metricValue, request, startProxy, type TestProxy } from '../helpers/pro
 
 let api: FaultUpstream;
 let down: FaultUpstream;
+let spent: FaultUpstream;
 let proxy: TestProxy;
 
 beforeAll(async () => {
   api = await startFaultUpstream(() => ({ kind: 'respond', body: 'ok' }));
   down = await startFaultUpstream(() => ({ kind: 'respond', status: 503, body: 'down' }));
+  // Every answer says the quota is spent for the next 30 s.
+  spent = await startFaultUpstream(() => ({ kind: 'respond', headers: { 'x-ratelimit-limit': '10', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '30' }, body: 'ok' }));
   proxy = await startProxy(`version: 1
 upstreams:
   api: { url: "${api.url}" }
   down: { url: "${down.url}", circuitBreaker: { failureRate: 50, minimumRequests: 4, openFor: 30s, maxOpenFor: 30s, hold: 0s, mode: report } }
+  spent: { url: "${spent.url}", pacing: { enabled: true, headers: x-ratelimit, resetFormat: delta, maxWait: 1s, mode: report } }
 routes:
+  - name: paced
+    match: { pathPrefix: /paced }
+    upstream: spent
+    retry: { maxRetries: 0 }
   - name: down
     match: { pathPrefix: /down }
     upstream: down
@@ -40,6 +49,7 @@ afterAll(async () => {
   await proxy.close();
   await api.close();
   await down.close();
+  await spent.close();
 });
 
 const flagged = (path: string) => proxy.accessLogs().filter((line) => (line.path as string).startsWith(path) && (line.flags as string[]).includes('WOULD_RATE_LIMIT')).length;
@@ -97,5 +107,23 @@ describe('circuit breaker in report mode (SPEC §19.2)', () => {
     expect(await metricValue(proxy.metrics, 'breakwater_policy_reports_total', { route: 'down', policy: 'circuit_breaker' })).toBe(8);
     expect(await metricValue(proxy.metrics, 'breakwater_circuit_rejections_total', { upstream: 'down' })).toBe(0);
     expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: 'down', code: 'CIRCUIT_OPEN' })).toBe(0);
+  });
+});
+
+describe('pacing in report mode (SPEC §19.2)', () => {
+  it('sends at once what a spent quota would hold past maxWait, flagged and counted, never refused', async () => {
+    const before = spent.requests.length;
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await request(`${proxy.url}/paced/${i}`)).status);
+    expect(statuses).toEqual(Array(6).fill(200));
+    expect(spent.requests.length - before).toBe(6);
+    // The first answer announced the quota spent: the five after it would have waited 30 s, past maxWait.
+    const flagged = proxy.accessLogs().filter((line) => (line.path as string).startsWith('/paced/') && (line.flags as string[]).includes('WOULD_PACE'));
+    expect(flagged.length).toBe(5);
+    expect(flagged.every((line) => !(line.flags as string[]).includes('PACED'))).toBe(true);
+    expect(await metricValue(proxy.metrics, 'breakwater_policy_reports_total', { route: 'paced', policy: 'pacing' })).toBe(5);
+    expect(await metricValue(proxy.metrics, 'breakwater_shed_total', { route: 'paced', priority: '', reason: 'max_wait' })).toBe(0);
+    const status = (await request(`${proxy.adminUrl}/status`)).json<{ upstreams: { name: string; pacing: { mode: string }[] }[] }>();
+    expect(status.upstreams.find((u) => u.name === 'spent')!.pacing[0]!.mode).toBe('report');
   });
 });

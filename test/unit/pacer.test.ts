@@ -25,6 +25,7 @@ const CONFIG: PacingConfig = {
   reserve: 0.05,
   minRate: 0.2,
   maxWait: 60_000,
+  mode: 'enforce',
   replicas: 1,
   shared: false,
   aimd: { decrease: 0.5, increaseBy: 1, increaseEvery: 10_000 },
