@@ -32,6 +32,7 @@ const STYLE = `
   #errors li { background: #fff; border: 1px solid var(--line); border-radius: .4rem; padding: .5rem .7rem; margin-bottom: .5rem; list-style: none; }
   #errors { padding: 0; margin: 0; }
   .code { font-family: ui-monospace, monospace; font-weight: 600; }
+  .report { font-size: .8em; padding: .05rem .35rem; border-radius: .3rem; background: #e4ecff; color: #1f3f8f; white-space: nowrap; }
   .provider { font-style: italic; }
   @media (max-width: 700px) {
     body { padding: .75rem; }
@@ -86,12 +87,12 @@ function targets(status) {
   document.getElementById('targets').innerHTML = status.upstreams.flatMap((u) => u.targets).map((t) => {
     const quota = (t.pacing ?? []).filter((p) => p.remaining !== null).sort((a, b) => a.remaining - b.remaining)[0];
     return '<tr data-target="' + text(t.name) + '">' + cell('target', text(t.name)) + cell('url', '<span class="muted">' + text(t.url) + '</span>') +
-      cell('breaker', '<span class="state ' + text(t.breaker.state) + '">' + text(t.breaker.state.replace('_', '-')) + (t.breaker.openForMs ? ' (' + (t.breaker.openForMs / 1000).toFixed(1) + ' s)' : '') + '</span>' + (t.coolingForMs ? ' cooling ' + (t.coolingForMs / 1000).toFixed(0) + ' s' : ''), 'breaker') +
+      cell('breaker', '<span class="state ' + text(t.breaker.state) + '">' + text(t.breaker.state.replace('_', '-')) + (t.breaker.openForMs ? ' (' + (t.breaker.openForMs / 1000).toFixed(1) + ' s)' : '') + '</span>' + (t.breaker.mode === 'report' ? ' <span class="report">report only</span>' : '') + (t.coolingForMs ? ' cooling ' + (t.coolingForMs / 1000).toFixed(0) + ' s' : ''), 'breaker') +
       cell('failure rate', pct(t.breaker.failureRate * 100), 'num') + cell('shed', pct(t.breaker.shedRate * 100), 'num') +
       cell('quota left', (quota ? text(quota.remaining) + ' / ' + text(quota.limit ?? '?') : '–') + paced(t.pacing), 'num quota') +
       cell('resets in', quota && quota.resetSeconds !== null ? quota.resetSeconds.toFixed(0) + ' s' : '–', 'num resets') + '</tr>';
   }).join('');
-  document.getElementById('limits').textContent = status.routes.filter((r) => r.rateLimit).map((r) => r.name + ': ' + r.rateLimit.describe + ' (tokens ' + r.rateLimit.tokens + ', queued ' + r.rateLimit.queued + (r.rateLimit.queuedByClass && r.rateLimit.queued > 0 ? ': ' + byClass(r.rateLimit.queuedByClass) : '') + ')').join(' · ');
+  document.getElementById('limits').textContent = status.routes.filter((r) => r.rateLimit).map((r) => r.name + ': ' + r.rateLimit.describe + (r.rateLimit.mode === 'report' ? ', report only' : '') + ' (tokens ' + r.rateLimit.tokens + ', queued ' + r.rateLimit.queued + (r.rateLimit.queuedByClass && r.rateLimit.queued > 0 ? ': ' + byClass(r.rateLimit.queuedByClass) : '') + ')').join(' · ');
 }
 function errors(journal) {
   document.getElementById('errors-meta').textContent = journal.recorded + ' since start; the newest ' + Math.min(journal.errors.length, 20) + ' of ' + journal.size + ' kept';

@@ -229,4 +229,21 @@ routes: [{ name: hostile, match: { pathPrefix: /h }, upstream: h }]
       await hostile.close();
     }
   });
+
+  it('marks the policies in report mode (SPEC §19.2)', async () => {
+    const reporting = await startProxy(`version: 1
+upstreams: { r: { url: "${fine.url}", circuitBreaker: { mode: report } } }
+routes: [{ name: trial, match: { pathPrefix: /t }, upstream: r, rateLimit: { rate: 5/s, mode: report } }]
+`);
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      await page.goto(`${reporting.adminUrl}/`);
+      await page.waitForSelector('body[data-loaded="true"]');
+      expect(await page.locator('#targets').innerText()).toContain('report only');
+      expect(await page.locator('#limits').innerText()).toContain('trial: 5/s burst 5, queue 100/2s, report only');
+      await page.close();
+    } finally {
+      await reporting.close();
+    }
+  });
 });
