@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
+import { startRedis } from '../fixtures/redis.js';
 import { metricValue, request, startProxy, type TestProxy } from '../helpers/proxy.js';
 
 let api: FaultUpstream;
@@ -125,5 +126,35 @@ describe('pacing in report mode (SPEC §19.2)', () => {
     expect(await metricValue(proxy.metrics, 'breakwater_shed_total', { route: 'paced', priority: '', reason: 'max_wait' })).toBe(0);
     const status = (await request(`${proxy.adminUrl}/status`)).json<{ upstreams: { name: string; pacing: { mode: string }[] }[] }>();
     expect(status.upstreams.find((u) => u.name === 'spent')!.pacing[0]!.mode).toBe('report');
+  });
+});
+
+describe('a shared rate limit in report mode (SPEC §19.2, Redis)', () => {
+  it('asks Redis without waiting: the requests past the shared burst are flagged, all sent', async () => {
+    const redis = await startRedis();
+    const config = `version: 1
+redis: { url: "${redis.url}", onError: local }
+upstreams: { api: { url: "${api.url}" } }
+routes:
+  - name: shared
+    match: { pathPrefix: /shared }
+    upstream: api
+    rateLimit: { rate: 1/min, burst: 3, queue: { size: 5, timeout: 5s }, shared: true, mode: report }
+`;
+    const [a, b] = [await startProxy(config), await startProxy(config)];
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) statuses.push((await request(`${a.url}/shared/${i}`)).status, (await request(`${b.url}/shared/${i}`)).status);
+      expect(statuses).toEqual(Array(8).fill(200));
+      // One bucket of 3 across both replicas: 5 of the 8 would have waited a minute.
+      const reports =
+        (await metricValue(a.metrics, 'breakwater_policy_reports_total', { route: 'shared', policy: 'rate_limit' })) +
+        (await metricValue(b.metrics, 'breakwater_policy_reports_total', { route: 'shared', policy: 'rate_limit' }));
+      expect(reports).toBe(5);
+      expect(a.accessLogs().some((line) => (line.flags as string[]).includes('RATE_LIMIT_DEGRADED'))).toBe(false);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await redis.stop();
+    }
   });
 });
