@@ -40,8 +40,8 @@ export function unsendableTarget(): BreakwaterError {
 /** A config's compiled Host and Origin rules; built once per config (reloads build a new one). */
 interface Door {
   readonly anyHost: boolean;
-  /** Route `match.host` patterns and `serverNames`, lower-cased. */
-  readonly hostPatterns: readonly string[];
+  /** Route `match.host` patterns and `serverNames`, lower-cased; `withPort`: matched against the Host as sent, not its name. */
+  readonly hostPatterns: readonly { readonly pattern: string; readonly withPort: boolean }[];
   readonly anyOrigin: boolean;
   readonly origins: ReadonlySet<string>;
 }
@@ -55,7 +55,7 @@ function doorOf(config: Config): Door {
   const routeHosts = config.routes.flatMap((route) => (route.match.host === null ? [] : [route.match.host.toLowerCase()]));
   door = {
     anyHost: serverNames.includes('*'),
-    hostPatterns: [...routeHosts, ...serverNames],
+    hostPatterns: [...routeHosts, ...serverNames].map((pattern) => ({ pattern, withPort: /:\d+$/.test(pattern) })),
     anyOrigin: allowOrigins.includes('*'),
     origins: new Set(allowOrigins),
   };
@@ -86,8 +86,7 @@ function hostServed(door: Door, host: string): boolean {
   const name = hostName(host);
   if (name === null) return false;
   if (alwaysServed(name)) return true;
-  // A pattern with a port is matched against the Host as sent; one without, against the name.
-  return door.hostPatterns.some((pattern) => hostMatches(/:\d+$/.test(pattern) ? host : name, pattern));
+  return door.hostPatterns.some(({ pattern, withPort }) => hostMatches(withPort ? host : name, pattern));
 }
 
 /** §20.1's browser rule. `origin` undefined: no Origin header. */

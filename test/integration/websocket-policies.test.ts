@@ -12,6 +12,7 @@ import net, { type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metricValue, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { upgradeThrough, type UpgradeAnswer } from '../helpers/websocket.js';
 
 let upstream: http.Server;
 let upstreamPort = 0;
@@ -76,36 +77,14 @@ afterAll(async () => {
   await new Promise((resolve) => upstream.close(resolve));
 });
 
-interface Answer {
-  readonly status: number;
-  readonly headers: http.IncomingHttpHeaders;
-  readonly body: string;
-  readonly socket?: Socket;
-}
-
-function upgrade(path: string, headers: http.OutgoingHttpHeaders = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${proxy.url}${path}`, {
-      agent: false,
-      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', ...headers },
-    });
-    req.on('upgrade', (res, socket: Socket) => resolve({ socket, status: res.statusCode ?? 0, body: '', headers: res.headers }));
-    req.on('response', (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const upgrade = (path: string, headers: http.OutgoingHttpHeaders = {}) => upgradeThrough(proxy.url, path, headers);
 
 const closed = (socket: Socket) => new Promise<void>((resolve) => (socket.destroyed ? resolve() : (socket.once('close', () => resolve()), socket.destroy())));
 
 describe('upgrades go through the route (SPEC §20.3)', () => {
   it("a 1/min route upgrades once; the next four get 429 with the §5 body and Connection: close; the route's header was sent", async () => {
     const before = upgrades.length;
-    const answers: Answer[] = [];
+    const answers: UpgradeAnswer[] = [];
     for (let i = 0; i < 5; i++) answers.push(await upgrade('/slow/ws'));
     expect(answers.map((answer) => answer.status)).toEqual([101, 429, 429, 429, 429]);
     for (const refused of answers.slice(1)) {
@@ -126,7 +105,7 @@ describe('upgrades go through the route (SPEC §20.3)', () => {
     expect(second.status).toBe(429);
     await closed(first.socket!);
     // The slot comes back when the proxy sees the tunnel close: poll for it, boundedly.
-    let third: Answer | undefined;
+    let third: UpgradeAnswer | undefined;
     for (let i = 0; i < 50 && third?.status !== 101; i++) {
       third = await upgrade('/one/ws');
       if (third.status !== 101) await new Promise((resolve) => setTimeout(resolve, 20));

@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRawServer } from '../fixtures/fault-upstream.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
+import { upgradeThrough } from '../helpers/websocket.js';
 
 let wsUpstream: http.Server;
 let wsPort = 0;
@@ -53,22 +54,7 @@ afterAll(async () => {
   await new Promise((resolve) => wsUpstream.close(resolve));
 });
 
-function upgrade(path: string): Promise<{ socket?: Socket; status: number; body: string; headers: http.IncomingHttpHeaders }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${proxy.url}${path}`, {
-      agent: false,
-      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' },
-    });
-    req.on('upgrade', (res, socket) => resolve({ socket, status: res.statusCode ?? 0, body: '', headers: res.headers }));
-    req.on('response', (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const upgrade = (path: string) => upgradeThrough(proxy.url, path);
 
 describe('websocket upgrades', () => {
   it('upgrades and relays bytes both ways, with the path rewritten', async () => {
