@@ -29,7 +29,6 @@ describe('batched log destination', () => {
       closeSync(reader);
       rmSync(dir, { recursive: true, force: true });
     });
-    await new Promise((resolve) => (destination.fd >= 0 ? resolve(undefined) : destination.once('ready', resolve)));
 
     // 25 lines of exactly 4096 bytes (100 KiB) overfill the 64 KiB pipe:
     // a write is left waiting on it, retried until the pipe drains.
