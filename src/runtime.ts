@@ -6,10 +6,10 @@
  */
 import type { Config, RouteConfig, UpstreamConfig } from './config/types.js';
 import type { Destination } from './policy/context.js';
-import type { UpstreamBreaker } from './policy/circuit-breaker.js';
-import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit.js';
+import type { UpstreamBreaker } from './policy/breaker/circuit-breaker.js';
+import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit/rate-limit.js';
 import { createInterceptor, type Interceptor } from './tls/interceptor.js';
-import { connectSharedLimits, type SharedLimits } from './policy/shared-limits.js';
+import { connectSharedLimits, type SharedLimits } from './policy/rate-limit/shared-limits.js';
 import { createRoutePipeline, sleep, type RoutePipeline } from './policy/pipeline.js';
 import { compileMatcher, matchRoute, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
@@ -17,7 +17,7 @@ import { compilePriorities, type PriorityClass, type PriorityClasses } from './p
 import type { IncomingHttpHeaders } from 'node:http';
 import { createForwardTargets } from './runtime/forward-targets.js';
 import { buildUpstreams, type UpstreamDeps, type UpstreamRuntime } from './runtime/upstreams.js';
-import { createAttempt } from './runtime/attempt.js';
+import { createAttempt } from './policy/attempt.js';
 import { StaleStore } from './upstream/stale-store.js';
 import { createFailover } from './policy/failover.js';
 import { createTargetChecker, type Lookup, type TargetChecker } from './router/target-check.js';

@@ -24,7 +24,7 @@ import { BreakwaterError } from '../errors/breakwater-error.js';
 import { readQuota } from '../errors/quota.js';
 import { parseRetryAfter } from '../lib/retry-after.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { UpstreamBreaker } from './breaker-types.js';
+import type { UpstreamBreaker } from './breaker/types.js';
 import type { AttemptResult, Destination, Policy, PolicyDeps } from './context.js';
 
 export interface TargetState {

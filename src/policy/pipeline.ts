@@ -7,9 +7,8 @@
  */
 import type { RouteConfig } from '../config/types.js';
 import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from './context.js';
-import { createDeadline } from './deadline.js';
-import { createPerTryTimeout } from './per-try-timeout.js';
-import { createRetry } from './retry.js';
+import { createDeadline, createPerTryTimeout } from './timeouts.js';
+import { createRetry } from './retry/retry.js';
 
 export type { Next, Policy, PolicyDeps };
 

@@ -5,8 +5,8 @@
  * least-recently-used order; beyond MAX_FORWARD_TARGETS, idle targets (no
  * socket, no queued request) are closed first, busy ones are never evicted.
  */
-import type { BreakerDeps } from '../policy/circuit-breaker.js';
-import { createUpstreamBreaker, type UpstreamBreaker } from '../policy/circuit-breaker.js';
+import type { BreakerDeps } from '../policy/breaker/circuit-breaker.js';
+import { createUpstreamBreaker, type UpstreamBreaker } from '../policy/breaker/circuit-breaker.js';
 import { defaultCircuitBreaker } from '../config/resolve.js';
 import type { TargetChecker } from '../router/target-check.js';
 import type { UpstreamTarget } from '../upstream/forward.js';

@@ -8,12 +8,12 @@
 import type { Config, UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
-import { createUpstreamBreaker, type UpstreamBreaker } from '../policy/circuit-breaker.js';
+import { createUpstreamBreaker, type UpstreamBreaker } from '../policy/breaker/circuit-breaker.js';
 import { TargetSet } from '../policy/failover.js';
-import { createUpstreamPacing, type UpstreamPacing } from '../policy/pacer.js';
+import { createUpstreamPacing, type UpstreamPacing } from '../policy/pacing/pacer.js';
 import { sleep } from '../lib/clock.js';
 import type { Signal } from '../lib/signal.js';
-import type { SharedLimits } from '../policy/shared-limits.js';
+import type { SharedLimits } from '../policy/rate-limit/shared-limits.js';
 import type { UpstreamTarget } from '../upstream/forward.js';
 import { compileHeaderEdits, type CompiledHeaderEdits } from '../upstream/headers.js';
 import { createUpstreamPool } from '../upstream/pools.js';

@@ -10,7 +10,7 @@ import type { LoadedConfig } from '../config/index.js';
 import { formatDuration } from '../config/units.js';
 import type { Metrics } from '../observe/metrics.js';
 import { redactedConfig } from '../observe/redact.js';
-import type { UpstreamPacing } from '../policy/pacer.js';
+import type { UpstreamPacing } from '../policy/pacing/pacer.js';
 import { countsByClass } from '../policy/priorities.js';
 import type { Runtime } from '../runtime.js';
 import type { ErrorJournal } from '../observe/error-journal.js';

@@ -24,7 +24,7 @@ import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import type { AttemptResult, ExchangeRecord } from '../policy/context.js';
-import type { UpstreamBreaker } from '../policy/breaker-types.js';
+import type { UpstreamBreaker } from '../policy/breaker/types.js';
 import { Cancellation } from '../lib/signal.js';
 import { classifyConnectTimeout, classifyError, classifyStatus } from '../upstream/classify.js';
 import { clientRequestId } from '../upstream/headers.js';

@@ -9,7 +9,7 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_TARGET_SERIES, OTHER_TARGETS } from '../../src/observe/metrics.js';
-import { MAX_KEYS } from '../../src/policy/rate-limit.js';
+import { MAX_KEYS } from '../../src/policy/rate-limit/rate-limit.js';
 import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { request, startProxy, type TestProxy } from '../helpers/proxy.js';
 

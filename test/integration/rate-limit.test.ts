@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, waitUntil, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { expectProblem } from '../helpers/problem.js';
 import { metricValue, request, startProxy, type TestProxy } from '../helpers/proxy.js';
-import { MAX_KEYS } from '../../src/policy/rate-limit.js';
+import { MAX_KEYS } from '../../src/policy/rate-limit/rate-limit.js';
 
 let upstream: FaultUpstream;
 let proxy: TestProxy;

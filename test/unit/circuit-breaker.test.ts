@@ -1,5 +1,5 @@
 /**
- * The breaker's state machine on a virtual clock (src/policy/circuit-breaker.ts):
+ * The breaker's state machine on a virtual clock (src/policy/breaker/circuit-breaker.ts):
  * opening on the last calls, shedding the excess of a partly failing
  * upstream, holding calls while an outage is young, failing fast after it,
  * the growing open period and the half-open ramp. Integration tests on real
@@ -10,7 +10,7 @@ import type { CircuitBreakerConfig } from '../../src/config/types.js';
 import { defaultCircuitBreaker } from '../../src/config/resolve.js';
 import { BreakwaterError } from '../../src/errors/breakwater-error.js';
 import type { AttemptResult, RequestContext } from '../../src/policy/context.js';
-import { createUpstreamBreaker, PROBES } from '../../src/policy/circuit-breaker.js';
+import { createUpstreamBreaker, PROBES } from '../../src/policy/breaker/circuit-breaker.js';
 import { Cancellation } from '../../src/lib/signal.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import { classifyStatus } from '../../src/upstream/classify.js';

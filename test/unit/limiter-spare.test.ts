@@ -4,7 +4,7 @@
  * that spent tokens would hand its key a fresh bucket.
  */
 import { describe, expect, it } from 'vitest';
-import { LocalLimiter } from '../../src/policy/local-limiter.js';
+import { LocalLimiter } from '../../src/policy/rate-limit/local-limiter.js';
 
 const never = () => () => {};
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LimiterRefused, LocalLimiter } from '../../src/policy/local-limiter.js';
+import { LimiterRefused, LocalLimiter } from '../../src/policy/rate-limit/local-limiter.js';
 
 const never = () => () => {};
 

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PacingConfig } from '../../src/config/types.js';
 import type { RequestContext } from '../../src/policy/context.js';
-import { pacerKeyOf } from '../../src/policy/pacer-key.js';
+import { pacerKeyOf } from '../../src/policy/pacing/key.js';
 
 const config = { key: 'authorization', scope: 'x-ratelimit-resource' } as PacingConfig;
 const ctx = (path: string, authorization: string) => ({ path, clientHeaders: { authorization } }) as unknown as RequestContext;

@@ -9,9 +9,9 @@ import { describe, expect, it } from 'vitest';
 import type { PacingConfig } from '../../src/config/types.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import type { AttemptResult, RequestContext } from '../../src/policy/context.js';
-import { createUpstreamPacing } from '../../src/policy/pacer.js';
-import { observe, reserveWithin } from '../../src/policy/pacer-quota.js';
-import { freshState } from '../../src/policy/pacer-store.js';
+import { createUpstreamPacing } from '../../src/policy/pacing/pacer.js';
+import { observe, reserveWithin } from '../../src/policy/pacing/quota.js';
+import { freshState } from '../../src/policy/pacing/store.js';
 import { Cancellation } from '../../src/lib/signal.js';
 import type { UpstreamResponse } from '../../src/upstream/response.js';
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { fullJitterDelay } from '../../src/policy/backoff.js';
+import { fullJitterDelay } from '../../src/policy/retry/retry.js';
 import { compileConditions } from '../../src/policy/conditions.js';
 import { parseRetryAfter } from '../../src/lib/retry-after.js';
-import { createRetryBudget } from '../../src/policy/retry-budget.js';
+import { createRetryBudget } from '../../src/policy/retry/budget.js';
 import { classifyError, classifyStatus, classifyTimeout } from '../../src/upstream/classify.js';
 import { seededRandom } from '../../src/demo/prng.js';
 

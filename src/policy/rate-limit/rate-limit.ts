@@ -13,13 +13,13 @@
  * RateLimit fields describing the limit that refused them.
  */
 import { createHash } from 'node:crypto';
-import type { RateLimitConfig } from '../config/types.js';
-import { BreakwaterError } from '../errors/breakwater-error.js';
-import type { Metrics } from '../observe/metrics.js';
-import type { Policy, RequestContext } from './context.js';
+import type { RateLimitConfig } from '../../config/types.js';
+import { BreakwaterError } from '../../errors/breakwater-error.js';
+import type { Metrics } from '../../observe/metrics.js';
+import type { Policy, RequestContext } from '../context.js';
 import type { SharedLimits } from './shared-limits.js';
-import { reportOnly } from './rate-limit-report.js';
-import { BoundedMap } from '../lib/bounded-map.js';
+import { reportOnly } from './report.js';
+import { BoundedMap } from '../../lib/bounded-map.js';
 import { LimiterRefused, LocalLimiter } from './local-limiter.js';
 import { SharedLimiter, SharedRefused } from './shared-limiter.js';
 
@@ -239,7 +239,7 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
     return entry.fallback.acquire(ctx, waitMs);
   };
 
-  /** Report mode (SPEC §19.2): rate-limit-report.ts. */
+  /** Report mode (SPEC §19.2): report.ts. */
   const local = () => createLocal(limit);
   const report = (ctx: RequestContext, entry: KeyLimiters) => reportOnly(ctx, entry, { route, metrics: deps.metrics, sharedStore, local });
 

@@ -3,10 +3,10 @@
  * §13 `quotaFloor`): RATE_LIMITED with the wait as Retry-After, and in
  * words why; in report mode (§19.2), the flag and the count instead.
  */
-import { BreakwaterError } from '../errors/breakwater-error.js';
-import type { Metrics } from '../observe/metrics.js';
-import type { RequestContext } from './context.js';
-import type { PriorityClass } from './priorities.js';
+import { BreakwaterError } from '../../errors/breakwater-error.js';
+import type { Metrics } from '../../observe/metrics.js';
+import type { RequestContext } from '../context.js';
+import type { PriorityClass } from '../priorities.js';
 
 /** Report mode: the request a pacer would have delayed or refused goes at once, flagged and counted once per request. */
 export function reportPaced(metrics: Pick<Metrics, 'policyReports'>, ctx: RequestContext, route: string): void {

@@ -5,8 +5,8 @@
  * WOULD_RATE_LIMIT and counted in breakwater_policy_reports_total. It never
  * waits, and is not counted as rate limited nor shed.
  */
-import type { Metrics } from '../observe/metrics.js';
-import type { RequestContext } from './context.js';
+import type { Metrics } from '../../observe/metrics.js';
+import type { RequestContext } from '../context.js';
 import type { SharedLimits } from './shared-limits.js';
 
 interface Taker {

@@ -13,7 +13,7 @@
  * by a failed write heals at the next one); counts of a replica silent for
  * two minutes are dropped (it stopped or lost its connection).
  */
-import { BoundedMap } from '../lib/bounded-map.js';
+import { BoundedMap } from '../../lib/bounded-map.js';
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 

@@ -10,11 +10,11 @@
  */
 import { createRequire } from 'node:module';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
-import type { RedisConfig } from '../config/types.js';
-import type { Logger } from '../observe/logger.js';
-import { redactUrl } from '../observe/redact.js';
+import type { RedisConfig } from '../../config/types.js';
+import type { Logger } from '../../observe/logger.js';
+import { redactUrl } from '../../observe/redact.js';
 import { createSharedBuckets, type SharedBuckets } from './shared-buckets.js';
-import { systemClock } from '../lib/clock.js';
+import { systemClock } from '../../lib/clock.js';
 
 export interface SharedLimits {
   /** Shared rate limits' scripts and leases on this connection. */

@@ -52,17 +52,17 @@
  * machine on a bucket ring, like the retry budget, with no timer unless a
  * call is held.
  */
-import type { CircuitBreakerConfig } from '../config/types.js';
-import type { Signal } from '../lib/signal.js';
-import type { AttemptResult } from './context.js';
-import type { BreakerDeps, BreakerScope, BreakerStatus, UpstreamBreaker } from './breaker-types.js';
-import { compileConditions } from './conditions.js';
-import { openRefusal, shedRefusal } from './breaker-window.js';
-import { HeldCalls, MIN_PROBE_MS } from './breaker-held.js';
-import { Circuit, type Admission } from './breaker-state.js';
+import type { CircuitBreakerConfig } from '../../config/types.js';
+import type { Signal } from '../../lib/signal.js';
+import type { AttemptResult } from '../context.js';
+import type { BreakerDeps, BreakerScope, BreakerStatus, UpstreamBreaker } from './types.js';
+import { compileConditions } from '../conditions.js';
+import { openRefusal, shedRefusal } from './window.js';
+import { HeldCalls, MIN_PROBE_MS } from './held.js';
+import { Circuit, type Admission } from './state.js';
 
-export type { BreakerDeps, BreakerScope, BreakerStatus, CircuitState, UpstreamBreaker } from './breaker-types.js';
-export { PROBES } from './breaker-state.js';
+export type { BreakerDeps, BreakerScope, BreakerStatus, CircuitState, UpstreamBreaker } from './types.js';
+export { PROBES } from './state.js';
 
 /** Calls held at once per upstream; beyond it, refused at once (memory bound). */
 const MAX_HELD = 10_000;
@@ -101,7 +101,7 @@ function reported<C extends BreakerScope>(metrics: BreakerDeps['metrics'], ctx: 
 export function createUpstreamBreaker(upstream: string, config: CircuitBreakerConfig, deps: BreakerDeps): UpstreamBreaker {
   const { metrics, now } = deps;
   const isFailure = compileConditions(config.failOn);
-  /** Calls waiting for the circuit in the first seconds of an outage (breaker-held.ts). */
+  /** Calls waiting for the circuit in the first seconds of an outage (held.ts). */
   const held = new HeldCalls<Admission>(now, () => pump());
   const circuit = new Circuit(config, { upstream, metrics, random: deps.random ?? Math.random, onChange: () => pump() }, now());
   /** The breaker was dropped (reload, evicted target): calls pass straight through. */

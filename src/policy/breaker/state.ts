@@ -4,10 +4,10 @@
  * and no I/O; the breaker (circuit-breaker.ts) holds calls and refuses
  * them around it, and is told through `onChange` when held calls may go.
  */
-import type { CircuitBreakerConfig } from '../config/types.js';
-import type { Metrics } from '../observe/metrics.js';
-import type { CircuitState } from './breaker-types.js';
-import { CallWindow, RecentCalls } from './breaker-window.js';
+import type { CircuitBreakerConfig } from '../../config/types.js';
+import type { Metrics } from '../../observe/metrics.js';
+import type { CircuitState } from './types.js';
+import { CallWindow, RecentCalls } from './window.js';
 
 /** Probes in flight at once when half-open (one more per success), and the successes that close it. */
 export const PROBES = 3;
@@ -35,7 +35,7 @@ export class Circuit {
   openUntil = 0;
   /** Failures among the last `minimumRequests` calls when it opened. */
   openedWith = 0;
-  /** The last `minimumRequests` calls, and the shedding window (breaker-window.ts). */
+  /** The last `minimumRequests` calls, and the shedding window (window.ts). */
   readonly recent: RecentCalls;
   readonly calls: CallWindow;
   readonly recentSize: number;

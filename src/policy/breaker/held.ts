@@ -5,7 +5,7 @@
  * far as the breaker admits them; one timer, only while calls are held, at
  * the next probe time or the first hold expiry.
  */
-import type { Signal } from '../lib/signal.js';
+import type { Signal } from '../../lib/signal.js';
 
 /** A held call with less time than this before its deadline is refused rather than made a probe that can only time out. */
 export const MIN_PROBE_MS = 100;

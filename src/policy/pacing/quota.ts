@@ -6,10 +6,10 @@
  * update may run them twice.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { PacingConfig } from '../config/types.js';
-import { readQuota } from '../errors/quota.js';
-import { parseRetryAfter } from '../lib/retry-after.js';
-import type { PacerState } from './pacer-store.js';
+import type { PacingConfig } from '../../config/types.js';
+import { readQuota } from '../../errors/quota.js';
+import { parseRetryAfter } from '../../lib/retry-after.js';
+import type { PacerState } from './store.js';
 
 /** Samples for the measured refill rate are at least this far apart (ms). */
 const REFILL_SAMPLE_MS = 1000;

@@ -7,16 +7,25 @@
  * response has not been sent. When it stops, the last real upstream
  * response (or failure) goes back as it is.
  */
-import { CATALOG, type ErrorCode } from '../errors/catalog.js';
-import type { RetryConfig } from '../config/types.js';
-import type { Metrics } from '../observe/metrics.js';
-import { discardResponse } from '../upstream/discard.js';
-import type { Classification } from '../upstream/classify.js';
-import { fullJitterDelay } from './backoff.js';
-import { compileConditions } from './conditions.js';
-import type { AttemptResult, Policy, PolicyDeps, RequestContext } from './context.js';
-import { parseRetryAfter } from '../lib/retry-after.js';
-import { createRetryBudget } from './retry-budget.js';
+import { CATALOG, type ErrorCode } from '../../errors/catalog.js';
+import type { RetryConfig } from '../../config/types.js';
+import type { Metrics } from '../../observe/metrics.js';
+import { discardResponse } from '../../upstream/discard.js';
+import type { Classification } from '../../upstream/classify.js';
+import { compileConditions } from '../conditions.js';
+import type { AttemptResult, Policy, PolicyDeps, RequestContext } from '../context.js';
+import { parseRetryAfter } from '../../lib/retry-after.js';
+import { createRetryBudget } from './budget.js';
+
+/**
+ * Exponential backoff with full jitter (SPEC §3 `retry.backoff`): retry n
+ * (0-based) waits a uniformly random time in [0, min(max, base * 2^n)).
+ * The random source is injected so unit tests can pin it.
+ */
+export function fullJitterDelay(retry: number, baseMs: number, maxMs: number, random: () => number): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** retry);
+  return random() * ceiling;
+}
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 

@@ -4,8 +4,8 @@
  * first path segment.
  */
 import { createHash } from 'node:crypto';
-import type { PacingConfig } from '../config/types.js';
-import type { RequestContext } from './context.js';
+import type { PacingConfig } from '../../config/types.js';
+import type { RequestContext } from '../context.js';
 
 /**
  * Path segments longer than this (characters) are learned under `#` and

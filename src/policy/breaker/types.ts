@@ -2,9 +2,9 @@
  * What a circuit breaker (circuit-breaker.ts) shows the rest of the code:
  * its state and status, the policy layer, a call outside a pipeline.
  */
-import type { CIRCUIT_STATES, Metrics } from '../observe/metrics.js';
-import type { Signal } from '../lib/signal.js';
-import type { AttemptResult, Flag, Policy } from './context.js';
+import type { CIRCUIT_STATES, Metrics } from '../../observe/metrics.js';
+import type { Signal } from '../../lib/signal.js';
+import type { AttemptResult, Flag, Policy } from '../context.js';
 
 export type CircuitState = (typeof CIRCUIT_STATES)[number];
 

@@ -25,7 +25,7 @@
  * window's edge) and has no shared cap on requests in flight. The numbers
  * are in the commit that brought this in (370b689).
  */
-import { WaitQueue, type Place, type PromotionNote } from '../lib/wait-queue.js';
+import { WaitQueue, type Place, type PromotionNote } from '../../lib/wait-queue.js';
 import { sharedKeys, type Decision, type SharedBuckets } from './shared-buckets.js';
 
 /** How often a waiter for a slot asks Redis again (ms). */

@@ -8,7 +8,7 @@
  *
  * And the CIRCUIT_OPEN answers that say what these memories hold.
  */
-import { BreakwaterError } from '../errors/breakwater-error.js';
+import { BreakwaterError } from '../../errors/breakwater-error.js';
 
 /** Buckets of the shedding window. */
 export const BUCKETS = 10;

@@ -21,23 +21,23 @@
  *
  * Releases are scheduled on a virtual clock (each release reserves the next slot), so concurrent
  * requests queue in order without a timer per pacer. With `shared: true` that clock and the quota
- * live in Redis (pacer-store.ts). `mode: report` takes the slot but never waits (SPEC §19.2).
+ * live in Redis (store.ts). `mode: report` takes the slot but never waits (SPEC §19.2).
  */
-import { BoundedMap } from '../lib/bounded-map.js';
-import { RankCounts } from '../lib/rank-counts.js';
-import { TurnsByKey, type Turns } from '../lib/turns.js';
-import { pacedRefusal, reportPaced } from './pacer-refusal.js';
-import { pacerKeyOf, type PacerKey } from './pacer-key.js';
-import type { PacingConfig } from '../config/types.js';
-import type { Metrics } from '../observe/metrics.js';
-import type { Logger } from '../observe/logger.js';
-import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from './context.js';
-import type { Signal } from '../lib/signal.js';
-import { localStore, MAX_PACERS, sharedStore, snapshotOf, type PacerStore, type PacingSnapshot, type StateFn } from './pacer-store.js';
-import { headerValue, observe, released, reserveWithin } from './pacer-quota.js';
-import type { SharedLimits } from './shared-limits.js';
+import { BoundedMap } from '../../lib/bounded-map.js';
+import { RankCounts } from '../../lib/rank-counts.js';
+import { TurnsByKey, type Turns } from '../../lib/turns.js';
+import { pacedRefusal, reportPaced } from './refusal.js';
+import { pacerKeyOf, type PacerKey } from './key.js';
+import type { PacingConfig } from '../../config/types.js';
+import type { Metrics } from '../../observe/metrics.js';
+import type { Logger } from '../../observe/logger.js';
+import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from '../context.js';
+import type { Signal } from '../../lib/signal.js';
+import { localStore, MAX_PACERS, sharedStore, snapshotOf, type PacerStore, type PacingSnapshot, type StateFn } from './store.js';
+import { headerValue, observe, released, reserveWithin } from './quota.js';
+import type { SharedLimits } from '../rate-limit/shared-limits.js';
 
-export { MAX_PACERS, type PacingSnapshot } from './pacer-store.js';
+export { MAX_PACERS, type PacingSnapshot } from './store.js';
 
 /** A reservation decided without Redis under `onError: allow`: no wait. */
 const NO_WAIT = { wait: 0, floor: false, askAgainIn: null, ticket: null } as const;

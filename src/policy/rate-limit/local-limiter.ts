@@ -10,7 +10,7 @@
  * are shared-limiter.ts (one Lua script per decision).
  */
 
-import { WaitQueue, type Place, type PromotionNote } from '../lib/wait-queue.js';
+import { WaitQueue, type Place, type PromotionNote } from '../../lib/wait-queue.js';
 
 export interface LocalLimiterOptions {
   /** Tokens per second, or null for no token bucket. */

@@ -10,7 +10,7 @@ import { ERROR_BODY_CAP_BYTES } from '../errors/normalize.js';
 import { answerEntry, ProviderRules } from '../errors/provider-rules.js';
 import type { Signal } from '../lib/signal.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { AttemptResult, Next, RequestContext } from '../policy/context.js';
+import type { AttemptResult, Next, RequestContext } from './context.js';
 import { rewritePath } from '../router/match-route.js';
 import { classifyTimeout } from '../upstream/classify.js';
 import { classifyDecision, decideAnswer } from '../upstream/error-answer.js';
