@@ -99,8 +99,14 @@ describe('shutdown', () => {
     const started = Date.now();
     app.child.kill('SIGTERM');
     expect(await app.exited).toBe(0);
-    expect(Date.now() - started).toBeLessThan(5000);
-    expect(await hanging).toBeTruthy();
+    const waited = Date.now() - started;
+    // It waited for the drain (500 ms; a little slack for two processes'
+    // clocks), then the drain was cut at drainTimeout: not by cli.ts's last
+    // resort, which exits at drainTimeout + 2 s and says so.
+    expect(waited).toBeGreaterThanOrEqual(400);
+    expect(app.out()).not.toContain('drain took too long');
+    // The hanging request was cut off without an answer (a response would not be a string).
+    expect(await hanging).toMatch(/^(socket hang up|read ECONNRESET)$/);
   });
 
   it('redacts secrets in /config and never logs them', async () => {

@@ -124,6 +124,7 @@ describe('failover and fallback (SPEC §8)', () => {
     expect(result.ok).toBe(true);
     if (result.ok) expect(result.loaded.config.routes[0]!.fallback.stale).toEqual({ maxStale: 60_000, maxEntries: 1000, maxEntryBytes: 256 * 1024, maxBytes: 32 * 1024 * 1024 });
     const none = parseConfig(BASE, 'c.yaml', { env: {} });
+    expect(none.ok).toBe(true);
     if (none.ok) expect(none.loaded.config.routes[0]!.fallback.stale).toBeNull();
     expect(problems(`${BASE}    fallback: { stale: { maxEntryBytes: 2MiB, maxBytes: 1MiB } }\n`).join('\n')).toMatch(
       /routes\[0\]\.fallback\.stale\.maxEntryBytes: maxEntryBytes \(2097152 bytes\) is larger than maxBytes/,
@@ -150,6 +151,7 @@ describe('errorRules and providerRules (SPEC §14)', () => {
     ]);
     expect(result.loaded.config.routes[0]!.errors.providerRules).toBe('auto');
     const off = parseConfig(`${BASE}    errors: { providerRules: off }\n`, 'c.yaml', { env: {} });
+    expect(off.ok).toBe(true);
     if (off.ok) expect(off.loaded.config.routes[0]!.errors.providerRules).toBe('off');
   });
 
