@@ -193,7 +193,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const intercept = config.forwardProxy.intercept;
   const interceptor = intercept ? (deps.inherit?.interceptor(intercept) ?? createInterceptor(intercept, deps.metrics, deps.wall)) : null;
   const forwardConnectMs = Math.max(config.defaults.timeouts.connect, ...config.routes.filter((route) => !route.upstream).map((route) => route.timeouts.connect));
-  const forwardTargets = createForwardTargets(targets, () => interceptor?.upstreamContext, deps, forwardConnectMs);
+  const forwardTargets = createForwardTargets(targets, () => interceptor?.upstreamContext, deps, forwardConnectMs, config.forwardProxy.circuitBreaker);
   // SPEC §11: a provider per runtime, so a reload applies tracing changes; the old one exports what it holds when it retires.
   const tracing = tracingEnabled(config.tracing) ? createTracing(config.tracing, { dropped: (count) => deps.metrics.traceSpansDropped.inc({}, count) }) : null;
   return {

@@ -10,11 +10,14 @@ import { isHostPattern } from './formats.js';
 import { readCa, readCaKey } from './ca-files.js';
 import { checkAdminToken, checkCallers } from './edge-checks.js';
 import { getIn, isObject, tryMs, trySize, type Json } from './json.js';
-import { effectivePolicies, type Layer } from './merge.js';
+import { effectivePolicies, fill, type Layer } from './merge.js';
 import { DEFAULTS } from './defaults.js';
 import type { Issue, PathSegment } from './problems.js';
 import { suggest } from './suggest.js';
 import { formatDuration } from './units.js';
+
+/** A map the file holds at `key`, or undefined (the schema reports anything else there). */
+const mapAt = (parent: Json, key: string): Json | undefined => (isObject(parent[key]) ? parent[key] : undefined);
 
 /** The path of the most specific layer that sets `keys`, for pointing at a merged value's origin. */
 function originOf(layers: readonly Layer[], keys: readonly string[]): PathSegment[] | undefined {
@@ -170,8 +173,9 @@ function checkFailover(upstream: string, failover: unknown, baseDir: string, iss
 /** A route's stale store: one entry must fit in the whole. */
 function checkStale(stale: unknown, index: number, issues: Issue[]): void {
   if (!isObject(stale)) return;
-  const entry = trySize(stale.maxEntryBytes ?? DEFAULTS.stale.maxEntryBytes);
-  const all = trySize(stale.maxBytes ?? DEFAULTS.stale.maxBytes);
+  const filled = fill(DEFAULTS.stale, stale);
+  const entry = trySize(filled.maxEntryBytes);
+  const all = trySize(filled.maxBytes);
   if (entry !== undefined && all !== undefined && entry > all) {
     issues.push({ path: ['routes', index, 'fallback', 'stale', 'maxEntryBytes'], message: `maxEntryBytes (${entry} bytes) is larger than maxBytes (${all} bytes): no answer could ever be stored` });
   }
@@ -235,7 +239,7 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
       const read = readCa(ca, baseDir);
       if (!read.ok) issues.push({ path: ['upstreams', name, 'tls', 'ca'], message: read.message });
     }
-    const openFor = tryMs(getIn(upstream, ['circuitBreaker', 'openFor']) ?? DEFAULTS.upstream.circuitBreaker.openFor);
+    const openFor = tryMs(fill(DEFAULTS.upstream.circuitBreaker, mapAt(upstream, 'circuitBreaker')).openFor);
     const maxOpenFor = tryMs(getIn(upstream, ['circuitBreaker', 'maxOpenFor']));
     if (openFor !== undefined && maxOpenFor !== undefined && maxOpenFor < openFor) {
       issues.push({ path: ['upstreams', name, 'circuitBreaker', 'maxOpenFor'], message: `maxOpenFor (${formatDuration(maxOpenFor)}) must not be shorter than openFor (${formatDuration(openFor)})` });
@@ -258,8 +262,8 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
 
 /** The admin port and the proxy port differ. */
 function checkPorts(file: Json, issues: Issue[]): void {
-  const listenPort = getIn(file, ['listen', 'port']) ?? DEFAULTS.listen.port;
-  const adminPort = getIn(file, ['admin', 'port']) ?? DEFAULTS.admin.port;
+  const listenPort = fill(DEFAULTS.listen, mapAt(file, 'listen')).port;
+  const adminPort = fill(DEFAULTS.admin, mapAt(file, 'admin')).port;
   if (typeof listenPort === 'number' && listenPort !== 0 && listenPort === adminPort) {
     const at = originOf([{ path: [], value: file }], ['admin', 'port']) ?? originOf([{ path: [], value: file }], ['listen', 'port']);
     if (at) issues.push({ path: at, message: `the admin port and the proxy port are both ${listenPort}: give them different ports` });

@@ -8,6 +8,21 @@
 /** Conditions that `retry.retryOn` and `circuitBreaker.failOn` accept besides a status code (SPEC §3). */
 export const CONDITION_WORDS = ['5xx', 'gateway-error', 'connect-failure', 'reset', 'timeout'] as const;
 export type ConditionWord = (typeof CONDITION_WORDS)[number];
+/** A `retryOn` / `failOn` entry: a word, or a status code as a string. */
+export type Condition = ConditionWord | `${number}`;
+
+/** The schema's `condition` format, as a type guard for the resolver. */
+export function isCondition(text: string): text is Condition {
+  return (CONDITION_WORDS as readonly string[]).includes(text) || /^[1-5][0-9][0-9]$/.test(text);
+}
+
+/** `rateLimit.key` (SPEC §3): the route, the client's address, or a request header (its name in lower case). */
+export type LimitKey = 'route' | 'client-ip' | `header:${string}`;
+
+/** A `limit-key` the schema accepted, typed; a header's name in lower case. */
+export function limitKey(text: string): LimitKey {
+  return text === 'route' || text === 'client-ip' ? text : `header:${text.slice('header:'.length).toLowerCase()}`;
+}
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export const NORMALIZE_MODES = ['proxy', 'all', 'off'] as const;
@@ -30,7 +45,8 @@ export const DEFAULTS = {
   listen: { host: '127.0.0.1', port: 3128, serverNames: [] as string[], allowOrigins: [] as string[] },
   admin: { host: '0.0.0.0', port: 9901, token: null, tokenFile: null },
   logging: { level: 'info', accessLog: true },
-  tracing: { enabled: false, endpoint: null, protocol: 'http/protobuf', serviceName: 'breakwater', sampleRatio: 1 },
+  /** `protocol` and `serviceName` unset (null) defer to OTEL_EXPORTER_OTLP_TRACES_PROTOCOL and OTEL_SERVICE_NAME, else http/protobuf and breakwater (observe/tracing.ts). */
+  tracing: { enabled: false, endpoint: null, protocol: null, serviceName: null, sampleRatio: 1 },
   observability: { errorJournal: { size: 200 } },
   priorities: { header: 'X-Breakwater-Priority' },
   limits: { maxBodySize: '10MiB', maxHeaderSize: '16KiB', clientBodyTimeout: '30s' },
@@ -77,22 +93,23 @@ export const DEFAULTS = {
       reserve: '5%',
       minRate: '0.2/s',
       maxWait: '10s',
+      mode: 'enforce',
       replicas: 1,
       shared: false,
       aimd: { decrease: 0.5, increaseBy: '1/s', increaseEvery: '10s' },
     },
     cooldownMax: '5m',
   },
-  /**
-   * `routes[].keyHeaders` (SPEC §8.2): request headers that carry a caller's
-   * identity, hashed into a stored answer's key. SPEC's six, and the token
-   * headers of GitLab, Shopify and many gateways (issue 32: a caller
-   * authenticating with one of them must not get another's answer).
-   */
-  keyHeaders: ['Authorization', 'Proxy-Authorization', 'Cookie', 'X-Api-Key', 'Api-Key', 'X-Goog-Api-Key', 'PRIVATE-TOKEN', 'X-Shopify-Access-Token', 'X-Auth-Token'],
   /** `routes[].fallback.stale` when the block is given with keys left out (SPEC §8.2). */
   stale: { maxStale: '10m', maxEntries: 1000, maxEntryBytes: '256KiB', maxBytes: '32MiB' },
   route: {
+    /**
+     * `routes[].keyHeaders` (SPEC §8.2): request headers that carry a caller's
+     * identity, hashed into a stored answer's key. SPEC's six, and the token
+     * headers of GitLab, Shopify and many gateways (issue 32: a caller
+     * authenticating with one of them must not get another's answer).
+     */
+    keyHeaders: ['Authorization', 'Proxy-Authorization', 'Cookie', 'X-Api-Key', 'Api-Key', 'X-Goog-Api-Key', 'PRIVATE-TOKEN', 'X-Shopify-Access-Token', 'X-Auth-Token'],
     match: { pathPrefix: '/', host: null, methods: null },
     stripPrefix: false,
     clientOverrides: false,

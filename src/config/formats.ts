@@ -5,7 +5,7 @@
  * from the same code.
  */
 import { isIP } from 'node:net';
-import { CONDITION_WORDS } from './defaults.js';
+import { CONDITION_WORDS, isCondition } from './defaults.js';
 import { parseDuration, parseRate, parseShare, parseSize, type Parsed } from './units.js';
 import { suggest } from './suggest.js';
 
@@ -83,8 +83,7 @@ export const FORMATS: Record<string, Check> = {
   rate: (v) => positive(parseRate(v), 'rate'),
   share: (v) => nonNegative(parseShare(v)),
   condition: (v) => {
-    if ((CONDITION_WORDS as readonly string[]).includes(v)) return null;
-    if (/^[1-5]\d\d$/.test(v)) return null;
+    if (isCondition(v)) return null;
     const close = suggest(v, CONDITION_WORDS);
     return `unknown condition "${v}"${close ? `; did you mean "${close}"?` : ''} ` + `(known: ${CONDITION_WORDS.join(', ')}, or a status code as a string such as "429")`;
   },

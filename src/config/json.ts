@@ -38,10 +38,13 @@ export function trySize(text: unknown): number | undefined {
   return parsed.ok ? parsed.value : undefined;
 }
 
-export function deepFreeze<T>(value: T): T {
+/** What {@link deepFreeze} returns: the same value, read-only at every depth. */
+export type DeepReadonly<T> = T extends (...args: never[]) => unknown ? T : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
+
+export function deepFreeze<T>(value: T): DeepReadonly<T> {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const child of Object.values(value)) deepFreeze(child);
   }
-  return value;
+  return value as DeepReadonly<T>;
 }

@@ -4,8 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Json } from './json.js';
-import type { ForwardCallerConfig } from './types.js';
+import type { ConfigFile } from './schema.js';
+
+type RawCaller = NonNullable<NonNullable<ConfigFile['forwardProxy']>['callers']>[number];
 
 /** The admin token (SPEC §19.1): the literal, or the file's content without its trailing whitespace (crossCheck made sure it reads). */
 export function adminToken(token: string | null, tokenFile: string | null, baseDir: string): string | null {
@@ -14,21 +15,19 @@ export function adminToken(token: string | null, tokenFile: string | null, baseD
 }
 
 /** `forwardProxy.callers` (SPEC §19.3): each caller's list, ports and mode defaulting to the global ones. */
-export function toCallers(forwardProxy: Json): ForwardCallerConfig[] {
-  return ((forwardProxy.callers as Json[] | undefined) ?? []).map((caller) => {
-    const match = caller.match as Json;
-    const header = match.header as Record<string, string> | undefined;
-    const source = match.source as string | string[] | undefined;
+export function toCallers(callers: readonly RawCaller[], global: { readonly allowPorts: readonly number[]; readonly mode: 'enforce' | 'report' }) {
+  return callers.map((caller) => {
+    const { header, source, proxyUser } = caller.match;
     return {
-      name: caller.name as string,
+      name: caller.name,
       match: {
         header: header ? Object.fromEntries(Object.entries(header).map(([name, value]) => [name.toLowerCase(), value])) : null,
         source: source === undefined ? null : Array.isArray(source) ? source : [source],
-        proxyUser: (match.proxyUser as string | undefined) ?? null,
+        proxyUser: proxyUser ?? null,
       },
-      allowHosts: ((caller.allowHosts as string[] | undefined) ?? []).map((host) => host.toLowerCase()),
-      allowPorts: [...((caller.allowPorts as number[] | undefined) ?? (forwardProxy.allowPorts as number[]))],
-      mode: (caller.mode as ForwardCallerConfig['mode'] | undefined) ?? (forwardProxy.mode as ForwardCallerConfig['mode']),
+      allowHosts: (caller.allowHosts ?? []).map((host) => host.toLowerCase()),
+      allowPorts: [...(caller.allowPorts ?? global.allowPorts)],
+      mode: caller.mode ?? global.mode,
     };
   });
 }

@@ -1,167 +1,127 @@
 /**
  * From a file that passed the schema and the cross-checks (cross-check.ts)
- * to the {@link Config} the rest of the code reads: defaults merged key by
- * key, units converted, CA files read, the result frozen.
+ * to the {@link Config} the rest of the code reads: each section filled
+ * with its defaults once (merge.ts `fill`, typed from the schema), units
+ * converted, CA files read, the result frozen. The resolved types are
+ * inferred from what these functions return (types.ts names them), so a
+ * key that needs no conversion passes through with no line here.
  */
 import { readCa } from './ca-files.js';
 import path from 'node:path';
-import { bytes, deepFreeze, fraction, isObject, ms, must, perSecond, type Json } from './json.js';
-import { effectivePolicies, mergeDeep } from './merge.js';
-import { DEFAULTS } from './defaults.js';
+import { bytes, deepFreeze, fraction, must, ms, perSecond } from './json.js';
+import { effectivePolicies, fill, type Filled, type LayeredPolicies } from './merge.js';
+import { DEFAULTS, isCondition, limitKey } from './defaults.js';
 import type { ConfigFile, RawPolicies, RawRoute, RawUpstream } from './schema.js';
 import { adminToken, toCallers } from './resolve-edge.js';
-import type {
-  ForwardProxyConfig,
-  CircuitBreakerConfig,
-  Condition,
-  Config,
-  HeaderEditsConfig,
-  LimitKey,
-  PacingConfig,
-  PoliciesConfig,
-  RateLimitConfig,
-  RetryConfig,
-  RouteConfig,
-  TimeoutsConfig,
-  UpstreamConfig,
-  StaleConfig,
-} from './types.js';
+
+type RawBreaker = NonNullable<RawUpstream['circuitBreaker']>;
+type RawEdits = { set?: Record<string, string>; remove?: string[] } | undefined;
 
 function hostPort(entry: string): { host: string; port: number } {
   const colon = entry.lastIndexOf(':');
   return { host: entry.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(entry.slice(colon + 1)) };
 }
 
-function toRedis(raw: Json, baseDir: string): NonNullable<Config['redis']> {
-  const sentinel = isObject(raw.sentinel) ? raw.sentinel : null;
-  const cluster = isObject(raw.cluster) ? raw.cluster : null;
-  const tls = isObject(raw.tls) ? raw.tls : null;
+const caOf = (ca: string | null | undefined, baseDir: string): string | null => (typeof ca === 'string' ? must(readCa(ca, baseDir)) : null);
+
+function toRedis(raw: NonNullable<ConfigFile['redis']>, baseDir: string) {
+  const redis = fill(DEFAULTS.redis, raw);
+  const { sentinel, cluster, tls } = redis;
   return {
-    cluster: cluster ? { nodes: (cluster.nodes as string[]).map(hostPort) } : null,
-    username: typeof raw.username === 'string' ? raw.username : null,
-    password: typeof raw.password === 'string' ? raw.password : null,
-    db: typeof raw.db === 'number' ? raw.db : null,
-    tls: tls ? { ca: typeof tls.ca === 'string' ? must(readCa(tls.ca, baseDir)) : null, insecureSkipVerify: tls.insecureSkipVerify === true } : null,
-    url: raw.url as string,
-    onError: raw.onError as 'local' | 'allow',
-    timeout: ms(raw.timeout),
-    sentinel: sentinel
-      ? {
-          name: sentinel.name as string,
-          sentinels: (sentinel.sentinels as string[]).map(hostPort),
-          password: typeof sentinel.password === 'string' ? sentinel.password : null,
-          sentinelPassword: typeof sentinel.sentinelPassword === 'string' ? sentinel.sentinelPassword : null,
-        }
-      : null,
+    url: redis.url,
+    onError: redis.onError,
+    timeout: ms(redis.timeout),
+    cluster: cluster ? { nodes: cluster.nodes.map(hostPort) } : null,
+    username: redis.username ?? null,
+    password: redis.password ?? null,
+    db: redis.db ?? null,
+    tls: tls ? { ca: caOf(tls.ca, baseDir), insecureSkipVerify: tls.insecureSkipVerify === true } : null,
+    sentinel: sentinel ? { name: sentinel.name, sentinels: sentinel.sentinels.map(hostPort), password: sentinel.password ?? null, sentinelPassword: sentinel.sentinelPassword ?? null } : null,
   };
 }
 
-function toTimeouts(raw: Json): TimeoutsConfig {
+function toTimeouts(raw: LayeredPolicies['timeouts']) {
   return { connect: ms(raw.connect), perTry: ms(raw.perTry), total: ms(raw.total) };
 }
 
-function toRetry(raw: Json): RetryConfig {
-  const backoff = raw.backoff as Json;
-  const retryAfter = raw.retryAfter as Json;
-  const budget = raw.budget as Json;
+function toRetry(raw: LayeredPolicies['retry']) {
   return {
-    maxRetries: raw.maxRetries as number,
-    retryOn: raw.retryOn as Condition[],
-    backoff: { base: ms(backoff.base), max: ms(backoff.max) },
-    retryAfter: { honor: retryAfter.honor as boolean, max: ms(retryAfter.max) },
-    methods: raw.methods as RetryConfig['methods'],
-    budget: { ratio: budget.ratio as number, minPerSecond: budget.minPerSecond as number },
+    ...raw,
+    retryOn: raw.retryOn.filter(isCondition),
+    backoff: { base: ms(raw.backoff.base), max: ms(raw.backoff.max) },
+    retryAfter: { ...raw.retryAfter, max: ms(raw.retryAfter.max) },
+    budget: { ...raw.budget },
     bufferLimit: bytes(raw.bufferLimit),
   };
 }
 
-function toRateLimit(raw: unknown): RateLimitConfig | null {
-  if (!isObject(raw)) return null;
-  const merged = mergeDeep(DEFAULTS.rateLimit, raw) as Json;
-  const rate = merged.rate === undefined ? null : perSecond(merged.rate);
-  const queue = merged.queue as Json;
-  const key = String(merged.key);
+function toRateLimit(raw: LayeredPolicies['rateLimit']) {
+  if (!raw) return null;
+  const limit = fill(DEFAULTS.rateLimit, raw);
+  const rate = limit.rate === undefined ? null : perSecond(limit.rate);
   return {
+    ...limit,
     rate,
-    burst: (merged.burst as number | undefined) ?? Math.max(1, Math.ceil(rate ?? 1)),
-    maxConcurrent: (merged.maxConcurrent as number | null | undefined) ?? null,
-    queue: { size: queue.size as number, timeout: ms(queue.timeout) },
-    key: (key.startsWith('header:') ? key.toLowerCase() : key) as LimitKey,
-    shared: merged.shared as boolean,
-    mode: merged.mode as RateLimitConfig['mode'],
+    burst: limit.burst ?? Math.max(1, Math.ceil(rate ?? 1)),
+    maxConcurrent: limit.maxConcurrent ?? null,
+    queue: { size: limit.queue.size, timeout: ms(limit.queue.timeout) },
+    key: limitKey(limit.key),
   };
 }
 
-function toPolicies(raw: Json): PoliciesConfig {
+/** A route's policies: the built-in ones, then the file's `defaults`, then the route's own, merged key by key (merge.ts). */
+function toPolicies(...layers: (RawPolicies | undefined)[]) {
+  const policies = effectivePolicies(layers.map((value) => ({ path: [], value })));
   return {
-    timeouts: toTimeouts(raw.timeouts as Json),
-    retry: toRetry(raw.retry as Json),
-    rateLimit: toRateLimit(raw.rateLimit),
-    errors: { normalize: (raw.errors as Json).normalize as PoliciesConfig['errors']['normalize'], providerRules: (raw.errors as Json).providerRules as PoliciesConfig['errors']['providerRules'] },
+    timeouts: toTimeouts(policies.timeouts),
+    retry: toRetry(policies.retry),
+    // null in a route turns off the rate limit `defaults` gives.
+    rateLimit: toRateLimit(policies.rateLimit),
+    errors: { ...policies.errors },
   };
 }
 
-function headerOf(selector: unknown): string | null {
-  return typeof selector === 'string' ? selector.slice('header:'.length).toLowerCase() : null;
-}
-
-/** The built-in breaker settings, for forward-proxy targets that have no upstream block. */
-export function defaultCircuitBreaker(): CircuitBreakerConfig {
-  return deepFreeze(toCircuitBreaker(mergeDeep(DEFAULTS.upstream.circuitBreaker, {}) as Json, {}));
-}
+const headerOf = (selector: string | null): string | null => (selector === null ? null : selector.slice('header:'.length).toLowerCase());
 
 /** The breaker's settings; `maxOpenFor` left unset is the larger of its default and `openFor` (an `openFor: 30s` of old stays 30 s). */
-function toCircuitBreaker(cb: Json, raw: Json): CircuitBreakerConfig {
+function toCircuitBreaker(raw: RawBreaker | undefined) {
+  const cb = fill(DEFAULTS.upstream.circuitBreaker, raw);
   const openFor = ms(cb.openFor);
-  const shedding = cb.shedding as Json;
   return {
-    failureRate: cb.failureRate as number,
-    minimumRequests: cb.minimumRequests as number,
+    ...cb,
     window: ms(cb.window),
     openFor,
-    maxOpenFor: raw.maxOpenFor === undefined ? Math.max(ms(cb.maxOpenFor), openFor) : ms(cb.maxOpenFor),
+    maxOpenFor: raw?.maxOpenFor === undefined ? Math.max(ms(cb.maxOpenFor), openFor) : ms(cb.maxOpenFor),
     hold: ms(cb.hold),
-    shedding: { enabled: shedding.enabled as boolean, k: shedding.k as number },
-    failOn: cb.failOn as Condition[],
-    mode: cb.mode as CircuitBreakerConfig['mode'],
+    shedding: { ...cb.shedding },
+    failOn: cb.failOn.filter(isCondition),
   };
 }
 
-function toUpstream(name: string, raw: RawUpstream, baseDir: string): UpstreamConfig {
-  const merged = mergeDeep(DEFAULTS.upstream, raw) as Json;
-  const pool = merged.pool as Json;
-  const tls = merged.tls as Json;
-  const cb = merged.circuitBreaker as Json;
-  const pacing = merged.pacing as Json;
-  const aimd = pacing.aimd as Json;
-  const circuitBreaker = toCircuitBreaker(cb, (isObject(raw.circuitBreaker) ? raw.circuitBreaker : {}) as Json);
-  const pacingConfig: PacingConfig = {
-    enabled: pacing.enabled as boolean,
-    headers: pacing.headers as PacingConfig['headers'],
+function toPacing(pacing: Filled<RawUpstream['pacing'], typeof DEFAULTS.upstream.pacing>) {
+  return {
+    ...pacing,
     scope: headerOf(pacing.scope),
     key: headerOf(pacing.key),
-    resetFormat: pacing.resetFormat as PacingConfig['resetFormat'],
     engageBelow: fraction(pacing.engageBelow),
     reserve: fraction(pacing.reserve),
     minRate: perSecond(pacing.minRate),
     maxWait: ms(pacing.maxWait),
-    mode: (pacing.mode as PacingConfig['mode'] | undefined) ?? 'enforce',
-    replicas: pacing.replicas as number,
-    shared: pacing.shared as boolean,
-    aimd: { decrease: aimd.decrease as number, increaseBy: perSecond(aimd.increaseBy), increaseEvery: ms(aimd.increaseEvery) },
+    aimd: { decrease: pacing.aimd.decrease, increaseBy: perSecond(pacing.aimd.increaseBy), increaseEvery: ms(pacing.aimd.increaseEvery) },
   };
-  const upstreamTls = {
-    ca: typeof tls.ca === 'string' ? must(readCa(tls.ca, baseDir)) : null,
-    insecureSkipVerify: tls.insecureSkipVerify as boolean,
-  };
+}
+
+function toUpstream(name: string, raw: RawUpstream, baseDir: string) {
+  const upstream = fill(DEFAULTS.upstream, raw);
+  const tls = { ca: caOf(upstream.tls.ca, baseDir), insecureSkipVerify: upstream.tls.insecureSkipVerify };
   return {
     name,
     url: raw.url,
-    pool: { maxSockets: pool.maxSockets as number, keepAlive: pool.keepAlive as boolean },
-    tls: upstreamTls,
-    circuitBreaker,
-    pacing: pacingConfig,
-    cooldownMax: ms(merged.cooldownMax),
+    pool: { ...upstream.pool },
+    tls,
+    circuitBreaker: toCircuitBreaker(raw.circuitBreaker),
+    pacing: toPacing(upstream.pacing),
+    cooldownMax: ms(upstream.cooldownMax),
     errorRules: (raw.errorRules ?? []).map((rule) => ({
       when: { status: rule.when.status ?? null, code: rule.when.code ?? null, header: rule.when.header ?? null, message: rule.when.message ?? null },
       as: rule.as !== undefined ? Number(rule.as) : null,
@@ -173,117 +133,92 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string): UpstreamCo
       name: `${name}/${target.name ?? index + 1}`,
       url: target.url,
       headers: toHeaderEdits(target.headers),
-      tls: target.tls ? { ca: typeof target.tls.ca === 'string' ? must(readCa(target.tls.ca, baseDir)) : null, insecureSkipVerify: target.tls.insecureSkipVerify ?? false } : upstreamTls,
+      tls: target.tls ? { ca: caOf(target.tls.ca, baseDir), insecureSkipVerify: target.tls.insecureSkipVerify ?? false } : tls,
     })),
   };
 }
 
-function toStale(raw: RawRoute): StaleConfig | null {
+function toStale(raw: RawRoute) {
   const stale = raw.fallback?.stale;
   if (!stale) return null;
-  const merged = mergeDeep(DEFAULTS.stale, stale) as Json;
-  return { maxStale: ms(merged.maxStale), maxEntries: merged.maxEntries as number, maxEntryBytes: bytes(merged.maxEntryBytes), maxBytes: bytes(merged.maxBytes) };
+  const filled = fill(DEFAULTS.stale, stale);
+  return { maxStale: ms(filled.maxStale), maxEntries: filled.maxEntries, maxEntryBytes: bytes(filled.maxEntryBytes), maxBytes: bytes(filled.maxBytes) };
 }
 
-function toHeaderEdits(raw: unknown): HeaderEditsConfig {
-  const edits = isObject(raw) ? raw : {};
-  return {
-    set: { ...((edits.set as Record<string, string> | undefined) ?? {}) },
-    remove: ((edits.remove as string[] | undefined) ?? []).map((name) => name.toLowerCase()),
-  };
+function toHeaderEdits(raw: RawEdits) {
+  return { set: { ...raw?.set }, remove: (raw?.remove ?? []).map((name) => name.toLowerCase()) };
 }
 
-function toRoute(raw: RawRoute, defaults: unknown): RouteConfig {
-  const policies = toPolicies(
-    effectivePolicies([
-      { path: [], value: raw },
-      { path: [], value: defaults },
-    ]),
-  );
-  const match = mergeDeep(DEFAULTS.route.match, raw.match ?? {}) as Json;
+function toRoute(raw: RawRoute, defaults: RawPolicies | undefined) {
+  const route = fill(DEFAULTS.route, raw);
   return {
     name: raw.name,
-    match: {
-      pathPrefix: match.pathPrefix as string,
-      host: typeof match.host === 'string' ? match.host.toLowerCase() : null,
-      methods: (match.methods as string[] | null) ?? null,
-    },
-    stripPrefix: raw.stripPrefix ?? DEFAULTS.route.stripPrefix,
+    match: { pathPrefix: route.match.pathPrefix, host: route.match.host?.toLowerCase() ?? null, methods: route.match.methods ?? null },
+    stripPrefix: route.stripPrefix,
     upstream: raw.upstream ?? null,
-    clientOverrides: raw.clientOverrides ?? DEFAULTS.route.clientOverrides,
+    clientOverrides: route.clientOverrides,
     priority: raw.priority ?? null,
     headers: { request: toHeaderEdits(raw.headers?.request), response: toHeaderEdits(raw.headers?.response) },
-    keyHeaders: (raw.keyHeaders ?? DEFAULTS.keyHeaders).map((name) => name.toLowerCase()),
+    keyHeaders: route.keyHeaders.map((name) => name.toLowerCase()),
     fallback: { stale: toStale(raw) },
-    ...policies,
+    ...toPolicies(raw, defaults),
   };
 }
 
-function toPriorities(raw: ConfigFile['priorities']): Config['priorities'] {
+function toPriorities(raw: ConfigFile['priorities']) {
   if (!raw) return null;
   return {
-    header: (raw.header ?? DEFAULTS.priorities.header).toLowerCase(),
+    header: fill(DEFAULTS.priorities, raw).header.toLowerCase(),
     default: raw.default,
     classes: raw.classes.map((entry) => ({ name: entry.name, quotaFloor: entry.quotaFloor === undefined ? null : fraction(entry.quotaFloor) })),
     promoteAfterMs: raw.promoteAfter === undefined ? null : ms(raw.promoteAfter),
   };
 }
 
-function toTracing(raw: ConfigFile['tracing']): Config['tracing'] {
+function toForwardProxy(raw: ConfigFile['forwardProxy'], baseDir: string) {
+  const forwardProxy = fill(DEFAULTS.forwardProxy, raw);
+  const intercept = forwardProxy.intercept;
   return {
-    enabled: raw?.enabled ?? DEFAULTS.tracing.enabled,
-    endpoint: raw?.endpoint ?? null,
-    protocol: raw?.protocol ?? null,
-    serviceName: raw?.serviceName ?? null,
-    sampleRatio: raw?.sampleRatio ?? DEFAULTS.tracing.sampleRatio,
+    ...forwardProxy,
+    allowHosts: forwardProxy.allowHosts.map((host) => host.toLowerCase()),
+    allowPorts: [...forwardProxy.allowPorts],
+    callers: toCallers(forwardProxy.callers, forwardProxy),
+    connect: { mode: forwardProxy.connect.mode },
+    // Forward targets have no upstream block: each gets a breaker with these settings (the built-in ones).
+    circuitBreaker: toCircuitBreaker(undefined),
+    intercept:
+      intercept && forwardProxy.connect.mode === 'intercept'
+        ? {
+            caCert: must(readCa(intercept.caCert ?? '', baseDir)),
+            caKeyFile: path.resolve(baseDir, intercept.caKey ?? ''),
+            hosts: (intercept.hosts ?? []).map((host) => host.toLowerCase()),
+            upstreamCa: caOf(intercept.upstreamCa, baseDir),
+          }
+        : null,
   };
 }
 
 /** Builds the frozen {@link Config} from a file that passed the schema and {@link crossCheck}. */
-export function resolveConfig(file: ConfigFile, baseDir: string): Config {
-  const upstreams: Record<string, UpstreamConfig> = {};
-  for (const [name, raw] of Object.entries(file.upstreams ?? {})) upstreams[name] = toUpstream(name, raw, baseDir);
-
-  const listen = mergeDeep(DEFAULTS.listen, file.listen) as Config['listen'];
-  const admin = mergeDeep(DEFAULTS.admin, file.admin) as Config['admin'];
-  const logging = mergeDeep(DEFAULTS.logging, file.logging) as Config['logging'];
-  const limits = mergeDeep(DEFAULTS.limits, file.limits) as Json;
-  const shutdown = mergeDeep(DEFAULTS.shutdown, file.shutdown) as Json;
-  const forwardProxy = mergeDeep(DEFAULTS.forwardProxy, file.forwardProxy) as Json;
-  const intercept = forwardProxy.intercept as Json | null;
-
-  const config: Config = {
-    version: 1,
-    listen: { host: listen.host, port: listen.port, serverNames: listen.serverNames.map((name) => name.toLowerCase()), allowOrigins: listen.allowOrigins.map((origin) => origin.toLowerCase()) },
-    admin: { host: admin.host, port: admin.port, token: adminToken(admin.token, admin.tokenFile, baseDir), tokenFile: admin.tokenFile },
-    logging: { level: logging.level, accessLog: logging.accessLog },
-    tracing: toTracing(file.tracing),
+export function resolveConfig(file: ConfigFile, baseDir: string) {
+  const listen = fill(DEFAULTS.listen, file.listen);
+  const admin = fill(DEFAULTS.admin, file.admin);
+  const limits = fill(DEFAULTS.limits, file.limits);
+  const upstreams = Object.fromEntries(Object.entries(file.upstreams ?? {}).map(([name, raw]) => [name, toUpstream(name, raw, baseDir)]));
+  const config = {
+    version: file.version,
+    listen: { ...listen, serverNames: listen.serverNames.map((name) => name.toLowerCase()), allowOrigins: listen.allowOrigins.map((origin) => origin.toLowerCase()) },
+    admin: { ...admin, token: adminToken(admin.token, admin.tokenFile, baseDir) },
+    logging: fill(DEFAULTS.logging, file.logging),
+    tracing: fill(DEFAULTS.tracing, file.tracing),
     priorities: toPriorities(file.priorities),
-    observability: { errorJournal: { size: file.observability?.errorJournal?.size ?? DEFAULTS.observability.errorJournal.size } },
+    observability: fill(DEFAULTS.observability, file.observability),
     limits: { maxBodySize: bytes(limits.maxBodySize), maxHeaderSize: bytes(limits.maxHeaderSize), clientBodyTimeout: ms(limits.clientBodyTimeout) },
-    shutdown: { drainTimeout: ms(shutdown.drainTimeout) },
-    defaults: toPolicies(effectivePolicies([{ path: [], value: file.defaults as RawPolicies | undefined }])),
+    shutdown: { drainTimeout: ms(fill(DEFAULTS.shutdown, file.shutdown).drainTimeout) },
+    defaults: toPolicies(file.defaults),
     upstreams,
     routes: file.routes.map((route) => toRoute(route, file.defaults)),
-    redis: isObject(file.redis) ? toRedis(mergeDeep(DEFAULTS.redis, file.redis) as Json, baseDir) : null,
-    forwardProxy: {
-      enabled: forwardProxy.enabled as boolean,
-      allowHosts: (forwardProxy.allowHosts as string[]).map((host) => host.toLowerCase()),
-      allowPorts: [...(forwardProxy.allowPorts as number[])],
-      denyPrivateNetworks: forwardProxy.denyPrivateNetworks as boolean,
-      mode: forwardProxy.mode as ForwardProxyConfig['mode'],
-      callers: toCallers(forwardProxy),
-      connect: { mode: (forwardProxy.connect as Json).mode as 'tunnel' | 'intercept' },
-      intercept:
-        intercept && (forwardProxy.connect as Json).mode === 'intercept'
-          ? {
-              caCert: must(readCa(intercept.caCert as string, baseDir)),
-              caKeyFile: path.resolve(baseDir, intercept.caKey as string),
-              hosts: (intercept.hosts as string[]).map((host) => host.toLowerCase()),
-              upstreamCa: typeof intercept.upstreamCa === 'string' ? must(readCa(intercept.upstreamCa, baseDir)) : null,
-            }
-          : null,
-    },
+    redis: file.redis ? toRedis(file.redis, baseDir) : null,
+    forwardProxy: toForwardProxy(file.forwardProxy, baseDir),
   };
   return deepFreeze(config);
 }

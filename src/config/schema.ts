@@ -127,7 +127,7 @@ const Route = Obj(
     headers: Opt(Obj({ request: Opt(HeaderEdits), response: Opt(HeaderEdits) })),
     keyHeaders: Opt(
       Type.Array(Fmt('header-name'), {
-        default: DEFAULTS.keyHeaders,
+        default: DEFAULTS.route.keyHeaders,
         description: "request headers whose values (hashed) key a stored answer, so that one caller never gets another's (SPEC §8.2); replaces the default list",
       }),
     ),

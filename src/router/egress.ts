@@ -98,7 +98,10 @@ function matcher(caller: ForwardCallerConfig): (asker: Asker) => boolean {
 }
 
 /** The global list and the callers' lists, with the function that picks one for a request. */
-export function egressLists(config: ForwardProxyConfig, normalise: (host: string) => string | undefined, canonical: (address: string) => string) {
+/** What the allow-lists are made of: the global list and the callers'. */
+export type EgressConfig = Pick<ForwardProxyConfig, 'allowHosts' | 'allowPorts' | 'mode' | 'callers'>;
+
+export function egressLists(config: EgressConfig, normalise: (host: string) => string | undefined, canonical: (address: string) => string) {
   const global = compileList(null, config.allowHosts, config.allowPorts, config.mode, normalise, canonical);
   const callers = config.callers.map((caller) => ({
     matches: matcher(caller),

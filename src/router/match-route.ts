@@ -44,7 +44,7 @@ export function stripPort(host: string): string {
 
 export function compileMatcher(route: RouteConfig): RouteMatcher {
   const { pathPrefix, host, methods } = route.match;
-  const methodSet = methods ? new Set(methods) : null;
+  const methodSet: ReadonlySet<string> | null = methods ? new Set<string>(methods) : null;
   return {
     matches(request) {
       if (methodSet && !methodSet.has(request.method)) return false;

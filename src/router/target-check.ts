@@ -15,7 +15,7 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import type { ForwardProxyConfig } from '../config/types.js';
-import { egressLists, names, type AllowList, type Asker } from './egress.js';
+import { egressLists, names, type AllowList, type Asker, type EgressConfig } from './egress.js';
 
 /** IPv4 ranges that are no public destination: this host, RFC 1918, CGNAT, loopback, link-local (169.254.169.254), IETF, benchmarking, multicast, reserved. */
 const PRIVATE_V4: readonly (readonly [string, number])[] = [
@@ -152,7 +152,7 @@ export interface TargetChecker {
   readonly lookup: (hostname: string, options: unknown, callback: (error: NodeJS.ErrnoException | null, address?: string | LookupAddress[], family?: number) => void) => void;
 }
 
-export function createTargetChecker(config: ForwardProxyConfig, resolve: Lookup = systemLookup): TargetChecker {
+export function createTargetChecker(config: EgressConfig & Pick<ForwardProxyConfig, 'enabled' | 'denyPrivateNetworks'>, resolve: Lookup = systemLookup): TargetChecker {
   const lists = egressLists(config, normaliseHost, canonicalAddress);
   /** An exact entry of any list: the connect-time lookup runs after the request's own list admitted the host. */
   const exactAnywhere = (host: string) => lists.all.some((list) => (isIP(host) ? list.exactAddresses.has(canonicalAddress(host)) : list.exactNames.has(host)));

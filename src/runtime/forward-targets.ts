@@ -7,7 +7,7 @@
  */
 import type { BreakerDeps } from '../policy/breaker/circuit-breaker.js';
 import { createUpstreamBreaker, type UpstreamBreaker } from '../policy/breaker/circuit-breaker.js';
-import { defaultCircuitBreaker } from '../config/resolve.js';
+import type { CircuitBreakerConfig } from '../config/types.js';
 import type { TargetChecker } from '../router/target-check.js';
 import type { UpstreamTarget } from '../upstream/forward.js';
 import { createForwardPool, destroyPool, poolIdle } from '../upstream/pools.js';
@@ -40,9 +40,14 @@ function upgradeAgentOf(lookup: LookupFunction, secureContext: tls.SecureContext
   return () => (useTls ? new https.Agent({ lookup, secureContext, rejectUnauthorized: true }) : new http.Agent({ lookup }));
 }
 
-/** `connectTimeoutMs`: the socket's own connect timeout (each attempt also runs its route's). */
-export function createForwardTargets(targets: TargetChecker, upstreamContext: () => tls.SecureContext | undefined, deps: BreakerDeps, connectTimeoutMs: number): ForwardTargets {
-  const breakerConfig = defaultCircuitBreaker();
+/** `connectTimeoutMs`: the socket's own connect timeout (each attempt also runs its route's); `breakerConfig`: every target's breaker (the resolved `forwardProxy.circuitBreaker`). */
+export function createForwardTargets(
+  targets: TargetChecker,
+  upstreamContext: () => tls.SecureContext | undefined,
+  deps: BreakerDeps,
+  connectTimeoutMs: number,
+  breakerConfig: CircuitBreakerConfig,
+): ForwardTargets {
   const entries = new BoundedMap<string, ForwardTarget>({
     max: MAX_FORWARD_TARGETS,
     busy: (entry) => !poolIdle(entry.target.pool),

@@ -7,7 +7,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CircuitBreakerConfig } from '../../src/config/types.js';
-import { defaultCircuitBreaker } from '../../src/config/resolve.js';
+import { resolveConfig } from '../../src/config/resolve.js';
 import { BreakwaterError } from '../../src/errors/breakwater-error.js';
 import type { AttemptResult, RequestContext } from '../../src/policy/context.js';
 import { createUpstreamBreaker, PROBES } from '../../src/policy/breaker/circuit-breaker.js';
@@ -16,7 +16,7 @@ import { createMetrics } from '../../src/observe/metrics.js';
 import { classifyStatus } from '../../src/upstream/classify.js';
 
 /** The built-in defaults, as the config resolves them (failureRate 90, 20 calls, 10 s, 250 ms, 1 s, hold 2 s, k 2). */
-const BASE: CircuitBreakerConfig = defaultCircuitBreaker();
+const BASE: CircuitBreakerConfig = resolveConfig({ version: 1, routes: [{ name: 'r' }] }, '.').forwardProxy.circuitBreaker;
 
 let clock = 1_000_000;
 const ok = async (): Promise<AttemptResult> => ({ classification: classifyStatus(200) });

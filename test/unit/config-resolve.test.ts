@@ -72,7 +72,10 @@ describe('valid files', () => {
       callers: [],
       connect: { mode: 'tunnel' },
       intercept: null,
+      // Forward targets have no upstream block: every one gets the built-in breaker, resolved here with the rest.
+      circuitBreaker: config.upstreams.api!.circuitBreaker,
     });
+    expect(config.forwardProxy.circuitBreaker).toMatchObject({ openFor: 250, maxOpenFor: 1000, hold: 2000 });
     const [route] = config.routes;
     expect(route).toMatchObject({
       match: { pathPrefix: '/', host: null, methods: null },

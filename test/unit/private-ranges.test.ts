@@ -69,7 +69,7 @@ describe('isPrivateAddress', () => {
 
 /** A target checker with `allowHosts` and test DNS. */
 function checker(allowHosts: string[], names: Record<string, string> = {}) {
-  const config: ForwardProxyConfig = { enabled: true, allowHosts, allowPorts: [80, 443], denyPrivateNetworks: true, mode: 'enforce', callers: [], connect: { mode: 'tunnel' }, intercept: null };
+  const config = { enabled: true, allowHosts, allowPorts: [80, 443], denyPrivateNetworks: true, mode: 'enforce', callers: [] } satisfies Partial<ForwardProxyConfig>;
   return createTargetChecker(config, async (name): Promise<LookupAddress[]> => {
     const address = names[name];
     if (address === undefined) throw Object.assign(new Error(`ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
