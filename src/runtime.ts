@@ -10,7 +10,8 @@ import type { UpstreamBreaker } from './policy/breaker/circuit-breaker.js';
 import { createRateLimit, type RateLimitPolicy } from './policy/rate-limit/rate-limit.js';
 import { createInterceptor, type Interceptor } from './tls/interceptor.js';
 import { connectSharedLimits, type SharedLimits } from './policy/rate-limit/shared-limits.js';
-import { createRoutePipeline, sleep, type RoutePipeline } from './policy/pipeline.js';
+import { createRoutePipeline, type RoutePipeline } from './policy/pipeline.js';
+import { sleep } from './lib/clock.js';
 import { compileMatcher, matchRoute, type MatchInput, type RouteMatcher } from './router/match-route.js';
 import { compileHeaderEdits, type CompiledHeaderEdits } from './upstream/headers.js';
 import { compilePriorities, type PriorityClass, type PriorityClasses } from './policy/priorities.js';
@@ -45,6 +46,8 @@ export interface RouteRuntime {
   readonly rateLimit: RateLimitPolicy | null;
   /** Stored answers for stale fallback (SPEC §8.2), when `fallback.stale` is set. */
   readonly stale: StaleStore | null;
+  /** Whether a request body is held for replay, from the route's retry settings (SPEC §3 `retry.bufferLimit`): upstream/body.ts reads it. */
+  readonly bodyReplay: { readonly replay: boolean; readonly bufferLimit: number };
 }
 
 export interface Runtime {
@@ -140,6 +143,8 @@ function buildRoute(
     config,
     rateLimit,
     stale,
+    // A body is buffered only when a retry could send it again.
+    bodyReplay: { replay: config.retry.maxRetries > 0, bufferLimit: config.retry.bufferLimit },
     matcher: compileMatcher(config),
     upstream,
     destination: destinations[0] ?? null,

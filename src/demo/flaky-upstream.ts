@@ -29,7 +29,7 @@ export interface FlakyProfile {
   readonly outage: { readonly periodMs: number; readonly atMs: number; readonly lengthMs: number } | null;
 }
 
-/** The resilience benchmark's scenario A (../shared/bench/resilience/upstream.js defaults). */
+/** The resilience benchmark's scenario A: the same seed and odds as the benchmark's own flaky upstream, so the demo shows what the benchmark measures. */
 export const BENCH_PROFILE: FlakyProfile = {
   seed: 42,
   p503: 0.2,

@@ -1,9 +1,11 @@
 /**
  * The abort reason of an attempt whose per-try or total deadline passed.
- * The attempt turns it into a `timeout` outcome (UPSTREAM_TIMEOUT).
+ * Matched by its code, as every error here is: the attempt turns it into a
+ * `timeout` outcome (upstream/classify.ts `classifyAbort`), UPSTREAM_TIMEOUT.
  */
 export class DeadlineExceeded extends Error {
-  constructor(readonly detail: string) {
+  readonly code = 'UPSTREAM_TIMEOUT';
+  constructor(detail: string) {
     super(detail);
     this.name = 'DeadlineExceeded';
   }

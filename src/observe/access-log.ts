@@ -5,6 +5,48 @@
  */
 import type { Logger } from './logger.js';
 
+/** Access-log flags (SPEC §7). */
+export type Flag =
+  | 'RETRIED'
+  | 'UPSTREAM_TIMEOUT'
+  | 'CIRCUIT_OPEN'
+  | 'RATE_LIMITED'
+  | 'RETRY_BUDGET_EXHAUSTED'
+  | 'UPSTREAM_RESET'
+  | 'UPSTREAM_CONNECT_FAILED'
+  | 'RATE_LIMIT_DEGRADED'
+  | 'BODY_NOT_REPLAYABLE'
+  | 'PACED'
+  | 'UPSTREAM_TLS_FAILED'
+  | 'UPSTREAM_PROTOCOL_ERROR'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'CLIENT_CLOSED'
+  | 'STALE'
+  | 'PROVIDER_RULE'
+  | 'PROMOTED'
+  | 'REQUEST_BODY_TIMEOUT'
+  | 'WOULD_RATE_LIMIT'
+  | 'WOULD_CIRCUIT_OPEN'
+  | 'WOULD_DENY'
+  | 'WOULD_PACE';
+
+const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
+  'UPSTREAM_TIMEOUT',
+  'UPSTREAM_RESET',
+  'UPSTREAM_CONNECT_FAILED',
+  'UPSTREAM_TLS_FAILED',
+  'UPSTREAM_PROTOCOL_ERROR',
+  'CIRCUIT_OPEN',
+  'RATE_LIMITED',
+  'PAYLOAD_TOO_LARGE',
+  'REQUEST_BODY_TIMEOUT',
+]);
+
+/** The access-log flag an error code sets, if any: every server path (requests, upgrades, tunnels) reads it here. */
+export function flagForCode(code: string): Flag | undefined {
+  return CODE_FLAGS.has(code) ? (code as Flag) : undefined;
+}
+
 export interface AccessEntry {
   readonly requestId: string;
   readonly method: string;

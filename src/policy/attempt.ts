@@ -5,15 +5,14 @@
  * decided before any layer above sees it (SPEC §14); classified and counted.
  */
 import type { ErrorRuleConfig, RouteConfig } from '../config/types.js';
-import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
 import { ERROR_BODY_CAP_BYTES } from '../errors/normalize.js';
 import { answerEntry, ProviderRules } from '../errors/provider-rules.js';
 import type { Signal } from '../lib/signal.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { AttemptResult, Next, RequestContext } from './context.js';
 import { rewritePath } from '../router/match-route.js';
-import { classifyTimeout } from '../upstream/classify.js';
-import { classifyDecision, decideAnswer } from '../upstream/error-answer.js';
+import { classifyAbort, classifyDecision } from '../upstream/classify.js';
+import { decideAnswer } from '../upstream/error-answer.js';
 import type { Forwarder } from '../upstream/forward.js';
 import type { UpstreamResponse } from '../upstream/response.js';
 import { buildUpstreamHeaders, type CompiledHeaderEdits } from '../upstream/headers.js';
@@ -46,9 +45,9 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
     const { decision, buffered } = await decideAnswer(response, rules, ERROR_BODY_CAP_BYTES, deps.wall(), signal);
     // The read was cut by the per-try deadline (a timeout, as the forwarder says it) or by the client leaving.
     if (signal.aborted) {
-      const reason: unknown = signal.reason;
-      if (reason instanceof DeadlineExceeded) return { classification: classifyTimeout(reason.detail) };
-      throw reason;
+      const timedOut = classifyAbort(signal.reason);
+      if (timedOut) return { classification: timedOut };
+      throw signal.reason;
     }
     if (decision) {
       ctx.rule = decision.rule;
@@ -68,7 +67,7 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
     ctx.target = target.name;
     const headers = buildUpstreamHeaders(ctx.clientHeaders, {
       remoteAddress: ctx.remoteAddress,
-      proto: (ctx.req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
+      proto: ctx.proto,
       requestId: ctx.requestId,
       edits: requestEdits,
       targetEdits: ctx.destination!.edits,
@@ -85,7 +84,7 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
       // A WebSocket upgrade's attempt is its handshake (SPEC §20.3), with the same headers, target and timers.
       result = ctx.handshake
         ? await ctx.handshake({ upstream: target, path, headers, connectTimeoutMs }, signal)
-        : await forwarder.forward({ req: ctx.req, upstream: target, path, headers, body: ctx.body.open(), connectTimeoutMs }, signal);
+        : await forwarder.forward({ method: ctx.method, upstream: target, path, headers, body: ctx.body.open(), connectTimeoutMs }, signal);
       if (result.response && rules.applies(result.response.statusCode ?? 0)) result = await decided(result, result.response, ctx, signal);
     } catch (error) {
       span?.end(undefined, (error as { code?: string }).code ?? 'CLIENT_CLOSED');

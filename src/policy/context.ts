@@ -1,9 +1,11 @@
 /**
  * What the policy layers share about one request. Built by the server for
- * each request, read and updated by the layers; holds node's request and
- * response objects only so that the innermost attempt can forward them.
+ * each request, read and updated by the layers. It holds no socket, request
+ * or response object: only server/ reads the client and writes the answer
+ * (server/exchange.ts HttpContext adds them); the attempt forwards the body
+ * the server prepared (`body`).
  */
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { UpstreamResponse } from '../upstream/response.js';
 import type { RequestTrace } from '../observe/tracing.js';
 import type { RequestBody } from '../upstream/body.js';
@@ -14,64 +16,31 @@ import type { Metrics } from '../observe/metrics.js';
 import type { CompiledHeaderEdits } from '../upstream/headers.js';
 import type { BufferedAnswer } from '../upstream/error-answer.js';
 import type { JournalAttempt } from '../observe/error-journal.js';
+import type { Flag } from '../observe/access-log.js';
 import type { PriorityClass } from './priorities.js';
 
-/** Access-log flags (SPEC §7). */
-export type Flag =
-  | 'RETRIED'
-  | 'UPSTREAM_TIMEOUT'
-  | 'CIRCUIT_OPEN'
-  | 'RATE_LIMITED'
-  | 'RETRY_BUDGET_EXHAUSTED'
-  | 'UPSTREAM_RESET'
-  | 'UPSTREAM_CONNECT_FAILED'
-  | 'RATE_LIMIT_DEGRADED'
-  | 'BODY_NOT_REPLAYABLE'
-  | 'PACED'
-  | 'UPSTREAM_TLS_FAILED'
-  | 'UPSTREAM_PROTOCOL_ERROR'
-  | 'PAYLOAD_TOO_LARGE'
-  | 'CLIENT_CLOSED'
-  | 'STALE'
-  | 'PROVIDER_RULE'
-  | 'PROMOTED'
-  | 'REQUEST_BODY_TIMEOUT'
-  | 'WOULD_RATE_LIMIT'
-  | 'WOULD_CIRCUIT_OPEN'
-  | 'WOULD_DENY'
-  | 'WOULD_PACE';
-
-const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
-  'UPSTREAM_TIMEOUT',
-  'UPSTREAM_RESET',
-  'UPSTREAM_CONNECT_FAILED',
-  'UPSTREAM_TLS_FAILED',
-  'UPSTREAM_PROTOCOL_ERROR',
-  'CIRCUIT_OPEN',
-  'RATE_LIMITED',
-  'PAYLOAD_TOO_LARGE',
-  'REQUEST_BODY_TIMEOUT',
-]);
-
-/** The access-log flag an error code sets, if any: every server path (requests, upgrades, tunnels) reads it here. */
-export function flagForCode(code: string): Flag | undefined {
-  return CODE_FLAGS.has(code) ? (code as Flag) : undefined;
+/** What a WebSocket handshake attempt is given (SPEC §20.3): where it goes, and the headers the attempt built. */
+export interface HandshakeInput {
+  readonly upstream: UpstreamTarget;
+  /** Path and query as sent upstream (the route's prefix stripped). */
+  readonly path: string;
+  readonly headers: OutgoingHttpHeaders;
+  readonly connectTimeoutMs: number;
 }
 
+/** One handshake upstream: a 101 is a success; another answer is passed back to the client as it is (its status classified). */
+export type Handshake = (input: HandshakeInput, signal: Signal) => Promise<AttemptResult>;
+
 /**
- * What every inbound exchange (request, upgrade, CONNECT, parser refusal)
- * records for its problem body and its access-log line; the server's
- * Exchange writes them, the policy layers add flags and attempts.
+ * One request as the layers see it. The fields above `url` are also what
+ * its exchange logs (server/exchange-record.ts picks them): the layers
+ * record attempts, flags and the rule that decided as they run.
  */
-export interface ExchangeRecord {
+export interface RequestContext {
   readonly requestId: string;
   readonly method: string;
-  /** The path as normalized (SPEC §10), query dropped (access log, `instance`); the authority for CONNECT. */
+  /** The path as normalized (SPEC §10), query dropped (access log, `instance`). */
   readonly path: string;
-  /** Host header as sent, lower case ('' when absent). */
-  readonly host: string;
-  /** When it arrived, on the runtime's clock (ms). */
-  readonly startedAt: number;
   /** Attempts made upstream so far. */
   attempts: number;
   /** The target of the last attempt (a failover target's name, `host:port` for a forward target); null before any. */
@@ -91,37 +60,15 @@ export interface ExchangeRecord {
   attemptLog?: JournalAttempt[];
   /** The priority class it is handled in (SPEC §13), once a route matched and priorities are configured. */
   priority?: PriorityClass;
-  /** Answered stale (SPEC §8.2): the failure code the stored answer replaced. */
-  staleFor?: string;
-  /**
-   * A forward-proxy request's caller (SPEC §19.3: a name, or null when none
-   * matched) and its allow-list's decision; undefined for other requests.
-   */
-  caller?: string | null;
-  egress?: 'allowed' | 'denied' | 'would_deny';
   /** The request's SERVER span (SPEC §11), when tracing is on and it is sampled or recording. */
   trace?: RequestTrace | null;
-}
-
-/** What a WebSocket handshake attempt is given (SPEC §20.3): where it goes, and the headers the attempt built. */
-export interface HandshakeInput {
-  readonly upstream: UpstreamTarget;
-  /** Path and query as sent upstream (the route's prefix stripped). */
-  readonly path: string;
-  readonly headers: OutgoingHttpHeaders;
-  readonly connectTimeoutMs: number;
-}
-
-/** One handshake upstream: a 101 is a success; another answer is passed back to the client as it is (its status classified). */
-export type Handshake = (input: HandshakeInput, signal: Signal) => Promise<AttemptResult>;
-
-export interface RequestContext extends ExchangeRecord {
   /** The request target as the client sent it (path and query). */
   readonly url: string;
   /** The client's headers as received; attempts build theirs from these. */
   readonly clientHeaders: IncomingHttpHeaders;
   readonly remoteAddress: string | undefined;
-  readonly req: IncomingMessage;
+  /** How the client reached us (X-Forwarded-Proto): https on an intercepted TLS connection. */
+  readonly proto: 'http' | 'https';
   /** Set once a route matched and the body was checked. */
   body: RequestBody;
   /** Absolute deadline on the same clock; set by the deadline layer. */

@@ -2,8 +2,8 @@
  * The policy stack of a route, in one place (STYLE.md: linkerd2-proxy's
  * model). A policy is built once per route from its config and sees each
  * request as `run(ctx, signal, next)`; `next` runs everything below it.
- * Policies never touch sockets or http-proxy: the innermost `attempt` is
- * handed in.
+ * Policies never touch sockets or the HTTP client: the innermost `attempt`
+ * (attempt.ts, one request through undici) is handed in.
  */
 import type { RouteConfig } from '../config/types.js';
 import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from './context.js';
@@ -11,8 +11,6 @@ import { createDeadline, createPerTryTimeout } from './timeouts.js';
 import { createRetry } from './retry/retry.js';
 
 export type { Next, Policy, PolicyDeps };
-
-export { sleep } from '../lib/clock.js';
 
 export interface RoutePipeline {
   run(ctx: RequestContext): Promise<AttemptResult>;
@@ -42,10 +40,7 @@ export function compose(policies: readonly Policy[], attempt: Next): Next {
   return policies.reduceRight<Next>((next, policy) => (ctx, signal) => policy.run(ctx, signal, next), attempt);
 }
 
-/**
- * The order of the stack, outermost first. Each layer's comment says why it
- * sits where it does.
- */
+/** The layers a route shares with others, owned and closed by the runtime. */
 export interface SharedPolicies {
   /** The route's rate limit, when it has one. */
   readonly rateLimit?: Policy;
@@ -53,6 +48,10 @@ export interface SharedPolicies {
   readonly failover?: Policy;
 }
 
+/**
+ * The route's stack, outermost first: the one place the order is written.
+ * Each layer's comment says why it sits where it does.
+ */
 export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attempt: Next, shared: SharedPolicies = {}): RoutePipeline {
   const policies: Policy[] = [
     // 1. Deadline: `total` bounds everything below it, queueing and

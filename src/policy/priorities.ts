@@ -23,9 +23,6 @@ export interface PriorityClass {
   readonly promoteAfterMs: number | null;
 }
 
-/** The class every request has when no priorities are configured. */
-export const ONE_CLASS: PriorityClass = { rank: 0, name: '', quotaFloor: null, promoteAfterMs: null };
-
 export interface PriorityClasses {
   /** The request header that names a class (lower case); removed before forwarding. */
   readonly header: string;

@@ -1,11 +1,11 @@
 /**
  * CONNECT (SPEC §3 `forwardProxy.connect`): after the target checks, a
  * plain TCP tunnel to the checked address, opened within the default
- * `timeouts.connect`. A refused target gets 502 and a timed-out one 504, as
- * problem bodies on the socket, never a silently dropped connection; each
- * tunnel attempt is one call of the target's breaker; a target that does
- * not accept within the timeout is UPSTREAM_CONNECT_FAILED, as on the HTTP
- * path (it was UPSTREAM_TIMEOUT). Once open, bytes flow
+ * `timeouts.connect`. A refused target, and one that does not accept
+ * within the timeout, get 502 UPSTREAM_CONNECT_FAILED (as on the HTTP
+ * path), as problem bodies on the socket, never a silently dropped
+ * connection; each tunnel attempt is one call of the target's breaker.
+ * Once open, bytes flow
  * both ways untouched (no policy sees inside) and either side closing
  * closes both.
  *
@@ -23,7 +23,8 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
-import type { AttemptResult, ExchangeRecord } from '../policy/context.js';
+import type { AttemptResult } from '../policy/context.js';
+import type { ExchangeRecord } from './exchange-record.js';
 import type { UpstreamBreaker } from '../policy/breaker/types.js';
 import { Cancellation } from '../lib/signal.js';
 import { classifyConnectTimeout, classifyError, classifyStatus } from '../upstream/classify.js';

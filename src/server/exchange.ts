@@ -8,10 +8,11 @@
  * - `finish(status)`: `breakwater_requests_total`, the duration histogram
  *   and the access-log line (SPEC §7), once, when the exchange closes.
  *
- * The policy layers see the same record (RequestContext extends
- * ExchangeRecord), so flags and attempts counted there are the ones logged.
+ * The policy layers fill the same record (ExchangeRecord picks its shared
+ * fields from RequestContext), so flags and attempts counted there are the
+ * ones logged.
  */
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { describeCode, renderProblem, type RenderedProblem } from '../errors/problem.js';
@@ -19,7 +20,9 @@ import { logAccess, wantsAccessLog } from '../observe/access-log.js';
 import type { ErrorJournal } from '../observe/error-journal.js';
 import type { Logger } from '../observe/logger.js';
 import { methodLabel, type Metrics } from '../observe/metrics.js';
-import { flagForCode, type ExchangeRecord, type RequestContext } from '../policy/context.js';
+import { flagForCode } from '../observe/access-log.js';
+import type { RequestContext } from '../policy/context.js';
+import type { ExchangeRecord } from './exchange-record.js';
 import type { Runtime } from '../runtime.js';
 import type { Forwarder } from '../upstream/forward.js';
 import { journalEntry, type AnswerNote } from './journal-entry.js';
@@ -39,7 +42,13 @@ export interface ServerDeps {
 }
 
 /** A proxied HTTP request as the server sees it: the policies' context and the response only the server writes. */
-export interface HttpContext extends RequestContext {
+/** A request or upgrade as server/ handles it: the policies' context, and node's request, which only server/ reads. */
+export interface ServerContext extends RequestContext, ExchangeRecord {
+  readonly req: IncomingMessage;
+}
+
+/** A request with the response only server/ writes. */
+export interface HttpContext extends ServerContext {
   readonly res: ServerResponse;
 }
 

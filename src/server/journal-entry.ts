@@ -12,7 +12,7 @@ import { cutText, decodeBody, PROVIDER_TEXT_BYTES, trimReplacementTail } from '.
 import { describeCode } from '../errors/problem.js';
 import { answerEntry, type RuleDecision } from '../errors/provider-rules.js';
 import type { JournalAttempt, JournalEntry, JournalProvider } from '../observe/error-journal.js';
-import type { ExchangeRecord } from '../policy/context.js';
+import type { ExchangeRecord } from './exchange-record.js';
 import type { BufferedAnswer } from '../upstream/error-answer.js';
 import type { BodyStart } from '../upstream/response.js';
 

@@ -128,7 +128,6 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     staleRoute = route.stale ? route : undefined;
     ctx.destination ??= route.destination;
     ctx.route = route.name;
-    ctx.route = route.name;
     exchange.matched = matched(ctx, route);
     if (route.classify) ctx.priority = route.classify(req.headers);
     ctx.trace?.route(ctx.method, route.name);
@@ -136,8 +135,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     if (length !== undefined && Number(length) > config.limits.maxBodySize) {
       throw new BreakwaterError('PAYLOAD_TOO_LARGE', `The request body (${length} bytes) is larger than limits.maxBodySize (${config.limits.maxBodySize} bytes).`);
     }
-    const retry = route.config.retry;
-    const body = prepareRequestBody(req, { maxBodySize: config.limits.maxBodySize, bufferLimit: retry.bufferLimit, replay: retry.maxRetries > 0 });
+    const body = prepareRequestBody(req, { maxBodySize: config.limits.maxBodySize, ...route.bodyReplay });
     ctx.body = body instanceof Promise ? await body : body;
     const result = await route.pipeline.run(ctx);
     if (!result.response) throw errorFromClassification(result.classification);

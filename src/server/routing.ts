@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Cancellation } from '../lib/signal.js';
 import type { Destination, RequestContext } from '../policy/context.js';
+import type { ServerContext } from './exchange.js';
 import { normalizeTarget, rawTargetOf, type NormalizedTarget } from '../router/normalize-path.js';
 import type { RouteRuntime, Runtime } from '../runtime.js';
 import { authorityOf, checkIdentity, interceptedTarget, type InterceptedTarget } from '../tls/interceptor.js';
@@ -37,7 +38,7 @@ function forwardOf(runtime: Runtime, host: string, port: number, https = false):
  * The route of an absolute-form request, after the target checks; for a
  * route without an upstream, the request's own target becomes its upstream.
  */
-async function forwardRoute(runtime: Runtime, ctx: RequestContext, target: URL | undefined): Promise<RouteRuntime | undefined> {
+async function forwardRoute(runtime: Runtime, ctx: ServerContext, target: URL | undefined): Promise<RouteRuntime | undefined> {
   if (!target) throw new BreakwaterError('BAD_REQUEST', 'The request target is not a valid absolute URL.');
   if (target.protocol !== 'http:') {
     throw new BreakwaterError('BAD_REQUEST', `Absolute-form requests must be http://; send ${target.protocol.slice(0, -1)} through CONNECT (HTTPS_PROXY).`);
@@ -63,7 +64,7 @@ async function forwardRoute(runtime: Runtime, ctx: RequestContext, target: URL |
  * host gets 421. A route without an upstream sends it to that host over
  * verified TLS.
  */
-function interceptRoute(runtime: Runtime, ctx: RequestContext, target: InterceptedTarget): RouteRuntime | undefined {
+function interceptRoute(runtime: Runtime, ctx: ServerContext, target: InterceptedTarget): RouteRuntime | undefined {
   checkIdentity(ctx.req, target);
   const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
   if (route && !route.upstream) ctx.destination = forwardOf(runtime, target.host, target.port, true);
@@ -96,7 +97,7 @@ export function arrivalOf(req: IncomingMessage): Arrival {
 }
 
 /** The route for a request that may be proxied at all; throws the refusal otherwise. A promise only for absolute-form requests (the target check may resolve a name). */
-export function routeOf(runtime: Runtime, ctx: RequestContext, arrival: Arrival, draining: boolean): RouteRuntime | Promise<RouteRuntime> {
+export function routeOf(runtime: Runtime, ctx: ServerContext, arrival: Arrival, draining: boolean): RouteRuntime | Promise<RouteRuntime> {
   if (draining) throw new BreakwaterError('PROXY_DRAINING', 'This Breakwater instance is shutting down and takes no new requests.');
   // node's parser reads a request line without a version as HTTP/0.9 (no headers, no Host): never forwarded.
   if (ctx.req.httpVersionMajor < 1) throw new BreakwaterError('BAD_REQUEST', 'The request line has no HTTP version (HTTP/0.9 is not proxied).');
@@ -125,7 +126,7 @@ export function contextOf<R extends ServerResponse | undefined>(
   runtime: Runtime,
   cancellation: Cancellation,
   startedAt: number,
-): RequestContext & { readonly res: R } {
+): ServerContext & { readonly res: R } {
   return {
     requestId: clientRequestId(req.headers['x-request-id']) ?? randomUUID(),
     method: req.method ?? 'GET',
@@ -134,6 +135,7 @@ export function contextOf<R extends ServerResponse | undefined>(
     host: arrival.host,
     clientHeaders: req.headers,
     remoteAddress: req.socket.remoteAddress,
+    proto: (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
     req,
     res,
     body: NO_BODY_YET,

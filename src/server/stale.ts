@@ -6,7 +6,7 @@
  */
 import type { UpstreamResponse } from '../upstream/response.js';
 import { upstreamStatusEntry } from '../errors/upstream-catalog.js';
-import { flagForCode } from '../policy/context.js';
+import { flagForCode } from '../observe/access-log.js';
 import { rewritePath } from '../router/match-route.js';
 import type { RouteRuntime } from '../runtime.js';
 import { buildResponseHeaders } from '../upstream/headers.js';

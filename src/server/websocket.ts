@@ -19,14 +19,13 @@ import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
-import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
 import { Cancellation, type Signal } from '../lib/signal.js';
 import type { AttemptResult, Handshake, HandshakeInput, RequestContext } from '../policy/context.js';
 import type { RouteRuntime, Runtime } from '../runtime.js';
 import { hasBody } from '../upstream/body.js';
-import { classifyConnectTimeout, classifyError, classifyStatus, classifyTimeout, refusedByHttpClient, type Classification } from '../upstream/classify.js';
+import { classifyConnectTimeout, classifyError, classifyStatus, classifyAbort, refusedByHttpClient, type Classification } from '../upstream/classify.js';
 import { upgradeProxy } from '../upstream/upgrade-proxy.js';
-import { CLIENT_CLOSED_STATUS, Exchange, type ServerDeps } from './exchange.js';
+import { CLIENT_CLOSED_STATUS, Exchange, type ServerContext, type ServerDeps } from './exchange.js';
 import { handleRequest } from './request.js';
 import { arrivalOf, contextOf, routeOf } from './routing.js';
 
@@ -113,8 +112,9 @@ class HandshakeWatch {
 
   private readonly onAbort = () => {
     const reason: unknown = this.signal.reason;
-    if (reason instanceof DeadlineExceeded) {
-      this.fail(classifyTimeout(reason.detail));
+    const timedOut = classifyAbort(reason);
+    if (timedOut) {
+      this.fail(timedOut);
       return;
     }
     if (this.settled) return;
@@ -152,7 +152,7 @@ function isWebSocket(req: IncomingMessage): boolean {
 const matched = (ctx: RequestContext, route: RouteRuntime) => ({ route: route.name, upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? null, plainErrors: route.plainErrors });
 
 /** Routes the upgrade and runs the route's pipeline with the handshake as its attempt; throws the refusal. */
-async function upgrade(runtime: Runtime, ctx: RequestContext, exchange: Exchange, socket: Duplex, head: Buffer, draining: boolean, answered: (status: number) => void): Promise<void> {
+async function upgrade(runtime: Runtime, ctx: ServerContext, exchange: Exchange, socket: Duplex, head: Buffer, draining: boolean, answered: (status: number) => void): Promise<void> {
   const found = routeOf(runtime, ctx, arrivalOf(ctx.req), draining);
   const route = found instanceof Promise ? await found : found;
   ctx.destination ??= route.destination;

@@ -7,7 +7,7 @@
  * when no Content-Length announced the size) and are never retried.
  */
 import type { IncomingMessage } from 'node:http';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 
@@ -15,9 +15,8 @@ export interface RequestBody {
   /** True when open() may be called again for another attempt. */
   readonly replayable: boolean;
   /**
-   * The body for the next attempt: undefined means "the live request" (no
-   * body, or its first and only attempt); bytes held for replay, or a
-   * stream, otherwise.
+   * The body for the next attempt: undefined when there is none; bytes held
+   * for replay, or a stream of the attempt's own (its first and only one).
    */
   open(): Readable | Buffer | undefined;
 }
@@ -56,7 +55,10 @@ export function requestBody(req: IncomingMessage, maxBodySize: number): RequestB
     open() {
       if (opened) throw new Error('the request body was already sent and is not replayable');
       opened = true;
-      if (announced) return undefined; // the parser holds it to Content-Length, checked before forwarding
+      // undici destroys a body it gives up on: a stream between it and the
+      // client's request keeps the client's connection alive for the answer.
+      // The parser holds an announced body to its Content-Length, checked before forwarding.
+      if (announced) return req.pipe(new PassThrough());
       const limit = new SizeLimit(maxBodySize);
       // An error listener for the whole life of the stream: a limit hit after
       // the attempt settled must not become an unhandled 'error' event.

@@ -21,6 +21,21 @@ export interface Classification {
   readonly rule?: RuleDecision;
 }
 
+/** An answer a provider rule decided (SPEC §14): classified as the status the rule treats it as, the decision kept. */
+export function classifyDecision(status: number, decision: RuleDecision): Classification {
+  return { ...classifyStatus(decision.as ?? status), rule: decision };
+}
+
+/**
+ * Why an attempt's signal aborted, when that is an outcome: its deadline
+ * passed (the reason's code is UPSTREAM_TIMEOUT, errors/deadline-exceeded.ts),
+ * a timeout. Anything else (the client left) is not: undefined.
+ */
+export function classifyAbort(reason: unknown): Classification | undefined {
+  const timedOut = reason instanceof Error && (reason as { code?: unknown }).code === 'UPSTREAM_TIMEOUT';
+  return timedOut ? classifyTimeout(reason.message) : undefined;
+}
+
 /** A response that arrived, by its status. 1xx-3xx are successes: the upstream answered. */
 export function classifyStatus(status: number): Classification {
   if (status === 429) return { outcome: 'http_429', status };

@@ -8,7 +8,6 @@
 import { readErrorText } from '../errors/dialects/index.js';
 import type { ProviderRules, RuleDecision } from '../errors/provider-rules.js';
 import { decodeBody } from '../errors/normalize.js';
-import { classifyStatus, type Classification } from './classify.js';
 import type { Signal } from '../lib/signal.js';
 import type { UpstreamResponse } from './response.js';
 
@@ -68,9 +67,4 @@ export async function decideAnswer(
   const text = buffered ? decodeBody(buffered.raw, response.headers['content-encoding'] as string | undefined) : '';
   const { parsed: body, said: provider } = readErrorText(text, contentType);
   return { decision: rules.decide({ status, headers: response.headers, body, provider, wall }), buffered };
-}
-
-/** The classification of an answer a rule decided: as the status it is treated as, with the decision. */
-export function classifyDecision(status: number, decision: RuleDecision): Classification {
-  return { ...classifyStatus(decision.as ?? status), rule: decision };
 }

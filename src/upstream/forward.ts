@@ -9,15 +9,13 @@
  * callbacks, no per-request stream or promise inside undici): the body
  * streams into an UpstreamResponse with backpressure.
  */
-import type { Agent, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Agent, OutgoingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
-import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
 import type { Signal } from '../lib/signal.js';
-import { hasBody } from './body.js';
-import { classifyConnectTimeout, classifyError, classifyStatus, classifyTimeout, refusedByHttpClient, type Classification } from './classify.js';
+import { classifyConnectTimeout, classifyError, classifyStatus, classifyAbort, refusedByHttpClient, type Classification } from './classify.js';
 import type { UpstreamPool } from './pools.js';
 import { UpstreamResponse } from './response.js';
 
@@ -38,13 +36,13 @@ export interface UpstreamTarget {
 }
 
 export interface ForwardInput {
-  readonly req: IncomingMessage;
+  readonly method: string;
   readonly upstream: UpstreamTarget;
   /** Path and query sent upstream (after stripPrefix), before the target's own path is joined. */
   readonly path: string;
   /** The complete header set sent upstream (already rewritten). */
   readonly headers: OutgoingHttpHeaders;
-  /** The body for this attempt: bytes held for replay, a stream, or undefined for the live request. */
+  /** The body for this attempt: bytes held for replay, a stream of its own, or undefined for none (upstream/body.ts). */
   readonly body: Readable | Buffer | undefined;
   /** TCP+TLS connect timeout, ms. */
   readonly connectTimeoutMs: number;
@@ -78,15 +76,6 @@ export function joinTargetPath(url: URL, path: string): string {
   return query ? `${joined}?${query}` : joined;
 }
 
-/** What undici sends: the bytes, a stream of this attempt's own, or null. */
-function bodyOf(input: ForwardInput): Readable | Buffer | null {
-  if (input.body !== undefined) return input.body;
-  if (!hasBody(input.req)) return null;
-  // undici destroys a body it gives up on: a stream between it and the
-  // client's request keeps the client's connection alive for the answer.
-  return input.req.pipe(new PassThrough());
-}
-
 /**
  * One attempt, as an undici handler: settles once, with the response, a
  * classified failure, or an error (the client left).
@@ -114,10 +103,10 @@ class ForwardAttempt implements Dispatcher.DispatchHandler {
     const { input, signal } = this;
     const { upstream } = input;
     this.stopListening = signal.onAbort(this.onAbort);
-    const body = (this.body = bodyOf(input));
+    const body = (this.body = input.body ?? null);
     if (body !== null && !Buffer.isBuffer(body)) body.on('error', this.onBodyError);
     this.connectTimer = setTimeout(this.onConnectTimeout, input.connectTimeoutMs);
-    upstream.pool.dispatch({ method: input.req.method ?? 'GET', path: joinTargetPath(upstream.url, input.path), headers: input.headers as Record<string, string>, body }, this);
+    upstream.pool.dispatch({ method: input.method, path: joinTargetPath(upstream.url, input.path), headers: input.headers as Record<string, string>, body }, this);
   }
 
   // undici's handler (the callback form its clients call directly).
@@ -210,7 +199,8 @@ class ForwardAttempt implements Dispatcher.DispatchHandler {
 
   private readonly onAbort = () => {
     const reason: unknown = this.signal.reason;
-    if (reason instanceof DeadlineExceeded) this.failed(classifyTimeout(reason.detail));
+    const timedOut = classifyAbort(reason);
+    if (timedOut) this.failed(timedOut);
     else this.fail(abortReasonToError(reason));
   };
 

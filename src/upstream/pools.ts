@@ -27,12 +27,6 @@ const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as 
 
 const BASE_OPTIONS = { headersTimeout: 0, bodyTimeout: 0 } as const;
 
-export interface PoolTls {
-  readonly ca?: string | undefined;
-  readonly rejectUnauthorized: boolean;
-  readonly secureContext?: SecureContext | undefined;
-}
-
 /** The pool of an upstream (or failover) target. */
 export function createUpstreamPool(origin: string, config: UpstreamConfig, connectTimeoutMs: number): UpstreamPool {
   const https = origin.startsWith('https:');

@@ -4,7 +4,8 @@
  */
 import type { CIRCUIT_STATES, Metrics } from '../../observe/metrics.js';
 import type { Signal } from '../../lib/signal.js';
-import type { AttemptResult, Flag, Policy } from '../context.js';
+import type { Flag } from '../../observe/access-log.js';
+import type { AttemptResult, Policy } from '../context.js';
 
 export type CircuitState = (typeof CIRCUIT_STATES)[number];
 
