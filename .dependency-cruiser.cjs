@@ -22,8 +22,8 @@ const LAYERS = [
   ['demo', 9],
   ['cli', 10],
 ];
-/** The path pattern of a layer: a folder, or one file for app and cli; runtime is both (runtime.ts and runtime/). */
-const pathOf = (name) => (name === 'runtime' ? '^src/runtime(\\.ts$|/)' : ['app', 'cli'].includes(name) ? `^src/${name}\\.ts$` : `^src/${name}/`);
+/** The path pattern of a layer: a folder, or one file for cli; runtime and app are both (runtime.ts and runtime/, app.ts and app/). */
+const pathOf = (name) => (['runtime', 'app'].includes(name) ? `^src/${name}(\\.ts$|/)` : name === 'cli' ? `^src/${name}\\.ts$` : `^src/${name}/`);
 
 const forbidden = [
   {

@@ -61,7 +61,9 @@ async function validate(file: string): Promise<number> {
   const loaded = await loadOrReport(file);
   if (!loaded) return 1;
   const { config } = loaded;
-  process.stdout.write(`ok: ${plural(config.routes.length, 'route')}, ${plural(Object.keys(config.upstreams).length, 'upstream')} (${file})\n`);
+  process.stdout.write(
+    `ok: ${plural(config.routes.length, 'route')}, ${plural(Object.keys(config.upstreams).length, 'upstream')} (${file})\n`,
+  );
   return 0;
 }
 
@@ -74,7 +76,9 @@ async function run(file: string): Promise<number | 'running'> {
     app = await startApp(loaded, logger, { watch: true });
   } catch (error) {
     const err = error as NodeJS.ErrnoException;
-    process.stderr.write(`breakwater: cannot start: ${err.code === 'EADDRINUSE' ? `address in use (${err.message})` : err.message}\n`);
+    process.stderr.write(
+      `breakwater: cannot start: ${err.code === 'EADDRINUSE' ? `address in use (${err.message})` : err.message}\n`,
+    );
     logger.flush();
     return 1;
   }
@@ -106,6 +110,20 @@ async function run(file: string): Promise<number | 'running'> {
     void app.reload('SIGHUP');
   });
   return 'running';
+}
+
+/** `breakwater stat`: the admin port's numbers, with the token from --token-file when the admin port asks for one. */
+async function stat(admin: string | undefined, tokenFile: string | undefined, watch: boolean): Promise<number> {
+  const { statCommand, statToken } = await import('./observe/stat-command.js');
+  let token: string | undefined;
+  try {
+    token = statToken(tokenFile);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    process.stderr.write(`breakwater: cannot read --token-file ${tokenFile}: ${code}\n`);
+    return 1;
+  }
+  return statCommand(admin, watch, process.stdout, undefined, token);
 }
 
 export async function main(argv: readonly string[]): Promise<number | 'running'> {
@@ -161,17 +179,8 @@ export async function main(argv: readonly string[]): Promise<number | 'running'>
       const { runDemo } = await import('./demo/run-demo.js');
       return runDemo();
     }
-    case 'stat': {
-      const { statCommand, statToken } = await import('./observe/stat-command.js');
-      let token: string | undefined;
-      try {
-        token = statToken(values['token-file']);
-      } catch (error) {
-        process.stderr.write(`breakwater: cannot read --token-file ${values['token-file']}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}\n`);
-        return 1;
-      }
-      return statCommand(values.admin, values.watch ?? false, process.stdout, undefined, token);
-    }
+    case 'stat':
+      return stat(values.admin, values['token-file'], values.watch ?? false);
     case 'ca':
       if (rest[0] !== 'create') {
         process.stderr.write(`breakwater: unknown ca command "${rest[0] ?? ''}"; did you mean "ca create"?\n`);
@@ -180,7 +189,9 @@ export async function main(argv: readonly string[]): Promise<number | 'running'>
       return (await import('./tls/ca-command.js')).caCreate(values.hosts, values.out);
     default: {
       const close = suggest(command, ['run', 'validate', 'schema', 'demo', 'stat', 'ca']);
-      process.stderr.write(`breakwater: unknown command "${command}"${close ? `; did you mean "${close}"?` : ''}\n\n${USAGE}`);
+      process.stderr.write(
+        `breakwater: unknown command "${command}"${close ? `; did you mean "${close}"?` : ''}\n\n${USAGE}`,
+      );
       return 2;
     }
   }

@@ -23,6 +23,7 @@ export interface AjvFormat {
 /** Every format of the config file as ajv takes it: yes/no from the same check that words the message. */
 export function ajvFormats(): Record<string, AjvFormat> {
   const formats: Record<string, AjvFormat> = {};
-  for (const [name, check] of Object.entries(FORMATS)) formats[name] = { type: 'string', validate: (value: string) => check(value) === null };
+  for (const [name, check] of Object.entries(FORMATS))
+    formats[name] = { type: 'string', validate: (value: string) => check(value) === null };
   return formats;
 }

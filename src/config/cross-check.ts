@@ -5,12 +5,12 @@
  * everything it can; it is written defensively for that reason and skips
  * what it cannot read.
  */
-import { X509Certificate } from 'node:crypto';
-import { isHostPattern } from './formats.js';
-import { readCa, readCaKey } from './ca-files.js';
+
+import { readCa } from './ca-files.js';
 import { checkAdminToken, checkCallers } from './edge-checks.js';
 import { getIn, isObject, tryMs, trySize, type Json } from './json.js';
 import { effectivePolicies, fill, type Layer } from './merge.js';
+import { checkIntercept, checkRedis } from './service-checks.js';
 import { DEFAULTS } from './defaults.js';
 import type { Issue, PathSegment } from './problems.js';
 import { suggest } from './suggest.js';
@@ -34,29 +34,49 @@ function checkPolicies(layers: readonly Layer[], hasRedis: boolean, issues: Issu
   const total = tryMs(getIn(policies, ['timeouts', 'total']));
   if (perTry !== undefined && total !== undefined && perTry > total) {
     const at = originOf(layers, ['timeouts', 'perTry']) ?? originOf(layers, ['timeouts', 'total']);
-    if (at) issues.push({ path: at, message: `perTry (${formatDuration(perTry)}) must not be longer than total (${formatDuration(total)}): an attempt cannot outlast the request` });
+    if (at)
+      issues.push({
+        path: at,
+        message: `perTry (${formatDuration(perTry)}) must not be longer than total (${formatDuration(total)}): an attempt cannot outlast the request`,
+      });
   }
 
   const base = tryMs(getIn(policies, ['retry', 'backoff', 'base']));
   const max = tryMs(getIn(policies, ['retry', 'backoff', 'max']));
   if (base !== undefined && max !== undefined && base > max) {
     const at = originOf(layers, ['retry', 'backoff', 'base']) ?? originOf(layers, ['retry', 'backoff', 'max']);
-    if (at) issues.push({ path: at, message: `backoff.base (${formatDuration(base)}) must not be above backoff.max (${formatDuration(max)})` });
+    if (at)
+      issues.push({
+        path: at,
+        message: `backoff.base (${formatDuration(base)}) must not be above backoff.max (${formatDuration(max)})`,
+      });
   }
 
   const rateLimit = policies.rateLimit;
   if (isObject(rateLimit)) {
     const at = originOf(layers, ['rateLimit']);
-    if (at && rateLimit.rate === undefined && (rateLimit.maxConcurrent === undefined || rateLimit.maxConcurrent === null)) {
+    if (
+      at &&
+      rateLimit.rate === undefined &&
+      (rateLimit.maxConcurrent === undefined || rateLimit.maxConcurrent === null)
+    ) {
       issues.push({ path: at, message: 'a rate limit needs rate (like 25/s), maxConcurrent, or both' });
     }
     if (rateLimit.rate === undefined && rateLimit.burst !== undefined) {
       const burstAt = originOf(layers, ['rateLimit', 'burst']);
-      if (burstAt) issues.push({ path: burstAt, message: 'burst needs a rate: it is the size of the token bucket that rate refills' });
+      if (burstAt)
+        issues.push({
+          path: burstAt,
+          message: 'burst needs a rate: it is the size of the token bucket that rate refills',
+        });
     }
     if (rateLimit.shared === true && !hasRedis) {
       const sharedAt = originOf(layers, ['rateLimit', 'shared']);
-      if (sharedAt) issues.push({ path: sharedAt, message: 'a shared rate limit is kept in Redis: add a redis section (redis: { url: redis://host:6379 })' });
+      if (sharedAt)
+        issues.push({
+          path: sharedAt,
+          message: 'a shared rate limit is kept in Redis: add a redis section (redis: { url: redis://host:6379 })',
+        });
     }
   }
 }
@@ -81,74 +101,22 @@ function checkPriorities(priorities: unknown, issues: Issue[]): string[] {
   priorities.classes.forEach((entry: unknown, index) => {
     const name = isObject(entry) ? entry.name : undefined;
     if (typeof name !== 'string') return;
-    if (names.includes(name)) issues.push({ path: ['priorities', 'classes', index, 'name'], message: `duplicate class "${name}": class names must be unique` });
+    if (names.includes(name))
+      issues.push({
+        path: ['priorities', 'classes', index, 'name'],
+        message: `duplicate class "${name}": class names must be unique`,
+      });
     names.push(name);
   });
   const fallback = priorities.default;
   if (typeof fallback === 'string' && !names.includes(fallback)) {
     const close = suggest(fallback, names);
-    issues.push({ path: ['priorities', 'default'], message: `unknown priority class "${fallback}"${close ? `; did you mean "${close}"?` : ` (classes: ${names.join(', ')})`}` });
+    issues.push({
+      path: ['priorities', 'default'],
+      message: `unknown priority class "${fallback}"${close ? `; did you mean "${close}"?` : ` (classes: ${names.join(', ')})`}`,
+    });
   }
   return names;
-}
-
-/** `redis`: one form at a time, a database a Cluster has, a readable CA. */
-function checkRedis(redis: Json, baseDir: string, issues: Issue[]): void {
-  const forms = (['sentinel', 'cluster'] as const).filter((form) => isObject(redis[form]));
-  if (forms.length === 2) issues.push({ path: ['redis', 'cluster'], message: 'redis names a sentinel group and a cluster: keep one of them' });
-  if (isObject(redis.cluster) && typeof redis.db === 'number' && redis.db !== 0) {
-    issues.push({ path: ['redis', 'db'], message: `a Redis Cluster has only database 0 (db is ${redis.db}): remove db` });
-  }
-  const ca = getIn(redis, ['tls', 'ca']);
-  if (typeof ca === 'string' && ca !== '') {
-    const read = readCa(ca, baseDir);
-    if (!read.ok) issues.push({ path: ['redis', 'tls', 'ca'], message: read.message });
-  }
-}
-
-/** `forwardProxy.intercept` when `connect.mode: intercept`: everything needed, readable, the key owner-only and matching the certificate. */
-function checkIntercept(intercept: unknown, baseDir: string, issues: Issue[]): void {
-  const at = (...keys: PathSegment[]): PathSegment[] => ['forwardProxy', 'intercept', ...keys];
-  if (!isObject(intercept)) {
-    issues.push({ path: ['forwardProxy', 'connect', 'mode'], message: 'intercept needs forwardProxy.intercept: { caCert, caKey, hosts } (make them with "breakwater ca create")' });
-    return;
-  }
-  let cert: X509Certificate | undefined;
-  if (typeof intercept.caCert !== 'string') issues.push({ path: at(), message: 'caCert is missing: the CA certificate apps trust (breakwater ca create writes ca.crt)' });
-  else {
-    const read = readCa(intercept.caCert, baseDir);
-    if (!read.ok) issues.push({ path: at('caCert'), message: read.message });
-    else {
-      try {
-        cert = new X509Certificate(read.value);
-        if (!cert.ca) issues.push({ path: at('caCert'), message: 'this certificate is not a CA (basicConstraints CA:FALSE): it cannot sign leaves' });
-      } catch (error) {
-        issues.push({ path: at('caCert'), message: `not a readable certificate: ${(error as Error).message}` });
-      }
-    }
-  }
-  if (typeof intercept.caKey !== 'string') issues.push({ path: at(), message: 'caKey is missing: the CA private key file (breakwater ca create writes ca.key)' });
-  else {
-    const key = readCaKey(intercept.caKey, baseDir);
-    if (!key.ok) issues.push({ path: at('caKey'), message: key.message });
-    else if (key.value.asymmetricKeyType !== 'ec' || key.value.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-      issues.push({
-        path: at('caKey'),
-        message: `leaves are signed with ECDSA P-256: this is a ${key.value.asymmetricKeyType ?? 'unknown'}${key.value.asymmetricKeyDetails?.namedCurve ? ` ${key.value.asymmetricKeyDetails.namedCurve}` : ''} key (make a CA with "breakwater ca create")`,
-      });
-    } else if (cert && !cert.checkPrivateKey(key.value)) issues.push({ path: at('caKey'), message: 'this key does not belong to caCert' });
-  }
-  const hosts = intercept.hosts;
-  if (!Array.isArray(hosts) || hosts.length === 0)
-    issues.push({ path: at(...(Array.isArray(hosts) ? ['hosts'] : [])), message: 'hosts is empty: list the CONNECT targets to intercept (others are tunnelled)' });
-  else
-    hosts.forEach((host, i) => {
-      if (typeof host === 'string' && !isHostPattern(host)) issues.push({ path: at('hosts', i), message: `"${host}": a certificate names a host, not a port: write the host alone` });
-    });
-  if (typeof intercept.upstreamCa === 'string') {
-    const read = readCa(intercept.upstreamCa, baseDir);
-    if (!read.ok) issues.push({ path: at('upstreamCa'), message: read.message });
-  }
 }
 
 /** Failover targets: names unique within the upstream (they label metrics), CA files readable. */
@@ -160,12 +128,16 @@ function checkFailover(upstream: string, failover: unknown, baseDir: string, iss
     const name = typeof target.name === 'string' ? target.name : String(index + 1);
     const first = seen.get(name);
     if (first !== undefined)
-      issues.push({ path: ['upstreams', upstream, 'failover', index, 'name'], message: `duplicate target name "${upstream}/${name}" (also failover[${first}]): target names label metrics and logs` });
+      issues.push({
+        path: ['upstreams', upstream, 'failover', index, 'name'],
+        message: `duplicate target name "${upstream}/${name}" (also failover[${first}]): target names label metrics and logs`,
+      });
     else seen.set(name, index);
     const ca = getIn(target, ['tls', 'ca']);
     if (typeof ca === 'string' && ca !== '') {
       const read = readCa(ca, baseDir);
-      if (!read.ok) issues.push({ path: ['upstreams', upstream, 'failover', index, 'tls', 'ca'], message: read.message });
+      if (!read.ok)
+        issues.push({ path: ['upstreams', upstream, 'failover', index, 'tls', 'ca'], message: read.message });
     }
   });
 }
@@ -177,22 +149,23 @@ function checkStale(stale: unknown, index: number, issues: Issue[]): void {
   const entry = trySize(filled.maxEntryBytes);
   const all = trySize(filled.maxBytes);
   if (entry !== undefined && all !== undefined && entry > all) {
-    issues.push({ path: ['routes', index, 'fallback', 'stale', 'maxEntryBytes'], message: `maxEntryBytes (${entry} bytes) is larger than maxBytes (${all} bytes): no answer could ever be stored` });
+    issues.push({
+      path: ['routes', index, 'fallback', 'stale', 'maxEntryBytes'],
+      message: `maxEntryBytes (${entry} bytes) is larger than maxBytes (${all} bytes): no answer could ever be stored`,
+    });
   }
 }
 
-/** Checks between keys that a schema cannot express. Defensive: `file` may have failed the schema. */
-export function crossCheck(file: unknown, baseDir: string): Issue[] {
-  const issues: Issue[] = [];
-  if (!isObject(file)) return issues;
-  const upstreams = isObject(file.upstreams) ? file.upstreams : {};
-  const routes = Array.isArray(file.routes) ? file.routes : [];
-  const hasRedis = isObject(file.redis);
+/** Each route: a unique name, an upstream that exists (or a forward proxy), its stale store, class and policies. */
+function checkRoutes(
+  file: Json,
+  routes: unknown[],
+  upstreams: Json,
+  classes: readonly string[],
+  hasRedis: boolean,
+  issues: Issue[],
+): void {
   const forwardProxyEnabled = getIn(file, ['forwardProxy', 'enabled']) === true;
-
-  checkPolicies([{ path: ['defaults'], value: file.defaults }], hasRedis, issues);
-  const classes = checkPriorities(file.priorities, issues);
-
   const firstRouteByName = new Map<string, number>();
   routes.forEach((route: unknown, index) => {
     if (!isObject(route)) return;
@@ -200,7 +173,10 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
     if (typeof name === 'string') {
       const first = firstRouteByName.get(name);
       if (first !== undefined) {
-        issues.push({ path: ['routes', index, 'name'], message: `duplicate route name "${name}" (also routes[${first}]): names must be unique, they label metrics and logs` });
+        issues.push({
+          path: ['routes', index, 'name'],
+          message: `duplicate route name "${name}" (also routes[${first}]): names must be unique, they label metrics and logs`,
+        });
       } else {
         firstRouteByName.set(name, index);
       }
@@ -231,7 +207,13 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
       issues,
     );
   });
+}
 
+/**
+ * Each upstream: a readable CA, a breaker whose longest opening is not its shortest, failover targets, Redis for
+ * shared pacing.
+ */
+function checkUpstreams(upstreams: Json, hasRedis: boolean, baseDir: string, issues: Issue[]): void {
   for (const [name, upstream] of Object.entries(upstreams)) {
     if (!isObject(upstream)) continue;
     const ca = getIn(upstream, ['tls', 'ca']);
@@ -242,17 +224,39 @@ export function crossCheck(file: unknown, baseDir: string): Issue[] {
     const openFor = tryMs(fill(DEFAULTS.upstream.circuitBreaker, mapAt(upstream, 'circuitBreaker')).openFor);
     const maxOpenFor = tryMs(getIn(upstream, ['circuitBreaker', 'maxOpenFor']));
     if (openFor !== undefined && maxOpenFor !== undefined && maxOpenFor < openFor) {
-      issues.push({ path: ['upstreams', name, 'circuitBreaker', 'maxOpenFor'], message: `maxOpenFor (${formatDuration(maxOpenFor)}) must not be shorter than openFor (${formatDuration(openFor)})` });
+      issues.push({
+        path: ['upstreams', name, 'circuitBreaker', 'maxOpenFor'],
+        message: `maxOpenFor (${formatDuration(maxOpenFor)}) must not be shorter than openFor (${formatDuration(openFor)})`,
+      });
     }
     checkFailover(name, upstream.failover, baseDir, issues);
     if (getIn(upstream, ['pacing', 'shared']) === true && !hasRedis) {
-      issues.push({ path: ['upstreams', name, 'pacing', 'shared'], message: 'shared pacing keeps its state in Redis: add a redis section' });
+      issues.push({
+        path: ['upstreams', name, 'pacing', 'shared'],
+        message: 'shared pacing keeps its state in Redis: add a redis section',
+      });
     }
   }
+}
+
+/** Checks between keys that a schema cannot express. Defensive: `file` may have failed the schema. */
+export function crossCheck(file: unknown, baseDir: string): Issue[] {
+  const issues: Issue[] = [];
+  if (!isObject(file)) return issues;
+  const upstreams = isObject(file.upstreams) ? file.upstreams : {};
+  const routes = Array.isArray(file.routes) ? file.routes : [];
+  const hasRedis = isObject(file.redis);
+
+  checkPolicies([{ path: ['defaults'], value: file.defaults }], hasRedis, issues);
+  const classes = checkPriorities(file.priorities, issues);
+
+  checkRoutes(file, routes, upstreams, classes, hasRedis, issues);
+  checkUpstreams(upstreams, hasRedis, baseDir, issues);
 
   if (hasRedis) checkRedis(file.redis as Json, baseDir, issues);
 
-  if (getIn(file, ['forwardProxy', 'connect', 'mode']) === 'intercept') checkIntercept(getIn(file, ['forwardProxy', 'intercept']), baseDir, issues);
+  if (getIn(file, ['forwardProxy', 'connect', 'mode']) === 'intercept')
+    checkIntercept(getIn(file, ['forwardProxy', 'intercept']), baseDir, issues);
 
   checkPorts(file, issues);
   if (isObject(file.admin)) issues.push(...checkAdminToken(file.admin, baseDir));
@@ -265,7 +269,13 @@ function checkPorts(file: Json, issues: Issue[]): void {
   const listenPort = fill(DEFAULTS.listen, mapAt(file, 'listen')).port;
   const adminPort = fill(DEFAULTS.admin, mapAt(file, 'admin')).port;
   if (typeof listenPort === 'number' && listenPort !== 0 && listenPort === adminPort) {
-    const at = originOf([{ path: [], value: file }], ['admin', 'port']) ?? originOf([{ path: [], value: file }], ['listen', 'port']);
-    if (at) issues.push({ path: at, message: `the admin port and the proxy port are both ${listenPort}: give them different ports` });
+    const at =
+      originOf([{ path: [], value: file }], ['admin', 'port']) ??
+      originOf([{ path: [], value: file }], ['listen', 'port']);
+    if (at)
+      issues.push({
+        path: at,
+        message: `the admin port and the proxy port are both ${listenPort}: give them different ports`,
+      });
   }
 }

@@ -45,7 +45,10 @@ export const DEFAULTS = {
   listen: { host: '127.0.0.1', port: 3128, serverNames: [] as string[], allowOrigins: [] as string[] },
   admin: { host: '0.0.0.0', port: 9901, token: null, tokenFile: null },
   logging: { level: 'info', accessLog: true },
-  /** `protocol` and `serviceName` unset (null) defer to OTEL_EXPORTER_OTLP_TRACES_PROTOCOL and OTEL_SERVICE_NAME, else http/protobuf and breakwater (observe/tracing.ts). */
+  /**
+   * `protocol` and `serviceName` unset (null) defer to OTEL_EXPORTER_OTLP_TRACES_PROTOCOL and OTEL_SERVICE_NAME,
+   * else http/protobuf and breakwater (observe/tracing.ts).
+   */
   tracing: { enabled: false, endpoint: null, protocol: null, serviceName: null, sampleRatio: 1 },
   observability: { errorJournal: { size: 200 } },
   priorities: { header: 'X-Breakwater-Priority' },
@@ -109,7 +112,17 @@ export const DEFAULTS = {
      * headers of GitLab, Shopify and many gateways (issue 32: a caller
      * authenticating with one of them must not get another's answer).
      */
-    keyHeaders: ['Authorization', 'Proxy-Authorization', 'Cookie', 'X-Api-Key', 'Api-Key', 'X-Goog-Api-Key', 'PRIVATE-TOKEN', 'X-Shopify-Access-Token', 'X-Auth-Token'],
+    keyHeaders: [
+      'Authorization',
+      'Proxy-Authorization',
+      'Cookie',
+      'X-Api-Key',
+      'Api-Key',
+      'X-Goog-Api-Key',
+      'PRIVATE-TOKEN',
+      'X-Shopify-Access-Token',
+      'X-Auth-Token',
+    ],
     match: { pathPrefix: '/', host: null, methods: null },
     stripPrefix: false,
     clientOverrides: false,

@@ -19,10 +19,16 @@ export function checkCallers(callers: unknown): Issue[] {
     if (!caller || typeof caller !== 'object') return;
     const { name, match } = caller as Json;
     if (typeof name === 'string' && seen.has(name))
-      issues.push({ path: ['forwardProxy', 'callers', index, 'name'], message: `duplicate caller name "${name}": names must be unique, they label metrics and logs` });
+      issues.push({
+        path: ['forwardProxy', 'callers', index, 'name'],
+        message: `duplicate caller name "${name}": names must be unique, they label metrics and logs`,
+      });
     if (typeof name === 'string') seen.add(name);
     if (match && typeof match === 'object' && Object.keys(match).length === 0) {
-      issues.push({ path: ['forwardProxy', 'callers', index, 'match'], message: 'names no key: give header, source or proxyUser (an empty match would take every request)' });
+      issues.push({
+        path: ['forwardProxy', 'callers', index, 'match'],
+        message: 'names no key: give header, source or proxyUser (an empty match would take every request)',
+      });
     }
   });
   return issues;
@@ -33,14 +39,32 @@ export const MIN_ADMIN_TOKEN = 16;
 export function checkAdminToken(admin: Json, baseDir: string): Issue[] {
   const { token, tokenFile } = admin;
   if (typeof tokenFile !== 'string') return [];
-  if (typeof token === 'string') return [{ path: ['admin', 'tokenFile'], message: 'give the admin token as token or as tokenFile, not both' }];
+  if (typeof token === 'string')
+    return [{ path: ['admin', 'tokenFile'], message: 'give the admin token as token or as tokenFile, not both' }];
   let content: string;
   try {
     content = readFileSync(path.resolve(baseDir, tokenFile), 'utf8').trimEnd();
   } catch (error) {
-    return [{ path: ['admin', 'tokenFile'], message: `cannot read ${tokenFile}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}` }];
+    return [
+      {
+        path: ['admin', 'tokenFile'],
+        message: `cannot read ${tokenFile}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+      },
+    ];
   }
-  if (content.length < MIN_ADMIN_TOKEN) return [{ path: ['admin', 'tokenFile'], message: `${tokenFile} holds fewer than ${MIN_ADMIN_TOKEN} characters: use a longer token` }];
-  if (/[\r\n\0]/.test(content)) return [{ path: ['admin', 'tokenFile'], message: `${tokenFile} holds a line break or NUL inside the token: one line only` }];
+  if (content.length < MIN_ADMIN_TOKEN)
+    return [
+      {
+        path: ['admin', 'tokenFile'],
+        message: `${tokenFile} holds fewer than ${MIN_ADMIN_TOKEN} characters: use a longer token`,
+      },
+    ];
+  if (/[\r\n\0]/.test(content))
+    return [
+      {
+        path: ['admin', 'tokenFile'],
+        message: `${tokenFile} holds a line break or NUL inside the token: one line only`,
+      },
+    ];
   return [];
 }

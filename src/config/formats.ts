@@ -13,7 +13,8 @@ type Check = (value: string) => string | null;
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const HOST_LABELS = /^(\*\.)?[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/;
+const HOST_LABELS =
+  /^(\*\.)?[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/;
 
 function positive(parsed: Parsed<number>, what: string): string | null {
   if (!parsed.ok) return parsed.message;
@@ -36,7 +37,12 @@ function checkHostPattern(value: string): string | null {
   return `"${value}" is not a host name: write a name like api.example.com, a wildcard like *.example.com, or an IP address`;
 }
 
-function checkUrl(value: string, protocols: readonly string[], example: string, allow: { query?: boolean } = {}): string | null {
+function checkUrl(
+  value: string,
+  protocols: readonly string[],
+  example: string,
+  allow: { query?: boolean } = {},
+): string | null {
   let url: URL;
   try {
     url = new URL(value);
@@ -60,7 +66,11 @@ function checkOrigin(value: string): string | null {
   const bad = `"${value}" is not an origin: write scheme://host[:port] without a path, like https://app.example.com, or "*" (no browser check)`;
   try {
     const url = new URL(value);
-    return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value.toLowerCase().replace(/\/$/, '') && !value.endsWith('/') ? null : bad;
+    return (url.protocol === 'http:' || url.protocol === 'https:') &&
+      url.origin === value.toLowerCase().replace(/\/$/, '') &&
+      !value.endsWith('/')
+      ? null
+      : bad;
   } catch {
     return bad;
   }
@@ -71,7 +81,8 @@ function checkCidr(value: string): string | null {
   const [address = '', bits, extra] = value.split('/');
   const family = isIP(address);
   const max = family === 4 ? 32 : 128;
-  if (family !== 0 && extra === undefined && (bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= max))) return null;
+  if (family !== 0 && extra === undefined && (bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= max)))
+    return null;
   return `"${value}" is not a CIDR: write an address and a prefix length, like 10.1.0.0/16 or fd00::/8`;
 }
 
@@ -85,7 +96,10 @@ export const FORMATS: Record<string, Check> = {
   condition: (v) => {
     if (isCondition(v)) return null;
     const close = suggest(v, CONDITION_WORDS);
-    return `unknown condition "${v}"${close ? `; did you mean "${close}"?` : ''} ` + `(known: ${CONDITION_WORDS.join(', ')}, or a status code as a string such as "429")`;
+    return (
+      `unknown condition "${v}"${close ? `; did you mean "${close}"?` : ''} ` +
+      `(known: ${CONDITION_WORDS.join(', ')}, or a status code as a string such as "429")`
+    );
   },
   'header-name': (v) => (TOKEN.test(v) ? null : `"${v}" is not a valid header name`),
   'header-selector': (v) => {
@@ -101,7 +115,10 @@ export const FORMATS: Record<string, Check> = {
     const close = suggest(v, ['route', 'client-ip']);
     return `"${v}" is not a limiter key${close ? `; did you mean "${close}"?` : ''}: write route, client-ip or header:<name>`;
   },
-  name: (v) => (NAME.test(v) ? null : `"${v}" is not a valid name: use up to 64 letters, digits, '-', '_' and '.', starting with a letter or digit`),
+  name: (v) =>
+    NAME.test(v)
+      ? null
+      : `"${v}" is not a valid name: use up to 64 letters, digits, '-', '_' and '.', starting with a letter or digit`,
   'path-prefix': (v) => {
     if (!v.startsWith('/')) return `"${v}" must start with "/"`;
     if (/[?#\s]/.test(v)) return `"${v}" must be a path only, without query, fragment or spaces`;
@@ -110,7 +127,10 @@ export const FORMATS: Record<string, Check> = {
   'host-pattern': checkHostPattern,
   'allow-host': (v) => (v === '*' ? null : checkHostPattern(v)),
   cidr: checkCidr,
-  'server-name': (v) => (v === '*' || isHostPattern(v.toLowerCase()) ? null : `"${v}" is not a server name: write a host like api.internal, a wildcard like *.internal, or "*" (no Host check)`),
+  'server-name': (v) =>
+    v === '*' || isHostPattern(v.toLowerCase())
+      ? null
+      : `"${v}" is not a server name: write a host like api.internal, a wildcard like *.internal, or "*" (no Host check)`,
   origin: checkOrigin,
   'http-url': (v) => checkUrl(v, ['http:', 'https:'], 'https://api.example.com'),
   // A collector may take its token in the query (redacted as a secret, SPEC §20.6); a fragment is never sent.
@@ -118,7 +138,8 @@ export const FORMATS: Record<string, Check> = {
   'redis-url': (v) => checkUrl(v, ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
   'host-port': (v) => {
     const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v);
-    if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) return `"${v}" is not host:port (like 10.0.0.5:26379 or [::1]:26379)`;
+    if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535)
+      return `"${v}" is not host:port (like 10.0.0.5:26379 or [::1]:26379)`;
     return null;
   },
 };

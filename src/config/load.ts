@@ -7,7 +7,15 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LineCounter, parseDocument, YAMLError } from 'yaml';
-import { fileProblem, formatPath, locateIssues, sortProblems, type ConfigProblem, type Issue, type PathSegment } from './problems.js';
+import {
+  fileProblem,
+  formatPath,
+  locateIssues,
+  sortProblems,
+  type ConfigProblem,
+  type Issue,
+  type PathSegment,
+} from './problems.js';
 import { crossCheck } from './cross-check.js';
 import { resolveConfig } from './resolve.js';
 import type { ConfigFile } from './schema.js';
@@ -24,7 +32,9 @@ export interface LoadedConfig {
   readonly envPaths: ReadonlySet<string>;
 }
 
-export type LoadResult = { readonly ok: true; readonly loaded: LoadedConfig } | { readonly ok: false; readonly problems: readonly ConfigProblem[] };
+export type LoadResult =
+  | { readonly ok: true; readonly loaded: LoadedConfig }
+  | { readonly ok: false; readonly problems: readonly ConfigProblem[] };
 
 export interface LoadOptions {
   /** Environment for `${env:NAME}`; `process.env` by default. */
@@ -46,12 +56,18 @@ function substituteString(value: string, env: NodeJS.ProcessEnv, at: PathSegment
   found.envPaths.add(formatPath(at));
   const resolved = value.replace(ENV_REFERENCE, (reference, name: string) => {
     if (!ENV_NAME.test(name)) {
-      found.issues.push({ path: [...at], message: `${reference} is not a valid reference: write \${env:NAME} with a variable name` });
+      found.issues.push({
+        path: [...at],
+        message: `${reference} is not a valid reference: write \${env:NAME} with a variable name`,
+      });
       return reference;
     }
     const text = env[name];
     if (text === undefined) {
-      found.issues.push({ path: [...at], message: `environment variable ${name} is not set (referenced as ${reference})` });
+      found.issues.push({
+        path: [...at],
+        message: `environment variable ${name} is not set (referenced as ${reference})`,
+      });
       return reference;
     }
     found.secrets.push({ value: text, shown: reference, path: null });
@@ -106,22 +122,44 @@ export function parseConfig(text: string, file: string, options: LoadOptions & {
     return { ok: false, problems: [fileProblem(file, '(yaml)', `invalid YAML: ${(error as Error).message}`)] };
   }
   if (data === null || data === undefined) {
-    return { ok: false, problems: [fileProblem(file, '(root)', 'the file is empty: a config needs at least "version: 1" and one route')] };
+    return {
+      ok: false,
+      problems: [fileProblem(file, '(root)', 'the file is empty: a config needs at least "version: 1" and one route')],
+    };
   }
   if (typeof data !== 'object' || Array.isArray(data)) {
     const at = lineCounter.linePos(doc.contents?.range?.[0] ?? 0);
     return {
       ok: false,
-      problems: [fileProblem(file, '(root)', `must be a map of keys (version, upstreams, routes, ...), got ${describeTopLevel(data)}`, at.line, at.col)],
+      problems: [
+        fileProblem(
+          file,
+          '(root)',
+          `must be a map of keys (version, upstreams, routes, ...), got ${describeTopLevel(data)}`,
+          at.line,
+          at.col,
+        ),
+      ],
     };
   }
 
   const found: Substitution = { issues: [], envPaths: new Set(), secrets: [] };
   const substituted = substituteEnv(data, env, [], found);
-  const issues = [...found.issues, ...checkSchema(substituted), ...crossCheck(substituted, baseDir), ...checkWireValues(substituted)];
+  const issues = [
+    ...found.issues,
+    ...checkSchema(substituted),
+    ...crossCheck(substituted, baseDir),
+    ...checkWireValues(substituted),
+  ];
   if (issues.length > 0) {
     // SPEC §7: a problem quotes a secret as written or as <redacted>, never the value.
-    return { ok: false, problems: scrubProblems(locateIssues(issues, file, doc, lineCounter), [...found.secrets, ...literalSecrets(substituted)]) };
+    return {
+      ok: false,
+      problems: scrubProblems(locateIssues(issues, file, doc, lineCounter), [
+        ...found.secrets,
+        ...literalSecrets(substituted),
+      ]),
+    };
   }
 
   const config = resolveConfig(substituted as ConfigFile, baseDir);
@@ -135,7 +173,14 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
     text = await readFile(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a config file' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+    const reason =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EISDIR'
+          ? 'is a directory, not a config file'
+          : code === 'EACCES'
+            ? 'permission denied'
+            : (error as Error).message;
     return { ok: false, problems: [fileProblem(file, '(file)', `cannot read the config: ${reason}`)] };
   }
   return parseConfig(text, file, options);

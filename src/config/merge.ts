@@ -17,8 +17,18 @@ type Leaf = string | number | boolean | null | readonly unknown[];
  * default), every other key as the file wrote it. The resolver reads a
  * section of the file through it, typed, with no cast.
  */
-export type Filled<R, D> = [D] extends [Leaf] ? Exclude<R, undefined> | D : Exclude<R, undefined | object> | FilledMap<Extract<Exclude<R, undefined>, object>, D>;
-type FilledMap<R, D> = [R] extends [never] ? D : { readonly [K in keyof D | keyof R]: K extends keyof D ? Filled<K extends keyof R ? R[K] : undefined, D[K]> : K extends keyof R ? R[K] : never };
+export type Filled<R, D> = [D] extends [Leaf]
+  ? Exclude<R, undefined> | D
+  : Exclude<R, undefined | object> | FilledMap<Extract<Exclude<R, undefined>, object>, D>;
+type FilledMap<R, D> = [R] extends [never]
+  ? D
+  : {
+      readonly [K in keyof D | keyof R]: K extends keyof D
+        ? Filled<K extends keyof R ? R[K] : undefined, D[K]>
+        : K extends keyof R
+          ? R[K]
+          : never;
+    };
 
 /** `raw` (a section of a file that passed the schema) over its `defaults`. */
 export function fill<D, R>(defaults: D, raw: R): Filled<R, D> {
@@ -49,7 +59,10 @@ export interface Layer {
 
 type Section<K extends keyof RawPolicies> = NonNullable<RawPolicies[K]>;
 
-/** A route's policies in the file's notation, every default in place; `rateLimit` as the layers give it (null or absent: none). */
+/**
+ * A route's policies in the file's notation, every default in place; `rateLimit` as the layers give it (null or
+ * absent: none).
+ */
 export interface LayeredPolicies {
   readonly timeouts: Filled<Section<'timeouts'>, typeof DEFAULTS.timeouts>;
   readonly retry: Filled<Section<'retry'>, typeof DEFAULTS.retry>;

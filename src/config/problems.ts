@@ -84,7 +84,12 @@ function offsetOf(doc: Document, path: readonly PathSegment[], at: 'key' | 'valu
   return lastFound;
 }
 
-export function locateIssues(issues: readonly Issue[], file: string, doc: Document, lineCounter: LineCounter): ConfigProblem[] {
+export function locateIssues(
+  issues: readonly Issue[],
+  file: string,
+  doc: Document,
+  lineCounter: LineCounter,
+): ConfigProblem[] {
   const seen = new Set<string>();
   const problems: ConfigProblem[] = [];
   for (const issue of issues) {

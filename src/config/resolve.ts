@@ -22,7 +22,8 @@ function hostPort(entry: string): { host: string; port: number } {
   return { host: entry.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(entry.slice(colon + 1)) };
 }
 
-const caOf = (ca: string | null | undefined, baseDir: string): string | null => (typeof ca === 'string' ? must(readCa(ca, baseDir)) : null);
+const caOf = (ca: string | null | undefined, baseDir: string): string | null =>
+  typeof ca === 'string' ? must(readCa(ca, baseDir)) : null;
 
 function toRedis(raw: NonNullable<ConfigFile['redis']>, baseDir: string) {
   const redis = fill(DEFAULTS.redis, raw);
@@ -36,7 +37,14 @@ function toRedis(raw: NonNullable<ConfigFile['redis']>, baseDir: string) {
     password: redis.password ?? null,
     db: redis.db ?? null,
     tls: tls ? { ca: caOf(tls.ca, baseDir), insecureSkipVerify: tls.insecureSkipVerify === true } : null,
-    sentinel: sentinel ? { name: sentinel.name, sentinels: sentinel.sentinels.map(hostPort), password: sentinel.password ?? null, sentinelPassword: sentinel.sentinelPassword ?? null } : null,
+    sentinel: sentinel
+      ? {
+          name: sentinel.name,
+          sentinels: sentinel.sentinels.map(hostPort),
+          password: sentinel.password ?? null,
+          sentinelPassword: sentinel.sentinelPassword ?? null,
+        }
+      : null,
   };
 }
 
@@ -69,7 +77,10 @@ function toRateLimit(raw: LayeredPolicies['rateLimit']) {
   };
 }
 
-/** A route's policies: the built-in ones, then the file's `defaults`, then the route's own, merged key by key (merge.ts). */
+/**
+ * A route's policies: the built-in ones, then the file's `defaults`, then the route's own, merged key by key
+ * (merge.ts).
+ */
 function toPolicies(...layers: (RawPolicies | undefined)[]) {
   const policies = effectivePolicies(layers.map((value) => ({ path: [], value })));
   return {
@@ -81,9 +92,13 @@ function toPolicies(...layers: (RawPolicies | undefined)[]) {
   };
 }
 
-const headerOf = (selector: string | null): string | null => (selector === null ? null : selector.slice('header:'.length).toLowerCase());
+const headerOf = (selector: string | null): string | null =>
+  selector === null ? null : selector.slice('header:'.length).toLowerCase();
 
-/** The breaker's settings; `maxOpenFor` left unset is the larger of its default and `openFor` (an `openFor: 30s` of old stays 30 s). */
+/**
+ * The breaker's settings; `maxOpenFor` left unset is the larger of its default and `openFor` (an `openFor: 30s`
+ * of old stays 30 s).
+ */
 function toCircuitBreaker(raw: RawBreaker | undefined) {
   const cb = fill(DEFAULTS.upstream.circuitBreaker, raw);
   const openFor = ms(cb.openFor);
@@ -107,7 +122,11 @@ function toPacing(pacing: Filled<RawUpstream['pacing'], typeof DEFAULTS.upstream
     reserve: fraction(pacing.reserve),
     minRate: perSecond(pacing.minRate),
     maxWait: ms(pacing.maxWait),
-    aimd: { decrease: pacing.aimd.decrease, increaseBy: perSecond(pacing.aimd.increaseBy), increaseEvery: ms(pacing.aimd.increaseEvery) },
+    aimd: {
+      decrease: pacing.aimd.decrease,
+      increaseBy: perSecond(pacing.aimd.increaseBy),
+      increaseEvery: ms(pacing.aimd.increaseEvery),
+    },
   };
 }
 
@@ -123,7 +142,12 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string) {
     pacing: toPacing(upstream.pacing),
     cooldownMax: ms(upstream.cooldownMax),
     errorRules: (raw.errorRules ?? []).map((rule) => ({
-      when: { status: rule.when.status ?? null, code: rule.when.code ?? null, header: rule.when.header ?? null, message: rule.when.message ?? null },
+      when: {
+        status: rule.when.status ?? null,
+        code: rule.when.code ?? null,
+        header: rule.when.header ?? null,
+        message: rule.when.message ?? null,
+      },
       as: rule.as !== undefined ? Number(rule.as) : null,
       retryable: rule.retryable ?? null,
       breakerFailure: rule.breakerFailure ?? null,
@@ -133,7 +157,9 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string) {
       name: `${name}/${target.name ?? index + 1}`,
       url: target.url,
       headers: toHeaderEdits(target.headers),
-      tls: target.tls ? { ca: caOf(target.tls.ca, baseDir), insecureSkipVerify: target.tls.insecureSkipVerify ?? false } : tls,
+      tls: target.tls
+        ? { ca: caOf(target.tls.ca, baseDir), insecureSkipVerify: target.tls.insecureSkipVerify ?? false }
+        : tls,
     })),
   };
 }
@@ -142,7 +168,12 @@ function toStale(raw: RawRoute) {
   const stale = raw.fallback?.stale;
   if (!stale) return null;
   const filled = fill(DEFAULTS.stale, stale);
-  return { maxStale: ms(filled.maxStale), maxEntries: filled.maxEntries, maxEntryBytes: bytes(filled.maxEntryBytes), maxBytes: bytes(filled.maxBytes) };
+  return {
+    maxStale: ms(filled.maxStale),
+    maxEntries: filled.maxEntries,
+    maxEntryBytes: bytes(filled.maxEntryBytes),
+    maxBytes: bytes(filled.maxBytes),
+  };
 }
 
 function toHeaderEdits(raw: RawEdits) {
@@ -153,7 +184,11 @@ function toRoute(raw: RawRoute, defaults: RawPolicies | undefined) {
   const route = fill(DEFAULTS.route, raw);
   return {
     name: raw.name,
-    match: { pathPrefix: route.match.pathPrefix, host: route.match.host?.toLowerCase() ?? null, methods: route.match.methods ?? null },
+    match: {
+      pathPrefix: route.match.pathPrefix,
+      host: route.match.host?.toLowerCase() ?? null,
+      methods: route.match.methods ?? null,
+    },
     stripPrefix: route.stripPrefix,
     upstream: raw.upstream ?? null,
     clientOverrides: route.clientOverrides,
@@ -170,7 +205,10 @@ function toPriorities(raw: ConfigFile['priorities']) {
   return {
     header: fill(DEFAULTS.priorities, raw).header.toLowerCase(),
     default: raw.default,
-    classes: raw.classes.map((entry) => ({ name: entry.name, quotaFloor: entry.quotaFloor === undefined ? null : fraction(entry.quotaFloor) })),
+    classes: raw.classes.map((entry) => ({
+      name: entry.name,
+      quotaFloor: entry.quotaFloor === undefined ? null : fraction(entry.quotaFloor),
+    })),
     promoteAfterMs: raw.promoteAfter === undefined ? null : ms(raw.promoteAfter),
   };
 }
@@ -203,16 +241,26 @@ export function resolveConfig(file: ConfigFile, baseDir: string) {
   const listen = fill(DEFAULTS.listen, file.listen);
   const admin = fill(DEFAULTS.admin, file.admin);
   const limits = fill(DEFAULTS.limits, file.limits);
-  const upstreams = Object.fromEntries(Object.entries(file.upstreams ?? {}).map(([name, raw]) => [name, toUpstream(name, raw, baseDir)]));
+  const upstreams = Object.fromEntries(
+    Object.entries(file.upstreams ?? {}).map(([name, raw]) => [name, toUpstream(name, raw, baseDir)]),
+  );
   const config = {
     version: file.version,
-    listen: { ...listen, serverNames: listen.serverNames.map((name) => name.toLowerCase()), allowOrigins: listen.allowOrigins.map((origin) => origin.toLowerCase()) },
+    listen: {
+      ...listen,
+      serverNames: listen.serverNames.map((name) => name.toLowerCase()),
+      allowOrigins: listen.allowOrigins.map((origin) => origin.toLowerCase()),
+    },
     admin: { ...admin, token: adminToken(admin.token, admin.tokenFile, baseDir) },
     logging: fill(DEFAULTS.logging, file.logging),
     tracing: fill(DEFAULTS.tracing, file.tracing),
     priorities: toPriorities(file.priorities),
     observability: fill(DEFAULTS.observability, file.observability),
-    limits: { maxBodySize: bytes(limits.maxBodySize), maxHeaderSize: bytes(limits.maxHeaderSize), clientBodyTimeout: ms(limits.clientBodyTimeout) },
+    limits: {
+      maxBodySize: bytes(limits.maxBodySize),
+      maxHeaderSize: bytes(limits.maxHeaderSize),
+      clientBodyTimeout: ms(limits.clientBodyTimeout),
+    },
     shutdown: { drainTimeout: ms(fill(DEFAULTS.shutdown, file.shutdown).drainTimeout) },
     defaults: toPolicies(file.defaults),
     upstreams,

@@ -33,14 +33,18 @@ export function withoutUndefined(options: Record<string, unknown>): Record<strin
 }
 
 export const Duration = (description: string, def?: string) => Fmt('duration', { description, default: def });
-export const DurationOrZero = (description: string, def?: string) => Fmt('duration-or-zero', { description, default: def });
+export const DurationOrZero = (description: string, def?: string) =>
+  Fmt('duration-or-zero', { description, default: def });
 export const Size = (description: string, def?: string) => Fmt('size', { description, default: def });
 export const SizeOrZero = (description: string, def?: string) => Fmt('size-or-zero', { description, default: def });
 export const Rate = (description: string, def?: string) => Fmt('rate', { description, default: def });
 export const Share = (description: string, def?: string) => Fmt('share', { description, default: def });
-export const Bool = (description: string, def?: boolean) => Type.Boolean(withoutUndefined({ description, default: def }));
-export const Port = (description: string, def?: number) => Type.Integer(withoutUndefined({ minimum: 0, maximum: 65535, description, default: def }));
-export const Conditions = (description: string, def: readonly string[]) => Type.Array(Fmt('condition'), { description, default: [...def], uniqueItems: true });
+export const Bool = (description: string, def?: boolean) =>
+  Type.Boolean(withoutUndefined({ description, default: def }));
+export const Port = (description: string, def?: number) =>
+  Type.Integer(withoutUndefined({ minimum: 0, maximum: 65535, description, default: def }));
+export const Conditions = (description: string, def: readonly string[]) =>
+  Type.Array(Fmt('condition'), { description, default: [...def], uniqueItems: true });
 export const HeaderNames = (description: string) => Type.Array(Fmt('header-name'), { description, default: [] });
 export const HeaderValues = (description: string) =>
   Type.Record(Type.String(), Type.String(), {

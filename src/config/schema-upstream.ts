@@ -4,7 +4,22 @@
  * it in the file's schema.
  */
 import { Type } from '@sinclair/typebox';
-import { Bool, Conditions, Duration, DurationOrZero, Fmt, HeaderNames, HeaderValues, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Rate, Share } from './schema-parts.js';
+import {
+  Bool,
+  Conditions,
+  Duration,
+  DurationOrZero,
+  Fmt,
+  HeaderNames,
+  HeaderValues,
+  NAME_FORMAT,
+  Obj,
+  OneOf,
+  Opt,
+  OrNull,
+  Rate,
+  Share,
+} from './schema-parts.js';
 import { DEFAULTS, PACING_HEADERS, RESET_FORMATS, RESPONSIBILITIES, POLICY_MODES } from './defaults.js';
 
 // ---------------------------------------------------------------------------
@@ -12,21 +27,51 @@ import { DEFAULTS, PACING_HEADERS, RESET_FORMATS, RESPONSIBILITIES, POLICY_MODES
 
 const CB = DEFAULTS.upstream.circuitBreaker;
 const CircuitBreaker = Obj({
-  failureRate: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'opens when more than this % of the last minimumRequests calls failed (100: never opens)', default: CB.failureRate })),
-  minimumRequests: Opt(Type.Integer({ minimum: 1, description: 'the calls that decide opening (all within window); no opening below this many', default: CB.minimumRequests })),
+  failureRate: Opt(
+    Type.Number({
+      exclusiveMinimum: 0,
+      maximum: 100,
+      description: 'opens when more than this % of the last minimumRequests calls failed (100: never opens)',
+      default: CB.failureRate,
+    }),
+  ),
+  minimumRequests: Opt(
+    Type.Integer({
+      minimum: 1,
+      description: 'the calls that decide opening (all within window); no opening below this many',
+      default: CB.minimumRequests,
+    }),
+  ),
   window: Opt(Duration('how recent a counted call must be; the shedding window', CB.window)),
-  openFor: Opt(Duration('first open period, then probes; doubles while probes fail once the outage outlasts hold', CB.openFor)),
+  openFor: Opt(
+    Duration('first open period, then probes; doubles while probes fail once the outage outlasts hold', CB.openFor),
+  ),
   maxOpenFor: Opt(Duration('longest open period (default: the larger of 1s and openFor)', CB.maxOpenFor)),
-  hold: Opt(DurationOrZero('a call meeting a circuit open for less than this waits for it, at most this long; 0: refuse at once', CB.hold)),
+  hold: Opt(
+    DurationOrZero(
+      'a call meeting a circuit open for less than this waits for it, at most this long; 0: refuse at once',
+      CB.hold,
+    ),
+  ),
   shedding: Opt(
     Obj({
       enabled: Opt(Bool('shed the excess of a partly failing upstream (adaptive throttling)', CB.shedding.enabled)),
-      k: Opt(Type.Number({ minimum: 1, description: 'calls allowed per accepted call before shedding starts', default: CB.shedding.k })),
+      k: Opt(
+        Type.Number({
+          minimum: 1,
+          description: 'calls allowed per accepted call before shedding starts',
+          default: CB.shedding.k,
+        }),
+      ),
     }),
   ),
   failOn: Opt(Conditions('outcomes counted as failures', CB.failOn)),
   mode: Opt(
-    OneOf(POLICY_MODES, { default: CB.mode, description: 'report: a call the breaker would refuse or hold is sent, flagged WOULD_CIRCUIT_OPEN and counted; its outcome is not counted (SPEC §19.2)' }),
+    OneOf(POLICY_MODES, {
+      default: CB.mode,
+      description:
+        'report: a call the breaker would refuse or hold is sent, flagged WOULD_CIRCUIT_OPEN and counted; its outcome is not counted (SPEC §19.2)',
+    }),
   ),
 });
 
@@ -41,20 +86,34 @@ const Pacing = Obj({
   minRate: Opt(Rate('slowest release rate', '0.2/s')),
   maxWait: Opt(DurationOrZero('a longer wait is refused with RATE_LIMITED', '10s')),
   mode: Opt(
-    OneOf(POLICY_MODES, { default: 'enforce', description: 'report: a request pacing would delay or refuse goes at once, flagged WOULD_PACE and counted; its slot is still taken (SPEC §19.2)' }),
+    OneOf(POLICY_MODES, {
+      default: 'enforce',
+      description:
+        'report: a request pacing would delay or refuse goes at once, flagged WOULD_PACE and counted; its slot is still taken (SPEC §19.2)',
+    }),
   ),
   replicas: Opt(Type.Integer({ minimum: 1, description: 'replicas sharing the quota (divides the rate)', default: 1 })),
   shared: Opt(Bool('pacer state in Redis instead of dividing', false)),
   aimd: Opt(
     Obj({
-      decrease: Opt(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'rate multiplier on a 429', default: 0.5 })),
+      decrease: Opt(
+        Type.Number({
+          exclusiveMinimum: 0,
+          exclusiveMaximum: 1,
+          description: 'rate multiplier on a 429',
+          default: 0.5,
+        }),
+      ),
       increaseBy: Opt(Rate('rate added after each quiet period', '1/s')),
       increaseEvery: Opt(Duration('quiet period', '10s')),
     }),
   ),
 });
 
-export const HeaderEdits = Obj({ set: Opt(HeaderValues('headers set, replacing any value')), remove: Opt(HeaderNames('headers removed')) });
+export const HeaderEdits = Obj({
+  set: Opt(HeaderValues('headers set, replacing any value')),
+  remove: Opt(HeaderNames('headers removed')),
+});
 
 const UpstreamTls = Obj({
   ca: Opt(OrNull(Type.String({ minLength: 1, description: 'a CA bundle: a file path or PEM text' }))),
@@ -68,13 +127,26 @@ const ErrorRule = Obj(
       {
         status: Opt(Type.Integer({ minimum: 400, maximum: 599, description: 'the status the provider sent' })),
         code: Opt(Type.String({ minLength: 1, description: "the provider's error code (provider.code)" })),
-        header: Opt(Type.Record(Type.String(), Type.String(), { description: 'header name: value, all of them (values compared without case)' })),
-        message: Opt(Type.String({ minLength: 1, description: "a substring of the provider's message (without case)" })),
+        header: Opt(
+          Type.Record(Type.String(), Type.String(), {
+            description: 'header name: value, all of them (values compared without case)',
+          }),
+        ),
+        message: Opt(
+          Type.String({ minLength: 1, description: "a substring of the provider's message (without case)" }),
+        ),
       },
       { minProperties: 1 },
     ),
-    as: Opt(Type.String({ pattern: '^[45][0-9][0-9]$', description: 'treat as this status (its code, retryOn, failOn and pacing)' })),
-    retryable: Opt(Type.Boolean({ description: 'true: retried even when its status is not in retryOn; false: never retried' })),
+    as: Opt(
+      Type.String({
+        pattern: '^[45][0-9][0-9]$',
+        description: 'treat as this status (its code, retryOn, failOn and pacing)',
+      }),
+    ),
+    retryable: Opt(
+      Type.Boolean({ description: 'true: retried even when its status is not in retryOn; false: never retried' }),
+    ),
     breakerFailure: Opt(Type.Boolean({ description: 'counted as a breaker failure or not, whatever failOn says' })),
     responsibility: Opt(OneOf(RESPONSIBILITIES)),
   },
@@ -84,9 +156,18 @@ const ErrorRule = Obj(
 /** One more target of the same API (SPEC §8.1). */
 const FailoverTarget = Obj(
   {
-    name: Opt(Fmt(NAME_FORMAT, { description: 'the target is named "<upstream>/<name>"; default: its 1-based position in failover' })),
+    name: Opt(
+      Fmt(NAME_FORMAT, {
+        description: 'the target is named "<upstream>/<name>"; default: its 1-based position in failover',
+      }),
+    ),
     url: Fmt('http-url', { description: 'http:// or https:// base URL' }),
-    headers: Opt(Obj({ set: Opt(HeaderValues("request headers for this target only, set after the route's")), remove: Opt(HeaderNames('request headers removed for this target')) })),
+    headers: Opt(
+      Obj({
+        set: Opt(HeaderValues("request headers for this target only, set after the route's")),
+        remove: Opt(HeaderNames('request headers removed for this target')),
+      }),
+    ),
     tls: Opt(UpstreamTls),
   },
   { required: ['url'] },
@@ -104,9 +185,21 @@ export const Upstream = Obj(
     tls: Opt(UpstreamTls),
     circuitBreaker: Opt(CircuitBreaker),
     pacing: Opt(Pacing),
-    errorRules: Opt(Type.Array(ErrorRule, { description: "this upstream's provider rules, tried before the built-in ones (SPEC §14)", default: [] })),
-    cooldownMax: Opt(Duration('the longest a Retry-After takes a target out of rotation (SPEC §8.1)', DEFAULTS.upstream.cooldownMax)),
-    failover: Opt(Type.Array(FailoverTarget, { description: 'more targets of the same API, tried in this order (SPEC §8.1)', default: [] })),
+    errorRules: Opt(
+      Type.Array(ErrorRule, {
+        description: "this upstream's provider rules, tried before the built-in ones (SPEC §14)",
+        default: [],
+      }),
+    ),
+    cooldownMax: Opt(
+      Duration('the longest a Retry-After takes a target out of rotation (SPEC §8.1)', DEFAULTS.upstream.cooldownMax),
+    ),
+    failover: Opt(
+      Type.Array(FailoverTarget, {
+        description: 'more targets of the same API, tried in this order (SPEC §8.1)',
+        default: [],
+      }),
+    ),
   },
   { required: ['url'] },
 );

@@ -62,13 +62,16 @@ function urlSecrets(value: unknown, path: readonly PathSegment[], query: boolean
     }
   }
   const mark = value.indexOf('?');
-  if (query && mark !== -1) out.push({ value: value.slice(mark + 1).split('#')[0]!, shown: REDACTED, path: formatPath(path) });
+  if (query && mark !== -1)
+    out.push({ value: value.slice(mark + 1).split('#')[0]!, shown: REDACTED, path: formatPath(path) });
   return out;
 }
 
 function headerSecrets(set: unknown, at: readonly PathSegment[]): SecretText[] {
   if (!isObject(set)) return [];
-  return Object.entries(set).flatMap(([name, value]) => (typeof value === 'string' ? [{ value, shown: REDACTED, path: formatPath([...at, name]) }] : []));
+  return Object.entries(set).flatMap(([name, value]) =>
+    typeof value === 'string' ? [{ value, shown: REDACTED, path: formatPath([...at, name]) }] : [],
+  );
 }
 
 function upstreamSecrets(upstreams: unknown): SecretText[] {
@@ -81,13 +84,19 @@ function upstreamSecrets(upstreams: unknown): SecretText[] {
       ...targets.flatMap((target, index) => {
         if (!isObject(target)) return [];
         const at = ['upstreams', name, 'failover', index];
-        return [...urlSecrets(target.url, [...at, 'url'], false), ...(isObject(target.headers) ? headerSecrets(target.headers.set, [...at, 'headers', 'set']) : [])];
+        return [
+          ...urlSecrets(target.url, [...at, 'url'], false),
+          ...(isObject(target.headers) ? headerSecrets(target.headers.set, [...at, 'headers', 'set']) : []),
+        ];
       }),
     ];
   });
 }
 
-/** The secrets written in the file itself (after substitution): URL passwords, the tracing endpoint's query, header values. */
+/**
+ * The secrets written in the file itself (after substitution): URL passwords, the tracing endpoint's query,
+ * header values.
+ */
 export function literalSecrets(file: unknown): SecretText[] {
   if (!isObject(file)) return [];
   const out = upstreamSecrets(file.upstreams);
@@ -95,7 +104,9 @@ export function literalSecrets(file: unknown): SecretText[] {
     file.routes.forEach((route: unknown, index) => {
       const headers = isObject(route) ? route.headers : undefined;
       if (!isObject(headers)) return;
-      for (const side of ['request', 'response']) if (isObject(headers[side])) out.push(...headerSecrets(headers[side].set, ['routes', index, 'headers', side, 'set']));
+      for (const side of ['request', 'response'])
+        if (isObject(headers[side]))
+          out.push(...headerSecrets(headers[side].set, ['routes', index, 'headers', side, 'set']));
     });
   }
   if (isObject(file.redis)) out.push(...urlSecrets(file.redis.url, ['redis', 'url'], false));
@@ -105,7 +116,9 @@ export function literalSecrets(file: unknown): SecretText[] {
 
 function replaceForm(message: string, form: string, shown: string, bare: boolean): string {
   const long = form.length >= MIN_BARE;
-  const quoted = message.replace(QUOTED, (part) => (long ? part.split(form).join(shown) : part === `"${form}"` ? `"${shown}"` : part));
+  const quoted = message.replace(QUOTED, (part) =>
+    long ? part.split(form).join(shown) : part === `"${form}"` ? `"${shown}"` : part,
+  );
   return bare || (long && !PLAIN_WORD.test(form)) ? quoted.split(form).join(shown) : quoted;
 }
 
@@ -117,13 +130,17 @@ function scrub(message: string, path: string, secrets: readonly SecretText[]): s
       [secret.value, secret.shown],
       [inJson(secret.value), inJson(secret.shown)],
     ]);
-    if (secret.value.length > QUOTED_PREFIX + 3) forms.set(`${inJson(secret.value.slice(0, QUOTED_PREFIX))}...`, inJson(secret.shown));
+    if (secret.value.length > QUOTED_PREFIX + 3)
+      forms.set(`${inJson(secret.value.slice(0, QUOTED_PREFIX))}...`, inJson(secret.shown));
     for (const [form, shown] of forms) out = replaceForm(out, form, shown, secret.bare === true);
   }
   return out;
 }
 
-/** The problems with every secret quoted as written or as `<redacted>`; the longest secrets first, so a whole value goes before its parts. */
+/**
+ * The problems with every secret quoted as written or as `<redacted>`; the longest secrets first, so a whole
+ * value goes before its parts.
+ */
 export function scrubProblems(problems: readonly ConfigProblem[], secrets: readonly SecretText[]): ConfigProblem[] {
   const ordered = [...secrets].sort((a, b) => b.value.length - a.value.length);
   return problems.map((problem) => ({ ...problem, message: scrub(problem.message, problem.path, ordered) }));

@@ -28,13 +28,18 @@ function validator(): ValidateFunction {
     create = createRequire(import.meta.url)('./validate-file.cjs') as typeof create;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error;
-    throw new Error('dist/config/validate-file.cjs is missing: build with `npm run build` (tsc alone does not write it)');
+    throw new Error(
+      'dist/config/validate-file.cjs is missing: build with `npm run build` (tsc alone does not write it)',
+    );
   }
   validateFile = create(ajvFormats());
   return validateFile;
 }
 
-/** Makes the validator with `make` (on first use) instead of loading the build's standalone one: validate-compile.ts, for the sources. */
+/**
+ * Makes the validator with `make` (on first use) instead of loading the build's standalone one:
+ * validate-compile.ts, for the sources.
+ */
 export function useValidator(make: () => ValidateFunction): void {
   makeValidator = make;
   validateFile = undefined;
@@ -86,13 +91,29 @@ export function describeValue(value: unknown): string {
   if (value === null || value === undefined) return 'nothing (an empty value)';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a map of keys';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value)}`;
+  if (typeof value === 'string')
+    return `the string ${JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value)}`;
   if (typeof value === 'boolean') return `the boolean ${value}`;
   return `the number ${String(value)}`;
 }
 
 const UNIT_FORMATS = new Set(['duration', 'duration-or-zero', 'size', 'size-or-zero', 'rate', 'share']);
-const YAML_11_BOOLEANS = new Set(['yes', 'no', 'on', 'off', 'y', 'n', 'true', 'false', 'True', 'False', 'TRUE', 'FALSE', 'Yes', 'No']);
+const YAML_11_BOOLEANS = new Set([
+  'yes',
+  'no',
+  'on',
+  'off',
+  'y',
+  'n',
+  'true',
+  'false',
+  'True',
+  'False',
+  'TRUE',
+  'FALSE',
+  'Yes',
+  'No',
+]);
 
 function typeMessage(error: ErrorObject): string {
   const expected = ([] as string[]).concat(error.schema as string | string[]);
@@ -102,7 +123,12 @@ function typeMessage(error: ErrorObject): string {
   const parent = error.parentSchema as { format?: string } | undefined;
   if (typeof value === 'string' && expected.includes('boolean') && YAML_11_BOOLEANS.has(value)) {
     message += ' (write true or false; YAML 1.2 reads yes/no/on/off as strings)';
-  } else if (typeof value === 'string' && (expected.includes('integer') || expected.includes('number')) && value.trim() !== '' && !Number.isNaN(Number(value))) {
+  } else if (
+    typeof value === 'string' &&
+    (expected.includes('integer') || expected.includes('number')) &&
+    value.trim() !== '' &&
+    !Number.isNaN(Number(value))
+  ) {
     message += ' (remove the quotes: a number is not a string)';
   } else if (typeof value === 'number' && parent?.format === 'condition') {
     message += ` (status codes are written as strings: "${value}")`;
@@ -140,7 +166,12 @@ function messageFor(error: ErrorObject): Issue['message'] {
     case 'maximum':
     case 'exclusiveMinimum':
     case 'exclusiveMaximum': {
-      const words: Record<string, string> = { minimum: 'at least', maximum: 'at most', exclusiveMinimum: 'more than', exclusiveMaximum: 'less than' };
+      const words: Record<string, string> = {
+        minimum: 'at least',
+        maximum: 'at most',
+        exclusiveMinimum: 'more than',
+        exclusiveMaximum: 'less than',
+      };
       return `must be ${words[error.keyword]} ${String(params.limit)}, got ${String(error.data)}`;
     }
     case 'minItems':
@@ -149,7 +180,9 @@ function messageFor(error: ErrorObject): Issue['message'] {
       return `lists ${JSON.stringify((error.data as unknown[])[params.j as number])} twice`;
     case 'minLength':
       // Never the value: a short admin token is still a secret.
-      return Number(params.limit) > 1 ? `must be at least ${String(params.limit)} characters long` : 'must not be empty';
+      return Number(params.limit) > 1
+        ? `must be at least ${String(params.limit)} characters long`
+        : 'must not be empty';
     default:
       return error.message ?? `fails the ${error.keyword} check`;
   }
@@ -167,16 +200,23 @@ function translate(errors: readonly ErrorObject[], root: unknown): Issue[] {
     const branches = anyOf.schema as { type?: string }[];
     const inside = errors.filter((error) => error.schemaPath.startsWith(`${anyOf.schemaPath}/`));
     const kind = jsonType(anyOf.data);
-    const matching = branches.findIndex((branch) => branch.type === kind || (branch.type === 'number' && kind === 'integer'));
+    const matching = branches.findIndex(
+      (branch) => branch.type === kind || (branch.type === 'number' && kind === 'integer'),
+    );
     for (const error of inside) {
       const branch = Number(error.schemaPath.slice(anyOf.schemaPath.length + 1).split('/')[0]);
       if (matching === -1 || branch !== matching) dropped.add(error);
     }
     if (matching === -1) {
       const words = branches.map((branch) =>
-        (branch as { enum?: string[] }).enum ? (branch as { enum: string[] }).enum.map((v) => JSON.stringify(v)).join(' or ') : (TYPE_WORDS[branch.type ?? ''] ?? 'a value'),
+        (branch as { enum?: string[] }).enum
+          ? (branch as { enum: string[] }).enum.map((v) => JSON.stringify(v)).join(' or ')
+          : (TYPE_WORDS[branch.type ?? ''] ?? 'a value'),
       );
-      extra.push({ path: decodePointer(anyOf.instancePath, root), message: `must be ${words.join(' or ')}, got ${describeValue(anyOf.data)}` });
+      extra.push({
+        path: decodePointer(anyOf.instancePath, root),
+        message: `must be ${words.join(' or ')}, got ${describeValue(anyOf.data)}`,
+      });
     }
   }
 
@@ -192,7 +232,11 @@ function translate(errors: readonly ErrorObject[], root: unknown): Issue[] {
       const hint = close ? `; did you mean "${close}"?` : known.length ? ` (known keys: ${known.join(', ')})` : '';
       issues.push({ path: [...path, key], at: 'key', message: `unknown key "${key}"${hint}` });
     } else if (error.keyword === 'required') {
-      issues.push({ path: [...path, String(params.missingProperty)], at: 'parent', message: 'is required but missing' });
+      issues.push({
+        path: [...path, String(params.missingProperty)],
+        at: 'parent',
+        message: 'is required but missing',
+      });
     } else if (error.keyword === 'propertyNames') {
       continue; // the nested `format` error on the same key carries the message
     } else if (error.propertyName !== undefined) {

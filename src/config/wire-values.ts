@@ -44,7 +44,10 @@ function checkHeaderValues(set: unknown, at: readonly PathSegment[], issues: Iss
 function checkUrl(value: unknown, at: readonly PathSegment[], issues: Issue[]): void {
   const found = typeof value === 'string' ? forbiddenCharacter(value) : undefined;
   if (found) {
-    issues.push({ path: [...at], message: `holds ${found}: a URL cannot carry CR, LF or NUL, and it is never trimmed (a variable read from a file keeps its trailing newline)` });
+    issues.push({
+      path: [...at],
+      message: `holds ${found}: a URL cannot carry CR, LF or NUL, and it is never trimmed (a variable read from a file keeps its trailing newline)`,
+    });
   }
 }
 
@@ -63,7 +66,10 @@ function checkUpstreams(upstreams: unknown, issues: Issue[]): void {
   }
 }
 
-/** CR, LF or NUL in a header value or URL, after `${env:}` substitution. Defensive: `file` may have failed the schema. */
+/**
+ * CR, LF or NUL in a header value or URL, after `${env:}` substitution. Defensive: `file` may have failed the
+ * schema.
+ */
 export function checkWireValues(file: unknown): Issue[] {
   const issues: Issue[] = [];
   if (!isObject(file)) return issues;

@@ -29,7 +29,10 @@ export interface FlakyProfile {
   readonly outage: { readonly periodMs: number; readonly atMs: number; readonly lengthMs: number } | null;
 }
 
-/** The resilience benchmark's scenario A: the same seed and odds as the benchmark's own flaky upstream, so the demo shows what the benchmark measures. */
+/**
+ * The resilience benchmark's scenario A: the same seed and odds as the benchmark's own flaky upstream, so the
+ * demo shows what the benchmark measures.
+ */
 export const BENCH_PROFILE: FlakyProfile = {
   seed: 42,
   p503: 0.2,
@@ -46,7 +49,12 @@ export const HEALTHY_PROFILE: FlakyProfile = { ...BENCH_PROFILE, p503: 0, p429: 
 
 /** OpenAI's answer for an account with no credit left. */
 const QUOTA_BODY = JSON.stringify({
-  error: { message: 'You exceeded your current quota, please check your plan and billing details.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' },
+  error: {
+    message: 'You exceeded your current quota, please check your plan and billing details.',
+    type: 'insufficient_quota',
+    param: null,
+    code: 'insufficient_quota',
+  },
 });
 
 export type Fate = 'ok' | 'slow' | '503' | '429' | 'quota' | 'reset' | 'outage';
@@ -83,7 +91,10 @@ export function draw(...parts: readonly (string | number)[]): number {
   return (h >>> 0) / 4294967296;
 }
 
-/** The fate of one attempt: `elapsed` is the time since `start()` (null before it); `seen` counts attempts per request id. */
+/**
+ * The fate of one attempt: `elapsed` is the time since `start()` (null before it); `seen` counts attempts per
+ * request id.
+ */
 function fateOf(profile: FlakyProfile, seen: Map<string, number>, elapsed: number | null, id: string): Fate {
   const { outage } = profile;
   if (elapsed !== null && outage) {
@@ -103,7 +114,13 @@ function fateOf(profile: FlakyProfile, seen: Map<string, number>, elapsed: numbe
 }
 
 /** Answers an attempt as its fate says; a slow answer's timer goes into `timers`. */
-function answer(fate: Fate, req: http.IncomingMessage, res: http.ServerResponse, profile: FlakyProfile, timers: Set<NodeJS.Timeout>): void {
+function answer(
+  fate: Fate,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  profile: FlakyProfile,
+  timers: Set<NodeJS.Timeout>,
+): void {
   const send = (status: number, headers: http.OutgoingHttpHeaders, body: string) => {
     if (!res.destroyed) res.writeHead(status, { 'content-length': Buffer.byteLength(body), ...headers }).end(body);
   };

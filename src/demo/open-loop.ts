@@ -42,7 +42,9 @@ function problemOf(headers: http.IncomingHttpHeaders | undefined, body: string):
   if (!headers || !String(headers['content-type'] ?? '').includes('problem+json')) return undefined;
   try {
     const parsed = JSON.parse(body) as { code?: unknown; hint?: unknown };
-    return typeof parsed.code === 'string' && typeof parsed.hint === 'string' ? { code: parsed.code, hint: parsed.hint } : undefined;
+    return typeof parsed.code === 'string' && typeof parsed.hint === 'string'
+      ? { code: parsed.code, hint: parsed.hint }
+      : undefined;
   } catch {
     return undefined;
   }
@@ -55,7 +57,8 @@ export async function runOpenLoop(options: LoadOptions): Promise<Outcome[]> {
   const one = (index: number): Promise<Outcome> =>
     new Promise((resolve) => {
       const sentAt = performance.now() - started;
-      const post = options.postEvery !== undefined && options.postEvery > 0 && index % options.postEvery === options.postEvery - 1;
+      const post =
+        options.postEvery !== undefined && options.postEvery > 0 && index % options.postEvery === options.postEvery - 1;
       const headers: http.OutgoingHttpHeaders = { 'x-request-id': `${options.tag}:${index}` };
       if (post) {
         headers['idempotency-key'] = `${options.tag}-${index}`;
@@ -86,20 +89,29 @@ export async function runOpenLoop(options: LoadOptions): Promise<Outcome[]> {
         });
       };
       // Reads come back to the same 40 items, as an app's do.
-      const req = http.request(`${options.url}/items/${index % 40}`, { method: post ? 'POST' : 'GET', agent, headers, timeout: options.timeoutMs }, (res) => {
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          if (body.length < 4096) body += chunk;
-        });
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          const code = res.headers['x-breakwater-error'];
-          done(status, typeof code === 'string' ? `${status} ${code}` : String(status), res.headers);
-        });
-        res.on('error', () => done(0, 'reset'));
-      });
+      const req = http.request(
+        `${options.url}/items/${index % 40}`,
+        { method: post ? 'POST' : 'GET', agent, headers, timeout: options.timeoutMs },
+        (res) => {
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            if (body.length < 4096) body += chunk;
+          });
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            const code = res.headers['x-breakwater-error'];
+            done(status, typeof code === 'string' ? `${status} ${code}` : String(status), res.headers);
+          });
+          res.on('error', () => done(0, 'reset'));
+        },
+      );
       req.on('timeout', () => req.destroy(new Error('client timeout')));
-      req.on('error', (error: NodeJS.ErrnoException) => done(0, error.message === 'client timeout' ? 'client timeout' : error.code === 'ECONNREFUSED' ? 'refused' : 'reset'));
+      req.on('error', (error: NodeJS.ErrnoException) =>
+        done(
+          0,
+          error.message === 'client timeout' ? 'client timeout' : error.code === 'ECONNREFUSED' ? 'refused' : 'reset',
+        ),
+      );
       req.end(post ? '{}' : undefined);
     });
   const pending: Promise<Outcome>[] = [];

@@ -14,14 +14,24 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { startApp, type App } from '../app.js';
 import { parseConfig, formatProblem } from '../config/index.js';
-import { BENCH_PROFILE, startFlakyUpstream, type Fate, type FlakyProfile, type FlakyUpstream } from './flaky-upstream.js';
+import {
+  BENCH_PROFILE,
+  startFlakyUpstream,
+  type Fate,
+  type FlakyProfile,
+  type FlakyUpstream,
+} from './flaky-upstream.js';
 import { percentile, runOpenLoop, successRate, type Outcome } from './open-loop.js';
 
 const RATE = 40;
 const DURATION_MS = 16_000;
 const TIMEOUT_MS = 10_000;
 /** The benchmark's pattern, with its 2 s outage every 10 s instead of 15 s so that 16 s show two. */
-const PROFILE: FlakyProfile = { ...BENCH_PROFILE, pQuota: 0.03, outage: { periodMs: 10_000, atMs: 4_000, lengthMs: 2_000 } };
+const PROFILE: FlakyProfile = {
+  ...BENCH_PROFILE,
+  pQuota: 0.03,
+  outage: { periodMs: 10_000, atMs: 4_000, lengthMs: 2_000 },
+};
 
 interface Summary {
   readonly success: number;
@@ -89,12 +99,20 @@ function noCredit(outcomes: readonly Outcome[], upstream: FlakyUpstream): string
 const perRequest = (n: number, of: number) => (n / of).toFixed(2);
 
 export async function runDemo(write: (text: string) => void = (text) => process.stdout.write(text)): Promise<number> {
-  const [directUpstream, upstream, primary, secondary] = await Promise.all([startFlakyUpstream(PROFILE), startFlakyUpstream(PROFILE), startFlakyUpstream(PROFILE), startFlakyUpstream(SECOND_REGION)]);
+  const [directUpstream, upstream, primary, secondary] = await Promise.all([
+    startFlakyUpstream(PROFILE),
+    startFlakyUpstream(PROFILE),
+    startFlakyUpstream(PROFILE),
+    startFlakyUpstream(SECOND_REGION),
+  ]);
   const apps: App[] = [];
   try {
     apps.push(await startBreakwater(`  flaky: { url: ${upstream.url} }`, '{ name: demo, upstream: flaky }'));
     apps.push(
-      await startBreakwater(`  flaky: { url: ${primary.url}, failover: [{ name: second-region, url: ${secondary.url} }] }`, '{ name: demo, upstream: flaky, fallback: { stale: { maxStale: 1m } } }'),
+      await startBreakwater(
+        `  flaky: { url: ${primary.url}, failover: [{ name: second-region, url: ${secondary.url} }] }`,
+        '{ name: demo, upstream: flaky, fallback: { stale: { maxStale: 1m } } }',
+      ),
     );
     write(
       `Breakwater demo: ${RATE} requests/s for ${DURATION_MS / 1000} s (every tenth a POST with an Idempotency-Key, reads of 40 items), open loop, to an upstream that answers 503 (20%), 429 with Retry-After: 1 (7%), slowly (6%, 1.5 s), resets (5%), 429 insufficient_quota (3%: the account has no credit), and resets everything for 2 s of every 10 s. Breakwater runs with every default but errors.normalize: all; then also with a second region of the API as a failover target (flaky too, but not down when the first is) and stale reads.\n\n`,
@@ -127,7 +145,12 @@ export async function runDemo(write: (text: string) => void = (text) => process.
           'the upstream',
           `first ${resilient.filter((o) => o.ok && !o.stale && o.target === 'flaky').length}, second region ${resilient.filter((o) => o.ok && !o.stale && o.target === 'flaky/second-region').length}, stale ${resilient.filter((o) => o.stale).length}`,
         ],
-        ['out of credit (insufficient_quota)', noCredit(outcomes[0]!, directUpstream), noCredit(outcomes[1]!, upstream), noCredit(outcomes[2]!, primary)],
+        [
+          'out of credit (insufficient_quota)',
+          noCredit(outcomes[0]!, directUpstream),
+          noCredit(outcomes[1]!, upstream),
+          noCredit(outcomes[2]!, primary),
+        ],
         ['what the upstream did', served(directUpstream.fates), served(upstream.fates), served(primary.fates)],
       ],
       write,

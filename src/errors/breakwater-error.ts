@@ -12,7 +12,11 @@ export class BreakwaterError extends Error {
   /** Extra response headers that describe the error (RateLimit fields of a 429). */
   readonly headers: Readonly<Record<string, string>> | undefined;
 
-  constructor(code: ErrorCode, detail: string, options: { cause?: unknown; retryAfterSeconds?: number; headers?: Record<string, string> } = {}) {
+  constructor(
+    code: ErrorCode,
+    detail: string,
+    options: { cause?: unknown; retryAfterSeconds?: number; headers?: Record<string, string> } = {},
+  ) {
     super(detail, { cause: options.cause });
     this.name = 'BreakwaterError';
     this.code = code;

@@ -9,12 +9,21 @@
  * socket is then closed): a huge error page is never buffered whole.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { brotliDecompressSync, constants, createBrotliDecompress, createGunzip, createInflate, gunzipSync, inflateSync } from 'node:zlib';
+import {
+  brotliDecompressSync,
+  constants,
+  createBrotliDecompress,
+  createGunzip,
+  createInflate,
+  gunzipSync,
+  inflateSync,
+} from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { buildProblem, problemHeaders } from './problem.js';
 import { readErrorText } from './dialects/index.js';
 import { readQuota } from './quota.js';
-import { answerEntry, type RuleDecision } from './provider-rules.js';
+import { answerEntry } from './provider-rules.js';
+import type { RuleDecision } from './provider-table.js';
 import { parseRetryAfter } from '../lib/retry-after.js';
 
 /** An upstream's answer as this module reads it (upstream/response.ts gives one). */
@@ -30,7 +39,16 @@ export const ERROR_BODY_CAP_BYTES = 256 * 1024;
 export const PROVIDER_TEXT_BYTES = 4096;
 
 /** Response headers of the provider that stay on the rewritten response. */
-const KEPT_HEADERS = ['retry-after', 'allow', 'www-authenticate', 'ratelimit', 'ratelimit-policy', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'];
+const KEPT_HEADERS = [
+  'retry-after',
+  'allow',
+  'www-authenticate',
+  'ratelimit',
+  'ratelimit-policy',
+  'ratelimit-limit',
+  'ratelimit-remaining',
+  'ratelimit-reset',
+];
 
 export interface NormalizeContext {
   readonly instance: string;
@@ -78,7 +96,10 @@ export function decodeBody(raw: Buffer, encoding: string | undefined): string {
       case 'deflate':
         return inflateSync(raw, flush).toString('utf8');
       case 'br':
-        return brotliDecompressSync(raw, { finishFlush: constants.BROTLI_OPERATION_FLUSH, maxOutputLength: ERROR_BODY_CAP_BYTES }).toString('utf8');
+        return brotliDecompressSync(raw, {
+          finishFlush: constants.BROTLI_OPERATION_FLUSH,
+          maxOutputLength: ERROR_BODY_CAP_BYTES,
+        }).toString('utf8');
       default:
         return raw.toString('utf8');
     }
@@ -137,7 +158,10 @@ function decodeUtf8(buffer: Buffer): string {
   return trimReplacementTail(new TextDecoder('utf-8', { fatal: false }).decode(buffer));
 }
 
-/** The problem as JSON; a provider body nested deeper than JSON.stringify can go (a RangeError) is given as its text, cut. */
+/**
+ * The problem as JSON; a provider body nested deeper than JSON.stringify can go (a RangeError) is given as its
+ * text, cut.
+ */
 function serialize(problem: { provider: { body: unknown } }, text: string): string {
   try {
     return JSON.stringify(problem);
@@ -146,7 +170,10 @@ function serialize(problem: { provider: { body: unknown } }, text: string): stri
   }
 }
 
-export async function normalizeUpstreamError(response: UpstreamAnswer, context: NormalizeContext): Promise<NormalizedResponse> {
+export async function normalizeUpstreamError(
+  response: UpstreamAnswer,
+  context: NormalizeContext,
+): Promise<NormalizedResponse> {
   const status = response.statusCode ?? 502;
   const entry = answerEntry(status, context.decision);
   const contentType = String(response.headers['content-type'] ?? '').toLowerCase();
@@ -183,10 +210,19 @@ export async function normalizeUpstreamError(response: UpstreamAnswer, context: 
   const body = context.method === 'HEAD' ? '' : serialize(problem, text);
   const headers: OutgoingHttpHeaders = {};
   for (const name of KEPT_HEADERS) if (response.headers[name] !== undefined) headers[name] = response.headers[name];
-  for (const [name, value] of Object.entries(response.headers)) if (name.startsWith('x-ratelimit-')) headers[name] = value;
+  for (const [name, value] of Object.entries(response.headers))
+    if (name.startsWith('x-ratelimit-')) headers[name] = value;
   if (context.target !== null) headers['x-breakwater-target'] = context.target;
-  Object.assign(headers, problemHeaders(entry.code, context.requestId, Buffer.byteLength(context.method === 'HEAD' ? JSON.stringify(problem) : body)), {
-    'x-breakwater-attempts': String(context.attempts),
-  });
+  Object.assign(
+    headers,
+    problemHeaders(
+      entry.code,
+      context.requestId,
+      Buffer.byteLength(context.method === 'HEAD' ? JSON.stringify(problem) : body),
+    ),
+    {
+      'x-breakwater-attempts': String(context.attempts),
+    },
+  );
   return { status, headers, body, code: entry.code };
 }

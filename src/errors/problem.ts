@@ -4,7 +4,8 @@
  */
 import type { BreakwaterError } from './breakwater-error.js';
 import { CATALOG, typeUrn } from './catalog.js';
-import { describeDecision, type RuleDecision } from './provider-rules.js';
+import { describeDecision } from './provider-rules.js';
+import type { RuleDecision } from './provider-table.js';
 import { entryForCode } from './upstream-catalog.js';
 
 export interface ProblemContext {
@@ -54,7 +55,13 @@ export interface ProblemEntry {
 }
 
 /** The SPEC §5 fields, in one order, for both sources (Breakwater's own errors and normalized upstream ones). */
-export function buildProblem(entry: ProblemEntry, detail: string, source: ProblemBody['source'], context: ProblemContext, retryAfterSeconds?: number): ProblemBody {
+export function buildProblem(
+  entry: ProblemEntry,
+  detail: string,
+  source: ProblemBody['source'],
+  context: ProblemContext,
+  retryAfterSeconds?: number,
+): ProblemBody {
   return {
     type: typeUrn(entry.code),
     title: entry.title,
@@ -80,14 +87,28 @@ export function buildProblem(entry: ProblemEntry, detail: string, source: Proble
  * catalogue (`source: proxy`), else a provider rule's decision or the
  * upstream statuses' entry that carries the code (`source: upstream`).
  */
-export function describeCode(code: string, status: number, decision?: RuleDecision): ProblemEntry & { readonly source: ProblemBody['source'] } {
+export function describeCode(
+  code: string,
+  status: number,
+  decision?: RuleDecision,
+): ProblemEntry & { readonly source: ProblemBody['source'] } {
   const own = (CATALOG as Record<string, Omit<ProblemEntry, 'code'> | undefined>)[code];
   if (own) return { ...own, code, source: 'proxy' };
-  return { ...(decision ? describeDecision(status, decision) : entryForCode(code, status)), code, status, source: 'upstream' };
+  return {
+    ...(decision ? describeDecision(status, decision) : entryForCode(code, status)),
+    code,
+    status,
+    source: 'upstream',
+  };
 }
 
 /** The headers every problem response carries. */
-export function problemHeaders(code: string, requestId: string, bodyBytes: number, contentType = 'application/problem+json'): Record<string, string> {
+export function problemHeaders(
+  code: string,
+  requestId: string,
+  bodyBytes: number,
+  contentType = 'application/problem+json',
+): Record<string, string> {
   return {
     'content-type': contentType,
     'content-length': String(bodyBytes),
@@ -98,15 +119,27 @@ export function problemHeaders(code: string, requestId: string, bodyBytes: numbe
 }
 
 export function problemBody(error: BreakwaterError, context: ProblemContext): ProblemBody {
-  return buildProblem({ code: error.code, ...CATALOG[error.code] }, error.detail, 'proxy', context, error.retryAfterSeconds);
+  return buildProblem(
+    { code: error.code, ...CATALOG[error.code] },
+    error.detail,
+    'proxy',
+    context,
+    error.retryAfterSeconds,
+  );
 }
 
 /** The status, headers and body for an error; `plain` for `errors.normalize: off`. */
 export function renderProblem(error: BreakwaterError, context: ProblemContext, plain = false): RenderedProblem {
   const entry = CATALOG[error.code];
   const body = plain ? `${entry.title}: ${error.detail}\n` : JSON.stringify(problemBody(error, context));
-  const headers = problemHeaders(error.code, context.requestId, Buffer.byteLength(body), plain ? 'text/plain; charset=utf-8' : undefined);
-  if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(Math.max(0, Math.ceil(error.retryAfterSeconds)));
+  const headers = problemHeaders(
+    error.code,
+    context.requestId,
+    Buffer.byteLength(body),
+    plain ? 'text/plain; charset=utf-8' : undefined,
+  );
+  if (error.retryAfterSeconds !== undefined)
+    headers['retry-after'] = String(Math.max(0, Math.ceil(error.retryAfterSeconds)));
   if (error.headers) Object.assign(headers, error.headers);
   return { status: entry.status, headers, body };
 }

@@ -22,10 +22,18 @@ function number(value: string | undefined): number | undefined {
   return Number(value);
 }
 
-const PARAMETERS = new Map(['q', 'w', 'r', 't', 'limit', 'remaining', 'reset'].map((name) => [name, new RegExp(`(?:^|[;,\\s])${name}\\s*=\\s*(-?\\d+(?:\\.\\d+)?)`)]));
+const PARAMETERS = new Map(
+  ['q', 'w', 'r', 't', 'limit', 'remaining', 'reset'].map((name) => [
+    name,
+    new RegExp(`(?:^|[;,\\s])${name}\\s*=\\s*(-?\\d+(?:\\.\\d+)?)`),
+  ]),
+);
 
 /** A structured-field parameter (`r=50`) of the first item of a list; patterns compiled once, not per response. */
-function parameter(field: string | undefined, name: 'q' | 'w' | 'r' | 't' | 'limit' | 'remaining' | 'reset'): number | undefined {
+function parameter(
+  field: string | undefined,
+  name: 'q' | 'w' | 'r' | 't' | 'limit' | 'remaining' | 'reset',
+): number | undefined {
   if (!field) return undefined;
   const match = PARAMETERS.get(name)!.exec(field);
   return match ? Number(match[1]) : undefined;
@@ -33,7 +41,10 @@ function parameter(field: string | undefined, name: 'q' | 'w' | 'r' | 't' | 'lim
 
 type ResetKind = 'epoch' | 'epoch-ms' | 'delta';
 
-/** A numeric reset as seconds from now; `auto`: epoch ms above 1e12, epoch s above 1e9, else already a delta. Epochs are taken against `referenceMs` (the response's Date). */
+/**
+ * A numeric reset as seconds from now; `auto`: epoch ms above 1e12, epoch s above 1e9, else already a delta.
+ * Epochs are taken against `referenceMs` (the response's Date).
+ */
 function secondsUntil(reset: number, kind: ResetKind | 'auto', referenceMs: number): number {
   const as = kind !== 'auto' ? kind : reset > 1e12 ? 'epoch-ms' : reset > 1e9 ? 'epoch' : 'delta';
   if (as === 'epoch-ms') return Math.max(0, Math.ceil((reset - referenceMs) / 1000));
@@ -47,7 +58,10 @@ function referenceOf(dateHeader: string | undefined, nowMs: number): number {
   return Number.isNaN(date) ? nowMs : date;
 }
 
-/** A reset value as seconds from now, its unit guessed (epoch ms, epoch s, delta); epochs against the response's Date. */
+/**
+ * A reset value as seconds from now, its unit guessed (epoch ms, epoch s, delta); epochs against the response's
+ * Date.
+ */
 export function resetToSeconds(reset: number, dateHeader: string | undefined, nowMs: number): number {
   return secondsUntil(reset, 'auto', referenceOf(dateHeader, nowMs));
 }
@@ -60,7 +74,11 @@ export function parseGoDuration(value: string | undefined): number | undefined {
 }
 
 /** A quota when it names a limit or a remaining count (finite numbers only). */
-function quotaOf(limit: number | undefined, remaining: number | undefined, resetSeconds: number | undefined): Quota | undefined {
+function quotaOf(
+  limit: number | undefined,
+  remaining: number | undefined,
+  resetSeconds: number | undefined,
+): Quota | undefined {
   const hasLimit = limit !== undefined && Number.isFinite(limit);
   const hasRemaining = remaining !== undefined && Number.isFinite(remaining);
   if (!hasLimit && !hasRemaining) return undefined;
@@ -79,7 +97,10 @@ export interface QuotaOptions {
   readonly resetFormat?: ResetFormat;
 }
 
-/** A reset header value in seconds from now, per `format` (auto: a duration when it has letters, else guessed from its size). */
+/**
+ * A reset header value in seconds from now, per `format` (auto: a duration when it has letters, else guessed
+ * from its size).
+ */
 function readReset(headers: IncomingHttpHeaders, name: string, format: ResetFormat, nowMs: number): number | undefined {
   const value = firstHeader(headers, name);
   if (value === undefined) return undefined;
@@ -93,7 +114,8 @@ const MAX_USED_OF_MAX = 64;
 
 /** `used/max` (Shopify's `X-Shopify-Shop-Api-Call-Limit: 32/40`, Salesforce's `api-usage=10018/100000`). */
 function usedOfMax(value: string | undefined): Quota | undefined {
-  // An upstream's header: an unanchored pattern over thousands of digits backtracks quadratically (SPEC §20.5); real values are a few characters.
+  // An upstream's header: an unanchored pattern over thousands of digits backtracks quadratically (SPEC §20.5);
+  // real values are a few characters.
   if (!value || value.length > MAX_USED_OF_MAX) return undefined;
   const match = /(\d+)\s*\/\s*(\d+)/.exec(value);
   if (!match) return undefined;
@@ -125,7 +147,11 @@ const READERS: Record<Exclude<QuotaDialect, 'auto'>, Reader> = {
   },
   'x-ratelimit'(headers, format, nowMs) {
     if (headers['x-ratelimit-remaining'] === undefined && headers['x-ratelimit-limit'] === undefined) return undefined;
-    return quotaOf(number(firstHeader(headers, 'x-ratelimit-limit')), number(firstHeader(headers, 'x-ratelimit-remaining')), readReset(headers, 'x-ratelimit-reset', format, nowMs));
+    return quotaOf(
+      number(firstHeader(headers, 'x-ratelimit-limit')),
+      number(firstHeader(headers, 'x-ratelimit-remaining')),
+      readReset(headers, 'x-ratelimit-reset', format, nowMs),
+    );
   },
   openai(headers, format, nowMs) {
     if (headers['x-ratelimit-remaining-requests'] === undefined) return undefined;
@@ -149,7 +175,8 @@ const AUTO_ORDER = [READERS.ietf, READERS['x-ratelimit'], READERS.openai, READER
  */
 export function readQuota(headers: IncomingHttpHeaders, nowMs: number, options: QuotaOptions = {}): Quota | undefined {
   const format = options.resetFormat ?? 'auto';
-  if (options.dialect !== undefined && options.dialect !== 'auto') return READERS[options.dialect](headers, format, nowMs);
+  if (options.dialect !== undefined && options.dialect !== 'auto')
+    return READERS[options.dialect](headers, format, nowMs);
   for (const read of AUTO_ORDER) {
     const found = read(headers, format, nowMs);
     if (found) return found;

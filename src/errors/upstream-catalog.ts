@@ -147,5 +147,13 @@ export const RULE_CODES: Readonly<Record<string, UpstreamStatusEntry>> = {
 /** The entry of a code a rule names: a rule-only code, or the status entry that carries it. */
 export function entryForCode(code: string, status: number): UpstreamStatusEntry {
   const fromStatus = Object.values(UPSTREAM_STATUSES).find((entry) => entry.code === code);
-  return RULE_CODES[code] ?? fromStatus ?? (code === OTHER_CLIENT_ERROR.code ? OTHER_CLIENT_ERROR : code === OTHER_SERVER_ERROR.code ? OTHER_SERVER_ERROR : upstreamStatusEntry(status));
+  return (
+    RULE_CODES[code] ??
+    fromStatus ??
+    (code === OTHER_CLIENT_ERROR.code
+      ? OTHER_CLIENT_ERROR
+      : code === OTHER_SERVER_ERROR.code
+        ? OTHER_SERVER_ERROR
+        : upstreamStatusEntry(status))
+  );
 }

@@ -24,8 +24,17 @@ export class Turns {
     return true;
   }
 
-  /** Waits for the turn behind the waiters of its class (`place`) and higher; rejects with `giveUp()` after `waitMs` or on abort. */
-  take(place: Place, waitMs: number, onAbort: (listener: () => void) => () => void, giveUp: () => unknown, note?: PromotionNote): Promise<void> {
+  /**
+   * Waits for the turn behind the waiters of its class (`place`) and higher; rejects with `giveUp()` after
+   * `waitMs` or on abort.
+   */
+  take(
+    place: Place,
+    waitMs: number,
+    onAbort: (listener: () => void) => () => void,
+    giveUp: () => unknown,
+    note?: PromotionNote,
+  ): Promise<void> {
     if (this.claim()) return Promise.resolve();
     return this.queue.wait(waitMs, onAbort, giveUp, place, note);
   }

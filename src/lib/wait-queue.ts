@@ -16,13 +16,19 @@
  * everything else (counts, which waiter a full queue refuses).
  */
 
-/** Where a waiter stands: its class (0 the highest) and, with the starvation guard, after how long it goes as the highest (a priority class is one). */
+/**
+ * Where a waiter stands: its class (0 the highest) and, with the starvation guard, after how long it goes as the
+ * highest (a priority class is one).
+ */
 export interface Place {
   readonly rank: number;
   readonly promoteAfterMs: number | null;
 }
 
-/** Where a promotion is noted when the promoted waiter goes ahead of a waiting one of a higher class (a request's flags). */
+/**
+ * Where a promotion is noted when the promoted waiter goes ahead of a waiting one of a higher class (a request's
+ * flags).
+ */
 export interface PromotionNote {
   add(flag: 'PROMOTED'): unknown;
 }
@@ -51,7 +57,13 @@ export class WaitQueue<T> {
    * with `giveUp()` after `waitMs`, or when `onAbort` fires. `note` hears
    * of a promotion that put it ahead of a higher class.
    */
-  wait(waitMs: number, onAbort: (listener: () => void) => () => void, giveUp: () => unknown, place: Place = FIRST, note?: PromotionNote): Promise<T> {
+  wait(
+    waitMs: number,
+    onAbort: (listener: () => void) => () => void,
+    giveUp: () => unknown,
+    place: Place = FIRST,
+    note?: PromotionNote,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let stop: () => void = () => {};
       let promote: NodeJS.Timeout | undefined;
@@ -76,7 +88,8 @@ export class WaitQueue<T> {
         },
       };
       const timer = setTimeout(() => waiter.reject(giveUp()), waitMs);
-      if (place.rank > 0 && place.promoteAfterMs !== null && place.promoteAfterMs < waitMs) promote = setTimeout(() => (waiter.order = 0), place.promoteAfterMs);
+      if (place.rank > 0 && place.promoteAfterMs !== null && place.promoteAfterMs < waitMs)
+        promote = setTimeout(() => (waiter.order = 0), place.promoteAfterMs);
       this.waiters.push(waiter);
       stop = onAbort(() => waiter.reject(giveUp()));
     });
@@ -86,7 +99,8 @@ export class WaitQueue<T> {
   resolveHead(value: T): boolean {
     let head = this.waiters[0];
     if (!head) return false;
-    for (let i = 1; i < this.waiters.length && head.order > 0; i++) if (this.waiters[i]!.order < head.order) head = this.waiters[i]!;
+    for (let i = 1; i < this.waiters.length && head.order > 0; i++)
+      if (this.waiters[i]!.order < head.order) head = this.waiters[i]!;
     // Promoted, it goes ahead of a waiter of a higher class, if one waits: say so.
     const rank = head.rank;
     if (head.order < rank && head.note && this.waiters.some((other) => other.rank < rank)) head.note.add('PROMOTED');
@@ -101,7 +115,8 @@ export class WaitQueue<T> {
    */
   displace(rank: number, error: () => unknown): boolean {
     let victim: Waiter<T> | undefined;
-    for (const waiter of this.waiters) if (waiter.rank > rank && (!victim || waiter.rank >= victim.rank)) victim = waiter;
+    for (const waiter of this.waiters)
+      if (waiter.rank > rank && (!victim || waiter.rank >= victim.rank)) victim = waiter;
     if (!victim) return false;
     victim.reject(error());
     return true;

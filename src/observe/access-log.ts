@@ -66,7 +66,10 @@ export interface AccessEntry {
   readonly flags: readonly string[];
 }
 
-/** Whether an access line would be written: `logging.accessLog` on and the logger at info or below (check before building the entry). */
+/**
+ * Whether an access line would be written: `logging.accessLog` on and the logger at info or below (check before
+ * building the entry).
+ */
 export function wantsAccessLog(logger: Logger, accessLog: boolean): boolean {
   return accessLog && logger.isLevelEnabled('info');
 }

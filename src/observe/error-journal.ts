@@ -22,14 +22,20 @@ export interface JournalAttempt {
   readonly durationMs: number | null;
 }
 
-/** What the upstream itself said in its error answer, bounded whatever it sent (SPEC §20.7; server/journal-entry.ts cuts it). */
+/**
+ * What the upstream itself said in its error answer, bounded whatever it sent (SPEC §20.7;
+ * server/journal-entry.ts cuts it).
+ */
 export interface JournalProvider {
   readonly status: number;
   /** At most 128 characters. */
   readonly code: string | null;
   /** At most 1,024 characters, ending in `…` when cut. */
   readonly message: string | null;
-  /** Its body: parsed JSON when it fits in 4 KiB (as sent and written again), else the text cut at 4 KiB; null when empty. */
+  /**
+   * Its body: parsed JSON when it fits in 4 KiB (as sent and written again), else the text cut at 4 KiB; null
+   * when empty.
+   */
   readonly body: unknown;
 }
 
@@ -55,7 +61,10 @@ export interface JournalEntry {
   readonly durationMs: number;
   readonly attempts: readonly JournalAttempt[];
   readonly provider: JournalProvider | null;
-  /** The upstream's rate-limit, Retry-After and request-id headers, lower-case names; each value at most 256 characters. */
+  /**
+   * The upstream's rate-limit, Retry-After and request-id headers, lower-case names; each value at most 256
+   * characters.
+   */
   readonly headers: Readonly<Record<string, string>>;
   /** Answered with a stored answer instead (SPEC §8.2): `code` is the failure it replaced. */
   readonly stale?: true;

@@ -39,7 +39,10 @@ const SEPARATOR = '\u0001';
 /** A missing optional label keys apart from every value it could have. */
 const ABSENT = '\u0002';
 
-function keyOf<L extends string>(labelNames: readonly L[], labels: Readonly<Partial<Record<L, string | number>>>): string {
+function keyOf<L extends string>(
+  labelNames: readonly L[],
+  labels: Readonly<Partial<Record<L, string | number>>>,
+): string {
   let key = '';
   for (let i = 0; i < labelNames.length; i++) {
     const value = labels[labelNames[i]!];
@@ -86,7 +89,10 @@ export interface LabelBound<L extends string> {
 }
 
 /** `labels` with the bounded label's value replaced when it is over the bound (the same object otherwise). */
-function boundLabels<T extends Readonly<Record<string, string | number | undefined>>>(labels: T, bound: LabelBound<string> | undefined): T {
+function boundLabels<T extends Readonly<Record<string, string | number | undefined>>>(
+  labels: T,
+  bound: LabelBound<string> | undefined,
+): T {
   if (bound === undefined) return labels;
   const value = labels[bound.label];
   if (value === undefined) return labels;
@@ -130,11 +136,17 @@ export class FastCounter<L extends string> {
   }
 }
 
-/** A histogram whose labels `O` may be left out of a series (SPEC §13's `priority`, only when classes are configured). */
+/**
+ * A histogram whose labels `O` may be left out of a series (SPEC §13's `priority`, only when classes are
+ * configured).
+ */
 export class FastHistogram<L extends string, O extends string = never> {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
-  private readonly series = new Map<string, { labels: SomeLabels<L, O>; counts: Float64Array; sum: number; count: number }>();
+  private readonly series = new Map<
+    string,
+    { labels: SomeLabels<L, O>; counts: Float64Array; sum: number; count: number }
+  >();
 
   constructor(
     readonly name: string,
@@ -164,7 +176,10 @@ export class FastHistogram<L extends string, O extends string = never> {
     series.count += 1;
   }
 
-  /** Every series' labels, per-bucket counts (not cumulative; past the last bucket: `count` minus their sum) and count, read in place. */
+  /**
+   * Every series' labels, per-bucket counts (not cumulative; past the last bucket: `count` minus their sum) and
+   * count, read in place.
+   */
   each(visit: (labels: SomeLabels<L, O>, counts: Float64Array, count: number) => void): void {
     for (const series of this.series.values()) visit(series.labels, series.counts, series.count);
   }
@@ -175,7 +190,11 @@ export class FastHistogram<L extends string, O extends string = never> {
       let cumulative = 0;
       for (let i = 0; i < this.buckets.length; i++) {
         cumulative += series.counts[i]!;
-        values.push({ value: cumulative, labels: { ...series.labels, le: this.buckets[i]! }, metricName: `${this.name}_bucket` });
+        values.push({
+          value: cumulative,
+          labels: { ...series.labels, le: this.buckets[i]! },
+          metricName: `${this.name}_bucket`,
+        });
       }
       values.push({ value: series.count, labels: { ...series.labels, le: '+Inf' }, metricName: `${this.name}_bucket` });
       values.push({ value: series.sum, labels: { ...series.labels }, metricName: `${this.name}_sum` });

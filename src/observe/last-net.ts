@@ -21,7 +21,10 @@ export function installRejectionNet(source: RejectionSource, logger: Logger, met
   const listener = (reason: unknown) => {
     metrics.internalErrors.inc({});
     const err = reason instanceof Error ? reason : new Error(`non-Error rejection: ${String(reason)}`);
-    logger.error({ err }, 'internal error: an unhandled promise rejection (the process keeps serving; please report it)');
+    logger.error(
+      { err },
+      'internal error: an unhandled promise rejection (the process keeps serving; please report it)',
+    );
   };
   source.on('unhandledRejection', listener);
   return () => source.off('unhandledRejection', listener);

@@ -10,16 +10,22 @@
  * We therefore render Prometheus text only and derive the OpenMetrics form from it.
  */
 import client, { type Gauge } from 'prom-client';
-import { BoundedLabel, FastCounter, FastHistogram, type LabelBound } from './fast-metrics.js';
+import { BoundedLabel, FastCounter, FastHistogram } from './fast-metrics.js';
 import type { Config } from '../config/types.js';
 import { HTTP_METHODS } from '../config/defaults.js';
 import { reportingPolicies } from '../config/report-mode.js';
-import { zeroForward, zeroShed } from './metric-zeros.js';
 import { CATALOG, RECORDED_ONLY_CODES } from '../errors/catalog.js';
 import { OUTCOMES } from '../upstream/classify.js';
+import {
+  CIRCUIT_STATES,
+  fastFamilies,
+  policyFamilies,
+  requestFamilies,
+  scrapedFamilies,
+  scrapedGauges,
+  type ScrapeSources,
+} from './metric-families.js';
 
-/** Every value of `breakwater_circuit_state{state}` (SPEC §6; `shedding` added by the breaker redesign). */
-export const CIRCUIT_STATES = ['closed', 'shedding', 'open', 'half_open'] as const;
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
@@ -29,9 +35,11 @@ export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1
  * 100 keep a scrape near 3,000 lines, and no dashboard shows more hosts one by one. Config names never count.
  */
 export const MAX_TARGET_SERIES = 100;
-/** The `upstream` value of the targets beyond MAX_TARGET_SERIES: neither a config name (those start with a letter or digit) nor host:port. */
+/**
+ * The `upstream` value of the targets beyond MAX_TARGET_SERIES: neither a config name (those start with a letter
+ * or digit) nor host:port.
+ */
 export const OTHER_TARGETS = '_other';
-const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const RETRY_REASONS = ['http_5xx', 'http_429', 'timeout', 'connect_failure', 'reset'] as const;
 const KNOWN_METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
 
@@ -70,13 +78,20 @@ export interface Metrics {
   readonly staleEntries: Gauge<'route'>;
   readonly staleBytes: Gauge<'route'>;
   /** Where the stale-answer gauges read each route's store at scrape time. */
-  setStaleStores(source: () => Iterable<{ readonly route: string; readonly entries: number; readonly bytes: number }>): void;
+  setStaleStores(
+    source: () => Iterable<{ readonly route: string; readonly entries: number; readonly bytes: number }>,
+  ): void;
   /** Where `breakwater_circuit_state` reads the breakers' states at scrape time. */
   setCircuitStates(source: () => Iterable<{ readonly upstream: string; readonly state: string }>): void;
-  /** Where `breakwater_rate_limit_queue_depth` reads the queues at scrape time; `priority` only when classes are configured (SPEC §13). */
+  /**
+   * Where `breakwater_rate_limit_queue_depth` reads the queues at scrape time; `priority` only when classes are
+   * configured (SPEC §13).
+   */
   setQueueDepths(source: () => Iterable<QueueDepth>): void;
   /** Where the quota gauge reads the pacers' last announced remaining at scrape time. */
-  setQuotas(source: () => Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }>): void;
+  setQuotas(
+    source: () => Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }>,
+  ): void;
   /** Creates the known series of a config at zero. */
   registerConfig(config: Config): void;
   /** The exposition for a scrape; OpenMetrics when `openMetrics`. */
@@ -115,19 +130,40 @@ export function toOpenMetrics(text: string): string {
   return `${lines.join('\n')}\n# EOF\n`;
 }
 
-/** The lowest remaining quota per upstream and scope across pacing keys. */
-function lowestQuotas(
-  quotas: Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }>,
-  set: (labels: { upstream: string; scope: string }, value: number) => void,
+/**
+ * The `breakwater_shed_total` series a route can count (SPEC §13): per class (`""` without classes) and reason
+ * where it waits.
+ */
+function zeroShed(
+  shed: FastCounter<'route' | 'priority' | 'reason'>,
+  config: Config,
+  route: string,
+  queued: boolean,
+  paced: boolean,
 ): void {
-  const lowest = new Map<string, { upstream: string; scope: string; remaining: number }>();
-  for (const { upstream, scope, remaining } of quotas) {
-    if (remaining === null) continue;
-    const id = `${upstream}\u0001${scope}`;
-    const seen = lowest.get(id);
-    if (!seen || remaining < seen.remaining) lowest.set(id, { upstream, scope, remaining });
+  const classes = config.priorities?.classes ?? [{ name: '', quotaFloor: null }];
+  for (const { name: priority, quotaFloor } of classes) {
+    const reasons = [
+      ...(queued ? ['queue_full', 'queue_timeout'] : []),
+      ...(queued && config.priorities ? ['displaced'] : []),
+      ...(paced ? ['max_wait'] : []),
+      ...(paced && quotaFloor !== null ? ['quota_floor'] : []),
+    ];
+    for (const reason of reasons) shed.inc({ route, priority, reason }, 0);
   }
-  for (const { upstream, scope, remaining } of lowest.values()) set({ upstream, scope }, remaining);
+}
+
+/**
+ * `breakwater_forward_requests_total` (SPEC §19.3): per caller (`""`: none matched) and the decisions its mode
+ * can make.
+ */
+function zeroForward(forwardRequests: FastCounter<'caller' | 'decision'>, config: Config): void {
+  const { forwardProxy } = config;
+  if (!forwardProxy.enabled) return;
+  for (const { name, mode } of [{ name: '', mode: forwardProxy.mode }, ...forwardProxy.callers]) {
+    for (const decision of ['allowed', 'denied', ...(mode === 'report' ? ['would_deny'] : [])])
+      forwardRequests.inc({ caller: name, decision }, 0);
+  }
 }
 
 /** Every series a config names, at zero, so that rates and alerts see them before the first event. */
@@ -153,7 +189,8 @@ function zeroSeries(metrics: Metrics, config: Config, upstreams: BoundedLabel): 
     for (const policy of reportingPolicies(config, route)) metrics.policyReports.inc({ ...labels, policy }, 0);
     if (route.upstream !== null) {
       for (const outcome of OUTCOMES) metrics.upstreamAttempts.inc({ ...labels, upstream: route.upstream, outcome }, 0);
-      for (const target of config.upstreams[route.upstream]?.failover ?? []) metrics.failovers.inc({ ...labels, upstream: route.upstream, target: target.name }, 0);
+      for (const target of config.upstreams[route.upstream]?.failover ?? [])
+        metrics.failovers.inc({ ...labels, upstream: route.upstream, target: target.name }, 0);
     }
   }
   for (const upstream of Object.values(config.upstreams)) {
@@ -170,113 +207,33 @@ function zeroSeries(metrics: Metrics, config: Config, upstreams: BoundedLabel): 
   }
 }
 
-const SHED_HELP = "Requests refused where they waited, by the refused request's priority class and why: displaced, quota_floor, queue_full, queue_timeout, max_wait (SPEC §13).";
-
-/** Histograms of durations in seconds; labels `O` may be left out of a series. */
-function durationHistograms(register: <M extends { name: string }>(metric: M) => M) {
-  return <L extends string, O extends string = never>(name: string, help: string, labelNames: readonly (L | O)[], bound?: LabelBound<L | O>) =>
-    register(new FastHistogram<L, O>(name, help, labelNames, DURATION_BUCKETS, bound));
-}
-
-/** Gauges filled from live state at each scrape (`fill` sets every series; the others are dropped). */
-function scrapedGauges(registers: client.Registry[]) {
-  return <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (set: (labels: Record<L, string>, value: number) => void) => void) =>
-    new client.Gauge<L>({
-      name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        fill((labels, value) => this.set(labels as client.LabelValues<L>, value));
-      },
-    });
-}
-
-/** The request path's counters and histograms (fast-metrics.ts), registered on `registry`. */
-function fastFamilies(registry: client.Registry) {
-  const register = <M extends { name: string }>(metric: M): M => {
-    registry.registerMetric(metric as unknown as client.Metric);
-    return metric;
-  };
-  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[], bound?: LabelBound<L>) => register(new FastCounter<L>(name, help, labelNames, bound));
-  return { counter, histogram: durationHistograms(register) };
-}
-
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new client.Registry();
   if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: registry });
-  const registers = [registry];
-  const { counter, histogram } = fastFamilies(registry);
+  const families = fastFamilies(registry);
   const byUpstream = { label: 'upstream', values: new BoundedLabel(MAX_TARGET_SERIES, OTHER_TARGETS) } as const;
-  const scraped = scrapedGauges(registers);
-
-  let circuitStates: () => Iterable<{ readonly upstream: string; readonly state: string }> = () => [];
-  let queueDepths: () => Iterable<QueueDepth> = () => [];
-  let staleStores: () => Iterable<{ readonly route: string; readonly entries: number; readonly bytes: number }> = () => [];
-  let quotas: () => Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }> = () => [];
+  const sources: ScrapeSources = {
+    circuitStates: () => [],
+    queueDepths: () => [],
+    staleStores: () => [],
+    quotas: () => [],
+  };
   const metrics: Metrics = {
     registry,
-    requestsTotal: counter('breakwater_requests_total', 'Requests answered, by route, method and the status sent to the client.', ['route', 'method', 'code']),
-    requestDuration: histogram('breakwater_request_duration_seconds', 'Time from request to the end of the response, by route and method.', ['route', 'method']),
-    upstreamAttempts: counter('breakwater_upstream_attempts_total', 'Attempts made upstream, by classified outcome.', ['route', 'upstream', 'outcome'], byUpstream),
-    upstreamAttemptDuration: histogram('breakwater_upstream_attempt_duration_seconds', "Time from an attempt's start to its response headers or failure.", ['route', 'upstream'], byUpstream),
-    retries: counter('breakwater_retries_total', 'Retries made, by the outcome that was retried.', ['route', 'reason']),
-    retryBudgetExhausted: counter('breakwater_retry_budget_exhausted_total', "Retries skipped because the route's retry budget was spent.", ['route']),
-    circuitState: scraped('breakwater_circuit_state', 'Circuit breaker state per upstream (closed, shedding, open, half_open): 1 for the current state.', ['upstream', 'state'], (set) => {
-      for (const { upstream, state } of circuitStates()) {
-        for (const candidate of CIRCUIT_STATES) set({ upstream, state: candidate }, candidate === state ? 1 : 0);
-      }
-    }),
-    circuitTransitions: counter('breakwater_circuit_transitions_total', 'Circuit breaker state changes, by the state entered.', ['upstream', 'to'], byUpstream),
-    circuitRejections: counter('breakwater_circuit_rejections_total', "Calls refused by the upstream's breaker: open, half-open, or shed while it fails.", ['upstream'], byUpstream),
-    rateLimited: counter('breakwater_rate_limited_total', "Requests refused by the route's rate limit.", ['route']),
-    rateLimitQueueDepth: scraped(
-      'breakwater_rate_limit_queue_depth',
-      "Requests waiting in the route's rate-limit queue (by priority class when classes are configured).",
-      ['route', 'priority'],
-      (set) => {
-        // prom-client renders the labels a series has: without classes, no `priority`.
-        for (const { route, priority, depth } of queueDepths()) set((priority === undefined ? { route } : { route, priority }) as Record<'route' | 'priority', string>, depth);
-      },
-    ),
-    errors: counter('breakwater_errors_total', 'Errors Breakwater produced or recorded, by route and code.', ['route', 'code']),
-    rateLimitDegraded: counter('breakwater_rate_limit_degraded_total', 'Rate-limit decisions made without Redis, per redis.onError.', ['route']),
-    configReloads: counter('breakwater_config_reloads_total', 'Config reloads, by result.', ['result']),
-    pacingWait: histogram<'upstream', 'priority'>('breakwater_pacing_wait_seconds', 'Time requests were held by proactive pacing (by priority class when classes are configured).', [
-      'upstream',
-      'priority',
-    ]),
-    upstreamQuotaRemaining: scraped('breakwater_upstream_quota_remaining', 'Quota the upstream announced as remaining (the lowest across pacing keys).', ['upstream', 'scope'], (set) =>
-      lowestQuotas(quotas(), set),
-    ),
-    pacingPauses: counter('breakwater_pacing_pauses_total', 'Times pacing started holding requests for an upstream.', ['upstream']),
-    tlsIntercept: counter('breakwater_tls_intercept_total', 'CONNECT requests by TLS interception result.', ['result']),
-    tlsCertificatesMinted: counter<never>('breakwater_tls_certificates_minted_total', 'Leaf certificates minted for intercepted hosts.', []),
-    traceSpansDropped: counter<never>('breakwater_trace_spans_dropped_total', 'Spans that could not be exported: no room in the queue, or a failed or timed-out export (SPEC §11).', []),
-    failovers: counter('breakwater_failovers_total', 'Attempts sent to a target other than the first in order (SPEC §8.1).', ['route', 'upstream', 'target']),
-    shed: counter('breakwater_shed_total', SHED_HELP, ['route', 'priority', 'reason']),
-    forwardRequests: counter('breakwater_forward_requests_total', 'Forward-proxy requests by caller and allow-list decision: allowed, denied, would_deny (SPEC §19.3).', ['caller', 'decision']),
-    policyReports: counter('breakwater_policy_reports_total', 'What a policy in report mode would have done and did not, by route and policy (SPEC §19.2).', ['route', 'policy']),
-    fallbacks: counter('breakwater_fallbacks_total', 'Requests answered with a stored (stale) answer, by the error code it replaced (SPEC §8.2).', ['route', 'reason']),
-    staleEntries: scraped('breakwater_stale_entries', 'Answers stored for stale fallback, per route.', ['route'], (set) => {
-      for (const { route, entries } of staleStores()) set({ route }, entries);
-    }),
-    staleBytes: scraped('breakwater_stale_bytes', 'Bytes of the answers stored for stale fallback, per route.', ['route'], (set) => {
-      for (const { route, bytes } of staleStores()) set({ route }, bytes);
-    }),
-    internalErrors: counter<never>('breakwater_internal_errors_total', 'Faults caught by the last net (unhandled promise rejections); the process kept serving.', []),
-
-    setCircuitStates: (source) => void (circuitStates = source),
-    setQueueDepths: (source) => void (queueDepths = source),
-    setQuotas: (source) => void (quotas = source),
-    setStaleStores: (source) => void (staleStores = source),
-
+    ...requestFamilies(families, byUpstream),
+    ...policyFamilies(families, byUpstream),
+    ...scrapedFamilies(scrapedGauges([registry]), sources),
+    setCircuitStates: (source) => void (sources.circuitStates = source),
+    setQueueDepths: (source) => void (sources.queueDepths = source),
+    setQuotas: (source) => void (sources.quotas = source),
+    setStaleStores: (source) => void (sources.staleStores = source),
     registerConfig: (config) => zeroSeries(metrics, config, byUpstream.values),
 
     async render(openMetrics) {
       const text = await registry.metrics();
-      return openMetrics ? { contentType: OPENMETRICS_CONTENT_TYPE, body: toOpenMetrics(text) } : { contentType: PROMETHEUS_CONTENT_TYPE, body: text };
+      return openMetrics
+        ? { contentType: OPENMETRICS_CONTENT_TYPE, body: toOpenMetrics(text) }
+        : { contentType: PROMETHEUS_CONTENT_TYPE, body: text };
     },
   };
   return metrics;

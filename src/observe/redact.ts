@@ -66,9 +66,11 @@ function redactUpstream(upstream: Json): void {
 /** Replaces the value at a path (as in messages), when the copy has it. */
 function redactAt(copy: Json, steps: readonly (string | number)[]): void {
   let node: unknown = copy;
-  for (const step of steps.slice(0, -1)) node = node && typeof node === 'object' ? (node as Json)[step as string] : undefined;
+  for (const step of steps.slice(0, -1))
+    node = node && typeof node === 'object' ? (node as Json)[step as string] : undefined;
   const last = steps.at(-1);
-  if (node && typeof node === 'object' && last !== undefined && last in (node as Json)) (node as Json)[last as string] = REDACTED;
+  if (node && typeof node === 'object' && last !== undefined && last in (node as Json))
+    (node as Json)[last as string] = REDACTED;
 }
 
 /** Every value that came from `${env:…}`; one set in `defaults` is shown on every route too, merged. */
@@ -76,7 +78,8 @@ function redactEnvValues(copy: Json, envPaths: ReadonlySet<string>): void {
   for (const envPath of envPaths) {
     const steps = parsePath(envPath);
     redactAt(copy, steps);
-    if (steps[0] === 'defaults') (copy.routes as Json[]).forEach((_route, index) => redactAt(copy, ['routes', index, ...steps.slice(1)]));
+    if (steps[0] === 'defaults')
+      (copy.routes as Json[]).forEach((_route, index) => redactAt(copy, ['routes', index, ...steps.slice(1)]));
   }
 }
 
@@ -92,7 +95,8 @@ export function redactedConfig(loaded: LoadedConfig): Json {
     const redis = copy.redis as Json;
     redis.url = redactUrl(redis.url);
     const sentinel = redis.sentinel as Json | null;
-    if (sentinel) for (const key of ['password', 'sentinelPassword']) if (sentinel[key] !== null) sentinel[key] = REDACTED;
+    if (sentinel)
+      for (const key of ['password', 'sentinelPassword']) if (sentinel[key] !== null) sentinel[key] = REDACTED;
     if (typeof redis.password === 'string') redis.password = REDACTED;
     redactTls(redis.tls as Json | null);
   }

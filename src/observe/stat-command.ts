@@ -21,7 +21,8 @@ export function adminBase(flag: string | undefined): string {
 
 const dash = '-';
 const rps = (value: number) => `${value >= 100 ? value.toFixed(0) : value.toFixed(2)}rps`;
-const ms = (value: number | null) => (value === null ? dash : value >= 10 ? `${value.toFixed(0)}ms` : `${value.toFixed(1)}ms`);
+const ms = (value: number | null) =>
+  value === null ? dash : value >= 10 ? `${value.toFixed(0)}ms` : `${value.toFixed(1)}ms`;
 
 /** The table: one row per route, columns padded to their widest cell. */
 export function formatStats(report: TrafficReport): string {
@@ -51,7 +52,10 @@ export function formatStats(report: TrafficReport): string {
 class Refused extends Error {}
 
 async function fetchStats(base: string, token: string | undefined): Promise<TrafficReport> {
-  const res = await fetch(`${base}/stats`, { signal: AbortSignal.timeout(5000), headers: token ? { authorization: `Bearer ${token}` } : {} });
+  const res = await fetch(`${base}/stats`, {
+    signal: AbortSignal.timeout(5000),
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
   if (res.status === 401 || res.status === 403) {
     const problem = (await res.json().catch(() => ({}))) as { title?: string; hint?: string };
     throw new Refused(`${base}/stats refused: ${problem.title ?? res.status}. ${problem.hint ?? ''}`.trim());
@@ -75,7 +79,10 @@ function reason(error: unknown): string {
   return cause?.code ?? cause?.message ?? (error as Error).message;
 }
 
-/** Prints the table once (exit 0, or 1 when the admin cannot be read), or redraws it until SIGINT/SIGTERM with `watch`. */
+/**
+ * Prints the table once (exit 0, or 1 when the admin cannot be read), or redraws it until SIGINT/SIGTERM with
+ * `watch`.
+ */
 export async function statCommand(
   flag: string | undefined,
   watch: boolean,
@@ -85,7 +92,9 @@ export async function statCommand(
 ): Promise<number> {
   const base = adminBase(flag);
   const unreachable = (error: unknown) =>
-    error instanceof Refused ? `breakwater: ${error.message}\n` : `breakwater: cannot read ${base}/stats (${reason(error)}); is Breakwater running, and is --admin its admin address?\n`;
+    error instanceof Refused
+      ? `breakwater: ${error.message}\n`
+      : `breakwater: cannot read ${base}/stats (${reason(error)}); is Breakwater running, and is --admin its admin address?\n`;
   if (!watch) {
     try {
       out.write(formatStats(await fetchStats(base, token)));

@@ -76,7 +76,10 @@ export function tracingEnabled(config: TracingConfig, env: NodeJS.ProcessEnv = p
 /** The settings once the OTEL_* variables and the defaults filled what the file left out (SPEC §11). */
 export function exportSettings(config: TracingConfig, env: NodeJS.ProcessEnv = process.env) {
   const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
-  const endpoint = config.endpoint ?? (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim() || (base ? `${base.replace(/\/+$/, '')}/v1/traces` : 'http://127.0.0.1:4318/v1/traces'));
+  const endpoint =
+    config.endpoint ??
+    (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim() ||
+      (base ? `${base.replace(/\/+$/, '')}/v1/traces` : 'http://127.0.0.1:4318/v1/traces'));
   const envProtocol = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL?.trim() ?? env.OTEL_EXPORTER_OTLP_PROTOCOL?.trim();
   const protocol = config.protocol ?? (envProtocol === 'http/json' ? 'http/json' : 'http/protobuf');
   const serviceName = config.serviceName ?? (env.OTEL_SERVICE_NAME?.trim() || 'breakwater');
@@ -96,10 +99,20 @@ function loadSdk(): Sdk {
 }
 
 /** The OTLP exporter for the protocol, counting the spans of a failed export as dropped. */
-function createExporter(sdk: Sdk, settings: ReturnType<typeof exportSettings>, deps: TracingDeps, inFlight: { count: number }): Base.SpanExporter {
+function createExporter(
+  sdk: Sdk,
+  settings: ReturnType<typeof exportSettings>,
+  deps: TracingDeps,
+  inFlight: { count: number },
+): Base.SpanExporter {
   const require = createRequire(import.meta.url);
-  const module = settings.protocol === 'http/json' ? '@opentelemetry/exporter-trace-otlp-http' : '@opentelemetry/exporter-trace-otlp-proto';
-  const { OTLPTraceExporter } = require(module) as { OTLPTraceExporter: new (options: { url: string; timeoutMillis: number }) => Base.SpanExporter };
+  const module =
+    settings.protocol === 'http/json'
+      ? '@opentelemetry/exporter-trace-otlp-http'
+      : '@opentelemetry/exporter-trace-otlp-proto';
+  const { OTLPTraceExporter } = require(module) as {
+    OTLPTraceExporter: new (options: { url: string; timeoutMillis: number }) => Base.SpanExporter;
+  };
   const exporter = new OTLPTraceExporter({ url: settings.endpoint, timeoutMillis: EXPORT_TIMEOUT_MS });
   return {
     export(spans, done) {
@@ -118,9 +131,13 @@ export function createTracing(config: TracingConfig, deps: TracingDeps): Tracing
   const sdk = loadSdk();
   const { api, core, base, resources } = sdk;
   const settings = exportSettings(config, deps.env);
-  // Spans handed to the batch processor and not yet to the exporter: the processor drops what its queue has no room for.
+  // Spans handed to the batch processor and not yet to the exporter: the processor drops what its queue has no
+  // room for.
   const queued = { count: 0 };
-  const batch = new base.BatchSpanProcessor(createExporter(sdk, settings, deps, queued), { maxQueueSize: MAX_QUEUE, exportTimeoutMillis: EXPORT_TIMEOUT_MS });
+  const batch = new base.BatchSpanProcessor(createExporter(sdk, settings, deps, queued), {
+    maxQueueSize: MAX_QUEUE,
+    exportTimeoutMillis: EXPORT_TIMEOUT_MS,
+  });
   const processor: Base.SpanProcessor = {
     onStart: (span, context) => batch.onStart(span, context),
     onEnd(span) {
@@ -156,7 +173,15 @@ export function createTracing(config: TracingConfig, deps: TracingDeps): Tracing
       const [address, port] = splitHost(host);
       const span = tracer.startSpan(
         method,
-        { kind: api.SpanKind.SERVER, attributes: { 'http.request.method': method, 'url.path': path, ...(address ? { 'server.address': address } : {}), ...(port ? { 'server.port': port } : {}) } },
+        {
+          kind: api.SpanKind.SERVER,
+          attributes: {
+            'http.request.method': method,
+            'url.path': path,
+            ...(address ? { 'server.address': address } : {}),
+            ...(port ? { 'server.port': port } : {}),
+          },
+        },
         parent,
       );
       const context = api.trace.setSpan(parent, span);

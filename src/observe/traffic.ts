@@ -69,7 +69,10 @@ export interface TrafficReport {
   readonly routes: RouteTraffic[];
 }
 
-/** The `q` quantile (0..1) of per-bucket counts, in ms, interpolated within its bucket (Prometheus' histogram_quantile). */
+/**
+ * The `q` quantile (0..1) of per-bucket counts, in ms, interpolated within its bucket (Prometheus'
+ * histogram_quantile).
+ */
 export function quantileMs(counts: ArrayLike<number>, bounds: readonly number[], q: number): number | null {
   let total = 0;
   for (let i = 0; i < counts.length; i++) total += counts[i]!;
@@ -131,7 +134,17 @@ export class TrafficStats {
     const routes = new Map<string, Reading>();
     const of = (route: string) => {
       let reading = routes.get(route);
-      if (!reading) routes.set(route, (reading = { requests: 0, ok: 0, retries: 0, rateLimited: 0, durations: new Float64Array(requestDuration.buckets.length + 1) }));
+      if (!reading)
+        routes.set(
+          route,
+          (reading = {
+            requests: 0,
+            ok: 0,
+            retries: 0,
+            rateLimited: 0,
+            durations: new Float64Array(requestDuration.buckets.length + 1),
+          }),
+        );
       return reading;
     };
     requestsTotal.each((labels, value) => {
@@ -192,10 +205,19 @@ export class TrafficStats {
     };
   }
 
-  /** One point per bucket of the span, oldest first; the newest is the bucket under way (once a second of it passed). */
+  /**
+   * One point per bucket of the span, oldest first; the newest is the bucket under way (once a second of it
+   * passed).
+   */
   private series(route: string, now: Sample): RouteTraffic['series'] {
     const points = now.at - this.samples.at(-1)!.at >= 1000 ? [...this.samples, now].slice(-this.keep) : this.samples;
-    const out: RouteTraffic['series'] = { requestsPerSecond: [], successRate: [], p99Ms: [], retriesPerSecond: [], rateLimitedPerSecond: [] };
+    const out: RouteTraffic['series'] = {
+      requestsPerSecond: [],
+      successRate: [],
+      p99Ms: [],
+      retriesPerSecond: [],
+      rateLimitedPerSecond: [],
+    };
     // A fixed length (keep - 1 points): the buckets before the process started are null.
     for (let i = points.length; i < this.keep; i++) for (const list of Object.values(out)) list.push(null);
     for (let i = 1; i < points.length; i++) {

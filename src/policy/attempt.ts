@@ -13,7 +13,7 @@ import type { AttemptResult, Next, RequestContext } from './context.js';
 import { rewritePath } from '../router/match-route.js';
 import { classifyAbort, classifyDecision } from '../upstream/classify.js';
 import { decideAnswer } from '../upstream/error-answer.js';
-import type { Forwarder } from '../upstream/forward.js';
+import type { Forwarder, UpstreamTarget } from '../upstream/forward.js';
 import type { UpstreamResponse } from '../upstream/response.js';
 import { buildUpstreamHeaders, type CompiledHeaderEdits } from '../upstream/headers.js';
 
@@ -35,26 +35,69 @@ function logAttempt(ctx: RequestContext, target: string, result: AttemptResult, 
   (ctx.attemptLog ??= []).push({ target, status, code, durationMs: Math.round(durationMs * 1000) / 1000 });
 }
 
-export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderEdits, errorRules: readonly ErrorRuleConfig[], deps: AttemptDeps): Next {
+/** An error answer a rule may match: read (within the cap) and decided before anything else sees it. */
+async function decide(
+  result: AttemptResult,
+  response: UpstreamResponse,
+  ctx: RequestContext,
+  signal: Signal,
+  rules: ProviderRules,
+  wall: number,
+): Promise<AttemptResult> {
+  const { decision, buffered } = await decideAnswer(response, rules, ERROR_BODY_CAP_BYTES, wall, signal);
+  // The read was cut by the per-try deadline (a timeout, as the forwarder says it) or by the client leaving.
+  if (signal.aborted) {
+    const timedOut = classifyAbort(signal.reason);
+    if (timedOut) return { classification: timedOut };
+    throw signal.reason;
+  }
+  if (decision) {
+    ctx.rule = decision.rule;
+    ctx.flags.add('PROVIDER_RULE');
+  }
+  return {
+    ...result,
+    buffered,
+    classification: decision ? classifyDecision(response.statusCode ?? 0, decision) : result.classification,
+  };
+}
+
+/**
+ * The attempt's request headers: the route's and the target's edits; a target URL's user:pass@ as Basic unless
+ * either sets Authorization.
+ */
+function headersOf(
+  ctx: RequestContext,
+  target: UpstreamTarget,
+  requestEdits: CompiledHeaderEdits,
+  routeSetsAuthorization: boolean,
+) {
+  const targetEdits = ctx.destination?.edits;
+  const headers = buildUpstreamHeaders(ctx.clientHeaders, {
+    remoteAddress: ctx.remoteAddress,
+    proto: ctx.proto,
+    requestId: ctx.requestId,
+    edits: requestEdits,
+    targetEdits,
+    websocket: ctx.handshake !== undefined,
+  });
+  if (target.authorization && !routeSetsAuthorization && !targetEdits?.set.some(([name]) => name === 'authorization'))
+    headers.authorization = target.authorization;
+  return headers;
+}
+
+export function createAttempt(
+  config: RouteConfig,
+  requestEdits: CompiledHeaderEdits,
+  errorRules: readonly ErrorRuleConfig[],
+  deps: AttemptDeps,
+): Next {
   const { metrics, forwarder, now } = deps;
   const routeName = config.name;
   // Provider rules (SPEC §14): the upstream's errorRules, then the built-in table unless providerRules: off.
   const rules = new ProviderRules(errorRules, config.errors.providerRules === 'auto');
-  /** An error answer a rule may match: read (within the cap) and decided before anything else sees it. */
-  const decided = async (result: AttemptResult, response: UpstreamResponse, ctx: RequestContext, signal: Signal): Promise<AttemptResult> => {
-    const { decision, buffered } = await decideAnswer(response, rules, ERROR_BODY_CAP_BYTES, deps.wall(), signal);
-    // The read was cut by the per-try deadline (a timeout, as the forwarder says it) or by the client leaving.
-    if (signal.aborted) {
-      const timedOut = classifyAbort(signal.reason);
-      if (timedOut) return { classification: timedOut };
-      throw signal.reason;
-    }
-    if (decision) {
-      ctx.rule = decision.rule;
-      ctx.flags.add('PROVIDER_RULE');
-    }
-    return { ...result, buffered, classification: decision ? classifyDecision(response.statusCode ?? 0, decision) : result.classification };
-  };
+  const decided = (result: AttemptResult, response: UpstreamResponse, ctx: RequestContext, signal: Signal) =>
+    decide(result, response, ctx, signal, rules, deps.wall());
 
   // A target URL's user:pass@, sent as Basic, gives way to an Authorization the route or the target sets.
   const routeSetsAuthorization = requestEdits.set.some(([name]) => name === 'authorization');
@@ -65,15 +108,7 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
     const started = now();
     ctx.attempts += 1;
     ctx.target = target.name;
-    const headers = buildUpstreamHeaders(ctx.clientHeaders, {
-      remoteAddress: ctx.remoteAddress,
-      proto: ctx.proto,
-      requestId: ctx.requestId,
-      edits: requestEdits,
-      targetEdits: ctx.destination!.edits,
-      websocket: ctx.handshake !== undefined,
-    });
-    if (target.authorization && !routeSetsAuthorization && !ctx.destination!.edits?.set.some(([name]) => name === 'authorization')) headers.authorization = target.authorization;
+    const headers = headersOf(ctx, target, requestEdits, routeSetsAuthorization);
     // This attempt's CLIENT span is the upstream's parent (SPEC §11).
     const span = ctx.trace?.attempt(ctx.method, target.url, target.name, ctx.attempts - 1);
     if (span) Object.assign(headers, span.headers);
@@ -84,15 +119,23 @@ export function createAttempt(config: RouteConfig, requestEdits: CompiledHeaderE
       // A WebSocket upgrade's attempt is its handshake (SPEC §20.3), with the same headers, target and timers.
       result = ctx.handshake
         ? await ctx.handshake({ upstream: target, path, headers, connectTimeoutMs }, signal)
-        : await forwarder.forward({ method: ctx.method, upstream: target, path, headers, body: ctx.body.open(), connectTimeoutMs }, signal);
-      if (result.response && rules.applies(result.response.statusCode ?? 0)) result = await decided(result, result.response, ctx, signal);
+        : await forwarder.forward(
+            { method: ctx.method, upstream: target, path, headers, body: ctx.body.open(), connectTimeoutMs },
+            signal,
+          );
+      if (result.response && rules.applies(result.response.statusCode ?? 0))
+        result = await decided(result, result.response, ctx, signal);
     } catch (error) {
       span?.end(undefined, (error as { code?: string }).code ?? 'CLIENT_CLOSED');
       throw error;
     }
-    span?.end(result.response?.statusCode, result.response ? undefined : (result.classification.code ?? result.classification.outcome));
+    span?.end(
+      result.response?.statusCode,
+      result.response ? undefined : (result.classification.code ?? result.classification.outcome),
+    );
     // The error journal's view (SPEC §12): nothing for a first attempt that succeeds.
-    if (result.classification.outcome !== 'success' || ctx.attemptLog !== undefined) logAttempt(ctx, target.name, result, now() - started);
+    if (result.classification.outcome !== 'success' || ctx.attemptLog !== undefined)
+      logAttempt(ctx, target.name, result, now() - started);
     metrics.upstreamAttempts.inc({ route: routeName, upstream: target.name, outcome: result.classification.outcome });
     metrics.upstreamAttemptDuration.observe({ route: routeName, upstream: target.name }, (now() - started) / 1000);
     return result;

@@ -28,7 +28,10 @@ export interface HandshakeInput {
   readonly connectTimeoutMs: number;
 }
 
-/** One handshake upstream: a 101 is a success; another answer is passed back to the client as it is (its status classified). */
+/**
+ * One handshake upstream: a 101 is a success; another answer is passed back to the client as it is (its status
+ * classified).
+ */
 export type Handshake = (input: HandshakeInput, signal: Signal) => Promise<AttemptResult>;
 
 /**

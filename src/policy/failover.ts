@@ -58,7 +58,10 @@ export class TargetSet {
     return this.soonest(at);
   }
 
-  /** The target after `failed`, wrapping around: the next available one, else `failed` itself when it is, else the soonest. */
+  /**
+   * The target after `failed`, wrapping around: the next available one, else `failed` itself when it is, else
+   * the soonest.
+   */
   after(failed: number, at: number): number {
     return this.nextAvailable(failed, at) ?? (this.available(failed, at) ? failed : this.soonest(at));
   }
@@ -80,7 +83,8 @@ export class TargetSet {
     const status = result.classification.status;
     let coolMs = 0;
     const rule = result.classification.rule;
-    if (status === 429 || status === 503) coolMs = rule?.delayMs ?? parseRetryAfter(response.headers['retry-after'], this.deps.wall()) ?? 0;
+    if (status === 429 || status === 503)
+      coolMs = rule?.delayMs ?? parseRetryAfter(response.headers['retry-after'], this.deps.wall()) ?? 0;
     // An account out of quota or credit (SPEC §14): another target (another account) takes the next requests.
     if (rule?.code === 'UPSTREAM_QUOTA_EXHAUSTED') coolMs = this.cooldownMax;
     const pacing = this.targets[index]!.pacing;
@@ -89,7 +93,10 @@ export class TargetSet {
   }
 
   status(at: number): TargetStatus[] {
-    return this.targets.map((target, i) => ({ name: target.name, coolingForMs: Math.max(0, Math.ceil(this.coolUntil[i]! - at)) }));
+    return this.targets.map((target, i) => ({
+      name: target.name,
+      coolingForMs: Math.max(0, Math.ceil(this.coolUntil[i]! - at)),
+    }));
   }
 
   private available(i: number, at: number): boolean {
@@ -119,7 +126,9 @@ export class TargetSet {
   /** A paced target whose announced quota is spent is out of rotation until its reset. */
   private exhaustedFor(headers: IncomingHttpHeaders, pacing: PacingConfig): number {
     const quota = readQuota(headers, this.deps.wall(), { dialect: pacing.headers, resetFormat: pacing.resetFormat });
-    return quota?.remaining !== undefined && quota.remaining <= 0 && quota.resetSeconds !== undefined ? quota.resetSeconds * 1000 : 0;
+    return quota?.remaining !== undefined && quota.remaining <= 0 && quota.resetSeconds !== undefined
+      ? quota.resetSeconds * 1000
+      : 0;
   }
 }
 
@@ -133,7 +142,13 @@ function refusedBeforeSending(error: unknown): boolean {
 }
 
 /** The layer of one route: picks each attempt's destination (index-aligned with the set's targets). */
-export function createFailover(route: string, upstream: string, set: TargetSet, destinations: readonly Destination[], deps: PolicyDeps & { readonly metrics: Metrics }): Policy {
+export function createFailover(
+  route: string,
+  upstream: string,
+  set: TargetSet,
+  destinations: readonly Destination[],
+  deps: PolicyDeps & { readonly metrics: Metrics },
+): Policy {
   const indexOf = new Map(destinations.map((destination, i) => [destination, i]));
   return {
     async run(ctx, signal, next) {
@@ -152,8 +167,12 @@ export function createFailover(route: string, upstream: string, set: TargetSet, 
           result = await next(ctx, signal);
         } catch (error) {
           if (!refusedBeforeSending(error)) sent();
-          // Refused by this target's breaker (shedding, or opened meanwhile) or its pacer: the next available target, at once.
-          const other = refusedBeforeSending(error) && tried < destinations.length ? set.nextAvailable(index, deps.now()) : undefined;
+          // Refused by this target's breaker (shedding, or opened meanwhile) or its pacer: the next available
+          // target, at once.
+          const other =
+            refusedBeforeSending(error) && tried < destinations.length
+              ? set.nextAvailable(index, deps.now())
+              : undefined;
           if (other === undefined) throw error;
           index = other;
           continue;

@@ -52,7 +52,12 @@ export interface SharedPolicies {
  * The route's stack, outermost first: the one place the order is written.
  * Each layer's comment says why it sits where it does.
  */
-export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attempt: Next, shared: SharedPolicies = {}): RoutePipeline {
+export function createRoutePipeline(
+  route: RouteConfig,
+  deps: PolicyDeps,
+  attempt: Next,
+  shared: SharedPolicies = {},
+): RoutePipeline {
   const policies: Policy[] = [
     // 1. Deadline: `total` bounds everything below it, queueing and
     //    retries included, so it starts first.
@@ -62,7 +67,10 @@ export function createRoutePipeline(route: RouteConfig, deps: PolicyDeps, attemp
     ...(shared.rateLimit ? [shared.rateLimit] : []),
     // 3. Retry: repeats what is below (breaker included: every attempt is
     //    one breaker call), within the deadline and the route's budget.
-    createRetry({ route: route.name, retry: route.retry, clientOverrides: route.clientOverrides, metrics: deps.metrics }, deps),
+    createRetry(
+      { route: route.name, retry: route.retry, clientOverrides: route.clientOverrides, metrics: deps.metrics },
+      deps,
+    ),
     // 3a. Failover: picks each attempt's target (SPEC §8.1), so a retry
     //     can move to another; below the retry loop, which still decides
     //     whether there is a retry at all.

@@ -19,7 +19,10 @@ export interface PriorityClass {
   readonly name: string;
   /** The share of an announced quota a pacer keeps from this class (0..1), or null. */
   readonly quotaFloor: number | null;
-  /** The starvation guard (`priorities.promoteAfter`, the same for every class): after this long waiting, released as the highest class; null: off. */
+  /**
+   * The starvation guard (`priorities.promoteAfter`, the same for every class): after this long waiting,
+   * released as the highest class; null: off.
+   */
   readonly promoteAfterMs: number | null;
 }
 
@@ -35,7 +38,12 @@ export interface PriorityClasses {
 
 export function compilePriorities(config: PrioritiesConfig | null): PriorityClasses | null {
   if (!config) return null;
-  const classes = config.classes.map((entry, rank) => ({ rank, name: entry.name, quotaFloor: entry.quotaFloor, promoteAfterMs: config.promoteAfterMs }));
+  const classes = config.classes.map((entry, rank) => ({
+    rank,
+    name: entry.name,
+    quotaFloor: entry.quotaFloor,
+    promoteAfterMs: config.promoteAfterMs,
+  }));
   const byName = new Map(classes.map((entry) => [entry.name, entry]));
   const fallback = byName.get(config.default) ?? classes[classes.length - 1]!;
   const named = (headers: IncomingHttpHeaders): PriorityClass | undefined => {
@@ -59,6 +67,9 @@ export function compilePriorities(config: PrioritiesConfig | null): PriorityClas
 }
 
 /** Counts by rank (holes read as zero) as an object by class name, every class listed, highest first. */
-export function countsByClass(classes: readonly { readonly name: string }[], byRank: readonly number[]): Record<string, number> {
+export function countsByClass(
+  classes: readonly { readonly name: string }[],
+  byRank: readonly number[],
+): Record<string, number> {
   return Object.fromEntries(classes.map((entry, rank) => [entry.name, byRank[rank] ?? 0]));
 }

@@ -52,14 +52,20 @@ export function createPerTryTimeout(timeouts: TimeoutsConfig, deps: PolicyDeps):
     async run(ctx, signal, next) {
       const left = ctx.deadline - deps.now();
       if (left <= 0) {
-        return { classification: classifyTimeout(`No response within the total deadline of ${formatDuration(timeouts.total)}.`) };
+        return {
+          classification: classifyTimeout(
+            `No response within the total deadline of ${formatDuration(timeouts.total)}.`,
+          ),
+        };
       }
       const cutByTotal = left < perTry;
       const budget = cutByTotal ? left : perTry;
       const controller = Cancellation.linked(signal);
       const timer = setTimeout(
         () => {
-          const what = cutByTotal ? `the total deadline of ${formatDuration(timeouts.total)}` : `perTry ${formatDuration(perTry)}`;
+          const what = cutByTotal
+            ? `the total deadline of ${formatDuration(timeouts.total)}`
+            : `perTry ${formatDuration(perTry)}`;
           controller.abort(new DeadlineExceeded(`sent no response headers within ${what}.`));
         },
         Math.max(1, Math.ceil(budget)),

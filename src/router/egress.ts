@@ -101,7 +101,11 @@ function matcher(caller: ForwardCallerConfig): (asker: Asker) => boolean {
 /** What the allow-lists are made of: the global list and the callers'. */
 export type EgressConfig = Pick<ForwardProxyConfig, 'allowHosts' | 'allowPorts' | 'mode' | 'callers'>;
 
-export function egressLists(config: EgressConfig, normalise: (host: string) => string | undefined, canonical: (address: string) => string) {
+export function egressLists(
+  config: EgressConfig,
+  normalise: (host: string) => string | undefined,
+  canonical: (address: string) => string,
+) {
   const global = compileList(null, config.allowHosts, config.allowPorts, config.mode, normalise, canonical);
   const callers = config.callers.map((caller) => ({
     matches: matcher(caller),
@@ -109,6 +113,7 @@ export function egressLists(config: EgressConfig, normalise: (host: string) => s
   }));
   return {
     all: [global, ...callers.map((caller) => caller.list)],
-    listFor: (asker: Asker | undefined): AllowList => (asker && callers.find((caller) => caller.matches(asker))?.list) || global,
+    listFor: (asker: Asker | undefined): AllowList =>
+      (asker && callers.find((caller) => caller.matches(asker))?.list) || global,
   };
 }

@@ -63,7 +63,10 @@ export function rewritePath(url: string, prefix: string, strip: boolean): string
 }
 
 /** First route that holds, in config order. */
-export function matchRoute<T extends { readonly matcher: RouteMatcher }>(routes: readonly T[], request: MatchInput): T | undefined {
+export function matchRoute<T extends { readonly matcher: RouteMatcher }>(
+  routes: readonly T[],
+  request: MatchInput,
+): T | undefined {
   for (const route of routes) if (route.matcher.matches(request)) return route;
   return undefined;
 }

@@ -13,13 +13,22 @@
  * (no `%`, no dot segment): it is returned as it is.
  */
 
-export type NormalizedPath = { readonly ok: true; readonly path: string } | { readonly ok: false; readonly reason: string };
+export type NormalizedPath =
+  { readonly ok: true; readonly path: string } | { readonly ok: false; readonly reason: string };
 
 const HEX = /^[0-9A-Fa-f]{2}$/;
 
 /** RFC 3986 §2.3: ALPHA / DIGIT / "-" / "." / "_" / "~". */
 function isUnreserved(code: number): boolean {
-  return (code >= 0x41 && code <= 0x5a) || (code >= 0x61 && code <= 0x7a) || (code >= 0x30 && code <= 0x39) || code === 0x2d || code === 0x2e || code === 0x5f || code === 0x7e;
+  return (
+    (code >= 0x41 && code <= 0x5a) ||
+    (code >= 0x61 && code <= 0x7a) ||
+    (code >= 0x30 && code <= 0x39) ||
+    code === 0x2d ||
+    code === 0x2e ||
+    code === 0x5f ||
+    code === 0x7e
+  );
 }
 
 /** Decodes the escapes of unreserved characters; null on an invalid escape. */
@@ -68,7 +77,9 @@ export function normalizePath(path: string): NormalizedPath {
   return { ok: true, path: `/${out.join('/')}` };
 }
 
-export type NormalizedTarget = { readonly ok: true; readonly path: string; readonly url: string } | { readonly ok: false; readonly path: string; readonly reason: string };
+export type NormalizedTarget =
+  | { readonly ok: true; readonly path: string; readonly url: string }
+  | { readonly ok: false; readonly path: string; readonly reason: string };
 
 /**
  * An origin-form request target (path and query) with its path normalized;
@@ -81,7 +92,11 @@ export function normalizeTarget(target: string): NormalizedTarget {
   const normalized = normalizePath(rawPath);
   if (!normalized.ok) return { ok: false, path: rawPath, reason: normalized.reason };
   if (normalized.path === rawPath) return { ok: true, path: rawPath, url: target };
-  return { ok: true, path: normalized.path, url: query === -1 ? normalized.path : normalized.path + target.slice(query) };
+  return {
+    ok: true,
+    path: normalized.path,
+    url: query === -1 ? normalized.path : normalized.path + target.slice(query),
+  };
 }
 
 /**

@@ -17,7 +17,10 @@ import { BlockList, isIP } from 'node:net';
 import type { ForwardProxyConfig } from '../config/types.js';
 import { egressLists, names, type AllowList, type Asker, type EgressConfig } from './egress.js';
 
-/** IPv4 ranges that are no public destination: this host, RFC 1918, CGNAT, loopback, link-local (169.254.169.254), IETF, benchmarking, multicast, reserved. */
+/**
+ * IPv4 ranges that are no public destination: this host, RFC 1918, CGNAT, loopback, link-local
+ * (169.254.169.254), IETF, benchmarking, multicast, reserved.
+ */
 const PRIVATE_V4: readonly (readonly [string, number])[] = [
   ['0.0.0.0', 8],
   ['10.0.0.0', 8],
@@ -32,7 +35,10 @@ const PRIVATE_V4: readonly (readonly [string, number])[] = [
   ['240.0.0.0', 4],
 ];
 
-/** IPv6 ranges refused whole (SPEC §20.8): loopback, ULA, link-local, multicast, local-use NAT64, site-local, Teredo, discard, documentation. */
+/**
+ * IPv6 ranges refused whole (SPEC §20.8): loopback, ULA, link-local, multicast, local-use NAT64, site-local,
+ * Teredo, discard, documentation.
+ */
 const PRIVATE_V6: readonly (readonly [string, number])[] = [
   ['::1', 128],
   ['fc00::', 7],
@@ -129,7 +135,10 @@ function canonicalAddress(address: string): string {
 
 export type Lookup = (hostname: string) => Promise<readonly LookupAddress[]>;
 
-export const systemLookup: Lookup = (hostname) => new Promise((resolve, reject) => dnsLookup(hostname, { all: true }, (error, addresses) => (error ? reject(error) : resolve(addresses))));
+export const systemLookup: Lookup = (hostname) =>
+  new Promise((resolve, reject) =>
+    dnsLookup(hostname, { all: true }, (error, addresses) => (error ? reject(error) : resolve(addresses))),
+  );
 
 export type TargetCheck =
   | {
@@ -149,34 +158,62 @@ export interface TargetChecker {
   /** Checks `host:port` for `asker` (its caller's list, else the global one) and picks the address to connect to. */
   check(host: string, port: number, asker?: Asker): Promise<TargetCheck>;
   /** An agent/socket `lookup` that only ever yields checked addresses. */
-  readonly lookup: (hostname: string, options: unknown, callback: (error: NodeJS.ErrnoException | null, address?: string | LookupAddress[], family?: number) => void) => void;
+  readonly lookup: (
+    hostname: string,
+    options: unknown,
+    callback: (error: NodeJS.ErrnoException | null, address?: string | LookupAddress[], family?: number) => void,
+  ) => void;
 }
 
-export function createTargetChecker(config: EgressConfig & Pick<ForwardProxyConfig, 'enabled' | 'denyPrivateNetworks'>, resolve: Lookup = systemLookup): TargetChecker {
+/**
+ * Resolved addresses of a host that may be connected to; `exact`: an exact entry names it (private addresses
+ * admitted).
+ */
+async function checkedAddresses(
+  host: string,
+  exact: boolean,
+  resolve: Lookup,
+  denyPrivateNetworks: boolean,
+): Promise<{ addresses: LookupAddress[]; reason?: string; dnsFailed?: boolean }> {
+  const family = isIP(host);
+  let addresses: LookupAddress[];
+  if (family) {
+    addresses = [{ address: host, family }];
+  } else {
+    try {
+      addresses = [...(await resolve(host))];
+    } catch (error) {
+      return {
+        addresses: [],
+        reason: `${host} does not resolve (${(error as NodeJS.ErrnoException).code ?? 'DNS error'})`,
+        dnsFailed: true,
+      };
+    }
+  }
+  if (!denyPrivateNetworks || exact) return { addresses };
+  const open = addresses.filter((entry) => !isPrivateAddress(entry.address));
+  if (open.length < addresses.length) {
+    return {
+      addresses: [],
+      reason: `${host} resolves to a private address (${addresses.find((entry) => isPrivateAddress(entry.address))!.address}); only an exact allowHosts entry admits it`,
+    };
+  }
+  return { addresses: open };
+}
+
+export function createTargetChecker(
+  config: EgressConfig & Pick<ForwardProxyConfig, 'enabled' | 'denyPrivateNetworks'>,
+  resolve: Lookup = systemLookup,
+): TargetChecker {
   const lists = egressLists(config, normaliseHost, canonicalAddress);
   /** An exact entry of any list: the connect-time lookup runs after the request's own list admitted the host. */
-  const exactAnywhere = (host: string) => lists.all.some((list) => (isIP(host) ? list.exactAddresses.has(canonicalAddress(host)) : list.exactNames.has(host)));
+  const exactAnywhere = (host: string) =>
+    lists.all.some((list) =>
+      isIP(host) ? list.exactAddresses.has(canonicalAddress(host)) : list.exactNames.has(host),
+    );
 
-  /** Resolved addresses of a host that may be connected to; `exact`: an exact entry names it (private addresses admitted). */
-  async function addressesFor(host: string, exact: boolean): Promise<{ addresses: LookupAddress[]; reason?: string; dnsFailed?: boolean }> {
-    const family = isIP(host);
-    let addresses: LookupAddress[];
-    if (family) {
-      addresses = [{ address: host, family }];
-    } else {
-      try {
-        addresses = [...(await resolve(host))];
-      } catch (error) {
-        return { addresses: [], reason: `${host} does not resolve (${(error as NodeJS.ErrnoException).code ?? 'DNS error'})`, dnsFailed: true };
-      }
-    }
-    if (!config.denyPrivateNetworks || exact) return { addresses };
-    const open = addresses.filter((entry) => !isPrivateAddress(entry.address));
-    if (open.length < addresses.length) {
-      return { addresses: [], reason: `${host} resolves to a private address (${addresses.find((entry) => isPrivateAddress(entry.address))!.address}); only an exact allowHosts entry admits it` };
-    }
-    return { addresses: open };
-  }
+  const addressesFor = (host: string, exact: boolean) =>
+    checkedAddresses(host, exact, resolve, config.denyPrivateNetworks);
 
   /** Why `list` refuses host:port, or undefined. */
   const refusal = (list: AllowList, host: string, port: number): string | undefined => {
@@ -191,16 +228,27 @@ export function createTargetChecker(config: EgressConfig & Pick<ForwardProxyConf
       const list = lists.listFor(asker);
       const caller = list.caller;
       // Never report-only (SPEC §19.2): a disabled proxy, a host that is no host, a private address.
-      if (!config.enabled) return { ok: false, reason: 'the forward proxy is disabled (forwardProxy.enabled: false)', caller };
+      if (!config.enabled)
+        return { ok: false, reason: 'the forward proxy is disabled (forwardProxy.enabled: false)', caller };
       const host = normaliseHost(rawHost);
       if (host === undefined || host === '') return { ok: false, reason: `"${rawHost}" is not a valid host`, caller };
       const refused = refusal(list, host, port);
       if (refused !== undefined && list.mode === 'enforce') return { ok: false, reason: refused, caller };
-      const exact = refused === undefined && (isIP(host) ? list.exactAddresses.has(canonicalAddress(host)) : list.exactNames.has(host));
+      const exact =
+        refused === undefined &&
+        (isIP(host) ? list.exactAddresses.has(canonicalAddress(host)) : list.exactNames.has(host));
       const { addresses, reason, dnsFailed } = await addressesFor(host, exact);
       if (addresses.length === 0) return { ok: false, reason: reason ?? `${host} has no address`, dnsFailed, caller };
       const chosen = addresses[0]!;
-      return { ok: true, host, port, address: chosen.address, family: chosen.family as 4 | 6, caller, ...(refused !== undefined && { wouldDeny: refused }) };
+      return {
+        ok: true,
+        host,
+        port,
+        address: chosen.address,
+        family: chosen.family as 4 | 6,
+        caller,
+        ...(refused !== undefined && { wouldDeny: refused }),
+      };
     },
     lookup(hostname, options, callback) {
       const host = normaliseHost(hostname) ?? hostname;

@@ -7,8 +7,11 @@
  */
 import type { BreakerDeps } from '../policy/breaker/circuit-breaker.js';
 import { createUpstreamBreaker, type UpstreamBreaker } from '../policy/breaker/circuit-breaker.js';
-import type { CircuitBreakerConfig } from '../config/types.js';
-import type { TargetChecker } from '../router/target-check.js';
+import type { CircuitBreakerConfig, Config } from '../config/types.js';
+import { createTargetChecker, type Lookup, type TargetChecker } from '../router/target-check.js';
+import { createInterceptor, type Interceptor } from '../tls/interceptor.js';
+
+type InterceptConfig = NonNullable<Config['forwardProxy']['intercept']>;
 import type { UpstreamTarget } from '../upstream/forward.js';
 import { createForwardPool, destroyPool, poolIdle } from '../upstream/pools.js';
 import http from 'node:http';
@@ -36,11 +39,19 @@ export interface ForwardTargets {
 const FORWARD_CONNECTIONS = 256;
 
 /** A WebSocket upgrade's agent for a forward target: the checked lookup, and verified TLS for an intercepted one. */
-function upgradeAgentOf(lookup: LookupFunction, secureContext: tls.SecureContext | undefined, useTls: boolean): () => http.Agent {
-  return () => (useTls ? new https.Agent({ lookup, secureContext, rejectUnauthorized: true }) : new http.Agent({ lookup }));
+function upgradeAgentOf(
+  lookup: LookupFunction,
+  secureContext: tls.SecureContext | undefined,
+  useTls: boolean,
+): () => http.Agent {
+  return () =>
+    useTls ? new https.Agent({ lookup, secureContext, rejectUnauthorized: true }) : new http.Agent({ lookup });
 }
 
-/** `connectTimeoutMs`: the socket's own connect timeout (each attempt also runs its route's); `breakerConfig`: every target's breaker (the resolved `forwardProxy.circuitBreaker`). */
+/**
+ * `connectTimeoutMs`: the socket's own connect timeout (each attempt also runs its route's); `breakerConfig`:
+ * every target's breaker (the resolved `forwardProxy.circuitBreaker`).
+ */
 export function createForwardTargets(
   targets: TargetChecker,
   upstreamContext: () => tls.SecureContext | undefined,
@@ -66,9 +77,23 @@ export function createForwardTargets(
         // Re-originated TLS is always verified, against the CONNECT host as server name.
         const lookup = targets.lookup as LookupFunction;
         const secureContext = useTls ? upstreamContext() : undefined;
-        const pool = createForwardPool(url.origin, lookup, connectTimeoutMs, FORWARD_CONNECTIONS, useTls ? { secureContext } : undefined);
+        const pool = createForwardPool(
+          url.origin,
+          lookup,
+          connectTimeoutMs,
+          FORWARD_CONNECTIONS,
+          useTls ? { secureContext } : undefined,
+        );
         return {
-          target: { name, url, pool, connections: FORWARD_CONNECTIONS, ca: undefined, rejectUnauthorized: true, upgradeAgent: upgradeAgentOf(lookup, secureContext, useTls) },
+          target: {
+            name,
+            url,
+            pool,
+            connections: FORWARD_CONNECTIONS,
+            ca: undefined,
+            rejectUnauthorized: true,
+            upgradeAgent: upgradeAgentOf(lookup, secureContext, useTls),
+          },
           breaker: createUpstreamBreaker(name, breakerConfig, deps),
         };
       });
@@ -79,4 +104,37 @@ export function createForwardTargets(
       entries.clear();
     },
   };
+}
+
+/**
+ * The forward proxy's side of a runtime: the target checks, the interceptor
+ * (taken over on a reload when `intercept` is unchanged), and the targets,
+ * whose pools connect within the longest connect timeout of the routes
+ * that serve them.
+ */
+export function buildForwardProxy(
+  config: Config,
+  deps: BreakerDeps & {
+    readonly lookup?: Lookup;
+    readonly wall: () => number;
+    readonly inherit?: { interceptor(intercept: InterceptConfig): Interceptor | undefined };
+  },
+) {
+  const targets = createTargetChecker(config.forwardProxy, deps.lookup);
+  const intercept = config.forwardProxy.intercept;
+  const interceptor = intercept
+    ? (deps.inherit?.interceptor(intercept) ?? createInterceptor(intercept, deps.metrics, deps.wall))
+    : null;
+  const forwardConnectMs = Math.max(
+    config.defaults.timeouts.connect,
+    ...config.routes.filter((route) => !route.upstream).map((route) => route.timeouts.connect),
+  );
+  const forwardTargets = createForwardTargets(
+    targets,
+    () => interceptor?.upstreamContext,
+    deps,
+    forwardConnectMs,
+    config.forwardProxy.circuitBreaker,
+  );
+  return { targets, interceptor, forwardTargets };
 }

@@ -50,13 +50,23 @@ export interface UpstreamDeps {
 }
 
 /** The settings of one target: the upstream's, with the target's URL and TLS. */
-function targetConfig(config: UpstreamConfig, index: number): { name: string; config: UpstreamConfig; edits: CompiledHeaderEdits | null } {
+function targetConfig(
+  config: UpstreamConfig,
+  index: number,
+): { name: string; config: UpstreamConfig; edits: CompiledHeaderEdits | null } {
   if (index === 0) return { name: config.name, config, edits: null };
   const target = config.failover[index - 1]!;
-  return { name: target.name, config: { ...config, url: target.url, tls: target.tls }, edits: compileHeaderEdits(target.headers) };
+  return {
+    name: target.name,
+    config: { ...config, url: target.url, tls: target.tls },
+    edits: compileHeaderEdits(target.headers),
+  };
 }
 
-/** Per upstream, from the routes that use it: the longest Retry-After pause (capped by `retry.retryAfter.max`) and connect timeout. */
+/**
+ * Per upstream, from the routes that use it: the longest Retry-After pause (capped by `retry.retryAfter.max`)
+ * and connect timeout.
+ */
 interface UpstreamCaps {
   readonly pauseMs: number;
   readonly connectMs: number;
@@ -84,7 +94,14 @@ export function splitCredentials(text: string): { url: URL; authorization: strin
   return { url, authorization };
 }
 
-function buildTarget(upstream: UpstreamConfig, index: number, deps: UpstreamDeps, shared: SharedLimits | undefined, caps: UpstreamCaps, inherited: Set<object>): TargetRuntime {
+function buildTarget(
+  upstream: UpstreamConfig,
+  index: number,
+  deps: UpstreamDeps,
+  shared: SharedLimits | undefined,
+  caps: UpstreamCaps,
+  inherited: Set<object>,
+): TargetRuntime {
   const { name, config, edits } = targetConfig(upstream, index);
   const { url, authorization } = splitCredentials(config.url);
   const previous = deps.previous?.targets[index];
@@ -123,12 +140,24 @@ function buildTarget(upstream: UpstreamConfig, index: number, deps: UpstreamDeps
   };
 }
 
-export function buildUpstream(config: UpstreamConfig, deps: UpstreamDeps, shared: SharedLimits | undefined, caps: UpstreamCaps, inherited: Set<object>): UpstreamRuntime {
-  const targets = [config, ...config.failover].map((_, index) => buildTarget(config, index, deps, shared, caps, inherited));
+export function buildUpstream(
+  config: UpstreamConfig,
+  deps: UpstreamDeps,
+  shared: SharedLimits | undefined,
+  caps: UpstreamCaps,
+  inherited: Set<object>,
+): UpstreamRuntime {
+  const targets = [config, ...config.failover].map((_, index) =>
+    buildTarget(config, index, deps, shared, caps, inherited),
+  );
   const failover =
     targets.length > 1
       ? new TargetSet(
-          targets.map((target) => ({ name: target.name, breaker: target.breaker, pacing: config.pacing.enabled ? config.pacing : null })),
+          targets.map((target) => ({
+            name: target.name,
+            breaker: target.breaker,
+            pacing: config.pacing.enabled ? config.pacing : null,
+          })),
           config.cooldownMax,
           deps,
         )
@@ -150,10 +179,16 @@ export function buildUpstreams(
     // retry.retryAfter.max of the routes that use it.
     const routes = config.routes.filter((route) => route.upstream === upstream.name);
     const caps = {
-      pauseMs: Math.max(...routes.map((route) => route.retry.retryAfter.max), routes.length > 0 ? 0 : config.defaults.retry.retryAfter.max),
+      pauseMs: Math.max(
+        ...routes.map((route) => route.retry.retryAfter.max),
+        routes.length > 0 ? 0 : config.defaults.retry.retryAfter.max,
+      ),
       connectMs: Math.max(...routes.map((route) => route.timeouts.connect), config.defaults.timeouts.connect),
     };
-    upstreams.set(upstream.name, buildUpstream(upstream, { ...deps, previous: previous?.(upstream) }, shared, caps, inherited));
+    upstreams.set(
+      upstream.name,
+      buildUpstream(upstream, { ...deps, previous: previous?.(upstream) }, shared, caps, inherited),
+    );
   }
   return upstreams;
 }

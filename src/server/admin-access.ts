@@ -39,7 +39,10 @@ export function adminToken(token: string | null): AdminToken | null {
   let built = tokens.get(token);
   if (!built) {
     tokens.clear(); // one token at a time: a rotation drops the old one
-    built = { digest: sha256(token), cookie: createHmac('sha256', token).update('breakwater admin cookie v1').digest('base64url') };
+    built = {
+      digest: sha256(token),
+      cookie: createHmac('sha256', token).update('breakwater admin cookie v1').digest('base64url'),
+    };
     tokens.set(token, built);
   }
   return built;
@@ -61,11 +64,15 @@ export function isLoopback(address: string | undefined): boolean {
   return isIP(v4) === 4 && v4.startsWith('127.');
 }
 
-/** A Host a rebinding page cannot send for this port: an IP literal, localhost, a name under .localhost (no Host: not a browser). */
+/**
+ * A Host a rebinding page cannot send for this port: an IP literal, localhost, a name under .localhost (no Host:
+ * not a browser).
+ */
 function localHost(host: string | undefined): boolean {
   if (host === undefined) return true;
   const lower = host.toLowerCase();
-  if (lower.startsWith('[')) return /^\[[0-9a-f:.]+\](:\d{1,5})?$/.test(lower) && isIP(lower.slice(1, lower.indexOf(']'))) === 6;
+  if (lower.startsWith('['))
+    return /^\[[0-9a-f:.]+\](:\d{1,5})?$/.test(lower) && isIP(lower.slice(1, lower.indexOf(']'))) === 6;
   let name = stripPort(lower);
   if (name.endsWith('.')) name = name.slice(0, -1);
   return name === 'localhost' || name.endsWith('.localhost') || isIP(name) === 4;
@@ -87,7 +94,9 @@ function cookieOf(header: string | undefined): string | undefined {
   return undefined;
 }
 
-export type AdminDecision = { readonly admitted: true } | { readonly admitted: false; readonly error: BreakwaterError; readonly headers: Record<string, string> };
+export type AdminDecision =
+  | { readonly admitted: true }
+  | { readonly admitted: false; readonly error: BreakwaterError; readonly headers: Record<string, string> };
 
 const ADMITTED: AdminDecision = { admitted: true };
 
@@ -99,18 +108,27 @@ export function decideAdmin(req: IncomingMessage, path: string, token: AdminToke
   if (token === null) {
     return {
       admitted: false,
-      error: new BreakwaterError('ADMIN_FORBIDDEN', 'This admin endpoint answers only the pod or host itself (a loopback peer), and no admin.token is configured.'),
+      error: new BreakwaterError(
+        'ADMIN_FORBIDDEN',
+        'This admin endpoint answers only the pod or host itself (a loopback peer), and no admin.token is configured.',
+      ),
       headers: {},
     };
   }
   const bearer = bearerOf(req.headers.authorization);
   if (bearer !== undefined && sameSecret(bearer, token.digest)) return ADMITTED;
   const cookie = cookieOf(req.headers.cookie);
-  if (readOnly && cookie !== undefined && bearer === undefined && timingSafeEqual(sha256(cookie), sha256(token.cookie))) return ADMITTED;
+  if (readOnly && cookie !== undefined && bearer === undefined && timingSafeEqual(sha256(cookie), sha256(token.cookie)))
+    return ADMITTED;
   const wrong = bearer !== undefined;
   return {
     admitted: false,
-    error: new BreakwaterError('ADMIN_UNAUTHORIZED', wrong ? 'The admin token sent is not the configured one.' : 'This admin endpoint needs the admin token from a peer that is not local.'),
+    error: new BreakwaterError(
+      'ADMIN_UNAUTHORIZED',
+      wrong
+        ? 'The admin token sent is not the configured one.'
+        : 'This admin endpoint needs the admin token from a peer that is not local.',
+    ),
     headers: { 'www-authenticate': `Bearer realm="breakwater"${wrong ? ', error="invalid_token"' : ''}` },
   };
 }

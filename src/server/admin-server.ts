@@ -6,13 +6,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { LoadedConfig } from '../config/index.js';
-import { formatDuration } from '../config/units.js';
+
 import type { Metrics } from '../observe/metrics.js';
 import { redactedConfig } from '../observe/redact.js';
-import type { UpstreamPacing } from '../policy/pacing/pacer.js';
-import { countsByClass } from '../policy/priorities.js';
-import type { Runtime } from '../runtime.js';
+
 import type { ErrorJournal } from '../observe/error-journal.js';
 import type { TrafficReport } from '../observe/traffic.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
@@ -20,86 +17,7 @@ import { renderProblem } from '../errors/problem.js';
 import type { Logger } from '../observe/logger.js';
 import { adminToken, cookieFor, decideAdmin, type AdminDecision } from './admin-access.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard.js';
-
-export interface AdminStatusSource {
-  readonly runtime: Runtime;
-  readonly loaded: LoadedConfig;
-  readonly version: string;
-  readonly lastReload: { readonly result: string; readonly at: string; readonly problems: readonly string[] } | undefined;
-  /** The runtime's monotonic clock (cooldowns). */
-  readonly now: () => number;
-}
-
-/** A target's pacers as /status shows them: with priority classes, who waits by class (SPEC §13). */
-function pacingOf(pacing: UpstreamPacing | null | undefined, classes: readonly { readonly name: string }[] | undefined, mode: string): Record<string, unknown>[] | null {
-  if (!pacing) return null;
-  return pacing.snapshot().map(({ waitingByRank, ...snapshot }) => (classes ? { ...snapshot, mode, waitingByClass: countsByClass(classes, waitingByRank) } : { ...snapshot, mode }));
-}
-
-/** `/status` (SPEC §7): routes and upstreams with breaker state, failure rate, limiter tokens and queue depth, in-flight requests. */
-export function statusOf(source: AdminStatusSource, draining: boolean): Record<string, unknown> {
-  const { runtime, loaded } = source;
-  const classes = runtime.config.priorities?.classes;
-  const redacted = redactedConfig(loaded) as { upstreams: Record<string, { url: string; failover: { url: string }[] }> };
-  return {
-    version: source.version,
-    file: loaded.file,
-    lastReload: source.lastReload ?? null,
-    draining,
-    inFlight: runtime.inFlight(),
-    redis: runtime.redisStatus(),
-    upstreams: [...runtime.upstreams.values()].map((upstream) => {
-      const cooling = upstream.failover?.status(source.now());
-      const urls = [redacted.upstreams[upstream.name]?.url ?? '', ...(redacted.upstreams[upstream.name]?.failover ?? []).map((target) => target.url)];
-      return {
-        name: upstream.name,
-        url: urls[0],
-        breaker: upstream.breaker.status(),
-        pacing: pacingOf(upstream.pacing, classes, upstream.config.pacing.mode),
-        // Every target, the upstream itself first (SPEC §8.1).
-        targets: upstream.targets.map((target, i) => ({
-          name: target.name,
-          url: urls[i] ?? '',
-          breaker: target.breaker.status(),
-          coolingForMs: cooling?.[i]?.coolingForMs ?? 0,
-          pacing: pacingOf(target.pacing, classes, upstream.config.pacing.mode),
-        })),
-      };
-    }),
-    forwardTargets: runtime.forwardTargetCount(),
-    // SPEC §19.2, §19.3: the allow-lists' modes.
-    forwardProxy: { mode: runtime.config.forwardProxy.mode, callers: runtime.config.forwardProxy.callers.map(({ name, mode }) => ({ name, mode })) },
-    routes: runtime.routes.map((route) => {
-      const { match, rateLimit } = route.config;
-      return {
-        name: route.name,
-        match: [match.host ? `host ${match.host}` : '', `path ${match.pathPrefix}`, match.methods ? match.methods.join(',') : ''].filter(Boolean).join(' '),
-        upstream: route.upstream?.name ?? null,
-        stale: route.stale ? { entries: route.stale.size(), bytes: route.stale.bytes() } : null,
-        rateLimit:
-          rateLimit && route.rateLimit
-            ? {
-                describe: [
-                  rateLimit.rate !== null ? `${+rateLimit.rate.toFixed(3)}/s burst ${rateLimit.burst}` : '',
-                  rateLimit.maxConcurrent !== null ? `max ${rateLimit.maxConcurrent} in flight` : '',
-                  `queue ${rateLimit.queue.size}/${formatDuration(rateLimit.queue.timeout)}`,
-                  rateLimit.shared ? 'shared' : '',
-                  rateLimit.key !== 'route' ? `per ${rateLimit.key}` : '',
-                ]
-                  .filter(Boolean)
-                  .join(', '),
-                mode: rateLimit.mode,
-                tokens: route.rateLimit.tokens(),
-                queued: route.rateLimit.queueDepth(),
-                // With priority classes (SPEC §13): who waits, by class.
-                ...(classes && { queuedByClass: countsByClass(classes, route.rateLimit.queueDepthByRank()) }),
-                keys: route.rateLimit.size(),
-              }
-            : null,
-      };
-    }),
-  };
-}
+import { statusOf, type AdminStatusSource } from './admin-status.js';
 
 export interface AdminServerOptions {
   readonly host: string;
@@ -128,7 +46,11 @@ export interface AdminServer {
 
 function json(res: http.ServerResponse, value: unknown, head: boolean): void {
   const body = JSON.stringify(value, null, 2);
-  res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(200, {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(body),
+  });
   res.end(head ? undefined : body);
 }
 
@@ -139,17 +61,36 @@ function errors(res: http.ServerResponse, journal: ErrorJournal, query: URLSearc
     text(res, 400, `limit must be a positive integer, not "${limit.slice(0, 40)}"\n`, head);
     return;
   }
-  const filter = { route: query.get('route') ?? undefined, code: query.get('code') ?? undefined, limit: limit === null ? undefined : Number(limit) };
-  json(res, { size: journal.size, recorded: journal.recorded, skipped: journal.skipped, errors: journal.list(filter) }, head);
+  const filter = {
+    route: query.get('route') ?? undefined,
+    code: query.get('code') ?? undefined,
+    limit: limit === null ? undefined : Number(limit),
+  };
+  json(
+    res,
+    { size: journal.size, recorded: journal.recorded, skipped: journal.skipped, errors: journal.list(filter) },
+    head,
+  );
 }
 
 function text(res: http.ServerResponse, status: number, body: string, head: boolean): void {
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(body),
+  });
   res.end(head ? undefined : body);
 }
 
 /** Answers an admitted admin request. */
-function serve(options: AdminServerOptions, req: http.IncomingMessage, res: http.ServerResponse, path: string, search: string | undefined, head: boolean): void {
+function serve(
+  options: AdminServerOptions,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  path: string,
+  search: string | undefined,
+  head: boolean,
+): void {
   if (req.method !== 'GET' && !head) {
     res.setHeader('allow', 'GET, HEAD');
     text(res, 405, 'method not allowed\n', head);
@@ -167,7 +108,11 @@ function serve(options: AdminServerOptions, req: http.IncomingMessage, res: http
       const openMetrics = (req.headers.accept ?? '').includes('application/openmetrics-text');
       options.metrics.render(openMetrics).then(
         ({ contentType, body }) => {
-          res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+          res.writeHead(200, {
+            'content-type': contentType,
+            'cache-control': 'no-store',
+            'content-length': Buffer.byteLength(body),
+          });
           res.end(head ? undefined : body);
         },
         (error: unknown) => text(res, 500, `metrics failed: ${(error as Error).message}\n`, head),
@@ -211,19 +156,47 @@ function serve(options: AdminServerOptions, req: http.IncomingMessage, res: http
  * asked; not a proxy request, so not counted in breakwater_errors_total nor
  * journaled; logged at info with the peer and the path.
  */
-function refuseAdmin(req: http.IncomingMessage, res: http.ServerResponse, path: string, decision: AdminDecision & { admitted: false }, logger: Logger | undefined): void {
-  const rendered = renderProblem(decision.error, { instance: path, route: null, upstream: null, target: null, attempts: 0, requestId: randomUUID() });
-  logger?.info({ peer: req.socket.remoteAddress, method: req.method, path, code: decision.error.code }, 'admin request refused');
+function refuseAdmin(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  path: string,
+  decision: AdminDecision & { admitted: false },
+  logger: Logger | undefined,
+): void {
+  const rendered = renderProblem(decision.error, {
+    instance: path,
+    route: null,
+    upstream: null,
+    target: null,
+    attempts: 0,
+    requestId: randomUUID(),
+  });
+  logger?.info(
+    { peer: req.socket.remoteAddress, method: req.method, path, code: decision.error.code },
+    'admin request refused',
+  );
   res.writeHead(rendered.status, { ...rendered.headers, ...decision.headers, 'cache-control': 'no-store' });
   res.end(req.method === 'HEAD' ? undefined : rendered.body);
 }
 
 /** `GET /?token=`: the right token sets the dashboard's cookie and goes to `/`; a wrong one is 401, no cookie. */
-function tokenLogin(req: http.IncomingMessage, res: http.ServerResponse, given: string, token: ReturnType<typeof adminToken>, logger: Logger | undefined): void {
+function tokenLogin(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  given: string,
+  token: ReturnType<typeof adminToken>,
+  logger: Logger | undefined,
+): void {
   const cookie = cookieFor(given, token);
   if (cookie === undefined) {
     const error = new BreakwaterError('ADMIN_UNAUTHORIZED', 'The admin token given is not the configured one.');
-    refuseAdmin(req, res, '/', { admitted: false, error, headers: { 'www-authenticate': 'Bearer realm="breakwater", error="invalid_token"' } }, logger);
+    refuseAdmin(
+      req,
+      res,
+      '/',
+      { admitted: false, error, headers: { 'www-authenticate': 'Bearer realm="breakwater", error="invalid_token"' } },
+      logger,
+    );
     return;
   }
   res.writeHead(303, { location: '/', 'set-cookie': cookie, 'cache-control': 'no-store', 'content-length': 0 });
@@ -236,7 +209,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     const head = req.method === 'HEAD';
     res.setHeader('x-content-type-options', 'nosniff');
     const token = adminToken(options.token?.() ?? null);
-    const given = path === '/' && req.method === 'GET' && token !== null && search !== undefined ? new URLSearchParams(search).get('token') : null;
+    const given =
+      path === '/' && req.method === 'GET' && token !== null && search !== undefined
+        ? new URLSearchParams(search).get('token')
+        : null;
     if (given !== null) return tokenLogin(req, res, given, token, options.logger);
     const decision = decideAdmin(req, path, token);
     if (!decision.admitted) return refuseAdmin(req, res, path, decision, options.logger);

@@ -23,7 +23,12 @@ const SAMPLES = 4;
  * Watches `req`'s body until it is complete; calls `onSilent` once if it is
  * silent for `timeoutMs`. Returns the function that stops watching.
  */
-export function watchBody(req: IncomingMessage, timeoutMs: number, now: () => number, onSilent: () => void): () => void {
+export function watchBody(
+  req: IncomingMessage,
+  timeoutMs: number,
+  now: () => number,
+  onSilent: () => void,
+): () => void {
   const socket = req.socket;
   let lastBytes = socket.bytesRead;
   let lastProgress = now();
@@ -54,8 +59,16 @@ export function watchBody(req: IncomingMessage, timeoutMs: number, now: () => nu
  * cut; the attempt streaming the body upstream is aborted, and a body read
  * for replay is never sent.
  */
-export function cutSilentBody(ctx: HttpContext, exchange: Exchange, cancellation: Cancellation, timeoutMs: number): void {
-  const error = new BreakwaterError('REQUEST_BODY_TIMEOUT', `The request body sent nothing for ${timeoutMs} ms (limits.clientBodyTimeout); the request was cut.`);
+export function cutSilentBody(
+  ctx: HttpContext,
+  exchange: Exchange,
+  cancellation: Cancellation,
+  timeoutMs: number,
+): void {
+  const error = new BreakwaterError(
+    'REQUEST_BODY_TIMEOUT',
+    `The request body sent nothing for ${timeoutMs} ms (limits.clientBodyTimeout); the request was cut.`,
+  );
   if (ctx.res.headersSent) {
     exchange.countError(error.code, true);
     ctx.res.destroy();

@@ -31,6 +31,8 @@ import { classifyConnectTimeout, classifyError, classifyStatus } from '../upstre
 import { clientRequestId } from '../upstream/headers.js';
 import { Exchange, type ServerDeps } from './exchange.js';
 import { interceptOrNot } from './intercept-connect.js';
+import type { Runtime } from '../runtime.js';
+import type { TargetCheck } from '../router/target-check.js';
 
 /** `host:port` of a CONNECT request target, IPv6 in brackets. */
 function parseAuthority(authority: string): { host: string; port: number } | undefined {
@@ -40,14 +42,60 @@ function parseAuthority(authority: string): { host: string; port: number } | und
   return port > 0 && port < 65536 ? { host: match[1]!, port } : undefined;
 }
 
-export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ServerDeps, server?: Server): void {
+/** A CONNECT's exchange record: its authority as host, no path (the tunnel's bytes are not seen). */
+function connectRecord(requestId: string, authority: string, startedAt: number): ExchangeRecord {
+  return {
+    requestId,
+    method: 'CONNECT',
+    path: '',
+    host: authority,
+    startedAt,
+    attempts: 0,
+    target: null,
+    flags: new Set(),
+  };
+}
+
+/**
+ * The CONNECT target after the target checks (SPEC §19.3), its caller and the allow-list's decision recorded;
+ * the refusal when it may not be reached.
+ */
+async function checkedTarget(
+  runtime: Runtime,
+  req: IncomingMessage,
+  record: ExchangeRecord,
+  authority: string,
+): Promise<Extract<TargetCheck, { ok: true }> | BreakwaterError> {
+  const target = parseAuthority(authority);
+  if (!target) return new BreakwaterError('BAD_REQUEST', `CONNECT needs host:port, not "${authority}".`);
+  const check = await runtime.targets.check(target.host, target.port, {
+    headers: req.headers,
+    remoteAddress: req.socket.remoteAddress,
+  });
+  record.caller = check.caller;
+  record.egress =
+    !check.ok && !check.dnsFailed ? 'denied' : !check.ok || check.wouldDeny === undefined ? 'allowed' : 'would_deny';
+  if (check.ok && check.wouldDeny !== undefined) record.flags.add('WOULD_DENY');
+  if (check.ok) return check;
+  return check.dnsFailed
+    ? new BreakwaterError('UPSTREAM_CONNECT_FAILED', `The target ${authority} cannot be connected to: ${check.reason}.`)
+    : new BreakwaterError('HOST_NOT_ALLOWED', `The target ${authority} is not allowed: ${check.reason}.`);
+}
+
+export function handleConnect(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  deps: ServerDeps,
+  server?: Server,
+): void {
   const runtime = deps.runtime();
   const { config } = runtime;
   const { metrics, logger } = deps;
   const requestId = clientRequestId(req.headers['x-request-id']) ?? randomUUID();
   const authority = req.url ?? '';
   let status = 200;
-  const record: ExchangeRecord = { requestId, method: 'CONNECT', path: '', host: authority, startedAt: deps.now(), attempts: 0, target: null, flags: new Set() };
+  const record = connectRecord(requestId, authority, deps.now());
   const exchange = new Exchange(deps, runtime, record, authority);
   socket.on('error', () => socket.destroy());
   socket.once('close', () => exchange.finish(status));
@@ -69,21 +117,9 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
   };
 
   void (async () => {
-    const target = parseAuthority(authority);
-    if (!target) {
-      refuse(new BreakwaterError('BAD_REQUEST', `CONNECT needs host:port, not "${authority}".`));
-      return;
-    }
-    const check = await runtime.targets.check(target.host, target.port, { headers: req.headers, remoteAddress: req.socket.remoteAddress });
-    record.caller = check.caller;
-    record.egress = !check.ok && !check.dnsFailed ? 'denied' : !check.ok || check.wouldDeny === undefined ? 'allowed' : 'would_deny';
-    if (check.ok && check.wouldDeny !== undefined) record.flags.add('WOULD_DENY');
-    if (!check.ok) {
-      refuse(
-        check.dnsFailed
-          ? new BreakwaterError('UPSTREAM_CONNECT_FAILED', `The target ${authority} cannot be connected to: ${check.reason}.`)
-          : new BreakwaterError('HOST_NOT_ALLOWED', `The target ${authority} is not allowed: ${check.reason}.`),
-      );
+    const check = await checkedTarget(runtime, req, record, authority);
+    if (check instanceof BreakwaterError) {
+      refuse(check);
       return;
     }
     const intercepting = config.forwardProxy.connect.mode === 'intercept' && runtime.interceptor !== null;
@@ -94,7 +130,15 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
       targetIs(`${host.includes(':') ? `[${host}]` : host}:${check.port}`);
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       established = true;
-      const rest = await interceptOrNot(socket, head, { host, port: check.port }, runtime.interceptor!, server!, deps, requestId);
+      const rest = await interceptOrNot(
+        socket,
+        head,
+        { host, port: check.port },
+        runtime.interceptor!,
+        server!,
+        deps,
+        requestId,
+      );
       if (!rest) return; // intercepted, or the client left
       buffered = rest;
     }
@@ -103,12 +147,9 @@ export function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer
     targetIs(upstream.name);
     const tunnel = await openTunnel(breaker, record, socket, check, authority, config.defaults.timeouts.connect);
     if (tunnel instanceof BreakwaterError) return refuse(tunnel);
-    if (!tunnel) {
-      socket.destroy();
-      return;
-    }
-    if (socket.destroyed) {
-      tunnel.destroy();
+    // No tunnel (the client left while it opened), or no client left for it.
+    if (!tunnel || socket.destroyed) {
+      (tunnel ?? socket).destroy();
       return;
     }
     // (An intercept candidate that is tunnelled after all was already told 200.)
@@ -138,12 +179,15 @@ async function openTunnel(
   let tunnel: net.Socket | undefined;
   let result: AttemptResult;
   try {
-    result = await breaker.call(record, cancellation, () => dial(check, authority, connectMs, (connection) => (tunnel = connection)));
+    result = await breaker.call(record, cancellation, () =>
+      dial(check, authority, connectMs, (connection) => (tunnel = connection)),
+    );
   } catch (error) {
     return error instanceof BreakwaterError ? error : undefined;
   }
   if (tunnel) return tunnel;
-  const { code = 'UPSTREAM_CONNECT_FAILED', detail = `Target ${authority} could not be connected to.` } = result.classification;
+  const { code = 'UPSTREAM_CONNECT_FAILED', detail = `Target ${authority} could not be connected to.` } =
+    result.classification;
   return new BreakwaterError(code, detail);
 }
 
@@ -152,12 +196,21 @@ async function openTunnel(
  * breaker call, a refused or silent target a connect failure, an open
  * tunnel a success (`onOpen` gets its socket).
  */
-function dial(check: { address: string; port: number; family: number }, authority: string, connectMs: number, onOpen: (connection: net.Socket) => void): Promise<AttemptResult> {
+function dial(
+  check: { address: string; port: number; family: number },
+  authority: string,
+  connectMs: number,
+  onOpen: (connection: net.Socket) => void,
+): Promise<AttemptResult> {
   return new Promise((resolve) => {
     const connection = net.connect({ host: check.address, port: check.port, family: check.family });
     const timer = setTimeout(() => {
       connection.destroy();
-      resolve({ classification: classifyConnectTimeout(`Target ${authority} could not be connected to within ${connectMs} ms (connect timeout).`) });
+      resolve({
+        classification: classifyConnectTimeout(
+          `Target ${authority} could not be connected to within ${connectMs} ms (connect timeout).`,
+        ),
+      });
     }, connectMs);
     connection.once('connect', () => {
       clearTimeout(timer);
@@ -167,7 +220,9 @@ function dial(check: { address: string; port: number; family: number }, authorit
     connection.once('error', (error) => {
       clearTimeout(timer);
       const classification = classifyError(error, { connected: false });
-      resolve({ classification: { ...classification, detail: `Target ${authority} ${classification.detail ?? ''}`.trim() } });
+      resolve({
+        classification: { ...classification, detail: `Target ${authority} ${classification.detail ?? ''}`.trim() },
+      });
     });
   });
 }

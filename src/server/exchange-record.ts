@@ -6,7 +6,10 @@
  */
 import type { RequestContext } from '../policy/context.js';
 
-export interface ExchangeRecord extends Pick<RequestContext, 'requestId' | 'method' | 'attempts' | 'target' | 'rule' | 'flags' | 'attemptLog' | 'priority' | 'trace'> {
+export interface ExchangeRecord extends Pick<
+  RequestContext,
+  'requestId' | 'method' | 'attempts' | 'target' | 'rule' | 'flags' | 'attemptLog' | 'priority' | 'trace'
+> {
   /** The path as normalized (SPEC §10), query dropped (access log, `instance`); the authority for CONNECT. */
   readonly path: string;
   /** Host header as sent, lower case ('' when absent). */

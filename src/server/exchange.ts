@@ -16,11 +16,10 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { describeCode, renderProblem, type RenderedProblem } from '../errors/problem.js';
-import { logAccess, wantsAccessLog } from '../observe/access-log.js';
+import { flagForCode, logAccess, wantsAccessLog } from '../observe/access-log.js';
 import type { ErrorJournal } from '../observe/error-journal.js';
 import type { Logger } from '../observe/logger.js';
 import { methodLabel, type Metrics } from '../observe/metrics.js';
-import { flagForCode } from '../observe/access-log.js';
 import type { RequestContext } from '../policy/context.js';
 import type { ExchangeRecord } from './exchange-record.js';
 import type { Runtime } from '../runtime.js';
@@ -41,7 +40,6 @@ export interface ServerDeps {
   readonly journal: ErrorJournal;
 }
 
-/** A proxied HTTP request as the server sees it: the policies' context and the response only the server writes. */
 /** A request or upgrade as server/ handles it: the policies' context, and node's request, which only server/ reads. */
 export interface ServerContext extends RequestContext, ExchangeRecord {
   readonly req: IncomingMessage;
@@ -110,7 +108,9 @@ export class Exchange {
     if (error instanceof BreakwaterError) {
       failure = error;
     } else {
-      failure = new BreakwaterError('INTERNAL_ERROR', 'Breakwater failed while handling this request.', { cause: error });
+      failure = new BreakwaterError('INTERNAL_ERROR', 'Breakwater failed while handling this request.', {
+        cause: error,
+      });
       logger.error({ err: error, requestId: this.record.requestId, route }, 'internal error');
     }
     const flag = flagForCode(failure.code);
@@ -126,7 +126,14 @@ export class Exchange {
     }
     const rendered = renderProblem(
       failure,
-      { instance: this.instance, route: route || null, upstream, target: this.record.target, attempts: this.record.attempts, requestId: this.record.requestId },
+      {
+        instance: this.instance,
+        route: route || null,
+        upstream,
+        target: this.record.target,
+        attempts: this.record.attempts,
+        requestId: this.record.requestId,
+      },
       plainErrors,
     );
     if (response) {
@@ -151,7 +158,10 @@ export class Exchange {
     this.deps.metrics.errors.inc({ route: this.matched.route, code });
   }
 
-  /** A forward-proxy request's allow-list decision (SPEC §19.3), and the report of one that would have been refused (§19.2). */
+  /**
+   * A forward-proxy request's allow-list decision (SPEC §19.3), and the report of one that would have been
+   * refused (§19.2).
+   */
   private countEgress(decision: NonNullable<ExchangeRecord['egress']>, caller: string | null, route: string): void {
     this.deps.metrics.forwardRequests.inc({ caller: caller ?? '', decision });
     if (decision === 'would_deny') this.deps.metrics.policyReports.inc({ route, policy: 'allow_list' });
@@ -160,7 +170,17 @@ export class Exchange {
   private journal(status: number, durationMs: number): void {
     if (!this.deps.journal.admit()) return;
     const { route, upstream } = this.matched;
-    const entry = journalEntry({ record: this.record, route, upstream, status, code: this.code, failure: this.failure, answer: this.answer, durationMs, wall: this.deps.wall() });
+    const entry = journalEntry({
+      record: this.record,
+      route,
+      upstream,
+      status,
+      code: this.code,
+      failure: this.failure,
+      answer: this.answer,
+      durationMs,
+      wall: this.deps.wall(),
+    });
     if (entry) this.deps.journal.record(entry);
   }
 
@@ -177,7 +197,12 @@ export class Exchange {
     if (record.egress !== undefined) this.countEgress(record.egress, record.caller ?? null, route);
     metrics.requestDuration.observe({ route, method }, durationMs / 1000);
     // Only a request that failed builds an entry (SPEC §12): the success path pays one comparison.
-    if ((status >= 400 || this.code !== null || record.staleFor !== undefined) && status !== CLIENT_CLOSED_STATUS && this.deps.journal.enabled) this.journal(status, durationMs);
+    if (
+      (status >= 400 || this.code !== null || record.staleFor !== undefined) &&
+      status !== CLIENT_CLOSED_STATUS &&
+      this.deps.journal.enabled
+    )
+      this.journal(status, durationMs);
     record.trace?.end({
       status,
       route: route || null,

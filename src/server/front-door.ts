@@ -34,13 +34,19 @@ export function targetFormOf(rawUrl: string): TargetForm {
 
 /** 400 for a target that is neither origin-form nor absolute http(s) (§20.2); never echoes more than its form. */
 export function unsendableTarget(): BreakwaterError {
-  return new BreakwaterError('BAD_REQUEST', 'The request target must be a path (/…) or an absolute http:// URL; this one is neither, and cannot be forwarded.');
+  return new BreakwaterError(
+    'BAD_REQUEST',
+    'The request target must be a path (/…) or an absolute http:// URL; this one is neither, and cannot be forwarded.',
+  );
 }
 
 /** A config's compiled Host and Origin rules; built once per config (reloads build a new one). */
 interface Door {
   readonly anyHost: boolean;
-  /** Route `match.host` patterns and `serverNames`, lower-cased; `withPort`: matched against the Host as sent, not its name. */
+  /**
+   * Route `match.host` patterns and `serverNames`, lower-cased; `withPort`: matched against the Host as sent,
+   * not its name.
+   */
   readonly hostPatterns: readonly { readonly pattern: string; readonly withPort: boolean }[];
   readonly anyOrigin: boolean;
   readonly origins: ReadonlySet<string>;
@@ -52,7 +58,9 @@ function doorOf(config: Config): Door {
   let door = doors.get(config);
   if (door) return door;
   const { serverNames, allowOrigins } = config.listen;
-  const routeHosts = config.routes.flatMap((route) => (route.match.host === null ? [] : [route.match.host.toLowerCase()]));
+  const routeHosts = config.routes.flatMap((route) =>
+    route.match.host === null ? [] : [route.match.host.toLowerCase()],
+  );
   door = {
     anyHost: serverNames.includes('*'),
     hostPatterns: [...routeHosts, ...serverNames].map((pattern) => ({ pattern, withPort: /:\d+$/.test(pattern) })),
@@ -66,7 +74,10 @@ function doorOf(config: Config): Door {
 /** An IPv6 literal with nothing after it but a port. */
 const BRACKETED = /^\[[0-9a-f:.]+\](:\d{1,5})?$/;
 
-/** The Host's name: port dropped, lower case, no trailing dot; IPv6 literals keep their brackets. Null for a Host no client names a server with (`[::1]evil`). */
+/**
+ * The Host's name: port dropped, lower case, no trailing dot; IPv6 literals keep their brackets. Null for a Host
+ * no client names a server with (`[::1]evil`).
+ */
 function hostName(host: string): string | null {
   if (host.startsWith('[') && !BRACKETED.test(host)) return null;
   const name = stripPort(host);
@@ -106,14 +117,24 @@ function browserAllowed(door: Door, headers: IncomingHttpHeaders, host: string):
  * The refusal an origin-form request gets from §20.1, or undefined when it
  * is served. `host` is the Host header as sent, lower-cased ('' when absent).
  */
-export function frontDoorRefusal(config: Config, headers: IncomingHttpHeaders, host: string): BreakwaterError | undefined {
+export function frontDoorRefusal(
+  config: Config,
+  headers: IncomingHttpHeaders,
+  host: string,
+): BreakwaterError | undefined {
   const door = doorOf(config);
   // HTTP/1.0 without Host is served: nothing in it can name another site.
   if (host !== '' && !hostServed(door, host)) {
-    return new BreakwaterError('MISDIRECTED_REQUEST', `The Host header names a server this proxy does not serve; call it as localhost or by address, or list the name in listen.serverNames.`);
+    return new BreakwaterError(
+      'MISDIRECTED_REQUEST',
+      `The Host header names a server this proxy does not serve; call it as localhost or by address, or list the name in listen.serverNames.`,
+    );
   }
   if (!browserAllowed(door, headers, host)) {
-    return new BreakwaterError('CROSS_ORIGIN_REFUSED', 'A browser page from another origin may not call this proxy; the request was not forwarded.');
+    return new BreakwaterError(
+      'CROSS_ORIGIN_REFUSED',
+      'A browser page from another origin may not call this proxy; the request was not forwarded.',
+    );
   }
   return undefined;
 }

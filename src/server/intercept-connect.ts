@@ -42,7 +42,10 @@ export async function interceptOrNot(
     try {
       context = await interceptor.contextFor(host);
     } catch (error) {
-      deps.logger.error({ requestId, host, err: (error as Error).message }, `cannot mint a certificate for ${host}: the intercepted connection is closed`);
+      deps.logger.error(
+        { requestId, host, err: (error as Error).message },
+        `cannot mint a certificate for ${host}: the intercepted connection is closed`,
+      );
       socket.destroy();
       return undefined;
     }
@@ -58,8 +61,14 @@ export async function interceptOrNot(
   return hello.data;
 }
 
-/** Reads the client's first bytes until its ClientHello is complete (or clearly not one); undefined if the client leaves or stays silent. */
-function readHello(socket: Duplex, head: Buffer): Promise<{ data: Buffer; peek: ReturnType<typeof peekClientHello> } | undefined> {
+/**
+ * Reads the client's first bytes until its ClientHello is complete (or clearly not one); undefined if the client
+ * leaves or stays silent.
+ */
+function readHello(
+  socket: Duplex,
+  head: Buffer,
+): Promise<{ data: Buffer; peek: ReturnType<typeof peekClientHello> } | undefined> {
   return new Promise((resolve) => {
     let data = head;
     const done = (result: { data: Buffer; peek: ReturnType<typeof peekClientHello> } | undefined) => {
@@ -72,7 +81,8 @@ function readHello(socket: Duplex, head: Buffer): Promise<{ data: Buffer; peek: 
     };
     const check = () => {
       const peek = peekClientHello(data);
-      if (peek.kind !== 'partial' || data.length >= MAX_HELLO_BYTES) done({ data, peek: peek.kind === 'partial' ? { kind: 'not-tls' } : peek });
+      if (peek.kind !== 'partial' || data.length >= MAX_HELLO_BYTES)
+        done({ data, peek: peek.kind === 'partial' ? { kind: 'not-tls' } : peek });
     };
     const onData = (chunk: Buffer) => {
       data = data.length === 0 ? chunk : Buffer.concat([data, chunk]);
@@ -86,17 +96,35 @@ function readHello(socket: Duplex, head: Buffer): Promise<{ data: Buffer; peek: 
   });
 }
 
-/** Terminates the client's TLS with the leaf for its CONNECT host and hands the decrypted connection to the HTTP server. */
-function terminate(socket: Duplex, hello: Buffer, context: tls.SecureContext, target: { host: string; port: number }, server: Server, deps: ServerDeps, requestId: string): void {
+/**
+ * Terminates the client's TLS with the leaf for its CONNECT host and hands the decrypted connection to the HTTP
+ * server.
+ */
+function terminate(
+  socket: Duplex,
+  hello: Buffer,
+  context: tls.SecureContext,
+  target: { host: string; port: number },
+  server: Server,
+  deps: ServerDeps,
+  requestId: string,
+): void {
   const { metrics, logger } = deps;
-  const secure = new tls.TLSSocket(replaying(socket, hello), { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
+  const secure = new tls.TLSSocket(replaying(socket, hello), {
+    isServer: true,
+    secureContext: context,
+    ALPNProtocols: ['http/1.1'],
+  });
   // The HTTP server logs and forwards the client's address.
   Object.defineProperty(secure, 'remoteAddress', { value: (socket as net.Socket).remoteAddress });
   Object.defineProperty(secure, 'remotePort', { value: (socket as net.Socket).remotePort });
   markIntercepted(secure, target);
   let settled = false;
   // A client that sends its ClientHello and then nothing must not hold the connection.
-  const handshake = setTimeout(() => secure.destroy(new Error(`no TLS handshake within ${HELLO_TIMEOUT_MS} ms`)), HELLO_TIMEOUT_MS);
+  const handshake = setTimeout(
+    () => secure.destroy(new Error(`no TLS handshake within ${HELLO_TIMEOUT_MS} ms`)),
+    HELLO_TIMEOUT_MS,
+  );
   secure.once('secure', () => {
     clearTimeout(handshake);
     settled = true;

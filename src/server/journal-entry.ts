@@ -10,7 +10,8 @@ import type { BreakwaterError } from '../errors/breakwater-error.js';
 import { readErrorText, type ParsedBody } from '../errors/dialects/index.js';
 import { cutText, decodeBody, PROVIDER_TEXT_BYTES, trimReplacementTail } from '../errors/normalize.js';
 import { describeCode } from '../errors/problem.js';
-import { answerEntry, type RuleDecision } from '../errors/provider-rules.js';
+import { answerEntry } from '../errors/provider-rules.js';
+import type { RuleDecision } from '../errors/provider-table.js';
 import type { JournalAttempt, JournalEntry, JournalProvider } from '../observe/error-journal.js';
 import type { ExchangeRecord } from './exchange-record.js';
 import type { BufferedAnswer } from '../upstream/error-answer.js';
@@ -45,7 +46,16 @@ export interface Ending {
 }
 
 /** Retry-After headers, and request-id headers a provider's support desk asks for (SPEC §12). */
-const ID_HEADERS: ReadonlySet<string> = new Set(['retry-after', 'retry-after-ms', 'x-ms-retry-after-ms', 'request-id', 'x-request-id', 'x-amzn-requestid', 'x-github-request-id', 'cf-ray']);
+const ID_HEADERS: ReadonlySet<string> = new Set([
+  'retry-after',
+  'retry-after-ms',
+  'x-ms-retry-after-ms',
+  'request-id',
+  'x-request-id',
+  'x-amzn-requestid',
+  'x-github-request-id',
+  'cf-ray',
+]);
 /** The rate-limit header families (SPEC §12). */
 const QUOTA_PREFIXES = ['ratelimit', 'x-ratelimit-', 'anthropic-ratelimit-'];
 
@@ -67,7 +77,10 @@ const HEADERS_CHARS = 2048;
 const isHigh = (code: number) => code >= 0xd800 && code <= 0xdbff;
 const isLow = (code: number) => code >= 0xdc00 && code <= 0xdfff;
 
-/** Bytes of the UTF-16 unit at `at` once written in a JSON string as UTF-8 (JSON.stringify's escapes; a surrogate pair 2 + 2). */
+/**
+ * Bytes of the UTF-16 unit at `at` once written in a JSON string as UTF-8 (JSON.stringify's escapes; a surrogate
+ * pair 2 + 2).
+ */
 function jsonCost(text: string, at: number): number {
   const code = text.charCodeAt(at);
   if (code === 0x22 || code === 0x5c) return 2;
@@ -92,14 +105,22 @@ export function cutString(text: string, units: number, mark = '', jsonBytes = 3 
   // The last place the text can be cut and still take the mark.
   let cut = 0;
   for (let at = 0; at < text.length; at++) {
-    if (at + mark.length <= units && bytes + markBytes <= jsonBytes && !(isHigh(text.charCodeAt(at - 1)) && isLow(text.charCodeAt(at)))) cut = at;
+    if (
+      at + mark.length <= units &&
+      bytes + markBytes <= jsonBytes &&
+      !(isHigh(text.charCodeAt(at - 1)) && isLow(text.charCodeAt(at)))
+    )
+      cut = at;
     bytes += jsonCost(text, at);
     if (at + 1 > units || bytes > jsonBytes) return text.slice(0, cut) + mark;
   }
   return text;
 }
 
-/** The upstream's quota, Retry-After and request-id headers; nothing else of its answer. Each value cut at 256 characters, all of them within 2,048. */
+/**
+ * The upstream's quota, Retry-After and request-id headers; nothing else of its answer. Each value cut at 256
+ * characters, all of them within 2,048.
+ */
 export function journalHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
   let room = HEADERS_CHARS;
@@ -118,7 +139,10 @@ function bytesOf(start: BodyStart | BufferedAnswer): Buffer {
   return 'raw' in start ? start.raw : Buffer.concat(start.chunks, start.size);
 }
 
-/** Its body for the journal: the parsed JSON when it is at most 4 KiB as text and as JSON again, else the text cut at 4 KiB. */
+/**
+ * Its body for the journal: the parsed JSON when it is at most 4 KiB as text and as JSON again, else the text
+ * cut at 4 KiB.
+ */
 function journalBody(parsed: ParsedBody, text: string): unknown {
   if (parsed.kind === 'json' && Buffer.byteLength(text) <= PROVIDER_TEXT_BYTES) {
     // Serialized again it can be longer (`1e20` is 21 characters) or nested past what JSON.stringify can go.
@@ -137,7 +161,10 @@ function safeStringify(value: unknown): string | undefined {
   }
 }
 
-/** What the provider said: its dialect's code and message, and its body (JSON when it fits, else text cut at 4 KiB), each bounded (SPEC §20.7). */
+/**
+ * What the provider said: its dialect's code and message, and its body (JSON when it fits, else text cut at 4
+ * KiB), each bounded (SPEC §20.7).
+ */
 export function providerOf(answer: AnswerNote): JournalProvider {
   const contentType = String(answer.headers['content-type'] ?? '').toLowerCase();
   const raw = answer.start ? bytesOf(answer.start) : Buffer.alloc(0);
@@ -161,13 +188,28 @@ function attemptsOf(ending: Ending): readonly JournalAttempt[] {
   const log = ending.record.attemptLog ?? [];
   const answered = ending.answer !== undefined || ending.status < 400;
   if (log.length >= ending.record.attempts || ending.record.target === null || !answered) return log;
-  return [{ target: ending.record.target, status: ending.answer?.status ?? ending.status, code: null, durationMs: null }, ...log];
+  return [
+    { target: ending.record.target, status: ending.answer?.status ?? ending.status, code: null, durationMs: null },
+    ...log,
+  ];
 }
 
-/** Codes whose detail repeats what the client sent (its Host, TLS server name, Upgrade header, CONNECT target): journaled without it. */
-const ECHOING_CODES: ReadonlySet<string> = new Set(['BAD_REQUEST', 'MISDIRECTED_REQUEST', 'NO_ROUTE', 'HOST_NOT_ALLOWED', 'CROSS_ORIGIN_REFUSED']);
+/**
+ * Codes whose detail repeats what the client sent (its Host, TLS server name, Upgrade header, CONNECT target):
+ * journaled without it.
+ */
+const ECHOING_CODES: ReadonlySet<string> = new Set([
+  'BAD_REQUEST',
+  'MISDIRECTED_REQUEST',
+  'NO_ROUTE',
+  'HOST_NOT_ALLOWED',
+  'CROSS_ORIGIN_REFUSED',
+]);
 
-/** The journal entry for an exchange that ended in an error (the Exchange leaves out a 499: the client left first); undefined for one that did not. */
+/**
+ * The journal entry for an exchange that ended in an error (the Exchange leaves out a 499: the client left
+ * first); undefined for one that did not.
+ */
 export function journalEntry(ending: Ending): JournalEntry | undefined {
   const { record, failure, answer } = ending;
   const stale = record.staleFor;
@@ -176,9 +218,13 @@ export function journalEntry(ending: Ending): JournalEntry | undefined {
     if (ending.status < 400) return undefined;
     code = answerEntry(ending.status, answer?.decision).code;
   }
-  // The upstream's own answer is described as `normalize: all` would, even when its code is one Breakwater also gives (a 400's BAD_REQUEST).
+  // The upstream's own answer is described as `normalize: all` would, even when its code is one Breakwater also
+  // gives (a 400's BAD_REQUEST).
   const told = answer && !failure && !stale ? answerEntry(answer.status, answer.decision) : undefined;
-  const entry = told?.code === code ? { ...told, source: 'upstream' as const } : describeCode(code, answer?.status ?? ending.status, answer?.decision);
+  const entry =
+    told?.code === code
+      ? { ...told, source: 'upstream' as const }
+      : describeCode(code, answer?.status ?? ending.status, answer?.decision);
   return {
     time: new Date(ending.wall).toISOString(),
     requestId: record.requestId,

@@ -32,7 +32,10 @@ export interface ProxyServer {
 
 export { CLIENT_CLOSED_STATUS };
 
-/** A request node's parser refused (SPEC §4): BAD_REQUEST or HEADERS_TOO_LARGE on the raw socket, counted under route "". */
+/**
+ * A request node's parser refused (SPEC §4): BAD_REQUEST or HEADERS_TOO_LARGE on the raw socket, counted under
+ * route "".
+ */
 function refuseUnparsed(error: NodeJS.ErrnoException, socket: Duplex, deps: ProxyServerDeps): void {
   if (error.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
@@ -44,7 +47,16 @@ function refuseUnparsed(error: NodeJS.ErrnoException, socket: Duplex, deps: Prox
     code === 'HEADERS_TOO_LARGE'
       ? `The request headers are larger than limits.maxHeaderSize (${runtime.config.limits.maxHeaderSize} bytes).`
       : `The request is not valid HTTP: ${error.message.replace(/^Parse Error: /, '')}.`;
-  const exchange = new Exchange(deps, runtime, { requestId: randomUUID(), method: '', path: '', host: '', startedAt: deps.now(), attempts: 0, target: null, flags: new Set() });
+  const exchange = new Exchange(deps, runtime, {
+    requestId: randomUUID(),
+    method: '',
+    path: '',
+    host: '',
+    startedAt: deps.now(),
+    attempts: 0,
+    target: null,
+    flags: new Set(),
+  });
   exchange.finish(exchange.refuse(new BreakwaterError(code, detail), socket));
 }
 
@@ -71,16 +83,18 @@ export function createProxyServer(deps: ProxyServerDeps): ProxyServer {
   // that close() can end them after the grace period.
   // They count as in flight on their runtime until they close.
   const upgraded = new Set<Duplex>();
-  const track = (handle: (req: IncomingMessage, socket: Duplex, head: Buffer) => void) => (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    upgraded.add(socket);
-    const runtime = deps.runtime();
-    runtime.enter();
-    socket.once('close', () => {
-      upgraded.delete(socket);
-      runtime.leave();
-    });
-    handle(req, socket, head);
-  };
+  const track =
+    (handle: (req: IncomingMessage, socket: Duplex, head: Buffer) => void) =>
+    (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      upgraded.add(socket);
+      const runtime = deps.runtime();
+      runtime.enter();
+      socket.once('close', () => {
+        upgraded.delete(socket);
+        runtime.leave();
+      });
+      handle(req, socket, head);
+    };
   server.on(
     'upgrade',
     track((req, socket, head) => handleUpgrade(req, socket, head, deps, isDraining)),

@@ -24,14 +24,27 @@ import { arrivalOf, contextOf, routeOf } from './routing.js';
 import { answerStale, keepForStale, staleReplaces, staleStatusCode } from './stale.js';
 
 function errorFromClassification(classification: Classification): BreakwaterError {
-  return new BreakwaterError(classification.code ?? 'INTERNAL_ERROR', classification.detail ?? 'The attempt failed without a response.');
+  return new BreakwaterError(
+    classification.code ?? 'INTERNAL_ERROR',
+    classification.detail ?? 'The attempt failed without a response.',
+  );
 }
 
 /** The route and the upstream (or forward target) it sends to, as the exchange names them. */
-const matched = (ctx: HttpContext, route: RouteRuntime) => ({ route: route.name, upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? null, plainErrors: route.plainErrors });
+const matched = (ctx: HttpContext, route: RouteRuntime) => ({
+  route: route.name,
+  upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? null,
+  plainErrors: route.plainErrors,
+});
 
 /** `errors.normalize: all`: the upstream's error as the problem body, its own words in `provider`. */
-async function sendNormalized(ctx: HttpContext, exchange: Exchange, route: RouteRuntime, result: AttemptResult & { response: UpstreamResponse }, wall: number): Promise<void> {
+async function sendNormalized(
+  ctx: HttpContext,
+  exchange: Exchange,
+  route: RouteRuntime,
+  result: AttemptResult & { response: UpstreamResponse },
+  wall: number,
+): Promise<void> {
   const normalized = await normalizeUpstreamError(result.response, {
     instance: ctx.path,
     route: route.name,
@@ -51,9 +64,21 @@ async function sendNormalized(ctx: HttpContext, exchange: Exchange, route: Route
 }
 
 /** Streams the upstream's response; the caller destroys it if the client leaves first. */
-function sendResponse(ctx: HttpContext, exchange: Exchange, route: RouteRuntime, response: UpstreamResponse, deps: ServerDeps, buffered?: BufferedAnswer): void {
+function sendResponse(
+  ctx: HttpContext,
+  exchange: Exchange,
+  route: RouteRuntime,
+  response: UpstreamResponse,
+  deps: ServerDeps,
+  buffered?: BufferedAnswer,
+): void {
   const { res } = ctx;
-  const headers = buildResponseHeaderList(response.rawHeaders, headerName, { requestId: ctx.requestId, attempts: ctx.attempts, edits: route.responseEdits, target: ctx.target });
+  const headers = buildResponseHeaderList(response.rawHeaders, headerName, {
+    requestId: ctx.requestId,
+    attempts: ctx.attempts,
+    edits: route.responseEdits,
+    target: ctx.target,
+  });
   res.writeHead(response.statusCode, response.statusMessage, headers);
   // Most answers: the body straight from undici into the client's response.
   if (!buffered && !route.stale && response.sendTo(res, () => brokenOff(ctx, exchange))) return;
@@ -86,15 +111,75 @@ function brokenOff(ctx: HttpContext, exchange: Exchange): void {
   if (!ctx.signal.aborted) exchange.countError('UPSTREAM_RESET', true);
 }
 
-/** An error answer is described in the error journal (SPEC §12) with the start of its body, whichever way it goes on. */
+/**
+ * An error answer is described in the error journal (SPEC §12) with the start of its body, whichever way it goes
+ * on.
+ */
 function noteAnswer(exchange: Exchange, result: AttemptResult & { response: UpstreamResponse }): void {
   const { response } = result;
   const start = result.buffered ?? response.captureStart(JOURNAL_CAPTURE_BYTES);
-  exchange.answer = { status: response.statusCode, headers: response.headers, start, decision: result.classification.rule };
+  exchange.answer = {
+    status: response.statusCode,
+    headers: response.headers,
+    start,
+    decision: result.classification.rule,
+  };
+}
+
+/** The route matched: where its attempts go, what the exchange and the trace name, its priority class. */
+function matchedTo(ctx: HttpContext, exchange: Exchange, route: RouteRuntime): void {
+  ctx.destination ??= route.destination;
+  ctx.route = route.name;
+  exchange.matched = matched(ctx, route);
+  if (route.classify) ctx.priority = route.classify(ctx.req.headers);
+  ctx.trace?.route(ctx.method, route.name);
+}
+
+/** The body as the attempts send it (upstream/body.ts): refused at once when it announces more than maxBodySize. */
+function prepareBody(ctx: HttpContext, route: RouteRuntime, maxBodySize: number) {
+  const length = ctx.req.headers['content-length'];
+  if (length !== undefined && Number(length) > maxBodySize) {
+    throw new BreakwaterError(
+      'PAYLOAD_TOO_LARGE',
+      `The request body (${length} bytes) is larger than limits.maxBodySize (${maxBodySize} bytes).`,
+    );
+  }
+  return prepareRequestBody(ctx.req, { maxBodySize, ...route.bodyReplay });
+}
+
+/**
+ * The upstream's answer goes to the client: as it came, normalized (`errors.normalize: all`), or replaced by a
+ * stored one (SPEC §8.2).
+ */
+async function answer(
+  ctx: HttpContext,
+  exchange: Exchange,
+  route: RouteRuntime,
+  result: AttemptResult & { response: UpstreamResponse },
+  deps: ServerDeps,
+): Promise<void> {
+  const { response } = result;
+  if (response.statusCode >= 400 && deps.journal.wants()) noteAnswer(exchange, result);
+  // The status a provider rule treats it as (an Anthropic 529 is a 503), else the provider's.
+  const staleFor = route.stale
+    ? staleStatusCode(
+        (result.classification.rule ? result.classification.status : undefined) ?? response.statusCode ?? 0,
+      )
+    : undefined;
+  if (staleFor && answerStale(ctx, route, staleFor, deps)) response.destroy();
+  else if (ctx.res.destroyed) response.destroy();
+  else if (route.config.errors.normalize === 'all' && (response.statusCode ?? 0) >= 400)
+    await sendNormalized(ctx, exchange, route, result, deps.wall());
+  else sendResponse(ctx, exchange, route, response, deps, result.buffered);
 }
 
 /** Handles one request on the runtime current when it arrived; `draining` once shutdown began. */
-export async function handleRequest(req: IncomingMessage, res: ServerResponse, deps: ServerDeps, draining: boolean): Promise<void> {
+export async function handleRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  deps: ServerDeps,
+  draining: boolean,
+): Promise<void> {
   const runtime = deps.runtime();
   const config = runtime.config;
   const cancellation = new Cancellation();
@@ -108,7 +193,11 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
   /** The route, once matched, when it keeps answers for stale fallback. */
   let staleRoute: RouteRuntime | undefined;
   const stopWatching =
-    hasBody(req) && !req.complete ? watchBody(req, config.limits.clientBodyTimeout, deps.now, () => cutSilentBody(ctx, exchange, cancellation, config.limits.clientBodyTimeout)) : undefined;
+    hasBody(req) && !req.complete
+      ? watchBody(req, config.limits.clientBodyTimeout, deps.now, () =>
+          cutSilentBody(ctx, exchange, cancellation, config.limits.clientBodyTimeout),
+        )
+      : undefined;
   res.once('close', () => {
     stopWatching?.();
     if (!res.writableFinished) {
@@ -126,36 +215,32 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     const found = routeOf(runtime, ctx, arrival, draining);
     const route = found instanceof Promise ? await found : found;
     staleRoute = route.stale ? route : undefined;
-    ctx.destination ??= route.destination;
-    ctx.route = route.name;
-    exchange.matched = matched(ctx, route);
-    if (route.classify) ctx.priority = route.classify(req.headers);
-    ctx.trace?.route(ctx.method, route.name);
-    const length = req.headers['content-length'];
-    if (length !== undefined && Number(length) > config.limits.maxBodySize) {
-      throw new BreakwaterError('PAYLOAD_TOO_LARGE', `The request body (${length} bytes) is larger than limits.maxBodySize (${config.limits.maxBodySize} bytes).`);
-    }
-    const body = prepareRequestBody(req, { maxBodySize: config.limits.maxBodySize, ...route.bodyReplay });
+    matchedTo(ctx, exchange, route);
+    const body = prepareBody(ctx, route, config.limits.maxBodySize);
     ctx.body = body instanceof Promise ? await body : body;
     const result = await route.pipeline.run(ctx);
     if (!result.response) throw errorFromClassification(result.classification);
     upstreamResponse = result.response;
-    if (upstreamResponse.statusCode >= 400 && deps.journal.wants()) noteAnswer(exchange, { ...result, response: upstreamResponse });
-    // The status a provider rule treats it as (an Anthropic 529 is a 503), else the provider's.
-    const staleFor = route.stale ? staleStatusCode((result.classification.rule ? result.classification.status : undefined) ?? upstreamResponse.statusCode ?? 0) : undefined;
-    if (staleFor && answerStale(ctx, route, staleFor, deps)) upstreamResponse.destroy();
-    else if (res.destroyed) upstreamResponse.destroy();
-    else if (route.config.errors.normalize === 'all' && (upstreamResponse.statusCode ?? 0) >= 400) await sendNormalized(ctx, exchange, route, { ...result, response: upstreamResponse }, deps.wall());
-    else sendResponse(ctx, exchange, route, upstreamResponse, deps, result.buffered);
+    await answer(ctx, exchange, route, { ...result, response: upstreamResponse }, deps);
   } catch (error) {
     // Already answered (a body that went silent, SPEC §20.4): the answer stands.
     if (res.writableEnded) return;
     if (error instanceof ClientClosedError || ctx.signal.aborted) res.destroy();
-    else if (staleRoute && error instanceof BreakwaterError && staleReplaces(error.code) && answerStale(ctx, staleRoute, error.code, deps)) return;
+    else if (
+      staleRoute &&
+      error instanceof BreakwaterError &&
+      staleReplaces(error.code) &&
+      answerStale(ctx, staleRoute, error.code, deps)
+    )
+      return;
     // A refused request whose body was never read (too large, or refused
     // before it was needed): close rather than let node read and discard
     // the rest of an upload to keep the connection.
     // A request that cannot be sent (SPEC §4, §20.2) closes its connection too.
-    else exchange.refuse(error, res, { closeConnection: (hasBody(req) && !req.complete) || (error instanceof BreakwaterError && error.code === 'BAD_REQUEST') });
+    else
+      exchange.refuse(error, res, {
+        closeConnection:
+          (hasBody(req) && !req.complete) || (error instanceof BreakwaterError && error.code === 'BAD_REQUEST'),
+      });
   }
 }

@@ -38,19 +38,34 @@ function forwardOf(runtime: Runtime, host: string, port: number, https = false):
  * The route of an absolute-form request, after the target checks; for a
  * route without an upstream, the request's own target becomes its upstream.
  */
-async function forwardRoute(runtime: Runtime, ctx: ServerContext, target: URL | undefined): Promise<RouteRuntime | undefined> {
+async function forwardRoute(
+  runtime: Runtime,
+  ctx: ServerContext,
+  target: URL | undefined,
+): Promise<RouteRuntime | undefined> {
   if (!target) throw new BreakwaterError('BAD_REQUEST', 'The request target is not a valid absolute URL.');
   if (target.protocol !== 'http:') {
-    throw new BreakwaterError('BAD_REQUEST', `Absolute-form requests must be http://; send ${target.protocol.slice(0, -1)} through CONNECT (HTTPS_PROXY).`);
+    throw new BreakwaterError(
+      'BAD_REQUEST',
+      `Absolute-form requests must be http://; send ${target.protocol.slice(0, -1)} through CONNECT (HTTPS_PROXY).`,
+    );
   }
   const port = Number(target.port || 80);
-  const check = await runtime.targets.check(target.hostname, port, { headers: ctx.clientHeaders, remoteAddress: ctx.remoteAddress });
+  const check = await runtime.targets.check(target.hostname, port, {
+    headers: ctx.clientHeaders,
+    remoteAddress: ctx.remoteAddress,
+  });
   ctx.caller = check.caller;
-  ctx.egress = !check.ok && !check.dnsFailed ? 'denied' : !check.ok || check.wouldDeny === undefined ? 'allowed' : 'would_deny';
+  ctx.egress =
+    !check.ok && !check.dnsFailed ? 'denied' : !check.ok || check.wouldDeny === undefined ? 'allowed' : 'would_deny';
   // Report mode (SPEC §19.2): forwarded, then routed as usual.
   if (check.ok && check.wouldDeny !== undefined) ctx.flags.add('WOULD_DENY');
   if (!check.ok) {
-    if (check.dnsFailed) throw new BreakwaterError('UPSTREAM_CONNECT_FAILED', `The target ${target.host} cannot be connected to: ${check.reason}.`);
+    if (check.dnsFailed)
+      throw new BreakwaterError(
+        'UPSTREAM_CONNECT_FAILED',
+        `The target ${target.host} cannot be connected to: ${check.reason}.`,
+      );
     throw new BreakwaterError('HOST_NOT_ALLOWED', `The target ${target.host} is not allowed: ${check.reason}.`);
   }
   const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
@@ -92,15 +107,29 @@ export function arrivalOf(req: IncomingMessage): Arrival {
   // The path is normalized before anything matches it (SPEC §10).
   const target = normalizeTarget(absolute ? rawTargetOf(rawUrl) : rawUrl);
   const intercepted = interceptedTarget(req.socket);
-  const host = intercepted ? authorityOf(intercepted) : absolute ? absolute.host : (req.headers.host ?? '').toLowerCase();
+  const host = intercepted
+    ? authorityOf(intercepted)
+    : absolute
+      ? absolute.host
+      : (req.headers.host ?? '').toLowerCase();
   return { target, form, absoluteForm, absolute, intercepted, host };
 }
 
-/** The route for a request that may be proxied at all; throws the refusal otherwise. A promise only for absolute-form requests (the target check may resolve a name). */
-export function routeOf(runtime: Runtime, ctx: ServerContext, arrival: Arrival, draining: boolean): RouteRuntime | Promise<RouteRuntime> {
-  if (draining) throw new BreakwaterError('PROXY_DRAINING', 'This Breakwater instance is shutting down and takes no new requests.');
+/**
+ * The route for a request that may be proxied at all; throws the refusal otherwise. A promise only for
+ * absolute-form requests (the target check may resolve a name).
+ */
+export function routeOf(
+  runtime: Runtime,
+  ctx: ServerContext,
+  arrival: Arrival,
+  draining: boolean,
+): RouteRuntime | Promise<RouteRuntime> {
+  if (draining)
+    throw new BreakwaterError('PROXY_DRAINING', 'This Breakwater instance is shutting down and takes no new requests.');
   // node's parser reads a request line without a version as HTTP/0.9 (no headers, no Host): never forwarded.
-  if (ctx.req.httpVersionMajor < 1) throw new BreakwaterError('BAD_REQUEST', 'The request line has no HTTP version (HTTP/0.9 is not proxied).');
+  if (ctx.req.httpVersionMajor < 1)
+    throw new BreakwaterError('BAD_REQUEST', 'The request line has no HTTP version (HTTP/0.9 is not proxied).');
   const { target, host } = arrival;
   if (arrival.form === 'other') throw unsendableTarget();
   // Who may call the proxy port (SPEC §20.1): origin-form requests only, before anything is matched or set.
@@ -108,17 +137,32 @@ export function routeOf(runtime: Runtime, ctx: ServerContext, arrival: Arrival, 
     const refusal = frontDoorRefusal(runtime.config, ctx.req.headers, host);
     if (refusal) throw refusal;
   }
-  if (!target.ok) throw new BreakwaterError('BAD_REQUEST', `The request path ${target.path} cannot be routed: ${target.reason}.`);
-  if (arrival.absoluteForm) return forwardRoute(runtime, ctx, arrival.absolute).then((route) => routed(route, ctx, host));
-  return routed(arrival.intercepted ? interceptRoute(runtime, ctx, arrival.intercepted) : runtime.match({ host, method: ctx.method, path: ctx.path }), ctx, host);
+  if (!target.ok)
+    throw new BreakwaterError('BAD_REQUEST', `The request path ${target.path} cannot be routed: ${target.reason}.`);
+  if (arrival.absoluteForm)
+    return forwardRoute(runtime, ctx, arrival.absolute).then((route) => routed(route, ctx, host));
+  return routed(
+    arrival.intercepted
+      ? interceptRoute(runtime, ctx, arrival.intercepted)
+      : runtime.match({ host, method: ctx.method, path: ctx.path }),
+    ctx,
+    host,
+  );
 }
 
 function routed(route: RouteRuntime | undefined, ctx: RequestContext, host: string): RouteRuntime {
-  if (!route) throw new BreakwaterError('NO_ROUTE', `No route matches ${ctx.method} ${ctx.path}${host ? ` for host ${host}` : ''}.`);
+  if (!route)
+    throw new BreakwaterError(
+      'NO_ROUTE',
+      `No route matches ${ctx.method} ${ctx.path}${host ? ` for host ${host}` : ''}.`,
+    );
   return route;
 }
 
-/** The request's context, before any route: what every policy layer and the exchange read; `res` undefined for an upgrade. */
+/**
+ * The request's context, before any route: what every policy layer and the exchange read; `res` undefined for an
+ * upgrade.
+ */
 export function contextOf<R extends ServerResponse | undefined>(
   req: IncomingMessage,
   res: R,

@@ -14,17 +14,31 @@ import { refusesStale, type StaleStore } from '../upstream/stale-store.js';
 import type { ServerDeps, HttpContext } from './exchange.js';
 
 /** The failures a stale answer replaces; an upstream 4xx never is one. */
-const STALE_CODES: ReadonlySet<string> = new Set(['CIRCUIT_OPEN', 'UPSTREAM_TIMEOUT', 'UPSTREAM_CONNECT_FAILED', 'UPSTREAM_RESET', 'UPSTREAM_PROTOCOL_ERROR', 'RETRY_BUDGET_EXHAUSTED']);
+const STALE_CODES: ReadonlySet<string> = new Set([
+  'CIRCUIT_OPEN',
+  'UPSTREAM_TIMEOUT',
+  'UPSTREAM_CONNECT_FAILED',
+  'UPSTREAM_RESET',
+  'UPSTREAM_PROTOCOL_ERROR',
+  'RETRY_BUDGET_EXHAUSTED',
+]);
 const STALE_STATUSES: ReadonlySet<number> = new Set([500, 502, 503, 504]);
 
 function readable(ctx: HttpContext): boolean {
   return ctx.method === 'GET' || ctx.method === 'HEAD';
 }
 
-/** A forward-proxy route sends each request to its own host: the host is part of the key (a route with an upstream sends all to it). */
+/**
+ * A forward-proxy route sends each request to its own host: the host is part of the key (a route with an
+ * upstream sends all to it).
+ */
 function keyOf(store: StaleStore, ctx: HttpContext, route: RouteRuntime): string {
   const host = route.upstream ? '' : `${ctx.destination?.target.url.origin ?? ''}`;
-  return store.keyOf(host + rewritePath(ctx.url, route.config.match.pathPrefix, route.config.stripPrefix), ctx.clientHeaders, route.config.keyHeaders);
+  return store.keyOf(
+    host + rewritePath(ctx.url, route.config.match.pathPrefix, route.config.stripPrefix),
+    ctx.clientHeaders,
+    route.config.keyHeaders,
+  );
 }
 
 /** Whether a failure with this code may be answered stale. */
@@ -38,7 +52,12 @@ export function staleStatusCode(status: number): string | undefined {
 }
 
 /** Keeps a 200 to a GET as it streams to the client, when the route stores answers and this one may be stored. */
-export function keepForStale(ctx: HttpContext, route: RouteRuntime, response: UpstreamResponse, deps: Pick<ServerDeps, 'now'>): void {
+export function keepForStale(
+  ctx: HttpContext,
+  route: RouteRuntime,
+  response: UpstreamResponse,
+  deps: Pick<ServerDeps, 'now'>,
+): void {
   const store = route.stale;
   if (!store || ctx.method !== 'GET' || ctx.flags.has('STALE')) return;
   const vary = store.storable(response.statusCode ?? 0, response.headers, ctx.clientHeaders);
@@ -60,16 +79,26 @@ export function keepForStale(ctx: HttpContext, route: RouteRuntime, response: Up
   response.once('end', () => {
     if (size > limit || !response.complete) return;
     const target = ctx.target ?? '';
-    store.store(keyOf(store, ctx, route), { status: 200, headers: response.headers, body: Buffer.concat(chunks, size), storedAt: deps.now(), target, vary }, ctx.clientHeaders);
+    store.store(
+      keyOf(store, ctx, route),
+      { status: 200, headers: response.headers, body: Buffer.concat(chunks, size), storedAt: deps.now(), target, vary },
+      ctx.clientHeaders,
+    );
   });
 }
 
 /**
  * Answers with the stored answer instead of failing with `code` (one that
- * {@link staleReplaces}, or {@link staleStatusCode}'s), when the route keeps answers, the request may have one and one is young enough.
+ * {@link staleReplaces}, or {@link staleStatusCode}'s), when the route keeps answers, the request may have one
+ * and one is young enough.
  * Returns whether it answered.
  */
-export function answerStale(ctx: HttpContext, route: RouteRuntime, code: string, deps: Pick<ServerDeps, 'now' | 'metrics'>): boolean {
+export function answerStale(
+  ctx: HttpContext,
+  route: RouteRuntime,
+  code: string,
+  deps: Pick<ServerDeps, 'now' | 'metrics'>,
+): boolean {
   const store = route.stale;
   if (!store || !readable(ctx) || refusesStale(ctx.clientHeaders)) return false;
   const at = deps.now();
@@ -81,7 +110,12 @@ export function answerStale(ctx: HttpContext, route: RouteRuntime, code: string,
   if (flag) ctx.flags.add(flag);
   ctx.target = entry.target;
   deps.metrics.fallbacks.inc({ route: route.name, reason: code });
-  const headers = buildResponseHeaders(entry.headers, { requestId: ctx.requestId, attempts: ctx.attempts, edits: route.responseEdits, target: entry.target });
+  const headers = buildResponseHeaders(entry.headers, {
+    requestId: ctx.requestId,
+    attempts: ctx.attempts,
+    edits: route.responseEdits,
+    target: entry.target,
+  });
   headers['content-length'] = String(entry.body.length);
   headers['age'] = String(Math.max(0, Math.floor((at - entry.storedAt) / 1000)));
   headers['x-breakwater-fallback'] = 'stale';

@@ -23,7 +23,14 @@ import { Cancellation, type Signal } from '../lib/signal.js';
 import type { AttemptResult, Handshake, HandshakeInput, RequestContext } from '../policy/context.js';
 import type { RouteRuntime, Runtime } from '../runtime.js';
 import { hasBody } from '../upstream/body.js';
-import { classifyConnectTimeout, classifyError, classifyStatus, classifyAbort, refusedByHttpClient, type Classification } from '../upstream/classify.js';
+import {
+  classifyConnectTimeout,
+  classifyError,
+  classifyStatus,
+  classifyAbort,
+  refusedByHttpClient,
+  type Classification,
+} from '../upstream/classify.js';
 import { upgradeProxy } from '../upstream/upgrade-proxy.js';
 import { CLIENT_CLOSED_STATUS, Exchange, type ServerContext, type ServerDeps } from './exchange.js';
 import { handleRequest } from './request.js';
@@ -54,7 +61,11 @@ class HandshakeWatch {
     /** The upstream's status, as soon as it answers (before the pipeline returns: the socket may close first). */
     private readonly answered: (status: number) => void,
   ) {
-    this.timer = setTimeout(() => this.fail(classifyConnectTimeout(`could not be connected to within ${connectTimeoutMs} ms (connect timeout)`)), connectTimeoutMs);
+    this.timer = setTimeout(
+      () =>
+        this.fail(classifyConnectTimeout(`could not be connected to within ${connectTimeoutMs} ms (connect timeout)`)),
+      connectTimeoutMs,
+    );
     this.stopListening = signal.onAbort(this.onAbort);
   }
 
@@ -75,7 +86,12 @@ class HandshakeWatch {
   error(error: Error): void {
     if (refusedByHttpClient(error, { connected: this.connected })) {
       this.end();
-      this.reject(new BreakwaterError('BAD_REQUEST', 'The upgrade cannot be sent upstream: the HTTP client refuses its method, path or a header name or value.'));
+      this.reject(
+        new BreakwaterError(
+          'BAD_REQUEST',
+          'The upgrade cannot be sent upstream: the HTTP client refuses its method, path or a header name or value.',
+        ),
+      );
       return;
     }
     this.fail(classifyError(error, { connected: this.connected }));
@@ -84,7 +100,9 @@ class HandshakeWatch {
   private fail(classification: Classification): void {
     if (this.settled) return;
     this.outgoing?.destroy();
-    this.settle({ classification: { ...classification, detail: `${this.describe} ${classification.detail ?? ''}`.trim() } });
+    this.settle({
+      classification: { ...classification, detail: `${this.describe} ${classification.detail ?? ''}`.trim() },
+    });
   }
 
   private answer(status: number): void {
@@ -125,22 +143,42 @@ class HandshakeWatch {
 }
 
 /** The handshake of `req` on `socket`: what each attempt of the route's pipeline does for an upgrade. */
-function handshakeOf(req: IncomingMessage, socket: Duplex, head: Buffer, answered: (status: number) => void): Handshake {
+function handshakeOf(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  answered: (status: number) => void,
+): Handshake {
   return (input: HandshakeInput, signal: Signal) =>
     new Promise<AttemptResult>((resolve, reject) => {
       const { upstream } = input;
-      const watch = new HandshakeWatch(`Upstream '${upstream.name}' (${upstream.url.origin})`, input.connectTimeoutMs, signal, resolve, reject, answered);
+      const watch = new HandshakeWatch(
+        `Upstream '${upstream.name}' (${upstream.url.origin})`,
+        input.connectTimeoutMs,
+        signal,
+        resolve,
+        reject,
+        answered,
+      );
       handshakes.set(req, watch);
       const proxy = upgradeProxy();
       if (!watched.has(proxy)) {
         watched.add(proxy);
-        proxy.on('proxyReqWs', (proxyReq: ClientRequest, wsReq: IncomingMessage) => handshakes.get(wsReq)?.attach(proxyReq));
+        proxy.on('proxyReqWs', (proxyReq: ClientRequest, wsReq: IncomingMessage) =>
+          handshakes.get(wsReq)?.attach(proxyReq),
+        );
       }
       req.headers = input.headers as typeof req.headers;
       req.url = input.path;
       // A forward target's own agent: it connects only to checked addresses (and verifies TLS against its roots).
       const agent = upstream.upgradeAgent?.() ?? false;
-      proxy.ws(req, socket, head, { target: upstream.url, agent, ca: upstream.ca, secure: upstream.rejectUnauthorized }, (error: Error) => watch.error(error));
+      proxy.ws(
+        req,
+        socket,
+        head,
+        { target: upstream.url, agent, ca: upstream.ca, secure: upstream.rejectUnauthorized },
+        (error: Error) => watch.error(error),
+      );
     });
 }
 
@@ -149,22 +187,38 @@ function isWebSocket(req: IncomingMessage): boolean {
 }
 
 /** The route and the upstream (or forward target) it sends to, as the exchange names them. */
-const matched = (ctx: RequestContext, route: RouteRuntime) => ({ route: route.name, upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? null, plainErrors: route.plainErrors });
+const matched = (ctx: RequestContext, route: RouteRuntime) => ({
+  route: route.name,
+  upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? null,
+  plainErrors: route.plainErrors,
+});
 
 /** Routes the upgrade and runs the route's pipeline with the handshake as its attempt; throws the refusal. */
-async function upgrade(runtime: Runtime, ctx: ServerContext, exchange: Exchange, socket: Duplex, head: Buffer, draining: boolean, answered: (status: number) => void): Promise<void> {
+async function upgrade(
+  runtime: Runtime,
+  ctx: ServerContext,
+  exchange: Exchange,
+  socket: Duplex,
+  head: Buffer,
+  draining: boolean,
+  answered: (status: number) => void,
+): Promise<void> {
   const found = routeOf(runtime, ctx, arrivalOf(ctx.req), draining);
   const route = found instanceof Promise ? await found : found;
   ctx.destination ??= route.destination;
   ctx.route = route.name;
   exchange.matched = matched(ctx, route);
   if (route.classify) ctx.priority = route.classify(ctx.req.headers);
-  if (ctx.method !== 'GET') throw new BreakwaterError('BAD_REQUEST', `Only GET can upgrade to a WebSocket, not ${ctx.method}.`);
+  if (ctx.method !== 'GET')
+    throw new BreakwaterError('BAD_REQUEST', `Only GET can upgrade to a WebSocket, not ${ctx.method}.`);
   ctx.handshake = handshakeOf(ctx.req, socket, head, answered);
   const { classification } = await route.pipeline.run(ctx);
   // The upstream answered: a tunnel (101), or its answer relayed as it came.
   if (classification.status !== undefined) return;
-  throw new BreakwaterError(classification.code ?? 'INTERNAL_ERROR', classification.detail ?? 'The handshake failed without an answer.');
+  throw new BreakwaterError(
+    classification.code ?? 'INTERNAL_ERROR',
+    classification.detail ?? 'The handshake failed without an answer.',
+  );
 }
 
 /**
@@ -173,13 +227,22 @@ async function upgrade(runtime: Runtime, ctx: ServerContext, exchange: Exchange,
  * node stopped reading at the headers.
  */
 function servePlain(req: IncomingMessage, socket: Duplex, deps: ServerDeps, draining: boolean): void {
-  // node took its own error listener off an upgraded socket: without one, a client's reset is an uncaught 'error' (a crash).
+  // node took its own error listener off an upgraded socket: without one, a client's reset is an uncaught
+  // 'error' (a crash).
   socket.on('error', () => socket.destroy());
   if (hasBody(req)) {
     const runtime = deps.runtime();
     const ctx = contextOf(req, undefined, arrivalOf(req), runtime, new Cancellation(), deps.now());
     const exchange = new Exchange(deps, runtime, ctx);
-    exchange.finish(exchange.refuse(new BreakwaterError('BAD_REQUEST', 'A request with a body cannot ask for a protocol upgrade other than websocket.'), socket));
+    exchange.finish(
+      exchange.refuse(
+        new BreakwaterError(
+          'BAD_REQUEST',
+          'A request with a body cannot ask for a protocol upgrade other than websocket.',
+        ),
+        socket,
+      ),
+    );
     return;
   }
   delete req.headers.upgrade;
@@ -187,13 +250,20 @@ function servePlain(req: IncomingMessage, socket: Duplex, deps: ServerDeps, drai
   res.shouldKeepAlive = false;
   res.assignSocket(socket as Socket);
   res.once('finish', () => (socket as Socket).destroySoon());
-  // node no longer reads an upgraded socket: reading it (and dropping what comes, a body-less request has nothing more) is how a client that leaves is seen.
+  // node no longer reads an upgraded socket: reading it (and dropping what comes, a body-less request has
+  // nothing more) is how a client that leaves is seen.
   socket.resume();
   void handleRequest(req, res, deps, draining);
 }
 
 /** Handles one upgrade request on the runtime current when it arrived; `draining` once shutdown began. */
-export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, deps: ServerDeps, draining: boolean): void {
+export function handleUpgrade(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  deps: ServerDeps,
+  draining: boolean,
+): void {
   if (!isWebSocket(req)) return servePlain(req, socket, deps, draining);
   const runtime = deps.runtime();
   const cancellation = new Cancellation();

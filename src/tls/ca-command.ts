@@ -21,13 +21,17 @@ export async function caCreate(hostsOption: string | undefined, outOption: strin
     .filter(Boolean);
   const bad = hosts.filter((host) => !isHostPattern(host) || host === '*');
   if (hosts.length === 0 || bad.length > 0) {
-    process.stderr.write(`breakwater: --hosts: ${bad.length > 0 ? `"${bad[0]}" is not a host name, "*.domain" pattern or IP address` : 'no host given'}\n`);
+    process.stderr.write(
+      `breakwater: --hosts: ${bad.length > 0 ? `"${bad[0]}" is not a host name, "*.domain" pattern or IP address` : 'no host given'}\n`,
+    );
     return 2;
   }
   const out = path.resolve(outOption);
   const keyFile = path.join(out, 'ca.key');
   if (existsSync(keyFile)) {
-    process.stderr.write(`breakwater: ${keyFile} already exists: refusing to overwrite a CA key (apps may trust it). Remove it first, or choose another --out.\n`);
+    process.stderr.write(
+      `breakwater: ${keyFile} already exists: refusing to overwrite a CA key (apps may trust it). Remove it first, or choose another --out.\n`,
+    );
     return 1;
   }
   const ca = await createCa(hosts);

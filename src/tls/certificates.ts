@@ -16,7 +16,13 @@
 import { randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { GeneralName as AsnGeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
+import {
+  GeneralName as AsnGeneralName,
+  GeneralSubtree,
+  GeneralSubtrees,
+  NameConstraints,
+  id_ce_nameConstraints,
+} from '@peculiar/asn1-x509';
 import * as x509 from '@peculiar/x509';
 import { systemClock } from '../lib/clock.js';
 
@@ -43,8 +49,11 @@ function nameConstraints(hosts: readonly string[]): x509.Extension {
   // A name type without any permitted subtree would be unconstrained: with
   // no IP host, every address is excluded; with no DNS host, only names
   // under the reserved `.invalid` are permitted.
-  if (!hosts.some((host) => !isIP(host))) permitted.push(new GeneralSubtree({ base: new AsnGeneralName({ dNSName: 'invalid' }) }));
-  const excluded = hosts.some((host) => isIP(host)) ? [] : ['0.0.0.0/0', '::/0'].map((range) => new GeneralSubtree({ base: new AsnGeneralName({ iPAddress: range }) }));
+  if (!hosts.some((host) => !isIP(host)))
+    permitted.push(new GeneralSubtree({ base: new AsnGeneralName({ dNSName: 'invalid' }) }));
+  const excluded = hosts.some((host) => isIP(host))
+    ? []
+    : ['0.0.0.0/0', '::/0'].map((range) => new GeneralSubtree({ base: new AsnGeneralName({ iPAddress: range }) }));
   const value = new NameConstraints({
     permittedSubtrees: new GeneralSubtrees(permitted),
     ...(excluded.length > 0 ? { excludedSubtrees: new GeneralSubtrees(excluded) } : {}),
@@ -60,7 +69,10 @@ function serial(): string {
 
 /** A P-256 CA for interception, valid `days`, constrained to `hosts`. */
 /** `wall`: epoch ms, for the validity period (the system clock by default). */
-export async function createCa(hosts: readonly string[], options: { days?: number; name?: string; wall?: () => number } = {}): Promise<CaFiles> {
+export async function createCa(
+  hosts: readonly string[],
+  options: { days?: number; name?: string; wall?: () => number } = {},
+): Promise<CaFiles> {
   const keys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const now = (options.wall ?? systemClock.wall)();
   const name = `CN=${options.name ?? 'Breakwater interception CA'}, O=Breakwater (local)`;
@@ -91,14 +103,23 @@ export interface LeafIssuer {
   readonly keyPem: string;
 }
 
-/** Reads the CA (PEM) and makes one leaf key for the process; leaves are valid `days` (short: they are re-minted at start). */
-export async function createLeafIssuer(ca: CaFiles, options: { days?: number; wall?: () => number } = {}): Promise<LeafIssuer> {
+/**
+ * Reads the CA (PEM) and makes one leaf key for the process; leaves are valid `days` (short: they are re-minted
+ * at start).
+ */
+export async function createLeafIssuer(
+  ca: CaFiles,
+  options: { days?: number; wall?: () => number } = {},
+): Promise<LeafIssuer> {
   // Only the certificate and the non-extractable key are kept, never the key's PEM.
   const caCertPem = ca.certPem.trim();
   const caCert = new x509.X509Certificate(caCertPem);
   const caKey = await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decode(ca.keyPem)[0]!, EC, false, ['sign']);
   const leafKeys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const keyPem = x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', leafKeys.privateKey), 'PRIVATE KEY');
+  const keyPem = x509.PemConverter.encode(
+    await webcrypto.subtle.exportKey('pkcs8', leafKeys.privateKey),
+    'PRIVATE KEY',
+  );
   const authorityKeyId = await x509.AuthorityKeyIdentifierExtension.create(caCert);
   const subjectKeyId = await x509.SubjectKeyIdentifierExtension.create(leafKeys.publicKey);
   const days = options.days ?? 7;
@@ -107,7 +128,10 @@ export async function createLeafIssuer(ca: CaFiles, options: { days?: number; wa
     keyPem,
     async issue(host) {
       const now = wall();
-      const san = new x509.SubjectAlternativeNameExtension([isIP(host) ? { type: 'ip', value: host } : { type: 'dns', value: host }], false);
+      const san = new x509.SubjectAlternativeNameExtension(
+        [isIP(host) ? { type: 'ip', value: host } : { type: 'dns', value: host }],
+        false,
+      );
       const leaf = await x509.X509CertificateGenerator.create({
         serialNumber: serial(),
         subject: isIP(host) ? 'CN=breakwater-intercept' : `CN=${host}`,

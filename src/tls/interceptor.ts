@@ -56,7 +56,10 @@ export function authorityOf(target: InterceptedTarget): string {
 export function checkIdentity(req: IncomingMessage, target: InterceptedTarget): void {
   const sni = (req.socket as tls.TLSSocket).servername;
   if (typeof sni === 'string' && sni !== '' && normaliseHost(sni) !== target.host) {
-    throw new BreakwaterError('MISDIRECTED_REQUEST', `The TLS server name ${sni} is not the CONNECT target ${target.host}.`);
+    throw new BreakwaterError(
+      'MISDIRECTED_REQUEST',
+      `The TLS server name ${sni} is not the CONNECT target ${target.host}.`,
+    );
   }
   const hostHeader = req.headers.host;
   if (!hostHeader) return;
@@ -69,12 +72,18 @@ export function checkIdentity(req: IncomingMessage, target: InterceptedTarget): 
   const name = named && named.username === '' && named.pathname === '/' ? normaliseHost(named.hostname) : undefined;
   const port = named?.port ? Number(named.port) : target.port;
   if (name !== target.host || port !== target.port) {
-    throw new BreakwaterError('MISDIRECTED_REQUEST', `The Host header names ${hostHeader}, but this connection was opened (CONNECT) to ${target.host}:${target.port}.`);
+    throw new BreakwaterError(
+      'MISDIRECTED_REQUEST',
+      `The Host header names ${hostHeader}, but this connection was opened (CONNECT) to ${target.host}:${target.port}.`,
+    );
   }
 }
 
 export interface Interceptor {
-  /** True when CONNECTs to `host` are intercepted (`intercept.hosts`: exact, `*.` for names under a domain, IP literals). */
+  /**
+   * True when CONNECTs to `host` are intercepted (`intercept.hosts`: exact, `*.` for names under a domain, IP
+   * literals).
+   */
   matches(host: string): boolean;
   /** The TLS context presenting a leaf for `host`. */
   contextFor(host: string): Promise<tls.SecureContext>;
@@ -83,7 +92,11 @@ export interface Interceptor {
 }
 
 /** `wall`: epoch ms, for leaf validity and renewal (the system clock by default). */
-export function createInterceptor(config: NonNullable<ForwardProxyConfig['intercept']>, metrics: Metrics, wall: () => number = systemClock.wall): Interceptor {
+export function createInterceptor(
+  config: NonNullable<ForwardProxyConfig['intercept']>,
+  metrics: Metrics,
+  wall: () => number = systemClock.wall,
+): Interceptor {
   // Read once, as PKCS#8 (a SEC1 "EC PRIVATE KEY" file is converted), and
   // handed to the issuer at once: only its signing key object keeps it.
   // The same reader and checks as at load (owner-only file, a private key).
@@ -91,10 +104,14 @@ export function createInterceptor(config: NonNullable<ForwardProxyConfig['interc
   if (!key.ok) throw new Error(`forwardProxy.intercept.caKey: ${key.message}`);
   const keyPem = key.value.export({ type: 'pkcs8', format: 'pem' }) as string;
   // The certificate stack (@peculiar/x509, ~20 MiB) loads only for a config that intercepts.
-  const issuer: Promise<LeafIssuer> = import('./certificates.js').then(({ createLeafIssuer }) => createLeafIssuer({ certPem: config.caCert, keyPem }, { days: LEAF_DAYS, wall }));
+  const issuer: Promise<LeafIssuer> = import('./certificates.js').then(({ createLeafIssuer }) =>
+    createLeafIssuer({ certPem: config.caCert, keyPem }, { days: LEAF_DAYS, wall }),
+  );
   issuer.catch(() => {}); // reported by each contextFor that awaits it
   /** Per host: the context, and when to mint again (a day before the leaf expires). */
-  const contexts = new BoundedMap<string, { context: Promise<tls.SecureContext>; renewAt: number }>({ max: MAX_LEAVES });
+  const contexts = new BoundedMap<string, { context: Promise<tls.SecureContext>; renewAt: number }>({
+    max: MAX_LEAVES,
+  });
   const canonical = (host: string) => normaliseHost(host) ?? host.toLowerCase();
   const exact = new Set(config.hosts.filter((host) => !host.startsWith('*.')).map(canonical));
   const suffixes = config.hosts.filter((host) => host.startsWith('*.')).map((host) => `.${canonical(host.slice(2))}`);
@@ -119,6 +136,8 @@ export function createInterceptor(config: NonNullable<ForwardProxyConfig['interc
       contexts.set(host, entry);
       return entry.context;
     },
-    upstreamContext: config.upstreamCa ? tls.createSecureContext({ ca: [...tls.rootCertificates, config.upstreamCa] }) : undefined,
+    upstreamContext: config.upstreamCa
+      ? tls.createSecureContext({ ca: [...tls.rootCertificates, config.upstreamCa] })
+      : undefined,
   };
 }

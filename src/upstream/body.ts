@@ -30,7 +30,12 @@ class SizeLimit extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.seen += chunk.length;
     if (this.seen > this.limit) {
-      callback(new BreakwaterError('PAYLOAD_TOO_LARGE', `The request body is larger than limits.maxBodySize (${this.limit} bytes).`));
+      callback(
+        new BreakwaterError(
+          'PAYLOAD_TOO_LARGE',
+          `The request body is larger than limits.maxBodySize (${this.limit} bytes).`,
+        ),
+      );
       return;
     }
     callback(null, chunk);

@@ -4,7 +4,7 @@
  * one classification; nothing else inspects status codes or socket errors.
  */
 import type { ErrorCode } from '../errors/catalog.js';
-import type { RuleDecision } from '../errors/provider-rules.js';
+import type { RuleDecision } from '../errors/provider-table.js';
 
 export const OUTCOMES = ['success', 'http_5xx', 'http_429', 'http_4xx', 'timeout', 'connect_failure', 'reset'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
@@ -84,7 +84,11 @@ function errorCode(error: unknown): string {
 }
 
 /** TLS records that are not TLS (a plain port), and SSL errors that say the peer spoke HTTP. */
-const NOT_TLS_CODES = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_HTTP_REQUEST']);
+const NOT_TLS_CODES = new Set([
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
+  'ERR_SSL_HTTP_REQUEST',
+]);
 
 /** The upstream answered with bytes that are not HTTP (undici's parser errors, node's HPE_ codes), or not TLS. */
 function isProtocolError(error: unknown, code: string, message: string): boolean {
@@ -111,18 +115,44 @@ export function classifyError(error: unknown, phase: ErrorPhase): Classification
     return { outcome: 'connect_failure', code: 'UPSTREAM_CONNECT_FAILED', detail: `${CONNECT_CODES[code]} (${code})` };
   }
   if (code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return { outcome: 'connect_failure', code: 'UPSTREAM_CONNECT_FAILED', detail: `did not accept the connection in time (${code})` };
+    return {
+      outcome: 'connect_failure',
+      code: 'UPSTREAM_CONNECT_FAILED',
+      detail: `did not accept the connection in time (${code})`,
+    };
   }
   if (isProtocolError(error, code, message)) {
-    return { outcome: 'reset', code: 'UPSTREAM_PROTOCOL_ERROR', detail: `did not answer with valid HTTP (${code || message}); is the port or scheme right?` };
+    return {
+      outcome: 'reset',
+      code: 'UPSTREAM_PROTOCOL_ERROR',
+      detail: `did not answer with valid HTTP (${code || message}); is the port or scheme right?`,
+    };
   }
-  if (TLS_CODES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code === 'EPROTO' || /certificate|ssl|tls/i.test(code)) {
-    return { outcome: 'connect_failure', code: 'UPSTREAM_TLS_FAILED', detail: `failed the TLS handshake (${code || message})` };
+  if (
+    TLS_CODES.has(code) ||
+    code.startsWith('ERR_SSL_') ||
+    code.startsWith('ERR_TLS_') ||
+    code === 'EPROTO' ||
+    /certificate|ssl|tls/i.test(code)
+  ) {
+    return {
+      outcome: 'connect_failure',
+      code: 'UPSTREAM_TLS_FAILED',
+      detail: `failed the TLS handshake (${code || message})`,
+    };
   }
   if (!phase.connected) {
-    return { outcome: 'connect_failure', code: 'UPSTREAM_CONNECT_FAILED', detail: `closed the connection while connecting (${code || message})` };
+    return {
+      outcome: 'connect_failure',
+      code: 'UPSTREAM_CONNECT_FAILED',
+      detail: `closed the connection while connecting (${code || message})`,
+    };
   }
-  return { outcome: 'reset', code: 'UPSTREAM_RESET', detail: `closed the connection before sending response headers (${code || message})` };
+  return {
+    outcome: 'reset',
+    code: 'UPSTREAM_RESET',
+    detail: `closed the connection before sending response headers (${code || message})`,
+  };
 }
 
 /** The per-try or total deadline passed before response headers arrived. */

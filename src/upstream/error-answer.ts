@@ -6,7 +6,8 @@
  * rules do not need is not read at all.
  */
 import { readErrorText } from '../errors/dialects/index.js';
-import type { ProviderRules, RuleDecision } from '../errors/provider-rules.js';
+import type { ProviderRules } from '../errors/provider-rules.js';
+import type { RuleDecision } from '../errors/provider-table.js';
 import { decodeBody } from '../errors/normalize.js';
 import type { Signal } from '../lib/signal.js';
 import type { UpstreamResponse } from './response.js';

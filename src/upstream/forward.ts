@@ -15,7 +15,14 @@ import type { Dispatcher } from 'undici';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import type { Signal } from '../lib/signal.js';
-import { classifyConnectTimeout, classifyError, classifyStatus, classifyAbort, refusedByHttpClient, type Classification } from './classify.js';
+import {
+  classifyConnectTimeout,
+  classifyError,
+  classifyStatus,
+  classifyAbort,
+  refusedByHttpClient,
+  type Classification,
+} from './classify.js';
 import type { UpstreamPool } from './pools.js';
 import { UpstreamResponse } from './response.js';
 
@@ -29,9 +36,15 @@ export interface UpstreamTarget {
   /** Extra CA (PEM) and verification, for https upstreams (WebSocket upgrades). */
   readonly ca: string | undefined;
   readonly rejectUnauthorized: boolean;
-  /** The agent a WebSocket upgrade to this target uses (a forward target's checked lookup), or null for node's default. */
+  /**
+   * The agent a WebSocket upgrade to this target uses (a forward target's checked lookup), or null for node's
+   * default.
+   */
   readonly upgradeAgent: (() => Agent) | null;
-  /** `Basic …` from the configured URL's `user:pass@` (taken out of `url`), sent unless the route's or target's headers set Authorization. */
+  /**
+   * `Basic …` from the configured URL's `user:pass@` (taken out of `url`), sent unless the route's or target's
+   * headers set Authorization.
+   */
   readonly authorization?: string;
 }
 
@@ -42,7 +55,10 @@ export interface ForwardInput {
   readonly path: string;
   /** The complete header set sent upstream (already rewritten). */
   readonly headers: OutgoingHttpHeaders;
-  /** The body for this attempt: bytes held for replay, a stream of its own, or undefined for none (upstream/body.ts). */
+  /**
+   * The body for this attempt: bytes held for replay, a stream of its own, or undefined for none
+   * (upstream/body.ts).
+   */
   readonly body: Readable | Buffer | undefined;
   /** TCP+TLS connect timeout, ms. */
   readonly connectTimeoutMs: number;
@@ -106,7 +122,15 @@ class ForwardAttempt implements Dispatcher.DispatchHandler {
     const body = (this.body = input.body ?? null);
     if (body !== null && !Buffer.isBuffer(body)) body.on('error', this.onBodyError);
     this.connectTimer = setTimeout(this.onConnectTimeout, input.connectTimeoutMs);
-    upstream.pool.dispatch({ method: input.method, path: joinTargetPath(upstream.url, input.path), headers: input.headers as Record<string, string>, body }, this);
+    upstream.pool.dispatch(
+      {
+        method: input.method,
+        path: joinTargetPath(upstream.url, input.path),
+        headers: input.headers as Record<string, string>,
+        body,
+      },
+      this,
+    );
   }
 
   // undici's handler (the callback form its clients call directly).
@@ -140,7 +164,8 @@ class ForwardAttempt implements Dispatcher.DispatchHandler {
 
   onError(error: Error): void {
     if (this.response) this.response.fail(error);
-    // A request the HTTP client will not send is the client's (SPEC §20.2): not an attempt outcome, never retried nor a breaker failure.
+    // A request the HTTP client will not send is the client's (SPEC §20.2): not an attempt outcome, never
+    // retried nor a breaker failure.
     else if (refusedByHttpClient(error, { connected: this.connected })) this.fail(unsendable());
     else if (!this.settled) this.failed(classifyError(error, { connected: this.connected }));
   }
@@ -182,7 +207,12 @@ class ForwardAttempt implements Dispatcher.DispatchHandler {
     if (this.settled) return;
     this.cleanup();
     this.abort(new Error(classification.detail ?? classification.outcome));
-    this.resolve({ classification: { ...classification, detail: `${describeUpstream(this.input.upstream)} ${classification.detail ?? ''}`.trim() } });
+    this.resolve({
+      classification: {
+        ...classification,
+        detail: `${describeUpstream(this.input.upstream)} ${classification.detail ?? ''}`.trim(),
+      },
+    });
   }
 
   /**
@@ -221,7 +251,10 @@ export function createForwarder(): Forwarder {
 
 /** Never the refused value in the detail: it may be a header the client holds secret. */
 function unsendable(): BreakwaterError {
-  return new BreakwaterError('BAD_REQUEST', 'The request cannot be sent upstream: the HTTP client refuses its method, path or a header name or value.');
+  return new BreakwaterError(
+    'BAD_REQUEST',
+    'The request cannot be sent upstream: the HTTP client refuses its method, path or a header name or value.',
+  );
 }
 
 function abortReasonToError(reason: unknown): Error {

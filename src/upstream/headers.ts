@@ -7,7 +7,17 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { HeaderEditsConfig } from '../config/types.js';
 
 /** RFC 9110 §7.6.1 connection-specific headers, plus the Proxy-* family and Expect (answered by the proxy itself). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 /**
  * Request headers that address Breakwater itself and never go upstream;
@@ -78,17 +88,28 @@ export interface UpstreamHeaderOptions {
 }
 
 /** The headers of the request sent upstream, built from the client's; a fresh object per attempt. */
-export function buildUpstreamHeaders(incoming: IncomingHttpHeaders, options: UpstreamHeaderOptions): OutgoingHttpHeaders {
+export function buildUpstreamHeaders(
+  incoming: IncomingHttpHeaders,
+  options: UpstreamHeaderOptions,
+): OutgoingHttpHeaders {
   const named = connectionNamed(incoming.connection);
   const out: OutgoingHttpHeaders = {};
   for (const name in incoming) {
-    if (isHopByHop(name, named) || BREAKWATER_REQUEST_HEADERS.has(name) || FORWARDING_HEADERS.has(name) || options.edits.remove.has(name)) continue;
+    if (
+      isHopByHop(name, named) ||
+      BREAKWATER_REQUEST_HEADERS.has(name) ||
+      FORWARDING_HEADERS.has(name) ||
+      options.edits.remove.has(name)
+    )
+      continue;
     if (name.includes('_') && UNDERSCORE_SPOOFS.has(name.replaceAll('-', '_'))) continue;
     out[name] = incoming[name];
   }
   const forwardedFor = incoming['x-forwarded-for'];
   const peer = options.remoteAddress ?? '';
-  out['x-forwarded-for'] = forwardedFor ? `${Array.isArray(forwardedFor) ? forwardedFor.join(', ') : forwardedFor}, ${peer}` : peer;
+  out['x-forwarded-for'] = forwardedFor
+    ? `${Array.isArray(forwardedFor) ? forwardedFor.join(', ') : forwardedFor}, ${peer}`
+    : peer;
   out['x-forwarded-proto'] = options.proto;
   // The Host the client sent, port included; none without a Host (HTTP/1.0).
   if (incoming.host !== undefined) out['x-forwarded-host'] = incoming.host;
@@ -114,7 +135,10 @@ export interface ResponseHeaderOptions {
 }
 
 /** The headers of the response sent to the client, built from the upstream's. */
-export function buildResponseHeaders(upstream: IncomingHttpHeaders, options: ResponseHeaderOptions): OutgoingHttpHeaders {
+export function buildResponseHeaders(
+  upstream: IncomingHttpHeaders,
+  options: ResponseHeaderOptions,
+): OutgoingHttpHeaders {
   const named = connectionNamed(upstream.connection);
   const out: OutgoingHttpHeaders = {};
   for (const name in upstream) {
@@ -137,20 +161,32 @@ const OWN_RESPONSE_HEADERS = new Set(['x-request-id', 'x-breakwater-attempts', '
  * repeated lines stay separate lines, as received. `name` lower-cases a
  * raw name.
  */
-export function buildResponseHeaderList(raw: readonly Buffer[], name: (raw: Buffer) => string, options: ResponseHeaderOptions): string[] {
+export function buildResponseHeaderList(
+  raw: readonly Buffer[],
+  name: (raw: Buffer) => string,
+  options: ResponseHeaderOptions,
+): string[] {
   const names: string[] = new Array<string>(raw.length >> 1);
   let connection: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const lower = name(raw[i]!);
     names[i >> 1] = lower;
-    if (lower === 'connection') connection = connection === undefined ? raw[i + 1]!.toString('latin1') : `${connection},${raw[i + 1]!.toString('latin1')}`;
+    if (lower === 'connection')
+      connection =
+        connection === undefined ? raw[i + 1]!.toString('latin1') : `${connection},${raw[i + 1]!.toString('latin1')}`;
   }
   const named = connectionNamed(connection);
   const { remove, set } = options.edits;
   const out: string[] = [];
   for (let i = 0; i < names.length; i++) {
     const lower = names[i]!;
-    if (isHopByHop(lower, named) || remove.has(lower) || OWN_RESPONSE_HEADERS.has(lower) || (set.length > 0 && set.some(([edited]) => edited === lower))) continue;
+    if (
+      isHopByHop(lower, named) ||
+      remove.has(lower) ||
+      OWN_RESPONSE_HEADERS.has(lower) ||
+      (set.length > 0 && set.some(([edited]) => edited === lower))
+    )
+      continue;
     out.push(lower, raw[2 * i + 1]!.toString('latin1'));
   }
   for (const [edited, value] of set) out.push(edited, value);

@@ -35,7 +35,13 @@ export function createUpstreamPool(origin: string, config: UpstreamConfig, conne
     connections: config.pool.maxSockets,
     // undici: pipelining 0 closes each connection after its request.
     pipelining: config.pool.keepAlive ? 1 : 0,
-    connect: https ? { timeout: connectTimeoutMs, ca: config.tls.ca ?? undefined, rejectUnauthorized: !config.tls.insecureSkipVerify } : { timeout: connectTimeoutMs },
+    connect: https
+      ? {
+          timeout: connectTimeoutMs,
+          ca: config.tls.ca ?? undefined,
+          rejectUnauthorized: !config.tls.insecureSkipVerify,
+        }
+      : { timeout: connectTimeoutMs },
   });
 }
 
@@ -45,12 +51,20 @@ export function createUpstreamPool(origin: string, config: UpstreamConfig, conne
  * re-originated TLS): always verified, against the roots of
  * `secureContext` or the system roots, with the target's name.
  */
-export function createForwardPool(origin: string, lookup: LookupFunction, connectTimeoutMs: number, connections: number, tls?: { readonly secureContext: SecureContext | undefined }): UpstreamPool {
+export function createForwardPool(
+  origin: string,
+  lookup: LookupFunction,
+  connectTimeoutMs: number,
+  connections: number,
+  tls?: { readonly secureContext: SecureContext | undefined },
+): UpstreamPool {
   return new Pool(origin, {
     ...BASE_OPTIONS,
     connections,
     pipelining: 1,
-    connect: tls ? { timeout: connectTimeoutMs, lookup, secureContext: tls.secureContext, rejectUnauthorized: true } : { timeout: connectTimeoutMs, lookup },
+    connect: tls
+      ? { timeout: connectTimeoutMs, lookup, secureContext: tls.secureContext, rejectUnauthorized: true }
+      : { timeout: connectTimeoutMs, lookup },
   });
 }
 

@@ -11,7 +11,9 @@ import { Readable, type Writable } from 'node:stream';
 import { createRequire } from 'node:module';
 
 /** undici's header-name reader (lower-cased, interned for known names), from its own file: see pools.ts. */
-const { headerNameToString } = createRequire(import.meta.url)('undici/lib/core/util.js') as { headerNameToString: (name: Buffer) => string };
+const { headerNameToString } = createRequire(import.meta.url)('undici/lib/core/util.js') as {
+  headerNameToString: (name: Buffer) => string;
+};
 
 /** A raw header name, lower-cased (undici's reader: interned strings for known names). */
 export function headerName(raw: Buffer): string {

@@ -52,14 +52,22 @@ function headerText(value: string | string[] | undefined): string {
 /** A request that asked not to get a stored answer, or not to have its answer stored. */
 export function refusesStale(request: IncomingHttpHeaders): boolean {
   const directives = cacheControl(request['cache-control']);
-  return directives.has('no-cache') || directives.has('no-store') || headerText(request.pragma).toLowerCase().includes('no-cache');
+  return (
+    directives.has('no-cache') ||
+    directives.has('no-store') ||
+    headerText(request.pragma).toLowerCase().includes('no-cache')
+  );
 }
 
 export class StaleStore {
   private readonly entries: LRUCache<string, StaleEntry>;
 
   constructor(readonly config: StaleConfig) {
-    this.entries = new LRUCache<string, StaleEntry>({ max: config.maxEntries, maxSize: config.maxBytes, sizeCalculation: (entry) => Math.max(1, entry.body.length) });
+    this.entries = new LRUCache<string, StaleEntry>({
+      max: config.maxEntries,
+      maxSize: config.maxBytes,
+      sizeCalculation: (entry) => Math.max(1, entry.body.length),
+    });
   }
 
   /**
@@ -88,7 +96,12 @@ export class StaleStore {
   storable(status: number, response: IncomingHttpHeaders, request: IncomingHttpHeaders): string[] | null {
     if (status !== 200 || response['set-cookie'] !== undefined) return null;
     const directives = cacheControl(response['cache-control']);
-    if (directives.has('no-store') || directives.has('private') || cacheControl(request['cache-control']).has('no-store')) return null;
+    if (
+      directives.has('no-store') ||
+      directives.has('private') ||
+      cacheControl(request['cache-control']).has('no-store')
+    )
+      return null;
     const length = Number(response['content-length'] ?? 0);
     if (length > this.config.maxEntryBytes) return null;
     const vary = headerText(response.vary)
@@ -103,7 +116,11 @@ export class StaleStore {
     if (entry.body.length > this.config.maxEntryBytes || entry.body.length > this.config.maxBytes) return;
     const staleIfError = cacheControl(entry.headers['cache-control']).get('stale-if-error');
     const cap = staleIfError !== undefined && /^\d+$/.test(staleIfError) ? Number(staleIfError) * 1000 : Infinity;
-    this.entries.set(key, { ...entry, maxStale: Math.min(this.config.maxStale, cap), varyValues: varyValues(entry.vary, request) });
+    this.entries.set(key, {
+      ...entry,
+      maxStale: Math.min(this.config.maxStale, cap),
+      varyValues: varyValues(entry.vary, request),
+    });
   }
 
   /** The stored answer for a request, when there is one young enough whose Vary'd headers match. */

@@ -36,11 +36,14 @@ writeFileSync(path.join(dir, 'ca.key'), ca.keyPem, { mode: 0o600 });
 writeFileSync(path.join(dir, 'upstream-ca.crt'), upstreamCa.certPem);
 const issuer = await createLeafIssuer(upstreamCa);
 const body = Buffer.alloc(1024, 'x');
-const upstream = https.createServer({ key: issuer.keyPem, cert: (await issuer.issue('localhost')).certChainPem }, (req, res) => {
-  req.resume();
-  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
-  res.end(body);
-});
+const upstream = https.createServer(
+  { key: issuer.keyPem, cert: (await issuer.issue('localhost')).certChainPem },
+  (req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
+    res.end(body);
+  },
+);
 await new Promise((resolve) => upstream.listen(0, '127.0.0.1', resolve));
 const upstreamPort = upstream.address().port;
 
@@ -65,7 +68,9 @@ forwardProxy:
   intercept: { caCert: ca.crt, caKey: ca.key, hosts: [localhost], upstreamCa: upstream-ca.crt }
 `,
   );
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '--config', file], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   for (let i = 0; i < 100; i++) {
     try {
       await fetch(`http://127.0.0.1:${adminPort}/readyz`);
@@ -103,16 +108,26 @@ for (let round = 1; round <= ROUNDS; round++) {
     // Intercepted: the client trusts our CA; tunnelled: the upstream's.
     const r = await measure(bw.url, mode === 'intercept' ? ca.certPem : upstreamCa.certPem);
     results[mode].push(r);
-    console.log(`round ${round} ${mode}: p50 ${r.p50.toFixed(3)} ms p99 ${r.p99.toFixed(3)} ms; first request (new host) ${r.first.toFixed(1)} ms`);
+    console.log(
+      `round ${round} ${mode}: p50 ${r.p50.toFixed(3)} ms p99 ${r.p99.toFixed(3)} ms; first request (new host) ${r.first.toFixed(1)} ms`,
+    );
     bw.child.kill('SIGTERM');
     await new Promise((resolve) => bw.child.once('exit', resolve));
   }
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const p50 = { intercept: median(results.intercept.map((r) => r.p50)), tunnel: median(results.tunnel.map((r) => r.p50)) };
-const first = { intercept: median(results.intercept.map((r) => r.first)), tunnel: median(results.tunnel.map((r) => r.first)) };
+const p50 = {
+  intercept: median(results.intercept.map((r) => r.p50)),
+  tunnel: median(results.tunnel.map((r) => r.p50)),
+};
+const first = {
+  intercept: median(results.intercept.map((r) => r.first)),
+  tunnel: median(results.tunnel.map((r) => r.first)),
+};
 console.log(
   `\nmedian p50: intercepted ${p50.intercept.toFixed(3)} ms, tunnelled ${p50.tunnel.toFixed(3)} ms: +${(p50.intercept - p50.tunnel).toFixed(3)} ms (${(p50.intercept / p50.tunnel).toFixed(2)}x)`,
 );
-console.log(`first request to a new host: intercepted ${first.intercept.toFixed(1)} ms, tunnelled ${first.tunnel.toFixed(1)} ms`);
+console.log(
+  `first request to a new host: intercepted ${first.intercept.toFixed(1)} ms, tunnelled ${first.tunnel.toFixed(1)} ms`,
+);
 upstream.close();

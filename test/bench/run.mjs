@@ -51,7 +51,11 @@ function freePort() {
 function start(name, cpu, args, env = {}) {
   const command = hasTaskset ? 'taskset' : process.execPath;
   const argv = hasTaskset ? ['-c', String(cpu), process.execPath, ...args] : args;
-  const child = spawn(command, argv, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(command, argv, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   child.stderr.on('data', (chunk) => process.stderr.write(`[${name}] ${chunk}`));
   children.add(child);
   child.on('exit', () => children.delete(child));
@@ -95,7 +99,9 @@ function peakRssMiB(pid) {
 
 function load(url, options) {
   return new Promise((resolve, reject) => {
-    autocannon({ url, connections: CONNECTIONS, duration: DURATION, timeout: 10, ...options }, (error, result) => (error ? reject(error) : resolve(result)));
+    autocannon({ url, connections: CONNECTIONS, duration: DURATION, timeout: 10, ...options }, (error, result) =>
+      error ? reject(error) : resolve(result),
+    );
   });
 }
 
@@ -204,7 +210,10 @@ let otlpUrl = '';
 /** A loopback OTLP/HTTP receiver (CPU 0) that takes and drops every export, for variants whose config names @OTLP@. */
 async function startOtlpSink() {
   const port = await freePort();
-  writeFileSync(path.join(work, 'otlp-sink.cjs'), "require('node:http').createServer((q, s) => { q.resume(); q.on('end', () => s.end()); }).listen(Number(process.env.PORT), '127.0.0.1');");
+  writeFileSync(
+    path.join(work, 'otlp-sink.cjs'),
+    "require('node:http').createServer((q, s) => { q.resume(); q.on('end', () => s.end()); }).listen(Number(process.env.PORT), '127.0.0.1');",
+  );
   const child = start('otlp', 0, [path.join(work, 'otlp-sink.cjs')], { PORT: String(port) });
   otlpUrl = `http://127.0.0.1:${port}/v1/traces`;
   await waitForStatus(`http://127.0.0.1:${port}/`, 200);
@@ -216,7 +225,17 @@ async function startRedis() {
   const port = await freePort();
   const child = spawn(
     hasTaskset ? 'taskset' : 'redis-server',
-    [...(hasTaskset ? ['-c', '0', 'redis-server'] : []), '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    [
+      ...(hasTaskset ? ['-c', '0', 'redis-server'] : []),
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+    ],
     { stdio: 'ignore' },
   );
   children.add(child);
@@ -286,12 +305,20 @@ async function main() {
   const targets = {
     'http-proxy-3': async () => {
       const port = await freePort();
-      const child = start('http-proxy-3', 1, [path.join(work, 'bare.cjs')], { PORT: String(port), UPSTREAM_URL: upstreamUrl, NODE_PATH: path.join(ROOT, 'node_modules') });
+      const child = start('http-proxy-3', 1, [path.join(work, 'bare.cjs')], {
+        PORT: String(port),
+        UPSTREAM_URL: upstreamUrl,
+        NODE_PATH: path.join(ROOT, 'node_modules'),
+      });
       return { child, url: `http://127.0.0.1:${port}/v1/events` };
     },
     undici: async () => {
       const port = await freePort();
-      const child = start('undici', 1, [path.join(work, 'undici.cjs')], { PORT: String(port), UPSTREAM_URL: upstreamUrl, NODE_PATH: path.join(ROOT, 'node_modules') });
+      const child = start('undici', 1, [path.join(work, 'undici.cjs')], {
+        PORT: String(port),
+        UPSTREAM_URL: upstreamUrl,
+        NODE_PATH: path.join(ROOT, 'node_modules'),
+      });
       return { child, url: `http://127.0.0.1:${port}/v1/events` };
     },
     breakwater: async () => {
@@ -304,7 +331,8 @@ async function main() {
   };
 
   const variants = (process.env.BENCH_VARIANTS ?? '').split(',').filter(Boolean);
-  const names = (placeholder) => variants.some((variant) => readFileSync(path.resolve(ROOT, variant.split('=')[1]), 'utf8').includes(placeholder));
+  const names = (placeholder) =>
+    variants.some((variant) => readFileSync(path.resolve(ROOT, variant.split('=')[1]), 'utf8').includes(placeholder));
   const redis = names('@REDIS@') ? await startRedis() : null;
   const otlp = names('@OTLP@') ? await startOtlpSink() : null;
   for (const variant of variants) {
@@ -316,11 +344,20 @@ async function main() {
       const child = start(name, 1, [path.resolve(ROOT, cli), 'run', '--config', config]);
       // A config may name the status every answer has: "# bench-expect: 404".
       const expected = /^# bench-expect: (\d{3})$/m.exec(readFileSync(path.resolve(ROOT, file), 'utf8'));
-      return { child, url: `http://127.0.0.1:${port}/v1/events`, expectStatus: expected ? Number(expected[1]) : name === 'open' ? 503 : 200 };
+      return {
+        child,
+        url: `http://127.0.0.1:${port}/v1/events`,
+        expectStatus: expected ? Number(expected[1]) : name === 'open' ? 503 : 200,
+      };
     };
   }
 
-  const results = Object.fromEntries(Object.keys(targets).map((name) => [name, { rps: [], p50: [], p99: [], fixedP50: [], fixedP99: [], rate: [], errors: 0, rss: [] }]));
+  const results = Object.fromEntries(
+    Object.keys(targets).map((name) => [
+      name,
+      { rps: [], p50: [], p99: [], fixedP50: [], fixedP99: [], rate: [], errors: 0, rss: [] },
+    ]),
+  );
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [name, launch] of Object.entries(targets)) {
       const { child, url, expectStatus = 200 } = await launch();
@@ -353,7 +390,16 @@ async function main() {
   const summary = Object.fromEntries(
     Object.entries(results).map(([name, r]) => [
       name,
-      { rps: median(r.rps), p50: median(r.p50), p99: median(r.p99), fixedRate: median(r.rate), fixedP50: median(r.fixedP50), fixedP99: median(r.fixedP99), rss: Math.max(...r.rss), errors: r.errors },
+      {
+        rps: median(r.rps),
+        p50: median(r.p50),
+        p99: median(r.p99),
+        fixedRate: median(r.rate),
+        fixedP50: median(r.fixedP50),
+        fixedP99: median(r.fixedP99),
+        rss: Math.max(...r.rss),
+        errors: r.errors,
+      },
     ]),
   );
   const bw = summary.breakwater;
@@ -363,11 +409,16 @@ async function main() {
   console.log(
     `\nBreakwater vs bare http-proxy-3, ${ROUNDS} rounds (medians), ${DURATION}s closed loop with ${CONNECTIONS} connections, then ${RATE} req/s open loop; node ${process.version}${hasTaskset ? ', proxies on CPU 1' : ''}\n`,
   );
-  console.log('| target | req/s | p50 ms | p99 ms | fixed req/s | fixed p50 ms | fixed p99 ms | peak RSS MiB | errors |');
+  console.log(
+    '| target | req/s | p50 ms | p99 ms | fixed req/s | fixed p50 ms | fixed p99 ms | peak RSS MiB | errors |',
+  );
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const [name, s] of Object.entries(summary)) console.log(row(name, s));
   for (const [name, s] of Object.entries(summary)) {
-    if (name.startsWith('breakwater-')) console.log(`${name} / breakwater: req/s ${(s.rps / bw.rps).toFixed(2)}x, p99 at ${RATE}/s ${(s.fixedP99 / bw.fixedP99).toFixed(2)}x`);
+    if (name.startsWith('breakwater-'))
+      console.log(
+        `${name} / breakwater: req/s ${(s.rps / bw.rps).toFixed(2)}x, p99 at ${RATE}/s ${(s.fixedP99 / bw.fixedP99).toFixed(2)}x`,
+      );
   }
   console.log(
     `\nratios (breakwater / http-proxy-3): req/s ${(bw.rps / bare.rps).toFixed(2)}x, p99 ${(bw.p99 / bare.p99).toFixed(2)}x, ` +
@@ -377,7 +428,17 @@ async function main() {
   console.log(
     `ratios (breakwater / bare undici forwarder): req/s ${(bw.rps / undici.rps).toFixed(2)}x, p99 at ${RATE}/s ${(bw.fixedP99 / undici.fixedP99).toFixed(2)}x, peak RSS ${(bw.rss / undici.rss).toFixed(2)}x`,
   );
-  console.log(JSON.stringify({ summary, ratios: { rps: bw.rps / bare.rps, p99: bw.p99 / bare.p99, fixedP99: bw.fixedP99 / bare.fixedP99, rss: bw.rss / bare.rss } }));
+  console.log(
+    JSON.stringify({
+      summary,
+      ratios: {
+        rps: bw.rps / bare.rps,
+        p99: bw.p99 / bare.p99,
+        fixedP99: bw.fixedP99 / bare.fixedP99,
+        rss: bw.rss / bare.rss,
+      },
+    }),
+  );
 }
 
 main().then(

@@ -25,7 +25,10 @@ const CACHE = process.env.BREAKWATER_TEST_CACHE ?? '/var/tmp/breakwater-test-cac
 const MIRROR = process.env.DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
 const HOST_CA = '/etc/ssl/certs/ca-certificates.crt';
 const conf = path.join(mkdtempSync(path.join(tmpdir(), 'breakwater-podman-')), 'containers.conf');
-writeFileSync(conf, '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\nnetns = "host"\n[engine]\nruntime = "runc"\n');
+writeFileSync(
+  conf,
+  '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\nnetns = "host"\n[engine]\nruntime = "runc"\n',
+);
 const env = { ...process.env, CONTAINERS_CONF: conf };
 
 function sh(command: string, args: string[], timeoutMs = 240_000): Promise<string> {
@@ -62,9 +65,18 @@ async function ensureBaseImage(): Promise<void> {
   const changes = ['--change', 'CMD ["node"]'];
   if (existsSync(HOST_CA)) {
     cpSync(HOST_CA, path.join(rootfs, 'usr/local/share/breakwater-host-ca.crt'));
-    changes.push('--change', 'ENV NODE_EXTRA_CA_CERTS=/usr/local/share/breakwater-host-ca.crt', '--change', 'ENV NPM_CONFIG_CAFILE=/usr/local/share/breakwater-host-ca.crt');
+    changes.push(
+      '--change',
+      'ENV NODE_EXTRA_CA_CERTS=/usr/local/share/breakwater-host-ca.crt',
+      '--change',
+      'ENV NPM_CONFIG_CAFILE=/usr/local/share/breakwater-host-ca.crt',
+    );
   }
-  await sh('bash', ['-c', `tar -C '${rootfs}' -c . | podman import ${changes.map((c) => `'${c}'`).join(' ')} - ${BASE}`], 300_000);
+  await sh(
+    'bash',
+    ['-c', `tar -C '${rootfs}' -c . | podman import ${changes.map((c) => `'${c}'`).join(' ')} - ${BASE}`],
+    300_000,
+  );
 }
 
 let upstream: FaultUpstream;
@@ -88,7 +100,15 @@ routes: [ { name: r, match: { pathPrefix: /api }, stripPrefix: true, upstream: u
 `,
   );
   name = `breakwater-test-${process.pid}`;
-  await sh('podman', ['run', '-d', '--name', name, '-v', `${dir}/breakwater.yaml:/etc/breakwater/breakwater.yaml:ro`, IMAGE]);
+  await sh('podman', [
+    'run',
+    '-d',
+    '--name',
+    name,
+    '-v',
+    `${dir}/breakwater.yaml:/etc/breakwater/breakwater.yaml:ro`,
+    IMAGE,
+  ]);
   const deadline = Date.now() + 60_000;
   for (;;) {
     const ok = await request(`http://127.0.0.1:${adminPort}/healthz`).then(
@@ -96,7 +116,10 @@ routes: [ { name: r, match: { pathPrefix: /api }, stripPrefix: true, upstream: u
       () => false,
     );
     if (ok) break;
-    if (Date.now() > deadline) throw new Error(`the container did not come up: ${await sh('podman', ['logs', name]).catch((e: Error) => e.message)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `the container did not come up: ${await sh('podman', ['logs', name]).catch((e: Error) => e.message)}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }, 900_000);
@@ -125,12 +148,21 @@ describe('container image', () => {
   });
 
   it('does not run as root', async () => {
-    const uid = (await sh('podman', ['exec', name, 'node', '-e', 'process.stdout.write(String(process.getuid()))'])).trim();
+    const uid = (
+      await sh('podman', ['exec', name, 'node', '-e', 'process.stdout.write(String(process.getuid()))'])
+    ).trim();
     expect(uid).toBe('10001');
   });
 
   it("ships a config whose proxy port answers on the container's address (SPEC §20.1), valid as it is", async () => {
-    const shipped = await sh('podman', ['run', '--rm', '--entrypoint', 'cat', IMAGE, '/etc/breakwater/breakwater.yaml']);
+    const shipped = await sh('podman', [
+      'run',
+      '--rm',
+      '--entrypoint',
+      'cat',
+      IMAGE,
+      '/etc/breakwater/breakwater.yaml',
+    ]);
     expect(shipped).toMatch(/^listen: \{ host: 0\.0\.0\.0, port: 3128 \}/m);
     expect(await sh('podman', ['run', '--rm', IMAGE, 'validate'])).toMatch(/^ok: /);
   });

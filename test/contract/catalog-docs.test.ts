@@ -9,8 +9,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CATALOG } from '../../src/errors/catalog.js';
-import { OTHER_CLIENT_ERROR, OTHER_SERVER_ERROR, RULE_CODES, UPSTREAM_STATUSES } from '../../src/errors/upstream-catalog.js';
-import { PROVIDER_RULES } from '../../src/errors/provider-rules.js';
+import {
+  OTHER_CLIENT_ERROR,
+  OTHER_SERVER_ERROR,
+  RULE_CODES,
+  UPSTREAM_STATUSES,
+} from '../../src/errors/upstream-catalog.js';
+import { PROVIDER_RULES } from '../../src/errors/provider-table.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import { parseConfig } from '../../src/config/load.js';
 import { createCa } from '../../src/tls/certificates.js';
@@ -74,9 +79,27 @@ describe('upstream status table ↔ docs/errors.md', () => {
         .map((cell) => cell.trim()),
     );
   const expected: string[][] = [
-    ...Object.entries(UPSTREAM_STATUSES).map(([status, entry]) => [status, `\`${entry.code}\``, entry.responsibility, String(entry.retryable), entry.hint]),
-    ['other 4xx', `\`${OTHER_CLIENT_ERROR.code}\``, OTHER_CLIENT_ERROR.responsibility, String(OTHER_CLIENT_ERROR.retryable), OTHER_CLIENT_ERROR.hint],
-    ['other 5xx', `\`${OTHER_SERVER_ERROR.code}\``, OTHER_SERVER_ERROR.responsibility, String(OTHER_SERVER_ERROR.retryable), OTHER_SERVER_ERROR.hint],
+    ...Object.entries(UPSTREAM_STATUSES).map(([status, entry]) => [
+      status,
+      `\`${entry.code}\``,
+      entry.responsibility,
+      String(entry.retryable),
+      entry.hint,
+    ]),
+    [
+      'other 4xx',
+      `\`${OTHER_CLIENT_ERROR.code}\``,
+      OTHER_CLIENT_ERROR.responsibility,
+      String(OTHER_CLIENT_ERROR.retryable),
+      OTHER_CLIENT_ERROR.hint,
+    ],
+    [
+      'other 5xx',
+      `\`${OTHER_SERVER_ERROR.code}\``,
+      OTHER_SERVER_ERROR.responsibility,
+      String(OTHER_SERVER_ERROR.retryable),
+      OTHER_SERVER_ERROR.hint,
+    ],
   ];
 
   it('documents every status row as the table has it, and nothing else', () => {
@@ -122,7 +145,9 @@ describe('docs ↔ SPEC', () => {
   it("carries SPEC §5's error table row for row, but for the codes of features still to be built", () => {
     const docs = tableRows('docs/errors.md', '## Codes');
     const spec = tableRows('test/fixtures/SPEC.md', '## 5. Normalized error body').filter((r) => r[1] !== '—');
-    expect(Object.keys({ ...PENDING_CODES, ...PENDING_WORDING }).filter((code) => !spec.some((r) => r[0] === code))).toEqual([]);
+    expect(
+      Object.keys({ ...PENDING_CODES, ...PENDING_WORDING }).filter((code) => !spec.some((r) => r[0] === code)),
+    ).toEqual([]);
     expect(docs.filter((r) => r[0]! in PENDING_CODES)).toEqual([]);
     const built = spec.filter((r) => !(r[0]! in PENDING_CODES));
     expect(docs.map((r) => r[0])).toEqual(built.map((r) => r[0]));
@@ -164,7 +189,8 @@ describe('metric registry ↔ docs/metrics.md', () => {
     const ours = registered.filter((m) => m.name.startsWith('breakwater_'));
     expect(ours.map((m) => m.name).sort()).toEqual(rows.map((r) => r[0]).sort());
     for (const [name, type, labels] of rows) {
-      const metric = metrics.registry.getSingleMetric(name!) as unknown as { type: string; labelNames: string[] } | undefined;
+      const metric = metrics.registry.getSingleMetric(name!) as unknown as
+        { type: string; labelNames: string[] } | undefined;
       expect(metric, name).toBeDefined();
       expect(metric!.type, name).toBe(type);
       // A label in parentheses is only there when its feature is configured (`priority`, SPEC §13).
@@ -206,7 +232,10 @@ describe('docs/intercept.md example', () => {
     writeFileSync(path.join(dir, 'ca.crt'), ca.certPem);
     writeFileSync(path.join(dir, 'ca.key'), ca.keyPem, { mode: 0o600 });
     expect(block).toContain('/etc/breakwater/ca/ca.key');
-    const result = parseConfig(`version: 1\n${block.replaceAll('/etc/breakwater/ca/', `${dir}/`)}`, path.join(dir, 'breakwater.yaml'));
+    const result = parseConfig(
+      `version: 1\n${block.replaceAll('/etc/breakwater/ca/', `${dir}/`)}`,
+      path.join(dir, 'breakwater.yaml'),
+    );
     expect(result.ok ? [] : result.problems).toEqual([]);
   });
 });
@@ -218,7 +247,9 @@ describe('provider rules ↔ docs/errors.md ↔ SPEC §14', () => {
     const section = text.slice(start, text.indexOf('\n## ', start + heading.length));
     return section
       .split('\n')
-      .filter((line) => line.startsWith('| ') && !line.startsWith('| ---') && !/^\| (provider answer|code) \|/.test(line))
+      .filter(
+        (line) => line.startsWith('| ') && !line.startsWith('| ---') && !/^\| (provider answer|code) \|/.test(line),
+      )
       .map((line) =>
         line
           .split(' | ')
@@ -228,7 +259,9 @@ describe('provider rules ↔ docs/errors.md ↔ SPEC §14', () => {
   };
 
   it('documents every built-in rule as the table has it, in order, and nothing else', () => {
-    const docs = rowsOf('docs/errors.md', "## Provider rules: the body's code outranks the status", 3).filter((row) => row.length === 3 && !row[0]!.startsWith('`UPSTREAM_'));
+    const docs = rowsOf('docs/errors.md', "## Provider rules: the body's code outranks the status", 3).filter(
+      (row) => row.length === 3 && !row[0]!.startsWith('`UPSTREAM_'),
+    );
     expect(docs).toEqual(PROVIDER_RULES.map((rule) => [rule.answer, rule.treatedAs, `\`${rule.name}\``]));
   });
 
@@ -239,7 +272,8 @@ describe('provider rules ↔ docs/errors.md ↔ SPEC §14', () => {
 
   it('documents the codes only a rule gives', () => {
     const text = readFileSync(path.join(ROOT, 'docs/errors.md'), 'utf8');
-    for (const entry of Object.values(RULE_CODES)) expect(text).toContain(`| \`${entry.code}\` | ${entry.responsibility} | ${entry.retryable} | ${entry.hint} |`);
+    for (const entry of Object.values(RULE_CODES))
+      expect(text).toContain(`| \`${entry.code}\` | ${entry.responsibility} | ${entry.retryable} | ${entry.hint} |`);
     expect(readFileSync(path.join(ROOT, 'test/fixtures/SPEC.md'), 'utf8')).toContain('UPSTREAM_QUOTA_EXHAUSTED');
   });
 });

@@ -41,7 +41,15 @@ describe('breakwater run', () => {
     const result = await runCli(['run', '--config', file]);
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
-    expect(parseProblemLines(result.stderr)).toEqual([{ file, line: 9, col: 26, path: 'routes[0].retry.maxRetries', message: expect.stringMatching(/must be a whole number/) as unknown }]);
+    expect(parseProblemLines(result.stderr)).toEqual([
+      {
+        file,
+        line: 9,
+        col: 26,
+        path: 'routes[0].retry.maxRetries',
+        message: expect.stringMatching(/must be a whole number/) as unknown,
+      },
+    ]);
     expect(await portIsFree(proxyPort)).toBe(true);
     expect(await portIsFree(adminPort)).toBe(true);
   });
@@ -117,7 +125,10 @@ describe('breakwater schema', () => {
     const schema = JSON.parse(result.stdout) as Record<string, unknown>;
     expect(schema.$schema).toBe('http://json-schema.org/draft-07/schema#');
     const validate = new Ajv({ strict: false, validateFormats: false }).compile(schema);
-    const example = parse(readFileSync(path.join(ROOT, 'test/fixtures/spec-example.yaml'), 'utf8')) as Record<string, unknown>;
+    const example = parse(readFileSync(path.join(ROOT, 'test/fixtures/spec-example.yaml'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
     expect(validate(example), JSON.stringify(validate.errors)).toBe(true);
     expect(validate({ ...example, retries: 3 })).toBe(false);
     expect(validate({ ...example, shutdown: { drainTimeout: '20 seconds' } })).toBe(false);
@@ -162,8 +173,14 @@ describe('breakwater ca create', () => {
     expect(result.stdout).toContain('keytool -importcert');
     expect(result.stdout).toContain('hosts: ["api.example.com", "*.github.com"]');
     expect(statSync(path.join(out, 'ca.key')).mode & 0o777).toBe(0o600);
-    const text = await new Promise<string>((resolve) => execFile('openssl', ['x509', '-in', path.join(out, 'ca.crt'), '-noout', '-text'], (_error, stdout) => resolve(stdout)));
-    expect(text).toMatch(/X509v3 Name Constraints: critical\s+Permitted:\s+DNS:api\.example\.com\s+DNS:github\.com\s+Excluded:\s+IP:0\.0\.0\.0/);
+    const text = await new Promise<string>((resolve) =>
+      execFile('openssl', ['x509', '-in', path.join(out, 'ca.crt'), '-noout', '-text'], (_error, stdout) =>
+        resolve(stdout),
+      ),
+    );
+    expect(text).toMatch(
+      /X509v3 Name Constraints: critical\s+Permitted:\s+DNS:api\.example\.com\s+DNS:github\.com\s+Excluded:\s+IP:0\.0\.0\.0/,
+    );
     expect(text).toMatch(/X509v3 Basic Constraints: critical\s+CA:TRUE, pathlen:0/);
     expect(text).toContain('ASN1 OID: prime256v1');
     // The bundle is the system roots plus this CA.
@@ -177,7 +194,10 @@ describe('breakwater ca create', () => {
   });
 
   it.each([
-    [['ca', 'create', '--hosts', 'api.example.com:443', '--out', '/tmp/bw-never'], /"api.example.com:443" is not a host name/],
+    [
+      ['ca', 'create', '--hosts', 'api.example.com:443', '--out', '/tmp/bw-never'],
+      /"api.example.com:443" is not a host name/,
+    ],
     [['ca', 'create', '--hosts', '*', '--out', '/tmp/bw-never'], /"\*" is not a host name/],
     [['ca', 'create', '--out', '/tmp/bw-never'], /needs --hosts/],
     [['ca', 'make'], /did you mean "ca create"/],

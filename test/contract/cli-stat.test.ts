@@ -17,7 +17,9 @@ let replica: Replica;
 
 beforeAll(async () => {
   // Every 4th request gets a 503: 75% success on route api.
-  upstream = await startFaultUpstream((n) => (n % 4 === 0 ? { kind: 'respond', status: 503 } : { kind: 'respond', status: 200, body: 'ok' }));
+  upstream = await startFaultUpstream((n) =>
+    n % 4 === 0 ? { kind: 'respond', status: 503 } : { kind: 'respond', status: 200, body: 'ok' },
+  );
   const file = writeTemp(
     'stat.yaml',
     `version: 1
@@ -54,7 +56,16 @@ describe('breakwater stat', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const table = rows(result.stdout);
-    expect(table[0]).toEqual(['ROUTE', 'UPSTREAM', 'SUCCESS', 'RPS', 'LATENCY_P50', 'LATENCY_P99', 'RETRIES', 'LIMITED']);
+    expect(table[0]).toEqual([
+      'ROUTE',
+      'UPSTREAM',
+      'SUCCESS',
+      'RPS',
+      'LATENCY_P50',
+      'LATENCY_P99',
+      'RETRIES',
+      'LIMITED',
+    ]);
     const api = table.find((row) => row[0] === 'api')!;
     expect(api.slice(0, 3)).toEqual(['api', 'backend', '75.00%']);
     expect(api[3]).toMatch(/^\d+\.\d\drps$/);
@@ -63,7 +74,16 @@ describe('breakwater stat', () => {
     expect(api[5]).toMatch(/^\d+(\.\d)?ms$/);
     expect(api.slice(6)).toEqual(['0.00rps', '0.00rps']);
     // A route without traffic: no success rate, no latency.
-    expect(table.find((row) => row[0] === 'idle')).toEqual(['idle', 'backend', '-', '0.00rps', '-', '-', '0.00rps', '0.00rps']);
+    expect(table.find((row) => row[0] === 'idle')).toEqual([
+      'idle',
+      'backend',
+      '-',
+      '0.00rps',
+      '-',
+      '-',
+      '0.00rps',
+      '0.00rps',
+    ]);
     expect(result.stdout).toMatch(/\(over the last \d+ s\)\n$/);
   });
 
@@ -83,7 +103,9 @@ describe('breakwater stat', () => {
   });
 
   it('--watch redraws the table until interrupted, then exits 0', async () => {
-    const child = spawn(process.execPath, [CLI, 'stat', '--watch', '--admin', replica.adminUrl], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'stat', '--watch', '--admin', replica.adminUrl], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -132,8 +154,12 @@ describe('the table', () => {
       ],
     });
     const lines = text.split('\n');
-    expect(lines[1]).toBe('a-much-longer-route   (request target)    99.50%    123rps         3.2ms        1235ms   0.50rps   0.00rps');
-    expect(lines[2]).toBe('(no route)            u                        -   0.00rps             -             -   0.00rps   0.00rps');
+    expect(lines[1]).toBe(
+      'a-much-longer-route   (request target)    99.50%    123rps         3.2ms        1235ms   0.50rps   0.00rps',
+    );
+    expect(lines[2]).toBe(
+      '(no route)            u                        -   0.00rps             -             -   0.00rps   0.00rps',
+    );
     expect(lines[3]).toBe('(over the last 60 s)');
   });
 });

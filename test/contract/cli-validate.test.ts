@@ -466,30 +466,43 @@ ${BASE.slice('version: 1\n'.length)}`,
 ];
 
 describe('breakwater validate on bad input', () => {
-  it.concurrent.each(BAD.map((c) => [c.name, c] as const))('reports %s with its line and column', async (_name, bad) => {
-    const file = writeTemp('breakwater.yaml', bad.text);
-    const result = await runCli(['validate', '--config', file], { env: bad.env });
-    expect(result.code, result.stderr).toBe(1);
-    expect(result.stdout).toBe('');
-    const problems = parseProblemLines(result.stderr);
-    expect(problems.length).toBeGreaterThan(0);
-    const [first] = problems;
-    expect(first).toMatchObject({ file, line: bad.line, col: bad.col, path: bad.path });
-    expect(first!.message).toMatch(bad.message);
-  });
+  it.concurrent.each(BAD.map((c) => [c.name, c] as const))(
+    'reports %s with its line and column',
+    async (_name, bad) => {
+      const file = writeTemp('breakwater.yaml', bad.text);
+      const result = await runCli(['validate', '--config', file], { env: bad.env });
+      expect(result.code, result.stderr).toBe(1);
+      expect(result.stdout).toBe('');
+      const problems = parseProblemLines(result.stderr);
+      expect(problems.length).toBeGreaterThan(0);
+      const [first] = problems;
+      expect(first).toMatchObject({ file, line: bad.line, col: bad.col, path: bad.path });
+      expect(first!.message).toMatch(bad.message);
+    },
+  );
 
   it('reports a missing file', async () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'breakwater-test-')), 'nope.yaml');
     const result = await runCli(['validate', '--config', file]);
     expect(result.code).toBe(1);
-    expect(parseProblemLines(result.stderr)).toEqual([{ file, line: 1, col: 1, path: '(file)', message: 'cannot read the config: no such file' }]);
+    expect(parseProblemLines(result.stderr)).toEqual([
+      { file, line: 1, col: 1, path: '(file)', message: 'cannot read the config: no such file' },
+    ]);
   });
 
   it('reports a directory given as the file', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'breakwater-test-'));
     const result = await runCli(['validate', '--config', dir]);
     expect(result.code).toBe(1);
-    expect(parseProblemLines(result.stderr)).toEqual([{ file: dir, line: 1, col: 1, path: '(file)', message: 'cannot read the config: is a directory, not a config file' }]);
+    expect(parseProblemLines(result.stderr)).toEqual([
+      {
+        file: dir,
+        line: 1,
+        col: 1,
+        path: '(file)',
+        message: 'cannot read the config: is a directory, not a config file',
+      },
+    ]);
   });
 
   it('reports every problem of a file in one run, sorted by line', async () => {
@@ -525,7 +538,9 @@ routes:
 
 describe('breakwater validate on good input', () => {
   it('accepts SPEC §3 example as it is, with its environment variable set', async () => {
-    const result = await runCli(['validate', '--config', path.join(ROOT, 'test/fixtures/spec-example.yaml')], { env: { STRIPE_KEY: 'sk_test_123' } });
+    const result = await runCli(['validate', '--config', path.join(ROOT, 'test/fixtures/spec-example.yaml')], {
+      env: { STRIPE_KEY: 'sk_test_123' },
+    });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^ok: 1 route, 1 upstream \(.*spec-example\.yaml\)\n$/);
@@ -533,7 +548,9 @@ describe('breakwater validate on good input', () => {
 
   it('uses a set environment variable', async () => {
     const file = writeTemp('env.yaml', BASE.replace('http://127.0.0.1:1', '${env:BREAKWATER_TEST_URL}'));
-    const result = await runCli(['validate', '--config', file], { env: { BREAKWATER_TEST_URL: 'https://api.example.com' } });
+    const result = await runCli(['validate', '--config', file], {
+      env: { BREAKWATER_TEST_URL: 'https://api.example.com' },
+    });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
   });
@@ -550,17 +567,22 @@ describe('breakwater validate on good input', () => {
   it('accepts the shipped config/examples/intercept.yaml with a CA from ca create', async () => {
     const dir = path.join(mkdtempSync(path.join(tmpdir(), 'bw-example-ca-')), 'ca');
     expect((await runCli(['ca', 'create', '--hosts', 'api.stripe.com,*.github.com', '--out', dir])).code).toBe(0);
-    const result = await runCli(['validate', '--config', 'config/examples/intercept.yaml'], { env: { BREAKWATER_CA: dir } });
+    const result = await runCli(['validate', '--config', 'config/examples/intercept.yaml'], {
+      env: { BREAKWATER_CA: dir },
+    });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
   });
 
-  it.each(['config/breakwater.yaml', 'config/examples/stripe.yaml', 'config/examples/github.yaml', 'config/examples/forward-proxy.yaml', 'config/examples/openai.yaml'])(
-    'accepts the shipped %s',
-    async (file) => {
-      const result = await runCli(['validate', '--config', file], { env: { STRIPE_KEY: 'sk', GITHUB_TOKEN: 'gh' } });
-      expect(result.stderr).toBe('');
-      expect(result.code).toBe(0);
-    },
-  );
+  it.each([
+    'config/breakwater.yaml',
+    'config/examples/stripe.yaml',
+    'config/examples/github.yaml',
+    'config/examples/forward-proxy.yaml',
+    'config/examples/openai.yaml',
+  ])('accepts the shipped %s', async (file) => {
+    const result = await runCli(['validate', '--config', file], { env: { STRIPE_KEY: 'sk', GITHUB_TOKEN: 'gh' } });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+  });
 });

@@ -26,6 +26,8 @@ describe('committed JSON Schema', () => {
     const first = readFileSync(path.join(ROOT, file), 'utf8').split('\n')[0]!;
     const match = /^# yaml-language-server: \$schema=(\S+)$/.exec(first);
     expect(match).not.toBeNull();
-    expect(readFileSync(path.resolve(path.dirname(path.join(ROOT, file)), match![1]!), 'utf8')).toContain('"title": "Breakwater config"');
+    expect(readFileSync(path.resolve(path.dirname(path.join(ROOT, file)), match![1]!), 'utf8')).toContain(
+      '"title": "Breakwater config"',
+    );
   });
 });

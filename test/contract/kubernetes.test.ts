@@ -20,17 +20,33 @@ const SCHEMAS = path.dirname(require.resolve('kubernetes-models/package.json'));
 /** Known property names of a kubernetes-models schema, read from its compiled validator. */
 function knownKeys(schema: string): Set<string> {
   const file = schema.startsWith('IoK8sApimachinery')
-    ? path.join(path.dirname(require.resolve('@kubernetes-models/apimachinery/package.json')), '_schemas', `${schema}.js`)
+    ? path.join(
+        path.dirname(require.resolve('@kubernetes-models/apimachinery/package.json')),
+        '_schemas',
+        `${schema}.js`,
+      )
     : path.join(SCHEMAS, '_schemas', `${schema}.js`);
-  return new Set([...readFileSync(file, 'utf8').matchAll(/void 0===data\.([A-Za-z$_][\w$]*)/g)].map((match) => match[1]!));
+  return new Set(
+    [...readFileSync(file, 'utf8').matchAll(/void 0===data\.([A-Za-z$_][\w$]*)/g)].map((match) => match[1]!),
+  );
 }
 
 /** Which schema describes which field, for the objects deploy/ uses. */
 const CHILDREN: Record<string, Record<string, string>> = {
-  IoK8sApiAppsV1Deployment: { metadata: 'IoK8sApimachineryPkgApisMetaV1ObjectMeta', spec: 'IoK8sApiAppsV1DeploymentSpec' },
+  IoK8sApiAppsV1Deployment: {
+    metadata: 'IoK8sApimachineryPkgApisMetaV1ObjectMeta',
+    spec: 'IoK8sApiAppsV1DeploymentSpec',
+  },
   IoK8sApiAppsV1DeploymentSpec: { template: 'IoK8sApiCoreV1PodTemplateSpec' },
-  IoK8sApiCoreV1PodTemplateSpec: { metadata: 'IoK8sApimachineryPkgApisMetaV1ObjectMeta', spec: 'IoK8sApiCoreV1PodSpec' },
-  IoK8sApiCoreV1PodSpec: { containers: 'IoK8sApiCoreV1Container', volumes: 'IoK8sApiCoreV1Volume', securityContext: 'IoK8sApiCoreV1PodSecurityContext' },
+  IoK8sApiCoreV1PodTemplateSpec: {
+    metadata: 'IoK8sApimachineryPkgApisMetaV1ObjectMeta',
+    spec: 'IoK8sApiCoreV1PodSpec',
+  },
+  IoK8sApiCoreV1PodSpec: {
+    containers: 'IoK8sApiCoreV1Container',
+    volumes: 'IoK8sApiCoreV1Volume',
+    securityContext: 'IoK8sApiCoreV1PodSecurityContext',
+  },
   IoK8sApiCoreV1Container: {
     ports: 'IoK8sApiCoreV1ContainerPort',
     env: 'IoK8sApiCoreV1EnvVar',
@@ -47,13 +63,25 @@ const CHILDREN: Record<string, Record<string, string>> = {
   IoK8sApiCoreV1ConfigMap: { metadata: 'IoK8sApimachineryPkgApisMetaV1ObjectMeta' },
 };
 
-const ROOTS: Record<string, string> = { Deployment: 'IoK8sApiAppsV1Deployment', Service: 'IoK8sApiCoreV1Service', ConfigMap: 'IoK8sApiCoreV1ConfigMap' };
+const ROOTS: Record<string, string> = {
+  Deployment: 'IoK8sApiAppsV1Deployment',
+  Service: 'IoK8sApiCoreV1Service',
+  ConfigMap: 'IoK8sApiCoreV1ConfigMap',
+};
 
 /** PodMonitor is a CRD (Prometheus Operator): its fields are checked by hand. */
 const POD_MONITOR: Record<string, readonly string[]> = {
   '': ['apiVersion', 'kind', 'metadata', 'spec'],
   spec: ['selector', 'podMetricsEndpoints', 'namespaceSelector', 'jobLabel', 'podTargetLabels'],
-  'spec.podMetricsEndpoints[]': ['port', 'path', 'interval', 'scrapeTimeout', 'scheme', 'relabelings', 'metricRelabelings'],
+  'spec.podMetricsEndpoints[]': [
+    'port',
+    'path',
+    'interval',
+    'scrapeTimeout',
+    'scheme',
+    'relabelings',
+    'metricRelabelings',
+  ],
 };
 
 function strictProblems(value: unknown, schema: string, at: string, problems: string[]): void {
@@ -71,25 +99,35 @@ function strictProblems(value: unknown, schema: string, at: string, problems: st
 }
 
 async function validate(dir: string): Promise<{ objects: string[]; problems: string[] }> {
-  const rendered = execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', env: { ...process.env, KUBECONFIG: '/dev/null' } });
+  const rendered = execFileSync('kubectl', ['kustomize', dir], {
+    encoding: 'utf8',
+    env: { ...process.env, KUBECONFIG: '/dev/null' },
+  });
   const objects: string[] = [];
   const problems: string[] = [];
   for (const document of parseAllDocuments(rendered)) {
-    const object = document.toJS() as { apiVersion: string; kind: string; metadata: { name: string } } & Record<string, unknown>;
+    const object = document.toJS() as { apiVersion: string; kind: string; metadata: { name: string } } & Record<
+      string,
+      unknown
+    >;
     const where = `${object.kind}/${object.metadata.name}`;
     objects.push(where);
     if (object.kind === 'PodMonitor') {
       const check = (node: unknown, keyPath: string) => {
         if (!node || typeof node !== 'object') return;
-        for (const key of Object.keys(node)) if (!POD_MONITOR[keyPath]!.includes(key)) problems.push(`${where} ${keyPath}.${key}: unknown field`);
+        for (const key of Object.keys(node))
+          if (!POD_MONITOR[keyPath]!.includes(key)) problems.push(`${where} ${keyPath}.${key}: unknown field`);
       };
       check(object, '');
       check(object.spec, 'spec');
-      for (const endpoint of (object.spec as { podMetricsEndpoints: unknown[] }).podMetricsEndpoints) check(endpoint, 'spec.podMetricsEndpoints[]');
+      for (const endpoint of (object.spec as { podMetricsEndpoints: unknown[] }).podMetricsEndpoints)
+        check(endpoint, 'spec.podMetricsEndpoints[]');
       continue;
     }
     const [group, version] = object.apiVersion.includes('/') ? object.apiVersion.split('/') : ['', object.apiVersion];
-    const module = (await import(group ? `kubernetes-models/${group}/${version}` : `kubernetes-models/${version}`)) as Record<string, new (data: unknown) => { validate(): void }>;
+    const module = (await import(
+      group ? `kubernetes-models/${group}/${version}` : `kubernetes-models/${version}`
+    )) as Record<string, new (data: unknown) => { validate(): void }>;
     const Model = module[object.kind];
     if (!Model) {
       problems.push(`${where}: unknown kind`);
@@ -107,11 +145,16 @@ async function validate(dir: string): Promise<{ objects: string[]; problems: str
 }
 
 describe('Kubernetes manifests', () => {
-  it.each(['base', 'overlays/http-proxy', 'overlays/shared-redis'])('%s renders and validates strictly', async (dir) => {
-    const { objects, problems } = await validate(path.join(ROOT, 'deploy/kubernetes', dir));
-    expect(problems).toEqual([]);
-    expect(objects).toEqual(expect.arrayContaining(['Deployment/app', 'ConfigMap/breakwater-config', 'PodMonitor/app-breakwater']));
-  });
+  it.each(['base', 'overlays/http-proxy', 'overlays/shared-redis'])(
+    '%s renders and validates strictly',
+    async (dir) => {
+      const { objects, problems } = await validate(path.join(ROOT, 'deploy/kubernetes', dir));
+      expect(problems).toEqual([]);
+      expect(objects).toEqual(
+        expect.arrayContaining(['Deployment/app', 'ConfigMap/breakwater-config', 'PodMonitor/app-breakwater']),
+      );
+    },
+  );
 
   it('rejects a broken manifest: a wrong type and a misspelled field', async () => {
     const { problems } = await validate(path.join(ROOT, 'test/fixtures/k8s-broken'));
@@ -120,25 +163,47 @@ describe('Kubernetes manifests', () => {
   });
 
   it('keeps terminationGracePeriodSeconds above drainTimeout plus the preStop wait', async () => {
-    const deployment = parseAllDocuments(readFileSync(path.join(ROOT, 'deploy/kubernetes/base/deployment.yaml'), 'utf8'))[0]!.toJS() as {
-      spec: { template: { spec: { terminationGracePeriodSeconds: number; containers: { name: string; lifecycle?: { preStop: { sleep: { seconds: number } } } }[] } } };
+    const deployment = parseAllDocuments(
+      readFileSync(path.join(ROOT, 'deploy/kubernetes/base/deployment.yaml'), 'utf8'),
+    )[0]!.toJS() as {
+      spec: {
+        template: {
+          spec: {
+            terminationGracePeriodSeconds: number;
+            containers: { name: string; lifecycle?: { preStop: { sleep: { seconds: number } } } }[];
+          };
+        };
+      };
     };
     const pod = deployment.spec.template.spec;
-    const preStop = pod.containers.find((container) => container.name === 'breakwater')!.lifecycle!.preStop.sleep.seconds;
-    const config = parseConfig(readFileSync(path.join(ROOT, 'deploy/kubernetes/base/breakwater.yaml'), 'utf8'), 'breakwater.yaml', { env: { STRIPE_KEY: 'x' } });
+    const preStop = pod.containers.find((container) => container.name === 'breakwater')!.lifecycle!.preStop.sleep
+      .seconds;
+    const config = parseConfig(
+      readFileSync(path.join(ROOT, 'deploy/kubernetes/base/breakwater.yaml'), 'utf8'),
+      'breakwater.yaml',
+      { env: { STRIPE_KEY: 'x' } },
+    );
     if (!config.ok) throw new Error(config.problems.map(formatProblem).join('\n'));
-    expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(config.loaded.config.shutdown.drainTimeout + preStop * 1000);
+    expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(
+      config.loaded.config.shutdown.drainTimeout + preStop * 1000,
+    );
   });
 
   it.each(['base', 'overlays/http-proxy', 'overlays/shared-redis'])('ships a valid Breakwater config in %s', (dir) => {
-    const result = parseConfig(readFileSync(path.join(ROOT, 'deploy/kubernetes', dir, 'breakwater.yaml'), 'utf8'), 'breakwater.yaml', { env: { STRIPE_KEY: 'x' } });
+    const result = parseConfig(
+      readFileSync(path.join(ROOT, 'deploy/kubernetes', dir, 'breakwater.yaml'), 'utf8'),
+      'breakwater.yaml',
+      { env: { STRIPE_KEY: 'x' } },
+    );
     expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual([]);
   });
 });
 
 describe('docker compose file', () => {
   it('builds the image from the repository and mounts a valid config', () => {
-    const compose = parseAllDocuments(readFileSync(path.join(ROOT, 'deploy/docker-compose.yaml'), 'utf8'))[0]!.toJS() as {
+    const compose = parseAllDocuments(
+      readFileSync(path.join(ROOT, 'deploy/docker-compose.yaml'), 'utf8'),
+    )[0]!.toJS() as {
       services: Record<string, { build?: string; volumes?: string[]; ports?: string[] }>;
     };
     expect(Object.keys(compose.services).sort()).toEqual(['app', 'breakwater', 'redis']);
@@ -146,7 +211,9 @@ describe('docker compose file', () => {
     // Published on the machine's loopback only (SPEC §20.1): the app container reaches it over the compose network.
     expect(compose.services.breakwater!.ports).toEqual(['127.0.0.1:3128:3128', '127.0.0.1:9901:9901']);
     const mount = compose.services.breakwater!.volumes![0]!.split(':')[0]!;
-    const result = parseConfig(readFileSync(path.join(ROOT, 'deploy', mount), 'utf8'), 'compose.yaml', { env: { STRIPE_KEY: 'x' } });
+    const result = parseConfig(readFileSync(path.join(ROOT, 'deploy', mount), 'utf8'), 'compose.yaml', {
+      env: { STRIPE_KEY: 'x' },
+    });
     expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual([]);
     // ... and the mounted config says what the app container needs: the proxy on the container's address.
     expect(result.ok && result.loaded.config.listen.host).toBe('0.0.0.0');

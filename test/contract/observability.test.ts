@@ -47,12 +47,16 @@ const PROMQL_WORDS = new Set([
 
 /** Metric names an expression selects: identifiers before `{` or `[`, or standing alone, minus PromQL words and label names. */
 export function metricNames(expr: string): string[] {
-  const withoutStrings = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""').replace(/label_values\(([^,()]+),\s*\w+\)/g, 'label_values($1)');
+  const withoutStrings = expr
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+    .replace(/label_values\(([^,()]+),\s*\w+\)/g, 'label_values($1)');
   const withoutLabels = withoutStrings
     .replace(/\{[^}]*\}/g, '{}')
     .replace(/\[[^\]]*\]/g, '[]')
     .replace(/\b(by|without|on|ignoring)\s*\([^)]*\)/g, '');
-  const names = [...withoutLabels.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)].map((match) => match[0]).filter((word) => !PROMQL_WORDS.has(word) && !/^\d/.test(word));
+  const names = [...withoutLabels.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)]
+    .map((match) => match[0])
+    .filter((word) => !PROMQL_WORDS.has(word) && !/^\d/.test(word));
   return names.filter((word) => !/^[smhdwy]$/.test(word));
 }
 
@@ -84,11 +88,14 @@ describe('Grafana dashboard', () => {
 
   it('has panels for requests, errors, retries, breakers, rate limits and latency', () => {
     const titles = dashboard.panels.map((panel) => panel.title.toLowerCase()).join(' | ');
-    for (const word of ['requests', 'errors', 'retries', 'breaker', 'rate limiting', 'latency']) expect(titles).toContain(word);
+    for (const word of ['requests', 'errors', 'retries', 'breaker', 'rate limiting', 'latency'])
+      expect(titles).toContain(word);
   });
 
   it('catches a query that names a metric SPEC §6 lacks', () => {
-    const names = metricNames('sum by (route) (rate(breakwater_requests_failed_total{route="x"}[5m])) / sum(rate(breakwater_requests_total[5m]))');
+    const names = metricNames(
+      'sum by (route) (rate(breakwater_requests_failed_total{route="x"}[5m])) / sum(rate(breakwater_requests_total[5m]))',
+    );
     expect(names.filter((name) => !known(name, families))).toEqual(['breakwater_requests_failed_total']);
   });
 });
@@ -97,7 +104,9 @@ describe('Prometheus alert rules', () => {
   const dir = path.join(ROOT, 'deploy/prometheus');
 
   it('use only SPEC §6 metric names', () => {
-    const rules = parse(readFileSync(path.join(dir, 'alerts.yaml'), 'utf8')) as { groups: { rules: { alert: string; expr: string }[] }[] };
+    const rules = parse(readFileSync(path.join(dir, 'alerts.yaml'), 'utf8')) as {
+      groups: { rules: { alert: string; expr: string }[] }[];
+    };
     const all = rules.groups.flatMap((group) => group.rules);
     expect(all.map((rule) => rule.alert)).toEqual(
       expect.arrayContaining([
@@ -109,7 +118,8 @@ describe('Prometheus alert rules', () => {
         'BreakwaterConfigReloadFailed',
       ]),
     );
-    for (const rule of all) for (const name of metricNames(rule.expr)) expect(known(name, families), `${name} in ${rule.alert}`).toBe(true);
+    for (const rule of all)
+      for (const name of metricNames(rule.expr)) expect(known(name, families), `${name} in ${rule.alert}`).toBe(true);
   });
 
   it('pass promtool check rules and promtool test rules', () => {

@@ -23,10 +23,26 @@ describe('docs/priorities.md', () => {
     const { config } = result.loaded;
     const classes = compilePriorities(config.priorities)!;
     const [embeddings, chat, rest] = config.routes;
-    expect(classes.forRoute(embeddings!.priority)({ 'x-breakwater-priority': 'critical' })).toEqual({ rank: 2, name: 'batch', quotaFloor: 0.5, promoteAfterMs: null });
-    expect(classes.forRoute(chat!.priority)({})).toEqual({ rank: 0, name: 'critical', quotaFloor: null, promoteAfterMs: null });
+    expect(classes.forRoute(embeddings!.priority)({ 'x-breakwater-priority': 'critical' })).toEqual({
+      rank: 2,
+      name: 'batch',
+      quotaFloor: 0.5,
+      promoteAfterMs: null,
+    });
+    expect(classes.forRoute(chat!.priority)({})).toEqual({
+      rank: 0,
+      name: 'critical',
+      quotaFloor: null,
+      promoteAfterMs: null,
+    });
     expect(classes.forRoute(rest!.priority)({}).name).toBe('normal');
-    expect(config.upstreams.openai!.pacing).toMatchObject({ enabled: true, headers: 'openai', key: 'authorization', engageBelow: 0.1, maxWait: 60_000 });
+    expect(config.upstreams.openai!.pacing).toMatchObject({
+      enabled: true,
+      headers: 'openai',
+      key: 'authorization',
+      engageBelow: 0.1,
+      maxWait: 60_000,
+    });
   });
 
   it('routes checkout as critical and lets the header lower the catch-all route', () => {
@@ -39,7 +55,8 @@ describe('docs/priorities.md', () => {
     const [checkout, stripe] = config.routes;
     expect(checkout!.priority).toBe('critical');
     expect(stripe!.priority).toBeNull();
-    for (const route of [checkout!, stripe!]) expect(route.rateLimit).toMatchObject({ shared: true, queue: { size: 100, timeout: 5000 } });
+    for (const route of [checkout!, stripe!])
+      expect(route.rateLimit).toMatchObject({ shared: true, queue: { size: 100, timeout: 5000 } });
     const classes = compilePriorities(config.priorities)!;
     const ofStripe = classes.forRoute(stripe!.priority);
     expect(ofStripe({ 'x-breakwater-priority': 'batch' }).name).toBe('batch');

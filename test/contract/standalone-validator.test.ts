@@ -14,18 +14,40 @@ import { ajvFormats, type AjvFormat } from '../../src/config/ajv-setup.js';
 import { compileValidator } from '../../src/config/validate-compile.js';
 import { ROOT } from '../helpers/cli.js';
 
-const create = createRequire(import.meta.url)(path.join(ROOT, 'dist/config/validate-file.cjs')) as (formats: Record<string, AjvFormat>) => ValidateFunction;
+const create = createRequire(import.meta.url)(path.join(ROOT, 'dist/config/validate-file.cjs')) as (
+  formats: Record<string, AjvFormat>,
+) => ValidateFunction;
 const standalone = create(ajvFormats());
 const compiled = compileValidator();
 
-const examples = readdirSync(path.join(ROOT, 'config/examples')).map((name) => [`config/examples/${name}`, parse(readFileSync(path.join(ROOT, 'config/examples', name), 'utf8')) as unknown] as const);
+const examples = readdirSync(path.join(ROOT, 'config/examples')).map(
+  (name) =>
+    [
+      `config/examples/${name}`,
+      parse(readFileSync(path.join(ROOT, 'config/examples', name), 'utf8')) as unknown,
+    ] as const,
+);
 
 const BAD: readonly (readonly [string, unknown])[] = [
   ['an unknown key', { version: 1, routes: [{ name: 'a', upstrem: 'x' }] }],
   ['a number for a duration', { version: 1, routes: [{ name: 'a', upstream: 'x', timeouts: { perTry: 5 } }] }],
-  ['a duration with no unit', { version: 1, upstreams: { x: { url: 'http://h' } }, routes: [{ name: 'a', upstream: 'x', timeouts: { total: '30' } }] }],
+  [
+    'a duration with no unit',
+    {
+      version: 1,
+      upstreams: { x: { url: 'http://h' } },
+      routes: [{ name: 'a', upstream: 'x', timeouts: { total: '30' } }],
+    },
+  ],
   ['a bad URL', { version: 1, upstreams: { x: { url: 'ftp://h' } }, routes: [{ name: 'a', upstream: 'x' }] }],
-  ['a bad condition word', { version: 1, upstreams: { x: { url: 'http://h' } }, routes: [{ name: 'a', upstream: 'x', retry: { retryOn: ['5xx', 'sometimes'] } }] }],
+  [
+    'a bad condition word',
+    {
+      version: 1,
+      upstreams: { x: { url: 'http://h' } },
+      routes: [{ name: 'a', upstream: 'x', retry: { retryOn: ['5xx', 'sometimes'] } }],
+    },
+  ],
   ['a wrong version', { version: 2, routes: [] }],
   ['no routes', { version: 1 }],
   ['a list for a map', { version: 1, upstreams: [], routes: [] }],

@@ -11,7 +11,9 @@ const page = readFileSync('docs/surviving-outages.md', 'utf8');
 const examples = [...page.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => match[1]!);
 
 function load(text: string) {
-  const result = parseConfig(text, 'docs/surviving-outages.md', { env: { AZURE_OPENAI_KEY: 'azure-key', OPENAI_API_KEY: 'sk-test' } });
+  const result = parseConfig(text, 'docs/surviving-outages.md', {
+    env: { AZURE_OPENAI_KEY: 'azure-key', OPENAI_API_KEY: 'sk-test' },
+  });
   if (!result.ok) throw new Error(result.problems.map(formatProblem).join('\n'));
   return result.loaded.config;
 }
@@ -37,6 +39,11 @@ describe('docs/surviving-outages.md', () => {
 
   it('keeps GitHub reads answering stale', () => {
     const config = load(examples[1]!);
-    expect(config.routes[0]!.fallback.stale).toEqual({ maxStale: 600_000, maxEntries: 1000, maxEntryBytes: 256 * 1024, maxBytes: 32 * 1024 * 1024 });
+    expect(config.routes[0]!.fallback.stale).toEqual({
+      maxStale: 600_000,
+      maxEntries: 1000,
+      maxEntryBytes: 256 * 1024,
+      maxBytes: 32 * 1024 * 1024,
+    });
   });
 });

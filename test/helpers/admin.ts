@@ -10,6 +10,14 @@ export function expectProblemShape(res: TestResponse, code: string, status: numb
   expect(res.headers['content-type']).toBe('application/problem+json');
   expect(res.headers['x-content-type-options']).toBe('nosniff');
   const body = res.json();
-  expect(body).toMatchObject({ code, status, route: null, upstream: null, attempts: 0, responsibility: 'client', retryable: false });
+  expect(body).toMatchObject({
+    code,
+    status,
+    route: null,
+    upstream: null,
+    attempts: 0,
+    responsibility: 'client',
+    retryable: false,
+  });
   expect(typeof body.hint).toBe('string');
 }

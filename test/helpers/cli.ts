@@ -15,12 +15,29 @@ export interface CliResult {
 }
 
 /** Runs the built `breakwater` binary to completion (bounded by a generous timeout). */
-export function runCli(args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: options.cwd ?? ROOT, env: { PATH: process.env.PATH, ...options.env }, timeout: options.timeoutMs ?? 20_000 }, (error, stdout, stderr) => {
-      const code = error ? ((error as { code?: unknown }).code as number | null) : 0;
-      resolve({ code: typeof code === 'number' ? code : null, signal: (error as { signal?: NodeJS.Signals } | null)?.signal ?? null, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      {
+        cwd: options.cwd ?? ROOT,
+        env: { PATH: process.env.PATH, ...options.env },
+        timeout: options.timeoutMs ?? 20_000,
+      },
+      (error, stdout, stderr) => {
+        const code = error ? ((error as { code?: unknown }).code as number | null) : 0;
+        resolve({
+          code: typeof code === 'number' ? code : null,
+          signal: (error as { signal?: NodeJS.Signals } | null)?.signal ?? null,
+          stdout,
+          stderr,
+        });
+      },
+    );
   });
 }
 
@@ -33,7 +50,9 @@ export function writeTemp(name: string, text: string): string {
 }
 
 /** Parses `FILE:LINE:COL: path: message` lines. */
-export function parseProblemLines(stderr: string): { file: string; line: number; col: number; path: string; message: string }[] {
+export function parseProblemLines(
+  stderr: string,
+): { file: string; line: number; col: number; path: string; message: string }[] {
   return stderr
     .split('\n')
     .filter((line) => line.trim() !== '')
@@ -57,8 +76,14 @@ export interface Replica {
 }
 
 /** Starts `breakwater run --config file` as its own process (a replica) and waits until it listens; `nodeArgs` go to node first. */
-export async function startReplica(file: string, options: { nodeArgs?: readonly string[]; env?: NodeJS.ProcessEnv } = {}): Promise<Replica> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'], env: options.env ?? process.env });
+export async function startReplica(
+  file: string,
+  options: { nodeArgs?: readonly string[]; env?: NodeJS.ProcessEnv } = {},
+): Promise<Replica> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, 'run', '--config', file], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: options.env ?? process.env,
+  });
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const deadline = Date.now() + 15_000;
@@ -70,7 +95,10 @@ export async function startReplica(file: string, options: { nodeArgs?: readonly 
     }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  const line = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!) as { listen: string; admin: string };
+  const line = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!) as {
+    listen: string;
+    admin: string;
+  };
   const exited = new Promise((resolve) => child.once('exit', resolve));
   return {
     child,

@@ -36,7 +36,11 @@ export interface ProblemExpectation {
   readonly detail?: RegExp;
 }
 
-export function expectProblem(response: TestResponse, code: string, expected: ProblemExpectation): Record<string, unknown> {
+export function expectProblem(
+  response: TestResponse,
+  code: string,
+  expected: ProblemExpectation,
+): Record<string, unknown> {
   const spec = SPEC_TABLE[code];
   if (!spec) throw new Error(`unknown code ${code}`);
   expect(response.status, response.text).toBe(spec.status);

@@ -34,7 +34,16 @@ export interface TestProxy {
 /** `listen`, `admin`: more keys of those maps (YAML flow entries, like `serverNames: [a.internal]`); `adminHost`: where the admin port binds. */
 export async function startProxy(
   yaml: string,
-  options: { env?: NodeJS.ProcessEnv; lookup?: Lookup; file?: string; clock?: Clock; traffic?: TrafficOptions; listen?: string; admin?: string; adminHost?: string } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    lookup?: Lookup;
+    file?: string;
+    clock?: Clock;
+    traffic?: TrafficOptions;
+    listen?: string;
+    admin?: string;
+    adminHost?: string;
+  } = {},
 ): Promise<TestProxy> {
   const text = `listen: { host: 127.0.0.1, port: 0${options.listen ? `, ${options.listen}` : ''} }\nadmin: { host: ${options.adminHost ?? '127.0.0.1'}, port: 0${options.admin ? `, ${options.admin}` : ''} }\n${yaml}`;
   if (options.file) writeFileSync(options.file, text);
@@ -47,9 +56,22 @@ export async function startProxy(
       callback();
     },
   });
-  const logger = pino({ level: 'info', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, sink);
+  const logger = pino(
+    {
+      level: 'info',
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    sink,
+  );
   const metrics = createMetrics({ defaultMetrics: false });
-  const app = await startApp(result.loaded, logger, { metrics, lookup: options.lookup, clock: options.clock, traffic: options.traffic });
+  const app = await startApp(result.loaded, logger, {
+    metrics,
+    lookup: options.lookup,
+    clock: options.clock,
+    traffic: options.traffic,
+  });
   const logs = () =>
     captured
       .split('\n')

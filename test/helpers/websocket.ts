@@ -13,13 +13,25 @@ export interface UpgradeAnswer {
   readonly socket?: Socket;
 }
 
-export function upgradeThrough(proxyUrl: string, path: string, headers: http.OutgoingHttpHeaders = {}): Promise<UpgradeAnswer> {
+export function upgradeThrough(
+  proxyUrl: string,
+  path: string,
+  headers: http.OutgoingHttpHeaders = {},
+): Promise<UpgradeAnswer> {
   return new Promise((resolve, reject) => {
     const req = http.request(`${proxyUrl}${path}`, {
       agent: false,
-      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', ...headers },
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        ...headers,
+      },
     });
-    req.on('upgrade', (res, socket: Socket) => resolve({ socket, status: res.statusCode ?? 0, body: '', headers: res.headers }));
+    req.on('upgrade', (res, socket: Socket) =>
+      resolve({ socket, status: res.statusCode ?? 0, body: '', headers: res.headers }),
+    );
     req.on('response', (res) => {
       let body = '';
       res.on('data', (chunk: Buffer) => (body += chunk.toString()));

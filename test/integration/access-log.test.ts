@@ -12,7 +12,12 @@ let proxy: TestProxy;
 let quiet: TestProxy;
 
 beforeAll(async () => {
-  upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 201, headers: { 'set-cookie': 'session=UPSTREAM-SECRET' }, body: 'created' }));
+  upstream = await startFaultUpstream(() => ({
+    kind: 'respond',
+    status: 201,
+    headers: { 'set-cookie': 'session=UPSTREAM-SECRET' },
+    body: 'created',
+  }));
   const config = `upstreams:
   u: { url: "${upstream.url}" }
 routes:
@@ -33,7 +38,11 @@ afterAll(async () => {
 
 describe('access log', () => {
   it('writes one line per request with every field, typed', async () => {
-    const res = await request(`${proxy.url}/api/v1/things?token=QUERY-SECRET&page=2`, { method: 'POST', body: 'x', headers: { host: 'app.local:3128' } });
+    const res = await request(`${proxy.url}/api/v1/things?token=QUERY-SECRET&page=2`, {
+      method: 'POST',
+      body: 'x',
+      headers: { host: 'app.local:3128' },
+    });
     const lines = proxy.accessLogs().filter((line) => line.requestId === res.headers['x-request-id']);
     expect(lines).toHaveLength(1);
     const line = lines[0]!;
@@ -66,7 +75,14 @@ describe('access log', () => {
       headers: { authorization: 'Bearer CLIENT-SECRET', 'x-api-key': 'KEY-SECRET', cookie: 'sid=COOKIE-SECRET' },
     });
     const raw = proxy.rawLogs();
-    for (const secret of ['QUERY-SECRET', 'CLIENT-SECRET', 'KEY-SECRET', 'COOKIE-SECRET', 'CONFIG-SECRET', 'UPSTREAM-SECRET']) {
+    for (const secret of [
+      'QUERY-SECRET',
+      'CLIENT-SECRET',
+      'KEY-SECRET',
+      'COOKIE-SECRET',
+      'CONFIG-SECRET',
+      'UPSTREAM-SECRET',
+    ]) {
       expect(raw).not.toContain(secret);
     }
   });

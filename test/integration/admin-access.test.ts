@@ -33,18 +33,36 @@ afterAll(() => {
 });
 
 /** One request to the admin port from `from` (a local address to connect from). */
-function get(proxy: TestProxy, pathAndQuery: string, options: { from?: string; method?: string; headers?: http.OutgoingHttpHeaders } = {}): Promise<TestResponse> {
+function get(
+  proxy: TestProxy,
+  pathAndQuery: string,
+  options: { from?: string; method?: string; headers?: http.OutgoingHttpHeaders } = {},
+): Promise<TestResponse> {
   const port = Number(new URL(proxy.adminUrl).port);
   const from = options.from ?? '127.0.0.1';
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: from, port, path: pathAndQuery, method: options.method ?? 'GET', localAddress: from, headers: { host: `${from}:${port}`, ...options.headers }, agent: false },
+      {
+        host: from,
+        port,
+        path: pathAndQuery,
+        method: options.method ?? 'GET',
+        localAddress: from,
+        headers: { host: `${from}:${port}`, ...options.headers },
+        agent: false,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('end', () => {
           const body = Buffer.concat(chunks);
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text: body.toString(), json: <T>() => JSON.parse(body.toString()) as T });
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body,
+            text: body.toString(),
+            json: <T>() => JSON.parse(body.toString()) as T,
+          });
         });
       },
     );
@@ -75,7 +93,10 @@ describe('admin port without a token (SPEC §19.1)', () => {
   });
 
   it('refuses every other path and method to a peer that is not local: 403 ADMIN_FORBIDDEN, nothing of what was asked', async () => {
-    const errorsBefore = await metricValue(proxy.metrics, 'breakwater_errors_total', { route: '', code: 'ADMIN_FORBIDDEN' });
+    const errorsBefore = await metricValue(proxy.metrics, 'breakwater_errors_total', {
+      route: '',
+      code: 'ADMIN_FORBIDDEN',
+    });
     for (const path of PROTECTED) {
       const res = await get(proxy, path, { from: OTHER });
       expectProblemShape(res, 'ADMIN_FORBIDDEN', 403);
@@ -84,24 +105,31 @@ describe('admin port without a token (SPEC §19.1)', () => {
     // Decided before 405: a POST to an open path is not open.
     expectProblemShape(await get(proxy, '/metrics', { from: OTHER, method: 'POST' }), 'ADMIN_FORBIDDEN', 403);
     // Not a proxy request: not counted as one; logged with the peer and the path.
-    expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: '', code: 'ADMIN_FORBIDDEN' })).toBe(errorsBefore);
+    expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: '', code: 'ADMIN_FORBIDDEN' })).toBe(
+      errorsBefore,
+    );
     const refusals = proxy.logs().filter((line) => line.msg === 'admin request refused');
     expect(refusals.length).toBe(PROTECTED.length + 1);
     expect(refusals[0]).toMatchObject({ level: 'info', peer: OTHER, path: '/config', code: 'ADMIN_FORBIDDEN' });
   });
 
   it('answers them to a loopback peer that names it by address or localhost', async () => {
-    for (const path of ['/config', '/status', '/stats', '/errors', '/']) expect((await get(proxy, path)).status, path).toBe(200);
+    for (const path of ['/config', '/status', '/stats', '/errors', '/'])
+      expect((await get(proxy, path)).status, path).toBe(200);
     expect((await get(proxy, '/status', { headers: { host: 'localhost:9901' } })).status).toBe(200);
     expect((await get(proxy, '/status', { headers: { host: 'dash.localhost' } })).status).toBe(200);
   });
 
   it('refuses a loopback peer whose Host is another name (a page that rebound its name to 127.0.0.1)', async () => {
-    for (const host of ['evil.example', 'evil.example:9901', '127.0.0.1.nip.io']) expectProblemShape(await get(proxy, '/config', { headers: { host } }), 'ADMIN_FORBIDDEN', 403);
+    for (const host of ['evil.example', 'evil.example:9901', '127.0.0.1.nip.io'])
+      expectProblemShape(await get(proxy, '/config', { headers: { host } }), 'ADMIN_FORBIDDEN', 403);
   });
 
   it('never counts X-Forwarded-For or Forwarded as the peer', async () => {
-    const res = await get(proxy, '/config', { from: OTHER, headers: { 'x-forwarded-for': '127.0.0.1', forwarded: 'for=127.0.0.1' } });
+    const res = await get(proxy, '/config', {
+      from: OTHER,
+      headers: { 'x-forwarded-for': '127.0.0.1', forwarded: 'for=127.0.0.1' },
+    });
     expectProblemShape(res, 'ADMIN_FORBIDDEN', 403);
   });
 
@@ -130,8 +158,12 @@ describe('admin port with a token (SPEC §19.1)', () => {
   afterAll(() => proxy.close());
 
   it('admits the right bearer; a wrong one gets 401 invalid_token, none gets 401 with the realm', async () => {
-    expect((await get(proxy, '/status', { from: OTHER, headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
-    expect((await get(proxy, '/status', { from: OTHER, headers: { authorization: `bearer ${TOKEN}` } })).status).toBe(200);
+    expect((await get(proxy, '/status', { from: OTHER, headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(
+      200,
+    );
+    expect((await get(proxy, '/status', { from: OTHER, headers: { authorization: `bearer ${TOKEN}` } })).status).toBe(
+      200,
+    );
     const wrong = await get(proxy, '/status', { from: OTHER, headers: { authorization: `Bearer ${TOKEN}x` } });
     expectProblemShape(wrong, 'ADMIN_UNAUTHORIZED', 401);
     expect(wrong.headers['www-authenticate']).toBe('Bearer realm="breakwater", error="invalid_token"');
@@ -150,8 +182,16 @@ describe('admin port with a token (SPEC §19.1)', () => {
     const value = cookie.split(';')[0]!;
     expect((await get(proxy, '/', { from: OTHER, headers: { cookie: value } })).status).toBe(200);
     expect((await get(proxy, '/errors', { from: OTHER, method: 'HEAD', headers: { cookie: value } })).status).toBe(200);
-    expectProblemShape(await get(proxy, '/status', { from: OTHER, method: 'POST', headers: { cookie: value } }), 'ADMIN_UNAUTHORIZED', 401);
-    expectProblemShape(await get(proxy, '/status', { from: OTHER, headers: { cookie: 'breakwater_admin=forged' } }), 'ADMIN_UNAUTHORIZED', 401);
+    expectProblemShape(
+      await get(proxy, '/status', { from: OTHER, method: 'POST', headers: { cookie: value } }),
+      'ADMIN_UNAUTHORIZED',
+      401,
+    );
+    expectProblemShape(
+      await get(proxy, '/status', { from: OTHER, headers: { cookie: 'breakwater_admin=forged' } }),
+      'ADMIN_UNAUTHORIZED',
+      401,
+    );
     const wrong = await get(proxy, '/?token=not-the-token-at-all', { from: OTHER });
     expectProblemShape(wrong, 'ADMIN_UNAUTHORIZED', 401);
     expect(wrong.headers['set-cookie']).toBeUndefined();
@@ -182,7 +222,13 @@ describe('admin port with a token (SPEC §19.1)', () => {
     const rotated = 'r0tated-t0ken-fedcba9876543210';
     writeFileSync(tokenFile, rotated);
     expect((await proxy.app.reload('test')).result).toBe('success');
-    expect((await get(proxy, '/status', { from: OTHER, headers: { authorization: `Bearer ${rotated}` } })).status).toBe(200);
-    expectProblemShape(await get(proxy, '/status', { from: OTHER, headers: { authorization: `Bearer ${TOKEN}` } }), 'ADMIN_UNAUTHORIZED', 401);
+    expect((await get(proxy, '/status', { from: OTHER, headers: { authorization: `Bearer ${rotated}` } })).status).toBe(
+      200,
+    );
+    expectProblemShape(
+      await get(proxy, '/status', { from: OTHER, headers: { authorization: `Bearer ${TOKEN}` } }),
+      'ADMIN_UNAUTHORIZED',
+      401,
+    );
   });
 });

@@ -28,7 +28,10 @@ routes: [ { name: r, upstream: u } ]
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   await waitUntil(() => out.includes('"msg":"listening"'), 15_000, 'breakwater to listen');
-  const line = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!) as { listen: string; admin: string };
+  const line = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!) as {
+    listen: string;
+    admin: string;
+  };
   adminUrl = `http://${line.admin}`;
   proxyUrl = `http://${line.listen}`;
 });
@@ -50,7 +53,13 @@ describe('admin endpoints', () => {
   it('serves every SPEC metric family and the process metrics', async () => {
     await request(`${proxyUrl}/x`);
     const text = (await request(`${adminUrl}/metrics`)).text;
-    for (const family of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'breakwater_requests_total', 'breakwater_request_duration_seconds']) {
+    for (const family of [
+      'process_cpu_user_seconds_total',
+      'process_resident_memory_bytes',
+      'nodejs_eventloop_lag_seconds',
+      'breakwater_requests_total',
+      'breakwater_request_duration_seconds',
+    ]) {
       expect(text).toContain(`# TYPE ${family} `);
     }
     expect(text).toMatch(/^breakwater_requests_total\{route="r",method="GET",code="200"\} [1-9]/m);
@@ -63,18 +72,21 @@ describe('admin endpoints', () => {
     expect(post.headers.allow).toBe('GET, HEAD');
   });
 
-  it.each(['/errors', '/stats'])('answers %s to GET with JSON, to HEAD with its headers only, and to POST with 405', async (path) => {
-    const get = await request(`${adminUrl}${path}`);
-    expect(get.status).toBe(200);
-    expect(get.headers['content-type']).toBe('application/json');
-    expect(get.headers['cache-control']).toBe('no-store');
-    expect(() => get.json()).not.toThrow();
-    const head = await request(`${adminUrl}${path}`, { method: 'HEAD' });
-    expect(head.status).toBe(200);
-    expect(head.body.length).toBe(0);
-    expect(Number(head.headers['content-length'])).toBeGreaterThan(0);
-    const post = await request(`${adminUrl}${path}`, { method: 'POST', body: '' });
-    expect(post.status).toBe(405);
-    expect(post.headers.allow).toBe('GET, HEAD');
-  });
+  it.each(['/errors', '/stats'])(
+    'answers %s to GET with JSON, to HEAD with its headers only, and to POST with 405',
+    async (path) => {
+      const get = await request(`${adminUrl}${path}`);
+      expect(get.status).toBe(200);
+      expect(get.headers['content-type']).toBe('application/json');
+      expect(get.headers['cache-control']).toBe('no-store');
+      expect(() => get.json()).not.toThrow();
+      const head = await request(`${adminUrl}${path}`, { method: 'HEAD' });
+      expect(head.status).toBe(200);
+      expect(head.body.length).toBe(0);
+      expect(Number(head.headers['content-length'])).toBeGreaterThan(0);
+      const post = await request(`${adminUrl}${path}`, { method: 'POST', body: '' });
+      expect(post.status).toBe(405);
+      expect(post.headers.allow).toBe('GET, HEAD');
+    },
+  );
 });

@@ -35,7 +35,8 @@ describe('shared rate-limit keys chosen by the client', () => {
   it('makes Redis keys of bounded length for a 10 KB key value, each with a TTL, and the limit holds', async () => {
     const long = 'v'.repeat(10_000);
     const statuses: number[] = [];
-    for (const key of [long, long, long, 'short']) statuses.push((await request(`${proxy.url}/x`, { headers: { 'x-key': key } })).status);
+    for (const key of [long, long, long, 'short'])
+      statuses.push((await request(`${proxy.url}/x`, { headers: { 'x-key': key } })).status);
     expect(statuses).toEqual([200, 200, 429, 200]);
     const admin = redis.client();
     const keys = await admin.keys('breakwater:rl:*');

@@ -9,7 +9,7 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_TARGET_SERIES, OTHER_TARGETS } from '../../src/observe/metrics.js';
-import { MAX_KEYS } from '../../src/policy/rate-limit/rate-limit.js';
+import { MAX_KEYS } from '../../src/policy/rate-limit/limiters.js';
 import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { request, startProxy, type TestProxy } from '../helpers/proxy.js';
 
@@ -24,7 +24,11 @@ afterAll(async () => {
 });
 
 /** Sends `count` requests, `parallel` at a time, on keep-alive connections; `send(i)` makes the i-th. Resolves with the statuses in order. */
-async function flood(count: number, parallel: number, send: (i: number, agent: http.Agent) => Promise<number>): Promise<number[]> {
+async function flood(
+  count: number,
+  parallel: number,
+  send: (i: number, agent: http.Agent) => Promise<number>,
+): Promise<number[]> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: parallel });
   const statuses: number[] = new Array<number>(count);
   let next = 0;
@@ -75,7 +79,9 @@ routes:
   });
 
   it(`keeps the table at ${MAX_KEYS} keys under 5,000 new key values, and a spent key stays limited`, async () => {
-    expect([await keyed(proxy, 'busy'), await keyed(proxy, 'busy'), await keyed(proxy, 'busy')]).toEqual([200, 200, 429]);
+    expect([await keyed(proxy, 'busy'), await keyed(proxy, 'busy'), await keyed(proxy, 'busy')]).toEqual([
+      200, 200, 429,
+    ]);
 
     const statuses = await flood(5000, 16, (i, agent) => keyed(proxy, `key-${i}`, agent));
 
@@ -115,10 +121,19 @@ routes: [ { name: out } ]
         const port = ports[i]!;
         return new Promise((resolve, reject) => {
           const target = new URL(proxy.url);
-          const req = http.get({ host: target.hostname, port: target.port, path: `http://127.0.0.1:${port}/`, agent, headers: { host: `127.0.0.1:${port}` } }, (res) => {
-            res.resume();
-            res.on('end', () => resolve(res.statusCode ?? 0));
-          });
+          const req = http.get(
+            {
+              host: target.hostname,
+              port: target.port,
+              path: `http://127.0.0.1:${port}/`,
+              agent,
+              headers: { host: `127.0.0.1:${port}` },
+            },
+            (res) => {
+              res.resume();
+              res.on('end', () => resolve(res.statusCode ?? 0));
+            },
+          );
           req.on('error', reject);
         });
       });

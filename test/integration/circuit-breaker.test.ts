@@ -44,7 +44,8 @@ afterEach(async () => {
 
 const state = async (upstream: string) => {
   for (const candidate of ['closed', 'shedding', 'open', 'half_open']) {
-    if ((await metricValue(proxy.metrics, 'breakwater_circuit_state', { upstream, state: candidate })) === 1) return candidate;
+    if ((await metricValue(proxy.metrics, 'breakwater_circuit_state', { upstream, state: candidate })) === 1)
+      return candidate;
   }
   return 'unknown';
 };
@@ -69,7 +70,9 @@ describe('circuit breaker', () => {
     expect(await state('flaky')).toBe('closed');
     await send('/flaky/e'); // 3 of the last 4: 75%
     expect(await state('flaky')).toBe('open');
-    expect(await metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream: 'flaky', to: 'open' })).toBe(1);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream: 'flaky', to: 'open' }),
+    ).toBe(1);
   });
 
   it('counts a response outside failOn as a success (404 never opens it)', async () => {
@@ -83,14 +86,17 @@ describe('circuit breaker', () => {
     for (let i = 0; i < 3; i++) await send('/flaky/x');
     expect(await state('flaky')).toBe('open');
     const seen = flaky.requests.length;
-    const rejectionsBefore = await metricValue(proxy.metrics, 'breakwater_circuit_rejections_total', { upstream: 'flaky' });
+    const rejectionsBefore = await metricValue(proxy.metrics, 'breakwater_circuit_rejections_total', {
+      upstream: 'flaky',
+    });
     const responses = await Promise.all(Array.from({ length: 50 }, (_, i) => send(i % 2 ? '/flaky/x' : '/also/y')));
     for (const res of responses) {
       const body = expectProblem(res, 'CIRCUIT_OPEN', {
         route: res.json().route as string,
         upstream: 'flaky',
         attempts: 0,
-        detail: /^Upstream 'flaky' failed 3 of its last 3 calls and has been down for \d+ s; calls are refused for \d+ s, then probed\.$/,
+        detail:
+          /^Upstream 'flaky' failed 3 of its last 3 calls and has been down for \d+ s; calls are refused for \d+ s, then probed\.$/,
       });
       // openFor 30s, jittered down by at most a quarter.
       expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(21);
@@ -98,8 +104,13 @@ describe('circuit breaker', () => {
       expect(body.retryAfterSeconds).toBe(Number(res.headers['retry-after']));
     }
     expect(flaky.requests.length).toBe(seen);
-    expect((await metricValue(proxy.metrics, 'breakwater_circuit_rejections_total', { upstream: 'flaky' })) - rejectionsBefore).toBe(50);
-    expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: 'flaky', code: 'CIRCUIT_OPEN' })).toBe(25);
+    expect(
+      (await metricValue(proxy.metrics, 'breakwater_circuit_rejections_total', { upstream: 'flaky' })) -
+        rejectionsBefore,
+    ).toBe(50);
+    expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: 'flaky', code: 'CIRCUIT_OPEN' })).toBe(
+      25,
+    );
     const line = proxy.accessLogs().find((entry) => entry.requestId === responses[0]!.headers['x-request-id'])!;
     expect(line.flags).toContain('CIRCUIT_OPEN');
     expect((await send('/healthy/x')).text).toBe('fine');
@@ -128,7 +139,8 @@ describe('circuit breaker', () => {
     expect(await state('flaky')).toBe('closed');
     expect((await send('/flaky/after')).status).toBe(200);
     expect(flaky.requests.length).toBe(seen + 4);
-    const transitions = async (to: string) => metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream: 'flaky', to });
+    const transitions = async (to: string) =>
+      metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream: 'flaky', to });
     expect([await transitions('open'), await transitions('half_open'), await transitions('closed')]).toEqual([2, 2, 1]);
   });
 
@@ -150,7 +162,8 @@ describe('circuit breaker', () => {
         route: 'flaky',
         upstream: 'flaky',
         attempts: 0,
-        detail: /^Upstream 'flaky' is being probed after failing 2 of its last 2 calls; calls are refused until the probes succeed\.$/,
+        detail:
+          /^Upstream 'flaky' is being probed after failing 2 of its last 2 calls; calls are refused until the probes succeed\.$/,
       });
     expect(await state('flaky')).toBe('closed');
   });

@@ -13,7 +13,9 @@ let proxy: TestProxy;
 
 beforeAll(async () => {
   upstream = await startFaultUpstream((_n, req) =>
-    req.url?.startsWith('/stream') ? { kind: 'slow-body', chunks: Array.from({ length: 100 }, (_, i) => `chunk ${i}\n`), intervalMs: 50 } : { kind: 'hang' },
+    req.url?.startsWith('/stream')
+      ? { kind: 'slow-body', chunks: Array.from({ length: 100 }, (_, i) => `chunk ${i}\n`), intervalMs: 50 }
+      : { kind: 'hang' },
   );
   proxy = await startProxy(`version: 1
 upstreams:
@@ -61,7 +63,11 @@ describe('client aborts', () => {
   });
 
   it('leaves no sockets behind after 200 aborted requests', async () => {
-    const before = await metricValue(proxy.metrics, 'breakwater_requests_total', { route: 'r', method: 'GET', code: '499' });
+    const before = await metricValue(proxy.metrics, 'breakwater_requests_total', {
+      route: 'r',
+      method: 'GET',
+      code: '499',
+    });
     const start = upstream.requests.length;
     const aborts: Promise<void>[] = [];
     for (let i = 0; i < 200; i++) {
@@ -74,9 +80,16 @@ describe('client aborts', () => {
     expect(received).toHaveLength(200);
     expect(received.every((r) => r.closedEarly)).toBe(true);
     expect(proxy.app.proxy.server.listening).toBe(true);
-    await upstream.waitFor(() => proxy.accessLogs().filter((l) => String(l.path).startsWith('/hang-many-')).length === 200, 5000);
-    expect(await metricValue(proxy.metrics, 'breakwater_requests_total', { route: 'r', method: 'GET', code: '499' })).toBe(before + 200);
-    const connections = await new Promise<number>((resolve) => proxy.app.proxy.server.getConnections((_e, count) => resolve(count)));
+    await upstream.waitFor(
+      () => proxy.accessLogs().filter((l) => String(l.path).startsWith('/hang-many-')).length === 200,
+      5000,
+    );
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_requests_total', { route: 'r', method: 'GET', code: '499' }),
+    ).toBe(before + 200);
+    const connections = await new Promise<number>((resolve) =>
+      proxy.app.proxy.server.getConnections((_e, count) => resolve(count)),
+    );
     expect(connections).toBe(0);
   });
 });

@@ -24,12 +24,21 @@ let browser: Browser;
 const OUTPUT = path.join(ROOT, 'test/output');
 
 beforeAll(async () => {
-  down = await startFaultUpstream(() => ({ kind: 'respond', status: 503, headers: { 'content-type': 'application/json' }, body: '{"error":{"message":"ledger is read-only","code":"maintenance"}}' }));
+  down = await startFaultUpstream(() => ({
+    kind: 'respond',
+    status: 503,
+    headers: { 'content-type': 'application/json' },
+    body: '{"error":{"message":"ledger is read-only","code":"maintenance"}}',
+  }));
   // Search: the 5th and 10th requests get 404, the 3rd takes 300 ms: 80% success, p99 in the 250-500 ms bucket.
   fine = await startFaultUpstream((n) => {
     if (n % 5 === 0) return { kind: 'respond', status: 404, body: 'no such index' };
     if (n === 3) return { kind: 'slow-headers', delayMs: 300, status: 200, body: 'ok' };
-    return { kind: 'respond', headers: { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '4321', 'x-ratelimit-reset': '600' }, body: 'ok' };
+    return {
+      kind: 'respond',
+      headers: { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '4321', 'x-ratelimit-reset': '600' },
+      body: 'ok',
+    };
   });
   proxy = await startProxy(
     `version: 1
@@ -51,7 +60,16 @@ routes:
   }
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   mkdirSync(OUTPUT, { recursive: true });
 });
@@ -137,7 +155,11 @@ describe('dashboard', () => {
 describe('dashboard with priority classes', () => {
   it('shows who waits by class: in a rate-limit queue and for a pacer', async () => {
     // A provider whose quota is spent for the next 30 s, and a route limited to one request a minute.
-    const spent = await startFaultUpstream(() => ({ kind: 'respond', headers: { 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '30' }, body: 'ok' }));
+    const spent = await startFaultUpstream(() => ({
+      kind: 'respond',
+      headers: { 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '30' },
+      body: 'ok',
+    }));
     const classes = await startProxy(`version: 1
 priorities:
   default: normal
@@ -151,7 +173,10 @@ routes:
   - { name: paced, upstream: spent-api }
 `);
     const pending: Promise<unknown>[] = [];
-    const send = (path: string, priority: string) => pending.push(request(`${classes.url}${path}`, { headers: { 'x-breakwater-priority': priority } }).catch(() => undefined));
+    const send = (path: string, priority: string) =>
+      pending.push(
+        request(`${classes.url}${path}`, { headers: { 'x-breakwater-priority': priority } }).catch(() => undefined),
+      );
     try {
       expect((await request(`${classes.url}/limited/first`)).status).toBe(200); // takes the token, and announces the spent quota
       send('/limited/a', 'batch');
@@ -174,7 +199,9 @@ routes:
       await page.goto(`${classes.adminUrl}/`);
       await page.waitForSelector('body[data-loaded="true"]');
       expect(await page.locator('#limits').innerText()).toContain('queued 2: critical 1, batch 1');
-      expect(await page.locator('#targets tr[data-target="spent-api"] .paced').innerText()).toBe('waiting: critical 1, batch 2');
+      expect(await page.locator('#targets tr[data-target="spent-api"] .paced').innerText()).toBe(
+        'waiting: critical 1, batch 2',
+      );
       await page.close();
     } finally {
       await classes.close();
@@ -200,7 +227,11 @@ routes: [{ name: hostile, match: { pathPrefix: /h }, upstream: h }]
       // The path as written on the request line, < and > included (a URL string would encode them).
       const port = Number(new URL(shown.url).port);
       await new Promise<void>((resolve, reject) => {
-        const socket = net.connect(port, '127.0.0.1', () => socket.write('GET /h/<script>window.__pwned=3</script> HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'));
+        const socket = net.connect(port, '127.0.0.1', () =>
+          socket.write(
+            'GET /h/<script>window.__pwned=3</script> HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n',
+          ),
+        );
         socket.on('data', () => {});
         socket.on('close', () => resolve());
         socket.on('error', reject);
@@ -215,7 +246,9 @@ routes: [{ name: hostile, match: { pathPrefix: /h }, upstream: h }]
       await page.waitForSelector('body[data-loaded="true"]');
       const errorsText = await page.locator('#errors').innerText();
       expect(errorsText).toContain(markup);
-      const paths = (await request(`${shown.adminUrl}/errors`)).json<{ errors: JournalEntry[] }>().errors.map((entry) => entry.path);
+      const paths = (await request(`${shown.adminUrl}/errors`))
+        .json<{ errors: JournalEntry[] }>()
+        .errors.map((entry) => entry.path);
       const rawPath = paths.find((p) => p.includes('<script>'));
       expect(rawPath, JSON.stringify(paths)).toBeDefined();
       expect(errorsText).toContain(rawPath!);

@@ -28,7 +28,9 @@ describe('demo', () => {
     expect(answered).not.toBeNull();
     expect(Number(answered![1])).toBeGreaterThan(0);
     // Answers saying the account has no credit (insufficient_quota): passed on bare directly, answered at once through Breakwater.
-    expect(result.stdout).toMatch(/\| out of credit \(insufficient_quota\) \| \d+ passed on as a bare 429 +\| \d+ UPSTREAM_QUOTA_EXHAUSTED, none retried [^|]*credit left/);
+    expect(result.stdout).toMatch(
+      /\| out of credit \(insufficient_quota\) \| \d+ passed on as a bare 429 +\| \d+ UPSTREAM_QUOTA_EXHAUSTED, none retried [^|]*credit left/,
+    );
     expect(result.stdout).toMatch(/what the upstream did/);
   });
 });

@@ -8,7 +8,12 @@
  * deltas, with time bounds far from what is measured.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { BENCH_PROFILE, HEALTHY_PROFILE, startFlakyUpstream, type FlakyUpstream } from '../../src/demo/flaky-upstream.js';
+import {
+  BENCH_PROFILE,
+  HEALTHY_PROFILE,
+  startFlakyUpstream,
+  type FlakyUpstream,
+} from '../../src/demo/flaky-upstream.js';
 import { runOpenLoop, successRate, type Outcome } from '../../src/demo/open-loop.js';
 import { metricValue, startProxy, type TestProxy } from '../helpers/proxy.js';
 
@@ -45,7 +50,10 @@ describe('do no harm, every default', () => {
     direct.start();
     behind.start();
     const load = { rate: 50, durationMs: 8_000, timeoutMs: 15_000, postEvery: 10, tag: 'harm' };
-    const [directOutcomes, throughOutcomes] = await Promise.all([runOpenLoop({ ...load, url: direct.url }), runOpenLoop({ ...load, url: proxy.url })]);
+    const [directOutcomes, throughOutcomes] = await Promise.all([
+      runOpenLoop({ ...load, url: direct.url }),
+      runOpenLoop({ ...load, url: proxy.url }),
+    ]);
 
     const directRate = successRate(directOutcomes);
     const throughRate = successRate(throughOutcomes);
@@ -58,7 +66,9 @@ describe('do no harm, every default', () => {
     // Every request got an HTTP answer from Breakwater: nothing reset, nothing lost.
     expect(throughOutcomes.filter((outcome) => outcome.status === 0)).toEqual([]);
     // The outages were ridden out by holding, not refused: the circuit opened, and refusals stayed few.
-    expect(await metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream: 'api', to: 'open' })).toBeGreaterThan(0);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream: 'api', to: 'open' }),
+    ).toBeGreaterThan(0);
     // Measured: 0-2.3 % refused, with two busy loops beside it too; once 15 % on a machine busy
     // with other tests (real-time outages look longer on a starved event loop). The old defaults
     // shut such an upstream: most requests refused.
@@ -70,7 +80,12 @@ describe('do no harm, every default', () => {
     const upstream = await startFlakyUpstream(HEALTHY_PROFILE);
     upstreams.push(upstream);
     proxy = await startProxy(defaultsConfig(upstream.url));
-    const connectFailures = () => metricValue(proxy!.metrics, 'breakwater_upstream_attempts_total', { route: 'api', upstream: 'api', outcome: 'connect_failure' });
+    const connectFailures = () =>
+      metricValue(proxy!.metrics, 'breakwater_upstream_attempts_total', {
+        route: 'api',
+        upstream: 'api',
+        outcome: 'connect_failure',
+      });
     upstream.start();
     // 40 requests/s for 10 s; the upstream is down from 1 s to 6 s.
     const run = runOpenLoop({ url: proxy.url, tag: 'outage', rate: 40, durationMs: 10_000, timeoutMs: 15_000 });
@@ -93,7 +108,9 @@ describe('do no harm, every default', () => {
     // a few ms; a held request would take 2 s).
     const first = outcomes[0]!;
     const sentAfter = (outcome: Outcome, s: number) => outcome.sentAt - first.sentAt >= s * 1000;
-    const late = outcomes.filter((outcome) => !outcome.ok && sentAfter(outcome, 1 + 2.5) && outcome.sentAt < outcomes[0]!.sentAt + 5_500);
+    const late = outcomes.filter(
+      (outcome) => !outcome.ok && sentAfter(outcome, 1 + 2.5) && outcome.sentAt < outcomes[0]!.sentAt + 5_500,
+    );
     expect(late.length).toBeGreaterThan(40);
     // Refused by the open breaker, or (a probe, about one a second) the upstream's own failure.
     const refused = late.filter((outcome) => outcome.label === '503 CIRCUIT_OPEN');

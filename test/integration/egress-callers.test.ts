@@ -69,14 +69,21 @@ afterAll(async () => {
 });
 
 /** An absolute-form GET through `through`, with `headers`. */
-function via(through: TestProxy, url: string, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; text: string }> {
+function via(
+  through: TestProxy,
+  url: string,
+  headers: http.OutgoingHttpHeaders = {},
+): Promise<{ status: number; text: string }> {
   const port = Number(new URL(through.url).port);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: url, headers: { host: new URL(url).host, ...headers }, agent: false }, (res) => {
-      let text = '';
-      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, path: url, headers: { host: new URL(url).host, ...headers }, agent: false },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -112,11 +119,19 @@ describe('per-caller egress lists (SPEC §19.3)', () => {
   it('logs and journals the caller, and counts decisions per caller', async () => {
     const lines = proxy.accessLogs().filter((line) => String(line.path).startsWith('/x'));
     expect(lines.map((line) => line.caller)).toEqual(expect.arrayContaining(['billing', 'search', null]));
-    const journal = (await (await fetch(`${proxy.adminUrl}/errors?code=HOST_NOT_ALLOWED`)).json()) as { errors: { caller?: string | null }[] };
+    const journal = (await (await fetch(`${proxy.adminUrl}/errors?code=HOST_NOT_ALLOWED`)).json()) as {
+      errors: { caller?: string | null }[];
+    };
     expect(journal.errors.map((entry) => entry.caller)).toEqual(expect.arrayContaining(['billing', 'search', null]));
-    expect(await metricValue(proxy.metrics, 'breakwater_forward_requests_total', { caller: 'billing', decision: 'allowed' })).toBe(1);
-    expect(await metricValue(proxy.metrics, 'breakwater_forward_requests_total', { caller: 'billing', decision: 'denied' })).toBe(1);
-    expect(await metricValue(proxy.metrics, 'breakwater_forward_requests_total', { caller: '', decision: 'denied' })).toBe(3);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_forward_requests_total', { caller: 'billing', decision: 'allowed' }),
+    ).toBe(1);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_forward_requests_total', { caller: 'billing', decision: 'denied' }),
+    ).toBe(1);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_forward_requests_total', { caller: '', decision: 'denied' }),
+    ).toBe(3);
   });
 
   it('/status shows the forward proxy’s mode and each caller’s', async () => {
@@ -138,8 +153,12 @@ describe('allow-lists in report mode (SPEC §19.2)', () => {
     expect(res.text).toBe('billing');
     const line = report.accessLogs().find((l) => l.path === '/y')!;
     expect(line.flags).toContain('WOULD_DENY');
-    expect(await metricValue(report.metrics, 'breakwater_policy_reports_total', { route: 'egress', policy: 'allow_list' })).toBe(1);
-    expect(await metricValue(report.metrics, 'breakwater_forward_requests_total', { caller: '', decision: 'would_deny' })).toBe(1);
+    expect(
+      await metricValue(report.metrics, 'breakwater_policy_reports_total', { route: 'egress', policy: 'allow_list' }),
+    ).toBe(1);
+    expect(
+      await metricValue(report.metrics, 'breakwater_forward_requests_total', { caller: '', decision: 'would_deny' }),
+    ).toBe(1);
   });
 
   it('never reports-only the private-network guard: 169.254.169.254 and 10.0.0.1 are refused at once', async () => {
@@ -158,7 +177,9 @@ routes: [{ name: egress, match: { pathPrefix: / } }]
       }
       // CONNECT too.
       const answer = await new Promise<string>((resolve) => {
-        const socket = net.connect(Number(new URL(guarded.url).port), '127.0.0.1', () => socket.write('CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\n'));
+        const socket = net.connect(Number(new URL(guarded.url).port), '127.0.0.1', () =>
+          socket.write('CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\n'),
+        );
         let data = '';
         socket.on('data', (chunk: Buffer) => (data += chunk.toString()));
         socket.on('close', () => resolve(data));

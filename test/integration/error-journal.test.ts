@@ -29,25 +29,46 @@ function script(path: string): Behaviour {
   switch (path) {
     case '/pay/ok':
     case '/cache/item':
-      return n === 1 || path === '/pay/ok' ? { kind: 'respond', status: 200, headers: { 'content-type': 'application/json' }, body: '{"ok":true}' } : { kind: 'respond', status: 503, body: 'down' };
+      return n === 1 || path === '/pay/ok'
+        ? { kind: 'respond', status: 200, headers: { 'content-type': 'application/json' }, body: '{"ok":true}' }
+        : { kind: 'respond', status: 503, body: 'down' };
     case '/pay/flaky':
-      return n === 1 ? { kind: 'respond', status: 503, body: 'warming up' } : { kind: 'respond', status: 200, body: 'ok' };
+      return n === 1
+        ? { kind: 'respond', status: 503, body: 'warming up' }
+        : { kind: 'respond', status: 200, body: 'ok' };
     case '/pay/down':
       return {
         kind: 'respond',
         status: 503,
-        headers: { 'content-type': 'application/json', 'x-request-id': 'req_upstream_1', 'cf-ray': '8a1b-FRA', 'set-cookie': 'upstream=private', 'x-internal': 'no' },
+        headers: {
+          'content-type': 'application/json',
+          'x-request-id': 'req_upstream_1',
+          'cf-ray': '8a1b-FRA',
+          'set-cookie': 'upstream=private',
+          'x-internal': 'no',
+        },
         body: JSON.stringify({ error: { message: 'database unavailable', code: 'db_down' } }),
       };
     case '/limited/x':
       return {
         kind: 'respond',
         status: 429,
-        headers: { 'content-type': 'application/json', 'retry-after': '30', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '30', 'x-github-request-id': 'GH:1:2' },
+        headers: {
+          'content-type': 'application/json',
+          'retry-after': '30',
+          'x-ratelimit-remaining': '0',
+          'x-ratelimit-reset': '30',
+          'x-github-request-id': 'GH:1:2',
+        },
         body: JSON.stringify({ message: 'API rate limit exceeded' }),
       };
     case '/norm/boom':
-      return { kind: 'respond', status: 500, headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(JSON.stringify({ message: 'boom', big: 'x'.repeat(6000) })) };
+      return {
+        kind: 'respond',
+        status: 500,
+        headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        body: gzipSync(JSON.stringify({ message: 'boom', big: 'x'.repeat(6000) })),
+      };
     case '/pay/broken':
       return { kind: 'close-mid-body', body: 'partial', contentLength: 100 };
     default:
@@ -59,7 +80,9 @@ let upstream: FaultUpstream;
 let proxy: TestProxy;
 let journal: JournalEntry[];
 
-async function errors(query = ''): Promise<{ status: number; body: { size: number; recorded: number; errors: JournalEntry[] }; text: string }> {
+async function errors(
+  query = '',
+): Promise<{ status: number; body: { size: number; recorded: number; errors: JournalEntry[] }; text: string }> {
   const res = await request(`${proxy.adminUrl}/errors${query}`);
   return { status: res.status, body: res.status === 200 ? res.json() : ({} as never), text: res.text };
 }
@@ -87,16 +110,33 @@ routes:
   expect((await request(`${proxy.url}/pay/ok?key=${SECRETS.query}`, { headers: secret })).status).toBe(200);
   expect((await request(`${proxy.url}/pay/flaky`)).status).toBe(200);
   expect((await request(`${proxy.url}/cache/item`)).status).toBe(200);
-  expect((await request(`${proxy.url}/pay/down?key=${SECRETS.query}`, { headers: { ...secret, 'x-request-id': 'journal-1' } })).status).toBe(503);
-  expect((await request(`${proxy.url}/limited/x`, { method: 'POST', headers: { ...secret, 'content-type': 'application/json' }, body: SECRETS.body })).status).toBe(429);
+  expect(
+    (
+      await request(`${proxy.url}/pay/down?key=${SECRETS.query}`, {
+        headers: { ...secret, 'x-request-id': 'journal-1' },
+      })
+    ).status,
+  ).toBe(503);
+  expect(
+    (
+      await request(`${proxy.url}/limited/x`, {
+        method: 'POST',
+        headers: { ...secret, 'content-type': 'application/json' },
+        body: SECRETS.body,
+      })
+    ).status,
+  ).toBe(429);
   expect((await request(`${proxy.url}/offline/y?token=${SECRETS.query}`, { headers: secret })).status).toBe(502);
-  expect((await request(`${proxy.url}/nowhere?q=${SECRETS.query}`, { headers: { ...secret, host: SECRETS.host } })).status).toBe(404);
+  expect(
+    (await request(`${proxy.url}/nowhere?q=${SECRETS.query}`, { headers: { ...secret, host: SECRETS.host } })).status,
+  ).toBe(404);
   expect((await request(`${proxy.url}/norm/boom`)).status).toBe(500);
   expect((await request(`${proxy.url}/cache/item`)).status).toBe(200);
   await expect(request(`${proxy.url}/pay/broken`)).rejects.toThrow();
   expect((await request(`${proxy.url}/pay/ok`)).status).toBe(200);
   // The journal is written when the exchange closes: the broken one closes a moment later.
-  for (let i = 0; i < 100 && (await errors()).body.errors.length < 7; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  for (let i = 0; i < 100 && (await errors()).body.errors.length < 7; i++)
+    await new Promise((resolve) => setTimeout(resolve, 20));
   journal = (await errors()).body.errors;
 });
 
@@ -130,7 +170,12 @@ describe('GET /errors after a known mix of traffic', () => {
       source: 'upstream',
       responsibility: 'upstream',
       retryable: true,
-      provider: { status: 503, code: 'db_down', message: 'database unavailable', body: { error: { message: 'database unavailable', code: 'db_down' } } },
+      provider: {
+        status: 503,
+        code: 'db_down',
+        message: 'database unavailable',
+        body: { error: { message: 'database unavailable', code: 'db_down' } },
+      },
       headers: { 'x-request-id': 'req_upstream_1', 'cf-ray': '8a1b-FRA' },
     });
     expect(entry.hint.length).toBeGreaterThan(10);
@@ -145,14 +190,26 @@ describe('GET /errors after a known mix of traffic', () => {
 
   it('keeps a 429’s quota and Retry-After headers and the provider’s message', () => {
     const entry = journal.find((e) => e.route === 'limited')!;
-    expect(entry.headers).toEqual({ 'retry-after': '30', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '30', 'x-github-request-id': 'GH:1:2' });
+    expect(entry.headers).toEqual({
+      'retry-after': '30',
+      'x-ratelimit-remaining': '0',
+      'x-ratelimit-reset': '30',
+      'x-github-request-id': 'GH:1:2',
+    });
     expect(entry.provider).toMatchObject({ status: 429, message: 'API rate limit exceeded' });
     expect(entry.attempts).toEqual([expect.objectContaining({ status: 429, code: 'UPSTREAM_RATE_LIMITED' })]);
   });
 
   it('describes Breakwater’s own problems with their detail, and no provider', () => {
     const refused = journal.find((e) => e.route === 'offline')!;
-    expect(refused).toMatchObject({ source: 'proxy', responsibility: 'upstream', retryable: true, provider: null, headers: {}, upstream: 'dead' });
+    expect(refused).toMatchObject({
+      source: 'proxy',
+      responsibility: 'upstream',
+      retryable: true,
+      provider: null,
+      headers: {},
+      upstream: 'dead',
+    });
     expect(refused.detail).toContain('refused');
     expect(refused.attempts.map((a) => [a.status, a.code])).toEqual([
       [null, 'UPSTREAM_CONNECT_FAILED'],
@@ -160,7 +217,15 @@ describe('GET /errors after a known mix of traffic', () => {
       [null, 'UPSTREAM_CONNECT_FAILED'],
     ]);
     const unrouted = journal.find((e) => e.code === 'NO_ROUTE')!;
-    expect(unrouted).toMatchObject({ route: '', upstream: null, target: null, source: 'proxy', responsibility: 'client', retryable: false, attempts: [] });
+    expect(unrouted).toMatchObject({
+      route: '',
+      upstream: null,
+      target: null,
+      source: 'proxy',
+      responsibility: 'client',
+      retryable: false,
+      attempts: [],
+    });
   });
 
   it('reads a compressed provider body and cuts it at 4 KiB', () => {
@@ -172,14 +237,21 @@ describe('GET /errors after a known mix of traffic', () => {
   });
 
   it('journals a stale answer with the code it replaced, and a body that broke off', () => {
-    expect(journal.find((e) => e.route === 'cached')).toMatchObject({ stale: true, status: 200, code: 'UPSTREAM_UNAVAILABLE' });
+    expect(journal.find((e) => e.route === 'cached')).toMatchObject({
+      stale: true,
+      status: 200,
+      code: 'UPSTREAM_UNAVAILABLE',
+    });
     const broken = journal.find((e) => e.path === '/pay/broken')!;
     expect(broken.attempts).toEqual([{ target: 'provider', status: 200, code: null, durationMs: null }]);
   });
 
   it('filters by route, code and limit; refuses a limit that is not a positive integer', async () => {
     expect((await errors('?route=limited')).body.errors.map((e) => e.path)).toEqual(['/limited/x']);
-    expect((await errors('?code=UPSTREAM_UNAVAILABLE')).body.errors.map((e) => e.path)).toEqual(['/cache/item', '/pay/down']);
+    expect((await errors('?code=UPSTREAM_UNAVAILABLE')).body.errors.map((e) => e.path)).toEqual([
+      '/cache/item',
+      '/pay/down',
+    ]);
     expect((await errors('?limit=2')).body.errors.map((e) => e.path)).toEqual(['/pay/broken', '/cache/item']);
     expect((await errors('?route=payments&limit=1')).body.errors.map((e) => e.path)).toEqual(['/pay/broken']);
     expect((await errors('?route=nothing')).body.errors).toEqual([]);
@@ -191,7 +263,11 @@ describe('GET /errors after a known mix of traffic', () => {
   });
 
   it('never shows a request body, request header value, query string or cookie: not in /errors, /stats or the logs', async () => {
-    const admin = [(await errors()).text, (await request(`${proxy.adminUrl}/stats`)).text, (await request(`${proxy.adminUrl}/`)).text].join('\n');
+    const admin = [
+      (await errors()).text,
+      (await request(`${proxy.adminUrl}/stats`)).text,
+      (await request(`${proxy.adminUrl}/`)).text,
+    ].join('\n');
     const everything = [admin, proxy.rawLogs()].join('\n');
     expect(everything).toContain('journal-1');
     for (const secret of ['SECRET', 'upstream=private', 'x-internal']) expect(everything).not.toContain(secret);
@@ -218,7 +294,13 @@ upstreams: { nowhere: { url: "http://127.0.0.1:9" } }
         expect((await request(`${small.url}/a${i}`)).status).toBe(404);
         await new Promise((resolve) => setTimeout(resolve, 350));
       }
-      const list = async () => (await request(`${small.adminUrl}/errors`)).json<{ size: number; recorded: number; skipped: number; errors: JournalEntry[] }>();
+      const list = async () =>
+        (await request(`${small.adminUrl}/errors`)).json<{
+          size: number;
+          recorded: number;
+          skipped: number;
+          errors: JournalEntry[];
+        }>();
       expect(await list()).toMatchObject({ size: 3, recorded: 5, skipped: 0 });
       expect((await list()).errors.map((e) => e.path)).toEqual(['/a5', '/a4', '/a3']);
       const { readFileSync, writeFileSync } = await import('node:fs');
@@ -242,7 +324,11 @@ upstreams: { nowhere: { url: "http://127.0.0.1:9" } }
 `);
     try {
       await Promise.all(Array.from({ length: 10 }, (_, i) => request(`${storm.url}/b${i}`)));
-      const body = (await request(`${storm.adminUrl}/errors`)).json<{ recorded: number; skipped: number; errors: JournalEntry[] }>();
+      const body = (await request(`${storm.adminUrl}/errors`)).json<{
+        recorded: number;
+        skipped: number;
+        errors: JournalEntry[];
+      }>();
       expect(body.recorded + body.skipped).toBe(10);
       expect(body.skipped).toBeGreaterThan(0);
       expect(body.errors).toHaveLength(Math.min(3, body.recorded));
@@ -266,9 +352,11 @@ routes: [{ name: api, upstream: provider }]
 
   it('refuses a size that is not a whole number from 0 to 10000', async () => {
     for (const bad of ['-1', '1.5', '10001', '"big"']) {
-      await expect(startProxy(`version: 1\nobservability: { errorJournal: { size: ${bad} } }\nroutes: [{ name: a, upstream: u }]\nupstreams: { u: { url: "http://127.0.0.1:9" } }\n`)).rejects.toThrow(
-        /observability\.errorJournal\.size/,
-      );
+      await expect(
+        startProxy(
+          `version: 1\nobservability: { errorJournal: { size: ${bad} } }\nroutes: [{ name: a, upstream: u }]\nupstreams: { u: { url: "http://127.0.0.1:9" } }\n`,
+        ),
+      ).rejects.toThrow(/observability\.errorJournal\.size/);
     }
   });
 });

@@ -22,7 +22,9 @@ function serve(path: string, status: number, body: string | Buffer, headers: htt
 }
 
 beforeAll(async () => {
-  upstream = await startFaultUpstream((_n, req) => responses.get(req.url ?? '') ?? { kind: 'respond', status: 200, body: 'fine' });
+  upstream = await startFaultUpstream(
+    (_n, req) => responses.get(req.url ?? '') ?? { kind: 'respond', status: 200, body: 'fine' },
+  );
   proxy = await startProxy(`version: 1
 defaults: { retry: { maxRetries: 0 }, errors: { normalize: all } }
 upstreams:
@@ -90,7 +92,9 @@ describe('status table', () => {
   ] as const;
   for (const [status, code, responsibility, retryable] of rows) {
     it(`rewrites ${status} as ${code}, ${responsibility}'s side, retryable ${retryable}`, async () => {
-      const path = serve(`/status/${status}`, status, `{"message":"provider says ${status}"}`, { 'content-type': 'application/json' });
+      const path = serve(`/status/${status}`, status, `{"message":"provider says ${status}"}`, {
+        'content-type': 'application/json',
+      });
       const body = normalized(await request(`${proxy.url}${path}`), status, code);
       expect(body.responsibility).toBe(responsibility);
       expect(body.retryable).toBe(retryable);
@@ -142,14 +146,22 @@ describe('provider dialects', () => {
       'Validation Failed: Issue title missing_field',
       'missing_field',
     ],
-    ['Slack', 400, 'application/json; charset=utf-8', JSON.stringify({ ok: false, error: 'channel_not_found' }), 'channel_not_found', 'channel_not_found'],
+    [
+      'Slack',
+      400,
+      'application/json; charset=utf-8',
+      JSON.stringify({ ok: false, error: 'channel_not_found' }),
+      'channel_not_found',
+      'channel_not_found',
+    ],
     [
       'OpenAI',
       401,
       'application/json',
       JSON.stringify({
         error: {
-          message: 'Incorrect API key provided: sk-abc***. You can find your API key at https://platform.openai.com/account/api-keys.',
+          message:
+            'Incorrect API key provided: sk-abc***. You can find your API key at https://platform.openai.com/account/api-keys.',
           type: 'invalid_request_error',
           param: null,
           code: 'invalid_api_key',
@@ -162,7 +174,9 @@ describe('provider dialects', () => {
       'OpenAI without a code',
       429,
       'application/json',
-      JSON.stringify({ error: { message: 'Rate limit reached for requests', type: 'requests', param: null, code: null } }),
+      JSON.stringify({
+        error: { message: 'Rate limit reached for requests', type: 'requests', param: null, code: null },
+      }),
       'Rate limit reached for requests',
       'requests',
     ],
@@ -170,7 +184,9 @@ describe('provider dialects', () => {
       'Google APIs',
       404,
       'application/json; charset=UTF-8',
-      JSON.stringify({ error: { code: 404, message: 'Requested entity was not found.', status: 'NOT_FOUND', details: [] } }),
+      JSON.stringify({
+        error: { code: 404, message: 'Requested entity was not found.', status: 'NOT_FOUND', details: [] },
+      }),
       'Requested entity was not found.',
       'NOT_FOUND',
     ],
@@ -178,7 +194,10 @@ describe('provider dialects', () => {
       'AWS JSON',
       400,
       'application/x-amz-json-1.0',
-      JSON.stringify({ __type: 'com.amazonaws.dynamodb.v20120810#ResourceNotFoundException', message: 'Requested resource not found' }),
+      JSON.stringify({
+        __type: 'com.amazonaws.dynamodb.v20120810#ResourceNotFoundException',
+        message: 'Requested resource not found',
+      }),
       'Requested resource not found',
       'ResourceNotFoundException',
     ],
@@ -216,8 +235,22 @@ describe('provider dialects', () => {
       'Your current balance is 30, but that costs 50.',
       'https://example.com/probs/out-of-credit',
     ],
-    ['HTML', 502, 'text/html', '<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>', '502 Bad Gateway', null],
-    ['plain text', 503, 'text/plain', '\nupstream connect error or disconnect/reset before headers\nmore', 'upstream connect error or disconnect/reset before headers', null],
+    [
+      'HTML',
+      502,
+      'text/html',
+      '<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>',
+      '502 Bad Gateway',
+      null,
+    ],
+    [
+      'plain text',
+      503,
+      'text/plain',
+      '\nupstream connect error or disconnect/reset before headers\nmore',
+      'upstream connect error or disconnect/reset before headers',
+      null,
+    ],
   ];
   for (const [name, status, contentType, body, message, code] of cases) {
     it(`reads ${name}'s message and code`, async () => {
@@ -239,7 +272,12 @@ describe('provider dialects', () => {
   });
 
   it('reads XML sent with a JSON content type', async () => {
-    const path = serve('/xml-as-json', 403, '<Error><Code>SignatureDoesNotMatch</Code><Message>Bad signature</Message></Error>', { 'content-type': 'application/json' });
+    const path = serve(
+      '/xml-as-json',
+      403,
+      '<Error><Code>SignatureDoesNotMatch</Code><Message>Bad signature</Message></Error>',
+      { 'content-type': 'application/json' },
+    );
     const problem = normalized(await request(`${proxy.url}${path}`), 403, 'FORBIDDEN');
     expect(problem.provider.code).toBe('SignatureDoesNotMatch');
     expect(problem.provider.message).toBe('Bad signature');
@@ -269,7 +307,10 @@ describe('provider dialects', () => {
   });
 
   it('decodes a gzip-compressed error body', async () => {
-    const path = serve('/gzip', 404, gzipSync(JSON.stringify({ message: 'compressed message' })), { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+    const path = serve('/gzip', 404, gzipSync(JSON.stringify({ message: 'compressed message' })), {
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+    });
     const res = await request(`${proxy.url}${path}`);
     expect(res.headers['content-encoding']).toBeUndefined();
     expect(res.json<Normalized>().provider.message).toBe('compressed message');
@@ -284,19 +325,39 @@ describe('Retry-After and quota', () => {
     expect(res.json<Normalized>().retryAfterSeconds).toBe(17);
   });
 
-  const families: [string, http.OutgoingHttpHeaders, { limit?: number; remaining?: number; resetSeconds?: number }][] = [
-    ['IETF structured fields', { 'ratelimit-policy': '"default";q=100;w=60', ratelimit: '"default";r=0;t=42' }, { limit: 100, remaining: 0, resetSeconds: 42 }],
-    ['IETF draft fields', { 'ratelimit-limit': '60', 'ratelimit-remaining': '0', 'ratelimit-reset': '30' }, { limit: 60, remaining: 0, resetSeconds: 30 }],
-    ['X-RateLimit with a reset in seconds', { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '120' }, { limit: 5000, remaining: 0, resetSeconds: 120 }],
+  const families: [string, http.OutgoingHttpHeaders, { limit?: number; remaining?: number; resetSeconds?: number }][] =
     [
-      'OpenAI x-ratelimit-*-requests',
-      { 'x-ratelimit-limit-requests': '3500', 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '6m0s' },
-      { limit: 3500, remaining: 0, resetSeconds: 360 },
-    ],
-  ];
+      [
+        'IETF structured fields',
+        { 'ratelimit-policy': '"default";q=100;w=60', ratelimit: '"default";r=0;t=42' },
+        { limit: 100, remaining: 0, resetSeconds: 42 },
+      ],
+      [
+        'IETF draft fields',
+        { 'ratelimit-limit': '60', 'ratelimit-remaining': '0', 'ratelimit-reset': '30' },
+        { limit: 60, remaining: 0, resetSeconds: 30 },
+      ],
+      [
+        'X-RateLimit with a reset in seconds',
+        { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '120' },
+        { limit: 5000, remaining: 0, resetSeconds: 120 },
+      ],
+      [
+        'OpenAI x-ratelimit-*-requests',
+        {
+          'x-ratelimit-limit-requests': '3500',
+          'x-ratelimit-remaining-requests': '0',
+          'x-ratelimit-reset-requests': '6m0s',
+        },
+        { limit: 3500, remaining: 0, resetSeconds: 360 },
+      ],
+    ];
   for (const [name, headers, quota] of families) {
     it(`reads the quota from ${name}`, async () => {
-      const path = serve(`/quota/${name.replace(/\W/g, '-')}`, 429, '{"message":"slow down"}', { 'content-type': 'application/json', ...headers });
+      const path = serve(`/quota/${name.replace(/\W/g, '-')}`, 429, '{"message":"slow down"}', {
+        'content-type': 'application/json',
+        ...headers,
+      });
       const res = await request(`${proxy.url}${path}`);
       const body = normalized(res, 429, 'UPSTREAM_RATE_LIMITED');
       expect(body.quota).toEqual(quota);
@@ -307,7 +368,12 @@ describe('Retry-After and quota', () => {
   it('reads an X-RateLimit reset given as an epoch, against the response Date', async () => {
     const date = new Date(Date.now() + 3_600_000); // a provider clock an hour ahead of ours
     const reset = Math.floor(date.getTime() / 1000) + 90;
-    const path = serve('/quota/epoch', 429, '', { 'x-ratelimit-limit': '60', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(reset), date: date.toUTCString() });
+    const path = serve('/quota/epoch', 429, '', {
+      'x-ratelimit-limit': '60',
+      'x-ratelimit-remaining': '0',
+      'x-ratelimit-reset': String(reset),
+      date: date.toUTCString(),
+    });
     const body = normalized(await request(`${proxy.url}${path}`), 429, 'UPSTREAM_RATE_LIMITED');
     expect(body.quota!.resetSeconds).toBeGreaterThanOrEqual(89);
     expect(body.quota!.resetSeconds).toBeLessThanOrEqual(91);

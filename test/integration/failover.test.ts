@@ -95,7 +95,11 @@ describe('failover targets', () => {
   it('sends a retry after a primary 503 to the secondary, at once: one attempt each', async () => {
     a.scripts.set('/api/one', () => ({ kind: 'respond', status: 503, body: 'down' }));
     b.scripts.set('/api/one', () => ok('from b'));
-    const failoversBefore = await metricValue(proxy.metrics, 'breakwater_failovers_total', { route: 'api', upstream: 'api', target: 'api/b' });
+    const failoversBefore = await metricValue(proxy.metrics, 'breakwater_failovers_total', {
+      route: 'api',
+      upstream: 'api',
+      target: 'api/b',
+    });
     const sleeps = clock.sleeps.length;
     const res = await request(`${proxy.url}/api/one`);
     expect(res.status).toBe(200);
@@ -105,8 +109,20 @@ describe('failover targets', () => {
     expect([a.hits('/api/one'), b.hits('/api/one')]).toEqual([1, 1]);
     // No backoff before an attempt on another target (the backoff base is 5 s).
     expect(clock.sleeps.length).toBe(sleeps);
-    expect(await metricValue(proxy.metrics, 'breakwater_failovers_total', { route: 'api', upstream: 'api', target: 'api/b' })).toBe(failoversBefore + 1);
-    expect(lastAccess('/api/one')).toMatchObject({ route: 'api', upstream: 'api', target: 'api/b', attempts: 2, status: 200 });
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_failovers_total', {
+        route: 'api',
+        upstream: 'api',
+        target: 'api/b',
+      }),
+    ).toBe(failoversBefore + 1);
+    expect(lastAccess('/api/one')).toMatchObject({
+      route: 'api',
+      upstream: 'api',
+      target: 'api/b',
+      attempts: 2,
+      status: 200,
+    });
   });
 
   it('names the primary on its own answers', async () => {
@@ -119,11 +135,15 @@ describe('failover targets', () => {
   it('sends each target only its own credentials', async () => {
     a.scripts.set('/api/creds', () => ({ kind: 'respond', status: 503 }));
     b.scripts.set('/api/creds', () => ({ kind: 'echo' }));
-    const res = await request(`${proxy.url}/api/creds`, { headers: { authorization: 'Bearer app-token', 'x-a-only': 'secret-for-a' } });
+    const res = await request(`${proxy.url}/api/creds`, {
+      headers: { authorization: 'Bearer app-token', 'x-a-only': 'secret-for-a' },
+    });
     expect(res.status).toBe(200);
     const toA = primary.requests.filter((r) => r.url === '/api/creds');
     const toB = secondary.requests.filter((r) => r.url === '/api/creds');
-    expect(toA.map((r) => [r.headers.authorization, r.headers['x-a-only']])).toEqual([['Bearer app-token', 'secret-for-a']]);
+    expect(toA.map((r) => [r.headers.authorization, r.headers['x-a-only']])).toEqual([
+      ['Bearer app-token', 'secret-for-a'],
+    ]);
     expect(toB.map((r) => [r.headers.authorization, r.headers['x-a-only']])).toEqual([['Bearer b-token', undefined]]);
   });
 
@@ -148,7 +168,11 @@ describe('failover targets', () => {
   it('sends a POST with Idempotency-Key on to the secondary', async () => {
     a.scripts.set('/api/pay-idem', () => ({ kind: 'respond', status: 503 }));
     b.scripts.set('/api/pay-idem', () => ok('paid'));
-    const res = await request(`${proxy.url}/api/pay-idem`, { method: 'POST', body: '{}', headers: { 'idempotency-key': 'k1' } });
+    const res = await request(`${proxy.url}/api/pay-idem`, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'idempotency-key': 'k1' },
+    });
     expect(res.status).toBe(200);
     expect([a.hits('/api/pay-idem'), b.hits('/api/pay-idem')]).toEqual([1, 1]);
   });
@@ -164,7 +188,9 @@ describe('failover targets', () => {
       expect(res.headers['x-breakwater-target']).toBe('api/b');
     }
     expect([a.hits('/api/quota'), b.hits('/api/quota')]).toEqual([1, 11]);
-    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { upstreams: { name: string; targets: { name: string; coolingForMs: number }[] }[] };
+    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as {
+      upstreams: { name: string; targets: { name: string; coolingForMs: number }[] }[];
+    };
     const targets = status.upstreams.find((u) => u.name === 'api')!.targets;
     expect(targets.map((t) => t.name)).toEqual(['api', 'api/b']);
     expect(targets[0]!.coolingForMs).toBeGreaterThan(20_000);
@@ -178,11 +204,17 @@ describe('failover targets', () => {
 
 describe('failover and pacing', () => {
   it('takes a paced target whose announced quota is spent out of rotation until its reset', async () => {
-    a.scripts.set('/paced/x', () => ({ kind: 'respond', status: 200, headers: { 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '60' }, body: 'a' }));
+    a.scripts.set('/paced/x', () => ({
+      kind: 'respond',
+      status: 200,
+      headers: { 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '60' },
+      body: 'a',
+    }));
     b.scripts.set('/paced/x', () => ok('b'));
     const first = await request(`${proxy.url}/paced/x`);
     expect(first.headers['x-breakwater-target']).toBe('paced');
-    for (let i = 0; i < 5; i++) expect((await request(`${proxy.url}/paced/x`)).headers['x-breakwater-target']).toBe('paced/b');
+    for (let i = 0; i < 5; i++)
+      expect((await request(`${proxy.url}/paced/x`)).headers['x-breakwater-target']).toBe('paced/b');
     expect([a.hits('/paced/x'), b.hits('/paced/x')]).toEqual([1, 5]);
   });
 });
@@ -202,7 +234,12 @@ routes:
 `);
     try {
       // The quota is spent until a reset in 60 s; the cooldown (1 ms) passes at once, so the primary is tried again and its pacer refuses.
-      a.scripts.set('/refusing', () => ({ kind: 'respond', status: 200, headers: { 'x-ratelimit-limit': '10', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '60' }, body: 'a' }));
+      a.scripts.set('/refusing', () => ({
+        kind: 'respond',
+        status: 200,
+        headers: { 'x-ratelimit-limit': '10', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '60' },
+        body: 'a',
+      }));
       b.scripts.set('/refusing', () => ok('b'));
       expect((await request(`${shared.url}/refusing`)).headers['x-breakwater-target']).toBe('p');
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -230,15 +267,21 @@ describe('failover and the breakers', () => {
       expect(res.headers['x-breakwater-target']).toBe('breaking/b');
     }
     expect(a.hits('/breaking/x')).toBe(hitsWhenOpen);
-    expect(await metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream: 'breaking', to: 'open' })).toBe(1);
-    expect(await metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream: 'breaking/b', to: 'open' })).toBe(0);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream: 'breaking', to: 'open' }),
+    ).toBe(1);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream: 'breaking/b', to: 'open' }),
+    ).toBe(0);
   });
 
   it('answers CIRCUIT_OPEN with the soonest Retry-After when every target is open', async () => {
     // The primary is open (previous test); now open the secondary too.
     b.scripts.set('/breaking/all', () => ({ kind: 'respond', status: 503 }));
     for (let i = 0; i < 4; i++) await request(`${proxy.url}/breaking/all`);
-    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { upstreams: { name: string; targets: { name: string; breaker: { state: string; openForMs: number } }[] }[] };
+    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as {
+      upstreams: { name: string; targets: { name: string; breaker: { state: string; openForMs: number } }[] }[];
+    };
     const targets = status.upstreams.find((u) => u.name === 'breaking')!.targets;
     expect(targets.map((t) => t.breaker.state)).toEqual(['open', 'open']);
     const soonest = Math.min(...targets.map((t) => t.breaker.openForMs));

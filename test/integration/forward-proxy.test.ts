@@ -49,7 +49,8 @@ beforeAll(async () => {
     const path = req.url ?? '';
     const k = (seen.get(path) ?? 0) + 1;
     seen.set(path, k);
-    if (path.startsWith('/flaky')) return k === 1 ? { kind: 'respond', status: 503, body: 'busy' } : { kind: 'respond', body: `ok after ${k}` };
+    if (path.startsWith('/flaky'))
+      return k === 1 ? { kind: 'respond', status: 503, body: 'busy' } : { kind: 'respond', body: `ok after ${k}` };
     return { kind: 'echo' };
   });
   tls = await startFaultUpstream(() => ({ kind: 'respond', body: 'secure ok' }), { tls: true });
@@ -94,7 +95,11 @@ afterAll(async () => {
   await Promise.all([upstream.close(), tls.close(), echo.close(), bystander.close()]);
 });
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(command, args, { env: { PATH: process.env.PATH, ...env }, timeout: 20_000 }, (error, stdout, stderr) =>
       resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
@@ -118,14 +123,28 @@ function asResponse(answer: string): TestResponse {
   const [head, ...rest] = answer.split('\r\n\r\n');
   const [statusLine, ...lines] = head!.split('\r\n');
   const headers: Record<string, string> = {};
-  for (const line of lines) headers[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim();
+  for (const line of lines)
+    headers[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim();
   const text = rest.join('\r\n\r\n');
-  return { status: Number(statusLine!.split(' ')[1]), headers, body: Buffer.from(text), text, json: <T>() => JSON.parse(text) as T };
+  return {
+    status: Number(statusLine!.split(' ')[1]),
+    headers,
+    body: Buffer.from(text),
+    text,
+    json: <T>() => JSON.parse(text) as T,
+  };
 }
 
 describe('absolute-form requests', () => {
   it('curl -x reaches the target through the route and gets retries', async () => {
-    const result = await run('curl', ['-s', '-x', proxy.url, '-w', '\n%{http_code}', `http://127.0.0.1:${upstream.port}/flaky/curl`]);
+    const result = await run('curl', [
+      '-s',
+      '-x',
+      proxy.url,
+      '-w',
+      '\n%{http_code}',
+      `http://127.0.0.1:${upstream.port}/flaky/curl`,
+    ]);
     expect(result.stdout).toBe('ok after 2\n200');
     expect(seen.get('/flaky/curl')).toBe(2);
   });
@@ -139,7 +158,16 @@ describe('absolute-form requests', () => {
   });
 
   it('never forwards Proxy-Authorization or other hop-by-hop headers', async () => {
-    const result = await run('curl', ['-s', '-x', proxy.url, '-U', 'user:secret', '-H', 'Proxy-Connection: keep-alive', `http://127.0.0.1:${upstream.port}/echo`]);
+    const result = await run('curl', [
+      '-s',
+      '-x',
+      proxy.url,
+      '-U',
+      'user:secret',
+      '-H',
+      'Proxy-Connection: keep-alive',
+      `http://127.0.0.1:${upstream.port}/echo`,
+    ]);
     const echoed = JSON.parse(result.stdout) as { headers: Record<string, string>; url: string };
     expect(echoed.url).toBe('/echo');
     expect(echoed.headers['proxy-authorization']).toBeUndefined();
@@ -187,7 +215,9 @@ describe('CONNECT tunnels', () => {
   it('carries 64 KiB both ways intact through a TCP echo target', async () => {
     const payload = randomBytes(64 * 1024);
     const received = await new Promise<Buffer>((resolve, reject) => {
-      const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1', () => socket.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: 127.0.0.1:${echo.port}\r\n\r\n`));
+      const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1', () =>
+        socket.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: 127.0.0.1:${echo.port}\r\n\r\n`),
+      );
       let buffer = Buffer.alloc(0);
       let established = false;
       socket.on('data', (chunk: Buffer) => {
@@ -207,17 +237,26 @@ describe('CONNECT tunnels', () => {
       });
       socket.on('error', reject);
     });
-    expect(createHash('sha256').update(received).digest('hex')).toBe(createHash('sha256').update(payload).digest('hex'));
+    expect(createHash('sha256').update(received).digest('hex')).toBe(
+      createHash('sha256').update(payload).digest('hex'),
+    );
   });
 
   it('answers 502 for a refused target instead of dropping the socket', async () => {
     const spare = await startRawServer(() => {});
     const port = spare.port;
     await spare.close();
-    const local = await startProxy(`version: 1\nforwardProxy: { enabled: true, allowHosts: ["127.0.0.1"], allowPorts: [${port}] }\nroutes: [ { name: any } ]\n`);
+    const local = await startProxy(
+      `version: 1\nforwardProxy: { enabled: true, allowHosts: ["127.0.0.1"], allowPorts: [${port}] }\nroutes: [ { name: any } ]\n`,
+    );
     try {
       const answer = asResponse(await raw(local, `CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\n\r\n`));
-      expectProblem(answer, 'UPSTREAM_CONNECT_FAILED', { route: null, upstream: `127.0.0.1:${port}`, attempts: 1, detail: /refused the connection/ });
+      expectProblem(answer, 'UPSTREAM_CONNECT_FAILED', {
+        route: null,
+        upstream: `127.0.0.1:${port}`,
+        attempts: 1,
+        detail: /refused the connection/,
+      });
     } finally {
       await local.close();
     }
@@ -242,7 +281,9 @@ describe('target checks', () => {
     it(`refuses ${name}, absolute-form and CONNECT, without connecting`, async () => {
       const target = `${host}:${port || bystander.port}`;
       const before = bystander.openConnections();
-      const absolute = asResponse(await raw(proxy, `GET http://${target}/x HTTP/1.1\r\nHost: ${target}\r\nConnection: close\r\n\r\n`));
+      const absolute = asResponse(
+        await raw(proxy, `GET http://${target}/x HTTP/1.1\r\nHost: ${target}\r\nConnection: close\r\n\r\n`),
+      );
       expectProblem(absolute, 'HOST_NOT_ALLOWED', { route: null, upstream: null, attempts: 0 });
       const tunnel = asResponse(await raw(proxy, `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
       expectProblem(tunnel, 'HOST_NOT_ALLOWED', { route: null, upstream: null, attempts: 0 });
@@ -253,7 +294,9 @@ describe('target checks', () => {
   for (const spelling of ['127.0.0.1', '[::1]', '[::ffff:127.0.0.1]', '2130706433', '0x7f.1', '127.1']) {
     it(`refuses loopback spelled ${spelling} when no exact entry allows it`, async () => {
       const target = `${spelling}:${bystander.port}`;
-      const absolute = asResponse(await raw(strict, `GET http://${target}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+      const absolute = asResponse(
+        await raw(strict, `GET http://${target}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+      );
       expectProblem(absolute, 'HOST_NOT_ALLOWED', { route: null, upstream: null, attempts: 0 });
       const tunnel = asResponse(await raw(strict, `CONNECT ${target} HTTP/1.1\r\nHost: x\r\n\r\n`));
       expect(tunnel.status).toBe(403);
@@ -262,15 +305,32 @@ describe('target checks', () => {
   }
 
   it('admits every spelling of an allowed IP entry', async () => {
-    const answer = asResponse(await raw(proxy, `GET http://2130706433:${upstream.port}/spelled HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+    const answer = asResponse(
+      await raw(
+        proxy,
+        `GET http://2130706433:${upstream.port}/spelled HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+      ),
+    );
     expect(answer.status).toBe(200);
   });
 
   it('refuses absolute-form and CONNECT when the forward proxy is disabled', async () => {
-    const absolute = asResponse(await raw(closed, `GET http://127.0.0.1:${upstream.port}/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
-    expectProblem(absolute, 'HOST_NOT_ALLOWED', { route: null, upstream: null, attempts: 0, detail: /forward proxy is disabled/ });
+    const absolute = asResponse(
+      await raw(closed, `GET http://127.0.0.1:${upstream.port}/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+    );
+    expectProblem(absolute, 'HOST_NOT_ALLOWED', {
+      route: null,
+      upstream: null,
+      attempts: 0,
+      detail: /forward proxy is disabled/,
+    });
     const tunnel = asResponse(await raw(closed, `CONNECT 127.0.0.1:${upstream.port} HTTP/1.1\r\nHost: x\r\n\r\n`));
-    expectProblem(tunnel, 'HOST_NOT_ALLOWED', { route: null, upstream: null, attempts: 0, detail: /forward proxy is disabled/ });
+    expectProblem(tunnel, 'HOST_NOT_ALLOWED', {
+      route: null,
+      upstream: null,
+      attempts: 0,
+      detail: /forward proxy is disabled/,
+    });
   });
 
   it('keeps the number of live per-target breakers bounded across 2,000 distinct targets', async () => {
@@ -282,7 +342,11 @@ routes: [ { name: any } ]
 `);
     try {
       for (let batch = 0; batch < 20; batch++) {
-        await Promise.all(ports.slice(batch * 100, batch * 100 + 100).map((port) => raw(many, `GET http://127.0.0.1:${port}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)));
+        await Promise.all(
+          ports
+            .slice(batch * 100, batch * 100 + 100)
+            .map((port) => raw(many, `GET http://127.0.0.1:${port}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)),
+        );
         expect(many.app.runtime().forwardTargetCount()).toBeLessThanOrEqual(MAX_FORWARD_TARGETS);
       }
       expect(many.app.runtime().forwardTargetCount()).toBeLessThanOrEqual(MAX_FORWARD_TARGETS);

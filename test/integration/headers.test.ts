@@ -59,7 +59,16 @@ describe('request headers', () => {
         },
       })
     ).json<Echo>();
-    for (const name of ['x-secret-hop', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'upgrade', 'x-breakwater-max-retries', 'x-breakwater-timeout']) {
+    for (const name of [
+      'x-secret-hop',
+      'keep-alive',
+      'proxy-authorization',
+      'proxy-connection',
+      'te',
+      'upgrade',
+      'x-breakwater-max-retries',
+      'x-breakwater-timeout',
+    ]) {
       expect(echo.headers[name], name).toBeUndefined();
     }
     expect(echo.headers['x-end-to-end']).toBe('kept');
@@ -67,12 +76,16 @@ describe('request headers', () => {
   });
 
   it('does not forward Transfer-Encoding as sent, and the body still arrives', async () => {
-    const echo = (await request(`${proxy.url}/x`, { method: 'POST', body: 'chunked body', chunked: true })).json<Echo & { bodyLength: number }>();
+    const echo = (await request(`${proxy.url}/x`, { method: 'POST', body: 'chunked body', chunked: true })).json<
+      Echo & { bodyLength: number }
+    >();
     expect(echo.bodyLength).toBe('chunked body'.length);
   });
 
   it('appends the peer to X-Forwarded-For and sets X-Forwarded-Proto and -Host', async () => {
-    const echo = (await request(`${proxy.url}/x`, { headers: { 'x-forwarded-for': '203.0.113.7', host: 'app.internal:3128' } })).json<Echo>();
+    const echo = (
+      await request(`${proxy.url}/x`, { headers: { 'x-forwarded-for': '203.0.113.7', host: 'app.internal:3128' } })
+    ).json<Echo>();
     expect(echo.headers['x-forwarded-for']).toBe('203.0.113.7, 127.0.0.1');
     expect(echo.headers['x-forwarded-proto']).toBe('http');
     expect(echo.headers['x-forwarded-host']).toBe('app.internal:3128');
@@ -83,7 +96,13 @@ describe('request headers', () => {
   it("issue 32: never forwards the client's Forwarded, X-Real-IP, X-Forwarded-Host or X-Forwarded-Proto", async () => {
     const echo = (
       await request(`${proxy.url}/x`, {
-        headers: { host: 'breakwater:3128', forwarded: 'for=10.0.0.9;host=admin.internal;proto=https', 'x-real-ip': '10.0.0.9', 'x-forwarded-host': 'admin.internal', 'x-forwarded-proto': 'https' },
+        headers: {
+          host: 'breakwater:3128',
+          forwarded: 'for=10.0.0.9;host=admin.internal;proto=https',
+          'x-real-ip': '10.0.0.9',
+          'x-forwarded-host': 'admin.internal',
+          'x-forwarded-proto': 'https',
+        },
       })
     ).json<Echo>();
     expect(echo.headers.forwarded).toBeUndefined();
@@ -95,10 +114,17 @@ describe('request headers', () => {
   it('issue 32: drops the underscore spellings a CGI-style upstream would read as the forwarding headers; other underscore names pass', async () => {
     const echo = (
       await request(`${proxy.url}/x`, {
-        headers: { x_forwarded_host: 'evil.example', X_Forwarded_Proto: 'https', x_real_ip: '1.2.3.4', x_forwarded_for: '6.6.6.6', api_key: 'kept' },
+        headers: {
+          x_forwarded_host: 'evil.example',
+          X_Forwarded_Proto: 'https',
+          x_real_ip: '1.2.3.4',
+          x_forwarded_for: '6.6.6.6',
+          api_key: 'kept',
+        },
       })
     ).json<Echo>();
-    for (const name of ['x_forwarded_host', 'x_forwarded_proto', 'x_real_ip', 'x_forwarded_for']) expect(echo.headers[name], name).toBeUndefined();
+    for (const name of ['x_forwarded_host', 'x_forwarded_proto', 'x_real_ip', 'x_forwarded_for'])
+      expect(echo.headers[name], name).toBeUndefined();
     expect(echo.headers['x-forwarded-for']).toBe('127.0.0.1');
     expect(echo.headers.api_key).toBe('kept');
   });

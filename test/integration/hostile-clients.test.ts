@@ -36,7 +36,10 @@ routes:
     retry: { maxRetries: 3, retryOn: [connect-failure, gateway-error, reset], backoff: { base: 1ms, max: 2ms } }
     headers: { request: { set: { Authorization: "Bearer \${env:STRIPE_KEY}" } } }
 `,
-    { env: { STRIPE_KEY: 'sk_live_secret_value' }, listen: 'serverNames: ["*.internal", "breakwater.example"], allowOrigins: ["https://app.example.com"]' },
+    {
+      env: { STRIPE_KEY: 'sk_live_secret_value' },
+      listen: 'serverNames: ["*.internal", "breakwater.example"], allowOrigins: ["https://app.example.com"]',
+    },
   );
   port = Number(new URL(proxy.url).port);
 });
@@ -47,7 +50,9 @@ afterAll(async () => {
 });
 
 /** Writes `head` (a request line and headers, CRLF-terminated) on a new connection and reads the whole answer until the proxy closes it. */
-function rawRequest(head: string): Promise<{ status: number; headers: Record<string, string>; text: string; closed: boolean }> {
+function rawRequest(
+  head: string,
+): Promise<{ status: number; headers: Record<string, string>; text: string; closed: boolean }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     let data = '';
@@ -58,7 +63,8 @@ function rawRequest(head: string): Promise<{ status: number; headers: Record<str
       const [headText = '', ...rest] = data.split('\r\n\r\n');
       const [statusLine = '', ...lines] = headText.split('\r\n');
       const headers: Record<string, string> = {};
-      for (const line of lines) headers[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim();
+      for (const line of lines)
+        headers[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim();
       resolve({ status: Number(statusLine.split(' ')[1]), headers, text: rest.join('\r\n\r\n'), closed: true });
     });
     socket.write(head);
@@ -68,11 +74,19 @@ function rawRequest(head: string): Promise<{ status: number; headers: Record<str
 }
 
 function asResponse(raw: { status: number; headers: Record<string, string>; text: string }): TestResponse {
-  return { status: raw.status, headers: raw.headers, body: Buffer.from(raw.text), text: raw.text, json: <T>() => JSON.parse(raw.text) as T };
+  return {
+    status: raw.status,
+    headers: raw.headers,
+    body: Buffer.from(raw.text),
+    text: raw.text,
+    json: <T>() => JSON.parse(raw.text) as T,
+  };
 }
 
 const breakerState = async () => {
-  const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { upstreams: { name: string; breaker: { state: string } }[] };
+  const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as {
+    upstreams: { name: string; breaker: { state: string } }[];
+  };
   return status.upstreams.find((upstream) => upstream.name === 'stripe')!.breaker.state;
 };
 
@@ -90,15 +104,27 @@ describe('request targets that cannot be sent (SPEC §20.2)', () => {
 
   it('a loop of malformed targets leaves the breaker closed, and 20 normal GETs after it all succeed', async () => {
     const before = api.requests.length;
-    const failuresBefore = await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', { route: 'stripe', upstream: 'stripe', outcome: 'connect_failure' });
+    const failuresBefore = await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', {
+      route: 'stripe',
+      upstream: 'stripe',
+      outcome: 'connect_failure',
+    });
     for (let i = 0; i < 30; i++) {
       const res = await rawRequest(`GET x://../../a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
       expect(res.status).toBe(400);
     }
     expect(api.requests.length).toBe(before);
-    expect(await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', { route: 'stripe', upstream: 'stripe', outcome: 'connect_failure' })).toBe(failuresBefore);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', {
+        route: 'stripe',
+        upstream: 'stripe',
+        outcome: 'connect_failure',
+      }),
+    ).toBe(failuresBefore);
     expect(await breakerState()).toBe('closed');
-    const statuses = await Promise.all(Array.from({ length: 20 }, () => request(`${proxy.url}/stripe/charges`).then((res) => res.status)));
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, () => request(`${proxy.url}/stripe/charges`).then((res) => res.status)),
+    );
     expect(statuses).toEqual(Array(20).fill(200));
     // The base path is kept: nothing ever went upstream outside /v1.
     expect(api.requests.every((seen) => seen.url.startsWith('/v1/'))).toBe(true);
@@ -107,30 +133,47 @@ describe('request targets that cannot be sent (SPEC §20.2)', () => {
   it('counts the refusals under route "" and logs them with no route, no attempt', async () => {
     const before = await metricValue(proxy.metrics, 'breakwater_errors_total', { route: '', code: 'BAD_REQUEST' });
     await rawRequest(`OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
-    expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: '', code: 'BAD_REQUEST' })).toBe(before + 1);
+    expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: '', code: 'BAD_REQUEST' })).toBe(
+      before + 1,
+    );
     const line = proxy.accessLogs().at(-1)!;
     expect(line).toMatchObject({ status: 400, route: '', upstream: '', attempts: 0 });
   });
 });
 
 describe('Host names the proxy serves (SPEC §20.1, DNS rebinding)', () => {
-  it.each(['evil.example', 'evil.example:3128', 'attacker.com.', '127.0.0.1.nip.io', 'x.internal.evil.example', 'localhost.evil.example', '[::1]evil.example', '[::1]:80x'])(
-    'refuses Host: %s with 421, forwarding nothing',
-    async (host) => {
-      const before = api.requests.length;
-      const res = await request(`${proxy.url}/stripe/charges`, { headers: { host } });
-      expectProblem(res, 'MISDIRECTED_REQUEST', { route: null, upstream: null, attempts: 0 });
-      expect(api.requests.length).toBe(before);
-    },
-  );
+  it.each([
+    'evil.example',
+    'evil.example:3128',
+    'attacker.com.',
+    '127.0.0.1.nip.io',
+    'x.internal.evil.example',
+    'localhost.evil.example',
+    '[::1]evil.example',
+    '[::1]:80x',
+  ])('refuses Host: %s with 421, forwarding nothing', async (host) => {
+    const before = api.requests.length;
+    const res = await request(`${proxy.url}/stripe/charges`, { headers: { host } });
+    expectProblem(res, 'MISDIRECTED_REQUEST', { route: null, upstream: null, attempts: 0 });
+    expect(api.requests.length).toBe(before);
+  });
 
-  it.each(['localhost', `localhost:${3128}`, 'app.localhost', '127.0.0.1', '[::1]:3128', 'breakwater', 'internal', 'LOCALHOST.', 'svc.internal', 'a.b.internal:8080', 'breakwater.example'])(
-    'serves Host: %s',
-    async (host) => {
-      const res = await request(`${proxy.url}/stripe/charges`, { headers: { host } });
-      expect(res.status, res.text).toBe(200);
-    },
-  );
+  it.each([
+    'localhost',
+    `localhost:${3128}`,
+    'app.localhost',
+    '127.0.0.1',
+    '[::1]:3128',
+    'breakwater',
+    'internal',
+    'LOCALHOST.',
+    'svc.internal',
+    'a.b.internal:8080',
+    'breakwater.example',
+  ])('serves Host: %s', async (host) => {
+    const res = await request(`${proxy.url}/stripe/charges`, { headers: { host } });
+    expect(res.status, res.text).toBe(200);
+  });
 
   it("serves a host some route's match.host names, and sends it on that route", async () => {
     const res = await request(`${proxy.url}/named/x`, { headers: { host: 'api.partner.example' } });
@@ -147,16 +190,26 @@ describe('Host names the proxy serves (SPEC §20.1, DNS rebinding)', () => {
 describe('browsers (SPEC §20.1)', () => {
   it('a cross-site form POST never reaches the upstream and spends no credential', async () => {
     const before = api.requests.length;
-    const countedBefore = await metricValue(proxy.metrics, 'breakwater_errors_total', { route: '', code: 'CROSS_ORIGIN_REFUSED' });
+    const countedBefore = await metricValue(proxy.metrics, 'breakwater_errors_total', {
+      route: '',
+      code: 'CROSS_ORIGIN_REFUSED',
+    });
     const res = await request(`${proxy.url}/stripe/charges`, {
       method: 'POST',
-      headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'content-type': 'application/x-www-form-urlencoded' },
+      headers: {
+        origin: 'https://evil.example',
+        'sec-fetch-site': 'cross-site',
+        'sec-fetch-mode': 'navigate',
+        'content-type': 'application/x-www-form-urlencoded',
+      },
       body: 'amount=100000&currency=usd',
     });
     expectProblem(res, 'CROSS_ORIGIN_REFUSED', { route: null, upstream: null, attempts: 0 });
     expect(res.headers['access-control-allow-origin']).toBeUndefined();
     expect(api.requests.length).toBe(before);
-    expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: '', code: 'CROSS_ORIGIN_REFUSED' })).toBe(countedBefore + 1);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_errors_total', { route: '', code: 'CROSS_ORIGIN_REFUSED' }),
+    ).toBe(countedBefore + 1);
     expect(proxy.rawLogs()).not.toContain('sk_live_secret_value');
   });
 
@@ -169,7 +222,9 @@ describe('browsers (SPEC §20.1)', () => {
     ['its own origin, but from another site', { origin: `http://127.0.0.1:PORT`, 'sec-fetch-site': 'cross-site' }],
   ])('refuses %s', async (_what, headers: Record<string, string>) => {
     const before = api.requests.length;
-    const sent = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, value.replace('PORT', String(port))]));
+    const sent = Object.fromEntries(
+      Object.entries(headers).map(([name, value]) => [name, value.replace('PORT', String(port))]),
+    );
     const res = await request(`${proxy.url}/stripe/charges`, { headers: sent });
     expectProblem(res, 'CROSS_ORIGIN_REFUSED', { route: null, upstream: null, attempts: 0 });
     expect(api.requests.length).toBe(before);
@@ -183,7 +238,9 @@ describe('browsers (SPEC §20.1)', () => {
     ['a typed URL (Sec-Fetch-Site: none)', { 'sec-fetch-site': 'none' }],
     ['Referer and User-Agent of a browser', { referer: 'https://evil.example/', 'user-agent': 'Mozilla/5.0' }],
   ])('serves %s', async (_what, headers: Record<string, string>) => {
-    const sent = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, value.replace('PORT', String(port))]));
+    const sent = Object.fromEntries(
+      Object.entries(headers).map(([name, value]) => [name, value.replace('PORT', String(port))]),
+    );
     const res = await request(`${proxy.url}/stripe/charges`, { headers: sent });
     expect(res.status, res.text).toBe(200);
   });
@@ -218,7 +275,9 @@ routes:
         }
       });
       socket.on('error', reject);
-      socket.write(`GET http://127.0.0.1:${api.port}/x HTTP/1.1\r\nHost: 127.0.0.1:${api.port}\r\nOrigin: https://evil.example\r\nSec-Fetch-Site: cross-site\r\n\r\n`);
+      socket.write(
+        `GET http://127.0.0.1:${api.port}/x HTTP/1.1\r\nHost: 127.0.0.1:${api.port}\r\nOrigin: https://evil.example\r\nSec-Fetch-Site: cross-site\r\n\r\n`,
+      );
     });
     expect(res).toBe(200);
   });
@@ -253,9 +312,17 @@ routes:
     }
     expect(api.requests.length).toBe(before);
     for (const outcome of ['connect_failure', 'reset', 'success']) {
-      expect(await metricValue(refused.metrics, 'breakwater_upstream_attempts_total', { route: 'api', upstream: 'api', outcome })).toBe(0);
+      expect(
+        await metricValue(refused.metrics, 'breakwater_upstream_attempts_total', {
+          route: 'api',
+          upstream: 'api',
+          outcome,
+        }),
+      ).toBe(0);
     }
-    const status = (await (await fetch(`${refused.adminUrl}/status`)).json()) as { upstreams: { name: string; breaker: { state: string; failureRate: number } }[] };
+    const status = (await (await fetch(`${refused.adminUrl}/status`)).json()) as {
+      upstreams: { name: string; breaker: { state: string; failureRate: number } }[];
+    };
     expect(status.upstreams[0]!.breaker).toMatchObject({ state: 'closed', failureRate: 0 });
     expect(refused.accessLogs().filter((line) => (line.flags as string[]).includes('RETRIED'))).toEqual([]);
   });

@@ -25,11 +25,19 @@ const HOSTILE: Record<string, Hostile> = {
   // The review's body: read because §14 rules read 400 answers (AWS throttling).
   titles: { status: 400, contentType: 'text/html', body: Buffer.from('<title>'.repeat(37_000)) },
   // A title of `<` without `>`: the tag-stripping pattern `<[^>]+>` restarted at each.
-  angles: { status: 400, contentType: 'text/html; charset=utf-8', body: Buffer.from(`<html><title>${'<'.repeat(40_000)}</title>`) },
+  angles: {
+    status: 400,
+    contentType: 'text/html; charset=utf-8',
+    body: Buffer.from(`<html><title>${'<'.repeat(40_000)}</title>`),
+  },
   // AWS XML whose `<Message>` never ends.
   messages: { status: 400, contentType: 'application/xml', body: Buffer.from(`<Error>${'<Message>'.repeat(28_000)}`) },
   // Undecodable bytes, then one that is not: `\uFFFD+$` restarted at each replacement character.
-  undecodable: { status: 403, contentType: 'text/plain', body: Buffer.concat([Buffer.alloc(60_000, 0xff), Buffer.from('a')]) },
+  undecodable: {
+    status: 403,
+    contentType: 'text/plain',
+    body: Buffer.concat([Buffer.alloc(60_000, 0xff), Buffer.from('a')]),
+  },
 };
 
 let upstream: FaultUpstream;
@@ -42,7 +50,11 @@ function slowTail(path: string, answer: Hostile): Behaviour {
   return {
     kind: 'custom',
     handle: (_req, res) => {
-      res.writeHead(answer.status, { 'content-type': answer.contentType, 'content-length': answer.body.length, ...answer.headers });
+      res.writeHead(answer.status, {
+        'content-type': answer.contentType,
+        'content-length': answer.body.length,
+        ...answer.headers,
+      });
       res.write(answer.body.subarray(0, -1024));
       setTimeout(() => {
         lastByteAt.set(path, performance.now());
@@ -64,10 +76,29 @@ function script(path: string): Behaviour {
   const name = path.split('/')[2] ?? '';
   if (HOSTILE[name]) return slowTail(path, HOSTILE[name]);
   const json = JSON.stringify({ error: { message: BIG.message, code: BIG.code } });
-  if (name === 'big-id') return { kind: 'respond', status: 400, headers: { 'content-type': 'application/json', 'x-request-id': 'r'.repeat(10_000) }, body: json };
-  if (name === 'big-quota') return { kind: 'respond', status: 400, headers: { 'content-type': 'application/json', ratelimit: `limit=100, remaining=0, reset=${'9'.repeat(9_970)}` }, body: json };
-  if (name === 'nested') return { kind: 'respond', status: 400, headers: { 'content-type': 'application/json' }, body: NESTED };
-  if (name === 'small') return { kind: 'respond', status: 400, headers: { 'content-type': 'text/html' }, body: '<title>Bad request</title>' };
+  if (name === 'big-id')
+    return {
+      kind: 'respond',
+      status: 400,
+      headers: { 'content-type': 'application/json', 'x-request-id': 'r'.repeat(10_000) },
+      body: json,
+    };
+  if (name === 'big-quota')
+    return {
+      kind: 'respond',
+      status: 400,
+      headers: { 'content-type': 'application/json', ratelimit: `limit=100, remaining=0, reset=${'9'.repeat(9_970)}` },
+      body: json,
+    };
+  if (name === 'nested')
+    return { kind: 'respond', status: 400, headers: { 'content-type': 'application/json' }, body: NESTED };
+  if (name === 'small')
+    return {
+      kind: 'respond',
+      status: 400,
+      headers: { 'content-type': 'text/html' },
+      body: '<title>Bad request</title>',
+    };
   return { kind: 'respond', status: 200, body: 'ok' };
 }
 
@@ -107,7 +138,9 @@ async function journalEntry(path: string): Promise<JournalEntry> {
  * it is sent: the proxy runs in this process, so a reading that holds the
  * event loop delays the probe in flight).
  */
-async function sendWhileProbing(path: string): Promise<{ res: TestResponse; answeredAt: number; entry: JournalEntry; worstHealthzMs: number; probes: number }> {
+async function sendWhileProbing(
+  path: string,
+): Promise<{ res: TestResponse; answeredAt: number; entry: JournalEntry; worstHealthzMs: number; probes: number }> {
   let done = false;
   let worstHealthzMs = 0;
   let probes = 0;
@@ -165,7 +198,9 @@ describe('a hostile error body costs time linear in its size (SPEC §20.5)', () 
     const angles = await request(`${proxy.url}/norm/angles`);
     expect(angles.json<{ provider: { message: string } }>().provider.message).toBe('<'.repeat(40_000));
     const titles = await request(`${proxy.url}/norm/titles`);
-    expect(titles.json<{ provider: { message: string } }>().provider.message).toBe('<title>'.repeat(37_000).slice(0, 500));
+    expect(titles.json<{ provider: { message: string } }>().provider.message).toBe(
+      '<title>'.repeat(37_000).slice(0, 500),
+    );
   });
 });
 

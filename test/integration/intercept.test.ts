@@ -33,10 +33,15 @@ let proxy: TestProxy;
 const seen = new Map<string, number>();
 /** WebSocket upgrades the upstream accepted. */
 const upgrades: { host: string; proto: string; url: string }[] = [];
-const files = { ca: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key'), upstreamCa: path.join(dir, 'upstream-ca.crt') };
+const files = {
+  ca: path.join(dir, 'ca.crt'),
+  key: path.join(dir, 'ca.key'),
+  upstreamCa: path.join(dir, 'upstream-ca.crt'),
+};
 
 /** Every *.bw.test name resolves to 127.0.0.1 inside Breakwater (tests never leave loopback). */
-const lookup = async (hostname: string) => (hostname.endsWith('.bw.test') || hostname === 'localhost' ? [{ address: '127.0.0.1', family: 4 }] : []);
+const lookup = async (hostname: string) =>
+  hostname.endsWith('.bw.test') || hostname === 'localhost' ? [{ address: '127.0.0.1', family: 4 }] : [];
 
 beforeAll(async () => {
   ca = await createCa(['*.bw.test']);
@@ -51,7 +56,9 @@ beforeAll(async () => {
     if (!contexts.has(name))
       contexts.set(
         name,
-        issuer.issue(name).then(({ certChainPem }) => tls.createSecureContext({ key: issuer.keyPem, cert: certChainPem })),
+        issuer
+          .issue(name)
+          .then(({ certChainPem }) => tls.createSecureContext({ key: issuer.keyPem, cert: certChainPem })),
       );
     return contexts.get(name)!;
   };
@@ -72,9 +79,17 @@ beforeAll(async () => {
     },
   );
   upstream.on('upgrade', (req: http.IncomingMessage, socket: import('node:stream').Duplex) => {
-    upgrades.push({ host: String(req.headers.host), proto: String(req.headers['x-forwarded-proto']), url: req.url ?? '' });
-    const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    upgrades.push({
+      host: String(req.headers.host),
+      proto: String(req.headers['x-forwarded-proto']),
+      url: req.url ?? '',
+    });
+    const accept = createHash('sha1')
+      .update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+      .digest('base64');
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
     socket.on('data', (chunk: Buffer) => socket.write(chunk)); // echo
     socket.on('error', () => {});
   });
@@ -109,7 +124,11 @@ afterAll(async () => {
   await new Promise((resolve) => upstream?.close(resolve));
 });
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(command, args, { env: { PATH: process.env.PATH, ...env }, timeout: 20_000 }, (error, stdout, stderr) =>
       resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
@@ -122,7 +141,12 @@ const intercepts = (result: string) => metricValue(proxy.metrics, 'breakwater_tl
 /** Opens a CONNECT tunnel through the proxy and starts TLS on it; resolves with the TLS socket once secure (or its error). */
 function connectTls(authority: string, options: tls.ConnectionOptions): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: Number(new URL(proxy.url).port), method: 'CONNECT', path: authority });
+    const req = http.request({
+      host: '127.0.0.1',
+      port: Number(new URL(proxy.url).port),
+      method: 'CONNECT',
+      path: authority,
+    });
     req.once('connect', (res, socket) => {
       if (res.statusCode !== 200) return reject(new Error(`CONNECT answered ${res.statusCode}`));
       const secure = tls.connect({ socket, ...options }, () => resolve(secure));
@@ -152,7 +176,15 @@ function ask(socket: tls.TLSSocket, host: string, path: string): Promise<string>
 
 describe('clients that trust the CA get policies inside HTTPS', () => {
   it('curl --cacert: 200, a 503-then-200 retried', async () => {
-    const result = await run('curl', ['-sS', '-i', '--cacert', files.ca, '-x', proxy.url, `https://api.bw.test:${upstreamPort}/flaky/curl`]);
+    const result = await run('curl', [
+      '-sS',
+      '-i',
+      '--cacert',
+      files.ca,
+      '-x',
+      proxy.url,
+      `https://api.bw.test:${upstreamPort}/flaky/curl`,
+    ]);
     expect(result.stderr).toBe('');
     expect(result.stdout).toMatch(/^HTTP\/1\.1 200 Connection Established/);
     expect(result.stdout).toMatch(/HTTP\/1\.1 200 OK/);
@@ -163,7 +195,11 @@ describe('clients that trust the CA get policies inside HTTPS', () => {
 
   it('python3-requests with REQUESTS_CA_BUNDLE: 200, retried', async () => {
     const script = `import requests\nr = requests.get("https://api.bw.test:${upstreamPort}/flaky/python")\nprint(r.status_code, r.headers.get("x-breakwater-attempts"), r.text)`;
-    const result = await run('/usr/bin/python3', ['-c', script], { HTTPS_PROXY: proxy.url, REQUESTS_CA_BUNDLE: files.ca, NO_PROXY: '' });
+    const result = await run('/usr/bin/python3', ['-c', script], {
+      HTTPS_PROXY: proxy.url,
+      REQUESTS_CA_BUNDLE: files.ca,
+      NO_PROXY: '',
+    });
     expect(result.stderr).toBe('');
     expect(result.stdout.trim()).toBe(`200 2 200 api.bw.test:${upstreamPort} /flaky/python`);
     expect(seen.get('/flaky/python')).toBe(2);
@@ -175,7 +211,11 @@ describe('clients that trust the CA get policies inside HTTPS', () => {
       request('https://api.bw.test:${upstreamPort}/flaky/undici', { dispatcher: new ProxyAgent(process.env.HTTPS_PROXY) })
         .then(async (r) => { console.log(r.statusCode, r.headers['x-breakwater-attempts'], await r.body.text()); process.exit(0); })
         .catch((e) => { console.log('error', e.cause?.code ?? e.code ?? e.message); process.exit(0); });`;
-    const result = await run(process.execPath, ['-e', script], { HTTPS_PROXY: proxy.url, NODE_EXTRA_CA_CERTS: files.ca, NODE_PATH: path.resolve('node_modules') });
+    const result = await run(process.execPath, ['-e', script], {
+      HTTPS_PROXY: proxy.url,
+      NODE_EXTRA_CA_CERTS: files.ca,
+      NODE_PATH: path.resolve('node_modules'),
+    });
     expect(result.stdout.trim()).toBe(`200 2 200 api.bw.test:${upstreamPort} /flaky/undici`);
     expect(seen.get('/flaky/undici')).toBe(2);
   });
@@ -205,10 +245,14 @@ describe('clients that trust the CA get policies inside HTTPS', () => {
       ],
       { HTTPS_PROXY: proxy.url, NODE_PATH: path.resolve('node_modules') },
     );
-    expect(node.stdout.trim()).toMatch(/^(SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)$/);
+    expect(node.stdout.trim()).toMatch(
+      /^(SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)$/,
+    );
     expect(seen.get('/untrusted')).toBeUndefined();
     await expect.poll(() => intercepts('refused')).toBe(before + 3);
-    expect(proxy.logs().some((line) => /client refused the intercepted TLS for api\.bw\.test/.test(String(line.msg)))).toBe(true);
+    expect(
+      proxy.logs().some((line) => /client refused the intercepted TLS for api\.bw\.test/.test(String(line.msg))),
+    ).toBe(true);
   });
 });
 
@@ -230,7 +274,15 @@ forwardProxy:
       { lookup },
     );
     try {
-      const result = await run('curl', ['-sS', '-i', '--cacert', files.ca, '-x', strict.url, `https://api.bw.test:${upstreamPort}/unverified`]);
+      const result = await run('curl', [
+        '-sS',
+        '-i',
+        '--cacert',
+        files.ca,
+        '-x',
+        strict.url,
+        `https://api.bw.test:${upstreamPort}/unverified`,
+      ]);
       expect(result.stdout).toMatch(/HTTP\/1\.1 502/);
       expect(result.stdout).toContain('"code":"UPSTREAM_TLS_FAILED"');
       expect(seen.get('/unverified')).toBeUndefined();
@@ -263,7 +315,11 @@ describe('what is not intercepted', () => {
     const before = await intercepts('tunnelled');
     // The tunnel reaches the real upstream, an HTTP/1.1 server: it answers
     // the h2-only offer with its own TLS alert, at once (no hang).
-    const outcome = await connectTls(`h2.bw.test:${upstreamPort}`, { servername: 'h2.bw.test', ca: upstreamCa.certPem, ALPNProtocols: ['h2'] }).then(
+    const outcome = await connectTls(`h2.bw.test:${upstreamPort}`, {
+      servername: 'h2.bw.test',
+      ca: upstreamCa.certPem,
+      ALPNProtocols: ['h2'],
+    }).then(
       (socket) => {
         socket.destroy();
         return 'connected';
@@ -278,7 +334,11 @@ describe('what is not intercepted', () => {
 
 describe('the CONNECT host is the identity', () => {
   it('answers 421 when the TLS server name names another host', async () => {
-    const socket = await connectTls(`api.bw.test:${upstreamPort}`, { servername: 'other.bw.test', ca: ca.certPem, checkServerIdentity: () => undefined });
+    const socket = await connectTls(`api.bw.test:${upstreamPort}`, {
+      servername: 'other.bw.test',
+      ca: ca.certPem,
+      checkServerIdentity: () => undefined,
+    });
     const answer = await ask(socket, `api.bw.test:${upstreamPort}`, '/misdirected-sni');
     expect(answer).toMatch(/^HTTP\/1\.1 421/);
     expect(answer).toContain('"code":"MISDIRECTED_REQUEST"');
@@ -325,7 +385,9 @@ describe('WebSocket upgrades inside interception', () => {
       let text = '';
       socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
       socket.once('close', () => resolve(text));
-      socket.write(`GET /ws2 HTTP/1.1\r\nHost: other.bw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      socket.write(
+        `GET /ws2 HTTP/1.1\r\nHost: other.bw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+      );
     });
     expect(answer).toMatch(/^HTTP\/1\.1 421/);
     expect(answer).toContain('"code":"MISDIRECTED_REQUEST"');
@@ -357,18 +419,28 @@ function captureHello(options: tls.ConnectionOptions): Promise<Buffer> {
       }),
     );
     server.listen(0, '127.0.0.1', () => {
-      tls.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ...options }).on('error', () => {});
+      tls
+        .connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ...options })
+        .on('error', () => {});
     });
   });
 }
 
 describe('clients that misbehave at the TLS layer', () => {
   /** Raw CONNECT; `first` is sent in the same write as the CONNECT head. Resolves with every byte received until the proxy closes (or `timeoutMs`). */
-  function rawConnect(authority: string, first: Buffer, timeoutMs: number): Promise<{ bytes: Buffer; closedAfterMs: number | undefined }> {
+  function rawConnect(
+    authority: string,
+    first: Buffer,
+    timeoutMs: number,
+  ): Promise<{ bytes: Buffer; closedAfterMs: number | undefined }> {
     return new Promise((resolve) => {
       const started = Date.now();
       const chunks: Buffer[] = [];
-      const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1', () => socket.write(Buffer.concat([Buffer.from(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`), first])));
+      const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1', () =>
+        socket.write(
+          Buffer.concat([Buffer.from(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`), first]),
+        ),
+      );
       socket.on('data', (chunk: Buffer) => chunks.push(chunk));
       socket.on('error', () => {});
       const timer = setTimeout(() => {
@@ -418,7 +490,11 @@ describe("the CA's name constraints", () => {
     const { certChainPem } = await issuer.issue(name);
     const server = tls.createServer({ key: issuer.keyPem, cert: certChainPem }, (socket) => socket.end('hi'));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return { port: (server.address() as AddressInfo).port, leaf: certChainPem.split(/(?=-----BEGIN CERTIFICATE-----)/)[0]!, close: () => server.close() };
+    return {
+      port: (server.address() as AddressInfo).port,
+      leaf: certChainPem.split(/(?=-----BEGIN CERTIFICATE-----)/)[0]!,
+      close: () => server.close(),
+    };
   }
 
   it.each([
@@ -466,7 +542,9 @@ describe('leaves', () => {
         Array.from({ length: 16 }, async () => {
           while (next < 1000) {
             const i = next++;
-            const res = await undiciRequest(`https://h${i % 50}.mint.bw.test:${upstreamPort}/mint`, { dispatcher: agent });
+            const res = await undiciRequest(`https://h${i % 50}.mint.bw.test:${upstreamPort}/mint`, {
+              dispatcher: agent,
+            });
             await res.body.text();
             statuses.push(res.statusCode);
           }
@@ -498,17 +576,37 @@ ${extraRoute}forwardProxy:
 `;
     const reloading = await startProxy(yaml('["*.bw.test"]'), { lookup, file });
     const minted = () => metricValue(reloading.metrics, 'breakwater_tls_certificates_minted_total', {});
-    const get = async () => (await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', files.ca, '-x', reloading.url, `https://reload.bw.test:${upstreamPort}/r`])).stdout;
+    const get = async () =>
+      (
+        await run('curl', [
+          '-sS',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_code}',
+          '--cacert',
+          files.ca,
+          '-x',
+          reloading.url,
+          `https://reload.bw.test:${upstreamPort}/r`,
+        ])
+      ).stdout;
     try {
       expect(await get()).toBe('200');
       expect(await minted()).toBe(1);
       // Another route, the same intercept section: the leaf is kept.
-      writeFileSync(file, `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml('["*.bw.test"]', '  - { name: more, match: { host: more.example } }\n')}`);
+      writeFileSync(
+        file,
+        `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml('["*.bw.test"]', '  - { name: more, match: { host: more.example } }\n')}`,
+      );
       expect(await reloading.app.reload('test')).toMatchObject({ result: 'success' });
       expect(await get()).toBe('200');
       expect(await minted()).toBe(1);
       // intercept.hosts changed: a new interceptor, a new leaf.
-      writeFileSync(file, `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml('["*.bw.test", "x.example"]')}`);
+      writeFileSync(
+        file,
+        `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml('["*.bw.test", "x.example"]')}`,
+      );
       expect(await reloading.app.reload('test')).toMatchObject({ result: 'success' });
       expect(await get()).toBe('200');
       expect(await minted()).toBe(2);

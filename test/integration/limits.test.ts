@@ -43,7 +43,13 @@ function raw(bytes: string): Promise<string> {
 /** A raw answer as the TestResponse that expectProblem reads. */
 function asResponse(answer: { status: number; headers: Record<string, string>; body: string }): TestResponse {
   const body = Buffer.from(answer.body);
-  return { status: answer.status, headers: answer.headers, body, text: answer.body, json: <T>() => JSON.parse(answer.body) as T };
+  return {
+    status: answer.status,
+    headers: answer.headers,
+    body,
+    text: answer.body,
+    json: <T>() => JSON.parse(answer.body) as T,
+  };
 }
 
 function parseRaw(answer: string): { status: number; headers: Record<string, string>; body: string } {
@@ -61,13 +67,23 @@ describe('request limits', () => {
   it('refuses a Content-Length above maxBodySize with 413 before reading it', async () => {
     const seen = upstream.requests.length;
     const res = await request(`${proxy.url}/upload`, { method: 'POST', body: Buffer.alloc(2048, 1) });
-    expectProblem(res, 'PAYLOAD_TOO_LARGE', { instance: '/upload', route: 'r', upstream: 'u', attempts: 0, detail: /\(2048 bytes\) is larger than limits.maxBodySize \(1024 bytes\)/ });
+    expectProblem(res, 'PAYLOAD_TOO_LARGE', {
+      instance: '/upload',
+      route: 'r',
+      upstream: 'u',
+      attempts: 0,
+      detail: /\(2048 bytes\) is larger than limits.maxBodySize \(1024 bytes\)/,
+    });
     expect(res.headers.connection).toBe('close');
     expect(upstream.requests.length).toBe(seen);
   });
 
   it('refuses a chunked body that grows past maxBodySize with 413, and the upstream never gets a complete body', async () => {
-    const res = await request(`${proxy.url}/upload-chunked`, { method: 'POST', body: Buffer.alloc(4096, 2), chunked: true });
+    const res = await request(`${proxy.url}/upload-chunked`, {
+      method: 'POST',
+      body: Buffer.alloc(4096, 2),
+      chunked: true,
+    });
     expectProblem(res, 'PAYLOAD_TOO_LARGE', { route: 'r', upstream: 'u', attempts: 1 });
     const received = upstream.requests.filter((r) => r.url === '/upload-chunked');
     for (const r of received) expect(r.bodyComplete && r.body.length === 4096).toBe(false);
@@ -81,8 +97,17 @@ describe('request limits', () => {
 
   it('refuses both Content-Length and Transfer-Encoding with BAD_REQUEST, and never forwards it', async () => {
     const seen = upstream.requests.length;
-    const answer = parseRaw(await raw('POST /smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'));
-    expectProblem(asResponse(answer), 'BAD_REQUEST', { route: null, upstream: null, attempts: 0, detail: /Transfer-Encoding can't be present with Content-Length/ });
+    const answer = parseRaw(
+      await raw(
+        'POST /smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+      ),
+    );
+    expectProblem(asResponse(answer), 'BAD_REQUEST', {
+      route: null,
+      upstream: null,
+      attempts: 0,
+      detail: /Transfer-Encoding can't be present with Content-Length/,
+    });
     expect(answer.headers.connection).toBe('close');
     expect(upstream.requests.length).toBe(seen);
   });
@@ -94,15 +119,33 @@ describe('request limits', () => {
 
   it('refuses bad chunked encoding with BAD_REQUEST, and never forwards it', async () => {
     const seen = upstream.requests.length;
-    const answer = parseRaw(await raw('POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n'));
-    expectProblem(asResponse(answer), 'BAD_REQUEST', { route: null, upstream: null, attempts: 0, detail: /chunk size/ });
+    const answer = parseRaw(
+      await raw('POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n'),
+    );
+    expectProblem(asResponse(answer), 'BAD_REQUEST', {
+      route: null,
+      upstream: null,
+      attempts: 0,
+      detail: /chunk size/,
+    });
     expect(upstream.requests.length).toBe(seen);
   });
 
   it('refuses headers above maxHeaderSize with 431 HEADERS_TOO_LARGE', async () => {
-    const before = await metricValue(proxy.metrics, 'breakwater_requests_total', { route: '', method: 'OTHER', code: '431' });
+    const before = await metricValue(proxy.metrics, 'breakwater_requests_total', {
+      route: '',
+      method: 'OTHER',
+      code: '431',
+    });
     const answer = parseRaw(await raw(`GET / HTTP/1.1\r\nHost: x\r\nCookie: ${'a'.repeat(4096)}\r\n\r\n`));
-    expectProblem(asResponse(answer), 'HEADERS_TOO_LARGE', { route: null, upstream: null, attempts: 0, detail: /limits.maxHeaderSize \(2048 bytes\)/ });
-    expect(await metricValue(proxy.metrics, 'breakwater_requests_total', { route: '', method: 'OTHER', code: '431' })).toBe(before + 1);
+    expectProblem(asResponse(answer), 'HEADERS_TOO_LARGE', {
+      route: null,
+      upstream: null,
+      attempts: 0,
+      detail: /limits.maxHeaderSize \(2048 bytes\)/,
+    });
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_requests_total', { route: '', method: 'OTHER', code: '431' }),
+    ).toBe(before + 1);
   });
 });

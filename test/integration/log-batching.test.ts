@@ -33,7 +33,11 @@ describe('batched stdout logging', () => {
 
   it('writes a lone access line without waiting for a full batch', async () => {
     expect((await request(`${replica.url}/one`)).status).toBe(200);
-    await waitUntil(() => accessLines(replica).some((line) => line.includes('"path":"/one"')), 5_000, 'the access line of /one');
+    await waitUntil(
+      () => accessLines(replica).some((line) => line.includes('"path":"/one"')),
+      5_000,
+      'the access line of /one',
+    );
   });
 
   it('writes every line of a burst, each whole', async () => {

@@ -37,7 +37,9 @@ const value = (name: string, labels: Record<string, string>) => metricValue(prox
 
 describe('metrics', () => {
   it('creates the known series at zero when the config loads', async () => {
-    expect(await value('breakwater_upstream_attempts_total', { route: 'search', upstream: 'api', outcome: 'timeout' })).toBe(0);
+    expect(
+      await value('breakwater_upstream_attempts_total', { route: 'search', upstream: 'api', outcome: 'timeout' }),
+    ).toBe(0);
     const text = (await request(`${proxy.adminUrl}/metrics`)).text;
     expect(text).toContain('breakwater_upstream_attempts_total{route="search",upstream="api",outcome="reset"} 0');
     expect(text).toContain('breakwater_retries_total{route="payments",reason="http_5xx"} 0');
@@ -51,8 +53,12 @@ describe('metrics', () => {
     const beforePost = await value('breakwater_requests_total', { route: 'payments', method: 'POST', code: '503' });
     for (let i = 0; i < 7; i++) await request(`${proxy.url}/pay/ok`);
     for (let i = 0; i < 3; i++) await request(`${proxy.url}/pay/503`, { method: 'POST', body: 'x' });
-    expect(await value('breakwater_requests_total', { route: 'payments', method: 'GET', code: '200' })).toBe(before + 7);
-    expect(await value('breakwater_requests_total', { route: 'payments', method: 'POST', code: '503' })).toBe(beforePost + 3);
+    expect(await value('breakwater_requests_total', { route: 'payments', method: 'GET', code: '200' })).toBe(
+      before + 7,
+    );
+    expect(await value('breakwater_requests_total', { route: 'payments', method: 'POST', code: '503' })).toBe(
+      beforePost + 3,
+    );
   });
 
   it('counts unmatched requests under route ""', async () => {
@@ -68,13 +74,21 @@ describe('metrics', () => {
 
   it('counts each attempt under its classified outcome', async () => {
     const outcomes = ['success', 'http_5xx', 'http_429', 'http_4xx'] as const;
-    const before = await Promise.all(outcomes.map((outcome) => value('breakwater_upstream_attempts_total', { route: 'search', upstream: 'api', outcome })));
+    const before = await Promise.all(
+      outcomes.map((outcome) =>
+        value('breakwater_upstream_attempts_total', { route: 'search', upstream: 'api', outcome }),
+      ),
+    );
     await request(`${proxy.url}/search/ok`);
     await request(`${proxy.url}/search/503`);
     await request(`${proxy.url}/search/429`);
     await request(`${proxy.url}/search/404`);
     await request(`${proxy.url}/search/404`);
-    const after = await Promise.all(outcomes.map((outcome) => value('breakwater_upstream_attempts_total', { route: 'search', upstream: 'api', outcome })));
+    const after = await Promise.all(
+      outcomes.map((outcome) =>
+        value('breakwater_upstream_attempts_total', { route: 'search', upstream: 'api', outcome }),
+      ),
+    );
     expect(after.map((v, i) => v - before[i]!)).toEqual([1, 1, 1, 2]);
   });
 
@@ -86,7 +100,9 @@ describe('metrics', () => {
 
   it('serves OpenMetrics when asked, and Prometheus text still names the counters right afterwards', async () => {
     await request(`${proxy.url}/pay/ok`);
-    const open = await request(`${proxy.adminUrl}/metrics`, { headers: { accept: 'application/openmetrics-text; version=1.0.0' } });
+    const open = await request(`${proxy.adminUrl}/metrics`, {
+      headers: { accept: 'application/openmetrics-text; version=1.0.0' },
+    });
     expect(open.headers['content-type']).toMatch(/^application\/openmetrics-text; version=1.0.0/);
     expect(open.text).toContain('# TYPE breakwater_requests counter');
     expect(open.text).toMatch(/^breakwater_requests_total\{route="payments",method="GET",code="200"\} \d+$/m);

@@ -46,8 +46,13 @@ async function startBucketProvider(dialect: 'shopify' | 'salesforce', capacity: 
     if (over) tooMany += 1;
     else level += 1;
     const used = Math.ceil(level);
-    const headers: http.OutgoingHttpHeaders = dialect === 'shopify' ? { 'x-shopify-shop-api-call-limit': `${used}/${capacity}` } : { 'sforce-limit-info': `api-usage=${used}/${capacity}` };
-    return over ? { kind: 'respond', status: 429, headers, body: 'too many' } : { kind: 'respond', status: 200, headers, body: 'ok' };
+    const headers: http.OutgoingHttpHeaders =
+      dialect === 'shopify'
+        ? { 'x-shopify-shop-api-call-limit': `${used}/${capacity}` }
+        : { 'sforce-limit-info': `api-usage=${used}/${capacity}` };
+    return over
+      ? { kind: 'respond', status: 429, headers, body: 'too many' }
+      : { kind: 'respond', status: 200, headers, body: 'ok' };
   });
   return { upstream, tooMany: () => tooMany };
 }
@@ -165,7 +170,11 @@ routes:
   });
 
   it("caps the pause at the routes' retry.retryAfter.max", async () => {
-    const upstream = await startFaultUpstream((n) => (n === 1 ? { kind: 'respond', status: 429, headers: { 'retry-after': '20' }, body: 'slow down' } : { kind: 'respond', body: 'ok' }));
+    const upstream = await startFaultUpstream((n) =>
+      n === 1
+        ? { kind: 'respond', status: 429, headers: { 'retry-after': '20' }, body: 'slow down' }
+        : { kind: 'respond', body: 'ok' },
+    );
     provider = { upstream, tooMany: () => 0 };
     proxy = await startProxy(`version: 1
 defaults: { retry: { maxRetries: 0, retryAfter: { max: 1s } } }
@@ -234,7 +243,12 @@ routes:
     const started = Date.now();
     const res = await request(`${proxy.url}/wait`);
     expect(Date.now() - started).toBeLessThan(2000);
-    const body = expectProblem(res, 'RATE_LIMITED', { route: 'api', upstream: 'provider', attempts: 0, detail: /more than pacing.maxWait/ });
+    const body = expectProblem(res, 'RATE_LIMITED', {
+      route: 'api',
+      upstream: 'provider',
+      attempts: 0,
+      detail: /more than pacing.maxWait/,
+    });
     expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(29);
     expect(body.retryAfterSeconds).toBe(Number(res.headers['retry-after']));
     expect(upstream.requests.map((r) => r.url)).toEqual(['/learn']);
@@ -261,7 +275,9 @@ describe('scopes and shared pacing', () => {
         'x-ratelimit-remaining': String(Math.max(0, limit - window.used)),
         'x-ratelimit-reset': String(Math.ceil((window.start + WINDOW_MS - now) / 1000)),
       };
-      return over ? { kind: 'respond', status: 429, headers, body: 'too many' } : { kind: 'respond', headers, body: 'ok' };
+      return over
+        ? { kind: 'respond', status: 429, headers, body: 'too many' }
+        : { kind: 'respond', headers, body: 'ok' };
     });
     provider = { upstream, tooMany: () => tooMany };
     proxy = await startProxy(`version: 1
@@ -281,14 +297,21 @@ routes:
     expect(tooMany).toBe(0);
     expect(statuses.every((s) => s === 200)).toBe(true);
     const lines = proxy.accessLogs();
-    const paced = (prefix: string) => lines.filter((line) => (line.path as string).startsWith(prefix) && (line.flags as string[]).includes('PACED')).length;
+    const paced = (prefix: string) =>
+      lines.filter((line) => (line.path as string).startsWith(prefix) && (line.flags as string[]).includes('PACED'))
+        .length;
     expect(paced('/search/')).toBeGreaterThan(0);
     expect(paced('/repos/')).toBe(0); // core has room: the search quota never slows it
-    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { upstreams: { pacing: { scope: string; limit: number | null }[] }[] };
+    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as {
+      upstreams: { pacing: { scope: string; limit: number | null }[] }[];
+    };
     const known = status.upstreams[0]!.pacing.filter((p) => p.limit !== null);
     expect(known.map((p) => `${p.scope}:${p.limit}`).sort()).toEqual(['core:1000', 'search:5']);
     // The quota gauge, read at scrape: one series per scope.
-    const core = await metricValue(proxy.metrics, 'breakwater_upstream_quota_remaining', { upstream: 'github', scope: 'core' });
+    const core = await metricValue(proxy.metrics, 'breakwater_upstream_quota_remaining', {
+      upstream: 'github',
+      scope: 'core',
+    });
     expect(core).toBeGreaterThan(900);
     expect(core).toBeLessThan(1000);
     const text = (await proxy.metrics.render(false)).body;
@@ -450,11 +473,16 @@ upstreams:
 routes:
   - { name: api, upstream: provider }
 `);
-      const statuses = await Promise.all(Array.from({ length: 60 }, () => request(`${proxy!.url}/x`).then((r) => r.status)));
+      const statuses = await Promise.all(
+        Array.from({ length: 60 }, () => request(`${proxy!.url}/x`).then((r) => r.status)),
+      );
       expect(statuses.every((s) => s === 200)).toBe(true);
       // Every update went through Redis: none gave up on a contended compare-and-set.
       expect(proxy.logs().filter((line) => String(line.msg).startsWith('shared pacing unavailable'))).toEqual([]);
-      const stored = JSON.parse((await redis.client().get('breakwater:pacing:provider::'))!) as { s: { answered: number; remaining: number }; f: Record<string, unknown> };
+      const stored = JSON.parse((await redis.client().get('breakwater:pacing:provider::'))!) as {
+        s: { answered: number; remaining: number };
+        f: Record<string, unknown>;
+      };
       expect(stored.s.answered).toBe(60);
       expect(stored.s.remaining).toBe(940);
       expect(stored.f).toEqual({}); // nothing left in flight

@@ -44,7 +44,13 @@ function raw(path: string): Promise<TestResponse> {
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => {
         const body = Buffer.concat(chunks);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text: body.toString(), json: <T>() => JSON.parse(body.toString()) as T });
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body,
+          text: body.toString(),
+          json: <T>() => JSON.parse(body.toString()) as T,
+        });
       });
     });
     req.on('error', reject);
@@ -80,7 +86,12 @@ describe('path normalization', () => {
     const before = api.requests.length + admin.requests.length;
     for (const path of ['/../admin', '/api/../../admin', '/%2e%2e/admin', '/api/./../..']) {
       const res = await raw(path);
-      expectProblem(res, 'BAD_REQUEST', { route: null, upstream: null, attempts: 0, detail: /cannot be routed: its dot segments climb above the root\.$/ });
+      expectProblem(res, 'BAD_REQUEST', {
+        route: null,
+        upstream: null,
+        attempts: 0,
+        detail: /cannot be routed: its dot segments climb above the root\.$/,
+      });
     }
     expect(api.requests.length + admin.requests.length).toBe(before);
   });

@@ -61,7 +61,12 @@ const queued = (proxy: TestProxy, route: string) =>
     .rateLimit!.queueDepth();
 
 /** Sends a request and waits until it waits in the route's queue; `response` is its eventual answer. */
-async function enqueue(proxy: TestProxy, route: string, path: string, priority?: string): Promise<{ response: Promise<TestResponse> }> {
+async function enqueue(
+  proxy: TestProxy,
+  route: string,
+  path: string,
+  priority?: string,
+): Promise<{ response: Promise<TestResponse> }> {
   const before = queued(proxy, route);
   const response = request(`${proxy.url}${path}`, { headers: priority ? { 'x-breakwater-priority': priority } : {} });
   await waitUntil(() => queued(proxy, route) === before + 1, 10_000, `${path} queued`);
@@ -91,20 +96,40 @@ describe.each([
     for (let i = 1; i <= 3; i++) waiting.push((await enqueue(proxy, 'api', `/api/c${i}`, 'critical')).response);
     for (let i = 1; i <= 3; i++) waiting.push((await enqueue(proxy, 'api', `/api/n${i}`)).response);
     // /status shows who waits, by class.
-    const status = (await request(`${proxy.adminUrl}/status`)).json<{ routes: { name: string; rateLimit: { queued: number; queuedByClass: Record<string, number> } }[] }>();
-    expect(status.routes.find((r) => r.name === 'api')!.rateLimit).toMatchObject({ queued: 26, queuedByClass: { critical: 3, normal: 3, batch: 20 } });
+    const status = (await request(`${proxy.adminUrl}/status`)).json<{
+      routes: { name: string; rateLimit: { queued: number; queuedByClass: Record<string, number> } }[];
+    }>();
+    expect(status.routes.find((r) => r.name === 'api')!.rateLimit).toMatchObject({
+      queued: 26,
+      queuedByClass: { critical: 3, normal: 3, batch: 20 },
+    });
     // So does the queue-depth gauge, with a `priority` label because classes are configured.
-    const depth = (priority: string) => metricValue(proxy.metrics, 'breakwater_rate_limit_queue_depth', { route: 'api', priority });
+    const depth = (priority: string) =>
+      metricValue(proxy.metrics, 'breakwater_rate_limit_queue_depth', { route: 'api', priority });
     expect([await depth('critical'), await depth('normal'), await depth('batch')]).toEqual([3, 3, 20]);
     expect((await proxy.metrics.render(false)).body).not.toMatch(/^breakwater_rate_limit_queue_depth\{route="api"\}/m);
     releaseGate();
     expect((await gate).status).toBe(200);
     for (const response of await Promise.all(waiting)) expect(response.status).toBe(200);
-    expect(seen(from)).toEqual(['gate', 'c1', 'c2', 'c3', 'n1', 'n2', 'n3', ...Array.from({ length: 20 }, (_, i) => `b${i + 1}`)]);
+    expect(seen(from)).toEqual([
+      'gate',
+      'c1',
+      'c2',
+      'c3',
+      'n1',
+      'n2',
+      'n3',
+      ...Array.from({ length: 20 }, (_, i) => `b${i + 1}`),
+    ]);
     // The class is the access log's `priority`; the header never reaches the upstream.
     const logged = new Map(proxy.accessLogs().map((line) => [String(line.path), line.priority]));
-    expect([logged.get('/api/c1'), logged.get('/api/n1'), logged.get('/api/b1')]).toEqual(['critical', 'normal', 'batch']);
-    for (const received of upstream.requests.slice(from)) expect(received.headers['x-breakwater-priority']).toBeUndefined();
+    expect([logged.get('/api/c1'), logged.get('/api/n1'), logged.get('/api/b1')]).toEqual([
+      'critical',
+      'normal',
+      'batch',
+    ]);
+    for (const received of upstream.requests.slice(from))
+      expect(received.headers['x-breakwater-priority']).toBeUndefined();
   });
 
   it("lets the header lower a route's class, never raise it; ignores an unknown class", async () => {
@@ -115,7 +140,10 @@ describe.each([
       ['/api/unknown', 'urgent'],
       ['/api/Critical', 'Critical'],
     ];
-    for (const [path, priority] of asked) expect((await request(`${proxy.url}${path!}`, { headers: { 'x-breakwater-priority': priority! } })).status).toBe(200);
+    for (const [path, priority] of asked)
+      expect((await request(`${proxy.url}${path!}`, { headers: { 'x-breakwater-priority': priority! } })).status).toBe(
+        200,
+      );
     const logged = new Map(proxy.accessLogs().map((line) => [String(line.path), line.priority]));
     expect(asked.map(([path]) => logged.get(path!))).toEqual(['batch', 'batch', 'normal', 'normal']);
   });
@@ -142,8 +170,14 @@ describe.each([
       // The old batch request goes first, as one of the highest class; the new one keeps its class.
       expect(seen(from)).toEqual(['gate', 'b-old', 'c1', 'c2', 'b-new']);
       // It keeps its class in the log, flagged PROMOTED (it went ahead of critical ones); the new one was not.
-      expect(guarded.accessLogs().find((line) => line.path === '/api/b-old')).toMatchObject({ priority: 'batch', flags: ['PROMOTED'] });
-      expect(guarded.accessLogs().find((line) => line.path === '/api/b-new')).toMatchObject({ priority: 'batch', flags: [] });
+      expect(guarded.accessLogs().find((line) => line.path === '/api/b-old')).toMatchObject({
+        priority: 'batch',
+        flags: ['PROMOTED'],
+      });
+      expect(guarded.accessLogs().find((line) => line.path === '/api/b-new')).toMatchObject({
+        priority: 'batch',
+        flags: [],
+      });
     } finally {
       await guarded.close();
     }
@@ -160,7 +194,10 @@ describe.each([
       // Every shed series the route can count is there at zero from the start.
       const exposition = (await proxy.metrics.render(false)).body;
       for (const priority of ['critical', 'normal', 'batch']) {
-        for (const reason of ['displaced', 'queue_full', 'queue_timeout']) expect(exposition).toContain(`breakwater_shed_total{route="api",priority="${priority}",reason="${reason}"} 0`);
+        for (const reason of ['displaced', 'queue_full', 'queue_timeout'])
+          expect(exposition).toContain(
+            `breakwater_shed_total{route="api",priority="${priority}",reason="${reason}"} 0`,
+          );
       }
       expect(exposition).not.toContain('reason="max_wait"'); // no pacing here
       const from = upstream.requests.length;
@@ -174,12 +211,30 @@ describe.each([
       expect(displaced.status).toBe(429);
       expect(displaced.json()).toMatchObject({ code: 'RATE_LIMITED' });
       expect(displaced.json<{ detail: string }>().detail).toContain('higher priority class');
-      expect(await metricValue(proxy.metrics, 'breakwater_shed_total', { route: 'api', priority: 'batch', reason: 'displaced' })).toBe(1);
+      expect(
+        await metricValue(proxy.metrics, 'breakwater_shed_total', {
+          route: 'api',
+          priority: 'batch',
+          reason: 'displaced',
+        }),
+      ).toBe(1);
       // Full, and no class below the newcomer's waits: the newcomer itself is refused.
       const another = await request(`${proxy.url}/api/b6`, { headers: { 'x-breakwater-priority': 'batch' } });
       expect(another.status).toBe(429);
-      expect(await metricValue(proxy.metrics, 'breakwater_shed_total', { route: 'api', priority: 'batch', reason: 'queue_full' })).toBe(1);
-      expect(await metricValue(proxy.metrics, 'breakwater_shed_total', { route: 'api', priority: 'batch', reason: 'displaced' })).toBe(1);
+      expect(
+        await metricValue(proxy.metrics, 'breakwater_shed_total', {
+          route: 'api',
+          priority: 'batch',
+          reason: 'queue_full',
+        }),
+      ).toBe(1);
+      expect(
+        await metricValue(proxy.metrics, 'breakwater_shed_total', {
+          route: 'api',
+          priority: 'batch',
+          reason: 'displaced',
+        }),
+      ).toBe(1);
       releaseGate();
       await gate;
       expect((await critical).status).toBe(200);
@@ -229,22 +284,31 @@ routes:
       const current = () => Math.floor((Date.now() - started) / WINDOW);
       await waitUntil(
         () =>
-          seenAt.filter((s) => s.window === current()).length >= 9 && Date.now() - (started + current() * WINDOW) < WINDOW - 600 && seenAt.at(-1)!.path.includes('embeddings') && sent > seenAt.length,
+          seenAt.filter((s) => s.window === current()).length >= 9 &&
+          Date.now() - (started + current() * WINDOW) < WINDOW - 600 &&
+          seenAt.at(-1)!.path.includes('embeddings') &&
+          sent > seenAt.length,
         10_000,
         'batch held at its floor',
       );
       const window = current();
-      const chat = await request(`${proxy.url}/v1/chat/completions`, { headers: { 'x-breakwater-priority': 'critical' } });
+      const chat = await request(`${proxy.url}/v1/chat/completions`, {
+        headers: { 'x-breakwater-priority': 'critical' },
+      });
       expect(chat.status).toBe(200);
       // It went in the same window, past the batch floor, without waiting.
       expect(seenAt.find((s) => s.path === '/v1/chat/completions')).toMatchObject({ window });
-      expect(proxy.accessLogs().find((line) => line.path === '/v1/chat/completions')).toMatchObject({ priority: 'critical', flags: [] });
+      expect(proxy.accessLogs().find((line) => line.path === '/v1/chat/completions')).toMatchObject({
+        priority: 'critical',
+        flags: [],
+      });
       await batch;
       expect(tooMany()).toBe(0);
       expect(statuses.every((status) => status === 200)).toBe(true);
       // Each window the batch traffic saw from its start: about half the quota (the floor, plus what was in flight).
       const perWindow = new Map<number, number>();
-      for (const s of seenAt) if (s.path.includes('embeddings')) perWindow.set(s.window, (perWindow.get(s.window) ?? 0) + 1);
+      for (const s of seenAt)
+        if (s.path.includes('embeddings')) perWindow.set(s.window, (perWindow.get(s.window) ?? 0) + 1);
       const full = [...perWindow.entries()].filter(([w]) => w >= 1 && w <= 2);
       expect(full.length).toBe(2);
       for (const [, count] of full) {
@@ -281,7 +345,8 @@ routes:
     await windowProviders.pop()?.close();
   };
   /** The pacer's waiters by rank (critical, normal, batch), sleeping towards a slot or waiting for their turn. */
-  const waiting = (rank: number) => proxy.app.runtime().upstreams.get('api')!.pacing!.snapshot()[0]?.waitingByRank[rank] ?? 0;
+  const waiting = (rank: number) =>
+    proxy.app.runtime().upstreams.get('api')!.pacing!.snapshot()[0]?.waitingByRank[rank] ?? 0;
   const ranks: Record<string, number> = { critical: 0, normal: 1, batch: 2 };
   const send = async (path: string, priority: string): Promise<{ response: Promise<TestResponse> }> => {
     const before = waiting(ranks[priority]!);
@@ -312,14 +377,19 @@ describe.each([
       const batch: Promise<TestResponse>[] = [];
       for (let i = 1; i <= 5; i++) batch.push((await send(`/batch/${i}`, 'batch')).response);
       expect(sent()).toEqual([]);
-      const critical = [1, 2].map((i) => request(`${proxy.url}/critical/${i}`, { headers: { 'x-breakwater-priority': 'critical' } }));
+      const critical = [1, 2].map((i) =>
+        request(`${proxy.url}/critical/${i}`, { headers: { 'x-breakwater-priority': 'critical' } }),
+      );
       // /status shows the pacer's waiters by class: the batch one sleeping towards its slot and four behind it, then two critical ones.
       const waitingByClass = async () => {
-        const status = (await request(`${proxy.adminUrl}/status`)).json<{ upstreams: { targets: { pacing: { waitingByClass: Record<string, number> }[] }[] }[] }>();
+        const status = (await request(`${proxy.adminUrl}/status`)).json<{
+          upstreams: { targets: { pacing: { waitingByClass: Record<string, number> }[] }[] }[];
+        }>();
         return status.upstreams[0]!.targets[0]!.pacing[0]!.waitingByClass;
       };
       let last = await waitingByClass();
-      for (const stopAt = Date.now() + 5_000; last.critical !== 2 && Date.now() < stopAt;) last = await waitingByClass();
+      for (const stopAt = Date.now() + 5_000; last.critical !== 2 && Date.now() < stopAt;)
+        last = await waitingByClass();
       expect(last).toEqual({ critical: 2, normal: 0, batch: 5 });
       const all = await Promise.all([...batch, ...critical]);
       for (const response of all) expect(response.status).toBe(200);
@@ -329,7 +399,9 @@ describe.each([
       expect(tooMany()).toBe(0);
       // Pacing waits are counted by class (classes are configured): the batch one that waited for the reset at least.
       const byClass = new Map<unknown, number>();
-      proxy.metrics.pacingWait.each((labels, _counts, n) => byClass.set(labels.priority, (byClass.get(labels.priority) ?? 0) + n));
+      proxy.metrics.pacingWait.each((labels, _counts, n) =>
+        byClass.set(labels.priority, (byClass.get(labels.priority) ?? 0) + n),
+      );
       expect(byClass.get('batch')).toBeGreaterThanOrEqual(1);
       expect(byClass.has(undefined)).toBe(false);
       expect((await waitingByClass()).batch).toBe(0);
@@ -357,7 +429,9 @@ describe('local pacing with the starvation guard', () => {
       expect(tooMany()).toBe(0);
       // The two that waited for their turn went ahead of the critical one; the one asleep towards the reset held the turn.
       const flagsOf = (path: string) => proxy.accessLogs().find((line) => line.path === path)?.flags as string[];
-      expect(['/batch/1', '/batch/2', '/batch/3', '/critical/1'].map((path) => flagsOf(path).includes('PROMOTED'))).toEqual([false, true, true, false]);
+      expect(
+        ['/batch/1', '/batch/2', '/batch/3', '/critical/1'].map((path) => flagsOf(path).includes('PROMOTED')),
+      ).toEqual([false, true, true, false]);
     } finally {
       await close();
     }

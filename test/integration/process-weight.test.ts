@@ -42,7 +42,10 @@ describe('what a running process loads', () => {
       'weight.yaml',
       `version: 1\nlisten: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nlogging: { level: info, accessLog: false }\nupstreams:\n  api: { url: "${upstream.url}" }\nroutes:\n  - { name: api, upstream: api }\n`,
     );
-    const replica = await startReplica(config, { nodeArgs: ['--import', preload], env: { ...process.env, BW_LOAD_LOG: log } });
+    const replica = await startReplica(config, {
+      nodeArgs: ['--import', preload],
+      env: { ...process.env, BW_LOAD_LOG: log },
+    });
     try {
       const res = await request(`${replica.url}/x`);
       expect(res.status).toBe(200);

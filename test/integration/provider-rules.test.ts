@@ -33,24 +33,65 @@ const then =
   (k: number): Behaviour =>
     answers[Math.min(k, answers.length) - 1]!;
 
-const OPENAI_QUOTA = { error: { message: 'You exceeded your current quota, please check your plan and billing details.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' } };
-const OPENAI_RATE = { error: { message: 'Rate limit reached for requests', type: 'requests', param: null, code: 'rate_limit_exceeded' } };
+const OPENAI_QUOTA = {
+  error: {
+    message: 'You exceeded your current quota, please check your plan and billing details.',
+    type: 'insufficient_quota',
+    param: null,
+    code: 'insufficient_quota',
+  },
+};
+const OPENAI_RATE = {
+  error: { message: 'Rate limit reached for requests', type: 'requests', param: null, code: 'rate_limit_exceeded' },
+};
 const GITHUB_SECONDARY = {
   message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.',
   documentation_url: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api',
 };
-const GITHUB_FORBIDDEN = { message: 'Resource not accessible by integration', documentation_url: 'https://docs.github.com/rest' };
-const AWS_THROTTLED = { __type: 'com.amazonaws.dynamodb.v20120810#ThrottlingException', message: 'Rate of requests exceeds the allowed throughput.' };
+const GITHUB_FORBIDDEN = {
+  message: 'Resource not accessible by integration',
+  documentation_url: 'https://docs.github.com/rest',
+};
+const AWS_THROTTLED = {
+  __type: 'com.amazonaws.dynamodb.v20120810#ThrottlingException',
+  message: 'Rate of requests exceeds the allowed throughput.',
+};
 const AWS_INVALID = { __type: 'com.amazon.coral.validate#ValidationException', message: '1 validation error detected' };
 const GOOGLE_RATE = {
-  error: { code: 403, message: 'Rate Limit Exceeded', status: 'PERMISSION_DENIED', errors: [{ reason: 'rateLimitExceeded', domain: 'usageLimits', message: 'Rate Limit Exceeded' }] },
+  error: {
+    code: 403,
+    message: 'Rate Limit Exceeded',
+    status: 'PERMISSION_DENIED',
+    errors: [{ reason: 'rateLimitExceeded', domain: 'usageLimits', message: 'Rate Limit Exceeded' }],
+  },
 };
 const STRIPE_DECLINED = {
-  error: { type: 'card_error', code: 'card_declined', decline_code: 'generic_decline', message: 'Your card was declined.', doc_url: 'https://stripe.com/docs/error-codes/card-declined' },
+  error: {
+    type: 'card_error',
+    code: 'card_declined',
+    decline_code: 'generic_decline',
+    message: 'Your card was declined.',
+    doc_url: 'https://stripe.com/docs/error-codes/card-declined',
+  },
 };
 
 /** One upstream (its own breaker and pacer) and one route per case, all to the same fake provider. */
-const CASES = ['quota', 'plain429', 'primary', 'secondary', 'aws', 'google', 'anthropic', 'stripe', 'shouldno', 'shouldyes', 'control', 'rules', 'off', 'proxy'];
+const CASES = [
+  'quota',
+  'plain429',
+  'primary',
+  'secondary',
+  'aws',
+  'google',
+  'anthropic',
+  'stripe',
+  'shouldno',
+  'shouldyes',
+  'control',
+  'rules',
+  'off',
+  'proxy',
+];
 
 beforeAll(async () => {
   provider = await startFaultUpstream((_n, req) => {
@@ -60,8 +101,10 @@ beforeAll(async () => {
     return scripts.get(path)?.(k, req) ?? ok;
   });
   clock = skippingClock();
-  const breaker = '{ failureRate: 50, minimumRequests: 4, openFor: 30s, maxOpenFor: 30s, hold: 0s, shedding: { enabled: false }, failOn: [5xx, "429", "402"] }';
-  const upstream = (name: string, extra = '', cb = breaker) => `  ${name}: { url: "${provider.url}", circuitBreaker: ${cb}${extra} }`;
+  const breaker =
+    '{ failureRate: 50, minimumRequests: 4, openFor: 30s, maxOpenFor: 30s, hold: 0s, shedding: { enabled: false }, failOn: [5xx, "429", "402"] }';
+  const upstream = (name: string, extra = '', cb = breaker) =>
+    `  ${name}: { url: "${provider.url}", circuitBreaker: ${cb}${extra} }`;
   proxy = await startProxy(
     `version: 1
 defaults:
@@ -96,7 +139,8 @@ afterAll(async () => {
   await provider.close();
 });
 
-const transitions = (upstream: string, to = 'open') => metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream, to });
+const transitions = (upstream: string, to = 'open') =>
+  metricValue(proxy.metrics, 'breakwater_circuit_transitions_total', { upstream, to });
 const access = (path: string) =>
   proxy
     .accessLogs()
@@ -112,13 +156,21 @@ describe('the built-in table', () => {
       const res = await request(`${proxy.url}${path}`);
       expect(res.status).toBe(429);
       const body = res.json();
-      expect(body).toMatchObject({ code: 'UPSTREAM_QUOTA_EXHAUSTED', responsibility: 'client', retryable: false, source: 'upstream', attempts: 1 });
+      expect(body).toMatchObject({
+        code: 'UPSTREAM_QUOTA_EXHAUSTED',
+        responsibility: 'client',
+        retryable: false,
+        source: 'upstream',
+        attempts: 1,
+      });
       expect(body.hint).toMatch(/billing/);
       expect((body.provider as Record<string, unknown>).code).toBe('insufficient_quota');
     }
     expect(hits(path)).toBe(6);
     expect(await transitions('quota')).toBe(0);
-    expect(await metricValue(proxy.metrics, 'breakwater_pacing_pauses_total', { upstream: 'quota' })).toBe(pausesBefore);
+    expect(await metricValue(proxy.metrics, 'breakwater_pacing_pauses_total', { upstream: 'quota' })).toBe(
+      pausesBefore,
+    );
     expect(access(path)).toMatchObject({ rule: 'openai-insufficient-quota', attempts: 1 });
     expect(access(path).flags).toContain('PROVIDER_RULE');
   });
@@ -145,7 +197,12 @@ describe('the built-in table', () => {
         json(
           403,
           { message: 'API rate limit exceeded', documentation_url: 'https://docs.github.com' },
-          { 'x-ratelimit-remaining': '0', 'x-ratelimit-limit': '5000', 'x-ratelimit-reset': reset, date: date.toUTCString() },
+          {
+            'x-ratelimit-remaining': '0',
+            'x-ratelimit-limit': '5000',
+            'x-ratelimit-reset': reset,
+            date: date.toUTCString(),
+          },
         ),
         ok,
       ),
@@ -159,7 +216,9 @@ describe('the built-in table', () => {
     const waited = clock.sleeps.slice(sleeps).reduce((sum, ms) => sum + ms, 0);
     expect(waited).toBeGreaterThanOrEqual(29_000);
     expect(waited).toBeLessThan(31_000 + 200);
-    expect(await metricValue(proxy.metrics, 'breakwater_pacing_pauses_total', { upstream: 'primary' })).toBe(pausesBefore + 1);
+    expect(await metricValue(proxy.metrics, 'breakwater_pacing_pauses_total', { upstream: 'primary' })).toBe(
+      pausesBefore + 1,
+    );
     expect(access(path)).toMatchObject({ rule: 'github-primary-rate-limit', attempts: 2, status: 200 });
   });
 
@@ -178,7 +237,12 @@ describe('the built-in table', () => {
     scripts.set(path, () => json(429, GITHUB_SECONDARY, { 'retry-after': '600' }));
     const res = await request(`${proxy.url}${path}`);
     expect(res.status).toBe(429);
-    expect(res.json()).toMatchObject({ code: 'UPSTREAM_RATE_LIMITED', retryable: true, retryAfterSeconds: 600, attempts: 1 });
+    expect(res.json()).toMatchObject({
+      code: 'UPSTREAM_RATE_LIMITED',
+      retryable: true,
+      retryAfterSeconds: 600,
+      attempts: 1,
+    });
     expect(hits(path)).toBe(1);
   });
 
@@ -194,7 +258,11 @@ describe('the built-in table', () => {
   it('retries an AWS 400 ThrottlingException with backoff; control: a 400 ValidationException is not retried', async () => {
     const path = '/aws/';
     scripts.set(path, then(json(400, AWS_THROTTLED, { 'content-type': 'application/x-amz-json-1.0' }), ok));
-    const res = await request(`${proxy.url}${path}`, { method: 'POST', body: '{}', headers: { 'idempotency-key': 'k' } });
+    const res = await request(`${proxy.url}${path}`, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'idempotency-key': 'k' },
+    });
     expect(res.status).toBe(200);
     expect(hits(path)).toBe(2);
     const invalid = '/aws/invalid';
@@ -226,7 +294,12 @@ describe('the built-in table', () => {
     scripts.set(once, () => overloaded);
     const failed = await request(`${proxy.url}${once}`);
     expect(failed.status).toBe(529);
-    expect(failed.json()).toMatchObject({ code: 'UPSTREAM_UNAVAILABLE', responsibility: 'upstream', retryable: true, attempts: 3 });
+    expect(failed.json()).toMatchObject({
+      code: 'UPSTREAM_UNAVAILABLE',
+      responsibility: 'upstream',
+      retryable: true,
+      attempts: 3,
+    });
     const path = '/anthropic/v1/messages';
     scripts.set(path, then(overloaded, ok));
     expect((await request(`${proxy.url}${path}`)).status).toBe(200);
@@ -245,10 +318,19 @@ describe('the built-in table', () => {
     const path = '/stripe/v1/charges';
     scripts.set(path, () => json(402, STRIPE_DECLINED));
     for (let i = 0; i < 6; i++) {
-      const res = await request(`${proxy.url}${path}`, { method: 'POST', body: '{}', headers: { 'idempotency-key': `c${i}` } });
+      const res = await request(`${proxy.url}${path}`, {
+        method: 'POST',
+        body: '{}',
+        headers: { 'idempotency-key': `c${i}` },
+      });
       expect(res.status).toBe(402);
       const body = res.json();
-      expect(body).toMatchObject({ code: 'UPSTREAM_CLIENT_ERROR', responsibility: 'client', retryable: false, attempts: 1 });
+      expect(body).toMatchObject({
+        code: 'UPSTREAM_CLIENT_ERROR',
+        responsibility: 'client',
+        retryable: false,
+        attempts: 1,
+      });
       expect((body.provider as Record<string, unknown>).code).toBe('card_declined');
     }
     expect(hits(path)).toBe(6);
@@ -262,8 +344,13 @@ describe('the built-in table', () => {
     expect(hits(no)).toBe(1);
     expect(access(no).rule).toBe('should-retry-false');
     const yes = '/shouldyes/x';
-    scripts.set(yes, then({ kind: 'respond', status: 409, headers: { 'stripe-should-retry': 'true' }, body: 'lock' }, ok));
-    expect((await request(`${proxy.url}${yes}`, { method: 'POST', body: '{}', headers: { 'idempotency-key': 'y' } })).status).toBe(200);
+    scripts.set(
+      yes,
+      then({ kind: 'respond', status: 409, headers: { 'stripe-should-retry': 'true' }, body: 'lock' }, ok),
+    );
+    expect(
+      (await request(`${proxy.url}${yes}`, { method: 'POST', body: '{}', headers: { 'idempotency-key': 'y' } })).status,
+    ).toBe(200);
     expect(hits(yes)).toBe(2);
     // Still within the retry rules: a POST without Idempotency-Key is not sent again.
     const unsafe = '/shouldyes/unsafe';
@@ -295,7 +382,12 @@ describe('errorRules and providerRules: off', () => {
     scripts.set(path, () => ({ kind: 'respond', status: 503, headers: { 'x-app-fault': 'YES' }, body: 'bad input' }));
     for (let i = 0; i < 5; i++) {
       const res = await request(`${proxy.url}${path}`);
-      expect(res.json()).toMatchObject({ code: 'UPSTREAM_UNAVAILABLE', responsibility: 'client', retryable: false, attempts: 1 });
+      expect(res.json()).toMatchObject({
+        code: 'UPSTREAM_UNAVAILABLE',
+        responsibility: 'client',
+        retryable: false,
+        attempts: 1,
+      });
     }
     expect(hits(path)).toBe(5);
     expect(await transitions('rules')).toBe(0);
@@ -328,7 +420,16 @@ describe('the answer itself', () => {
   it('passes the provider’s bytes through unchanged with normalize: proxy, gzip included, while the decision still applies', async () => {
     const path = '/proxy/v1/chat';
     const gzipped = gzipSync(JSON.stringify(OPENAI_QUOTA));
-    scripts.set(path, () => ({ kind: 'respond', status: 429, headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': String(gzipped.length) }, body: gzipped }));
+    scripts.set(path, () => ({
+      kind: 'respond',
+      status: 429,
+      headers: {
+        'content-type': 'application/json',
+        'content-encoding': 'gzip',
+        'content-length': String(gzipped.length),
+      },
+      body: gzipped,
+    }));
     const res = await request(`${proxy.url}${path}`, { headers: { 'accept-encoding': 'gzip' } });
     expect(res.status).toBe(429);
     expect(res.headers['content-encoding']).toBe('gzip');
@@ -339,8 +440,15 @@ describe('the answer itself', () => {
 
   it('sends a large error body whole: the read part first, then the rest', async () => {
     const path = '/proxy/v1/big';
-    const big = JSON.stringify({ error: { type: 'insufficient_quota', code: 'insufficient_quota', param: null, message: 'x'.repeat(400_000) } });
-    scripts.set(path, () => ({ kind: 'respond', status: 429, headers: { 'content-type': 'application/json' }, body: big }));
+    const big = JSON.stringify({
+      error: { type: 'insufficient_quota', code: 'insufficient_quota', param: null, message: 'x'.repeat(400_000) },
+    });
+    scripts.set(path, () => ({
+      kind: 'respond',
+      status: 429,
+      headers: { 'content-type': 'application/json' },
+      body: big,
+    }));
     const res = await request(`${proxy.url}${path}`);
     expect(res.status).toBe(429);
     expect(res.text).toBe(big);
@@ -361,7 +469,10 @@ routes:
   it('cuts a stalled error body at the per-try deadline: UPSTREAM_TIMEOUT, no hang', async () => {
     const path = '/stalled';
     // A 429 the OpenAI rule must read: its body starts and then stalls.
-    scripts.set(path, () => ({ kind: 'custom', handle: (_req, res) => res.writeHead(429, { 'content-type': 'application/json' }).write('{"error": {') }));
+    scripts.set(path, () => ({
+      kind: 'custom',
+      handle: (_req, res) => res.writeHead(429, { 'content-type': 'application/json' }).write('{"error": {'),
+    }));
     const started = Date.now();
     const res = await request(`${guarded.url}${path}`);
     expect(res.status).toBe(504);
@@ -372,7 +483,16 @@ routes:
   it('decodes at most the cap of a compressed error body (a 20 MB gzip bomb is answered, not expanded)', async () => {
     const path = '/bomb';
     const bomb = gzipSync(Buffer.alloc(20 * 1024 * 1024, 0x20));
-    scripts.set(path, () => ({ kind: 'respond', status: 400, headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': String(bomb.length) }, body: bomb }));
+    scripts.set(path, () => ({
+      kind: 'respond',
+      status: 400,
+      headers: {
+        'content-type': 'application/json',
+        'content-encoding': 'gzip',
+        'content-length': String(bomb.length),
+      },
+      body: bomb,
+    }));
     const before = process.memoryUsage().rss;
     const res = await request(`${guarded.url}${path}`, { headers: { 'accept-encoding': 'gzip' } });
     expect(res.status).toBe(400);

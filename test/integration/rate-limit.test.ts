@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, waitUntil, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { expectProblem } from '../helpers/problem.js';
 import { metricValue, request, startProxy, type TestProxy } from '../helpers/proxy.js';
-import { MAX_KEYS } from '../../src/policy/rate-limit/rate-limit.js';
+import { MAX_KEYS } from '../../src/policy/rate-limit/limiters.js';
 
 let upstream: FaultUpstream;
 let proxy: TestProxy;
@@ -87,13 +87,20 @@ describe('rate limits', () => {
     expect(ok.length).toBeGreaterThanOrEqual(5);
     expect(ok.length).toBeLessThanOrEqual(7); // 5, plus what refilled meanwhile at 5/s
     for (const res of refused) {
-      const body = expectProblem(res, 'RATE_LIMITED', { route: 'bucket', upstream: 'u', attempts: 0, detail: /Route 'bucket' is rate limited/ });
+      const body = expectProblem(res, 'RATE_LIMITED', {
+        route: 'bucket',
+        upstream: 'u',
+        attempts: 0,
+        detail: /Route 'bucket' is rate limited/,
+      });
       expect(res.headers['retry-after']).toBe('1');
       expect(body.retryAfterSeconds).toBe(1);
       expect(res.headers['ratelimit-policy']).toBe('"bucket";q=5;w=1');
       expect(res.headers['ratelimit']).toBe('"bucket";r=0;t=1');
     }
-    expect((await metricValue(proxy.metrics, 'breakwater_rate_limited_total', { route: 'bucket' })) - limitedBefore).toBe(refused.length);
+    expect(
+      (await metricValue(proxy.metrics, 'breakwater_rate_limited_total', { route: 'bucket' })) - limitedBefore,
+    ).toBe(refused.length);
     const line = proxy.accessLogs().find((entry) => entry.requestId === refused[0]!.headers['x-request-id'])!;
     expect(line.flags).toContain('RATE_LIMITED');
   });
@@ -126,7 +133,12 @@ describe('rate limits', () => {
     const started = Date.now();
     const second = await request(`${proxy.url}/slow/timeout/2`);
     const waited = Date.now() - started;
-    expectProblem(second, 'RATE_LIMITED', { route: 'queue-timeout', upstream: 'u', attempts: 0, detail: /within queue.timeout \(200 ms\)/ });
+    expectProblem(second, 'RATE_LIMITED', {
+      route: 'queue-timeout',
+      upstream: 'u',
+      attempts: 0,
+      detail: /within queue.timeout \(200 ms\)/,
+    });
     expect(waited).toBeGreaterThanOrEqual(190);
     expect(waited).toBeLessThan(3000);
     expect((await first).status).toBe(200);
@@ -139,7 +151,12 @@ describe('rate limits', () => {
     const second = request(`${proxy.url}/slow/full/2`); // waits in the queue
     await waitUntil(() => route('queue-full').rateLimit!.queueDepth() === 1, 5000, 'the second request to queue');
     const third = await request(`${proxy.url}/slow/full/3`);
-    expectProblem(third, 'RATE_LIMITED', { route: 'queue-full', upstream: 'u', attempts: 0, detail: /queue is full \(queue.size 1\)/ });
+    expectProblem(third, 'RATE_LIMITED', {
+      route: 'queue-full',
+      upstream: 'u',
+      attempts: 0,
+      detail: /queue is full \(queue.size 1\)/,
+    });
     expect((await first).status).toBe(200);
     expect((await second).status).toBe(200);
   });
@@ -179,12 +196,18 @@ describe('rate limits', () => {
     expect((await request(`${proxy.url}/tenant/x`, { headers: { 'x-tenant': 'uploader' } })).status).toBe(200);
     // The second request of this tenant is refused; its 1 MB body is announced but never sent.
     const answer = await new Promise<string>((resolve, reject) => {
-      const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1', () => socket.write('POST /tenant/upload HTTP/1.1\r\nHost: x\r\nX-Tenant: uploader\r\nContent-Length: 1000000\r\n\r\n'));
+      const socket = net.connect(Number(new URL(proxy.url).port), '127.0.0.1', () =>
+        socket.write(
+          'POST /tenant/upload HTTP/1.1\r\nHost: x\r\nX-Tenant: uploader\r\nContent-Length: 1000000\r\n\r\n',
+        ),
+      );
       let text = '';
       socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
       socket.on('close', () => resolve(text));
       socket.on('error', reject);
-      socket.setTimeout(10_000, () => socket.destroy(new Error('the proxy kept the connection open, waiting to drain the body')));
+      socket.setTimeout(10_000, () =>
+        socket.destroy(new Error('the proxy kept the connection open, waiting to drain the body')),
+      );
     });
     expect(answer).toMatch(/^HTTP\/1\.1 429/);
     expect(answer).toMatch(/\r\nconnection: close\r\n/i);

@@ -27,7 +27,9 @@ routes:
   - { name: tenants, upstream: u, rateLimit: { rate: 5/min, burst: 5, maxConcurrent: 4, key: "header:X-Tenant", queue: { size: 0 }, shared: true } }
 `;
   // One seed node is enough: the rest of the cluster is discovered.
-  replicas.push(...(await Promise.all([startReplica(writeTemp('c-a.yaml', yaml)), startReplica(writeTemp('c-b.yaml', yaml))])));
+  replicas.push(
+    ...(await Promise.all([startReplica(writeTemp('c-a.yaml', yaml)), startReplica(writeTemp('c-b.yaml', yaml))])),
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -42,7 +44,9 @@ describe('redis.cluster', () => {
     for (const replica of replicas) {
       // Both share through the cluster (the Redis lines of its log say why not, if it never does).
       const deadline = Date.now() + 15_000;
-      while ((await request(`${replica.adminUrl}/status`)).json<{ redis: { state: string } }>().redis.state !== 'ready') {
+      while (
+        (await request(`${replica.adminUrl}/status`)).json<{ redis: { state: string } }>().redis.state !== 'ready'
+      ) {
         if (Date.now() > deadline)
           throw new Error(
             `a replica never shared through the cluster:\n${replica
@@ -57,7 +61,8 @@ describe('redis.cluster', () => {
     }
     for (const tenant of tenants) {
       const statuses: number[] = [];
-      for (let i = 0; i < 10; i++) statuses.push((await request(`${replicas[i % 2]!.url}/x`, { headers: { 'x-tenant': tenant } })).status);
+      for (let i = 0; i < 10; i++)
+        statuses.push((await request(`${replicas[i % 2]!.url}/x`, { headers: { 'x-tenant': tenant } })).status);
       const ok = statuses.filter((s) => s === 200).length;
       expect(ok, tenant).toBeGreaterThanOrEqual(5);
       expect(ok, tenant).toBeLessThanOrEqual(6); // +1 if a token refilled (one per 12 s)
@@ -68,12 +73,19 @@ describe('redis.cluster', () => {
       expect(text).toMatch(/^breakwater_rate_limit_degraded_total\{route="tenants"\} 0$/m);
     }
     // Every tenant's bucket is in the cluster, on one slot with its lease set; each master holds some.
-    const perNode = await cluster.eachNode(async (client) => (await client.keys('breakwater:rl:*')).filter((key) => key.endsWith(':tokens')));
+    const perNode = await cluster.eachNode(async (client) =>
+      (await client.keys('breakwater:rl:*')).filter((key) => key.endsWith(':tokens')),
+    );
     expect(perNode.flat()).toHaveLength(tenants.length);
     expect(perNode.filter((keys) => keys.length > 0).length).toBe(3);
     const slots = await cluster.eachNode(async (client) => {
       const keys = await client.keys('breakwater:rl:*');
-      return Promise.all(keys.map(async (key) => [key.replace(/:(tokens|slots)$/, ''), Number(await client.call('CLUSTER', 'KEYSLOT', key))] as const));
+      return Promise.all(
+        keys.map(
+          async (key) =>
+            [key.replace(/:(tokens|slots)$/, ''), Number(await client.call('CLUSTER', 'KEYSLOT', key))] as const,
+        ),
+      );
     });
     const slotOf = new Map<string, Set<number>>();
     for (const [limiter, slot] of slots.flat()) slotOf.set(limiter, (slotOf.get(limiter) ?? new Set()).add(slot));

@@ -31,7 +31,13 @@ function redisServer(args: string[]): ChildProcess {
 }
 
 async function ping(port: number): Promise<string> {
-  const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  const client = new Redis({
+    port,
+    host: '127.0.0.1',
+    lazyConnect: true,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+  });
   client.on('error', () => {});
   try {
     await client.connect();
@@ -113,7 +119,9 @@ routes:
       const known = Date.now();
       for (;;) {
         const replicas = (await watcher.call('SENTINEL', 'replicas', 'mymaster')) as string[][];
-        const entry = replicas.map((fields) => Object.fromEntries(fields.flatMap((_, i) => (i % 2 === 0 ? [[fields[i], fields[i + 1]]] : []))));
+        const entry = replicas.map((fields) =>
+          Object.fromEntries(fields.flatMap((_, i) => (i % 2 === 0 ? [[fields[i], fields[i + 1]]] : []))),
+        );
         if (entry.some((r) => Number(r.port) === replicaPort && r['master-link-status'] === 'ok')) break;
         expect(Date.now() - known).toBeLessThan(25_000);
         await new Promise((resolve) => setTimeout(resolve, 200));

@@ -17,7 +17,11 @@ import { request } from '../helpers/proxy.js';
 let upstream: FaultUpstream;
 
 beforeAll(async () => {
-  upstream = await startFaultUpstream((_n, req) => (req.url?.includes('slow') ? { kind: 'slow-headers', delayMs: 800, body: 'slow done' } : { kind: 'respond', body: `hello ${req.url}` }));
+  upstream = await startFaultUpstream((_n, req) =>
+    req.url?.includes('slow')
+      ? { kind: 'slow-headers', delayMs: 800, body: 'slow done' }
+      : { kind: 'respond', body: `hello ${req.url}` },
+  );
 });
 
 afterAll(async () => {
@@ -71,7 +75,9 @@ async function run(file: string): Promise<Running> {
 
 const reloads = async (adminUrl: string, result: string) => {
   const text = (await request(`${adminUrl}/metrics`)).text;
-  return Number(new RegExp(`^breakwater_config_reloads_total\\{result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+  return Number(
+    new RegExp(`^breakwater_config_reloads_total\\{result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? NaN,
+  );
 };
 
 describe('reload', () => {
@@ -84,7 +90,12 @@ describe('reload', () => {
       expect((await request(`${app.proxyUrl}/b/x`)).status).toBe(404);
       const inFlight = request(`${app.proxyUrl}/a/slow`);
       await upstream.waitFor(() => upstream.requests.some((r) => r.url === '/a/slow'));
-      writeFileSync(file, config('  - { name: a, match: { pathPrefix: /a }, upstream: u }\n  - { name: b, match: { pathPrefix: /b }, upstream: u }\n'));
+      writeFileSync(
+        file,
+        config(
+          '  - { name: a, match: { pathPrefix: /a }, upstream: u }\n  - { name: b, match: { pathPrefix: /b }, upstream: u }\n',
+        ),
+      );
       app.child.kill('SIGHUP');
       await waitUntil(() => app.lines().some((line) => line.msg === 'config reloaded'), 10_000, 'the reload');
       const res = await request(`${app.proxyUrl}/b/x`);
@@ -94,7 +105,10 @@ describe('reload', () => {
       expect(slow.status).toBe(200);
       expect(slow.text).toBe('slow done');
       expect(await reloads(app.adminUrl, 'success')).toBeGreaterThanOrEqual(1);
-      const status = (await request(`${app.adminUrl}/status`)).json<{ lastReload: { result: string }; routes: { name: string }[] }>();
+      const status = (await request(`${app.adminUrl}/status`)).json<{
+        lastReload: { result: string };
+        routes: { name: string }[];
+      }>();
       expect(status.lastReload.result).toBe('success');
       expect(status.routes.map((r) => r.name)).toEqual(['a', 'b']);
     } finally {
@@ -110,7 +124,11 @@ describe('reload', () => {
     try {
       writeFileSync(file, config('  - { name: a, match: { pathPrefix: /a }, upstream: nope, retyr: {} }\n'));
       app.child.kill('SIGHUP');
-      await waitUntil(() => app.lines().some((line) => String(line.msg).startsWith('config reload refused')), 10_000, 'the refusal');
+      await waitUntil(
+        () => app.lines().some((line) => String(line.msg).startsWith('config reload refused')),
+        10_000,
+        'the refusal',
+      );
       const errors = app
         .lines()
         .filter((line) => line.level === 'error')
@@ -119,7 +137,9 @@ describe('reload', () => {
       expect(errors.some((msg) => msg.includes('unknown key "retyr"'))).toBe(true);
       expect(await reloads(app.adminUrl, 'failure')).toBe(1);
       expect((await request(`${app.proxyUrl}/a/x`)).status).toBe(200);
-      const status = (await request(`${app.adminUrl}/status`)).json<{ lastReload: { result: string; problems: string[] } }>();
+      const status = (await request(`${app.adminUrl}/status`)).json<{
+        lastReload: { result: string; problems: string[] };
+      }>();
       expect(status.lastReload.result).toBe('failure');
       expect(status.lastReload.problems.length).toBe(2);
     } finally {
@@ -131,7 +151,10 @@ describe('reload', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'breakwater-configmap-'));
     const version1 = path.join(dir, '..2026_11_23_v1');
     mkdirSync(version1);
-    writeFileSync(path.join(version1, 'breakwater.yaml'), config('  - { name: one, match: { pathPrefix: /one }, upstream: u }\n'));
+    writeFileSync(
+      path.join(version1, 'breakwater.yaml'),
+      config('  - { name: one, match: { pathPrefix: /one }, upstream: u }\n'),
+    );
     symlinkSync('..2026_11_23_v1', path.join(dir, '..data'));
     symlinkSync('..data/breakwater.yaml', path.join(dir, 'breakwater.yaml'));
     const app = await run(path.join(dir, 'breakwater.yaml'));
@@ -140,7 +163,10 @@ describe('reload', () => {
       // What the kubelet does: write a new folder, then swap ..data atomically.
       const version2 = path.join(dir, '..2026_11_23_v2');
       mkdirSync(version2);
-      writeFileSync(path.join(version2, 'breakwater.yaml'), config('  - { name: two, match: { pathPrefix: /two }, upstream: u }\n'));
+      writeFileSync(
+        path.join(version2, 'breakwater.yaml'),
+        config('  - { name: two, match: { pathPrefix: /two }, upstream: u }\n'),
+      );
       symlinkSync('..2026_11_23_v2', path.join(dir, '..data_tmp'));
       renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
       await waitUntil(() => app.lines().some((line) => line.msg === 'config reloaded'), 10_000, 'the watched reload');
@@ -154,7 +180,8 @@ describe('reload', () => {
   it('drops nothing under 500 req/s across 10 reloads', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'breakwater-reload-'));
     const file = path.join(dir, 'breakwater.yaml');
-    const routes = (n: number) => `  - { name: a, match: { pathPrefix: /a }, upstream: u, timeouts: { perTry: ${5 + n}s, total: 30s } }\n`;
+    const routes = (n: number) =>
+      `  - { name: a, match: { pathPrefix: /a }, upstream: u, timeouts: { perTry: ${5 + n}s, total: 30s } }\n`;
     writeFileSync(file, config(routes(0)));
     const app = await run(file);
     const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
@@ -197,7 +224,11 @@ describe('reload', () => {
         );
       }
       await Promise.all(sent);
-      await waitUntil(() => app.lines().filter((line) => line.msg === 'config reloaded').length >= 9, 10_000, 'the reloads');
+      await waitUntil(
+        () => app.lines().filter((line) => line.msg === 'config reloaded').length >= 9,
+        10_000,
+        'the reloads',
+      );
       expect(failures).toEqual([]);
       expect(statuses.length).toBe(total);
       expect(statuses.every((s) => s === 200)).toBe(true);

@@ -117,8 +117,10 @@ describe('request fuzzer', () => {
         kinds.set(fuzz.kind, (kinds.get(fuzz.kind) ?? 0) + 1);
         const statuses = await send(fuzz);
         const ok = statuses.filter((status) => status >= 200 && status < 300).length;
-        if (fuzz.malformed && ok > 0) failures.push(`case ${fuzz.index} (${fuzz.kind}): answered ${statuses.join(', ')}`);
-        if (fuzz.kind === 'pipelined-garbage' && ok > 1) failures.push(`case ${fuzz.index} (${fuzz.kind}): ${ok} answers 2xx`);
+        if (fuzz.malformed && ok > 0)
+          failures.push(`case ${fuzz.index} (${fuzz.kind}): answered ${statuses.join(', ')}`);
+        if (fuzz.kind === 'pipelined-garbage' && ok > 1)
+          failures.push(`case ${fuzz.index} (${fuzz.kind}): ${ok} answers 2xx`);
       }
     };
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
@@ -127,11 +129,15 @@ describe('request fuzzer', () => {
     // body breaks after its headers were streamed on is cut there: the
     // upstream sees an aborted request, never a complete one (as NGINX with
     // proxy_request_buffering off).
-    const forwardedBad = upstream.requests.filter((req) => req.url.includes('/fuzz/bad/') && (req.bodyComplete || !req.closedEarly));
+    const forwardedBad = upstream.requests.filter(
+      (req) => req.url.includes('/fuzz/bad/') && (req.bodyComplete || !req.closedEarly),
+    );
     expect(forwardedBad.map((req) => `${req.method} ${req.url} complete=${req.bodyComplete}`).slice(0, 20)).toEqual([]);
     expect(kinds.size).toBeGreaterThan(25); // every builder was drawn
     // Nothing the clients sent counted against an upstream: every breaker closed.
-    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { upstreams: { name: string; breaker: { state: string } }[] };
+    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as {
+      upstreams: { name: string; breaker: { state: string } }[];
+    };
     expect(status.upstreams.map((u) => [u.name, u.breaker.state])).toEqual([
       ['u', 'closed'],
       ['ws', 'closed'],

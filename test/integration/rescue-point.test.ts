@@ -63,7 +63,15 @@ routes:
       },
     }),
   );
-  server = createProxyServer({ runtime: () => runtime, forwarder, metrics, logger, now, wall: Date.now, journal: new ErrorJournal(10, now) });
+  server = createProxyServer({
+    runtime: () => runtime,
+    forwarder,
+    metrics,
+    logger,
+    now,
+    wall: Date.now,
+    journal: new ErrorJournal(10, now),
+  });
   url = `http://127.0.0.1:${await server.listen('127.0.0.1', 0)}`;
 });
 
@@ -75,7 +83,12 @@ afterAll(async () => {
 describe('rescue point', () => {
   it('turns an unexpected exception into INTERNAL_ERROR without leaking it', async () => {
     const res = await request(`${url}/broken/x`);
-    const body = expectProblem(res, 'INTERNAL_ERROR', { instance: '/broken/x', route: 'broken', upstream: 'u', attempts: 0 });
+    const body = expectProblem(res, 'INTERNAL_ERROR', {
+      instance: '/broken/x',
+      route: 'broken',
+      upstream: 'u',
+      attempts: 0,
+    });
     expect(JSON.stringify(body)).not.toContain('secretInternalField');
     expect(JSON.stringify(body)).not.toContain('TypeError');
   });

@@ -27,7 +27,12 @@ const sequence =
   (...statuses: number[]) =>
   (k: number): Behaviour => {
     const status = statuses[Math.min(k, statuses.length) - 1]!;
-    return { kind: 'respond', status, headers: { 'content-type': 'text/plain', 'x-attempt': String(k) }, body: `attempt ${k}: ${status}` };
+    return {
+      kind: 'respond',
+      status,
+      headers: { 'content-type': 'text/plain', 'x-attempt': String(k) },
+      body: `attempt ${k}: ${status}`,
+    };
   };
 
 beforeAll(async () => {
@@ -119,14 +124,25 @@ describe('retries', () => {
   });
 
   it('logs the attempts and the RETRIED flag, and counts retries by reason', async () => {
-    const before = await metricValue(proxy.metrics, 'breakwater_retries_total', { route: 'default', reason: 'http_5xx' });
+    const before = await metricValue(proxy.metrics, 'breakwater_retries_total', {
+      route: 'default',
+      reason: 'http_5xx',
+    });
     const path = script('/logged', sequence(502, 200));
     const res = await request(`${proxy.url}${path}`);
     const line = proxy.accessLogs().find((entry) => entry.requestId === res.headers['x-request-id'])!;
     expect(line).toMatchObject({ status: 200, attempts: 2, route: 'default' });
     expect(line.flags).toEqual(['RETRIED']);
-    expect(await metricValue(proxy.metrics, 'breakwater_retries_total', { route: 'default', reason: 'http_5xx' })).toBe(before + 1);
-    expect(await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', { route: 'default', upstream: 'u', outcome: 'http_5xx' })).toBeGreaterThanOrEqual(1);
+    expect(await metricValue(proxy.metrics, 'breakwater_retries_total', { route: 'default', reason: 'http_5xx' })).toBe(
+      before + 1,
+    );
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', {
+        route: 'default',
+        upstream: 'u',
+        outcome: 'http_5xx',
+      }),
+    ).toBeGreaterThanOrEqual(1);
   });
 });
 
@@ -211,7 +227,11 @@ describe('methods and bodies', () => {
         const chunks: Buffer[] = [];
         req.on('data', (c: Buffer) => chunks.push(c));
         req.on('end', () => {
-          bodies.push({ k, body: Buffer.concat(chunks).toString(), key: req.headers['idempotency-key'] as string | undefined });
+          bodies.push({
+            k,
+            body: Buffer.concat(chunks).toString(),
+            key: req.headers['idempotency-key'] as string | undefined,
+          });
           res.writeHead(k === 1 ? status : 200).end(`attempt ${k}`);
         });
       },
@@ -229,7 +249,11 @@ describe('methods and bodies', () => {
     bodies.length = 0;
     const path = script('/post-keyed', echoBody(503));
     const payload = JSON.stringify({ amount: 100, note: 'é ✓ \u0000 binary-safe' });
-    const res = await request(`${proxy.url}${path}`, { method: 'POST', body: payload, headers: { 'idempotency-key': 'key-123' } });
+    const res = await request(`${proxy.url}${path}`, {
+      method: 'POST',
+      body: payload,
+      headers: { 'idempotency-key': 'key-123' },
+    });
     expect(res.status).toBe(200);
     expect(bodies).toEqual([
       { k: 1, body: payload, key: 'key-123' },
@@ -305,7 +329,9 @@ routes:
   afterAll(() => clocked.close());
 
   it('waits the seconds a 429 asks for before the next attempt', async () => {
-    const path = script('/ra/seconds', (k) => (k === 1 ? { kind: 'respond', status: 429, headers: { 'retry-after': '20' } } : { kind: 'respond', body: 'ok' }));
+    const path = script('/ra/seconds', (k) =>
+      k === 1 ? { kind: 'respond', status: 429, headers: { 'retry-after': '20' } } : { kind: 'respond', body: 'ok' },
+    );
     const sleepsBefore = clock.sleeps.length;
     const started = Date.now();
     const res = await request(`${clocked.url}${path}`);
@@ -322,7 +348,9 @@ routes:
     const path = script('/ra/date', (k) => {
       // 20 s ahead on the proxy's clock, in whole seconds as HTTP-dates have it.
       named = Math.ceil((clock.wall() + 20_000) / 1000) * 1000;
-      return k === 1 ? { kind: 'respond', status: 503, headers: { 'retry-after': new Date(named).toUTCString() } } : { kind: 'respond', body: 'ok' };
+      return k === 1
+        ? { kind: 'respond', status: 503, headers: { 'retry-after': new Date(named).toUTCString() } }
+        : { kind: 'respond', body: 'ok' };
     });
     const sleepsBefore = clock.sleeps.length;
     const res = await request(`${clocked.url}${path}`);
@@ -336,7 +364,12 @@ routes:
   });
 
   it('passes a 429 whose Retry-After is beyond retryAfter.max back at once, with its header', async () => {
-    const path = script('/ra/long', () => ({ kind: 'respond', status: 429, headers: { 'retry-after': '120' }, body: 'slow down' }));
+    const path = script('/ra/long', () => ({
+      kind: 'respond',
+      status: 429,
+      headers: { 'retry-after': '120' },
+      body: 'slow down',
+    }));
     const started = Date.now();
     const res = await request(`${proxy.url}${path}`);
     expect(Date.now() - started).toBeLessThan(3000);
@@ -350,20 +383,33 @@ routes:
 describe('retry budget', () => {
   it('keeps retries to ratio x requests against an upstream that always fails, and counts the rest', async () => {
     const path = script('/budget/down', () => ({ kind: 'respond', status: 503, body: 'down' }));
-    const exhaustedBefore = await metricValue(proxy.metrics, 'breakwater_retry_budget_exhausted_total', { route: 'budget' });
-    const retriesBefore = await metricValue(proxy.metrics, 'breakwater_retries_total', { route: 'budget', reason: 'http_5xx' });
+    const exhaustedBefore = await metricValue(proxy.metrics, 'breakwater_retry_budget_exhausted_total', {
+      route: 'budget',
+    });
+    const retriesBefore = await metricValue(proxy.metrics, 'breakwater_retries_total', {
+      route: 'budget',
+      reason: 'http_5xx',
+    });
     const responses = [];
     for (let i = 0; i < 200; i++) responses.push(await request(`${proxy.url}${path}`));
     expect(responses.every((r) => r.status === 503)).toBe(true);
-    const retries = (await metricValue(proxy.metrics, 'breakwater_retries_total', { route: 'budget', reason: 'http_5xx' })) - retriesBefore;
+    const retries =
+      (await metricValue(proxy.metrics, 'breakwater_retries_total', { route: 'budget', reason: 'http_5xx' })) -
+      retriesBefore;
     expect(hits(path)).toBe(200 + retries);
     expect(retries).toBeGreaterThan(0);
     expect(retries).toBeLessThanOrEqual(0.2 * 200 + 2);
-    const exhausted = (await metricValue(proxy.metrics, 'breakwater_retry_budget_exhausted_total', { route: 'budget' })) - exhaustedBefore;
-    const flagged = proxy.accessLogs().filter((line) => line.route === 'budget' && (line.flags as string[]).includes('RETRY_BUDGET_EXHAUSTED')).length;
+    const exhausted =
+      (await metricValue(proxy.metrics, 'breakwater_retry_budget_exhausted_total', { route: 'budget' })) -
+      exhaustedBefore;
+    const flagged = proxy
+      .accessLogs()
+      .filter((line) => line.route === 'budget' && (line.flags as string[]).includes('RETRY_BUDGET_EXHAUSTED')).length;
     expect(exhausted).toBeGreaterThanOrEqual(200 - retries - 1);
     expect(flagged).toBe(exhausted);
-    expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: 'budget', code: 'RETRY_BUDGET_EXHAUSTED' })).toBe(exhausted);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_errors_total', { route: 'budget', code: 'RETRY_BUDGET_EXHAUSTED' }),
+    ).toBe(exhausted);
   });
 });
 
@@ -373,7 +419,12 @@ describe('total deadline', () => {
     const started = Date.now();
     const res = await request(`${proxy.url}${path}`);
     const elapsed = Date.now() - started;
-    expectProblem(res, 'UPSTREAM_TIMEOUT', { route: 'deadline', upstream: 'u', attempts: 3, detail: /total deadline of 1s/ });
+    expectProblem(res, 'UPSTREAM_TIMEOUT', {
+      route: 'deadline',
+      upstream: 'u',
+      attempts: 3,
+      detail: /total deadline of 1s/,
+    });
     expect(elapsed).toBeGreaterThanOrEqual(950);
     expect(elapsed).toBeLessThan(2000); // 6 attempts x 400 ms would be 2.4 s
     expect(hits(path)).toBe(3);
@@ -386,7 +437,9 @@ describe('client overrides', () => {
       lastHeaders = req.headers;
       return sequence(503, 503, 503, 200)(k);
     });
-    const res = await request(`${proxy.url}${path}`, { headers: { 'x-breakwater-max-retries': '1', 'x-breakwater-timeout': '5s' } });
+    const res = await request(`${proxy.url}${path}`, {
+      headers: { 'x-breakwater-max-retries': '1', 'x-breakwater-timeout': '5s' },
+    });
     expect(res.status).toBe(503);
     expect(hits(path)).toBe(2);
     expect(lastHeaders['x-breakwater-max-retries']).toBeUndefined();
@@ -430,7 +483,9 @@ describe('sockets', () => {
       const id = String(req.headers['x-request-id']);
       const n = (attemptsById.get(id) ?? 0) + 1;
       attemptsById.set(id, n);
-      return n === 1 ? { kind: 'respond', status: 503, headers: { 'content-length': 100 }, body: 'x'.repeat(100) } : { kind: 'respond', body: 'ok' };
+      return n === 1
+        ? { kind: 'respond', status: 503, headers: { 'content-length': 100 }, body: 'x'.repeat(100) }
+        : { kind: 'respond', body: 'ok' };
     });
     const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
     const one = () =>

@@ -72,7 +72,13 @@ describe('routing', () => {
 
   it('does not match /stripey: prefixes end on segment boundaries', async () => {
     const res = await request(`${proxy.url}/stripey/v1`);
-    expectProblem(res, 'NO_ROUTE', { instance: '/stripey/v1', route: null, upstream: null, attempts: 0, detail: /No route matches GET \/stripey\/v1/ });
+    expectProblem(res, 'NO_ROUTE', {
+      instance: '/stripey/v1',
+      route: null,
+      upstream: null,
+      attempts: 0,
+      detail: /No route matches GET \/stripey\/v1/,
+    });
   });
 
   it('tries routes in order and honours methods', async () => {
@@ -91,13 +97,17 @@ describe('routing', () => {
   });
 
   it('matches a host pattern with a port exactly', async () => {
-    expect((await request(`${proxy.url}/anything`, { headers: { host: 'api.test:8080' } })).headers['x-upstream']).toBe('b');
+    expect((await request(`${proxy.url}/anything`, { headers: { host: 'api.test:8080' } })).headers['x-upstream']).toBe(
+      'b',
+    );
     const res = await request(`${proxy.url}/anything`, { headers: { host: 'api.test:9090' } });
     expect(res.status).toBe(404);
   });
 
   it("applies the route's request and response header edits", async () => {
-    const res = await request(`${proxy.url}/stripe/x`, { headers: { authorization: 'Bearer from-app', 'x-debug': '1' } });
+    const res = await request(`${proxy.url}/stripe/x`, {
+      headers: { authorization: 'Bearer from-app', 'x-debug': '1' },
+    });
     const echo = res.json<Echo>();
     expect(echo.headers.authorization).toBe('Bearer from-config');
     expect(echo.headers['x-debug']).toBeUndefined();

@@ -91,7 +91,10 @@ interface Running {
 }
 
 async function run(file: string, env: NodeJS.ProcessEnv): Promise<Running> {
-  const child = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, ...env } });
+  const child = spawn(process.execPath, [CLI, 'run', '--config', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH, ...env },
+  });
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
@@ -141,8 +144,12 @@ describe('secrets (issue 32)', () => {
 
   it("sends an upstream URL's user:pass@ as Authorization: Basic, percent-decoded, unless the route or target sets Authorization", async () => {
     const echoed = async (target: string) =>
-      (await request(`${app.proxyUrl}${target}`, { headers: { authorization: 'Bearer from-the-client' } })).json<{ headers: http.IncomingHttpHeaders }>().headers;
-    expect((await echoed('/echo/x')).authorization).toBe(`Basic ${Buffer.from(`echo@user:${SECRETS.upstreamPassword}`).toString('base64')}`);
+      (await request(`${app.proxyUrl}${target}`, { headers: { authorization: 'Bearer from-the-client' } })).json<{
+        headers: http.IncomingHttpHeaders;
+      }>().headers;
+    expect((await echoed('/echo/x')).authorization).toBe(
+      `Basic ${Buffer.from(`echo@user:${SECRETS.upstreamPassword}`).toString('base64')}`,
+    );
     expect((await echoed('/tokened/x')).authorization).toBe(`Bearer ${ENV_TOKEN}`);
     const res = await request(`${app.proxyUrl}/flaky/x`);
     expect(res.headers['x-breakwater-target']).toBe('flaky/b');
@@ -155,20 +162,33 @@ describe('secrets (issue 32)', () => {
     const dead = await request(`${app.proxyUrl}/dead/x`);
     expect(dead.status).toBe(502);
     expectNoSecret(dead.text, 'the problem body');
-    for (const page of ['/config', '/status', '/errors', '/stats', '/metrics', '/']) expectNoSecret((await request(`${app.adminUrl}${page}`)).text, page);
+    for (const page of ['/config', '/status', '/errors', '/stats', '/metrics', '/'])
+      expectNoSecret((await request(`${app.adminUrl}${page}`)).text, page);
     const shown = (await request(`${app.adminUrl}/config`)).json<{
       upstreams: Record<string, { url: string; failover: { url: string; headers: { set: Record<string, string> } }[] }>;
       tracing: { endpoint: string };
       redis: { url: string };
     }>();
     expect(shown.upstreams.flaky!.failover[0]!.url).toMatch(/^http:\/\/fuser:<redacted>@127\.0\.0\.1:\d+\/$/);
-    expect(shown.upstreams.flaky!.failover[0]!.headers.set).toEqual({ 'X-Literal': '<redacted>', Authorization: '<redacted>' });
+    expect(shown.upstreams.flaky!.failover[0]!.headers.set).toEqual({
+      'X-Literal': '<redacted>',
+      Authorization: '<redacted>',
+    });
     expect(shown.upstreams.echo!.url).toMatch(/^http:\/\/echo%40user:<redacted>@127\.0\.0\.1:\d+\/$/);
     expect(shown.tracing.endpoint).toMatch(/^http:\/\/tuser:<redacted>@127\.0\.0\.1:\d+\/v1\/traces$/);
     expect(shown.redis.url).toMatch(/^redis:\/\/:<redacted>@127\.0\.0\.1:\d+$/);
-    const status = (await request(`${app.adminUrl}/status`)).json<{ upstreams: { name: string; targets: { name: string; url: string }[] }[] }>();
-    expect(status.upstreams.find((u) => u.name === 'flaky')!.targets.map((t) => t.url)).toEqual([expect.stringMatching(/^http:\/\/127/), expect.stringMatching(/^http:\/\/fuser:<redacted>@/)]);
-    await waitUntil(() => app.lines().filter((line) => line.msg === 'access').length >= 4, 5_000, 'the access log lines');
+    const status = (await request(`${app.adminUrl}/status`)).json<{
+      upstreams: { name: string; targets: { name: string; url: string }[] }[];
+    }>();
+    expect(status.upstreams.find((u) => u.name === 'flaky')!.targets.map((t) => t.url)).toEqual([
+      expect.stringMatching(/^http:\/\/127/),
+      expect.stringMatching(/^http:\/\/fuser:<redacted>@/),
+    ]);
+    await waitUntil(
+      () => app.lines().filter((line) => line.msg === 'access').length >= 4,
+      5_000,
+      'the access log lines',
+    );
     expectNoSecret(app.out(), 'the logs');
   });
 
@@ -176,7 +196,11 @@ describe('secrets (issue 32)', () => {
     const good = config();
     writeFileSync(file, good.replace('upstream: dead, retry', 'upstream: "${env:BW_TOKEN}", retry'));
     app.child.kill('SIGHUP');
-    await waitUntil(() => app.lines().some((line) => String(line.msg).startsWith('config reload refused')), 10_000, 'the refusal');
+    await waitUntil(
+      () => app.lines().some((line) => String(line.msg).startsWith('config reload refused')),
+      10_000,
+      'the refusal',
+    );
     const refused = (await request(`${app.adminUrl}/status`)).json<Status>().lastReload!;
     expect(refused.result).toBe('failure');
     expect(refused.problems.join('\n')).toContain('unknown upstream "${env:BW_TOKEN}"');
@@ -184,20 +208,34 @@ describe('secrets (issue 32)', () => {
     expectNoSecret(app.out(), 'the logs');
     // The file as it was: the watch loads it again, though it hashes like the running config.
     writeFileSync(file, good);
-    await waitUntil(() => app.lines().some((line) => line.msg === 'config reloaded'), 10_000, 'the reload of the restored file');
-    expect((await request(`${app.adminUrl}/status`)).json<Status>().lastReload).toMatchObject({ result: 'success', problems: [] });
+    await waitUntil(
+      () => app.lines().some((line) => line.msg === 'config reloaded'),
+      10_000,
+      'the reload of the restored file',
+    );
+    expect((await request(`${app.adminUrl}/status`)).json<Status>().lastReload).toMatchObject({
+      result: 'success',
+      problems: [],
+    });
   });
 
   it('refuses a reload whose header value from ${env:} ends in a newline, naming the character; the running config stays', async () => {
     const before = (await request(`${app.adminUrl}/config`)).text;
     const refusals = () => app.lines().filter((line) => String(line.msg).startsWith('config reload refused')).length;
     const already = refusals();
-    writeFileSync(file, config('  - { name: nl, match: { pathPrefix: /nl }, upstream: echo, headers: { request: { set: { X-Key: "${env:BW_NL}" } } } }\n'));
+    writeFileSync(
+      file,
+      config(
+        '  - { name: nl, match: { pathPrefix: /nl }, upstream: echo, headers: { request: { set: { X-Key: "${env:BW_NL}" } } } }\n',
+      ),
+    );
     app.child.kill('SIGHUP');
     await waitUntil(() => refusals() > already, 10_000, 'the refusal');
     const refused = (await request(`${app.adminUrl}/status`)).json<Status>().lastReload!;
     expect(refused.result).toBe('failure');
-    expect(refused.problems).toEqual([expect.stringMatching(/:22:\d+: routes\[4\]\.headers\.request\.set\.X-Key: holds a line feed \(LF/)]);
+    expect(refused.problems).toEqual([
+      expect.stringMatching(/:22:\d+: routes\[4\]\.headers\.request\.set\.X-Key: holds a line feed \(LF/),
+    ]);
     expect(app.out()).not.toContain('nl-s3cret');
     expect((await request(`${app.proxyUrl}/nl/x`)).status).toBe(404);
     expect((await request(`${app.adminUrl}/config`)).text).toBe(before);
@@ -223,14 +261,23 @@ routes:
   - { name: r, upstream: u }
 `;
 
-  it.each(['validate', 'run'])('is a problem at %s: exit 1, FILE:LINE:COL, "a line feed", never the value', async (command) => {
-    const file = path.join(mkdtempSync(path.join(tmpdir(), 'breakwater-secrets-')), 'nl.yaml');
-    writeFileSync(file, text);
-    const result = await runCli([command, '--config', file], { env: { BW_TOKEN: `${ENV_TOKEN}\n` } });
-    expect(result.code).toBe(1);
-    expect(parseProblemLines(result.stderr)).toEqual([
-      { file, line: 7, col: 42, path: 'upstreams.u.failover[0].headers.set.Authorization', message: expect.stringMatching(/^holds a line feed \(LF, \\n\)/) as string },
-    ]);
-    expect(result.stdout + result.stderr).not.toContain(ENV_TOKEN);
-  });
+  it.each(['validate', 'run'])(
+    'is a problem at %s: exit 1, FILE:LINE:COL, "a line feed", never the value',
+    async (command) => {
+      const file = path.join(mkdtempSync(path.join(tmpdir(), 'breakwater-secrets-')), 'nl.yaml');
+      writeFileSync(file, text);
+      const result = await runCli([command, '--config', file], { env: { BW_TOKEN: `${ENV_TOKEN}\n` } });
+      expect(result.code).toBe(1);
+      expect(parseProblemLines(result.stderr)).toEqual([
+        {
+          file,
+          line: 7,
+          col: 42,
+          path: 'upstreams.u.failover[0].headers.set.Authorization',
+          message: expect.stringMatching(/^holds a line feed \(LF, \\n\)/) as string,
+        },
+      ]);
+      expect(result.stdout + result.stderr).not.toContain(ENV_TOKEN);
+    },
+  );
 });

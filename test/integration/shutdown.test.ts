@@ -26,7 +26,16 @@ afterAll(async () => {
   await upstream.close();
 });
 
-async function start(extra = '', env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; proxyUrl: string; adminUrl: string; out: () => string; exited: Promise<number | null> }> {
+async function start(
+  extra = '',
+  env: NodeJS.ProcessEnv = {},
+): Promise<{
+  child: ChildProcess;
+  proxyUrl: string;
+  adminUrl: string;
+  out: () => string;
+  exited: Promise<number | null>;
+}> {
   const file = writeTemp(
     'shutdown.yaml',
     `version: 1
@@ -40,13 +49,19 @@ routes:
     headers: { request: { set: { Authorization: "Bearer \${env:BREAKWATER_TEST_SECRET}" } } }
 `,
   );
-  const child = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, BREAKWATER_TEST_SECRET: 'sk_live_TOPSECRET', ...env } });
+  const child = spawn(process.execPath, [CLI, 'run', '--config', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH, BREAKWATER_TEST_SECRET: 'sk_live_TOPSECRET', ...env },
+  });
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   await waitUntil(() => out.includes('"msg":"listening"'), 15_000, 'breakwater to listen');
-  const line = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!) as { listen: string; admin: string };
+  const line = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!) as {
+    listen: string;
+    admin: string;
+  };
   return { child, proxyUrl: `http://${line.listen}`, adminUrl: `http://${line.admin}`, out: () => out, exited };
 }
 
@@ -66,7 +81,9 @@ describe('shutdown', () => {
     const app = await start('shutdown: { drainTimeout: 10s }\n');
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     // An idle keep-alive connection opened before the signal.
-    await new Promise<void>((resolve) => http.get(`${app.proxyUrl}/warm`, { agent }, (res) => res.resume().on('end', resolve)));
+    await new Promise<void>((resolve) =>
+      http.get(`${app.proxyUrl}/warm`, { agent }, (res) => res.resume().on('end', resolve)),
+    );
     const slow = request(`${app.proxyUrl}/slow/1`);
     await upstream.waitFor(() => upstream.requests.some((r) => r.url === '/slow/1'));
     const pipelined = net.connect(Number(new URL(app.proxyUrl).port), '127.0.0.1');
@@ -114,7 +131,10 @@ describe('shutdown', () => {
     try {
       await request(`${app.proxyUrl}/x`, { headers: { authorization: 'Bearer CLIENT-SECRET' } });
       const text = (await request(`${app.adminUrl}/config`)).text;
-      const config = JSON.parse(text) as { routes: { headers: { request: { set: Record<string, string> } } }[]; redis: { url: string } };
+      const config = JSON.parse(text) as {
+        routes: { headers: { request: { set: Record<string, string> } } }[];
+        redis: { url: string };
+      };
       expect(config.routes[0]!.headers.request.set.Authorization).toBe('<redacted>');
       expect(config.redis.url).toBe('redis://:<redacted>@127.0.0.1:6390');
       for (const secret of ['TOPSECRET', 'hunter2']) {

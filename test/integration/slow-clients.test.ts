@@ -50,10 +50,17 @@ function upload(parts: readonly string[], gapMs: number, boundMs = 10_000): Prom
     let boundHit = false;
     socket.setEncoding('latin1');
     socket.on('data', (chunk: string) => (data += chunk));
-    socket.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' || error.code === 'EPIPE' ? undefined : reject(error)));
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      error.code === 'ECONNRESET' || error.code === 'EPIPE' ? undefined : reject(error),
+    );
     socket.on('close', () => {
       const [head = '', ...rest] = data.split('\r\n\r\n');
-      resolve({ status: Number(head.split(' ')[1]), head: head.toLowerCase(), body: rest.join('\r\n\r\n'), closedByProxy: !boundHit });
+      resolve({
+        status: Number(head.split(' ')[1]),
+        head: head.toLowerCase(),
+        body: rest.join('\r\n\r\n'),
+        closedByProxy: !boundHit,
+      });
     });
     const bound = setTimeout(() => {
       boundHit = true;
@@ -77,15 +84,26 @@ const head = (length: number | 'chunked', close = false) =>
 describe('slow client bodies (SPEC §20.4)', () => {
   it('a buffered body that stops: 408 with Connection: close, the connection closed, nothing sent upstream', async () => {
     const before = api.requests.length;
-    const counted = await metricValue(proxy.metrics, 'breakwater_errors_total', { route: 'api', code: 'REQUEST_BODY_TIMEOUT' });
+    const counted = await metricValue(proxy.metrics, 'breakwater_errors_total', {
+      route: 'api',
+      code: 'REQUEST_BODY_TIMEOUT',
+    });
     const answer = await upload([head(100), 'x'.repeat(10)], 10);
     expect(answer.status).toBe(408);
     expect(answer.head).toContain('connection: close');
     expect(answer.head).toContain('content-type: application/problem+json');
-    expect(JSON.parse(answer.body)).toMatchObject({ code: 'REQUEST_BODY_TIMEOUT', status: 408, retryable: true, responsibility: 'client', route: 'api' });
+    expect(JSON.parse(answer.body)).toMatchObject({
+      code: 'REQUEST_BODY_TIMEOUT',
+      status: 408,
+      retryable: true,
+      responsibility: 'client',
+      route: 'api',
+    });
     expect(answer.closedByProxy).toBe(true);
     expect(api.requests.length).toBe(before);
-    expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: 'api', code: 'REQUEST_BODY_TIMEOUT' })).toBe(counted + 1);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_errors_total', { route: 'api', code: 'REQUEST_BODY_TIMEOUT' }),
+    ).toBe(counted + 1);
     const line = proxy.accessLogs().at(-1)!;
     expect(line).toMatchObject({ status: 408, route: 'api' });
     expect(line.flags).toContain('REQUEST_BODY_TIMEOUT');

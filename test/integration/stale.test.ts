@@ -16,7 +16,12 @@ let upstream: FaultUpstream;
 let proxy: TestProxy;
 let clock: SkippingClock;
 
-const fresh = (body: string, headers: Record<string, string> = {}): Behaviour => ({ kind: 'respond', status: 200, headers: { 'content-type': 'application/json', ...headers }, body });
+const fresh = (body: string, headers: Record<string, string> = {}): Behaviour => ({
+  kind: 'respond',
+  status: 200,
+  headers: { 'content-type': 'application/json', ...headers },
+  body,
+});
 
 beforeAll(async () => {
   upstream = await startFaultUpstream((_n, req) => {
@@ -79,25 +84,28 @@ describe('stale answers', () => {
     ['a 503', { kind: 'respond', status: 503, body: 'down' } as Behaviour, 'UPSTREAM_UNAVAILABLE', undefined, 2],
     ['a reset', { kind: 'reset' } as Behaviour, 'UPSTREAM_RESET', 'UPSTREAM_RESET', 2],
     ['a timeout', { kind: 'hang' } as Behaviour, 'UPSTREAM_TIMEOUT', 'UPSTREAM_TIMEOUT', 1],
-  ])('answers a GET with the stored body after %s, with Age and the fallback header', async (_name, failure, reason, flag, attempts) => {
-    const path = `/gh/repos/${reason.toLowerCase()}`;
-    await primeThenFail(path, failure);
-    clock.advance(5_000);
-    const before = await metricValue(proxy.metrics, 'breakwater_fallbacks_total', { route: 'gh', reason });
-    const res = await request(`${proxy.url}${path}`);
-    expect(res.status).toBe(200);
-    expect(res.json()).toEqual({ good: path });
-    expect(res.headers['x-breakwater-fallback']).toBe('stale');
-    expect(res.headers.etag).toBe('"v1"');
-    expect(Number(res.headers.age)).toBeGreaterThanOrEqual(5);
-    expect(res.headers['x-breakwater-attempts']).toBe(String(attempts));
-    expect(res.headers['x-breakwater-target']).toBe('u');
-    expect(await metricValue(proxy.metrics, 'breakwater_fallbacks_total', { route: 'gh', reason })).toBe(before + 1);
-    const line = lastAccess(path);
-    expect(line.status).toBe(200);
-    expect(line.flags).toContain('STALE');
-    if (flag) expect(line.flags).toContain(flag);
-  });
+  ])(
+    'answers a GET with the stored body after %s, with Age and the fallback header',
+    async (_name, failure, reason, flag, attempts) => {
+      const path = `/gh/repos/${reason.toLowerCase()}`;
+      await primeThenFail(path, failure);
+      clock.advance(5_000);
+      const before = await metricValue(proxy.metrics, 'breakwater_fallbacks_total', { route: 'gh', reason });
+      const res = await request(`${proxy.url}${path}`);
+      expect(res.status).toBe(200);
+      expect(res.json()).toEqual({ good: path });
+      expect(res.headers['x-breakwater-fallback']).toBe('stale');
+      expect(res.headers.etag).toBe('"v1"');
+      expect(Number(res.headers.age)).toBeGreaterThanOrEqual(5);
+      expect(res.headers['x-breakwater-attempts']).toBe(String(attempts));
+      expect(res.headers['x-breakwater-target']).toBe('u');
+      expect(await metricValue(proxy.metrics, 'breakwater_fallbacks_total', { route: 'gh', reason })).toBe(before + 1);
+      const line = lastAccess(path);
+      expect(line.status).toBe(200);
+      expect(line.flags).toContain('STALE');
+      if (flag) expect(line.flags).toContain(flag);
+    },
+  );
 
   it('answers stale when the upstream refuses connections', async () => {
     const gone = await startFaultUpstream(() => fresh('{"from":"gone"}'));
@@ -115,7 +123,12 @@ routes:
       expect(res.status).toBe(200);
       expect(res.json()).toEqual({ from: 'gone' });
       expect(res.headers['x-breakwater-fallback']).toBe('stale');
-      expect(await metricValue(refusing.metrics, 'breakwater_fallbacks_total', { route: 'g', reason: 'UPSTREAM_CONNECT_FAILED' })).toBe(1);
+      expect(
+        await metricValue(refusing.metrics, 'breakwater_fallbacks_total', {
+          route: 'g',
+          reason: 'UPSTREAM_CONNECT_FAILED',
+        }),
+      ).toBe(1);
     } finally {
       await refusing.close();
     }
@@ -123,7 +136,11 @@ routes:
 
   it('answers stale for an answer a provider rule treats as a 503 (Anthropic 529)', async () => {
     const path = '/gh/overloaded';
-    await primeThenFail(path, { kind: 'respond', status: 529, body: '{"type":"error","error":{"type":"overloaded_error"}}' });
+    await primeThenFail(path, {
+      kind: 'respond',
+      status: 529,
+      body: '{"type":"error","error":{"type":"overloaded_error"}}',
+    });
     const res = await request(`${proxy.url}${path}`);
     expect(res.status).toBe(200);
     expect(res.headers['x-breakwater-fallback']).toBe('stale');
@@ -143,14 +160,17 @@ routes:
     const path = '/breaking/x';
     await primeThenFail(path, { kind: 'respond', status: 503 });
     // Failing calls open the breaker; each answered stale meanwhile.
-    for (let i = 0; i < 4; i++) expect((await request(`${proxy.url}${path}`)).headers['x-breakwater-fallback']).toBe('stale');
+    for (let i = 0; i < 4; i++)
+      expect((await request(`${proxy.url}${path}`)).headers['x-breakwater-fallback']).toBe('stale');
     const seen = upstream.requests.length;
     const res = await request(`${proxy.url}${path}`);
     expect(upstream.requests.length).toBe(seen);
     expect(res.status).toBe(200);
     expect(res.headers['x-breakwater-fallback']).toBe('stale');
     expect(lastAccess(path).flags).toEqual(expect.arrayContaining(['STALE', 'CIRCUIT_OPEN']));
-    expect(await metricValue(proxy.metrics, 'breakwater_fallbacks_total', { route: 'breaking', reason: 'CIRCUIT_OPEN' })).toBeGreaterThanOrEqual(1);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_fallbacks_total', { route: 'breaking', reason: 'CIRCUIT_OPEN' }),
+    ).toBeGreaterThanOrEqual(1);
   });
 
   it('never answers a POST stale', async () => {
@@ -180,7 +200,9 @@ routes:
     expect((await request(`${proxy.url}${path}`, { headers: { 'accept-language': 'en' } })).status).toBe(200);
     modes.set(path, () => ({ kind: 'reset' }));
     expect((await request(`${proxy.url}${path}`, { headers: { 'accept-language': 'de' } })).status).toBe(502);
-    expect((await request(`${proxy.url}${path}`, { headers: { 'accept-language': 'en' } })).headers['x-breakwater-fallback']).toBe('stale');
+    expect(
+      (await request(`${proxy.url}${path}`, { headers: { 'accept-language': 'en' } })).headers['x-breakwater-fallback'],
+    ).toBe('stale');
   });
 
   it.each([
@@ -257,7 +279,9 @@ routes:
     expect(entries).toBeLessThanOrEqual(100);
     expect(bytes).toBeGreaterThan(48 * 1024);
     expect(bytes).toBeLessThanOrEqual(64 * 1024);
-    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as { routes: { name: string; stale: { entries: number; bytes: number } | null }[] };
+    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as {
+      routes: { name: string; stale: { entries: number; bytes: number } | null }[];
+    };
     expect(status.routes.find((r) => r.name === 'gh')!.stale).toEqual({ entries, bytes });
     // The most recent ones are the ones kept (LRU).
     modes.set('/gh/many/4999', () => ({ kind: 'reset' }));
@@ -291,7 +315,10 @@ routes:
       await request(`${reloadable.url}${path}`);
       modes.set(path, () => ({ kind: 'reset' }));
       // Another route added: gh's fallback is unchanged, its answers stay.
-      const text = readFileSync(file, 'utf8').replace(config('10m'), config('10m', '\n  - { name: other, match: { pathPrefix: /other }, upstream: u }'));
+      const text = readFileSync(file, 'utf8').replace(
+        config('10m'),
+        config('10m', '\n  - { name: other, match: { pathPrefix: /other }, upstream: u }'),
+      );
       writeFileSync(file, text);
       expect((await reloadable.app.reload('test')).result).toBe('success');
       expect((await request(`${reloadable.url}${path}`)).headers['x-breakwater-fallback']).toBe('stale');
@@ -309,23 +336,40 @@ describe('stale answers and who asked', () => {
     const path = '/gh/api-key';
     await primeThenFail(path, { kind: 'reset' }, { 'x-api-key': 'alice-key' });
     expect((await request(`${proxy.url}${path}`, { headers: { 'x-api-key': 'bob-key' } })).status).toBe(502);
-    expect((await request(`${proxy.url}${path}`, { headers: { 'x-api-key': 'alice-key' } })).headers['x-breakwater-fallback']).toBe('stale');
+    expect(
+      (await request(`${proxy.url}${path}`, { headers: { 'x-api-key': 'alice-key' } })).headers[
+        'x-breakwater-fallback'
+      ],
+    ).toBe('stale');
   });
 
-  it.each(['private-token', 'x-shopify-access-token', 'x-auth-token', 'x-goog-api-key'])('keys by %s by default: another token gets the error', async (header) => {
-    const path = `/gh/token-${header}`;
-    await primeThenFail(path, { kind: 'reset' }, { [header]: 'alice-token' });
-    expect((await request(`${proxy.url}${path}`, { headers: { [header]: 'bob-token' } })).status).toBe(502);
-    expect((await request(`${proxy.url}${path}`)).status).toBe(502);
-    expect((await request(`${proxy.url}${path}`, { headers: { [header]: 'alice-token' } })).headers['x-breakwater-fallback']).toBe('stale');
-  });
+  it.each(['private-token', 'x-shopify-access-token', 'x-auth-token', 'x-goog-api-key'])(
+    'keys by %s by default: another token gets the error',
+    async (header) => {
+      const path = `/gh/token-${header}`;
+      await primeThenFail(path, { kind: 'reset' }, { [header]: 'alice-token' });
+      expect((await request(`${proxy.url}${path}`, { headers: { [header]: 'bob-token' } })).status).toBe(502);
+      expect((await request(`${proxy.url}${path}`)).status).toBe(502);
+      expect(
+        (await request(`${proxy.url}${path}`, { headers: { [header]: 'alice-token' } })).headers[
+          'x-breakwater-fallback'
+        ],
+      ).toBe('stale');
+    },
+  );
 
   it("a route's keyHeaders replace the default list", async () => {
     const path = '/tenant/x';
     await primeThenFail(path, { kind: 'reset' }, { 'x-tenant-token': 'alice', authorization: 'Bearer shared' });
-    expect((await request(`${proxy.url}${path}`, { headers: { 'x-tenant-token': 'bob', authorization: 'Bearer shared' } })).status).toBe(502);
+    expect(
+      (await request(`${proxy.url}${path}`, { headers: { 'x-tenant-token': 'bob', authorization: 'Bearer shared' } }))
+        .status,
+    ).toBe(502);
     // Authorization is not in this route's list: the same tenant with another one is the same caller.
-    expect((await request(`${proxy.url}${path}`, { headers: { 'x-tenant-token': 'alice', authorization: 'Bearer other' } })).headers['x-breakwater-fallback']).toBe('stale');
+    expect(
+      (await request(`${proxy.url}${path}`, { headers: { 'x-tenant-token': 'alice', authorization: 'Bearer other' } }))
+        .headers['x-breakwater-fallback'],
+    ).toBe('stale');
   });
 
   it("keys a forward-proxy route by host: one site's stored answer never answers another's", async () => {
@@ -343,7 +387,9 @@ routes:
           .get({ host: target.hostname, port: target.port, path: url }, (res) => {
             let body = '';
             res.on('data', (chunk) => (body += chunk));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body, fallback: res.headers['x-breakwater-fallback'] }));
+            res.on('end', () =>
+              resolve({ status: res.statusCode ?? 0, body, fallback: res.headers['x-breakwater-fallback'] }),
+            );
           })
           .on('error', reject);
       });

@@ -20,7 +20,12 @@ let releaseSecondEvent: () => void = () => {};
 beforeAll(async () => {
   upstream = await startFaultUpstream((_n, req) => {
     const path = req.url ?? '';
-    if (path === '/big') return { kind: 'respond', headers: { 'content-type': 'application/octet-stream', 'content-length': BIG.length }, body: BIG };
+    if (path === '/big')
+      return {
+        kind: 'respond',
+        headers: { 'content-type': 'application/octet-stream', 'content-length': BIG.length },
+        body: BIG,
+      };
     if (path === '/big-chunked')
       return {
         kind: 'custom',
@@ -53,10 +58,16 @@ beforeAll(async () => {
         },
       };
     }
-    if (path === '/gzip') return { kind: 'respond', headers: { 'content-encoding': 'gzip', 'content-type': 'application/json', 'content-length': GZIPPED.length }, body: GZIPPED };
+    if (path === '/gzip')
+      return {
+        kind: 'respond',
+        headers: { 'content-encoding': 'gzip', 'content-type': 'application/json', 'content-length': GZIPPED.length },
+        body: GZIPPED,
+      };
     if (path === '/204') return { kind: 'respond', status: 204 };
     if (path === '/304') return { kind: 'respond', status: 304, headers: { etag: '"v1"' } };
-    if (path === '/redirect') return { kind: 'respond', status: 302, headers: { location: '/elsewhere' }, body: 'moved' };
+    if (path === '/redirect')
+      return { kind: 'respond', status: 302, headers: { location: '/elsewhere' }, body: 'moved' };
     return { kind: 'respond', headers: { 'content-type': 'text/plain', 'content-length': 5 }, body: 'hello' };
   });
   proxy = await startProxy(`version: 1
@@ -175,7 +186,11 @@ routes: [ { name: r, upstream: u } ]
       const received = await new Promise<number>((resolve, reject) => {
         http.get(`${slowProxy.url}/`, { agent: false }, (res) => {
           res.pause();
-          waitUntil(() => stalledSince !== undefined && Date.now() - stalledSince > 300, 20_000, 'the upstream to stall').then(() => {
+          waitUntil(
+            () => stalledSince !== undefined && Date.now() - stalledSince > 300,
+            20_000,
+            'the upstream to stall',
+          ).then(() => {
             expect(sent).toBeLessThan(total);
             let length = 0;
             res.on('data', (c: Buffer) => (length += c.length));

@@ -57,12 +57,24 @@ describe('timeouts', () => {
     const started = Date.now();
     const res = await request(`${proxy.url}/quick/hang`);
     const elapsed = Date.now() - started;
-    expectProblem(res, 'UPSTREAM_TIMEOUT', { instance: '/quick/hang', route: 'quick', upstream: 'u', attempts: 1, detail: /sent no response headers within perTry 400ms/ });
+    expectProblem(res, 'UPSTREAM_TIMEOUT', {
+      instance: '/quick/hang',
+      route: 'quick',
+      upstream: 'u',
+      attempts: 1,
+      detail: /sent no response headers within perTry 400ms/,
+    });
     expect(elapsed).toBeGreaterThanOrEqual(390);
     expect(elapsed).toBeLessThan(5000);
     const received = upstream.requests.filter((r) => r.url === '/hang').at(-1)!;
     await upstream.waitFor(() => received.closedEarly);
-    expect(await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', { route: 'quick', upstream: 'u', outcome: 'timeout' })).toBe(1);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', {
+        route: 'quick',
+        upstream: 'u',
+        outcome: 'timeout',
+      }),
+    ).toBe(1);
   });
 
   it('lets headers that arrive within perTry through', async () => {
@@ -82,11 +94,22 @@ describe('timeouts', () => {
     const started = Date.now();
     const res = await request(`${proxy.url}/silent`);
     const elapsed = Date.now() - started;
-    expectProblem(res, 'UPSTREAM_CONNECT_FAILED', { route: 'silent', upstream: 'silent-tls', attempts: 1, detail: /within 300 ms \(connect timeout\)/ });
+    expectProblem(res, 'UPSTREAM_CONNECT_FAILED', {
+      route: 'silent',
+      upstream: 'silent-tls',
+      attempts: 1,
+      detail: /within 300 ms \(connect timeout\)/,
+    });
     expect(elapsed).toBeGreaterThanOrEqual(290);
     expect(elapsed).toBeLessThan(8000);
     await proxy.metrics.registry.metrics();
-    expect(await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', { route: 'silent', upstream: 'silent-tls', outcome: 'connect_failure' })).toBe(1);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', {
+        route: 'silent',
+        upstream: 'silent-tls',
+        outcome: 'connect_failure',
+      }),
+    ).toBe(1);
   });
 
   it('flags the access log line UPSTREAM_TIMEOUT', async () => {

@@ -56,7 +56,11 @@ describe('tracing on', () => {
     receiver = await startOtlpReceiver();
     // /flaky: 503 then 200; anything else 200.
     let flaky = 0;
-    upstream = await startFaultUpstream((_n, req) => (req.url?.startsWith('/flaky') && ++flaky === 1 ? { kind: 'respond', status: 503 } : { kind: 'respond', status: 200, body: 'ok' }));
+    upstream = await startFaultUpstream((_n, req) =>
+      req.url?.startsWith('/flaky') && ++flaky === 1
+        ? { kind: 'respond', status: 503 }
+        : { kind: 'respond', status: 200, body: 'ok' },
+    );
     proxy = await startProxy(config(receiver.url, upstream.url, await freePort()));
   });
 
@@ -87,12 +91,17 @@ describe('tracing on', () => {
       'breakwater.target': 'api',
       'breakwater.attempts': 2,
     });
-    expect(server.events.map((event) => [event.name, event.attributes['breakwater.wait.kind']])).toEqual([['breakwater.wait', 'backoff']]);
+    expect(server.events.map((event) => [event.name, event.attributes['breakwater.wait.kind']])).toEqual([
+      ['breakwater.wait', 'backoff'],
+    ]);
 
     const attempts = spansOf(TRACE).filter((span) => span.kind === CLIENT);
     expect(attempts).toHaveLength(2);
     for (const attempt of attempts) expect(attempt.parentSpanId).toBe(server.spanId);
-    const byResend = attempts.sort((a, b) => Number(a.attributes['http.request.resend_count'] ?? 0) - Number(b.attributes['http.request.resend_count'] ?? 0));
+    const byResend = attempts.sort(
+      (a, b) =>
+        Number(a.attributes['http.request.resend_count'] ?? 0) - Number(b.attributes['http.request.resend_count'] ?? 0),
+    );
     expect(byResend[0]!.attributes['http.request.resend_count']).toBeUndefined();
     expect(byResend[0]!.attributes['http.response.status_code']).toBe(503);
     expect(byResend[1]!.attributes['http.request.resend_count']).toBe(1);
@@ -101,14 +110,24 @@ describe('tracing on', () => {
     // What the upstream saw: the trace, with the attempt's span as the parent, and the caller's tracestate.
     const seen = upstream.requests.filter((r) => r.url === '/flaky').map((r) => r.headers.traceparent);
     expect(seen).toEqual(byResend.map((span) => `00-${TRACE}-${span.spanId}-01`));
-    expect(upstream.requests.filter((r) => r.url === '/flaky').map((r) => r.headers.tracestate)).toEqual(['vendor=1', 'vendor=1']);
+    expect(upstream.requests.filter((r) => r.url === '/flaky').map((r) => r.headers.tracestate)).toEqual([
+      'vendor=1',
+      'vendor=1',
+    ]);
   });
 
   it('starts a trace for a request without a parent', async () => {
     const before = receiver.spans.length;
     expect((await request(`${proxy.url}/fresh`)).status).toBe(200);
-    await waitUntil(() => receiver.spans.slice(before).some((span) => span.kind === SERVER && span.attributes['url.path'] === '/fresh'), 10_000, 'the span of /fresh');
-    const server = receiver.spans.slice(before).find((span) => span.kind === SERVER && span.attributes['url.path'] === '/fresh')!;
+    await waitUntil(
+      () =>
+        receiver.spans.slice(before).some((span) => span.kind === SERVER && span.attributes['url.path'] === '/fresh'),
+      10_000,
+      'the span of /fresh',
+    );
+    const server = receiver.spans
+      .slice(before)
+      .find((span) => span.kind === SERVER && span.attributes['url.path'] === '/fresh')!;
     expect(server.parentSpanId).toBe('');
     expect(server.traceId).toMatch(/^[0-9a-f]{32}$/);
     expect(server.traceId).not.toBe(TRACE);
@@ -153,12 +172,18 @@ async function withTraced(edit: (yaml: string) => string, body: (traced: Traced)
 
 describe('waits', () => {
   it('records a rate-limit queue wait as a breakwater.wait event', async () => {
-    const queued = (yaml: string) => yaml.replace('    retry: { backoff: { base: 1ms, max: 2ms } }', '    rateLimit: { rate: 10/s, burst: 1, queue: { size: 10, timeout: 5s } }');
+    const queued = (yaml: string) =>
+      yaml.replace(
+        '    retry: { backoff: { base: 1ms, max: 2ms } }',
+        '    rateLimit: { rate: 10/s, burst: 1, queue: { size: 10, timeout: 5s } }',
+      );
     await withTraced(queued, async ({ receiver, proxy }) => {
       const [first, second] = await Promise.all([request(`${proxy.url}/q1`), request(`${proxy.url}/q2`)]);
       expect([first.status, second.status]).toEqual([200, 200]);
       await proxy.close();
-      const waits = receiver.spans.filter((span) => span.kind === SERVER).flatMap((span) => span.events.map((event) => event.attributes));
+      const waits = receiver.spans
+        .filter((span) => span.kind === SERVER)
+        .flatMap((span) => span.events.map((event) => event.attributes));
       // One of the two waited for the next token (about 100 ms at 10/s).
       expect(waits).toHaveLength(1);
       expect(waits[0]!['breakwater.wait.kind']).toBe('queue');
@@ -208,12 +233,21 @@ describe('reload', () => {
       writeFileSync(file, readFileSync(file, 'utf8').replace('enabled: false', 'enabled: true'));
       expect((await proxy.app.reload('test')).result).toBe('success');
       expect((await request(`${proxy.url}/to-first`)).status).toBe(200);
-      await waitUntil(() => first.spans.some((span) => span.attributes['url.path'] === '/to-first'), 10_000, 'the span at the first receiver');
+      await waitUntil(
+        () => first.spans.some((span) => span.attributes['url.path'] === '/to-first'),
+        10_000,
+        'the span at the first receiver',
+      );
       writeFileSync(file, readFileSync(file, 'utf8').replace(first.url, second.url));
       expect((await proxy.app.reload('test')).result).toBe('success');
       expect((await request(`${proxy.url}/to-second`)).status).toBe(200);
-      await waitUntil(() => second.spans.some((span) => span.attributes['url.path'] === '/to-second'), 10_000, 'the span at the second receiver');
-      const paths = (receiver: OtlpReceiver) => receiver.spans.map((span) => span.attributes['url.path']).filter(Boolean);
+      await waitUntil(
+        () => second.spans.some((span) => span.attributes['url.path'] === '/to-second'),
+        10_000,
+        'the span at the second receiver',
+      );
+      const paths = (receiver: OtlpReceiver) =>
+        receiver.spans.map((span) => span.attributes['url.path']).filter(Boolean);
       expect(paths(first)).toEqual(['/to-first']);
       expect(paths(second)).toEqual(['/to-second']);
     } finally {
@@ -228,7 +262,9 @@ describe('reload', () => {
 describe('an exporter that cannot export', () => {
   it('answers every request, and counts the spans it could not send', async () => {
     const upstream = await startFaultUpstream(() => ({ kind: 'respond', status: 200, body: 'ok' }));
-    const proxy = await startProxy(config(`http://127.0.0.1:${await freePort()}/v1/traces`, upstream.url, await freePort()));
+    const proxy = await startProxy(
+      config(`http://127.0.0.1:${await freePort()}/v1/traces`, upstream.url, await freePort()),
+    );
     try {
       const dropped = () => metricValue(proxy.metrics, 'breakwater_trace_spans_dropped_total', {});
       expect(await dropped()).toBe(0);
@@ -254,7 +290,9 @@ describe('tracing off', () => {
       (yaml) => yaml.replace('enabled: true', 'enabled: false'),
       async ({ receiver, upstream, proxy }) => {
         const tracestate = 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7';
-        expect((await request(`${proxy.url}/x`, { headers: { traceparent: TRACEPARENT, tracestate } })).status).toBe(200);
+        expect((await request(`${proxy.url}/x`, { headers: { traceparent: TRACEPARENT, tracestate } })).status).toBe(
+          200,
+        );
         expect(upstream.requests[0]!.headers.traceparent).toBe(TRACEPARENT);
         expect(upstream.requests[0]!.headers.tracestate).toBe(tracestate);
         await proxy.close();

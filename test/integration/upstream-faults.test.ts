@@ -26,9 +26,19 @@ beforeAll(async () => {
       case '/mid-chunked':
         return { kind: 'close-mid-body', body: 'partial' };
       case '/503':
-        return { kind: 'respond', status: 503, headers: { 'content-type': 'text/plain', 'retry-after': '7' }, body: 'upstream says busy' };
+        return {
+          kind: 'respond',
+          status: 503,
+          headers: { 'content-type': 'text/plain', 'retry-after': '7' },
+          body: 'upstream says busy',
+        };
       case '/404':
-        return { kind: 'respond', status: 404, headers: { 'content-type': 'application/json' }, body: '{"error":"missing"}' };
+        return {
+          kind: 'respond',
+          status: 404,
+          headers: { 'content-type': 'application/json' },
+          body: '{"error":"missing"}',
+        };
       default:
         return { kind: 'respond', body: 'ok' };
     }
@@ -37,7 +47,9 @@ beforeAll(async () => {
   garbage = await startRawServer((socket) => socket.end('SSH-2.0-OpenSSH_9.2\r\nnot http at all\r\n'));
   // What an OpenSSL-based TLS server (nginx, HAProxy) sends to a plaintext
   // client: a fatal TLS alert record. Node's own TLS server just hangs up.
-  tlsAlert = await startRawServer((socket) => socket.once('data', () => socket.end(Buffer.from([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]))));
+  tlsAlert = await startRawServer((socket) =>
+    socket.once('data', () => socket.end(Buffer.from([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]))),
+  );
   const spare = await startRawServer(() => {});
   closedPort = spare.port;
   await spare.close();
@@ -79,17 +91,33 @@ afterAll(async () => {
 describe('upstream failures before response headers', () => {
   it('answers a refused connection with UPSTREAM_CONNECT_FAILED', async () => {
     const res = await request(`${proxy.url}/refused/x?token=1`);
-    expectProblem(res, 'UPSTREAM_CONNECT_FAILED', { instance: '/refused/x', route: 'refused', upstream: 'refused', attempts: 1, detail: /refused the connection \(ECONNREFUSED\)/ });
+    expectProblem(res, 'UPSTREAM_CONNECT_FAILED', {
+      instance: '/refused/x',
+      route: 'refused',
+      upstream: 'refused',
+      attempts: 1,
+      detail: /refused the connection \(ECONNREFUSED\)/,
+    });
   });
 
   it('answers a reset before headers with UPSTREAM_RESET', async () => {
     const res = await request(`${proxy.url}/plain/reset`);
-    expectProblem(res, 'UPSTREAM_RESET', { route: 'plain', upstream: 'plain', attempts: 1, detail: /closed the connection before sending response headers/ });
+    expectProblem(res, 'UPSTREAM_RESET', {
+      route: 'plain',
+      upstream: 'plain',
+      attempts: 1,
+      detail: /closed the connection before sending response headers/,
+    });
   });
 
   it('answers bytes that are not HTTP with UPSTREAM_PROTOCOL_ERROR', async () => {
     const res = await request(`${proxy.url}/garbage`);
-    expectProblem(res, 'UPSTREAM_PROTOCOL_ERROR', { route: 'garbage', upstream: 'garbage', attempts: 1, detail: /did not answer with valid HTTP/ });
+    expectProblem(res, 'UPSTREAM_PROTOCOL_ERROR', {
+      route: 'garbage',
+      upstream: 'garbage',
+      attempts: 1,
+      detail: /did not answer with valid HTTP/,
+    });
   });
 
   it('answers plain HTTP sent to a TLS port with UPSTREAM_PROTOCOL_ERROR', async () => {
@@ -109,7 +137,12 @@ describe('upstream failures before response headers', () => {
 
   it('answers an untrusted certificate with UPSTREAM_TLS_FAILED', async () => {
     const res = await request(`${proxy.url}/tls-untrusted`);
-    expectProblem(res, 'UPSTREAM_TLS_FAILED', { route: 'tls-untrusted', upstream: 'tls-untrusted', attempts: 1, detail: /TLS handshake \(DEPTH_ZERO_SELF_SIGNED_CERT\)/ });
+    expectProblem(res, 'UPSTREAM_TLS_FAILED', {
+      route: 'tls-untrusted',
+      upstream: 'tls-untrusted',
+      attempts: 1,
+      detail: /TLS handshake \(DEPTH_ZERO_SELF_SIGNED_CERT\)/,
+    });
   });
 
   it('trusts a certificate signed by tls.ca, and skips checks with insecureSkipVerify', async () => {
@@ -129,12 +162,30 @@ describe('upstream failures before response headers', () => {
   });
 
   it('counts each failure by outcome and code', async () => {
-    const before = await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', { route: 'refused', upstream: 'refused', outcome: 'connect_failure' });
-    const errorsBefore = await metricValue(proxy.metrics, 'breakwater_errors_total', { route: 'refused', code: 'UPSTREAM_CONNECT_FAILED' });
+    const before = await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', {
+      route: 'refused',
+      upstream: 'refused',
+      outcome: 'connect_failure',
+    });
+    const errorsBefore = await metricValue(proxy.metrics, 'breakwater_errors_total', {
+      route: 'refused',
+      code: 'UPSTREAM_CONNECT_FAILED',
+    });
     await request(`${proxy.url}/refused`);
     await request(`${proxy.url}/refused`);
-    expect(await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', { route: 'refused', upstream: 'refused', outcome: 'connect_failure' })).toBe(before + 2);
-    expect(await metricValue(proxy.metrics, 'breakwater_errors_total', { route: 'refused', code: 'UPSTREAM_CONNECT_FAILED' })).toBe(errorsBefore + 2);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_upstream_attempts_total', {
+        route: 'refused',
+        upstream: 'refused',
+        outcome: 'connect_failure',
+      }),
+    ).toBe(before + 2);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_errors_total', {
+        route: 'refused',
+        code: 'UPSTREAM_CONNECT_FAILED',
+      }),
+    ).toBe(errorsBefore + 2);
   });
 });
 

@@ -79,7 +79,10 @@ afterAll(async () => {
 
 const upgrade = (path: string, headers: http.OutgoingHttpHeaders = {}) => upgradeThrough(proxy.url, path, headers);
 
-const closed = (socket: Socket) => new Promise<void>((resolve) => (socket.destroyed ? resolve() : (socket.once('close', () => resolve()), socket.destroy())));
+const closed = (socket: Socket) =>
+  new Promise<void>((resolve) =>
+    socket.destroyed ? resolve() : (socket.once('close', () => resolve()), socket.destroy()),
+  );
 
 describe('upgrades go through the route (SPEC §20.3)', () => {
   it("a 1/min route upgrades once; the next four get 429 with the §5 body and Connection: close; the route's header was sent", async () => {
@@ -124,7 +127,9 @@ describe('upgrades go through the route (SPEC §20.3)', () => {
     const refused = await upgrade('/down/ws');
     expect(refused.status).toBe(503);
     expect(JSON.parse(refused.body)).toMatchObject({ code: 'CIRCUIT_OPEN', upstream: 'flaky' });
-    expect(await metricValue(proxy.metrics, 'breakwater_circuit_rejections_total', { upstream: 'flaky' })).toBeGreaterThanOrEqual(1);
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_circuit_rejections_total', { upstream: 'flaky' }),
+    ).toBeGreaterThanOrEqual(1);
   });
 
   it('a cross-site page cannot open a WebSocket through the proxy (CSWSH)', async () => {
@@ -143,7 +148,9 @@ describe('upgrades go through the route (SPEC §20.3)', () => {
       socket.on('data', (chunk: Buffer) => (data += chunk.toString()));
       socket.on('close', () => resolve(Number(data.split(' ')[1])));
       socket.on('error', reject);
-      socket.write('GET x://../../ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+      socket.write(
+        'GET x://../../ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      );
     });
     expect(status).toBe(400);
     expect(upgrades.length).toBe(before);
@@ -167,17 +174,30 @@ describe('upgrades go through the route (SPEC §20.3)', () => {
     socket.write('GET /hang/1 HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
     await new Promise<void>((resolve, reject) => {
       const deadline = Date.now() + 5000;
-      const poll = () => (plain.length > before ? resolve() : Date.now() > deadline ? reject(new Error('never forwarded')) : setTimeout(poll, 10));
+      const poll = () =>
+        plain.length > before
+          ? resolve()
+          : Date.now() > deadline
+            ? reject(new Error('never forwarded'))
+            : setTimeout(poll, 10);
       poll();
     });
     // RST, not FIN: the error node's upgraded socket had no listener for.
     socket.resetAndDestroy();
     await new Promise<void>((resolve, reject) => {
       const deadline = Date.now() + 5000;
-      const poll = () => (proxy.accessLogs().some((l) => l.path === '/hang/1') ? resolve() : Date.now() > deadline ? reject(new Error('never logged')) : setTimeout(poll, 10));
+      const poll = () =>
+        proxy.accessLogs().some((l) => l.path === '/hang/1')
+          ? resolve()
+          : Date.now() > deadline
+            ? reject(new Error('never logged'))
+            : setTimeout(poll, 10);
       poll();
     });
-    expect(proxy.accessLogs().find((l) => l.path === '/hang/1')).toMatchObject({ status: 499, flags: expect.arrayContaining(['CLIENT_CLOSED']) });
+    expect(proxy.accessLogs().find((l) => l.path === '/hang/1')).toMatchObject({
+      status: 499,
+      flags: expect.arrayContaining(['CLIENT_CLOSED']),
+    });
     // Still serving.
     expect((await upgrade('/plain', { upgrade: 'h2c' })).status).toBe(200);
   });

@@ -36,7 +36,11 @@ describe('BoundedMap', () => {
   it('getOrCreateWithin never grows past the cap: with every entry busy it creates nothing and says so', () => {
     const busy = new Set(['a', 'b']);
     const evicted: string[] = [];
-    const map = new BoundedMap<string, string>({ max: 2, busy: (_, key) => busy.has(key), onEvict: (_, key) => evicted.push(key) });
+    const map = new BoundedMap<string, string>({
+      max: 2,
+      busy: (_, key) => busy.has(key),
+      onEvict: (_, key) => evicted.push(key),
+    });
     expect(map.getOrCreateWithin('a', () => 'A')).toBe('A');
     expect(map.getOrCreateWithin('b', () => 'B')).toBe('B');
     let created = 0;

@@ -16,7 +16,8 @@ import { createMetrics } from '../../src/observe/metrics.js';
 import { classifyStatus } from '../../src/upstream/classify.js';
 
 /** The built-in defaults, as the config resolves them (failureRate 90, 20 calls, 10 s, 250 ms, 1 s, hold 2 s, k 2). */
-const BASE: CircuitBreakerConfig = resolveConfig({ version: 1, routes: [{ name: 'r' }] }, '.').forwardProxy.circuitBreaker;
+const BASE: CircuitBreakerConfig = resolveConfig({ version: 1, routes: [{ name: 'r' }] }, '.').forwardProxy
+  .circuitBreaker;
 
 let clock = 1_000_000;
 const ok = async (): Promise<AttemptResult> => ({ classification: classifyStatus(200) });
@@ -26,7 +27,8 @@ const ctx = (deadline = Infinity) => ({ flags: new Set(), deadline }) as unknown
 function breakerWith(overrides: Partial<CircuitBreakerConfig> = {}, random: () => number = () => 0) {
   const metrics = createMetrics({ defaultMetrics: false });
   const breaker = createUpstreamBreaker('api', { ...BASE, ...overrides }, { metrics, now: () => clock, random });
-  const call = (attempt: () => Promise<AttemptResult>, context = ctx()) => breaker.policy.run(context, new Cancellation(), attempt);
+  const call = (attempt: () => Promise<AttemptResult>, context = ctx()) =>
+    breaker.policy.run(context, new Cancellation(), attempt);
   const outcome = async (attempt: () => Promise<AttemptResult>, context = ctx()) => {
     try {
       return (await call(attempt, context)).classification.status;
@@ -89,7 +91,8 @@ describe('opening', () => {
 
   it('leaves a call that threw (the client left) out of its counts', async () => {
     const { breaker, call } = breakerWith({ minimumRequests: 2 });
-    for (let i = 0; i < 10; i++) await expect(call(() => Promise.reject(new Error('client closed')))).rejects.toThrow('client closed');
+    for (let i = 0; i < 10; i++)
+      await expect(call(() => Promise.reject(new Error('client closed')))).rejects.toThrow('client closed');
     expect(breaker.failureRate()).toBe(0);
     expect(breaker.state()).toBe('closed');
   });
@@ -103,7 +106,10 @@ describe('shedding (adaptive throttling)', () => {
     // A deterministic uniform sequence for the shedding draws.
     const random = () => (draws++ * 0.618_033_988_75) % 1;
     // Opening needs 100 failures in a row here: only shedding acts.
-    const { breaker, outcome } = breakerWith({ failureRate: 99.99, minimumRequests: 100, shedding: { enabled: true, k } }, random);
+    const { breaker, outcome } = breakerWith(
+      { failureRate: 99.99, minimumRequests: 100, shedding: { enabled: true, k } },
+      random,
+    );
     let shed = 0;
     let offered = 0;
     for (let i = 0; i < 2_000; i++) {
@@ -144,7 +150,9 @@ describe('shedding (adaptive throttling)', () => {
         expect(error).toBeInstanceOf(BreakwaterError);
         expect((error as BreakwaterError).code).toBe('CIRCUIT_OPEN');
         expect((error as BreakwaterError).retryAfterSeconds).toBe(1);
-        expect((error as BreakwaterError).detail).toMatch(/^Upstream 'api' failed \d+ of \d+ recent calls; Breakwater sheds \d+% of calls to it until more succeed\.$/);
+        expect((error as BreakwaterError).detail).toMatch(
+          /^Upstream 'api' failed \d+ of \d+ recent calls; Breakwater sheds \d+% of calls to it until more succeed\.$/,
+        );
         return;
       }
     }
@@ -153,7 +161,10 @@ describe('shedding (adaptive throttling)', () => {
 
   it('does not shed with shedding.enabled false', async () => {
     let n = 0;
-    const { outcome } = breakerWith({ failureRate: 99.99, minimumRequests: 100, shedding: { enabled: false, k: 2 } }, () => 0);
+    const { outcome } = breakerWith(
+      { failureRate: 99.99, minimumRequests: 100, shedding: { enabled: false, k: 2 } },
+      () => 0,
+    );
     const results = [];
     for (let i = 0; i < 500; i++) {
       clock += 25;
@@ -268,7 +279,8 @@ describe('open, hold and half-open', () => {
     await openIt(b);
     clock += 250;
     const release: (() => void)[] = [];
-    const slow = () => new Promise<AttemptResult>((resolve) => release.push(() => resolve({ classification: classifyStatus(200) })));
+    const slow = () =>
+      new Promise<AttemptResult>((resolve) => release.push(() => resolve({ classification: classifyStatus(200) })));
     const noHold = () => ctx(clock); // a deadline now: refused instead of held
     expect(PROBES).toBe(3);
     const first = [b.call(slow, noHold()), b.call(slow, noHold()), b.call(slow, noHold())];
@@ -357,7 +369,12 @@ describe('open, hold and half-open', () => {
   it('does not count a call admitted before the outage that ends after the recovery', async () => {
     const b = breakerWith({ hold: 0 });
     const finish: (() => void)[] = [];
-    const hung = Array.from({ length: 20 }, () => b.call(() => new Promise<AttemptResult>((resolve) => finish.push(() => resolve({ classification: classifyStatus(504) })))));
+    const hung = Array.from({ length: 20 }, () =>
+      b.call(
+        () =>
+          new Promise<AttemptResult>((resolve) => finish.push(() => resolve({ classification: classifyStatus(504) }))),
+      ),
+    );
     await openIt(b);
     clock += 250;
     for (let i = 0; i < PROBES; i++) expect(await b.outcome(ok)).toBe(200);
@@ -410,7 +427,9 @@ describe('open, hold and half-open', () => {
     await b.outcome(ok);
     await b.outcome(ok);
     const value = async (name: string, labels: Record<string, string>) =>
-      (await b.metrics.registry.getSingleMetric(name)!.get()).values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
+      (await b.metrics.registry.getSingleMetric(name)!.get()).values.find((v) =>
+        Object.entries(labels).every(([k, x]) => v.labels[k] === x),
+      )?.value;
     expect(await value('breakwater_circuit_transitions_total', { upstream: 'api', to: 'open' })).toBe(1);
     expect(await value('breakwater_circuit_rejections_total', { upstream: 'api' })).toBe(2);
   });
@@ -418,7 +437,10 @@ describe('open, hold and half-open', () => {
   it('does not time out a call itself, however long it takes', async () => {
     vi.useFakeTimers();
     const b = breakerWith({ minimumRequests: 1, failureRate: 50 });
-    const slow = () => new Promise<AttemptResult>((resolve) => setTimeout(() => resolve({ classification: classifyStatus(200) }), 15_000));
+    const slow = () =>
+      new Promise<AttemptResult>((resolve) =>
+        setTimeout(() => resolve({ classification: classifyStatus(200) }), 15_000),
+      );
     const result = b.call(slow);
     await vi.advanceTimersByTimeAsync(15_000);
     await expect(result).resolves.toEqual({ classification: { outcome: 'success', status: 200 } });

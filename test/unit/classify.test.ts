@@ -54,12 +54,20 @@ describe('classifyError', () => {
   });
 
   it('reads a TLS record sent to a plain server as a protocol mix-up', () => {
-    expect(classifyError(err('EPROTO', 'write EPROTO ... wrong version number'), { connected: false }).code).toBe('UPSTREAM_PROTOCOL_ERROR');
+    expect(classifyError(err('EPROTO', 'write EPROTO ... wrong version number'), { connected: false }).code).toBe(
+      'UPSTREAM_PROTOCOL_ERROR',
+    );
   });
 
   it("reads undici's parser error (no code, its name says it) as a protocol error", () => {
-    const parser = Object.assign(new Error('Response does not match the HTTP/1.1 protocol (Expected HTTP/)'), { name: 'HTTPParserError' });
-    expect(classifyError(parser, { connected: true })).toMatchObject({ outcome: 'reset', code: 'UPSTREAM_PROTOCOL_ERROR', detail: expect.stringContaining('Expected HTTP/') });
+    const parser = Object.assign(new Error('Response does not match the HTTP/1.1 protocol (Expected HTTP/)'), {
+      name: 'HTTPParserError',
+    });
+    expect(classifyError(parser, { connected: true })).toMatchObject({
+      outcome: 'reset',
+      code: 'UPSTREAM_PROTOCOL_ERROR',
+      detail: expect.stringContaining('Expected HTTP/'),
+    });
   });
 
   it('copes with errors that are not Error objects', () => {

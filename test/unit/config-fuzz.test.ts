@@ -16,7 +16,26 @@ const SPEC_EXAMPLE = readFileSync(path.join(ROOT, 'test/fixtures/spec-example.ya
 const RUNS = 500;
 const SEED = 20261123;
 
-const REPLACEMENT_VALUES = ['true', 'yes', '3', '"3"', '-1', '0', '[]', '{}', 'null', '~', '10 seconds', '25/sec', '"${env:NOPE}"', 'ftp://x', '1e309', "'", '[1, [2', '*alias'];
+const REPLACEMENT_VALUES = [
+  'true',
+  'yes',
+  '3',
+  '"3"',
+  '-1',
+  '0',
+  '[]',
+  '{}',
+  'null',
+  '~',
+  '10 seconds',
+  '25/sec',
+  '"${env:NOPE}"',
+  'ftp://x',
+  '1e309',
+  "'",
+  '[1, [2',
+  '*alias',
+];
 
 type Mutation = (lines: string[], random: () => number) => string;
 
@@ -33,7 +52,13 @@ const MUTATIONS: Record<string, Mutation> = {
     const [, indent, key, rest] = KEY_LINE.exec(line)!;
     const at = Math.floor(random() * key!.length);
     const renamed = pick(
-      [key!.slice(0, at) + key!.slice(at + 1), key!.slice(0, at) + 'x' + key!.slice(at), key!.toUpperCase(), `${key}s`, key!.slice(0, at) + (key![at + 1] ?? '') + key![at] + key!.slice(at + 2)],
+      [
+        key!.slice(0, at) + key!.slice(at + 1),
+        key!.slice(0, at) + 'x' + key!.slice(at),
+        key!.toUpperCase(),
+        `${key}s`,
+        key!.slice(0, at) + (key![at + 1] ?? '') + key![at] + key!.slice(at + 2),
+      ],
       random,
     );
     lines[index] = `${indent}${renamed || 'k'}${rest}`;
@@ -50,14 +75,18 @@ const MUTATIONS: Record<string, Mutation> = {
     return `duplicate line ${index + 1}`;
   },
   swapValue(lines, random) {
-    const candidates = lines.map((line, index) => [line, index] as const).filter(([line]) => /^\s*(?:- )?[A-Za-z][\w-]*: \S/.test(line));
+    const candidates = lines
+      .map((line, index) => [line, index] as const)
+      .filter(([line]) => /^\s*(?:- )?[A-Za-z][\w-]*: \S/.test(line));
     const [line, index] = pick(candidates, random);
     const value = pick(REPLACEMENT_VALUES, random);
     lines[index] = line.replace(/^(\s*(?:- )?[A-Za-z][\w-]*: ).*$/, `$1${value}`);
     return `value at line ${index + 1} -> ${value}`;
   },
   swapInlineValue(lines, random) {
-    const candidates = lines.map((line, index) => [line, index] as const).filter(([line]) => /\{ *\w+: [^,}]+/.test(line));
+    const candidates = lines
+      .map((line, index) => [line, index] as const)
+      .filter(([line]) => /\{ *\w+: [^,}]+/.test(line));
     const [line, index] = pick(candidates, random);
     const value = pick(REPLACEMENT_VALUES, random);
     lines[index] = line.replace(/(\{ *\w+: )[^,}]+/, `$1${value}`);

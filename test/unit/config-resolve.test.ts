@@ -42,12 +42,34 @@ describe('valid files', () => {
     expect(route!.stripPrefix).toBe(true);
     expect(route!.timeouts).toEqual({ connect: 2000, perTry: 5000, total: 30_000 });
     expect(route!.retry.maxRetries).toBe(3);
-    expect(route!.rateLimit).toEqual({ rate: 25, burst: 50, maxConcurrent: 10, queue: { size: 100, timeout: 2000 }, key: 'route', shared: false, mode: 'enforce' });
+    expect(route!.rateLimit).toEqual({
+      rate: 25,
+      burst: 50,
+      maxConcurrent: 10,
+      queue: { size: 100, timeout: 2000 },
+      key: 'route',
+      shared: false,
+      mode: 'enforce',
+    });
     expect(route!.headers.request.set).toEqual({ Authorization: 'Bearer sk_test_1' });
     expect(config.upstreams.stripe!.pacing.minRate).toBeCloseTo(0.2);
     expect(config.upstreams.stripe!.pacing.engageBelow).toBe(0.5);
-    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local', timeout: 250, sentinel: null, cluster: null, username: null, password: null, db: null, tls: null });
-    expect(config.forwardProxy).toMatchObject({ enabled: true, allowHosts: ['api.stripe.com', '*.github.com'], connect: { mode: 'tunnel' } });
+    expect(config.redis).toEqual({
+      url: 'redis://127.0.0.1:6379',
+      onError: 'local',
+      timeout: 250,
+      sentinel: null,
+      cluster: null,
+      username: null,
+      password: null,
+      db: null,
+      tls: null,
+    });
+    expect(config.forwardProxy).toMatchObject({
+      enabled: true,
+      allowHosts: ['api.stripe.com', '*.github.com'],
+      connect: { mode: 'tunnel' },
+    });
   });
 
   it('records which values came from the environment, for redaction', () => {
@@ -60,7 +82,11 @@ describe('valid files', () => {
     expect(config.listen).toEqual({ host: '127.0.0.1', port: 3128, serverNames: [], allowOrigins: [] });
     expect(config.admin).toEqual({ host: '0.0.0.0', port: 9901, token: null, tokenFile: null });
     expect(config.logging).toEqual({ level: 'info', accessLog: true });
-    expect(config.limits).toEqual({ maxBodySize: 10 * 1024 * 1024, maxHeaderSize: 16 * 1024, clientBodyTimeout: 30_000 });
+    expect(config.limits).toEqual({
+      maxBodySize: 10 * 1024 * 1024,
+      maxHeaderSize: 16 * 1024,
+      clientBodyTimeout: 30_000,
+    });
     expect(config.shutdown).toEqual({ drainTimeout: 20_000 });
     expect(config.redis).toBeNull();
     expect(config.forwardProxy).toEqual({
@@ -96,7 +122,11 @@ describe('valid files', () => {
       failOn: ['5xx', 'timeout', 'connect-failure', 'reset'],
       mode: 'enforce',
     });
-    expect(route!.retry).toMatchObject({ maxRetries: 3, backoff: { base: 500, max: 5_000 }, budget: { ratio: 0.4, minPerSecond: 10 } });
+    expect(route!.retry).toMatchObject({
+      maxRetries: 3,
+      backoff: { base: 500, max: 5_000 },
+      budget: { ratio: 0.4, minPerSecond: 10 },
+    });
   });
 
   it('keeps an openFor of old meaning what it meant: maxOpenFor left unset follows it', () => {
@@ -108,7 +138,12 @@ upstreams:
 routes:
   - { name: a, upstream: old }
 `);
-    expect(config.upstreams.old!.circuitBreaker).toMatchObject({ failureRate: 50, openFor: 30_000, maxOpenFor: 30_000, hold: 2_000 });
+    expect(config.upstreams.old!.circuitBreaker).toMatchObject({
+      failureRate: 50,
+      openFor: 30_000,
+      maxOpenFor: 30_000,
+      hold: 2_000,
+    });
     expect(config.upstreams.partial!.circuitBreaker.shedding).toEqual({ enabled: true, k: 3 });
     expect(config.upstreams.explicit!.circuitBreaker).toMatchObject({ openFor: 100, maxOpenFor: 5_000, hold: 0 });
   });
@@ -120,10 +155,26 @@ upstreams: { api: { url: "https://a.example.com" } }
 routes:
   - { name: a, upstream: api, rateLimit: { rate: 5/s, shared: true } }
 `);
-    expect(config.redis).toEqual({ url: 'redis://10.0.0.5:6379', onError: 'local', timeout: 1_000, sentinel: null, cluster: null, username: null, password: null, db: null, tls: null });
-    const result = parseConfig('version: 1\nredis: { timeout: 250 }\nupstreams: { api: { url: "https://a.example.com" } }\nroutes: [{ name: a, upstream: api }]\n', 'bad.yaml', { env: {} });
+    expect(config.redis).toEqual({
+      url: 'redis://10.0.0.5:6379',
+      onError: 'local',
+      timeout: 1_000,
+      sentinel: null,
+      cluster: null,
+      username: null,
+      password: null,
+      db: null,
+      tls: null,
+    });
+    const result = parseConfig(
+      'version: 1\nredis: { timeout: 250 }\nupstreams: { api: { url: "https://a.example.com" } }\nroutes: [{ name: a, upstream: api }]\n',
+      'bad.yaml',
+      { env: {} },
+    );
     expect(result.ok).toBe(false);
-    expect(result.ok ? [] : result.problems.map((problem) => String(problem.path))).toContainEqual(expect.stringContaining('redis'));
+    expect(result.ok ? [] : result.problems.map((problem) => String(problem.path))).toContainEqual(
+      expect.stringContaining('redis'),
+    );
   });
 
   it('reads redis.sentinel (SPEC §9), refuses a sentinel that is not host:port, and never shows its passwords in /config', () => {
@@ -198,8 +249,12 @@ routes:
       const parsed = parseConfig(`version: 1\n${yaml}\n${base}`, 'bad.yaml', { env: {} });
       return parsed.ok ? [] : parsed.problems.map((problem) => `${String(problem.path)}: ${problem.message}`);
     };
-    expect(problems('redis: { cluster: { nodes: ["a:1"] }, sentinel: { name: m, sentinels: ["b:2"] } }')).toContainEqual(expect.stringContaining('keep one of them'));
-    expect(problems('redis: { cluster: { nodes: ["a:1"] }, db: 2 }')).toContainEqual(expect.stringContaining('only database 0'));
+    expect(
+      problems('redis: { cluster: { nodes: ["a:1"] }, sentinel: { name: m, sentinels: ["b:2"] } }'),
+    ).toContainEqual(expect.stringContaining('keep one of them'));
+    expect(problems('redis: { cluster: { nodes: ["a:1"] }, db: 2 }')).toContainEqual(
+      expect.stringContaining('only database 0'),
+    );
     expect(problems('redis: { cluster: { nodes: [] } }').length).toBeGreaterThan(0);
     expect(problems('redis: { tls: { ca: ./no-such-ca.pem } }')).toContainEqual(expect.stringContaining('redis'));
   });
@@ -217,7 +272,11 @@ routes:
     );
     expect(result.ok).toBe(false);
     const messages = result.ok ? [] : result.problems.map((problem) => `${problem.path}: ${problem.message}`);
-    expect(messages).toContainEqual(expect.stringMatching(/^upstreams\.api\.circuitBreaker\.maxOpenFor: maxOpenFor \(1s\) must not be shorter than openFor \(2s\)$/));
+    expect(messages).toContainEqual(
+      expect.stringMatching(
+        /^upstreams\.api\.circuitBreaker\.maxOpenFor: maxOpenFor \(1s\) must not be shorter than openFor \(2s\)$/,
+      ),
+    );
     expect(messages).toContainEqual(expect.stringMatching(/^upstreams\.api\.circuitBreaker\.shedding\.k: /));
   });
 
@@ -251,7 +310,17 @@ redis: {}
 forwardProxy: { connect: {} }
 `);
     expect(config.routes[0]!.retry).toEqual(load(MINIMAL).routes[0]!.retry);
-    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', onError: 'local', timeout: 250, sentinel: null, cluster: null, username: null, password: null, db: null, tls: null });
+    expect(config.redis).toEqual({
+      url: 'redis://127.0.0.1:6379',
+      onError: 'local',
+      timeout: 250,
+      sentinel: null,
+      cluster: null,
+      username: null,
+      password: null,
+      db: null,
+      tls: null,
+    });
   });
 
   it('returns a deeply frozen object', () => {
@@ -268,7 +337,12 @@ forwardProxy: { connect: {} }
 
 describe('defaults merge key by key', () => {
   it('keeps the other retry defaults when a route sets only maxRetries', () => {
-    const config = load(`${MINIMAL}    retry: { maxRetries: 3 }\n`.replace('  - { name: api, upstream: api }\n', '  - name: api\n    upstream: api\n'));
+    const config = load(
+      `${MINIMAL}    retry: { maxRetries: 3 }\n`.replace(
+        '  - { name: api, upstream: api }\n',
+        '  - name: api\n    upstream: api\n',
+      ),
+    );
     const retry = config.routes[0]!.retry;
     expect(retry.maxRetries).toBe(3);
     expect(retry).toEqual({ ...config.defaults.retry, maxRetries: 3 });
@@ -299,7 +373,15 @@ routes:
     expect(a!.retry.backoff).toEqual({ base: 10, max: 2000 });
     expect(a!.retry.retryOn).toEqual(['5xx']);
     expect(a!.retry.maxRetries).toBe(3);
-    expect(a!.rateLimit).toEqual({ rate: 10, burst: 4, maxConcurrent: null, queue: { size: 100, timeout: 2000 }, key: 'route', shared: false, mode: 'enforce' });
+    expect(a!.rateLimit).toEqual({
+      rate: 10,
+      burst: 4,
+      maxConcurrent: null,
+      queue: { size: 100, timeout: 2000 },
+      key: 'route',
+      shared: false,
+      mode: 'enforce',
+    });
     expect(b!.rateLimit).toBeNull();
     expect(config.defaults.timeouts).toEqual({ connect: 2000, perTry: 10_000, total: 20_000 });
   });

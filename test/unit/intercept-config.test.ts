@@ -23,10 +23,21 @@ beforeAll(async () => {
   writeFileSync(file('loose.key'), ca.keyPem);
   chmodSync(file('loose.key'), 0o640);
   writeFileSync(file('garbage.key'), 'not a key', { mode: 0o600 });
-  writeFileSync(file('rsa.key'), generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-  writeFileSync(file('p384.key'), generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  writeFileSync(
+    file('rsa.key'),
+    generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    { mode: 0o600 },
+  );
+  writeFileSync(
+    file('p384.key'),
+    generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    { mode: 0o600 },
+  );
   const leaf = await createLeafIssuer(ca);
-  writeFileSync(file('leaf.crt'), (await leaf.issue('a.example.com')).certChainPem.split(/(?=-----BEGIN CERTIFICATE-----)/)[0]!);
+  writeFileSync(
+    file('leaf.crt'),
+    (await leaf.issue('a.example.com')).certChainPem.split(/(?=-----BEGIN CERTIFICATE-----)/)[0]!,
+  );
 });
 
 function load(intercept: string): { path: string; message: string }[] {
@@ -51,17 +62,57 @@ describe('forwardProxy.intercept', () => {
     ['{ caCert: ca.crt, hosts: [a.example.com] }', 'forwardProxy.intercept', /caKey is missing/],
     ['{ caCert: ca.crt, caKey: ca.key }', 'forwardProxy.intercept', /hosts is empty/],
     ['{ caCert: ca.crt, caKey: ca.key, hosts: [] }', 'forwardProxy.intercept.hosts', /hosts is empty/],
-    ['{ caCert: ca.crt, caKey: ca.key, hosts: ["a.example.com:443"] }', 'forwardProxy.intercept.hosts[0]', /names a host, not a port/],
-    ['{ caCert: nowhere.crt, caKey: ca.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caCert', /cannot read the CA file .*nowhere\.crt: ENOENT/],
-    ['{ caCert: ca.crt, caKey: nowhere.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /cannot read the CA key .*nowhere\.key: ENOENT/],
-    ['{ caCert: ca.crt, caKey: loose.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /readable by others \(mode 0640\): run chmod 600/],
-    ['{ caCert: ca.crt, caKey: garbage.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /holds no private key/],
-    ['{ caCert: ca.crt, caKey: other.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /does not belong to caCert/],
-    ['{ caCert: ca.crt, caKey: rsa.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /ECDSA P-256: this is a rsa key/],
-    ['{ caCert: ca.crt, caKey: p384.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /ECDSA P-256: this is a ec secp384r1 key/],
+    [
+      '{ caCert: ca.crt, caKey: ca.key, hosts: ["a.example.com:443"] }',
+      'forwardProxy.intercept.hosts[0]',
+      /names a host, not a port/,
+    ],
+    [
+      '{ caCert: nowhere.crt, caKey: ca.key, hosts: [a.example.com] }',
+      'forwardProxy.intercept.caCert',
+      /cannot read the CA file .*nowhere\.crt: ENOENT/,
+    ],
+    [
+      '{ caCert: ca.crt, caKey: nowhere.key, hosts: [a.example.com] }',
+      'forwardProxy.intercept.caKey',
+      /cannot read the CA key .*nowhere\.key: ENOENT/,
+    ],
+    [
+      '{ caCert: ca.crt, caKey: loose.key, hosts: [a.example.com] }',
+      'forwardProxy.intercept.caKey',
+      /readable by others \(mode 0640\): run chmod 600/,
+    ],
+    [
+      '{ caCert: ca.crt, caKey: garbage.key, hosts: [a.example.com] }',
+      'forwardProxy.intercept.caKey',
+      /holds no private key/,
+    ],
+    [
+      '{ caCert: ca.crt, caKey: other.key, hosts: [a.example.com] }',
+      'forwardProxy.intercept.caKey',
+      /does not belong to caCert/,
+    ],
+    [
+      '{ caCert: ca.crt, caKey: rsa.key, hosts: [a.example.com] }',
+      'forwardProxy.intercept.caKey',
+      /ECDSA P-256: this is a rsa key/,
+    ],
+    [
+      '{ caCert: ca.crt, caKey: p384.key, hosts: [a.example.com] }',
+      'forwardProxy.intercept.caKey',
+      /ECDSA P-256: this is a ec secp384r1 key/,
+    ],
     ['{ caCert: leaf.crt, caKey: ca.key, hosts: [a.example.com] }', 'forwardProxy.intercept.caCert', /not a CA/],
-    ['{ caCert: ca.crt, caKey: "-----BEGIN PRIVATE KEY-----x", hosts: [a.example.com] }', 'forwardProxy.intercept.caKey', /path of the key file, not the key/],
-    ['{ caCert: ca.crt, caKey: ca.key, hosts: [a.example.com], upstreamCa: nowhere.pem }', 'forwardProxy.intercept.upstreamCa', /cannot read the CA file/],
+    [
+      '{ caCert: ca.crt, caKey: "-----BEGIN PRIVATE KEY-----x", hosts: [a.example.com] }',
+      'forwardProxy.intercept.caKey',
+      /path of the key file, not the key/,
+    ],
+    [
+      '{ caCert: ca.crt, caKey: ca.key, hosts: [a.example.com], upstreamCa: nowhere.pem }',
+      'forwardProxy.intercept.upstreamCa',
+      /cannot read the CA file/,
+    ],
   ])('refuses %s', (intercept, at, message) => {
     const problems = load(intercept);
     expect(problems.length, JSON.stringify(problems)).toBeGreaterThan(0);

@@ -29,7 +29,12 @@ describe('providerOf', () => {
 
   it('keeps a short message, code and JSON body whole', () => {
     const body = { error: { message: 'database unavailable', code: 'db_down' } };
-    expect(providerOf(answer(503, { 'content-type': 'application/json' }, JSON.stringify(body)))).toEqual({ status: 503, code: 'db_down', message: 'database unavailable', body });
+    expect(providerOf(answer(503, { 'content-type': 'application/json' }, JSON.stringify(body)))).toEqual({
+      status: 503,
+      code: 'db_down',
+      message: 'database unavailable',
+      body,
+    });
   });
 
   it('gives a JSON body that is longer written again (1e20 is 21 digits) as its text', () => {
@@ -56,14 +61,29 @@ describe('providerOf', () => {
 
 describe('journalHeaders', () => {
   it('cuts each value at 256 characters', () => {
-    const headers = journalHeaders({ 'x-request-id': 'r'.repeat(10_000), ratelimit: 'limit=1'.padEnd(10_000, '0'), 'retry-after': '30', 'set-cookie': ['a=b'] });
-    expect(headers).toEqual({ 'x-request-id': 'r'.repeat(256), ratelimit: 'limit=1'.padEnd(256, '0'), 'retry-after': '30' });
+    const headers = journalHeaders({
+      'x-request-id': 'r'.repeat(10_000),
+      ratelimit: 'limit=1'.padEnd(10_000, '0'),
+      'retry-after': '30',
+      'set-cookie': ['a=b'],
+    });
+    expect(headers).toEqual({
+      'x-request-id': 'r'.repeat(256),
+      ratelimit: 'limit=1'.padEnd(256, '0'),
+      'retry-after': '30',
+    });
   });
 
   it('keeps a provider’s usual dozen rate-limit headers, not a flood of them', () => {
-    const usual = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`anthropic-ratelimit-${i}`, '2024-06-01T12:00:00Z']));
-    const openai = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`x-ratelimit-remaining-${i}`, String(1000 - i)]));
-    expect(Object.keys(journalHeaders({ ...usual, ...openai, 'x-request-id': 'req_1', 'retry-after-ms': '1500' }))).toHaveLength(26);
+    const usual = Object.fromEntries(
+      Array.from({ length: 12 }, (_, i) => [`anthropic-ratelimit-${i}`, '2024-06-01T12:00:00Z']),
+    );
+    const openai = Object.fromEntries(
+      Array.from({ length: 12 }, (_, i) => [`x-ratelimit-remaining-${i}`, String(1000 - i)]),
+    );
+    expect(
+      Object.keys(journalHeaders({ ...usual, ...openai, 'x-request-id': 'req_1', 'retry-after-ms': '1500' })),
+    ).toHaveLength(26);
     const flood = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`x-ratelimit-${i}`, 'v'.repeat(256)]));
     expect(JSON.stringify(journalHeaders(flood)).length).toBeLessThanOrEqual(2048 + 60 * 6);
   });

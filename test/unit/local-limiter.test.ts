@@ -48,6 +48,8 @@ describe('LocalLimiter', () => {
     release();
     release();
     (await limiter.acquire(0, never))();
-    await expect(Promise.all([limiter.acquire(0, never), limiter.acquire(0, never)])).rejects.toBeInstanceOf(LimiterRefused);
+    await expect(Promise.all([limiter.acquire(0, never), limiter.acquire(0, never)])).rejects.toBeInstanceOf(
+      LimiterRefused,
+    );
   });
 });

@@ -54,7 +54,9 @@ describe('batched log destination', () => {
     }
     const lines = received.split('\n').filter(Boolean);
     expect(lines).toHaveLength(27);
-    expect(lines.slice(0, 25).map((line) => line.slice(0, 4))).toEqual(Array.from({ length: 25 }, (_, i) => String(i).padStart(4, '0')));
+    expect(lines.slice(0, 25).map((line) => line.slice(0, 4))).toEqual(
+      Array.from({ length: 25 }, (_, i) => String(i).padStart(4, '0')),
+    );
     expect(lines.slice(25)).toEqual(['tail-1', 'tail-2']);
   });
 });

@@ -11,7 +11,10 @@ describe('BoundedLabel', () => {
   it('keeps config names and the first `max` other values; later values share the overflow value', async () => {
     const values = new BoundedLabel(2, '_other');
     values.name('stripe');
-    const counter = new FastCounter<'upstream' | 'outcome'>('c', 'h', ['upstream', 'outcome'], { label: 'upstream', values });
+    const counter = new FastCounter<'upstream' | 'outcome'>('c', 'h', ['upstream', 'outcome'], {
+      label: 'upstream',
+      values,
+    });
     const histogram = new FastHistogram<'upstream'>('h', 'h', ['upstream'], [1], { label: 'upstream', values });
     for (const upstream of ['a.test:80', 'b.test:80', 'c.test:80', 'd.test:443', 'stripe', 'a.test:80']) {
       counter.inc({ upstream, outcome: 'success' });
@@ -24,7 +27,9 @@ describe('BoundedLabel', () => {
       ['_other', 2],
       ['stripe', 1],
     ]);
-    const counts = (await histogram.get()).values.filter((value) => value.metricName === 'h_count').map(({ labels, value }) => [labels.upstream, value]);
+    const counts = (await histogram.get()).values
+      .filter((value) => value.metricName === 'h_count')
+      .map(({ labels, value }) => [labels.upstream, value]);
     expect(counts).toEqual(series);
   });
 });

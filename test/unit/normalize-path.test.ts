@@ -12,7 +12,8 @@ const ok = (path: string) => {
 
 describe('normalizePath', () => {
   it('returns a plain path as it is', () => {
-    for (const path of ['/', '/a', '/a/b/', '/v1/charges', '/a//b', '/a.b/c.d', '/.well-known/x', '*']) expect(ok(path)).toBe(path);
+    for (const path of ['/', '/a', '/a/b/', '/v1/charges', '/a//b', '/a.b/c.d', '/.well-known/x', '*'])
+      expect(ok(path)).toBe(path);
   });
 
   it('removes dot segments', () => {

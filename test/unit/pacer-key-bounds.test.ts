@@ -9,7 +9,8 @@ import type { RequestContext } from '../../src/policy/context.js';
 import { pacerKeyOf } from '../../src/policy/pacing/key.js';
 
 const config = { key: 'authorization', scope: 'x-ratelimit-resource' } as PacingConfig;
-const ctx = (path: string, authorization: string) => ({ path, clientHeaders: { authorization } }) as unknown as RequestContext;
+const ctx = (path: string, authorization: string) =>
+  ({ path, clientHeaders: { authorization } }) as unknown as RequestContext;
 
 describe('pacerKeyOf', () => {
   it('keeps short segments as sent and hashes long ones apart', () => {

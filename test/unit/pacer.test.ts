@@ -10,7 +10,8 @@ import type { PacingConfig } from '../../src/config/types.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import type { AttemptResult, RequestContext } from '../../src/policy/context.js';
 import { createUpstreamPacing } from '../../src/policy/pacing/pacer.js';
-import { observe, reserveWithin } from '../../src/policy/pacing/quota.js';
+import { reserveWithin } from '../../src/policy/pacing/quota.js';
+import { observe } from '../../src/policy/pacing/announced.js';
 import { freshState } from '../../src/policy/pacing/store.js';
 import { Cancellation } from '../../src/lib/signal.js';
 import type { UpstreamResponse } from '../../src/upstream/response.js';
@@ -52,10 +53,18 @@ function harness(config: Partial<PacingConfig> = {}, deadlineMs = Infinity, adva
   });
   const policy = pacing.policy('api');
   const send = (headers: IncomingHttpHeaders | undefined, status = 200) => {
-    const ctx = { clientHeaders: {}, path: '/x', flags: new Set(), deadline: clock + deadlineMs } as unknown as RequestContext;
+    const ctx = {
+      clientHeaders: {},
+      path: '/x',
+      flags: new Set(),
+      deadline: clock + deadlineMs,
+    } as unknown as RequestContext;
     return policy.run(ctx, new Cancellation(), async (): Promise<AttemptResult> => {
       sent.push(clock);
-      return { classification: { status } as AttemptResult['classification'], response: headers ? ({ headers } as UpstreamResponse) : undefined };
+      return {
+        classification: { status } as AttemptResult['classification'],
+        response: headers ? ({ headers } as UpstreamResponse) : undefined,
+      };
     });
   };
   return { pacing, waits, sent, send, at: (t: number) => (clock = t) };
@@ -156,7 +165,10 @@ describe('pacer', () => {
   it("never waits past the request's deadline: refused at once, nothing reserved", async () => {
     const { waits, send } = harness({ maxWait: 60_000 }, 1000);
     await send({ 'x-ratelimit-limit': '100', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '3' });
-    await expect(send(undefined)).rejects.toMatchObject({ code: 'RATE_LIMITED', detail: expect.stringMatching(/total timeout/) });
+    await expect(send(undefined)).rejects.toMatchObject({
+      code: 'RATE_LIMITED',
+      detail: expect.stringMatching(/total timeout/),
+    });
     expect(waits).toEqual([]);
   });
 
@@ -202,7 +214,11 @@ describe('pacer', () => {
         state,
         t,
         200,
-        { 'x-ratelimit-limit-requests': '5', 'x-ratelimit-remaining-requests': String(remaining), 'x-ratelimit-reset-requests': `${resetMs}ms` },
+        {
+          'x-ratelimit-limit-requests': '5',
+          'x-ratelimit-remaining-requests': String(remaining),
+          'x-ratelimit-reset-requests': `${resetMs}ms`,
+        },
         config,
         30_000,
         1_800_000_000_000 + t,

@@ -56,7 +56,15 @@ const PRIVATE_SPELLINGS = [
   '169.254.169.254',
 ];
 
-const PUBLIC_ADDRESSES = ['93.184.216.34', '2606:2800:220:1:248:1893:25c8:1946', '::ffff:93.184.216.34', '64:ff9b::5db8:d822', '2002:5db8:d822::1', '2001:4860:4860::8888', '100:0:0:1::1'];
+const PUBLIC_ADDRESSES = [
+  '93.184.216.34',
+  '2606:2800:220:1:248:1893:25c8:1946',
+  '::ffff:93.184.216.34',
+  '64:ff9b::5db8:d822',
+  '2002:5db8:d822::1',
+  '2001:4860:4860::8888',
+  '100:0:0:1::1',
+];
 
 describe('isPrivateAddress', () => {
   for (const address of PRIVATE_SPELLINGS) {
@@ -69,7 +77,14 @@ describe('isPrivateAddress', () => {
 
 /** A target checker with `allowHosts` and test DNS. */
 function checker(allowHosts: string[], names: Record<string, string> = {}) {
-  const config = { enabled: true, allowHosts, allowPorts: [80, 443], denyPrivateNetworks: true, mode: 'enforce', callers: [] } satisfies Partial<ForwardProxyConfig>;
+  const config = {
+    enabled: true,
+    allowHosts,
+    allowPorts: [80, 443],
+    denyPrivateNetworks: true,
+    mode: 'enforce',
+    callers: [],
+  } satisfies Partial<ForwardProxyConfig>;
   return createTargetChecker(config, async (name): Promise<LookupAddress[]> => {
     const address = names[name];
     if (address === undefined) throw Object.assign(new Error(`ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
@@ -80,7 +95,16 @@ function checker(allowHosts: string[], names: Record<string, string> = {}) {
 describe('createTargetChecker', () => {
   it('with allowHosts "*" refuses every private literal, bracketed or not, and admits a public one', async () => {
     const any = checker(['*']);
-    for (const spelling of ['[::7f00:1]', '::7f00:1', '[::ffff:127.0.0.1]', '[64:ff9b::10.0.0.1]', '[2002:7f00:1::]', '[FEC0::1]', '[2001:db8::1]', '10.0.0.1']) {
+    for (const spelling of [
+      '[::7f00:1]',
+      '::7f00:1',
+      '[::ffff:127.0.0.1]',
+      '[64:ff9b::10.0.0.1]',
+      '[2002:7f00:1::]',
+      '[FEC0::1]',
+      '[2001:db8::1]',
+      '10.0.0.1',
+    ]) {
       const result = await any.check(spelling, 443);
       expect(result.ok, spelling).toBe(false);
       expect(result.ok ? '' : result.reason, spelling).toMatch(/private address/);
@@ -98,11 +122,18 @@ describe('createTargetChecker', () => {
   });
 
   it('refuses a name resolving to an embedded or zoned private address, and its lookup never yields it', async () => {
-    const names = { 'a.test': '::7f00:1', 'b.test': '64:ff9b::a00:1', 'c.test': 'fe80::1%eth0', 'd.test': '2002:a9fe:a9fe::' };
+    const names = {
+      'a.test': '::7f00:1',
+      'b.test': '64:ff9b::a00:1',
+      'c.test': 'fe80::1%eth0',
+      'd.test': '2002:a9fe:a9fe::',
+    };
     const wild = checker(['*.test'], names);
     for (const name of Object.keys(names)) {
       expect(await wild.check(name, 443), name).toMatchObject({ ok: false });
-      const error = await new Promise<NodeJS.ErrnoException | null>((resolve) => wild.lookup(name, {}, (failure) => resolve(failure)));
+      const error = await new Promise<NodeJS.ErrnoException | null>((resolve) =>
+        wild.lookup(name, {}, (failure) => resolve(failure)),
+      );
       expect(error?.code, name).toBe('EHOSTNOTALLOWED');
     }
   });

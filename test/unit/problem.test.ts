@@ -3,14 +3,30 @@ import { BreakwaterError } from '../../src/errors/breakwater-error.js';
 import { typeUrn } from '../../src/errors/catalog.js';
 import { renderProblem } from '../../src/errors/problem.js';
 
-const context = { instance: '/stripe/v1/charges', route: 'stripe', upstream: 'stripe', target: null, attempts: 0, requestId: 'req-1' };
+const context = {
+  instance: '/stripe/v1/charges',
+  route: 'stripe',
+  upstream: 'stripe',
+  target: null,
+  attempts: 0,
+  requestId: 'req-1',
+};
 
 describe('renderProblem', () => {
   it("renders SPEC §5's example body", () => {
-    const error = new BreakwaterError('CIRCUIT_OPEN', "Upstream 'stripe' failed 12 of 20 recent calls; calls are refused for 24 s.", { retryAfterSeconds: 24 });
+    const error = new BreakwaterError(
+      'CIRCUIT_OPEN',
+      "Upstream 'stripe' failed 12 of 20 recent calls; calls are refused for 24 s.",
+      { retryAfterSeconds: 24 },
+    );
     const rendered = renderProblem(error, context);
     expect(rendered.status).toBe(503);
-    expect(rendered.headers).toMatchObject({ 'content-type': 'application/problem+json', 'x-breakwater-error': 'CIRCUIT_OPEN', 'retry-after': '24', 'x-request-id': 'req-1' });
+    expect(rendered.headers).toMatchObject({
+      'content-type': 'application/problem+json',
+      'x-breakwater-error': 'CIRCUIT_OPEN',
+      'retry-after': '24',
+      'x-request-id': 'req-1',
+    });
     expect(JSON.parse(rendered.body)).toEqual({
       type: 'urn:breakwater:error:circuit-open',
       title: 'Circuit open',

@@ -32,9 +32,23 @@ describe('quota headers', () => {
   });
 
   it('prefers the IETF fields, then X-RateLimit, then OpenAI', () => {
-    expect(readQuota({ ratelimit: '"a";r=5;t=10', 'ratelimit-policy': '"a";q=50;w=60', 'x-ratelimit-remaining': '1' }, now)).toEqual({ limit: 50, remaining: 5, resetSeconds: 10 });
-    expect(readQuota({ 'x-ratelimit-limit': '10', 'x-ratelimit-remaining': '2' }, now)).toEqual({ limit: 10, remaining: 2 });
-    expect(readQuota({ 'x-ratelimit-limit-requests': '100', 'x-ratelimit-remaining-requests': '99', 'x-ratelimit-reset-requests': '600ms' }, now)).toEqual({
+    expect(
+      readQuota({ ratelimit: '"a";r=5;t=10', 'ratelimit-policy': '"a";q=50;w=60', 'x-ratelimit-remaining': '1' }, now),
+    ).toEqual({ limit: 50, remaining: 5, resetSeconds: 10 });
+    expect(readQuota({ 'x-ratelimit-limit': '10', 'x-ratelimit-remaining': '2' }, now)).toEqual({
+      limit: 10,
+      remaining: 2,
+    });
+    expect(
+      readQuota(
+        {
+          'x-ratelimit-limit-requests': '100',
+          'x-ratelimit-remaining-requests': '99',
+          'x-ratelimit-reset-requests': '600ms',
+        },
+        now,
+      ),
+    ).toEqual({
       limit: 100,
       remaining: 99,
       resetSeconds: 0.6,
@@ -59,14 +73,25 @@ describe('pacing dialects', () => {
   it('reads Shopify and Salesforce used/max', async () => {
     const { readQuota } = await import('../../src/errors/quota.js');
     expect(readQuota({ 'x-shopify-shop-api-call-limit': '32/40' }, now)).toEqual({ limit: 40, remaining: 8 });
-    expect(readQuota({ 'sforce-limit-info': 'api-usage=10018/100000' }, now)).toEqual({ limit: 100000, remaining: 89982 });
+    expect(readQuota({ 'sforce-limit-info': 'api-usage=10018/100000' }, now)).toEqual({
+      limit: 100000,
+      remaining: 89982,
+    });
   });
 
   it('honours a configured dialect and reset format over the guess', async () => {
     const { readQuota } = await import('../../src/errors/quota.js');
     const headers = { 'x-ratelimit-limit': '10', 'x-ratelimit-remaining': '5', 'x-ratelimit-reset': '1795402830' };
-    expect(readQuota(headers, now, { resetFormat: 'epoch' })).toEqual({ limit: 10, remaining: 5, resetSeconds: 1795402830 - now / 1000 });
-    expect(readQuota(headers, now, { resetFormat: 'delta' })).toEqual({ limit: 10, remaining: 5, resetSeconds: 1795402830 });
+    expect(readQuota(headers, now, { resetFormat: 'epoch' })).toEqual({
+      limit: 10,
+      remaining: 5,
+      resetSeconds: 1795402830 - now / 1000,
+    });
+    expect(readQuota(headers, now, { resetFormat: 'delta' })).toEqual({
+      limit: 10,
+      remaining: 5,
+      resetSeconds: 1795402830,
+    });
     expect(readQuota({ ...headers, ratelimit: '"a";r=1;t=2' }, now, { dialect: 'x-ratelimit' })!.remaining).toBe(5);
     expect(readQuota({ 'x-shopify-shop-api-call-limit': '1/2' }, now, { dialect: 'openai' })).toBeUndefined();
   });
@@ -80,7 +105,8 @@ describe('hostile quota headers (SPEC §20.5)', () => {
   ])('reads a 64,000-character %s in linear time, and finds no quota in it', async (name, value) => {
     const { readQuota } = await import('../../src/errors/quota.js');
     const started = performance.now();
-    for (const dialect of ['auto', 'shopify', 'salesforce'] as const) expect(readQuota({ [name]: value }, now, { dialect })).toBeUndefined();
+    for (const dialect of ['auto', 'shopify', 'salesforce'] as const)
+      expect(readQuota({ [name]: value }, now, { dialect })).toBeUndefined();
     // Measured: 6.3 s for the digits before the bound; well under a millisecond after. Generous slack for a loaded machine.
     expect(performance.now() - started).toBeLessThan(500);
   });

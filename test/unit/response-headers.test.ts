@@ -9,7 +9,8 @@ import { buildResponseHeaderList, buildResponseHeaders, compileHeaderEdits } fro
 import { headerName, parseRawHeaders } from '../../src/upstream/response.js';
 
 const raw = (...lines: string[]) => lines.map((line) => Buffer.from(line));
-const pairs = (list: readonly string[]) => Array.from({ length: list.length / 2 }, (_, i) => [list[2 * i], list[2 * i + 1]]);
+const pairs = (list: readonly string[]) =>
+  Array.from({ length: list.length / 2 }, (_, i) => [list[2 * i], list[2 * i + 1]]);
 
 describe('buildResponseHeaderList', () => {
   const edits = compileHeaderEdits({ remove: ['Server'], set: { 'Cache-Control': 'no-store' } });
@@ -41,7 +42,12 @@ describe('buildResponseHeaderList', () => {
   );
 
   it('drops hop-by-hop and Connection-named lines, applies edits, writes its own headers', () => {
-    const list = buildResponseHeaderList(upstream, headerName, { requestId: 'req-1', attempts: 2, edits, target: 'eu' });
+    const list = buildResponseHeaderList(upstream, headerName, {
+      requestId: 'req-1',
+      attempts: 2,
+      edits,
+      target: 'eu',
+    });
     expect(pairs(list)).toEqual([
       ['content-type', 'application/json'],
       ['set-cookie', 'a=1'],
@@ -55,12 +61,24 @@ describe('buildResponseHeaderList', () => {
   });
 
   it('says what the object form says', () => {
-    const list = buildResponseHeaderList(upstream, headerName, { requestId: 'req-1', attempts: 1, edits, target: null });
+    const list = buildResponseHeaderList(upstream, headerName, {
+      requestId: 'req-1',
+      attempts: 1,
+      edits,
+      target: null,
+    });
     const fromList: Record<string, string | string[]> = {};
     for (const [name, value] of pairs(list)) {
       const existing = fromList[name!];
-      fromList[name!] = existing === undefined ? (name === 'set-cookie' ? [value!] : value!) : ([] as string[]).concat(existing, value!);
+      fromList[name!] =
+        existing === undefined
+          ? name === 'set-cookie'
+            ? [value!]
+            : value!
+          : ([] as string[]).concat(existing, value!);
     }
-    expect(fromList).toEqual({ ...buildResponseHeaders(parseRawHeaders(upstream), { requestId: 'req-1', attempts: 1, edits, target: null }) });
+    expect(fromList).toEqual({
+      ...buildResponseHeaders(parseRawHeaders(upstream), { requestId: 'req-1', attempts: 1, edits, target: null }),
+    });
   });
 });

@@ -49,9 +49,12 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter(value, now)).toBe(ms);
   });
 
-  it.each(['', 'soon', '-5', '1.5', '3e2', 'Mon, 99 Foo 2026 03:00:05 GMT', '2026-11-23T03:00:05Z'])('ignores %j', (value) => {
-    expect(parseRetryAfter(value, now)).toBeUndefined();
-  });
+  it.each(['', 'soon', '-5', '1.5', '3e2', 'Mon, 99 Foo 2026 03:00:05 GMT', '2026-11-23T03:00:05Z'])(
+    'ignores %j',
+    (value) => {
+      expect(parseRetryAfter(value, now)).toBeUndefined();
+    },
+  );
 
   it('reads a huge delta as a very long wait, not as garbage', () => {
     expect(parseRetryAfter('999999999999999999999', now)).toBe(Number.MAX_SAFE_INTEGER);

@@ -53,7 +53,15 @@ describe('TrafficStats', () => {
       { name: 'api', upstream: 'backend' },
       { name: 'idle', upstream: null },
     ]).routes;
-    expect(api).toMatchObject({ route: 'api', upstream: 'backend', requests: 100, requestsPerSecond: 5, successRate: 95, retriesPerSecond: 0.4, rateLimitedPerSecond: 0.1 });
+    expect(api).toMatchObject({
+      route: 'api',
+      upstream: 'backend',
+      requests: 100,
+      requestsPerSecond: 5,
+      successRate: 95,
+      retriesPerSecond: 0.4,
+      rateLimitedPerSecond: 0.1,
+    });
     expect(api!.p50Ms).toBeGreaterThan(0);
     expect(api!.p50Ms).toBeLessThanOrEqual(5);
     expect(api!.p99Ms).toBeGreaterThan(250);

@@ -10,7 +10,10 @@ describe('Turns', () => {
     expect(turns.claim()).toBe(true);
     expect(turns.claim()).toBe(false);
     const order: string[] = [];
-    const wait = (name: string, rank: number) => turns.take({ rank, promoteAfterMs: null }, 10_000, never, () => new Error('timeout')).then(() => order.push(name));
+    const wait = (name: string, rank: number) =>
+      turns
+        .take({ rank, promoteAfterMs: null }, 10_000, never, () => new Error('timeout'))
+        .then(() => order.push(name));
     const all = [wait('b1', 2), wait('c1', 0), wait('b2', 2), wait('c2', 0)];
     for (let i = 0; i < 4; i++) {
       turns.give();
@@ -27,7 +30,8 @@ describe('Turns', () => {
     const turns = new Turns();
     turns.claim();
     const order: string[] = [];
-    const wait = (name: string, rank: number) => turns.take({ rank, promoteAfterMs: 30 }, 10_000, never, () => new Error('timeout')).then(() => order.push(name));
+    const wait = (name: string, rank: number) =>
+      turns.take({ rank, promoteAfterMs: 30 }, 10_000, never, () => new Error('timeout')).then(() => order.push(name));
     const all = [wait('b1', 2)];
     await new Promise((resolve) => setTimeout(resolve, 80));
     all.push(wait('c1', 0), wait('b2', 2));
@@ -42,7 +46,9 @@ describe('Turns', () => {
   it('gives a waiter up after its wait, and keeps per-key turns only while busy', async () => {
     const turns = new Turns();
     turns.claim();
-    await expect(turns.take({ rank: 0, promoteAfterMs: null }, 10, never, () => new Error('gave up'))).rejects.toThrow('gave up');
+    await expect(turns.take({ rank: 0, promoteAfterMs: null }, 10, never, () => new Error('gave up'))).rejects.toThrow(
+      'gave up',
+    );
     turns.give();
     expect(turns.busy).toBe(false);
     const byKey = new TurnsByKey();

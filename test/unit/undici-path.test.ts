@@ -17,13 +17,36 @@ describe("undici's files that Breakwater loads directly", () => {
   });
 
   it("lib/core/util.js has the package's headerNameToString", () => {
-    expect((require('undici/lib/core/util.js') as { headerNameToString: unknown }).headerNameToString).toBe(util.headerNameToString);
+    expect((require('undici/lib/core/util.js') as { headerNameToString: unknown }).headerNameToString).toBe(
+      util.headerNameToString,
+    );
   });
 
   it('reads raw headers as node:http does: lower-cased names, set-cookie a list, repeated single headers keep the first', () => {
-    const raw = ['Content-Type', 'text/plain', 'X-A', '1', 'x-a', '2', 'Set-Cookie', 'a=1', 'Content-Length', '5', 'content-length', '6', 'Cookie', 'a', 'cookie', 'b'].map((text) =>
-      Buffer.from(text),
-    );
-    expect({ ...parseRawHeaders(raw) }).toEqual({ 'content-type': 'text/plain', 'x-a': '1, 2', 'set-cookie': ['a=1'], 'content-length': '5', cookie: 'a; b' });
+    const raw = [
+      'Content-Type',
+      'text/plain',
+      'X-A',
+      '1',
+      'x-a',
+      '2',
+      'Set-Cookie',
+      'a=1',
+      'Content-Length',
+      '5',
+      'content-length',
+      '6',
+      'Cookie',
+      'a',
+      'cookie',
+      'b',
+    ].map((text) => Buffer.from(text));
+    expect({ ...parseRawHeaders(raw) }).toEqual({
+      'content-type': 'text/plain',
+      'x-a': '1, 2',
+      'set-cookie': ['a=1'],
+      'content-length': '5',
+      cookie: 'a; b',
+    });
   });
 });

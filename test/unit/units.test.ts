@@ -26,9 +26,12 @@ describe('parseDuration', () => {
     expect(value(parseDuration(text))).toBe(ms);
   });
 
-  it.each(['10 seconds', '5', '', 's', '2x', '1.s', '.5s', '2S', '1d', 'ms', '1m 30s', '2s3', 'NaNs', '1e3ms'])('refuses %j with the accepted forms', (text) => {
-    expect(message(parseDuration(text))).toMatch(/not a duration|empty string/);
-  });
+  it.each(['10 seconds', '5', '', 's', '2x', '1.s', '.5s', '2S', '1d', 'ms', '1m 30s', '2s3', 'NaNs', '1e3ms'])(
+    'refuses %j with the accepted forms',
+    (text) => {
+      expect(message(parseDuration(text))).toMatch(/not a duration|empty string/);
+    },
+  );
 
   it('refuses negative durations as negative', () => {
     expect(message(parseDuration('-1s'))).toMatch(/negative/);

@@ -46,7 +46,8 @@ describe('WaitQueue', () => {
   it('hands values to the highest class first (rank 0), first come first served within a class', async () => {
     const queue = new WaitQueue<string>();
     const order: string[] = [];
-    const join = (name: string, rank: number) => queue.wait(10_000, never, () => new Error('timeout'), at(rank)).then(() => order.push(name));
+    const join = (name: string, rank: number) =>
+      queue.wait(10_000, never, () => new Error('timeout'), at(rank)).then(() => order.push(name));
     const all = [join('b1', 2), join('n1', 1), join('b2', 2), join('c1', 0), join('n2', 1), join('c2', 0)];
     for (let i = 0; i < 6; i++) queue.resolveHead('go');
     await Promise.all(all);
@@ -80,7 +81,9 @@ describe('WaitQueue', () => {
     const order: string[] = [];
     const promoted: string[] = [];
     const join = (name: string, rank: number, promoteAfterMs: number | null = 30) =>
-      queue.wait(10_000, never, () => new Error('timeout'), { rank, promoteAfterMs }, { add: () => promoted.push(name) }).then(() => order.push(name));
+      queue
+        .wait(10_000, never, () => new Error('timeout'), { rank, promoteAfterMs }, { add: () => promoted.push(name) })
+        .then(() => order.push(name));
     const waits = [join('c0', 0), join('b1', 2), join('n1', 1), join('b-unguarded', 2, null)];
     // Past promoteAfter (the promotion timers, set first and shorter, fire before this one), then newer critical and batch waiters.
     await new Promise((resolve) => setTimeout(resolve, 80));

@@ -19,7 +19,12 @@ function tag(xml: string, name: string): string | undefined {
 }
 
 function decodeXml(value: string): string {
-  return value.replaceAll('&lt;', '<').replaceAll('&gt;', '>').replaceAll('&quot;', '"').replaceAll('&apos;', "'").replaceAll('&amp;', '&');
+  return value
+    .replaceAll('&lt;', '<')
+    .replaceAll('&gt;', '>')
+    .replaceAll('&quot;', '"')
+    .replaceAll('&apos;', "'")
+    .replaceAll('&amp;', '&');
 }
 
 /** AWS XML protocols (S3, SQS, EC2...): `<Error><Code>` and `<Message>`. */

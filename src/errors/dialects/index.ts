@@ -12,7 +12,20 @@ import type { Dialect, ParsedBody, ProviderError } from './types.js';
 
 export type { ParsedBody, ProviderError } from './types.js';
 
-const DIALECTS: readonly Dialect[] = [problemJson, awsJson, slack, stripe, openai, google, twilio, github, genericJson, awsXml, html, plainText];
+const DIALECTS: readonly Dialect[] = [
+  problemJson,
+  awsJson,
+  slack,
+  stripe,
+  openai,
+  google,
+  twilio,
+  github,
+  genericJson,
+  awsXml,
+  html,
+  plainText,
+];
 
 /**
  * A body parsed by its content type and shape. Linear in its size whatever
@@ -29,7 +42,8 @@ export function parseBody(text: string, contentType: string): ParsedBody {
       // not JSON, whatever the header said: read it as text below
     }
   }
-  if (contentType.includes('xml') || trimmed.startsWith('<?xml') || /^<Error[\s>]/.test(trimmed)) return { kind: 'xml', text };
+  if (contentType.includes('xml') || trimmed.startsWith('<?xml') || /^<Error[\s>]/.test(trimmed))
+    return { kind: 'xml', text };
   if (contentType.includes('html') || /^<(!doctype|html)/i.test(trimmed)) return { kind: 'html', text };
   return { kind: 'text', text };
 }
@@ -43,8 +57,14 @@ export function readProviderError(body: ParsedBody, contentType: string): Provid
   return { dialect: 'none' };
 }
 
-/** An error body's text, parsed, and what the provider said in it (dialect `none` for an empty body): one reading for the rules, normalize and the journal. */
-export function readErrorText(text: string, contentType: string): { parsed: ParsedBody; said: ProviderError & { dialect: string } } {
+/**
+ * An error body's text, parsed, and what the provider said in it (dialect `none` for an empty body): one reading
+ * for the rules, normalize and the journal.
+ */
+export function readErrorText(
+  text: string,
+  contentType: string,
+): { parsed: ParsedBody; said: ProviderError & { dialect: string } } {
   const parsed = parseBody(text, contentType);
   return { parsed, said: text.trim() === '' ? { dialect: 'none' } : readProviderError(parsed, contentType) };
 }

@@ -6,7 +6,8 @@ export const problemJson: Dialect = {
   extract(body, contentType) {
     if (body.kind !== 'json' || !isObject(body.value)) return undefined;
     const value = body.value;
-    if (!contentType.includes('problem+json') && !(typeof value.type === 'string' && typeof value.title === 'string')) return undefined;
+    if (!contentType.includes('problem+json') && !(typeof value.type === 'string' && typeof value.title === 'string'))
+      return undefined;
     return { message: text(value.detail) ?? text(value.title), code: codeOf(value.code) ?? codeOf(value.type) };
   },
 };

@@ -8,7 +8,10 @@
  * the event loop held.
  */
 
-/** Whether `text` has `name` (lower-case ASCII) at `at`, its letters in any case; compared code by code, nothing allocated. */
+/**
+ * Whether `text` has `name` (lower-case ASCII) at `at`, its letters in any case; compared code by code, nothing
+ * allocated.
+ */
 function namedAt(text: string, at: number, name: string): boolean {
   if (text.length - at < name.length) return false;
   for (let i = 0; i < name.length; i++) {
@@ -79,7 +82,17 @@ export function stripTags(text: string): string {
 function isSpace(code: number): boolean {
   if (code <= 0x20) return code === 0x20 || (code >= 0x09 && code <= 0x0d);
   if (code < 0xa0) return false;
-  return code === 0xa0 || code === 0x1680 || (code >= 0x2000 && code <= 0x200a) || code === 0x2028 || code === 0x2029 || code === 0x202f || code === 0x205f || code === 0x3000 || code === 0xfeff;
+  return (
+    code === 0xa0 ||
+    code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    code === 0x202f ||
+    code === 0x205f ||
+    code === 0x3000 ||
+    code === 0xfeff
+  );
 }
 
 /** Runs of whitespace made one space, and the ends trimmed (`replace(/\s+/g, ' ').trim()`, in one pass). */

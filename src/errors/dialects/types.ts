@@ -1,5 +1,7 @@
 /** A provider's error body, parsed once, as the dialects read it. */
-export type ParsedBody = { readonly kind: 'json'; readonly value: unknown; readonly text: string } | { readonly kind: 'xml' | 'html' | 'text'; readonly text: string };
+export type ParsedBody =
+  | { readonly kind: 'json'; readonly value: unknown; readonly text: string }
+  | { readonly kind: 'xml' | 'html' | 'text'; readonly text: string };
 
 /** What a dialect pulls out of a body: the provider's own message and code. */
 export interface ProviderError {

@@ -70,7 +70,9 @@ const MAX_HELD = 10_000;
 /** CIRCUIT_OPEN, worded for shedding or for an open circuit. */
 function refusal(upstream: string, circuit: Circuit, at: number) {
   const { state, openUntil, episodeStart, openedWith, recentSize } = circuit;
-  return circuit.isClosed() ? shedRefusal(upstream, circuit.calls) : openRefusal(upstream, { halfOpen: state === 'half_open', openUntil, episodeStart, openedWith, recentSize }, at);
+  return circuit.isClosed()
+    ? shedRefusal(upstream, circuit.calls)
+    : openRefusal(upstream, { halfOpen: state === 'half_open', openUntil, episodeStart, openedWith, recentSize }, at);
 }
 
 function statusOf(circuit: Circuit, held: number, at: number, mode: BreakerStatus['mode']): BreakerStatus {
@@ -90,7 +92,12 @@ function statusOf(circuit: Circuit, held: number, at: number, mode: BreakerStatu
  * at once, flagged and counted (once per request), and its outcome left out,
  * so state, probes and the metrics are what enforcing would give.
  */
-function reported<C extends BreakerScope>(metrics: BreakerDeps['metrics'], ctx: C, signal: Signal, next: (ctx: C, signal: Signal) => Promise<AttemptResult>): Promise<AttemptResult> {
+function reported<C extends BreakerScope>(
+  metrics: BreakerDeps['metrics'],
+  ctx: C,
+  signal: Signal,
+  next: (ctx: C, signal: Signal) => Promise<AttemptResult>,
+): Promise<AttemptResult> {
   if (!ctx.flags.has('WOULD_CIRCUIT_OPEN')) {
     ctx.flags.add('WOULD_CIRCUIT_OPEN');
     metrics.policyReports.inc({ route: ctx.route ?? '', policy: 'circuit_breaker' });
@@ -98,23 +105,34 @@ function reported<C extends BreakerScope>(metrics: BreakerDeps['metrics'], ctx: 
   return next(ctx, signal);
 }
 
-export function createUpstreamBreaker(upstream: string, config: CircuitBreakerConfig, deps: BreakerDeps): UpstreamBreaker {
+/**
+ * How a call the circuit did not admit at once gets in: held in `held`
+ * while the circuit is not closed, within `hold` of the outage's start and
+ * the call's deadline, until the circuit admits it; refused otherwise.
+ */
+function createGate(
+  upstream: string,
+  config: CircuitBreakerConfig,
+  circuit: Circuit,
+  held: HeldCalls<Admission>,
+  deps: BreakerDeps,
+) {
   const { metrics, now } = deps;
-  const isFailure = compileConditions(config.failOn);
-  /** Calls waiting for the circuit in the first seconds of an outage (held.ts). */
-  const held = new HeldCalls<Admission>(now, () => pump());
-  const circuit = new Circuit(config, { upstream, metrics, random: deps.random ?? Math.random, onChange: () => pump() }, now());
-  /** The breaker was dropped (reload, evicted target): calls pass straight through. */
-  let dropped = false;
-
   /** Lets held calls go, in arrival order, as far as the circuit admits them; refuses those held too long. */
   const pump = (): void =>
     // Too close to its deadline to be a useful probe: it could only time out.
-    held.pump((deadline, at) => (!circuit.isClosed() && deadline - at < MIN_PROBE_MS ? undefined : circuit.admit(at, false)), circuit.nextProbeAt());
+    held.pump(
+      (deadline, at) => (!circuit.isClosed() && deadline - at < MIN_PROBE_MS ? undefined : circuit.admit(at, false)),
+      circuit.nextProbeAt(),
+    );
 
   /** May this call wait for the circuit? */
   const mayHold = (ctx: BreakerScope, at: number): boolean =>
-    config.hold > 0 && !circuit.isClosed() && at - circuit.episodeStart < config.hold && held.waiting < MAX_HELD && (ctx.deadline ?? Infinity) - at >= MIN_PROBE_MS;
+    config.hold > 0 &&
+    !circuit.isClosed() &&
+    at - circuit.episodeStart < config.hold &&
+    held.waiting < MAX_HELD &&
+    (ctx.deadline ?? Infinity) - at >= MIN_PROBE_MS;
 
   const refuse = (ctx: BreakerScope, at: number): never => {
     metrics.circuitRejections.inc({ upstream });
@@ -127,18 +145,41 @@ export function createUpstreamBreaker(upstream: string, config: CircuitBreakerCo
     if (!mayHold(ctx, at)) refuse(ctx, at);
     const deadline = ctx.deadline ?? Infinity;
     const waited = await held.hold(Math.min(at + config.hold, deadline), deadline, signal, circuit.nextProbeAt());
-    at = now();
-    return waited ?? refuse(ctx, at);
+    return waited ?? refuse(ctx, now());
   };
+  return { pump, holdOrRefuse };
+}
+
+export function createUpstreamBreaker(
+  upstream: string,
+  config: CircuitBreakerConfig,
+  deps: BreakerDeps,
+): UpstreamBreaker {
+  const { metrics, now } = deps;
+  const isFailure = compileConditions(config.failOn);
+  /** Calls waiting for the circuit in the first seconds of an outage (held.ts). */
+  const held = new HeldCalls<Admission>(now, () => gate.pump());
+  const circuit = new Circuit(
+    config,
+    { upstream, metrics, random: deps.random ?? Math.random, onChange: () => gate.pump() },
+    now(),
+  );
+  const gate = createGate(upstream, config, circuit, held, deps);
+  /** The breaker was dropped (reload, evicted target): calls pass straight through. */
+  let dropped = false;
 
   const reportOnly = config.mode === 'report';
 
-  const run = async <C extends BreakerScope>(ctx: C, signal: Signal, next: (ctx: C, signal: Signal) => Promise<AttemptResult>): Promise<AttemptResult> => {
+  const run = async <C extends BreakerScope>(
+    ctx: C,
+    signal: Signal,
+    next: (ctx: C, signal: Signal) => Promise<AttemptResult>,
+  ): Promise<AttemptResult> => {
     if (dropped) return next(ctx, signal);
     // Admitted at once on the common path: no promise, no await.
     const admission = circuit.admit(now(), true);
     if (admission === undefined && reportOnly) return reported(metrics, ctx, signal, next);
-    const admitted = admission ?? (await holdOrRefuse(ctx, signal, now()));
+    const admitted = admission ?? (await gate.holdOrRefuse(ctx, signal, now()));
     let result: AttemptResult;
     try {
       result = await next(ctx, signal);

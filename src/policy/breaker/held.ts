@@ -7,7 +7,10 @@
  */
 import type { Signal } from '../../lib/signal.js';
 
-/** A held call with less time than this before its deadline is refused rather than made a probe that can only time out. */
+/**
+ * A held call with less time than this before its deadline is refused rather than made a probe that can only
+ * time out.
+ */
 export const MIN_PROBE_MS = 100;
 
 interface Waiter<A> {

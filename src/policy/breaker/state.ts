@@ -62,7 +62,15 @@ export class Circuit {
     this.recentSize = config.minimumRequests;
     this.openPeriod = config.openFor;
     this.recent = new RecentCalls(this.recentSize);
-    this.calls = new CallWindow(config.window, { enabled: this.canOpen && config.shedding.enabled, k: config.shedding.k, minimumRequests: config.minimumRequests }, at);
+    this.calls = new CallWindow(
+      config.window,
+      {
+        enabled: this.canOpen && config.shedding.enabled,
+        k: config.shedding.k,
+        minimumRequests: config.minimumRequests,
+      },
+      at,
+    );
   }
 
   /** Closed, shedding or not: calls are counted in the window and nothing is held. */
@@ -122,7 +130,10 @@ export class Circuit {
     return this.state === 'open' ? this.openUntil : Infinity;
   }
 
-  /** The state as of now: the window advanced, and an open period that ran out shown as half_open even with no call to probe. */
+  /**
+   * The state as of now: the window advanced, and an open period that ran out shown as half_open even with no
+   * call to probe.
+   */
   current(at: number): CircuitState {
     if (this.isClosed()) this.advance(at);
     else if (this.state === 'open' && at >= this.openUntil) this.enter('half_open');
@@ -136,7 +147,10 @@ export class Circuit {
     else if (this.state === 'shedding' && this.calls.shedProbability === 0) this.enter('closed');
   }
 
-  /** Strictly above failureRate %; the tolerance keeps a product like 18.4 x 375 (6899.999...) from opening at exactly 18.4 %. */
+  /**
+   * Strictly above failureRate %; the tolerance keeps a product like 18.4 x 375 (6899.999...) from opening at
+   * exactly 18.4 %.
+   */
   private opensAt(failures: number): boolean {
     return failures * 100 - this.config.failureRate * this.recentSize > 1e-9 * this.recentSize;
   }

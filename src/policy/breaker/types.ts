@@ -2,7 +2,8 @@
  * What a circuit breaker (circuit-breaker.ts) shows the rest of the code:
  * its state and status, the policy layer, a call outside a pipeline.
  */
-import type { CIRCUIT_STATES, Metrics } from '../../observe/metrics.js';
+import type { Metrics } from '../../observe/metrics.js';
+import type { CIRCUIT_STATES } from '../../observe/metric-families.js';
 import type { Signal } from '../../lib/signal.js';
 import type { Flag } from '../../observe/access-log.js';
 import type { AttemptResult, Policy } from '../context.js';

@@ -12,7 +12,10 @@ import { BreakwaterError } from '../../errors/breakwater-error.js';
 
 /** Buckets of the shedding window. */
 export const BUCKETS = 10;
-/** The most that shedding refuses (Envoy's admission control caps at 80 %, failsafe-go suggests 90 %): some calls always test the upstream. */
+/**
+ * The most that shedding refuses (Envoy's admission control caps at 80 %, failsafe-go suggests 90 %): some calls
+ * always test the upstream.
+ */
 export const MAX_SHED = 0.9;
 
 export class RecentCalls {
@@ -82,7 +85,10 @@ export class CallWindow {
     this.bucket = Math.floor(at / this.bucketMs);
   }
 
-  /** Moves the window to `at`, forgetting the buckets it leaves; updates the shed probability. Returns false when nothing moved. */
+  /**
+   * Moves the window to `at`, forgetting the buckets it leaves; updates the shed probability. Returns false when
+   * nothing moved.
+   */
   advance(at: number): boolean {
     const current = Math.floor(at / this.bucketMs);
     if (current === this.bucket) return false;
@@ -98,7 +104,11 @@ export class CallWindow {
     }
     this.bucket = current;
     if (!this.shed.enabled || this.offeredSum < this.shed.minimumRequests) this.shedProbability = 0;
-    else this.shedProbability = Math.min(MAX_SHED, Math.max(0, (this.offeredSum - this.shed.k * this.acceptedSum) / (this.offeredSum + 1)));
+    else
+      this.shedProbability = Math.min(
+        MAX_SHED,
+        Math.max(0, (this.offeredSum - this.shed.k * this.acceptedSum) / (this.offeredSum + 1)),
+      );
     return true;
   }
 
@@ -142,7 +152,13 @@ export function shedRefusal(upstream: string, calls: CallWindow): BreakwaterErro
 /** CIRCUIT_OPEN for a call that met an open or half-open circuit. */
 export function openRefusal(
   upstream: string,
-  circuit: { readonly halfOpen: boolean; readonly openUntil: number; readonly episodeStart: number; readonly openedWith: number; readonly recentSize: number },
+  circuit: {
+    readonly halfOpen: boolean;
+    readonly openUntil: number;
+    readonly episodeStart: number;
+    readonly openedWith: number;
+    readonly recentSize: number;
+  },
   at: number,
 ): BreakwaterError {
   const seconds = Math.max(1, Math.ceil(Math.max(0, circuit.openUntil - at) / 1000));

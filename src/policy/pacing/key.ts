@@ -25,7 +25,13 @@ export interface PacerKey {
 }
 
 /** `scopeOf`: the scope learned under a route and first path segment, if any. */
-export function pacerKeyOf(config: PacingConfig, scopeOf: (learnKey: string) => string | undefined, ctx: RequestContext, route: string, prefixLength: number): PacerKey {
+export function pacerKeyOf(
+  config: PacingConfig,
+  scopeOf: (learnKey: string) => string | undefined,
+  ctx: RequestContext,
+  route: string,
+  prefixLength: number,
+): PacerKey {
   let keyPart = '';
   if (config.key) {
     // The key (a credential, often) is hashed: never kept, never logged.

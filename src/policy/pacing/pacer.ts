@@ -26,16 +26,18 @@
 import { BoundedMap } from '../../lib/bounded-map.js';
 import { RankCounts } from '../../lib/rank-counts.js';
 import { TurnsByKey, type Turns } from '../../lib/turns.js';
-import { pacedRefusal, reportPaced } from './refusal.js';
+import { refusePaced, reportPaced } from './refusal.js';
 import { pacerKeyOf, type PacerKey } from './key.js';
 import type { PacingConfig } from '../../config/types.js';
 import type { Metrics } from '../../observe/metrics.js';
 import type { Logger } from '../../observe/logger.js';
 import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from '../context.js';
 import type { Signal } from '../../lib/signal.js';
-import { localStore, MAX_PACERS, sharedStore, snapshotOf, type PacerStore, type PacingSnapshot, type StateFn } from './store.js';
-import { headerValue, observe, released, reserveWithin } from './quota.js';
+import { MAX_PACERS, snapshotOf, type PacingSnapshot } from './store.js';
+import { released, reserveWithin } from './quota.js';
+import { headerValue, observe } from './announced.js';
 import type { SharedLimits } from '../rate-limit/shared-limits.js';
+import { PacerStates } from './states.js';
 
 export { MAX_PACERS, type PacingSnapshot } from './store.js';
 
@@ -56,7 +58,12 @@ export interface PacingDeps extends PolicyDeps {
   readonly shared?: SharedLimits;
 }
 
-export function createUpstreamPacing(upstream: string, config: PacingConfig, retryAfterMaxMs: number, deps: PacingDeps): UpstreamPacing {
+export function createUpstreamPacing(
+  upstream: string,
+  config: PacingConfig,
+  retryAfterMaxMs: number,
+  deps: PacingDeps,
+): UpstreamPacing {
   return new Pacing(upstream, config, retryAfterMaxMs, deps);
 }
 
@@ -65,13 +72,10 @@ class Pacing implements UpstreamPacing {
   private readonly turns = new TurnsByKey();
   /** Per pacer id, with priority classes: requests waiting for their slot or turn, by rank (/status). */
   private readonly waiting = new RankCounts();
-  /** This process's requests in flight (waiting for a slot included) per pacer id. */
-  private readonly inFlight = new Map<string, number>();
-  private readonly local: PacerStore;
-  private readonly shared: PacerStore | null;
+  /** The pacers' states, here or in Redis, and this process's requests in flight (states.ts). */
+  private readonly states: PacerStates;
   /** Scope learned per route and first path segment; bounded like the pacers. */
   private readonly scopes = new BoundedMap<string, string>({ max: MAX_PACERS });
-  private warnedAt = -Infinity;
 
   constructor(
     private readonly upstream: string,
@@ -79,8 +83,7 @@ class Pacing implements UpstreamPacing {
     private readonly retryAfterMaxMs: number,
     private readonly deps: PacingDeps,
   ) {
-    this.local = localStore(deps.now, this.countOf);
-    this.shared = config.shared && deps.shared ? sharedStore(deps.shared.client, `breakwater:pacing:${upstream}:`, this.countOf, deps.now) : null;
+    this.states = new PacerStates(upstream, config.shared ? deps.shared : undefined, deps);
   }
 
   policy(route: string, pathPrefix = '/'): Policy {
@@ -97,44 +100,55 @@ class Pacing implements UpstreamPacing {
   }
 
   snapshot(): PacingSnapshot[] {
-    return snapshotOf(this.upstream, this.shared ? [this.shared, this.local] : [this.local], this.shared, this.countOf, (id) => this.waiting.of(id));
+    return snapshotOf(
+      this.upstream,
+      this.states.shared ? [this.states.shared, this.states.local] : [this.states.local],
+      this.states.shared,
+      this.states.countOf,
+      (id) => this.waiting.of(id),
+    );
   }
 
   close(): void {
-    this.local.close();
-    this.shared?.close();
+    this.states.close();
     this.scopes.clear();
   }
-
-  private readonly countOf = (id: string): number => this.inFlight.get(id) ?? 0;
 
   private keyOf(ctx: RequestContext, route: string, prefixLength: number): PacerKey {
     return pacerKeyOf(this.config, (learnKey) => this.scopes.get(learnKey), ctx, route, prefixLength);
   }
 
-  private async run(ctx: RequestContext, signal: Signal, next: Next, key: PacerKey, route: string, degraded: (ctx: RequestContext) => void): Promise<AttemptResult> {
+  private async run(
+    ctx: RequestContext,
+    signal: Signal,
+    next: Next,
+    key: PacerKey,
+    route: string,
+    degraded: (ctx: RequestContext) => void,
+  ): Promise<AttemptResult> {
     const { id } = key;
     // Counted from the reservation on (before it: concurrent requests reserve while this one
     // awaits): a request waiting for its slot will spend quota as surely as one already sent.
-    this.count(id, 1);
+    this.states.count(id, 1);
     let done = false;
     let published = false;
     const finish = () => {
-      if (!done) this.count(id, -1);
+      if (!done) this.states.count(id, -1);
       done = true;
     };
     try {
       // A closure per request only where Redis can fail: local pacing allocates none.
-      await this.waitForSlot(ctx, signal, id, this.shared ? () => degraded(ctx) : undefined, route);
+      await this.waitForSlot(ctx, signal, id, this.states.shared ? () => degraded(ctx) : undefined, route);
       const result = await next(ctx, signal);
-      // Counted in flight until what it learned is in the state (with it, in one update): a reservation in between would see neither.
+      // Counted in flight until what it learned is in the state (with it, in one update): a reservation in
+      // between would see neither.
       if (result.response?.headers) published = await this.learn(key, result, finish);
       return result;
     } finally {
       finish();
       // Shared: this replica's in-flight count for the pacer is rewritten with every update;
       // a request that ended without one (refused, aborted, no answer) publishes it now, best effort.
-      if (this.shared && !published) void this.update(id, () => undefined, undefined);
+      if (this.states.shared && !published) void this.states.update(id, () => undefined, undefined);
     }
   }
 
@@ -143,12 +157,19 @@ class Pacing implements UpstreamPacing {
    * maxWait or the deadline. A request given no slot (held by its class's
    * quota floor, SPEC §13, or beyond the coming window) sleeps, then asks again.
    */
-  private async waitForSlot(ctx: RequestContext, signal: Signal, id: string, degraded: (() => void) | undefined, route: string): Promise<void> {
+  private async waitForSlot(
+    ctx: RequestContext,
+    signal: Signal,
+    id: string,
+    degraded: (() => void) | undefined,
+    route: string,
+  ): Promise<void> {
     const { config, deps } = this;
     const floor = ctx.priority?.quotaFloor ?? null;
     // Like a rate-limit queue, a pacing wait never runs past the request's deadline.
     const limitAt = deps.now() + Math.min(config.maxWait, ctx.deadline - deps.now());
-    // With priority classes, requests that come while one sleeps towards its slot wait their turn by class (lib/turns.ts).
+    // With priority classes, requests that come while one sleeps towards its slot wait their turn by class
+    // (lib/turns.ts).
     const turns = ctx.priority ? this.turns.of(id) : undefined;
     let holding = false;
     // Counted among the pacer's waiters by class (/status) while it waits for its turn or sleeps; only with classes.
@@ -164,7 +185,12 @@ class Pacing implements UpstreamPacing {
       }
       for (;;) {
         const limitMs = limitAt - deps.now();
-        const reserved = this.update(id, (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs, floor, ticket), NO_WAIT, degraded);
+        const reserved = this.states.update(
+          id,
+          (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs, floor, ticket),
+          NO_WAIT,
+          degraded,
+        );
         const { wait, floor: held, askAgainIn, ticket: own } = reserved instanceof Promise ? await reserved : reserved;
         ticket = own;
         // Report mode (SPEC §19.2): the slot is taken, as enforcing would; the wait or refusal is only reported.
@@ -172,8 +198,9 @@ class Pacing implements UpstreamPacing {
           reportPaced(deps.metrics, ctx, route);
           break;
         }
-        if (wait > limitMs) this.refuse(ctx, route, wait, held);
-        // Held by its class's floor, it holds no turn (a higher class may go meanwhile); waiting for its slot or its place, it does.
+        if (wait > limitMs) refusePaced(this.deps.metrics, this.upstream, config.maxWait, ctx, route, wait, held);
+        // Held by its class's floor, it holds no turn (a higher class may go meanwhile); waiting for its slot or
+        // its place, it does.
         if (held && holding) {
           this.turns.give(id);
           holding = false;
@@ -193,17 +220,29 @@ class Pacing implements UpstreamPacing {
       if (holding) this.turns.give(id);
       if (waiting) this.waiting.add(id, rank!, -1);
       // One observation per request that slept: the time it slept in all.
-      if (slept > 0) deps.metrics.pacingWait.observe(ctx.priority ? { upstream: this.upstream, priority: ctx.priority.name } : { upstream: this.upstream }, slept / 1000);
+      if (slept > 0)
+        deps.metrics.pacingWait.observe(
+          ctx.priority ? { upstream: this.upstream, priority: ctx.priority.name } : { upstream: this.upstream },
+          slept / 1000,
+        );
     }
     // The release counters live in the state: bumped here locally, with the response's update when shared.
-    if (!this.shared) this.local.update(id, (state, t) => released(state, t));
+    if (!this.states.shared) this.states.local.update(id, (state, t) => released(state, t));
   }
 
   /** Waits for the pacer's turn by class, within what is left of maxWait; true once it holds it. */
-  private async takeTurn(turns: Turns, id: string, ctx: RequestContext, signal: Signal, route: string, waitMs: number): Promise<boolean> {
+  private async takeTurn(
+    turns: Turns,
+    id: string,
+    ctx: RequestContext,
+    signal: Signal,
+    route: string,
+    waitMs: number,
+  ): Promise<boolean> {
     const started = this.deps.now();
-    // Waiting for a turn is not waiting for a slot: not counted in flight (it would shrink the quota the turn's holder sees).
-    this.count(id, -1);
+    // Waiting for a turn is not waiting for a slot: not counted in flight (it would shrink the quota the turn's
+    // holder sees).
+    this.states.count(id, -1);
     try {
       await turns.take(
         ctx.priority!,
@@ -215,25 +254,17 @@ class Pacing implements UpstreamPacing {
       return true;
     } catch (error) {
       if (signal.aborted) throw signal.reason;
-      return this.refuse(ctx, route, Math.max(waitMs, this.deps.now() - started) + 1, false);
+      const waited = Math.max(waitMs, this.deps.now() - started) + 1;
+      return refusePaced(this.deps.metrics, this.upstream, this.config.maxWait, ctx, route, waited, false);
     } finally {
-      this.count(id, 1);
+      this.states.count(id, 1);
     }
   }
 
-  private count(id: string, by: number): void {
-    const count = this.countOf(id) + by;
-    if (count > 0) this.inFlight.set(id, count);
-    else this.inFlight.delete(id);
-  }
-
-  /** RATE_LIMITED for a wait past maxWait or the deadline, counted in breakwater_shed_total. */
-  private refuse(ctx: RequestContext, route: string, wait: number, floor: boolean): never {
-    this.deps.metrics.shed.inc({ route, priority: ctx.priority?.name ?? '', reason: floor ? 'quota_floor' : 'max_wait' });
-    throw pacedRefusal(this.upstream, this.config.maxWait, wait, floor ? ctx.priority : undefined);
-  }
-
-  /** Reads the quota the response announced into its pacer, ending the request's count (`finish`) in the same update; true when that was the request's own pacer (its count published). */
+  /**
+   * Reads the quota the response announced into its pacer, ending the request's count (`finish`) in the same
+   * update; true when that was the request's own pacer (its count published).
+   */
   private async learn(key: PacerKey, result: AttemptResult, finish: () => void): Promise<boolean> {
     const { config } = this;
     const headers = result.response!.headers;
@@ -245,13 +276,14 @@ class Pacing implements UpstreamPacing {
         answeredId = `${encodeURIComponent(answeredScope)}:${key.keyPart}`;
       }
     }
-    // A provider rule: "never" neither pauses nor slows the pacer; "pause" pauses it for the delay the rule knows (SPEC §14).
+    // A provider rule: "never" neither pauses nor slows the pacer; "pause" pauses it for the delay the rule
+    // knows (SPEC §14).
     const rule = result.classification.rule;
     const status = rule?.pacing === 'never' ? undefined : result.classification.status;
     const pauseMs = rule?.pacing === 'pause' ? rule.delayMs : undefined;
-    const shared = this.shared !== null;
+    const shared = this.states.shared !== null;
     const wall = this.deps.wall();
-    const pending = this.update(
+    const pending = this.states.update(
       answeredId,
       (state, t) => {
         finish();
@@ -264,37 +296,5 @@ class Pacing implements UpstreamPacing {
     const seen = pending instanceof Promise ? await pending : pending;
     if (seen?.paused) this.deps.metrics.pacingPauses.inc({ upstream: this.upstream });
     return answeredId === key.id;
-  }
-
-  /**
-   * Runs a state update in Redis when shared, here otherwise, or here / not
-   * at all while Redis fails (redis.onError). `degraded`: called when a
-   * shared update is decided without Redis.
-   */
-  private update<T>(id: string, fn: StateFn<T>, skipped: T, degraded?: () => void): T | Promise<T> {
-    // Local state: synchronous, no promise on the request path.
-    return this.shared ? this.sharedUpdate(this.shared, id, fn, skipped, degraded) : (this.local.update(id, fn) as T);
-  }
-
-  private async sharedUpdate<T>(store: PacerStore, id: string, fn: StateFn<T>, skipped: T, degraded?: () => void): Promise<T> {
-    const redis = this.deps.shared!;
-    // redis.onError: here (local) or not at all (allow).
-    const withoutRedis = () => {
-      degraded?.();
-      return redis.onError === 'local' ? (this.local.update(id, fn) as T) : skipped;
-    };
-    // While Redis fails, no request waits for it: decided here until the probe answers.
-    if (!redis.healthy()) return withoutRedis();
-    try {
-      return await store.update(id, fn);
-    } catch (error) {
-      redis.reportFailure(error);
-      const at = this.deps.now();
-      if (at - this.warnedAt > 10_000) {
-        this.warnedAt = at;
-        this.deps.logger?.warn({ upstream: this.upstream, err: (error as Error).message }, `shared pacing unavailable: pacing per redis.onError=${redis.onError}`);
-      }
-      return withoutRedis();
-    }
   }
 }

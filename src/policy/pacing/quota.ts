@@ -1,18 +1,17 @@
 /**
  * The quota arithmetic of pacing (the policy is pacer.ts): when the next
- * request may go given the quota a provider announced, and what a response
- * says about it. Functions of a PacerState and a time, without I/O (the
+ * request may go given the quota a provider announced (what a response
+ * says about it is read by announced.ts). Functions of a PacerState and a time, without I/O (the
  * wall time is handed in to place an announced reset), so a shared
  * update may run them twice.
  */
-import type { IncomingHttpHeaders } from 'node:http';
+
 import type { PacingConfig } from '../../config/types.js';
-import { readQuota } from '../../errors/quota.js';
-import { parseRetryAfter } from '../../lib/retry-after.js';
+
 import type { PacerState } from './store.js';
 
 /** Samples for the measured refill rate are at least this far apart (ms). */
-const REFILL_SAMPLE_MS = 1000;
+export const REFILL_SAMPLE_MS = 1000;
 
 const JITTER_MAX_MS = 150;
 
@@ -27,8 +26,15 @@ function jitter(random: () => number): number {
  * waits for the window's reset, without taking a slot. Undefined when the
  * floor does not hold it back.
  */
-function belowFloor(state: PacerState, t: number, inFlight: number, floor: number | null, random: () => number): number | undefined {
-  if (floor === null || floor <= 0 || state.remaining === undefined || state.limit === undefined || state.limit <= 0) return undefined;
+function belowFloor(
+  state: PacerState,
+  t: number,
+  inFlight: number,
+  floor: number | null,
+  random: () => number,
+): number | undefined {
+  if (floor === null || floor <= 0 || state.remaining === undefined || state.limit === undefined || state.limit <= 0)
+    return undefined;
   if (state.resetAt !== undefined && state.resetAt <= t) return undefined; // the window is over: refilled
   if (state.remaining - inFlight >= floor * state.limit) return undefined;
   const resetAt = state.resetAt ?? (state.windowMs !== undefined ? t + state.windowMs : undefined);
@@ -36,7 +42,10 @@ function belowFloor(state: PacerState, t: number, inFlight: number, floor: numbe
   return (resetAt === undefined ? t + REFILL_SAMPLE_MS : resetAt) + jitter(random) - t;
 }
 
-/** A reset's waiter: its `ticket`, and its slot (`wait` ms), or none (sleep `askAgainIn` ms, then ask again; `wait` estimates the whole wait). */
+/**
+ * A reset's waiter: its `ticket`, and its slot (`wait` ms), or none (sleep `askAgainIn` ms, then ask again;
+ * `wait` estimates the whole wait).
+ */
 interface Waiter {
   readonly wait: number;
   readonly askAgainIn: number | null;
@@ -59,7 +68,7 @@ function gave(state: PacerState, ticket: number): boolean {
 }
 
 /** A reset passed: the waiters it released leave the queue. */
-function nextWindow(state: PacerState, config: PacingConfig): void {
+export function nextWindow(state: PacerState, config: PacingConfig): void {
   if (state.limit === undefined || state.limit <= 0 || state.queueTail === undefined) return;
   state.queueHead = Math.min(state.queueTail, state.queueHead! + perWindowOf(state.limit, config));
 }
@@ -73,17 +82,27 @@ function nextWindow(state: PacerState, config: PacingConfig): void {
  * the window before: those ask again at the coming reset, keeping their
  * place (`wait` estimates the whole wait, for maxWait).
  */
-function resetWaiter(state: PacerState, t: number, config: PacingConfig, random: () => number, resetAt: number, ticket: number | null): Waiter {
+function resetWaiter(
+  state: PacerState,
+  t: number,
+  config: PacingConfig,
+  random: () => number,
+  resetAt: number,
+  ticket: number | null,
+): Waiter {
   const perWindow = perWindowOf(state.limit!, config);
-  if (state.queueBase === undefined) state.queueBase = state.queueHead = state.queueTail = Math.floor(random() * 2 ** 40);
-  // A ticket this state never gave (from Redis, asked again here while Redis fails, or the other way round) is replaced.
+  if (state.queueBase === undefined)
+    state.queueBase = state.queueHead = state.queueTail = Math.floor(random() * 2 ** 40);
+  // A ticket this state never gave (from Redis, asked again here while Redis fails, or the other way round) is
+  // replaced.
   const own = ticket !== null && gave(state, ticket) ? ticket : state.queueTail!++;
   const position = own - state.queueHead!;
   // Within a window's share, waiters go spread over the jitter's span in the order they came;
   // a window after a reset starts with its first request, up to one jitter late: later windows are counted from there.
   const spread = 50 + ((JITTER_MAX_MS - 50) * (position % perWindow)) / perWindow;
   const at = resetAt + Math.floor(position / perWindow) * (state.windowMs! + JITTER_MAX_MS) + spread;
-  if (state.resetAssumed || position >= perWindow) return { wait: at - t, askAgainIn: resetAt + spread - t, ticket: own };
+  if (state.resetAssumed || position >= perWindow)
+    return { wait: at - t, askAgainIn: resetAt + spread - t, ticket: own };
   state.nextSlot = Math.max(state.nextSlot, at);
   return { wait: at - t, askAgainIn: null, ticket: own };
 }
@@ -93,7 +112,14 @@ function resetWaiter(state: PacerState, t: number, config: PacingConfig, random:
  * `inFlight` counts the others (all replicas); `ticket`: its place among
  * the reset's waiters, when it asks again.
  */
-function reserve(state: PacerState, t: number, inFlight: number, config: PacingConfig, random: () => number, ticket: number | null): number | Waiter {
+function reserve(
+  state: PacerState,
+  t: number,
+  inFlight: number,
+  config: PacingConfig,
+  random: () => number,
+  ticket: number | null,
+): number | Waiter {
   if (state.pausedUntil > t) {
     const at = state.pausedUntil + jitter(random);
     // A reset's waiter keeps its place: it asks again when the pause ends.
@@ -146,12 +172,16 @@ function reserve(state: PacerState, t: number, inFlight: number, config: PacingC
   // in flight are ahead of this one.
   const slot = Math.max(t, Math.min(state.nextSlot, t + ((inFlight + 1) * 1000) / rate));
   // A slot past the reset is a place among the reset's waiters: the next window's share, counted.
-  if (haveQuota && state.resetAt !== undefined && state.windowMs !== undefined && slot > state.resetAt) return resetWaiter(state, t, config, random, state.resetAt, ticket);
+  if (haveQuota && state.resetAt !== undefined && state.windowMs !== undefined && slot > state.resetAt)
+    return resetWaiter(state, t, config, random, state.resetAt, ticket);
   state.nextSlot = slot + 1000 / rate;
   return slot - t;
 }
 
-/** What a request was told: `wait` (ms) for its slot; or, without a slot, to ask again in `askAgainIn` ms (`floor`: held by its class's quota floor). */
+/**
+ * What a request was told: `wait` (ms) for its slot; or, without a slot, to ask again in `askAgainIn` ms
+ * (`floor`: held by its class's quota floor).
+ */
 export interface Reservation {
   readonly wait: number;
   readonly floor: boolean;
@@ -184,7 +214,8 @@ export function reserveWithin(
   const own = typeof reserved === 'number' ? ticket : reserved.ticket;
   if (wait > limitMs) {
     state.nextSlot = nextSlot;
-    // A ticket just given is taken back (one given before stays: the queue then counts one too many, which only errs on the safe side).
+    // A ticket just given is taken back (one given before stays: the queue then counts one too many, which only
+    // errs on the safe side).
     if (own !== ticket) Object.assign(state, { queueTail, queueHead, queueBase });
   }
   return { wait, floor: false, askAgainIn: typeof reserved === 'number' ? null : reserved.askAgainIn, ticket: own };
@@ -193,86 +224,7 @@ export function reserveWithin(
 /** A request is released: counters for AIMD's starting point and the refill guard. */
 export function released(state: PacerState, t: number): void {
   const second = Math.floor(t / 1000);
-  if (second !== state.recent.second) state.recent = { second, count: 0, previous: state.recent.second === second - 1 ? state.recent.count : 0 };
+  if (second !== state.recent.second)
+    state.recent = { second, count: 0, previous: state.recent.second === second - 1 ? state.recent.count : 0 };
   state.recent.count += 1;
-}
-
-export interface Observed {
-  /** The pacer was paused by this response (count it). */
-  paused: boolean;
-}
-
-/** What a response says about the quota, read into the pacer (no side effect outside the state: a shared update may run twice). */
-/** `wall`: epoch ms when the response came, to read the dates it names (a reset as a Unix time, an HTTP-date Retry-After). */
-/** `pauseMs`: a pause a provider rule decided (SPEC §14), handled like a Retry-After. */
-export function observe(
-  state: PacerState,
-  t: number,
-  status: number | undefined,
-  headers: IncomingHttpHeaders,
-  config: PacingConfig,
-  retryAfterMaxMs: number,
-  wall: number,
-  pauseMs?: number,
-): Observed {
-  let paused = false;
-  const quota = readQuota(headers, wall, { dialect: config.headers, resetFormat: config.resetFormat });
-  state.answered += 1;
-  // After an assumed refill, a late answer from the window that just ended
-  // announces a reset that is past, or (rounded up to whole seconds) nearer
-  // the old reset than the next: it must not undo the refill and make the
-  // pacer refill twice.
-  const estimate = quota?.resetSeconds !== undefined ? t + quota.resetSeconds * 1000 : undefined;
-  const stale = state.resetAssumed === true && estimate !== undefined && (estimate - t < 150 || estimate < state.resetAt! - (state.windowMs ?? 0) / 2);
-  if (quota && !stale && (quota.limit !== undefined || quota.remaining !== undefined)) {
-    state.limit = quota.limit ?? state.limit;
-    if (estimate !== undefined) {
-      const known = state.resetAt;
-      // A new window: none known, the known one over, or a reset far from it (providers round resets up to whole seconds).
-      // After an assumed refill, the first reset announced is the window's that began: the refill already moved the waiters on.
-      const newWindow = !state.resetAssumed && (known === undefined || known <= t || Math.abs(estimate - known) > Math.max(1000, (state.windowMs ?? 0) / 2));
-      // Within one window the lowest remaining and the earliest reset seen are the closest to the truth (answers come out of order; resets are rounded up).
-      const sameWindow = !newWindow && !state.resetAssumed;
-      state.remaining = quota.remaining === undefined ? state.remaining : sameWindow && state.remaining !== undefined ? Math.min(state.remaining, quota.remaining) : quota.remaining;
-      state.resetAt = sameWindow ? Math.min(known!, estimate) : estimate;
-      state.resetAssumed = false;
-      if (newWindow) nextWindow(state, config);
-      // The longest time to a reset seen is the window's length (close to it).
-      state.windowMs = Math.max(state.windowMs ?? 0, estimate - t);
-    } else if (quota.remaining !== undefined) {
-      state.remaining = quota.remaining;
-      // No reset named: measure the refill. Between two samples the
-      // provider answered (answered - sample.answered) requests, so it
-      // refilled remaining - sample.remaining + those.
-      const sample = state.sample;
-      if (!sample) state.sample = { at: t, remaining: quota.remaining, answered: state.answered };
-      else if (t - sample.at >= REFILL_SAMPLE_MS) {
-        const refill = Math.max(0, ((quota.remaining - sample.remaining + state.answered - sample.answered) * 1000) / (t - sample.at));
-        state.refillRate = state.refillRate === undefined ? refill : (state.refillRate + refill) / 2;
-        state.sample = { at: t, remaining: quota.remaining, answered: state.answered };
-      }
-    }
-  }
-  if (status === 429 || status === 503) {
-    const retryAfter = pauseMs ?? parseRetryAfter(headers['retry-after'], wall);
-    if (retryAfter !== undefined) {
-      const until = t + Math.min(retryAfter, retryAfterMaxMs);
-      if (until > state.pausedUntil) {
-        state.pausedUntil = until;
-        paused = true;
-      }
-    }
-    if (status === 429 && !quota) {
-      // AIMD: no quota announced, so the 429 is the only signal.
-      const current = state.aimdRate ?? Math.max(config.minRate, state.recent.previous || state.recent.count || 1);
-      state.aimdRate = Math.max(config.minRate, current * config.aimd.decrease);
-      state.lastIncrease = t;
-    }
-  }
-  return { paused };
-}
-
-export function headerValue(headers: IncomingHttpHeaders, name: string): string {
-  const value = headers[name];
-  return Array.isArray(value) ? (value[0] ?? '') : (value ?? '');
 }

@@ -127,7 +127,12 @@ return {0, current, redis.call('TIME')}`;
 type Reply = [string, [string, string]];
 
 /** `now`: this process's monotonic clock, to age the last states read (for /status). */
-export function sharedStore(client: Redis | Cluster, prefix: string, inFlight: InFlight, now: () => number): PacerStore {
+export function sharedStore(
+  client: Redis | Cluster,
+  prefix: string,
+  inFlight: InFlight,
+  now: () => number,
+): PacerStore {
   const replica = randomUUID();
   const seen = new BoundedMap<string, [PacerState, number, number]>({ max: MAX_PACERS });
   const clock = (time: [string, string]) => Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
@@ -201,7 +206,13 @@ export interface PacingSnapshot {
 }
 
 /** Every pacer of `stores` as /status and the metrics show it; `shared`: the store kept in Redis, if any. */
-export function snapshotOf(upstream: string, stores: readonly PacerStore[], shared: PacerStore | null, inFlight: InFlight, waiting: (id: string) => readonly number[]): PacingSnapshot[] {
+export function snapshotOf(
+  upstream: string,
+  stores: readonly PacerStore[],
+  shared: PacerStore | null,
+  inFlight: InFlight,
+  waiting: (id: string) => readonly number[],
+): PacingSnapshot[] {
   const out: PacingSnapshot[] = [];
   for (const store of stores) {
     for (const [id, state, t] of store.entries()) {

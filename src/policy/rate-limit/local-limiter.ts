@@ -87,10 +87,19 @@ export class LocalLimiter {
    * function that frees the slot. Rejects with LimiterRefused, or with the
    * abort's reason when `onAbort` fires first.
    */
-  acquire(waitMs: number, onAbort: (listener: () => void) => () => void, place?: Place, note?: PromotionNote): Promise<() => void> {
+  acquire(
+    waitMs: number,
+    onAbort: (listener: () => void) => () => void,
+    place?: Place,
+    note?: PromotionNote,
+  ): Promise<() => void> {
     if (this.waiters.length === 0 && this.canStart()) return Promise.resolve(this.start());
     // A full queue refuses the newcomer, unless a lower class waits: then the newest of the lowest class makes room.
-    if (this.waiters.length >= this.options.queueSize && !this.waiters.displace(place?.rank ?? 0, () => new LimiterRefused('displaced'))) return Promise.reject(new LimiterRefused('queue-full'));
+    if (
+      this.waiters.length >= this.options.queueSize &&
+      !this.waiters.displace(place?.rank ?? 0, () => new LimiterRefused('displaced'))
+    )
+      return Promise.reject(new LimiterRefused('queue-full'));
     const waiting = this.waiters.wait(waitMs, onAbort, () => new LimiterRefused('timeout'), place, note);
     this.drain();
     return waiting;

@@ -30,7 +30,8 @@ export async function reportOnly(ctx: RequestContext, entry: Entry, deps: Report
   const { sharedStore } = deps;
   let limiter: Taker | undefined = entry.primary;
   // Redis away: decide as redis.onError would (local: this replica's stand-in; allow: no limit to report on).
-  if (sharedStore && !sharedStore.healthy()) limiter = sharedStore.onError === 'allow' ? undefined : (entry.fallback ??= deps.local());
+  if (sharedStore && !sharedStore.healthy())
+    limiter = sharedStore.onError === 'allow' ? undefined : (entry.fallback ??= deps.local());
   let release: (() => void) | undefined;
   try {
     release = await limiter?.tryAcquire();

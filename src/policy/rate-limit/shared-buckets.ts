@@ -60,7 +60,16 @@ return #ARGV - 1
 
 type Client = Redis | Cluster;
 interface Scripted {
-  bwLimitAcquire(tokens: string, slots: string, rate: number, burst: number, max: number, lease: string, leaseMs: number, ...released: string[]): Promise<[number, number, number]>;
+  bwLimitAcquire(
+    tokens: string,
+    slots: string,
+    rate: number,
+    burst: number,
+    max: number,
+    lease: string,
+    leaseMs: number,
+    ...released: string[]
+  ): Promise<[number, number, number]>;
   bwLimitRenew(slots: string, leaseMs: number, ...leases: string[]): Promise<number>;
 }
 
@@ -81,7 +90,13 @@ export interface Decision {
 
 /** The per-connection part: the scripts and the leases this replica holds. */
 export interface SharedBuckets {
-  decide(keys: { tokens: string; slots: string }, rate: number | null, burst: number, maxConcurrent: number | null, lease: string): Promise<Decision>;
+  decide(
+    keys: { tokens: string; slots: string },
+    rate: number | null,
+    burst: number,
+    maxConcurrent: number | null,
+    lease: string,
+  ): Promise<Decision>;
   /** A new lease id, unique across replicas. */
   leaseId(): string;
   /** Frees a held slot (best effort: an unreachable Redis lets it expire). */
@@ -97,7 +112,10 @@ export function createSharedBuckets(client: Client): SharedBuckets {
   let counter = 0;
   /** Leases held here, per slots key: renewed every LEASE_MS / 3. */
   const held = new Map<string, Set<string>>();
-  /** Slots given back this tick, per slots key: carried by the next decision on that key, or one ZREM for all of them at the end of the tick. */
+  /**
+   * Slots given back this tick, per slots key: carried by the next decision on that key, or one ZREM for all of
+   * them at the end of the tick.
+   */
   const releasing = new Map<string, string[]>();
   const flushReleases = () => {
     for (const [slots, leases] of releasing) void client.zrem(slots, ...leases).catch(() => {});
@@ -113,7 +131,16 @@ export function createSharedBuckets(client: Client): SharedBuckets {
       let released = releasing.get(keys.slots);
       if (released && released.length <= MAX_CARRIED) releasing.delete(keys.slots);
       else released = undefined;
-      const [allowed, waitMs, tokens] = await scripted.bwLimitAcquire(keys.tokens, keys.slots, rate ?? 0, burst, maxConcurrent ?? 0, lease, LEASE_MS, ...(released ?? []));
+      const [allowed, waitMs, tokens] = await scripted.bwLimitAcquire(
+        keys.tokens,
+        keys.slots,
+        rate ?? 0,
+        burst,
+        maxConcurrent ?? 0,
+        lease,
+        LEASE_MS,
+        ...(released ?? []),
+      );
       if (allowed === 1 && maxConcurrent !== null) {
         let leases = held.get(keys.slots);
         if (!leases) held.set(keys.slots, (leases = new Set()));

@@ -74,7 +74,13 @@ export class SharedLimiter {
   /** Asks Redis once; resolves with the slot's release when allowed. */
   private async ask(): Promise<(() => void) | undefined> {
     const lease = this.buckets.leaseId();
-    const decision = await this.buckets.decide(this.keys, this.options.rate, this.options.burst, this.options.maxConcurrent, lease);
+    const decision = await this.buckets.decide(
+      this.keys,
+      this.options.rate,
+      this.options.burst,
+      this.options.maxConcurrent,
+      lease,
+    );
     this.last = decision;
     if (!decision.allowed) return undefined;
     this.inFlight += 1;
@@ -94,18 +100,30 @@ export class SharedLimiter {
    * SharedRefused, with the abort's reason, or with the Redis error (every
    * waiter of this key then gets it: Redis is failing).
    */
-  /** A slot from Redis now, with nobody of this replica waiting ahead, or undefined (SPEC §19.2); rejects when Redis fails. */
+  /**
+   * A slot from Redis now, with nobody of this replica waiting ahead, or undefined (SPEC §19.2); rejects when
+   * Redis fails.
+   */
   async tryAcquire(): Promise<(() => void) | undefined> {
     return this.waiters.length === 0 ? this.ask() : undefined;
   }
 
-  async acquire(waitMs: number, onAbort: (listener: () => void) => () => void, place?: Place, note?: PromotionNote): Promise<() => void> {
+  async acquire(
+    waitMs: number,
+    onAbort: (listener: () => void) => () => void,
+    place?: Place,
+    note?: PromotionNote,
+  ): Promise<() => void> {
     if (this.waiters.length === 0) {
       const release = await this.ask();
       if (release) return release;
     }
     // This replica's queue: a higher class goes first, and displaces the newest of a lower one when full (SPEC §13).
-    if (this.waiters.length >= this.options.queueSize && !this.waiters.displace(place?.rank ?? 0, () => new SharedRefused('displaced', this.last))) throw new SharedRefused('queue-full', this.last);
+    if (
+      this.waiters.length >= this.options.queueSize &&
+      !this.waiters.displace(place?.rank ?? 0, () => new SharedRefused('displaced', this.last))
+    )
+      throw new SharedRefused('queue-full', this.last);
     const waiting = this.waiters.wait(waitMs, onAbort, () => new SharedRefused('timeout', this.last), place, note);
     this.schedule(this.last);
     return waiting;
@@ -121,7 +139,12 @@ export class SharedLimiter {
 
   private schedule(decision: Decision | undefined): void {
     if (this.retryTimer !== undefined || this.asking || this.waiters.length === 0) return;
-    const wait = decision === undefined || decision.allowed ? 0 : decision.waitMs < 0 ? SLOT_POLL_MS : Math.min(MAX_POLL_MS, Math.max(1, decision.waitMs));
+    const wait =
+      decision === undefined || decision.allowed
+        ? 0
+        : decision.waitMs < 0
+          ? SLOT_POLL_MS
+          : Math.min(MAX_POLL_MS, Math.max(1, decision.waitMs));
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       void this.pump();

@@ -26,9 +26,15 @@ export interface SharedLimits {
   healthy(): boolean;
   /** A command failed or timed out: decide without Redis until the background probe answers. */
   reportFailure(error: unknown): void;
-  /** Calls `listener` when Redis starts failing (requests still waiting on it give up); returns an unsubscribe function. */
+  /**
+   * Calls `listener` when Redis starts failing (requests still waiting on it give up); returns an unsubscribe
+   * function.
+   */
   onFailure(listener: () => void): () => void;
-  /** For `/status` (SPEC §9): `connecting` until the first connection attempt ends, then `ready` or `degraded`, and since when (RFC 3339). */
+  /**
+   * For `/status` (SPEC §9): `connecting` until the first connection attempt ends, then `ready` or `degraded`,
+   * and since when (RFC 3339).
+   */
   status(): { readonly state: 'connecting' | 'ready' | 'degraded'; readonly since: string };
   /** Resolves true once ready, or false after `ms` (startup does not wait longer for Redis). */
   waitReady(ms: number): Promise<boolean>;
@@ -49,7 +55,9 @@ function createClient(config: RedisConfig): { client: Redis | Cluster; where: st
     ...(config.username !== null && { username: config.username }),
     ...(config.password !== null && { password: config.password }),
     ...(config.db !== null && { db: config.db }),
-    ...(config.tls !== null && { tls: { ...(config.tls.ca !== null && { ca: config.tls.ca }), rejectUnauthorized: !config.tls.insecureSkipVerify } }),
+    ...(config.tls !== null && {
+      tls: { ...(config.tls.ca !== null && { ca: config.tls.ca }), rejectUnauthorized: !config.tls.insecureSkipVerify },
+    }),
   };
   const { sentinel, cluster } = config;
   let client: Redis | Cluster;
@@ -59,7 +67,12 @@ function createClient(config: RedisConfig): { client: Redis | Cluster; where: st
     const { retryStrategy, enableOfflineQueue, ...redisOptions } = options;
     client = new Cluster(
       cluster.nodes.map((node) => ({ host: node.host, port: node.port })),
-      { redisOptions, enableOfflineQueue, clusterRetryStrategy: retryStrategy, slotsRefreshTimeout: Math.max(1000, config.timeout) },
+      {
+        redisOptions,
+        enableOfflineQueue,
+        clusterRetryStrategy: retryStrategy,
+        slotsRefreshTimeout: Math.max(1000, config.timeout),
+      },
     );
     where = `cluster (${cluster.nodes.map((node) => `${node.host}:${node.port}`).join(', ')})`;
   } else if (sentinel) {
@@ -97,17 +110,28 @@ function waitReady(client: Redis | Cluster, ms: number): Promise<boolean> {
 }
 
 /** `wall`: epoch ms, for the status's `since` stamps. */
-export function connectSharedLimits(config: RedisConfig, logger: Logger | undefined, wall: () => number = systemClock.wall): SharedLimits {
+export function connectSharedLimits(
+  config: RedisConfig,
+  logger: Logger | undefined,
+  wall: () => number = systemClock.wall,
+): SharedLimits {
   const { client, where } = createClient(config);
   let lastState = '';
-  let status: { state: 'connecting' | 'ready' | 'degraded'; since: string } = { state: 'connecting', since: new Date(wall()).toISOString() };
+  let status: { state: 'connecting' | 'ready' | 'degraded'; since: string } = {
+    state: 'connecting',
+    since: new Date(wall()).toISOString(),
+  };
   const report = (state: string, error?: Error) => {
     const next = state === 'ready' ? 'ready' : 'degraded';
     if (status.state !== next) status = { state: next, since: new Date(wall()).toISOString() };
     if (state === lastState) return;
     lastState = state;
     if (state === 'ready') logger?.info({ redis: where }, 'redis ready: rate limits and pacing are shared');
-    else logger?.warn({ redis: where, err: error?.message }, `redis ${state}: shared rate limits and pacing fall back to redis.onError=${config.onError}`);
+    else
+      logger?.warn(
+        { redis: where, err: error?.message },
+        `redis ${state}: shared rate limits and pacing fall back to redis.onError=${config.onError}`,
+      );
   };
   // Failing until a probe answers: a hung Redis keeps its TCP connection
   // 'ready', so the client's status alone would send every request to wait.
@@ -134,7 +158,8 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
   client.on('ready', () => (failing ? undefined : report('ready')));
   // An error while the client stays ready (a Cluster's failed slot refresh) is no outage: logged, not reported.
   client.on('error', (error: Error) => {
-    if (client.status === 'ready' && !failing) logger?.warn({ redis: where, err: error.message }, 'redis error; the connection stays ready');
+    if (client.status === 'ready' && !failing)
+      logger?.warn({ redis: where, err: error.message }, 'redis error; the connection stays ready');
     else report('unavailable', error);
   });
   client.on('close', () => report('unavailable'));
@@ -159,7 +184,7 @@ export function connectSharedLimits(config: RedisConfig, logger: Logger | undefi
     async close() {
       if (probe) clearInterval(probe);
       buckets.close();
-      // QUIT lets the last commands (slot releases of the last responses) reach Redis; a Redis that does not answer is cut off.
+      // QUIT lets the last slot releases reach Redis; one that does not answer is cut off.
       if (client.status === 'ready' && !failing) await client.quit().catch(() => {});
       client.disconnect();
     },

@@ -29,8 +29,12 @@ export function fullJitterDelay(retry: number, baseMs: number, maxMs: number, ra
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
-/** Failures a second try cannot fix (the same certificate, the same wrong port): the catalogue says they are not retryable. */
-const deterministic = (code: string | undefined): boolean => code !== undefined && code in CATALOG && !CATALOG[code as ErrorCode].retryable;
+/**
+ * Failures a second try cannot fix (the same certificate, the same wrong port): the catalogue says they are not
+ * retryable.
+ */
+const deterministic = (code: string | undefined): boolean =>
+  code !== undefined && code in CATALOG && !CATALOG[code as ErrorCode].retryable;
 
 export interface RetryOptions {
   readonly route: string;
@@ -78,7 +82,8 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
         const result: AttemptResult = await next(ctx, signal);
         const { classification, response } = result;
         // `final`: this target is down; another may not be.
-        if ((result.final && !result.elsewhere) || !shouldRetry(classification) || deterministic(classification.code)) return result;
+        if ((result.final && !result.elsewhere) || !shouldRetry(classification) || deterministic(classification.code))
+          return result;
         if (retries >= maxRetries || !methodAllows(ctx, retry, classification)) return result;
         if (!ctx.body.replayable) {
           ctx.flags.add('BODY_NOT_REPLAYABLE');
@@ -88,9 +93,15 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
         // To another target: at once (SPEC §8.1); to the same one: backoff, or what Retry-After asks.
         let delay = result.elsewhere ? 0 : fullJitterDelay(retries, retry.backoff.base, retry.backoff.max, deps.random);
         let retryAfterDelay: number | undefined;
-        if (!result.elsewhere && response && retry.retryAfter.honor && (classification.status === 429 || classification.status === 503 || classification.rule?.delayMs !== undefined)) {
+        if (
+          !result.elsewhere &&
+          response &&
+          retry.retryAfter.honor &&
+          (classification.status === 429 || classification.status === 503 || classification.rule?.delayMs !== undefined)
+        ) {
           // A delay a rule knows (a reset, a secondary limit's 60 s) is handled like Retry-After.
-          const retryAfter = classification.rule?.delayMs ?? parseRetryAfter(response.headers['retry-after'], deps.wall());
+          const retryAfter =
+            classification.rule?.delayMs ?? parseRetryAfter(response.headers['retry-after'], deps.wall());
           if (retryAfter !== undefined) {
             // A longer wait than configured: the app decides, with the header.
             if (retryAfter > retry.retryAfter.max) return result;

@@ -1,0 +1,81 @@
+/**
+ * The pacers' states of one upstream (store.ts): here, or in Redis with
+ * `shared: true`, decided here or not at all while Redis fails
+ * (`redis.onError`); and this process's requests in flight per pacer,
+ * which every reservation counts against the announced quota.
+ */
+import type { Logger } from '../../observe/logger.js';
+import type { SharedLimits } from '../rate-limit/shared-limits.js';
+import { localStore, sharedStore, type PacerStore, type StateFn } from './store.js';
+
+export class PacerStates {
+  readonly local: PacerStore;
+  readonly shared: PacerStore | null;
+  /** This process's requests in flight (waiting for a slot included) per pacer id. */
+  private readonly inFlight = new Map<string, number>();
+  private warnedAt = -Infinity;
+
+  /** `redis`: the connection when the pacing is shared. */
+  constructor(
+    private readonly upstream: string,
+    private readonly redis: SharedLimits | undefined,
+    private readonly deps: { readonly now: () => number; readonly logger?: Logger },
+  ) {
+    this.local = localStore(deps.now, this.countOf);
+    this.shared = redis ? sharedStore(redis.client, `breakwater:pacing:${upstream}:`, this.countOf, deps.now) : null;
+  }
+
+  readonly countOf = (id: string): number => this.inFlight.get(id) ?? 0;
+
+  count(id: string, by: number): void {
+    const count = this.countOf(id) + by;
+    if (count > 0) this.inFlight.set(id, count);
+    else this.inFlight.delete(id);
+  }
+
+  /**
+   * Runs a state update in Redis when shared, here otherwise, or here / not
+   * at all while Redis fails (redis.onError). `degraded`: called when a
+   * shared update is decided without Redis.
+   */
+  update<T>(id: string, fn: StateFn<T>, skipped: T, degraded?: () => void): T | Promise<T> {
+    // Local state: synchronous, no promise on the request path.
+    return this.shared ? this.sharedUpdate(this.shared, id, fn, skipped, degraded) : (this.local.update(id, fn) as T);
+  }
+
+  private async sharedUpdate<T>(
+    store: PacerStore,
+    id: string,
+    fn: StateFn<T>,
+    skipped: T,
+    degraded?: () => void,
+  ): Promise<T> {
+    const redis = this.redis!;
+    // redis.onError: here (local) or not at all (allow).
+    const withoutRedis = () => {
+      degraded?.();
+      return redis.onError === 'local' ? (this.local.update(id, fn) as T) : skipped;
+    };
+    // While Redis fails, no request waits for it: decided here until the probe answers.
+    if (!redis.healthy()) return withoutRedis();
+    try {
+      return await store.update(id, fn);
+    } catch (error) {
+      redis.reportFailure(error);
+      const at = this.deps.now();
+      if (at - this.warnedAt > 10_000) {
+        this.warnedAt = at;
+        this.deps.logger?.warn(
+          { upstream: this.upstream, err: (error as Error).message },
+          `shared pacing unavailable: pacing per redis.onError=${redis.onError}`,
+        );
+      }
+      return withoutRedis();
+    }
+  }
+
+  close(): void {
+    this.local.close();
+    this.shared?.close();
+  }
+}

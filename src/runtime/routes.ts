@@ -1,0 +1,115 @@
+/**
+ * One route of a runtime (runtime.ts): its pipeline around the attempt,
+ * its destinations (one per target of its upstream, each with the route's
+ * view of its pacer), its rate limit and stale store (taken over from the
+ * runtime it replaces when their settings did not change), and what the
+ * server reads of it: edits, priority classes, whether a body is held for
+ * replay.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { RouteConfig } from '../config/types.js';
+import { sleep as systemSleep } from '../lib/clock.js';
+import type { Signal } from '../lib/signal.js';
+import { createAttempt, type AttemptDeps } from '../policy/attempt.js';
+import type { Destination } from '../policy/context.js';
+import { createFailover } from '../policy/failover.js';
+import { createRoutePipeline, type RoutePipeline } from '../policy/pipeline.js';
+import type { PriorityClass, PriorityClasses } from '../policy/priorities.js';
+import { createRateLimit, type RateLimitPolicy } from '../policy/rate-limit/rate-limit.js';
+import type { SharedLimits } from '../policy/rate-limit/shared-limits.js';
+import { compileMatcher, type RouteMatcher } from '../router/match-route.js';
+import { compileHeaderEdits, type CompiledHeaderEdits } from '../upstream/headers.js';
+import { StaleStore } from '../upstream/stale-store.js';
+import type { UpstreamRuntime } from './upstreams.js';
+
+export interface RouteRuntime {
+  readonly name: string;
+  readonly config: RouteConfig;
+  readonly matcher: RouteMatcher;
+  /** Null for forward-proxy routes, whose target is the request's own. */
+  readonly upstream: UpstreamRuntime | null;
+  /** Where its attempts go (null for forward-proxy routes: the request's own target). */
+  readonly destination: Destination | null;
+  readonly requestEdits: CompiledHeaderEdits;
+  readonly responseEdits: CompiledHeaderEdits;
+  /** `errors.normalize: off`: Breakwater's own errors as plain text. */
+  readonly plainErrors: boolean;
+  /** A request's priority class (SPEC §13); null without a `priorities` section. */
+  readonly classify: ((headers: IncomingHttpHeaders) => PriorityClass) | null;
+  readonly pipeline: RoutePipeline;
+  readonly rateLimit: RateLimitPolicy | null;
+  /** Stored answers for stale fallback (SPEC §8.2), when `fallback.stale` is set. */
+  readonly stale: StaleStore | null;
+  /** Whether a request body is held for replay, from the route's retry settings (SPEC §3 `retry.bufferLimit`): upstream/body.ts reads it. */
+  readonly bodyReplay: { readonly replay: boolean; readonly bufferLimit: number };
+}
+
+/** What a route is built with: the attempt's needs, the policies' clock and jitter, and its predecessor's state on a reload. */
+export interface RouteDeps extends AttemptDeps {
+  readonly random?: () => number;
+  readonly sleep?: (ms: number, signal: Signal) => Promise<void>;
+  readonly inherit?: {
+    rateLimit(route: RouteConfig): RateLimitPolicy | undefined;
+    stale(route: RouteConfig): StaleStore | undefined;
+  };
+}
+
+export function buildRoute(
+  config: RouteConfig,
+  upstream: UpstreamRuntime | null,
+  deps: RouteDeps,
+  shared: SharedLimits | undefined,
+  inherited: Set<object>,
+  priorities: PriorityClasses | null,
+): RouteRuntime {
+  // The priority header is Breakwater's: never forwarded (SPEC §13).
+  const request = config.headers.request;
+  const requestEdits = compileHeaderEdits(
+    priorities ? { ...request, remove: [...request.remove, priorities.header] } : request,
+  );
+  const { metrics, now } = deps;
+
+  const attempt = createAttempt(config, requestEdits, upstream?.config.errorRules ?? [], deps);
+
+  // One destination per target of the upstream, each with the route's view of its pacer.
+  const destinations: Destination[] = (upstream?.targets ?? []).map((target) => ({
+    target,
+    breaker: target.breaker.policy,
+    pacing: target.pacing?.policy(config.name, config.match.pathPrefix),
+    edits: target.edits ?? undefined,
+  }));
+  const policyDeps = {
+    now,
+    wall: deps.wall,
+    random: deps.random ?? Math.random,
+    sleep: deps.sleep ?? systemSleep,
+    metrics,
+  };
+  const failover = upstream?.failover
+    ? createFailover(config.name, upstream.config.name, upstream.failover, destinations, policyDeps)
+    : undefined;
+  const previousLimit = config.rateLimit && !config.rateLimit.shared ? deps.inherit?.rateLimit(config) : undefined;
+  if (previousLimit) inherited.add(previousLimit);
+  const rateLimit =
+    previousLimit ??
+    (config.rateLimit ? createRateLimit(config.name, config.rateLimit, { metrics, now, shared }) : null);
+  const previousStale = config.fallback.stale ? deps.inherit?.stale(config) : undefined;
+  if (previousStale) inherited.add(previousStale);
+  const stale = previousStale ?? (config.fallback.stale ? new StaleStore(config.fallback.stale) : null);
+  return {
+    name: config.name,
+    config,
+    rateLimit,
+    stale,
+    // A body is buffered only when a retry could send it again.
+    bodyReplay: { replay: config.retry.maxRetries > 0, bufferLimit: config.retry.bufferLimit },
+    matcher: compileMatcher(config),
+    upstream,
+    destination: destinations[0] ?? null,
+    requestEdits,
+    responseEdits: compileHeaderEdits(config.headers.response),
+    plainErrors: config.errors.normalize === 'off',
+    classify: priorities ? priorities.forRoute(config.priority) : null,
+    pipeline: createRoutePipeline(config, policyDeps, attempt, { rateLimit: rateLimit ?? undefined, failover }),
+  };
+}
