@@ -11,9 +11,8 @@
  */
 import client, { type Gauge } from 'prom-client';
 import { BoundedLabel, FastCounter, FastHistogram } from './fast-metrics.js';
-import type { Config } from '../config/types.js';
+import type { Config, RouteConfig } from '../config/types.js';
 import { HTTP_METHODS } from '../config/words.js';
-import { reportingPolicies } from '../config/report-mode.js';
 import { CATALOG, RECORDED_ONLY_CODES } from '../errors/catalog.js';
 import { OUTCOMES } from '../upstream/classify.js';
 import {
@@ -164,6 +163,16 @@ function zeroForward(forwardRequests: FastCounter<'caller' | 'decision'>, config
     for (const decision of ['allowed', 'denied', ...(mode === 'report' ? ['would_deny'] : [])])
       forwardRequests.inc({ caller: name, decision }, 0);
   }
+}
+
+/** Which policies of a route are in report mode (SPEC §19.2), as the `policy` label of breakwater_policy_reports_total names them. */
+function reportingPolicies(config: Config, route: RouteConfig): string[] {
+  const policies: string[] = [];
+  if (route.rateLimit?.mode === 'report') policies.push('rate_limit');
+  const upstream = route.upstream === null ? undefined : config.upstreams[route.upstream];
+  if (upstream?.circuitBreaker.mode === 'report') policies.push('circuit_breaker');
+  if (upstream?.pacing.enabled && upstream.pacing.mode === 'report') policies.push('pacing');
+  return policies;
 }
 
 /** Every series a config names, at zero, so that rates and alerts see them before the first event. */

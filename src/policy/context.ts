@@ -84,8 +84,13 @@ export interface RequestContext {
    * (host:port); with the breaker of that destination.
    */
   destination: Destination | null;
-  /** Run once when the response to the client has ended or broken off (release a rate-limit slot). */
-  readonly cleanups: (() => void)[];
+  /**
+   * Run once by the server when the exchange has ended: the answer to the
+   * client ended or broke off, or its tunnel closed. Only the server sees
+   * that end; a rate limit's concurrency slot (`maxConcurrent`, held until
+   * the response has ended) is released here.
+   */
+  readonly atExchangeEnd: (() => void)[];
   /** A WebSocket upgrade (SPEC §20.3): each attempt is this handshake instead of a request; never retried. */
   handshake?: Handshake;
   /** The matched route's name ('' before one matched): what report-mode counters are labelled with (SPEC §19.2). */

@@ -205,7 +205,7 @@ export async function handleRequest(
       cancellation.abort(new ClientClosedError());
       upstreamResponse?.destroy();
     }
-    for (const cleanup of ctx.cleanups) cleanup();
+    for (const release of ctx.atExchangeEnd) release();
     exchange.finish(res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS);
     runtime.leave();
   });

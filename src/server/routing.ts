@@ -191,7 +191,7 @@ export function contextOf<R extends ServerResponse | undefined>(
     flags: new Set(),
     trace: runtime.tracing?.request(req.method ?? 'GET', arrival.target.path, req.headers, arrival.host) ?? null,
     destination: null,
-    cleanups: [],
+    atExchangeEnd: [],
     handshake: undefined,
     route: '',
   };

@@ -274,7 +274,7 @@ export function handleUpgrade(
   socket.once('close', () => {
     cancellation.abort(new ClientClosedError());
     // The rate limit's slot (maxConcurrent) is held until the tunnel closes.
-    for (const cleanup of ctx.cleanups) cleanup();
+    for (const release of ctx.atExchangeEnd) release();
     if (status === CLIENT_CLOSED_STATUS) ctx.flags.add('CLIENT_CLOSED');
     exchange.finish(status);
   });

@@ -73,7 +73,7 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
           release = await degraded(ctx, entry, waitMs);
         }
       }
-      ctx.cleanups.push(release);
+      ctx.atExchangeEnd.push(release);
       if (ctx.trace) {
         const waited = deps.now() - started;
         if (waited >= 1) ctx.trace.wait('queue', Math.round(waited));

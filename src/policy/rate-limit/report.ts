@@ -39,7 +39,7 @@ export async function reportOnly(ctx: RequestContext, entry: Entry, deps: Report
     sharedStore?.reportFailure(error);
     release = await (entry.fallback ??= deps.local()).tryAcquire();
   }
-  if (release) ctx.cleanups.push(release);
+  if (release) ctx.atExchangeEnd.push(release);
   else if (limiter) {
     ctx.flags.add('WOULD_RATE_LIMIT');
     deps.metrics.policyReports.inc({ route: deps.route, policy: 'rate_limit' });
