@@ -1,7 +1,11 @@
 /**
  * The only place where an attempt's result is mapped to an outcome (SPEC §6
- * label values). Retry, breaker, metrics and the access log all read this
- * one classification; nothing else inspects status codes or socket errors.
+ * label values): a status, a socket error, a passed deadline, or a provider
+ * rule's decision about an answer (SPEC §14). Retry, breaker, failover,
+ * pacing and the attempt metrics read this one classification; no policy
+ * inspects status codes or socket errors itself. (The server reads the
+ * status of the answer it sends, to normalize it or replace it with a
+ * stored one.)
  */
 import type { ErrorCode } from '../errors/catalog.js';
 import type { RuleDecision } from '../errors/provider-table.js';
