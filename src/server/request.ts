@@ -148,16 +148,17 @@ function prepareBody(ctx: HttpContext, route: RouteRuntime, maxBodySize: number)
 }
 
 /**
- * The upstream's answer goes to the client: as it came, normalized (`errors.normalize: all`), or replaced by a
- * stored one (SPEC §8.2).
+ * The upstream's answer goes to the client: as it came, normalized
+ * (`errors.normalize: all`: a promise, the only case that waits), or
+ * replaced by a stored one (SPEC §8.2).
  */
-async function answer(
+function answer(
   ctx: HttpContext,
   exchange: Exchange,
   route: RouteRuntime,
   result: AttemptResult & { response: UpstreamResponse },
   deps: ServerDeps,
-): Promise<void> {
+): Promise<void> | undefined {
   const { response } = result;
   if (response.statusCode >= 400 && deps.journal.wants()) noteAnswer(exchange, result);
   // The status a provider rule treats it as (an Anthropic 529 is a 503), else the provider's.
@@ -169,8 +170,9 @@ async function answer(
   if (staleFor && answerStale(ctx, route, staleFor, deps)) response.destroy();
   else if (ctx.res.destroyed) response.destroy();
   else if (route.config.errors.normalize === 'all' && (response.statusCode ?? 0) >= 400)
-    await sendNormalized(ctx, exchange, route, result, deps.wall());
+    return sendNormalized(ctx, exchange, route, result, deps.wall());
   else sendResponse(ctx, exchange, route, response, deps, result.buffered);
+  return undefined;
 }
 
 /** Handles one request on the runtime current when it arrived; `draining` once shutdown began. */
@@ -221,7 +223,8 @@ export async function handleRequest(
     const result = await route.pipeline.run(ctx);
     if (!result.response) throw errorFromClassification(result.classification);
     upstreamResponse = result.response;
-    await answer(ctx, exchange, route, { ...result, response: upstreamResponse }, deps);
+    const sending = answer(ctx, exchange, route, { ...result, response: upstreamResponse }, deps);
+    if (sending) await sending;
   } catch (error) {
     // Already answered (a body that went silent, SPEC §20.4): the answer stands.
     if (res.writableEnded) return;
