@@ -5,7 +5,7 @@
  * from the same code.
  */
 import { isIP } from 'node:net';
-import { CONDITION_WORDS, isCondition } from './words.js';
+import { CONDITION_WORDS, isCondition } from './defaults.js';
 import { parseDuration, parseRate, parseShare, parseSize, type Parsed } from './units.js';
 import { suggest } from './suggest.js';
 

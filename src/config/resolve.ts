@@ -10,8 +10,7 @@ import { readCa } from './ca-files.js';
 import path from 'node:path';
 import { bytes, deepFreeze, fraction, must, ms, perSecond } from './json.js';
 import { effectivePolicies, fill, type Filled, type LayeredPolicies } from './merge.js';
-import { DEFAULTS } from './defaults.js';
-import { isCondition, limitKey } from './words.js';
+import { DEFAULTS, isCondition, limitKey } from './defaults.js';
 import type { ConfigFile, RawPolicies, RawRoute, RawUpstream } from './schema.js';
 import { adminToken, toCallers } from './resolve-edge.js';
 

@@ -4,18 +4,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { Duration, Fmt, NAME_FORMAT, Obj, OneOf, Opt, OrNull, Port, Size } from './schema-parts.js';
-import { POLICY_MODES } from './words.js';
-
-/**
- * Built-in defaults of these sections (SPEC §3), in the file's own notation:
- * the resolver fills a file's sections with them (merge.ts `fill`), the
- * annotations below show them, and a test keeps the two equal.
- */
-export const EDGE_DEFAULTS = {
-  listen: { host: '127.0.0.1', port: 3128, serverNames: [] as string[], allowOrigins: [] as string[] },
-  admin: { host: '0.0.0.0', port: 9901, token: null, tokenFile: null },
-  limits: { maxBodySize: '10MiB', maxHeaderSize: '16KiB', clientBodyTimeout: '30s' },
-} as const;
+import { POLICY_MODES } from './defaults.js';
 
 export const Listen = Obj({
   host: Opt(

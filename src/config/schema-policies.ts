@@ -20,67 +20,16 @@ import {
   SizeOrZero,
 } from './schema-parts.js';
 import { HeaderEdits } from './schema-upstream.js';
-import { PROVIDER_RULES_MODES, POLICY_MODES, HTTP_METHODS, NORMALIZE_MODES } from './words.js';
-
-/**
- * Built-in defaults of these sections (SPEC §3), in the file's own notation:
- * the resolver fills a file's sections with them (merge.ts `fill`), the
- * annotations below show them, and a test keeps the two equal.
- */
-export const POLICY_DEFAULTS = {
-  timeouts: { connect: '2s', perTry: '10s', total: '30s' },
-  retry: {
-    maxRetries: 3,
-    retryOn: ['gateway-error', 'connect-failure', 'reset', '429'],
-    backoff: { base: '500ms', max: '5s' },
-    retryAfter: { honor: true, max: '30s' },
-    methods: 'idempotent',
-    budget: { ratio: 0.4, minPerSecond: 10 },
-    bufferLimit: '1MiB',
-  },
-  /**
-   * Keys of a `rateLimit` block the file leaves out. SPEC §3 gives no
-   * defaults for a rate limit (its example is not a default); these follow
-   * NGINX's `limit_req` with a queue: the burst is one second's worth of
-   * tokens, no concurrency cap, and a bounded queue with a deadline.
-   */
-  rateLimit: { queue: { size: 100, timeout: '2s' }, key: 'route', shared: false, mode: 'enforce' },
-  errors: { normalize: 'proxy', providerRules: 'auto' },
-  /** `routes[].fallback.stale` when the block is given with keys left out (SPEC §8.2). */
-  stale: { maxStale: '10m', maxEntries: 1000, maxEntryBytes: '256KiB', maxBytes: '32MiB' },
-  route: {
-    /**
-     * `routes[].keyHeaders` (SPEC §8.2): request headers that carry a caller's
-     * identity, hashed into a stored answer's key. SPEC's six, and the token
-     * headers of GitLab, Shopify and many gateways (issue 32: a caller
-     * authenticating with one of them must not get another's answer).
-     */
-    keyHeaders: [
-      'Authorization',
-      'Proxy-Authorization',
-      'Cookie',
-      'X-Api-Key',
-      'Api-Key',
-      'X-Goog-Api-Key',
-      'PRIVATE-TOKEN',
-      'X-Shopify-Access-Token',
-      'X-Auth-Token',
-    ],
-    match: { pathPrefix: '/', host: null, methods: null },
-    stripPrefix: false,
-    clientOverrides: false,
-    headers: { request: { set: {}, remove: [] }, response: { set: {}, remove: [] } },
-  },
-} as const;
+import { PROVIDER_RULES_MODES, POLICY_MODES, DEFAULTS, HTTP_METHODS, NORMALIZE_MODES } from './defaults.js';
 
 // ---------------------------------------------------------------------------
 // Policies that `defaults` holds and a route may override key by key
 
 const Timeouts = Obj(
   {
-    connect: Opt(Duration('TCP and TLS connect, per attempt', POLICY_DEFAULTS.timeouts.connect)),
-    perTry: Opt(Duration('until response headers, per attempt', POLICY_DEFAULTS.timeouts.perTry)),
-    total: Opt(Duration('the whole request, retries and backoff included', POLICY_DEFAULTS.timeouts.total)),
+    connect: Opt(Duration('TCP and TLS connect, per attempt', DEFAULTS.timeouts.connect)),
+    perTry: Opt(Duration('until response headers, per attempt', DEFAULTS.timeouts.perTry)),
+    total: Opt(Duration('the whole request, retries and backoff included', DEFAULTS.timeouts.total)),
   },
   { description: 'Deadlines (SPEC §3, §4).' },
 );
@@ -92,13 +41,13 @@ const Retry = Obj(
         minimum: 0,
         maximum: 100,
         description: 'retries after the first attempt; 0 disables',
-        default: POLICY_DEFAULTS.retry.maxRetries,
+        default: DEFAULTS.retry.maxRetries,
       }),
     ),
     retryOn: Opt(
       Conditions(
         '5xx | gateway-error | connect-failure | reset | timeout | a status code as a string ("429")',
-        POLICY_DEFAULTS.retry.retryOn,
+        DEFAULTS.retry.retryOn,
       ),
     ),
     backoff: Opt(
@@ -106,25 +55,19 @@ const Retry = Obj(
         base: Opt(
           DurationOrZero(
             'first backoff ceiling; retry n waits a random time in [0, min(max, base * 2^n))',
-            POLICY_DEFAULTS.retry.backoff.base,
+            DEFAULTS.retry.backoff.base,
           ),
         ),
-        max: Opt(DurationOrZero('ceiling of any backoff', POLICY_DEFAULTS.retry.backoff.max)),
+        max: Opt(DurationOrZero('ceiling of any backoff', DEFAULTS.retry.backoff.max)),
       }),
     ),
     retryAfter: Opt(
       Obj({
         honor: Opt(
-          Bool(
-            'a Retry-After on 429/503 sets the delay before the next attempt',
-            POLICY_DEFAULTS.retry.retryAfter.honor,
-          ),
+          Bool('a Retry-After on 429/503 sets the delay before the next attempt', DEFAULTS.retry.retryAfter.honor),
         ),
         max: Opt(
-          DurationOrZero(
-            'a longer Retry-After is passed back to the app at once',
-            POLICY_DEFAULTS.retry.retryAfter.max,
-          ),
+          DurationOrZero('a longer Retry-After is passed back to the app at once', DEFAULTS.retry.retryAfter.max),
         ),
       }),
     ),
@@ -136,7 +79,7 @@ const Retry = Obj(
         ],
         description:
           'idempotent (GET HEAD OPTIONS PUT DELETE TRACE, and POST/PATCH carrying Idempotency-Key) or a list of methods',
-        default: POLICY_DEFAULTS.retry.methods,
+        default: DEFAULTS.retry.methods,
       }),
     ),
     budget: Opt(
@@ -146,14 +89,14 @@ const Retry = Obj(
             minimum: 0,
             maximum: 1,
             description: 'retries allowed per request, over a 10 s window',
-            default: POLICY_DEFAULTS.retry.budget.ratio,
+            default: DEFAULTS.retry.budget.ratio,
           }),
         ),
         minPerSecond: Opt(
           Type.Number({
             minimum: 0,
             description: 'retries per second allowed regardless of the ratio',
-            default: POLICY_DEFAULTS.retry.budget.minPerSecond,
+            default: DEFAULTS.retry.budget.minPerSecond,
           }),
         ),
       }),
@@ -161,7 +104,7 @@ const Retry = Obj(
     bufferLimit: Opt(
       SizeOrZero(
         'request bodies up to this size are buffered for replay; larger ones stream through unretried',
-        POLICY_DEFAULTS.retry.bufferLimit,
+        DEFAULTS.retry.bufferLimit,
       ),
     ),
   },
@@ -189,19 +132,17 @@ const RateLimit = OrNull(
             Type.Integer({
               minimum: 0,
               description: 'requests that may wait; 0 refuses at once',
-              default: POLICY_DEFAULTS.rateLimit.queue.size,
+              default: DEFAULTS.rateLimit.queue.size,
             }),
           ),
-          timeout: Opt(DurationOrZero('longest wait in the queue', POLICY_DEFAULTS.rateLimit.queue.timeout)),
+          timeout: Opt(DurationOrZero('longest wait in the queue', DEFAULTS.rateLimit.queue.timeout)),
         }),
       ),
-      key: Opt(
-        Fmt('limit-key', { description: 'route | client-ip | header:<name>', default: POLICY_DEFAULTS.rateLimit.key }),
-      ),
-      shared: Opt(Bool('one limit across replicas, kept in Redis', POLICY_DEFAULTS.rateLimit.shared)),
+      key: Opt(Fmt('limit-key', { description: 'route | client-ip | header:<name>', default: DEFAULTS.rateLimit.key })),
+      shared: Opt(Bool('one limit across replicas, kept in Redis', DEFAULTS.rateLimit.shared)),
       mode: Opt(
         OneOf(POLICY_MODES, {
-          default: POLICY_DEFAULTS.rateLimit.mode,
+          default: DEFAULTS.rateLimit.mode,
           description:
             'report: a request the limit would queue or refuse goes on at once, flagged WOULD_RATE_LIMIT and counted (SPEC §19.2)',
         }),
@@ -214,12 +155,12 @@ const RateLimit = OrNull(
 const Errors = Obj(
   {
     normalize: Opt(
-      OneOf(NORMALIZE_MODES, { description: 'proxy | all | off (SPEC §5)', default: POLICY_DEFAULTS.errors.normalize }),
+      OneOf(NORMALIZE_MODES, { description: 'proxy | all | off (SPEC §5)', default: DEFAULTS.errors.normalize }),
     ),
     providerRules: Opt(
       OneOf(PROVIDER_RULES_MODES, {
         description: 'auto | off: the built-in provider rules (SPEC §14)',
-        default: POLICY_DEFAULTS.errors.providerRules,
+        default: DEFAULTS.errors.providerRules,
       }),
     ),
   },
@@ -259,7 +200,7 @@ export const Route = Obj(
     headers: Opt(Obj({ request: Opt(HeaderEdits), response: Opt(HeaderEdits) })),
     keyHeaders: Opt(
       Type.Array(Fmt('header-name'), {
-        default: POLICY_DEFAULTS.route.keyHeaders,
+        default: DEFAULTS.route.keyHeaders,
         description:
           "request headers whose values (hashed) key a stored answer, so that one caller never gets another's (SPEC §8.2); replaces the default list",
       }),
@@ -270,20 +211,18 @@ export const Route = Obj(
           stale: Opt(
             OrNull(
               Obj({
-                maxStale: Opt(
-                  Duration('how old a stored answer may be when it is served', POLICY_DEFAULTS.stale.maxStale),
-                ),
+                maxStale: Opt(Duration('how old a stored answer may be when it is served', DEFAULTS.stale.maxStale)),
                 maxEntries: Opt(
                   Type.Integer({
                     minimum: 1,
                     description: 'stored answers of the route, at most',
-                    default: POLICY_DEFAULTS.stale.maxEntries,
+                    default: DEFAULTS.stale.maxEntries,
                   }),
                 ),
                 maxEntryBytes: Opt(
-                  Size('larger bodies stream through and are never stored', POLICY_DEFAULTS.stale.maxEntryBytes),
+                  Size('larger bodies stream through and are never stored', DEFAULTS.stale.maxEntryBytes),
                 ),
-                maxBytes: Opt(Size('all stored bodies of the route together', POLICY_DEFAULTS.stale.maxBytes)),
+                maxBytes: Opt(Size('all stored bodies of the route together', DEFAULTS.stale.maxBytes)),
               }),
             ),
           ),

@@ -5,33 +5,7 @@
 import { Type } from '@sinclair/typebox';
 import { Bool, Duration, Fmt, Obj, OneOf, Opt, OrNull, Share } from './schema-parts.js';
 import { ForwardCaller } from './schema-edge.js';
-import { POLICY_MODES, CONNECT_MODES, REDIS_ON_ERROR, TRACE_PROTOCOLS } from './words.js';
-
-/**
- * Built-in defaults of these sections (SPEC §3), in the file's own notation:
- * the resolver fills a file's sections with them (merge.ts `fill`), the
- * annotations below show them, and a test keeps the two equal.
- */
-export const SERVICE_DEFAULTS = {
-  /**
-   * `protocol` and `serviceName` unset (null) defer to OTEL_EXPORTER_OTLP_TRACES_PROTOCOL and OTEL_SERVICE_NAME,
-   * else http/protobuf and breakwater (observe/tracing.ts).
-   */
-  tracing: { enabled: false, endpoint: null, protocol: null, serviceName: null, sampleRatio: 1 },
-  observability: { errorJournal: { size: 200 } },
-  priorities: { header: 'X-Breakwater-Priority' },
-  redis: { url: 'redis://127.0.0.1:6379', onError: 'local', timeout: '250ms' },
-  forwardProxy: {
-    enabled: false,
-    allowHosts: [],
-    allowPorts: [80, 443],
-    denyPrivateNetworks: true,
-    mode: 'enforce',
-    callers: [],
-    connect: { mode: 'tunnel' },
-    intercept: null,
-  },
-} as const;
+import { POLICY_MODES, CONNECT_MODES, DEFAULTS, REDIS_ON_ERROR, TRACE_PROTOCOLS } from './defaults.js';
 
 export const Tracing = Obj(
   {
@@ -77,7 +51,7 @@ export const Observability = Obj({
           Type.Integer({
             minimum: 0,
             maximum: 10000,
-            default: SERVICE_DEFAULTS.observability.errorJournal.size,
+            default: DEFAULTS.observability.errorJournal.size,
             description: 'requests kept; 0 keeps none',
           }),
         ),
@@ -92,7 +66,7 @@ export const Priorities = OrNull(
     {
       header: Opt(
         Fmt('header-name', {
-          default: SERVICE_DEFAULTS.priorities.header,
+          default: DEFAULTS.priorities.header,
           description: 'request header that names a class; never forwarded',
         }),
       ),
@@ -130,13 +104,10 @@ export const Priorities = OrNull(
 
 export const Redis = OrNull(
   Obj({
-    url: Opt(Fmt('redis-url', { default: SERVICE_DEFAULTS.redis.url })),
+    url: Opt(Fmt('redis-url', { default: DEFAULTS.redis.url })),
     onError: Opt(OneOf(REDIS_ON_ERROR, { default: 'local' })),
     timeout: Opt(
-      Duration(
-        'the longest a request waits for Redis; slower is a Redis failure (SPEC §9)',
-        SERVICE_DEFAULTS.redis.timeout,
-      ),
+      Duration('the longest a request waits for Redis; slower is a Redis failure (SPEC §9)', DEFAULTS.redis.timeout),
     ),
     sentinel: Opt(
       OrNull(

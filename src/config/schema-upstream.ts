@@ -20,51 +20,12 @@ import {
   Rate,
   Share,
 } from './schema-parts.js';
-import { PACING_HEADERS, RESET_FORMATS, RESPONSIBILITIES, POLICY_MODES } from './words.js';
-
-/**
- * Built-in defaults of these sections (SPEC §3), in the file's own notation:
- * the resolver fills a file's sections with them (merge.ts `fill`), the
- * annotations below show them, and a test keeps the two equal.
- */
-export const UPSTREAM_DEFAULTS = {
-  upstream: {
-    pool: { maxSockets: 256, keepAlive: true },
-    tls: { ca: null, insecureSkipVerify: false },
-    circuitBreaker: {
-      failureRate: 90,
-      minimumRequests: 20,
-      window: '10s',
-      openFor: '250ms',
-      maxOpenFor: '1s',
-      hold: '2s',
-      shedding: { enabled: true, k: 2 },
-      failOn: ['5xx', 'timeout', 'connect-failure', 'reset'],
-      mode: 'enforce',
-    },
-    pacing: {
-      enabled: false,
-      headers: 'auto',
-      scope: null,
-      key: null,
-      resetFormat: 'auto',
-      engageBelow: '50%',
-      reserve: '5%',
-      minRate: '0.2/s',
-      maxWait: '10s',
-      mode: 'enforce',
-      replicas: 1,
-      shared: false,
-      aimd: { decrease: 0.5, increaseBy: '1/s', increaseEvery: '10s' },
-    },
-    cooldownMax: '5m',
-  },
-} as const;
+import { DEFAULTS, PACING_HEADERS, RESET_FORMATS, RESPONSIBILITIES, POLICY_MODES } from './defaults.js';
 
 // ---------------------------------------------------------------------------
 // Upstreams
 
-const CB = UPSTREAM_DEFAULTS.upstream.circuitBreaker;
+const CB = DEFAULTS.upstream.circuitBreaker;
 const CircuitBreaker = Obj({
   failureRate: Opt(
     Type.Number({
@@ -231,10 +192,7 @@ export const Upstream = Obj(
       }),
     ),
     cooldownMax: Opt(
-      Duration(
-        'the longest a Retry-After takes a target out of rotation (SPEC §8.1)',
-        UPSTREAM_DEFAULTS.upstream.cooldownMax,
-      ),
+      Duration('the longest a Retry-After takes a target out of rotation (SPEC §8.1)', DEFAULTS.upstream.cooldownMax),
     ),
     failover: Opt(
       Type.Array(FailoverTarget, {

@@ -25,17 +25,7 @@ import { Admin, Limits, Listen } from './schema-edge.js';
 import { Upstream } from './schema-upstream.js';
 import { policyKeys, Route } from './schema-policies.js';
 import { ForwardProxy, Observability, Priorities, Redis, Tracing } from './schema-services.js';
-import { LOG_LEVELS } from './words.js';
-
-/**
- * Built-in defaults of these sections (SPEC §3), in the file's own notation:
- * the resolver fills a file's sections with them (merge.ts `fill`), the
- * annotations below show them, and a test keeps the two equal.
- */
-export const FILE_DEFAULTS = {
-  logging: { level: 'info', accessLog: true },
-  shutdown: { drainTimeout: '20s' },
-} as const;
+import { LOG_LEVELS } from './defaults.js';
 
 // ---------------------------------------------------------------------------
 // The file

@@ -6,9 +6,9 @@
  * `breakwater schema`) and SPEC §3.
  */
 import type { resolveConfig } from './resolve.js';
-import type { LOG_LEVELS, NORMALIZE_MODES, POLICY_MODES } from './words.js';
+import type { LOG_LEVELS, NORMALIZE_MODES, POLICY_MODES } from './defaults.js';
 
-export type { Condition, LimitKey } from './words.js';
+export type { Condition, LimitKey } from './defaults.js';
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export type NormalizeMode = (typeof NORMALIZE_MODES)[number];

@@ -12,7 +12,7 @@
 import client, { type Gauge } from 'prom-client';
 import { BoundedLabel, FastCounter, FastHistogram } from './fast-metrics.js';
 import type { Config, RouteConfig } from '../config/types.js';
-import { HTTP_METHODS } from '../config/words.js';
+import { HTTP_METHODS } from '../config/defaults.js';
 import { CATALOG, RECORDED_ONLY_CODES } from '../errors/catalog.js';
 import { OUTCOMES } from '../upstream/classify.js';
 import {
