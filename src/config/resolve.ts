@@ -8,8 +8,9 @@
  */
 import { readCa } from './ca-files.js';
 import path from 'node:path';
-import { bytes, deepFreeze, fraction, must, ms, perSecond } from './json.js';
-import { effectivePolicies, fill, type Filled, type LayeredPolicies } from './merge.js';
+import { deepFreeze, fraction, must, ms, perSecond } from './json.js';
+import { effectivePolicies, fill, type LayeredPolicies } from './merge.js';
+import { convertUnits } from './convert.js';
 import { DEFAULTS, isCondition, limitKey } from './defaults.js';
 import type { ConfigFile, RawPolicies, RawRoute, RawUpstream } from './schema.js';
 import { adminToken, toCallers } from './resolve-edge.js';
@@ -26,12 +27,12 @@ const caOf = (ca: string | null | undefined, baseDir: string): string | null =>
   typeof ca === 'string' ? must(readCa(ca, baseDir)) : null;
 
 function toRedis(raw: NonNullable<ConfigFile['redis']>, baseDir: string) {
-  const redis = fill(DEFAULTS.redis, raw);
+  const redis = convertUnits(fill(DEFAULTS.redis, raw), DEFAULTS.redis);
   const { sentinel, cluster, tls } = redis;
   return {
     url: redis.url,
     onError: redis.onError,
-    timeout: ms(redis.timeout),
+    timeout: redis.timeout,
     cluster: cluster ? { nodes: cluster.nodes.map(hostPort) } : null,
     username: redis.username ?? null,
     password: redis.password ?? null,
@@ -48,31 +49,21 @@ function toRedis(raw: NonNullable<ConfigFile['redis']>, baseDir: string) {
   };
 }
 
-function toTimeouts(raw: LayeredPolicies['timeouts']) {
-  return { connect: ms(raw.connect), perTry: ms(raw.perTry), total: ms(raw.total) };
-}
-
 function toRetry(raw: LayeredPolicies['retry']) {
-  return {
-    ...raw,
-    retryOn: raw.retryOn.filter(isCondition),
-    backoff: { base: ms(raw.backoff.base), max: ms(raw.backoff.max) },
-    retryAfter: { ...raw.retryAfter, max: ms(raw.retryAfter.max) },
-    budget: { ...raw.budget },
-    bufferLimit: bytes(raw.bufferLimit),
-  };
+  const retry = convertUnits(raw, DEFAULTS.retry);
+  return { ...retry, retryOn: retry.retryOn.filter(isCondition) };
 }
 
 function toRateLimit(raw: LayeredPolicies['rateLimit']) {
   if (!raw) return null;
-  const limit = fill(DEFAULTS.rateLimit, raw);
+  const limit = convertUnits(fill(DEFAULTS.rateLimit, raw), DEFAULTS.rateLimit);
+  // No default rate: converted here.
   const rate = limit.rate === undefined ? null : perSecond(limit.rate);
   return {
     ...limit,
     rate,
     burst: limit.burst ?? Math.max(1, Math.ceil(rate ?? 1)),
     maxConcurrent: limit.maxConcurrent ?? null,
-    queue: { size: limit.queue.size, timeout: ms(limit.queue.timeout) },
     key: limitKey(limit.key),
   };
 }
@@ -84,7 +75,7 @@ function toRateLimit(raw: LayeredPolicies['rateLimit']) {
 function toPolicies(...layers: (RawPolicies | undefined)[]) {
   const policies = effectivePolicies(layers.map((value) => ({ path: [], value })));
   return {
-    timeouts: toTimeouts(policies.timeouts),
+    timeouts: convertUnits(policies.timeouts, DEFAULTS.timeouts),
     retry: toRetry(policies.retry),
     // null in a route turns off the rate limit `defaults` gives.
     rateLimit: toRateLimit(policies.rateLimit),
@@ -100,38 +91,16 @@ const headerOf = (selector: string | null): string | null =>
  * of old stays 30 s).
  */
 function toCircuitBreaker(raw: RawBreaker | undefined) {
-  const cb = fill(DEFAULTS.upstream.circuitBreaker, raw);
-  const openFor = ms(cb.openFor);
+  const cb = convertUnits(fill(DEFAULTS.upstream.circuitBreaker, raw), DEFAULTS.upstream.circuitBreaker);
   return {
     ...cb,
-    window: ms(cb.window),
-    openFor,
-    maxOpenFor: raw?.maxOpenFor === undefined ? Math.max(ms(cb.maxOpenFor), openFor) : ms(cb.maxOpenFor),
-    hold: ms(cb.hold),
-    shedding: { ...cb.shedding },
+    maxOpenFor: raw?.maxOpenFor === undefined ? Math.max(cb.maxOpenFor, cb.openFor) : cb.maxOpenFor,
     failOn: cb.failOn.filter(isCondition),
   };
 }
 
-function toPacing(pacing: Filled<RawUpstream['pacing'], typeof DEFAULTS.upstream.pacing>) {
-  return {
-    ...pacing,
-    scope: headerOf(pacing.scope),
-    key: headerOf(pacing.key),
-    engageBelow: fraction(pacing.engageBelow),
-    reserve: fraction(pacing.reserve),
-    minRate: perSecond(pacing.minRate),
-    maxWait: ms(pacing.maxWait),
-    aimd: {
-      decrease: pacing.aimd.decrease,
-      increaseBy: perSecond(pacing.aimd.increaseBy),
-      increaseEvery: ms(pacing.aimd.increaseEvery),
-    },
-  };
-}
-
 function toUpstream(name: string, raw: RawUpstream, baseDir: string) {
-  const upstream = fill(DEFAULTS.upstream, raw);
+  const upstream = convertUnits(fill(DEFAULTS.upstream, raw), DEFAULTS.upstream);
   const tls = { ca: caOf(upstream.tls.ca, baseDir), insecureSkipVerify: upstream.tls.insecureSkipVerify };
   return {
     name,
@@ -139,8 +108,8 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string) {
     pool: { ...upstream.pool },
     tls,
     circuitBreaker: toCircuitBreaker(raw.circuitBreaker),
-    pacing: toPacing(upstream.pacing),
-    cooldownMax: ms(upstream.cooldownMax),
+    pacing: { ...upstream.pacing, scope: headerOf(upstream.pacing.scope), key: headerOf(upstream.pacing.key) },
+    cooldownMax: upstream.cooldownMax,
     errorRules: (raw.errorRules ?? []).map((rule) => ({
       when: {
         status: rule.when.status ?? null,
@@ -166,14 +135,7 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string) {
 
 function toStale(raw: RawRoute) {
   const stale = raw.fallback?.stale;
-  if (!stale) return null;
-  const filled = fill(DEFAULTS.stale, stale);
-  return {
-    maxStale: ms(filled.maxStale),
-    maxEntries: filled.maxEntries,
-    maxEntryBytes: bytes(filled.maxEntryBytes),
-    maxBytes: bytes(filled.maxBytes),
-  };
+  return stale ? convertUnits(fill(DEFAULTS.stale, stale), DEFAULTS.stale) : null;
 }
 
 function toHeaderEdits(raw: RawEdits) {
@@ -240,7 +202,7 @@ function toForwardProxy(raw: ConfigFile['forwardProxy'], baseDir: string) {
 export function resolveConfig(file: ConfigFile, baseDir: string) {
   const listen = fill(DEFAULTS.listen, file.listen);
   const admin = fill(DEFAULTS.admin, file.admin);
-  const limits = fill(DEFAULTS.limits, file.limits);
+  const limits = convertUnits(fill(DEFAULTS.limits, file.limits), DEFAULTS.limits);
   const upstreams = Object.fromEntries(
     Object.entries(file.upstreams ?? {}).map(([name, raw]) => [name, toUpstream(name, raw, baseDir)]),
   );
@@ -256,12 +218,8 @@ export function resolveConfig(file: ConfigFile, baseDir: string) {
     tracing: fill(DEFAULTS.tracing, file.tracing),
     priorities: toPriorities(file.priorities),
     observability: fill(DEFAULTS.observability, file.observability),
-    limits: {
-      maxBodySize: bytes(limits.maxBodySize),
-      maxHeaderSize: bytes(limits.maxHeaderSize),
-      clientBodyTimeout: ms(limits.clientBodyTimeout),
-    },
-    shutdown: { drainTimeout: ms(fill(DEFAULTS.shutdown, file.shutdown).drainTimeout) },
+    limits,
+    shutdown: convertUnits(fill(DEFAULTS.shutdown, file.shutdown), DEFAULTS.shutdown),
     defaults: toPolicies(file.defaults),
     upstreams,
     routes: file.routes.map((route) => toRoute(route, file.defaults)),

@@ -6,6 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { configJsonSchema } from '../../src/config/json-schema.js';
 import { DEFAULTS } from '../../src/config/defaults.js';
+import { unitOf } from '../../src/config/convert.js';
+import { resolveConfig } from '../../src/config/resolve.js';
 
 type Node = {
   properties?: Record<string, Node>;
@@ -77,4 +79,43 @@ describe('schema defaults', () => {
       expect(at(DEFAULTS, source!)).toEqual(shown);
     });
   }
+});
+
+describe('units by their defaults (config/convert.ts)', () => {
+  /** What the `UnitText` template types accept, for the plain numbers defaults are written with. */
+  const UNIT_TEXT = /^\d+(\.\d+)?(ms|s|m|h|B|KB|MB|GB|KiB|MiB|GiB|%)$|^\d+(\.\d+)?\/(s|min|h)$/;
+  const leaves = (value: unknown, path: string[] = []): [string, string][] =>
+    typeof value === 'string'
+      ? [[path.join('.'), value]]
+      : value && typeof value === 'object' && !Array.isArray(value)
+        ? Object.entries(value).flatMap(([key, child]) => leaves(child, [...path, key]))
+        : [];
+
+  it.each(leaves(DEFAULTS))('%s (%j): converted at run time exactly when its type says a number', (_path, value) => {
+    expect(unitOf(value) !== undefined).toBe(UNIT_TEXT.test(value));
+  });
+
+  it('converts every unit a resolved section holds', () => {
+    const config = resolveConfig({ version: 1, routes: [{ name: 'r', fallback: { stale: {} } }] }, '.');
+    expect(config.defaults.timeouts).toEqual({ connect: 2000, perTry: 10_000, total: 30_000 });
+    expect(config.defaults.retry.backoff).toEqual({ base: 500, max: 5000 });
+    expect(config.defaults.retry.bufferLimit).toBe(1024 * 1024);
+    expect(config.routes[0]!.fallback.stale).toEqual({
+      maxStale: 600_000,
+      maxEntries: 1000,
+      maxEntryBytes: 262_144,
+      maxBytes: 33_554_432,
+    });
+    expect(config.limits).toEqual({
+      maxBodySize: 10 * 1024 * 1024,
+      maxHeaderSize: 16 * 1024,
+      clientBodyTimeout: 30_000,
+    });
+    expect(config.forwardProxy.circuitBreaker).toMatchObject({
+      window: 10_000,
+      openFor: 250,
+      maxOpenFor: 1000,
+      hold: 2000,
+    });
+  });
 });
