@@ -24,7 +24,7 @@ import { readErrorText } from './dialects/index.js';
 import { readQuota } from './quota.js';
 import { answerEntry } from './provider-rules.js';
 import type { RuleDecision } from './provider-table.js';
-import { parseRetryAfter } from '../lib/retry-after.js';
+import { retryDelayOf } from '../lib/retry-after.js';
 
 /** An upstream's answer as this module reads it (upstream/response.ts gives one). */
 export interface UpstreamAnswer extends Readable {
@@ -41,6 +41,8 @@ export const PROVIDER_TEXT_BYTES = 4096;
 /** Response headers of the provider that stay on the rewritten response. */
 const KEPT_HEADERS = [
   'retry-after',
+  'retry-after-ms',
+  'x-ms-retry-after-ms',
   'allow',
   'www-authenticate',
   'ratelimit',
@@ -188,7 +190,7 @@ export async function normalizeUpstreamError(
   if (context.method === 'HEAD') response.resume();
   const text = decodeUtf8(raw);
   const { parsed, said: provider } = readErrorText(text, contentType);
-  const retryAfterMs = context.decision?.delayMs ?? parseRetryAfter(response.headers['retry-after'], context.wall);
+  const retryAfterMs = context.decision?.delayMs ?? retryDelayOf(response.headers, context.wall);
   const quota = readQuota(response.headers, context.wall);
   const said = provider.message ? `: ${provider.message}` : '';
   const problem = {

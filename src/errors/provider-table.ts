@@ -5,7 +5,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 
-import { parseRetryAfter } from '../lib/retry-after.js';
+import { retryDelayOf } from '../lib/retry-after.js';
 import type { ParsedBody, ProviderError } from './dialects/index.js';
 import { isObject } from './dialects/types.js';
 import { firstHeader } from '../lib/headers.js';
@@ -151,7 +151,7 @@ export const PROVIDER_RULES: readonly ProviderRule[] = [
       /secondary rate limit/i.test(a.provider.message ?? (a.body.kind === 'json' ? '' : a.body.text))
         ? {
             ...RATE_LIMITED,
-            delayMs: parseRetryAfter(a.headers['retry-after'], a.wall) ?? 60_000,
+            delayMs: retryDelayOf(a.headers, a.wall) ?? 60_000,
             pacing: 'pause',
             hint: "GitHub's secondary rate limit: slow down (fewer concurrent requests, no bursts of writes) and wait for Retry-After.",
           }

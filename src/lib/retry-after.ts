@@ -1,7 +1,8 @@
 /**
- * `Retry-After` (RFC 9110 §10.2.3): delta-seconds or an HTTP-date. Returns
- * the delay in milliseconds from `nowMs`, 0 for a date in the past, or
- * undefined when the value is neither (then it is ignored).
+ * The delay an answer asks for before the next request: `Retry-After`
+ * (RFC 9110 §10.2.3: delta-seconds or an HTTP-date), and the millisecond
+ * hints of OpenAI (`retry-after-ms`) and Azure OpenAI
+ * (`x-ms-retry-after-ms`), which win over it (SPEC §15).
  */
 const DELTA_SECONDS = /^\s*(\d+)\s*$/;
 
@@ -19,4 +20,31 @@ export function parseRetryAfter(value: string | string[] | undefined, nowMs: num
   const date = Date.parse(text);
   if (Number.isNaN(date)) return undefined;
   return Math.max(0, date - nowMs);
+}
+
+/** A millisecond hint: a number >= 0 (decimals allowed); undefined for anything else (then it is ignored). */
+const MILLISECONDS = /^\s*(\d+(?:\.\d+)?)\s*$/;
+
+function parseMilliseconds(value: string | string[] | undefined): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  const match = text === undefined ? null : MILLISECONDS.exec(text);
+  if (!match) return undefined;
+  const ms = Number(match[1]);
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+/**
+ * The delay (ms from `nowMs`) an answer's headers ask for: `retry-after-ms`,
+ * else `x-ms-retry-after-ms`, else `Retry-After`; an invalid one is passed
+ * over for the next; undefined when none is readable.
+ */
+export function retryDelayOf(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  nowMs: number,
+): number | undefined {
+  return (
+    parseMilliseconds(headers['retry-after-ms']) ??
+    parseMilliseconds(headers['x-ms-retry-after-ms']) ??
+    parseRetryAfter(headers['retry-after'], nowMs)
+  );
 }

@@ -22,7 +22,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { PacingConfig } from '../config/types.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { readQuota } from '../errors/quota.js';
-import { parseRetryAfter } from '../lib/retry-after.js';
+import { retryDelayOf } from '../lib/retry-after.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { UpstreamBreaker } from './breaker/types.js';
 import type { AttemptResult, Destination, Policy, PolicyDeps } from './context.js';
@@ -84,7 +84,7 @@ export class TargetSet {
     let coolMs = 0;
     const rule = result.classification.rule;
     if (status === 429 || status === 503)
-      coolMs = rule?.delayMs ?? parseRetryAfter(response.headers['retry-after'], this.deps.wall()) ?? 0;
+      coolMs = rule?.delayMs ?? retryDelayOf(response.headers, this.deps.wall()) ?? 0;
     // An account out of quota or credit (SPEC §14): another target (another account) takes the next requests.
     if (rule?.code === 'UPSTREAM_QUOTA_EXHAUSTED') coolMs = this.cooldownMax;
     const pacing = this.targets[index]!.pacing;

@@ -7,6 +7,7 @@
  */
 import type { RouteConfig } from '../config/types.js';
 import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from './context.js';
+import type { RetryCounts } from './retry/budget.js';
 import { createDeadline, createPerTryTimeout } from './timeouts.js';
 import { createRetry } from './retry/retry.js';
 
@@ -46,6 +47,8 @@ export interface SharedPolicies {
   readonly rateLimit?: Policy;
   /** Failover between the upstream's targets, when it has more than one. */
   readonly failover?: Policy;
+  /** The retry counts of the route's upstream, which its retry budget shares with the upstream's other routes. */
+  readonly retryCounts?: RetryCounts;
 }
 
 /**
@@ -68,7 +71,13 @@ export function createRoutePipeline(
     // 3. Retry: repeats what is below (breaker included: every attempt is
     //    one breaker call), within the deadline and the route's budget.
     createRetry(
-      { route: route.name, retry: route.retry, clientOverrides: route.clientOverrides, metrics: deps.metrics },
+      {
+        route: route.name,
+        retry: route.retry,
+        clientOverrides: route.clientOverrides,
+        metrics: deps.metrics,
+        budget: shared.retryCounts,
+      },
       deps,
     ),
     // 3a. Failover: picks each attempt's target (SPEC §8.1), so a retry

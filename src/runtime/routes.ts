@@ -110,6 +110,10 @@ export function buildRoute(
     responseEdits: compileHeaderEdits(config.headers.response),
     plainErrors: config.errors.normalize === 'off',
     classify: priorities ? priorities.forRoute(config.priority) : null,
-    pipeline: createRoutePipeline(config, policyDeps, attempt, { rateLimit: rateLimit ?? undefined, failover }),
+    pipeline: createRoutePipeline(config, policyDeps, attempt, {
+      rateLimit: rateLimit ?? undefined,
+      failover,
+      retryCounts: upstream?.retryCounts,
+    }),
   };
 }

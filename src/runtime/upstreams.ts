@@ -16,6 +16,7 @@ import type { Signal } from '../lib/signal.js';
 import type { SharedLimits } from '../policy/rate-limit/shared-limits.js';
 import type { UpstreamTarget } from '../upstream/forward.js';
 import { compileHeaderEdits, type CompiledHeaderEdits } from '../upstream/headers.js';
+import { createRetryCounts, type RetryCounts } from '../policy/retry/budget.js';
 import { createUpstreamPool } from '../upstream/pools.js';
 
 /** One target of an upstream. */
@@ -34,6 +35,8 @@ export interface UpstreamRuntime extends TargetRuntime {
   readonly targets: readonly TargetRuntime[];
   /** Which target is available, when there is more than one. */
   readonly failover: TargetSet | null;
+  /** Requests and retries of the last 10 s, which every route to it draws its retry budget from. */
+  readonly retryCounts: RetryCounts;
 }
 
 export interface UpstreamDeps {
@@ -162,7 +165,9 @@ export function buildUpstream(
           deps,
         )
       : null;
-  return { ...targets[0]!, config, targets, failover };
+  // Kept across a reload with the upstream's other state, when its settings did not change.
+  const retryCounts = deps.previous?.retryCounts ?? createRetryCounts(deps.now);
+  return { ...targets[0]!, config, targets, failover, retryCounts };
 }
 
 /** Every upstream of a config; `previous` finds an unchanged upstream of the config this one replaces. */

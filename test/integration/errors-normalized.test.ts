@@ -325,6 +325,13 @@ describe('Retry-After and quota', () => {
     expect(res.json<Normalized>().retryAfterSeconds).toBe(17);
   });
 
+  it('gives retry-after-ms (SPEC §15) as retryAfterSeconds rounded up, and keeps the hint', async () => {
+    const path = serve('/retry-after-ms', 429, 'slow down', { 'retry-after-ms': '1500', 'retry-after': '17' });
+    const res = await request(`${proxy.url}${path}`);
+    expect(res.headers['retry-after-ms']).toBe('1500');
+    expect(res.json<Normalized>().retryAfterSeconds).toBe(2);
+  });
+
   const families: [string, http.OutgoingHttpHeaders, { limit?: number; remaining?: number; resetSeconds?: number }][] =
     [
       [

@@ -202,6 +202,28 @@ describe('failover targets', () => {
   });
 });
 
+describe('failover and millisecond hints (SPEC §15)', () => {
+  it('cools a target for the retry-after-ms of its 429, not for the Retry-After beside it', async () => {
+    a.scripts.set('/api/ms-quota', () => ({
+      kind: 'respond',
+      status: 429,
+      headers: { 'retry-after-ms': '4000', 'retry-after': '30' },
+    }));
+    b.scripts.set('/api/ms-quota', () => ok('b'));
+    const first = await request(`${proxy.url}/api/ms-quota`);
+    expect(first.headers['x-breakwater-target']).toBe('api/b');
+    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as {
+      upstreams: { name: string; targets: { name: string; coolingForMs: number }[] }[];
+    };
+    const primary = status.upstreams.find((u) => u.name === 'api')!.targets[0]!;
+    expect(primary.coolingForMs).toBeGreaterThan(0);
+    expect(primary.coolingForMs).toBeLessThanOrEqual(4000);
+    clock.advance(4_100);
+    const back = await request(`${proxy.url}/api/after-ms-cooldown`);
+    expect(back.headers['x-breakwater-target']).toBe('api');
+  });
+});
+
 describe('failover and pacing', () => {
   it('takes a paced target whose announced quota is spent out of rotation until its reset', async () => {
     a.scripts.set('/paced/x', () => ({

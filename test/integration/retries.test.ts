@@ -363,6 +363,50 @@ routes:
     expect(waits[0]).toBeLessThanOrEqual(21_000);
   });
 
+  it('waits a retry-after-ms hint (OpenAI) rather than the Retry-After beside it (SPEC §15)', async () => {
+    const path = script('/ra/ms', (k) =>
+      k === 1
+        ? { kind: 'respond', status: 429, headers: { 'retry-after-ms': '300', 'retry-after': '20' } }
+        : { kind: 'respond', body: 'ok' },
+    );
+    const sleepsBefore = clock.sleeps.length;
+    const res = await request(`${clocked.url}${path}`);
+    expect(res.status).toBe(200);
+    expect(hits(path)).toBe(2);
+    expect(clock.sleeps.slice(sleepsBefore)).toEqual([300]);
+  });
+
+  it("waits Azure OpenAI's x-ms-retry-after-ms, and passes over a hint that is no number", async () => {
+    const path = script('/ra/azure', (k) =>
+      k === 1
+        ? {
+            kind: 'respond',
+            status: 429,
+            headers: { 'retry-after-ms': 'soon', 'x-ms-retry-after-ms': '1250.5', 'retry-after': '2' },
+          }
+        : { kind: 'respond', body: 'ok' },
+    );
+    const sleepsBefore = clock.sleeps.length;
+    const res = await request(`${clocked.url}${path}`);
+    expect(res.status).toBe(200);
+    expect(clock.sleeps.slice(sleepsBefore)).toEqual([1250.5]);
+  });
+
+  it('passes a 429 whose retry-after-ms is beyond retryAfter.max back at once, its hints kept', async () => {
+    const path = script('/ra/ms-long', () => ({
+      kind: 'respond',
+      status: 429,
+      headers: { 'retry-after-ms': '45000' },
+      body: 'slow down',
+    }));
+    const sleepsBefore = clock.sleeps.length;
+    const res = await request(`${clocked.url}${path}`);
+    expect(res.status).toBe(429);
+    expect(res.headers['retry-after-ms']).toBe('45000');
+    expect(hits(path)).toBe(1);
+    expect(clock.sleeps.slice(sleepsBefore)).toEqual([]);
+  });
+
   it('passes a 429 whose Retry-After is beyond retryAfter.max back at once, with its header', async () => {
     const path = script('/ra/long', () => ({
       kind: 'respond',

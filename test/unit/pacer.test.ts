@@ -241,3 +241,75 @@ describe('pacer', () => {
     expect([queue()[0], state.remaining, state.resetAt, state.resetAssumed]).toEqual([6, 4, 30_000, false]);
   });
 });
+
+describe('millisecond hints (SPEC §15)', () => {
+  it("pauses for a 429's retry-after-ms, preferred to its Retry-After", () => {
+    const state = freshState(0);
+    const headers = { 'retry-after-ms': '300', 'retry-after': '20' };
+    const seen = observe(state, 1000, 429, headers, CONFIG, 30_000, 1_800_000_001_000);
+    expect(seen?.paused).toBe(true);
+    expect(state.pausedUntil).toBe(1300);
+  });
+
+  it("pauses for a 503's x-ms-retry-after-ms (Azure OpenAI)", () => {
+    const state = freshState(0);
+    observe(state, 1000, 503, { 'x-ms-retry-after-ms': '2500' }, CONFIG, 30_000, 1_800_000_001_000);
+    expect(state.pausedUntil).toBe(3500);
+  });
+});
+
+describe('quota floors (SPEC §13)', () => {
+  it('lets a critical request go at once past batch requests held at their floor: held ones are not in flight', async () => {
+    let clock = 0;
+    /** Sleeps asked for, each resolved only when the test says. */
+    const sleeping: { ms: number; wake: () => void }[] = [];
+    const sent: string[] = [];
+    const pacing = createUpstreamPacing('up', { ...CONFIG, engageBelow: 0.1 }, 30_000, {
+      now: () => clock,
+      wall: () => 1_800_000_000_000 + clock,
+      random: () => 0.5,
+      sleep: (ms) => new Promise<void>((wake) => sleeping.push({ ms, wake })),
+      metrics: createMetrics(),
+    });
+    const policy = pacing.policy('api');
+    const send = (name: string, quotaFloor: number | null, headers?: IncomingHttpHeaders) => {
+      const ctx = {
+        clientHeaders: {},
+        path: '/x',
+        flags: new Set(),
+        deadline: Infinity,
+        priority: { rank: quotaFloor === null ? 0 : 2, name, quotaFloor, promoteAfterMs: null },
+      } as unknown as RequestContext;
+      return policy.run(ctx, new Cancellation(), async (): Promise<AttemptResult> => {
+        sent.push(name);
+        return {
+          classification: { status: 200 } as AttemptResult['classification'],
+          response: headers ? ({ headers } as UpstreamResponse) : undefined,
+        };
+      });
+    };
+    // GitHub-style: 9 of 20 left in a window that resets at an epoch second, 4 s on.
+    const reset = String(Math.ceil((1_800_000_000_000 + 4000) / 1000));
+    await send('first', null, { 'x-ratelimit-limit': '20', 'x-ratelimit-remaining': '9', 'x-ratelimit-reset': reset });
+    // Ten batch requests (floor 50 %: 10 of 20) are held until the reset, asleep.
+    const batch = Array.from({ length: 10 }, () => send('batch', 0.5));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(sleeping).toHaveLength(10);
+    expect(sleeping.every((s) => s.ms > 3000)).toBe(true);
+    // A critical request: 9 left less the 5 % reserve, nothing in flight: it goes at once.
+    const critical = send('critical', null);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(sent).toEqual(['first', 'critical']);
+    await critical;
+    expect(sleeping).toHaveLength(10);
+    // The reset: the batch goes (woken as often as it sleeps, the clock moving on).
+    clock = 4200;
+    for (let i = 0; i < 100 && sleeping.length > 0; i++) {
+      for (const s of sleeping.splice(0)) s.wake();
+      await new Promise((resolve) => setImmediate(resolve));
+      clock += 100;
+    }
+    await Promise.all(batch);
+    expect(sent.filter((name) => name === 'batch')).toHaveLength(10);
+  });
+});

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fullJitterDelay } from '../../src/policy/retry/retry.js';
 import { compileConditions } from '../../src/policy/conditions.js';
-import { parseRetryAfter } from '../../src/lib/retry-after.js';
+import { parseRetryAfter, retryDelayOf } from '../../src/lib/retry-after.js';
 import { createRetryBudget } from '../../src/policy/retry/budget.js';
 import { classifyError, classifyStatus, classifyTimeout } from '../../src/upstream/classify.js';
 import { seededRandom } from '../../src/demo/prng.js';
@@ -64,6 +64,28 @@ describe('parseRetryAfter', () => {
   it('takes the first of several values and ignores a missing header', () => {
     expect(parseRetryAfter(['2', '9'], now)).toBe(2000);
     expect(parseRetryAfter(undefined, now)).toBeUndefined();
+  });
+});
+
+describe('retryDelayOf (SPEC §15 millisecond hints)', () => {
+  const now = Date.parse('2026-11-23T03:00:00Z');
+  it('prefers retry-after-ms, then x-ms-retry-after-ms, then Retry-After', () => {
+    const all = { 'retry-after-ms': '300', 'x-ms-retry-after-ms': '700', 'retry-after': '20' };
+    expect(retryDelayOf(all, now)).toBe(300);
+    expect(retryDelayOf({ ...all, 'retry-after-ms': undefined }, now)).toBe(700);
+    expect(retryDelayOf({ 'retry-after': '20' }, now)).toBe(20_000);
+    expect(retryDelayOf({}, now)).toBeUndefined();
+  });
+
+  it.each(['-1', 'soon', '', '1e3', '0x10', 'Infinity'])('passes over a hint of %j for the next', (value) => {
+    expect(retryDelayOf({ 'retry-after-ms': value, 'retry-after': '2' }, now)).toBe(2000);
+    expect(retryDelayOf({ 'x-ms-retry-after-ms': value }, now)).toBeUndefined();
+  });
+
+  it('reads zero, decimals and the first of several values', () => {
+    expect(retryDelayOf({ 'retry-after-ms': '0' }, now)).toBe(0);
+    expect(retryDelayOf({ 'retry-after-ms': ' 12.5 ' }, now)).toBe(12.5);
+    expect(retryDelayOf({ 'retry-after-ms': ['40', '90'] }, now)).toBe(40);
   });
 });
 

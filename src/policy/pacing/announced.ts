@@ -7,7 +7,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { PacingConfig } from '../../config/types.js';
 import { readQuota } from '../../errors/quota.js';
-import { parseRetryAfter } from '../../lib/retry-after.js';
+import { retryDelayOf } from '../../lib/retry-after.js';
 import { nextWindow, REFILL_SAMPLE_MS } from './quota.js';
 import type { PacerState } from './store.js';
 
@@ -81,7 +81,7 @@ export function observe(
     }
   }
   if (status === 429 || status === 503) {
-    const retryAfter = pauseMs ?? parseRetryAfter(headers['retry-after'], wall);
+    const retryAfter = pauseMs ?? retryDelayOf(headers, wall);
     if (retryAfter !== undefined) {
       const until = t + Math.min(retryAfter, retryAfterMaxMs);
       if (until > state.pausedUntil) {

@@ -35,7 +35,7 @@ import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from '..
 import type { Signal } from '../../lib/signal.js';
 import { MAX_PACERS, snapshotOf, type PacingSnapshot } from './store.js';
 import { released, reserveWithin } from './quota.js';
-import { headerValue, observe } from './announced.js';
+import { headerValue } from './announced.js';
 import type { SharedLimits } from '../rate-limit/shared-limits.js';
 import { PacerStates } from './states.js';
 
@@ -212,7 +212,7 @@ class Pacing implements UpstreamPacing {
           slept += sleep;
           ctx.flags.add('PACED');
           ctx.trace?.wait('pacing', sleep);
-          await deps.sleep(sleep, signal);
+          await this.sleepFor(sleep, signal, id, held);
         }
         if (askAgainIn === null) break;
       }
@@ -228,6 +228,21 @@ class Pacing implements UpstreamPacing {
     }
     // The release counters live in the state: bumped here locally, with the response's update when shared.
     if (!this.states.shared) this.states.local.update(id, (state, t) => released(state, t));
+  }
+
+  /**
+   * Sleeps towards its slot or its next ask. Held by its class's floor, it
+   * is not in flight meanwhile: it spends nothing before the reset, and
+   * counting it would hold back a higher class that may go now (SPEC §13).
+   */
+  private async sleepFor(ms: number, signal: Signal, id: string, held: boolean): Promise<void> {
+    if (!held) return this.deps.sleep(ms, signal);
+    this.states.count(id, -1);
+    try {
+      await this.deps.sleep(ms, signal);
+    } finally {
+      this.states.count(id, 1);
+    }
   }
 
   /** Waits for the pacer's turn by class, within what is left of maxWait; true once it holds it. */
@@ -276,23 +291,7 @@ class Pacing implements UpstreamPacing {
         answeredId = `${encodeURIComponent(answeredScope)}:${key.keyPart}`;
       }
     }
-    // A provider rule: "never" neither pauses nor slows the pacer; "pause" pauses it for the delay the rule
-    // knows (SPEC §14).
-    const rule = result.classification.rule;
-    const status = rule?.pacing === 'never' ? undefined : result.classification.status;
-    const pauseMs = rule?.pacing === 'pause' ? rule.delayMs : undefined;
-    const shared = this.states.shared !== null;
-    const wall = this.deps.wall();
-    const pending = this.states.update(
-      answeredId,
-      (state, t) => {
-        finish();
-        if (shared) released(state, t);
-        if (config.scope) state.scope = headerValue(headers, config.scope);
-        return observe(state, t, status, headers, config, this.retryAfterMaxMs, wall, pauseMs);
-      },
-      undefined,
-    );
+    const pending = this.states.learn(answeredId, result, finish, config, this.retryAfterMaxMs, this.deps.wall());
     const seen = pending instanceof Promise ? await pending : pending;
     if (seen?.paused) this.deps.metrics.pacingPauses.inc({ upstream: this.upstream });
     return answeredId === key.id;

@@ -7,6 +7,10 @@
 import type { Logger } from '../../observe/logger.js';
 import type { SharedLimits } from '../rate-limit/shared-limits.js';
 import { localStore, sharedStore, type PacerStore, type StateFn } from './store.js';
+import type { PacingConfig } from '../../config/types.js';
+import type { AttemptResult } from '../context.js';
+import { headerValue, observe, type Observed } from './announced.js';
+import { released } from './quota.js';
 
 export class PacerStates {
   readonly local: PacerStore;
@@ -72,6 +76,37 @@ export class PacerStates {
       }
       return withoutRedis();
     }
+  }
+
+  /**
+   * Reads what an answer announced into pacer `id`, ending the request's
+   * count (`finish`) in the same update. A provider rule: `never` neither
+   * pauses nor slows the pacer; `pause` pauses it for the delay the rule
+   * knows (SPEC §14).
+   */
+  learn(
+    id: string,
+    result: AttemptResult,
+    finish: () => void,
+    config: PacingConfig,
+    retryAfterMaxMs: number,
+    wall: number,
+  ): Observed | undefined | Promise<Observed | undefined> {
+    const headers = result.response!.headers;
+    const rule = result.classification.rule;
+    const status = rule?.pacing === 'never' ? undefined : result.classification.status;
+    const pauseMs = rule?.pacing === 'pause' ? rule.delayMs : undefined;
+    const shared = this.shared !== null;
+    return this.update(
+      id,
+      (state, t) => {
+        finish();
+        if (shared) released(state, t);
+        if (config.scope) state.scope = headerValue(headers, config.scope);
+        return observe(state, t, status, headers, config, retryAfterMaxMs, wall, pauseMs);
+      },
+      undefined,
+    );
   }
 
   close(): void {

@@ -14,8 +14,8 @@ import { discardResponse } from '../../upstream/discard.js';
 import type { Classification } from '../../upstream/classify.js';
 import { compileConditions } from '../conditions.js';
 import type { AttemptResult, Policy, PolicyDeps, RequestContext } from '../context.js';
-import { parseRetryAfter } from '../../lib/retry-after.js';
-import { createRetryBudget } from './budget.js';
+import { retryDelayOf } from '../../lib/retry-after.js';
+import { createRetryBudget, type RetryCounts } from './budget.js';
 
 /**
  * Exponential backoff with full jitter (SPEC §3 `retry.backoff`): retry n
@@ -41,6 +41,8 @@ export interface RetryOptions {
   readonly retry: RetryConfig;
   readonly clientOverrides: boolean;
   readonly metrics: Metrics;
+  /** The retry counts of the route's upstream, shared by its routes (budget.ts); the route's own when absent. */
+  readonly budget?: RetryCounts;
 }
 
 /**
@@ -67,7 +69,7 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
   const onRetryOn = compileConditions(retry.retryOn);
   // A provider rule's decision outranks retryOn (SPEC §14): true retries what retryOn would not, false never retries.
   const shouldRetry = (classification: Classification) => classification.rule?.retryable ?? onRetryOn(classification);
-  const budget = createRetryBudget(retry.budget.ratio, retry.budget.minPerSecond, deps.now);
+  const budget = createRetryBudget(retry.budget.ratio, retry.budget.minPerSecond, deps.now, options.budget);
 
   return {
     async run(ctx, signal, next) {
@@ -100,8 +102,7 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
           (classification.status === 429 || classification.status === 503 || classification.rule?.delayMs !== undefined)
         ) {
           // A delay a rule knows (a reset, a secondary limit's 60 s) is handled like Retry-After.
-          const retryAfter =
-            classification.rule?.delayMs ?? parseRetryAfter(response.headers['retry-after'], deps.wall());
+          const retryAfter = classification.rule?.delayMs ?? retryDelayOf(response.headers, deps.wall());
           if (retryAfter !== undefined) {
             // A longer wait than configured: the app decides, with the header.
             if (retryAfter > retry.retryAfter.max) return result;
