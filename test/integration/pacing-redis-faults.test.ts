@@ -146,3 +146,36 @@ routes:
     },
   );
 });
+
+describe('shared pacing: one wait for Redis, however many requests share a pacer', () => {
+  it('answers 12 concurrent requests on one pacer of a hung Redis within about one redis.timeout', async () => {
+    const route = 'concurrent';
+    const proxy: TestProxy = await startProxy(`version: 1
+defaults: { retry: { maxRetries: 0 } }
+redis: { url: "${redis.url}", onError: local, timeout: 250ms }
+upstreams:
+  provider: { url: "${provider.url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, shared: true } }
+routes:
+  - { name: ${route}, upstream: provider }
+`);
+    try {
+      expect((await request(`${proxy.url}/first`)).status).toBe(200);
+      redis.pause();
+      const started = Date.now();
+      const timings = await Promise.all(
+        Array.from({ length: 12 }, async (_, i) => {
+          const res = await request(`${proxy.url}/c${i}`);
+          return { status: res.status, ms: Date.now() - started };
+        }),
+      );
+      expect(timings.map((t) => t.status)).toEqual(Array(12).fill(200));
+      // Queued one behind another on the pacer, each waiting its own timeout, the last took 12 x 250 ms.
+      expect(Math.max(...timings.map((t) => t.ms))).toBeLessThan(MAX_REQUEST_MS);
+      expect(await metricValue(proxy.metrics, 'breakwater_rate_limit_degraded_total', { route })).toBe(12);
+    } finally {
+      redis.resume();
+      await proxy.close();
+      await redis.restart();
+    }
+  });
+});

@@ -62,20 +62,41 @@ export class PacerStates {
     };
     // While Redis fails, no request waits for it: decided here until the probe answers.
     if (!redis.healthy()) return withoutRedis();
+    // The whole wait (behind this pacer's other updates from this process, and the compare-and-set rounds) is
+    // bounded by redis.timeout, and ends as soon as Redis is reported failing: concurrent requests on one pacer
+    // wait one timeout, not one each (SPEC §9).
+    const updating = Promise.resolve(store.update(id, fn));
+    updating.catch(() => {}); // given up on: a late failure is not this request's
+    let timer: NodeJS.Timeout | undefined;
+    let stopListening: (() => void) | undefined;
+    const givenUp = new Promise<'late' | 'failing'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), redis.timeout);
+      stopListening = redis.onFailure(() => resolve('failing'));
+    });
     try {
-      return await store.update(id, fn);
-    } catch (error) {
-      redis.reportFailure(error);
-      const at = this.deps.now();
-      if (at - this.warnedAt > 10_000) {
-        this.warnedAt = at;
-        this.deps.logger?.warn(
-          { upstream: this.upstream, err: (error as Error).message },
-          `shared pacing unavailable: pacing per redis.onError=${redis.onError}`,
-        );
-      }
+      const outcome = await Promise.race([updating.then((value) => ({ value })), givenUp]);
+      if (typeof outcome === 'object') return outcome.value;
+      if (outcome === 'late') this.failing(redis, new Error('shared pacing waited longer than redis.timeout'));
       return withoutRedis();
+    } catch (error) {
+      this.failing(redis, error);
+      return withoutRedis();
+    } finally {
+      clearTimeout(timer);
+      stopListening?.();
     }
+  }
+
+  /** Redis failed this update: reported (decisions go local until a probe answers), and logged once per 10 s. */
+  private failing(redis: SharedLimits, error: unknown): void {
+    redis.reportFailure(error);
+    const at = this.deps.now();
+    if (at - this.warnedAt <= 10_000) return;
+    this.warnedAt = at;
+    this.deps.logger?.warn(
+      { upstream: this.upstream, err: (error as Error).message },
+      `shared pacing unavailable: pacing per redis.onError=${redis.onError}`,
+    );
   }
 
   /**

@@ -22,6 +22,8 @@ export interface SharedLimits {
   /** The ioredis client itself (shared pacing state). */
   readonly client: Redis | Cluster;
   readonly onError: RedisConfig['onError'];
+  /** `redis.timeout` (ms): the longest a request waits for Redis; slower is a Redis failure (SPEC §9). */
+  readonly timeout: number;
   /** True while the client is connected and ready and no failure is pending a successful probe. */
   healthy(): boolean;
   /** A command failed or timed out: decide without Redis until the background probe answers. */
@@ -168,7 +170,7 @@ export function connectSharedLimits(
   return {
     buckets,
     client,
-    onError: config.onError,
+    ...{ onError: config.onError, timeout: config.timeout },
     healthy: () => client.status === 'ready' && !failing,
     reportFailure,
     onFailure(listener) {
