@@ -27,8 +27,8 @@ export function limitKey(text: string): LimitKey {
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export const NORMALIZE_MODES = ['proxy', 'all', 'off'] as const;
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT'] as const;
-export const PACING_HEADERS = ['auto', 'ietf', 'x-ratelimit', 'openai', 'shopify', 'salesforce'] as const;
-export const RESET_FORMATS = ['auto', 'epoch', 'epoch-ms', 'delta', 'duration'] as const;
+export const PACING_HEADERS = ['auto', 'ietf', 'x-ratelimit', 'openai', 'anthropic', 'shopify', 'salesforce'] as const;
+export const RESET_FORMATS = ['auto', 'epoch', 'epoch-ms', 'delta', 'duration', 'rfc3339'] as const;
 export const REDIS_ON_ERROR = ['local', 'allow'] as const;
 export const CONNECT_MODES = ['tunnel', 'intercept'] as const;
 export const PROVIDER_RULES_MODES = ['auto', 'off'] as const;

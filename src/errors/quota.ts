@@ -4,8 +4,9 @@
  * body and by proactive pacing (on every response). Families, first found wins:
  * IETF `RateLimit`/`RateLimit-Policy` (structured fields, and the older
  * `RateLimit-Limit/-Remaining/-Reset`), `X-RateLimit-Limit/-Remaining/-Reset`
- * (the reset as epoch milliseconds, epoch seconds, or seconds from now), and
- * OpenAI's `x-ratelimit-*-requests` (the reset as a duration like `6m0s`).
+ * (the reset as epoch milliseconds, epoch seconds, or seconds from now),
+ * OpenAI's `x-ratelimit-*-requests` (the reset as a duration like `6m0s`), and
+ * Anthropic's `anthropic-ratelimit-requests-*` (the reset an RFC 3339 time).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { parseDuration } from '../config/units.js';
@@ -89,8 +90,11 @@ function quotaOf(
   return quota;
 }
 
-export type QuotaDialect = 'auto' | 'ietf' | 'x-ratelimit' | 'openai' | 'shopify' | 'salesforce';
-export type ResetFormat = 'auto' | 'epoch' | 'epoch-ms' | 'delta' | 'duration';
+export type QuotaDialect = 'auto' | 'ietf' | 'x-ratelimit' | 'openai' | 'anthropic' | 'shopify' | 'salesforce';
+export type ResetFormat = 'auto' | 'epoch' | 'epoch-ms' | 'delta' | 'duration' | 'rfc3339';
+
+/** An RFC 3339 date-time (Anthropic's resets): a date, `T`, a time. */
+const RFC3339 = /^\s*\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}/;
 
 export interface QuotaOptions {
   readonly dialect?: QuotaDialect;
@@ -98,12 +102,18 @@ export interface QuotaOptions {
 }
 
 /**
- * A reset header value in seconds from now, per `format` (auto: a duration when it has letters, else guessed
- * from its size).
+ * A reset header value in seconds from now, per `format` (auto: an RFC 3339 time when it looks like one, a
+ * duration when it has letters, else guessed from its size). Times and epochs are read against the response's
+ * Date (the provider's clock).
  */
 function readReset(headers: IncomingHttpHeaders, name: string, format: ResetFormat, nowMs: number): number | undefined {
   const value = firstHeader(headers, name);
   if (value === undefined) return undefined;
+  if (format === 'rfc3339' || (format === 'auto' && RFC3339.test(value))) {
+    const at = Date.parse(value);
+    if (Number.isNaN(at)) return undefined;
+    return Math.max(0, Math.ceil((at - referenceOf(firstHeader(headers, 'date'), nowMs)) / 1000));
+  }
   if (format === 'duration' || (format === 'auto' && /[a-z]/i.test(value))) return parseGoDuration(value);
   const n = number(value);
   return n === undefined ? undefined : secondsUntil(n, format, referenceOf(firstHeader(headers, 'date'), nowMs));
@@ -161,10 +171,26 @@ const READERS: Record<Exclude<QuotaDialect, 'auto'>, Reader> = {
       readReset(headers, 'x-ratelimit-reset-requests', format === 'auto' ? 'duration' : format, nowMs),
     );
   },
+  // Anthropic's `anthropic-ratelimit-requests-*`, the reset an RFC 3339 time (the requests dimension).
+  anthropic(headers, format, nowMs) {
+    if (headers['anthropic-ratelimit-requests-remaining'] === undefined) return undefined;
+    return quotaOf(
+      number(firstHeader(headers, 'anthropic-ratelimit-requests-limit')),
+      number(firstHeader(headers, 'anthropic-ratelimit-requests-remaining')),
+      readReset(headers, 'anthropic-ratelimit-requests-reset', format === 'auto' ? 'rfc3339' : format, nowMs),
+    );
+  },
   shopify: (headers) => usedOfMax(firstHeader(headers, 'x-shopify-shop-api-call-limit')),
   salesforce: (headers) => usedOfMax(/api-usage=([^,;]+)/.exec(firstHeader(headers, 'sforce-limit-info') ?? '')?.[1]),
 };
-const AUTO_ORDER = [READERS.ietf, READERS['x-ratelimit'], READERS.openai, READERS.shopify, READERS.salesforce];
+const AUTO_ORDER = [
+  READERS.ietf,
+  READERS['x-ratelimit'],
+  READERS.openai,
+  READERS.anthropic,
+  READERS.shopify,
+  READERS.salesforce,
+];
 
 /**
  * The quota announced by any response (2xx included), in the dialect asked

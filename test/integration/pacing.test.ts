@@ -18,8 +18,16 @@ import { metricValue, request, startProxy, type TestProxy } from '../helpers/pro
 const WINDOW_MS = 2000;
 const LIMIT = 20;
 
-type Dialect = 'ietf' | 'x-ratelimit-epoch' | 'x-ratelimit-delta' | 'openai' | 'shopify' | 'salesforce';
-const DIALECTS = ['ietf', 'x-ratelimit-epoch', 'x-ratelimit-delta', 'openai', 'shopify', 'salesforce'] as const;
+type Dialect = 'ietf' | 'x-ratelimit-epoch' | 'x-ratelimit-delta' | 'openai' | 'anthropic' | 'shopify' | 'salesforce';
+const DIALECTS = [
+  'ietf',
+  'x-ratelimit-epoch',
+  'x-ratelimit-delta',
+  'openai',
+  'anthropic',
+  'shopify',
+  'salesforce',
+] as const;
 
 interface Provider {
   upstream: FaultUpstream;

@@ -97,6 +97,44 @@ describe('pacing dialects', () => {
   });
 });
 
+describe('Anthropic and RFC 3339 resets (SPEC §15)', () => {
+  const anthropic = (reset: string) => ({
+    'anthropic-ratelimit-requests-limit': '50',
+    'anthropic-ratelimit-requests-remaining': '7',
+    'anthropic-ratelimit-requests-reset': reset,
+  });
+
+  it('reads anthropic-ratelimit-requests-* with its RFC 3339 reset, in auto and by name', () => {
+    const quota = { limit: 50, remaining: 7, resetSeconds: 12 };
+    expect(readQuota(anthropic('2026-11-23T03:00:12Z'), now)).toEqual(quota);
+    expect(readQuota(anthropic('2026-11-23T03:00:12Z'), now, { dialect: 'anthropic' })).toEqual(quota);
+    // Another dialect asked for: not read.
+    expect(readQuota(anthropic('2026-11-23T03:00:12Z'), now, { dialect: 'openai' })).toBeUndefined();
+  });
+
+  it("reads the reset against the answer's Date (the provider's clock), rounded up, never negative", () => {
+    const providerNow = now + 600_000;
+    const headers = {
+      ...anthropic(new Date(providerNow + 4_500).toISOString()),
+      date: new Date(providerNow).toUTCString(),
+    };
+    expect(readQuota(headers, now)!.resetSeconds).toBe(5);
+    expect(readQuota(anthropic('2026-11-23T02:59:00Z'), now)!.resetSeconds).toBe(0);
+    expect(readQuota(anthropic('2026-11-23T03:00:12+01:00'), now)!.resetSeconds).toBe(0);
+  });
+
+  it('takes resetFormat rfc3339 for any dialect, and ignores a time that does not parse', () => {
+    const headers = {
+      'x-ratelimit-limit': '10',
+      'x-ratelimit-remaining': '5',
+      'x-ratelimit-reset': '2026-11-23T03:01:00Z',
+    };
+    expect(readQuota(headers, now, { resetFormat: 'rfc3339' })!.resetSeconds).toBe(60);
+    expect(readQuota(headers, now)!.resetSeconds).toBe(60);
+    expect(readQuota(anthropic('2026-13-45T99:99:99Z'), now)).toEqual({ limit: 50, remaining: 7 });
+  });
+});
+
 describe('hostile quota headers (SPEC §20.5)', () => {
   it.each([
     ['x-shopify-shop-api-call-limit', '1'.repeat(64_000)],
