@@ -208,8 +208,8 @@ export function scrapedFamilies(scraped: ReturnType<typeof scrapedGauges>, sourc
     ),
     upstreamQuotaRemaining: scraped(
       'breakwater_upstream_quota_remaining',
-      'Quota the upstream announced as remaining (the lowest across pacing keys).',
-      ['upstream', 'scope'],
+      'Quota the upstream announced as remaining (the lowest across pacing keys), per dimension (requests).',
+      ['upstream', 'scope', 'dimension'],
       (set) => lowestQuotas(quotas(), set),
     ),
     staleEntries: scraped(
@@ -234,7 +234,7 @@ export function scrapedFamilies(scraped: ReturnType<typeof scrapedGauges>, sourc
 /** The lowest remaining quota per upstream and scope across pacing keys. */
 function lowestQuotas(
   quotas: Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }>,
-  set: (labels: { upstream: string; scope: string }, value: number) => void,
+  set: (labels: { upstream: string; scope: string; dimension: string }, value: number) => void,
 ): void {
   const lowest = new Map<string, { upstream: string; scope: string; remaining: number }>();
   for (const { upstream, scope, remaining } of quotas) {
@@ -243,5 +243,7 @@ function lowestQuotas(
     const seen = lowest.get(id);
     if (!seen || remaining < seen.remaining) lowest.set(id, { upstream, scope, remaining });
   }
-  for (const { upstream, scope, remaining } of lowest.values()) set({ upstream, scope }, remaining);
+  // The pacers read one dimension today, the requests (SPEC §15's token dimensions are not read yet).
+  for (const { upstream, scope, remaining } of lowest.values())
+    set({ upstream, scope, dimension: 'requests' }, remaining);
 }

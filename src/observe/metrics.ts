@@ -60,7 +60,7 @@ export interface Metrics {
   readonly configReloads: FastCounter<'result'>;
   /** `priority` only when classes are configured (SPEC §13). */
   readonly pacingWait: FastHistogram<'upstream', 'priority'>;
-  readonly upstreamQuotaRemaining: Gauge<'upstream' | 'scope'>;
+  readonly upstreamQuotaRemaining: Gauge<'upstream' | 'scope' | 'dimension'>;
   readonly pacingPauses: FastCounter<'upstream'>;
   readonly tlsIntercept: FastCounter<'result'>;
   readonly tlsCertificatesMinted: FastCounter<never>;

@@ -127,9 +127,7 @@ const PENDING_METRICS: Record<string, string> = {
   breakwater_credential_token_fetches_total: 'issue 38',
 };
 /** Labels SPEC gives a built family for a feature still to be built. */
-const PENDING_LABELS: Record<string, { label: string; issue: string }> = {
-  breakwater_upstream_quota_remaining: { label: 'dimension', issue: 'issue 35' },
-};
+const PENDING_LABELS: Record<string, { label: string; issue: string }> = {};
 const PENDING_CODES: Record<string, string> = {
   CREDENTIAL_LEAK: 'issue 38',
   UPSTREAM_STREAM_STALLED: 'issue 36',

@@ -311,19 +311,35 @@ routes:
     expect(paced('/search/')).toBeGreaterThan(0);
     expect(paced('/repos/')).toBe(0); // core has room: the search quota never slows it
     const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as {
-      upstreams: { pacing: { scope: string; limit: number | null }[] }[];
+      upstreams: {
+        pacing: {
+          scope: string;
+          limit: number | null;
+          remaining: number | null;
+          dimensions: Record<string, { limit: number | null; remaining: number | null; inFlight: number }>;
+        }[];
+      }[];
     };
     const known = status.upstreams[0]!.pacing.filter((p) => p.limit !== null);
     expect(known.map((p) => `${p.scope}:${p.limit}`).sort()).toEqual(['core:1000', 'search:5']);
+    // Per dimension (SPEC §15): the requests, as the pacer's own fields describe them.
+    for (const pacer of known) {
+      expect(Object.keys(pacer.dimensions)).toEqual(['requests']);
+      expect(pacer.dimensions.requests).toMatchObject({ limit: pacer.limit, remaining: pacer.remaining, inFlight: 0 });
+    }
     // The quota gauge, read at scrape: one series per scope.
     const core = await metricValue(proxy.metrics, 'breakwater_upstream_quota_remaining', {
       upstream: 'github',
       scope: 'core',
+      dimension: 'requests',
     });
     expect(core).toBeGreaterThan(900);
     expect(core).toBeLessThan(1000);
     const text = (await proxy.metrics.render(false)).body;
-    const search = /^breakwater_upstream_quota_remaining\{upstream="github",scope="search"\} (\d+)$/m.exec(text);
+    const search =
+      /^breakwater_upstream_quota_remaining\{upstream="github",scope="search",dimension="requests"\} (\d+)$/m.exec(
+        text,
+      );
     expect(search, 'the search series is exported').not.toBeNull();
     expect(Number(search![1])).toBeLessThan(5);
   }, 60_000);

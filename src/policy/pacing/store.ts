@@ -203,6 +203,15 @@ export interface PacingSnapshot {
   readonly shared: boolean;
   /** With priority classes: this process's requests waiting for their slot or turn, by rank (SPEC §13). */
   readonly waitingByRank: readonly number[];
+  /** Per dimension of the quota (SPEC §15): its limit, remaining as announced, reset, and the cost in flight. */
+  readonly dimensions: Readonly<Record<string, DimensionSnapshot>>;
+}
+
+export interface DimensionSnapshot {
+  readonly limit: number | null;
+  readonly remaining: number | null;
+  readonly resetSeconds: number | null;
+  readonly inFlight: number;
 }
 
 /** Every pacer of `stores` as /status and the metrics show it; `shared`: the store kept in Redis, if any. */
@@ -216,17 +225,22 @@ export function snapshotOf(
   const out: PacingSnapshot[] = [];
   for (const store of stores) {
     for (const [id, state, t] of store.entries()) {
+      const requests = {
+        limit: state.limit ?? null,
+        remaining: state.remaining ?? null,
+        resetSeconds: state.resetAt !== undefined ? Math.max(0, (state.resetAt - t) / 1000) : null,
+        inFlight: inFlight(id),
+      };
       out.push({
         upstream,
         key: id.slice(id.indexOf(':') + 1),
         scope: state.scope,
-        limit: state.limit ?? null,
-        remaining: state.remaining ?? null,
-        resetSeconds: state.resetAt !== undefined ? Math.max(0, (state.resetAt - t) / 1000) : null,
+        ...requests,
         ratePerSecond: state.aimdRate ?? state.refillRate ?? null,
-        inFlight: inFlight(id),
         shared: store === shared,
         waitingByRank: waiting(id),
+        // SPEC §15: each dimension the pacer reads; the requests today (`limit`, `remaining`, ... describe it too).
+        dimensions: { requests },
       });
     }
   }
