@@ -7,7 +7,7 @@
  * from the default's literal type; a test holds the two equal for every
  * default (test/unit/config-defaults.test.ts).
  */
-import { isObject, type Json } from './json.js';
+import { isObject, must, type Json } from './json.js';
 import { parseDuration, parseRate, parseShare, parseSize, type Parsed } from './units.js';
 
 type DurationText = `${number}${'ms' | 's' | 'm' | 'h'}`;
@@ -49,11 +49,7 @@ function convert(value: unknown, defaults: unknown): unknown {
     const current = out[key];
     if (typeof def === 'string' && typeof current === 'string') {
       const parse = unitOf(def);
-      if (parse) {
-        const parsed = parse(current);
-        if (!parsed.ok) throw new Error(`unit parse after validation: ${parsed.message}`);
-        out[key] = parsed.value;
-      }
+      if (parse) out[key] = must(parse(current));
     } else if (isObject(def)) out[key] = convert(current, def);
   }
   return out;

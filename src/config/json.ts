@@ -22,7 +22,6 @@ export function must<T>(parsed: Parsed<T>): T {
 }
 
 export const ms = (text: unknown) => must(parseDuration(String(text)));
-export const bytes = (text: unknown) => must(parseSize(String(text)));
 export const perSecond = (text: unknown) => must(parseRate(String(text)));
 export const fraction = (text: unknown) => must(parseShare(String(text)));
 

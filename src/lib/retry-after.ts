@@ -29,8 +29,8 @@ function parseMilliseconds(value: string | string[] | undefined): number | undef
   const text = Array.isArray(value) ? value[0] : value;
   const match = text === undefined ? null : MILLISECONDS.exec(text);
   if (!match) return undefined;
-  const ms = Number(match[1]);
-  return Number.isFinite(ms) ? ms : undefined;
+  // A number too large to be a wait (digits past a float's range) is a very long one, as Retry-After reads it.
+  return Math.min(Number(match[1]), Number.MAX_SAFE_INTEGER);
 }
 
 /**

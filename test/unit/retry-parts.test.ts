@@ -86,6 +86,8 @@ describe('retryDelayOf (SPEC §15 millisecond hints)', () => {
     expect(retryDelayOf({ 'retry-after-ms': '0' }, now)).toBe(0);
     expect(retryDelayOf({ 'retry-after-ms': ' 12.5 ' }, now)).toBe(12.5);
     expect(retryDelayOf({ 'retry-after-ms': ['40', '90'] }, now)).toBe(40);
+    // Past a float's range: a very long wait, as a huge Retry-After is (retryAfter.max then passes it back).
+    expect(retryDelayOf({ 'retry-after-ms': '9'.repeat(400) }, now)).toBe(Number.MAX_SAFE_INTEGER);
   });
 });
 

@@ -66,7 +66,9 @@ export class PacerStates {
     // bounded by redis.timeout, and ends as soon as Redis is reported failing: concurrent requests on one pacer
     // wait one timeout, not one each (SPEC §9).
     const updating = Promise.resolve(store.update(id, fn));
-    updating.catch(() => {}); // given up on: a late failure is not this request's
+    // A failing Redis is reported whether or not this request still waits for it; a wait that only ran long
+    // behind other requests is not a failure (a flood of requests on one pacer must not switch Redis off).
+    updating.catch((error: unknown) => this.failing(redis, error));
     let timer: NodeJS.Timeout | undefined;
     let stopListening: (() => void) | undefined;
     const givenUp = new Promise<'late' | 'failing'>((resolve) => {
@@ -74,13 +76,14 @@ export class PacerStates {
       stopListening = redis.onFailure(() => resolve('failing'));
     });
     try {
-      const outcome = await Promise.race([updating.then((value) => ({ value })), givenUp]);
-      if (typeof outcome === 'object') return outcome.value;
-      if (outcome === 'late') this.failing(redis, new Error('shared pacing waited longer than redis.timeout'));
-      return withoutRedis();
-    } catch (error) {
-      this.failing(redis, error);
-      return withoutRedis();
+      const outcome = await Promise.race([
+        updating.then(
+          (value) => ({ value }),
+          () => 'failing' as const,
+        ),
+        givenUp,
+      ]);
+      return typeof outcome === 'object' ? outcome.value : withoutRedis();
     } finally {
       clearTimeout(timer);
       stopListening?.();
