@@ -12,6 +12,8 @@ import { getIn, isObject, tryMs, trySize, type Json } from './json.js';
 import { effectivePolicies, fill, type Layer } from './merge.js';
 import { checkIntercept, checkRedis } from './service-checks.js';
 import { DEFAULTS } from './defaults.js';
+import { checkPacingDimensions } from './pacing-checks.js';
+
 import type { Issue, PathSegment } from './problems.js';
 import { suggest } from './suggest.js';
 import { formatDuration } from './units.js';
@@ -68,6 +70,22 @@ function checkPolicies(layers: readonly Layer[], hasRedis: boolean, issues: Issu
         issues.push({
           path: burstAt,
           message: 'burst needs a rate: it is the size of the token bucket that rate refills',
+        });
+    }
+    if (rateLimit.cost !== undefined && rateLimit.cost !== null && rateLimit.rate === undefined) {
+      const costAt = originOf(layers, ['rateLimit', 'cost']);
+      if (costAt)
+        issues.push({
+          path: costAt,
+          message: 'cost needs a rate: rate and burst then count in its unit (like 40000/min tokens)',
+        });
+    }
+    if (rateLimit.settle === 'usage' && (rateLimit.cost === undefined || rateLimit.cost === null)) {
+      const settleAt = originOf(layers, ['rateLimit', 'settle']);
+      if (settleAt)
+        issues.push({
+          path: settleAt,
+          message: 'settle: usage needs a cost: it replaces the estimate the cost charged with the usage answered',
         });
     }
     if (rateLimit.shared === true && !hasRedis) {
@@ -230,6 +248,7 @@ function checkUpstreams(upstreams: Json, hasRedis: boolean, baseDir: string, iss
       });
     }
     checkFailover(name, upstream.failover, baseDir, issues);
+    if (isObject(upstream.pacing)) checkPacingDimensions(name, upstream.pacing, issues);
     if (getIn(upstream, ['pacing', 'shared']) === true && !hasRedis) {
       issues.push({
         path: ['upstreams', name, 'pacing', 'shared'],

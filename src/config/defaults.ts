@@ -27,7 +27,31 @@ export function limitKey(text: string): LimitKey {
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export const NORMALIZE_MODES = ['proxy', 'all', 'off'] as const;
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT'] as const;
-export const PACING_HEADERS = ['auto', 'ietf', 'x-ratelimit', 'openai', 'anthropic', 'shopify', 'salesforce'] as const;
+export const PACING_HEADERS = [
+  'auto',
+  'ietf',
+  'x-ratelimit',
+  'openai',
+  'anthropic',
+  'shopify',
+  'salesforce',
+  'custom',
+] as const;
+/** The dimensions each `pacing.headers` dialect announces (SPEC §15); null: any name (`auto`, `ietf`). */
+export const DIALECT_DIMENSIONS: Readonly<Record<(typeof PACING_HEADERS)[number], readonly string[] | null>> = {
+  auto: null,
+  ietf: null,
+  'x-ratelimit': ['requests'],
+  openai: ['requests', 'tokens'],
+  anthropic: ['requests', 'tokens', 'input-tokens', 'output-tokens'],
+  shopify: ['requests'],
+  salesforce: ['requests'],
+  custom: [],
+};
+/** The estimates a cost can be read with (SPEC §15): the request body as the provider counts it. */
+export const COST_PRESETS = ['openai', 'anthropic'] as const;
+/** `rateLimit.settle` (SPEC §15): keep the estimate, or charge the answer's usage once it ended. */
+export const SETTLE_MODES = ['none', 'usage'] as const;
 export const RESET_FORMATS = ['auto', 'epoch', 'epoch-ms', 'delta', 'duration', 'rfc3339'] as const;
 export const REDIS_ON_ERROR = ['local', 'allow'] as const;
 export const CONNECT_MODES = ['tunnel', 'intercept'] as const;
@@ -70,7 +94,14 @@ export const DEFAULTS = {
    * NGINX's `limit_req` with a queue: the burst is one second's worth of
    * tokens, no concurrency cap, and a bounded queue with a deadline.
    */
-  rateLimit: { queue: { size: 100, timeout: '2s' }, key: 'route', shared: false, mode: 'enforce' },
+  rateLimit: {
+    queue: { size: 100, timeout: '2s' },
+    key: 'route',
+    shared: false,
+    mode: 'enforce',
+    cost: null,
+    settle: 'none',
+  },
   errors: { normalize: 'proxy', providerRules: 'auto' },
   upstream: {
     pool: { maxSockets: 256, keepAlive: true },
@@ -100,6 +131,8 @@ export const DEFAULTS = {
       replicas: 1,
       shared: false,
       aimd: { decrease: 0.5, increaseBy: '1/s', increaseEvery: '10s' },
+      cost: 'none',
+      quotaHeaders: [],
     },
     cooldownMax: '5m',
   },

@@ -5,7 +5,7 @@
  * from the same code.
  */
 import { isIP } from 'node:net';
-import { CONDITION_WORDS, isCondition } from './defaults.js';
+import { CONDITION_WORDS, COST_PRESETS, isCondition } from './defaults.js';
 import { parseDuration, parseRate, parseShare, parseSize, type Parsed } from './units.js';
 import { suggest } from './suggest.js';
 
@@ -13,6 +13,10 @@ type Check = (value: string) => string | null;
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/** `json:<path>` (SPEC §15): up to 8 field names joined by dots. */
+const JSON_PATH = /^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,7}$/;
+/** Names a JSON path never reads: an object's inherited members. */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const HOST_LABELS =
   /^(\*\.)?[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/;
 
@@ -106,6 +110,18 @@ export const FORMATS: Record<string, Check> = {
     const match = /^header:(.*)$/.exec(v);
     if (!match) return `"${v}" must be header:<name>, like header:x-ratelimit-resource`;
     return TOKEN.test(match[1]!) ? null : `"${match[1]}" is not a valid header name`;
+  },
+  'cost-source': (v) => {
+    if ((COST_PRESETS as readonly string[]).includes(v)) return null;
+    const header = /^header:(.*)$/.exec(v);
+    if (header) return TOKEN.test(header[1]!) ? null : `"${header[1]}" is not a valid header name`;
+    const json = /^json:(.*)$/.exec(v);
+    if (json)
+      return JSON_PATH.test(json[1]!) && !json[1]!.split('.').some((key) => FORBIDDEN_KEYS.has(key))
+        ? null
+        : `"${json[1]}" is not a JSON path: write field names joined by dots, like usage.total_tokens`;
+    const close = suggest(v, COST_PRESETS);
+    return `"${v}" is not a cost${close ? `; did you mean "${close}"?` : ''}: write openai, anthropic, header:<name> or json:<path>`;
   },
   'limit-key': (v) => {
     if (v === 'route' || v === 'client-ip') return null;

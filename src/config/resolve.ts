@@ -11,7 +11,9 @@ import path from 'node:path';
 import { deepFreeze, fraction, must, ms, perSecond } from './json.js';
 import { effectivePolicies, fill, type LayeredPolicies } from './merge.js';
 import { convertUnits } from './convert.js';
-import { DEFAULTS, isCondition, limitKey } from './defaults.js';
+import { DEFAULTS, isCondition, limitKey, RESET_FORMATS } from './defaults.js';
+
+type ResetFormat = (typeof RESET_FORMATS)[number];
 import type { ConfigFile, RawPolicies, RawRoute, RawUpstream } from './schema.js';
 import { adminToken, toCallers } from './resolve-edge.js';
 
@@ -99,6 +101,34 @@ function toCircuitBreaker(raw: RawBreaker | undefined) {
   };
 }
 
+/** Pacing with its header names in lower case (SPEC §3, §15). */
+function toPacing<
+  P extends {
+    readonly scope: string | null;
+    readonly key: string | null;
+    readonly quotaHeaders: readonly {
+      readonly dimension: string;
+      readonly limit?: string;
+      readonly remaining: string;
+      readonly reset: string;
+      readonly resetFormat?: ResetFormat;
+    }[];
+  },
+>(pacing: P) {
+  return {
+    ...pacing,
+    scope: headerOf(pacing.scope),
+    key: headerOf(pacing.key),
+    quotaHeaders: pacing.quotaHeaders.map((mapped) => ({
+      dimension: mapped.dimension,
+      limit: mapped.limit?.toLowerCase(),
+      remaining: mapped.remaining.toLowerCase(),
+      reset: mapped.reset.toLowerCase(),
+      resetFormat: mapped.resetFormat ?? 'auto',
+    })),
+  };
+}
+
 function toUpstream(name: string, raw: RawUpstream, baseDir: string) {
   const upstream = convertUnits(fill(DEFAULTS.upstream, raw), DEFAULTS.upstream);
   const tls = { ca: caOf(upstream.tls.ca, baseDir), insecureSkipVerify: upstream.tls.insecureSkipVerify };
@@ -108,7 +138,7 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string) {
     pool: { ...upstream.pool },
     tls,
     circuitBreaker: toCircuitBreaker(raw.circuitBreaker),
-    pacing: { ...upstream.pacing, scope: headerOf(upstream.pacing.scope), key: headerOf(upstream.pacing.key) },
+    pacing: toPacing(upstream.pacing),
     cooldownMax: upstream.cooldownMax,
     errorRules: (raw.errorRules ?? []).map((rule) => ({
       when: {

@@ -20,7 +20,14 @@ import {
   SizeOrZero,
 } from './schema-parts.js';
 import { HeaderEdits } from './schema-upstream.js';
-import { PROVIDER_RULES_MODES, POLICY_MODES, DEFAULTS, HTTP_METHODS, NORMALIZE_MODES } from './defaults.js';
+import {
+  PROVIDER_RULES_MODES,
+  POLICY_MODES,
+  DEFAULTS,
+  HTTP_METHODS,
+  NORMALIZE_MODES,
+  SETTLE_MODES,
+} from './defaults.js';
 
 // ---------------------------------------------------------------------------
 // Policies that `defaults` holds and a route may override key by key
@@ -140,6 +147,21 @@ const RateLimit = OrNull(
       ),
       key: Opt(Fmt('limit-key', { description: 'route | client-ip | header:<name>', default: DEFAULTS.rateLimit.key })),
       shared: Opt(Bool('one limit across replicas, kept in Redis', DEFAULTS.rateLimit.shared)),
+      cost: Opt(
+        OrNull(
+          Fmt('cost-source', {
+            description:
+              'rate and burst count in this unit: openai | anthropic | header:<name> | json:<path> (SPEC §15)',
+            default: DEFAULTS.rateLimit.cost,
+          }),
+        ),
+      ),
+      settle: Opt(
+        OneOf(SETTLE_MODES, {
+          default: DEFAULTS.rateLimit.settle,
+          description: "usage: once answered, charge the answer's usage instead of the estimate",
+        }),
+      ),
       mode: Opt(
         OneOf(POLICY_MODES, {
           default: DEFAULTS.rateLimit.mode,

@@ -20,7 +20,7 @@ import {
   Rate,
   Share,
 } from './schema-parts.js';
-import { DEFAULTS, PACING_HEADERS, RESET_FORMATS, RESPONSIBILITIES, POLICY_MODES } from './defaults.js';
+import { COST_PRESETS, DEFAULTS, PACING_HEADERS, RESET_FORMATS, RESPONSIBILITIES, POLICY_MODES } from './defaults.js';
 
 // ---------------------------------------------------------------------------
 // Upstreams
@@ -75,6 +75,38 @@ const CircuitBreaker = Obj({
   ),
 });
 
+/** A quota dimension's name (SPEC §15): `tokens`, `input-tokens`, an IETF policy's name. */
+const Dimension = Type.String({ pattern: '^[a-z0-9][a-z0-9_.-]{0,63}$', description: 'a dimension name, lower case' });
+
+/** `pacing.cost` (SPEC §15): none, a preset, or a source per dimension. */
+const PacingCost = Type.Union(
+  [
+    OneOf(['none', ...COST_PRESETS] as const, {
+      description: 'none: 1 per attempt in every dimension; openai | anthropic: tokens estimated from the body',
+    }),
+    Type.Record(Dimension, Fmt('cost-source'), {
+      description: 'per dimension: openai | anthropic (an estimate), header:<name> or json:<path>',
+      minProperties: 1,
+      additionalProperties: false,
+    }),
+  ],
+  { default: 'none', description: "what a request costs in each dimension of the provider's quota" },
+);
+
+/** One `pacing.quotaHeaders` entry (SPEC §15): a dimension read from headers the dialects do not know. */
+const QuotaHeader = Obj(
+  {
+    dimension: Dimension,
+    limit: Opt(
+      Fmt('header-name', { description: "the header with the window's limit (default: highest remaining seen)" }),
+    ),
+    remaining: Fmt('header-name', { description: 'the header with what is left' }),
+    reset: Fmt('header-name', { description: 'the header with the reset' }),
+    resetFormat: Opt(OneOf(RESET_FORMATS, { default: 'auto' })),
+  },
+  { required: ['dimension', 'remaining', 'reset'] },
+);
+
 const Pacing = Obj({
   enabled: Opt(Bool('slow down before the provider answers 429, from the quota it announces', false)),
   headers: Opt(OneOf(PACING_HEADERS, { default: 'auto' })),
@@ -93,6 +125,14 @@ const Pacing = Obj({
     }),
   ),
   replicas: Opt(Type.Integer({ minimum: 1, description: 'replicas sharing the quota (divides the rate)', default: 1 })),
+  cost: Opt(PacingCost),
+  quotaHeaders: Opt(
+    Type.Array(QuotaHeader, {
+      default: [],
+      maxItems: 16,
+      description: 'headers mapped to dimensions, read besides the dialect (alone with headers: custom)',
+    }),
+  ),
   shared: Opt(Bool('pacer state in Redis instead of dividing', false)),
   aimd: Opt(
     Obj({

@@ -11,11 +11,18 @@ export class BreakwaterError extends Error {
   readonly retryAfterSeconds: number | undefined;
   /** Extra response headers that describe the error (RateLimit fields of a 429). */
   readonly headers: Readonly<Record<string, string>> | undefined;
+  /** Overrides the catalogue's `retryable` (a request that can never fit its quota, SPEC §15). */
+  readonly retryable: boolean | undefined;
 
   constructor(
     code: ErrorCode,
     detail: string,
-    options: { cause?: unknown; retryAfterSeconds?: number; headers?: Record<string, string> } = {},
+    options: {
+      cause?: unknown;
+      retryAfterSeconds?: number;
+      headers?: Record<string, string>;
+      retryable?: boolean;
+    } = {},
   ) {
     super(detail, { cause: options.cause });
     this.name = 'BreakwaterError';
@@ -23,6 +30,7 @@ export class BreakwaterError extends Error {
     this.detail = detail;
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.headers = options.headers;
+    this.retryable = options.retryable;
   }
 
   get status(): number {

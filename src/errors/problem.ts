@@ -119,8 +119,9 @@ export function problemHeaders(
 }
 
 export function problemBody(error: BreakwaterError, context: ProblemContext): ProblemBody {
+  const entry = CATALOG[error.code];
   return buildProblem(
-    { code: error.code, ...CATALOG[error.code] },
+    { code: error.code, ...entry, retryable: error.retryable ?? entry.retryable },
     error.detail,
     'proxy',
     context,

@@ -18,7 +18,7 @@ export interface Quota {
   readonly resetSeconds?: number;
 }
 
-function number(value: string | undefined): number | undefined {
+export function number(value: string | undefined): number | undefined {
   if (value === undefined || !/^\s*-?\d+(\.\d+)?\s*$/.test(value)) return undefined;
   return Number(value);
 }
@@ -75,7 +75,7 @@ export function parseGoDuration(value: string | undefined): number | undefined {
 }
 
 /** A quota when it names a limit or a remaining count (finite numbers only). */
-function quotaOf(
+export function quotaOf(
   limit: number | undefined,
   remaining: number | undefined,
   resetSeconds: number | undefined,
@@ -106,7 +106,12 @@ export interface QuotaOptions {
  * duration when it has letters, else guessed from its size). Times and epochs are read against the response's
  * Date (the provider's clock).
  */
-function readReset(headers: IncomingHttpHeaders, name: string, format: ResetFormat, nowMs: number): number | undefined {
+export function readReset(
+  headers: IncomingHttpHeaders,
+  name: string,
+  format: ResetFormat,
+  nowMs: number,
+): number | undefined {
   const value = firstHeader(headers, name);
   if (value === undefined) return undefined;
   if (format === 'rfc3339' || (format === 'auto' && RFC3339.test(value))) {
@@ -134,10 +139,10 @@ function usedOfMax(value: string | undefined): Quota | undefined {
   return { limit: max, remaining: Math.max(0, max - used) };
 }
 
-type Reader = (headers: IncomingHttpHeaders, format: ResetFormat, nowMs: number) => Quota | undefined;
+export type Reader = (headers: IncomingHttpHeaders, format: ResetFormat, nowMs: number) => Quota | undefined;
 
 /** One reader per dialect, built once (not per response). */
-const READERS: Record<Exclude<QuotaDialect, 'auto'>, Reader> = {
+export const READERS: Record<Exclude<QuotaDialect, 'auto'>, Reader> = {
   ietf(headers, format, nowMs) {
     const rateLimit = firstHeader(headers, 'ratelimit');
     const policy = firstHeader(headers, 'ratelimit-policy');

@@ -38,6 +38,8 @@ const FIRST: Place = { rank: 0, promoteAfterMs: null };
 interface Waiter<T> {
   /** Its own class. */
   readonly rank: number;
+  /** What it takes when it goes (a rate limit's cost, SPEC §15; 1 otherwise). */
+  readonly cost: number;
   /** The class it is released in: its own, or 0 once promoted. */
   order: number;
   readonly note: PromotionNote | undefined;
@@ -63,6 +65,7 @@ export class WaitQueue<T> {
     giveUp: () => unknown,
     place: Place = FIRST,
     note?: PromotionNote,
+    cost = 1,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let stop: () => void = () => {};
@@ -76,6 +79,7 @@ export class WaitQueue<T> {
       };
       const waiter: Waiter<T> = {
         rank: place.rank,
+        cost,
         order: place.rank,
         note,
         resolve: (value) => {
@@ -95,17 +99,42 @@ export class WaitQueue<T> {
     });
   }
 
-  /** Hands `value` to the oldest waiter of the highest class (promoted ones in it); false when nobody waits. */
-  resolveHead(value: T): boolean {
+  /** The oldest waiter of the highest class (promoted ones in it), to go next; undefined when nobody waits. */
+  head(): { readonly cost: number } | undefined {
     let head = this.waiters[0];
-    if (!head) return false;
+    if (!head) return undefined;
     for (let i = 1; i < this.waiters.length && head.order > 0; i++)
       if (this.waiters[i]!.order < head.order) head = this.waiters[i]!;
+    return head;
+  }
+
+  /** Hands `value` to the head (see head()); false when nobody waits. */
+  resolveHead(value: T): boolean {
+    const head = this.head() as Waiter<T> | undefined;
+    if (head === undefined) return false;
+    this.give(head, value);
+    return true;
+  }
+
+  /** Hands `value` to `waiter`, a head() of this queue; false when it no longer waits. */
+  resolveWaiter(waiter: { readonly cost: number }, value: T): boolean {
+    if (!this.waiters.includes(waiter as Waiter<T>)) return false;
+    this.give(waiter as Waiter<T>, value);
+    return true;
+  }
+
+  private give(head: Waiter<T>, value: T): void {
     // Promoted, it goes ahead of a waiter of a higher class, if one waits: say so.
     const rank = head.rank;
     if (head.order < rank && head.note && this.waiters.some((other) => other.rank < rank)) head.note.add('PROMOTED');
     head.resolve(value);
-    return true;
+  }
+
+  /** What all waiters take together. */
+  costWaiting(): number {
+    let cost = 0;
+    for (const waiter of this.waiters) cost += waiter.cost;
+    return cost;
   }
 
   /**

@@ -171,7 +171,7 @@ export interface ScrapeSources {
   circuitStates: () => Iterable<{ readonly upstream: string; readonly state: string }>;
   queueDepths: () => Iterable<{ readonly route: string; readonly priority?: string; readonly depth: number }>;
   staleStores: () => Iterable<{ readonly route: string; readonly entries: number; readonly bytes: number }>;
-  quotas: () => Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }>;
+  quotas: () => Iterable<QuotaSource>;
 }
 
 /** The gauges filled from live state at each scrape. */
@@ -208,7 +208,7 @@ export function scrapedFamilies(scraped: ReturnType<typeof scrapedGauges>, sourc
     ),
     upstreamQuotaRemaining: scraped(
       'breakwater_upstream_quota_remaining',
-      'Quota the upstream announced as remaining (the lowest across pacing keys), per dimension (requests).',
+      'Quota the upstream announced as remaining (the lowest across pacing keys), per dimension (requests, tokens, ...).',
       ['upstream', 'scope', 'dimension'],
       (set) => lowestQuotas(quotas(), set),
     ),
@@ -231,19 +231,27 @@ export function scrapedFamilies(scraped: ReturnType<typeof scrapedGauges>, sourc
   };
 }
 
-/** The lowest remaining quota per upstream and scope across pacing keys. */
+/** A pacer's announced quota, per dimension (SPEC §15). */
+export interface QuotaSource {
+  readonly upstream: string;
+  readonly scope: string;
+  readonly dimensions: Readonly<Record<string, { readonly remaining: number | null }>>;
+}
+
+/** The lowest remaining quota per upstream, scope and dimension across pacing keys. */
 function lowestQuotas(
-  quotas: Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }>,
+  quotas: Iterable<QuotaSource>,
   set: (labels: { upstream: string; scope: string; dimension: string }, value: number) => void,
 ): void {
-  const lowest = new Map<string, { upstream: string; scope: string; remaining: number }>();
-  for (const { upstream, scope, remaining } of quotas) {
-    if (remaining === null) continue;
-    const id = `${upstream}\u0001${scope}`;
-    const seen = lowest.get(id);
-    if (!seen || remaining < seen.remaining) lowest.set(id, { upstream, scope, remaining });
+  const lowest = new Map<string, { upstream: string; scope: string; dimension: string; remaining: number }>();
+  for (const { upstream, scope, dimensions } of quotas) {
+    for (const [dimension, { remaining }] of Object.entries(dimensions)) {
+      if (remaining === null) continue;
+      const id = `${upstream}\u0001${scope}\u0001${dimension}`;
+      const seen = lowest.get(id);
+      if (!seen || remaining < seen.remaining) lowest.set(id, { upstream, scope, dimension, remaining });
+    }
   }
-  // The pacers read one dimension today, the requests (SPEC §15's token dimensions are not read yet).
-  for (const { upstream, scope, remaining } of lowest.values())
-    set({ upstream, scope, dimension: 'requests' }, remaining);
+  for (const { upstream, scope, dimension, remaining } of lowest.values())
+    set({ upstream, scope, dimension }, remaining);
 }

@@ -22,6 +22,7 @@ import {
   requestFamilies,
   scrapedFamilies,
   scrapedGauges,
+  type QuotaSource,
   type ScrapeSources,
 } from './metric-families.js';
 
@@ -88,9 +89,7 @@ export interface Metrics {
    */
   setQueueDepths(source: () => Iterable<QueueDepth>): void;
   /** Where the quota gauge reads the pacers' last announced remaining at scrape time. */
-  setQuotas(
-    source: () => Iterable<{ readonly upstream: string; readonly scope: string; readonly remaining: number | null }>,
-  ): void;
+  setQuotas(source: () => Iterable<QuotaSource>): void;
   /** Creates the known series of a config at zero. */
   registerConfig(config: Config): void;
   /** The exposition for a scrape; OpenMetrics when `openMetrics`. */

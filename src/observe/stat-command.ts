@@ -24,8 +24,41 @@ const rps = (value: number) => `${value >= 100 ? value.toFixed(0) : value.toFixe
 const ms = (value: number | null) =>
   value === null ? dash : value >= 10 ? `${value.toFixed(0)}ms` : `${value.toFixed(1)}ms`;
 
-/** The table: one row per route, columns padded to their widest cell. */
-export function formatStats(report: TrafficReport): string {
+/** A paced target's quota in one dimension, as `/stats` lists it (SPEC §15). */
+export interface QuotaLine {
+  readonly target: string;
+  readonly dimension: string;
+  readonly remaining: number;
+  readonly limit: number | null;
+  readonly resetSeconds: number | null;
+}
+
+/** Rows padded to their widest cell, the first `names` columns left-aligned, numbers right-aligned. */
+function table(rows: readonly (readonly string[])[], names: number): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, i) => (i < names ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
+      .join('   ')
+      .trimEnd();
+  return rows.map(line).join('\n');
+}
+
+/** The quota each paced target announced, per dimension: what the pacers see now. */
+function formatQuotas(quotas: readonly QuotaLine[]): string {
+  if (quotas.length === 0) return '';
+  const rows = quotas.map((quota) => [
+    quota.target,
+    quota.dimension,
+    String(quota.remaining),
+    quota.limit === null ? dash : String(quota.limit),
+    quota.resetSeconds === null ? dash : `${Math.ceil(quota.resetSeconds)}s`,
+  ]);
+  return `\n${table([['TARGET', 'DIMENSION', 'REMAINING', 'LIMIT', 'RESETS_IN'], ...rows], 2)}\n`;
+}
+
+/** The table: one row per route, columns padded to their widest cell; then each paced target's quota. */
+export function formatStats(report: TrafficReport & { readonly quotas?: readonly QuotaLine[] }): string {
   const header = ['ROUTE', 'UPSTREAM', 'SUCCESS', 'RPS', 'LATENCY_P50', 'LATENCY_P99', 'RETRIES', 'LIMITED'];
   const rows = report.routes.map((route) => [
     route.route || '(no route)',
@@ -37,21 +70,14 @@ export function formatStats(report: TrafficReport): string {
     rps(route.retriesPerSecond),
     rps(route.rateLimitedPerSecond),
   ]);
-  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
-  // Names left-aligned, numbers right-aligned.
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((cell, i) => (i < 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
-      .join('   ')
-      .trimEnd();
   const window = `over the last ${report.windowSeconds.toFixed(0)} s`;
-  return `${[line(header), ...rows.map(line)].join('\n')}\n${rows.length === 0 ? 'no routes\n' : ''}(${window})\n`;
+  return `${table([header, ...rows], 2)}\n${rows.length === 0 ? 'no routes\n' : ''}(${window})\n${formatQuotas(report.quotas ?? [])}`;
 }
 
 /** An admin refusal (SPEC §19.1): its title and hint are what the user needs to read. */
 class Refused extends Error {}
 
-async function fetchStats(base: string, token: string | undefined): Promise<TrafficReport> {
+async function fetchStats(base: string, token: string | undefined): Promise<TrafficReport & { quotas?: QuotaLine[] }> {
   const res = await fetch(`${base}/stats`, {
     signal: AbortSignal.timeout(5000),
     headers: token ? { authorization: `Bearer ${token}` } : {},
@@ -61,7 +87,7 @@ async function fetchStats(base: string, token: string | undefined): Promise<Traf
     throw new Refused(`${base}/stats refused: ${problem.title ?? res.status}. ${problem.hint ?? ''}`.trim());
   }
   if (!res.ok) throw new Error(`${base}/stats answered ${res.status}`);
-  return (await res.json()) as TrafficReport;
+  return (await res.json()) as TrafficReport & { quotas?: QuotaLine[] };
 }
 
 /**

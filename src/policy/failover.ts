@@ -21,7 +21,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { PacingConfig } from '../config/types.js';
 import { BreakwaterError } from '../errors/breakwater-error.js';
-import { readQuota } from '../errors/quota.js';
+import { readDimensions } from '../errors/quota-dimensions.js';
 import { retryDelayOf } from '../lib/retry-after.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { UpstreamBreaker } from './breaker/types.js';
@@ -123,12 +123,18 @@ export class TargetSet {
     return best;
   }
 
-  /** A paced target whose announced quota is spent is out of rotation until its reset. */
+  /** A paced target whose announced quota is spent, in any dimension, is out of rotation until that reset. */
   private exhaustedFor(headers: IncomingHttpHeaders, pacing: PacingConfig): number {
-    const quota = readQuota(headers, this.deps.wall(), { dialect: pacing.headers, resetFormat: pacing.resetFormat });
-    return quota?.remaining !== undefined && quota.remaining <= 0 && quota.resetSeconds !== undefined
-      ? quota.resetSeconds * 1000
-      : 0;
+    const dimensions = readDimensions(headers, this.deps.wall(), {
+      dialect: pacing.headers,
+      resetFormat: pacing.resetFormat,
+      quotaHeaders: pacing.quotaHeaders,
+    });
+    let ms = 0;
+    for (const quota of dimensions.values())
+      if (quota.remaining !== undefined && quota.remaining <= 0 && quota.resetSeconds !== undefined)
+        ms = Math.max(ms, quota.resetSeconds * 1000);
+    return ms;
   }
 }
 

@@ -6,6 +6,7 @@
  * server reads of it: edits, priority classes, whether a body is held for
  * replay.
  */
+import { readsBody } from '../policy/cost.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config/types.js';
 import { sleep as systemSleep } from '../lib/clock.js';
@@ -101,8 +102,14 @@ export function buildRoute(
     config,
     rateLimit,
     stale,
-    // A body is buffered only when a retry could send it again.
-    bodyReplay: { replay: config.retry.maxRetries > 0, bufferLimit: config.retry.bufferLimit },
+    // A body is buffered only when a retry could send it again, or a cost is read from it (SPEC §15).
+    bodyReplay: {
+      replay:
+        config.retry.maxRetries > 0 ||
+        readsBody(config.rateLimit?.cost ?? null) ||
+        (upstream?.config.pacing.enabled === true && readsBody(upstream.config.pacing.cost)),
+      bufferLimit: config.retry.bufferLimit,
+    },
     matcher: compileMatcher(config),
     upstream,
     destination: destinations[0] ?? null,

@@ -17,7 +17,7 @@ import { renderProblem } from '../errors/problem.js';
 import type { Logger } from '../observe/logger.js';
 import { adminToken, cookieFor, decideAdmin, type AdminDecision } from './admin-access.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard.js';
-import { statusOf, type AdminStatusSource } from './admin-status.js';
+import { quotaRows, statusOf, type AdminStatusSource } from './admin-status.js';
 
 export interface AdminServerOptions {
   readonly host: string;
@@ -134,8 +134,10 @@ function serve(
       else text(res, 404, 'not found\n', head);
       return;
     case '/stats':
-      if (options.traffic) json(res, options.traffic(), head);
-      else text(res, 404, 'not found\n', head);
+      if (options.traffic) {
+        const source = options.status?.();
+        json(res, source ? { ...options.traffic(), quotas: quotaRows(source) } : options.traffic(), head);
+      } else text(res, 404, 'not found\n', head);
       return;
     case '/':
       res.writeHead(200, {

@@ -37,6 +37,35 @@ function pacingOf(
     );
 }
 
+/** One quota dimension of a target, at its lowest across the target's pacing keys (`breakwater stat`, SPEC §15). */
+export interface QuotaRow {
+  readonly target: string;
+  readonly dimension: string;
+  readonly remaining: number;
+  readonly limit: number | null;
+  readonly resetSeconds: number | null;
+}
+
+/** Every paced target's quota per dimension. */
+export function quotaRows(source: AdminStatusSource): QuotaRow[] {
+  const rows: QuotaRow[] = [];
+  for (const upstream of source.runtime.upstreams.values()) {
+    for (const target of upstream.targets) {
+      const lowest = new Map<string, QuotaRow>();
+      for (const pacer of target.pacing?.snapshot() ?? []) {
+        for (const [dimension, quota] of Object.entries(pacer.dimensions)) {
+          if (quota.remaining === null) continue;
+          const seen = lowest.get(dimension);
+          if (!seen || quota.remaining < seen.remaining)
+            lowest.set(dimension, { target: target.name, dimension, ...quota, remaining: quota.remaining });
+        }
+      }
+      rows.push(...lowest.values());
+    }
+  }
+  return rows;
+}
+
 /** `/status` (SPEC §7): routes and upstreams with breaker state, failure rate, limiter tokens and queue depth, in-flight requests. */
 export function statusOf(source: AdminStatusSource, draining: boolean): Record<string, unknown> {
   const { runtime, loaded } = source;

@@ -73,6 +73,15 @@ function routes(stats) {
 }
 // With priority classes: counts by class as "critical 1, batch 2" (classes with none left out).
 const byClass = (counts) => Object.entries(counts).filter(([, n]) => n > 0).map(([c, n]) => c + ' ' + n).join(', ');
+// Each quota dimension of a target's pacers at its lowest across pacing keys (SPEC §15), the scarcest share first.
+function tightest(pacing) {
+  const low = {};
+  for (const p of pacing ?? [])
+    for (const [name, d] of Object.entries(p.dimensions ?? {}))
+      if (d.remaining !== null && (low[name] === undefined || d.remaining < low[name].remaining)) low[name] = { name, ...d };
+  const share = (d) => (d.limit ? d.remaining / d.limit : 1);
+  return Object.values(low).sort((a, b) => share(a) - share(b));
+}
 // Requests a target's pacers hold, by class (summed over its pacing keys).
 function paced(pacing) {
   const sum = {};
@@ -85,12 +94,12 @@ function targets(status) {
     (status.lastReload ? ' · last reload: <span class="' + (status.lastReload.result === 'failure' ? 'bad' : '') + '">' + text(status.lastReload.result) + '</span> at ' + text(status.lastReload.at) : '');
   document.getElementById('meta').innerHTML = meta;
   document.getElementById('targets').innerHTML = status.upstreams.flatMap((u) => u.targets).map((t) => {
-    const quota = (t.pacing ?? []).filter((p) => p.remaining !== null).sort((a, b) => a.remaining - b.remaining)[0];
+    const quota = tightest(t.pacing);
     return '<tr data-target="' + text(t.name) + '">' + cell('target', text(t.name)) + cell('url', '<span class="muted">' + text(t.url) + '</span>') +
       cell('breaker', '<span class="state ' + text(t.breaker.state) + '">' + text(t.breaker.state.replace('_', '-')) + (t.breaker.openForMs ? ' (' + (t.breaker.openForMs / 1000).toFixed(1) + ' s)' : '') + '</span>' + (t.breaker.mode === 'report' ? ' <span class="report">report only</span>' : '') + (t.coolingForMs ? ' cooling ' + (t.coolingForMs / 1000).toFixed(0) + ' s' : ''), 'breaker') +
       cell('failure rate', pct(t.breaker.failureRate * 100), 'num') + cell('shed', pct(t.breaker.shedRate * 100), 'num') +
-      cell('quota left', (quota ? text(quota.remaining) + ' / ' + text(quota.limit ?? '?') : '–') + paced(t.pacing), 'num quota') +
-      cell('resets in', quota && quota.resetSeconds !== null ? quota.resetSeconds.toFixed(0) + ' s' : '–', 'num resets') + '</tr>';
+      cell('quota left', (quota.length ? quota.map((d) => (d.name === 'requests' ? '' : text(d.name) + ' ') + text(d.remaining) + ' / ' + text(d.limit ?? '?')).join('<br>') : '–') + paced(t.pacing), 'num quota') +
+      cell('resets in', quota.length && quota[0].resetSeconds !== null ? quota[0].resetSeconds.toFixed(0) + ' s' : '–', 'num resets') + '</tr>';
   }).join('');
   document.getElementById('limits').textContent = status.routes.filter((r) => r.rateLimit).map((r) => r.name + ': ' + r.rateLimit.describe + (r.rateLimit.mode === 'report' ? ', report only' : '') + ' (tokens ' + r.rateLimit.tokens + ', queued ' + r.rateLimit.queued + (r.rateLimit.queuedByClass && r.rateLimit.queued > 0 ? ': ' + byClass(r.rateLimit.queuedByClass) : '') + ')').join(' · ');
 }

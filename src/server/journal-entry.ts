@@ -238,7 +238,7 @@ export function journalEntry(ending: Ending): JournalEntry | undefined {
     code,
     source: entry.source,
     responsibility: entry.responsibility,
-    retryable: entry.retryable,
+    retryable: (!stale && failure?.code === code ? failure.retryable : undefined) ?? entry.retryable,
     hint: entry.hint,
     ...(failure && !stale && !ECHOING_CODES.has(failure.code) ? { detail: failure.detail } : {}),
     durationMs: Math.round(ending.durationMs * 1000) / 1000,

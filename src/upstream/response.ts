@@ -96,6 +96,8 @@ export class UpstreamResponse extends Readable {
   private parsed: IncomingHttpHeaders | undefined;
   /** The start of the body, kept as it passes for the error journal (see {@link captureStart}). */
   private capture: BodyStart | undefined;
+  /** Sees every body chunk as it passes (see {@link watch}). */
+  private watcher: ((chunk: Buffer) => void) | undefined;
 
   constructor(
     readonly statusCode: number,
@@ -165,9 +167,19 @@ export class UpstreamResponse extends Readable {
     return capture;
   }
 
+  /**
+   * `watcher` sees every chunk of the body as received, whichever way it is sent on, from those already held on
+   * (a usage reader, SPEC §15). One watcher per response.
+   */
+  watch(watcher: (chunk: Buffer) => void): void {
+    this.watcher = watcher;
+    for (const chunk of this.held) watcher(chunk);
+  }
+
   /** A body chunk from upstream; false asks undici to pause the connection. */
   deliver(chunk: Buffer): boolean {
     if (this.capture !== undefined) takeStart(this.capture, chunk);
+    if (this.watcher !== undefined) this.watcher(chunk);
     const sink = this.sink;
     if (sink) {
       if (sink.write(chunk)) return true;

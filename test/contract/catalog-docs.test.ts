@@ -48,7 +48,8 @@ describe('error catalogue ↔ docs/errors.md', () => {
       const row = rows.find((r) => r[0] === code);
       expect(row, `${code} is missing from docs/errors.md`).toBeDefined();
       expect(Number(row![1])).toBe(entry.status);
-      expect(row![3]).toBe(String(entry.retryable));
+      // Its default: a few codes name an exception in words (RATE_LIMITED's cost that can never fit, SPEC §15).
+      expect(row![3]!.split(' ')[0]).toBe(String(entry.retryable));
       expect(row![4]).toBe(entry.responsibility);
     }
   });
@@ -135,7 +136,6 @@ const PENDING_CODES: Record<string, string> = {
 };
 /** Codes whose SPEC row names a behaviour still to be built: the docs keep their wording until it lands (same status and responsibility). */
 const PENDING_WORDING: Record<string, string> = {
-  RATE_LIMITED: 'issue 35 (a cost that can never fit)',
   UPSTREAM_TIMEOUT: 'issue 36 (firstByte)',
 };
 
@@ -201,18 +201,6 @@ describe('metric registry ↔ docs/metrics.md', () => {
           .sort(),
       );
     }
-  });
-});
-
-describe('docs/pacing.md examples', () => {
-  const text = readFileSync(path.join(ROOT, 'docs/pacing.md'), 'utf8');
-  const blocks = [...text.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
-  it('has the GitHub and OpenAI examples', () => {
-    expect(blocks.map((b) => /url: (\S+)/.exec(b)?.[1])).toEqual(['https://api.github.com', 'https://api.openai.com']);
-  });
-  it.each(blocks.map((b, i) => [i, b] as const))('example %i is a valid config', (_i, block) => {
-    const result = parseConfig(`version: 1\n${block}`, 'docs/pacing.md');
-    expect(result.ok ? [] : result.problems).toEqual([]);
   });
 });
 

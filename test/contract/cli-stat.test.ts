@@ -15,10 +15,20 @@ import { request } from '../helpers/proxy.js';
 let upstream: FaultUpstream;
 let replica: Replica;
 
+/** The quota the upstream announces, OpenAI's way: requests and tokens (SPEC §15). */
+const QUOTA = {
+  'x-ratelimit-limit-requests': '500',
+  'x-ratelimit-remaining-requests': '480',
+  'x-ratelimit-reset-requests': '40s',
+  'x-ratelimit-limit-tokens': '30000',
+  'x-ratelimit-remaining-tokens': '21000',
+  'x-ratelimit-reset-tokens': '50s',
+};
+
 beforeAll(async () => {
   // Every 4th request gets a 503: 75% success on route api.
   upstream = await startFaultUpstream((n) =>
-    n % 4 === 0 ? { kind: 'respond', status: 503 } : { kind: 'respond', status: 200, body: 'ok' },
+    n % 4 === 0 ? { kind: 'respond', status: 503 } : { kind: 'respond', status: 200, headers: QUOTA, body: 'ok' },
   );
   const file = writeTemp(
     'stat.yaml',
@@ -28,7 +38,7 @@ admin: { host: 127.0.0.1, port: 0 }
 logging: { accessLog: false }
 defaults: { retry: { maxRetries: 0 } }
 upstreams:
-  backend: { url: "${upstream.url}", circuitBreaker: { failureRate: 100 } }
+  backend: { url: "${upstream.url}", circuitBreaker: { failureRate: 100 }, pacing: { enabled: true, headers: openai } }
 routes:
   - { name: api, match: { pathPrefix: /api }, upstream: backend }
   - { name: idle, match: { pathPrefix: /idle }, upstream: backend }
@@ -73,6 +83,14 @@ describe('breakwater stat', () => {
     expect(api[4]).toMatch(/^\d+(\.\d)?ms$/);
     expect(api[5]).toMatch(/^\d+(\.\d)?ms$/);
     expect(api.slice(6)).toEqual(['0.00rps', '0.00rps']);
+    // Then the quota each paced target announced, per dimension.
+    const quotas = table.slice(table.findIndex((row) => row[0] === 'TARGET'));
+    expect(quotas[0]).toEqual(['TARGET', 'DIMENSION', 'REMAINING', 'LIMIT', 'RESETS_IN']);
+    expect(quotas.slice(1).map((row) => row.slice(0, 4))).toEqual([
+      ['backend', 'requests', '480', '500'],
+      ['backend', 'tokens', '21000', '30000'],
+    ]);
+    expect(parseInt(quotas[2]![4]!, 10)).toBeGreaterThan(30);
     // A route without traffic: no success rate, no latency.
     expect(table.find((row) => row[0] === 'idle')).toEqual([
       'idle',
@@ -84,7 +102,7 @@ describe('breakwater stat', () => {
       '0.00rps',
       '0.00rps',
     ]);
-    expect(result.stdout).toMatch(/\(over the last \d+ s\)\n$/);
+    expect(result.stdout).toMatch(/\(over the last \d+ s\)\n\nTARGET/);
   });
 
   it('takes the admin address as host:port or from BREAKWATER_ADMIN', async () => {

@@ -34,6 +34,8 @@ export interface ProblemExpectation {
   readonly upstream: string | null;
   readonly attempts: number;
   readonly detail?: RegExp;
+  /** Overrides the code's `retryable` (a request that can never fit its quota, SPEC §15). */
+  readonly retryable?: boolean;
 }
 
 export function expectProblem(
@@ -52,7 +54,7 @@ export function expectProblem(
   expect(body.status).toBe(spec.status);
   expect(body.source).toBe('proxy');
   expect(body.responsibility).toBe(spec.responsibility);
-  expect(body.retryable).toBe(spec.retryable);
+  expect(body.retryable).toBe(expected.retryable ?? spec.retryable);
   expect(typeof body.title).toBe('string');
   expect((body.title as string).length).toBeGreaterThan(3);
   expect(typeof body.hint).toBe('string');

@@ -36,7 +36,14 @@ beforeAll(async () => {
     if (n === 3) return { kind: 'slow-headers', delayMs: 300, status: 200, body: 'ok' };
     return {
       kind: 'respond',
-      headers: { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '4321', 'x-ratelimit-reset': '600' },
+      headers: {
+        'x-ratelimit-limit': '5000',
+        'x-ratelimit-remaining': '4321',
+        'x-ratelimit-reset': '600',
+        'x-points-limit': '100',
+        'x-points-remaining': '70',
+        'x-points-reset': '600',
+      },
       body: 'ok',
     };
   });
@@ -45,7 +52,11 @@ beforeAll(async () => {
 defaults: { retry: { maxRetries: 0 } }
 upstreams:
   payments-api: { url: "${down.url}", circuitBreaker: { minimumRequests: 2, openFor: 5m } }
-  search-api: { url: "${fine.url}", pacing: { enabled: true } }
+  search-api:
+    url: "${fine.url}"
+    pacing:
+      enabled: true
+      quotaHeaders: [{ dimension: points, limit: x-points-limit, remaining: x-points-remaining, reset: x-points-reset }]
 routes:
   - { name: payments, match: { pathPrefix: /payments }, upstream: payments-api, rateLimit: { rate: 10/s, burst: 20 } }
   - { name: search, match: { pathPrefix: /search }, upstream: search-api }
@@ -115,7 +126,8 @@ describe('dashboard', () => {
     expect(await page.locator('#targets tr[data-target="payments-api"] .state.open').count()).toBe(1);
     expect(await page.locator('#targets tr[data-target="search-api"] .state.closed').count()).toBe(1);
     const search = await page.locator('#targets tr[data-target="search-api"]').innerText();
-    expect(search).toContain('4321 / 5000');
+    // Each dimension at its lowest, the scarcest share first (SPEC §15).
+    expect(search).toMatch(/points 70 \/ 100\s+4321 \/ 5000/);
     // Announced as 600 s when the last search answered, counted down since.
     const resetsIn = parseFloat(await page.locator('#targets tr[data-target="search-api"] td.resets').innerText());
     expect(resetsIn).toBeGreaterThan(480);

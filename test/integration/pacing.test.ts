@@ -504,11 +504,12 @@ routes:
       // Every update went through Redis: none gave up on a contended compare-and-set.
       expect(proxy.logs().filter((line) => String(line.msg).startsWith('shared pacing unavailable'))).toEqual([]);
       const stored = JSON.parse((await redis.client().get('breakwater:pacing:provider::'))!) as {
-        s: { answered: number; remaining: number };
+        s: { answered: number; dims: Record<string, { remaining: number }> };
         f: Record<string, unknown>;
       };
       expect(stored.s.answered).toBe(60);
-      expect(stored.s.remaining).toBe(940);
+      // The fake's one IETF policy is named "window": a dimension of that name (SPEC §15).
+      expect(stored.s.dims.window!.remaining).toBe(940);
       expect(stored.f).toEqual({}); // nothing left in flight
     } finally {
       await redis.stop();

@@ -50,6 +50,8 @@ describe('valid files', () => {
       key: 'route',
       shared: false,
       mode: 'enforce',
+      cost: null,
+      settle: 'none',
     });
     expect(route!.headers.request.set).toEqual({ Authorization: 'Bearer sk_test_1' });
     expect(config.upstreams.stripe!.pacing.minRate).toBeCloseTo(0.2);
@@ -381,6 +383,8 @@ routes:
       key: 'route',
       shared: false,
       mode: 'enforce',
+      cost: null,
+      settle: 'none',
     });
     expect(b!.rateLimit).toBeNull();
     expect(config.defaults.timeouts).toEqual({ connect: 2000, perTry: 10_000, total: 20_000 });

@@ -16,6 +16,9 @@ import { freshState } from '../../src/policy/pacing/store.js';
 import { Cancellation } from '../../src/lib/signal.js';
 import type { UpstreamResponse } from '../../src/upstream/response.js';
 
+/** `requests` in flight, no other cost. */
+const load = (requests: number) => ({ requests, costs: {} });
+
 const CONFIG: PacingConfig = {
   enabled: true,
   headers: 'auto',
@@ -29,6 +32,8 @@ const CONFIG: PacingConfig = {
   mode: 'enforce',
   replicas: 1,
   shared: false,
+  cost: 'none',
+  quotaHeaders: [],
   aimd: { decrease: 0.5, increaseBy: 1, increaseEvery: 10_000 },
 };
 
@@ -178,34 +183,34 @@ describe('pacer', () => {
     const config = { ...CONFIG, reserve: 0 };
     const random = () => 0.5;
     // Five per window: the first five tickets get slots at the reset (50-130 ms after it, in order), the sixth asks again then.
-    const first = Array.from({ length: 6 }, () => reserveWithin(state, 0, 5, config, random, 60_000));
-    const base = first[0]!.ticket!; // drawn at random: tickets of different states do not overlap
+    const first = Array.from({ length: 6 }, () => reserveWithin(state, 0, load(5), config, random, 60_000));
+    const base = first[0]!.ticket!.requests!; // drawn at random: tickets of different states do not overlap
     expect(base).toBe(state.queueBase);
-    expect(first.map((r) => r.ticket! - base)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(first.map((r) => r.ticket!.requests! - base)).toEqual([0, 1, 2, 3, 4, 5]);
     expect(first.map((r) => r.askAgainIn)).toEqual([null, null, null, null, null, 2050]); // a slot, or none
     expect(first.slice(0, 5).map((r) => r.wait)).toEqual([2050, 2070, 2090, 2110, 2130]);
     // After the reset, the sixth keeps its place ahead of a newcomer: the window (assumed, not announced yet) makes both ask again.
-    const again = reserveWithin(state, 2050, 5, config, random, 60_000, null, base + 5);
-    const newcomer = reserveWithin(state, 2060, 5, config, random, 60_000);
-    expect([again.ticket! - base, newcomer.ticket! - base]).toEqual([5, 6]);
+    const again = reserveWithin(state, 2050, load(5), config, random, 60_000, null, { requests: base + 5 });
+    const newcomer = reserveWithin(state, 2060, load(5), config, random, 60_000);
+    expect([again.ticket!.requests! - base, newcomer.ticket!.requests! - base]).toEqual([5, 6]);
     expect(again.askAgainIn).not.toBeNull();
     // A ticket from another state (Redis, then the local fallback while Redis fails, or back) is replaced by one of this state's:
     // neither a far place nor, below this state's head, a place whose reset came.
     const local = spent();
-    const foreign = reserveWithin(local, 0, 5, config, () => 0.25, 60_000, null, base + 5);
-    expect(foreign.ticket).toBe(local.queueBase);
-    const back = reserveWithin(state, 2070, 5, config, random, 60_000, null, foreign.ticket);
-    expect([back.ticket! - base, back.wait > 0]).toEqual([7, true]);
+    const foreign = reserveWithin(local, 0, load(5), config, () => 0.25, 60_000, null, { requests: base + 5 });
+    expect(foreign.ticket!.requests).toBe(local.queueBase);
+    const back = reserveWithin(state, 2070, load(5), config, random, 60_000, null, foreign.ticket);
+    expect([back.ticket!.requests! - base, back.wait > 0]).toEqual([7, true]);
     // Refused (past maxWait): its new ticket is taken back.
     const refused = spent();
-    expect(reserveWithin(refused, 0, 5, config, random, 1000).wait).toBeGreaterThan(1000);
+    expect(reserveWithin(refused, 0, load(5), config, random, 1000).wait).toBeGreaterThan(1000);
     expect([refused.queueBase, refused.queueTail]).toEqual([undefined, undefined]);
   });
 
   it('reads answers out of order within a window, and a late one after the refill, without moving the waiters on twice', () => {
     const config = { ...CONFIG, reserve: 0, headers: 'openai' as const };
     const state = { ...freshState(0), limit: 5, remaining: 0, resetAt: 10_000, windowMs: 10_000 };
-    for (let i = 0; i < 6; i++) reserveWithin(state, 0, 5, config, () => 0.5, 60_000);
+    for (let i = 0; i < 6; i++) reserveWithin(state, 0, load(5), config, () => 0.5, 60_000);
     const base = state.queueBase!;
     const queue = () => [state.queueHead! - base, state.queueTail! - base];
     expect(queue()).toEqual([0, 6]);
@@ -231,7 +236,7 @@ describe('pacer', () => {
     answer(10_030, 3, 9_970);
     expect([queue()[0], state.remaining, state.resetAt]).toEqual([5, 2, 20_000]);
     // The window ends; a request assumes the refill and moves the queue on once.
-    reserveWithin(state, 20_010, 0, config, () => 0.5, 60_000);
+    reserveWithin(state, 20_010, load(0), config, () => 0.5, 60_000);
     expect([queue()[0], state.resetAssumed]).toEqual([6, true]);
     // A late answer from the old window (its reset rounded up to a second): ignored.
     answer(20_020, 0, 1_000);

@@ -5,7 +5,9 @@
  */
 import { createHash } from 'node:crypto';
 import type { PacingConfig } from '../../config/types.js';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestContext } from '../context.js';
+import { headerValue } from './announced.js';
 
 /**
  * Path segments longer than this (characters) are learned under `#` and
@@ -54,4 +56,21 @@ export function pacerKeyOf(
   }
   const id = scope === '' && keyPart === '' ? ':' : `${encodeURIComponent(scope)}:${keyPart}`;
   return { id, keyPart, learnKey };
+}
+
+/**
+ * The pacer an answer counted against: its scope's (`pacing.scope`'s header names it; learned for the request's
+ * route and path segment through `learn`), else the request's own.
+ */
+export function answeredIdOf(
+  config: PacingConfig,
+  headers: IncomingHttpHeaders,
+  key: PacerKey,
+  learn: (learnKey: string, scope: string) => void,
+): string {
+  if (!config.scope) return key.id;
+  const answeredScope = headerValue(headers, config.scope);
+  if (!answeredScope) return key.id;
+  learn(key.learnKey, answeredScope);
+  return `${encodeURIComponent(answeredScope)}:${key.keyPart}`;
 }

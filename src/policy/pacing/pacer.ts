@@ -1,48 +1,45 @@
 /**
- * Proactive pacing (SPEC §3 `upstreams.*.pacing`): slow down before the
+ * Proactive pacing (SPEC §3 `upstreams.*.pacing`, §15): slow down before the
  * provider answers 429, from the quota it announces on every response.
  *
- * One pacer per (upstream, scope, key). While the announced remaining share
- * is above `engageBelow`, nothing waits. Below it, requests are released one
- * at a time at `max(minRate, effective remaining / time to reset) /
- * replicas`, where effective remaining = remaining - requests in flight -
- * `reserve` x limit; at zero they wait for the reset (plus jitter). Quotas
- * that name no reset (Shopify's leaking bucket, Salesforce's rolling 24
- * hours) are paced at the refill rate measured from successive responses.
- * A 429 or 503 with Retry-After pauses the whole pacer. Without quota
- * headers, AIMD on 429s: the rate is cut by `aimd.decrease`, then raised by
- * `increaseBy` after each quiet `increaseEvery`. A wait longer than
- * `maxWait` is refused at once with RATE_LIMITED.
+ * One pacer per (upstream, scope, key), tracking every dimension answers
+ * announce (requests, tokens, ...; quota.ts): a request goes at the latest
+ * time each dimension allows for its cost (`pacing.cost`). Below
+ * `engageBelow` a dimension spreads its effective remaining (remaining -
+ * cost in flight - `reserve` x limit) over the time to its reset; a cost it
+ * cannot hold waits for the reset, and one above its whole window is
+ * refused at once. Quotas that name no reset (Shopify, Salesforce) go at
+ * the refill rate measured; a 429 or 503 with Retry-After pauses the pacer;
+ * without quota headers, AIMD on 429s. A wait past `maxWait` is refused.
  *
  * `scope: header:<name>` names the quota a response counted against (GitHub's
- * `x-ratelimit-resource`). A request's scope is only known once it was answered, so the pacer
- * learns it per route and first path segment (`/search/...` -> search) and paces later requests
- * there by their scope's pacer; a path not seen yet goes by the upstream's unscoped pacer.
+ * `x-ratelimit-resource`), learned per route and first path segment (key.ts).
  *
- * Releases are scheduled on a virtual clock (each release reserves the next slot), so concurrent
- * requests queue in order without a timer per pacer. With `shared: true` that clock and the quota
- * live in Redis (store.ts). `mode: report` takes the slot but never waits (SPEC §19.2).
+ * Releases are scheduled on a virtual clock per dimension, so concurrent requests queue in order
+ * without a timer per pacer. With `shared: true` the clocks and the quota live in Redis (store.ts).
+ * `mode: report` takes the slot but never waits (SPEC §19.2).
  */
 import { BoundedMap } from '../../lib/bounded-map.js';
 import { RankCounts } from '../../lib/rank-counts.js';
 import { TurnsByKey, type Turns } from '../../lib/turns.js';
-import { refusePaced, reportPaced } from './refusal.js';
-import { pacerKeyOf, type PacerKey } from './key.js';
+import { observeSlept, refuseNeverFits, refusePaced, reportPaced } from './refusal.js';
+import { answeredIdOf, pacerKeyOf, type PacerKey } from './key.js';
 import type { PacingConfig } from '../../config/types.js';
 import type { Metrics } from '../../observe/metrics.js';
 import type { Logger } from '../../observe/logger.js';
 import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from '../context.js';
 import type { Signal } from '../../lib/signal.js';
 import { MAX_PACERS, snapshotOf, type PacingSnapshot } from './store.js';
-import { released, reserveWithin } from './quota.js';
-import { headerValue } from './announced.js';
+import { released, reserveWithin, type Reservation, type Tickets } from './quota.js';
+import { NO_COSTS, pacingCostReaders, type CostInput, type Costs } from '../cost.js';
+import { othersThan } from './store.js';
 import type { SharedLimits } from '../rate-limit/shared-limits.js';
 import { PacerStates } from './states.js';
 
 export { MAX_PACERS, type PacingSnapshot } from './store.js';
 
 /** A reservation decided without Redis under `onError: allow`: no wait. */
-const NO_WAIT = { wait: 0, floor: false, askAgainIn: null, ticket: null } as const;
+const NO_WAIT: Reservation = { wait: 0, floor: false, askAgainIn: null, ticket: null };
 
 export interface UpstreamPacing {
   /** The policy layer for one route; `pathPrefix` finds the path segment a scope is learned by. */
@@ -76,6 +73,8 @@ class Pacing implements UpstreamPacing {
   private readonly states: PacerStates;
   /** Scope learned per route and first path segment; bounded like the pacers. */
   private readonly scopes = new BoundedMap<string, string>({ max: MAX_PACERS });
+  /** What a request costs per dimension (`pacing.cost`); null: 1 per attempt in each. */
+  private readonly costsOf: ((input: CostInput) => Costs) | null;
 
   constructor(
     private readonly upstream: string,
@@ -84,6 +83,7 @@ class Pacing implements UpstreamPacing {
     private readonly deps: PacingDeps,
   ) {
     this.states = new PacerStates(upstream, config.shared ? deps.shared : undefined, deps);
+    this.costsOf = pacingCostReaders(config.cost);
   }
 
   policy(route: string, pathPrefix = '/'): Policy {
@@ -127,18 +127,20 @@ class Pacing implements UpstreamPacing {
     degraded: (ctx: RequestContext) => void,
   ): Promise<AttemptResult> {
     const { id } = key;
+    // Each attempt is charged its whole cost again (SPEC §15).
+    const costs = this.costsOf ? this.costsOf(ctx) : NO_COSTS;
     // Counted from the reservation on (before it: concurrent requests reserve while this one
     // awaits): a request waiting for its slot will spend quota as surely as one already sent.
-    this.states.count(id, 1);
+    this.states.count(id, 1, costs);
     let done = false;
     let published = false;
     const finish = () => {
-      if (!done) this.states.count(id, -1);
+      if (!done) this.states.count(id, -1, costs);
       done = true;
     };
     try {
       // A closure per request only where Redis can fail: local pacing allocates none.
-      await this.waitForSlot(ctx, signal, id, this.states.shared ? () => degraded(ctx) : undefined, route);
+      await this.waitForSlot(ctx, signal, id, costs, this.states.shared ? () => degraded(ctx) : undefined, route);
       const result = await next(ctx, signal);
       // Counted in flight until what it learned is in the state (with it, in one update): a reservation in
       // between would see neither.
@@ -161,6 +163,7 @@ class Pacing implements UpstreamPacing {
     ctx: RequestContext,
     signal: Signal,
     id: string,
+    costs: Costs,
     degraded: (() => void) | undefined,
     route: string,
   ): Promise<void> {
@@ -176,25 +179,33 @@ class Pacing implements UpstreamPacing {
     const rank = ctx.priority?.rank;
     let waiting = false;
     let slept = 0;
-    /** Its place among a reset's waiters, to ask again with. */
-    let ticket: number | null = null;
+    /** Its places among the resets' waiters, to ask again with. */
+    let ticket: Tickets | null = null;
     try {
       if (turns?.busy && config.mode === 'enforce') {
         waiting = this.waiting.enter(id, rank, waiting);
-        holding = await this.takeTurn(turns, id, ctx, signal, route, limitAt - deps.now());
+        holding = await this.takeTurn(turns, id, costs, ctx, signal, route, limitAt - deps.now());
       }
       for (;;) {
         const limitMs = limitAt - deps.now();
         const reserved = this.states.update(
           id,
-          (state, t, counted) => reserveWithin(state, t, counted - 1, config, deps.random, limitMs, floor, ticket),
+          (state, t, counted) =>
+            reserveWithin(state, t, othersThan(counted, costs), config, deps.random, limitMs, floor, ticket, costs),
           NO_WAIT,
           degraded,
         );
-        const { wait, floor: held, askAgainIn, ticket: own } = reserved instanceof Promise ? await reserved : reserved;
+        const {
+          wait,
+          floor: held,
+          askAgainIn,
+          ticket: own,
+          tooBig,
+        } = reserved instanceof Promise ? await reserved : reserved;
         ticket = own;
+        if (tooBig && config.mode === 'enforce') refuseNeverFits(this.upstream, tooBig);
         // Report mode (SPEC §19.2): the slot is taken, as enforcing would; the wait or refusal is only reported.
-        if (config.mode === 'report' && (wait > 0 || askAgainIn !== null)) {
+        if (config.mode === 'report' && (tooBig || wait > 0 || askAgainIn !== null)) {
           reportPaced(deps.metrics, ctx, route);
           break;
         }
@@ -212,19 +223,14 @@ class Pacing implements UpstreamPacing {
           slept += sleep;
           ctx.flags.add('PACED');
           ctx.trace?.wait('pacing', sleep);
-          await this.sleepFor(sleep, signal, id, held);
+          await this.sleepFor(sleep, signal, id, costs, held);
         }
         if (askAgainIn === null) break;
       }
     } finally {
       if (holding) this.turns.give(id);
       if (waiting) this.waiting.add(id, rank!, -1);
-      // One observation per request that slept: the time it slept in all.
-      if (slept > 0)
-        deps.metrics.pacingWait.observe(
-          ctx.priority ? { upstream: this.upstream, priority: ctx.priority.name } : { upstream: this.upstream },
-          slept / 1000,
-        );
+      if (slept > 0) observeSlept(deps.metrics, this.upstream, ctx, slept);
     }
     // The release counters live in the state: bumped here locally, with the response's update when shared.
     if (!this.states.shared) this.states.local.update(id, (state, t) => released(state, t));
@@ -235,13 +241,13 @@ class Pacing implements UpstreamPacing {
    * is not in flight meanwhile: it spends nothing before the reset, and
    * counting it would hold back a higher class that may go now (SPEC §13).
    */
-  private async sleepFor(ms: number, signal: Signal, id: string, held: boolean): Promise<void> {
+  private async sleepFor(ms: number, signal: Signal, id: string, costs: Costs, held: boolean): Promise<void> {
     if (!held) return this.deps.sleep(ms, signal);
-    this.states.count(id, -1);
+    this.states.count(id, -1, costs);
     try {
       await this.deps.sleep(ms, signal);
     } finally {
-      this.states.count(id, 1);
+      this.states.count(id, 1, costs);
     }
   }
 
@@ -249,6 +255,7 @@ class Pacing implements UpstreamPacing {
   private async takeTurn(
     turns: Turns,
     id: string,
+    costs: Costs,
     ctx: RequestContext,
     signal: Signal,
     route: string,
@@ -257,7 +264,7 @@ class Pacing implements UpstreamPacing {
     const started = this.deps.now();
     // Waiting for a turn is not waiting for a slot: not counted in flight (it would shrink the quota the turn's
     // holder sees).
-    this.states.count(id, -1);
+    this.states.count(id, -1, costs);
     try {
       await turns.take(
         ctx.priority!,
@@ -272,7 +279,7 @@ class Pacing implements UpstreamPacing {
       const waited = Math.max(waitMs, this.deps.now() - started) + 1;
       return refusePaced(this.deps.metrics, this.upstream, this.config.maxWait, ctx, route, waited, false);
     } finally {
-      this.states.count(id, 1);
+      this.states.count(id, 1, costs);
     }
   }
 
@@ -282,15 +289,9 @@ class Pacing implements UpstreamPacing {
    */
   private async learn(key: PacerKey, result: AttemptResult, finish: () => void): Promise<boolean> {
     const { config } = this;
-    const headers = result.response!.headers;
-    let answeredId = key.id;
-    if (config.scope) {
-      const answeredScope = headerValue(headers, config.scope);
-      if (answeredScope) {
-        if (this.scopes.get(key.learnKey) !== answeredScope) this.scopes.set(key.learnKey, answeredScope);
-        answeredId = `${encodeURIComponent(answeredScope)}:${key.keyPart}`;
-      }
-    }
+    const answeredId = answeredIdOf(config, result.response!.headers, key, (learnKey, scope) => {
+      if (this.scopes.get(learnKey) !== scope) this.scopes.set(learnKey, scope);
+    });
     const pending = this.states.learn(answeredId, result, finish, config, this.retryAfterMaxMs, this.deps.wall());
     const seen = pending instanceof Promise ? await pending : pending;
     if (seen?.paused) this.deps.metrics.pacingPauses.inc({ upstream: this.upstream });

@@ -8,217 +8,256 @@
 
 import type { PacingConfig } from '../../config/types.js';
 
-import type { PacerState } from './store.js';
+import { NO_COSTS, type Costs } from '../cost.js';
+import { gave, jitter, nextWindow, resetWaiter, splitAmong, type Waiter } from './reset-queue.js';
+
+export { nextWindow } from './reset-queue.js';
+import { dimensionsOf, loadIn, type DimState, type Load, type PacerState } from './store.js';
 
 /** Samples for the measured refill rate are at least this far apart (ms). */
 export const REFILL_SAMPLE_MS = 1000;
 
-const JITTER_MAX_MS = 150;
+/** A dimension whose limit and remaining count are known. */
+function announced(dim: DimState): dim is DimState & { limit: number; remaining: number } {
+  return dim.remaining !== undefined && dim.limit !== undefined && dim.limit > 0;
+}
 
-/** After a reset: a margin for clock skew and rounding, plus jitter so that waiters do not arrive together. */
-function jitter(random: () => number): number {
-  return 50 + random() * (JITTER_MAX_MS - 50);
+/** The time its quota resets, or the time to look again for a quota that names none. */
+function resetOrSample(dim: DimState, t: number): number {
+  const resetAt = dim.resetAt ?? (dim.windowMs !== undefined ? t + dim.windowMs : undefined);
+  return resetAt === undefined ? t + REFILL_SAMPLE_MS : resetAt;
 }
 
 /**
- * A class with a `quotaFloor` (SPEC §13) does not go while less than that
- * share of the announced quota is left (less the requests in flight): it
- * waits for the window's reset, without taking a slot. Undefined when the
- * floor does not hold it back.
+ * A class with a `quotaFloor` (SPEC §13) does not go while, in any
+ * dimension, less than that share of the announced quota is left (less what
+ * is in flight): it waits for that dimension's reset, without taking a slot.
+ * Undefined when the floor does not hold it back.
  */
 function belowFloor(
   state: PacerState,
   t: number,
-  inFlight: number,
+  inFlight: Load,
   floor: number | null,
   random: () => number,
 ): number | undefined {
-  if (floor === null || floor <= 0 || state.remaining === undefined || state.limit === undefined || state.limit <= 0)
-    return undefined;
-  if (state.resetAt !== undefined && state.resetAt <= t) return undefined; // the window is over: refilled
-  if (state.remaining - inFlight >= floor * state.limit) return undefined;
-  const resetAt = state.resetAt ?? (state.windowMs !== undefined ? t + state.windowMs : undefined);
-  // No reset announced (a leaking bucket): look again after a sample period.
-  return (resetAt === undefined ? t + REFILL_SAMPLE_MS : resetAt) + jitter(random) - t;
+  if (floor === null || floor <= 0) return undefined;
+  let until: number | undefined;
+  for (const [name, dim] of dimensionsOf(state)) {
+    if (!announced(dim)) continue;
+    if (dim.resetAt !== undefined && dim.resetAt <= t) continue; // the window is over: refilled
+    if (dim.remaining - loadIn(inFlight, name) >= floor * dim.limit) continue;
+    until = Math.max(until ?? 0, resetOrSample(dim, t));
+  }
+  return until === undefined ? undefined : until + jitter(random) - t;
 }
 
 /**
- * A reset's waiter: its `ticket`, and its slot (`wait` ms), or none (sleep `askAgainIn` ms, then ask again;
- * `wait` estimates the whole wait).
+ * How long a request costing `cost` must wait in one dimension before it may
+ * go, in ms; reserves its slot there. `inFlight` is the others' cost in
+ * flight (all replicas); `ticket`: its place among the reset's waiters,
+ * when it asks again. `refillRate`: the requests dimension's measured
+ * refill, for quotas that name no reset.
  */
-interface Waiter {
-  readonly wait: number;
-  readonly askAgainIn: number | null;
-  readonly ticket: number;
-}
-
-/** How many processes split the quota: none when shared (Redis reserves for all), else `replicas`. */
-function splitAmong(config: PacingConfig): number {
-  return config.shared ? 1 : config.replicas;
-}
-
-/** Requests a window's quota releases from those that waited for its reset. */
-function perWindowOf(limit: number, config: PacingConfig): number {
-  return Math.max(1, Math.floor((limit * (1 - config.reserve)) / splitAmong(config)));
-}
-
-/** `ticket` is one this state gave. */
-function gave(state: PacerState, ticket: number): boolean {
-  return state.queueBase !== undefined && ticket >= state.queueBase && ticket < state.queueTail!;
-}
-
-/** A reset passed: the waiters it released leave the queue. */
-export function nextWindow(state: PacerState, config: PacingConfig): void {
-  if (state.limit === undefined || state.limit <= 0 || state.queueTail === undefined) return;
-  state.queueHead = Math.min(state.queueTail, state.queueHead! + perWindowOf(state.limit, config));
-}
-
-/**
- * A request that waits for the reset at `resetAt`. Each window's quota goes
- * to the requests that waited for it, in the order they came (by ticket):
- * a slot only on a reset the provider announced, in the coming window. The
- * window's length is known only from below (the longest time to a reset
- * seen), so a slot at a reset assumed from it, or a window on, could fall in
- * the window before: those ask again at the coming reset, keeping their
- * place (`wait` estimates the whole wait, for maxWait).
- */
-function resetWaiter(
-  state: PacerState,
-  t: number,
-  config: PacingConfig,
-  random: () => number,
-  resetAt: number,
-  ticket: number | null,
-): Waiter {
-  const perWindow = perWindowOf(state.limit!, config);
-  if (state.queueBase === undefined)
-    state.queueBase = state.queueHead = state.queueTail = Math.floor(random() * 2 ** 40);
-  // A ticket this state never gave (from Redis, asked again here while Redis fails, or the other way round) is
-  // replaced.
-  const own = ticket !== null && gave(state, ticket) ? ticket : state.queueTail!++;
-  const position = own - state.queueHead!;
-  // Within a window's share, waiters go spread over the jitter's span in the order they came;
-  // a window after a reset starts with its first request, up to one jitter late: later windows are counted from there.
-  const spread = 50 + ((JITTER_MAX_MS - 50) * (position % perWindow)) / perWindow;
-  const at = resetAt + Math.floor(position / perWindow) * (state.windowMs! + JITTER_MAX_MS) + spread;
-  if (state.resetAssumed || position >= perWindow)
-    return { wait: at - t, askAgainIn: resetAt + spread - t, ticket: own };
-  state.nextSlot = Math.max(state.nextSlot, at);
-  return { wait: at - t, askAgainIn: null, ticket: own };
-}
-
-/**
- * How long a request must wait before it may go, in ms; reserves its slot.
- * `inFlight` counts the others (all replicas); `ticket`: its place among
- * the reset's waiters, when it asks again.
- */
-function reserve(
-  state: PacerState,
+function reserveIn(
+  dim: DimState,
   t: number,
   inFlight: number,
+  cost: number,
   config: PacingConfig,
   random: () => number,
   ticket: number | null,
-): number | Waiter {
-  if (state.pausedUntil > t) {
-    const at = state.pausedUntil + jitter(random);
-    // A reset's waiter keeps its place: it asks again when the pause ends.
-    if (ticket !== null) return { wait: at - t, askAgainIn: at - t, ticket };
-    state.nextSlot = Math.max(state.nextSlot, at);
-    return at - t;
-  }
-  let rate: number | null = null;
-  const haveQuota = state.remaining !== undefined && state.limit !== undefined && state.limit > 0;
-  if (haveQuota && state.resetAt !== undefined && state.resetAt <= t) {
+  refillRate: number | undefined,
+): number | Waiter | null {
+  if (!announced(dim)) return null;
+  if (dim.resetAt !== undefined && dim.resetAt <= t) {
     // The window the quota described is over: assume it refilled, and a window as long as the longest seen.
-    state.remaining = state.limit;
-    state.resetAt = state.windowMs !== undefined ? t + state.windowMs : undefined;
-    state.resetAssumed = true;
-    nextWindow(state, config);
+    dim.remaining = dim.limit;
+    dim.resetAt = dim.windowMs !== undefined ? t + dim.windowMs : undefined;
+    dim.resetAssumed = true;
+    nextWindow(dim, config);
   }
   // A waiter whose reset came: its share of the window was kept for it (it counts in flight).
-  if (ticket !== null && gave(state, ticket) && ticket < state.queueHead!) return 0;
-  if (haveQuota) {
-    const limit = state.limit!;
-    const effective = state.remaining! - inFlight - config.reserve * limit;
-    if (state.remaining! / limit > config.engageBelow && effective > 0) return 0;
-    if (state.windowMs !== undefined) {
-      // A quota that resets.
-      const resetAt = state.resetAt ?? t + state.windowMs;
-      // Nothing left in this window: wait for the reset.
-      if (effective <= 0) return resetWaiter(state, t, config, random, resetAt, ticket);
-      rate = Math.max(config.minRate, effective / Math.max(0.001, (resetAt - t) / 1000));
-    } else if (state.refillRate !== undefined) {
-      // No reset announced: release at the measured refill rate, half of it once nothing is left.
-      rate = Math.max(config.minRate, effective > 0 ? state.refillRate : state.refillRate / 2);
-    } else if (effective > 0) {
-      // Not measured yet: spend what is left over a second.
-      rate = Math.max(config.minRate, effective);
-    } else {
-      // Nothing left and no measurement yet: wait for one (a sample period), without queueing behind a guessed rate.
-      return REFILL_SAMPLE_MS + jitter(random);
-    }
-    rate /= splitAmong(config);
-  } else if (state.aimdRate !== null) {
-    if (t - state.lastIncrease >= config.aimd.increaseEvery) {
-      state.aimdRate += config.aimd.increaseBy;
-      state.lastIncrease = t;
-    }
-    rate = state.aimdRate / splitAmong(config);
+  if (ticket !== null && gave(dim, ticket) && ticket + cost <= dim.queueHead!) return 0;
+  const limit = dim.limit;
+  // Beyond the first unit, the room the request's own cost takes (0 for a request costing 1).
+  const spare = cost - 1;
+  const effective = dim.remaining - inFlight - config.reserve * limit;
+  if ((dim.remaining - spare) / limit > config.engageBelow && effective - spare > 0) return 0;
+  // The slowest release, minRate requests per second, in the dimension's unit.
+  const minRate = config.minRate * cost;
+  let rate: number;
+  if (dim.windowMs !== undefined) {
+    // A quota that resets.
+    const resetAt = dim.resetAt ?? t + dim.windowMs;
+    // Not enough left in this window for its cost: wait for the reset.
+    if (effective - spare <= 0) return resetWaiter(dim, t, cost, config, random, resetAt, ticket);
+    rate = Math.max(minRate, effective / Math.max(0.001, (resetAt - t) / 1000));
+  } else if (refillRate !== undefined) {
+    // No reset announced: release at the measured refill rate, half of it once nothing is left.
+    rate = Math.max(minRate, effective - spare > 0 ? refillRate : refillRate / 2);
+  } else if (effective - spare > 0) {
+    // Not measured yet: spend what is left over a second.
+    rate = Math.max(minRate, effective);
+  } else {
+    // Nothing left and no measurement yet: wait for one (a sample period), without queueing behind a guessed rate.
+    return REFILL_SAMPLE_MS + jitter(random);
   }
-  if (rate === null) return 0;
-  // Slots reserved at an older, lower rate (or by requests that never went)
-  // do not hold back the queue: at the current rate, at most the requests
-  // in flight are ahead of this one.
-  const slot = Math.max(t, Math.min(state.nextSlot, t + ((inFlight + 1) * 1000) / rate));
+  rate /= splitAmong(config);
+  // Slots reserved at an older, lower rate (or by requests that never went) do not hold back the queue: at the
+  // current rate, at most what is in flight is ahead of this one.
+  const slot = Math.max(t, Math.min(dim.nextSlot, t + ((inFlight + cost) * 1000) / rate));
   // A slot past the reset is a place among the reset's waiters: the next window's share, counted.
-  if (haveQuota && state.resetAt !== undefined && state.windowMs !== undefined && slot > state.resetAt)
-    return resetWaiter(state, t, config, random, state.resetAt, ticket);
+  if (dim.resetAt !== undefined && dim.windowMs !== undefined && slot > dim.resetAt)
+    return resetWaiter(dim, t, cost, config, random, dim.resetAt, ticket);
+  dim.nextSlot = slot + (cost * 1000) / rate;
+  return slot - t;
+}
+
+/** The AIMD rate's slot, when no dimension was announced and a 429 set one. */
+function aimdSlot(state: PacerState, t: number, inFlight: number, config: PacingConfig): number {
+  if (t - state.lastIncrease >= config.aimd.increaseEvery) {
+    state.aimdRate! += config.aimd.increaseBy;
+    state.lastIncrease = t;
+  }
+  const rate = state.aimdRate! / splitAmong(config);
+  const slot = Math.max(t, Math.min(state.nextSlot, t + ((inFlight + 1) * 1000) / rate));
   state.nextSlot = slot + 1000 / rate;
   return slot - t;
 }
 
+/** A request's place among each dimension's reset waiters, by dimension. */
+export type Tickets = Readonly<Record<string, number>>;
+
+const costIn = (costs: Costs, dimension: string): number => (dimension === 'requests' ? 1 : (costs[dimension] ?? 1));
+
+interface Reserved {
+  readonly wait: number;
+  readonly askAgainIn: number | null;
+  readonly tickets: Tickets | null;
+}
+
+/**
+ * How long a request must wait before it may go, in ms: the latest time
+ * any of its dimensions allows; reserves its slot in each. `inFlight`
+ * counts the others (all replicas); `tickets`: its places among the
+ * resets' waiters, when it asks again.
+ */
+function reserve(
+  state: PacerState,
+  t: number,
+  inFlight: Load,
+  costs: Costs,
+  config: PacingConfig,
+  random: () => number,
+  tickets: Tickets | null,
+): Reserved {
+  if (state.pausedUntil > t) {
+    const at = state.pausedUntil + jitter(random);
+    // A reset's waiter keeps its place: it asks again when the pause ends.
+    if (tickets !== null) return { wait: at - t, askAgainIn: at - t, tickets };
+    state.nextSlot = Math.max(state.nextSlot, at);
+    return { wait: at - t, askAgainIn: null, tickets };
+  }
+  let wait = 0;
+  /** The latest slot a dimension gave outright (not as a reset's waiter). */
+  let slotWait = 0;
+  let askAgainIn: number | null = null;
+  let own: Record<string, number> | null = null;
+  let anyAnnounced = false;
+  for (const [name, dim] of dimensionsOf(state)) {
+    const ticket = tickets?.[name] ?? null;
+    const refill = name === 'requests' ? state.refillRate : undefined;
+    const found = reserveIn(dim, t, loadIn(inFlight, name), costIn(costs, name), config, random, ticket, refill);
+    if (found === null) continue;
+    anyAnnounced = true;
+    if (typeof found === 'number') {
+      wait = Math.max(wait, found);
+      slotWait = Math.max(slotWait, found);
+      continue;
+    }
+    (own ??= {})[name] = found.ticket;
+    wait = Math.max(wait, found.wait);
+    if (found.askAgainIn !== null) askAgainIn = Math.max(askAgainIn ?? 0, found.askAgainIn);
+  }
+  if (!anyAnnounced && state.aimdRate !== null) wait = aimdSlot(state, t, inFlight.requests, config);
+  // Asking again re-reserves in every dimension: not before the slots the others gave have come.
+  if (askAgainIn !== null) askAgainIn = Math.max(askAgainIn, slotWait);
+  return { wait, askAgainIn, tickets: own };
+}
+
 /**
  * What a request was told: `wait` (ms) for its slot; or, without a slot, to ask again in `askAgainIn` ms
- * (`floor`: held by its class's quota floor).
+ * (`floor`: held by its class's quota floor). `tooBig`: its cost in a dimension exceeds the dimension's whole
+ * window (less the reserve): it can never be sent (SPEC §15).
  */
 export interface Reservation {
   readonly wait: number;
   readonly floor: boolean;
   readonly askAgainIn: number | null;
-  /** The request's place among the reset's waiters, to ask again with. */
-  readonly ticket: number | null;
+  /** The request's places among the resets' waiters, to ask again with. */
+  readonly ticket: Tickets | null;
+  readonly tooBig?: { readonly dimension: string; readonly cost: number; readonly limit: number };
+}
+
+/** The dimension a request's cost can never fit in, if any: its cost above the window's limit less the reserve. */
+function neverFits(state: PacerState, costs: Costs, config: PacingConfig): Reservation['tooBig'] {
+  for (const [name, dim] of dimensionsOf(state)) {
+    if (!announced(dim)) continue;
+    const cost = costIn(costs, name);
+    const limit = Math.max(1, Math.floor(dim.limit * (1 - config.reserve)));
+    if (cost > limit) return { dimension: name, cost, limit };
+  }
+  return undefined;
+}
+
+/** The release clock and queue of every dimension, to put back. */
+function savedClocks(state: PacerState): [string, DimState, Pick<DimState, 'nextSlot' | 'queueTail' | 'queueBase'>][] {
+  const saved: [string, DimState, Pick<DimState, 'nextSlot' | 'queueTail' | 'queueBase'>][] = [];
+  for (const [name, dim] of dimensionsOf(state)) {
+    const { nextSlot, queueTail, queueBase } = dim;
+    saved.push([name, dim, { nextSlot, queueTail, queueBase }]);
+  }
+  return saved;
 }
 
 /**
  * `reserve`, but a wait beyond `limitMs` (maxWait, or what is left of the
  * request's deadline) is refused without taking a slot or a place among the
- * reset's waiters: refused requests must not push later ones back.
+ * reset's waiters: refused requests must not push later ones back. A cost
+ * that never fits is refused the same way, before anything is taken.
  */
 export function reserveWithin(
   state: PacerState,
   t: number,
-  inFlight: number,
+  inFlight: Load,
   config: PacingConfig,
   random: () => number,
   limitMs: number,
   floor: number | null = null,
-  ticket: number | null = null,
+  tickets: Tickets | null = null,
+  costs: Costs = NO_COSTS,
 ): Reservation {
+  const tooBig = neverFits(state, costs, config);
+  if (tooBig) return { wait: 0, floor: false, askAgainIn: null, ticket: null, tooBig };
   // Held below its class's floor: no slot is taken; the request asks again after the wait.
   const held = belowFloor(state, t, inFlight, floor, random);
-  if (held !== undefined) return { wait: held, floor: true, askAgainIn: held, ticket };
-  const { nextSlot, queueTail, queueHead, queueBase } = state;
-  const reserved = reserve(state, t, inFlight, config, random, ticket);
-  const wait = typeof reserved === 'number' ? reserved : reserved.wait;
-  const own = typeof reserved === 'number' ? ticket : reserved.ticket;
-  if (wait > limitMs) {
-    state.nextSlot = nextSlot;
-    // A ticket just given is taken back (one given before stays: the queue then counts one too many, which only
+  if (held !== undefined) return { wait: held, floor: true, askAgainIn: held, ticket: tickets };
+  const saved = savedClocks(state);
+  const reserved = reserve(state, t, inFlight, costs, config, random, tickets);
+  if (reserved.wait > limitMs) {
+    // Tickets just given are taken back (one given before stays: the queue then counts one too many, which only
     // errs on the safe side).
-    if (own !== ticket) Object.assign(state, { queueTail, queueHead, queueBase });
+    for (const [name, dim, before] of saved) {
+      dim.nextSlot = before.nextSlot;
+      const given = reserved.tickets?.[name];
+      if (given === undefined || given === tickets?.[name]) continue;
+      if (before.queueBase === undefined)
+        Object.assign(dim, { queueTail: undefined, queueHead: undefined, queueBase: undefined });
+      else dim.queueTail = before.queueTail;
+    }
   }
-  return { wait, floor: false, askAgainIn: typeof reserved === 'number' ? null : reserved.askAgainIn, ticket: own };
+  return { wait: reserved.wait, floor: false, askAgainIn: reserved.askAgainIn, ticket: reserved.tickets };
 }
 
 /** A request is released: counters for AIMD's starting point and the refill guard. */

@@ -8,6 +8,16 @@ import type { Metrics } from '../../observe/metrics.js';
 import type { RequestContext } from '../context.js';
 import type { PriorityClass } from '../priorities.js';
 
+/** One observation per request that slept: the time it slept in all (ms). */
+export function observeSlept(
+  metrics: Pick<Metrics, 'pacingWait'>,
+  upstream: string,
+  ctx: RequestContext,
+  slept: number,
+): void {
+  metrics.pacingWait.observe(ctx.priority ? { upstream, priority: ctx.priority.name } : { upstream }, slept / 1000);
+}
+
 /**
  * Report mode: the request a pacer would have delayed or refused goes at once, flagged and counted once per
  * request.
@@ -54,4 +64,19 @@ export function refusePaced(
 ): never {
   metrics.shed.inc({ route, priority: ctx.priority?.name ?? '', reason: floor ? 'quota_floor' : 'max_wait' });
   throw pacedRefusal(upstream, maxWaitMs, wait, floor ? ctx.priority : undefined);
+}
+
+/**
+ * A request whose cost exceeds a dimension's whole window (less the reserve) can never be sent: answered at
+ * once, not retryable, without Retry-After (SPEC §15).
+ */
+export function refuseNeverFits(
+  upstream: string,
+  tooBig: { readonly dimension: string; readonly cost: number; readonly limit: number },
+): never {
+  throw new BreakwaterError(
+    'RATE_LIMITED',
+    `This request costs ${tooBig.cost} ${tooBig.dimension}; the limit of upstream '${upstream}' is ${tooBig.limit} per window, so it can never be sent: make it smaller.`,
+    { retryable: false },
+  );
 }

@@ -6,7 +6,9 @@
  */
 import type { Logger } from '../../observe/logger.js';
 import type { SharedLimits } from '../rate-limit/shared-limits.js';
-import { localStore, sharedStore, type PacerStore, type StateFn } from './store.js';
+import { addLoad, localStore, NO_LOAD, sharedStore, type Load, type PacerStore, type StateFn } from './store.js';
+import { NO_COSTS, type Costs } from '../cost.js';
+
 import type { PacingConfig } from '../../config/types.js';
 import type { AttemptResult } from '../context.js';
 import { headerValue, observe, type Observed } from './announced.js';
@@ -15,8 +17,8 @@ import { released } from './quota.js';
 export class PacerStates {
   readonly local: PacerStore;
   readonly shared: PacerStore | null;
-  /** This process's requests in flight (waiting for a slot included) per pacer id. */
-  private readonly inFlight = new Map<string, number>();
+  /** This process's requests in flight (waiting for a slot included) and their costs, per pacer id. */
+  private readonly inFlight = new Map<string, Load>();
   private warnedAt = -Infinity;
 
   /** `redis`: the connection when the pacing is shared. */
@@ -29,12 +31,18 @@ export class PacerStates {
     this.shared = redis ? sharedStore(redis.client, `breakwater:pacing:${upstream}:`, this.countOf, deps.now) : null;
   }
 
-  readonly countOf = (id: string): number => this.inFlight.get(id) ?? 0;
+  readonly countOf = (id: string): Load => this.inFlight.get(id) ?? NO_LOAD;
 
-  count(id: string, by: number): void {
-    const count = this.countOf(id) + by;
-    if (count > 0) this.inFlight.set(id, count);
-    else this.inFlight.delete(id);
+  /** One request (`sign` 1) that costs `costs` is in flight on pacer `id`, or no longer (-1). */
+  count(id: string, sign: 1 | -1, costs: Costs = NO_COSTS): void {
+    let load = this.inFlight.get(id);
+    if (!load) {
+      if (sign < 0) return;
+      load = { requests: 0, costs: {} };
+      this.inFlight.set(id, load);
+    }
+    addLoad(load, { requests: 1, costs }, sign);
+    if (load.requests <= 0) this.inFlight.delete(id);
   }
 
   /**

@@ -27,28 +27,28 @@ const SHARED_TTL_MS = 3_600_000;
 /** Compare-and-set rounds before a contended update gives up (and falls back per redis.onError). */
 const MAX_ROUNDS = 25;
 
-export interface PacerState {
+/**
+ * One dimension of a provider's quota (SPEC §15): what was announced of it,
+ * and its own release clock and queue of waiters for its reset. The
+ * requests dimension lives in the PacerState itself; the others (tokens,
+ * points, an IETF policy) in its `dims`.
+ */
+export interface DimState {
   limit?: number;
   remaining?: number;
   /** When the quota resets, on the store's clock (ms), if announced. */
   resetAt?: number;
-  pausedUntil: number;
   /** Next free release slot on the store's clock. */
   nextSlot: number;
-  /** AIMD rate (per second) when the provider announces no quota; null: unlimited. */
-  aimdRate: number | null;
-  lastIncrease: number;
-  /** Requests released in the current second, for AIMD's starting point. */
-  recent: { second: number; count: number; previous: number };
-  scope: string;
   /** The quota's window (ms): the longest time to a reset announced; unset for quotas that name no reset. */
   windowMs?: number;
   /** `resetAt` was assumed at a refill (the window's length after the last reset), not announced yet. */
   resetAssumed?: boolean;
   /**
-   * Tickets of the requests that waited for a reset, in the order they came:
-   * the first ticket of the coming reset's share, and the next ticket to give.
-   * Each reset moves the head on by one window's share.
+   * Tickets of the requests that waited for a reset, in the order they came,
+   * in the dimension's unit (a request takes as many as it costs): the first
+   * ticket of the coming reset's share, and the next ticket to give. Each
+   * reset moves the head on by one window's share.
    */
   queueHead?: number;
   queueTail?: number;
@@ -59,12 +59,58 @@ export interface PacerState {
    * of counting as a place far ahead or behind.
    */
   queueBase?: number;
+}
+
+export interface PacerState extends DimState {
+  pausedUntil: number;
+  /** AIMD rate (per second) when the provider announces no quota; null: unlimited. */
+  aimdRate: number | null;
+  lastIncrease: number;
+  /** Requests released in the current second, for AIMD's starting point. */
+  recent: { second: number; count: number; previous: number };
+  scope: string;
   /** Responses observed so far: with `remaining`, it measures a refill nobody announces. */
   answered: number;
   /** The last sample for the refill estimate of quotas that name no reset (Shopify, Salesforce). */
   sample?: { at: number; remaining: number; answered: number };
   /** Learned refill rate (per second) of such quotas. */
   refillRate?: number;
+  /** The dimensions besides requests that answers announced (at most MAX_DIMENSIONS). */
+  dims?: Record<string, DimState>;
+}
+
+/** Every dimension of a pacer that was announced or holds a queue: requests (the state itself) first. */
+export function* dimensionsOf(state: PacerState): Generator<[string, DimState]> {
+  yield ['requests', state];
+  if (state.dims) for (const name of Object.keys(state.dims)) yield [name, state.dims[name]!];
+}
+
+/**
+ * What is in flight on a pacer (requests released or waiting for their slot, not yet answered), and their cost
+ * per dimension besides requests: a dimension missing from `costs` costs 1 per request.
+ */
+export interface Load {
+  requests: number;
+  readonly costs: Record<string, number>;
+}
+
+/** The load of `dimension`. */
+export function loadIn(load: Load, dimension: string): number {
+  return dimension === 'requests' ? load.requests : (load.costs[dimension] ?? load.requests);
+}
+
+/** What is in flight on a pacer besides one request of `costs`. */
+export function othersThan(load: Load, costs: Readonly<Record<string, number>>): Load {
+  return addLoad(addLoad({ requests: 0, costs: {} }, load), { requests: 1, costs }, -1);
+}
+
+export const NO_LOAD: Load = Object.freeze({ requests: 0, costs: Object.freeze({}) as Record<string, number> });
+
+/** `into` plus `sign` x `load`, in place. */
+export function addLoad(into: Load, load: Load, sign = 1): Load {
+  into.requests += sign * load.requests;
+  for (const [name, cost] of Object.entries(load.costs)) into.costs[name] = (into.costs[name] ?? 0) + sign * cost;
+  return into;
 }
 
 export function freshState(t: number): PacerState {
@@ -79,8 +125,8 @@ export function freshState(t: number): PacerState {
   };
 }
 
-/** `fn` sees the state, the store's clock (ms) and the requests in flight for this pacer (all replicas). */
-export type StateFn<T> = (state: PacerState, t: number, inFlight: number) => T;
+/** `fn` sees the state, the store's clock (ms) and what is in flight on this pacer (all replicas). */
+export type StateFn<T> = (state: PacerState, t: number, inFlight: Load) => T;
 
 export interface PacerStore {
   update<T>(id: string, fn: StateFn<T>): T | Promise<T>;
@@ -89,12 +135,12 @@ export interface PacerStore {
   close(): void;
 }
 
-/** This process's requests in flight per pacer id. */
-export type InFlight = (id: string) => number;
+/** This process's load per pacer id. */
+export type InFlight = (id: string) => Load;
 
 export function localStore(now: () => number, inFlight: InFlight): PacerStore {
   // A pacer with requests in flight is never evicted.
-  const states = new BoundedMap<string, PacerState>({ max: MAX_PACERS, busy: (_, id) => inFlight(id) > 0 });
+  const states = new BoundedMap<string, PacerState>({ max: MAX_PACERS, busy: (_, id) => inFlight(id).requests > 0 });
   return {
     update(id, fn) {
       const state = states.getOrCreate(id, () => freshState(now()));
@@ -112,8 +158,8 @@ export function localStore(now: () => number, inFlight: InFlight): PacerStore {
 
 interface SharedValue {
   s: PacerState;
-  /** Requests in flight per replica: [count, last write on Redis's clock]. */
-  f: Record<string, [number, number]>;
+  /** Requests in flight per replica: [count, last write on Redis's clock, their cost per dimension if any]. */
+  f: Record<string, [number, number, Record<string, number>?]>;
 }
 
 const READ = `return {redis.call('GET', KEYS[1]) or '', redis.call('TIME')}`;
@@ -144,16 +190,17 @@ export function sharedStore(
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const t = clock(time);
       const value: SharedValue = raw ? (JSON.parse(raw) as SharedValue) : { s: freshState(t), f: {} };
-      let others = 0;
-      for (const [who, [count, at]] of Object.entries(value.f)) {
+      const load: Load = addLoad({ requests: 0, costs: {} }, inFlight(id));
+      for (const [who, [count, at, costs]] of Object.entries(value.f)) {
         if (who === replica) continue;
         if (t - at > REPLICA_SILENT_MS || count <= 0) delete value.f[who];
-        else others += count;
+        else addLoad(load, { requests: count, costs: costs ?? {} });
       }
-      const result = fn(value.s, t, others + inFlight(id));
+      const result = fn(value.s, t, load);
       // Read after `fn`: an update that ends a request's count publishes the count without it.
       const mine = inFlight(id);
-      if (mine > 0) value.f[replica] = [mine, t];
+      if (mine.requests > 0)
+        value.f[replica] = Object.keys(mine.costs).length > 0 ? [mine.requests, t, mine.costs] : [mine.requests, t];
       else delete value.f[replica];
       const next = JSON.stringify(value);
       const reply = (await client.eval(CAS, 1, key, raw, next, SHARED_TTL_MS)) as [number, string?, [string, string]?];
@@ -225,22 +272,26 @@ export function snapshotOf(
   const out: PacingSnapshot[] = [];
   for (const store of stores) {
     for (const [id, state, t] of store.entries()) {
-      const requests = {
-        limit: state.limit ?? null,
-        remaining: state.remaining ?? null,
-        resetSeconds: state.resetAt !== undefined ? Math.max(0, (state.resetAt - t) / 1000) : null,
-        inFlight: inFlight(id),
-      };
+      const load = inFlight(id);
+      const dimensions: Record<string, DimensionSnapshot> = {};
+      for (const [name, dim] of dimensionsOf(state)) {
+        dimensions[name] = {
+          limit: dim.limit ?? null,
+          remaining: dim.remaining ?? null,
+          resetSeconds: dim.resetAt !== undefined ? Math.max(0, (dim.resetAt - t) / 1000) : null,
+          inFlight: loadIn(load, name),
+        };
+      }
       out.push({
         upstream,
         key: id.slice(id.indexOf(':') + 1),
         scope: state.scope,
-        ...requests,
+        ...dimensions.requests!,
         ratePerSecond: state.aimdRate ?? state.refillRate ?? null,
         shared: store === shared,
         waitingByRank: waiting(id),
-        // SPEC §15: each dimension the pacer reads; the requests today (`limit`, `remaining`, ... describe it too).
-        dimensions: { requests },
+        // SPEC §15: each dimension the pacer reads (`limit`, `remaining`, ... describe requests too).
+        dimensions,
       });
     }
   }

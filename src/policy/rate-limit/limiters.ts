@@ -13,7 +13,7 @@ import type { RequestContext } from '../context.js';
 import type { SharedLimits } from './shared-limits.js';
 
 import { BoundedMap } from '../../lib/bounded-map.js';
-import { LimiterRefused, LocalLimiter } from './local-limiter.js';
+import { LimiterRefused, LocalLimiter, type Refusal } from './local-limiter.js';
 import { SharedLimiter, SharedRefused } from './shared-limiter.js';
 
 /**
@@ -41,10 +41,15 @@ export const MAX_KEY_LENGTH = 64;
 export interface Limiter {
   /** Whole tokens left, when known locally. */
   tokens?(): number;
-  /** Resolves with the slot's release; rejects with a RATE_LIMITED error, the abort reason, or a Redis error. */
-  acquire(ctx: RequestContext, waitMs: number): Promise<() => void>;
-  /** A token and a slot now, or undefined; never waits, never counts a refusal (report mode, SPEC §19.2). */
-  tryAcquire(): (() => void) | undefined | Promise<(() => void) | undefined>;
+  /**
+   * `cost` tokens (1 but with `rateLimit.cost`, SPEC §15) and a slot; resolves with the slot's release; rejects
+   * with a RATE_LIMITED error, the abort reason, or a Redis error.
+   */
+  acquire(ctx: RequestContext, waitMs: number, cost: number): Promise<() => void>;
+  /** `cost` tokens and a slot now, or undefined; never waits, never counts a refusal (report mode, SPEC §19.2). */
+  tryAcquire(cost: number): (() => void) | undefined | Promise<(() => void) | undefined>;
+  /** A request's charge changed by `delta` (settled from its usage); rejects when Redis fails. */
+  settle(delta: number): void | Promise<void>;
   idle(): boolean;
   /** Dropping it forgets nothing a fresh one would not know. */
   spare(): boolean;
@@ -146,18 +151,22 @@ export function createLocal(limit: RouteLimit): Limiter {
     queueSize: config.queue.size,
     now: deps.now,
   });
+  // A cost-weighted limit refuses at once a wait it knows is too long (SPEC §15).
+  const weighted = config.cost !== null;
+  const refusal = (ctx: RequestContext, reason: Refusal, cost: number) =>
+    refused(limit, ctx, reason, { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken(cost) });
   return {
-    acquire: (ctx, waitMs) =>
-      acquireFor(
+    acquire: (ctx, waitMs, cost) => {
+      if (weighted && limiter.waitFor(cost) > waitMs) return Promise.reject(refusal(ctx, 'timeout', cost));
+      return acquireFor(
         ctx,
         waitMs,
-        (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority, ctx.flags),
-        (error) =>
-          error instanceof LimiterRefused
-            ? refused(limit, ctx, error.reason, { tokens: limiter.tokensLeft(), toNext: limiter.secondsToNextToken() })
-            : undefined,
-      ),
-    tryAcquire: () => limiter.tryAcquire(),
+        (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority, ctx.flags, cost),
+        (error) => (error instanceof LimiterRefused ? refusal(ctx, error.reason, cost) : undefined),
+      );
+    },
+    tryAcquire: (cost) => limiter.tryAcquire(cost),
+    settle: (delta) => limiter.settle(delta),
     idle: () => limiter.idle(),
     spare: () => limiter.spare(),
     queued: () => limiter.queued(),
@@ -184,14 +193,15 @@ function createShared(limit: RouteLimit, store: SharedLimits, key: string): Limi
     return refused(limit, ctx, error.reason, last ? { tokens: last.tokens, toNext } : undefined);
   };
   return {
-    acquire: (ctx, waitMs) =>
+    acquire: (ctx, waitMs, cost) =>
       acquireFor(
         ctx,
         waitMs,
-        (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority, ctx.flags),
+        (ms, onAbort) => limiter.acquire(ms, onAbort, ctx.priority, ctx.flags, cost, config.cost !== null),
         (error) => refusal(ctx, error),
       ),
-    tryAcquire: () => limiter.tryAcquire(),
+    tryAcquire: (cost) => limiter.tryAcquire(cost),
+    settle: (delta) => limiter.settle(delta),
     idle: () => limiter.idle(),
     // The bucket lives in Redis: an idle one forgets nothing.
     spare: () => limiter.idle(),

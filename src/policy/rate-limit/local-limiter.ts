@@ -50,15 +50,15 @@ export class LocalLimiter {
     this.refilledAt = now;
   }
 
-  private canStart(): boolean {
+  private canStart(cost: number): boolean {
     if (this.options.maxConcurrent !== null && this.inFlight >= this.options.maxConcurrent) return false;
     if (this.options.rate === null) return true;
     this.refill();
-    return this.tokens >= 1;
+    return this.tokens >= cost;
   }
 
-  private start(): () => void {
-    if (this.options.rate !== null) this.tokens -= 1;
+  private start(cost: number): () => void {
+    if (this.options.rate !== null) this.tokens -= cost;
     this.inFlight += 1;
     let released = false;
     return () => {
@@ -71,9 +71,13 @@ export class LocalLimiter {
 
   /** Starts the waiters that can start, oldest first; arms a timer for the next token. */
   private drain(): void {
-    while (this.waiters.length > 0 && this.canStart()) this.waiters.resolveHead(this.start());
-    if (this.waiters.length > 0 && this.drainTimer === undefined && this.options.rate !== null && this.tokens < 1) {
-      const wait = Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.options.rate));
+    let head = this.waiters.head();
+    while (head !== undefined && this.canStart(head.cost)) {
+      this.waiters.resolveWaiter(head, this.start(head.cost));
+      head = this.waiters.head();
+    }
+    if (head !== undefined && this.drainTimer === undefined && this.options.rate !== null && this.tokens < head.cost) {
+      const wait = Math.max(1, Math.ceil(((head.cost - this.tokens) * 1000) / this.options.rate));
       this.drainTimer = setTimeout(() => {
         this.drainTimer = undefined;
         this.drain();
@@ -92,22 +96,42 @@ export class LocalLimiter {
     onAbort: (listener: () => void) => () => void,
     place?: Place,
     note?: PromotionNote,
+    cost = 1,
   ): Promise<() => void> {
-    if (this.waiters.length === 0 && this.canStart()) return Promise.resolve(this.start());
+    if (this.waiters.length === 0 && this.canStart(cost)) return Promise.resolve(this.start(cost));
     // A full queue refuses the newcomer, unless a lower class waits: then the newest of the lowest class makes room.
     if (
       this.waiters.length >= this.options.queueSize &&
       !this.waiters.displace(place?.rank ?? 0, () => new LimiterRefused('displaced'))
     )
       return Promise.reject(new LimiterRefused('queue-full'));
-    const waiting = this.waiters.wait(waitMs, onAbort, () => new LimiterRefused('timeout'), place, note);
+    const waiting = this.waiters.wait(waitMs, onAbort, () => new LimiterRefused('timeout'), place, note, cost);
     this.drain();
     return waiting;
   }
 
+  /**
+   * ms until the bucket holds `cost` more than the waiters ahead take: a cost-weighted request's wait, known
+   * before it queues (SPEC §15); 0 without a token bucket.
+   */
+  waitFor(cost: number): number {
+    if (this.options.rate === null) return 0;
+    this.refill();
+    const missing = this.waiters.costWaiting() + cost - this.tokens;
+    return missing <= 0 ? 0 : (missing * 1000) / this.options.rate;
+  }
+
+  /** The charge of a request that went is changed by `delta` (settled from its usage): the bucket may go below 0. */
+  settle(delta: number): void {
+    if (this.options.rate === null || delta === 0) return;
+    this.refill();
+    this.tokens = Math.min(this.options.burst, this.tokens - delta);
+    if (delta < 0) this.drain();
+  }
+
   /** A token and a slot now, with nobody waiting ahead, or undefined: report mode's question (SPEC §19.2). */
-  tryAcquire(): (() => void) | undefined {
-    return this.waiters.length === 0 && this.canStart() ? this.start() : undefined;
+  tryAcquire(cost = 1): (() => void) | undefined {
+    return this.waiters.length === 0 && this.canStart(cost) ? this.start(cost) : undefined;
   }
 
   /** Whole tokens left now. */
@@ -116,11 +140,11 @@ export class LocalLimiter {
     return Math.floor(this.tokens);
   }
 
-  /** Seconds until the next token is back (0 when one is there). */
-  secondsToNextToken(): number {
+  /** Seconds until the bucket holds `cost` (0 when it does): the next token by default. */
+  secondsToNextToken(cost = 1): number {
     if (this.options.rate === null) return 0;
     this.refill();
-    return this.tokens >= 1 ? 0 : (1 - this.tokens) / this.options.rate;
+    return this.tokens >= cost ? 0 : (cost - this.tokens) / this.options.rate;
   }
 
   queued(): number {

@@ -19,7 +19,18 @@ import { BreakwaterError } from '../../errors/breakwater-error.js';
 import type { Policy, RequestContext } from '../context.js';
 
 import { reportOnly } from './report.js';
-import { createLocal, keyOf, keyTable, type KeyLimiters, type RateLimitDeps, type RouteLimit } from './limiters.js';
+import {
+  createLocal,
+  keyOf,
+  keyTable,
+  type KeyLimiters,
+  type Limiter,
+  type RateLimitDeps,
+  type RouteLimit,
+} from './limiters.js';
+import { costReader } from '../cost.js';
+import type { SharedLimits } from './shared-limits.js';
+import { neverFits, reportTooBig, settleFromUsage } from './cost-weighted.js';
 
 export interface RateLimitPolicy extends Policy {
   /** Requests waiting in this route's queues. */
@@ -32,45 +43,67 @@ export interface RateLimitPolicy extends Policy {
   tokens(): number | null;
 }
 
+/** Redis is away: enforce locally, or let it through, per redis.onError; the release, and the limiter charged. */
+async function withoutRedis(
+  limit: RouteLimit,
+  sharedStore: SharedLimits,
+  ctx: RequestContext,
+  entry: KeyLimiters,
+  waitMs: number,
+  cost: number,
+): Promise<[() => void, Limiter | undefined]> {
+  ctx.flags.add('RATE_LIMIT_DEGRADED');
+  limit.deps.metrics.rateLimitDegraded.inc({ route: limit.route });
+  if (sharedStore.onError === 'allow') return [() => {}, undefined];
+  entry.fallback ??= createLocal(limit);
+  return [await entry.fallback.acquire(ctx, waitMs, cost), entry.fallback];
+}
+
 export function createRateLimit(route: string, config: RateLimitConfig, deps: RateLimitDeps): RateLimitPolicy {
   const sharedStore = config.shared ? deps.shared : undefined;
   const limit: RouteLimit = { route, config, deps };
   const keys = keyTable(limit, sharedStore);
 
-  /** Redis is away: enforce locally, or let it through, per redis.onError. */
-  const degraded = async (ctx: RequestContext, entry: KeyLimiters, waitMs: number): Promise<() => void> => {
-    ctx.flags.add('RATE_LIMIT_DEGRADED');
-    deps.metrics.rateLimitDegraded.inc({ route });
-    if (sharedStore!.onError === 'allow') return () => {};
-    entry.fallback ??= createLocal(limit);
-    return entry.fallback.acquire(ctx, waitMs);
-  };
+  /** What a request takes from the bucket (SPEC §15): its cost in the limit's unit, else 1. */
+  const costOf = config.cost !== null ? costReader(config.cost) : null;
+
+  const degraded = (ctx: RequestContext, entry: KeyLimiters, waitMs: number, cost: number) =>
+    withoutRedis(limit, sharedStore!, ctx, entry, waitMs, cost);
 
   /** Report mode (SPEC §19.2): report.ts. */
   const local = () => createLocal(limit);
-  const report = (ctx: RequestContext, entry: KeyLimiters) =>
-    reportOnly(ctx, entry, { route, metrics: deps.metrics, sharedStore, local });
+  const report = (ctx: RequestContext, entry: KeyLimiters, cost: number) =>
+    reportOnly(ctx, entry, { route, metrics: deps.metrics, sharedStore, local }, cost);
 
   return {
     async run(ctx, signal, next) {
       const entry = keys.limitersFor(keyOf(ctx, config.key));
+      const cost = costOf ? costOf(ctx) : 1;
+      // A cost above the bucket can never be taken: answered at once (SPEC §15).
+      const tooBig = config.rate !== null && cost > config.burst;
       if (config.mode === 'report') {
-        await report(ctx, entry);
+        if (tooBig) reportTooBig(ctx, route, deps.metrics);
+        else await report(ctx, entry, cost);
         return next(ctx, signal);
+      }
+      if (tooBig) {
+        deps.metrics.rateLimited.inc({ route });
+        throw neverFits(route, config, cost);
       }
       const started = deps.now();
       const waitMs = Math.max(0, Math.min(config.queue.timeout, ctx.deadline - started));
       let release: () => void;
+      let charged: Limiter | undefined = entry.primary;
       if (sharedStore && !sharedStore.healthy()) {
-        release = await degraded(ctx, entry, waitMs);
+        [release, charged] = await degraded(ctx, entry, waitMs, cost);
       } else {
         try {
-          release = await entry.primary.acquire(ctx, waitMs);
+          release = await entry.primary.acquire(ctx, waitMs, cost);
         } catch (error) {
           // Anything but our own refusal or the client leaving is Redis failing.
           if (!sharedStore || error instanceof BreakwaterError || error === ctx.signal.reason) throw error;
           sharedStore.reportFailure(error);
-          release = await degraded(ctx, entry, waitMs);
+          [release, charged] = await degraded(ctx, entry, waitMs, cost);
         }
       }
       ctx.atExchangeEnd.push(release);
@@ -78,7 +111,10 @@ export function createRateLimit(route: string, config: RateLimitConfig, deps: Ra
         const waited = deps.now() - started;
         if (waited >= 1) ctx.trace.wait('queue', Math.round(waited));
       }
-      return next(ctx, signal);
+      const result = await next(ctx, signal);
+      if (config.settle === 'usage' && charged && result.response)
+        settleFromUsage(ctx, result.response, charged, cost, sharedStore);
+      return result;
     },
     close: () => keys.close(),
     queueDepth() {

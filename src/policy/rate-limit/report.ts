@@ -10,7 +10,7 @@ import type { RequestContext } from '../context.js';
 import type { SharedLimits } from './shared-limits.js';
 
 interface Taker {
-  tryAcquire(): (() => void) | undefined | Promise<(() => void) | undefined>;
+  tryAcquire(cost: number): (() => void) | undefined | Promise<(() => void) | undefined>;
 }
 
 interface Entry {
@@ -26,7 +26,8 @@ export interface ReportDeps {
   readonly local: () => Taker;
 }
 
-export async function reportOnly(ctx: RequestContext, entry: Entry, deps: ReportDeps): Promise<void> {
+/** `cost`: the tokens the request takes (SPEC §15). */
+export async function reportOnly(ctx: RequestContext, entry: Entry, deps: ReportDeps, cost: number): Promise<void> {
   const { sharedStore } = deps;
   let limiter: Taker | undefined = entry.primary;
   // Redis away: decide as redis.onError would (local: this replica's stand-in; allow: no limit to report on).
@@ -34,10 +35,10 @@ export async function reportOnly(ctx: RequestContext, entry: Entry, deps: Report
     limiter = sharedStore.onError === 'allow' ? undefined : (entry.fallback ??= deps.local());
   let release: (() => void) | undefined;
   try {
-    release = await limiter?.tryAcquire();
+    release = await limiter?.tryAcquire(cost);
   } catch (error) {
     sharedStore?.reportFailure(error);
-    release = await (entry.fallback ??= deps.local()).tryAcquire();
+    release = await (entry.fallback ??= deps.local()).tryAcquire(cost);
   }
   if (release) ctx.atExchangeEnd.push(release);
   else if (limiter) {

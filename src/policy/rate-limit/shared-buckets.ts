@@ -14,9 +14,10 @@ const MAX_CARRIED = 64;
 
 /**
  * KEYS: tokens, slots. ARGV: rate (tokens/s, 0 = none), burst, maxConcurrent
- * (0 = none), lease id, lease ms, then leases given back since the last call
- * (removed first: a release rides on the next decision instead of costing a
- * command of its own). Returns {allowed 0|1, wait ms (-1: a slot), whole tokens left}.
+ * (0 = none), lease id, lease ms, cost (tokens the request takes, SPEC §15),
+ * then leases given back since the last call (removed first: a release
+ * rides on the next decision instead of costing a command of its own).
+ * Returns {allowed 0|1, wait ms until the bucket holds the cost (-1: a slot), whole tokens left}.
  */
 const ACQUIRE = `
 local t = redis.call('TIME')
@@ -24,7 +25,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
-if #ARGV > 5 then redis.call('ZREM', KEYS[2], unpack(ARGV, 6)) end
+local cost = tonumber(ARGV[6])
+if #ARGV > 6 then redis.call('ZREM', KEYS[2], unpack(ARGV, 7)) end
 if max > 0 and redis.call('ZCARD', KEYS[2]) >= max then
   -- Full: drop the leases of replicas that stopped renewing, then look again.
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -37,8 +39,8 @@ if rate > 0 then
   local ts = tonumber(state[2])
   if tokens == nil or ts == nil then tokens = burst; ts = now end
   if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000) end
-  if tokens < 1 then return {0, math.ceil((1 - tokens) * 1000 / rate), 0} end
-  tokens = tokens - 1
+  if tokens < cost then return {0, math.ceil((cost - tokens) * 1000 / rate), math.max(0, math.floor(tokens))} end
+  tokens = tokens - cost
   redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', now)
   redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
 end
@@ -47,6 +49,26 @@ if max > 0 then
   redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[5]))
 end
 return {1, 0, math.floor(tokens)}
+`;
+
+/**
+ * KEYS: tokens. ARGV: rate, burst, delta: a request's charge changed by `delta` once settled from its usage
+ * (SPEC §15); the bucket may go below zero. Returns whole tokens left.
+ */
+const SETTLE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then tokens = burst; ts = now end
+if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000) end
+tokens = math.min(burst, tokens - tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
+return math.floor(tokens)
 `;
 
 /** KEYS: slots. ARGV: lease ms, then lease ids: (re)adds them with a fresh expiry. */
@@ -68,8 +90,10 @@ interface Scripted {
     max: number,
     lease: string,
     leaseMs: number,
+    cost: number,
     ...released: string[]
   ): Promise<[number, number, number]>;
+  bwLimitSettle(tokens: string, rate: number, burst: number, delta: number): Promise<number>;
   bwLimitRenew(slots: string, leaseMs: number, ...leases: string[]): Promise<number>;
 }
 
@@ -96,7 +120,10 @@ export interface SharedBuckets {
     burst: number,
     maxConcurrent: number | null,
     lease: string,
+    cost?: number,
   ): Promise<Decision>;
+  /** Changes a request's charge by `delta` (SPEC §15 `settle: usage`). */
+  settle(tokens: string, rate: number, burst: number, delta: number): Promise<void>;
   /** A new lease id, unique across replicas. */
   leaseId(): string;
   /** Frees a held slot (best effort: an unreachable Redis lets it expire). */
@@ -107,6 +134,7 @@ export interface SharedBuckets {
 export function createSharedBuckets(client: Client): SharedBuckets {
   client.defineCommand('bwLimitAcquire', { numberOfKeys: 2, lua: ACQUIRE });
   client.defineCommand('bwLimitRenew', { numberOfKeys: 1, lua: RENEW });
+  client.defineCommand('bwLimitSettle', { numberOfKeys: 1, lua: SETTLE });
   const scripted = client as unknown as Scripted;
   const replica = randomBytes(6).toString('base64url');
   let counter = 0;
@@ -126,7 +154,7 @@ export function createSharedBuckets(client: Client): SharedBuckets {
   }, LEASE_MS / 3);
   renew.unref();
   return {
-    async decide(keys, rate, burst, maxConcurrent, lease) {
+    async decide(keys, rate, burst, maxConcurrent, lease, cost = 1) {
       // At most MAX_CARRIED (Lua's unpack has a stack limit); more go out with the tick's ZREM.
       let released = releasing.get(keys.slots);
       if (released && released.length <= MAX_CARRIED) releasing.delete(keys.slots);
@@ -139,6 +167,7 @@ export function createSharedBuckets(client: Client): SharedBuckets {
         maxConcurrent ?? 0,
         lease,
         LEASE_MS,
+        cost,
         ...(released ?? []),
       );
       if (allowed === 1 && maxConcurrent !== null) {
@@ -147,6 +176,9 @@ export function createSharedBuckets(client: Client): SharedBuckets {
         leases.add(lease);
       }
       return { allowed: allowed === 1, waitMs: Number(waitMs), tokens: Number(tokens) };
+    },
+    async settle(tokens, rate, burst, delta) {
+      await scripted.bwLimitSettle(tokens, rate, burst, delta);
     },
     leaseId: () => `${replica}.${(counter++).toString(36)}`,
     release(slots, lease) {

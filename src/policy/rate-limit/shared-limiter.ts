@@ -71,8 +71,8 @@ export class SharedLimiter {
     this.keys = sharedKeys(route, key);
   }
 
-  /** Asks Redis once; resolves with the slot's release when allowed. */
-  private async ask(): Promise<(() => void) | undefined> {
+  /** Asks Redis once for `cost` tokens and a slot; resolves with the slot's release when allowed. */
+  private async ask(cost: number): Promise<(() => void) | undefined> {
     const lease = this.buckets.leaseId();
     const decision = await this.buckets.decide(
       this.keys,
@@ -80,6 +80,7 @@ export class SharedLimiter {
       this.options.burst,
       this.options.maxConcurrent,
       lease,
+      cost,
     );
     this.last = decision;
     if (!decision.allowed) return undefined;
@@ -104,19 +105,34 @@ export class SharedLimiter {
    * A slot from Redis now, with nobody of this replica waiting ahead, or undefined (SPEC §19.2); rejects when
    * Redis fails.
    */
-  async tryAcquire(): Promise<(() => void) | undefined> {
-    return this.waiters.length === 0 ? this.ask() : undefined;
+  async tryAcquire(cost = 1): Promise<(() => void) | undefined> {
+    return this.waiters.length === 0 ? this.ask(cost) : undefined;
   }
 
+  /** A request's charge changed by `delta` once settled from its usage (SPEC §15); rejects when Redis fails. */
+  async settle(delta: number): Promise<void> {
+    if (this.options.rate === null || delta === 0) return;
+    await this.buckets.settle(this.keys.tokens, this.options.rate, this.options.burst, delta);
+    if (delta < 0) this.wake();
+  }
+
+  /**
+   * `cost` tokens and a slot, at most `waitMs` away: see the comment above. `refuseLonger`: a wait Redis says
+   * is longer than `waitMs` is refused at once (a cost-weighted limit, SPEC §15).
+   */
   async acquire(
     waitMs: number,
     onAbort: (listener: () => void) => () => void,
     place?: Place,
     note?: PromotionNote,
+    cost = 1,
+    refuseLonger = false,
   ): Promise<() => void> {
     if (this.waiters.length === 0) {
-      const release = await this.ask();
+      const release = await this.ask(cost);
       if (release) return release;
+      if (refuseLonger && this.last !== undefined && this.last.waitMs > waitMs)
+        throw new SharedRefused('timeout', this.last);
     }
     // This replica's queue: a higher class goes first, and displaces the newest of a lower one when full (SPEC §13).
     if (
@@ -124,7 +140,14 @@ export class SharedLimiter {
       !this.waiters.displace(place?.rank ?? 0, () => new SharedRefused('displaced', this.last))
     )
       throw new SharedRefused('queue-full', this.last);
-    const waiting = this.waiters.wait(waitMs, onAbort, () => new SharedRefused('timeout', this.last), place, note);
+    const waiting = this.waiters.wait(
+      waitMs,
+      onAbort,
+      () => new SharedRefused('timeout', this.last),
+      place,
+      note,
+      cost,
+    );
     this.schedule(this.last);
     return waiting;
   }
@@ -156,16 +179,23 @@ export class SharedLimiter {
     if (this.asking) return;
     this.asking = true;
     try {
-      while (this.waiters.length > 0) {
+      for (let head = this.waiters.head(); head !== undefined; head = this.waiters.head()) {
         let release: (() => void) | undefined;
         try {
-          release = await this.ask();
+          release = await this.ask(head.cost);
         } catch (error) {
           this.waiters.rejectAll(error);
           return;
         }
         if (!release) break;
-        if (!this.waiters.resolveHead(release)) release(); // the waiter left while Redis answered
+        if (this.waiters.resolveWaiter(head, release)) continue;
+        // It left while Redis answered: the head now takes the slot if it costs the same, else it goes back.
+        const next = this.waiters.head();
+        if (next?.cost === head.cost) this.waiters.resolveWaiter(next, release);
+        else {
+          release();
+          void this.settle(-head.cost).catch(() => {});
+        }
       }
     } finally {
       this.asking = false;
