@@ -17,6 +17,11 @@ export class Turns {
     return this.held || this.queue.length > 0;
   }
 
+  /** Someone of class `rank` or higher (0 the highest; promoted ones count as 0) waits for the turn. */
+  waitingAtOrAbove(rank: number): boolean {
+    return this.queue.someAtOrAbove(rank);
+  }
+
   /** Takes the free turn at once; false when it is held. */
   claim(): boolean {
     if (this.held) return false;

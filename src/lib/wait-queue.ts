@@ -130,6 +130,11 @@ export class WaitQueue<T> {
     head.resolve(value);
   }
 
+  /** A waiter goes in class `rank` or higher (promoted ones in the highest). */
+  someAtOrAbove(rank: number): boolean {
+    return this.waiters.some((waiter) => waiter.order <= rank);
+  }
+
   /** What all waiters take together. */
   costWaiting(): number {
     let cost = 0;

@@ -35,6 +35,17 @@ const DURATION = Number(process.env.DURATION ?? 10);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 50);
 const RATE = Number(process.env.RATE ?? 1000);
 const WARMUP = Number(process.env.WARMUP ?? 2);
+// BENCH_POST=1024: every target gets POSTs of a chat-completion JSON body of that many bytes (max_tokens 256)
+// instead of GETs: what a cost read from the body (pacing.cost, rateLimit.cost) adds.
+const POST_BYTES = Number(process.env.BENCH_POST ?? 0);
+const chatBody = (() => {
+  if (!POST_BYTES) return null;
+  const shape = (content) => JSON.stringify({ model: 'bench', max_tokens: 256, messages: [{ role: 'user', content }] });
+  return Buffer.from(shape('x'.repeat(Math.max(0, POST_BYTES - shape('').length))));
+})();
+const postOptions = chatBody
+  ? { method: 'POST', body: chatBody, headers: { 'content-type': 'application/json' } }
+  : {};
 const work = mkdtempSync(path.join(tmpdir(), 'breakwater-bench-'));
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 const children = new Set();
@@ -99,7 +110,7 @@ function peakRssMiB(pid) {
 
 function load(url, options) {
   return new Promise((resolve, reject) => {
-    autocannon({ url, connections: CONNECTIONS, duration: DURATION, timeout: 10, ...options }, (error, result) =>
+    autocannon({ url, connections: CONNECTIONS, duration: DURATION, timeout: 10, ...postOptions, ...options }, (error, result) =>
       error ? reject(error) : resolve(result),
     );
   });
@@ -133,7 +144,7 @@ function fixedRate(url, rate, seconds, expectStatus = 200) {
       while (sent < total && start + sent * interval <= now) {
         const scheduled = start + sent * interval;
         sent++;
-        const req = http.get(url, { agent }, (res) => {
+        const req = http.request(url, { agent, method: chatBody ? 'POST' : 'GET', headers: postOptions.headers }, (res) => {
           res.resume();
           res.on('end', () => {
             if (res.statusCode !== expectStatus) errors++;
@@ -145,6 +156,7 @@ function fixedRate(url, rate, seconds, expectStatus = 200) {
           errors++;
           finish();
         });
+        req.end(chatBody ?? undefined);
       }
       if (sent < total) setTimeout(tick, Math.max(0, start + sent * interval - performance.now()));
     };

@@ -411,6 +411,28 @@ describe.each([
   });
 });
 
+describe.each([
+  ['local', false],
+  ['shared (Redis)', true],
+])('%s pacing: a higher class before a lower one asleep towards its slot', (_name, shared) => {
+  it('sends three critical requests first after the reset, then the batch one that slept towards its slot', async () => {
+    const { tooMany, send, sent, close } = await spentPacer(shared);
+    try {
+      // The batch request sleeps towards its slot at the reset (three per window); then three critical ones come.
+      const all = [(await send('/batch/1', 'batch')).response];
+      for (let i = 1; i <= 3; i++) all.push((await send(`/critical/${i}`, 'critical')).response);
+      expect(sent()).toEqual([]);
+      for (const response of await Promise.all(all)) expect(response.status).toBe(200);
+      // SPEC §13: the waiting critical requests are released before the batch one (before the fix it went first).
+      expect(sent().slice(0, 3).sort()).toEqual(['/critical/1', '/critical/2', '/critical/3']);
+      expect(sent()[3]).toBe('/batch/1');
+      expect(tooMany()).toBe(0);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+});
+
 describe('local pacing with the starvation guard', () => {
   it("lets batch requests that waited priorities.promoteAfter for the pacer's turn go before a critical one that came later", async () => {
     const { proxy, tooMany, send, sent, close } = await spentPacer(false, '300ms');

@@ -25,35 +25,24 @@ import { TurnsByKey, type Turns } from '../../lib/turns.js';
 import { observeSlept, refuseNeverFits, refusePaced, reportPaced } from './refusal.js';
 import { answeredIdOf, pacerKeyOf, type PacerKey } from './key.js';
 import type { PacingConfig } from '../../config/types.js';
-import type { Metrics } from '../../observe/metrics.js';
-import type { Logger } from '../../observe/logger.js';
-import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from '../context.js';
+import type { AttemptResult, Next, Policy, RequestContext } from '../context.js';
 import type { Signal } from '../../lib/signal.js';
-import { MAX_PACERS, snapshotOf, type PacingSnapshot } from './store.js';
+import { MAX_PACERS, othersThan, snapshotOf, type PacingSnapshot } from './store.js';
 import { released, reserveWithin, type Reservation, type Tickets } from './quota.js';
 import { NO_COSTS, pacingCostReaders, type CostInput, type Costs } from '../cost.js';
-import { othersThan } from './store.js';
-import type { SharedLimits } from '../rate-limit/shared-limits.js';
 import { PacerStates } from './states.js';
+import type { PacingDeps, UpstreamPacing } from './types.js';
+import { Sleepers, type Plan } from './preemption.js';
 
 export { MAX_PACERS, type PacingSnapshot } from './store.js';
+export type { PacingDeps, UpstreamPacing } from './types.js';
+
+/** When the starvation guard (SPEC §13) makes a request that began waiting at `started` the highest class. */
+const promotedAt = (ctx: RequestContext, started: number): number | null =>
+  ctx.priority?.promoteAfterMs == null ? null : started + ctx.priority.promoteAfterMs;
 
 /** A reservation decided without Redis under `onError: allow`: no wait. */
 const NO_WAIT: Reservation = { wait: 0, floor: false, askAgainIn: null, ticket: null };
-
-export interface UpstreamPacing {
-  /** The policy layer for one route; `pathPrefix` finds the path segment a scope is learned by. */
-  policy(route: string, pathPrefix?: string): Policy;
-  snapshot(): PacingSnapshot[];
-  close(): void;
-}
-
-export interface PacingDeps extends PolicyDeps {
-  readonly metrics: Metrics;
-  readonly logger?: Logger;
-  /** The Redis connection, for `shared: true`. */
-  readonly shared?: SharedLimits;
-}
 
 export function createUpstreamPacing(
   upstream: string,
@@ -67,6 +56,8 @@ export function createUpstreamPacing(
 class Pacing implements UpstreamPacing {
   /** Per pacer id, with priority classes: whose turn it is to sleep towards a slot (lib/turns.ts). */
   private readonly turns = new TurnsByKey();
+  /** Per pacer id, with priority classes: the turn's holder asleep towards its slot, which a higher class may take. */
+  private readonly sleepers = new Sleepers();
   /** Per pacer id, with priority classes: requests waiting for their slot or turn, by rank (/status). */
   private readonly waiting = new RankCounts();
   /** The pacers' states, here or in Redis, and this process's requests in flight (states.ts). */
@@ -170,9 +161,9 @@ class Pacing implements UpstreamPacing {
     const { config, deps } = this;
     const floor = ctx.priority?.quotaFloor ?? null;
     // Like a rate-limit queue, a pacing wait never runs past the request's deadline.
-    const limitAt = deps.now() + Math.min(config.maxWait, ctx.deadline - deps.now());
-    // With priority classes, requests that come while one sleeps towards its slot wait their turn by class
-    // (lib/turns.ts).
+    const started = deps.now();
+    const limitAt = started + Math.min(config.maxWait, ctx.deadline - started);
+    // With classes, requests that come while one sleeps towards its slot wait their turn by class (lib/turns.ts).
     const turns = ctx.priority ? this.turns.of(id) : undefined;
     let holding = false;
     // Counted among the pacer's waiters by class (/status) while it waits for its turn or sleeps; only with classes.
@@ -181,8 +172,10 @@ class Pacing implements UpstreamPacing {
     let slept = 0;
     /** Its places among the resets' waiters, to ask again with. */
     let ticket: Tickets | null = null;
+    const asHolder = { rank: rank!, promoteAt: promotedAt(ctx, started), limitAt };
     try {
-      if (turns?.busy && config.mode === 'enforce') {
+      // A lower class asleep towards its slot does not make a higher one wait for the turn (preemption.ts).
+      if (turns?.busy && config.mode === 'enforce' && !this.mayPreempt(turns, id, rank!)) {
         waiting = this.waiting.enter(id, rank, waiting);
         holding = await this.takeTurn(turns, id, costs, ctx, signal, route, limitAt - deps.now());
       }
@@ -199,10 +192,10 @@ class Pacing implements UpstreamPacing {
           wait,
           floor: held,
           askAgainIn,
-          ticket: own,
           tooBig,
+          ...rest
         } = reserved instanceof Promise ? await reserved : reserved;
-        ticket = own;
+        ticket = rest.ticket;
         if (tooBig && config.mode === 'enforce') refuseNeverFits(this.upstream, tooBig);
         // Report mode (SPEC §19.2): the slot is taken, as enforcing would; the wait or refusal is only reported.
         if (config.mode === 'report' && (tooBig || wait > 0 || askAgainIn !== null)) {
@@ -210,22 +203,23 @@ class Pacing implements UpstreamPacing {
           break;
         }
         if (wait > limitMs) refusePaced(this.deps.metrics, this.upstream, config.maxWait, ctx, route, wait, held);
-        // Held by its class's floor, it holds no turn (a higher class may go meanwhile); waiting for its slot or
-        // its place, it does.
-        if (held && holding) {
-          this.turns.give(id);
-          holding = false;
-        }
-        const sleep = askAgainIn ?? wait;
-        if (sleep > 0) {
+        // Held by its class's floor, it holds no turn (a higher class may go meanwhile); waiting for a slot, it does.
+        if (held && holding) holding = this.giveTurn(id);
+        const now = deps.now();
+        let plan: Plan = { at: now + (askAgainIn ?? wait), goAt: now + wait, ask: askAgainIn !== null, ticket };
+        if (plan.at > now) {
+          // SPEC §13: a lower class asleep towards an earlier slot gives it to this request (preemption.ts).
+          if (turns && !held && !holding) plan = this.sleepers.exchange(id, rank!, plan, now);
           if (turns && !holding && !held) holding = turns.claim();
           waiting = this.waiting.enter(id, rank, waiting);
-          slept += sleep;
           ctx.flags.add('PACED');
-          ctx.trace?.wait('pacing', sleep);
-          await this.sleepFor(sleep, signal, id, costs, held);
+          if (holding) plan = await this.sleepers.sleep(id, { ...asHolder, plan }, signal, deps);
+          else await this.sleepFor(plan.at - now, signal, id, costs, held);
+          slept += Math.max(0, plan.at - now);
+          ctx.trace?.wait('pacing', Math.max(0, plan.at - now));
+          ticket = plan.ticket;
         }
-        if (askAgainIn === null) break;
+        if (!plan.ask) break;
       }
     } finally {
       if (holding) this.turns.give(id);
@@ -236,19 +230,25 @@ class Pacing implements UpstreamPacing {
     if (!this.states.shared) this.states.local.update(id, (state, t) => released(state, t));
   }
 
+  /** Its holder sleeps in a lower class and nobody of `rank` or higher waits: no wait for the turn (SPEC §13). */
+  private mayPreempt(turns: Turns, id: string, rank: number): boolean {
+    return this.sleepers.lowerThan(id, rank, this.deps.now()) && !turns.waitingAtOrAbove(rank);
+  }
+
+  /** Gives up the pacer's turn; false (it holds it no more). */
+  private giveTurn(id: string): false {
+    this.turns.give(id);
+    return false;
+  }
+
   /**
    * Sleeps towards its slot or its next ask. Held by its class's floor, it
    * is not in flight meanwhile: it spends nothing before the reset, and
    * counting it would hold back a higher class that may go now (SPEC §13).
    */
-  private async sleepFor(ms: number, signal: Signal, id: string, costs: Costs, held: boolean): Promise<void> {
-    if (!held) return this.deps.sleep(ms, signal);
-    this.states.count(id, -1, costs);
-    try {
-      await this.deps.sleep(ms, signal);
-    } finally {
-      this.states.count(id, 1, costs);
-    }
+  private sleepFor(ms: number, signal: Signal, id: string, costs: Costs, held: boolean): Promise<void> {
+    const sleep = () => this.deps.sleep(ms, signal);
+    return held ? this.states.uncounted(id, costs, sleep) : sleep();
   }
 
   /** Waits for the pacer's turn by class, within what is left of maxWait; true once it holds it. */
@@ -264,22 +264,21 @@ class Pacing implements UpstreamPacing {
     const started = this.deps.now();
     // Waiting for a turn is not waiting for a slot: not counted in flight (it would shrink the quota the turn's
     // holder sees).
-    this.states.count(id, -1, costs);
-    try {
-      await turns.take(
+    const take = () =>
+      turns.take(
         ctx.priority!,
         Math.max(0, waitMs),
         (listener) => signal.onAbort(listener),
-        () => new Error('max wait'),
+        () => new Error(),
         ctx.flags,
       );
+    try {
+      await this.states.uncounted(id, costs, take);
       return true;
-    } catch (error) {
+    } catch {
       if (signal.aborted) throw signal.reason;
       const waited = Math.max(waitMs, this.deps.now() - started) + 1;
       return refusePaced(this.deps.metrics, this.upstream, this.config.maxWait, ctx, route, waited, false);
-    } finally {
-      this.states.count(id, 1, costs);
     }
   }
 

@@ -45,6 +45,16 @@ export class PacerStates {
     if (load.requests <= 0) this.inFlight.delete(id);
   }
 
+  /** Runs `fn` with one request of `costs` on pacer `id` not counted in flight meanwhile. */
+  async uncounted<T>(id: string, costs: Costs, fn: () => Promise<T>): Promise<T> {
+    this.count(id, -1, costs);
+    try {
+      return await fn();
+    } finally {
+      this.count(id, 1, costs);
+    }
+  }
+
   /**
    * Runs a state update in Redis when shared, here otherwise, or here / not
    * at all while Redis fails (redis.onError). `degraded`: called when a
