@@ -43,9 +43,7 @@ const chatBody = (() => {
   const shape = (content) => JSON.stringify({ model: 'bench', max_tokens: 256, messages: [{ role: 'user', content }] });
   return Buffer.from(shape('x'.repeat(Math.max(0, POST_BYTES - shape('').length))));
 })();
-const postOptions = chatBody
-  ? { method: 'POST', body: chatBody, headers: { 'content-type': 'application/json' } }
-  : {};
+const postOptions = chatBody ? { method: 'POST', body: chatBody, headers: { 'content-type': 'application/json' } } : {};
 const work = mkdtempSync(path.join(tmpdir(), 'breakwater-bench-'));
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 const children = new Set();
@@ -110,8 +108,9 @@ function peakRssMiB(pid) {
 
 function load(url, options) {
   return new Promise((resolve, reject) => {
-    autocannon({ url, connections: CONNECTIONS, duration: DURATION, timeout: 10, ...postOptions, ...options }, (error, result) =>
-      error ? reject(error) : resolve(result),
+    autocannon(
+      { url, connections: CONNECTIONS, duration: DURATION, timeout: 10, ...postOptions, ...options },
+      (error, result) => (error ? reject(error) : resolve(result)),
     );
   });
 }
@@ -144,14 +143,18 @@ function fixedRate(url, rate, seconds, expectStatus = 200) {
       while (sent < total && start + sent * interval <= now) {
         const scheduled = start + sent * interval;
         sent++;
-        const req = http.request(url, { agent, method: chatBody ? 'POST' : 'GET', headers: postOptions.headers }, (res) => {
-          res.resume();
-          res.on('end', () => {
-            if (res.statusCode !== expectStatus) errors++;
-            latencies.push(performance.now() - scheduled);
-            finish();
-          });
-        });
+        const req = http.request(
+          url,
+          { agent, method: chatBody ? 'POST' : 'GET', headers: postOptions.headers },
+          (res) => {
+            res.resume();
+            res.on('end', () => {
+              if (res.statusCode !== expectStatus) errors++;
+              latencies.push(performance.now() - scheduled);
+              finish();
+            });
+          },
+        );
         req.on('error', () => {
           errors++;
           finish();
