@@ -76,7 +76,10 @@ const CircuitBreaker = Obj({
 });
 
 /** A quota dimension's name (SPEC §15): `tokens`, `input-tokens`, an IETF policy's name. */
-const Dimension = Type.String({ pattern: '^[a-z0-9][a-z0-9_.-]{0,63}$', description: 'a dimension name, lower case' });
+const Dimension = Type.String({
+  pattern: '^(?!constructor$)[a-z0-9][a-z0-9_.-]{0,63}$',
+  description: 'a dimension name, lower case',
+});
 
 /** `pacing.cost` (SPEC §15): none, a preset, or a source per dimension. */
 const PacingCost = Type.Union(

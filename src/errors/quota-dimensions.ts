@@ -17,7 +17,8 @@ import { number, quotaOf, READERS, readReset, type Quota, type QuotaDialect, typ
 export const MAX_DIMENSIONS = 8;
 /** An IETF field longer than this is not read (real ones are tens of characters per policy). */
 const MAX_FIELD = 2048;
-const DIMENSION_NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
+/** A dimension's name, as the config's; never `constructor` (an object's inherited member, where states are kept by name). */
+const DIMENSION_NAME = /^(?!constructor$)[a-z0-9][a-z0-9_.-]{0,63}$/;
 
 /** A header mapped to a dimension by `pacing.quotaHeaders`; header names in lower case. */
 export interface QuotaHeaderMap {

@@ -38,6 +38,7 @@ describe('quota dimensions and costs in the config', () => {
     ['{ enabled: true, cost: { tokens: opena } }', /"opena" is not a cost; did you mean "openai"\?/],
     ['{ enabled: true, cost: { tokens: "header:bad name" } }', /"bad name" is not a valid header name/],
     ['{ enabled: true, cost: { Tokens: openai } }', /pacing\.cost.*Tokens/],
+    ['{ enabled: true, cost: { constructor: openai } }', /pacing\.cost.*constructor/],
     ['{ enabled: true, quotaHeaders: [{ dimension: points, remaining: X-Left }] }', /quotaHeaders\[0\].*reset/],
     [
       '{ enabled: true, quotaHeaders: [{ dimension: p, remaining: a, reset: b }, { dimension: p, remaining: c, reset: d }] }',

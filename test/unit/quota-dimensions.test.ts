@@ -74,6 +74,10 @@ describe('the dimensions an answer announces', () => {
     const items = Array.from({ length: 50 }, (_, i) => `"p${i}";r=1;t=1`);
     const found = readDimensions({ ratelimit: [...items, '"BAD NAME";r=1;t=1'].join(', ') }, NOW, opts('ietf'));
     expect(found.size).toBe(MAX_DIMENSIONS);
+    // An object's inherited member is never a dimension (states are kept by name).
+    expect([...readDimensions({ ratelimit: '"constructor";r=1;t=1' }, NOW, opts('ietf')).keys()]).not.toContain(
+      'constructor',
+    );
     // A field past 2 KiB is not split into policies (read as the one unnamed quota at most).
     const huge = readDimensions({ ratelimit: `"a";r=1;t=1,${' '.repeat(5000)}` }, NOW, opts('ietf'));
     expect([...huge.keys()]).toEqual(['requests']);
@@ -224,6 +228,13 @@ describe('reserving in several dimensions', () => {
     });
     expect(refused.tooBig).toEqual({ dimension: 'tokens', cost: 901, limit: 900 });
     expect(JSON.stringify(state)).toBe(before);
+  });
+
+  it('holds back no request that costs nothing in a dimension (an app header of 0)', () => {
+    const state = freshState(0);
+    observe(state, 0, 200, { ...announced, 'x-ratelimit-remaining-tokens': '0' }, CONFIG, 30_000, NOW);
+    expect(reserveWithin(state, 0, none, CONFIG, () => 0.5, 60_000, null, null, { tokens: 0 }).wait).toBe(0);
+    expect(reserveWithin(state, 0, none, CONFIG, () => 0.5, 60_000, null, null, { tokens: 1 }).wait).toBeGreaterThan(0);
   });
 
   it('holds nothing back in a dimension not announced yet', () => {

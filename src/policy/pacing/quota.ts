@@ -70,6 +70,8 @@ function reserveIn(
   refillRate: number | undefined,
 ): number | Waiter | null {
   if (!announced(dim)) return null;
+  // A request that costs nothing here (an app's `header:` cost of 0) takes no room in it.
+  if (cost <= 0) return 0;
   if (dim.resetAt !== undefined && dim.resetAt <= t) {
     // The window the quota described is over: assume it refilled, and a window as long as the longest seen.
     dim.remaining = dim.limit;
@@ -129,7 +131,8 @@ function aimdSlot(state: PacerState, t: number, inFlight: number, config: Pacing
 /** A request's place among each dimension's reset waiters, by dimension. */
 export type Tickets = Readonly<Record<string, number>>;
 
-const costIn = (costs: Costs, dimension: string): number => (dimension === 'requests' ? 1 : (costs[dimension] ?? 1));
+const costIn = (costs: Costs, dimension: string): number =>
+  dimension === 'requests' || !Object.hasOwn(costs, dimension) ? 1 : costs[dimension]!;
 
 interface Reserved {
   readonly wait: number;
@@ -166,7 +169,7 @@ function reserve(
   let own: Record<string, number> | null = null;
   let anyAnnounced = false;
   for (const [name, dim] of dimensionsOf(state)) {
-    const ticket = tickets?.[name] ?? null;
+    const ticket = tickets !== null && Object.hasOwn(tickets, name) ? tickets[name]! : null;
     const refill = name === 'requests' ? state.refillRate : undefined;
     const found = reserveIn(dim, t, loadIn(inFlight, name), costIn(costs, name), config, random, ticket, refill);
     if (found === null) continue;

@@ -16,6 +16,9 @@
 import { BoundedMap } from '../../lib/bounded-map.js';
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
+import { addLoad, loadIn, type Load } from './load.js';
+
+export { addLoad, loadIn, NO_LOAD, othersThan, type Load } from './load.js';
 
 /** Live pacers per upstream: least recently used dropped first (those with requests in flight kept). */
 export const MAX_PACERS = 1000;
@@ -83,34 +86,6 @@ export interface PacerState extends DimState {
 export function* dimensionsOf(state: PacerState): Generator<[string, DimState]> {
   yield ['requests', state];
   if (state.dims) for (const name of Object.keys(state.dims)) yield [name, state.dims[name]!];
-}
-
-/**
- * What is in flight on a pacer (requests released or waiting for their slot, not yet answered), and their cost
- * per dimension besides requests: a dimension missing from `costs` costs 1 per request.
- */
-export interface Load {
-  requests: number;
-  readonly costs: Record<string, number>;
-}
-
-/** The load of `dimension`. */
-export function loadIn(load: Load, dimension: string): number {
-  return dimension === 'requests' ? load.requests : (load.costs[dimension] ?? load.requests);
-}
-
-/** What is in flight on a pacer besides one request of `costs`. */
-export function othersThan(load: Load, costs: Readonly<Record<string, number>>): Load {
-  return addLoad(addLoad({ requests: 0, costs: {} }, load), { requests: 1, costs }, -1);
-}
-
-export const NO_LOAD: Load = Object.freeze({ requests: 0, costs: Object.freeze({}) as Record<string, number> });
-
-/** `into` plus `sign` x `load`, in place. */
-export function addLoad(into: Load, load: Load, sign = 1): Load {
-  into.requests += sign * load.requests;
-  for (const [name, cost] of Object.entries(load.costs)) into.costs[name] = (into.costs[name] ?? 0) + sign * cost;
-  return into;
 }
 
 export function freshState(t: number): PacerState {
