@@ -81,6 +81,40 @@ describe('pacing on tokens as well as requests', () => {
     }, 40_000);
   }
 
+  it('does not count twice what the provider already charged: slow answers still fill each window', async () => {
+    // Answers take 800 ms (a JSON generation) and announce the quota as it stands then: the requests in flight
+    // were charged at admission and are in that remaining already.
+    provider = await startTokenProvider({
+      requests: 100,
+      tokens: 3000,
+      windowMs: 3000,
+      dialect: 'openai',
+      latencyMs: 800,
+    });
+    proxy = await startProxy(`version: 1
+defaults: { retry: { maxRetries: 0 }, timeouts: { perTry: 30s, total: 60s } }
+upstreams:
+  llm:
+    url: "${provider.url}"
+    circuitBreaker: { failureRate: 100 }
+    pacing: { enabled: true, headers: openai, cost: openai, maxWait: 30s, reserve: 0% }
+routes:
+  - { name: chat, upstream: llm }
+`);
+    // One every 100 ms for 4.5 s: 45 requests of ~300 tokens against 3,000 a 3 s window (1.5 times the quota).
+    const answers: Promise<unknown>[] = [];
+    for (let i = 0; i < 45; i++) {
+      answers.push(post(chat()));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await Promise.all(answers);
+    expect(provider.tooMany()).toBe(0);
+    // Before the fix the requests in flight were taken off a remaining that already counted them: the first
+    // window admitted about 60 % of its tokens. Now at least 80 %.
+    const first = provider.seen.filter((seen) => seen.window === 0).reduce((sum, seen) => sum + seen.charge, 0);
+    expect(first).toBeGreaterThanOrEqual(0.8 * 3000);
+  }, 40_000);
+
   it('draws 429s from the same load paced on requests only (the control)', async () => {
     await start('openai', '{ enabled: true, headers: openai, maxWait: 30s }');
     const { statuses } = await burst();

@@ -35,7 +35,14 @@ function dimensionIn(state: PacerState, name: string, t: number): DimState | und
  * One dimension's announced quota read into its state. `limitless`: a mapped header without a limit (SPEC §15:
  * the highest remaining seen stands for it).
  */
-function learnWindow(dim: DimState, quota: Quota, t: number, config: PacingConfig, limitless: boolean): boolean {
+function learnWindow(
+  dim: DimState,
+  quota: Quota,
+  t: number,
+  config: PacingConfig,
+  limitless: boolean,
+  sentAt: number | undefined,
+): boolean {
   // After an assumed refill, a late answer from the window that just ended
   // announces a reset that is past, or (rounded up to whole seconds) nearer
   // the old reset than the next: it must not undo the refill and make the
@@ -57,6 +64,11 @@ function learnWindow(dim: DimState, quota: Quota, t: number, config: PacingConfi
     (known === undefined || known <= t || Math.abs(estimate - known) > Math.max(1000, (dim.windowMs ?? 0) / 2));
   // Within one window the lowest remaining and the earliest reset seen are the closest to the truth (answers come out of order; resets are rounded up).
   const sameWindow = !newWindow && !dim.resetAssumed;
+  // Local pacing: the remaining that stands counts what was sent before the request it answered (coveredAt).
+  if (sentAt !== undefined && quota.remaining !== undefined) {
+    if (!sameWindow || dim.remaining === undefined) dim.coveredAt = sentAt;
+    else if (quota.remaining <= dim.remaining) dim.coveredAt = Math.max(dim.coveredAt ?? sentAt, sentAt);
+  }
   dim.remaining =
     quota.remaining === undefined
       ? dim.remaining
@@ -94,6 +106,7 @@ function measureRefill(state: PacerState, remaining: number, t: number): void {
 /** What a response says about the quota, read into the pacer (no side effect outside the state: a shared update may run twice). */
 /** `wall`: epoch ms when the response came, to read the dates it names (a reset as a Unix time, an HTTP-date Retry-After). */
 /** `pauseMs`: a pause a provider rule decided (SPEC §14), handled like a Retry-After. */
+/** `sentAt`: local pacing, when the answered request was sent (the state's clock): what its remaining counts. */
 export function observe(
   state: PacerState,
   t: number,
@@ -103,6 +116,7 @@ export function observe(
   retryAfterMaxMs: number,
   wall: number,
   pauseMs?: number,
+  sentAt?: number,
 ): Observed {
   let paused = false;
   const dimensions = readDimensions(headers, wall, {
@@ -115,7 +129,7 @@ export function observe(
     const dim = dimensionIn(state, name, t);
     if (!dim) continue;
     const limitless = quota.limit === undefined && config.quotaHeaders.some((mapped) => mapped.dimension === name);
-    const noReset = learnWindow(dim, quota, t, config, limitless);
+    const noReset = learnWindow(dim, quota, t, config, limitless, sentAt);
     if (noReset && name === 'requests' && quota.remaining !== undefined) measureRefill(state, quota.remaining, t);
     else if (noReset && quota.remaining !== undefined) dim.remaining = quota.remaining;
   }

@@ -118,24 +118,24 @@ class Pacing implements UpstreamPacing {
     degraded: (ctx: RequestContext) => void,
   ): Promise<AttemptResult> {
     const { id } = key;
-    // Each attempt is charged its whole cost again (SPEC §15).
-    const costs = this.costsOf ? this.costsOf(ctx) : NO_COSTS;
-    // Counted from the reservation on (before it: concurrent requests reserve while this one
-    // awaits): a request waiting for its slot will spend quota as surely as one already sent.
+    const costs = this.costsOf ? this.costsOf(ctx) : NO_COSTS; // each attempt charged again (SPEC §15)
+    // Counted from the reservation on: a request waiting for its slot will spend quota as surely as one sent.
     this.states.count(id, 1, costs);
     let done = false;
     let published = false;
+    let sent: ReturnType<PacerStates['sent']>;
     const finish = () => {
-      if (!done) this.states.count(id, -1, costs);
+      if (!done) this.states.count(id, -1, costs, sent);
       done = true;
     };
     try {
       // A closure per request only where Redis can fail: local pacing allocates none.
       await this.waitForSlot(ctx, signal, id, costs, this.states.shared ? () => degraded(ctx) : undefined, route);
+      sent = this.states.sent(id, costs);
       const result = await next(ctx, signal);
       // Counted in flight until what it learned is in the state (with it, in one update): a reservation in
       // between would see neither.
-      if (result.response?.headers) published = await this.learn(key, result, finish);
+      if (result.response?.headers) published = await this.learn(key, result, finish, sent?.at);
       return result;
     } finally {
       finish();
@@ -286,12 +286,13 @@ class Pacing implements UpstreamPacing {
    * Reads the quota the response announced into its pacer, ending the request's count (`finish`) in the same
    * update; true when that was the request's own pacer (its count published).
    */
-  private async learn(key: PacerKey, result: AttemptResult, finish: () => void): Promise<boolean> {
+  private async learn(key: PacerKey, result: AttemptResult, finish: () => void, sentAt?: number): Promise<boolean> {
     const { config } = this;
     const answeredId = answeredIdOf(config, result.response!.headers, key, (learnKey, scope) => {
       if (this.scopes.get(learnKey) !== scope) this.scopes.set(learnKey, scope);
     });
-    const pending = this.states.learn(answeredId, result, finish, config, this.retryAfterMaxMs, this.deps.wall());
+    const wall = this.deps.wall();
+    const pending = this.states.learn(answeredId, result, finish, config, this.retryAfterMaxMs, wall, sentAt);
     const seen = pending instanceof Promise ? await pending : pending;
     if (seen?.paused) this.deps.metrics.pacingPauses.inc({ upstream: this.upstream });
     return answeredId === key.id;

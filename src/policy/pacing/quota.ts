@@ -12,7 +12,8 @@ import { NO_COSTS, type Costs } from '../cost.js';
 import { gave, jitter, nextWindow, resetWaiter, splitAmong, type Waiter } from './reset-queue.js';
 
 export { nextWindow } from './reset-queue.js';
-import { dimensionsOf, loadIn, type DimState, type Load, type PacerState } from './store.js';
+import { dimensionsOf, type DimState, type Load, type PacerState } from './store.js';
+import { costIn, splitIn, unseenIn } from './load.js';
 
 /** Samples for the measured refill rate are at least this far apart (ms). */
 export const REFILL_SAMPLE_MS = 1000;
@@ -46,23 +47,25 @@ function belowFloor(
   for (const [name, dim] of dimensionsOf(state)) {
     if (!announced(dim)) continue;
     if (dim.resetAt !== undefined && dim.resetAt <= t) continue; // the window is over: refilled
-    if (dim.remaining - loadIn(inFlight, name) >= floor * dim.limit) continue;
+    if (dim.remaining - unseenIn(inFlight, name, dim.coveredAt) >= floor * dim.limit) continue;
     until = Math.max(until ?? 0, resetOrSample(dim, t));
   }
   return until === undefined ? undefined : until + jitter(random) - t;
 }
 
 /**
- * How long a request costing `cost` must wait in one dimension before it may
- * go, in ms; reserves its slot there. `inFlight` is the others' cost in
- * flight (all replicas); `ticket`: its place among the reset's waiters,
+ * How long a request costing `cost` must wait in one dimension (`name`)
+ * before it may go, in ms; reserves its slot there. `load` is what the
+ * others have in flight (all replicas), of which what the remaining does
+ * not count yet is taken off it; `ticket`: its place among the reset's waiters,
  * when it asks again. `refillRate`: the requests dimension's measured
  * refill, for quotas that name no reset.
  */
 function reserveIn(
   dim: DimState,
   t: number,
-  inFlight: number,
+  load: Load,
+  name: string,
   cost: number,
   config: PacingConfig,
   random: () => number,
@@ -74,6 +77,8 @@ function reserveIn(
   if (cost <= 0) return 0;
   if (dim.resetAt !== undefined && dim.resetAt <= t) {
     // The window the quota described is over: assume it refilled, and a window as long as the longest seen.
+    // What was sent before the reset was charged to the window that ended.
+    dim.coveredAt = dim.resetAt;
     dim.remaining = dim.limit;
     dim.resetAt = dim.windowMs !== undefined ? t + dim.windowMs : undefined;
     dim.resetAssumed = true;
@@ -81,19 +86,22 @@ function reserveIn(
   }
   // A waiter whose reset came: its share of the window was kept for it (it counts in flight).
   if (ticket !== null && gave(dim, ticket) && ticket + cost <= dim.queueHead!) return 0;
+  // What went and the remaining does not count yet is spent; what waits for a slot is ahead of this request.
+  const { sent, queued } = splitIn(load, name, dim.coveredAt);
   const limit = dim.limit;
   // Beyond the first unit, the room the request's own cost takes (0 for a request costing 1).
   const spare = cost - 1;
-  const effective = dim.remaining - inFlight - config.reserve * limit;
-  if ((dim.remaining - spare) / limit > config.engageBelow && effective - spare > 0) return 0;
+  const effective = dim.remaining - sent - config.reserve * limit;
+  const ahead = load.sent ? queued : 0;
+  if ((dim.remaining - spare) / limit > config.engageBelow && effective - ahead - spare > 0) return 0;
   // The slowest release, minRate requests per second, in the dimension's unit.
   const minRate = config.minRate * cost;
   let rate: number;
   if (dim.windowMs !== undefined) {
     // A quota that resets.
     const resetAt = dim.resetAt ?? t + dim.windowMs;
-    // Not enough left in this window for its cost: wait for the reset.
-    if (effective - spare <= 0) return resetWaiter(dim, t, cost, config, random, resetAt, ticket);
+    // Not enough left in this window for its cost and what waits ahead of it: wait for the reset.
+    if (effective - ahead - spare <= 0) return resetWaiter(dim, t, cost, config, random, resetAt, ticket);
     rate = Math.max(minRate, effective / Math.max(0.001, (resetAt - t) / 1000));
   } else if (refillRate !== undefined) {
     // No reset announced: release at the measured refill rate, half of it once nothing is left.
@@ -107,8 +115,8 @@ function reserveIn(
   }
   rate /= splitAmong(config);
   // Slots reserved at an older, lower rate (or by requests that never went) do not hold back the queue: at the
-  // current rate, at most what is in flight is ahead of this one.
-  const slot = Math.max(t, Math.min(dim.nextSlot, t + ((inFlight + cost) * 1000) / rate));
+  // current rate, at most what waits is ahead of this one.
+  const slot = Math.max(t, Math.min(dim.nextSlot, t + ((queued + cost) * 1000) / rate));
   // A slot past the reset is a place among the reset's waiters: the next window's share, counted.
   if (dim.resetAt !== undefined && dim.windowMs !== undefined && slot > dim.resetAt)
     return resetWaiter(dim, t, cost, config, random, dim.resetAt, ticket);
@@ -130,9 +138,6 @@ function aimdSlot(state: PacerState, t: number, inFlight: number, config: Pacing
 
 /** A request's place among each dimension's reset waiters, by dimension. */
 export type Tickets = Readonly<Record<string, number>>;
-
-const costIn = (costs: Costs, dimension: string): number =>
-  dimension === 'requests' || !Object.hasOwn(costs, dimension) ? 1 : costs[dimension]!;
 
 interface Reserved {
   readonly wait: number;
@@ -171,7 +176,7 @@ function reserve(
   for (const [name, dim] of dimensionsOf(state)) {
     const ticket = tickets !== null && Object.hasOwn(tickets, name) ? tickets[name]! : null;
     const refill = name === 'requests' ? state.refillRate : undefined;
-    const found = reserveIn(dim, t, loadIn(inFlight, name), costIn(costs, name), config, random, ticket, refill);
+    const found = reserveIn(dim, t, inFlight, name, costIn(costs, name), config, random, ticket, refill);
     if (found === null) continue;
     anyAnnounced = true;
     if (typeof found === 'number') {

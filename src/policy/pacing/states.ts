@@ -6,7 +6,16 @@
  */
 import type { Logger } from '../../observe/logger.js';
 import type { SharedLimits } from '../rate-limit/shared-limits.js';
-import { addLoad, localStore, NO_LOAD, sharedStore, type Load, type PacerStore, type StateFn } from './store.js';
+import {
+  addLoad,
+  localStore,
+  NO_LOAD,
+  sharedStore,
+  type Load,
+  type PacerStore,
+  type Sent,
+  type StateFn,
+} from './store.js';
 import { NO_COSTS, type Costs } from '../cost.js';
 
 import type { PacingConfig } from '../../config/types.js';
@@ -33,16 +42,30 @@ export class PacerStates {
 
   readonly countOf = (id: string): Load => this.inFlight.get(id) ?? NO_LOAD;
 
-  /** One request (`sign` 1) that costs `costs` is in flight on pacer `id`, or no longer (-1). */
-  count(id: string, sign: 1 | -1, costs: Costs = NO_COSTS): void {
+  /** One request (`sign` 1) that costs `costs` is in flight on pacer `id`, or no longer (-1; `sent`: when it went). */
+  count(id: string, sign: 1 | -1, costs: Costs = NO_COSTS, sent?: Sent): void {
     let load = this.inFlight.get(id);
+    if (sent) (load?.sent as Set<Sent> | undefined)?.delete(sent);
     if (!load) {
       if (sign < 0) return;
-      load = { requests: 0, costs: {} };
+      // Local pacing knows when each was sent (load.ts unseenIn); shared pacing counts replicas that it cannot.
+      load = this.shared ? { requests: 0, costs: {} } : { requests: 0, costs: {}, sent: new Set<Sent>() };
       this.inFlight.set(id, load);
     }
     addLoad(load, { requests: 1, costs }, sign);
     if (load.requests <= 0) this.inFlight.delete(id);
+  }
+
+  /**
+   * A request of `costs` counted on pacer `id` is sent now: local pacing notes when (what a later answer's
+   * remaining counts of it), until count(-1) forgets it.
+   */
+  sent(id: string, costs: Costs): Sent | undefined {
+    const sent = this.inFlight.get(id)?.sent as Set<Sent> | undefined;
+    if (!sent) return undefined;
+    const entry: Sent = { at: this.deps.now(), costs };
+    sent.add(entry);
+    return entry;
   }
 
   /** Runs `fn` with one request of `costs` on pacer `id` not counted in flight meanwhile. */
@@ -133,6 +156,7 @@ export class PacerStates {
     config: PacingConfig,
     retryAfterMaxMs: number,
     wall: number,
+    sentAt?: number,
   ): Observed | undefined | Promise<Observed | undefined> {
     const headers = result.response!.headers;
     const rule = result.classification.rule;
@@ -145,7 +169,7 @@ export class PacerStates {
         finish();
         if (shared) released(state, t);
         if (config.scope) state.scope = headerValue(headers, config.scope);
-        return observe(state, t, status, headers, config, retryAfterMaxMs, wall, pauseMs);
+        return observe(state, t, status, headers, config, retryAfterMaxMs, wall, pauseMs, shared ? undefined : sentAt);
       },
       undefined,
     );

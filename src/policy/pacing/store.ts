@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { addLoad, loadIn, type Load } from './load.js';
 
-export { addLoad, loadIn, NO_LOAD, othersThan, type Load } from './load.js';
+export { addLoad, loadIn, NO_LOAD, othersThan, unseenIn, type Load, type Sent } from './load.js';
 
 /** Live pacers per upstream: least recently used dropped first (those with requests in flight kept). */
 export const MAX_PACERS = 1000;
@@ -47,6 +47,11 @@ export interface DimState {
   windowMs?: number;
   /** `resetAt` was assumed at a refill (the window's length after the last reset), not announced yet. */
   resetAssumed?: boolean;
+  /**
+   * Local pacing: requests sent before this time (the pacer's clock) are counted in `remaining` (the answer that
+   * set it was to a request sent then; a provider charges at admission), or were charged to the window before.
+   */
+  coveredAt?: number;
   /**
    * Tickets of the requests that waited for a reset, in the order they came,
    * in the dimension's unit (a request takes as many as it costs): the first
