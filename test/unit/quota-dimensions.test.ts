@@ -8,7 +8,7 @@ import { readDimensions, MAX_DIMENSIONS } from '../../src/errors/quota-dimension
 import { costReader, estimateTokens, pacingCostReaders, type CostInput } from '../../src/policy/cost.js';
 import { reserveWithin } from '../../src/policy/pacing/quota.js';
 import { observe } from '../../src/policy/pacing/announced.js';
-import { freshState } from '../../src/policy/pacing/store.js';
+import { freshState, type Sent } from '../../src/policy/pacing/store.js';
 import { readUsage } from '../../src/policy/usage.js';
 import { UpstreamResponse } from '../../src/upstream/response.js';
 import type { PacingConfig } from '../../src/config/types.js';
@@ -179,6 +179,13 @@ describe('reserving in several dimensions', () => {
     'x-ratelimit-reset-tokens': '2s',
   };
   const none = { requests: 0, costs: {} };
+  /** `remaining` of 2,000 tokens left, 10 s to the reset. */
+  const spent = (remaining: number) => ({
+    ...announced,
+    'x-ratelimit-limit-tokens': '2000',
+    'x-ratelimit-remaining-tokens': String(remaining),
+    'x-ratelimit-reset-tokens': '10s',
+  });
 
   it('goes at once while every dimension has room, waits for the tokens’ reset when they have not', () => {
     const state = freshState(0);
@@ -235,6 +242,36 @@ describe('reserving in several dimensions', () => {
     observe(state, 0, 200, { ...announced, 'x-ratelimit-remaining-tokens': '0' }, CONFIG, 30_000, NOW);
     expect(reserveWithin(state, 0, none, CONFIG, () => 0.5, 60_000, null, null, { tokens: 0 }).wait).toBe(0);
     expect(reserveWithin(state, 0, none, CONFIG, () => 0.5, 60_000, null, null, { tokens: 1 }).wait).toBeGreaterThan(0);
+  });
+
+  it('takes what waits for a slot off the window once (ahead on the clock), not off the remaining as well', () => {
+    const state = freshState(0);
+    // 1,000 of 2,000 tokens left (at engageBelow), 10 s to the reset: 100 a second.
+    observe(state, 0, 200, spent(1000), CONFIG, 30_000, NOW, undefined, 0);
+    // Six requests of 100 reserve in turn, each behind those before it, still waiting for their slots.
+    const waits: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const waiting = { requests: i, costs: { tokens: 100 * i }, sent: new Set<Sent>() };
+      waits.push(reserveWithin(state, 0, waiting, CONFIG, () => 0.5, 60_000, null, null, { tokens: 100 }).wait);
+    }
+    // One a second. Taken off the remaining as well, the rate fell with every one waiting (the sixth at 6.5 s).
+    expect(waits).toEqual([0, 1000, 2000, 3000, 4000, 5000]);
+  });
+
+  it('does not take off the remaining what was sent before the request whose answer announced it', () => {
+    const covered = new Set<Sent>(Array.from({ length: 4 }, () => ({ at: 50, costs: { tokens: 100 } })));
+    const spacing = (sent: Set<Sent>) => {
+      const state = freshState(0);
+      // The answer to a request sent at t=100 says 1,000 of 2,000 are left (10 s to the reset).
+      observe(state, 200, 200, spent(1000), CONFIG, 30_000, NOW, undefined, 100);
+      const load = { requests: sent.size, costs: { tokens: 100 * sent.size }, sent };
+      reserveWithin(state, 200, load, CONFIG, () => 0.5, 60_000, null, null, { tokens: 100 });
+      return state.dims!.tokens!.nextSlot - 200;
+    };
+    // Four sent at t=50 are in that remaining: 1,000 over 10 s, the next slot 1 s on (taken off, 1.67 s).
+    expect(spacing(covered)).toBeCloseTo(1000, 6);
+    // One sent at t=150 is not counted yet: taken off (900 over 10 s).
+    expect(spacing(new Set([...covered, { at: 150, costs: { tokens: 100 } }]))).toBeCloseTo((100 * 1000) / 90, 6);
   });
 
   it('holds nothing back in a dimension not announced yet', () => {
