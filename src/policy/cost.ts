@@ -53,10 +53,13 @@ function viewOf(input: CostInput): BodyView {
   return view;
 }
 
-/** A count: a finite number >= 0, rounded up; undefined for anything else. */
+/** The largest cost a source yields: beyond it a pacer's or a bucket's arithmetic would lose its precision. */
+export const MAX_COST = 2 ** 31;
+
+/** A count: a finite number >= 0, rounded up (at most MAX_COST); undefined for anything else. */
 function countOf(value: unknown): number | undefined {
   const n = typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
-  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? Math.ceil(n) : undefined;
+  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? Math.min(MAX_COST, Math.ceil(n)) : undefined;
 }
 
 /** The own field at `path` of a JSON value (an object's inherited members are never read). */
@@ -84,7 +87,8 @@ const ANTHROPIC_MAX = ['max_tokens'];
 /** The provider's admission estimate: the prompt as UTF-8 bytes / 4, plus the most it may answer. */
 export function estimateTokens(input: CostInput, preset: 'openai' | 'anthropic'): number {
   const view = viewOf(input);
-  return Math.ceil(view.bytes / 4) + maxOutput(view.json, preset === 'openai' ? OPENAI_MAX : ANTHROPIC_MAX);
+  const tokens = Math.ceil(view.bytes / 4) + maxOutput(view.json, preset === 'openai' ? OPENAI_MAX : ANTHROPIC_MAX);
+  return Math.min(MAX_COST, tokens);
 }
 
 /** Anthropic's input-tokens estimate: the body's bytes / 4. */

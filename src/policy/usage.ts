@@ -28,8 +28,11 @@ interface Seen {
   output?: number;
 }
 
+/** Usage past this is an upstream's nonsense: read as this (a bucket charged it stays finite). */
+export const MAX_USAGE = 2 ** 31;
+
 const count = (value: unknown): number | undefined =>
-  typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined;
+  typeof value === 'number' && Number.isFinite(value) && value >= 0 ? Math.min(value, MAX_USAGE) : undefined;
 
 /** A parsed value's usage object (its own `usage`, or its `message.usage`) read into `seen`. */
 function noteUsage(value: unknown, seen: Seen): void {
@@ -54,7 +57,7 @@ function noteUsage(value: unknown, seen: Seen): void {
 function totalOf(seen: Seen): number | undefined {
   if (seen.total !== undefined) return Math.ceil(seen.total);
   if (seen.input === undefined && seen.output === undefined) return undefined;
-  return Math.ceil((seen.input ?? 0) + (seen.output ?? 0));
+  return Math.min(MAX_USAGE, Math.ceil((seen.input ?? 0) + (seen.output ?? 0)));
 }
 
 function parse(text: string): unknown {
@@ -94,8 +97,6 @@ export function readUsage(response: UpstreamResponse): UsageReader {
 /** Server-sent events: each event's `data` lines, parsed when the event ends if it mentions usage. */
 function eventUsage(response: UpstreamResponse): UsageReader {
   const seen: Seen = {};
-  /** The unfinished line. */
-  let line = '';
   /** The current event's data, and whether it outgrew USAGE_BYTES (then skipped). */
   let data = '';
   let skipped = false;
@@ -116,23 +117,33 @@ function eventUsage(response: UpstreamResponse): UsageReader {
     }
   };
   const decoder = new StringDecoder('utf8');
+  /** The unfinished line's pieces: a long line trickling in small chunks is joined once, not rescanned. */
+  let pieces: string[] = [];
+  let pending = 0;
   response.watch((chunk) => {
-    const text = line + decoder.write(chunk);
+    const text = decoder.write(chunk);
     let start = 0;
     for (let newline = text.indexOf('\n'); newline !== -1; newline = text.indexOf('\n', start)) {
-      takeLine(text.slice(start, newline));
+      const piece = text.slice(start, newline);
+      takeLine(pieces.length === 0 ? piece : pieces.join('') + piece);
+      pieces = [];
+      pending = 0;
       start = newline + 1;
     }
-    line = text.slice(start);
-    // A line longer than an event may be is dropped with its event.
-    if (line.length > USAGE_BYTES) {
-      skipped = true;
-      line = '';
+    if (start < text.length) {
+      pending += text.length - start;
+      // A line longer than an event may be is dropped with its event.
+      if (pending > USAGE_BYTES) {
+        skipped = true;
+        pieces = [];
+      } else pieces.push(text.slice(start));
     }
   });
   return {
     total() {
-      if (line !== '') takeLine(line);
+      // A stream cut short names no usage it can be trusted with (a client could stop before the last event).
+      if (!response.complete) return undefined;
+      if (pieces.length > 0) takeLine(pieces.join(''));
       endEvent();
       return totalOf(seen);
     },

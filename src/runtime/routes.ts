@@ -8,7 +8,7 @@
  */
 import { readsBody } from '../policy/cost.js';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { RouteConfig } from '../config/types.js';
+import type { PacingConfig, RouteConfig } from '../config/types.js';
 import { sleep as systemSleep } from '../lib/clock.js';
 import type { Signal } from '../lib/signal.js';
 import { createAttempt, type AttemptDeps } from '../policy/attempt.js';
@@ -42,7 +42,7 @@ export interface RouteRuntime {
   /** Stored answers for stale fallback (SPEC §8.2), when `fallback.stale` is set. */
   readonly stale: StaleStore | null;
   /** Whether a request body is held for replay, from the route's retry settings (SPEC §3 `retry.bufferLimit`): upstream/body.ts reads it. */
-  readonly bodyReplay: { readonly replay: boolean; readonly bufferLimit: number };
+  readonly bodyReplay: { readonly replay: boolean; readonly costed: boolean; readonly bufferLimit: number };
 }
 
 /** What a route is built with: the attempt's needs, the policies' clock and jitter, and its predecessor's state on a reload. */
@@ -53,6 +53,12 @@ export interface RouteDeps extends AttemptDeps {
     rateLimit(route: RouteConfig): RateLimitPolicy | undefined;
     stale(route: RouteConfig): StaleStore | undefined;
   };
+}
+
+/** Whether a body is held for replay (a retry could send it again) or read for a cost (SPEC §15). */
+function bodyReplayOf(config: RouteConfig, pacing: PacingConfig | undefined) {
+  const costed = readsBody(config.rateLimit?.cost ?? null) || (pacing?.enabled === true && readsBody(pacing.cost));
+  return { replay: config.retry.maxRetries > 0 || costed, costed, bufferLimit: config.retry.bufferLimit };
 }
 
 export function buildRoute(
@@ -103,13 +109,7 @@ export function buildRoute(
     rateLimit,
     stale,
     // A body is buffered only when a retry could send it again, or a cost is read from it (SPEC §15).
-    bodyReplay: {
-      replay:
-        config.retry.maxRetries > 0 ||
-        readsBody(config.rateLimit?.cost ?? null) ||
-        (upstream?.config.pacing.enabled === true && readsBody(upstream.config.pacing.cost)),
-      bufferLimit: config.retry.bufferLimit,
-    },
+    bodyReplay: bodyReplayOf(config, upstream?.config.pacing),
     matcher: compileMatcher(config),
     upstream,
     destination: destinations[0] ?? null,

@@ -4,7 +4,9 @@
  * before the first attempt and replayed byte for byte on every attempt.
  * Larger bodies, and bodies of unknown length (chunked), stream through the
  * first attempt only (with `limits.maxBodySize` enforced while streaming
- * when no Content-Length announced the size) and are never retried.
+ * when no Content-Length announced the size) and are never retried. On a
+ * route that reads a cost from the body (SPEC §15) a chunked body is read
+ * too, within `bufferLimit`, so that no client can send one uncounted.
  */
 import type { IncomingMessage } from 'node:http';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
@@ -79,6 +81,11 @@ export interface BodyOptions {
   readonly bufferLimit: number;
   /** False when the route never retries: then nothing is buffered. */
   readonly replay: boolean;
+  /**
+   * The route reads a cost from the body (SPEC §15): a body of unknown length (chunked) is read too, up to
+   * `bufferLimit` (beyond: PAYLOAD_TOO_LARGE), so that it cannot go uncounted.
+   */
+  readonly costed?: boolean;
 }
 
 /** A body held in memory, replayed on every attempt. */
@@ -94,23 +101,31 @@ function bufferedBody(buffer: Buffer): RequestBody {
  */
 export function prepareRequestBody(req: IncomingMessage, options: BodyOptions): RequestBody | Promise<RequestBody> {
   const length = req.headers['content-length'];
+  if (hasBody(req) && length === undefined && options.costed) return readBody(req, options.bufferLimit);
   if (!hasBody(req) || !options.replay || length === undefined || Number(length) > options.bufferLimit) {
     return requestBody(req, options.maxBodySize);
   }
   return readBody(req);
 }
 
-async function readBody(req: IncomingMessage): Promise<RequestBody> {
+/** The whole body in memory; `cap`: a body of unknown length past it is refused (PAYLOAD_TOO_LARGE). */
+async function readBody(req: IncomingMessage, cap = Infinity): Promise<RequestBody> {
   const chunks: Buffer[] = [];
   let size = 0;
   try {
     for await (const chunk of req) {
       chunks.push(chunk as Buffer);
       size += (chunk as Buffer).length;
+      if (size > cap) break;
     }
   } catch {
     throw new ClientClosedError();
   }
+  if (size > cap)
+    throw new BreakwaterError(
+      'PAYLOAD_TOO_LARGE',
+      `This route reads the request's cost from its body: a body of unknown length (chunked) must fit retry.bufferLimit (${cap} bytes); send it with a Content-Length.`,
+    );
   if (!req.complete) throw new ClientClosedError();
   return bufferedBody(Buffer.concat(chunks, size));
 }

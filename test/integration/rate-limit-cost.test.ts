@@ -50,15 +50,38 @@ routes:
 `);
 }
 
-/** A chat request of 400 bytes (100 tokens) asking for at most `maxTokens`. */
-function chat(tenant: string, proxy: TestProxy, maxTokens = 300) {
+/** A chat request of 400 bytes (100 tokens) asking for at most `maxTokens`; `chunked`: without Content-Length. */
+function chat(tenant: string, proxy: TestProxy, maxTokens = 300, chunked = false) {
   const shape = (content: string) => JSON.stringify({ model: 'm', max_tokens: maxTokens, messages: [{ content }] });
   return request(`${proxy.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'x-tenant': tenant },
     body: shape('x'.repeat(400 - shape('').length)),
+    chunked,
   });
 }
+
+describe('a chunked body on a route that reads its cost', () => {
+  it('is refused with PAYLOAD_TOO_LARGE past retry.bufferLimit, never sent', async () => {
+    const proxy = await startProxy(`version: 1
+upstreams: { llm: { url: "${provider.url}" } }
+routes:
+  - name: small
+    upstream: llm
+    retry: { maxRetries: 0, bufferLimit: 256B }
+    rateLimit: { rate: 1000/min, burst: 1000, cost: openai }
+`);
+    try {
+      const before = provider.seen.length;
+      const answer = await chat('f', proxy, 300, true);
+      const body = expectProblem(answer, 'PAYLOAD_TOO_LARGE', { route: 'small', upstream: 'llm', attempts: 0 });
+      expect(body.detail).toMatch(/body of unknown length \(chunked\) must fit retry.bufferLimit \(256 bytes\)/);
+      expect(provider.seen.length).toBe(before);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
 
 describe.each([false, true])('a per-tenant token budget (shared: %s)', (shared) => {
   it("refuses a tenant's third request of 400 tokens against 1,000, at once, and not the other tenant's", async () => {
@@ -88,6 +111,24 @@ describe.each([false, true])('a per-tenant token budget (shared: %s)', (shared) 
       const statuses: number[] = [];
       for (let i = 0; i < 6; i++) statuses.push((await chat('c', proxy)).status);
       expect(statuses).toEqual([200, 200, 200, 200, 200, 200]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('reads the cost of a chunked body too (within bufferLimit), so that none goes uncounted', async () => {
+    const proxy = await start(shared);
+    try {
+      const before = provider.seen.length;
+      // Without Content-Length: still read, its 5,100 tokens never fit the burst.
+      expectProblem(await chat('e', proxy, 5000, true), 'RATE_LIMITED', {
+        route: `chat-${routes}`,
+        upstream: 'llm',
+        attempts: 0,
+        retryable: false,
+      });
+      expect((await chat('e', proxy, 300, true)).status).toBe(200);
+      expect(provider.seen.length).toBe(before + 1);
     } finally {
       await proxy.close();
     }

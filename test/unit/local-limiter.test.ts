@@ -4,6 +4,28 @@ import { LimiterRefused, LocalLimiter } from '../../src/policy/rate-limit/local-
 const never = () => () => {};
 
 describe('LocalLimiter', () => {
+  it('weighs requests by cost, and a costly head that gives up lets a cheap one behind it go at once', async () => {
+    const limiter = new LocalLimiter({ rate: 1, burst: 10, maxConcurrent: null, queueSize: 5, now: Date.now });
+    (await limiter.acquire(0, never, undefined, undefined, 5))();
+    // 5 left: a head costing 10 waits for 5 more (5 s); one costing 1 waits behind it.
+    const costly = limiter.acquire(100, never, undefined, undefined, 10);
+    const started = Date.now();
+    const cheap = limiter.acquire(10_000, never, undefined, undefined, 1);
+    await expect(costly).rejects.toEqual(new LimiterRefused('timeout'));
+    (await cheap)();
+    // Once the costly head left, the cheap one went (not when the head's 5 s timer came).
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(limiter.tokensLeft()).toBe(4);
+  });
+
+  it('lets a settled charge take the bucket below zero by one burst at most', () => {
+    const limiter = new LocalLimiter({ rate: 1, burst: 10, maxConcurrent: null, queueSize: 0, now: () => 0 });
+    limiter.settle(1e300);
+    expect(limiter.tokensLeft()).toBe(-10);
+    limiter.settle(-5);
+    expect(limiter.tokensLeft()).toBe(-5);
+  });
+
   it('allows burst at once, then refills continuously at rate', async () => {
     let clock = 0;
     const limiter = new LocalLimiter({ rate: 10, burst: 3, maxConcurrent: null, queueSize: 0, now: () => clock });

@@ -5,11 +5,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { readDimensions, MAX_DIMENSIONS } from '../../src/errors/quota-dimensions.js';
-import { costReader, estimateTokens, pacingCostReaders, type CostInput } from '../../src/policy/cost.js';
+import { Sleepers } from '../../src/policy/pacing/preemption.js';
+import { Cancellation } from '../../src/lib/signal.js';
+import { costReader, estimateTokens, MAX_COST, pacingCostReaders, type CostInput } from '../../src/policy/cost.js';
 import { reserveWithin } from '../../src/policy/pacing/quota.js';
 import { observe } from '../../src/policy/pacing/announced.js';
 import { freshState, type Sent } from '../../src/policy/pacing/store.js';
-import { readUsage } from '../../src/policy/usage.js';
+import { MAX_USAGE, readUsage } from '../../src/policy/usage.js';
 import { UpstreamResponse } from '../../src/upstream/response.js';
 import type { PacingConfig } from '../../src/config/types.js';
 
@@ -274,6 +276,23 @@ describe('reserving in several dimensions', () => {
     expect(spacing(new Set([...covered, { at: 150, costs: { tokens: 100 } }]))).toBeCloseTo((100 * 1000) / 90, 6);
   });
 
+  it('exchanges a sleeper’s slot only with a request that costs the same', () => {
+    const sleepers = new Sleepers();
+    const slot = { at: 100, goAt: 100, ask: false, ticket: null };
+    const later = { at: 900, goAt: 900, ask: false, ticket: null };
+    void sleepers.sleep(
+      'p',
+      { rank: 2, costs: { tokens: 100 }, promoteAt: null, limitAt: 10_000, plan: slot },
+      new Cancellation(),
+      {
+        now: () => 0,
+        sleep: () => new Promise(() => {}),
+      },
+    );
+    expect(sleepers.exchange('p', 0, { tokens: 5000 }, later, 0)).toBe(later);
+    expect(sleepers.exchange('p', 0, { tokens: 100 }, later, 0)).toBe(slot);
+  });
+
   it('holds nothing back in a dimension not announced yet', () => {
     const state = freshState(0);
     const reserved = reserveWithin(state, 0, none, CONFIG, () => 0.5, 60_000, null, null, { tokens: 1_000_000 });
@@ -320,6 +339,22 @@ describe('the usage an answer reports', () => {
       'event: message_delta\ndata: {"usage":{"output_tokens":15}}\n\n',
     ];
     expect(usageOf(answer('text/event-stream', anthropic))).toBe(40);
+  });
+
+  it('trusts no usage from a stream cut short, nor an impossible number', () => {
+    const response = new UpstreamResponse(
+      200,
+      'OK',
+      [Buffer.from('content-type'), Buffer.from('text/event-stream')],
+      () => {},
+      () => {},
+    );
+    const reader = readUsage(response);
+    // Anthropic's first event names 25 in and 1 out; the client leaves before the last.
+    response.deliver(Buffer.from('data: {"message":{"usage":{"input_tokens":25,"output_tokens":1}}}\n\n'));
+    expect(reader.total()).toBeUndefined();
+    expect(usageOf(answer('application/json', ['{"usage":{"total_tokens":1e308}}']))).toBe(MAX_USAGE);
+    expect(costReader('header:x-cost')(input(null, { 'x-cost': '9'.repeat(40) }))).toBe(MAX_COST);
   });
 
   it('skips an event larger than it reads, and never holds one back', () => {

@@ -172,7 +172,7 @@ class Pacing implements UpstreamPacing {
     let slept = 0;
     /** Its places among the resets' waiters, to ask again with. */
     let ticket: Tickets | null = null;
-    const asHolder = { rank: rank!, promoteAt: promotedAt(ctx, started), limitAt };
+    const asHolder = { rank: rank!, costs, promoteAt: promotedAt(ctx, started), limitAt };
     try {
       // A lower class asleep towards its slot does not make a higher one wait for the turn (preemption.ts).
       if (turns?.busy && config.mode === 'enforce' && !this.mayPreempt(turns, id, rank!)) {
@@ -209,7 +209,7 @@ class Pacing implements UpstreamPacing {
         let plan: Plan = { at: now + (askAgainIn ?? wait), goAt: now + wait, ask: askAgainIn !== null, ticket };
         if (plan.at > now) {
           // SPEC §13: a lower class asleep towards an earlier slot gives it to this request (preemption.ts).
-          if (turns && !held && !holding) plan = this.sleepers.exchange(id, rank!, plan, now);
+          if (turns && !held && !holding) plan = this.sleepers.exchange(id, rank!, costs, plan, now);
           if (turns && !holding && !held) holding = turns.claim();
           waiting = this.waiting.enter(id, rank, waiting);
           ctx.flags.add('PACED');

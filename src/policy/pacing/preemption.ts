@@ -8,10 +8,12 @@
  * earlier slot (and its places among a reset's waiters), the sleeper is
  * woken and sleeps on towards the later one. Nothing is reserved twice or
  * lost: the pacer's clock holds the same releases, in the order of class.
- * A sleeper is never pushed past its own deadline (maxWait, total).
+ * A sleeper is never pushed past its own deadline (maxWait, total), and
+ * only requests that cost the same exchange (a slot is sized for its cost).
  */
 import { Cancellation, type Signal } from '../../lib/signal.js';
 import type { Tickets } from './quota.js';
+import type { Costs } from '../cost.js';
 
 /**
  * When a sleeper wakes (on the pacer's clock), when it expects to go (later, when it asks again then), and its
@@ -26,6 +28,8 @@ export interface Plan {
 
 interface Sleeper {
   readonly rank: number;
+  /** What it costs per dimension: a slot is only exchanged between requests that cost the same. */
+  readonly costs: Costs;
   /** When the starvation guard (`priorities.promoteAfter`) makes it one of the highest class; null: never. */
   readonly promoteAt: number | null;
   /** It may not wake later than this. */
@@ -37,6 +41,11 @@ interface Sleeper {
 
 /** The reason a sleeper's sleep ends early: its slot went to a higher class. */
 const EXCHANGED = Symbol('exchanged');
+
+function sameCosts(a: Costs, b: Costs): boolean {
+  const names = Object.keys(a);
+  return names.length === Object.keys(b).length && names.every((name) => Object.hasOwn(b, name) && a[name] === b[name]);
+}
 
 /** Its class at `now`: the highest once the starvation guard promoted it (SPEC §13). */
 function rankOf(sleeper: Sleeper, now: number): number {
@@ -62,10 +71,12 @@ export class Sleepers {
    * wait until the newcomer's time); the holder then follows the
    * newcomer's.
    */
-  exchange(id: string, rank: number, plan: Plan, now: number): Plan {
+  exchange(id: string, rank: number, costs: Costs, plan: Plan, now: number): Plan {
     const sleeper = this.byPacer.get(id);
     if (!sleeper || rankOf(sleeper, now) <= rank || sleeper.plan.goAt >= plan.goAt || plan.goAt > sleeper.limitAt)
       return plan;
+    // A slot and its places among reset waiters are sized for what the sleeper costs.
+    if (!sameCosts(sleeper.costs, costs)) return plan;
     const theirs = sleeper.plan;
     // Never awake before the slot it gave up (a plan that asks again would ask ahead of the newcomer).
     sleeper.plan = { ...plan, at: Math.max(plan.at, theirs.at + 1) };
@@ -80,12 +91,7 @@ export class Sleepers {
    */
   async sleep(
     id: string,
-    sleeper: {
-      readonly rank: number;
-      readonly promoteAt: number | null;
-      readonly limitAt: number;
-      readonly plan: Plan;
-    },
+    sleeper: Omit<Sleeper, 'wake'>,
     signal: Signal,
     deps: { readonly now: () => number; readonly sleep: (ms: number, signal: Signal) => Promise<void> },
   ): Promise<Plan> {

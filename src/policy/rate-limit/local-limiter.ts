@@ -69,6 +69,13 @@ export class LocalLimiter {
     };
   }
 
+  /** Drains again with the timer re-armed for the head there is now. */
+  private redrain(): void {
+    clearTimeout(this.drainTimer);
+    this.drainTimer = undefined;
+    this.drain();
+  }
+
   /** Starts the waiters that can start, oldest first; arms a timer for the next token. */
   private drain(): void {
     let head = this.waiters.head();
@@ -107,6 +114,8 @@ export class LocalLimiter {
       return Promise.reject(new LimiterRefused('queue-full'));
     const waiting = this.waiters.wait(waitMs, onAbort, () => new LimiterRefused('timeout'), place, note, cost);
     this.drain();
+    // A waiter that gives up may have been the head the timer waits for: the next head may start sooner, or now.
+    waiting.then(undefined, () => this.redrain());
     return waiting;
   }
 
@@ -125,7 +134,8 @@ export class LocalLimiter {
   settle(delta: number): void {
     if (this.options.rate === null || delta === 0) return;
     this.refill();
-    this.tokens = Math.min(this.options.burst, this.tokens - delta);
+    // Below zero by at most one burst: an answer's usage, however large, costs the key at most two bursts' time.
+    this.tokens = Math.max(-this.options.burst, Math.min(this.options.burst, this.tokens - delta));
     if (delta < 0) this.drain();
   }
 

@@ -53,7 +53,7 @@ return {1, 0, math.floor(tokens)}
 
 /**
  * KEYS: tokens. ARGV: rate, burst, delta: a request's charge changed by `delta` once settled from its usage
- * (SPEC §15); the bucket may go below zero. Returns whole tokens left.
+ * (SPEC §15); the bucket may go below zero, by one burst at most. Returns whole tokens left.
  */
 const SETTLE = `
 local t = redis.call('TIME')
@@ -65,7 +65,7 @@ local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
 if tokens == nil or ts == nil then tokens = burst; ts = now end
 if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000) end
-tokens = math.min(burst, tokens - tonumber(ARGV[3]))
+tokens = math.max(-burst, math.min(burst, tokens - tonumber(ARGV[3])))
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
 return math.floor(tokens)
