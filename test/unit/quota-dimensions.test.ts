@@ -293,6 +293,20 @@ describe('reserving in several dimensions', () => {
     expect(sleepers.exchange('p', 0, { tokens: 100 }, later, 0)).toBe(slot);
   });
 
+  it('forgets a dimension no answer has named for a minute (an upstream that stopped announcing it)', () => {
+    const state = freshState(0);
+    // Points announced once: none left, no reset named (nothing to measure it by).
+    const config: PacingConfig = {
+      ...CONFIG,
+      quotaHeaders: [
+        { dimension: 'points', limit: 'x-limit', remaining: 'x-points', reset: 'x-points-reset', resetFormat: 'delta' },
+      ],
+    };
+    observe(state, 0, 200, { 'x-limit': '10', 'x-points': '0' }, config, 30_000, NOW);
+    expect(reserveWithin(state, 1000, none, config, () => 0.5, 60_000).wait).toBeGreaterThan(1000);
+    expect(reserveWithin(state, 61_000, none, config, () => 0.5, 60_000).wait).toBe(0);
+  });
+
   it('holds nothing back in a dimension not announced yet', () => {
     const state = freshState(0);
     const reserved = reserveWithin(state, 0, none, CONFIG, () => 0.5, 60_000, null, null, { tokens: 1_000_000 });

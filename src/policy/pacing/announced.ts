@@ -128,6 +128,7 @@ export function observe(
   for (const [name, quota] of dimensions) {
     const dim = dimensionIn(state, name, t);
     if (!dim) continue;
+    if (dim !== state) dim.seenAt = t;
     const limitless = quota.limit === undefined && config.quotaHeaders.some((mapped) => mapped.dimension === name);
     const noReset = learnWindow(dim, quota, t, config, limitless, sentAt);
     if (noReset && name === 'requests' && quota.remaining !== undefined) measureRefill(state, quota.remaining, t);

@@ -18,6 +18,17 @@ import { costIn, splitIn, unseenIn } from './load.js';
 /** Samples for the measured refill rate are at least this far apart (ms). */
 export const REFILL_SAMPLE_MS = 1000;
 
+/** A dimension besides requests that no answer has named for this long holds nothing back (ms). */
+const FORGET_AFTER_MS = 60_000;
+
+/**
+ * A dimension (besides requests) no answer has named for a minute, nor for two of its windows: the upstream
+ * stopped announcing it, and what it said last must not hold every request back for ever.
+ */
+function forgotten(dim: DimState, t: number): boolean {
+  return dim.seenAt !== undefined && t - dim.seenAt > Math.max(FORGET_AFTER_MS, 2 * (dim.windowMs ?? 0));
+}
+
 /** A dimension whose limit and remaining count are known. */
 function announced(dim: DimState): dim is DimState & { limit: number; remaining: number } {
   return dim.remaining !== undefined && dim.limit !== undefined && dim.limit > 0;
@@ -45,7 +56,7 @@ function belowFloor(
   if (floor === null || floor <= 0) return undefined;
   let until: number | undefined;
   for (const [name, dim] of dimensionsOf(state)) {
-    if (!announced(dim)) continue;
+    if (!announced(dim) || forgotten(dim, t)) continue;
     if (dim.resetAt !== undefined && dim.resetAt <= t) continue; // the window is over: refilled
     if (dim.remaining - unseenIn(inFlight, name, dim.coveredAt) >= floor * dim.limit) continue;
     until = Math.max(until ?? 0, resetOrSample(dim, t));
@@ -72,7 +83,7 @@ function reserveIn(
   ticket: number | null,
   refillRate: number | undefined,
 ): number | Waiter | null {
-  if (!announced(dim)) return null;
+  if (!announced(dim) || forgotten(dim, t)) return null;
   // A request that costs nothing here (an app's `header:` cost of 0) takes no room in it.
   if (cost <= 0) return 0;
   if (dim.resetAt !== undefined && dim.resetAt <= t) {
@@ -209,9 +220,9 @@ export interface Reservation {
 }
 
 /** The dimension a request's cost can never fit in, if any: its cost above the window's limit less the reserve. */
-function neverFits(state: PacerState, costs: Costs, config: PacingConfig): Reservation['tooBig'] {
+function neverFits(state: PacerState, t: number, costs: Costs, config: PacingConfig): Reservation['tooBig'] {
   for (const [name, dim] of dimensionsOf(state)) {
-    if (!announced(dim)) continue;
+    if (!announced(dim) || forgotten(dim, t)) continue;
     const cost = costIn(costs, name);
     const limit = Math.max(1, Math.floor(dim.limit * (1 - config.reserve)));
     if (cost > limit) return { dimension: name, cost, limit };
@@ -246,7 +257,7 @@ export function reserveWithin(
   tickets: Tickets | null = null,
   costs: Costs = NO_COSTS,
 ): Reservation {
-  const tooBig = neverFits(state, costs, config);
+  const tooBig = neverFits(state, t, costs, config);
   if (tooBig) return { wait: 0, floor: false, askAgainIn: null, ticket: null, tooBig };
   // Held below its class's floor: no slot is taken; the request asks again after the wait.
   const held = belowFloor(state, t, inFlight, floor, random);

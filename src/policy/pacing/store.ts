@@ -47,6 +47,8 @@ export interface DimState {
   windowMs?: number;
   /** `resetAt` was assumed at a refill (the window's length after the last reset), not announced yet. */
   resetAssumed?: boolean;
+  /** A dimension besides requests: when an answer last announced it (one no answer names any more stops pacing). */
+  seenAt?: number;
   /**
    * Local pacing: requests sent before this time (the pacer's clock) are counted in `remaining` (the answer that
    * set it was to a request sent then; a provider charges at admission), or were charged to the window before.
