@@ -39,34 +39,54 @@ export type Dimensions = Map<string, Quota>;
 
 export { DIALECT_DIMENSIONS };
 
-const ANTHROPIC = DIALECT_DIMENSIONS.anthropic!;
+/** One dimension's three header names, spelled once (not per answer). */
+interface Names {
+  readonly dimension: string;
+  readonly limit: string;
+  readonly remaining: string;
+  readonly reset: string;
+}
 
-/** OpenAI's `x-ratelimit-{limit,remaining,reset}-<dimension>`, the reset a duration. */
-function readOpenAi(headers: IncomingHttpHeaders, format: ResetFormat, nowMs: number, into: Dimensions): void {
-  for (const dimension of ['requests', 'tokens']) {
-    if (headers[`x-ratelimit-remaining-${dimension}`] === undefined) continue;
+/** OpenAI's `x-ratelimit-{limit,remaining,reset}-<dimension>`: the reset a duration. */
+const OPENAI: readonly Names[] = DIALECT_DIMENSIONS.openai!.map((dimension) => ({
+  dimension,
+  limit: `x-ratelimit-limit-${dimension}`,
+  remaining: `x-ratelimit-remaining-${dimension}`,
+  reset: `x-ratelimit-reset-${dimension}`,
+}));
+
+/** Anthropic's `anthropic-ratelimit-<dimension>-{limit,remaining,reset}`: the reset an RFC 3339 time. */
+const ANTHROPIC: readonly Names[] = DIALECT_DIMENSIONS.anthropic!.map((dimension) => ({
+  dimension,
+  limit: `anthropic-ratelimit-${dimension}-limit`,
+  remaining: `anthropic-ratelimit-${dimension}-remaining`,
+  reset: `anthropic-ratelimit-${dimension}-reset`,
+}));
+
+/** Each dimension of `family` the answer announces; `resetAs`: the reset's format unless one is configured. */
+function readFamily(
+  family: readonly Names[],
+  resetAs: ResetFormat,
+  headers: IncomingHttpHeaders,
+  format: ResetFormat,
+  nowMs: number,
+  into: Dimensions,
+): void {
+  for (const names of family) {
+    if (headers[names.remaining] === undefined) continue;
     const quota = quotaOf(
-      number(firstHeader(headers, `x-ratelimit-limit-${dimension}`)),
-      number(firstHeader(headers, `x-ratelimit-remaining-${dimension}`)),
-      readReset(headers, `x-ratelimit-reset-${dimension}`, format === 'auto' ? 'duration' : format, nowMs),
+      number(firstHeader(headers, names.limit)),
+      number(firstHeader(headers, names.remaining)),
+      readReset(headers, names.reset, format === 'auto' ? resetAs : format, nowMs),
     );
-    if (quota) into.set(dimension, quota);
+    if (quota) into.set(names.dimension, quota);
   }
 }
 
-/** Anthropic's `anthropic-ratelimit-<dimension>-{limit,remaining,reset}`, the reset an RFC 3339 time. */
-function readAnthropic(headers: IncomingHttpHeaders, format: ResetFormat, nowMs: number, into: Dimensions): void {
-  for (const dimension of ANTHROPIC) {
-    const prefix = `anthropic-ratelimit-${dimension}-`;
-    if (headers[`${prefix}remaining`] === undefined) continue;
-    const quota = quotaOf(
-      number(firstHeader(headers, `${prefix}limit`)),
-      number(firstHeader(headers, `${prefix}remaining`)),
-      readReset(headers, `${prefix}reset`, format === 'auto' ? 'rfc3339' : format, nowMs),
-    );
-    if (quota) into.set(dimension, quota);
-  }
-}
+const readOpenAi = (headers: IncomingHttpHeaders, format: ResetFormat, nowMs: number, into: Dimensions) =>
+  readFamily(OPENAI, 'duration', headers, format, nowMs, into);
+const readAnthropic = (headers: IncomingHttpHeaders, format: ResetFormat, nowMs: number, into: Dimensions) =>
+  readFamily(ANTHROPIC, 'rfc3339', headers, format, nowMs, into);
 
 /** One item of a structured-field list: its name (a string or a token) and its numeric parameters. */
 function listItems(field: string | undefined): Map<string, Map<string, number>> | undefined {

@@ -8,7 +8,7 @@
  * window is refused at once, not retryable.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startTokenProvider, type TokenProvider } from '../fixtures/token-provider.js';
+import { startTokenProvider, type TokenProvider, type TokenProviderOptions } from '../fixtures/token-provider.js';
 import { expectProblem } from '../helpers/problem.js';
 import { metricValue, request, startProxy, type TestProxy } from '../helpers/proxy.js';
 
@@ -25,8 +25,13 @@ afterEach(async () => {
   provider = undefined;
 });
 
-async function start(dialect: 'openai' | 'anthropic', pacing: string): Promise<void> {
-  provider = await startTokenProvider({ requests: 100, tokens: TOKENS, windowMs: WINDOW_MS, dialect });
+/** The fake provider (100 requests and 2,000 tokens per 2 s window unless `options` says) behind a paced route. */
+async function start(
+  dialect: 'openai' | 'anthropic',
+  pacing: string,
+  options: Partial<TokenProviderOptions> = {},
+): Promise<void> {
+  provider = await startTokenProvider({ requests: 100, tokens: TOKENS, windowMs: WINDOW_MS, dialect, ...options });
   proxy = await startProxy(`version: 1
 defaults: { retry: { maxRetries: 0 }, timeouts: { perTry: 30s, total: 60s } }
 upstreams:
@@ -85,23 +90,11 @@ describe('pacing on tokens as well as requests', () => {
   it('keeps a window of slow and fast answers free of 429s and at least 80 % used, counting what is in flight once', async () => {
     // Answers take 800 ms (a JSON generation) and announce the quota as it stands then: the requests in flight
     // were charged at admission and are in that remaining already.
-    provider = await startTokenProvider({
-      requests: 100,
+    await start('openai', '{ enabled: true, headers: openai, cost: openai, maxWait: 30s, reserve: 0% }', {
       tokens: 3000,
       windowMs: 3000,
-      dialect: 'openai',
       latencyMs: 800,
     });
-    proxy = await startProxy(`version: 1
-defaults: { retry: { maxRetries: 0 }, timeouts: { perTry: 30s, total: 60s } }
-upstreams:
-  llm:
-    url: "${provider.url}"
-    circuitBreaker: { failureRate: 100 }
-    pacing: { enabled: true, headers: openai, cost: openai, maxWait: 30s, reserve: 0% }
-routes:
-  - { name: chat, upstream: llm }
-`);
     // One every 100 ms for 3.6 s: 36 requests of ~300 tokens against 3,000 a 3 s window (1.2 times the quota).
     const answers: Promise<unknown>[] = [];
     for (let i = 0; i < 36; i++) {
@@ -109,10 +102,10 @@ routes:
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     await Promise.all(answers);
-    expect(provider.tooMany()).toBe(0);
+    expect(provider!.tooMany()).toBe(0);
     // A remaining that already counts the slow requests in flight must not let more through (429s), nor hold
     // back what fits: the first window takes at least 80 % of its tokens (measured 90 %).
-    const first = provider.seen.filter((seen) => seen.window === 0).reduce((sum, seen) => sum + seen.charge, 0);
+    const first = provider!.seen.filter((seen) => seen.window === 0).reduce((sum, seen) => sum + seen.charge, 0);
     expect(first).toBeGreaterThanOrEqual(0.8 * 3000);
   }, 40_000);
 
