@@ -8,12 +8,14 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metricValue, startProxy, type TestProxy, type TestResponse } from '../helpers/proxy.js';
 import { expectProblemShape } from '../helpers/admin.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, startReplica, writeTemp } from '../helpers/cli.js';
+import { freePort } from '../helpers/net.js';
 
 const OTHER = '10.255.255.1';
 let added = false;
@@ -230,5 +232,34 @@ describe('admin port with a token (SPEC §19.1)', () => {
       'ADMIN_UNAUTHORIZED',
       401,
     );
+  });
+});
+
+describe("the proxy port's default bind (SPEC §2, §20.1)", () => {
+  /** Whether a TCP connection from and to `address` on `port` is accepted. */
+  const accepts = (address: string, port: number) =>
+    new Promise<boolean>((resolve) => {
+      const socket = net.connect({ host: address, port, localAddress: address });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+
+  it('without listen.host the proxy port takes loopback connections only; the admin port keeps 0.0.0.0', async () => {
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const file = writeTemp('default-bind.yaml', `listen: { port: ${port} }\nadmin: { port: ${adminPort} }\n${CONFIG}`);
+    const replica = await startReplica(file, { env: { PATH: process.env.PATH } });
+    try {
+      expect(replica.url).toBe(`http://127.0.0.1:${port}`);
+      expect(await accepts('127.0.0.1', port)).toBe(true);
+      // A neighbour on the network (here: an address that is not loopback) cannot reach it.
+      expect(await accepts(OTHER, port)).toBe(false);
+      // The admin port answers probes and metrics on the pod's address (§19.1 guards the rest).
+      expect(await accepts(OTHER, adminPort)).toBe(true);
+    } finally {
+      await replica.stop();
+    }
   });
 });

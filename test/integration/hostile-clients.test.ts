@@ -141,6 +141,69 @@ describe('request targets that cannot be sent (SPEC §20.2)', () => {
   });
 });
 
+describe('the finding as reported: a catch-all route to an upstream with a base path (SPEC §20.2)', () => {
+  let catchAll: TestProxy;
+  let catchPort: number;
+  const catchAllState = async () => {
+    const status = (await (await fetch(`${catchAll.adminUrl}/status`)).json()) as {
+      upstreams: { name: string; breaker: { state: string; failureRate: number } }[];
+    };
+    return status.upstreams.find((upstream) => upstream.name === 'api')!.breaker;
+  };
+  beforeAll(async () => {
+    // Every target matches pathPrefix /: before §20.2 a malformed one was
+    // forwarded, refused by undici, counted a connect failure and retried.
+    catchAll = await startProxy(`version: 1
+upstreams:
+  api:
+    url: "${api.url}/v1"
+    circuitBreaker: { failureRate: 50, minimumRequests: 5, window: 10s }
+routes:
+  - name: all
+    match: { pathPrefix: / }
+    upstream: api
+    retry: { maxRetries: 3, retryOn: [connect-failure, gateway-error, reset], backoff: { base: 1ms, max: 2ms } }
+`);
+    catchPort = Number(new URL(catchAll.url).port);
+  });
+  afterAll(() => catchAll.close());
+
+  it('30 malformed targets are 400 and never attempts; the breaker stays closed and 20 GETs all succeed', async () => {
+    const before = api.requests.length;
+    for (let i = 0; i < 30; i++) {
+      const target = i % 2 ? 'x://../../a' : 'x://../../secret';
+      const res = await new Promise<number>((resolve, reject) => {
+        const socket = net.connect(catchPort, '127.0.0.1');
+        let data = '';
+        socket.on('data', (chunk: Buffer) => (data += chunk.toString('latin1')));
+        socket.on('error', reject);
+        socket.on('close', () => resolve(Number(data.split(' ')[1])));
+        socket.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+        setTimeout(() => socket.destroy(), 5000).unref();
+      });
+      expect(res).toBe(400);
+    }
+    // Nothing went upstream, and no attempt of any outcome was counted.
+    expect(api.requests.length).toBe(before);
+    const outcomes = ['success', 'http_5xx', 'http_429', 'http_4xx', 'timeout', 'connect_failure', 'reset'];
+    const attempts = await Promise.all(
+      outcomes.map((outcome) =>
+        metricValue(catchAll.metrics, 'breakwater_upstream_attempts_total', { route: 'all', upstream: 'api', outcome }),
+      ),
+    );
+    expect(attempts).toEqual(outcomes.map(() => 0));
+    expect(await catchAllState()).toMatchObject({ state: 'closed', failureRate: 0 });
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, () => request(`${catchAll.url}/charges`).then((res) => res.status)),
+    );
+    expect(statuses).toEqual(Array(20).fill(200));
+    // The base path is kept: every request the upstream saw is under /v1/.
+    const seen = api.requests.slice(before).map((r) => r.url);
+    expect(seen).toHaveLength(20);
+    expect(seen.every((url) => url === '/v1/charges')).toBe(true);
+  });
+});
+
 describe('Host names the proxy serves (SPEC §20.1, DNS rebinding)', () => {
   it.each([
     'evil.example',
