@@ -120,8 +120,12 @@ async function validate(dir: string): Promise<{ objects: string[]; problems: str
       };
       check(object, '');
       check(object.spec, 'spec');
-      for (const endpoint of (object.spec as { podMetricsEndpoints: unknown[] }).podMetricsEndpoints)
+      for (const endpoint of (object.spec as { podMetricsEndpoints: unknown[] }).podMetricsEndpoints) {
         check(endpoint, 'spec.podMetricsEndpoints[]');
+        // Prometheus scrapes from the pod network: only /metrics answers it without the admin token (SPEC §19.1).
+        const scraped = (endpoint as { path?: string }).path;
+        if (scraped !== '/metrics') problems.push(`${where}: scrapes ${scraped ?? '(no path)'}, not /metrics`);
+      }
       continue;
     }
     const [group, version] = object.apiVersion.includes('/') ? object.apiVersion.split('/') : ['', object.apiVersion];

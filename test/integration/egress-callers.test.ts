@@ -7,6 +7,7 @@
  * test's own lookup to the upstreams on 127.0.0.1 (an exact allowHosts
  * entry admits a private address).
  */
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,7 +24,18 @@ const lookup = async (hostname: string) => {
   throw Object.assign(new Error(`ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' });
 };
 
+/** A second address on the loopback interface (as root; removed after): a peer in 10.0.0.0/8. */
+const SOURCE = '10.255.255.3';
+let added = false;
+
 beforeAll(async () => {
+  try {
+    execFileSync('ip', ['addr', 'add', `${SOURCE}/32`, 'dev', 'lo'], { stdio: 'pipe' });
+    added = true;
+  } catch (error) {
+    // Already there (a run before this one left it): fine; anything else fails the file.
+    if (!String((error as { stderr?: Buffer }).stderr ?? '').includes('File exists')) throw error;
+  }
   billingApi = await startFaultUpstream(() => ({ kind: 'respond', body: 'billing' }));
   searchApi = await startFaultUpstream(() => ({ kind: 'respond', body: 'search' }));
   const ports = `[${billingApi.port}, ${searchApi.port}, 80]`;
@@ -33,6 +45,8 @@ forwardProxy:
   enabled: true
   allowHosts: ["public.test"]
   allowPorts: ${ports}
+  # Every name resolves to 127.0.0.1 here: the lists alone decide (the guard is tested below).
+  denyPrivateNetworks: false
   callers:
     - name: billing
       match: { header: { X-Caller: billing } }
@@ -42,7 +56,11 @@ forwardProxy:
       allowHosts: ["search.test"]
     - name: batch
       match: { source: ["10.0.0.0/8"] }
-      allowHosts: ["*"]
+      allowHosts: ["other.test"]
+    - name: trial
+      match: { header: { X-Caller: trial } }
+      allowHosts: ["billing.test"]
+      mode: report
 routes:
   - { name: egress, match: { pathPrefix: / } }
 `,
@@ -66,18 +84,27 @@ routes:
 afterAll(async () => {
   await Promise.all([proxy.close(), report.close()]);
   await Promise.all([billingApi.close(), searchApi.close()]);
+  if (added) execFileSync('ip', ['addr', 'del', `${SOURCE}/32`, 'dev', 'lo'], { stdio: 'pipe' });
 });
 
-/** An absolute-form GET through `through`, with `headers`. */
+/** An absolute-form GET through `through`, with `headers`, from `from` (a local address). */
 function via(
   through: TestProxy,
   url: string,
   headers: http.OutgoingHttpHeaders = {},
+  from = '127.0.0.1',
 ): Promise<{ status: number; text: string }> {
   const port = Number(new URL(through.url).port);
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, path: url, headers: { host: new URL(url).host, ...headers }, agent: false },
+      {
+        host: '127.0.0.1',
+        port,
+        path: url,
+        headers: { host: new URL(url).host, ...headers },
+        agent: false,
+        localAddress: from,
+      },
       (res) => {
         let text = '';
         res.on('data', (chunk: Buffer) => (text += chunk.toString()));
@@ -111,9 +138,35 @@ describe('per-caller egress lists (SPEC §19.3)', () => {
     expect((await via(proxy, `http://billing.test:${billingApi.port}/x`, { 'x-caller': 'Billing' })).status).toBe(403);
   });
 
-  it('a source CIDR the peer is not in matches nothing', async () => {
-    // batch allows every host, but only to peers in 10.0.0.0/8: this one is 127.0.0.1.
+  it('a source CIDR matches the peers in it and no other', async () => {
+    // batch may reach other.test, but only from 10.0.0.0/8: 127.0.0.1 gets the global list.
     expect((await via(proxy, `http://other.test:${billingApi.port}/x`)).status).toBe(403);
+    const fromBatch = await via(proxy, `http://other.test:${billingApi.port}/x`, {}, SOURCE);
+    expect(fromBatch).toEqual({ status: 200, text: 'billing' });
+    const line = proxy.accessLogs().findLast((l) => l.status === 200 && l.path === '/x')!;
+    expect(line.caller).toBe('batch');
+  });
+
+  it("a caller in report mode reaches a host outside its list, flagged; the others' lists still enforce", async () => {
+    const trial = { 'x-caller': 'trial' };
+    const before = await metricValue(proxy.metrics, 'breakwater_forward_requests_total', {
+      caller: 'trial',
+      decision: 'would_deny',
+    });
+    const res = await via(proxy, `http://search.test:${searchApi.port}/trial`, trial);
+    expect(res).toEqual({ status: 200, text: 'search' });
+    const line = proxy.accessLogs().find((l) => l.path === '/trial')!;
+    expect(line).toMatchObject({ caller: 'trial' });
+    expect(line.flags).toContain('WOULD_DENY');
+    expect(
+      await metricValue(proxy.metrics, 'breakwater_forward_requests_total', {
+        caller: 'trial',
+        decision: 'would_deny',
+      }),
+    ).toBe(before + 1);
+    // Its own host passes unflagged.
+    await via(proxy, `http://billing.test:${billingApi.port}/trial-own`, trial);
+    expect(proxy.accessLogs().find((l) => l.path === '/trial-own')!.flags).not.toContain('WOULD_DENY');
   });
 
   it('logs and journals the caller, and counts decisions per caller', async () => {
@@ -142,6 +195,7 @@ describe('per-caller egress lists (SPEC §19.3)', () => {
         { name: 'billing', mode: 'enforce' },
         { name: 'search', mode: 'enforce' },
         { name: 'batch', mode: 'enforce' },
+        { name: 'trial', mode: 'report' },
       ],
     });
   });
