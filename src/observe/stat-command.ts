@@ -59,7 +59,17 @@ function formatQuotas(quotas: readonly QuotaLine[]): string {
 
 /** The table: one row per route, columns padded to their widest cell; then each paced target's quota. */
 export function formatStats(report: TrafficReport & { readonly quotas?: readonly QuotaLine[] }): string {
-  const header = ['ROUTE', 'UPSTREAM', 'SUCCESS', 'RPS', 'LATENCY_P50', 'LATENCY_P99', 'RETRIES', 'LIMITED'];
+  const header = [
+    'ROUTE',
+    'UPSTREAM',
+    'SUCCESS',
+    'RPS',
+    'LATENCY_P50',
+    'LATENCY_P99',
+    'RETRIES',
+    'LIMITED',
+    'REPORTED',
+  ];
   const rows = report.routes.map((route) => [
     route.route || '(no route)',
     route.upstream ?? '(request target)',
@@ -69,6 +79,7 @@ export function formatStats(report: TrafficReport & { readonly quotas?: readonly
     ms(route.p99Ms),
     rps(route.retriesPerSecond),
     rps(route.rateLimitedPerSecond),
+    rps(route.reportedPerSecond ?? 0),
   ]);
   const window = `over the last ${report.windowSeconds.toFixed(0)} s`;
   return `${table([header, ...rows], 2)}\n${rows.length === 0 ? 'no routes\n' : ''}(${window})\n${formatQuotas(report.quotas ?? [])}`;

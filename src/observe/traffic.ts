@@ -6,7 +6,7 @@
  * Nothing is recorded on the request path: every `bucketMs` the sampler
  * reads the cumulative counters the metrics already keep
  * (`breakwater_requests_total`, `_request_duration_seconds`,
- * `_retries_total`, `_rate_limited_total`) into a fixed ring, and a report
+ * `_retries_total`, `_rate_limited_total`, `_policy_reports_total`) into a fixed ring, and a report
  * is the difference between readings. Latency quantiles are interpolated
  * within the duration histogram's buckets, as Prometheus'
  * `histogram_quantile` does, so they agree with a Grafana panel on the
@@ -21,6 +21,8 @@ interface Reading {
   ok: number;
   retries: number;
   rateLimited: number;
+  /** Requests a policy in report mode would have refused, held or slowed (SPEC §19.2). */
+  reported: number;
   /** Request durations per histogram bucket (the last one: beyond the largest bound). */
   readonly durations: Float64Array;
 }
@@ -52,6 +54,8 @@ export interface RouteTraffic {
   readonly p99Ms: number | null;
   readonly retriesPerSecond: number;
   readonly rateLimitedPerSecond: number;
+  /** Reports of policies in report mode per second (what enforcing them would have refused, held or slowed). */
+  readonly reportedPerSecond: number;
   /** Oldest first, one point per bucket; null before the process started or (rates aside) without requests. */
   readonly series: {
     readonly requestsPerSecond: (number | null)[];
@@ -130,7 +134,7 @@ export class TrafficStats {
   }
 
   private read(): Map<string, Reading> {
-    const { requestsTotal, requestDuration, retries, rateLimited } = this.metrics;
+    const { requestsTotal, requestDuration, retries, rateLimited, policyReports } = this.metrics;
     const routes = new Map<string, Reading>();
     const of = (route: string) => {
       let reading = routes.get(route);
@@ -142,6 +146,7 @@ export class TrafficStats {
             ok: 0,
             retries: 0,
             rateLimited: 0,
+            reported: 0,
             durations: new Float64Array(requestDuration.buckets.length + 1),
           }),
         );
@@ -163,6 +168,7 @@ export class TrafficStats {
     });
     retries.each((labels, value) => (of(String(labels.route)).retries += value));
     rateLimited.each((labels, value) => (of(String(labels.route)).rateLimited += value));
+    policyReports.each((labels, value) => (of(String(labels.route)).reported += value));
     return routes;
   }
 
@@ -202,6 +208,7 @@ export class TrafficStats {
       p99Ms: p99 === null ? null : round(p99, 1),
       retriesPerSecond: round(d.retries / seconds),
       rateLimitedPerSecond: round(d.rateLimited / seconds),
+      reportedPerSecond: round(d.reported / seconds),
     };
   }
 
@@ -233,7 +240,7 @@ export class TrafficStats {
   }
 }
 
-const EMPTY: Reading = { requests: 0, ok: 0, retries: 0, rateLimited: 0, durations: new Float64Array(0) };
+const EMPTY: Reading = { requests: 0, ok: 0, retries: 0, rateLimited: 0, reported: 0, durations: new Float64Array(0) };
 
 function delta(now: Reading | undefined, then: Reading | undefined): Reading {
   const a = now ?? EMPTY;
@@ -245,6 +252,7 @@ function delta(now: Reading | undefined, then: Reading | undefined): Reading {
     ok: Math.max(0, a.ok - b.ok),
     retries: Math.max(0, a.retries - b.retries),
     rateLimited: Math.max(0, a.rateLimited - b.rateLimited),
+    reported: Math.max(0, a.reported - b.reported),
     durations,
   };
 }

@@ -75,6 +75,7 @@ describe('breakwater stat', () => {
       'LATENCY_P99',
       'RETRIES',
       'LIMITED',
+      'REPORTED',
     ]);
     const api = table.find((row) => row[0] === 'api')!;
     expect(api.slice(0, 3)).toEqual(['api', 'backend', '75.00%']);
@@ -82,7 +83,7 @@ describe('breakwater stat', () => {
     expect(parseFloat(api[3]!)).toBeGreaterThan(0);
     expect(api[4]).toMatch(/^\d+(\.\d)?ms$/);
     expect(api[5]).toMatch(/^\d+(\.\d)?ms$/);
-    expect(api.slice(6)).toEqual(['0.00rps', '0.00rps']);
+    expect(api.slice(6)).toEqual(['0.00rps', '0.00rps', '0.00rps']);
     // Then the quota each paced target announced, per dimension.
     const quotas = table.slice(table.findIndex((row) => row[0] === 'TARGET'));
     expect(quotas[0]).toEqual(['TARGET', 'DIMENSION', 'REMAINING', 'LIMIT', 'RESETS_IN']);
@@ -99,6 +100,7 @@ describe('breakwater stat', () => {
       '0.00rps',
       '-',
       '-',
+      '0.00rps',
       '0.00rps',
       '0.00rps',
     ]);
@@ -155,6 +157,7 @@ describe('the table', () => {
           p99Ms: 1234.5,
           retriesPerSecond: 0.5,
           rateLimitedPerSecond: 0,
+          reportedPerSecond: 0,
           series: { requestsPerSecond: [], successRate: [], p99Ms: [], retriesPerSecond: [], rateLimitedPerSecond: [] },
         },
         {
@@ -167,16 +170,17 @@ describe('the table', () => {
           p99Ms: null,
           retriesPerSecond: 0,
           rateLimitedPerSecond: 0,
+          reportedPerSecond: 0,
           series: { requestsPerSecond: [], successRate: [], p99Ms: [], retriesPerSecond: [], rateLimitedPerSecond: [] },
         },
       ],
     });
     const lines = text.split('\n');
     expect(lines[1]).toBe(
-      'a-much-longer-route   (request target)    99.50%    123rps         3.2ms        1235ms   0.50rps   0.00rps',
+      'a-much-longer-route   (request target)    99.50%    123rps         3.2ms        1235ms   0.50rps   0.00rps    0.00rps',
     );
     expect(lines[2]).toBe(
-      '(no route)            u                        -   0.00rps             -             -   0.00rps   0.00rps',
+      '(no route)            u                        -   0.00rps             -             -   0.00rps   0.00rps    0.00rps',
     );
     expect(lines[3]).toBe('(over the last 60 s)');
   });

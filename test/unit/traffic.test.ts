@@ -48,6 +48,8 @@ describe('TrafficStats', () => {
     serve('api', 499, 0.001, 1);
     metrics.retries.inc({ route: 'api', reason: 'http_5xx' }, 8);
     metrics.rateLimited.inc({ route: 'api' }, 2);
+    metrics.policyReports.inc({ route: 'api', policy: 'rate_limit' }, 6);
+    metrics.policyReports.inc({ route: 'api', policy: 'circuit_breaker' }, 2);
     advance(20_000);
     const [api, idle] = stats.report([
       { name: 'api', upstream: 'backend' },
@@ -61,6 +63,7 @@ describe('TrafficStats', () => {
       successRate: 95,
       retriesPerSecond: 0.4,
       rateLimitedPerSecond: 0.1,
+      reportedPerSecond: 0.4,
     });
     expect(api!.p50Ms).toBeGreaterThan(0);
     expect(api!.p50Ms).toBeLessThanOrEqual(5);
