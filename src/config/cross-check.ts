@@ -13,6 +13,7 @@ import { effectivePolicies, fill, type Layer } from './merge.js';
 import { checkIntercept, checkRedis } from './service-checks.js';
 import { DEFAULTS } from './defaults.js';
 import { checkPacingDimensions } from './pacing-checks.js';
+import { checkPriorities, checkRoutePriority } from './priority-checks.js';
 
 import type { Issue, PathSegment } from './problems.js';
 import { suggest } from './suggest.js';
@@ -29,17 +30,24 @@ function originOf(layers: readonly Layer[], keys: readonly string[]): PathSegmen
   return undefined;
 }
 
+/** The timers cut to what is left of `total` (SPEC §3, §16), and why each must fit in it. */
+const WITHIN_TOTAL = {
+  perTry: 'an attempt cannot outlast the request',
+  firstByte: "the first byte is awaited within the request's deadline",
+} as const;
+
 function checkPolicies(layers: readonly Layer[], hasRedis: boolean, issues: Issue[]): void {
   const policies = effectivePolicies(layers);
 
-  const perTry = tryMs(getIn(policies, ['timeouts', 'perTry']));
   const total = tryMs(getIn(policies, ['timeouts', 'total']));
-  if (perTry !== undefined && total !== undefined && perTry > total) {
-    const at = originOf(layers, ['timeouts', 'perTry']) ?? originOf(layers, ['timeouts', 'total']);
+  for (const [key, why] of Object.entries(WITHIN_TOTAL)) {
+    const value = tryMs(getIn(policies, ['timeouts', key]));
+    if (value === undefined || total === undefined || value <= total) continue;
+    const at = originOf(layers, ['timeouts', key]) ?? originOf(layers, ['timeouts', 'total']);
     if (at)
       issues.push({
         path: at,
-        message: `perTry (${formatDuration(perTry)}) must not be longer than total (${formatDuration(total)}): an attempt cannot outlast the request`,
+        message: `${key} (${formatDuration(value)}) must not be longer than total (${formatDuration(total)}): ${why}`,
       });
   }
 
@@ -97,44 +105,6 @@ function checkPolicies(layers: readonly Layer[], hasRedis: boolean, issues: Issu
         });
     }
   }
-}
-
-/** A route's `priority` names a class of `priorities`. */
-function checkRoutePriority(priority: unknown, index: number, classes: readonly string[], issues: Issue[]): void {
-  if (typeof priority !== 'string' || classes.includes(priority)) return;
-  const close = suggest(priority, classes);
-  issues.push({
-    path: ['routes', index, 'priority'],
-    message:
-      classes.length === 0
-        ? 'names a priority class, but there is no priorities section'
-        : `unknown priority class "${priority}"${close ? `; did you mean "${close}"?` : ` (classes: ${classes.join(', ')})`}`,
-  });
-}
-
-/** `priorities` (SPEC §13): unique class names, a default that names one. Returns the class names. */
-function checkPriorities(priorities: unknown, issues: Issue[]): string[] {
-  if (!isObject(priorities) || !Array.isArray(priorities.classes)) return [];
-  const names: string[] = [];
-  priorities.classes.forEach((entry: unknown, index) => {
-    const name = isObject(entry) ? entry.name : undefined;
-    if (typeof name !== 'string') return;
-    if (names.includes(name))
-      issues.push({
-        path: ['priorities', 'classes', index, 'name'],
-        message: `duplicate class "${name}": class names must be unique`,
-      });
-    names.push(name);
-  });
-  const fallback = priorities.default;
-  if (typeof fallback === 'string' && !names.includes(fallback)) {
-    const close = suggest(fallback, names);
-    issues.push({
-      path: ['priorities', 'default'],
-      message: `unknown priority class "${fallback}"${close ? `; did you mean "${close}"?` : ` (classes: ${names.join(', ')})`}`,
-    });
-  }
-  return names;
 }
 
 /** Failover targets: names unique within the upstream (they label metrics), CA files readable. */

@@ -78,7 +78,8 @@ export const DEFAULTS = {
   priorities: { header: 'X-Breakwater-Priority' },
   limits: { maxBodySize: '10MiB', maxHeaderSize: '16KiB', clientBodyTimeout: '30s' },
   shutdown: { drainTimeout: '20s' },
-  timeouts: { connect: '2s', perTry: '10s', total: '30s' },
+  /** `firstByte` and `idle` (SPEC §16): off (null) unless set. */
+  timeouts: { connect: '2s', perTry: '10s', total: '30s', firstByte: null, idle: null },
   retry: {
     maxRetries: 3,
     retryOn: ['gateway-error', 'connect-failure', 'reset', '429'],

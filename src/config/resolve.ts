@@ -70,6 +70,16 @@ function toRateLimit(raw: LayeredPolicies['rateLimit']) {
   };
 }
 
+/** The deadlines in ms; `firstByte` and `idle` (SPEC §16) stay null when off. */
+function toTimeouts(raw: LayeredPolicies['timeouts']) {
+  const { firstByte, idle, ...rest } = raw;
+  return {
+    ...convertUnits(rest, DEFAULTS.timeouts),
+    firstByte: firstByte === null ? null : ms(firstByte),
+    idle: idle === null ? null : ms(idle),
+  };
+}
+
 /**
  * A route's policies: the built-in ones, then the file's `defaults`, then the route's own, merged key by key
  * (merge.ts).
@@ -77,7 +87,7 @@ function toRateLimit(raw: LayeredPolicies['rateLimit']) {
 function toPolicies(...layers: (RawPolicies | undefined)[]) {
   const policies = effectivePolicies(layers.map((value) => ({ path: [], value })));
   return {
-    timeouts: convertUnits(policies.timeouts, DEFAULTS.timeouts),
+    timeouts: toTimeouts(policies.timeouts),
     retry: toRetry(policies.retry),
     // null in a route turns off the rate limit `defaults` gives.
     rateLimit: toRateLimit(policies.rateLimit),

@@ -37,8 +37,22 @@ const Timeouts = Obj(
     connect: Opt(Duration('TCP and TLS connect, per attempt', DEFAULTS.timeouts.connect)),
     perTry: Opt(Duration('until response headers, per attempt', DEFAULTS.timeouts.perTry)),
     total: Opt(Duration('the whole request, retries and backoff included', DEFAULTS.timeouts.total)),
+    firstByte: Opt(
+      OrNull(
+        Duration(
+          'from the response headers to the first body byte (text/event-stream: the first event line, comments not counted); the status and headers are held until then, and an attempt past it is a per-try timeout (retried, failed over); null: off (SPEC §16)',
+        ),
+      ),
+    ),
+    idle: Opt(
+      OrNull(
+        Duration(
+          'the longest silence in a response body once it flows; past it the stream is cut (an event stream ends with an error event); null: off (SPEC §16)',
+        ),
+      ),
+    ),
   },
-  { description: 'Deadlines (SPEC §3, §4).' },
+  { description: 'Deadlines (SPEC §3, §4, §16).' },
 );
 
 const Retry = Obj(

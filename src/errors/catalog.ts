@@ -93,7 +93,14 @@ export const CATALOG = {
     title: 'Upstream timeout',
     retryable: true,
     responsibility: 'upstream',
-    hint: 'The upstream did not send response headers in time; check its latency and status page, or raise timeouts.perTry/total.',
+    hint: 'The upstream did not send response headers (or, with timeouts.firstByte, the first byte of its body) in time; check its latency and status page, or raise timeouts.perTry/total/firstByte.',
+  },
+  UPSTREAM_STREAM_STALLED: {
+    status: 504,
+    title: 'Upstream stream stalled',
+    retryable: true,
+    responsibility: 'upstream',
+    hint: 'The provider stopped sending in the middle of its answer; the partial answer is incomplete: retry the whole request.',
   },
   UPSTREAM_CONNECT_FAILED: {
     status: 502,

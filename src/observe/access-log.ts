@@ -28,7 +28,8 @@ export type Flag =
   | 'WOULD_RATE_LIMIT'
   | 'WOULD_CIRCUIT_OPEN'
   | 'WOULD_DENY'
-  | 'WOULD_PACE';
+  | 'WOULD_PACE'
+  | 'STREAM_STALLED';
 
 const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'UPSTREAM_TIMEOUT',
@@ -44,7 +45,9 @@ const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
 
 /** The access-log flag an error code sets, if any: every server path (requests, upgrades, tunnels) reads it here. */
 export function flagForCode(code: string): Flag | undefined {
-  return CODE_FLAGS.has(code) ? (code as Flag) : undefined;
+  if (CODE_FLAGS.has(code)) return code as Flag;
+  // A stream cut for its silence (SPEC §16): the flag is named for what happened to the stream.
+  return code === 'UPSTREAM_STREAM_STALLED' ? 'STREAM_STALLED' : undefined;
 }
 
 export interface AccessEntry {

@@ -83,6 +83,12 @@ export function requestFamilies({ counter, histogram }: Families, byUpstream: By
       ['route', 'upstream'],
       byUpstream,
     ),
+    upstreamFirstByte: histogram(
+      'breakwater_upstream_first_byte_seconds',
+      "Time from an attempt's request to the first byte of its response body (an event stream: its first event line).",
+      ['route', 'upstream'],
+      byUpstream,
+    ),
     retries: counter('breakwater_retries_total', 'Retries made, by the outcome that was retried.', ['route', 'reason']),
     retryBudgetExhausted: counter(
       'breakwater_retry_budget_exhausted_total',

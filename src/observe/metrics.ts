@@ -49,6 +49,8 @@ export interface Metrics {
   readonly requestDuration: FastHistogram<'route' | 'method'>;
   readonly upstreamAttempts: FastCounter<'route' | 'upstream' | 'outcome'>;
   readonly upstreamAttemptDuration: FastHistogram<'route' | 'upstream'>;
+  /** SPEC §16: per attempt whose body started, with or without timeouts.firstByte. */
+  readonly upstreamFirstByte: FastHistogram<'route' | 'upstream'>;
   readonly retries: FastCounter<'route' | 'reason'>;
   readonly retryBudgetExhausted: FastCounter<'route'>;
   readonly circuitState: Gauge<'upstream' | 'state'>;

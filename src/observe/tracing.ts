@@ -38,8 +38,11 @@ export interface RequestOutcome {
 export interface AttemptTrace {
   /** Headers for the upstream request: this attempt's span as the parent. */
   readonly headers: Readonly<Record<string, string>>;
-  /** The attempt ended: with the upstream's status, or the error it failed with. */
-  end(status: number | undefined, errorType: string | undefined): void;
+  /**
+   * The attempt ended: with the upstream's status, or the error it failed with; `firstByteMs`, from the request
+   * sent to its body's first byte (an event stream: its first event line), when one came (SPEC §16).
+   */
+  end(status: number | undefined, errorType: string | undefined, firstByteMs?: number): void;
 }
 
 export interface RequestTrace {
@@ -222,10 +225,16 @@ class SpanRequestTrace implements RequestTrace {
     const span = this.tracer.startSpan(method, { kind: api.SpanKind.CLIENT, attributes }, this.context);
     const headers: Record<string, string> = {};
     this.propagator.inject(api.trace.setSpan(this.context, span), headers, this.setter);
+    let ended = false;
     return {
       headers,
-      end(status, errorType) {
+      end(status, errorType, firstByteMs) {
+        // Once: an answer's span may be ended by its first byte after the attempt failed for the client.
+        if (ended) return;
+        ended = true;
         if (status !== undefined) span.setAttribute('http.response.status_code', status);
+        if (firstByteMs !== undefined)
+          span.setAttribute('breakwater.first_byte_ms', Math.round(firstByteMs * 1000) / 1000);
         if (errorType !== undefined || (status !== undefined && status >= 500)) {
           span.setAttribute('error.type', errorType ?? String(status));
           span.setStatus({ code: api.SpanStatusCode.ERROR });

@@ -15,6 +15,8 @@ import { classifyAbort, classifyDecision } from '../upstream/classify.js';
 import { decideAnswer } from '../upstream/error-answer.js';
 import type { Forwarder, UpstreamTarget } from '../upstream/forward.js';
 import type { UpstreamResponse } from '../upstream/response.js';
+import type { AttemptTrace } from '../observe/tracing.js';
+import { firstByteOf } from './first-byte.js';
 import { buildUpstreamHeaders, type CompiledHeaderEdits } from '../upstream/headers.js';
 
 export interface AttemptDeps {
@@ -86,6 +88,23 @@ function headersOf(
   return headers;
 }
 
+/**
+ * The time to the body's first byte (SPEC §16), measured from `started`: observed, and given to the span, which
+ * ends with it (or once the body ended or broke without one).
+ */
+function timeToFirstByte(
+  deps: AttemptDeps,
+  route: string,
+  attempt: { response: UpstreamResponse; target: UpstreamTarget; started: number; span: AttemptTrace | undefined },
+): void {
+  const { response, target, started, span } = attempt;
+  response.whenBegun((how) => {
+    const ms = how === 'started' ? deps.now() - started : undefined;
+    if (ms !== undefined) deps.metrics.upstreamFirstByte.observe({ route, upstream: target.name }, ms / 1000);
+    span?.end(response.statusCode, undefined, ms);
+  });
+}
+
 export function createAttempt(
   config: RouteConfig,
   requestEdits: CompiledHeaderEdits,
@@ -101,6 +120,8 @@ export function createAttempt(
 
   // A target URL's user:pass@, sent as Basic, gives way to an Authorization the route or the target sets.
   const routeSetsAuthorization = requestEdits.set.some(([name]) => name === 'authorization');
+  const { firstByte, total } = config.timeouts;
+  const firstByteLimit = firstByte === null ? null : { firstByte, total };
 
   return async (ctx: RequestContext, signal) => {
     const target = ctx.destination?.target;
@@ -123,16 +144,26 @@ export function createAttempt(
             { method: ctx.method, upstream: target, path, headers, body: ctx.body.open(), connectTimeoutMs },
             signal,
           );
+      const response = result.response;
+      // An answer with firstByte counts at its first byte (SPEC §16): until then it may still be a timeout.
+      if (response && firstByteLimit && !ctx.handshake) {
+        clearTimeout(ctx.perTryTimer);
+        const failed = await firstByteOf(response, target, firstByteLimit, ctx.deadline - now(), signal);
+        if (failed) result = { classification: failed };
+        else timeToFirstByte(deps, routeName, { response, target, started, span });
+      } else if (response && !ctx.handshake) timeToFirstByte(deps, routeName, { response, target, started, span });
       if (result.response && rules.applies(result.response.statusCode ?? 0))
         result = await decided(result, result.response, ctx, signal);
     } catch (error) {
       span?.end(undefined, (error as { code?: string }).code ?? 'CLIENT_CLOSED');
       throw error;
     }
-    span?.end(
-      result.response?.statusCode,
-      result.response ? undefined : (result.classification.code ?? result.classification.outcome),
-    );
+    // An answer's span ends with its first byte (timeToFirstByte); a failure's now.
+    if (!result.response || ctx.handshake)
+      span?.end(
+        result.response?.statusCode,
+        result.response ? undefined : (result.classification.code ?? result.classification.outcome),
+      );
     // The error journal's view (SPEC §12): nothing for a first attempt that succeeds.
     if (result.classification.outcome !== 'success' || ctx.attemptLog !== undefined)
       logAttempt(ctx, target.name, result, now() - started);

@@ -95,12 +95,18 @@ export interface RequestContext {
   handshake?: Handshake;
   /** The matched route's name ('' before one matched): what report-mode counters are labelled with (SPEC §19.2). */
   route: string;
+  /**
+   * The attempt's per-try timer, on a route with `timeouts.firstByte` (SPEC §16): the attempt stops it when the
+   * response headers arrive, and the first-byte timer takes over.
+   */
+  perTryTimer?: NodeJS.Timeout;
 }
 
 /** An upstream or forward target, with its breaker's and (when paced) its pacer's policy layer for the route. */
 export interface Destination {
   readonly target: UpstreamTarget;
-  readonly breaker: Policy;
+  /** `failedLate`: an answer that failed after it began (a stream cut, SPEC §16) counts for the breaker. */
+  readonly breaker: Policy & { failedLate?(classification: Classification): void };
   readonly pacing?: Policy;
   /** Request headers for this target only (a failover target's credentials), applied after the route's. */
   readonly edits?: CompiledHeaderEdits;

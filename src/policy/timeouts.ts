@@ -43,7 +43,8 @@ export function createDeadline(timeouts: TimeoutsConfig, clientOverrides: boolea
 /**
  * One timer per attempt, until the response headers (SPEC §3 `perTry`),
  * cut to what is left of the request's deadline. A slow body is not cut:
- * the timer stops when the attempt resolves. It aborts the attempt through
+ * the timer stops when the attempt resolves (with `firstByte`, when its
+ * headers arrive: the attempt then waits for the first byte, §16). It aborts the attempt through
  * the signal; the attempt turns that into a `timeout` outcome.
  */
 export function createPerTryTimeout(timeouts: TimeoutsConfig, deps: PolicyDeps): Policy {
@@ -70,6 +71,8 @@ export function createPerTryTimeout(timeouts: TimeoutsConfig, deps: PolicyDeps):
         },
         Math.max(1, Math.ceil(budget)),
       );
+      // With firstByte (SPEC §16) the attempt stops this timer at the response headers.
+      if (timeouts.firstByte !== null) ctx.perTryTimer = timer;
       try {
         return await next(ctx, controller);
       } finally {

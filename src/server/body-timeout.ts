@@ -7,17 +7,15 @@
  * No listener is added to the request or its socket (a 'data' listener
  * would take node's parser off its fast path, and one on the request would
  * start reading it): a timer samples the socket's byte count a few times
- * per period. Silence is the client's only while Breakwater would take
+ * per period (lib/silence.ts). Silence is the client's only while Breakwater would take
  * more: a body held back by a slow upstream (the request's buffer is full,
  * node stops reading the socket) is not silent.
  */
 import type { IncomingMessage } from 'node:http';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { Cancellation } from '../lib/signal.js';
+import { watchSilence } from '../lib/silence.js';
 import type { Exchange, HttpContext } from './exchange.js';
-
-/** Samples per period: the cut comes between timeout and timeout + timeout / SAMPLES after the last byte. */
-const SAMPLES = 4;
 
 /**
  * Watches `req`'s body until it is complete; calls `onSilent` once if it is
@@ -30,27 +28,16 @@ export function watchBody(
   onSilent: () => void,
 ): () => void {
   const socket = req.socket;
-  let lastBytes = socket.bytesRead;
-  let lastProgress = now();
-  let timer: NodeJS.Timeout | undefined;
-  const check = () => {
-    if (req.complete || socket.destroyed) return;
-    const at = now();
-    const bytes = socket.bytesRead;
-    if (bytes !== lastBytes || req.readableLength >= req.readableHighWaterMark) {
-      lastBytes = bytes;
-      lastProgress = at;
-    } else if (at - lastProgress >= timeoutMs) {
-      timer = undefined;
-      onSilent();
-      return;
-    }
-    timer = setTimeout(check, timeoutMs / SAMPLES);
-    timer.unref();
-  };
-  timer = setTimeout(check, timeoutMs / SAMPLES);
-  timer.unref();
-  return () => clearTimeout(timer);
+  return watchSilence(
+    {
+      bytes: () => socket.bytesRead,
+      held: () => req.readableLength >= req.readableHighWaterMark,
+      over: () => req.complete || socket.destroyed,
+    },
+    timeoutMs,
+    now,
+    onSilent,
+  );
 }
 
 /**

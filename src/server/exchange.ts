@@ -15,7 +15,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { BreakwaterError } from '../errors/breakwater-error.js';
-import { describeCode, renderProblem, type RenderedProblem } from '../errors/problem.js';
+import { describeCode, problemBody, renderProblem, type RenderedProblem } from '../errors/problem.js';
 import { flagForCode, logAccess, wantsAccessLog } from '../observe/access-log.js';
 import type { ErrorJournal } from '../observe/error-journal.js';
 import type { Logger } from '../observe/logger.js';
@@ -144,6 +144,27 @@ export class Exchange {
       writeRaw(out as Duplex, rendered);
     }
     return failure.status;
+  }
+
+  /**
+   * A response Breakwater cut after it began (SPEC §16, a stream gone silent): flagged, counted and journaled as
+   * `error` with the status already sent. Returns the §5 problem as one line of JSON (an event stream's last
+   * event), whatever `errors.normalize` says.
+   */
+  cutAnswer(error: BreakwaterError): string {
+    this.countError(error.code, true);
+    this.failure = error;
+    const { route, upstream } = this.matched;
+    return JSON.stringify(
+      problemBody(error, {
+        instance: this.instance,
+        route: route || null,
+        upstream,
+        target: this.record.target,
+        attempts: this.record.attempts,
+        requestId: this.record.requestId,
+      }),
+    );
   }
 
   /**

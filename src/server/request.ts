@@ -18,6 +18,7 @@ import type { Classification } from '../upstream/classify.js';
 import { buildResponseHeaderList } from '../upstream/headers.js';
 import { headerName, type UpstreamResponse } from '../upstream/response.js';
 import { cutSilentBody, watchBody } from './body-timeout.js';
+import { watchStream } from './stream-idle.js';
 import { CLIENT_CLOSED_STATUS, Exchange, type HttpContext, type ServerDeps } from './exchange.js';
 import { JOURNAL_CAPTURE_BYTES } from './journal-entry.js';
 import { arrivalOf, contextOf, routeOf } from './routing.js';
@@ -73,13 +74,22 @@ function sendResponse(
   buffered?: BufferedAnswer,
 ): void {
   const { res } = ctx;
-  const headers = buildResponseHeaderList(response.rawHeaders, headerName, {
+  let headers = buildResponseHeaderList(response.rawHeaders, headerName, {
     requestId: ctx.requestId,
     attempts: ctx.attempts,
     edits: route.responseEdits,
     target: ctx.target,
   });
+  const idle = route.config.timeouts.idle;
+  if (idle !== null && !response.complete) {
+    // An event stream may end with an event of ours (SPEC §16): never sent with a length it would overrun.
+    if (response.eventStream) headers = withoutContentLength(headers);
+    watchStream(ctx, exchange, response, idle, deps);
+  }
   res.writeHead(response.statusCode, response.statusMessage, headers);
+  // A body that has not begun (a stream whose events are still to come): the status and headers go now, not
+  // with its first chunk, so the app sees the answer begin (SPEC §16).
+  if (response.received === 0 && !response.complete) res.flushHeaders();
   // Most answers: the body straight from undici into the client's response.
   if (!buffered && !route.stale && response.sendTo(res, () => brokenOff(ctx, exchange))) return;
   // The start of an error answer, read for a provider rule: sent first, as received.
@@ -100,10 +110,19 @@ function sendResponse(
   if (route.stale) keepForStale(ctx, route, response, deps);
   response.on('error', () => {});
   response.once('close', () => {
-    if (response.complete || res.destroyed) return;
+    // Ended by Breakwater (SPEC §16): stream-idle.ts ends the client's answer.
+    if (response.complete || res.destroyed || ctx.flags.has('STREAM_STALLED')) return;
     brokenOff(ctx, exchange);
     res.destroy();
   });
+}
+
+/** The name/value list without Content-Length. */
+function withoutContentLength(headers: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2)
+    if (headers[i] !== 'content-length') out.push(headers[i]!, headers[i + 1]!);
+  return out;
 }
 
 /** The upstream broke off mid-body (not because the client left): counted as a reset. */
@@ -202,7 +221,8 @@ export async function handleRequest(
       : undefined;
   res.once('close', () => {
     stopWatching?.();
-    if (!res.writableFinished) {
+    // A stream Breakwater cut (SPEC §16) was not closed by the client.
+    if (!res.writableFinished && !ctx.flags.has('STREAM_STALLED')) {
       ctx.flags.add('CLIENT_CLOSED');
       cancellation.abort(new ClientClosedError());
       upstreamResponse?.destroy();

@@ -73,7 +73,8 @@ export interface Forwarder {
   forward(input: ForwardInput, signal: Signal): Promise<ForwardResult>;
 }
 
-function describeUpstream(target: UpstreamTarget): string {
+/** `Upstream 'name' (origin)`: how a problem's detail names the target. */
+export function describeUpstream(target: UpstreamTarget): string {
   return `Upstream '${target.name}' (${target.url.origin})`;
 }
 

@@ -9,6 +9,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable, type Writable } from 'node:stream';
 import { createRequire } from 'node:module';
+import { FirstEventLine, isEventStream, StreamTail } from './event-stream.js';
 
 /** undici's header-name reader (lower-cased, interned for known names), from its own file: see pools.ts. */
 const { headerNameToString } = createRequire(import.meta.url)('undici/lib/core/util.js') as {
@@ -56,6 +57,12 @@ export function parseRawHeaders(raw: readonly Buffer[]): IncomingHttpHeaders {
   return headers as IncomingHttpHeaders;
 }
 
+/**
+ * How a body began (SPEC §16): its first byte arrived (an event stream: its first event line), or
+ * it ended, or broke off or was dropped, before one.
+ */
+export type BodyBegin = 'started' | 'ended' | 'failed';
+
 /** The first bytes of a body, as received (still encoded). */
 export interface BodyStart {
   readonly chunks: Buffer[];
@@ -98,6 +105,15 @@ export class UpstreamResponse extends Readable {
   private capture: BodyStart | undefined;
   /** Sees every body chunk as it passes (see {@link watch}). */
   private watcher: ((chunk: Buffer) => void) | undefined;
+  /** Body bytes received from upstream so far. */
+  received = 0;
+  /** How the body began, once it did (see {@link whenBegun}). */
+  private begun: BodyBegin | undefined;
+  private onBegin: ((how: BodyBegin) => void) | undefined;
+  /** An event stream's first-event finder; null when the body is not an event stream; undefined: not asked yet. */
+  private firstLine: FirstEventLine | null | undefined;
+  /** The last bytes, kept once asked for (see {@link keepTail}). */
+  private tail: StreamTail | undefined;
 
   constructor(
     readonly statusCode: number,
@@ -176,8 +192,61 @@ export class UpstreamResponse extends Readable {
     for (const chunk of this.held) watcher(chunk);
   }
 
+  /** `text/event-stream` without a Content-Encoding: its first event and its end are read per SSE (SPEC §16). */
+  get eventStream(): boolean {
+    if (this.firstLine === undefined)
+      this.firstLine = isEventStream(this.rawHeaders, headerName) ? new FirstEventLine() : null;
+    return this.firstLine !== null;
+  }
+
+  /**
+   * `listener` learns, once, how the body began: at its first byte (an event stream: its first event
+   * line), or when it ends or breaks before one; at once if that is known. One listener per response.
+   */
+  whenBegun(listener: (how: BodyBegin) => void): void {
+    if (this.begun !== undefined) listener(this.begun);
+    else this.onBegin = listener;
+  }
+
+  private began(how: BodyBegin): void {
+    if (this.begun !== undefined) return;
+    this.begun = how;
+    const listener = this.onBegin;
+    this.onBegin = undefined;
+    listener?.(how);
+  }
+
+  /**
+   * From now on the last bytes are kept (those held for a reader too): {@link closing} says how to end the
+   * stream on an event boundary. Asked before any byte went on.
+   */
+  keepTail(): void {
+    if (this.tail !== undefined) return;
+    this.tail = new StreamTail();
+    for (const chunk of this.held) this.tail.see(chunk);
+  }
+
+  /** What ends the line and event under way (an event stream cut by Breakwater, SPEC §16); '' on a boundary. */
+  closing(): string {
+    return this.tail?.closing() ?? '';
+  }
+
+  /**
+   * Sends no more of the body anywhere and aborts the upstream request, its connection closed: a
+   * stream Breakwater cut (SPEC §16). Neither the sink's end nor `onBroken` follows.
+   */
+  cut(): void {
+    this.sink = undefined;
+    this.onBroken = undefined;
+    this.destroy();
+  }
+
   /** A body chunk from upstream; false asks undici to pause the connection. */
   deliver(chunk: Buffer): boolean {
+    this.received += chunk.length;
+    if (this.begun === undefined && (this.eventStream ? this.firstLine!.feed(chunk) : chunk.length > 0))
+      this.began('started');
+    if (this.tail !== undefined) this.tail.see(chunk);
     if (this.capture !== undefined) takeStart(this.capture, chunk);
     if (this.watcher !== undefined) this.watcher(chunk);
     const sink = this.sink;
@@ -194,12 +263,14 @@ export class UpstreamResponse extends Readable {
 
   finish(): void {
     this.complete = true;
+    this.began('ended');
     if (this.sink) this.sink.end();
     else if (this.engaged) this.push(null);
   }
 
   /** The upstream failed mid-body: an 'error' only for a reader that listens for one (as node:http does). */
   fail(error: Error): void {
+    this.began('failed');
     if (this.sink) {
       const sink = this.sink;
       this.sink = undefined;
@@ -211,6 +282,7 @@ export class UpstreamResponse extends Readable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.began('failed');
     if (!this.complete) this.abortUpstream(error ?? undefined);
     this.held = [];
     callback(error);

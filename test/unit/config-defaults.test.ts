@@ -97,7 +97,13 @@ describe('units by their defaults (config/convert.ts)', () => {
 
   it('converts every unit a resolved section holds', () => {
     const config = resolveConfig({ version: 1, routes: [{ name: 'r', fallback: { stale: {} } }] }, '.');
-    expect(config.defaults.timeouts).toEqual({ connect: 2000, perTry: 10_000, total: 30_000 });
+    expect(config.defaults.timeouts).toEqual({
+      connect: 2000,
+      perTry: 10_000,
+      total: 30_000,
+      firstByte: null,
+      idle: null,
+    });
     expect(config.defaults.retry.backoff).toEqual({ base: 500, max: 5000 });
     expect(config.defaults.retry.bufferLimit).toBe(1024 * 1024);
     expect(config.routes[0]!.fallback.stale).toEqual({

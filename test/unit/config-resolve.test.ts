@@ -40,7 +40,7 @@ describe('valid files', () => {
     expect(route!.name).toBe('stripe');
     expect(route!.match).toEqual({ pathPrefix: '/stripe', host: null, methods: null });
     expect(route!.stripPrefix).toBe(true);
-    expect(route!.timeouts).toEqual({ connect: 2000, perTry: 5000, total: 30_000 });
+    expect(route!.timeouts).toEqual({ connect: 2000, perTry: 5000, total: 30_000, firstByte: null, idle: null });
     expect(route!.retry.maxRetries).toBe(3);
     expect(route!.rateLimit).toEqual({
       rate: 25,
@@ -371,7 +371,7 @@ routes:
     rateLimit: null
 `);
     const [a, b] = config.routes;
-    expect(a!.timeouts).toEqual({ connect: 2000, perTry: 3000, total: 20_000 });
+    expect(a!.timeouts).toEqual({ connect: 2000, perTry: 3000, total: 20_000, firstByte: null, idle: null });
     expect(a!.retry.backoff).toEqual({ base: 10, max: 2000 });
     expect(a!.retry.retryOn).toEqual(['5xx']);
     expect(a!.retry.maxRetries).toBe(3);
@@ -387,7 +387,13 @@ routes:
       settle: 'none',
     });
     expect(b!.rateLimit).toBeNull();
-    expect(config.defaults.timeouts).toEqual({ connect: 2000, perTry: 10_000, total: 20_000 });
+    expect(config.defaults.timeouts).toEqual({
+      connect: 2000,
+      perTry: 10_000,
+      total: 20_000,
+      firstByte: null,
+      idle: null,
+    });
   });
 
   it('replaces lists rather than merging them', () => {

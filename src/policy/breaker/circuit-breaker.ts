@@ -55,6 +55,7 @@
 import type { CircuitBreakerConfig } from '../../config/types.js';
 import type { Signal } from '../../lib/signal.js';
 import type { AttemptResult } from '../context.js';
+import type { Classification } from '../../upstream/classify.js';
 import type { BreakerDeps, BreakerScope, BreakerStatus, UpstreamBreaker } from './types.js';
 import { compileConditions } from '../conditions.js';
 import { openRefusal, shedRefusal } from './window.js';
@@ -197,6 +198,11 @@ export function createUpstreamBreaker(
     return result;
   };
 
+  /** SPEC §16: a call that answered, then failed (a stream cut for its silence), under `failOn`. */
+  const failedLate = (classification: Classification): void => {
+    if (!dropped && isFailure(classification)) circuit.amendLate(now());
+  };
+
   return {
     upstream,
     reportOnly,
@@ -206,7 +212,7 @@ export function createUpstreamBreaker(
       return circuit.calls.failureRate();
     },
     status: () => statusOf(circuit, held.waiting, now(), config.mode),
-    policy: { run, close() {} },
+    policy: { run, close() {}, failedLate },
     call: (scope, signal, attempt) => run(scope, signal, attempt),
     close() {
       dropped = true;

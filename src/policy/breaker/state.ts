@@ -106,13 +106,31 @@ export class Circuit {
     this.advance(at);
     this.calls.record(didFail);
     this.recent.record(didFail, at);
-    if (didFail && this.canOpen && this.opensAt(this.recent.failures) && this.recent.fresh(at, this.config.window)) {
+    if (didFail) this.openIfDue(at);
+  }
+
+  /** A probe that ended without a verdict (the client left): its slot is free again. */
+  /**
+   * A call already recorded as a success failed after its answer began (SPEC §16: a stream cut for its
+   * silence): amended in place, so the failure rate is what it would have been; it may open the circuit.
+   * Only while closed: probes and calls of an older episode were settled with their answer.
+   */
+  amendLate(at: number): void {
+    if (!this.isClosed()) return;
+    this.advance(at);
+    if (!this.recent.amend(at, this.config.window)) return;
+    this.calls.amend();
+    this.openIfDue(at);
+  }
+
+  /** Opens when enough of the last calls failed, all within the window. */
+  private openIfDue(at: number): void {
+    if (this.canOpen && this.opensAt(this.recent.failures) && this.recent.fresh(at, this.config.window)) {
       this.openedWith = this.recent.failures;
       this.open(at, this.recent.firstFailure());
     }
   }
 
-  /** A probe that ended without a verdict (the client left): its slot is free again. */
   release(admission: Admission): void {
     if (admission > 0 && admission === this.generation && this.state === 'half_open') {
       this.probesInFlight--;

@@ -7,6 +7,7 @@ import type { CIRCUIT_STATES } from '../../observe/metric-families.js';
 import type { Signal } from '../../lib/signal.js';
 import type { Flag } from '../../observe/access-log.js';
 import type { AttemptResult, Policy } from '../context.js';
+import type { Classification } from '../../upstream/classify.js';
 
 export type CircuitState = (typeof CIRCUIT_STATES)[number];
 
@@ -33,13 +34,19 @@ export interface UpstreamBreaker {
   failureRate(): number;
   status(): BreakerStatus;
   /** The policy layer that routes a route's attempts through this breaker. */
-  readonly policy: Policy;
+  readonly policy: BreakerPolicy;
   /** One call through the breaker outside a route's pipeline (a CONNECT tunnel's connection attempt). */
   call(scope: BreakerScope, signal: Signal, attempt: () => Promise<AttemptResult>): Promise<AttemptResult>;
   close(): void;
 }
 
 /** What the breaker reads and marks of the request it admits: its flags and its deadline. */
+/** The breaker as a layer, and the one outcome it learns after its call returned. */
+export interface BreakerPolicy extends Policy {
+  /** The call answered and was counted, then failed as `classification` says (SPEC §16: a stream cut mid-body). */
+  failedLate(classification: Classification): void;
+}
+
 export interface BreakerScope {
   readonly flags: Set<Flag>;
   /** The route a report is counted under (SPEC §19.2); '' outside one (a CONNECT tunnel). */

@@ -37,6 +37,23 @@ export class RecentCalls {
     this.next = (this.next + 1) % this.size;
   }
 
+  /**
+   * The newest call counted as a success (within `windowMs` of `at`) failed after all (SPEC §16: a stream cut
+   * for its silence). False when there is none to amend.
+   */
+  amend(at: number, windowMs: number): boolean {
+    for (let back = 1; back <= this.size; back++) {
+      const slot = (this.next - back + this.size) % this.size;
+      if (at - this.at[slot]! > windowMs) return false;
+      if (this.failedAt[slot] === 0) {
+        this.failedAt[slot] = 1;
+        this.failures += 1;
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** All of the last calls fall within `windowMs` of `at` (the slot written next holds the oldest). */
   fresh(at: number, windowMs: number): boolean {
     return at - this.at[this.next]! <= windowMs;
@@ -123,6 +140,20 @@ export class CallWindow {
     } else {
       this.acceptedIn[slot]! += 1;
       this.acceptedSum += 1;
+    }
+  }
+
+  /** One accepted call in the window, the newest bucket's first, counted as failed instead (call advance first). */
+  amend(): void {
+    for (let back = 0; back < BUCKETS; back++) {
+      const slot = (this.bucket - back + BUCKETS) % BUCKETS;
+      if (this.acceptedIn[slot]! > 0) {
+        this.acceptedIn[slot]! -= 1;
+        this.acceptedSum -= 1;
+        this.failedIn[slot]! += 1;
+        this.failedSum += 1;
+        return;
+      }
     }
   }
 
