@@ -16,7 +16,7 @@ import { decideAnswer } from '../upstream/error-answer.js';
 import type { Forwarder, UpstreamTarget } from '../upstream/forward.js';
 import type { UpstreamResponse } from '../upstream/response.js';
 import type { AttemptTrace } from '../observe/tracing.js';
-import { firstByteOf } from './first-byte.js';
+import { firstByteOf, firstByteTimer, type FirstByteLimit } from './first-byte.js';
 import { buildUpstreamHeaders, type CompiledHeaderEdits } from '../upstream/headers.js';
 
 export interface AttemptDeps {
@@ -105,6 +105,29 @@ function timeToFirstByte(
   });
 }
 
+/**
+ * SPEC §16: the per-try timer ends with the headers; the first-byte timer bounds the wait for the first byte and
+ * the read of an error answer a rule decides (`decide`, when the status is one a rule reads).
+ */
+async function firstByteFor(
+  attempt: { result: AttemptResult; response: UpstreamResponse; ctx: RequestContext; signal: Signal },
+  limit: FirstByteLimit,
+  now: () => number,
+  decide: ((signal: Signal) => Promise<AttemptResult>) | undefined,
+): Promise<AttemptResult> {
+  const { result, response, ctx, signal } = attempt;
+  const target = ctx.destination!.target;
+  clearTimeout(ctx.perTryTimer);
+  const timer = firstByteTimer(signal, response, target, limit, ctx.deadline - now());
+  try {
+    const failed = await firstByteOf(response, target, timer.signal);
+    if (failed) return { classification: failed };
+    return decide ? await decide(timer.signal) : result;
+  } finally {
+    timer.stop();
+  }
+}
+
 export function createAttempt(
   config: RouteConfig,
   requestEdits: CompiledHeaderEdits,
@@ -134,6 +157,9 @@ export function createAttempt(
     const span = ctx.trace?.attempt(ctx.method, target.url, target.name, ctx.attempts - 1);
     if (span) Object.assign(headers, span.headers);
     let result: AttemptResult;
+    /** When the request went out on its connection: the first byte is timed from there (SPEC §16). */
+    let sentAt: number | undefined;
+    const onSent = () => void (sentAt = now());
     try {
       const path = rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix);
       const connectTimeoutMs = config.timeouts.connect;
@@ -141,19 +167,20 @@ export function createAttempt(
       result = ctx.handshake
         ? await ctx.handshake({ upstream: target, path, headers, connectTimeoutMs }, signal)
         : await forwarder.forward(
-            { method: ctx.method, upstream: target, path, headers, body: ctx.body.open(), connectTimeoutMs },
+            { method: ctx.method, upstream: target, path, headers, body: ctx.body.open(), connectTimeoutMs, onSent },
             signal,
           );
       const response = result.response;
       // An answer with firstByte counts at its first byte (SPEC §16): until then it may still be a timeout.
+      const ruled = response !== undefined && rules.applies(response.statusCode);
       if (response && firstByteLimit && !ctx.handshake) {
-        clearTimeout(ctx.perTryTimer);
-        const failed = await firstByteOf(response, target, firstByteLimit, ctx.deadline - now(), signal);
-        if (failed) result = { classification: failed };
-        else timeToFirstByte(deps, routeName, { response, target, started, span });
-      } else if (response && !ctx.handshake) timeToFirstByte(deps, routeName, { response, target, started, span });
-      if (result.response && rules.applies(result.response.statusCode ?? 0))
-        result = await decided(result, result.response, ctx, signal);
+        const answered = result;
+        const decide = ruled ? (bound: Signal) => decided(answered, response, ctx, bound) : undefined;
+        result = await firstByteFor({ result, response, ctx, signal }, firstByteLimit, now, decide);
+      } else if (response && ruled) result = await decided(result, response, ctx, signal);
+      // Measured once the answer is decided: its span ends with the first byte, or with the error decided.
+      if (result.response && !ctx.handshake)
+        timeToFirstByte(deps, routeName, { response: result.response, target, started: sentAt ?? started, span });
     } catch (error) {
       span?.end(undefined, (error as { code?: string }).code ?? 'CLIENT_CLOSED');
       throw error;

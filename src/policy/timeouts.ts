@@ -78,6 +78,7 @@ export function createPerTryTimeout(timeouts: TimeoutsConfig, deps: PolicyDeps):
       } finally {
         clearTimeout(timer);
         controller.release();
+        ctx.perTryTimer = undefined;
       }
     },
     close() {},

@@ -84,12 +84,12 @@ function sendResponse(
   if (idle !== null && !response.complete) {
     // An event stream may end with an event of ours (SPEC §16): never sent with a length it would overrun.
     if (response.eventStream) headers = withoutContentLength(headers);
-    watchStream(ctx, exchange, response, idle, deps);
+    watchStream(ctx, exchange, response, idle, { now: deps.now, read: buffered?.raw });
   }
   res.writeHead(response.statusCode, response.statusMessage, headers);
-  // A body that has not begun (a stream whose events are still to come): the status and headers go now, not
-  // with its first chunk, so the app sees the answer begin (SPEC §16).
-  if (response.received === 0 && !response.complete) res.flushHeaders();
+  // An event stream whose events are still to come (or any body on a route that times its silence): the
+  // status and headers go now, not with the first chunk, so the app sees the answer begin (SPEC §16).
+  if (response.received === 0 && !response.complete && (idle !== null || response.eventStream)) res.flushHeaders();
   // Most answers: the body straight from undici into the client's response.
   if (!buffered && !route.stale && response.sendTo(res, () => brokenOff(ctx, exchange))) return;
   // The start of an error answer, read for a provider rule: sent first, as received.

@@ -20,12 +20,12 @@ export function watchStream(
   exchange: Exchange,
   response: UpstreamResponse,
   idleMs: number,
-  deps: Pick<ServerDeps, 'now'>,
+  deps: Pick<ServerDeps, 'now'> & { readonly read?: Buffer },
 ): void {
   if (response.complete) return;
   const { res } = ctx;
   const eventStream = response.eventStream;
-  if (eventStream) response.keepTail();
+  if (eventStream) response.keepTail(deps.read);
   const stop = watchSilence(
     {
       bytes: () => response.received,
@@ -57,5 +57,7 @@ function cut(
   const closing = eventStream ? response.closing() : '';
   response.cut();
   if (eventStream) ctx.res.end(`${closing}event: error\ndata: ${problem}\n\n`);
+  // HTTP/1.0 reads a body to the connection's end: a reset, not a close, says it is incomplete.
+  else if (ctx.req.httpVersion === '1.0') ctx.res.socket?.resetAndDestroy();
   else ctx.res.destroy();
 }

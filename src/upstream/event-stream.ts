@@ -17,17 +17,18 @@ const BOM = [0xef, 0xbb, 0xbf] as const;
  * name lower-cased (response.ts).
  */
 export function isEventStream(rawHeaders: readonly Buffer[], headerName: (raw: Buffer) => string): boolean {
-  let eventStream = false;
+  let eventStream: boolean | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = headerName(rawHeaders[i]!);
     if (name === 'content-encoding') {
       const coding = rawHeaders[i + 1]!.toString('latin1').trim().toLowerCase();
       if (coding !== '' && coding !== 'identity') return false;
-    } else if (name === 'content-type') {
+    } else if (name === 'content-type' && eventStream === undefined) {
+      // The first one, as node and the client read it.
       eventStream = /^text\/event-stream\s*(;|$)/i.test(rawHeaders[i + 1]!.toString('latin1').trim());
     }
   }
-  return eventStream;
+  return eventStream === true;
 }
 
 /** Finds the first line of a stream that is neither blank nor a comment (a line starting with `:`). */

@@ -62,6 +62,8 @@ export interface ForwardInput {
   readonly body: Readable | Buffer | undefined;
   /** TCP+TLS connect timeout, ms. */
   readonly connectTimeoutMs: number;
+  /** Called when the request goes out on its connection (the first byte's clock starts, SPEC §16). */
+  readonly onSent?: () => void;
 }
 
 export interface ForwardResult {
@@ -144,6 +146,7 @@ class ForwardAttempt implements Dispatcher.DispatchHandler {
     this.abortUpstream = abort;
     this.connected = true;
     clearTimeout(this.connectTimer);
+    this.input.onSent?.();
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusMessage: string): boolean {

@@ -217,12 +217,13 @@ export class UpstreamResponse extends Readable {
   }
 
   /**
-   * From now on the last bytes are kept (those held for a reader too): {@link closing} says how to end the
-   * stream on an event boundary. Asked before any byte went on.
+   * From now on the last bytes are kept (`read`: those already read from the body, then those held for a
+   * reader): {@link closing} says how to end the stream on an event boundary. Asked before any byte went on.
    */
-  keepTail(): void {
+  keepTail(read?: Buffer): void {
     if (this.tail !== undefined) return;
     this.tail = new StreamTail();
+    if (read !== undefined) this.tail.see(read);
     for (const chunk of this.held) this.tail.see(chunk);
   }
 
@@ -258,7 +259,11 @@ export class UpstreamResponse extends Readable {
     if (this.engaged) return this.push(chunk);
     this.held.push(chunk);
     this.heldBytes += chunk.length;
-    return this.heldBytes < HOLD_BYTES;
+    if (this.heldBytes < HOLD_BYTES) return true;
+    // An event stream that sent this much before its first event (padding comments) is flowing: it counts as
+    // begun rather than be paused, unread, until a first-byte timer gives up on it.
+    this.began('started');
+    return false;
   }
 
   finish(): void {

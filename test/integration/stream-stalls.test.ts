@@ -13,6 +13,7 @@
  * which is then reported, instead of a latency compared against a clock.
  */
 import http from 'node:http';
+import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, waitUntil, type Behaviour, type FaultUpstream } from '../fixtures/fault-upstream.js';
 import { metricValue, startProxy, type TestProxy } from '../helpers/proxy.js';
@@ -136,6 +137,7 @@ beforeAll(async () => {
   proxy = await startProxy(`version: 1
 upstreams:
   llm: { url: "${upstream.url}" }
+  fragile: { url: "${upstream.url}", circuitBreaker: { failureRate: 50, minimumRequests: 2, window: 60s, hold: 0s } }
   pair:
     url: "${upstream.url}"
     failover: [{ name: azure, url: "${backup.url}" }]
@@ -157,6 +159,11 @@ routes:
     match: { pathPrefix: /noretry }
     upstream: llm
     timeouts: { firstByte: 300ms }
+    retry: { maxRetries: 0 }
+  - name: cut
+    match: { pathPrefix: /cut }
+    upstream: fragile
+    timeouts: { idle: 300ms }
     retry: { maxRetries: 0 }
 `);
 });
@@ -231,6 +238,30 @@ describe('timeouts.firstByte: a stream silent before its first event is retried 
     expect(problem).toMatchObject({ code: 'UPSTREAM_TIMEOUT', attempts: 1 });
     expect(problem.detail).toContain('timeouts.firstByte (300ms)');
     expect(problem.detail).toContain('no event');
+  });
+
+  it('bounds the read of an error answer a provider rule decides by firstByte (the per-try timer ended)', async () => {
+    // A 429 whose body starts and then stops: the provider rules read 429 bodies.
+    script = () => ({
+      kind: 'custom',
+      handle: (_req, res) => {
+        res.writeHead(429, { 'content-type': 'application/json' });
+        res.write('{"error": {');
+      },
+    });
+    const started = performance.now();
+    const res = await fetchStream(`${proxy.url}/noretry/limited`);
+    expect(res.status).toBe(504);
+    expect(JSON.parse(res.text)).toMatchObject({ code: 'UPSTREAM_TIMEOUT', attempts: 1 });
+    expect(performance.now() - started).toBeLessThan(5000);
+  });
+
+  it('counts an event stream padded with more than 64 KiB of comments as begun, not as a first-byte timeout', async () => {
+    const padding = `:${' '.repeat(70 * 1024)}\n\n`;
+    script = () => stream([padding, { wait: 50 }, ...COMPLETION]);
+    const res = await fetchStream(`${proxy.url}/held/padded`);
+    expect(res).toMatchObject({ status: 200, complete: true, text: padding + COMPLETION.join('') });
+    expect(res.headers['x-breakwater-attempts']).toBe('1');
   });
 
   it('sends a body that ends before its first event as it is', async () => {
@@ -364,13 +395,41 @@ describe('timeouts.idle: a stream silent in the middle is cut', () => {
     expect(line.flags).not.toContain('CLIENT_CLOSED');
   });
 
+  it('counts each cut stream as a failed call for the breaker (failOn: timeout): two open it', async () => {
+    script = () => stream(['data: 1\n\n', 'hang']);
+    for (let i = 0; i < 2; i++) {
+      const res = await fetchStream(`${proxy.url}/cut/stream`);
+      expect(events(res.text).at(-1)!.event).toBe('error');
+    }
+    const status = (await (await fetch(`${proxy.adminUrl}/status`)).json()) as {
+      upstreams: { name: string; breaker: { state: string } }[];
+    };
+    expect(status.upstreams.find((u) => u.name === 'fragile')!.breaker.state).toBe('open');
+    const refused = await fetchStream(`${proxy.url}/cut/stream`);
+    expect(JSON.parse(refused.text)).toMatchObject({ code: 'CIRCUIT_OPEN' });
+  });
+
+  it('resets an HTTP/1.0 client’s connection: a body read to the close would look complete', async () => {
+    script = () => stream(['{"items":[1,', 'hang'], { 'content-type': 'application/json' });
+    const port = Number(new URL(proxy.url).port);
+    const ending = await new Promise<{ text: string; how: string }>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => socket.write('GET /held/old HTTP/1.0\r\n\r\n'));
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+      socket.on('error', (error: NodeJS.ErrnoException) => resolve({ text, how: error.code ?? 'error' }));
+      socket.on('end', () => resolve({ text, how: 'end' }));
+    });
+    expect(ending.text).toContain('{"items":[1,');
+    expect(ending.how).toBe('ECONNRESET');
+  });
+
   it('does not cut a stream whose client is slow to read', async () => {
-    // 8 MiB in 64 KiB pieces (more than the socket buffers between them hold) to a client that reads none of it for 1.2 s (twice idle): held by the client, not silent.
-    const piece = `data: ${'x'.repeat(64 * 1024)}\n\n`;
+    // 64 MiB in 256 KiB pieces (more than the socket buffers between them hold) to a client that reads none of it for 1.2 s (twice idle): held by the client, not silent.
+    const piece = `data: ${'x'.repeat(256 * 1024)}\n\n`;
     let sentAll = Infinity;
     let resumed = 0;
     const done = { until: async () => void (sentAll = performance.now()) };
-    script = () => stream([...Array.from({ length: 128 }, () => piece), done]);
+    script = () => stream([...Array.from({ length: 256 }, () => piece), done]);
     const paused = await new Promise<{ length: number; complete: boolean }>((resolve, reject) => {
       const req = http.get(`${proxy.url}/held/big`, { agent: false }, (res) => {
         res.pause();
@@ -385,7 +444,7 @@ describe('timeouts.idle: a stream silent in the middle is cut', () => {
       });
       req.on('error', reject);
     });
-    expect(paused).toEqual({ length: 128 * piece.length, complete: true });
+    expect(paused).toEqual({ length: 256 * piece.length, complete: true });
     // The upstream was held back by the client (the buffers between them full) until it read again.
     expect(sentAll).toBeGreaterThan(resumed);
   });

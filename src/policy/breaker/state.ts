@@ -112,14 +112,19 @@ export class Circuit {
   /** A probe that ended without a verdict (the client left): its slot is free again. */
   /**
    * A call already recorded as a success failed after its answer began (SPEC §16: a stream cut for its
-   * silence): amended in place, so the failure rate is what it would have been; it may open the circuit.
+   * silence): the newest success in the window is amended in place, so the failure rate is what it would have
+   * been (when none is left in the window, a failure is counted now); it may open the circuit.
    * Only while closed: probes and calls of an older episode were settled with their answer.
    */
   amendLate(at: number): void {
     if (!this.isClosed()) return;
     this.advance(at);
-    if (!this.recent.amend(at, this.config.window)) return;
-    this.calls.amend();
+    if (this.recent.amend(at, this.config.window)) this.calls.amend();
+    else {
+      // Its success has left the window (a stream that flowed for longer): the failure counts now.
+      this.calls.record(true);
+      this.recent.record(true, at);
+    }
     this.openIfDue(at);
   }
 
