@@ -106,6 +106,10 @@ describe('tracing on', () => {
     expect(byResend[0]!.attributes['http.response.status_code']).toBe(503);
     expect(byResend[1]!.attributes['http.request.resend_count']).toBe(1);
     expect(byResend[1]!.attributes['http.response.status_code']).toBe(200);
+    // SPEC §16: the time to the answer's first body byte; absent for the 503 that had no body.
+    expect(byResend[1]!.attributes['breakwater.first_byte_ms']).toEqual(expect.any(Number));
+    expect(Number(byResend[1]!.attributes['breakwater.first_byte_ms'])).toBeGreaterThanOrEqual(0);
+    expect(byResend[0]!.attributes['breakwater.first_byte_ms']).toBeUndefined();
 
     // What the upstream saw: the trace, with the attempt's span as the parent, and the caller's tracestate.
     const seen = upstream.requests.filter((r) => r.url === '/flaky').map((r) => r.headers.traceparent);
