@@ -80,8 +80,10 @@ function registerGauges(metrics: Metrics, serving: Serving): void {
   metrics.setCircuitStates(() => targets().map((target) => ({ upstream: target.name, state: target.breaker.state() })));
   metrics.setQuotas(() => targets().flatMap((target) => target.pacing?.snapshot() ?? []));
   metrics.setStaleStores(() =>
-    serving.runtime.routes.flatMap((route) =>
-      route.stale ? [{ route: route.name, entries: route.stale.size(), bytes: route.stale.bytes() }] : [],
+    serving.runtime.routes.flatMap(({ name, store, stale, cache }) =>
+      store
+        ? [{ route: name, entries: store.size(), bytes: store.bytes(), stale: stale !== null, cache: cache !== null }]
+        : [],
     ),
   );
 }

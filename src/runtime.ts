@@ -93,8 +93,8 @@ export interface Inheritance {
    */
   upstream(config: UpstreamConfig): UpstreamRuntime | undefined;
   rateLimit(route: RouteConfig): RateLimitPolicy | undefined;
-  /** The route's stored answers, when its name and fallback settings did not change. */
-  stale(route: RouteConfig): StaleStore | undefined;
+  /** The route's stored answers, when its name, upstream, fallback and cache settings did not change. */
+  store(route: RouteConfig): StaleStore | undefined;
   /** The interceptor (its leaf key and minted leaves), when `intercept` is unchanged (the CA certificate included). */
   interceptor(intercept: NonNullable<Config['forwardProxy']['intercept']>): Interceptor | undefined;
 }
@@ -119,17 +119,20 @@ function handOver(
       const current = routes.find((route) => route.name === next.name);
       return current?.rateLimit && same(current.config.rateLimit, next.rateLimit) ? current.rateLimit : undefined;
     },
-    stale: (next) => {
+    store: (next) => {
       const current = routes.find((route) => route.name === next.name);
-      // Kept only while the answers would still be the same: where the route sends, with what, and its fallback.
+      // Kept only while the answers would still be the same: where the route sends, with what, its fallback,
+      // its cache and the headers that key an answer.
       const sendsAlike = (route: RouteConfig) => [
         route.fallback,
+        route.cache,
+        route.keyHeaders,
         route.upstream,
         route.match,
         route.stripPrefix,
         route.headers.request,
       ];
-      return current?.stale && same(sendsAlike(current.config), sendsAlike(next)) ? current.stale : undefined;
+      return current?.store && same(sendsAlike(current.config), sendsAlike(next)) ? current.store : undefined;
     },
     interceptor: (next) => (interceptor && same(config.forwardProxy.intercept, next) ? interceptor : undefined),
   };
@@ -153,7 +156,7 @@ async function closeRuntime(
   for (const route of routes) {
     route.pipeline.close();
     if (route.rateLimit && !keep.has(route.rateLimit)) route.rateLimit.close();
-    if (route.stale && !keep.has(route.stale)) route.stale.clear();
+    if (route.store && !keep.has(route.store)) route.store.clear();
   }
   for (const target of [...upstreams.values()].flatMap((upstream) => upstream.targets)) {
     if (!keep.has(target.breaker)) target.breaker.close();

@@ -130,15 +130,15 @@ function checkFailover(upstream: string, failover: unknown, baseDir: string, iss
   });
 }
 
-/** A route's stale store: one entry must fit in the whole. */
-function checkStale(stale: unknown, index: number, issues: Issue[]): void {
-  if (!isObject(stale)) return;
-  const filled = fill(DEFAULTS.stale, stale);
+/** A route's store (stale answers, SPEC §8.2, or its cache, §17): one entry must fit in the whole. */
+function checkStore(store: unknown, at: PathSegment[], issues: Issue[]): void {
+  if (!isObject(store)) return;
+  const filled = fill(DEFAULTS.stale, store);
   const entry = trySize(filled.maxEntryBytes);
   const all = trySize(filled.maxBytes);
   if (entry !== undefined && all !== undefined && entry > all) {
     issues.push({
-      path: ['routes', index, 'fallback', 'stale', 'maxEntryBytes'],
+      path: [...at, 'maxEntryBytes'],
       message: `maxEntryBytes (${entry} bytes) is larger than maxBytes (${all} bytes): no answer could ever be stored`,
     });
   }
@@ -184,7 +184,8 @@ function checkRoutes(
         message: 'is required: only forward-proxy routes (forwardProxy.enabled: true) may omit it',
       });
     }
-    checkStale(getIn(route, ['fallback', 'stale']), index, issues);
+    checkStore(getIn(route, ['fallback', 'stale']), ['routes', index, 'fallback', 'stale'], issues);
+    checkStore(getIn(route, ['cache']), ['routes', index, 'cache'], issues);
     checkRoutePriority(route.priority, index, classes, issues);
     checkPolicies(
       [

@@ -139,6 +139,15 @@ export const DEFAULTS = {
   },
   /** `routes[].fallback.stale` when the block is given with keys left out (SPEC §8.2). */
   stale: { maxStale: '10m', maxEntries: 1000, maxEntryBytes: '256KiB', maxBytes: '32MiB' },
+  /** `routes[].cache` when the block is given with keys left out (SPEC §17); `ttl` off (null) unless set. */
+  cache: {
+    ttl: null,
+    maxEntries: 1000,
+    maxEntryBytes: '256KiB',
+    maxBytes: '32MiB',
+    revalidate: true,
+    coalesce: true,
+  },
   route: {
     /**
      * `routes[].keyHeaders` (SPEC §8.2): request headers that carry a caller's

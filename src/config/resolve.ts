@@ -178,6 +178,13 @@ function toStale(raw: RawRoute) {
   return stale ? convertUnits(fill(DEFAULTS.stale, stale), DEFAULTS.stale) : null;
 }
 
+/** `routes[].cache` (SPEC §17) in ms and bytes; null without. */
+function toCache(raw: RawRoute) {
+  if (!raw.cache) return null;
+  const { ttl, ...rest } = fill(DEFAULTS.cache, raw.cache);
+  return { ...convertUnits(rest, DEFAULTS.cache), ttl: ttl === null ? null : ms(ttl) };
+}
+
 function toHeaderEdits(raw: RawEdits) {
   return { set: { ...raw?.set }, remove: (raw?.remove ?? []).map((name) => name.toLowerCase()) };
 }
@@ -198,6 +205,7 @@ function toRoute(raw: RawRoute, defaults: RawPolicies | undefined) {
     headers: { request: toHeaderEdits(raw.headers?.request), response: toHeaderEdits(raw.headers?.response) },
     keyHeaders: route.keyHeaders.map((name) => name.toLowerCase()),
     fallback: { stale: toStale(raw) },
+    cache: toCache(raw),
     ...toPolicies(raw, defaults),
   };
 }

@@ -203,6 +203,29 @@ const Errors = Obj(
   { description: 'Error bodies (SPEC §5) and provider-aware decisions (SPEC §14).' },
 );
 
+/** `routes[].cache` (SPEC §17): a private HTTP cache; `cache: {}` takes the defaults. */
+const Cache = Obj(
+  {
+    ttl: Opt(
+      OrNull(Duration('freshness of an answer that gives none; null: such answers are kept only to be revalidated')),
+    ),
+    maxEntries: Opt(
+      Type.Integer({
+        minimum: 1,
+        description: 'stored answers of the route, at most',
+        default: DEFAULTS.cache.maxEntries,
+      }),
+    ),
+    maxEntryBytes: Opt(Size('larger bodies stream through and are never stored', DEFAULTS.cache.maxEntryBytes)),
+    maxBytes: Opt(Size('all stored bodies of the route together', DEFAULTS.cache.maxBytes)),
+    revalidate: Opt(
+      Bool('false: a stale entry is dropped and the GET goes upstream as sent', DEFAULTS.cache.revalidate),
+    ),
+    coalesce: Opt(Bool('identical concurrent GETs share one upstream request', DEFAULTS.cache.coalesce)),
+  },
+  { description: 'answers that cost no quota (SPEC §17): fresh answers served, stale ones revalidated' },
+);
+
 export const policyKeys = {
   timeouts: Opt(Timeouts),
   retry: Opt(Retry),
@@ -266,6 +289,7 @@ export const Route = Obj(
         { description: 'answers when the upstream cannot (SPEC §8.2)' },
       ),
     ),
+    cache: Opt(OrNull(Cache)),
     ...policyKeys,
   },
   { required: ['name'] },

@@ -23,6 +23,7 @@ export type RetryConfig = PoliciesConfig['retry'];
 export type RateLimitConfig = NonNullable<PoliciesConfig['rateLimit']>;
 export type ErrorsConfig = PoliciesConfig['errors'];
 export type StaleConfig = NonNullable<RouteConfig['fallback']['stale']>;
+export type CacheConfig = NonNullable<RouteConfig['cache']>;
 export type HeaderEditsConfig = RouteConfig['headers']['request'];
 export type UpstreamConfig = Config['upstreams'][string];
 export type CircuitBreakerConfig = UpstreamConfig['circuitBreaker'];

@@ -63,6 +63,8 @@ export interface AccessEntry {
   readonly rule?: string;
   /** The priority class the request was handled in (SPEC §13), when priorities are configured. */
   readonly priority?: string;
+  /** How a route's cache answered it (SPEC §17), on a route with a cache. */
+  readonly cache?: string;
   readonly status: number;
   readonly durationMs: number;
   readonly attempts: number;

@@ -110,6 +110,11 @@ export function requestFamilies({ counter, histogram }: Families, byUpstream: By
       'Requests answered with a stored (stale) answer, by the error code it replaced (SPEC §8.2).',
       ['route', 'reason'],
     ),
+    cacheRequests: counter(
+      'breakwater_cache_requests_total',
+      'Requests on a route with a cache, by how they were answered: hit, miss, revalidated, coalesced, bypass (SPEC §17).',
+      ['route', 'result'],
+    ),
     internalErrors: counter<never>(
       'breakwater_internal_errors_total',
       'Faults caught by the last net (unhandled promise rejections); the process kept serving.',
@@ -172,11 +177,20 @@ export function policyFamilies({ counter, histogram }: Families, byUpstream: ByU
   };
 }
 
+/** A route's store (SPEC §8.2, §17): its size, and whether its stale fallback, its cache or both use it. */
+export interface StoreSource {
+  readonly route: string;
+  readonly entries: number;
+  readonly bytes: number;
+  readonly stale: boolean;
+  readonly cache: boolean;
+}
+
 /** Where the scraped gauges read live state; metrics.ts's setters replace each. */
 export interface ScrapeSources {
   circuitStates: () => Iterable<{ readonly upstream: string; readonly state: string }>;
   queueDepths: () => Iterable<{ readonly route: string; readonly priority?: string; readonly depth: number }>;
-  staleStores: () => Iterable<{ readonly route: string; readonly entries: number; readonly bytes: number }>;
+  staleStores: () => Iterable<StoreSource>;
   quotas: () => Iterable<QuotaSource>;
 }
 
@@ -223,7 +237,7 @@ export function scrapedFamilies(scraped: ReturnType<typeof scrapedGauges>, sourc
       'Answers stored for stale fallback, per route.',
       ['route'],
       (set) => {
-        for (const { route, entries } of staleStores()) set({ route }, entries);
+        for (const { route, entries, stale } of staleStores()) if (stale) set({ route }, entries);
       },
     ),
     staleBytes: scraped(
@@ -231,7 +245,18 @@ export function scrapedFamilies(scraped: ReturnType<typeof scrapedGauges>, sourc
       'Bytes of the answers stored for stale fallback, per route.',
       ['route'],
       (set) => {
-        for (const { route, bytes } of staleStores()) set({ route }, bytes);
+        for (const { route, bytes, stale } of staleStores()) if (stale) set({ route }, bytes);
+      },
+    ),
+    cacheEntries: scraped('breakwater_cache_entries', "Answers in the route's cache (SPEC §17).", ['route'], (set) => {
+      for (const { route, entries, cache } of staleStores()) if (cache) set({ route }, entries);
+    }),
+    cacheBytes: scraped(
+      'breakwater_cache_bytes',
+      "Bytes of the answers in the route's cache (bodies; the stale store's where both are set).",
+      ['route'],
+      (set) => {
+        for (const { route, bytes, cache } of staleStores()) if (cache) set({ route }, bytes);
       },
     ),
   };

@@ -24,7 +24,12 @@ import {
   scrapedGauges,
   type QuotaSource,
   type ScrapeSources,
+  type StoreSource,
 } from './metric-families.js';
+
+/** How a request on a route with a cache was answered (SPEC §17): `X-Breakwater-Cache`, the metric's `result`. */
+export const CACHE_RESULTS = ['hit', 'miss', 'revalidated', 'coalesced', 'bypass'] as const;
+export type CacheResult = (typeof CACHE_RESULTS)[number];
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
@@ -79,10 +84,12 @@ export interface Metrics {
   readonly forwardRequests: FastCounter<'caller' | 'decision'>;
   readonly staleEntries: Gauge<'route'>;
   readonly staleBytes: Gauge<'route'>;
-  /** Where the stale-answer gauges read each route's store at scrape time. */
-  setStaleStores(
-    source: () => Iterable<{ readonly route: string; readonly entries: number; readonly bytes: number }>,
-  ): void;
+  readonly cacheEntries: Gauge<'route'>;
+  readonly cacheBytes: Gauge<'route'>;
+  /** Requests on a route with a cache, by how it answered them: hit, miss, revalidated, coalesced, bypass (SPEC §17). */
+  readonly cacheRequests: FastCounter<'route' | 'result'>;
+  /** Where the store gauges (stale and cache) read each route's store at scrape time. */
+  setStaleStores(source: () => Iterable<StoreSource>): void;
   /** Where `breakwater_circuit_state` reads the breakers' states at scrape time. */
   setCircuitStates(source: () => Iterable<{ readonly upstream: string; readonly state: string }>): void;
   /**
@@ -197,6 +204,7 @@ function zeroSeries(metrics: Metrics, config: Config, upstreams: BoundedLabel): 
     if (route.rateLimit?.shared || (pacing?.enabled && pacing.shared)) metrics.rateLimitDegraded.inc(labels, 0);
     zeroShed(metrics.shed, config, route.name, route.rateLimit !== null, pacing?.enabled === true);
     for (const policy of reportingPolicies(config, route)) metrics.policyReports.inc({ ...labels, policy }, 0);
+    if (route.cache) for (const result of CACHE_RESULTS) metrics.cacheRequests.inc({ ...labels, result }, 0);
     if (route.upstream !== null) {
       for (const outcome of OUTCOMES) metrics.upstreamAttempts.inc({ ...labels, upstream: route.upstream, outcome }, 0);
       for (const target of config.upstreams[route.upstream]?.failover ?? [])

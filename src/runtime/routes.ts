@@ -8,7 +8,7 @@
  */
 import { readsBody } from '../policy/cost.js';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { PacingConfig, RouteConfig } from '../config/types.js';
+import type { CacheConfig, PacingConfig, RouteConfig } from '../config/types.js';
 import { sleep as systemSleep } from '../lib/clock.js';
 import type { Signal } from '../lib/signal.js';
 import { createAttempt, type AttemptDeps } from '../policy/attempt.js';
@@ -21,6 +21,8 @@ import type { SharedLimits } from '../policy/rate-limit/shared-limits.js';
 import { compileMatcher, type RouteMatcher } from '../router/match-route.js';
 import { compileHeaderEdits, type CompiledHeaderEdits } from '../upstream/headers.js';
 import { StaleStore } from '../upstream/stale-store.js';
+import type CachePolicy from 'http-cache-semantics';
+import { policyOn } from '../upstream/cache-rules.js';
 import type { UpstreamRuntime } from './upstreams.js';
 
 export interface RouteRuntime {
@@ -39,8 +41,12 @@ export interface RouteRuntime {
   readonly classify: ((headers: IncomingHttpHeaders) => PriorityClass) | null;
   readonly pipeline: RoutePipeline;
   readonly rateLimit: RateLimitPolicy | null;
-  /** Stored answers for stale fallback (SPEC §8.2), when `fallback.stale` is set. */
+  /** Stored answers for stale fallback (SPEC §8.2), when `fallback.stale` is set: the route's store. */
   readonly stale: StaleStore | null;
+  /** The route's cache (SPEC §17), when `cache` is set: its settings and the route's store (one with `stale`). */
+  readonly cache: RouteCache | null;
+  /** The route's one store, whichever uses it (null when neither does). */
+  readonly store: StaleStore | null;
   /** Whether a request body is held for replay, from the route's retry settings (SPEC §3 `retry.bufferLimit`): upstream/body.ts reads it. */
   readonly bodyReplay: { readonly replay: boolean; readonly costed: boolean; readonly bufferLimit: number };
 }
@@ -51,8 +57,28 @@ export interface RouteDeps extends AttemptDeps {
   readonly sleep?: (ms: number, signal: Signal) => Promise<void>;
   readonly inherit?: {
     rateLimit(route: RouteConfig): RateLimitPolicy | undefined;
-    stale(route: RouteConfig): StaleStore | undefined;
+    store(route: RouteConfig): StaleStore | undefined;
   };
+}
+
+/** A route's cache (SPEC §17): its settings, the route's store, the freshness rules on the clock, shared requests. */
+export interface RouteCache {
+  readonly config: CacheConfig;
+  readonly store: StaleStore;
+  readonly policy: typeof CachePolicy;
+  /** The GETs upstream that identical GETs wait for (coalescing), by store key. */
+  readonly shared: Map<string, unknown>;
+}
+
+/** The route's one store (SPEC §17): bounded by `cache`'s limits when it has a cache, else by `fallback.stale`'s. */
+function storeOf(config: RouteConfig, inherited: StaleStore | undefined): StaleStore | null {
+  if (inherited) return inherited;
+  const { cache } = config;
+  const stale = config.fallback.stale;
+  const limits = cache ?? stale;
+  if (!limits) return null;
+  const { maxEntries, maxEntryBytes, maxBytes } = limits;
+  return new StaleStore({ maxStale: stale?.maxStale ?? 0, maxEntries, maxEntryBytes, maxBytes }, cache !== null);
 }
 
 /** Whether a body is held for replay (a retry could send it again) or read for a cost (SPEC §15). */
@@ -100,14 +126,17 @@ export function buildRoute(
   const rateLimit =
     previousLimit ??
     (config.rateLimit ? createRateLimit(config.name, config.rateLimit, { metrics, now, shared }) : null);
-  const previousStale = config.fallback.stale ? deps.inherit?.stale(config) : undefined;
-  if (previousStale) inherited.add(previousStale);
-  const stale = previousStale ?? (config.fallback.stale ? new StaleStore(config.fallback.stale) : null);
+  const previousStore = config.fallback.stale || config.cache ? deps.inherit?.store(config) : undefined;
+  if (previousStore) inherited.add(previousStore);
+  const store = storeOf(config, previousStore);
   return {
     name: config.name,
     config,
     rateLimit,
-    stale,
+    stale: config.fallback.stale ? store : null,
+    cache:
+      config.cache && store ? { config: config.cache, store, policy: policyOn(deps.wall), shared: new Map() } : null,
+    store,
     // A body is buffered only when a retry could send it again, or a cost is read from it (SPEC §15).
     bodyReplay: bodyReplayOf(config, upstream?.config.pacing),
     matcher: compileMatcher(config),

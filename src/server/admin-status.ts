@@ -120,6 +120,9 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
           .join(' '),
         upstream: route.upstream?.name ?? null,
         stale: route.stale ? { entries: route.stale.size(), bytes: route.stale.bytes() } : null,
+        cache: route.cache
+          ? { entries: route.cache.store.size(), bytes: route.cache.store.bytes(), inFlight: route.cache.shared.size }
+          : null,
         rateLimit:
           rateLimit && route.rateLimit
             ? {

@@ -4,6 +4,7 @@
  * Exchange writes them. A request's policy layers fill the part they share
  * with it (policy/context.ts RequestContext): attempts, flags, the rule.
  */
+import type { CacheResult } from '../observe/metrics.js';
 import type { RequestContext } from '../policy/context.js';
 
 export interface ExchangeRecord extends Pick<
@@ -24,4 +25,6 @@ export interface ExchangeRecord extends Pick<
    */
   caller?: string | null;
   egress?: 'allowed' | 'denied' | 'would_deny';
+  /** On a route with a cache (SPEC §17): how it was answered (the access log's `cache`, the metric's `result`). */
+  cache?: CacheResult;
 }

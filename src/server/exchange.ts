@@ -216,6 +216,7 @@ export class Exchange {
     const durationMs = now() - record.startedAt;
     metrics.requestsTotal.inc({ route, method, code: String(status) });
     if (record.egress !== undefined) this.countEgress(record.egress, record.caller ?? null, route);
+    if (record.cache !== undefined) metrics.cacheRequests.inc({ route, result: record.cache });
     metrics.requestDuration.observe({ route, method }, durationMs / 1000);
     // Only a request that failed builds an entry (SPEC §12): the success path pays one comparison.
     if (
@@ -245,6 +246,7 @@ export class Exchange {
         ...(record.rule !== undefined && { rule: record.rule }),
         ...(record.priority !== undefined && { priority: record.priority.name }),
         ...(record.caller !== undefined && { caller: record.caller }),
+        ...(record.cache !== undefined && { cache: record.cache }),
         status,
         durationMs: Math.round(durationMs * 1000) / 1000,
         attempts: record.attempts,

@@ -22,7 +22,9 @@ import { watchStream } from './stream-idle.js';
 import { CLIENT_CLOSED_STATUS, Exchange, type HttpContext, type ServerDeps } from './exchange.js';
 import { JOURNAL_CAPTURE_BYTES } from './journal-entry.js';
 import { arrivalOf, contextOf, routeOf } from './routing.js';
-import { answerStale, keepForStale, staleReplaces, staleStatusCode } from './stale.js';
+import { answerStale, keepAnswer, staleReplaces, staleStatusCode } from './stale.js';
+import { answeredFromCache, visitCache, type CacheVisit } from './cache.js';
+import type { Freshness } from '../upstream/cache-rules.js';
 
 function errorFromClassification(classification: Classification): BreakwaterError {
   return new BreakwaterError(
@@ -72,6 +74,7 @@ function sendResponse(
   response: UpstreamResponse,
   deps: ServerDeps,
   buffered?: BufferedAnswer,
+  freshness?: Freshness,
 ): void {
   const { res } = ctx;
   let headers = buildResponseHeaderList(response.rawHeaders, headerName, {
@@ -91,7 +94,7 @@ function sendResponse(
   // status and headers go now, not with the first chunk, so the app sees the answer begin (SPEC §16).
   if (response.received === 0 && !response.complete && (idle !== null || response.eventStream)) res.flushHeaders();
   // Most answers: the body straight from undici into the client's response.
-  if (!buffered && !route.stale && response.sendTo(res, () => brokenOff(ctx, exchange))) return;
+  if (!buffered && !route.store && response.sendTo(res, () => brokenOff(ctx, exchange))) return;
   // The start of an error answer, read for a provider rule: sent first, as received.
   if (buffered) {
     res.write(buffered.raw);
@@ -107,7 +110,7 @@ function sendResponse(
   // stream.pipeline does, without its per-call AbortController and
   // DOMException (measured at ~8% of a request's CPU).
   response.pipe(res);
-  if (route.stale) keepForStale(ctx, route, response, deps);
+  if (route.store) keepAnswer(ctx, route, response, deps, freshness);
   response.on('error', () => {});
   response.once('close', () => {
     // Ended by Breakwater (SPEC §16): stream-idle.ts ends the client's answer.
@@ -177,6 +180,7 @@ function answer(
   route: RouteRuntime,
   result: AttemptResult & { response: UpstreamResponse },
   deps: ServerDeps,
+  visit?: CacheVisit,
 ): Promise<void> | undefined {
   const { response } = result;
   if (response.statusCode >= 400 && deps.journal.wants()) noteAnswer(exchange, result);
@@ -190,7 +194,7 @@ function answer(
   else if (ctx.res.destroyed) response.destroy();
   else if (route.config.errors.normalize === 'all' && (response.statusCode ?? 0) >= 400)
     return sendNormalized(ctx, exchange, route, result, deps.wall());
-  else sendResponse(ctx, exchange, route, response, deps, result.buffered);
+  else sendResponse(ctx, exchange, route, response, deps, result.buffered, visit?.freshness);
   return undefined;
 }
 
@@ -238,12 +242,16 @@ export async function handleRequest(
     const route = found instanceof Promise ? await found : found;
     staleRoute = route.stale ? route : undefined;
     matchedTo(ctx, exchange, route);
+    // A fresh stored answer is served before any policy (SPEC §17): it spends nothing.
+    const visit = route.cache ? visitCache(ctx, route) : undefined;
+    if (route.cache && !visit) return;
     const body = prepareBody(ctx, route, config.limits.maxBodySize);
     ctx.body = body instanceof Promise ? await body : body;
     const result = await route.pipeline.run(ctx);
     if (!result.response) throw errorFromClassification(result.classification);
     upstreamResponse = result.response;
-    const sending = answer(ctx, exchange, route, { ...result, response: upstreamResponse }, deps);
+    if (visit && answeredFromCache(visit, ctx, route, upstreamResponse, deps)) return;
+    const sending = answer(ctx, exchange, route, { ...result, response: upstreamResponse }, deps, visit);
     if (sending) await sending;
   } catch (error) {
     // Already answered (a body that went silent, SPEC §20.4): the answer stands.

@@ -11,6 +11,7 @@ import { rewritePath } from '../router/match-route.js';
 import type { RouteRuntime } from '../runtime.js';
 import { buildResponseHeaders } from '../upstream/headers.js';
 import { refusesStale, type StaleStore } from '../upstream/stale-store.js';
+import type { Freshness } from '../upstream/cache-rules.js';
 import type { ServerDeps, HttpContext } from './exchange.js';
 
 /** The failures a stale answer replaces; an upstream 4xx never is one. */
@@ -32,7 +33,7 @@ function readable(ctx: HttpContext): boolean {
  * A forward-proxy route sends each request to its own host: the host is part of the key (a route with an
  * upstream sends all to it).
  */
-function keyOf(store: StaleStore, ctx: HttpContext, route: RouteRuntime): string {
+export function storeKeyOf(store: StaleStore, ctx: HttpContext, route: RouteRuntime): string {
   const host = route.upstream ? '' : `${ctx.destination?.target.url.origin ?? ''}`;
   return store.keyOf(
     host + rewritePath(ctx.url, route.config.match.pathPrefix, route.config.stripPrefix),
@@ -51,15 +52,19 @@ export function staleStatusCode(status: number): string | undefined {
   return STALE_STATUSES.has(status) ? upstreamStatusEntry(status).code : undefined;
 }
 
-/** Keeps a 200 to a GET as it streams to the client, when the route stores answers and this one may be stored. */
-export function keepForStale(
+/**
+ * Keeps a 200 to a GET as it streams to the client, when the route stores answers and this one may be stored;
+ * on a route with a cache, only with `freshness` (server/cache.ts decided it is worth storing, SPEC §17).
+ */
+export function keepAnswer(
   ctx: HttpContext,
   route: RouteRuntime,
   response: UpstreamResponse,
   deps: Pick<ServerDeps, 'now'>,
+  freshness: Freshness | undefined,
 ): void {
-  const store = route.stale;
-  if (!store || ctx.method !== 'GET' || ctx.flags.has('STALE')) return;
+  const store = route.store;
+  if (!store || ctx.method !== 'GET' || ctx.flags.has('STALE') || (route.cache && !freshness)) return;
   const vary = store.storable(response.statusCode ?? 0, response.headers, ctx.clientHeaders);
   if (!vary) return;
   const limit = store.config.maxEntryBytes;
@@ -80,8 +85,16 @@ export function keepForStale(
     if (size > limit || !response.complete) return;
     const target = ctx.target ?? '';
     store.store(
-      keyOf(store, ctx, route),
-      { status: 200, headers: response.headers, body: Buffer.concat(chunks, size), storedAt: deps.now(), target, vary },
+      storeKeyOf(store, ctx, route),
+      {
+        status: 200,
+        headers: response.headers,
+        body: Buffer.concat(chunks, size),
+        storedAt: deps.now(),
+        target,
+        vary,
+        ...(freshness && { freshness }),
+      },
       ctx.clientHeaders,
     );
   });
@@ -102,7 +115,7 @@ export function answerStale(
   const store = route.stale;
   if (!store || !readable(ctx) || refusesStale(ctx.clientHeaders)) return false;
   const at = deps.now();
-  const entry = store.lookup(keyOf(store, ctx, route), ctx.clientHeaders, at);
+  const entry = store.lookup(storeKeyOf(store, ctx, route), ctx.clientHeaders, at);
   if (!entry || ctx.res.headersSent || ctx.res.destroyed) return false;
   ctx.flags.add('STALE');
   ctx.staleFor = code;

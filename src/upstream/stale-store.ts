@@ -1,10 +1,13 @@
 /**
- * Stored answers for stale fallback (SPEC §8.2): a route's last good
- * answers to GETs, served while its upstream fails. An LRU (lru-cache)
- * bounded by `maxEntries` and by `maxBytes` of bodies.
+ * A route's stored answers: for stale fallback (SPEC §8.2), a route's last
+ * good answers to GETs, served while its upstream fails; for its cache
+ * (§17), the same answers with their freshness, served while fresh and
+ * revalidated after. One store per route, whichever uses it. An LRU
+ * (lru-cache) bounded by `maxEntries` and by `maxBytes` of bodies.
  *
  * What is stored: a complete 200 to a GET, body at most `maxEntryBytes`,
- * unless the upstream said `Cache-Control: no-store` or `private`, sent
+ * unless the upstream said `Cache-Control: no-store` or `private` (stored
+ * when the route has a cache: its key is per caller), sent
  * `Set-Cookie` or `Vary: *`, or the request said `Cache-Control: no-store`.
  * The key: the path and query as sent upstream (with the host, on a
  * forward-proxy route) and a hash of the request's credential headers
@@ -15,7 +18,15 @@
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { LRUCache } from 'lru-cache';
-import type { StaleConfig } from '../config/types.js';
+import type { Freshness } from './cache-rules.js';
+
+/** A store's bounds; `maxStale` is the oldest a stale fallback serves (0: no stale fallback). */
+export interface StoreLimits {
+  readonly maxStale: number;
+  readonly maxEntries: number;
+  readonly maxEntryBytes: number;
+  readonly maxBytes: number;
+}
 
 export interface StaleEntry {
   readonly status: number;
@@ -31,6 +42,8 @@ export interface StaleEntry {
   /** Request headers named by Vary, lower case, and the values they had. */
   readonly vary: readonly string[];
   readonly varyValues: string;
+  /** Its freshness, on a route with a cache (SPEC §17). */
+  readonly freshness?: Freshness;
 }
 
 /** Cache-Control directives of a header, lower case, with their values. */
@@ -62,7 +75,11 @@ export function refusesStale(request: IncomingHttpHeaders): boolean {
 export class StaleStore {
   private readonly entries: LRUCache<string, StaleEntry>;
 
-  constructor(readonly config: StaleConfig) {
+  constructor(
+    readonly config: StoreLimits,
+    /** The route has a cache (SPEC §17): `private` answers are stored (the key is per caller). */
+    private readonly keepsPrivate = false,
+  ) {
     this.entries = new LRUCache<string, StaleEntry>({
       max: config.maxEntries,
       maxSize: config.maxBytes,
@@ -98,7 +115,7 @@ export class StaleStore {
     const directives = cacheControl(response['cache-control']);
     if (
       directives.has('no-store') ||
-      directives.has('private') ||
+      (directives.has('private') && !this.keepsPrivate) ||
       cacheControl(request['cache-control']).has('no-store')
     )
       return null;
@@ -125,10 +142,29 @@ export class StaleStore {
 
   /** The stored answer for a request, when there is one young enough whose Vary'd headers match. */
   lookup(key: string, request: IncomingHttpHeaders, at: number): StaleEntry | undefined {
+    const entry = this.match(key, request);
+    return entry && at - entry.storedAt <= entry.maxStale ? entry : undefined;
+  }
+
+  /** The stored answer for a request whose Vary'd headers match, however old (the cache judges its freshness). */
+  match(key: string, request: IncomingHttpHeaders): StaleEntry | undefined {
     const entry = this.entries.get(key);
-    if (!entry) return undefined;
-    if (at - entry.storedAt > entry.maxStale) return undefined;
-    return varyValues(entry.vary, request) === entry.varyValues ? entry : undefined;
+    return entry && varyValues(entry.vary, request) === entry.varyValues ? entry : undefined;
+  }
+
+  /** Replaces a stored answer by its refreshed self (a 304's headers, SPEC §17), keeping its place in the bounds. */
+  replace(key: string, entry: StaleEntry): void {
+    this.entries.set(key, entry);
+  }
+
+  drop(key: string): void {
+    this.entries.delete(key);
+  }
+
+  /** Drops every caller's answer for `path` (what keyOf put after the space): an unsafe method changed it. */
+  dropPath(path: string): void {
+    const suffix = ` ${path}`;
+    for (const key of [...this.entries.keys()]) if (key.endsWith(suffix)) this.entries.delete(key);
   }
 
   size(): number {

@@ -35,6 +35,7 @@ function defaultsPath(path: string[]): string[] | undefined {
   if (first === 'routes' && rest[0] === '[]') {
     const keys = rest.slice(1);
     if (keys[0] === 'fallback' && keys[1] === 'stale') return ['stale', ...keys.slice(2)];
+    if (keys[0] === 'cache') return keys;
     return policy(keys) ?? ['route', ...keys];
   }
   return path;
