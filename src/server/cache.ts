@@ -29,6 +29,7 @@ import { buildResponseHeaders } from '../upstream/headers.js';
 import type { UpstreamResponse } from '../upstream/response.js';
 import type { StaleEntry } from '../upstream/stale-store.js';
 import type { HttpContext, ServerDeps } from './exchange.js';
+import type { Shared } from './coalesce.js';
 import { storeKeyOf } from './stale.js';
 
 /** How a request that goes upstream stands with the cache. */
@@ -42,6 +43,10 @@ export interface CacheVisit {
   freshness?: Freshness;
   /** The validator headers added for a revalidation, taken off again once it is answered (the client sent none). */
   readonly added?: readonly string[];
+  /** Identical GETs may share its upstream request (SPEC §17 `coalesce`): a GET without no-cache or validators. */
+  readonly shares: boolean;
+  /** The shared request it leads, once it went upstream as the one identical GETs wait for. */
+  leader?: Shared;
 }
 
 const SAFE = new Set(['GET', 'HEAD']);
@@ -57,7 +62,7 @@ function wantsUpstream(request: IncomingHttpHeaders): boolean {
 }
 
 /** Names how the request was answered: the header every answer on the route carries, the access log's, the metric's. */
-function mark(ctx: HttpContext, result: CacheResult, status: string): void {
+export function mark(ctx: HttpContext, result: CacheResult, status: string): void {
   ctx.cache = result;
   if (ctx.res.headersSent) return;
   ctx.res.setHeader('x-breakwater-cache', result);
@@ -74,8 +79,10 @@ export function visitCache(ctx: HttpContext, route: RouteRuntime): CacheVisit | 
   const request = ctx.clientHeaders;
   if (!SAFE.has(ctx.method) || directives(request['cache-control']).has('no-store')) {
     mark(ctx, 'bypass', 'fwd=bypass');
-    return { key, revalidating: undefined, mayStore: false };
+    return { key, revalidating: undefined, mayStore: false, shares: false };
   }
+  // Only a plain GET waits for another's upstream request; no-cache, no-store and validators never wait.
+  const shares = cache.config.coalesce && ctx.method === 'GET' && !wantsUpstream(request) && !isConditional(request);
   const entry = cache.store.match(key, request);
   const freshness = entry?.freshness;
   const mayStore = ctx.method === 'GET';
@@ -86,17 +93,17 @@ export function visitCache(ctx: HttpContext, route: RouteRuntime): CacheVisit | 
   // The client's own validators, or a HEAD: forwarded as sent.
   if (!entry || !freshness || isConditional(request) || ctx.method === 'HEAD') {
     mark(ctx, 'miss', 'fwd=miss');
-    return { key, revalidating: undefined, mayStore };
+    return { key, revalidating: undefined, mayStore, shares };
   }
   if (!cache.config.revalidate || !hasValidator(freshness)) {
     if (!cache.config.revalidate) cache.store.drop(key);
     mark(ctx, 'miss', 'fwd=stale');
-    return { key, revalidating: undefined, mayStore };
+    return { key, revalidating: undefined, mayStore, shares };
   }
   const validators = validatorHeaders(freshness);
   Object.assign(request, validators);
   mark(ctx, 'miss', 'fwd=stale');
-  return { key, revalidating: entry, mayStore, added: Object.keys(validators) };
+  return { key, revalidating: entry, mayStore, added: Object.keys(validators), shares };
 }
 
 /**
@@ -123,6 +130,7 @@ export function answeredFromCache(
     response.destroy();
     const refreshed = refresh(cache, entry, response.headers, ctx, pathOf(ctx, route), deps.now());
     cache.store.replace(visit.key, refreshed);
+    visit.leader?.settle({ kind: 'stored', entry: refreshed });
     serveStored(ctx, route, refreshed, 'revalidated');
     return true;
   }
@@ -157,9 +165,18 @@ function pathOf(ctx: HttpContext, route: RouteRuntime): string {
 }
 
 /** Answers from a stored entry: 304 to a client's matching validators, else the stored 200 (no body to a HEAD). */
-function serveStored(ctx: HttpContext, route: RouteRuntime, entry: StaleEntry, result: 'hit' | 'revalidated'): void {
+export function serveStored(
+  ctx: HttpContext,
+  route: RouteRuntime,
+  entry: StaleEntry,
+  result: 'hit' | 'revalidated' | 'coalesced',
+): void {
   const freshness = entry.freshness!;
-  mark(ctx, result, result === 'hit' ? 'hit' : 'fwd=stale; fwd-status=304');
+  mark(
+    ctx,
+    result,
+    result === 'hit' ? 'hit' : result === 'revalidated' ? 'fwd=stale; fwd-status=304' : 'fwd=miss; collapsed',
+  );
   ctx.target = entry.target;
   const headers = buildResponseHeaders(entry.headers, {
     requestId: ctx.requestId,

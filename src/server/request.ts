@@ -24,7 +24,7 @@ import { JOURNAL_CAPTURE_BYTES } from './journal-entry.js';
 import { arrivalOf, contextOf, routeOf } from './routing.js';
 import { answerStale, keepAnswer, staleReplaces, staleStatusCode } from './stale.js';
 import { answeredFromCache, visitCache, type CacheVisit } from './cache.js';
-import type { Freshness } from '../upstream/cache-rules.js';
+import { keepsUpstream, orphanedAnswer, shareOrLead, shareStream } from './cache-share.js';
 
 function errorFromClassification(classification: Classification): BreakwaterError {
   return new BreakwaterError(
@@ -74,7 +74,7 @@ function sendResponse(
   response: UpstreamResponse,
   deps: ServerDeps,
   buffered?: BufferedAnswer,
-  freshness?: Freshness,
+  visit?: CacheVisit,
 ): void {
   const { res } = ctx;
   let headers = buildResponseHeaderList(response.rawHeaders, headerName, {
@@ -109,8 +109,10 @@ function sendResponse(
   // destroys the upstream response and its socket. This is what
   // stream.pipeline does, without its per-call AbortController and
   // DOMException (measured at ~8% of a request's CPU).
+  // Identical GETs waiting on this one get the answer too (SPEC §17); one read for a rule, they fetch themselves.
+  if (visit?.leader) shareStream(buffered ? undefined : visit.leader, ctx, route, response);
   response.pipe(res);
-  if (route.store) keepAnswer(ctx, route, response, deps, freshness);
+  if (route.store) keepAnswer(ctx, route, response, deps, visit?.freshness);
   response.on('error', () => {});
   response.once('close', () => {
     // Ended by Breakwater (SPEC §16): stream-idle.ts ends the client's answer.
@@ -194,8 +196,29 @@ function answer(
   else if (ctx.res.destroyed) response.destroy();
   else if (route.config.errors.normalize === 'all' && (response.statusCode ?? 0) >= 400)
     return sendNormalized(ctx, exchange, route, result, deps.wall());
-  else sendResponse(ctx, exchange, route, response, deps, result.buffered, visit?.freshness);
+  else sendResponse(ctx, exchange, route, response, deps, result.buffered, visit);
   return undefined;
+}
+
+/** What a request has under way: the upstream's answer once it came, how it stands with its route's cache. */
+interface Underway {
+  upstreamResponse: UpstreamResponse | undefined;
+  /** SPEC §17, on a route with a cache. */
+  visit: CacheVisit | undefined;
+}
+
+/** The client's response closed: a client that left first cancels what is under way, and the exchange's cleanups run. */
+function closed(ctx: HttpContext, state: Underway, cancellation: Cancellation): void {
+  // A stream Breakwater cut (SPEC §16) was not closed by the client.
+  if (!ctx.res.writableFinished && !ctx.flags.has('STREAM_STALLED')) {
+    ctx.flags.add('CLIENT_CLOSED');
+    // A shared upstream request goes on while others wait on it (SPEC §17).
+    if (!keepsUpstream(state.visit?.leader, state.upstreamResponse)) {
+      cancellation.abort(new ClientClosedError());
+      state.upstreamResponse?.destroy();
+    }
+  }
+  for (const release of ctx.atExchangeEnd) release();
 }
 
 /** Handles one request on the runtime current when it arrived; `draining` once shutdown began. */
@@ -214,7 +237,7 @@ export async function handleRequest(
   const arrival = arrivalOf(req);
   const ctx: HttpContext = contextOf(req, res, arrival, runtime, cancellation, deps.now());
   const exchange = new Exchange(deps, runtime, ctx);
-  let upstreamResponse: UpstreamResponse | undefined;
+  const state: Underway = { upstreamResponse: undefined, visit: undefined };
   /** The route, once matched, when it keeps answers for stale fallback. */
   let staleRoute: RouteRuntime | undefined;
   const stopWatching =
@@ -225,13 +248,7 @@ export async function handleRequest(
       : undefined;
   res.once('close', () => {
     stopWatching?.();
-    // A stream Breakwater cut (SPEC §16) was not closed by the client.
-    if (!res.writableFinished && !ctx.flags.has('STREAM_STALLED')) {
-      ctx.flags.add('CLIENT_CLOSED');
-      cancellation.abort(new ClientClosedError());
-      upstreamResponse?.destroy();
-    }
-    for (const release of ctx.atExchangeEnd) release();
+    closed(ctx, state, cancellation);
     exchange.finish(res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS);
     runtime.leave();
   });
@@ -242,18 +259,20 @@ export async function handleRequest(
     const route = found instanceof Promise ? await found : found;
     staleRoute = route.stale ? route : undefined;
     matchedTo(ctx, exchange, route);
-    // A fresh stored answer is served before any policy (SPEC §17): it spends nothing.
-    const visit = route.cache ? visitCache(ctx, route) : undefined;
-    if (route.cache && !visit) return;
+    // A fresh stored answer, or an identical GET's, is served before any policy (SPEC §17): it spends nothing.
+    const visit = (state.visit = route.cache ? visitCache(ctx, route) : undefined);
+    if (route.cache && (!visit || (visit.shares && (await shareOrLead(ctx, exchange, route, visit))))) return;
     const body = prepareBody(ctx, route, config.limits.maxBodySize);
     ctx.body = body instanceof Promise ? await body : body;
     const result = await route.pipeline.run(ctx);
     if (!result.response) throw errorFromClassification(result.classification);
-    upstreamResponse = result.response;
+    const upstreamResponse = (state.upstreamResponse = result.response);
     if (visit && answeredFromCache(visit, ctx, route, upstreamResponse, deps)) return;
+    if (visit?.leader && res.destroyed && orphanedAnswer(visit, ctx, route, upstreamResponse, deps)) return;
     const sending = answer(ctx, exchange, route, { ...result, response: upstreamResponse }, deps, visit);
     if (sending) await sending;
   } catch (error) {
+    state.visit?.leader?.settle(error instanceof BreakwaterError ? { kind: 'error', error } : { kind: 'alone' });
     // Already answered (a body that went silent, SPEC §20.4): the answer stands.
     if (res.writableEnded) return;
     if (error instanceof ClientClosedError || ctx.signal.aborted) res.destroy();
@@ -273,5 +292,8 @@ export async function handleRequest(
         closeConnection:
           (hasBody(req) && !req.complete) || (error instanceof BreakwaterError && error.code === 'BAD_REQUEST'),
       });
+  } finally {
+    // Whatever else happened, no identical GET waits on this one any more.
+    state.visit?.leader?.settle({ kind: 'alone' });
   }
 }
