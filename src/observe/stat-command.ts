@@ -69,6 +69,8 @@ export function formatStats(report: TrafficReport & { readonly quotas?: readonly
     'RETRIES',
     'LIMITED',
     'REPORTED',
+    'CACHED',
+    'SAVED',
   ];
   const rows = report.routes.map((route) => [
     route.route || '(no route)',
@@ -80,6 +82,8 @@ export function formatStats(report: TrafficReport & { readonly quotas?: readonly
     rps(route.retriesPerSecond),
     rps(route.rateLimitedPerSecond),
     rps(route.reportedPerSecond ?? 0),
+    route.cacheHitRate === null || route.cacheHitRate === undefined ? dash : `${route.cacheHitRate.toFixed(2)}%`,
+    rps(route.savedPerSecond ?? 0),
   ]);
   const window = `over the last ${report.windowSeconds.toFixed(0)} s`;
   return `${table([header, ...rows], 2)}\n${rows.length === 0 ? 'no routes\n' : ''}(${window})\n${formatQuotas(report.quotas ?? [])}`;

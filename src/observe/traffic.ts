@@ -23,6 +23,10 @@ interface Reading {
   rateLimited: number;
   /** Requests a policy in report mode would have refused, held or slowed (SPEC §19.2). */
   reported: number;
+  /** On a route with a cache (SPEC §17): requests, those answered from the store or another's call, those with no upstream call. */
+  cacheRequests: number;
+  cacheHits: number;
+  cacheSaved: number;
   /** Request durations per histogram bucket (the last one: beyond the largest bound). */
   readonly durations: Float64Array;
 }
@@ -56,6 +60,10 @@ export interface RouteTraffic {
   readonly rateLimitedPerSecond: number;
   /** Reports of policies in report mode per second (what enforcing them would have refused, held or slowed). */
   readonly reportedPerSecond: number;
+  /** Percent of the requests a route's cache answered (hit, revalidated, coalesced); null without cache traffic. */
+  readonly cacheHitRate: number | null;
+  /** Upstream calls the cache saved per second (hits and coalesced answers: no upstream call at all). */
+  readonly savedPerSecond: number;
   /** Oldest first, one point per bucket; null before the process started or (rates aside) without requests. */
   readonly series: {
     readonly requestsPerSecond: (number | null)[];
@@ -134,7 +142,7 @@ export class TrafficStats {
   }
 
   private read(): Map<string, Reading> {
-    const { requestsTotal, requestDuration, retries, rateLimited, policyReports } = this.metrics;
+    const { requestsTotal, requestDuration, retries, rateLimited, policyReports, cacheRequests } = this.metrics;
     const routes = new Map<string, Reading>();
     const of = (route: string) => {
       let reading = routes.get(route);
@@ -147,6 +155,9 @@ export class TrafficStats {
             retries: 0,
             rateLimited: 0,
             reported: 0,
+            cacheRequests: 0,
+            cacheHits: 0,
+            cacheSaved: 0,
             durations: new Float64Array(requestDuration.buckets.length + 1),
           }),
         );
@@ -169,6 +180,12 @@ export class TrafficStats {
     retries.each((labels, value) => (of(String(labels.route)).retries += value));
     rateLimited.each((labels, value) => (of(String(labels.route)).rateLimited += value));
     policyReports.each((labels, value) => (of(String(labels.route)).reported += value));
+    cacheRequests.each((labels, value) => {
+      const reading = of(String(labels.route));
+      reading.cacheRequests += value;
+      if (labels.result === 'hit' || labels.result === 'coalesced') reading.cacheSaved += value;
+      if (labels.result !== 'miss' && labels.result !== 'bypass') reading.cacheHits += value;
+    });
     return routes;
   }
 
@@ -209,6 +226,8 @@ export class TrafficStats {
       retriesPerSecond: round(d.retries / seconds),
       rateLimitedPerSecond: round(d.rateLimited / seconds),
       reportedPerSecond: round(d.reported / seconds),
+      cacheHitRate: d.cacheRequests > 0 ? round((d.cacheHits / d.cacheRequests) * 100, 2) : null,
+      savedPerSecond: round(d.cacheSaved / seconds),
     };
   }
 
@@ -240,7 +259,17 @@ export class TrafficStats {
   }
 }
 
-const EMPTY: Reading = { requests: 0, ok: 0, retries: 0, rateLimited: 0, reported: 0, durations: new Float64Array(0) };
+const EMPTY: Reading = {
+  requests: 0,
+  ok: 0,
+  retries: 0,
+  rateLimited: 0,
+  reported: 0,
+  cacheRequests: 0,
+  cacheHits: 0,
+  cacheSaved: 0,
+  durations: new Float64Array(0),
+};
 
 function delta(now: Reading | undefined, then: Reading | undefined): Reading {
   const a = now ?? EMPTY;
@@ -253,6 +282,9 @@ function delta(now: Reading | undefined, then: Reading | undefined): Reading {
     retries: Math.max(0, a.retries - b.retries),
     rateLimited: Math.max(0, a.rateLimited - b.rateLimited),
     reported: Math.max(0, a.reported - b.reported),
+    cacheRequests: Math.max(0, a.cacheRequests - b.cacheRequests),
+    cacheHits: Math.max(0, a.cacheHits - b.cacheHits),
+    cacheSaved: Math.max(0, a.cacheSaved - b.cacheSaved),
     durations,
   };
 }

@@ -63,13 +63,14 @@ const ago = (iso) => { const s = Math.max(0, (Date.now() - Date.parse(iso)) / 10
 function routes(stats) {
   const span = (stats.routes[0]?.series.requestsPerSecond.length ?? 0) * stats.bucketSeconds;
   document.getElementById('window').textContent = 'over the last ' + stats.windowSeconds.toFixed(0) + ' s; sparklines: the last ' + (span >= 120 ? (span / 60).toFixed(0) + ' min' : span.toFixed(0) + ' s') + ' in ' + stats.bucketSeconds + ' s buckets';
-  document.getElementById('routes').innerHTML = stats.routes.length === 0 ? '<tr><td colspan="8">no route</td></tr>' : stats.routes.map((r) =>
+  document.getElementById('routes').innerHTML = stats.routes.length === 0 ? '<tr><td colspan="9">no route</td></tr>' : stats.routes.map((r) =>
     '<tr data-route="' + text(r.route) + '">' + cell('route', text(r.route || '(no route)'), 'route') + cell('upstream', text(r.upstream ?? '(request target)')) +
     cell('requests/s', rate(r.requestsPerSecond) + spark(r.series.requestsPerSecond, '#2f6fdb'), 'num rps') +
     cell('success', '<span class="' + (r.successRate !== null && r.successRate < 99 ? 'bad' : 'good') + '">' + pct(r.successRate) + '</span>' + spark(r.series.successRate, '#1b6b34'), 'num success') +
     cell('p50', ms(r.p50Ms), 'num p50') + cell('p99', ms(r.p99Ms) + spark(r.series.p99Ms, '#7a3b00'), 'num p99') +
     cell('retries/s', rate(r.retriesPerSecond) + spark(r.series.retriesPerSecond, '#6b4e00'), 'num retries') +
-    cell('rate-limited/s', rate(r.rateLimitedPerSecond) + spark(r.series.rateLimitedPerSecond, '#8a1010'), 'num limited') + '</tr>').join('');
+    cell('rate-limited/s', rate(r.rateLimitedPerSecond) + spark(r.series.rateLimitedPerSecond, '#8a1010'), 'num limited') +
+    cell('cached', r.cacheHitRate === null ? '-' : pct(r.cacheHitRate) + ' <span class="muted">' + rate(r.savedPerSecond) + ' saved</span>', 'num cached') + '</tr>').join('');
 }
 // With priority classes: counts by class as "critical 1, batch 2" (classes with none left out).
 const byClass = (counts) => Object.entries(counts).filter(([, n]) => n > 0).map(([c, n]) => c + ' ' + n).join(', ');
@@ -158,7 +159,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <h1>Breakwater</h1>
 <div class="meta" id="meta">loading…</div>
 <h2>Routes <span class="muted" id="window"></span></h2>
-<table><thead><tr><th>route</th><th>upstream</th><th>requests/s</th><th>success</th><th>p50</th><th>p99</th><th>retries/s</th><th>rate-limited/s</th></tr></thead><tbody id="routes"></tbody></table>
+<table><thead><tr><th>route</th><th>upstream</th><th>requests/s</th><th>success</th><th>p50</th><th>p99</th><th>retries/s</th><th>rate-limited/s</th><th>cached</th></tr></thead><tbody id="routes"></tbody></table>
 <div class="muted" id="limits"></div>
 <h2>Targets</h2>
 <table><thead><tr><th>target</th><th>url</th><th>breaker</th><th>failure rate</th><th>shed</th><th>quota left</th><th>resets in</th></tr></thead><tbody id="targets"></tbody></table>

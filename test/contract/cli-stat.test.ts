@@ -76,6 +76,8 @@ describe('breakwater stat', () => {
       'RETRIES',
       'LIMITED',
       'REPORTED',
+      'CACHED',
+      'SAVED',
     ]);
     const api = table.find((row) => row[0] === 'api')!;
     expect(api.slice(0, 3)).toEqual(['api', 'backend', '75.00%']);
@@ -83,7 +85,7 @@ describe('breakwater stat', () => {
     expect(parseFloat(api[3]!)).toBeGreaterThan(0);
     expect(api[4]).toMatch(/^\d+(\.\d)?ms$/);
     expect(api[5]).toMatch(/^\d+(\.\d)?ms$/);
-    expect(api.slice(6)).toEqual(['0.00rps', '0.00rps', '0.00rps']);
+    expect(api.slice(6)).toEqual(['0.00rps', '0.00rps', '0.00rps', '-', '0.00rps']);
     // Then the quota each paced target announced, per dimension.
     const quotas = table.slice(table.findIndex((row) => row[0] === 'TARGET'));
     expect(quotas[0]).toEqual(['TARGET', 'DIMENSION', 'REMAINING', 'LIMIT', 'RESETS_IN']);
@@ -102,6 +104,8 @@ describe('breakwater stat', () => {
       '-',
       '0.00rps',
       '0.00rps',
+      '0.00rps',
+      '-',
       '0.00rps',
     ]);
     expect(result.stdout).toMatch(/\(over the last \d+ s\)\n\nTARGET/);
@@ -158,6 +162,8 @@ describe('the table', () => {
           retriesPerSecond: 0.5,
           rateLimitedPerSecond: 0,
           reportedPerSecond: 0,
+          cacheHitRate: null,
+          savedPerSecond: 0,
           series: { requestsPerSecond: [], successRate: [], p99Ms: [], retriesPerSecond: [], rateLimitedPerSecond: [] },
         },
         {
@@ -171,16 +177,18 @@ describe('the table', () => {
           retriesPerSecond: 0,
           rateLimitedPerSecond: 0,
           reportedPerSecond: 0,
+          cacheHitRate: null,
+          savedPerSecond: 0,
           series: { requestsPerSecond: [], successRate: [], p99Ms: [], retriesPerSecond: [], rateLimitedPerSecond: [] },
         },
       ],
     });
     const lines = text.split('\n');
     expect(lines[1]).toBe(
-      'a-much-longer-route   (request target)    99.50%    123rps         3.2ms        1235ms   0.50rps   0.00rps    0.00rps',
+      'a-much-longer-route   (request target)    99.50%    123rps         3.2ms        1235ms   0.50rps   0.00rps    0.00rps        -   0.00rps',
     );
     expect(lines[2]).toBe(
-      '(no route)            u                        -   0.00rps             -             -   0.00rps   0.00rps    0.00rps',
+      '(no route)            u                        -   0.00rps             -             -   0.00rps   0.00rps    0.00rps        -   0.00rps',
     );
     expect(lines[3]).toBe('(over the last 60 s)');
   });

@@ -304,5 +304,13 @@ describe('bounds, status and metrics', () => {
     expect(text).toMatch(/^breakwater_cache_entries\{route="api"\} [1-9]\d*$/m);
     expect(text).toMatch(/^breakwater_cache_bytes\{route="api"\} [1-9]\d*$/m);
     expect(text).toMatch(/^breakwater_cache_requests_total\{route="small",result="coalesced"\} 0$/m);
+    // /stats (breakwater stat, the dashboard): the hit ratio and the upstream calls saved.
+    const stats = (await request(`${proxy.adminUrl}/stats`)).json<{
+      routes: { route: string; cacheHitRate: number | null; savedPerSecond: number }[];
+    }>();
+    const api = stats.routes.find((route) => route.route === 'api')!;
+    expect(api.cacheHitRate).toBeGreaterThan(0);
+    expect(api.savedPerSecond).toBeGreaterThan(0);
+    expect(stats.routes.find((route) => route.route === 'ttl')!.cacheHitRate).toBeGreaterThan(0);
   });
 });

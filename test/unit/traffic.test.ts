@@ -50,6 +50,14 @@ describe('TrafficStats', () => {
     metrics.rateLimited.inc({ route: 'api' }, 2);
     metrics.policyReports.inc({ route: 'api', policy: 'rate_limit' }, 6);
     metrics.policyReports.inc({ route: 'api', policy: 'circuit_breaker' }, 2);
+    for (const [result, count] of [
+      ['hit', 30],
+      ['coalesced', 10],
+      ['revalidated', 10],
+      ['miss', 40],
+      ['bypass', 10],
+    ] as const)
+      metrics.cacheRequests.inc({ route: 'api', result }, count);
     advance(20_000);
     const [api, idle] = stats.report([
       { name: 'api', upstream: 'backend' },
@@ -64,12 +72,23 @@ describe('TrafficStats', () => {
       retriesPerSecond: 0.4,
       rateLimitedPerSecond: 0.1,
       reportedPerSecond: 0.4,
+      // 50 of 100 answered by the cache; 40 with no upstream call at all.
+      cacheHitRate: 50,
+      savedPerSecond: 2,
     });
     expect(api!.p50Ms).toBeGreaterThan(0);
     expect(api!.p50Ms).toBeLessThanOrEqual(5);
     expect(api!.p99Ms).toBeGreaterThan(250);
     expect(api!.p99Ms).toBeLessThanOrEqual(500);
-    expect(idle).toMatchObject({ requests: 0, requestsPerSecond: 0, successRate: null, p50Ms: null, p99Ms: null });
+    expect(idle).toMatchObject({
+      requests: 0,
+      requestsPerSecond: 0,
+      successRate: null,
+      p50Ms: null,
+      p99Ms: null,
+      cacheHitRate: null,
+      savedPerSecond: 0,
+    });
   });
 
   it('forgets what is older than the window, and keeps fixed-length series per bucket', () => {
