@@ -125,6 +125,33 @@ describe('identical concurrent GETs', () => {
   });
 });
 
+describe('a shared revalidation', () => {
+  it('gives every waiter the refreshed stored answer, never the 304 it took', async () => {
+    behaviour = () => ({
+      kind: 'custom',
+      handle: (req, res) => {
+        setTimeout(() => {
+          if (req.headers['if-none-match'] === '"doc"') res.writeHead(304, { etag: '"doc"' }).end();
+          else res.writeHead(200, { etag: '"doc"', 'cache-control': 'no-cache' }).end('the doc');
+        }, 300);
+      },
+    });
+    expect((await get('/c/reval')).text).toBe('the doc');
+    const answers = await Promise.all(Array.from({ length: 5 }, () => get('/c/reval')));
+    expect(answers.map((res) => [res.status, res.text])).toEqual(Array(5).fill([200, 'the doc']));
+    expect(answers.map((res) => res.headers['x-breakwater-cache']).sort()).toEqual([
+      'coalesced',
+      'coalesced',
+      'coalesced',
+      'coalesced',
+      'revalidated',
+    ]);
+    // The stored answer, then one revalidation for all five.
+    expect(seen('/c/reval')).toHaveLength(2);
+    expect(seen('/c/reval')[1]!.headers['if-none-match']).toBe('"doc"');
+  });
+});
+
 /** A GET whose client gives up after `ms`. */
 function abandoned(path: string, ms: number): Promise<void> {
   return new Promise((resolve) => {
