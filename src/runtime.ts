@@ -93,8 +93,8 @@ export interface Inheritance {
    */
   upstream(config: UpstreamConfig): UpstreamRuntime | undefined;
   rateLimit(route: RouteConfig): RateLimitPolicy | undefined;
-  /** The route's stored answers, when its name, upstream, fallback and cache settings did not change. */
-  store(route: RouteConfig): StaleStore | undefined;
+  /** The route's stored answers, when its name, upstream (its settings too), fallback and cache did not change. */
+  store(route: RouteConfig, upstream: UpstreamConfig | undefined): StaleStore | undefined;
   /** The interceptor (its leaf key and minted leaves), when `intercept` is unchanged (the CA certificate included). */
   interceptor(intercept: NonNullable<Config['forwardProxy']['intercept']>): Interceptor | undefined;
 }
@@ -119,8 +119,10 @@ function handOver(
       const current = routes.find((route) => route.name === next.name);
       return current?.rateLimit && same(current.config.rateLimit, next.rateLimit) ? current.rateLimit : undefined;
     },
-    store: (next) => {
+    store: (next, upstream) => {
       const current = routes.find((route) => route.name === next.name);
+      // Answers from another URL or account are not this upstream's.
+      if (!same(current?.upstream?.config ?? null, upstream ?? null)) return undefined;
       // Kept only while the answers would still be the same: where the route sends, with what, its fallback,
       // its cache and the headers that key an answer.
       const sendsAlike = (route: RouteConfig) => [

@@ -8,7 +8,7 @@
  */
 import { readsBody } from '../policy/cost.js';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { CacheConfig, PacingConfig, RouteConfig } from '../config/types.js';
+import type { CacheConfig, PacingConfig, RouteConfig, UpstreamConfig } from '../config/types.js';
 import { sleep as systemSleep } from '../lib/clock.js';
 import type { Signal } from '../lib/signal.js';
 import { createAttempt, type AttemptDeps } from '../policy/attempt.js';
@@ -57,7 +57,7 @@ export interface RouteDeps extends AttemptDeps {
   readonly sleep?: (ms: number, signal: Signal) => Promise<void>;
   readonly inherit?: {
     rateLimit(route: RouteConfig): RateLimitPolicy | undefined;
-    store(route: RouteConfig): StaleStore | undefined;
+    store(route: RouteConfig, upstream: UpstreamConfig | undefined): StaleStore | undefined;
   };
 }
 
@@ -126,7 +126,8 @@ export function buildRoute(
   const rateLimit =
     previousLimit ??
     (config.rateLimit ? createRateLimit(config.name, config.rateLimit, { metrics, now, shared }) : null);
-  const previousStore = config.fallback.stale || config.cache ? deps.inherit?.store(config) : undefined;
+  const previousStore =
+    config.fallback.stale || config.cache ? deps.inherit?.store(config, upstream?.config) : undefined;
   if (previousStore) inherited.add(previousStore);
   const store = storeOf(config, previousStore);
   return {

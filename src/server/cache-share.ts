@@ -11,7 +11,7 @@ import { Cancellation } from '../lib/signal.js';
 import type { RouteRuntime } from '../runtime/routes.js';
 import { buildResponseHeaderList } from '../upstream/headers.js';
 import { headerName, type UpstreamResponse } from '../upstream/response.js';
-import { mark, serveStored, type CacheVisit } from './cache.js';
+import { mark, ownCacheHeaders, serveStored, type CacheVisit } from './cache.js';
 import { keepAnswer } from './stale.js';
 import { BodyTap, lead, sameVariant, sharedFor, type Shared, type SharedAnswer } from './coalesce.js';
 import type { Exchange, HttpContext, ServerDeps } from './exchange.js';
@@ -68,8 +68,11 @@ function answerShared(
 ): boolean {
   switch (answer.kind) {
     case 'error':
+      mark(ctx, 'coalesced', 'fwd=miss; collapsed');
       throw answer.error;
     case 'stored':
+      // Its own variant only: a waiter whose Vary'd headers differ goes upstream itself.
+      if (!route.cache!.store.fits(answer.entry, ctx.clientHeaders)) return false;
       serveStored(ctx, route, answer.entry, 'coalesced');
       return true;
     case 'stream':
@@ -105,12 +108,15 @@ function streamShared(
   if (tap.overflowed) return false;
   mark(ctx, 'coalesced', 'fwd=miss; collapsed');
   ctx.target = target;
-  const headers = buildResponseHeaderList(response.rawHeaders, headerName, {
-    requestId: ctx.requestId,
-    attempts: 0,
-    edits: route.responseEdits,
-    target,
-  });
+  const headers = ownCacheHeaders(
+    ctx,
+    buildResponseHeaderList(response.rawHeaders, headerName, {
+      requestId: ctx.requestId,
+      attempts: 0,
+      edits: route.responseEdits,
+      target,
+    }),
+  );
   res.writeHead(response.statusCode, response.statusMessage, headers);
   res.once('close', () => tap.leave(sink));
   tap.join(sink);
@@ -124,7 +130,10 @@ export function shareStream(
   route: RouteRuntime,
   response: UpstreamResponse,
 ) {
-  if (!leader || leader.waiting() === 0) {
+  // Never shared: one caller's cookie (a session for everyone), an event stream (a late joiner would get old events
+  // as new). The waiters fetch their own.
+  const own = response.headers['set-cookie'] !== undefined || response.eventStream;
+  if (!leader || leader.waiting() === 0 || own) {
     leader?.settle({ kind: 'alone' });
     return;
   }
@@ -137,8 +146,9 @@ export function shareStream(
  * (its answer, if it came, flows on to the waiters and the store).
  */
 export function keepsUpstream(leader: Shared | undefined, response: UpstreamResponse | undefined): boolean {
-  if (!leader || leader.waiting() === 0) return false;
-  response?.resume();
+  if (!leader || leader.listening() === 0) return false;
+  // After the leader's pipe lets go of the response (which pauses it): it flows on to the waiters.
+  if (response) setImmediate(() => response.resume());
   return true;
 }
 
@@ -153,9 +163,26 @@ export function orphanedAnswer(
   response: UpstreamResponse,
   deps: Pick<ServerDeps, 'now'>,
 ): boolean {
-  if (!visit.leader || visit.leader.waiting() === 0) return false;
+  if (!visit.leader || visit.leader.listening() === 0) return false;
   shareStream(visit.leader, ctx, route, response);
   if (route.store) keepAnswer(ctx, route, response, deps, visit.freshness);
   response.resume();
   return true;
+}
+
+/** Failures of the upstream's side, which every identical GET would meet: shared. Anything else is the leader's own. */
+const SHARED_FAILURES: ReadonlySet<string> = new Set([
+  'UPSTREAM_TIMEOUT',
+  'UPSTREAM_CONNECT_FAILED',
+  'UPSTREAM_RESET',
+  'UPSTREAM_PROTOCOL_ERROR',
+  'UPSTREAM_TLS_FAILED',
+  'CIRCUIT_OPEN',
+]);
+
+/** What the leader's failure gives its waiters: the problem when it is the upstream's, else their own way. */
+export function sharedFailure(error: unknown): SharedAnswer {
+  return error instanceof BreakwaterError && SHARED_FAILURES.has(error.code)
+    ? { kind: 'error', error }
+    : { kind: 'alone' };
 }

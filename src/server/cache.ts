@@ -50,6 +50,15 @@ export interface CacheVisit {
 }
 
 const SAFE = new Set(['GET', 'HEAD']);
+/** Request headers that make a GET's answer its own: it neither waits for another's nor is waited for. */
+const PERSONAL = [
+  'range',
+  'if-range',
+  'if-match',
+  'if-unmodified-since',
+  'x-breakwater-timeout',
+  'x-breakwater-max-retries',
+] as const;
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /** The client asked not to be answered from the store without the upstream (RFC 9111 §5.2.1.4). */
@@ -70,6 +79,26 @@ export function mark(ctx: HttpContext, result: CacheResult, status: string): voi
 }
 
 /**
+ * On a route with a cache, Breakwater's cache headers win over any the upstream sent: its `X-Breakwater-Cache`
+ * alone, its member last in `Cache-Status` (RFC 9211), after the upstream's. `headers`: a writeHead name/value list.
+ */
+export function ownCacheHeaders(ctx: HttpContext, headers: string[]): string[] {
+  const out: string[] = [];
+  const theirs: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === 'cache-status') theirs.push(headers[i + 1]!);
+    else if (headers[i] !== 'x-breakwater-cache') out.push(headers[i]!, headers[i + 1]!);
+  }
+  mergeCacheStatus(ctx, theirs);
+  return out;
+}
+
+function mergeCacheStatus(ctx: HttpContext, theirs: readonly string[]): void {
+  const ours = ctx.res.getHeader('cache-status');
+  if (theirs.length > 0 && ours !== undefined) ctx.res.setHeader('cache-status', [...theirs, String(ours)].join(', '));
+}
+
+/**
  * Before the pipeline: answers a fresh entry (returns undefined), or says how the request goes upstream (a
  * revalidation adds the entry's validator to the request's headers).
  */
@@ -81,8 +110,14 @@ export function visitCache(ctx: HttpContext, route: RouteRuntime): CacheVisit | 
     mark(ctx, 'bypass', 'fwd=bypass');
     return { key, revalidating: undefined, mayStore: false, shares: false };
   }
-  // Only a plain GET waits for another's upstream request; no-cache, no-store and validators never wait.
-  const shares = cache.config.coalesce && ctx.method === 'GET' && !wantsUpstream(request) && !isConditional(request);
+  // Only a plain GET shares another's upstream request, or has its own shared: no-cache, no-store, validators,
+  // ranges, preconditions and the client's own timeout or retry count never do (their answer is theirs).
+  const shares =
+    cache.config.coalesce &&
+    ctx.method === 'GET' &&
+    !wantsUpstream(request) &&
+    !isConditional(request) &&
+    !PERSONAL.some((name) => request[name] !== undefined);
   const entry = cache.store.match(key, request);
   const freshness = entry?.freshness;
   const mayStore = ctx.method === 'GET';
@@ -96,7 +131,7 @@ export function visitCache(ctx: HttpContext, route: RouteRuntime): CacheVisit | 
     return { key, revalidating: undefined, mayStore, shares };
   }
   if (!cache.config.revalidate || !hasValidator(freshness)) {
-    if (!cache.config.revalidate) cache.store.drop(key);
+    // Not revalidated; left for a stale fallback (§8.2) until a new answer replaces it.
     mark(ctx, 'miss', 'fwd=stale');
     return { key, revalidating: undefined, mayStore, shares };
   }
@@ -122,7 +157,7 @@ export function answeredFromCache(
   const status = response.statusCode;
   for (const name of visit.added ?? []) delete ctx.clientHeaders[name];
   if (UNSAFE.has(ctx.method)) {
-    if (status < 400) cache.store.dropPath(pathOf(ctx, route));
+    if (status < 400) dropPath(cache, pathOf(ctx, route));
     return false;
   }
   const entry = visit.revalidating;
@@ -159,6 +194,13 @@ function refresh(
   return { ...entry, headers, storedAt: at, freshness: freshnessOf(cache.policy, url, ctx.clientHeaders, headers) };
 }
 
+/** Drops every caller's stored answers of `path`, and lets nobody join a GET of it already upstream. */
+function dropPath(cache: RouteCache, path: string): void {
+  cache.store.dropPath(path);
+  const suffix = ` ${path}`;
+  for (const key of [...cache.shared.keys()]) if (key.endsWith(suffix)) cache.shared.delete(key);
+}
+
 function pathOf(ctx: HttpContext, route: RouteRuntime): string {
   const host = route.upstream ? '' : `${ctx.destination?.target.url.origin ?? ''}`;
   return host + rewritePath(ctx.url, route.config.match.pathPrefix, route.config.stripPrefix);
@@ -185,6 +227,11 @@ export function serveStored(
     target: entry.target,
   });
   headers['age'] = String(Math.max(0, Math.floor(freshness.policy.age())));
+  // The stored answer's own cache headers give way to Breakwater's (set by mark, which writeHead would override).
+  const theirs = headers['cache-status'];
+  delete headers['cache-status'];
+  delete headers['x-breakwater-cache'];
+  if (theirs !== undefined) mergeCacheStatus(ctx, [String(theirs)]);
   if (isConditional(ctx.clientHeaders) && notModified(ctx.clientHeaders, freshness)) {
     delete headers['content-length'];
     ctx.res.writeHead(304, headers);

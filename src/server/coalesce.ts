@@ -83,6 +83,11 @@ export class BodyTap {
   leave(sink: (chunk: Buffer | null, broken: boolean) => void): void {
     this.sinks.delete(sink);
   }
+
+  /** Waiters taking the body now. */
+  readers(): number {
+    return this.sinks.size;
+  }
 }
 
 /** One upstream request that identical GETs share. */
@@ -101,6 +106,11 @@ export class Shared {
   /** Clients waiting on it now. */
   waiting(): number {
     return this.waiters;
+  }
+
+  /** Clients waiting on it or taking its body: while any are, its upstream request goes on. */
+  listening(): number {
+    return this.waiters + (this.answer?.kind === 'stream' ? this.answer.tap.readers() : 0);
   }
 
   /** Waits for the leader's answer, or undefined when `signal` (the waiter's deadline or its client) ends first. */

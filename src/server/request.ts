@@ -23,8 +23,8 @@ import { CLIENT_CLOSED_STATUS, Exchange, type HttpContext, type ServerDeps } fro
 import { JOURNAL_CAPTURE_BYTES } from './journal-entry.js';
 import { arrivalOf, contextOf, routeOf } from './routing.js';
 import { answerStale, keepAnswer, staleReplaces, staleStatusCode } from './stale.js';
-import { answeredFromCache, visitCache, type CacheVisit } from './cache.js';
-import { keepsUpstream, orphanedAnswer, shareOrLead, shareStream } from './cache-share.js';
+import { answeredFromCache, ownCacheHeaders, visitCache, type CacheVisit } from './cache.js';
+import { keepsUpstream, orphanedAnswer, shareOrLead, sharedFailure, shareStream } from './cache-share.js';
 
 function errorFromClassification(classification: Classification): BreakwaterError {
   return new BreakwaterError(
@@ -83,6 +83,7 @@ function sendResponse(
     edits: route.responseEdits,
     target: ctx.target,
   });
+  if (ctx.cache !== undefined) headers = ownCacheHeaders(ctx, headers);
   const idle = route.config.timeouts.idle;
   if (idle !== null && !response.complete) {
     // An event stream may end with an event of ours (SPEC §16): never sent with a length it would overrun.
@@ -272,7 +273,7 @@ export async function handleRequest(
     const sending = answer(ctx, exchange, route, { ...result, response: upstreamResponse }, deps, visit);
     if (sending) await sending;
   } catch (error) {
-    state.visit?.leader?.settle(error instanceof BreakwaterError ? { kind: 'error', error } : { kind: 'alone' });
+    state.visit?.leader?.settle(sharedFailure(error));
     // Already answered (a body that went silent, SPEC §20.4): the answer stands.
     if (res.writableEnded) return;
     if (error instanceof ClientClosedError || ctx.signal.aborted) res.destroy();

@@ -114,11 +114,20 @@ export function notModified(request: IncomingHttpHeaders, freshness: Freshness):
 }
 
 /** Hop-by-hop and framing headers a 304 never replaces in a stored answer. */
-const KEPT = new Set(['content-length', 'transfer-encoding', 'content-encoding', 'connection', 'keep-alive']);
+const KEPT = new Set([
+  'content-length',
+  'transfer-encoding',
+  'content-encoding',
+  'connection',
+  'keep-alive',
+  'set-cookie',
+]);
 
 /** The stored headers with a 304's replacing those of the same name (RFC 9111 §4.3.4). */
 export function mergeNotModified(stored: IncomingHttpHeaders, update: IncomingHttpHeaders): IncomingHttpHeaders {
   const merged: IncomingHttpHeaders = { ...stored };
+  // Its age starts again: only the 304's own Age counts. A cookie is never stored (one caller's session).
+  delete merged.age;
   for (const [name, value] of Object.entries(update)) if (!KEPT.has(name) && value !== undefined) merged[name] = value;
   return merged;
 }

@@ -152,6 +152,11 @@ export class StaleStore {
     return entry && varyValues(entry.vary, request) === entry.varyValues ? entry : undefined;
   }
 
+  /** Whether a stored answer is the variant `request` gets (its Vary'd headers match). */
+  fits(entry: StaleEntry, request: IncomingHttpHeaders): boolean {
+    return varyValues(entry.vary, request) === entry.varyValues;
+  }
+
   /** Replaces a stored answer by its refreshed self (a 304's headers, SPEC §17), keeping its place in the bounds. */
   replace(key: string, entry: StaleEntry): void {
     this.entries.set(key, entry);

@@ -152,6 +152,55 @@ describe('a shared revalidation', () => {
   });
 });
 
+describe('answers that are never shared', () => {
+  it('shares no answer that sets a cookie, and no GET with a Range', async () => {
+    behaviour = () => ({
+      kind: 'custom',
+      handle: (_req, res) => {
+        setTimeout(() => res.writeHead(200, { 'set-cookie': `session=${Math.random()}` }).end('yours'), 300);
+      },
+    });
+    const cookies = await Promise.all(Array.from({ length: 3 }, () => get('/c/cookie')));
+    expect(seen('/c/cookie')).toHaveLength(3);
+    expect(new Set(cookies.map((res) => String(res.headers['set-cookie']))).size).toBe(3);
+    behaviour = (path) => slow(300, path);
+    await Promise.all([get('/c/range'), get('/c/range', { range: 'bytes=0-3' })]);
+    expect(seen('/c/range')).toHaveLength(2);
+  });
+});
+
+describe('a leader whose client leaves mid-body', () => {
+  it('keeps streaming the body to those who wait', async () => {
+    behaviour = () => ({
+      kind: 'custom',
+      handle: (_req, res) => {
+        setTimeout(() => {
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          res.write('first half, ');
+          setTimeout(() => res.end('second half'), 400);
+        }, 200);
+      },
+    });
+    const leaderGone = new Promise<void>((resolve) => {
+      const req = http.get(`${proxy.url}/c/mid-body`, { agent: false }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', () => resolve());
+    });
+    await sleep(50);
+    const waiter = get('/c/mid-body');
+    await leaderGone;
+    const answer = await waiter;
+    expect(answer.status).toBe(200);
+    expect(answer.text).toBe('first half, second half');
+    expect(seen('/c/mid-body')).toHaveLength(1);
+    expect(seen('/c/mid-body')[0]!.closedEarly).toBe(false);
+  });
+});
+
 /** A GET whose client gives up after `ms`. */
 function abandoned(path: string, ms: number): Promise<void> {
   return new Promise((resolve) => {

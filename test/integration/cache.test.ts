@@ -193,6 +193,34 @@ describe('revalidation', () => {
   });
 });
 
+describe('the upstream’s own cache headers', () => {
+  it('keeps Breakwater’s member last in Cache-Status and its own X-Breakwater-Cache', async () => {
+    answers['/a/cdn'] = () => fresh('cdn', { 'cache-status': 'upstream-cdn; hit', 'x-breakwater-cache': 'forged' });
+    const miss = await get('/a/cdn');
+    expect(miss.headers['cache-status']).toBe('upstream-cdn; hit, Breakwater; fwd=miss; stored');
+    expect(miss.headers['x-breakwater-cache']).toBe('miss');
+    const hit = await get('/a/cdn');
+    expect(hit.headers['cache-status']).toBe('upstream-cdn; hit, Breakwater; hit');
+    expect(hit.headers['x-breakwater-cache']).toBe('hit');
+  });
+
+  it('restarts the age on a 304 and never stores the cookie a 304 sets', async () => {
+    answers['/a/aged'] = (req) =>
+      req.headers['if-none-match'] === '"aged"'
+        ? { kind: 'respond', status: 304, headers: { 'set-cookie': 'session=someone', etag: '"aged"' } }
+        : fresh('aged', { age: '50' });
+    await get('/a/aged');
+    clock.advance(11_000);
+    const revalidated = await get('/a/aged');
+    expect(revalidated.headers['x-breakwater-cache']).toBe('revalidated');
+    expect(revalidated.headers['set-cookie']).toBeUndefined();
+    expect(Number(revalidated.headers.age)).toBeLessThan(2);
+    // Fresh again (it was 61 s old by its Age before the 304).
+    expect((await get('/a/aged')).headers['x-breakwater-cache']).toBe('hit');
+    expect(seen('/a/aged')).toHaveLength(2);
+  });
+});
+
 describe('the client’s request', () => {
   it('asks the upstream for Cache-Control: no-cache (a revalidation) and Pragma: no-cache', async () => {
     answers['/a/nc'] = (req) =>
