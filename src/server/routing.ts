@@ -194,5 +194,9 @@ export function contextOf<R extends ServerResponse | undefined>(
     atExchangeEnd: [],
     handshake: undefined,
     route: '',
+    // Set on a route with a cache (SPEC §17), or with timeouts.firstByte (§16); present from the start so every
+    // context has one shape.
+    cache: undefined,
+    perTryTimer: undefined,
   };
 }
