@@ -106,6 +106,8 @@ export const DEFAULTS = {
   errors: { normalize: 'proxy', providerRules: 'auto' },
   upstream: {
     pool: { maxSockets: 256, keepAlive: true },
+    /** SPEC §18: a POST or PATCH without the header gets a UUID, so that it may be retried. */
+    idempotencyKeys: { enabled: false, header: 'Idempotency-Key' },
     tls: { ca: null, insecureSkipVerify: false },
     circuitBreaker: {
       failureRate: 90,

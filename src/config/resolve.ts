@@ -150,6 +150,10 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string) {
     circuitBreaker: toCircuitBreaker(raw.circuitBreaker),
     pacing: toPacing(upstream.pacing),
     cooldownMax: upstream.cooldownMax,
+    idempotencyKeys: {
+      enabled: upstream.idempotencyKeys.enabled,
+      header: upstream.idempotencyKeys.header.toLowerCase(),
+    },
     errorRules: (raw.errorRules ?? []).map((rule) => ({
       when: {
         status: rule.when.status ?? null,

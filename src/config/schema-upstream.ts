@@ -237,6 +237,20 @@ export const Upstream = Obj(
     cooldownMax: Opt(
       Duration('the longest a Retry-After takes a target out of rotation (SPEC §8.1)', DEFAULTS.upstream.cooldownMax),
     ),
+    idempotencyKeys: Opt(
+      Obj(
+        {
+          enabled: Opt(
+            Bool(
+              'a POST or PATCH without the header gets a random UUID, the same on every attempt and target',
+              DEFAULTS.upstream.idempotencyKeys.enabled,
+            ),
+          ),
+          header: Opt(Fmt('header-name', { default: DEFAULTS.upstream.idempotencyKeys.header })),
+        },
+        { description: 'idempotency keys for the app (SPEC §18): its POSTs may then be retried and failed over' },
+      ),
+    ),
     failover: Opt(
       Type.Array(FailoverTarget, {
         description: 'more targets of the same API, tried in this order (SPEC §8.1)',

@@ -29,7 +29,8 @@ export type Flag =
   | 'WOULD_CIRCUIT_OPEN'
   | 'WOULD_DENY'
   | 'WOULD_PACE'
-  | 'STREAM_STALLED';
+  | 'STREAM_STALLED'
+  | 'IDEMPOTENCY_KEY_ADDED';
 
 const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'UPSTREAM_TIMEOUT',

@@ -49,6 +49,8 @@ export interface SharedPolicies {
   readonly failover?: Policy;
   /** The retry counts of the route's upstream, which its retry budget shares with the upstream's other routes. */
   readonly retryCounts?: RetryCounts;
+  /** The upstream's idempotency-key header (SPEC §18), lower case. */
+  readonly idempotencyHeader?: string;
 }
 
 /**
@@ -77,6 +79,7 @@ export function createRoutePipeline(
         clientOverrides: route.clientOverrides,
         metrics: deps.metrics,
         budget: shared.retryCounts,
+        idempotencyHeader: shared.idempotencyHeader,
       },
       deps,
     ),

@@ -151,6 +151,7 @@ export function buildRoute(
       rateLimit: rateLimit ?? undefined,
       failover,
       retryCounts: upstream?.retryCounts,
+      idempotencyHeader: upstream?.config.idempotencyKeys.header,
     }),
   };
 }

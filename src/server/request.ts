@@ -18,7 +18,8 @@ import type { Classification } from '../upstream/classify.js';
 import { buildResponseHeaderList } from '../upstream/headers.js';
 import { headerName, type UpstreamResponse } from '../upstream/response.js';
 import { cutSilentBody, watchBody } from './body-timeout.js';
-import { watchStream } from './stream-idle.js';
+import { watchStream, withoutContentLength } from './stream-idle.js';
+import { addIdempotencyKey } from './idempotency.js';
 import { CLIENT_CLOSED_STATUS, Exchange, type HttpContext, type ServerDeps } from './exchange.js';
 import { JOURNAL_CAPTURE_BYTES } from './journal-entry.js';
 import { arrivalOf, contextOf, routeOf } from './routing.js';
@@ -123,14 +124,6 @@ function sendResponse(
   });
 }
 
-/** The name/value list without Content-Length. */
-function withoutContentLength(headers: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < headers.length; i += 2)
-    if (headers[i] !== 'content-length') out.push(headers[i]!, headers[i + 1]!);
-  return out;
-}
-
 /** The upstream broke off mid-body (not because the client left): counted as a reset. */
 function brokenOff(ctx: HttpContext, exchange: Exchange): void {
   if (!ctx.signal.aborted) exchange.countError('UPSTREAM_RESET', true);
@@ -157,6 +150,7 @@ function matchedTo(ctx: HttpContext, exchange: Exchange, route: RouteRuntime): v
   ctx.route = route.name;
   exchange.matched = matched(ctx, route);
   if (route.classify) ctx.priority = route.classify(ctx.req.headers);
+  addIdempotencyKey(ctx, route);
   ctx.trace?.route(ctx.method, route.name);
 }
 

@@ -61,3 +61,11 @@ function cut(
   else if (ctx.req.httpVersion === '1.0') ctx.res.socket?.resetAndDestroy();
   else ctx.res.destroy();
 }
+
+/** The name/value list without Content-Length. */
+export function withoutContentLength(headers: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2)
+    if (headers[i] !== 'content-length') out.push(headers[i]!, headers[i + 1]!);
+  return out;
+}

@@ -43,6 +43,8 @@ export interface RetryOptions {
   readonly metrics: Metrics;
   /** The retry counts of the route's upstream, shared by its routes (budget.ts); the route's own when absent. */
   readonly budget?: RetryCounts;
+  /** The header that makes a POST or PATCH retryable (its upstream's `idempotencyKeys.header`, SPEC §18), lower case. */
+  readonly idempotencyHeader?: string;
 }
 
 /**
@@ -50,11 +52,16 @@ export interface RetryOptions {
  * when the client sent an Idempotency-Key; and any method when the attempt
  * never reached the upstream (a refused or timed-out connect sent nothing).
  */
-function methodAllows(ctx: RequestContext, retry: RetryConfig, classification: Classification): boolean {
+function methodAllows(
+  ctx: RequestContext,
+  retry: RetryConfig,
+  classification: Classification,
+  keyHeader: string,
+): boolean {
   if (classification.outcome === 'connect_failure') return true;
   if (retry.methods !== 'idempotent') return retry.methods.includes(ctx.method);
   if (IDEMPOTENT.has(ctx.method)) return true;
-  return (ctx.method === 'POST' || ctx.method === 'PATCH') && ctx.clientHeaders['idempotency-key'] !== undefined;
+  return (ctx.method === 'POST' || ctx.method === 'PATCH') && ctx.clientHeaders[keyHeader] !== undefined;
 }
 
 /** `X-Breakwater-Max-Retries`, honoured only downward. */
@@ -70,6 +77,7 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
   // A provider rule's decision outranks retryOn (SPEC §14): true retries what retryOn would not, false never retries.
   const shouldRetry = (classification: Classification) => classification.rule?.retryable ?? onRetryOn(classification);
   const budget = createRetryBudget(retry.budget.ratio, retry.budget.minPerSecond, deps.now, options.budget);
+  const keyHeader = options.idempotencyHeader ?? 'idempotency-key';
 
   return {
     async run(ctx, signal, next) {
@@ -86,7 +94,7 @@ export function createRetry(options: RetryOptions, deps: PolicyDeps): Policy {
         // `final`: this target is down; another may not be.
         if ((result.final && !result.elsewhere) || !shouldRetry(classification) || deterministic(classification.code))
           return result;
-        if (retries >= maxRetries || !methodAllows(ctx, retry, classification)) return result;
+        if (retries >= maxRetries || !methodAllows(ctx, retry, classification, keyHeader)) return result;
         if (!ctx.body.replayable) {
           ctx.flags.add('BODY_NOT_REPLAYABLE');
           return result;
