@@ -165,7 +165,7 @@ export function orphanedAnswer(
 ): boolean {
   if (!visit.leader || visit.leader.listening() === 0) return false;
   shareStream(visit.leader, ctx, route, response);
-  if (route.store) keepAnswer(ctx, route, response, deps, visit.freshness);
+  if (route.store) keepAnswer(ctx, route, response, deps, visit.freshness, visit.since);
   response.resume();
   return true;
 }

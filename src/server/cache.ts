@@ -47,6 +47,8 @@ export interface CacheVisit {
   readonly shares: boolean;
   /** The shared request it leads, once it went upstream as the one identical GETs wait for. */
   leader?: Shared;
+  /** The store's mark when it started: an answer is not stored over a later drop of its path (SPEC §17). */
+  readonly since: number;
 }
 
 const SAFE = new Set(['GET', 'HEAD']);
@@ -106,9 +108,10 @@ export function visitCache(ctx: HttpContext, route: RouteRuntime): CacheVisit | 
   const cache = route.cache!;
   const key = storeKeyOf(cache.store, ctx, route);
   const request = ctx.clientHeaders;
+  const since = cache.store.mark();
   if (!SAFE.has(ctx.method) || directives(request['cache-control']).has('no-store')) {
     mark(ctx, 'bypass', 'fwd=bypass');
-    return { key, revalidating: undefined, mayStore: false, shares: false };
+    return { key, revalidating: undefined, mayStore: false, shares: false, since };
   }
   // Only a plain GET shares another's upstream request, or has its own shared: no-cache, no-store, validators,
   // ranges, preconditions and the client's own timeout or retry count never do (their answer is theirs).
@@ -128,17 +131,17 @@ export function visitCache(ctx: HttpContext, route: RouteRuntime): CacheVisit | 
   // The client's own validators, or a HEAD: forwarded as sent.
   if (!entry || !freshness || isConditional(request) || ctx.method === 'HEAD') {
     mark(ctx, 'miss', 'fwd=miss');
-    return { key, revalidating: undefined, mayStore, shares };
+    return { key, revalidating: undefined, mayStore, shares, since };
   }
   if (!cache.config.revalidate || !hasValidator(freshness)) {
     // Not revalidated; left for a stale fallback (§8.2) until a new answer replaces it.
     mark(ctx, 'miss', 'fwd=stale');
-    return { key, revalidating: undefined, mayStore, shares };
+    return { key, revalidating: undefined, mayStore, shares, since };
   }
   const validators = validatorHeaders(freshness);
   Object.assign(request, validators);
   mark(ctx, 'miss', 'fwd=stale');
-  return { key, revalidating: entry, mayStore, added: Object.keys(validators), shares };
+  return { key, revalidating: entry, mayStore, added: Object.keys(validators), shares, since };
 }
 
 /**
@@ -164,7 +167,8 @@ export function answeredFromCache(
   if (entry && status === 304) {
     response.destroy();
     const refreshed = refresh(cache, entry, response.headers, ctx, pathOf(ctx, route), deps.now());
-    cache.store.replace(visit.key, refreshed);
+    // Not put back over an unsafe method's change of the path meanwhile (the client still gets what it asked for).
+    if (!cache.store.droppedSince(visit.key, visit.since)) cache.store.replace(visit.key, refreshed);
     visit.leader?.settle({ kind: 'stored', entry: refreshed });
     serveStored(ctx, route, refreshed, 'revalidated');
     return true;

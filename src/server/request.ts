@@ -114,7 +114,7 @@ function sendResponse(
   // Identical GETs waiting on this one get the answer too (SPEC §17); one read for a rule, they fetch themselves.
   if (visit?.leader) shareStream(buffered ? undefined : visit.leader, ctx, route, response);
   response.pipe(res);
-  if (route.store) keepAnswer(ctx, route, response, deps, visit?.freshness);
+  if (route.store) keepAnswer(ctx, route, response, deps, visit?.freshness, visit?.since);
   response.on('error', () => {});
   response.once('close', () => {
     // Ended by Breakwater (SPEC §16): stream-idle.ts ends the client's answer.

@@ -62,6 +62,7 @@ export function keepAnswer(
   response: UpstreamResponse,
   deps: Pick<ServerDeps, 'now'>,
   freshness: Freshness | undefined,
+  since?: number,
 ): void {
   const store = route.store;
   if (!store || ctx.method !== 'GET' || ctx.flags.has('STALE') || (route.cache && !freshness)) return;
@@ -96,6 +97,7 @@ export function keepAnswer(
         ...(freshness && { freshness }),
       },
       ctx.clientHeaders,
+      since,
     );
   });
 }

@@ -72,8 +72,14 @@ export function refusesStale(request: IncomingHttpHeaders): boolean {
   );
 }
 
+/** Paths whose drops are remembered (an answer older than the drop is then not stored); the oldest forgotten first. */
+const REMEMBERED_DROPS = 10_000;
+
 export class StaleStore {
   private readonly entries: LRUCache<string, StaleEntry>;
+  /** Drops so far, and the last drop of each recent path (an unsafe method's success, SPEC §17). */
+  private drops = 0;
+  private readonly droppedAt = new LRUCache<string, number>({ max: REMEMBERED_DROPS });
 
   constructor(
     readonly config: StoreLimits,
@@ -128,8 +134,17 @@ export class StaleStore {
     return vary.includes('*') ? null : vary;
   }
 
-  /** Stores a complete answer; `chunks` are its body as received. */
-  store(key: string, entry: Omit<StaleEntry, 'maxStale' | 'varyValues'>, request: IncomingHttpHeaders): void {
+  /**
+   * Stores a complete answer; `chunks` are its body as received. `since`: the mark taken when its request
+   * started; an answer whose path was dropped after it is not stored.
+   */
+  store(
+    key: string,
+    entry: Omit<StaleEntry, 'maxStale' | 'varyValues'>,
+    request: IncomingHttpHeaders,
+    since = Infinity,
+  ): void {
+    if (since !== Infinity && this.droppedSince(key, since)) return;
     if (entry.body.length > this.config.maxEntryBytes || entry.body.length > this.config.maxBytes) return;
     const staleIfError = cacheControl(entry.headers['cache-control']).get('stale-if-error');
     const cap = staleIfError !== undefined && /^\d+$/.test(staleIfError) ? Number(staleIfError) * 1000 : Infinity;
@@ -168,8 +183,20 @@ export class StaleStore {
 
   /** Drops every caller's answer for `path` (what keyOf put after the space): an unsafe method changed it. */
   dropPath(path: string): void {
+    this.drops += 1;
+    this.droppedAt.set(path, this.drops);
     const suffix = ` ${path}`;
     for (const key of [...this.entries.keys()]) if (key.endsWith(suffix)) this.entries.delete(key);
+  }
+
+  /** A mark to take when a request starts: an answer to it is stored only if its path was not dropped since. */
+  mark(): number {
+    return this.drops;
+  }
+
+  /** Whether the path of `key` was dropped after `mark` (the answer in hand predates the change). */
+  droppedSince(key: string, mark: number): boolean {
+    return (this.droppedAt.get(key.slice(key.indexOf(' ') + 1)) ?? 0) > mark;
   }
 
   size(): number {

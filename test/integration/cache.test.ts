@@ -278,6 +278,24 @@ describe('never stored', () => {
     expect((await get('/a/doc', { authorization: 'Bearer two' })).headers['x-breakwater-cache']).toBe('miss');
     expect((await get('/a/doc', { authorization: 'Bearer one' })).headers['x-breakwater-cache']).toBe('miss');
   });
+
+  it('does not store an answer that left the upstream before a POST changed the path', async () => {
+    answers['/a/race'] = (req) =>
+      req.headers['content-type'] === 'application/json'
+        ? { kind: 'respond', status: 201, body: 'changed' }
+        : {
+            kind: 'custom',
+            handle: (_r, res) => {
+              setTimeout(() => res.writeHead(200, { 'cache-control': 'max-age=60', etag: '"old"' }).end('old'), 300);
+            },
+          };
+    const slowGet = get('/a/race');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await get('/a/race', { 'content-type': 'application/json' }, 'POST')).status).toBe(201);
+    expect((await slowGet).text).toBe('old');
+    // The old answer was not stored: the next GET goes upstream.
+    expect((await get('/a/race')).headers['x-breakwater-cache']).toBe('miss');
+  });
 });
 
 describe('keys', () => {
