@@ -360,3 +360,40 @@ describe('bounds, status and metrics', () => {
     expect(stats.routes.find((route) => route.route === 'ttl')!.cacheHitRate).toBeGreaterThan(0);
   });
 });
+
+describe('the store across a reload', () => {
+  it('keeps it when the route and its upstream are unchanged, drops it when the upstream’s URL changed', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const file = join(mkdtempSync(join(tmpdir(), 'bw-cache-')), 'breakwater.yaml');
+    const config = (base: string, extra = '') => `version: 1
+upstreams: { u: { url: "${upstream.url}${base}" } }
+routes:
+  - { name: r, upstream: u, cache: {} }${extra}
+`;
+    answers['/reload/x'] = () => fresh('v1');
+    answers['/moved/reload/x'] = () => fresh('moved');
+    const reloadable = await startProxy(config(''), { file });
+    try {
+      await request(`${reloadable.url}/reload/x`);
+      writeFileSync(
+        file,
+        `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${config('', '\n  - { name: other, match: { pathPrefix: /other }, upstream: u }')}`,
+      );
+      expect((await reloadable.app.reload('test')).result).toBe('success');
+      expect((await request(`${reloadable.url}/reload/x`)).headers['x-breakwater-cache']).toBe('hit');
+      // Another URL (an account or region moved): the answers are not this upstream's any more.
+      writeFileSync(
+        file,
+        `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${config('/moved')}`,
+      );
+      expect((await reloadable.app.reload('test')).result).toBe('success');
+      const after = await request(`${reloadable.url}/reload/x`);
+      expect(after.headers['x-breakwater-cache']).toBe('miss');
+      expect(after.text).toBe('moved');
+    } finally {
+      await reloadable.close();
+    }
+  });
+});
