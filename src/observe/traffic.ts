@@ -146,21 +146,7 @@ export class TrafficStats {
     const routes = new Map<string, Reading>();
     const of = (route: string) => {
       let reading = routes.get(route);
-      if (!reading)
-        routes.set(
-          route,
-          (reading = {
-            requests: 0,
-            ok: 0,
-            retries: 0,
-            rateLimited: 0,
-            reported: 0,
-            cacheRequests: 0,
-            cacheHits: 0,
-            cacheSaved: 0,
-            durations: new Float64Array(requestDuration.buckets.length + 1),
-          }),
-        );
+      if (!reading) routes.set(route, (reading = zeroReading(requestDuration.buckets.length + 1)));
       return reading;
     };
     requestsTotal.each((labels, value) => {
@@ -259,17 +245,22 @@ export class TrafficStats {
   }
 }
 
-const EMPTY: Reading = {
-  requests: 0,
-  ok: 0,
-  retries: 0,
-  rateLimited: 0,
-  reported: 0,
-  cacheRequests: 0,
-  cacheHits: 0,
-  cacheSaved: 0,
-  durations: new Float64Array(0),
-};
+/** A route's counts before any request; `buckets`: the duration histogram's, plus one beyond the largest bound. */
+function zeroReading(buckets: number): Reading {
+  return {
+    requests: 0,
+    ok: 0,
+    retries: 0,
+    rateLimited: 0,
+    reported: 0,
+    cacheRequests: 0,
+    cacheHits: 0,
+    cacheSaved: 0,
+    durations: new Float64Array(buckets),
+  };
+}
+
+const EMPTY: Reading = zeroReading(0);
 
 function delta(now: Reading | undefined, then: Reading | undefined): Reading {
   const a = now ?? EMPTY;
