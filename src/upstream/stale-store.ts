@@ -90,7 +90,32 @@ export class StaleStore {
       max: config.maxEntries,
       maxSize: config.maxBytes,
       sizeCalculation: (entry) => Math.max(1, entry.body.length),
+      // Evicted, dropped or replaced: out of the path index too (set() indexes the new one after).
+      dispose: (_entry, key) => this.unindex(key),
     });
+  }
+
+  /** Every stored key of a path (what keyOf puts after the space): an unsafe method drops them without a scan. */
+  private readonly byPath = new Map<string, Set<string>>();
+
+  private index(key: string): void {
+    const path = key.slice(key.indexOf(' ') + 1);
+    let keys = this.byPath.get(path);
+    if (!keys) this.byPath.set(path, (keys = new Set()));
+    keys.add(key);
+  }
+
+  private unindex(key: string): void {
+    const path = key.slice(key.indexOf(' ') + 1);
+    const keys = this.byPath.get(path);
+    if (!keys) return;
+    keys.delete(key);
+    if (keys.size === 0) this.byPath.delete(path);
+  }
+
+  /** Paths with a stored answer (the index follows the entries: bounded by maxEntries). */
+  paths(): number {
+    return this.byPath.size;
   }
 
   /**
@@ -153,6 +178,7 @@ export class StaleStore {
       maxStale: Math.min(this.config.maxStale, cap),
       varyValues: varyValues(entry.vary, request),
     });
+    this.index(key);
   }
 
   /** The stored answer for a request, when there is one young enough whose Vary'd headers match. */
@@ -175,6 +201,7 @@ export class StaleStore {
   /** Replaces a stored answer by its refreshed self (a 304's headers, SPEC §17), keeping its place in the bounds. */
   replace(key: string, entry: StaleEntry): void {
     this.entries.set(key, entry);
+    this.index(key);
   }
 
   drop(key: string): void {
@@ -185,8 +212,7 @@ export class StaleStore {
   dropPath(path: string): void {
     this.drops += 1;
     this.droppedAt.set(path, this.drops);
-    const suffix = ` ${path}`;
-    for (const key of [...this.entries.keys()]) if (key.endsWith(suffix)) this.entries.delete(key);
+    for (const key of [...(this.byPath.get(path) ?? [])]) this.entries.delete(key);
   }
 
   /** A mark to take when a request starts: an answer to it is stored only if its path was not dropped since. */
@@ -209,6 +235,7 @@ export class StaleStore {
 
   clear(): void {
     this.entries.clear();
+    this.byPath.clear();
   }
 }
 
