@@ -85,6 +85,8 @@ function headersOf(
   });
   if (target.authorization && !routeSetsAuthorization && !targetEdits?.set.some(([name]) => name === 'authorization'))
     headers.authorization = target.authorization;
+  // A cache's revalidation (SPEC §17): the stored answer's validator, on every attempt; the client's headers untouched.
+  if (ctx.revalidation) Object.assign(headers, ctx.revalidation);
   return headers;
 }
 

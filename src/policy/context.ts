@@ -100,6 +100,11 @@ export interface RequestContext {
    * response headers arrive, and the first-byte timer takes over.
    */
   perTryTimer?: NodeJS.Timeout;
+  /**
+   * The validator a route's cache revalidates its stale entry with (If-None-Match or If-Modified-Since, SPEC §17),
+   * sent on every attempt besides the client's own headers.
+   */
+  revalidation?: Readonly<Record<string, string>>;
 }
 
 /** An upstream or forward target, with its breaker's and (when paced) its pacer's policy layer for the route. */

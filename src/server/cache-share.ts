@@ -43,14 +43,6 @@ export async function shareOrLead(
     waiting.release();
   }
   if (ctx.signal.aborted) return true;
-  // A waiter answers as the client asked: without the validators its own revalidation would have sent (put back
-  // if it goes upstream after all).
-  const added: Record<string, string | string[] | undefined> = {};
-  for (const name of visit.added ?? []) {
-    added[name] = ctx.clientHeaders[name];
-    delete ctx.clientHeaders[name];
-  }
-  if (answer?.kind === 'alone') Object.assign(ctx.clientHeaders, added);
   if (!answer)
     throw new BreakwaterError(
       'UPSTREAM_TIMEOUT',

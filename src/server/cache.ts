@@ -41,8 +41,6 @@ export interface CacheVisit {
   readonly mayStore: boolean;
   /** The answer's freshness, once a 200 that will be stored arrived: kept with it (server/stale.ts). */
   freshness?: Freshness;
-  /** The validator headers added for a revalidation, taken off again once it is answered (the client sent none). */
-  readonly added?: readonly string[];
   /** Identical GETs may share its upstream request (SPEC §17 `coalesce`): a GET without no-cache or validators. */
   readonly shares: boolean;
   /** The shared request it leads, once it went upstream as the one identical GETs wait for. */
@@ -138,10 +136,9 @@ export function visitCache(ctx: HttpContext, route: RouteRuntime): CacheVisit | 
     mark(ctx, 'miss', 'fwd=stale');
     return { key, revalidating: undefined, mayStore, shares, since };
   }
-  const validators = validatorHeaders(freshness);
-  Object.assign(request, validators);
+  ctx.revalidation = validatorHeaders(freshness);
   mark(ctx, 'miss', 'fwd=stale');
-  return { key, revalidating: entry, mayStore, added: Object.keys(validators), shares, since };
+  return { key, revalidating: entry, mayStore, shares, since };
 }
 
 /**
@@ -158,7 +155,6 @@ export function answeredFromCache(
 ): boolean {
   const cache = route.cache!;
   const status = response.statusCode;
-  for (const name of visit.added ?? []) delete ctx.clientHeaders[name];
   if (UNSAFE.has(ctx.method)) {
     if (status < 400) dropPath(cache, pathOf(ctx, route));
     return false;

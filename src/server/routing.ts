@@ -198,5 +198,6 @@ export function contextOf<R extends ServerResponse | undefined>(
     // context has one shape.
     cache: undefined,
     perTryTimer: undefined,
+    revalidation: undefined,
   };
 }
