@@ -103,7 +103,7 @@ export class Exchange {
    */
   refuse(error: unknown, out: ServerResponse | Duplex, options: { closeConnection?: boolean } = {}): number {
     const { metrics, logger } = this.deps;
-    const { route, upstream, plainErrors } = this.matched;
+    const { route, plainErrors } = this.matched;
     let failure: BreakwaterError;
     if (error instanceof BreakwaterError) {
       failure = error;
@@ -124,18 +124,7 @@ export class Exchange {
       response.destroy();
       return failure.status;
     }
-    const rendered = renderProblem(
-      failure,
-      {
-        instance: this.instance,
-        route: route || null,
-        upstream,
-        target: this.record.target,
-        attempts: this.record.attempts,
-        requestId: this.record.requestId,
-      },
-      plainErrors,
-    );
+    const rendered = renderProblem(failure, this.problemContext(), plainErrors);
     if (response) {
       if (options.closeConnection) rendered.headers.connection = 'close';
       response.writeHead(rendered.status, rendered.headers);
@@ -154,17 +143,20 @@ export class Exchange {
   cutAnswer(error: BreakwaterError): string {
     this.countError(error.code, true);
     this.failure = error;
+    return JSON.stringify(problemBody(error, this.problemContext()));
+  }
+
+  /** What a problem body of this exchange names (SPEC §5): where it went, how often, which request. */
+  private problemContext() {
     const { route, upstream } = this.matched;
-    return JSON.stringify(
-      problemBody(error, {
-        instance: this.instance,
-        route: route || null,
-        upstream,
-        target: this.record.target,
-        attempts: this.record.attempts,
-        requestId: this.record.requestId,
-      }),
-    );
+    return {
+      instance: this.instance,
+      route: route || null,
+      upstream,
+      target: this.record.target,
+      attempts: this.record.attempts,
+      requestId: this.record.requestId,
+    };
   }
 
   /**

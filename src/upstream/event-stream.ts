@@ -10,6 +10,7 @@ const LF = 0x0a;
 const COLON = 0x3a;
 /** A UTF-8 byte order mark, which a stream may start with (the SSE parser drops it). */
 const BOM = [0xef, 0xbb, 0xbf] as const;
+const EVENT_STREAM = 'text/event-stream';
 
 /**
  * An event stream whose bytes are its events: `Content-Type: text/event-stream` and no
@@ -25,7 +26,10 @@ export function isEventStream(rawHeaders: readonly Buffer[], headerName: (raw: B
       if (coding !== '' && coding !== 'identity') return false;
     } else if (name === 'content-type' && eventStream === undefined) {
       // The first one, as node and the client read it.
-      eventStream = /^text\/event-stream\s*(;|$)/i.test(rawHeaders[i + 1]!.toString('latin1').trim());
+      const type = rawHeaders[i + 1]!.toString('latin1').trim().toLowerCase();
+      eventStream =
+        type.startsWith(EVENT_STREAM) &&
+        (type.length === EVENT_STREAM.length || /[\s;]/.test(type[EVENT_STREAM.length]!));
     }
   }
   return eventStream === true;
