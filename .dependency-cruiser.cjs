@@ -4,7 +4,7 @@
  * the layers below it, never from a layer above or beside it, and no import
  * circle is allowed anywhere.
  *
- *   lib  <- config <- errors, router <- upstream <- observe <- policy, tls
+ *   lib  <- config <- errors, router <- upstream <- observe <- credentials <- policy, tls
  *        <- runtime <- server <- app <- demo <- cli
  */
 const LAYERS = [
@@ -14,6 +14,7 @@ const LAYERS = [
   ['router', 2],
   ['upstream', 3],
   ['observe', 4],
+  ['credentials', 4.5],
   ['policy', 5],
   ['tls', 5],
   ['runtime', 6],

@@ -23,6 +23,8 @@ import { type Lookup, type TargetChecker } from './router/target-check.js';
 import type { Forwarder, UpstreamTarget } from './upstream/forward.js';
 import { destroyPool } from './upstream/pools.js';
 import { createTracing, tracingEnabled, type Tracing } from './observe/tracing.js';
+import { LeakGuard } from './credentials/leak-guard.js';
+import { SecretFiles } from './credentials/secret-source.js';
 
 export type { TargetRuntime, UpstreamRuntime } from './runtime/upstreams.js';
 export type { RouteRuntime } from './runtime/routes.js';
@@ -51,6 +53,8 @@ export interface Runtime {
   ): { readonly target: UpstreamTarget; readonly breaker: UpstreamBreaker };
   /** TLS interception, when `forwardProxy.connect.mode: intercept`. */
   readonly interceptor: Interceptor | null;
+  /** SPEC §18: the leak guard, while any credentials are configured; null (no cost) otherwise. */
+  readonly leakGuard: LeakGuard | null;
   /** Live forward-proxy targets (each with a breaker and a pool). */
   forwardTargetCount(): number;
   /** Waits (briefly) for what the runtime connects to, Redis for shared limits. */
@@ -75,7 +79,7 @@ export interface Runtime {
  * What building a runtime needs: what its upstreams need (runtime/upstreams.ts: metrics, the clock, jitter, the
  * logger), and the forwarder.
  */
-export interface RuntimeDeps extends Omit<UpstreamDeps, 'previous'> {
+export interface RuntimeDeps extends Omit<UpstreamDeps, 'previous' | 'files'> {
   readonly forwarder: Forwarder;
   /** DNS for forward-proxy target checks; the system resolver by default. */
   readonly lookup?: Lookup;
@@ -148,10 +152,12 @@ async function closeRuntime(
     readonly upstreams: ReadonlyMap<string, UpstreamRuntime>;
     readonly forwardTargets: { close(): void };
     readonly tracing: Tracing | null;
+    readonly files: SecretFiles;
   },
   keep: ReadonlySet<object>,
 ): Promise<void> {
-  const { shared, routes, upstreams, forwardTargets, tracing } = parts;
+  const { shared, routes, upstreams, forwardTargets, tracing, files } = parts;
+  files.close();
   // Redis first: a terminated connection lets the limiters go without
   // unsubscribing one by one from a Redis that may be gone.
   await shared?.close();
@@ -178,7 +184,13 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     (config.routes.some((route) => route.rateLimit?.shared === true) ||
       Object.values(config.upstreams).some((upstream) => upstream.pacing.enabled && upstream.pacing.shared));
   const shared = needsRedis ? connectSharedLimits(config.redis!, deps.logger, deps.wall) : undefined;
-  const upstreams = buildUpstreams(config, deps, inherited, shared, deps.inherit?.upstream);
+  const files = new SecretFiles();
+  const upstreams = buildUpstreams(config, { ...deps, files }, inherited, shared, deps.inherit?.upstream);
+  const credentials = [...upstreams.values()].flatMap((upstream) =>
+    upstream.targets.flatMap((target) =>
+      target.credential ? [{ owner: upstream.config.name, credential: target.credential }] : [],
+    ),
+  );
   const priorities = compilePriorities(config.priorities);
   const routes = config.routes.map((route) =>
     buildRoute(
@@ -209,6 +221,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
     targets,
     forwardTarget: (host, port, https) => forwardTargets.get(host, port, https),
     interceptor,
+    leakGuard: credentials.length > 0 ? new LeakGuard(credentials) : null,
     forwardTargetCount: () => forwardTargets.size(),
     redisStatus: () => shared?.status() ?? null,
     async warmUp() {
@@ -238,6 +251,7 @@ export function buildRuntime(config: Config, deps: RuntimeDeps): Runtime {
         if (inFlight === 0) retired();
       });
     },
-    close: (keep = new Set<object>()) => closeRuntime({ shared, routes, upstreams, forwardTargets, tracing }, keep),
+    close: (keep = new Set<object>()) =>
+      closeRuntime({ shared, routes, upstreams, forwardTargets, tracing, files }, keep),
   };
 }

@@ -53,7 +53,7 @@ export class Serving {
     this.loaded = initial;
     this.version = hashOf(initial.file) ?? 'inline';
     deps.metrics.registerConfig(initial.config);
-    this.runtime = buildRuntime(initial.config, deps);
+    this.runtime = buildRuntime(initial.config, { ...deps, secrets: initial.secrets });
   }
 
   /** One reload at a time; a reload asked for during one runs after it. */
@@ -89,7 +89,7 @@ export class Serving {
       );
     }
     const previous = this.runtime;
-    const replacement = buildRuntime(next.config, { ...this.deps, inherit: previous.handOver() });
+    const replacement = buildRuntime(next.config, { ...this.deps, secrets: next.secrets, inherit: previous.handOver() });
     await replacement.warmUp();
     metrics.registerConfig(next.config);
     this.runtime = replacement;

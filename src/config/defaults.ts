@@ -60,6 +60,9 @@ export const RESPONSIBILITIES = ['client', 'upstream'] as const;
 export const TRACE_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
 /** SPEC §19.2: `report` decides as `enforce` would, but lets the request go on, flagged and counted. */
 export const POLICY_MODES = ['enforce', 'report'] as const;
+/** SPEC §18: what `credentials.type` may be. */
+export const CREDENTIAL_TYPES = ['bearer', 'header', 'basic', 'oauth2', 'aws-sigv4'] as const;
+export const CLIENT_AUTH = ['basic', 'body'] as const;
 
 /**
  * Built-in defaults, in the file's own notation. SPEC §3's example shows the
@@ -108,6 +111,16 @@ export const DEFAULTS = {
     pool: { maxSockets: 256, keepAlive: true },
     /** SPEC §18: a POST or PATCH without the header gets a UUID, so that it may be retried. */
     idempotencyKeys: { enabled: false, header: 'Idempotency-Key' },
+    /** SPEC §18: the keys of `credentials` with a default (each type reads its own). */
+    credentials: {
+      prefix: '',
+      scope: null,
+      audience: null,
+      clientAuth: 'basic',
+      refreshBefore: '30s',
+      timeout: '5s',
+      unsignedPayload: false,
+    },
     tls: { ca: null, insecureSkipVerify: false },
     circuitBreaker: {
       failureRate: 90,

@@ -17,9 +17,10 @@ import {
   type PathSegment,
 } from './problems.js';
 import { crossCheck } from './cross-check.js';
+import { checkCredentials, type SecretValues } from './credential-checks.js';
 import { resolveConfig } from './resolve.js';
 import type { ConfigFile } from './schema.js';
-import { literalSecrets, scrubProblems, type SecretText } from './secrets.js';
+import { literalSecrets, REDACTED, scrubProblems, type SecretText } from './secrets.js';
 import type { Config } from './types.js';
 import { checkSchema } from './validate.js';
 import { checkWireValues } from './wire-values.js';
@@ -30,6 +31,8 @@ export interface LoadedConfig {
   readonly file: string;
   /** Paths (as in messages) of the values that came from `${env:…}`: secrets for redaction. */
   readonly envPaths: ReadonlySet<string>;
+  /** The credentials' secrets as read at load (SPEC §18), by reference: never part of the config. */
+  readonly secrets: SecretValues;
 }
 
 export type LoadResult =
@@ -145,10 +148,12 @@ export function parseConfig(text: string, file: string, options: LoadOptions & {
 
   const found: Substitution = { issues: [], envPaths: new Set(), secrets: [] };
   const substituted = substituteEnv(data, env, [], found);
+  const credentials = checkCredentials(substituted, baseDir, env);
   const issues = [
     ...found.issues,
     ...checkSchema(substituted),
     ...crossCheck(substituted, baseDir),
+    ...credentials.issues,
     ...checkWireValues(substituted),
   ];
   if (issues.length > 0) {
@@ -157,13 +162,14 @@ export function parseConfig(text: string, file: string, options: LoadOptions & {
       ok: false,
       problems: scrubProblems(locateIssues(issues, file, doc, lineCounter), [
         ...found.secrets,
+        ...[...credentials.values.values()].map((value) => ({ value, shown: REDACTED, path: null })),
         ...literalSecrets(substituted),
       ]),
     };
   }
 
   const config = resolveConfig(substituted as ConfigFile, baseDir);
-  return { ok: true, loaded: { config, file, envPaths: found.envPaths } };
+  return { ok: true, loaded: { config, file, envPaths: found.envPaths, secrets: credentials.values } };
 }
 
 /** Reads and checks a config file; unreadable files are problems too, never exceptions. */

@@ -16,6 +16,7 @@ import { DEFAULTS, isCondition, limitKey, RESET_FORMATS } from './defaults.js';
 type ResetFormat = (typeof RESET_FORMATS)[number];
 import type { ConfigFile, RawPolicies, RawRoute, RawUpstream } from './schema.js';
 import { adminToken, toCallers } from './resolve-edge.js';
+import { toCredentials } from './resolve-credentials.js';
 
 type RawBreaker = NonNullable<RawUpstream['circuitBreaker']>;
 type RawEdits = { set?: Record<string, string>; remove?: string[] } | undefined;
@@ -150,6 +151,7 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string) {
     circuitBreaker: toCircuitBreaker(raw.circuitBreaker),
     pacing: toPacing(upstream.pacing),
     cooldownMax: upstream.cooldownMax,
+    credentials: toCredentials(raw.credentials, baseDir),
     idempotencyKeys: {
       enabled: upstream.idempotencyKeys.enabled,
       header: upstream.idempotencyKeys.header.toLowerCase(),
@@ -173,6 +175,8 @@ function toUpstream(name: string, raw: RawUpstream, baseDir: string) {
       tls: target.tls
         ? { ca: caOf(target.tls.ca, baseDir), insecureSkipVerify: target.tls.insecureSkipVerify ?? false }
         : tls,
+      // A failover target sends only its own credentials (SPEC §18).
+      credentials: toCredentials(target.credentials, baseDir),
     })),
   };
 }

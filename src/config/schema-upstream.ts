@@ -20,6 +20,7 @@ import {
   Rate,
   Share,
 } from './schema-parts.js';
+import { Credentials } from './schema-credentials.js';
 import { COST_PRESETS, DEFAULTS, PACING_HEADERS, RESET_FORMATS, RESPONSIBILITIES, POLICY_MODES } from './defaults.js';
 
 // ---------------------------------------------------------------------------
@@ -212,6 +213,7 @@ const FailoverTarget = Obj(
       }),
     ),
     tls: Opt(UpstreamTls),
+    credentials: Opt(Credentials),
   },
   { required: ['url'] },
 );
@@ -237,6 +239,7 @@ export const Upstream = Obj(
     cooldownMax: Opt(
       Duration('the longest a Retry-After takes a target out of rotation (SPEC §8.1)', DEFAULTS.upstream.cooldownMax),
     ),
+    credentials: Opt(Credentials),
     idempotencyKeys: Opt(
       Obj(
         {

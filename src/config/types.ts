@@ -29,6 +29,7 @@ export type UpstreamConfig = Config['upstreams'][string];
 export type CircuitBreakerConfig = UpstreamConfig['circuitBreaker'];
 export type PacingConfig = UpstreamConfig['pacing'];
 export type ErrorRuleConfig = UpstreamConfig['errorRules'][number];
+export type CredentialsConfig = NonNullable<UpstreamConfig['credentials']>;
 export type FailoverTargetConfig = UpstreamConfig['failover'][number];
 export type RedisConfig = NonNullable<Config['redis']>;
 export type ForwardProxyConfig = Config['forwardProxy'];

@@ -1,5 +1,13 @@
 import { CATALOG, type ErrorCode } from './catalog.js';
 
+/** What another service said, for the error journal's `provider` (an OAuth2 token endpoint's answer, SPEC §18). */
+export interface ProviderNote {
+  readonly status: number;
+  readonly code: string | null;
+  readonly message: string | null;
+  readonly body: unknown;
+}
+
 /**
  * The one error class of the project (STYLE: undici's model): a stable
  * `code` from the catalogue that callers match on, a `detail` for the
@@ -13,6 +21,8 @@ export class BreakwaterError extends Error {
   readonly headers: Readonly<Record<string, string>> | undefined;
   /** Overrides the catalogue's `retryable` (a request that can never fit its quota, SPEC §15). */
   readonly retryable: boolean | undefined;
+  /** The answer of the service that failed us, when it was not the upstream (a token endpoint). */
+  readonly provider: ProviderNote | undefined;
 
   constructor(
     code: ErrorCode,
@@ -22,6 +32,7 @@ export class BreakwaterError extends Error {
       retryAfterSeconds?: number;
       headers?: Record<string, string>;
       retryable?: boolean;
+      provider?: ProviderNote;
     } = {},
   ) {
     super(detail, { cause: options.cause });
@@ -31,6 +42,7 @@ export class BreakwaterError extends Error {
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.headers = options.headers;
     this.retryable = options.retryable;
+    this.provider = options.provider;
   }
 
   get status(): number {

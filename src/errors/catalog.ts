@@ -74,6 +74,13 @@ export const CATALOG = {
     responsibility: 'client',
     hint: "The request body stopped arriving; check the client's upload, then send the request again.",
   },
+  CREDENTIAL_LEAK: {
+    status: 403,
+    title: 'Credential leak',
+    retryable: false,
+    responsibility: 'client',
+    hint: 'The request carries a secret that belongs to another upstream; remove it: Breakwater adds each upstream\'s credentials itself.',
+  },
   RATE_LIMITED: {
     status: 429,
     title: 'Rate limited',
@@ -129,6 +136,13 @@ export const CATALOG = {
     retryable: false,
     responsibility: 'upstream',
     hint: "The upstream did not answer with valid HTTP; check the upstream URL's port and scheme (http vs https).",
+  },
+  CREDENTIALS_UNAVAILABLE: {
+    status: 502,
+    title: 'Credentials unavailable',
+    retryable: true,
+    responsibility: 'proxy',
+    hint: "Breakwater could not get a token from the upstream's token endpoint; check the upstream's credentials and the endpoint's health.",
   },
   PROXY_DRAINING: {
     status: 503,

@@ -30,7 +30,10 @@ export type Flag =
   | 'WOULD_DENY'
   | 'WOULD_PACE'
   | 'STREAM_STALLED'
-  | 'IDEMPOTENCY_KEY_ADDED';
+  | 'IDEMPOTENCY_KEY_ADDED'
+  | 'CREDENTIALS_REFRESHED'
+  | 'CREDENTIALS_UNAVAILABLE'
+  | 'CREDENTIAL_LEAK';
 
 const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'UPSTREAM_TIMEOUT',
@@ -42,6 +45,8 @@ const CODE_FLAGS: ReadonlySet<string> = new Set<Flag>([
   'RATE_LIMITED',
   'PAYLOAD_TOO_LARGE',
   'REQUEST_BODY_TIMEOUT',
+  'CREDENTIALS_UNAVAILABLE',
+  'CREDENTIAL_LEAK',
 ]);
 
 /** The access-log flag an error code sets, if any: every server path (requests, upgrades, tunnels) reads it here. */

@@ -115,6 +115,16 @@ export function requestFamilies({ counter, histogram }: Families, byUpstream: By
       'Requests on a route with a cache, by how they were answered: hit, miss, revalidated, coalesced, bypass (SPEC §17).',
       ['route', 'result'],
     ),
+    credentialRotations: counter(
+      'breakwater_credential_rotations_total',
+      'Secret files re-read after a change (SPEC §18): success, a new value in use; failure, missing, empty or unreadable, the last value kept.',
+      ['upstream', 'result'],
+    ),
+    credentialTokenFetches: counter(
+      'breakwater_credential_token_fetches_total',
+      'OAuth2 token requests to the token endpoint, by result (SPEC §18).',
+      ['upstream', 'result'],
+    ),
     internalErrors: counter<never>(
       'breakwater_internal_errors_total',
       'Faults caught by the last net (unhandled promise rejections); the process kept serving.',

@@ -11,7 +11,7 @@
  */
 import client, { type Gauge } from 'prom-client';
 import { BoundedLabel, FastCounter, FastHistogram } from './fast-metrics.js';
-import type { Config, RouteConfig } from '../config/types.js';
+import type { Config, CredentialsConfig, RouteConfig } from '../config/types.js';
 import { HTTP_METHODS } from '../config/defaults.js';
 import { CATALOG, RECORDED_ONLY_CODES } from '../errors/catalog.js';
 import { OUTCOMES } from '../upstream/classify.js';
@@ -88,6 +88,10 @@ export interface Metrics {
   readonly cacheBytes: Gauge<'route'>;
   /** Requests on a route with a cache, by how it answered them: hit, miss, revalidated, coalesced, bypass (SPEC §17). */
   readonly cacheRequests: FastCounter<'route' | 'result'>;
+  /** SPEC §18: secret files re-read after a change, by result. */
+  readonly credentialRotations: FastCounter<'upstream' | 'result'>;
+  /** SPEC §18: OAuth2 token requests, by result. */
+  readonly credentialTokenFetches: FastCounter<'upstream' | 'result'>;
   /** Where the store gauges (stale and cache) read each route's store at scrape time. */
   setStaleStores(source: () => Iterable<StoreSource>): void;
   /** Where `breakwater_circuit_state` reads the breakers' states at scrape time. */
@@ -183,6 +187,16 @@ function reportingPolicies(config: Config, route: RouteConfig): string[] {
   return policies;
 }
 
+/** SPEC §18: a target's credential series, where its credentials use them. */
+function zeroCredentials(metrics: Metrics, upstream: string, credentials: CredentialsConfig | null): void {
+  if (credentials === null) return;
+  const refs = Object.values(credentials).filter((value) => typeof value === 'object' && value !== null);
+  for (const result of ['success', 'failure']) {
+    if (refs.some((ref) => 'file' in ref)) metrics.credentialRotations.inc({ upstream, result }, 0);
+    if (credentials.type === 'oauth2') metrics.credentialTokenFetches.inc({ upstream, result }, 0);
+  }
+}
+
 /** Every series a config names, at zero, so that rates and alerts see them before the first event. */
 function zeroSeries(metrics: Metrics, config: Config, upstreams: BoundedLabel): void {
   for (const upstream of Object.values(config.upstreams)) {
@@ -218,6 +232,8 @@ function zeroSeries(metrics: Metrics, config: Config, upstreams: BoundedLabel): 
       for (const to of CIRCUIT_STATES) metrics.circuitTransitions.inc({ upstream: target, to }, 0);
     }
   }
+  for (const upstream of Object.values(config.upstreams))
+    for (const target of [upstream, ...upstream.failover]) zeroCredentials(metrics, target.name, target.credentials);
   zeroForward(metrics.forwardRequests, config);
   if (config.forwardProxy.connect.mode === 'intercept') {
     for (const result of ['intercepted', 'tunnelled', 'refused']) metrics.tlsIntercept.inc({ result }, 0);

@@ -13,7 +13,11 @@ import type { AttemptResult, Next, RequestContext } from './context.js';
 import { rewritePath } from '../router/match-route.js';
 import { classifyAbort, classifyDecision } from '../upstream/classify.js';
 import { decideAnswer } from '../upstream/error-answer.js';
-import type { Forwarder, UpstreamTarget } from '../upstream/forward.js';
+import { joinTargetPath, type Forwarder, type UpstreamTarget } from '../upstream/forward.js';
+import { discardResponse } from '../upstream/discard.js';
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { Credential } from '../credentials/credential.js';
 import type { UpstreamResponse } from '../upstream/response.js';
 import type { AttemptTrace } from '../observe/tracing.js';
 import { firstByteOf, firstByteTimer, type FirstByteLimit } from './first-byte.js';
@@ -130,6 +134,56 @@ async function firstByteFor(
   }
 }
 
+/**
+ * SPEC §18: the target's credentials, last, when the attempt goes; a token may be fetched first (refused before
+ * anything is counted as an attempt when it cannot be).
+ */
+async function applyCredential(
+  credential: Credential,
+  headers: OutgoingHttpHeaders,
+  attempt: {
+    ctx: RequestContext;
+    target: UpstreamTarget;
+    path: string;
+    body: Readable | Buffer | undefined;
+    signal: Signal;
+  },
+  sent: { authorization?: string } | undefined,
+): Promise<void> {
+  const { ctx, target, path, body, signal } = attempt;
+  const sending = { method: ctx.method, url: target.url, path: joinTargetPath(target.url, path), body };
+  const applying = credential.apply(headers, sending, signal);
+  if (applying) await applying;
+  if (sent) sent.authorization = headers.authorization as string | undefined;
+}
+
+type Once = (ctx: RequestContext, signal: Signal, sent?: { authorization?: string }) => Promise<AttemptResult>;
+
+/**
+ * SPEC §18: an OAuth2 401 drops the token it carried and sends the request once more with a new one; not a retry
+ * (no budget, no backoff), counted in the attempts, never a breaker failure (the breaker sees the second answer).
+ */
+function refreshing(once: Once): Next {
+  return async (ctx, signal) => {
+    const sent: { authorization?: string } = {};
+    const result = await once(ctx, signal, sent);
+    const credential = ctx.destination?.credential;
+    if (
+      credential?.unauthorized &&
+      result.response?.statusCode === 401 &&
+      !ctx.flags.has('CREDENTIALS_REFRESHED') &&
+      ctx.body.replayable &&
+      !ctx.handshake
+    ) {
+      credential.unauthorized(sent.authorization);
+      ctx.flags.add('CREDENTIALS_REFRESHED');
+      discardResponse(result.response);
+      return once(ctx, signal);
+    }
+    return result;
+  };
+}
+
 export function createAttempt(
   config: RouteConfig,
   requestEdits: CompiledHeaderEdits,
@@ -148,13 +202,18 @@ export function createAttempt(
   const { firstByte, total } = config.timeouts;
   const firstByteLimit = firstByte === null ? null : { firstByte, total };
 
-  return async (ctx: RequestContext, signal) => {
+  /** One attempt; `sent` learns the Authorization its credentials wrote (an OAuth2 401 names the token it refused). */
+  const once: Once = async (ctx, signal, sent) => {
     const target = ctx.destination?.target;
     if (!target) throw new Error(`route '${config.name}' has no upstream and the request no target`);
     const started = now();
+    const headers = headersOf(ctx, target, requestEdits, routeSetsAuthorization);
+    const path = rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix);
+    const body = ctx.handshake ? undefined : ctx.body.open();
+    const credential = ctx.destination?.credential;
+    if (credential) await applyCredential(credential, headers, { ctx, target, path, body, signal }, sent);
     ctx.attempts += 1;
     ctx.target = target.name;
-    const headers = headersOf(ctx, target, requestEdits, routeSetsAuthorization);
     // This attempt's CLIENT span is the upstream's parent (SPEC §11).
     const span = ctx.trace?.attempt(ctx.method, target.url, target.name, ctx.attempts - 1);
     if (span) Object.assign(headers, span.headers);
@@ -163,13 +222,12 @@ export function createAttempt(
     let sentAt: number | undefined;
     const onSent = () => void (sentAt = now());
     try {
-      const path = rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix);
       const connectTimeoutMs = config.timeouts.connect;
       // A WebSocket upgrade's attempt is its handshake (SPEC §20.3), with the same headers, target and timers.
       result = ctx.handshake
         ? await ctx.handshake({ upstream: target, path, headers, connectTimeoutMs }, signal)
         : await forwarder.forward(
-            { method: ctx.method, upstream: target, path, headers, body: ctx.body.open(), connectTimeoutMs, onSent },
+            { method: ctx.method, upstream: target, path, headers, body, connectTimeoutMs, onSent },
             signal,
           );
       const response = result.response;
@@ -200,4 +258,6 @@ export function createAttempt(
     metrics.upstreamAttemptDuration.observe({ route: routeName, upstream: target.name }, (now() - started) / 1000);
     return result;
   };
+
+  return refreshing(once);
 }

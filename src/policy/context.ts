@@ -5,6 +5,7 @@
  * (server/exchange.ts HttpContext adds them); the attempt forwards the body
  * the server prepared (`body`).
  */
+import type { Credential } from '../credentials/credential.js';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { UpstreamResponse } from '../upstream/response.js';
 import type { RequestTrace } from '../observe/tracing.js';
@@ -115,6 +116,8 @@ export interface Destination {
   readonly pacing?: Policy;
   /** Request headers for this target only (a failover target's credentials), applied after the route's. */
   readonly edits?: CompiledHeaderEdits;
+  /** The target's own credentials (SPEC §18), applied on every attempt after the headers. */
+  readonly credential?: Credential;
 }
 
 /** The result of one attempt, or of the whole pipeline. */

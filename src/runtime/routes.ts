@@ -8,7 +8,7 @@
  */
 import { readsBody } from '../policy/cost.js';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { CacheConfig, PacingConfig, RouteConfig, UpstreamConfig } from '../config/types.js';
+import type { CacheConfig, RouteConfig, UpstreamConfig } from '../config/types.js';
 import { sleep as systemSleep } from '../lib/clock.js';
 import type { Signal } from '../lib/signal.js';
 import { createAttempt, type AttemptDeps } from '../policy/attempt.js';
@@ -48,7 +48,12 @@ export interface RouteRuntime {
   /** The route's one store, whichever uses it (null when neither does). */
   readonly store: StaleStore | null;
   /** Whether a request body is held for replay, from the route's retry settings (SPEC §3 `retry.bufferLimit`): upstream/body.ts reads it. */
-  readonly bodyReplay: { readonly replay: boolean; readonly costed: boolean; readonly bufferLimit: number };
+  readonly bodyReplay: {
+    readonly replay: boolean;
+    readonly costed: boolean;
+    readonly whole: boolean;
+    readonly bufferLimit: number;
+  };
 }
 
 /** What a route is built with: the attempt's needs, the policies' clock and jitter, and its predecessor's state on a reload. */
@@ -81,10 +86,26 @@ function storeOf(config: RouteConfig, inherited: StaleStore | undefined): StaleS
   return new StaleStore({ maxStale: stale?.maxStale ?? 0, maxEntries, maxEntryBytes, maxBytes }, cache !== null);
 }
 
-/** Whether a body is held for replay (a retry could send it again) or read for a cost (SPEC §15). */
-function bodyReplayOf(config: RouteConfig, pacing: PacingConfig | undefined) {
+/**
+ * Whether a body is held for replay (a retry could send it again; an OAuth2 401 sends it once more, SPEC §18),
+ * read for a cost (§15), or read whole to be signed (SigV4 without unsignedPayload).
+ */
+function bodyReplayOf(config: RouteConfig, upstream: UpstreamRuntime | null) {
+  const pacing = upstream?.config.pacing;
   const costed = readsBody(config.rateLimit?.cost ?? null) || (pacing?.enabled === true && readsBody(pacing.cost));
-  return { replay: config.retry.maxRetries > 0 || costed, costed, bufferLimit: config.retry.bufferLimit };
+  const types = upstream?.targets.map((target) => target.credential) ?? [];
+  const signed = upstream
+    ? [upstream.config, ...upstream.config.failover].some(
+        (target) => target.credentials?.type === 'aws-sigv4' && !target.credentials.unsignedPayload,
+      )
+    : false;
+  const refreshes = types.some((credential) => credential?.type === 'oauth2');
+  return {
+    replay: config.retry.maxRetries > 0 || costed || refreshes,
+    costed,
+    whole: signed,
+    bufferLimit: config.retry.bufferLimit,
+  };
 }
 
 export function buildRoute(
@@ -97,9 +118,11 @@ export function buildRoute(
 ): RouteRuntime {
   // The priority header is Breakwater's: never forwarded (SPEC §13).
   const request = config.headers.request;
-  const requestEdits = compileHeaderEdits(
-    priorities ? { ...request, remove: [...request.remove, priorities.header] } : request,
-  );
+  // The app's own headers of the names the upstream's credentials write never reach it (SPEC §18).
+  const requestEdits = compileHeaderEdits({
+    ...request,
+    remove: [...request.remove, ...(priorities ? [priorities.header] : []), ...(upstream?.managedHeaders ?? [])],
+  });
   const { metrics, now } = deps;
 
   const attempt = createAttempt(config, requestEdits, upstream?.config.errorRules ?? [], deps);
@@ -110,6 +133,7 @@ export function buildRoute(
     breaker: target.breaker.policy,
     pacing: target.pacing?.policy(config.name, config.match.pathPrefix),
     edits: target.edits ?? undefined,
+    credential: target.credential ?? undefined,
   }));
   const policyDeps = {
     now,
@@ -139,7 +163,7 @@ export function buildRoute(
       config.cache && store ? { config: config.cache, store, policy: policyOn(deps.wall), shared: new Map() } : null,
     store,
     // A body is buffered only when a retry could send it again, or a cost is read from it (SPEC §15).
-    bodyReplay: bodyReplayOf(config, upstream?.config.pacing),
+    bodyReplay: bodyReplayOf(config, upstream),
     matcher: compileMatcher(config),
     upstream,
     destination: destinations[0] ?? null,

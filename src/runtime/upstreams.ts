@@ -18,6 +18,9 @@ import type { UpstreamTarget } from '../upstream/forward.js';
 import { compileHeaderEdits, type CompiledHeaderEdits } from '../upstream/headers.js';
 import { createRetryCounts, type RetryCounts } from '../policy/retry/budget.js';
 import { createUpstreamPool } from '../upstream/pools.js';
+import { buildCredential, type CredentialDeps } from '../credentials/build.js';
+import type { Credential } from '../credentials/credential.js';
+import type { SecretFiles } from '../credentials/secret-source.js';
 
 /** One target of an upstream. */
 export interface TargetRuntime extends UpstreamTarget {
@@ -26,6 +29,8 @@ export interface TargetRuntime extends UpstreamTarget {
   readonly pacing: UpstreamPacing | null;
   /** Request headers for this target only (failover targets), applied after the route's. */
   readonly edits: CompiledHeaderEdits | null;
+  /** Its own credentials (SPEC §18), applied on every attempt after the headers; null without. */
+  readonly credential: Credential | null;
 }
 
 /** An upstream: its first target (named like it), and all of them. */
@@ -37,6 +42,8 @@ export interface UpstreamRuntime extends TargetRuntime {
   readonly failover: TargetSet | null;
   /** Requests and retries of the last 10 s, which every route to it draws its retry budget from. */
   readonly retryCounts: RetryCounts;
+  /** The headers any of its targets' credentials write (lower case): the app's own are removed (SPEC §18). */
+  readonly managedHeaders: readonly string[];
 }
 
 export interface UpstreamDeps {
@@ -50,6 +57,9 @@ export interface UpstreamDeps {
   readonly logger?: Logger;
   /** The same upstream's runtime in the config this one replaces, when its settings did not change. */
   readonly previous?: UpstreamRuntime;
+  /** The secrets read at load (SPEC §18); the runtime's file poller. */
+  readonly secrets?: CredentialDeps['secrets'];
+  readonly files?: SecretFiles;
 }
 
 /** The settings of one target: the upstream's, with the target's URL and TLS. */
@@ -61,7 +71,8 @@ function targetConfig(
   const target = config.failover[index - 1]!;
   return {
     name: target.name,
-    config: { ...config, url: target.url, tls: target.tls },
+    // A failover target sends only its own credentials (SPEC §18).
+    config: { ...config, url: target.url, tls: target.tls, credentials: target.credentials },
     edits: compileHeaderEdits(target.headers),
   };
 }
@@ -140,6 +151,9 @@ function buildTarget(
     breaker,
     pacing,
     edits,
+    credential: deps.files
+      ? buildCredential(config.credentials, name, deps.files, { ...deps, secrets: deps.secrets })
+      : null,
   };
 }
 
@@ -167,7 +181,8 @@ export function buildUpstream(
       : null;
   // Kept across a reload with the upstream's other state, when its settings did not change.
   const retryCounts = deps.previous?.retryCounts ?? createRetryCounts(deps.now);
-  return { ...targets[0]!, config, targets, failover, retryCounts };
+  const managedHeaders = [...new Set(targets.flatMap((target) => target.credential?.managed ?? []))];
+  return { ...targets[0]!, config, targets, failover, retryCounts, managedHeaders };
 }
 
 /** Every upstream of a config; `previous` finds an unchanged upstream of the config this one replaces. */

@@ -91,6 +91,8 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
         url: urls[0],
         breaker: upstream.breaker.status(),
         pacing: pacingOf(upstream.pacing, classes, upstream.config.pacing.mode),
+        // SPEC §18: how its credentials stand; never a value.
+        credentials: upstream.credential?.status() ?? null,
         // Every target, the upstream itself first (SPEC §8.1).
         targets: upstream.targets.map((target, i) => ({
           name: target.name,
@@ -98,6 +100,7 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
           breaker: target.breaker.status(),
           coolingForMs: cooling?.[i]?.coolingForMs ?? 0,
           pacing: pacingOf(target.pacing, classes, upstream.config.pacing.mode),
+          credentials: target.credential?.status() ?? null,
         })),
       };
     }),

@@ -17,6 +17,7 @@
  * A client that offers only h2, or does not speak TLS, is tunnelled
  * instead; one that refuses the leaf is counted and logged.
  */
+import { leakRefusal } from './leak-check.js';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import net from 'node:net';
@@ -65,9 +66,18 @@ async function checkedTarget(
   req: IncomingMessage,
   record: ExchangeRecord,
   authority: string,
+  logger: ServerDeps['logger'],
 ): Promise<Extract<TargetCheck, { ok: true }> | BreakwaterError> {
   const target = parseAuthority(authority);
   if (!target) return new BreakwaterError('BAD_REQUEST', `CONNECT needs host:port, not "${authority}".`);
+  // A tunnel goes to no upstream: every managed secret in its headers or authority is a leak (SPEC §18).
+  const leak = leakRefusal(
+    runtime.leakGuard,
+    { headers: req.headers, url: authority, destination: null },
+    record,
+    logger,
+  );
+  if (leak) return leak;
   const check = await runtime.targets.check(target.host, target.port, {
     headers: req.headers,
     remoteAddress: req.socket.remoteAddress,
@@ -117,7 +127,7 @@ export function handleConnect(
   };
 
   void (async () => {
-    const check = await checkedTarget(runtime, req, record, authority);
+    const check = await checkedTarget(runtime, req, record, authority, logger);
     if (check instanceof BreakwaterError) {
       refuse(check);
       return;

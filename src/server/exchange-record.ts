@@ -13,6 +13,8 @@ export interface ExchangeRecord extends Pick<
 > {
   /** The path as normalized (SPEC §10), query dropped (access log, `instance`); the authority for CONNECT. */
   readonly path: string;
+  /** The path as logs, the journal and the problem show it, when it carried a leaked secret (SPEC §18). */
+  shownPath?: string;
   /** Host header as sent, lower case ('' when absent). */
   readonly host: string;
   /** When it arrived, on the runtime's clock (ms). */

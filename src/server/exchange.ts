@@ -92,7 +92,7 @@ export class Exchange {
     private readonly runtime: Pick<Runtime, 'config'>,
     readonly record: ExchangeRecord,
     /** The problem body's `instance` (the path, or the CONNECT authority). */
-    private readonly instance: string = record.path,
+    private readonly instance?: string,
   ) {}
 
   /**
@@ -150,7 +150,7 @@ export class Exchange {
   private problemContext() {
     const { route, upstream } = this.matched;
     return {
-      instance: this.instance,
+      instance: this.instance ?? this.record.shownPath ?? this.record.path,
       route: route || null,
       upstream,
       target: this.record.target,
@@ -231,7 +231,7 @@ export class Exchange {
         requestId: record.requestId,
         method: record.method,
         host: record.host,
-        path: record.path,
+        path: record.shownPath ?? record.path,
         route,
         upstream: this.matched.upstream ?? '',
         target: record.target ?? '',

@@ -8,9 +8,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { RouteRuntime } from '../runtime.js';
-import type { HttpContext } from './exchange.js';
+import type { ServerContext } from './exchange.js';
 
-export function addIdempotencyKey(ctx: HttpContext, route: RouteRuntime): void {
+export function addIdempotencyKey(ctx: ServerContext, route: RouteRuntime): void {
   const keys = route.upstream?.config.idempotencyKeys;
   if (!keys?.enabled || (ctx.method !== 'POST' && ctx.method !== 'PATCH')) return;
   if (ctx.clientHeaders[keys.header] !== undefined) return;

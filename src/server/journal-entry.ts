@@ -229,7 +229,7 @@ export function journalEntry(ending: Ending): JournalEntry | undefined {
     time: new Date(ending.wall).toISOString(),
     requestId: record.requestId,
     method: record.method,
-    path: record.path,
+    path: record.shownPath ?? record.path,
     route: ending.route,
     upstream: ending.upstream,
     target: record.target,
@@ -243,7 +243,7 @@ export function journalEntry(ending: Ending): JournalEntry | undefined {
     ...(failure && !stale && !ECHOING_CODES.has(failure.code) ? { detail: failure.detail } : {}),
     durationMs: Math.round(ending.durationMs * 1000) / 1000,
     attempts: attemptsOf(ending),
-    provider: answer ? providerOf(answer) : null,
+    provider: answer ? providerOf(answer) : (failure?.provider ?? null),
     headers: answer ? journalHeaders(answer.headers) : {},
     ...(stale ? { stale: true as const } : {}),
   };

@@ -19,10 +19,10 @@ import { buildResponseHeaderList } from '../upstream/headers.js';
 import { headerName, type UpstreamResponse } from '../upstream/response.js';
 import { cutSilentBody, watchBody } from './body-timeout.js';
 import { watchStream, withoutContentLength } from './stream-idle.js';
-import { addIdempotencyKey } from './idempotency.js';
 import { CLIENT_CLOSED_STATUS, Exchange, type HttpContext, type ServerDeps } from './exchange.js';
 import { JOURNAL_CAPTURE_BYTES } from './journal-entry.js';
 import { arrivalOf, contextOf, routeOf } from './routing.js';
+import { matchedTo } from './matched.js';
 import { answerStale, keepAnswer, staleReplaces, staleStatusCode } from './stale.js';
 import { answeredFromCache, ownCacheHeaders, visitCache, type CacheVisit } from './cache.js';
 import { keepsUpstream, orphanedAnswer, shareOrLead, sharedFailure, shareStream } from './cache-share.js';
@@ -33,13 +33,6 @@ function errorFromClassification(classification: Classification): BreakwaterErro
     classification.detail ?? 'The attempt failed without a response.',
   );
 }
-
-/** The route and the upstream (or forward target) it sends to, as the exchange names them. */
-const matched = (ctx: HttpContext, route: RouteRuntime) => ({
-  route: route.name,
-  upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? null,
-  plainErrors: route.plainErrors,
-});
 
 /** `errors.normalize: all`: the upstream's error as the problem body, its own words in `provider`. */
 async function sendNormalized(
@@ -144,16 +137,6 @@ function noteAnswer(exchange: Exchange, result: AttemptResult & { response: Upst
   };
 }
 
-/** The route matched: where its attempts go, what the exchange and the trace name, its priority class. */
-function matchedTo(ctx: HttpContext, exchange: Exchange, route: RouteRuntime): void {
-  ctx.destination ??= route.destination;
-  ctx.route = route.name;
-  exchange.matched = matched(ctx, route);
-  if (route.classify) ctx.priority = route.classify(ctx.req.headers);
-  addIdempotencyKey(ctx, route);
-  ctx.trace?.route(ctx.method, route.name);
-}
-
 /** The body as the attempts send it (upstream/body.ts): refused at once when it announces more than maxBodySize. */
 function prepareBody(ctx: HttpContext, route: RouteRuntime, maxBodySize: number) {
   const length = ctx.req.headers['content-length'];
@@ -253,7 +236,7 @@ export async function handleRequest(
     const found = routeOf(runtime, ctx, arrival, draining);
     const route = found instanceof Promise ? await found : found;
     staleRoute = route.stale ? route : undefined;
-    matchedTo(ctx, exchange, route);
+    matchedTo(ctx, exchange, route, runtime.leakGuard, deps.logger);
     // A fresh stored answer, or an identical GET's, is served before any policy (SPEC §17): it spends nothing.
     const visit = (state.visit = route.cache ? visitCache(ctx, route) : undefined);
     if (route.cache && (!visit || (visit.shares && (await shareOrLead(ctx, exchange, route, visit))))) return;

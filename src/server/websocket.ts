@@ -20,8 +20,8 @@ import { TLSSocket } from 'node:tls';
 import { BreakwaterError } from '../errors/breakwater-error.js';
 import { ClientClosedError } from '../errors/client-closed.js';
 import { Cancellation, type Signal } from '../lib/signal.js';
-import type { AttemptResult, Handshake, HandshakeInput, RequestContext } from '../policy/context.js';
-import type { RouteRuntime, Runtime } from '../runtime.js';
+import type { AttemptResult, Handshake, HandshakeInput } from '../policy/context.js';
+import type { Runtime } from '../runtime.js';
 import { hasBody } from '../upstream/body.js';
 import {
   classifyConnectTimeout,
@@ -35,6 +35,7 @@ import { upgradeProxy } from '../upstream/upgrade-proxy.js';
 import { CLIENT_CLOSED_STATUS, Exchange, type ServerContext, type ServerDeps } from './exchange.js';
 import { handleRequest } from './request.js';
 import { arrivalOf, contextOf, routeOf } from './routing.js';
+import { matchedTo } from './matched.js';
 
 /** Hooks of one handshake, found from http-proxy-3's `proxyReqWs` event by the request it carries. */
 const handshakes = new WeakMap<IncomingMessage, HandshakeWatch>();
@@ -186,13 +187,6 @@ function isWebSocket(req: IncomingMessage): boolean {
   return (req.headers.upgrade ?? '').toLowerCase() === 'websocket';
 }
 
-/** The route and the upstream (or forward target) it sends to, as the exchange names them. */
-const matched = (ctx: RequestContext, route: RouteRuntime) => ({
-  route: route.name,
-  upstream: route.upstream?.config.name ?? ctx.destination?.target.name ?? null,
-  plainErrors: route.plainErrors,
-});
-
 /** Routes the upgrade and runs the route's pipeline with the handshake as its attempt; throws the refusal. */
 async function upgrade(
   runtime: Runtime,
@@ -202,13 +196,11 @@ async function upgrade(
   head: Buffer,
   draining: boolean,
   answered: (status: number) => void,
+  logger: ServerDeps['logger'],
 ): Promise<void> {
   const found = routeOf(runtime, ctx, arrivalOf(ctx.req), draining);
   const route = found instanceof Promise ? await found : found;
-  ctx.destination ??= route.destination;
-  ctx.route = route.name;
-  exchange.matched = matched(ctx, route);
-  if (route.classify) ctx.priority = route.classify(ctx.req.headers);
+  matchedTo(ctx, exchange, route, runtime.leakGuard, logger);
   if (ctx.method !== 'GET')
     throw new BreakwaterError('BAD_REQUEST', `Only GET can upgrade to a WebSocket, not ${ctx.method}.`);
   ctx.handshake = handshakeOf(ctx.req, socket, head, answered);
@@ -278,7 +270,7 @@ export function handleUpgrade(
     if (status === CLIENT_CLOSED_STATUS) ctx.flags.add('CLIENT_CLOSED');
     exchange.finish(status);
   });
-  upgrade(runtime, ctx, exchange, socket, head, draining, (answered) => (status = answered)).then(
+  upgrade(runtime, ctx, exchange, socket, head, draining, (answered) => (status = answered), deps.logger).then(
     () => {},
     (error: unknown) => {
       if (socket.destroyed || error instanceof ClientClosedError) return;

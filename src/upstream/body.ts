@@ -86,6 +86,8 @@ export interface BodyOptions {
    * `bufferLimit` (beyond: PAYLOAD_TOO_LARGE), so that it cannot go uncounted.
    */
   readonly costed?: boolean;
+  /** The body is signed (SigV4, SPEC §18): read whole, up to maxBodySize, whatever its length. */
+  readonly whole?: boolean;
 }
 
 /** A body held in memory, replayed on every attempt. */
@@ -101,6 +103,7 @@ function bufferedBody(buffer: Buffer): RequestBody {
  */
 export function prepareRequestBody(req: IncomingMessage, options: BodyOptions): RequestBody | Promise<RequestBody> {
   const length = req.headers['content-length'];
+  if (hasBody(req) && options.whole) return readBody(req, options.maxBodySize, 'signed');
   if (hasBody(req) && length === undefined && options.costed) return readBody(req, options.bufferLimit);
   if (!hasBody(req) || !options.replay || length === undefined || Number(length) > options.bufferLimit) {
     return requestBody(req, options.maxBodySize);
@@ -109,7 +112,11 @@ export function prepareRequestBody(req: IncomingMessage, options: BodyOptions): 
 }
 
 /** The whole body in memory; `cap`: a body of unknown length past it is refused (PAYLOAD_TOO_LARGE). */
-async function readBody(req: IncomingMessage, cap = Infinity): Promise<RequestBody> {
+async function readBody(
+  req: IncomingMessage,
+  cap = Infinity,
+  why: 'costed' | 'signed' = 'costed',
+): Promise<RequestBody> {
   const chunks: Buffer[] = [];
   let size = 0;
   try {
@@ -121,6 +128,11 @@ async function readBody(req: IncomingMessage, cap = Infinity): Promise<RequestBo
   } catch {
     throw new ClientClosedError();
   }
+  if (size > cap && why === 'signed')
+    throw new BreakwaterError(
+      'PAYLOAD_TOO_LARGE',
+      `The request body is larger than limits.maxBodySize (${cap} bytes).`,
+    );
   if (size > cap)
     throw new BreakwaterError(
       'PAYLOAD_TOO_LARGE',

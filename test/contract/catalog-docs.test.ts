@@ -120,16 +120,10 @@ describe('upstream status table ↔ docs/errors.md', () => {
  * (docs describe what runs); the test fails if one is documented but still
  * listed here, or listed but gone from SPEC.
  */
-const PENDING_METRICS: Record<string, string> = {
-  breakwater_credential_rotations_total: 'issue 38',
-  breakwater_credential_token_fetches_total: 'issue 38',
-};
+const PENDING_METRICS: Record<string, string> = {};
 /** Labels SPEC gives a built family for a feature still to be built. */
 const PENDING_LABELS: Record<string, { label: string; issue: string }> = {};
-const PENDING_CODES: Record<string, string> = {
-  CREDENTIAL_LEAK: 'issue 38',
-  CREDENTIALS_UNAVAILABLE: 'issue 38',
-};
+const PENDING_CODES: Record<string, string> = {};
 /** Codes whose SPEC row names a behaviour still to be built: the docs keep their wording until it lands (same status and responsibility). */
 const PENDING_WORDING: Record<string, string> = {};
 

@@ -134,7 +134,7 @@ describe('failover and fallback (SPEC §8)', () => {
     ],
     [
       '[{ url: "http://127.0.0.1:2", weight: 3 }]',
-      /upstreams\.u\.failover\[0\]\.weight: unknown key "weight" \(known keys: name, url, headers, tls\)/,
+      /upstreams\.u\.failover\[0\]\.weight: unknown key "weight" \(known keys: name, url, headers, tls, credentials\)/,
     ],
     ['{ url: "http://127.0.0.1:2" }', /upstreams\.u\.failover: must be a list/],
   ])('refuses failover %s', (targets, expected) => {
