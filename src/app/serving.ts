@@ -89,7 +89,11 @@ export class Serving {
       );
     }
     const previous = this.runtime;
-    const replacement = buildRuntime(next.config, { ...this.deps, secrets: next.secrets, inherit: previous.handOver() });
+    const replacement = buildRuntime(next.config, {
+      ...this.deps,
+      secrets: next.secrets,
+      inherit: previous.handOver(),
+    });
     await replacement.warmUp();
     metrics.registerConfig(next.config);
     this.runtime = replacement;

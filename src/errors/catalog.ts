@@ -79,7 +79,7 @@ export const CATALOG = {
     title: 'Credential leak',
     retryable: false,
     responsibility: 'client',
-    hint: 'The request carries a secret that belongs to another upstream; remove it: Breakwater adds each upstream\'s credentials itself.',
+    hint: "The request carries a secret that belongs to another upstream; remove it: Breakwater adds each upstream's credentials itself.",
   },
   RATE_LIMITED: {
     status: 429,

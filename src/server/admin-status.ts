@@ -11,7 +11,7 @@ import { formatDuration } from '../config/units.js';
 import { redactedConfig } from '../observe/redact.js';
 import type { UpstreamPacing } from '../policy/pacing/pacer.js';
 import { countsByClass } from '../policy/priorities.js';
-import type { Runtime } from '../runtime.js';
+import type { Runtime, UpstreamRuntime } from '../runtime.js';
 
 export interface AdminStatusSource {
   readonly runtime: Runtime;
@@ -66,6 +66,37 @@ export function quotaRows(source: AdminStatusSource): QuotaRow[] {
   return rows;
 }
 
+/** One upstream in `/status`: its breaker, pacing and credentials, and each of its targets'. */
+function upstreamStatus(
+  upstream: UpstreamRuntime,
+  redacted: { upstreams: Record<string, { url: string; failover: { url: string }[] }> },
+  classes: Parameters<typeof pacingOf>[1],
+  now: number,
+) {
+  const cooling = upstream.failover?.status(now);
+  const urls = [
+    redacted.upstreams[upstream.name]?.url ?? '',
+    ...(redacted.upstreams[upstream.name]?.failover ?? []).map((target) => target.url),
+  ];
+  return {
+    name: upstream.name,
+    url: urls[0],
+    breaker: upstream.breaker.status(),
+    pacing: pacingOf(upstream.pacing, classes, upstream.config.pacing.mode),
+    // SPEC §18: how its credentials stand; never a value.
+    credentials: upstream.credential?.status() ?? null,
+    // Every target, the upstream itself first (SPEC §8.1).
+    targets: upstream.targets.map((target, i) => ({
+      name: target.name,
+      url: urls[i] ?? '',
+      breaker: target.breaker.status(),
+      coolingForMs: cooling?.[i]?.coolingForMs ?? 0,
+      pacing: pacingOf(target.pacing, classes, upstream.config.pacing.mode),
+      credentials: target.credential?.status() ?? null,
+    })),
+  };
+}
+
 /** `/status` (SPEC §7): routes and upstreams with breaker state, failure rate, limiter tokens and queue depth, in-flight requests. */
 export function statusOf(source: AdminStatusSource, draining: boolean): Record<string, unknown> {
   const { runtime, loaded } = source;
@@ -80,30 +111,9 @@ export function statusOf(source: AdminStatusSource, draining: boolean): Record<s
     draining,
     inFlight: runtime.inFlight(),
     redis: runtime.redisStatus(),
-    upstreams: [...runtime.upstreams.values()].map((upstream) => {
-      const cooling = upstream.failover?.status(source.now());
-      const urls = [
-        redacted.upstreams[upstream.name]?.url ?? '',
-        ...(redacted.upstreams[upstream.name]?.failover ?? []).map((target) => target.url),
-      ];
-      return {
-        name: upstream.name,
-        url: urls[0],
-        breaker: upstream.breaker.status(),
-        pacing: pacingOf(upstream.pacing, classes, upstream.config.pacing.mode),
-        // SPEC §18: how its credentials stand; never a value.
-        credentials: upstream.credential?.status() ?? null,
-        // Every target, the upstream itself first (SPEC §8.1).
-        targets: upstream.targets.map((target, i) => ({
-          name: target.name,
-          url: urls[i] ?? '',
-          breaker: target.breaker.status(),
-          coolingForMs: cooling?.[i]?.coolingForMs ?? 0,
-          pacing: pacingOf(target.pacing, classes, upstream.config.pacing.mode),
-          credentials: target.credential?.status() ?? null,
-        })),
-      };
-    }),
+    upstreams: [...runtime.upstreams.values()].map((upstream) =>
+      upstreamStatus(upstream, redacted, classes, source.now()),
+    ),
     forwardTargets: runtime.forwardTargetCount(),
     // SPEC §19.2, §19.3: the allow-lists' modes.
     forwardProxy: {
