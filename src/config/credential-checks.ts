@@ -60,7 +60,10 @@ const FRAMING = new Set(['host', 'content-length', 'transfer-encoding', 'connect
 /** A file's secret as sent: its content with trailing whitespace removed. */
 export function readSecretFile(file: string): Parsed<string> {
   try {
-    const size = statSync(file).size;
+    const info = statSync(file);
+    // A FIFO or a device would block the read (at load, the whole process).
+    if (!info.isFile()) return { ok: false, message: `${file} is not a regular file` };
+    const size = info.size;
     if (size > MAX_SECRET_FILE_BYTES)
       return { ok: false, message: `${file} is larger than 64 KiB (${size} bytes): not a secret file` };
     const value = readFileSync(file, 'utf8').trimEnd();

@@ -66,6 +66,8 @@ export class SecretSource {
       const info = await stat(file);
       const signature = `${info.ino}:${info.size}:${info.mtimeMs}:${info.ctimeMs}`;
       if (!full && signature === this.signature && this.error === null) return;
+      // A FIFO or a device would hold a thread of the pool on the read.
+      if (!info.isFile()) throw Object.assign(new Error(), { code: 'not a regular file' });
       if (info.size > MAX_SECRET_FILE_BYTES) throw Object.assign(new Error(), { code: 'larger than 64 KiB' });
       text = (await readFile(file, 'utf8')).trimEnd();
       this.signature = signature;
