@@ -6,9 +6,9 @@
  * are handed to the runtime beside the config (load.ts), never put in it:
  * `/config` and every comparison of configs see the references only.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
-import { isObject, type Json } from './json.js';
+import { isObject, tryMs, type Json } from './json.js';
 import type { Issue, PathSegment } from './problems.js';
 import type { Parsed } from './units.js';
 
@@ -57,26 +57,48 @@ export const AWS_DEFAULT_ENV: Readonly<Record<string, string>> = {
 /** Headers a credential may not carry: they frame the message or address the proxy. */
 const FRAMING = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'te', 'upgrade', 'trailer']);
 
+/** What a header value may hold (undici refuses the rest): a secret that cannot be sent is refused where it is read. */
+export const HEADER_SAFE = /^[\t\x20-\x7e\x80-\xff]+$/;
+const UNSENDABLE = 'holds a line break, a NUL or a character a header cannot carry';
+
+/** The longest token request: AbortSignal.timeout takes at most 2^31 - 1 ms, and a longer wait helps no one. */
+const MAX_TOKEN_TIMEOUT_MS = 5 * 60_000;
+
 /** A file's secret as sent: its content with trailing whitespace removed. */
 export function readSecretFile(file: string): Parsed<string> {
+  let text: string;
+  let fd: number | undefined;
   try {
-    const info = statSync(file);
-    // A FIFO or a device would block the read (at load, the whole process).
-    if (!info.isFile()) return { ok: false, message: `${file} is not a regular file` };
-    const size = info.size;
-    if (size > MAX_SECRET_FILE_BYTES)
-      return { ok: false, message: `${file} is larger than 64 KiB (${size} bytes): not a secret file` };
-    const value = readFileSync(file, 'utf8').trimEnd();
-    return value === '' ? { ok: false, message: `${file} is empty` } : { ok: true, value };
+    // Opened without blocking and checked on the descriptor: a FIFO or a device would block the read (at load,
+    // the whole process), and a file swapped between a stat and the read is not read unchecked.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    if (!fstatSync(fd).isFile()) return { ok: false, message: `${file} is not a regular file` };
+    const buffer = Buffer.alloc(MAX_SECRET_FILE_BYTES + 1);
+    const size = readSync(fd, buffer, 0, buffer.length, 0);
+    if (size > MAX_SECRET_FILE_BYTES) return { ok: false, message: `${file} is larger than 64 KiB: not a secret file` };
+    text = buffer.subarray(0, size).toString('utf8');
   } catch (error) {
     return { ok: false, message: `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}` };
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
+  return secretText(file, text);
+}
+
+/** A file's content as a secret: trailing whitespace removed, not empty, sendable in a header. */
+export function secretText(file: string, content: string): Parsed<string> {
+  const value = content.trimEnd();
+  if (value === '') return { ok: false, message: `${file} is empty` };
+  return HEADER_SAFE.test(value) ? { ok: true, value } : { ok: false, message: `${file} ${UNSENDABLE}` };
 }
 
 function readEnv(name: string, env: NodeJS.ProcessEnv): Parsed<string> {
   const value = env[name];
   if (value === undefined) return { ok: false, message: `environment variable ${name} is not set` };
-  return value === '' ? { ok: false, message: `environment variable ${name} is empty` } : { ok: true, value };
+  if (value === '') return { ok: false, message: `environment variable ${name} is empty` };
+  return HEADER_SAFE.test(value)
+    ? { ok: true, value }
+    : { ok: false, message: `environment variable ${name} ${UNSENDABLE}` };
 }
 
 /** The reference of a written secret (`file` resolved against the config's folder). */
@@ -112,6 +134,18 @@ function readAwsDefaults(credentials: Json, at: PathSegment[], reading: Reading)
   }
 }
 
+/** A token URL with no user:pass@ (it would show in /config, and fetch refuses it), a bounded timeout. */
+function checkOAuth2(credentials: Json, at: PathSegment[], issues: Issue[]): void {
+  if (typeof credentials.tokenUrl === 'string' && /^[a-z]+:\/\/[^/?#]*@/i.test(credentials.tokenUrl))
+    issues.push({
+      path: [...at, 'tokenUrl'],
+      message: 'a token URL carries no user:pass@: the client id and secret are clientId and clientSecret',
+    });
+  const timeout = tryMs(credentials.timeout);
+  if (timeout !== undefined && timeout > MAX_TOKEN_TIMEOUT_MS)
+    issues.push({ path: [...at, 'timeout'], message: 'one token request may take at most 5m' });
+}
+
 function checkOne(credentials: unknown, at: PathSegment[], reading: Reading): void {
   if (!isObject(credentials) || typeof credentials.type !== 'string') return;
   const keys = KEYS[credentials.type];
@@ -130,6 +164,7 @@ function checkOne(credentials: unknown, at: PathSegment[], reading: Reading): vo
   const header = credentials.header;
   if (credentials.type === 'header' && typeof header === 'string' && FRAMING.has(header.toLowerCase()))
     reading.issues.push({ path: [...at, 'header'], message: `${header} frames the request: it cannot carry a secret` });
+  if (credentials.type === 'oauth2') checkOAuth2(credentials, at, reading.issues);
   for (const key of SECRET_KEYS[credentials.type] ?? [])
     if (isObject(credentials[key])) readSecret(credentials[key], [...at, key], reading);
   if (credentials.type === 'aws-sigv4') readAwsDefaults(credentials, at, reading);

@@ -47,7 +47,8 @@ export interface Credential {
    */
   unauthorized?(sent: string | undefined): void;
   status(): CredentialStatus;
-  close?(): void;
+  /** The secrets it reads: a reload's runtime that keeps the credential takes over polling their files. */
+  readonly sources: readonly SecretSource[];
 }
 
 /** The leak guard ignores shorter values: they would match by chance. */
@@ -74,7 +75,7 @@ export class StaticCredential implements Credential {
   constructor(
     readonly type: 'bearer' | 'header' | 'basic',
     private readonly header: string,
-    private readonly sources: readonly SecretSource[],
+    readonly sources: readonly SecretSource[],
     private readonly build: (values: readonly string[]) => string,
   ) {
     this.managed = [header];

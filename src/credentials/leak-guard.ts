@@ -28,6 +28,20 @@ function decoded(url: string): string {
   }
 }
 
+/** A header value's text, whatever its repetition. */
+const valueOf = (value: string | string[] | undefined): string =>
+  typeof value === 'string' ? value : value === undefined ? '' : value.join('\n');
+
+/** Where `secret` is in the headers (a name, or a value as sent or percent-decoded), if anywhere. */
+function inHeaders(headers: IncomingHttpHeaders, secret: string): string | undefined {
+  for (const name in headers) {
+    const value = valueOf(headers[name]);
+    if (name.includes(secret) || value.includes(secret)) return name;
+    if (value.includes('%') && decoded(value).includes(secret)) return name;
+  }
+  return undefined;
+}
+
 export class LeakGuard {
   constructor(private readonly held: readonly { readonly owner: string; readonly credential: Credential }[]) {}
 
@@ -37,16 +51,39 @@ export class LeakGuard {
     for (const { owner, credential } of this.held) {
       if (owner === destination) continue;
       for (const secret of credential.secrets()) {
-        for (const name in headers) {
-          const value = headers[name];
-          if (typeof value === 'string' ? value.includes(secret) : value?.some((one) => one.includes(secret)))
-            return { where: name, owner, secret };
-        }
+        const where = inHeaders(headers, secret);
+        if (where !== undefined) return { where, owner, secret };
         plain ??= url.includes('%') ? decoded(url) : url;
         if (url.includes(secret) || plain.includes(secret)) return { where: 'url', owner, secret };
       }
     }
     return undefined;
+  }
+
+  /**
+   * `text` (a path, a host, an upstream's error body) with every managed secret replaced; percent-decoded first
+   * when a secret hides in its escapes, whatever their case.
+   */
+  mask(text: string): string {
+    const secrets = this.held.flatMap(({ credential }) => credential.secrets());
+    const replace = (from: string) =>
+      secrets.reduce((out, secret) => (out.includes(secret) ? out.split(secret).join(REDACTED) : out), from);
+    const out = replace(text);
+    if (!out.includes('%')) return out;
+    const plain = decoded(out);
+    const masked = replace(plain);
+    return masked === plain ? out : masked;
+  }
+
+  /** JSON text with every managed secret, as JSON writes it, replaced (the result is still JSON). */
+  maskJson(text: string): string {
+    let out = text;
+    for (const { credential } of this.held)
+      for (const secret of credential.secrets()) {
+        const form = JSON.stringify(secret).slice(1, -1);
+        if (out.includes(form)) out = out.split(form).join(REDACTED);
+      }
+    return out;
   }
 
   /** The refusal of a leak: where it was found, never the value. */
@@ -57,11 +94,4 @@ export class LeakGuard {
       `The request carries a secret of upstream '${leak.owner}' in ${where}, to another destination: refused before any connection.`,
     );
   }
-}
-
-/** `text` with every form of the leaked secret (raw, percent-encoded) replaced. */
-export function masked(text: string, secret: string): string {
-  let out = text;
-  for (const form of [secret, encodeURIComponent(secret)]) out = out.split(form).join(REDACTED);
-  return out;
 }

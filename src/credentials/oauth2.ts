@@ -10,7 +10,9 @@
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 import * as oauth from 'oauth4webapi';
+import { HEADER_SAFE } from '../config/credential-checks.js';
 import type { CredentialsConfig } from '../config/types.js';
+import type { Signal } from '../lib/signal.js';
 import { BreakwaterError, type ProviderNote } from '../errors/breakwater-error.js';
 import { guarded, type Credential, type CredentialStatus } from './credential.js';
 import type { SecretDeps, SecretSource } from './secret-source.js';
@@ -22,6 +24,7 @@ export const FAILED_FETCH_HOLD_MS = 1000;
 /** The most of a token endpoint's answer read (a token answer is a few hundred bytes). */
 const ANSWER_CAP_BYTES = 64 * 1024;
 const PROVIDER_BODY_BYTES = 4096;
+const MAX_LIFETIME_S = 365 * 24 * 3600;
 
 interface Token {
   readonly authorization: string;
@@ -44,7 +47,9 @@ interface Answer {
 }
 
 /** What the journal shows of a token endpoint's error answer: its status, `error`, `error_description`, body. */
-function providerNote(answer: Answer): ProviderNote {
+function providerNote(answer: Answer, withBody: boolean): ProviderNote {
+  if (!withBody)
+    return { status: answer.status, code: null, message: 'no usable access_token in the answer', body: null };
   const text = answer.text.slice(0, PROVIDER_BODY_BYTES);
   let body: unknown = text === '' ? null : text;
   try {
@@ -71,6 +76,7 @@ export class OAuth2Credential implements Credential {
   private lastError: string | null = null;
   private readonly server: oauth.AuthorizationServer;
   private readonly client: oauth.Client;
+  readonly sources: readonly SecretSource[];
 
   constructor(
     private readonly config: OAuth2Config,
@@ -82,15 +88,17 @@ export class OAuth2Credential implements Credential {
     const url = new URL(config.tokenUrl);
     this.server = { issuer: url.origin, token_endpoint: config.tokenUrl };
     this.client = { client_id: config.clientId };
+    this.sources = [clientSecret];
   }
 
-  apply(headers: OutgoingHttpHeaders): void | Promise<void> {
+  apply(headers: OutgoingHttpHeaders, _request: unknown, signal: Signal): void | Promise<void> {
     const token = this.usable();
     if (token) {
       headers.authorization = token.authorization;
       return;
     }
-    return this.fetchShared().then((fetched) => {
+    // The request's own deadline and its client still end its wait; the shared fetch goes on for the others.
+    return untilAborted(this.fetchShared(), signal).then((fetched) => {
       headers.authorization = fetched.authorization;
     });
   }
@@ -161,7 +169,8 @@ export class OAuth2Credential implements Credential {
         cause,
         // A 4xx from the token endpoint is a configuration matter: asking again will not help.
         retryable: answer.status >= 400 && answer.status < 500 ? false : undefined,
-        provider: answer.status === 0 ? undefined : providerNote(answer),
+        // A 2xx the grant refused may hold a token: its body is never kept.
+        provider: answer.status === 0 ? undefined : providerNote(answer, answer.status >= 300),
       });
       this.failure = { error, until: deps.now() + FAILED_FETCH_HOLD_MS };
       this.lastError = detail;
@@ -195,9 +204,15 @@ export class OAuth2Credential implements Credential {
   }
 
   private keep(value: string, expiresIn: number | undefined): Token {
+    // A token goes into a header: a value that cannot be sent is no token (every request would fail in undici).
+    if (!HEADER_SAFE.test(value)) throw new Error('the access_token holds characters a header cannot carry');
     const now = this.deps.now();
     const wall = this.deps.wall();
-    const lifetime = typeof expiresIn === 'number' && expiresIn > 0 ? expiresIn * 1000 : null;
+    // A lifetime past a year is taken as a year (an absurd expires_in must not overflow a date in /status).
+    const lifetime =
+      typeof expiresIn === 'number' && Number.isFinite(expiresIn) && expiresIn > 0
+        ? Math.min(expiresIn, MAX_LIFETIME_S) * 1000
+        : null;
     const early = lifetime === null ? 0 : Math.min(this.config.refreshBefore, lifetime / 2);
     this.token = {
       authorization: `Bearer ${value}`,
@@ -209,6 +224,24 @@ export class OAuth2Credential implements Credential {
     };
     return this.token;
   }
+}
+
+/** `promise`, or the signal's reason when it aborts first. */
+function untilAborted<T>(promise: Promise<T>, signal: Signal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const stop = signal.onAbort(() => reject(signal.reason as Error));
+    promise.then(
+      (value) => {
+        stop();
+        resolve(value);
+      },
+      (error: unknown) => {
+        stop();
+        reject(error as Error);
+      },
+    );
+  });
 }
 
 /** A response's text, at most `cap` bytes read (the rest is cancelled). */

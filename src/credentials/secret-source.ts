@@ -9,9 +9,10 @@
  * good value until a good one appears: logged and counted once per
  * failure, shown in `/status`.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { SecretRef } from '../config/credential-checks.js';
-import { MAX_SECRET_FILE_BYTES } from '../config/credential-checks.js';
+import { MAX_SECRET_FILE_BYTES, secretText } from '../config/credential-checks.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 
@@ -26,13 +27,43 @@ export interface SecretDeps {
   readonly wall: () => number;
 }
 
+type Read = 'unchanged' | { ok: true; value: string; signature: string } | { ok: false; message: string };
+
+/**
+ * The file's secret, unless its stat still matches `signature`. Opened without blocking and checked on the
+ * descriptor (a FIFO or a device would hold a thread of the pool), read at most 64 KiB + 1.
+ */
+async function readChanged(file: string, signature: string): Promise<Read> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    const info = await handle.stat();
+    const now = `${info.ino}:${info.size}:${info.mtimeMs}:${info.ctimeMs}`;
+    if (now === signature) return 'unchanged';
+    if (!info.isFile()) return { ok: false, message: `${file} is not a regular file` };
+    const buffer = Buffer.alloc(MAX_SECRET_FILE_BYTES + 1);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    if (bytesRead > MAX_SECRET_FILE_BYTES) return { ok: false, message: `${file} is larger than 64 KiB` };
+    const read = secretText(file, buffer.subarray(0, bytesRead).toString('utf8'));
+    return read.ok ? { ok: true, value: read.value, signature: now } : read;
+  } catch (error) {
+    return { ok: false, message: `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}` };
+  } finally {
+    await handle?.close();
+  }
+}
+
 export class SecretSource {
   /** When the value in use was read (epoch ms). */
   since: number;
   /** The last failure to read the file (null while it reads well). */
   error: string | null = null;
   private signature = '';
+  /** A changed value read once, taken when the next look reads it again. */
+  private pending: string | undefined;
   private listeners: (() => void)[] = [];
+  /** The poller that looks at it (a reload's runtime takes it over). */
+  files: SecretFiles | undefined;
 
   constructor(
     readonly ref: SecretRef,
@@ -57,32 +88,37 @@ export class SecretSource {
     this.listeners.push(listener);
   }
 
-  /** One look at the file: a changed good value is taken; a failure keeps the last one. */
+  /**
+   * One look at the file: a changed good value is taken once two looks in a row read it (a file written in place
+   * may be read half-written once); a failure keeps the last one.
+   */
   async poll(full: boolean): Promise<void> {
     if (!('file' in this.ref)) return;
     const file = this.ref.file;
-    let text: string;
-    try {
-      const info = await stat(file);
-      const signature = `${info.ino}:${info.size}:${info.mtimeMs}:${info.ctimeMs}`;
-      if (!full && signature === this.signature && this.error === null) return;
-      // A FIFO or a device would hold a thread of the pool on the read.
-      if (!info.isFile()) throw Object.assign(new Error(), { code: 'not a regular file' });
-      if (info.size > MAX_SECRET_FILE_BYTES) throw Object.assign(new Error(), { code: 'larger than 64 KiB' });
-      text = (await readFile(file, 'utf8')).trimEnd();
-      this.signature = signature;
-      if (text === '') throw Object.assign(new Error(), { code: 'empty' });
-    } catch (error) {
-      this.failed(file, (error as NodeJS.ErrnoException).code ?? 'unreadable');
+    const read = await readChanged(
+      file,
+      full || this.error !== null || this.pending !== undefined ? '' : this.signature,
+    );
+    if (read === 'unchanged') return;
+    if (!read.ok) {
+      this.pending = undefined;
+      this.failed(file, read.message);
       return;
     }
+    this.signature = read.signature;
     const recovered = this.error !== null;
     this.error = null;
-    if (text === this.current) {
+    if (read.value === this.current) {
+      this.pending = undefined;
       if (recovered) this.deps.logger?.info({ upstream: this.owner, path: file }, 'secret file readable again');
       return;
     }
-    this.current = text;
+    if (this.pending !== read.value) {
+      this.pending = read.value;
+      return;
+    }
+    this.pending = undefined;
+    this.current = read.value;
     this.since = this.deps.wall();
     this.deps.metrics.credentialRotations.inc({ upstream: this.owner, result: 'success' });
     this.deps.logger?.info({ upstream: this.owner, path: file }, 'secret file changed: the new value is in use');
@@ -90,7 +126,7 @@ export class SecretSource {
   }
 
   private failed(file: string, reason: string): void {
-    const error = `cannot read ${file}: ${reason}; the last good value stays in use`;
+    const error = `${reason}; the last good value stays in use`;
     if (error === this.error) return;
     this.error = error;
     this.signature = '';
@@ -106,13 +142,20 @@ export class SecretFiles {
   private polling = false;
   private ticks = 0;
 
+  /** Looks at `source` from now on; a source another runtime's poller looked at is taken over (a reload). */
   add(source: SecretSource): SecretSource {
-    if (source.source !== 'file') return source;
+    if (source.source !== 'file' || source.files === this) return source;
+    source.files?.drop(source);
+    source.files = this;
     this.sources.push(source);
     this.timer ??= setInterval(() => void this.pollAll(), SECRET_POLL_MS).unref();
     // The first look records the file's signature (its content was read at load).
     void source.poll(true);
     return source;
+  }
+
+  private drop(source: SecretSource): void {
+    this.sources.splice(this.sources.indexOf(source), 1);
   }
 
   private async pollAll(): Promise<void> {

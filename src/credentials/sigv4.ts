@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
 import aws4 from 'aws4';
+import { BreakwaterError } from '../errors/breakwater-error.js';
 import type { CredentialsConfig } from '../config/types.js';
 import { guarded, statusOf, type Credential, type CredentialStatus, type SendingRequest } from './credential.js';
 import type { SecretSource } from './secret-source.js';
@@ -29,6 +30,7 @@ export function amzDate(wall: number): string {
 export class SigV4Credential implements Credential {
   readonly type = 'aws-sigv4';
   readonly managed = SIGV4_MANAGED;
+  readonly sources: readonly SecretSource[];
 
   constructor(
     private readonly config: SigV4Config,
@@ -38,7 +40,9 @@ export class SigV4Credential implements Credential {
       readonly sessionToken: SecretSource | null;
     },
     private readonly wall: () => number,
-  ) {}
+  ) {
+    this.sources = [keys.accessKeyId, keys.secretAccessKey, ...(keys.sessionToken ? [keys.sessionToken] : [])];
+  }
 
   apply(headers: OutgoingHttpHeaders, request: SendingRequest): void {
     const { config, keys } = this;
@@ -57,21 +61,30 @@ export class SigV4Credential implements Credential {
     const host = String(headers.host ?? request.url.host);
     const signed: Record<string, string> = { host };
     for (const name in headers) if (name.startsWith('x-amz-')) signed[name] = String(headers[name]);
-    const result = aws4.sign(
-      {
-        method: request.method,
-        host,
-        path: request.path,
-        service: config.service,
-        region: config.region,
-        headers: signed,
-      },
-      {
-        accessKeyId: keys.accessKeyId.value,
-        secretAccessKey: keys.secretAccessKey.value,
-        ...(sessionToken !== undefined && { sessionToken }),
-      },
-    );
+    let result: ReturnType<typeof aws4.sign>;
+    try {
+      result = aws4.sign(
+        {
+          method: request.method,
+          host,
+          path: request.path,
+          service: config.service,
+          region: config.region,
+          headers: signed,
+        },
+        {
+          accessKeyId: keys.accessKeyId.value,
+          secretAccessKey: keys.secretAccessKey.value,
+          ...(sessionToken !== undefined && { sessionToken }),
+        },
+      );
+    } catch {
+      // aws4 decodes S3 paths: an escape that is no UTF-8 (`%E0%A4`) cannot be signed, and is the client's.
+      throw new BreakwaterError(
+        'BAD_REQUEST',
+        'The request path cannot be signed for AWS: it is not valid percent-encoded UTF-8.',
+      );
+    }
     headers.authorization = String((result.headers as Record<string, string>).Authorization);
   }
 
@@ -83,7 +96,6 @@ export class SigV4Credential implements Credential {
   }
 
   status(): CredentialStatus {
-    const { accessKeyId, secretAccessKey, sessionToken } = this.keys;
-    return statusOf('aws-sigv4', [accessKeyId, secretAccessKey, ...(sessionToken ? [sessionToken] : [])]);
+    return statusOf('aws-sigv4', this.sources);
   }
 }

@@ -52,6 +52,8 @@ export interface RequestTrace {
   wait(kind: WaitKind, ms: number): void;
   /** Names the span once the route is known. */
   route(method: string, route: string): void;
+  /** The request carried a secret (SPEC §18): its path and host as they may be shown. */
+  redact(path: string, host: string): void;
   end(outcome: RequestOutcome): void;
 }
 
@@ -250,6 +252,11 @@ class SpanRequestTrace implements RequestTrace {
 
   route(method: string, route: string): void {
     this.span.updateName(`${method} ${route}`);
+  }
+
+  redact(path: string, host: string): void {
+    this.span.setAttribute('url.path', path);
+    this.span.setAttribute('server.address', host);
   }
 
   end(outcome: RequestOutcome): void {

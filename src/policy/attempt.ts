@@ -14,7 +14,6 @@ import { rewritePath } from '../router/match-route.js';
 import { classifyAbort, classifyDecision } from '../upstream/classify.js';
 import { decideAnswer } from '../upstream/error-answer.js';
 import { joinTargetPath, type Forwarder, type UpstreamTarget } from '../upstream/forward.js';
-import { discardResponse } from '../upstream/discard.js';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Credential } from '../credentials/credential.js';
@@ -148,40 +147,13 @@ async function applyCredential(
     body: Readable | Buffer | undefined;
     signal: Signal;
   },
-  sent: { authorization?: string } | undefined,
 ): Promise<void> {
   const { ctx, target, path, body, signal } = attempt;
   const sending = { method: ctx.method, url: target.url, path: joinTargetPath(target.url, path), body };
   const applying = credential.apply(headers, sending, signal);
   if (applying) await applying;
-  if (sent) sent.authorization = headers.authorization as string | undefined;
-}
-
-type Once = (ctx: RequestContext, signal: Signal, sent?: { authorization?: string }) => Promise<AttemptResult>;
-
-/**
- * SPEC §18: an OAuth2 401 drops the token it carried and sends the request once more with a new one; not a retry
- * (no budget, no backoff), counted in the attempts, never a breaker failure (the breaker sees the second answer).
- */
-function refreshing(once: Once): Next {
-  return async (ctx, signal) => {
-    const sent: { authorization?: string } = {};
-    const result = await once(ctx, signal, sent);
-    const credential = ctx.destination?.credential;
-    if (
-      credential?.unauthorized &&
-      result.response?.statusCode === 401 &&
-      !ctx.flags.has('CREDENTIALS_REFRESHED') &&
-      ctx.body.replayable &&
-      !ctx.handshake
-    ) {
-      credential.unauthorized(sent.authorization);
-      ctx.flags.add('CREDENTIALS_REFRESHED');
-      discardResponse(result.response);
-      return once(ctx, signal);
-    }
-    return result;
-  };
+  // An OAuth2 401 names the token it refused (credential-refresh.ts).
+  ctx.sentCredential = headers.authorization as string | undefined;
 }
 
 export function createAttempt(
@@ -202,8 +174,7 @@ export function createAttempt(
   const { firstByte, total } = config.timeouts;
   const firstByteLimit = firstByte === null ? null : { firstByte, total };
 
-  /** One attempt; `sent` learns the Authorization its credentials wrote (an OAuth2 401 names the token it refused). */
-  const once: Once = async (ctx, signal, sent) => {
+  return async (ctx: RequestContext, signal: Signal): Promise<AttemptResult> => {
     const target = ctx.destination?.target;
     if (!target) throw new Error(`route '${config.name}' has no upstream and the request no target`);
     const started = now();
@@ -211,7 +182,7 @@ export function createAttempt(
     const path = rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix);
     const body = ctx.handshake ? undefined : ctx.body.open();
     const credential = ctx.destination?.credential;
-    if (credential) await applyCredential(credential, headers, { ctx, target, path, body, signal }, sent);
+    if (credential) await applyCredential(credential, headers, { ctx, target, path, body, signal });
     ctx.attempts += 1;
     ctx.target = target.name;
     // This attempt's CLIENT span is the upstream's parent (SPEC §11).
@@ -258,6 +229,4 @@ export function createAttempt(
     metrics.upstreamAttemptDuration.observe({ route: routeName, upstream: target.name }, (now() - started) / 1000);
     return result;
   };
-
-  return refreshing(once);
 }

@@ -106,6 +106,8 @@ export interface RequestContext {
    * sent on every attempt besides the client's own headers.
    */
   revalidation?: Readonly<Record<string, string>>;
+  /** The Authorization the last attempt's credentials wrote (SPEC §18): an OAuth2 401 names the token it refused. */
+  sentCredential?: string;
 }
 
 /** An upstream or forward target, with its breaker's and (when paced) its pacer's policy layer for the route. */

@@ -10,6 +10,7 @@ import type { AttemptResult, Next, Policy, PolicyDeps, RequestContext } from './
 import type { RetryCounts } from './retry/budget.js';
 import { createDeadline, createPerTryTimeout } from './timeouts.js';
 import { createRetry } from './retry/retry.js';
+import { credentialRefresh } from './credential-refresh.js';
 
 export type { Next, Policy, PolicyDeps };
 
@@ -96,6 +97,10 @@ export function createRoutePipeline(
     //    The destination's breaker: the upstream's (shared by every route
     //    to it) or a forward-proxy target's own (one per host:port).
     destinationBreaker,
+    // 4a. An OAuth2 401 (SPEC §18): the request sent once more with a new
+    //     token; inside the breaker (one call, the second answer), outside
+    //     the per-try timeout (a timer for each send).
+    credentialRefresh,
     // 5. Per-try timeout: one timer per attempt, cut to what is left of
     //    the deadline, until response headers.
     createPerTryTimeout(route.timeouts, deps),

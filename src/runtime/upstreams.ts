@@ -108,6 +108,20 @@ export function splitCredentials(text: string): { url: URL; authorization: strin
   return { url, authorization };
 }
 
+/**
+ * The target's credentials: an unchanged upstream's (kept across a reload, its OAuth2 token too; this runtime's
+ * poller takes over its files), else built from the config.
+ */
+function credentialOf(config: UpstreamConfig, name: string, previous: TargetRuntime | undefined, deps: UpstreamDeps) {
+  if (!deps.files) return null;
+  const kept = previous?.credential;
+  if (kept) {
+    for (const source of kept.sources) deps.files.add(source);
+    return kept;
+  }
+  return buildCredential(config.credentials, name, deps.files, deps);
+}
+
 function buildTarget(
   upstream: UpstreamConfig,
   index: number,
@@ -151,9 +165,7 @@ function buildTarget(
     breaker,
     pacing,
     edits,
-    credential: deps.files
-      ? buildCredential(config.credentials, name, deps.files, { ...deps, secrets: deps.secrets })
-      : null,
+    credential: credentialOf(config, name, previous, deps),
   };
 }
 

@@ -218,7 +218,14 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     if (given !== null) return tokenLogin(req, res, given, token, options.logger);
     const decision = decideAdmin(req, path, token);
     if (!decision.admitted) return refuseAdmin(req, res, path, decision, options.logger);
-    serve(options, req, res, path, search, head);
+    try {
+      serve(options, req, res, path, search, head);
+    } catch (error) {
+      // A fault behind one admin page answers 500; it never takes the proxy down with it.
+      options.logger?.error({ err: error, path }, 'admin request failed');
+      if (!res.headersSent) text(res, 500, 'internal error\n', head);
+      else res.destroy();
+    }
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

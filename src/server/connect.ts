@@ -66,17 +66,11 @@ async function checkedTarget(
   req: IncomingMessage,
   record: ExchangeRecord,
   authority: string,
-  logger: ServerDeps['logger'],
 ): Promise<Extract<TargetCheck, { ok: true }> | BreakwaterError> {
   const target = parseAuthority(authority);
   if (!target) return new BreakwaterError('BAD_REQUEST', `CONNECT needs host:port, not "${authority}".`);
   // A tunnel goes to no upstream: every managed secret in its headers or authority is a leak (SPEC §18).
-  const leak = leakRefusal(
-    runtime.leakGuard,
-    { headers: req.headers, url: authority, destination: null },
-    record,
-    logger,
-  );
+  const leak = leakRefusal(runtime.leakGuard, { headers: req.headers, url: authority, destination: null }, record);
   if (leak) return leak;
   const check = await runtime.targets.check(target.host, target.port, {
     headers: req.headers,
@@ -127,7 +121,7 @@ export function handleConnect(
   };
 
   void (async () => {
-    const check = await checkedTarget(runtime, req, record, authority, logger);
+    const check = await checkedTarget(runtime, req, record, authority);
     if (check instanceof BreakwaterError) {
       refuse(check);
       return;

@@ -17,6 +17,8 @@ export interface ExchangeRecord extends Pick<
   shownPath?: string;
   /** Host header as sent, lower case ('' when absent). */
   readonly host: string;
+  /** The host as logs show it, when it carried a leaked secret (SPEC §18). */
+  shownHost?: string;
   /** When it arrived, on the runtime's clock (ms). */
   readonly startedAt: number;
   /** Answered stale (SPEC §8.2): the failure code the stored answer replaced. */

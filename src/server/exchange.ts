@@ -89,7 +89,7 @@ export class Exchange {
   constructor(
     private readonly deps: Pick<ServerDeps, 'metrics' | 'logger' | 'now' | 'wall' | 'journal'>,
     /** The runtime it started on: its `logging.accessLog` decides the line. */
-    private readonly runtime: Pick<Runtime, 'config'>,
+    private readonly runtime: Pick<Runtime, 'config' | 'leakGuard'>,
     readonly record: ExchangeRecord,
     /** The problem body's `instance` (the path, or the CONNECT authority). */
     private readonly instance?: string,
@@ -113,6 +113,9 @@ export class Exchange {
       });
       logger.error({ err: error, requestId: this.record.requestId, route }, 'internal error');
     }
+    // SPEC §18: a leak is worth a warning of its own (where, never what: the detail names the place).
+    if (failure.code === 'CREDENTIAL_LEAK')
+      logger.warn({ requestId: this.record.requestId, route, detail: failure.detail }, 'credential leak refused');
     const flag = flagForCode(failure.code);
     if (flag) this.record.flags.add(flag);
     this.code = failure.code;
@@ -150,7 +153,7 @@ export class Exchange {
   private problemContext() {
     const { route, upstream } = this.matched;
     return {
-      instance: this.instance ?? this.record.shownPath ?? this.record.path,
+      instance: this.record.shownPath ?? this.instance ?? this.record.path,
       route: route || null,
       upstream,
       target: this.record.target,
@@ -194,7 +197,10 @@ export class Exchange {
       durationMs,
       wall: this.deps.wall(),
     });
-    if (entry) this.deps.journal.record(entry);
+    if (!entry) return;
+    // SPEC §18: an upstream that echoes a managed key in its error body (`invalid key sk-…`) is journaled masked.
+    const guard = this.runtime.leakGuard;
+    this.deps.journal.record(guard ? (JSON.parse(guard.maskJson(JSON.stringify(entry))) as typeof entry) : entry);
   }
 
   /** Counts the exchange and writes its access-log line; once, whatever calls it again. */
@@ -230,7 +236,7 @@ export class Exchange {
       logAccess(logger, {
         requestId: record.requestId,
         method: record.method,
-        host: record.host,
+        host: record.shownHost ?? record.host,
         path: record.shownPath ?? record.path,
         route,
         upstream: this.matched.upstream ?? '',

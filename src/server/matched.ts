@@ -5,7 +5,6 @@
  * upstream's secret (SPEC §18).
  */
 import type { LeakGuard } from '../credentials/leak-guard.js';
-import type { Logger } from '../observe/logger.js';
 import type { RouteRuntime } from '../runtime.js';
 import type { Exchange, ServerContext } from './exchange.js';
 import { addIdempotencyKey } from './idempotency.js';
@@ -18,19 +17,13 @@ const matched = (ctx: ServerContext, route: RouteRuntime) => ({
   plainErrors: route.plainErrors,
 });
 
-export function matchedTo(
-  ctx: ServerContext,
-  exchange: Exchange,
-  route: RouteRuntime,
-  guard: LeakGuard | null,
-  logger: Logger,
-): void {
+export function matchedTo(ctx: ServerContext, exchange: Exchange, route: RouteRuntime, guard: LeakGuard | null): void {
   ctx.destination ??= route.destination;
   ctx.route = route.name;
   exchange.matched = matched(ctx, route);
   if (route.classify) ctx.priority = route.classify(ctx.req.headers);
   const destination = route.upstream?.config.name ?? null;
-  const leak = leakRefusal(guard, { headers: ctx.req.headers, url: ctx.req.url ?? '', destination }, ctx, logger);
+  const leak = leakRefusal(guard, { headers: ctx.req.headers, url: ctx.req.url ?? '', destination }, ctx);
   if (leak) throw leak;
   addIdempotencyKey(ctx, route);
   ctx.trace?.route(ctx.method, route.name);

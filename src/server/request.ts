@@ -236,7 +236,7 @@ export async function handleRequest(
     const found = routeOf(runtime, ctx, arrival, draining);
     const route = found instanceof Promise ? await found : found;
     staleRoute = route.stale ? route : undefined;
-    matchedTo(ctx, exchange, route, runtime.leakGuard, deps.logger);
+    matchedTo(ctx, exchange, route, runtime.leakGuard);
     // A fresh stored answer, or an identical GET's, is served before any policy (SPEC §17): it spends nothing.
     const visit = (state.visit = route.cache ? visitCache(ctx, route) : undefined);
     if (route.cache && (!visit || (visit.shares && (await shareOrLead(ctx, exchange, route, visit))))) return;

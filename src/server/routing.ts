@@ -5,6 +5,7 @@
  * matched: origin-form by path and Host, absolute-form through the
  * forward-proxy target checks, or decrypted from an intercepted CONNECT.
  */
+import { leakRefusal } from './leak-check.js';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BreakwaterError } from '../errors/breakwater-error.js';
@@ -51,6 +52,11 @@ async function forwardRoute(
     );
   }
   const port = Number(target.port || 80);
+  const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
+  // SPEC §18: before any name is resolved, or a secret in a host name would go out in a DNS query.
+  const destination = route?.upstream?.config.name ?? null;
+  const leak = leakRefusal(runtime.leakGuard, { headers: ctx.clientHeaders, url: ctx.req.url ?? '', destination }, ctx);
+  if (leak) throw leak;
   const check = await runtime.targets.check(target.hostname, port, {
     headers: ctx.clientHeaders,
     remoteAddress: ctx.remoteAddress,
@@ -68,7 +74,6 @@ async function forwardRoute(
       );
     throw new BreakwaterError('HOST_NOT_ALLOWED', `The target ${target.host} is not allowed: ${check.reason}.`);
   }
-  const route = runtime.matchForward({ host: ctx.host, method: ctx.method, path: ctx.path });
   if (route && !route.upstream) ctx.destination = forwardOf(runtime, check.host, check.port);
   return route;
 }
@@ -199,5 +204,6 @@ export function contextOf<R extends ServerResponse | undefined>(
     cache: undefined,
     perTryTimer: undefined,
     revalidation: undefined,
+    sentCredential: undefined,
   };
 }

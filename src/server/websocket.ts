@@ -196,11 +196,10 @@ async function upgrade(
   head: Buffer,
   draining: boolean,
   answered: (status: number) => void,
-  logger: ServerDeps['logger'],
 ): Promise<void> {
   const found = routeOf(runtime, ctx, arrivalOf(ctx.req), draining);
   const route = found instanceof Promise ? await found : found;
-  matchedTo(ctx, exchange, route, runtime.leakGuard, logger);
+  matchedTo(ctx, exchange, route, runtime.leakGuard);
   if (ctx.method !== 'GET')
     throw new BreakwaterError('BAD_REQUEST', `Only GET can upgrade to a WebSocket, not ${ctx.method}.`);
   ctx.handshake = handshakeOf(ctx.req, socket, head, answered);
@@ -270,7 +269,7 @@ export function handleUpgrade(
     if (status === CLIENT_CLOSED_STATUS) ctx.flags.add('CLIENT_CLOSED');
     exchange.finish(status);
   });
-  upgrade(runtime, ctx, exchange, socket, head, draining, (answered) => (status = answered), deps.logger).then(
+  upgrade(runtime, ctx, exchange, socket, head, draining, (answered) => (status = answered)).then(
     () => {},
     (error: unknown) => {
       if (socket.destroyed || error instanceof ClientClosedError) return;

@@ -311,6 +311,8 @@ http.createServer((req, res) => {
 async function main() {
   const upstreamPort = await freePort();
   writeFileSync(path.join(work, 'upstream.cjs'), UPSTREAM_SCRIPT);
+  // The secret file of the credentials variants (credentials-*.yaml), beside the configs.
+  writeFileSync(path.join(work, 'bench-secret'), 'sk-bench-0123456789abcdef\n');
   writeFileSync(path.join(work, 'bare.cjs'), BARE_SCRIPT);
   writeFileSync(path.join(work, 'undici.cjs'), UNDICI_SCRIPT);
   const upstream = start('upstream', 0, [path.join(work, 'upstream.cjs')], { PORT: String(upstreamPort) });
