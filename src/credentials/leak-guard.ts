@@ -28,6 +28,9 @@ function decoded(url: string): string {
   }
 }
 
+/** Where a secret in a header's name was found (the name itself is not shown). */
+const HEADER_NAME = "a header's name";
+
 /** A header value's text, whatever its repetition. */
 const valueOf = (value: string | string[] | undefined): string =>
   typeof value === 'string' ? value : value === undefined ? '' : value.join('\n');
@@ -36,7 +39,9 @@ const valueOf = (value: string | string[] | undefined): string =>
 function inHeaders(headers: IncomingHttpHeaders, secret: string): string | undefined {
   for (const name in headers) {
     const value = valueOf(headers[name]);
-    if (name.includes(secret) || value.includes(secret)) return name;
+    // A name that holds it is never named.
+    if (name.includes(secret)) return HEADER_NAME;
+    if (value.includes(secret)) return name;
     if (value.includes('%') && decoded(value).includes(secret)) return name;
   }
   return undefined;
@@ -88,7 +93,8 @@ export class LeakGuard {
 
   /** The refusal of a leak: where it was found, never the value. */
   static refusal(leak: Leak): BreakwaterError {
-    const where = leak.where === 'url' ? 'the URL' : `the ${leak.where} header`;
+    const where =
+      leak.where === 'url' ? 'the URL' : leak.where === HEADER_NAME ? HEADER_NAME : `the ${leak.where} header`;
     return new BreakwaterError(
       'CREDENTIAL_LEAK',
       `The request carries a secret of upstream '${leak.owner}' in ${where}, to another destination: refused before any connection.`,
