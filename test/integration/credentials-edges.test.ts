@@ -14,7 +14,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFaultUpstream, type FaultUpstream } from '../fixtures/fault-upstream.js';
+import { startFaultUpstream, waitUntil, type FaultUpstream } from '../fixtures/fault-upstream.js';
+import { startOtlpReceiver } from '../fixtures/otlp-receiver.js';
 import { request, startProxy, type TestProxy } from '../helpers/proxy.js';
 
 const KEY = 'sk-edge-key-0123456789abcdef';
@@ -204,5 +205,40 @@ describe('OAuth2 at its edges (SPEC §18)', () => {
     const huge = status.json<{ upstreams: { name: string; credentials: { expiresAt: string } }[] }>();
     const expiresAt = Date.parse(huge.upstreams.find((u) => u.name === 'huge')!.credentials.expiresAt);
     expect(expiresAt - Date.now()).toBeLessThan(366 * 24 * 3600 * 1000);
+  });
+});
+
+describe('a leak in a traced request (SPEC §18, §11)', () => {
+  it('the SERVER span carries the masked path and host, never the secret', async () => {
+    const saved = process.env.OTEL_BSP_SCHEDULE_DELAY;
+    process.env.OTEL_BSP_SCHEDULE_DELAY = '50';
+    const receiver = await startOtlpReceiver();
+    const traced = await startProxy(
+      `version: 1
+tracing: { enabled: true, endpoint: "${receiver.url}", protocol: http/json, serviceName: bw-leak }
+upstreams:
+  keyed:
+    url: "${upstream.url}/keyed"
+    credentials: { type: header, header: x-api-key, secret: { file: key } }
+  plain: { url: "${upstream.url}/plain" }
+routes:
+  - { name: keyed, match: { pathPrefix: /keyed }, upstream: keyed }
+  - { name: plain, match: { pathPrefix: /plain }, upstream: plain }
+`,
+      { file: path.join(dir, 'traced.yaml') },
+    );
+    try {
+      const res = await request(`${traced.url}/plain/bot${KEY}/send`);
+      expect(res.status).toBe(403);
+      await waitUntil(() => receiver.spans.some((span) => span.kind === 2));
+      const text = JSON.stringify(receiver.spans);
+      expect(text).not.toContain(KEY);
+      expect(receiver.spans.find((span) => span.kind === 2)!.attributes['url.path']).toBe('/plain/bot<redacted>/send');
+    } finally {
+      await traced.close();
+      await receiver.close();
+      if (saved === undefined) delete process.env.OTEL_BSP_SCHEDULE_DELAY;
+      else process.env.OTEL_BSP_SCHEDULE_DELAY = saved;
+    }
   });
 });

@@ -180,3 +180,23 @@ describe('secret file rotation (SPEC §18)', () => {
     expect(after.upstreams.find((u) => u.name === 'editor')!.credentials.error).toBeNull();
   });
 });
+
+describe('rotation across a config reload (SPEC §18)', () => {
+  it("an unchanged upstream keeps its credentials; the new runtime's poller takes the files over, counted once", async () => {
+    const reloadsBefore = await reloads();
+    const result = await proxy.app.reload('test');
+    expect(result.result).toBe('success');
+    expect(await reloads()).toBe(reloadsBefore + 1);
+    const rotated = await rotations('editor', 'success');
+    const run = await streamDuring(
+      'editor',
+      'x-api-key',
+      () => save('editor-key-version-four'),
+      (value) => value === 'editor-key-version-four',
+    );
+    expectSwitched(run, 'editor-key-version-three', 'editor-key-version-four');
+    // Give an old poller, were it still looking, time to count it too.
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(await rotations('editor', 'success')).toBe(rotated + 1);
+  });
+});
