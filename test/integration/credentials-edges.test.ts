@@ -8,7 +8,7 @@
  * that are no tokens; a reload that keeps an unchanged upstream's token
  * and its file rotation.
  */
-import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
