@@ -172,7 +172,12 @@ export function createFailover(
         try {
           result = await next(ctx, signal);
         } catch (error) {
-          if (!refusedBeforeSending(error)) sent();
+          // A token that could not be had (SPEC §18) sent nothing either.
+          if (
+            !refusedBeforeSending(error) &&
+            !(error instanceof BreakwaterError && error.code === 'CREDENTIALS_UNAVAILABLE')
+          )
+            sent();
           // Refused by this target's breaker (shedding, or opened meanwhile) or its pacer: the next available
           // target, at once.
           const other =

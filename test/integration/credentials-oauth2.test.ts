@@ -58,7 +58,18 @@ upstreams:
     failover:
       - { name: eu, url: "${second.url}/spread", credentials: { type: header, header: x-eu-key, secret: { env: EU } } }
       - { name: bare, url: "${second.url}/bare" }
+  chain:
+    url: "${upstream.url}/spread-chain"
+    failover:
+      - name: dead
+        url: "${second.url}/chain"
+        credentials: { type: oauth2, tokenUrl: "http://127.0.0.1:${deadPort}/token", clientId: bw, clientSecret: { env: SECRET } }
 routes:
+  - name: chain
+    match: { pathPrefix: /chain }
+    stripPrefix: true
+    upstream: chain
+    retry: { maxRetries: 1, retryOn: [gateway-error], backoff: { base: 1ms, max: 2ms } }
   - { name: api, match: { pathPrefix: /api }, stripPrefix: true, upstream: api }
   - { name: dead, match: { pathPrefix: /dead }, stripPrefix: true, upstream: dead }
   - name: spread
@@ -160,5 +171,13 @@ describe('failover targets send their own credentials (SPEC §18, §8.1)', () =>
     expect(eu['x-eu-key']).toBe('eu-key-0123456789');
     // The app's own headers of every name any target manages are gone, the primary's credential too.
     expect(eu.authorization).toBeUndefined();
+  });
+
+  it('a target whose token cannot be had answers CREDENTIALS_UNAVAILABLE and is not counted as a failover: nothing was sent', async () => {
+    const res = await request(`${proxy.url}/chain/x`);
+    expect(res.json<{ code: string }>().code).toBe('CREDENTIALS_UNAVAILABLE');
+    expect(second.requests.some((r) => r.url.startsWith('/chain'))).toBe(false);
+    const metrics = (await request(`${proxy.adminUrl}/metrics`)).text;
+    expect(metrics).toMatch(/breakwater_failovers_total\{route="chain",upstream="chain",target="chain\/dead"\} 0\b/);
   });
 });
