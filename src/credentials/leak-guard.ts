@@ -40,7 +40,7 @@ function inHeaders(headers: IncomingHttpHeaders, secret: string): string | undef
   for (const name in headers) {
     const value = valueOf(headers[name]);
     // A name that holds it is never named.
-    if (name.includes(secret)) return HEADER_NAME;
+    if (name.includes(secret.toLowerCase())) return HEADER_NAME;
     if (value.includes(secret)) return name;
     if (value.includes('%') && decoded(value).includes(secret)) return name;
   }
@@ -70,7 +70,10 @@ export class LeakGuard {
    * when a secret hides in its escapes, whatever their case.
    */
   mask(text: string): string {
-    const secrets = this.held.flatMap(({ credential }) => credential.secrets());
+    // A host and header names reach us in lower case: their secrets too.
+    const secrets = this.held.flatMap(({ credential }) =>
+      credential.secrets().flatMap((secret) => [secret, secret.toLowerCase()]),
+    );
     const replace = (from: string) =>
       secrets.reduce((out, secret) => (out.includes(secret) ? out.split(secret).join(REDACTED) : out), from);
     const out = replace(text);
@@ -80,15 +83,18 @@ export class LeakGuard {
     return masked === plain ? out : masked;
   }
 
-  /** JSON text with every managed secret, as JSON writes it, replaced (the result is still JSON). */
-  maskJson(text: string): string {
-    let out = text;
-    for (const { credential } of this.held)
-      for (const secret of credential.secrets()) {
-        const form = JSON.stringify(secret).slice(1, -1);
-        if (out.includes(form)) out = out.split(form).join(REDACTED);
-      }
-    return out;
+  /** A JSON value (a journal entry) with every managed secret in its strings replaced; never decoded. */
+  maskValue<T>(value: T): T {
+    const secrets = this.held.flatMap(({ credential }) => credential.secrets());
+    const walk = (node: unknown): unknown => {
+      if (typeof node === 'string')
+        return secrets.reduce((out, secret) => (out.includes(secret) ? out.split(secret).join(REDACTED) : out), node);
+      if (Array.isArray(node)) return node.map(walk);
+      if (node && typeof node === 'object')
+        return Object.fromEntries(Object.entries(node).map(([key, item]) => [walk(key), walk(item)]));
+      return node;
+    };
+    return walk(value) as T;
   }
 
   /** The refusal of a leak: where it was found, never the value. */

@@ -25,6 +25,8 @@ export const FAILED_FETCH_HOLD_MS = 1000;
 const ANSWER_CAP_BYTES = 64 * 1024;
 const PROVIDER_BODY_BYTES = 4096;
 const MAX_LIFETIME_S = 365 * 24 * 3600;
+/** How many tokens no longer in use stay masked. */
+const RETIRED_KEPT = 4;
 
 interface Token {
   readonly authorization: string;
@@ -74,6 +76,7 @@ export class OAuth2Credential implements Credential {
   private fetching: Promise<Token> | null = null;
   private failure: { error: BreakwaterError; until: number } | null = null;
   private lastError: string | null = null;
+  private readonly retired: string[] = [];
   private readonly server: oauth.AuthorizationServer;
   private readonly client: oauth.Client;
   readonly sources: readonly SecretSource[];
@@ -105,11 +108,22 @@ export class OAuth2Credential implements Credential {
 
   unauthorized(sent: string | undefined): void {
     // A 401 for a token already replaced fetches nothing: the request goes again with the current one.
-    if (this.token && sent === this.token.authorization) this.token = null;
+    if (this.token && sent === this.token.authorization) {
+      this.retire(this.token);
+      this.token = null;
+    }
   }
 
   secrets(): readonly string[] {
-    return guarded(this.token ? [this.clientSecret.value, this.token.value] : [this.clientSecret.value]);
+    // Tokens dropped or replaced stay secret: a 401 body may echo one after it was dropped.
+    return guarded([this.clientSecret.value, ...(this.token ? [this.token.value] : []), ...this.retired]);
+  }
+
+  /** A token that is no longer in use, remembered (the last few) for the guard and the journal's masking. */
+  private retire(token: Token | null): void {
+    if (!token || this.retired.includes(token.value)) return;
+    this.retired.unshift(token.value);
+    this.retired.length = Math.min(this.retired.length, RETIRED_KEPT);
   }
 
   status(): CredentialStatus {
@@ -214,6 +228,7 @@ export class OAuth2Credential implements Credential {
         ? Math.min(expiresIn, MAX_LIFETIME_S) * 1000
         : null;
     const early = lifetime === null ? 0 : Math.min(this.config.refreshBefore, lifetime / 2);
+    this.retire(this.token);
     this.token = {
       authorization: `Bearer ${value}`,
       value,

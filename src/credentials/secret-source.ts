@@ -61,6 +61,7 @@ export class SecretSource {
   private signature = '';
   /** A changed value read once, taken when the next look reads it again. */
   private pending: string | undefined;
+  private looking = false;
   private listeners: (() => void)[] = [];
   /** The poller that looks at it (a reload's runtime takes it over). */
   files: SecretFiles | undefined;
@@ -93,8 +94,17 @@ export class SecretSource {
    * may be read half-written once); a failure keeps the last one.
    */
   async poll(full: boolean): Promise<void> {
-    if (!('file' in this.ref)) return;
-    const file = this.ref.file;
+    // One look at a time: two at once (a reload's poller and the old one) must not count as two agreeing looks.
+    if (!('file' in this.ref) || this.looking) return;
+    this.looking = true;
+    try {
+      await this.look(this.ref.file, full);
+    } finally {
+      this.looking = false;
+    }
+  }
+
+  private async look(file: string, full: boolean): Promise<void> {
     const read = await readChanged(
       file,
       full || this.error !== null || this.pending !== undefined ? '' : this.signature,
@@ -150,12 +160,13 @@ export class SecretFiles {
     this.sources.push(source);
     this.timer ??= setInterval(() => void this.pollAll(), SECRET_POLL_MS).unref();
     // The first look records the file's signature (its content was read at load).
-    void source.poll(true);
+    source.poll(true).catch(() => {});
     return source;
   }
 
   private drop(source: SecretSource): void {
-    this.sources.splice(this.sources.indexOf(source), 1);
+    const at = this.sources.indexOf(source);
+    if (at >= 0) this.sources.splice(at, 1);
   }
 
   private async pollAll(): Promise<void> {
@@ -164,6 +175,8 @@ export class SecretFiles {
     const full = ++this.ticks % FULL_READ_EVERY === 0;
     try {
       await Promise.all(this.sources.map((source) => source.poll(full)));
+    } catch {
+      // A listener's fault must not become an unhandled rejection of the timer; the next tick looks again.
     } finally {
       this.polling = false;
     }

@@ -256,7 +256,8 @@ class SpanRequestTrace implements RequestTrace {
 
   redact(path: string, host: string): void {
     this.span.setAttribute('url.path', path);
-    this.span.setAttribute('server.address', host);
+    const [address] = splitHost(host);
+    if (address) this.span.setAttribute('server.address', address);
   }
 
   end(outcome: RequestOutcome): void {

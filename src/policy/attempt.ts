@@ -147,13 +147,23 @@ async function applyCredential(
     body: Readable | Buffer | undefined;
     signal: Signal;
   },
-): Promise<void> {
+): Promise<AttemptResult | undefined> {
   const { ctx, target, path, body, signal } = attempt;
   const sending = { method: ctx.method, url: target.url, path: joinTargetPath(target.url, path), body };
   const applying = credential.apply(headers, sending, signal);
-  if (applying) await applying;
+  if (applying) {
+    try {
+      await applying;
+    } catch (error) {
+      // The per-try timer or the deadline ran out while a token was fetched: a timeout, as any other wait's.
+      const timedOut = signal.aborted ? classifyAbort(signal.reason) : undefined;
+      if (timedOut) return { classification: timedOut };
+      throw error;
+    }
+  }
   // An OAuth2 401 names the token it refused (credential-refresh.ts).
   ctx.sentCredential = headers.authorization as string | undefined;
+  return undefined;
 }
 
 export function createAttempt(
@@ -182,7 +192,10 @@ export function createAttempt(
     const path = rewritePath(ctx.url, config.match.pathPrefix, config.stripPrefix);
     const body = ctx.handshake ? undefined : ctx.body.open();
     const credential = ctx.destination?.credential;
-    if (credential) await applyCredential(credential, headers, { ctx, target, path, body, signal });
+    if (credential) {
+      const waited = await applyCredential(credential, headers, { ctx, target, path, body, signal });
+      if (waited) return waited;
+    }
     ctx.attempts += 1;
     ctx.target = target.name;
     // This attempt's CLIENT span is the upstream's parent (SPEC §11).

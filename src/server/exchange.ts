@@ -200,7 +200,7 @@ export class Exchange {
     if (!entry) return;
     // SPEC §18: an upstream that echoes a managed key in its error body (`invalid key sk-…`) is journaled masked.
     const guard = this.runtime.leakGuard;
-    this.deps.journal.record(guard ? (JSON.parse(guard.maskJson(JSON.stringify(entry))) as typeof entry) : entry);
+    this.deps.journal.record(guard ? guard.maskValue(entry) : entry);
   }
 
   /** Counts the exchange and writes its access-log line; once, whatever calls it again. */

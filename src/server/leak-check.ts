@@ -11,7 +11,10 @@ import { LeakGuard } from '../credentials/leak-guard.js';
 import type { BreakwaterError } from '../errors/breakwater-error.js';
 import type { ExchangeRecord } from './exchange-record.js';
 
-/** The refusal when the request carries another upstream's secret (`destination`: its upstream, or null). */
+/**
+ * The refusal when the request carries another upstream's secret (`destination`: its upstream, or null); its path
+ * and host as they may be shown, either way.
+ */
 export function leakRefusal(
   guard: LeakGuard | null,
   request: { readonly headers: IncomingHttpHeaders; readonly url: string; readonly destination: string | null },
@@ -19,9 +22,12 @@ export function leakRefusal(
 ): BreakwaterError | undefined {
   if (guard === null) return undefined;
   const leak = guard.find(request.headers, request.url, request.destination);
-  if (!leak) return undefined;
-  record.shownPath = guard.mask(record.path);
-  record.shownHost = guard.mask(record.host);
-  record.trace?.redact(record.shownPath, record.shownHost);
-  return LeakGuard.refusal(leak);
+  // Shown masked whether refused or not: a secret in the path to its own upstream (`/bot<token>/`) is sent, never
+  // logged.
+  const path = guard.mask(record.path);
+  const host = guard.mask(record.host);
+  if (path !== record.path) record.shownPath = path;
+  if (host !== record.host) record.shownHost = host;
+  if (path !== record.path || host !== record.host) record.trace?.redact(path, host);
+  return leak ? LeakGuard.refusal(leak) : undefined;
 }

@@ -19,13 +19,15 @@ import { startOtlpReceiver } from '../fixtures/otlp-receiver.js';
 import { request, startProxy, type TestProxy } from '../helpers/proxy.js';
 
 const KEY = 'sk-edge-key-0123456789abcdef';
+/** A key with capitals, as AWS and many providers issue them: header names and hosts reach the proxy lower-cased. */
+const MIXED = 'AKIA-Mixed-Case-Key-0123';
 const dir = mkdtempSync(path.join(tmpdir(), 'bw-credentials-edges-'));
 let upstream: FaultUpstream;
 let proxy: TestProxy;
 let tokenServer: http.Server;
 let fetches = 0;
 /** The token endpoint's next answers: a status and a body, by default a fresh token. */
-let tokenAnswer: (n: number) => { status: number; body: unknown } = (n) => ({
+let tokenAnswer: (n: number) => { status: number; body: unknown } | 'hang' = (n) => ({
   status: 200,
   body: { access_token: `tok-${n}-0123456789`, token_type: 'Bearer', expires_in: 3600 },
 });
@@ -35,10 +37,13 @@ const refusing = new Set<string>();
 
 beforeAll(async () => {
   writeFileSync(path.join(dir, 'key'), KEY);
+  writeFileSync(path.join(dir, 'mixed'), MIXED);
   tokenServer = http.createServer((req, res) => {
     req.resume();
     fetches += 1;
-    const { status, body } = tokenAnswer(fetches);
+    const answer = tokenAnswer(fetches);
+    if (answer === 'hang') return;
+    const { status, body } = answer;
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
   });
@@ -69,8 +74,20 @@ upstreams:
   huge:
     url: "${upstream.url}/huge"
     credentials: { type: oauth2, tokenUrl: "${tokenUrl}", clientId: bw, clientSecret: { file: key } }
+  mixed:
+    url: "${upstream.url}/mixed"
+    credentials: { type: header, header: x-api-key, secret: { file: mixed } }
+  slowtoken:
+    url: "${upstream.url}/slowtoken"
+    credentials: { type: oauth2, tokenUrl: "${tokenUrl}", clientId: bw, clientSecret: { file: key }, timeout: 30s }
   plain: { url: "${upstream.url}/plain" }
 routes:
+  - { name: mixed, match: { pathPrefix: /mixed }, stripPrefix: true, upstream: mixed }
+  - name: slowtoken
+    match: { pathPrefix: /slowtoken }
+    upstream: slowtoken
+    timeouts: { perTry: 500ms, total: 2s }
+    retry: { maxRetries: 0 }
   - { name: fresh, match: { pathPrefix: /fresh }, upstream: fresh }
   - { name: huge, match: { pathPrefix: /huge }, upstream: huge }
   - { name: keyed, match: { pathPrefix: /keyed }, stripPrefix: true, upstream: keyed }
@@ -205,6 +222,64 @@ describe('OAuth2 at its edges (SPEC §18)', () => {
     const huge = status.json<{ upstreams: { name: string; credentials: { expiresAt: string } }[] }>();
     const expiresAt = Date.parse(huge.upstreams.find((u) => u.name === 'huge')!.credentials.expiresAt);
     expect(expiresAt - Date.now()).toBeLessThan(366 * 24 * 3600 * 1000);
+  });
+});
+
+describe('more edges (SPEC §18)', () => {
+  it('a mixed-case secret as a header name or in a host (both reach the proxy lower-cased): refused, shown masked', async () => {
+    const res = await request(`${proxy.url}/plain/x`, { headers: { [`x-${MIXED}`]: '1' } });
+    expect(res.json<{ code: string }>().code).toBe('CREDENTIAL_LEAK');
+    const port = Number(new URL(proxy.url).port);
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: `http://${MIXED}.example/x` }, (answer) => {
+        answer.resume();
+        resolve(answer.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(403);
+    expect(proxy.accessLogs().at(-1)!.host).toBe('<redacted>.example');
+    expect(proxy.rawLogs().toLowerCase()).not.toContain(MIXED.toLowerCase());
+  });
+
+  it('a secret in the path to its own upstream is sent, and logged and journaled masked', async () => {
+    // KEY is also the OAuth2 client secret of other upstreams here; MIXED belongs to `mixed` alone.
+    const res = await request(`${proxy.url}/mixed/bot${MIXED}/send`);
+    expect(res.status).toBe(200);
+    expect(upstream.requests.at(-1)!.url).toBe(`/mixed/bot${MIXED}/send`);
+    expect(proxy.accessLogs().at(-1)!.path).toBe('/mixed/bot<redacted>/send');
+  });
+
+  it('the per-try timer running out while a token is fetched is a 504 timeout, not an internal error', async () => {
+    tokenAnswer = () => 'hang';
+    const res = await request(`${proxy.url}/slowtoken/x`);
+    expect(res.status).toBe(504);
+    expect(res.json<{ code: string }>().code).toBe('UPSTREAM_TIMEOUT');
+    expect(proxy.logs().some((l) => l.msg === 'internal error')).toBe(false);
+    tokenAnswer = (n) => ({
+      status: 200,
+      body: { access_token: `tok-${n}-0123456789`, token_type: 'Bearer', expires_in: 3600 },
+    });
+  });
+
+  it("a reload keeps an unchanged upstream's OAuth2 token: no new fetch", async () => {
+    expect((await request(`${proxy.url}/oauth/before-reload`)).status).toBe(200);
+    const before = fetches;
+    expect((await proxy.app.reload('test')).result).toBe('success');
+    expect((await request(`${proxy.url}/oauth/after-reload`)).status).toBe(200);
+    expect(fetches).toBe(before);
+  });
+
+  it('no secret in any log line, /status or /errors after all this', async () => {
+    const seen = [
+      proxy.rawLogs(),
+      (await request(`${proxy.adminUrl}/status`)).text,
+      (await request(`${proxy.adminUrl}/errors`)).text,
+      (await request(`${proxy.adminUrl}/config`)).text,
+    ].join('\n');
+    expect(seen).not.toContain(KEY);
+    expect(seen.toLowerCase()).not.toContain(MIXED.toLowerCase());
   });
 });
 
