@@ -16,6 +16,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultUpstream, type FaultUpstream, type ReceivedRequest } from '../fixtures/fault-upstream.js';
 import { request, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { skippingClock } from '../helpers/clock.js';
 
 const BEARER = 'sk-bearer-0123456789abcdef';
 const HEADER_KEY = 'azure-key-0123456789abcdef';
@@ -99,7 +100,8 @@ beforeAll(async () => {
     const url = req.url ?? '';
     const n = (seen.get(url) ?? 0) + 1;
     seen.set(url, n);
-    if (failing.get(url)?.has(n)) return { kind: 'respond', status: 503 };
+    // Retry-After: 3 on the proxy's clock (skipped at once): a retry is sent 3 s later, and signed for its time.
+    if (failing.get(url)?.has(n)) return { kind: 'respond', status: 503, headers: { 'retry-after': '3' } };
     if (refused.has(req.headers.authorization ?? '')) return { kind: 'respond', status: 401 };
     return { kind: 'echo' };
   });
@@ -134,6 +136,7 @@ forwardProxy: { enabled: true, allowHosts: ["127.0.0.1"], allowPorts: [${new URL
 `,
     {
       file: path.join(dir, 'breakwater.yaml'),
+      clock: skippingClock(),
       env: {
         AZURE_KEY: HEADER_KEY,
         AWS_ACCESS_KEY_ID: AWS_KEY_ID,
@@ -226,9 +229,13 @@ describe('OAuth2 client credentials (SPEC §18)', () => {
     });
     refused.add(`Bearer ${tokens.tokens.at(-1)}`);
     for (let n = 1; n <= 5; n++) refused.add(`Bearer bad-${tokens.requests.length + n}-0123456789`);
+    const fetchesBefore = tokens.requests.length;
     const res = await request(`${proxy.url}/oauth/twice`);
     expect(res.status).toBe(401);
     expect(res.headers['x-breakwater-attempts']).toBe('2');
+    // One refetch for the first 401; the second 401 drops that token too, but fetches nothing more itself.
+    expect(tokens.requests.length - fetchesBefore).toBe(1);
+    expect(at('/oauth/twice')).toHaveLength(2);
     const status = await request(`${proxy.adminUrl}/status`);
     const oauth = status.json<{ upstreams: { name: string; circuit: { state: string } }[] }>();
     expect(JSON.stringify(oauth)).not.toContain('"open"');
@@ -313,6 +320,9 @@ describe('AWS SigV4 (SPEC §18)', () => {
     expect(res.headers['x-breakwater-attempts']).toBe('2');
     const attempts = at('/aws/items');
     expect(attempts).toHaveLength(2);
+    // Signed afresh: the retry carries its own time (3 s later on the proxy's clock), and its own signature.
+    expect(attempts[1]!.headers['x-amz-date']).not.toBe(attempts[0]!.headers['x-amz-date']);
+    expect(attempts[1]!.headers.authorization).not.toBe(attempts[0]!.headers.authorization);
     for (const attempt of attempts) {
       await verifySigV4(attempt);
       expect(attempt.headers['x-amz-date']).not.toBe('20000101T000000Z');
