@@ -125,6 +125,8 @@ export interface Destination {
 /** The result of one attempt, or of the whole pipeline. */
 export interface AttemptResult {
   readonly classification: Classification;
+  /** A 401 to an OAuth2 token (SPEC §18): the token's matter, never a breaker failure whatever failOn lists. */
+  readonly tokenRefused?: boolean;
   /** The upstream's response when its headers arrived; its body not yet read. */
   readonly response?: UpstreamResponse;
   /**

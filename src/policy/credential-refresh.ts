@@ -17,10 +17,12 @@ export const credentialRefresh: Policy = {
     const credential = ctx.destination?.credential;
     if (!credential?.unauthorized || result.response?.statusCode !== 401) return result;
     credential.unauthorized(ctx.sentCredential);
-    if (ctx.flags.has('CREDENTIALS_REFRESHED') || !ctx.body.replayable || ctx.handshake) return result;
+    if (ctx.flags.has('CREDENTIALS_REFRESHED') || !ctx.body.replayable || ctx.handshake)
+      return { ...result, tokenRefused: true };
     ctx.flags.add('CREDENTIALS_REFRESHED');
     discardResponse(result.response);
-    return next(ctx, signal);
+    const again = await next(ctx, signal);
+    return again.response?.statusCode === 401 ? { ...again, tokenRefused: true } : again;
   },
   close() {},
 };

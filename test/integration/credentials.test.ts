@@ -124,6 +124,8 @@ upstreams:
   oauth:
     url: "${upstream.url}/oauth"
     credentials: { type: oauth2, tokenUrl: "${tokens.url}", clientId: breakwater, clientSecret: { file: client-secret }, scope: "read write" }
+    # failOn lists 401 and two calls decide: only the SPEC §18 rule keeps these 401s from opening it.
+    circuitBreaker: { failOn: [5xx, "401"], minimumRequests: 2, failureRate: 50, hold: 0s }
   aws:
     url: "${upstream.url}/aws"
     credentials: { type: aws-sigv4, region: eu-west-1, service: dynamodb }
@@ -236,6 +238,7 @@ describe('OAuth2 client credentials (SPEC §18)', () => {
     // One refetch for the first 401; the second 401 drops that token too, but fetches nothing more itself.
     expect(tokens.requests.length - fetchesBefore).toBe(1);
     expect(at('/oauth/twice')).toHaveLength(2);
+    expect((await request(`${proxy.url}/oauth/twice-again`)).status).toBe(401);
     const status = await request(`${proxy.adminUrl}/status`);
     const oauth = status.json<{ upstreams: { name: string; circuit: { state: string } }[] }>();
     expect(JSON.stringify(oauth)).not.toContain('"open"');

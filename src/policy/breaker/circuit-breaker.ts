@@ -188,8 +188,12 @@ export function createUpstreamBreaker(
       circuit.release(admitted);
       throw error;
     }
-    // A provider rule's decision outranks failOn (SPEC §14).
-    const failed = result.classification.rule?.breakerFailure ?? isFailure(result.classification);
+    // A provider rule's decision outranks failOn (SPEC §14). A 401 to an OAuth2 token is the token's matter, never
+    // the upstream's failure, whatever failOn lists (SPEC §18).
+    const failed =
+      result.tokenRefused === true
+        ? false
+        : (result.classification.rule?.breakerFailure ?? isFailure(result.classification));
     const at = now();
     circuit.record(admitted, failed, at);
     // A failed probe of an upstream down for longer than `hold`: a retry
