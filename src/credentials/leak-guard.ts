@@ -35,51 +35,103 @@ const HEADER_NAME = "a header's name";
 const valueOf = (value: string | string[] | undefined): string =>
   typeof value === 'string' ? value : value === undefined ? '' : value.join('\n');
 
-/** Where `secret` is in the headers (a name, or a value as sent or percent-decoded), if anywhere. */
-function inHeaders(headers: IncomingHttpHeaders, secret: string): string | undefined {
-  for (const name in headers) {
-    const value = valueOf(headers[name]);
-    // A name that holds it is never named.
-    if (name.includes(secret.toLowerCase())) return HEADER_NAME;
-    if (value.includes(secret)) return name;
-    if (value.includes('%') && decoded(value).includes(secret)) return name;
-  }
-  return undefined;
+/**
+ * A request as the guard reads it, each text built once: the header names, the values as sent and
+ * percent-decoded, the URL both ways. Joined with line feeds, which no secret holds (they must be sendable), so
+ * no match spans two headers, and each secret costs one scan of each text rather than one per header (a client
+ * sending 150 headers full of escapes made the guard decode each of them once per secret: 0.7 ms a request).
+ */
+interface RequestView {
+  readonly names: string;
+  readonly values: string;
+  readonly decodedValues: string;
+  readonly url: string;
+  readonly decodedUrl: string;
 }
 
+function viewOf(headers: IncomingHttpHeaders, url: string): RequestView {
+  const names: string[] = [];
+  const values: string[] = [];
+  for (const name in headers) {
+    names.push(name);
+    values.push(valueOf(headers[name]));
+  }
+  const joined = values.join('\n');
+  return {
+    names: names.join('\n'),
+    values: joined,
+    decodedValues: joined.includes('%') ? decoded(joined) : joined,
+    url,
+    decodedUrl: url.includes('%') ? decoded(url) : url,
+  };
+}
+
+/** The header whose value holds `secret` (as sent or decoded): looked for only once a leak is known. */
+function headerHolding(headers: IncomingHttpHeaders, secret: string): string {
+  for (const name in headers) {
+    const value = valueOf(headers[name]);
+    if (value.includes(secret) || (value.includes('%') && decoded(value).includes(secret))) return name;
+  }
+  return 'a header';
+}
+
+/** Lower-case forms of the secrets (header names and hosts arrive lower-cased), kept rather than made per request. */
+const LOWER_KEPT = 256;
+
 export class LeakGuard {
+  private readonly lower = new Map<string, string>();
+
   constructor(private readonly held: readonly { readonly owner: string; readonly credential: Credential }[]) {}
+
+  private lowerOf(secret: string): string {
+    let lower = this.lower.get(secret);
+    if (lower === undefined) {
+      // Rotated secrets and tokens come and go: the map is bounded.
+      if (this.lower.size >= LOWER_KEPT) this.lower.clear();
+      lower = secret.toLowerCase();
+      this.lower.set(secret, lower);
+    }
+    return lower;
+  }
 
   /** The first managed secret of another upstream than `destination` (null: not an upstream) the request carries. */
   find(headers: IncomingHttpHeaders, url: string, destination: string | null): Leak | undefined {
-    let plain: string | undefined;
+    let view: RequestView | undefined;
     for (const { owner, credential } of this.held) {
       if (owner === destination) continue;
       for (const secret of credential.secrets()) {
-        const where = inHeaders(headers, secret);
-        if (where !== undefined) return { where, owner, secret };
-        plain ??= url.includes('%') ? decoded(url) : url;
-        if (url.includes(secret) || plain.includes(secret)) return { where: 'url', owner, secret };
+        view ??= viewOf(headers, url);
+        // A name that holds it is never named.
+        if (view.names.includes(this.lowerOf(secret))) return { where: HEADER_NAME, owner, secret };
+        if (view.values.includes(secret) || view.decodedValues.includes(secret))
+          return { where: headerHolding(headers, secret), owner, secret };
+        if (view.url.includes(secret) || view.decodedUrl.includes(secret)) return { where: 'url', owner, secret };
       }
     }
     return undefined;
   }
 
+  /** `text` with each secret, and its lower-case form, replaced. */
+  private replaceAll(text: string): string {
+    let out = text;
+    for (const { credential } of this.held)
+      for (const secret of credential.secrets()) {
+        if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+        const lower = this.lowerOf(secret);
+        if (out.includes(lower)) out = out.split(lower).join(REDACTED);
+      }
+    return out;
+  }
+
   /**
-   * `text` (a path, a host, an upstream's error body) with every managed secret replaced; percent-decoded first
-   * when a secret hides in its escapes, whatever their case.
+   * `text` (a path, a host) with every managed secret replaced; percent-decoded first when a secret hides in its
+   * escapes, whatever their case. A host and header names reach us in lower case: their secrets too.
    */
   mask(text: string): string {
-    // A host and header names reach us in lower case: their secrets too.
-    const secrets = this.held.flatMap(({ credential }) =>
-      credential.secrets().flatMap((secret) => [secret, secret.toLowerCase()]),
-    );
-    const replace = (from: string) =>
-      secrets.reduce((out, secret) => (out.includes(secret) ? out.split(secret).join(REDACTED) : out), from);
-    const out = replace(text);
+    const out = this.replaceAll(text);
     if (!out.includes('%')) return out;
     const plain = decoded(out);
-    const masked = replace(plain);
+    const masked = this.replaceAll(plain);
     return masked === plain ? out : masked;
   }
 
