@@ -12,7 +12,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import * as oauth from 'oauth4webapi';
 import { HEADER_SAFE } from '../config/credential-checks.js';
 import type { CredentialsConfig } from '../config/types.js';
-import type { Signal } from '../lib/signal.js';
+import { untilAborted, type Signal } from '../lib/signal.js';
 import { BreakwaterError, type ProviderNote } from '../errors/breakwater-error.js';
 import { guarded, type Credential, type CredentialStatus } from './credential.js';
 import type { SecretDeps, SecretSource } from './secret-source.js';
@@ -239,24 +239,6 @@ export class OAuth2Credential implements Credential {
     };
     return this.token;
   }
-}
-
-/** `promise`, or the signal's reason when it aborts first. */
-function untilAborted<T>(promise: Promise<T>, signal: Signal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolve, reject) => {
-    const stop = signal.onAbort(() => reject(signal.reason as Error));
-    promise.then(
-      (value) => {
-        stop();
-        resolve(value);
-      },
-      (error: unknown) => {
-        stop();
-        reject(error as Error);
-      },
-    );
-  });
 }
 
 /** A response's text, at most `cap` bytes read (the rest is cancelled). */

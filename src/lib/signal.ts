@@ -54,3 +54,21 @@ export class Cancellation implements Signal {
 }
 
 function noop(): void {}
+
+/** `promise`, or the signal's reason when it aborts first (the promise goes on for whoever else waits on it). */
+export function untilAborted<T>(promise: Promise<T>, signal: Signal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const stop = signal.onAbort(() => reject(signal.reason as Error));
+    promise.then(
+      (value) => {
+        stop();
+        resolve(value);
+      },
+      (error: unknown) => {
+        stop();
+        reject(error as Error);
+      },
+    );
+  });
+}

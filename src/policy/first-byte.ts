@@ -7,7 +7,7 @@
  */
 import { formatDuration } from '../config/units.js';
 import { DeadlineExceeded } from '../errors/deadline-exceeded.js';
-import { Cancellation, type Signal } from '../lib/signal.js';
+import { Cancellation, untilAborted, type Signal } from '../lib/signal.js';
 import { classifyAbort, type Classification } from '../upstream/classify.js';
 import { describeUpstream, type UpstreamTarget } from '../upstream/forward.js';
 import type { BodyBegin, UpstreamResponse } from '../upstream/response.js';
@@ -56,13 +56,7 @@ export function firstByteTimer(
 
 /** How the body began; rejects with the signal's reason when it aborts first. */
 function awaitBegin(response: UpstreamResponse, signal: Signal): Promise<BodyBegin> {
-  return new Promise((resolve, reject) => {
-    const stop = signal.onAbort(() => reject(signal.reason as Error));
-    response.whenBegun((how) => {
-      stop();
-      resolve(how);
-    });
-  });
+  return untilAborted(new Promise<BodyBegin>((resolve) => response.whenBegun(resolve)), signal);
 }
 
 /**

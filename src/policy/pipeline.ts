@@ -52,6 +52,8 @@ export interface SharedPolicies {
   readonly retryCounts?: RetryCounts;
   /** The upstream's idempotency-key header (SPEC §18), lower case. */
   readonly idempotencyHeader?: string;
+  /** A target of the upstream holds OAuth2 credentials (SPEC §18): the refresh layer is needed. */
+  readonly refreshesTokens?: boolean;
 }
 
 /**
@@ -100,7 +102,8 @@ export function createRoutePipeline(
     // 4a. An OAuth2 401 (SPEC §18): the request sent once more with a new
     //     token; inside the breaker (one call, the second answer), outside
     //     the per-try timeout (a timer for each send).
-    credentialRefresh,
+    //     Only on an upstream with OAuth2 credentials: no await for the others.
+    ...(shared.refreshesTokens ? [credentialRefresh] : []),
     // 5. Per-try timeout: one timer per attempt, cut to what is left of
     //    the deadline, until response headers.
     createPerTryTimeout(route.timeouts, deps),

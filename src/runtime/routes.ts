@@ -176,6 +176,7 @@ export function buildRoute(
       failover,
       retryCounts: upstream?.retryCounts,
       idempotencyHeader: upstream?.config.idempotencyKeys.header,
+      refreshesTokens: upstream?.targets.some((target) => target.credential?.type === 'oauth2') ?? false,
     }),
   };
 }
