@@ -77,6 +77,8 @@ export class OAuth2Credential implements Credential {
   private failure: { error: BreakwaterError; until: number } | null = null;
   private lastError: string | null = null;
   private readonly retired: string[] = [];
+  /** What secrets() returns, until a token or the client secret changes. */
+  private held: readonly string[] | null = null;
   private readonly server: oauth.AuthorizationServer;
   private readonly client: oauth.Client;
   readonly sources: readonly SecretSource[];
@@ -92,6 +94,7 @@ export class OAuth2Credential implements Credential {
     this.server = { issuer: url.origin, token_endpoint: config.tokenUrl };
     this.client = { client_id: config.clientId };
     this.sources = [clientSecret];
+    clientSecret.onChange(() => (this.held = null));
   }
 
   apply(headers: OutgoingHttpHeaders, _request: unknown, signal: Signal): void | Promise<void> {
@@ -115,12 +118,18 @@ export class OAuth2Credential implements Credential {
   }
 
   secrets(): readonly string[] {
-    // Tokens dropped or replaced stay secret: a 401 body may echo one after it was dropped.
-    return guarded([this.clientSecret.value, ...(this.token ? [this.token.value] : []), ...this.retired]);
+    // Tokens dropped or replaced stay secret: a 401 body may echo one after it was dropped. Built again only
+    // when a token or the client secret changed: the leak guard asks on every request.
+    return (this.held ??= guarded([
+      this.clientSecret.value,
+      ...(this.token ? [this.token.value] : []),
+      ...this.retired,
+    ]));
   }
 
   /** A token that is no longer in use, remembered (the last few) for the guard and the journal's masking. */
   private retire(token: Token | null): void {
+    this.held = null;
     if (!token || this.retired.includes(token.value)) return;
     this.retired.unshift(token.value);
     this.retired.length = Math.min(this.retired.length, RETIRED_KEPT);

@@ -31,6 +31,7 @@ export class SigV4Credential implements Credential {
   readonly type = 'aws-sigv4';
   readonly managed = SIGV4_MANAGED;
   readonly sources: readonly SecretSource[];
+  private held: readonly string[] | null = null;
 
   constructor(
     private readonly config: SigV4Config,
@@ -42,6 +43,7 @@ export class SigV4Credential implements Credential {
     private readonly wall: () => number,
   ) {
     this.sources = [keys.accessKeyId, keys.secretAccessKey, ...(keys.sessionToken ? [keys.sessionToken] : [])];
+    for (const source of this.sources) source.onChange(() => (this.held = null));
   }
 
   apply(headers: OutgoingHttpHeaders, request: SendingRequest): void {
@@ -89,10 +91,11 @@ export class SigV4Credential implements Credential {
   }
 
   secrets(): readonly string[] {
-    return guarded([
+    // Built again only when a key file changed: the leak guard asks on every request.
+    return (this.held ??= guarded([
       this.keys.secretAccessKey.value,
       ...(this.keys.sessionToken ? [this.keys.sessionToken.value] : []),
-    ]);
+    ]));
   }
 
   status(): CredentialStatus {
